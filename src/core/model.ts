@@ -1,0 +1,199 @@
+// Domain model: Singularity-shaped requests, deploys and tasks, after validation and
+// normalisation (legacy fields mapped, defaults applied). Pure data, no behaviour.
+
+export const REQUEST_TYPES = ['SERVICE', 'WORKER', 'SCHEDULED', 'ON_DEMAND', 'RUN_ONCE'] as const;
+export type RequestType = (typeof REQUEST_TYPES)[number];
+
+export const REQUEST_STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING', 'DELETED', 'FINISHED'] as const;
+export type RequestState = (typeof REQUEST_STATES)[number];
+
+export interface FledgeRequest {
+  id: string;
+  requestType: RequestType;
+  instances: number;
+  loadBalanced: boolean;
+  owners?: string[];
+  schedule?: string;
+  numRetriesOnFailure?: number;
+  skipHealthchecks?: boolean;
+  /** Accepted Singularity fields Fledge stores but does not act on. */
+  extra?: Record<string, unknown>;
+}
+
+export interface HealthcheckOptions {
+  uri: string;
+  portIndex: number;
+  portNumber?: number;
+  protocol: 'HTTP' | 'HTTPS';
+  method: 'GET' | 'POST';
+  startupDelaySeconds: number;
+  startupTimeoutSeconds: number;
+  startupIntervalSeconds: number;
+  intervalSeconds: number;
+  responseTimeoutSeconds: number;
+  maxRetries: number;
+  failureStatusCodes: number[];
+}
+
+export const ACCEPTANCE_MODES = ['NONE', 'TIMED', 'CHECKS', 'MANUAL'] as const;
+export type AcceptanceMode = (typeof ACCEPTANCE_MODES)[number];
+
+export interface CanaryDeploySettings {
+  enableCanaryDeploy: boolean;
+  instanceGroupSize: number;
+  acceptanceMode: AcceptanceMode;
+  waitMillisBetweenGroups: number;
+  allowedTasksFailuresPerGroup: number;
+  canaryCycleCount: number;
+}
+
+export interface AcceptanceCheckSpec {
+  name: string;
+  type: 'http' | 'command' | 'manual' | 'prometheus';
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  failOnError: boolean;
+  /** type-specific fields (url, method, expectStatus, jsonPath, equals, command, query, max...) */
+  options: Record<string, unknown>;
+}
+
+export interface Resources {
+  cpus: number;
+  memoryMb: number;
+  numPorts: number;
+  diskMb: number;
+}
+
+export interface Deploy {
+  requestId: string;
+  id: string;
+  command?: string;
+  arguments?: string[];
+  env: Record<string, string>;
+  /** per instance number ("1", "2"...) */
+  taskEnv: Record<string, Record<string, string>>;
+  resources: Resources;
+  metadata?: Record<string, string>;
+  version?: string;
+  healthcheck?: HealthcheckOptions;
+  considerHealthyAfterRunningForSeconds: number;
+  deployHealthTimeoutSeconds: number;
+  skipHealthchecksOnDeploy: boolean;
+  serviceBasePath?: string;
+  loadBalancerGroups?: string[];
+  loadBalancerPortIndex: number;
+  loadBalancerOptions?: Record<string, unknown>;
+  loadBalancerDomains?: string[];
+  loadBalancerAdditionalRoutes?: string[];
+  loadBalancerServiceIdOverride?: string;
+  loadBalancerUpstreamGroup: string;
+  loadBalancerTimeoutSeconds: number;
+  canaryDeploySettings: CanaryDeploySettings;
+  acceptanceChecks: AcceptanceCheckSpec[];
+  acceptanceTimeoutSeconds: number;
+  /** Accepted Singularity fields Fledge stores but does not act on. */
+  extra?: Record<string, unknown>;
+  timestamp: number;
+}
+
+export const LIVE_TASK_STATES = ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING'] as const;
+export const DONE_TASK_STATES = ['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST', 'TASK_ERROR'] as const;
+export type LiveTaskState = (typeof LIVE_TASK_STATES)[number];
+export type DoneTaskState = (typeof DONE_TASK_STATES)[number];
+export type TaskState = LiveTaskState | DoneTaskState;
+
+export function isLive(state: TaskState): state is LiveTaskState {
+  return (LIVE_TASK_STATES as readonly string[]).includes(state);
+}
+
+/** Singularity's task id object. */
+export interface TaskId {
+  requestId: string;
+  deployId: string;
+  startedAt: number;
+  instanceNo: number;
+  host: string;
+  sanitizedHost: string;
+  rackId: string;
+  sanitizedRackId: string;
+  id: string;
+}
+
+export interface HealthResult {
+  timestamp: number;
+  statusCode?: number;
+  durationMillis: number;
+  /** first bytes of the body */
+  responseBody?: string;
+  errorMessage?: string;
+  /** true while the port still refuses connections */
+  startup: boolean;
+}
+
+export type HealthState = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY';
+
+export interface TaskHealth {
+  state: HealthState;
+  /** why UNHEALTHY, in deploys.md words */
+  message?: string;
+  /** when the task became HEALTHY */
+  healthyAt?: number;
+  results: HealthResult[];
+}
+
+export type LbOpState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';
+
+export interface TaskLbState {
+  add?: { operationId: string; state: LbOpState; timestamp: number };
+  remove?: { operationId: string; state: LbOpState; timestamp: number };
+}
+
+export interface TaskUpdate {
+  state: TaskState;
+  timestamp: number;
+  message?: string;
+}
+
+/** Why a live task is being stopped; set by the engine when it decides to stop it. */
+export type CleanupReason =
+  | 'SCALING_DOWN'
+  | 'DEPLOY_REPLACED'
+  | 'DEPLOY_FAILED'
+  | 'DEPLOY_CANCELED'
+  | 'BOUNCING'
+  | 'PAUSING'
+  | 'REQUEST_DELETING'
+  | 'USER_REQUESTED'
+  | 'UNHEALTHY'
+  | 'DEPLOY_STEP_FAILED';
+
+export interface TaskRecord {
+  taskId: TaskId;
+  state: TaskState;
+  /** runtime handle, opaque outside the runtime; absent until the runtime started it */
+  handle?: Record<string, unknown>;
+  ports: number[];
+  health: TaskHealth;
+  lb: TaskLbState;
+  updates: TaskUpdate[];
+  exitCode?: number | null;
+  signal?: string | null;
+  /** set when the engine decided to stop this task */
+  cleanup?: { reason: CleanupReason; timestamp: number; message?: string };
+  /** the runtime could not place it yet, and why */
+  waitingReason?: string;
+  runningAt?: number;
+  doneAt?: number;
+}
+
+export interface RequestRecord {
+  request: FledgeRequest;
+  state: RequestState;
+  activeDeployId?: string;
+  pendingDeployId?: string;
+  /** a bounce in progress: tasks started before this time are replaced */
+  bounce?: { startedAt: number; message?: string };
+  /** crash-loop backoff per instance number: next start not before `until` */
+  backoff?: Record<string, { failures: number; until: number }>;
+  timestamp: number;
+}

@@ -1,0 +1,71 @@
+// The task runtime: where and how a task's process runs. One interface, one folder per
+// implementation (process/, fake/), one contract suite (contract.case.ts).
+
+export interface TaskSpec {
+  /** Fledge's task id string; the runtime's idempotency key */
+  taskId: string;
+  requestId: string;
+  deployId: string;
+  instanceNo: number;
+  /** run through a shell */
+  command?: string;
+  /** argv, no shell; takes precedence over command when both are set */
+  arguments?: string[];
+  /** merged env (deploy env + taskEnv entry); the runtime adds PORT*, TASK_ID... */
+  env: Record<string, string>;
+  numPorts: number;
+  cpus: number;
+  memoryMb: number;
+}
+
+/** Opaque to everything but the runtime that made it; persisted as JSON on the task. */
+export type TaskHandle = Record<string, unknown> & { taskId: string };
+
+export type StartResult =
+  | { kind: 'started'; handle: TaskHandle; ports: number[] }
+  /** not enough capacity now; try again later */
+  | { kind: 'waiting'; reason: string }
+  /** the spec can never run (bad command path, etc.) */
+  | { kind: 'error'; message: string };
+
+export type TaskStatus =
+  | { state: 'running'; pid?: number; startedAt: number }
+  | { state: 'exited'; exitCode: number | null; signal: string | null; finishedAt: number }
+  /** the runtime has no record of this task at all (e.g. sandbox deleted) */
+  | { state: 'lost'; message: string };
+
+export interface RuntimeCapabilities {
+  name: string;
+  containers: boolean;
+}
+
+export interface LogChunk {
+  path: string;
+  offset: number;
+  data: string;
+  /** next offset to read from */
+  nextOffset: number;
+}
+
+export interface Runtime {
+  capabilities(): RuntimeCapabilities;
+  /** Idempotent per spec.taskId: a second call returns the live task's handle. */
+  start(spec: TaskSpec): Promise<StartResult>;
+  inspect(handle: TaskHandle): Promise<TaskStatus>;
+  /** SIGTERM (or equivalent), then SIGKILL after graceMs. Resolves when the task is gone. Idempotent. */
+  stop(handle: TaskHandle, graceMs: number): Promise<void>;
+  /**
+   * Re-attach after a scheduler restart. Resolves with the current status; from then on
+   * exits are reported through onExit like for tasks this process started.
+   */
+  recover(handle: TaskHandle): Promise<TaskStatus>;
+  /** Find a task started before a crash whose handle was never persisted. */
+  find(taskId: string): Promise<TaskHandle | undefined>;
+  logs(handle: TaskHandle, path: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk>;
+  /** Called once per task exit (started or recovered tasks alike). */
+  onExit(listener: (taskId: string, status: Extract<TaskStatus, { state: 'exited' }>) => void): void;
+  /** Release resources held for a task that is gone (ports, capacity). Idempotent. */
+  release(handle: TaskHandle): Promise<void>;
+  /** Stop watching (timers, watchers). Never stops tasks: they outlive the scheduler. */
+  close(): Promise<void>;
+}
