@@ -194,6 +194,8 @@ export interface RequestRecord {
   /** a bounce in progress: tasks started before this time are replaced */
   bounce?: { startedAt: number; message?: string };
   /** crash-loop backoff per instance number: next start not before `until` */
-  backoff?: Record<string, { failures: number; until: number }>;
+  backoff?: Record<string, { failures: number; until: number; lastTaskId: string }>;
+  /** the steady-state LB operation in flight (the pending deploy keeps its own) */
+  lbOperation?: { operationId: string; add: string[]; remove: string[]; startedAt: number };
   timestamp: number;
 }

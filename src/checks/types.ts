@@ -1,0 +1,29 @@
+// Acceptance checks (deploys.md §4): server hooks and deploy-declared checks share this contract.
+import type { DeployProgress } from '../core/deploy/types.ts';
+import type { AcceptanceCheckSpec, Deploy, FledgeRequest, TaskId } from '../core/model.ts';
+
+export interface CheckContext {
+  request: FledgeRequest;
+  deploy: Deploy;
+  progress: DeployProgress;
+  step: number;
+  taskIds: { newActive: TaskId[]; newInactive: TaskId[]; otherActive: TaskId[] };
+  /** aborts when the check's timeout passes */
+  signal: AbortSignal;
+}
+
+export interface CheckAnswer {
+  state: 'PENDING' | 'SUCCEEDED' | 'FAILED';
+  message: string;
+}
+
+export interface Check {
+  readonly name: string;
+  /** how often a PENDING check is asked again */
+  readonly intervalSeconds: number;
+  readonly timeoutSeconds: number;
+  readonly failOnError: boolean;
+  evaluate(context: CheckContext): Promise<CheckAnswer>;
+}
+
+export type CheckFactory = (spec: AcceptanceCheckSpec) => Check;

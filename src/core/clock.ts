@@ -1,0 +1,20 @@
+/** The only source of time for the engine; tests inject a steppable one. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+export class ManualClock implements Clock {
+  constructor(private time = 1_700_000_000_000) {}
+  now(): number {
+    return this.time;
+  }
+  advance(ms: number): number {
+    this.time += ms;
+    return this.time;
+  }
+  set(time: number): void {
+    this.time = time;
+  }
+}

@@ -1,0 +1,104 @@
+// Runs acceptance checks at the edge and keeps their latest answers for the engine to observe.
+// Answers live in memory: after a restart the checks are simply asked again (they are idempotent).
+import type { CheckResult } from '../core/deploy/types.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Logger } from '../logger.ts';
+import type { Store } from '../store/types.ts';
+import type { Check, CheckContext, CheckFactory } from '../checks/types.ts';
+import { isLive } from '../core/model.ts';
+
+export interface CheckRunnerDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  /** deploy-declared check types (http, command, …) */
+  factories: Record<string, CheckFactory>;
+  /** server-wide hooks applying to every CHECKS deploy */
+  serverChecks: Check[];
+}
+
+export class CheckRunner {
+  readonly #d: CheckRunnerDeps;
+  /** `${requestId}/${deployId}` → name → latest answer */
+  readonly #results = new Map<string, Map<string, CheckResult>>();
+
+  constructor(deps: CheckRunnerDeps) {
+    this.#d = deps;
+  }
+
+  get serverCheckNames(): string[] {
+    return this.#d.serverChecks.map((c) => c.name);
+  }
+
+  results(requestId: string, deployId: string): CheckResult[] {
+    return [...(this.#results.get(`${requestId}/${deployId}`)?.values() ?? [])];
+  }
+
+  /** Ask each named check once (if its interval has passed), then call done. */
+  async run(requestId: string, deployId: string, step: number, names: string[], done: () => void): Promise<void> {
+    const { store, clock } = this.#d;
+    const key = `${requestId}/${deployId}`;
+    const answers = this.#results.get(key) ?? new Map<string, CheckResult>();
+    this.#results.set(key, answers);
+    const [record, deploy, pending] = await Promise.all([
+      store.getRequest(requestId),
+      store.getDeploy(requestId, deployId),
+      store.getPending(requestId),
+    ]);
+    if (!record || !deploy || !pending || pending.deployId !== deployId) return;
+    const tasks = await store.listTasks({ requestId, live: true });
+    const taskIds = {
+      newActive: tasks.filter((t) => t.taskId.deployId === deployId && t.health.state === 'HEALTHY' && !t.cleanup).map((t) => t.taskId),
+      newInactive: tasks.filter((t) => t.taskId.deployId === deployId && (t.health.state !== 'HEALTHY' || t.cleanup)).map((t) => t.taskId),
+      otherActive: tasks.filter((t) => t.taskId.deployId !== deployId && isLive(t.state) && !t.cleanup).map((t) => t.taskId),
+    };
+    let soonest = Infinity;
+    await Promise.all(
+      names.map(async (name) => {
+        const check = this.#checkFor(deploy, name);
+        const previous = answers.get(name);
+        const now = clock.now();
+        if (previous && previous.step === step) {
+          if (previous.state !== 'PENDING') return;
+          const due = previous.at + (check?.intervalSeconds ?? 5) * 1000;
+          if (now < due) {
+            soonest = Math.min(soonest, due);
+            return;
+          }
+        }
+        const answer = check
+          ? await this.#ask(check, { request: record.request, deploy, progress: pending.progress, step, taskIds })
+          : { state: 'FAILED' as const, message: `No check named ${name} is configured on this server` };
+        answers.set(name, { deployId, step, name, state: answer.state, message: answer.message, at: clock.now() });
+        if (answer.state === 'PENDING') soonest = Math.min(soonest, clock.now() + (check?.intervalSeconds ?? 5) * 1000);
+      }),
+    );
+    done();
+    if (Number.isFinite(soonest)) {
+      const timer = setTimeout(done, Math.max(0, soonest - clock.now()));
+      timer.unref();
+    }
+  }
+
+  #checkFor(deploy: { acceptanceChecks: { name: string; type: string }[] }, name: string): Check | undefined {
+    const server = this.#d.serverChecks.find((c) => c.name === name);
+    if (server) return server;
+    const spec = (deploy as import('../core/model.ts').Deploy).acceptanceChecks.find((c) => c.name === name);
+    if (!spec) return undefined;
+    const factory = this.#d.factories[spec.type];
+    return factory?.(spec);
+  }
+
+  async #ask(check: Check, context: Omit<CheckContext, 'signal'>) {
+    const signal = AbortSignal.timeout(check.timeoutSeconds * 1000);
+    try {
+      return await check.evaluate({ ...context, signal });
+    } catch (err) {
+      this.#d.logger.warn({ err, check: check.name }, 'acceptance check threw');
+      return check.failOnError
+        ? { state: 'FAILED' as const, message: `Error: ${errorMessage(err)}` }
+        : { state: 'SUCCEEDED' as const, message: `Ignored err: ${errorMessage(err)}` };
+    }
+  }
+}

@@ -1,0 +1,411 @@
+// Runs the engine's actions against the runtime, balancer and checks, and turns what they
+// report (exits, health results, LB states) back into persisted task state. Every action is
+// idempotent and deduplicated while in flight.
+import type { Balancer, LbOperationStatus, Upstream } from '../balancers/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { EventBus } from '../core/events.ts';
+import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
+import type { Logger } from '../logger.ts';
+import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
+import type { Store } from '../store/types.ts';
+import type { CheckRunner } from './checks.ts';
+import type { KeyedMutex } from './locks.ts';
+
+/** What the loop needs of health checking; results come back through onHealthResult. */
+export interface HealthWatcher {
+  watch(
+    task: { taskId: string; host: string; ports: number[]; runningAt: number },
+    options: Deploy['healthcheck'],
+    considerHealthyAfterRunningForSeconds: number,
+    previous: HealthResult[],
+  ): void;
+  unwatch(taskId: string): void;
+  close(): Promise<void>;
+}
+
+export interface ExecutorDeps {
+  store: Store;
+  runtime: Runtime;
+  balancer?: Balancer;
+  health: HealthWatcher;
+  checks: CheckRunner;
+  clock: Clock;
+  logger: Logger;
+  settings: EngineSettings;
+  locks: KeyedMutex;
+  events: EventBus;
+  wake: (requestId: string) => void;
+}
+
+const MAX_HEALTH_RESULTS = 20;
+const UPSTREAM_HOST = '127.0.0.1';
+
+export class Executor {
+  readonly #d: ExecutorDeps;
+  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #lbStates = new Map<string, LbOperationStatus>();
+  /** request id of each LB operation we issued, to wake the right request */
+  readonly #lbRequest = new Map<string, string>();
+
+  constructor(deps: ExecutorDeps) {
+    this.#d = deps;
+    deps.runtime.onExit((taskId, status) => void this.#recordExit(taskId, status));
+    deps.balancer?.onChange((status) => {
+      this.#lbStates.set(status.operationId, status);
+      const requestId = this.#lbRequest.get(status.operationId);
+      if (requestId) deps.wake(requestId);
+    });
+  }
+
+  run(requestId: string, action: Action): void {
+    const key =
+      action.kind === 'startTask' || action.kind === 'stopTask'
+        ? `${action.kind}:${action.taskId}`
+        : action.kind === 'runChecks'
+          ? `checks:${requestId}:${action.deployId}:${action.step}`
+          : `${action.kind}:${action.operationId}`;
+    if (this.#inflight.has(key)) return;
+    const work = this.#execute(requestId, action)
+      .catch((err) => this.#d.logger.error({ err, requestId, action }, `action ${action.kind} failed`))
+      .finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, work);
+  }
+
+  async #execute(requestId: string, action: Action): Promise<void> {
+    switch (action.kind) {
+      case 'startTask':
+        return this.#startTask(action.taskId);
+      case 'stopTask':
+        return this.#stopTask(action.taskId);
+      case 'lbApply':
+        return this.#lbApply(requestId, action.operationId, action.add, action.remove);
+      case 'lbCancel': {
+        const status = await this.#d.balancer?.cancel(action.operationId);
+        if (status) this.#lbStates.set(status.operationId, status);
+        return;
+      }
+      case 'runChecks':
+        return this.#d.checks.run(requestId, action.deployId, action.step, action.names, () => this.#d.wake(requestId));
+    }
+  }
+
+  // ---- tasks ---------------------------------------------------------------------------
+
+  async #startTask(taskId: string): Promise<void> {
+    const { store, runtime } = this.#d;
+    const task = await store.getTask(taskId);
+    if (!task || !isLive(task.state) || task.handle) return;
+    const deploy = await store.getDeploy(task.taskId.requestId, task.taskId.deployId);
+    if (!deploy) return;
+    if (task.cleanup) {
+      // Never started and already unwanted: it is done.
+      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      return;
+    }
+    const found = await runtime.find(taskId);
+    if (found) {
+      const status = await runtime.recover(found);
+      await this.#adopt(taskId, found, status);
+      return;
+    }
+    const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}) };
+    const result = await runtime.start({
+      taskId,
+      requestId: task.taskId.requestId,
+      deployId: task.taskId.deployId,
+      instanceNo: task.taskId.instanceNo,
+      ...(deploy.command !== undefined ? { command: deploy.command } : {}),
+      ...(deploy.arguments !== undefined ? { arguments: deploy.arguments } : {}),
+      env,
+      numPorts: deploy.resources.numPorts,
+      cpus: deploy.resources.cpus,
+      memoryMb: deploy.resources.memoryMb,
+    });
+    const now = this.#d.clock.now();
+    if (result.kind === 'waiting') {
+      await this.#updateTask(taskId, (t) =>
+        t.waitingReason === result.reason ? undefined : { ...t, waitingReason: result.reason },
+      );
+      return;
+    }
+    if (result.kind === 'error') {
+      await this.#updateTask(taskId, (t) => finish(t, 'TASK_ERROR', now, result.message));
+      return;
+    }
+    const started = await this.#updateTask(taskId, (t) => {
+      const next: TaskRecord = { ...t, handle: result.handle, ports: result.ports, state: 'TASK_RUNNING', runningAt: now };
+      delete next.waitingReason;
+      next.updates = [...t.updates, { state: 'TASK_STARTING', timestamp: now }, { state: 'TASK_RUNNING', timestamp: now }];
+      if (!isLive(t.state)) return undefined;
+      return next;
+    });
+    if (started) this.#watchHealth(started, deploy);
+  }
+
+  /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
+  async #adopt(taskId: string, handle: TaskHandle, status: TaskStatus): Promise<void> {
+    const now = this.#d.clock.now();
+    const adopted = await this.#updateTask(taskId, (t) => {
+      if (!isLive(t.state)) return undefined;
+      const ports = Array.isArray(handle.ports) ? (handle.ports as number[]) : t.ports;
+      if (status.state === 'running') {
+        if (t.handle && t.state !== 'TASK_LAUNCHED') return undefined;
+        return {
+          ...t,
+          handle,
+          ports,
+          state: t.state === 'TASK_LAUNCHED' ? 'TASK_RUNNING' : t.state,
+          runningAt: t.runningAt ?? status.startedAt,
+          updates: t.state === 'TASK_LAUNCHED' ? [...t.updates, { state: 'TASK_RUNNING', timestamp: now }] : t.updates,
+        };
+      }
+      return { ...t, handle, ports };
+    });
+    if (status.state === 'exited') await this.#recordExit(taskId, status);
+    if (status.state === 'lost') await this.#updateTask(taskId, (t) => finish(t, 'TASK_LOST', now, status.message));
+    if (adopted && status.state === 'running') {
+      const deploy = await this.#d.store.getDeploy(adopted.taskId.requestId, adopted.taskId.deployId);
+      if (deploy) this.#watchHealth(adopted, deploy);
+    }
+  }
+
+  #watchHealth(task: TaskRecord, deploy: Deploy): void {
+    if (task.health.state !== 'UNKNOWN' || task.cleanup) return;
+    const request = task.taskId.requestId;
+    void this.#d.store.getRequest(request).then((record) => {
+      if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
+        void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
+        return;
+      }
+      this.#d.health.watch(
+        { taskId: task.taskId.id, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+        deploy.healthcheck,
+        deploy.considerHealthyAfterRunningForSeconds,
+        task.health.results,
+      );
+    });
+  }
+
+  /** A health probe answered (or the no-healthcheck timer passed). */
+  async onHealthResult(
+    taskId: string,
+    result: HealthResult | undefined,
+    assessment: { state: HealthState; message?: string },
+  ): Promise<void> {
+    const now = this.#d.clock.now();
+    await this.#updateTask(taskId, (t) => {
+      if (!isLive(t.state)) return undefined;
+      if (!result && t.health.state === assessment.state) return undefined;
+      const results = result ? [...t.health.results, result].slice(-MAX_HEALTH_RESULTS) : t.health.results;
+      const health = { ...t.health, results, state: assessment.state };
+      if (assessment.message) health.message = assessment.message;
+      if (assessment.state === 'HEALTHY' && t.health.healthyAt === undefined) health.healthyAt = now;
+      return { ...t, health };
+    });
+  }
+
+  async #stopTask(taskId: string): Promise<void> {
+    const { store, runtime, settings } = this.#d;
+    const task = await store.getTask(taskId);
+    if (!task || !isLive(task.state)) return;
+    this.#d.health.unwatch(taskId);
+    if (!task.handle) {
+      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      return;
+    }
+    const handle = task.handle as TaskHandle;
+    await runtime.stop(handle, settings.killGraceMillis);
+    // The exit normally arrives through onExit; make sure it is recorded even if it raced.
+    const status = await runtime.inspect(handle);
+    if (status.state === 'exited') await this.#recordExit(taskId, status);
+    if (status.state === 'lost') await this.#updateTask(taskId, (t) => finish(t, 'TASK_LOST', this.#d.clock.now(), status.message));
+  }
+
+  async #recordExit(taskId: string, status: Extract<TaskStatus, { state: 'exited' }>): Promise<void> {
+    this.#d.health.unwatch(taskId);
+    const ended = await this.#updateTask(taskId, (t) => {
+      if (!isLive(t.state)) return undefined;
+      const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
+      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
+      return done && { ...done, exitCode: status.exitCode, signal: status.signal };
+    });
+    if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
+  }
+
+  /** Read-modify-write one task under its request's lock; publishes and wakes on change. */
+  async #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    const requestId = (await this.#d.store.getTask(taskId))?.taskId.requestId;
+    if (!requestId) return undefined;
+    const next = await this.#d.locks.run(requestId, async () => {
+      const current = await this.#d.store.getTask(taskId);
+      if (!current) return undefined;
+      const next = change(current);
+      if (!next) return undefined;
+      await this.#d.store.apply({ tasks: [next] });
+      return next;
+    });
+    if (next) {
+      this.#d.events.publish({ type: 'TASK', at: this.#d.clock.now(), task: next });
+      this.#d.wake(requestId);
+    }
+    return next;
+  }
+
+  // ---- load balancer -------------------------------------------------------------------
+
+  async #lbApply(requestId: string, operationId: string, add: string[], remove: string[]): Promise<void> {
+    const balancer = this.#d.balancer;
+    this.#lbRequest.set(operationId, requestId);
+    if (!balancer) {
+      this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: 'No load balancer is configured' });
+      this.#d.wake(requestId);
+      return;
+    }
+    const { service, upstreams } = await this.#resolveUpstreams(requestId, [...add, ...remove]);
+    if (!service) {
+      this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: 'The deploy has no serviceBasePath' });
+      this.#d.wake(requestId);
+      return;
+    }
+    const pick = (ids: string[]) => ids.map((id) => upstreams.get(id)).filter((u): u is Upstream => u !== undefined);
+    try {
+      const status = await balancer.apply(operationId, service, pick(add), pick(remove));
+      this.#lbStates.set(operationId, status);
+    } catch (err) {
+      this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: errorMessage(err) });
+    }
+    this.#d.wake(requestId);
+  }
+
+  async #resolveUpstreams(requestId: string, taskIds: string[]) {
+    const { store } = this.#d;
+    const upstreams = new Map<string, Upstream>();
+    let service: Parameters<Balancer['apply']>[1] | undefined;
+    let newest = -1;
+    for (const id of taskIds) {
+      const task = await store.getTask(id);
+      if (!task) continue;
+      const deploy = await store.getDeploy(requestId, task.taskId.deployId);
+      if (!deploy) continue;
+      const port = task.ports[deploy.loadBalancerPortIndex];
+      if (port !== undefined) {
+        upstreams.set(id, { taskId: id, host: UPSTREAM_HOST, port, group: deploy.loadBalancerUpstreamGroup });
+      }
+      if (deploy.serviceBasePath && deploy.timestamp > newest) {
+        newest = deploy.timestamp;
+        service = {
+          serviceId: deploy.loadBalancerServiceIdOverride ?? requestId,
+          basePath: deploy.serviceBasePath,
+          groups: deploy.loadBalancerGroups ?? [],
+          ...(deploy.loadBalancerOptions ? { options: deploy.loadBalancerOptions } : {}),
+        };
+      }
+    }
+    if (!service) {
+      const record = await store.getRequest(requestId);
+      const deploy = record?.activeDeployId ? await store.getDeploy(requestId, record.activeDeployId) : undefined;
+      if (deploy?.serviceBasePath) {
+        service = { serviceId: deploy.loadBalancerServiceIdOverride ?? requestId, basePath: deploy.serviceBasePath, groups: deploy.loadBalancerGroups ?? [] };
+      }
+    }
+    return { service, upstreams };
+  }
+
+  /** Latest known state of an operation; re-applies one the balancer forgot (restart). */
+  async observeLbOperation(requestId: string, operationId: string, add: string[], remove: string[]) {
+    this.#lbRequest.set(operationId, requestId);
+    const known = this.#lbStates.get(operationId);
+    if (known) return { state: known.state, ...(known.message ? { message: known.message } : {}) };
+    if (this.#inflight.has(`lbApply:${operationId}`)) return undefined;
+    const status = await this.#d.balancer?.state(operationId);
+    if (status) {
+      this.#lbStates.set(operationId, status);
+      return { state: status.state, ...(status.message ? { message: status.message } : {}) };
+    }
+    this.run(requestId, { kind: 'lbApply', operationId, add, remove });
+    return undefined;
+  }
+
+  checkResults(requestId: string, deployId: string): CheckResult[] {
+    return this.#d.checks.results(requestId, deployId);
+  }
+
+  // ---- recovery ------------------------------------------------------------------------
+
+  /** After a (re)start: re-adopt live tasks, learn about exits, restore LB membership. */
+  async recover(): Promise<void> {
+    const { store, runtime, logger } = this.#d;
+    const tasks = await store.listTasks({ live: true });
+    for (const task of tasks) {
+      const id = task.taskId.id;
+      try {
+        if (task.handle) {
+          const status = await runtime.recover(task.handle as TaskHandle);
+          await this.#adoptExisting(task, status);
+        } else {
+          const found = await runtime.find(id);
+          if (found) await this.#adopt(id, found, await runtime.recover(found));
+        }
+      } catch (err) {
+        logger.error({ err, taskId: id }, 'could not re-adopt task');
+      }
+    }
+    await this.#restoreLb(await store.listTasks({ live: true }));
+    logger.info({ tasks: tasks.length }, 'recovered tasks');
+  }
+
+  async #adoptExisting(task: TaskRecord, status: TaskStatus): Promise<void> {
+    const id = task.taskId.id;
+    const now = this.#d.clock.now();
+    if (status.state === 'exited') return this.#recordExit(id, status);
+    if (status.state === 'lost') {
+      await this.#updateTask(id, (t) => finish(t, 'TASK_LOST', now, status.message));
+      return;
+    }
+    if (task.cleanup) {
+      this.#d.wake(task.taskId.requestId);
+      return;
+    }
+    const deploy = await this.#d.store.getDeploy(task.taskId.requestId, task.taskId.deployId);
+    if (deploy) this.#watchHealth(task, deploy);
+  }
+
+  /** The builtin balancer keeps state in memory: put back every upstream the store says is in. */
+  async #restoreLb(tasks: TaskRecord[]): Promise<void> {
+    const balancer = this.#d.balancer;
+    if (!balancer) return;
+    const byRequest = new Map<string, string[]>();
+    for (const t of tasks) {
+      if (t.lb.add?.state === 'SUCCESS' && t.lb.remove?.state !== 'SUCCESS') {
+        byRequest.set(t.taskId.requestId, [...(byRequest.get(t.taskId.requestId) ?? []), t.taskId.id]);
+      }
+    }
+    for (const [requestId, ids] of byRequest) {
+      const { service, upstreams } = await this.#resolveUpstreams(requestId, ids);
+      if (!service) continue;
+      await balancer.apply(`${requestId}-restore-${this.#d.clock.now()}`, service, [...upstreams.values()], []);
+    }
+  }
+
+  async idle(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight.values()]);
+  }
+
+  async close(): Promise<void> {
+    await this.idle();
+    await this.#d.health.close();
+  }
+}
+
+function finish(t: TaskRecord, state: TaskState, at: number, message?: string): TaskRecord | undefined {
+  if (!isLive(t.state)) return undefined;
+  return {
+    ...t,
+    state,
+    doneAt: at,
+    updates: [...t.updates, { state, timestamp: at, ...(message ? { message } : {}) }],
+  };
+}

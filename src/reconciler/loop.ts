@@ -1,0 +1,211 @@
+/*
+ * The reconcile loop: load → observe → step → persist → execute, one request at a time.
+ *
+ * It is woken by events — task exits, health results, LB operation changes, API intents —
+ * and by the earliest deadline any step asked to be woken at, so a phase change follows its
+ * cause within milliseconds. A slow safety tick catches anything missed. Decisions are
+ * persisted before their actions run; actions are idempotent (task ids, LB operation ids),
+ * so a crash between the two repeats them safely. A failure while reconciling one request is
+ * logged and the loop moves on.
+ */
+import type { Balancer } from '../balancers/types.ts';
+import type { Clock } from '../core/clock.ts';
+import type { EngineSettings } from '../core/deploy/types.ts';
+import { EventBus } from '../core/events.ts';
+import { Plan } from '../core/plan.ts';
+import { stepRequest } from '../core/request/step.ts';
+import type { Runtime } from '../runtimes/types.ts';
+import type { ChangeSet, Store } from '../store/types.ts';
+import type { Logger } from '../logger.ts';
+import { Executor, type HealthWatcher } from './execute.ts';
+import { KeyedMutex } from './locks.ts';
+import { observeRequest } from './observe.ts';
+import type { CheckRunner } from './checks.ts';
+
+export interface LoopDeps {
+  store: Store;
+  runtime: Runtime;
+  balancer?: Balancer;
+  health: HealthWatcher;
+  checks: CheckRunner;
+  clock: Clock;
+  logger: Logger;
+  settings: EngineSettings;
+  events?: EventBus;
+  /** false in component tests, which call tick() themselves */
+  timers?: boolean;
+  safetyTickMillis?: number;
+}
+
+export class ReconcileLoop {
+  readonly locks = new KeyedMutex();
+  readonly events: EventBus;
+  readonly executor: Executor;
+  readonly #deps: LoopDeps;
+  readonly #dirty = new Set<string>();
+  #all = true;
+  #running: Promise<void> | undefined;
+  #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #safety: NodeJS.Timeout | undefined;
+  #wakeAt = new Map<string, number>();
+  #closed = false;
+
+  constructor(deps: LoopDeps) {
+    this.#deps = deps;
+    this.events = deps.events ?? new EventBus();
+    this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
+  }
+
+  /** Re-adopt tasks and LB state after a (re)start, then reconcile everything. */
+  async start(): Promise<void> {
+    await this.executor.recover();
+    if (this.#deps.timers !== false) {
+      this.#safety = setInterval(() => this.wake(), this.#deps.safetyTickMillis ?? 5000);
+      this.#safety.unref();
+    }
+    this.wake();
+  }
+
+  /** Reconcile one request (or all) as soon as possible. */
+  wake(requestId?: string): void {
+    if (this.#closed) return;
+    if (requestId === undefined) this.#all = true;
+    else this.#dirty.add(requestId);
+    if (this.#deps.timers === false || this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.tick();
+    });
+  }
+
+  /** One pass over the dirty requests; concurrent calls share one pass and queue one more. */
+  async tick(): Promise<void> {
+    if (this.#running) {
+      await this.#running;
+      if (this.#dirty.size === 0 && !this.#all) return;
+    }
+    this.#running = this.#pass().finally(() => (this.#running = undefined));
+    await this.#running;
+    if ((this.#dirty.size > 0 || this.#all) && this.#deps.timers !== false && !this.#closed) this.wake();
+  }
+
+  async #pass(): Promise<void> {
+    const { store, logger, clock } = this.#deps;
+    let ids: string[];
+    if (this.#all) {
+      this.#all = false;
+      this.#dirty.clear();
+      ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+    } else {
+      ids = [...this.#dirty];
+      this.#dirty.clear();
+    }
+    for (const id of ids) {
+      try {
+        await this.reconcileRequest(id);
+      } catch (err) {
+        logger.error({ err, requestId: id }, 'reconcile failed');
+        this.#wakeAt.set(id, clock.now() + 1000);
+      }
+    }
+    this.#armTimer();
+  }
+
+  async reconcileRequest(requestId: string): Promise<void> {
+    const { store, clock, settings } = this.#deps;
+    const plan = await this.locks.run(requestId, async () => {
+      const record = await store.getRequest(requestId);
+      if (!record || record.state === 'DELETED') return undefined;
+      const now = clock.now();
+      const obs = await observeRequest(store, record, now, settings, this.executor);
+      const plan = new Plan(now);
+      stepRequest(obs, record, plan);
+      const changes: ChangeSet = {};
+      if (plan.request) changes.requests = [plan.request];
+      if (plan.tasks.size > 0) changes.tasks = [...plan.tasks.values()];
+      if (plan.pending) changes.pending = [plan.pending];
+      if (plan.pending === null) changes.deletePending = [requestId];
+      if (plan.result) {
+        changes.results = [
+          { requestId, deployId: plan.result.deployId, result: plan.result.result, progress: plan.result.progress },
+        ];
+      }
+      if (Object.keys(changes).length > 0) await store.apply(changes);
+      this.#publish(requestId, plan, obs.pending?.progress.phase, obs.pending?.progress.step);
+      return plan;
+    });
+    if (!plan) {
+      this.#wakeAt.delete(requestId);
+      return;
+    }
+    if (plan.wakeAt !== undefined) this.#wakeAt.set(requestId, plan.wakeAt);
+    else this.#wakeAt.delete(requestId);
+    if (plan.result) {
+      this.#deps.logger.info(
+        { requestId, deployId: plan.result.deployId, deployState: plan.result.result.deployState },
+        plan.result.result.message,
+      );
+    }
+    for (const action of plan.actions) this.executor.run(requestId, action);
+  }
+
+  #publish(requestId: string, plan: Plan, phaseBefore?: string, stepBefore?: number): void {
+    const at = plan.now;
+    for (const task of plan.tasks.values()) this.events.publish({ type: 'TASK', at, task });
+    if (plan.request) this.events.publish({ type: 'REQUEST', at, request: plan.request });
+    if (plan.pending) {
+      const { progress, deployId } = plan.pending;
+      if (progress.phase !== phaseBefore || progress.step !== stepBefore) {
+        this.#deps.logger.info({ requestId, deployId, phase: progress.phase, step: progress.step }, 'deploy phase');
+      }
+      this.events.publish({ type: 'DEPLOY', at, requestId, deployId, eventType: 'PROGRESS', progress });
+    }
+    if (plan.result) {
+      this.events.publish({
+        type: 'DEPLOY',
+        at,
+        requestId,
+        deployId: plan.result.deployId,
+        eventType: 'FINISHED',
+        progress: plan.result.progress,
+        result: plan.result.result,
+      });
+    }
+  }
+
+  #armTimer(): void {
+    if (this.#deps.timers === false || this.#closed) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#wakeAt.size === 0) return;
+    const next = Math.min(...this.#wakeAt.values());
+    const delay = Math.max(0, next - this.#deps.clock.now());
+    this.#timer = setTimeout(() => {
+      const now = this.#deps.clock.now();
+      for (const [id, at] of this.#wakeAt) if (at <= now) this.wake(id);
+      this.#armTimer();
+    }, Math.min(delay + 1, 2 ** 31 - 1));
+    this.#timer.unref();
+  }
+
+  /** Earliest time any request asked to be looked at again (tests). */
+  get nextWakeAt(): number | undefined {
+    return this.#wakeAt.size ? Math.min(...this.#wakeAt.values()) : undefined;
+  }
+
+  /** Wait until every action started so far has finished (tests, shutdown). */
+  async idle(): Promise<void> {
+    await this.executor.idle();
+    if (this.#running) await this.#running;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#safety) clearInterval(this.#safety);
+    if (this.#running) await this.#running;
+    await this.executor.close();
+  }
+}

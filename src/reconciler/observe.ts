@@ -1,0 +1,46 @@
+import type { EngineSettings, RequestObservation } from '../core/deploy/types.ts';
+import type { RequestRecord } from '../core/model.ts';
+import type { Store } from '../store/types.ts';
+import type { Executor } from './execute.ts';
+
+/** Done tasks older than this no longer matter to any decision. */
+const RECENT_MILLIS = 10 * 60_000;
+
+export async function observeRequest(
+  store: Store,
+  record: RequestRecord,
+  now: number,
+  settings: EngineSettings,
+  executor: Executor,
+): Promise<RequestObservation> {
+  const id = record.request.id;
+  const pending = await store.getPending(id);
+  const activeDeploy = record.activeDeployId ? await store.getDeploy(id, record.activeDeployId) : undefined;
+  const pendingDeploy = pending ? await store.getDeploy(id, pending.deployId) : undefined;
+  const since = Math.min(pending?.progress.stepStartedAt ?? now, now - RECENT_MILLIS);
+  const tasks = await store.listTasks({ requestId: id, endedSince: since });
+
+  const lbOps: RequestObservation['lbOps'] = {};
+  const referenced = [
+    ...(pending?.progress.pendingLbUpdate?.state === 'WAITING'
+      ? [{ operationId: pending.progress.pendingLbUpdate.loadBalancerRequestId, add: pending.progress.pendingLbUpdate.add, remove: pending.progress.pendingLbUpdate.remove }]
+      : []),
+    ...(record.lbOperation ? [record.lbOperation] : []),
+  ];
+  for (const op of referenced) {
+    const status = await executor.observeLbOperation(id, op.operationId, op.add, op.remove);
+    if (status) lbOps[op.operationId] = status;
+  }
+
+  return {
+    request: record.request,
+    requestState: record.state,
+    ...(activeDeploy ? { activeDeploy } : {}),
+    ...(pendingDeploy ? { pendingDeploy } : {}),
+    ...(pending ? { pending } : {}),
+    tasks,
+    lbOps,
+    checkResults: pending ? executor.checkResults(id, pending.deployId) : [],
+    settings,
+  };
+}
