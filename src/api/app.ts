@@ -1,0 +1,241 @@
+// The HTTP API (api.md): Singularity's paths and shapes. Handlers parse, call the service
+// (which records intent and wakes the loop) and render views; errors map in errors.ts.
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Clock } from '../core/clock.ts';
+import { badRequest, notFound } from '../core/errors.ts';
+import type { EventBus, FledgeEvent } from '../core/events.ts';
+import { isLive } from '../core/model.ts';
+import type { Runtime, TaskHandle } from '../runtimes/types.ts';
+import type { Store } from '../store/types.ts';
+import { errorHandler, readJson } from './errors.ts';
+import type { Logger } from '../logger.ts';
+import { openApiDocument } from './openapi.ts';
+import type { FledgeService } from './service.ts';
+import { parse, schemas } from './validate.ts';
+import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView } from './views.ts';
+
+export interface AppDeps {
+  store: Store;
+  service: FledgeService;
+  runtime: Runtime;
+  events: EventBus;
+  clock: Clock;
+  /** whether the runtime can run containers (for containerInfo) */
+  containers: boolean;
+  logger: Logger;
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const { store, service, runtime, events, clock } = deps;
+  const app = new Hono();
+  app.onError(errorHandler(deps.logger));
+  app.notFound((c) => c.json({ message: `No route for ${c.req.method} ${c.req.path}`, details: [] }, 404));
+
+  const getRecord = async (id: string) => {
+    const record = await store.getRequest(id);
+    if (!record || record.state === 'DELETED') throw notFound(`Request ${id} not found`);
+    return record;
+  };
+  const getTask = async (id: string) => {
+    const task = await store.getTask(id);
+    if (!task) throw notFound(`Task ${id} not found`);
+    return task;
+  };
+  const optionalBody = async (c: Parameters<typeof readJson>[0]) => ((await c.req.text()).trim() === '' ? {} : await readJson(c));
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+
+  // ---- requests ----
+  app.post('/api/requests', async (c) => {
+    const { value, warnings } = parse(schemas.request, await readJson(c), 'request');
+    const record = await service.saveRequest(value);
+    return c.json({ ...(await requestParent(store, record)), warnings });
+  });
+  app.get('/api/requests', async (c) => {
+    const records = (await store.listRequests()).filter((r) => r.state !== 'DELETED');
+    return c.json(await Promise.all(records.map((r) => requestParent(store, r))));
+  });
+  app.get('/api/requests/request/:id', async (c) => c.json(await requestParent(store, await getRecord(c.req.param('id')))));
+  app.delete('/api/requests/request/:id', async (c) => {
+    parse(schemas.deleteRequest, await optionalBody(c), 'body');
+    const record = await service.setState(c.req.param('id'), 'delete');
+    return c.json(await requestParent(store, record));
+  });
+  app.put('/api/requests/request/:id/scale', async (c) => {
+    const { value } = parse(schemas.scale, await readJson(c), 'body');
+    const record = await service.scale(c.req.param('id'), value.instances);
+    return c.json(await requestParent(store, record));
+  });
+  for (const action of ['pause', 'unpause', 'bounce'] as const) {
+    app.post(`/api/requests/request/:id/${action}`, async (c) => {
+      parse(schemas[action], await optionalBody(c), 'body');
+      const record = await service.setState(c.req.param('id'), action);
+      return c.json(await requestParent(store, record));
+    });
+  }
+  app.post('/api/requests/request/:id/run', async (c) => {
+    const record = await getRecord(c.req.param('id'));
+    throw badRequest(`Request ${record.request.id} is a ${record.request.requestType}; run is for ON_DEMAND and SCHEDULED requests`);
+  });
+
+  // ---- deploys ----
+  app.post('/api/deploys', async (c) => {
+    const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c), 'body');
+    const { record, warnings: more } = await service.createDeploy(value);
+    return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
+  });
+  app.get('/api/deploys/pending', async (c) => c.json((await store.listPending()).map(pendingDeployView)));
+  app.delete('/api/deploys/deploy/:deployId/request/:requestId', async (c) => {
+    const { deployId, requestId } = c.req.param();
+    await service.deployIntent(requestId, deployId, { kind: 'cancel', at: clock.now() });
+    return c.json(await requestParent(store, await getRecord(requestId)));
+  });
+  app.post('/api/deploys/update', async (c) => {
+    const { value } = parse(schemas.updateDeploy, await readJson(c), 'body');
+    await service.deployIntent(value.requestId, value.deployId, {
+      kind: 'update',
+      at: clock.now(),
+      targetActiveInstances: value.targetActiveInstances,
+    });
+    return c.json(await requestParent(store, await getRecord(value.requestId)));
+  });
+  for (const kind of ['advance', 'reject'] as const) {
+    app.post(`/api/deploys/${kind}`, async (c) => {
+      const { value } = parse(schemas.deployDecision, await readJson(c), 'body');
+      await service.deployIntent(value.requestId, value.deployId, {
+        kind,
+        at: clock.now(),
+        ...(value.message ? { message: value.message } : {}),
+      });
+      return c.json(await requestParent(store, await getRecord(value.requestId)));
+    });
+  }
+
+  // ---- history ----
+  app.get('/api/history/request/:id/deploys', async (c) => {
+    const id = c.req.param('id');
+    const pending = await store.getPending(id);
+    const entries = await store.listDeployHistory(id);
+    if (entries.length === 0 && !(await store.getRequest(id))) throw notFound(`Request ${id} not found`);
+    return c.json(entries.map((e) => deployHistoryView(e, pending)));
+  });
+  app.get('/api/history/request/:id/deploy/:deployId', async (c) => {
+    const { id, deployId } = c.req.param();
+    const entry = await store.getDeployHistory(id, deployId);
+    if (!entry) throw notFound(`Deploy ${deployId} of request ${id} not found`);
+    return c.json(deployHistoryView(entry, await store.getPending(id)));
+  });
+  app.get('/api/history/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
+  app.get('/api/history/request/:id/tasks', async (c) => {
+    const tasks = await store.listTasks({ requestId: c.req.param('id'), limit: 200 });
+    return c.json(tasks.filter((t) => !isLive(t.state)).map(taskView));
+  });
+
+  // ---- tasks ----
+  app.get('/api/tasks/active', async (c) => c.json((await store.listTasks({ live: true })).map(taskView)));
+  app.get('/api/tasks/request/:requestId', async (c) => {
+    await getRecord(c.req.param('requestId'));
+    return c.json((await store.listTasks({ requestId: c.req.param('requestId'), live: true })).map(taskView));
+  });
+  app.get('/api/tasks/ids/request/:requestId', async (c) => {
+    await getRecord(c.req.param('requestId'));
+    return c.json(groupTaskIds(await store.listTasks({ requestId: c.req.param('requestId'), live: true })));
+  });
+  app.get('/api/tasks/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
+  app.delete('/api/tasks/task/:taskId', async (c) => {
+    const { value } = parse(schemas.killTask, await optionalBody(c), 'body');
+    await service.killTask(c.req.param('taskId'), value.message);
+    return c.json(taskView(await getTask(c.req.param('taskId'))));
+  });
+  app.get('/api/sandbox/:taskId/read', async (c) => {
+    const task = await getTask(c.req.param('taskId'));
+    const path = c.req.query('path') ?? 'stdout';
+    if (path !== 'stdout' && path !== 'stderr') throw badRequest('path: must be stdout or stderr', [{ field: 'path', rule: 'stdout|stderr' }]);
+    const offset = queryInt(c.req.query('offset'), 'offset', 0);
+    const length = queryInt(c.req.query('length'), 'length', 65536);
+    if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset });
+    const chunk = await runtime.logs(task.handle as TaskHandle, path, offset, Math.min(length, 1 << 20));
+    return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
+  });
+
+  // ---- operations ----
+  app.get('/api/state', async (c) => {
+    const [requests, pending, tasks] = await Promise.all([store.listRequests(), store.listPending(), store.listTasks({ live: true })]);
+    const count = (s: string) => requests.filter((r) => r.state === s).length;
+    return c.json({
+      activeRequests: count('ACTIVE'),
+      pausedRequests: count('PAUSED'),
+      deletingRequests: count('DELETING'),
+      pendingDeploys: pending.length,
+      activeTasks: tasks.length,
+      healthyTasks: groupTaskIds(tasks).healthy.length,
+      cleaningTasks: tasks.filter((t) => t.cleanup).length,
+      waitingTasks: tasks.filter((t) => t.waitingReason).length,
+    });
+  });
+  app.get('/api/openapi.json', (c) => c.json(openApiDocument()));
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'fledge_tasks',
+    help: 'Live tasks by state',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of await store.listTasks({ live: true })) this.inc({ state: t.state });
+    },
+  });
+  new Gauge({
+    name: 'fledge_pending_deploys',
+    help: 'Pending deploys',
+    registers: [registry],
+    async collect() {
+      this.set((await store.listPending()).length);
+    },
+  });
+  app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }));
+
+  app.get('/api/events', (c) =>
+    streamSSE(c, async (stream) => {
+      const queue: FledgeEvent[] = [];
+      let notify: (() => void) | undefined;
+      const unsubscribe = events.subscribe((e) => {
+        queue.push(e);
+        notify?.();
+      });
+      stream.onAbort(() => {
+        unsubscribe();
+        notify?.();
+      });
+      await stream.writeSSE({ event: 'hello', data: JSON.stringify({ at: clock.now() }) });
+      while (!stream.aborted) {
+        const event = queue.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => {
+            notify = resolve;
+            setTimeout(resolve, 15_000).unref();
+          });
+          notify = undefined;
+          if (queue.length === 0 && !stream.aborted) await stream.writeSSE({ event: 'ping', data: '{}' });
+          continue;
+        }
+        const data = event.type === 'TASK' ? { ...event, task: taskView(event.task) } : event;
+        await stream.writeSSE({ event: event.type.toLowerCase(), data: JSON.stringify(data) });
+      }
+      unsubscribe();
+    }),
+  );
+
+  return app;
+}
+
+function queryInt(raw: string | undefined, name: string, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw badRequest(`${name}: must be a non-negative integer`, [{ field: name, rule: 'integer >= 0' }]);
+  return n;
+}

@@ -1,0 +1,26 @@
+// Every error becomes JSON { message, details } with the right status, here and only here.
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { FledgeError, badRequest } from '../core/errors.ts';
+import type { Logger } from '../logger.ts';
+
+export async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') throw badRequest('Request body is empty; expected a JSON object');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw badRequest(`Malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+export const errorHandler = (logger: Logger) => (err: Error, c: Context): Response => {
+  if (err instanceof FledgeError) {
+    return c.json({ message: err.message, details: err.details }, err.status);
+  }
+  if (err instanceof HTTPException) {
+    return c.json({ message: err.message, details: [] }, err.status);
+  }
+  logger.error({ err, path: c.req.path }, 'unhandled API error');
+  return c.json({ message: `Internal error: ${err.message}`, details: [] }, 500);
+};

@@ -1,0 +1,270 @@
+// The API's domain operations: check, record intent atomically, wake the loop. The API
+// never drives the state machine itself.
+import type { Clock } from '../core/clock.ts';
+import { createPendingDeploy } from '../core/deploy/step.ts';
+import type { DeployIntent } from '../core/deploy/types.ts';
+import { badRequest, conflict, notFound } from '../core/errors.ts';
+import type { EventBus } from '../core/events.ts';
+import { isLive, type Deploy, type FledgeRequest, type RequestRecord } from '../core/model.ts';
+import type { KeyedMutex } from '../reconciler/locks.ts';
+import type { Store } from '../store/types.ts';
+
+export interface ServiceDeps {
+  store: Store;
+  locks: KeyedMutex;
+  clock: Clock;
+  events: EventBus;
+  wake: (requestId: string) => void;
+  allowCanaryLbChange: boolean;
+}
+
+const LONG_RUNNING = new Set(['SERVICE', 'WORKER']);
+
+export class FledgeService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  async #live(requestId: string): Promise<RequestRecord> {
+    const record = await this.d.store.getRequest(requestId);
+    if (!record || record.state === 'DELETED') throw notFound(`Request ${requestId} not found`);
+    return record;
+  }
+
+  async #write<T>(requestId: string, fn: () => Promise<T>): Promise<T> {
+    const result = await this.d.locks.run(requestId, fn);
+    this.d.wake(requestId);
+    return result;
+  }
+
+  async saveRequest(request: FledgeRequest): Promise<RequestRecord> {
+    assertSupportedType(request);
+    return this.#write(request.id, async () => {
+      const now = this.d.clock.now();
+      const existing = await this.d.store.getRequest(request.id);
+      let record: RequestRecord;
+      if (existing && existing.state !== 'DELETED') {
+        if (existing.state === 'DELETING') throw conflict(`Request ${request.id} is being deleted`);
+        if (existing.request.requestType !== request.requestType) {
+          throw badRequest(`requestType: cannot change from ${existing.request.requestType} to ${request.requestType}`, [
+            { field: 'requestType', rule: 'immutable' },
+          ]);
+        }
+        const pending = await this.d.store.getPending(request.id);
+        if (pending?.updatedRequest) {
+          throw conflict(`Request ${request.id} has a pending deploy ${pending.deployId} that carries an updatedRequest`);
+        }
+        record = { ...existing, request, timestamp: now };
+      } else {
+        record = { request, state: 'ACTIVE', timestamp: now };
+      }
+      await this.d.store.apply({ requests: [record] });
+      this.d.events.publish({ type: 'REQUEST', at: now, request: record });
+      return record;
+    });
+  }
+
+  async createDeploy(input: {
+    deploy: Deploy;
+    message?: string;
+    unpauseOnSuccessfulDeploy?: boolean;
+    updatedRequest?: FledgeRequest;
+  }): Promise<{ record: RequestRecord; warnings: string[] }> {
+    const { deploy } = input;
+    const warnings: string[] = [];
+    if (input.updatedRequest && input.updatedRequest.id !== deploy.requestId) {
+      throw badRequest(
+        `updatedRequest.id: ${input.updatedRequest.id} does not match deploy.requestId ${deploy.requestId}`,
+        [{ field: 'updatedRequest.id', rule: 'must equal deploy.requestId' }],
+      );
+    }
+    return this.#write(deploy.requestId, async () => {
+      const { store, clock } = this.d;
+      const record = await this.#live(deploy.requestId);
+      if (record.state === 'DELETING') throw conflict(`Request ${deploy.requestId} is being deleted`);
+      if (input.updatedRequest) {
+        assertSupportedType(input.updatedRequest);
+        if (input.updatedRequest.requestType !== record.request.requestType) {
+          throw badRequest('updatedRequest.requestType: cannot change the request type', [
+            { field: 'updatedRequest.requestType', rule: 'immutable' },
+          ]);
+        }
+      }
+      const pending = await store.getPending(deploy.requestId);
+      if (pending) {
+        throw conflict(`Request ${deploy.requestId} already has a pending deploy ${pending.deployId}`);
+      }
+      if (await store.getDeploy(deploy.requestId, deploy.id)) {
+        throw badRequest(`deploy.id: ${deploy.id} was already used for request ${deploy.requestId}; deploy ids are never reused`, [
+          { field: 'deploy.id', rule: 'unique per request' },
+        ]);
+      }
+      const target = input.updatedRequest ?? record.request;
+      let effective = deploy;
+      const active = record.activeDeployId ? await store.getDeploy(record.request.id, record.activeDeployId) : undefined;
+      if (deploy.canaryDeploySettings.enableCanaryDeploy && target.loadBalanced && active) {
+        const differs = lbDifferences(active, deploy);
+        if (differs.length > 0) {
+          const why = `a canary deploy cannot change load balancer settings (${differs.join(', ')}) of the active deploy ${active.id}: old and new tasks would be served under different routes`;
+          if (!this.d.allowCanaryLbChange) {
+            throw badRequest(`deploy.canaryDeploySettings.enableCanaryDeploy: ${why}`, [
+              { field: 'deploy.canaryDeploySettings.enableCanaryDeploy', rule: 'same LB settings as the active deploy' },
+            ]);
+          }
+          warnings.push(`Running without canary: ${why}`);
+          effective = { ...deploy, canaryDeploySettings: { ...deploy.canaryDeploySettings, enableCanaryDeploy: false } };
+        }
+      }
+      if (record.state === 'PAUSED' && !input.unpauseOnSuccessfulDeploy) {
+        throw conflict(`Request ${deploy.requestId} is paused; unpause it or deploy with unpauseOnSuccessfulDeploy`);
+      }
+      const now = clock.now();
+      const stored: Deploy = { ...effective, timestamp: now };
+      const next = createPendingDeploy(stored, record.request, now, {
+        ...(input.message ? { message: input.message } : {}),
+        ...(input.unpauseOnSuccessfulDeploy ? { unpauseOnSuccessfulDeploy: true } : {}),
+        ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
+      });
+      const nextRecord: RequestRecord = {
+        ...record,
+        pendingDeployId: deploy.id,
+        state: record.state === 'PAUSED' ? 'DEPLOYING_TO_UNPAUSE' : record.state,
+        timestamp: now,
+      };
+      await store.apply({
+        deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}) }],
+        pending: [next],
+        requests: [nextRecord],
+      });
+      this.d.events.publish({ type: 'DEPLOY', at: now, requestId: deploy.requestId, deployId: deploy.id, eventType: 'STARTING', progress: next.progress });
+      return { record: nextRecord, warnings };
+    });
+  }
+
+  /** Record an intent on the pending deploy `deployId` of `requestId`. */
+  async deployIntent(requestId: string, deployId: string, intent: DeployIntent): Promise<void> {
+    await this.#write(requestId, async () => {
+      await this.#live(requestId);
+      const pending = await this.d.store.getPending(requestId);
+      if (!pending || pending.deployId !== deployId) {
+        throw notFound(`Deploy ${deployId} of request ${requestId} is not pending`);
+      }
+      if (intent.kind === 'advance') {
+        const deploy = await this.d.store.getDeploy(requestId, deployId);
+        const manual =
+          deploy?.canaryDeploySettings.acceptanceMode === 'MANUAL' ||
+          (deploy?.canaryDeploySettings.acceptanceMode === 'CHECKS' && deploy.acceptanceChecks.some((c) => c.type === 'manual'));
+        if (pending.progress.phase !== 'ACCEPTANCE' || !manual) {
+          throw conflict(
+            `Deploy ${deployId} is not waiting for a manual approval (phase ${pending.progress.phase}, acceptance ${deploy?.canaryDeploySettings.acceptanceMode})`,
+          );
+        }
+      }
+      if (intent.kind === 'update') {
+        const record = await this.#live(requestId);
+        const instances = (pending.updatedRequest ?? record.request).instances;
+        if (intent.targetActiveInstances < 1 || intent.targetActiveInstances > instances) {
+          throw badRequest(`targetActiveInstances: must be from 1 to ${instances}`, [
+            { field: 'targetActiveInstances', rule: `1…${instances}` },
+          ]);
+        }
+      }
+      await this.d.store.apply({ pending: [{ ...pending, intents: [...pending.intents, intent] }] });
+    });
+  }
+
+  async scale(requestId: string, instances: number): Promise<RequestRecord> {
+    return this.#write(requestId, async () => {
+      const record = await this.#live(requestId);
+      if (instances === record.request.instances) {
+        throw badRequest(`instances: request ${requestId} already has ${instances} instance(s)`, [
+          { field: 'instances', rule: 'must change' },
+        ]);
+      }
+      const pending = await this.d.store.getPending(requestId);
+      if (pending?.updatedRequest) {
+        throw conflict(`Request ${requestId} has a pending deploy ${pending.deployId} that carries an updatedRequest`);
+      }
+      const next = { ...record, request: { ...record.request, instances }, timestamp: this.d.clock.now() };
+      await this.d.store.apply({ requests: [next] });
+      return next;
+    });
+  }
+
+  async setState(requestId: string, action: 'pause' | 'unpause' | 'delete' | 'bounce'): Promise<RequestRecord> {
+    return this.#write(requestId, async () => {
+      const record = await this.#live(requestId);
+      const now = this.d.clock.now();
+      let next: RequestRecord;
+      switch (action) {
+        case 'pause':
+          if (record.state === 'PAUSED') throw conflict(`Request ${requestId} is already paused`);
+          if (record.state === 'DELETING') throw conflict(`Request ${requestId} is being deleted`);
+          next = { ...record, state: 'PAUSED' };
+          delete next.bounce;
+          break;
+        case 'unpause':
+          if (record.state !== 'PAUSED') throw conflict(`Request ${requestId} is not paused (state ${record.state})`);
+          next = { ...record, state: 'ACTIVE' };
+          delete next.backoff;
+          break;
+        case 'delete':
+          next = { ...record, state: 'DELETING' };
+          break;
+        case 'bounce':
+          if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is not active (state ${record.state})`);
+          if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to bounce`);
+          next = { ...record, bounce: { startedAt: now } };
+          break;
+      }
+      next.timestamp = now;
+      await this.d.store.apply({ requests: [next] });
+      this.d.events.publish({ type: 'REQUEST', at: now, request: next });
+      return next;
+    });
+  }
+
+  async killTask(taskId: string, message?: string): Promise<void> {
+    const task = await this.d.store.getTask(taskId);
+    if (!task) throw notFound(`Task ${taskId} not found`);
+    await this.#write(task.taskId.requestId, async () => {
+      const current = await this.d.store.getTask(taskId);
+      if (!current || !isLive(current.state)) throw conflict(`Task ${taskId} is not running (state ${current?.state})`);
+      if (current.cleanup) return;
+      const now = this.d.clock.now();
+      await this.d.store.apply({
+        tasks: [
+          {
+            ...current,
+            state: 'TASK_CLEANING',
+            cleanup: { reason: 'USER_REQUESTED', timestamp: now, ...(message ? { message } : {}) },
+            updates: [...current.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? 'Killed by user' }],
+          },
+        ],
+      });
+    });
+  }
+}
+
+function assertSupportedType(request: FledgeRequest): void {
+  if (!LONG_RUNNING.has(request.requestType)) {
+    throw badRequest(
+      `requestType: ${request.requestType} is not supported yet; Fledge runs SERVICE and WORKER requests`,
+      [{ field: 'requestType', rule: 'SERVICE or WORKER' }],
+    );
+  }
+  if (request.requestType === 'WORKER' && request.loadBalanced) {
+    throw badRequest('loadBalanced: only SERVICE requests can be load balanced', [{ field: 'loadBalanced', rule: 'SERVICE only' }]);
+  }
+}
+
+const LB_FIELDS = [
+  'serviceBasePath',
+  'loadBalancerGroups',
+  'loadBalancerOptions',
+  'loadBalancerDomains',
+  'loadBalancerAdditionalRoutes',
+  'loadBalancerServiceIdOverride',
+] as const;
+
+function lbDifferences(a: Deploy, b: Deploy): string[] {
+  return LB_FIELDS.filter((f) => JSON.stringify(a[f] ?? null) !== JSON.stringify(b[f] ?? null));
+}

@@ -1,0 +1,101 @@
+// Singularity-shaped response bodies built from stored records.
+import type { PendingDeploy } from '../core/deploy/types.ts';
+import type { Deploy, RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
+import { isLive } from '../core/model.ts';
+import { healthy, inLb } from '../core/tasks.ts';
+import type { DeployHistoryEntry, Store } from '../store/types.ts';
+
+export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string) {
+  return { requestId, deployId, timestamp, ...(message ? { message } : {}) };
+}
+
+export interface TaskIdGroups {
+  healthy: TaskId[];
+  notYetHealthy: TaskId[];
+  pending: TaskId[];
+  cleaning: TaskId[];
+  loadBalanced: TaskId[];
+  killed: TaskId[];
+}
+
+export function groupTaskIds(tasks: TaskRecord[]): TaskIdGroups {
+  const groups: TaskIdGroups = { healthy: [], notYetHealthy: [], pending: [], cleaning: [], loadBalanced: [], killed: [] };
+  for (const t of tasks) {
+    if (!isLive(t.state)) continue;
+    if (t.cleanup) {
+      groups.cleaning.push(t.taskId);
+      if (t.state === 'TASK_KILLING') groups.killed.push(t.taskId);
+    } else if (t.handle === undefined) groups.pending.push(t.taskId);
+    else if (healthy(t)) groups.healthy.push(t.taskId);
+    else groups.notYetHealthy.push(t.taskId);
+    if (inLb(t)) groups.loadBalanced.push(t.taskId);
+  }
+  return groups;
+}
+
+export function taskView(t: TaskRecord) {
+  const { handle: _handle, ...rest } = t;
+  return {
+    ...rest,
+    taskId: t.taskId,
+    pid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
+    sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
+    taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),
+    healthcheckResults: t.health.results,
+    loadBalancerState: t.lb,
+  };
+}
+
+export function pendingDeployView(pending: PendingDeploy) {
+  return {
+    deployMarker: deployMarker(pending.requestId, pending.deployId, pending.startedAt, pending.message),
+    currentDeployState: 'WAITING',
+    ...(pending.updatedRequest ? { updatedRequest: pending.updatedRequest } : {}),
+    deployProgress: pending.progress,
+    intents: pending.intents,
+  };
+}
+
+export async function requestParent(store: Store, record: RequestRecord) {
+  const id = record.request.id;
+  const [activeDeploy, pending, tasks] = await Promise.all([
+    record.activeDeployId ? store.getDeploy(id, record.activeDeployId) : Promise.resolve(undefined),
+    store.getPending(id),
+    store.listTasks({ requestId: id, live: true }),
+  ]);
+  const pendingDeploy = pending ? await store.getDeploy(id, pending.deployId) : undefined;
+  const marker = (d?: Deploy) => (d ? deployMarker(id, d.id, d.timestamp) : undefined);
+  const groups = groupTaskIds(tasks);
+  return {
+    request: record.request,
+    state: record.state,
+    requestDeployState: {
+      requestId: id,
+      ...(activeDeploy ? { activeDeploy: marker(activeDeploy) } : {}),
+      ...(pendingDeploy ? { pendingDeploy: marker(pendingDeploy) } : {}),
+    },
+    ...(activeDeploy ? { activeDeploy } : {}),
+    ...(pendingDeploy ? { pendingDeploy } : {}),
+    ...(pending ? { pendingDeployState: pendingDeployView(pending) } : {}),
+    ...(record.bounce ? { bounce: record.bounce } : {}),
+    ...(record.backoff && Object.keys(record.backoff).length > 0 ? { crashLoopBackoff: record.backoff } : {}),
+    taskIds: groups,
+    instanceCounts: {
+      desired: record.request.instances,
+      healthy: groups.healthy.length,
+      total: tasks.filter((t) => !t.cleanup).length,
+    },
+    timestamp: record.timestamp,
+  };
+}
+
+export function deployHistoryView(entry: DeployHistoryEntry, pending?: PendingDeploy) {
+  const progress = pending && pending.deployId === entry.deployId ? pending.progress : entry.progress;
+  return {
+    deployMarker: deployMarker(entry.requestId, entry.deployId, entry.createdAt, entry.message),
+    deploy: entry.deploy,
+    ...(entry.result ? { deployResult: entry.result } : {}),
+    ...(progress ? { deployProgress: progress, decisionLog: progress.decisionLog } : {}),
+    deployState: entry.result?.deployState ?? (pending?.deployId === entry.deployId ? 'WAITING' : undefined),
+  };
+}

@@ -1,0 +1,66 @@
+// One config function: flags win over FLEDGE_* env vars, which win over defaults.
+// Validated at start-up; errors name the option.
+import { availableParallelism, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+
+export interface FledgeConfig {
+  host: string;
+  port: number;
+  lbPort: number;
+  dataDir: string;
+  lb: 'builtin' | 'none';
+  portRange: { from: number; to: number };
+  capacity: { cpus: number; memoryMb: number };
+  killGraceSeconds: number;
+  drainTimeoutSeconds: number;
+  /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
+  allowCanaryLbChange: boolean;
+  logLevel: string;
+}
+
+export type ConfigInput = Partial<Record<keyof FledgeConfig | 'portRangeFrom' | 'portRangeTo' | 'cpus' | 'memoryMb', string | number | boolean>>;
+
+export class ConfigError extends Error {}
+
+export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): FledgeConfig {
+  const pick = (key: string, envName: string): string | number | boolean | undefined =>
+    (flags as Record<string, string | number | boolean | undefined>)[key] ?? env[envName];
+  const int = (key: string, envName: string, fallback: number, min: number, max: number): number => {
+    const raw = pick(key, envName);
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min || value > max) {
+      throw new ConfigError(`Invalid ${key} (${envName}): ${String(raw)} is not a number from ${min} to ${max}`);
+    }
+    return value;
+  };
+  const bool = (key: string, envName: string): boolean => {
+    const raw = pick(key, envName);
+    return raw === true || raw === 'true' || raw === '1';
+  };
+  const lb = String(pick('lb', 'FLEDGE_LB') ?? 'builtin');
+  if (lb !== 'builtin' && lb !== 'none') throw new ConfigError(`Invalid lb (FLEDGE_LB): ${lb}; expected builtin or none`);
+  const config: FledgeConfig = {
+    host: String(pick('host', 'FLEDGE_HOST') ?? '127.0.0.1'),
+    port: int('port', 'FLEDGE_PORT', 7099, 0, 65535),
+    lbPort: int('lbPort', 'FLEDGE_LB_PORT', 7080, 0, 65535),
+    dataDir: resolve(String(pick('dataDir', 'FLEDGE_DATA_DIR') ?? './.fledge')),
+    lb,
+    portRange: {
+      from: int('portRangeFrom', 'FLEDGE_PORT_RANGE_FROM', 31000, 1024, 65535),
+      to: int('portRangeTo', 'FLEDGE_PORT_RANGE_TO', 31999, 1024, 65535),
+    },
+    capacity: {
+      cpus: int('cpus', 'FLEDGE_CPUS', availableParallelism(), 0.01, 100_000),
+      memoryMb: int('memoryMb', 'FLEDGE_MEMORY_MB', Math.floor(totalmem() / 1024 / 1024), 1, 1e9),
+    },
+    killGraceSeconds: int('killGraceSeconds', 'FLEDGE_KILL_GRACE_SECONDS', 10, 0, 3600),
+    drainTimeoutSeconds: int('drainTimeoutSeconds', 'FLEDGE_DRAIN_TIMEOUT_SECONDS', 30, 0, 3600),
+    allowCanaryLbChange: bool('allowCanaryLbChange', 'FLEDGE_ALLOW_CANARY_LB_CHANGE'),
+    logLevel: String(pick('logLevel', 'FLEDGE_LOG_LEVEL') ?? 'info'),
+  };
+  if (config.portRange.from > config.portRange.to) {
+    throw new ConfigError(`Invalid port range: ${config.portRange.from} > ${config.portRange.to}`);
+  }
+  return config;
+}

@@ -1,0 +1,175 @@
+// Composition root: builds Fledge from its config and runs it in the foreground.
+import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { createApp } from './api/app.ts';
+import { FledgeService } from './api/service.ts';
+import { createBalancer } from './balancers/index.ts';
+import type { Balancer } from './balancers/types.ts';
+import { checkFactories } from './checks/index.ts';
+import { loadConfig, type ConfigInput, type FledgeConfig } from './config/index.ts';
+import { systemClock, type Clock } from './core/clock.ts';
+import type { EngineSettings } from './core/deploy/types.ts';
+import { EventBus } from './core/events.ts';
+import { HealthMonitor } from './health/health-monitor.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { CheckRunner } from './reconciler/checks.ts';
+import { ReconcileLoop } from './reconciler/loop.ts';
+import { createRuntime } from './runtimes/index.ts';
+import type { Runtime } from './runtimes/types.ts';
+import { createStore } from './store/index.ts';
+import type { Store } from './store/types.ts';
+
+export interface FledgeServer {
+  config: FledgeConfig;
+  url: string;
+  lbUrl?: string;
+  store: Store;
+  runtime: Runtime;
+  balancer?: Balancer;
+  loop: ReconcileLoop;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** overrides for tests (e.g. faster crash-loop backoff) */
+  settings?: Partial<EngineSettings>;
+}
+
+export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+  mkdirSync(config.dataDir, { recursive: true });
+  const releaseLock = acquireLock(config.dataDir);
+  try {
+    const store = await createStore({ kind: 'sqlite', dataDir: config.dataDir }, () => clock.now());
+    const runtime = createRuntime({
+      kind: 'process',
+      dataDir: config.dataDir,
+      portRange: config.portRange,
+      capacity: config.capacity,
+      logger,
+    });
+    const balancer =
+      config.lb === 'builtin'
+        ? await createBalancer({ kind: 'builtin', host: config.host, port: config.lbPort, drainTimeoutMs: config.drainTimeoutSeconds * 1000, logger })
+        : undefined;
+    const events = new EventBus();
+    const checks = new CheckRunner({ store, clock, logger, factories: checkFactories, serverChecks: [] });
+    const settings: EngineSettings = {
+      killGraceMillis: config.killGraceSeconds * 1000,
+      backoffBaseMillis: 1000,
+      backoffMaxMillis: 60_000,
+      capacityRetryMillis: 1000,
+      decisionLogLimit: 500,
+      serverChecks: checks.serverCheckNames,
+      ...options.settings,
+    };
+    // The monitor reports to the loop, which is built with the monitor: break the cycle with a late binding.
+    let loopRef: ReconcileLoop | undefined;
+    const health = new HealthMonitor({
+      now: () => clock.now(),
+      onResult: (taskId, result, assessment) => void loopRef?.executor.onHealthResult(taskId, result, assessment),
+      onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
+    });
+    const loop = new ReconcileLoop({ store, runtime, ...(balancer ? { balancer } : {}), health, checks, clock, logger, settings, events });
+    loopRef = loop;
+    const service = new FledgeService({
+      store,
+      locks: loop.locks,
+      clock,
+      events,
+      wake: (id) => loop.wake(id),
+      allowCanaryLbChange: config.allowCanaryLbChange,
+    });
+    const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
+    await loop.start();
+    const server = await listen(app.fetch, config.host, config.port);
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host}:${port}`;
+    const lbAddress = balancer && 'address' in balancer ? (balancer as { address(): { port: number } }).address() : undefined;
+    logger.info({ url, lb: config.lb, lbPort: lbAddress?.port, dataDir: config.dataDir }, 'fledge is serving');
+    return {
+      config,
+      url,
+      ...(lbAddress ? { lbUrl: `http://${config.host}:${lbAddress.port}` } : {}),
+      store,
+      runtime,
+      ...(balancer ? { balancer } : {}),
+      loop,
+      async close() {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // SSE streams keep connections open; do not wait for them.
+          (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+        });
+        await loop.close();
+        await balancer?.close();
+        await runtime.close();
+        await store.close();
+        releaseLock();
+        logger.info({}, 'fledge stopped; tasks keep running');
+      },
+    };
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
+}
+
+function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname, port }, () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+/** One scheduler per data dir: two would both manage the same tasks. */
+function acquireLock(dataDir: string): () => void {
+  const file = join(dataDir, 'fledge.pid');
+  try {
+    const pid = Number(readFileSync(file, 'utf8'));
+    if (pid && pid !== process.pid && isAlive(pid)) {
+      throw new Error(`Another Fledge (pid ${pid}) is using ${dataDir}; stop it or choose another --data-dir`);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(file, String(process.pid));
+  return () => rmSync(file, { force: true });
+}
+
+/** Alive and a Fledge: after a SIGKILL the pid in the file may belong to anything. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fledge');
+  } catch {
+    return false;
+  }
+}
+
+/** `fledge serve`: runs until SIGTERM/SIGINT, then stops cleanly; tasks keep running. */
+export async function runServe(flags: ConfigInput): Promise<void> {
+  const config = loadConfig(flags);
+  const logger = createLogger(config.logLevel);
+  const server = await startServer(config, { logger });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'unclean stop');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
