@@ -1,0 +1,46 @@
+// Real HTTP servers on 127.0.0.1 for the health tests, and a condition waiter (no fixed sleeps).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface TestServer {
+  port: number;
+  /** method and url of every request received */
+  requests: { method: string; url: string }[];
+  close(): Promise<void>;
+}
+
+export async function startServer(handler: http.RequestListener, port = 0): Promise<TestServer> {
+  const requests: TestServer['requests'] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '' });
+    handler(req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections(); // servers that never answer keep sockets open
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port nothing listens on (yet): bind to 0, note the port, let it go. */
+export async function freePort(): Promise<number> {
+  const s = await startServer(() => {});
+  await s.close();
+  return s.port;
+}
+
+export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
