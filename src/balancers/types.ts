@@ -4,7 +4,7 @@
 export type LbOperationState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';
 
 export interface Upstream {
-  /** Fledge's task id */
+  /** Fledge's task id; an upstream's identity within a service */
   taskId: string;
   host: string;
   port: number;
@@ -24,21 +24,51 @@ export interface LbOperationStatus {
   operationId: string;
   state: LbOperationState;
   message?: string;
+  /** the service the operation changed, when the balancer knows it */
+  serviceId?: string;
 }
+
+export interface UpstreamStats extends Upstream {
+  /** false while draining: no new requests, in-flight ones finish */
+  inRotation: boolean;
+  inFlight: number;
+  /** requests sent to this upstream since it was added */
+  total: number;
+}
+
+export interface ServiceStats {
+  basePath: string;
+  upstreams: UpstreamStats[];
+}
+
+/** Per service id. */
+export type BalancerStats = Record<string, ServiceStats>;
 
 export interface Balancer {
   /**
    * Start an operation that adds and removes upstreams of one service. Re-applying an id
-   * returns the state of the first application and changes nothing. Removing an unknown
-   * upstream succeeds. Removal drains: new requests go elsewhere at once, in-flight ones
-   * finish (bounded by the drain timeout), then the operation reports SUCCESS.
+   * returns the state of the first application and changes nothing. Adding an upstream
+   * already present and removing an unknown one succeed without change. Removal drains: new
+   * requests go elsewhere at once, in-flight ones finish (bounded by the drain timeout), then
+   * the operation reports SUCCESS.
    */
   apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus>;
+  /** undefined for an id this balancer does not know (never applied, or forgotten on restart). */
   state(operationId: string): Promise<LbOperationStatus | undefined>;
-  /** Cancel a WAITING operation (its changes are reverted where possible). Idempotent. */
+  /**
+   * Cancel a WAITING operation: it becomes CANCELED and its not-yet-done changes are reverted
+   * (upstreams still draining go back into rotation). Idempotent; an operation that already
+   * finished keeps its state. undefined for an unknown id.
+   */
   cancel(operationId: string): Promise<LbOperationStatus | undefined>;
+  /** The upstreams of a service currently in rotation (draining ones are not). */
   upstreams(serviceId: string): Promise<Upstream[]>;
-  /** Called whenever an operation changes state, so the loop wakes at once. */
-  onChange(listener: (status: LbOperationStatus) => void): void;
+  /**
+   * Called whenever an operation changes state (including when it is created), so the loop
+   * wakes at once. Returns a function that unsubscribes.
+   */
+  onChange(listener: (status: LbOperationStatus) => void): () => void;
+  /** Per-service upstreams with request counts, for tests and metrics (optional). */
+  stats?(): BalancerStats;
   close(): Promise<void>;
 }

@@ -1,0 +1,1 @@
+export { createBuiltinBalancer, type BuiltinBalancer, type BuiltinBalancerOptions } from './builtin-balancer.ts';

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { balancerContract } from '../contract.case.ts';
+import type { LbOperationStatus, LbService, Upstream } from '../types.ts';
+import { createFakeBalancer } from './index.ts';
+
+balancerContract('fake', async () => {
+  const balancer = createFakeBalancer();
+  return {
+    balancer,
+    upstream: async (taskId) => ({ taskId, host: '127.0.0.1', port: 10_000 + taskId.length }),
+    async holdRemoval(operationId) {
+      balancer.script(operationId, 'wait');
+      return async () => {
+        if ((await balancer.state(operationId))?.state === 'WAITING') balancer.complete(operationId, 'SUCCESS');
+      };
+    },
+    close: () => balancer.close(),
+  };
+});
+
+describe('fake balancer', () => {
+  const service: LbService = { serviceId: 'web', basePath: '/web', groups: [] };
+  const up = (taskId: string, port = 31_000): Upstream => ({ taskId, host: '127.0.0.1', port });
+
+  it('records each operation once, so a test can assert one swap added all new and removed all old', async () => {
+    const fake = createFakeBalancer();
+    await fake.apply('deploy-lb1', service, [up('old1'), up('old2')], []);
+    await fake.apply('deploy-lb2', service, [up('new1'), up('new2')], [up('old1'), up('old2')]);
+    await fake.apply('deploy-lb2', service, [up('new1'), up('new2')], [up('old1'), up('old2')]);
+
+    expect(fake.operations.map((o) => o.operationId)).toEqual(['deploy-lb1', 'deploy-lb2']);
+    expect(fake.applyCalls).toEqual(['deploy-lb1', 'deploy-lb2', 'deploy-lb2']);
+    const swap = fake.operations[1];
+    expect(swap?.add.map((u) => u.taskId)).toEqual(['new1', 'new2']);
+    expect(swap?.remove.map((u) => u.taskId)).toEqual(['old1', 'old2']);
+    expect((await fake.upstreams('web')).map((u) => u.taskId)).toEqual(['new1', 'new2']);
+  });
+
+  it('keeps scripted operations WAITING until the test completes them', async () => {
+    const fake = createFakeBalancer({ behaviour: 'wait' });
+    const seen: LbOperationStatus[] = [];
+    fake.onChange((s) => seen.push(s));
+    expect((await fake.apply('op1', service, [up('a')], [])).state).toBe('WAITING');
+    expect(fake.complete('op1', 'SUCCESS')).toMatchObject({ state: 'SUCCESS' });
+    expect(seen.map((s) => s.state)).toEqual(['WAITING', 'SUCCESS']);
+    expect(() => fake.complete('op1', 'FAILED')).toThrow(/already SUCCESS/);
+    expect(() => fake.complete('nope', 'SUCCESS')).toThrow(/no operation/);
+  });
+
+  it('reverts an operation completed as FAILED and reports its message', async () => {
+    const fake = createFakeBalancer();
+    await fake.apply('op1', service, [up('old')], []);
+    fake.script('op2', 'wait');
+    await fake.apply('op2', service, [up('new')], [up('old')]);
+    expect((await fake.upstreams('web')).map((u) => u.taskId)).toEqual(['new']);
+
+    fake.complete('op2', 'FAILED', 'haproxy reload failed');
+    expect(await fake.state('op2')).toMatchObject({ state: 'FAILED', message: 'haproxy reload failed' });
+    expect((await fake.upstreams('web')).map((u) => u.taskId)).toEqual(['old']);
+  });
+
+  it('fails scripted operations at once without changing anything', async () => {
+    const fake = createFakeBalancer();
+    fake.script('op1', { fail: 'no capacity' });
+    expect(await fake.apply('op1', service, [up('a')], [])).toMatchObject({ state: 'FAILED', message: 'no capacity' });
+    expect(await fake.upstreams('web')).toEqual([]);
+    // A script is consumed by its operation; the next one follows the default behaviour.
+    expect((await fake.apply('op2', service, [up('a')], [])).state).toBe('SUCCESS');
+  });
+
+  it('can act unreachable: apply rejects and nothing is recorded as applied', async () => {
+    const fake = createFakeBalancer();
+    fake.setBehaviour({ throw: 'connection refused' });
+    await expect(fake.apply('op1', service, [up('a')], [])).rejects.toThrow('connection refused');
+    expect(fake.operations).toEqual([]);
+    expect(await fake.state('op1')).toBeUndefined();
+  });
+
+  it('reports stats per service', async () => {
+    const fake = createFakeBalancer();
+    await fake.apply('op1', service, [up('a')], []);
+    expect(fake.stats()).toEqual({
+      web: { basePath: '/web', upstreams: [{ ...up('a'), inRotation: true, inFlight: 0, total: 0 }] },
+    });
+  });
+});

@@ -1,0 +1,7 @@
+export {
+  createFakeBalancer,
+  type FakeBalancer,
+  type FakeBalancerOptions,
+  type FakeBehaviour,
+  type FakeOperationRecord,
+} from './fake-balancer.ts';

@@ -1,0 +1,162 @@
+// Test helpers for the balancer suites: real upstream servers, a bounded HTTP client, waits.
+// Network on 127.0.0.1 only; every wait has a deadline so a broken balancer fails, never hangs.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Balancer, LbOperationState, LbOperationStatus, Upstream } from './types.ts';
+
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  { timeoutMs = 5_000, intervalMs = 5 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** The operation's state once it left WAITING. */
+export async function settled(balancer: Balancer, operationId: string, timeoutMs = 5_000): Promise<LbOperationStatus> {
+  let status: LbOperationStatus | undefined;
+  await waitFor(
+    async () => {
+      status = await balancer.state(operationId);
+      return status !== undefined && status.state !== 'WAITING';
+    },
+    `operation ${operationId} to finish`,
+    { timeoutMs },
+  );
+  return status as LbOperationStatus;
+}
+
+export async function expectState(balancer: Balancer, operationId: string, state: LbOperationState): Promise<void> {
+  const status = await balancer.state(operationId);
+  if (status?.state !== state) throw new Error(`operation ${operationId} is ${status?.state ?? 'unknown'}, expected ${state}`);
+}
+
+export interface ReceivedRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface TestUpstream {
+  name: string;
+  port: number;
+  /** every request that reached this server */
+  received: ReceivedRequest[];
+  /** requests to a path containing "/slow" currently held without a response */
+  held(): number;
+  /** answer every held request (and later ones stop being held) */
+  release(): void;
+  /** hold "/slow" requests again after a release */
+  holdAgain(): void;
+  upstream(taskId?: string): Upstream;
+  close(): Promise<void>;
+}
+
+/**
+ * A real upstream answering 200 with its name. Paths containing "/slow" are held until
+ * release(), so tests can keep a request in flight for as long as they need.
+ */
+export async function startUpstream(name: string): Promise<TestUpstream> {
+  const received: ReceivedRequest[] = [];
+  const held: http.ServerResponse[] = [];
+  let holding = true;
+  const answer = (res: http.ServerResponse) => {
+    if (res.destroyed) return;
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
+    res.end(name);
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() });
+      if (holding && (req.url ?? '').includes('/slow')) {
+        held.push(res);
+        res.on('close', () => {
+          const i = held.indexOf(res);
+          if (i !== -1) held.splice(i, 1);
+        });
+        return;
+      }
+      answer(res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    name,
+    port,
+    received,
+    held: () => held.length,
+    release() {
+      holding = false;
+      for (const res of held.splice(0)) answer(res);
+    },
+    holdAgain() {
+      holding = true;
+    },
+    upstream: (taskId = name) => ({ taskId, host: '127.0.0.1', port }),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** A port nothing listens on: connections to it are refused. */
+export async function refusedPort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  body?: string;
+  agent?: http.Agent;
+  headers?: http.OutgoingHttpHeaders;
+  timeoutMs?: number;
+}
+
+/** One request to 127.0.0.1:port; rejects on error or after timeoutMs, never hangs. */
+export function request(port: number, path: string, options: RequestOptions = {}): Promise<TestResponse> {
+  const { method = 'GET', body, agent, headers = {}, timeoutMs = 5_000 } = options;
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method, headers, ...(agent ? { agent } : { agent: false }) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() });
+        });
+        res.on('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      },
+    );
+    const timer = setTimeout(() => req.destroy(new Error(`request ${method} ${path} timed out after ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.end(body);
+  });
+}
