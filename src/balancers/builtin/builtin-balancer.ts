@@ -10,19 +10,14 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../../logger.ts';
-import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type {
-  Balancer,
-  BalancerStats,
-  LbOperationStatus,
-  LbService,
-  Upstream,
-} from '../types.ts';
-import { clientResponseHeaders, requestHasBody, upstreamRequestHeaders } from './headers.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { OperationBook, statusOf, type Operation } from '../operations.ts';
+import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
-import { requestPath, RouteTable } from './route-table.ts';
+import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
+import { RouteTable } from './route-table.ts';
 
 export interface BuiltinBalancerOptions {
   /** default 127.0.0.1 */
@@ -46,19 +41,7 @@ export interface BuiltinBalancer extends Balancer {
   address(): { host: string; port: number };
 }
 
-// RFC 9110 §9.2.2: a failed attempt of these may be repeated elsewhere.
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-/** A reused keep-alive socket may have been closed by the upstream just now: allow a fresh try. */
-const MAX_STALE_SOCKET_RETRIES = 2;
-
-interface Attempt {
-  /** abort the upstream exchange because the drain timed out */
-  cut(): void;
-}
-
-interface UpstreamEntry {
-  upstream: Upstream;
-  agent: http.Agent;
+interface UpstreamEntry extends UpstreamTarget {
   inFlight: number;
   total: number;
   attempts: Set<Attempt>;
@@ -74,7 +57,7 @@ interface Drain {
   timer: NodeJS.Timeout;
 }
 
-interface ServiceEntry {
+interface ServiceEntry extends ServiceRoute {
   service: LbService;
   basePath: string;
   upstreams: Map<string, UpstreamEntry>;
@@ -96,8 +79,6 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   readonly #host: string;
   readonly #port: number;
   readonly #drainTimeoutMs: number;
-  readonly #connectTimeoutMs: number;
-  readonly #idleTimeoutMs: number;
   readonly #logger: Logger;
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, ServiceEntry>();
@@ -109,11 +90,16 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 7080;
     this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
-    this.#idleTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
-    this.#server = http.createServer((req, res) => this.#proxy(req, res));
+    const ctx: ProxyContext = {
+      route: (path) => this.#routes.match(path),
+      connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+      idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 60_000,
+      logger: this.#logger,
+    };
+    this.#server = http.createServer((req, res) => proxyRequest(ctx, req, res));
+    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(ctx, req, socket, head));
     // A broken client connection must never take the process down.
     this.#server.on('clientError', (_err, socket) => socket.destroy());
   }
@@ -141,6 +127,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   async apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus> {
     const known = this.#ops.get(operationId);
     if (known) return statusOf(known);
+    if (this.#closed) throw new Error('the builtin balancer is closed');
 
     const op = this.#ops.create(operationId, service.serviceId, { pending: new Set() });
     const invalid = invalidOperation(service, add, remove, (basePath) => this.#routes.owner(basePath));
@@ -239,7 +226,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     const basePath = normalizeBasePath(service.basePath);
     let entry = this.#services.get(service.serviceId);
     if (!entry) {
-      entry = { service, basePath, upstreams: new Map(), next: 0 };
+      entry = this.#newServiceEntry(service, basePath);
       this.#services.set(service.serviceId, entry);
       this.#routes.set(service.serviceId, basePath, entry);
     } else if (entry.basePath !== basePath) {
@@ -318,179 +305,42 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     }
   }
 
-  #pick(service: ServiceEntry, exclude: Set<UpstreamEntry>): UpstreamEntry | undefined {
-    const candidates: UpstreamEntry[] = [];
-    for (const entry of service.upstreams.values()) {
-      if (!entry.drain && !exclude.has(entry)) candidates.push(entry);
-    }
-    if (candidates.length === 0) return undefined;
-    const chosen = candidates[service.next % candidates.length];
-    service.next = (service.next + 1) % 1_000_000_007;
-    return chosen;
-  }
-
-  #attemptDone(entry: UpstreamEntry, attempt: Attempt): void {
-    if (!entry.attempts.delete(attempt)) return;
-    entry.inFlight -= 1;
-    if (entry.drain && entry.inFlight === 0) this.#finishDrain(entry.drain, 'drained');
-  }
-
-  // ---- proxying --------------------------------------------------------------------------
-
-  #proxy(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const path = requestPath(req.url);
-    const service = this.#routes.match(path);
-    if (!service) {
-      reply(res, 503, { error: 'no service is routed at this path', path });
-      return;
-    }
-    const serviceId = service.service.serviceId;
-    const method = req.method ?? 'GET';
-    const hasBody = requestHasBody(req);
-    const headers = upstreamRequestHeaders(req);
-    const target = forwardTarget(req.url);
-    const tried = new Set<UpstreamEntry>();
-    let staleRetries = 0;
-    let lastError = '';
-    let clientGone = false;
-    let abortCurrent: (() => void) | undefined;
-
-    res.on('close', () => {
-      if (res.writableFinished) return;
-      clientGone = true;
-      abortCurrent?.();
-    });
-    // A body we cannot forward (no upstream) is discarded rather than left to stall the socket.
-    if (!hasBody) req.resume();
-
-    const attempt = (): void => {
-      if (clientGone) return;
-      const entry = this.#pick(service, tried);
-      if (!entry) {
-        if (tried.size === 0) {
-          reply(res, 503, { error: 'service has no upstream in rotation', service: serviceId });
-        } else {
-          reply(res, 502, { error: 'no upstream of the service could be reached', service: serviceId, cause: lastError });
-        }
-        return;
-      }
-      tried.add(entry);
-      entry.inFlight += 1;
-      entry.total += 1;
-
-      let connected = false;
-      let bodyStarted = false;
-      let responded = false;
-      let stop: 'cut' | 'timeout' | undefined;
-      let connectTimer: NodeJS.Timeout | undefined;
-      const self: Attempt = {
-        cut: () => {
-          stop = 'cut';
-          upstreamReq.destroy(new Error('upstream removed: drain timeout'));
-        },
-      };
-      entry.attempts.add(self);
-      const done = () => {
-        clearTimeout(connectTimer);
-        this.#attemptDone(entry, self);
-      };
-
-      const { host, port } = entry.upstream;
-      const upstreamReq = http.request({ host, port, method, path: target, headers, agent: entry.agent });
-      abortCurrent = () => upstreamReq.destroy();
-
-      const startBody = () => {
-        connected = true;
-        clearTimeout(connectTimer);
-        if (!hasBody) return;
-        // Only now is the body consumed, so a refused connection can still be retried elsewhere.
-        bodyStarted = true;
-        req.pipe(upstreamReq);
-      };
-      upstreamReq.on('socket', (socket) => {
-        if (!socket.connecting) return startBody();
-        connectTimer = setTimeout(() => upstreamReq.destroy(new Error(`connect timed out after ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
-        socket.once('connect', startBody);
-      });
-      if (!hasBody) upstreamReq.end();
-      upstreamReq.setTimeout(this.#idleTimeoutMs, () => {
-        stop = 'timeout';
-        upstreamReq.destroy(new Error(`upstream sent nothing for ${this.#idleTimeoutMs} ms`));
-      });
-
-      upstreamReq.on('response', (upstreamRes) => {
-        responded = true;
-        if (clientGone) {
-          upstreamReq.destroy();
-          return;
-        }
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes));
-        upstreamRes.pipe(res);
-        // The upstream died mid-response: the client must see a broken response, not a short one.
-        upstreamRes.on('aborted', () => res.destroy());
-        upstreamRes.on('error', () => res.destroy());
-        upstreamRes.on('end', done);
-      });
-
-      upstreamReq.on('error', (err) => {
-        done();
-        lastError = err.message;
-        if (clientGone) return;
-        if (responded) {
-          res.destroy();
-          return;
-        }
-        if (stop === 'cut') {
-          reply(res, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
-          return;
-        }
-        if (stop === 'timeout') {
-          reply(res, 504, { error: 'upstream timed out', service: serviceId, upstream: entry.upstream.taskId });
-          return;
-        }
-        // Safe to send elsewhere: nothing of the body is gone, and either the upstream never
-        // got the request (no connection) or repeating it is harmless (idempotent).
-        const safe = !bodyStarted && (!connected || IDEMPOTENT.has(method));
-        this.#logger.debug({ serviceId, taskId: entry.upstream.taskId, err: err.message, retry: safe }, 'upstream request failed');
-        if (!safe) {
-          reply(res, 502, { error: 'upstream request failed', service: serviceId, upstream: entry.upstream.taskId, cause: err.message });
-          return;
-        }
-        if (upstreamReq.reusedSocket && staleRetries < MAX_STALE_SOCKET_RETRIES) {
-          // Likely a keep-alive socket the upstream had just closed; the upstream itself may be fine.
-          staleRetries += 1;
-          tried.delete(entry);
-        }
-        attempt();
-      });
-      upstreamReq.on('close', done);
+  #newServiceEntry(service: LbService, basePath: string): ServiceEntry {
+    const entry: ServiceEntry = {
+      service,
+      basePath,
+      upstreams: new Map(),
+      next: 0,
+      get serviceId() {
+        return entry.service.serviceId;
+      },
+      begin: (exclude, attempt) => {
+        const chosen = pick(entry, exclude);
+        if (!chosen) return undefined;
+        chosen.inFlight += 1;
+        chosen.total += 1;
+        chosen.attempts.add(attempt);
+        return chosen;
+      },
+      end: (target, attempt) => {
+        const upstream = target as UpstreamEntry;
+        if (!upstream.attempts.delete(attempt)) return;
+        upstream.inFlight -= 1;
+        if (upstream.drain && upstream.inFlight === 0) this.#finishDrain(upstream.drain, 'drained');
+      },
     };
-    attempt();
+    return entry;
   }
 }
 
-/** The path is forwarded unchanged; an absolute-form target is reduced to path and query. */
-function forwardTarget(url: string | undefined): string {
-  if (!url) return '/';
-  if (url.startsWith('/')) return url;
-  try {
-    const parsed = new URL(url);
-    return `${parsed.pathname}${parsed.search}`;
-  } catch {
-    return '/';
+/** Round-robin over the upstreams in rotation, chosen per request (never per connection). */
+function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): UpstreamEntry | undefined {
+  const candidates: UpstreamEntry[] = [];
+  for (const entry of service.upstreams.values()) {
+    if (!entry.drain && !exclude.has(entry)) candidates.push(entry);
   }
-}
-
-function reply(res: http.ServerResponse, status: number, body: Record<string, unknown>): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-  });
-  res.end(text);
+  if (candidates.length === 0) return undefined;
+  const chosen = candidates[service.next % candidates.length];
+  service.next = (service.next + 1) % Number.MAX_SAFE_INTEGER;
+  return chosen;
 }

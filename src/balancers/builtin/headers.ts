@@ -13,6 +13,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+// Answered by this proxy already (Node sends the 100 Continue), so not the upstream's business.
+const ANSWERED_HERE = new Set(['expect']);
 
 function withoutHopByHop(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const named = new Set(
@@ -23,7 +25,7 @@ function withoutHopByHop(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   );
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || ANSWERED_HERE.has(name) || named.has(name)) continue;
     out[name] = value;
   }
   return out;
@@ -45,7 +47,8 @@ export function upstreamRequestHeaders(req: IncomingMessage): OutgoingHttpHeader
   const prior = req.headers['x-forwarded-for'];
   headers['x-forwarded-for'] = prior ? `${String(prior)}, ${client}` : client;
   // Keep what an outer proxy already said about the original request; we only speak http.
-  headers['x-forwarded-host'] = req.headers['x-forwarded-host'] ?? req.headers.host ?? '';
+  const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+  if (host !== undefined) headers['x-forwarded-host'] = host;
   headers['x-forwarded-proto'] = req.headers['x-forwarded-proto'] ?? 'http';
   return headers;
 }

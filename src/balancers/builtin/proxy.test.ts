@@ -1,6 +1,6 @@
 // The builtin balancer as an HTTP reverse proxy, against real upstream servers on 127.0.0.1.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { refusedPort, request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
 import type { LbService, Upstream } from '../types.ts';
@@ -310,6 +310,82 @@ describe('builtin balancer proxy', () => {
     await waitFor(() => a.held() === 0, 'the upstream request to be destroyed');
     await waitFor(() => lb.stats().web?.upstreams[0]?.inFlight === 0, 'in-flight count back to 0');
     expect((await request(port, '/web/x')).body).toBe('a');
+  });
+
+  it('destroys the upstream request when the client goes away mid-upload', async () => {
+    const { lb, port } = await balancer();
+    let upstreamSawAbort = false;
+    const sink = http.createServer((req) => {
+      req.on('data', () => {});
+      req.on('close', () => {
+        if (!req.complete) upstreamSawAbort = true;
+      });
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      sink.closeAllConnections();
+      return new Promise<void>((resolve) => sink.close(() => resolve()));
+    });
+    await apply(lb, web, [{ taskId: 'sink', host: '127.0.0.1', port: (sink.address() as AddressInfo).port }]);
+
+    const req = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/web/upload', headers: { 'content-length': '1000' }, agent: false });
+    req.on('error', () => {});
+    req.write('x'.repeat(10));
+    await waitFor(() => lb.stats().web?.upstreams[0]?.inFlight === 1, 'the upload to reach the upstream');
+    req.destroy();
+    await waitFor(() => upstreamSawAbort, 'the upstream to see the upload cut');
+    await waitFor(() => lb.stats().web?.upstreams[0]?.inFlight === 0, 'in-flight count back to 0');
+  });
+
+  it('tunnels upgrade requests and drains them like requests', async () => {
+    const { lb, port } = await balancer();
+    // An echo protocol: after the 101, every byte comes straight back.
+    const echo = http.createServer((_req, res) => res.end('no upgrade'));
+    echo.on('upgrade', (_req, socket: Socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      echo.closeAllConnections();
+      return new Promise<void>((resolve) => echo.close(() => resolve()));
+    });
+    const echoUpstream = { taskId: 'echo', host: '127.0.0.1', port: (echo.address() as AddressInfo).port };
+    await apply(lb, web, [echoUpstream]);
+
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/web/ws', headers: { connection: 'upgrade', upgrade: 'echo' }, agent: false });
+      req.on('upgrade', (res, s) => (res.statusCode === 101 ? resolve(s) : reject(new Error(`status ${res.statusCode}`))));
+      req.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
+      req.on('error', reject);
+      req.setTimeout(5_000, () => req.destroy(new Error('upgrade timed out')));
+      req.end();
+    });
+    cleanups.push(() => void socket.destroy());
+    let echoed = '';
+    socket.on('data', (chunk: Buffer) => (echoed += chunk.toString()));
+    socket.write('ping');
+    await waitFor(() => echoed === 'ping', 'the echo through the tunnel');
+
+    const removal = await apply(lb, web, [], [echoUpstream]);
+    expect(removal.status.state).toBe('WAITING');
+    socket.write('still-open');
+    await waitFor(() => echoed === 'pingstill-open', 'the tunnel to keep working while draining');
+    socket.destroy();
+    expect((await settled(lb, removal.id)).state).toBe('SUCCESS');
+
+    await apply(lb, web, [], []);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/web/ws', headers: { connection: 'upgrade', upgrade: 'echo' }, agent: false });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('upgrade', () => reject(new Error('upgraded with no upstream')));
+      req.on('error', reject);
+      req.end();
+    });
+    expect(refused).toBe(503);
   });
 
   it('survives an upstream dying mid-response', async () => {

@@ -1,0 +1,337 @@
+// Forwarding one client request (or upgrade tunnel) to the upstreams of its service.
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../logger.ts';
+import type { Upstream } from '../types.ts';
+import { clientResponseHeaders, requestHasBody, upstreamRequestHeaders } from './headers.ts';
+import { requestPath } from './route-table.ts';
+
+/** One exchange with one upstream, counted in flight until it ends. */
+export interface Attempt {
+  /** abort the exchange now (the upstream's drain timed out) */
+  cut(): void;
+}
+
+export interface UpstreamTarget {
+  readonly upstream: Upstream;
+  /** keep-alive pool to this upstream */
+  readonly agent: http.Agent;
+}
+
+export interface ServiceRoute {
+  readonly serviceId: string;
+  /** The next upstream in rotation not in `exclude`; the attempt counts as in flight on it. */
+  begin(exclude: ReadonlySet<UpstreamTarget>, attempt: Attempt): UpstreamTarget | undefined;
+  /** The attempt is over (idempotent). */
+  end(target: UpstreamTarget, attempt: Attempt): void;
+}
+
+export interface ProxyContext {
+  route(path: string): ServiceRoute | undefined;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  logger: Logger;
+}
+
+// RFC 9110 §9.2.2: a failed attempt of these may be repeated elsewhere.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** A reused keep-alive socket may have been closed by the upstream just now: allow a fresh try. */
+const MAX_STALE_SOCKET_RETRIES = 2;
+
+export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const path = requestPath(req.url);
+  const route = ctx.route(path);
+  // Client-side stream errors surface as res 'close'; never let them go unhandled.
+  req.on('error', () => {});
+  res.on('error', () => {});
+  if (!route) {
+    reply(res, 503, { error: 'no service is routed at this path', path });
+    return;
+  }
+  const { serviceId } = route;
+  const method = req.method ?? 'GET';
+  const hasBody = requestHasBody(req);
+  const headers = upstreamRequestHeaders(req);
+  const target = forwardTarget(req.url);
+  const tried = new Set<UpstreamTarget>();
+  let staleRetries = 0;
+  let lastError = '';
+  let clientGone = false;
+  let abortCurrent: (() => void) | undefined;
+
+  res.on('close', () => {
+    if (res.writableFinished) return;
+    clientGone = true;
+    abortCurrent?.();
+  });
+  // A body we will not forward must not stall the connection.
+  if (!hasBody) req.resume();
+
+  const attempt = (): void => {
+    if (clientGone) return;
+    let connected = false;
+    let bodyStarted = false;
+    let responded = false;
+    let stop: 'cut' | 'timeout' | undefined;
+    let connectTimer: NodeJS.Timeout | undefined;
+    // eslint-disable-next-line prefer-const -- assigned once the target is known
+    let upstreamReq: http.ClientRequest | undefined;
+    const self: Attempt = {
+      cut: () => {
+        stop = 'cut';
+        upstreamReq?.destroy(new Error('upstream removed: drain timed out'));
+      },
+    };
+    const chosen = route.begin(tried, self);
+    if (!chosen) {
+      if (tried.size === 0) reply(res, 503, { error: 'service has no upstream in rotation', service: serviceId });
+      else reply(res, 502, { error: 'no upstream of the service could be reached', service: serviceId, cause: lastError });
+      return;
+    }
+    tried.add(chosen);
+    const done = () => {
+      clearTimeout(connectTimer);
+      route.end(chosen, self);
+    };
+
+    const { host, port, taskId } = chosen.upstream;
+    const up = http.request({ host, port, method, path: target, headers, agent: chosen.agent });
+    upstreamReq = up;
+    abortCurrent = () => up.destroy();
+
+    const startBody = () => {
+      connected = true;
+      clearTimeout(connectTimer);
+      if (!hasBody) return;
+      // Only now is the body consumed, so a refused connection can still be retried elsewhere.
+      bodyStarted = true;
+      req.pipe(up);
+    };
+    up.on('socket', (socket) => {
+      if (!socket.connecting) return startBody();
+      connectTimer = setTimeout(() => up.destroy(new Error(`connect timed out after ${ctx.connectTimeoutMs} ms`)), ctx.connectTimeoutMs);
+      socket.once('connect', startBody);
+    });
+    if (!hasBody) up.end();
+    up.setTimeout(ctx.idleTimeoutMs, () => {
+      stop = 'timeout';
+      up.destroy(new Error(`upstream sent nothing for ${ctx.idleTimeoutMs} ms`));
+    });
+
+    up.on('response', (upstreamRes) => {
+      responded = true;
+      if (clientGone) {
+        up.destroy();
+        return;
+      }
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes));
+      upstreamRes.pipe(res);
+      // The upstream died mid-response: the client must see a broken response, not a short one.
+      upstreamRes.on('aborted', () => res.destroy());
+      upstreamRes.on('error', () => res.destroy());
+      upstreamRes.on('end', done);
+    });
+
+    up.on('error', (err) => {
+      done();
+      lastError = err.message;
+      if (clientGone) return;
+      if (responded) {
+        res.destroy();
+        return;
+      }
+      if (stop === 'cut') {
+        reply(res, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
+        return;
+      }
+      if (stop === 'timeout') {
+        reply(res, 504, { error: 'upstream timed out', service: serviceId, upstream: taskId });
+        return;
+      }
+      // Safe to send elsewhere: nothing of the body is gone, and either the upstream never
+      // got the request (no connection) or repeating it is harmless (idempotent).
+      const safe = !bodyStarted && (!connected || IDEMPOTENT.has(method));
+      ctx.logger.debug({ serviceId, taskId, err: err.message, retry: safe }, 'upstream request failed');
+      if (!safe) {
+        reply(res, 502, { error: 'upstream request failed', service: serviceId, upstream: taskId, cause: err.message });
+        return;
+      }
+      if (up.reusedSocket && staleRetries < MAX_STALE_SOCKET_RETRIES) {
+        // Likely a keep-alive socket the upstream had just closed; the upstream itself may be fine.
+        staleRetries += 1;
+        tried.delete(chosen);
+      }
+      attempt();
+    });
+    up.on('close', done);
+  };
+  attempt();
+}
+
+/**
+ * An Upgrade request (WebSocket and friends): once the upstream agrees, bytes are piped both
+ * ways. The tunnel counts as in flight until either side closes, so draining waits for it.
+ */
+export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => {});
+  const path = requestPath(req.url);
+  const route = ctx.route(path);
+  if (!route) {
+    rawReply(socket, 503, { error: 'no service is routed at this path', path });
+    return;
+  }
+  const { serviceId } = route;
+  const headers = upstreamRequestHeaders(req);
+  headers.connection = 'upgrade';
+  if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade;
+  const method = req.method ?? 'GET';
+  const target = forwardTarget(req.url);
+  const tried = new Set<UpstreamTarget>();
+  let lastError = '';
+  let clientGone = false;
+  let abortCurrent: (() => void) | undefined;
+  socket.on('close', () => {
+    clientGone = true;
+    abortCurrent?.();
+  });
+
+  const attempt = (): void => {
+    if (clientGone) return;
+    let connected = false;
+    let stop: 'cut' | undefined;
+    let connectTimer: NodeJS.Timeout | undefined;
+    let tunnel: Duplex | undefined;
+    // eslint-disable-next-line prefer-const -- assigned once the target is known
+    let upstreamReq: http.ClientRequest | undefined;
+    const self: Attempt = {
+      cut: () => {
+        stop = 'cut';
+        upstreamReq?.destroy();
+        tunnel?.destroy();
+        socket.destroy();
+      },
+    };
+    const chosen = route.begin(tried, self);
+    if (!chosen) {
+      if (tried.size === 0) rawReply(socket, 503, { error: 'service has no upstream in rotation', service: serviceId });
+      else rawReply(socket, 502, { error: 'no upstream of the service could be reached', service: serviceId, cause: lastError });
+      return;
+    }
+    tried.add(chosen);
+    const done = () => {
+      clearTimeout(connectTimer);
+      route.end(chosen, self);
+    };
+    const { host, port } = chosen.upstream;
+    // The socket leaves HTTP for good, so it is not taken from (or returned to) the pool.
+    const up = http.request({ host, port, method, path: target, headers, agent: false });
+    upstreamReq = up;
+    abortCurrent = () => {
+      up.destroy();
+      tunnel?.destroy();
+    };
+    up.on('socket', (s) => {
+      connectTimer = setTimeout(() => up.destroy(new Error(`connect timed out after ${ctx.connectTimeoutMs} ms`)), ctx.connectTimeoutMs);
+      s.once('connect', () => {
+        connected = true;
+        clearTimeout(connectTimer);
+      });
+    });
+    up.end();
+
+    up.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
+      tunnel = upstreamSocket;
+      upstreamSocket.on('error', () => {});
+      if (clientGone) {
+        upstreamSocket.destroy();
+        done();
+        return;
+      }
+      socket.write(rawHead(upstreamRes.statusCode ?? 101, upstreamRes.statusMessage, upstreamRes.rawHeaders));
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+      upstreamSocket.on('close', () => {
+        socket.destroy();
+        done();
+      });
+      socket.on('close', () => upstreamSocket.destroy());
+    });
+
+    // The upstream declined the upgrade: relay its answer and close.
+    up.on('response', (upstreamRes) => {
+      const names = new Set(['connection', 'transfer-encoding', 'keep-alive']);
+      const raw: string[] = [];
+      for (let i = 0; i + 1 < upstreamRes.rawHeaders.length; i += 2) {
+        const name = upstreamRes.rawHeaders[i] ?? '';
+        if (!names.has(name.toLowerCase())) raw.push(name, upstreamRes.rawHeaders[i + 1] ?? '');
+      }
+      raw.push('Connection', 'close');
+      socket.write(rawHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, raw));
+      upstreamRes.pipe(socket);
+      upstreamRes.on('error', () => socket.destroy());
+      upstreamRes.on('end', done);
+    });
+
+    up.on('error', (err) => {
+      done();
+      lastError = err.message;
+      if (clientGone || tunnel) return;
+      if (stop === 'cut') {
+        rawReply(socket, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
+        return;
+      }
+      // Nothing but the handshake was sent; it is a GET in practice, so another upstream may try.
+      if (!connected || IDEMPOTENT.has(method)) {
+        attempt();
+        return;
+      }
+      rawReply(socket, 502, { error: 'upstream request failed', service: serviceId, cause: err.message });
+    });
+    up.on('close', () => {
+      if (!tunnel) done();
+    });
+  };
+  attempt();
+}
+
+/** The path is forwarded unchanged; an absolute-form target is reduced to path and query. */
+function forwardTarget(url: string | undefined): string {
+  if (!url) return '/';
+  if (url.startsWith('/')) return url;
+  try {
+    const parsed = new URL(url);
+    return `${parsed.pathname}${parsed.search}`;
+  } catch {
+    return '/';
+  }
+}
+
+function reply(res: http.ServerResponse, status: number, body: Record<string, unknown>): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+function rawHead(status: number, message: string | undefined, rawHeaders: string[]): string {
+  let head = `HTTP/1.1 ${status} ${message || http.STATUS_CODES[status] || ''}\r\n`;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) head += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}
+
+/** An answer on a socket that left the HTTP server (upgrade requests). */
+function rawReply(socket: Duplex, status: number, body: Record<string, unknown>): void {
+  if (socket.destroyed) return;
+  const text = `${JSON.stringify(body)}\n`;
+  const headers = ['Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(text)), 'Connection', 'close'];
+  socket.end(rawHead(status, undefined, headers) + text);
+}
