@@ -1,0 +1,450 @@
+// Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
+// only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
+import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
+import type {
+  Deploy,
+  FledgeRequest,
+  HealthResult,
+  RequestState,
+  TaskHealth,
+  TaskId,
+  TaskLbState,
+  TaskState,
+} from '../core/model.ts';
+
+export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, TaskId, TaskState };
+
+/** An `{message, details}` error answer from the API. */
+export class FledgeApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details: ApiErrorDetail[] = [],
+    readonly method = '',
+    readonly path = '',
+  ) {
+    super(message);
+    this.name = 'FledgeApiError';
+  }
+}
+
+/** The server could not be reached at all (refused, DNS, reset...). */
+export class FledgeConnectionError extends Error {
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+  ) {
+    super(`cannot reach Fledge at ${url}: ${reason}`);
+    this.name = 'FledgeConnectionError';
+  }
+}
+
+export interface ApiErrorDetail {
+  field?: string;
+  rule?: string;
+  message?: string;
+  [key: string]: unknown;
+}
+
+// ---- inputs: raw Singularity-shaped JSON, validated by the server ----
+
+export interface RequestInput {
+  id: string;
+  [key: string]: unknown;
+}
+
+export interface DeployInput {
+  requestId: string;
+  id: string;
+  [key: string]: unknown;
+}
+
+export interface DeployBody {
+  deploy: DeployInput;
+  message?: string;
+  unpauseOnSuccessfulDeploy?: boolean;
+  updatedRequest?: RequestInput;
+}
+
+// ---- responses: the fields callers rely on; the server may send more ----
+
+export interface DeployMarker {
+  requestId: string;
+  deployId: string;
+  timestamp: number;
+  message?: string;
+}
+
+export interface TaskIdGroups {
+  healthy: TaskId[];
+  notYetHealthy: TaskId[];
+  pending: TaskId[];
+  cleaning: TaskId[];
+  loadBalanced: TaskId[];
+  killed: TaskId[];
+}
+
+export interface PendingDeployView {
+  deployMarker: DeployMarker;
+  currentDeployState: string;
+  updatedRequest?: FledgeRequest;
+  deployProgress: DeployProgress;
+  intents?: unknown[];
+}
+
+export interface RequestParent {
+  request: FledgeRequest;
+  state: RequestState;
+  requestDeployState?: { requestId: string; activeDeploy?: DeployMarker; pendingDeploy?: DeployMarker };
+  activeDeploy?: Deploy;
+  pendingDeploy?: Deploy;
+  pendingDeployState?: PendingDeployView;
+  bounce?: { startedAt: number; message?: string };
+  taskIds: TaskIdGroups;
+  instanceCounts?: { desired: number; healthy: number; total: number };
+  timestamp?: number;
+  /** on writes: what the server accepted but ignored or changed */
+  warnings?: string[];
+}
+
+export interface TaskView {
+  taskId: TaskId;
+  state: TaskState;
+  ports: number[];
+  health: TaskHealth;
+  lb: TaskLbState;
+  loadBalancerState?: TaskLbState;
+  healthcheckResults?: HealthResult[];
+  taskUpdates?: { taskState: TaskState; timestamp: number; statusMessage?: string }[];
+  exitCode?: number | null;
+  signal?: string | null;
+  cleanup?: { reason: string; timestamp: number; message?: string };
+  waitingReason?: string;
+  runningAt?: number;
+  doneAt?: number;
+  pid?: number;
+  sandbox?: string;
+}
+
+export interface DeployHistoryView {
+  deployMarker: DeployMarker;
+  deploy: Deploy;
+  deployResult?: DeployResult;
+  deployProgress?: DeployProgress;
+  decisionLog?: Decision[];
+  /** the result state, or WAITING while pending */
+  deployState?: DeployResultState | 'WAITING';
+}
+
+export interface PlanStep {
+  step: number;
+  targetActiveInstances: number;
+  newInstances: number;
+  oldInstances: number;
+  loadBalanced: { new: number; old: number };
+  /** check names (or specs) */
+  acceptance: { mode: string; waitMillis?: number; checks?: unknown[] };
+}
+
+export interface DeployPlan {
+  steps: PlanStep[];
+  etaSeconds: { min: number; max: number };
+  warnings: string[];
+}
+
+export interface LogChunk {
+  path: string;
+  offset: number;
+  data: string;
+  nextOffset: number;
+}
+
+export interface StateCounts {
+  activeRequests: number;
+  pausedRequests: number;
+  deletingRequests: number;
+  pendingDeploys: number;
+  activeTasks: number;
+  healthyTasks: number;
+  cleaningTasks: number;
+  waitingTasks: number;
+  [key: string]: number;
+}
+
+/** One server-sent event; `data` is the parsed JSON (or the raw text if it is not JSON). */
+export interface FledgeStreamEvent {
+  event: string;
+  data: unknown;
+  id?: string;
+}
+
+/** `data` of `deploy` events. */
+export interface DeployEventData {
+  type: 'DEPLOY';
+  at: number;
+  requestId: string;
+  deployId: string;
+  eventType: 'STARTING' | 'PROGRESS' | 'FINISHED';
+  progress?: DeployProgress;
+  result?: DeployResult;
+}
+
+/** `data` of `task` events. */
+export interface TaskEventData {
+  type: 'TASK';
+  at: number;
+  task: TaskView;
+}
+
+/** `data` of `request` events (the stored record, not the request parent). */
+export interface RequestEventData {
+  type: 'REQUEST';
+  at: number;
+  request: { request: FledgeRequest; state: RequestState; [key: string]: unknown };
+}
+
+export interface ClientOptions {
+  token?: string;
+  /** for tests and custom transports */
+  fetch?: typeof fetch;
+}
+
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+const seg = encodeURIComponent;
+
+export class FledgeClient {
+  readonly baseUrl: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+
+  constructor(baseUrl: string, options: ClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  // ---- requests ----
+  createRequest(request: RequestInput): Promise<RequestParent> {
+    return this.#call('POST', '/api/requests', request);
+  }
+  listRequests(): Promise<RequestParent[]> {
+    return this.#call('GET', '/api/requests');
+  }
+  getRequest(requestId: string): Promise<RequestParent> {
+    return this.#call('GET', `/api/requests/request/${seg(requestId)}`);
+  }
+  scale(requestId: string, instances: number, message?: string): Promise<RequestParent> {
+    return this.#call('PUT', `/api/requests/request/${seg(requestId)}/scale`, { instances, ...opt({ message }) });
+  }
+  pause(requestId: string, options: { message?: string; killTasks?: boolean } = {}): Promise<RequestParent> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/pause`, opt(options));
+  }
+  unpause(requestId: string, options: { message?: string } = {}): Promise<RequestParent> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/unpause`, opt(options));
+  }
+  bounce(requestId: string, options: { message?: string; incremental?: boolean } = {}): Promise<RequestParent> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/bounce`, opt(options));
+  }
+  deleteRequest(requestId: string, options: { message?: string; deleteFromLoadBalancer?: boolean } = {}): Promise<RequestParent> {
+    return this.#call('DELETE', `/api/requests/request/${seg(requestId)}`, opt(options));
+  }
+  rollback(requestId: string, options: { message?: string } = {}): Promise<RequestParent> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/rollback`, opt(options));
+  }
+
+  // ---- deploys ----
+  createDeploy(body: DeployBody): Promise<RequestParent> {
+    return this.#call('POST', '/api/deploys', body);
+  }
+  planDeploy(body: DeployBody): Promise<DeployPlan> {
+    return this.#call('POST', '/api/deploys/plan', body);
+  }
+  pendingDeploys(): Promise<PendingDeployView[]> {
+    return this.#call('GET', '/api/deploys/pending');
+  }
+  cancelDeploy(requestId: string, deployId: string): Promise<RequestParent> {
+    return this.#call('DELETE', `/api/deploys/deploy/${seg(deployId)}/request/${seg(requestId)}`);
+  }
+  updateDeploy(requestId: string, deployId: string, targetActiveInstances: number): Promise<RequestParent> {
+    return this.#call('POST', '/api/deploys/update', { requestId, deployId, targetActiveInstances });
+  }
+  advanceDeploy(requestId: string, deployId: string, message?: string): Promise<RequestParent> {
+    return this.#call('POST', '/api/deploys/advance', { requestId, deployId, ...opt({ message }) });
+  }
+  rejectDeploy(requestId: string, deployId: string, message?: string): Promise<RequestParent> {
+    return this.#call('POST', '/api/deploys/reject', { requestId, deployId, ...opt({ message }) });
+  }
+  deployHistory(requestId: string): Promise<DeployHistoryView[]> {
+    return this.#call('GET', `/api/history/request/${seg(requestId)}/deploys`);
+  }
+  deployHistoryEntry(requestId: string, deployId: string): Promise<DeployHistoryView> {
+    return this.#call('GET', `/api/history/request/${seg(requestId)}/deploy/${seg(deployId)}`);
+  }
+
+  // ---- tasks ----
+  activeTasks(): Promise<TaskView[]> {
+    return this.#call('GET', '/api/tasks/active');
+  }
+  requestTasks(requestId: string): Promise<TaskView[]> {
+    return this.#call('GET', `/api/tasks/request/${seg(requestId)}`);
+  }
+  taskIds(requestId: string): Promise<TaskIdGroups> {
+    return this.#call('GET', `/api/tasks/ids/request/${seg(requestId)}`);
+  }
+  getTask(taskId: string): Promise<TaskView> {
+    return this.#call('GET', `/api/tasks/task/${seg(taskId)}`);
+  }
+  killTask(taskId: string, options: { message?: string; waitForReplacementTask?: boolean } = {}): Promise<TaskView> {
+    return this.#call('DELETE', `/api/tasks/task/${seg(taskId)}`, opt(options));
+  }
+  readLogs(taskId: string, path: 'stdout' | 'stderr' = 'stdout', offset = 0, length?: number): Promise<LogChunk> {
+    const query = new URLSearchParams({ path, offset: String(offset) });
+    if (length !== undefined) query.set('length', String(length));
+    return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${query.toString()}`);
+  }
+
+  // ---- operations ----
+  state(): Promise<StateCounts> {
+    return this.#call('GET', '/api/state');
+  }
+  health(): Promise<{ status: string }> {
+    return this.#call('GET', '/health');
+  }
+
+  /**
+   * Follow `GET /api/events` and call `onEvent` per event. Resolves when the server ends the
+   * stream or `signal` aborts; rejects if the stream cannot be opened or breaks.
+   */
+  async events(onEvent: (event: FledgeStreamEvent) => void, signal?: AbortSignal): Promise<void> {
+    const res = await this.#send('GET', '/api/events', undefined, signal, { Accept: 'text/event-stream' });
+    if (!res.ok) throw await apiError(res, 'GET', '/api/events');
+    if (!res.body) return;
+    const reader = res.body.getReader();
+    const parser = new SseParser(onEvent);
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      parser.push(decoder.decode());
+      parser.end();
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw err;
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #call<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    const res = await this.#send(method, path, body);
+    if (!res.ok) throw await apiError(res, method, path);
+    const text = await res.text();
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  async #send(method: Method, path: string, body?: unknown, signal?: AbortSignal, extra: Record<string, string> = {}): Promise<Response> {
+    const headers: Record<string, string> = { Accept: 'application/json', ...extra };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.#token) headers.Authorization = `Bearer ${this.#token}`;
+    try {
+      return await this.#fetch(this.baseUrl + path, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new FledgeConnectionError(this.baseUrl, connectReason(err));
+    }
+  }
+}
+
+/** Drop undefined fields so the server sees only what the caller set. */
+function opt<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+async function apiError(res: Response, method: string, path: string): Promise<FledgeApiError> {
+  const text = await res.text().catch(() => '');
+  try {
+    const body = JSON.parse(text) as { message?: unknown; details?: unknown };
+    if (body && typeof body.message === 'string') {
+      const details = Array.isArray(body.details) ? (body.details as ApiErrorDetail[]) : [];
+      return new FledgeApiError(res.status, body.message, details, method, path);
+    }
+  } catch {
+    /* not JSON: fall through to the status line */
+  }
+  const snippet = text.trim().slice(0, 200);
+  return new FledgeApiError(res.status, `${method} ${path}: HTTP ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ''}`, [], method, path);
+}
+
+// undici hides the useful part ("connect ECONNREFUSED") in `cause`, sometimes inside an
+// AggregateError when a name resolves to several addresses.
+function connectReason(err: unknown): string {
+  const cause = (err as { cause?: unknown } | undefined)?.cause ?? err;
+  const first = cause instanceof AggregateError && cause.errors.length > 0 ? (cause.errors[0] as unknown) : cause;
+  const e = first as { code?: unknown; syscall?: unknown; message?: unknown } | undefined;
+  if (e && typeof e.code === 'string') return typeof e.syscall === 'string' ? `${e.syscall} ${e.code}` : e.code;
+  if (e && typeof e.message === 'string' && e.message !== '') return e.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Incremental text/event-stream parser (WHATWG rules, minus `retry`). */
+export class SseParser {
+  #buffer = '';
+  #event = '';
+  #data: string[] = [];
+  #id: string | undefined;
+
+  constructor(private readonly onEvent: (event: FledgeStreamEvent) => void) {}
+
+  push(chunk: string): void {
+    this.#buffer += chunk;
+    // A trailing \r may be the first half of \r\n, so keep it until more arrives.
+    const lines = this.#buffer.split(/\r\n|\n|\r(?=.)/s);
+    this.#buffer = lines.pop() ?? '';
+    for (const line of lines) this.#line(line);
+  }
+
+  end(): void {
+    if (this.#buffer !== '') this.#line(this.#buffer.replace(/\r$/, ''));
+    this.#buffer = '';
+    this.#line('');
+  }
+
+  #line(line: string): void {
+    if (line === '') return this.#dispatch();
+    if (line.startsWith(':')) return;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') this.#event = value;
+    else if (field === 'data') this.#data.push(value);
+    else if (field === 'id') this.#id = value;
+  }
+
+  #dispatch(): void {
+    if (this.#data.length === 0) {
+      this.#event = '';
+      return;
+    }
+    const raw = this.#data.join('\n');
+    let data: unknown = raw;
+    try {
+      data = JSON.parse(raw);
+    } catch {
+      /* keep the text */
+    }
+    const event: FledgeStreamEvent = { event: this.#event || 'message', data, ...(this.#id !== undefined ? { id: this.#id } : {}) };
+    this.#event = '';
+    this.#data = [];
+    this.onEvent(event);
+  }
+}

@@ -1,0 +1,213 @@
+// `fledge deploy ...`: start, plan, steer and follow deploys.
+import type { Command } from 'commander';
+import type { DeployBody, DeployHistoryView, PlanStep, RequestParent } from '../../api/client.ts';
+import { intArg, UsageError, type Ctx } from '../context.ts';
+import { dateTime, decisionText, progressText, requestLine } from '../format.ts';
+import { keyValues, table } from '../table.ts';
+import { watchDeploy } from '../watch.ts';
+
+export function registerDeploy(program: Command, ctx: Ctx): void {
+  const deploy = program.command('deploy').description('start, plan, steer and follow deploys');
+
+  /** The file holds a deploy, or the whole POST /api/deploys body. */
+  const readBody = async (file: string, opts: { message?: string; unpause?: boolean }): Promise<DeployBody> => {
+    const json = await ctx.readJsonFile(file);
+    const body = ('deploy' in json ? json : { deploy: json }) as unknown as DeployBody;
+    const d = body.deploy as unknown;
+    if (typeof d !== 'object' || d === null || typeof body.deploy.requestId !== 'string' || typeof body.deploy.id !== 'string') {
+      throw new UsageError(`${file}: the deploy needs string "requestId" and "id"`);
+    }
+    return {
+      ...body,
+      ...(opts.message !== undefined ? { message: opts.message } : {}),
+      ...(opts.unpause ? { unpauseOnSuccessfulDeploy: true } : {}),
+    };
+  };
+
+  const create = deploy
+    .command('create')
+    .description('start a deploy from a JSON file')
+    .requiredOption('-f, --file <file>', 'deploy JSON, or a {deploy, message, ...} body ("-" for stdin)')
+    .option('-m, --message <message>', 'deploy message')
+    .option('--unpause', 'unpause the request when the deploy succeeds')
+    .option('-w, --watch', 'follow the deploy until it ends; exit 0 only if it succeeds')
+    .option('--json', 'print the API response (with --watch: the final history entry)');
+  create.action(async (opts: { file: string; message?: string; unpause?: boolean; watch?: boolean }) => {
+    const body = await readBody(opts.file, opts);
+    const client = ctx.client(create);
+    const parent = await client.createDeploy(body);
+    const json = ctx.json(create);
+    if (json && !opts.watch) return ctx.printJson(parent);
+    ctx.warnings(parent.warnings);
+    if (!json) ctx.print(`deploy ${body.deploy.id} of request ${body.deploy.requestId} started`);
+    if (opts.watch) ctx.exitCode = await watchDeploy(ctx, client, body.deploy.requestId, body.deploy.id, { json });
+    else ctx.print(requestLine(parent));
+  });
+
+  const plan = deploy
+    .command('plan')
+    .description('dry-run a deploy: the steps it would take; stores nothing')
+    .requiredOption('-f, --file <file>', 'deploy JSON, or a {deploy, message, ...} body ("-" for stdin)')
+    .option('--json', 'print the API response');
+  plan.action(async (opts: { file: string }) => {
+    const result = await ctx.client(plan).planDeploy(await readBody(opts.file, {}));
+    if (ctx.json(plan)) return ctx.printJson(result);
+    ctx.print(
+      table(
+        ['STEP', 'TARGET', 'NEW', 'OLD', 'LB NEW', 'LB OLD', 'ACCEPTANCE'],
+        result.steps.map((s) => [
+          s.step,
+          s.targetActiveInstances,
+          s.newInstances,
+          s.oldInstances,
+          s.loadBalanced?.new,
+          s.loadBalanced?.old,
+          acceptanceText(s.acceptance),
+        ]),
+      ),
+    );
+    if (result.etaSeconds) ctx.print(`eta: ${result.etaSeconds.min}–${result.etaSeconds.max} s`);
+    ctx.warnings(result.warnings);
+  });
+
+  /** Commands on the pending deploy that answer with the request parent. */
+  const steer = (cmd: Command, call: (requestId: string, deployId: string, opts: Record<string, unknown>) => Promise<RequestParent>) =>
+    cmd.option('--json', 'print the API response').action(async (requestId: string, deployId: string, opts: Record<string, unknown>) => {
+      const parent = await call(requestId, deployId, opts);
+      if (ctx.json(cmd)) return ctx.printJson(parent);
+      ctx.print(requestLine(parent));
+    });
+
+  const cancel = deploy.command('cancel').argument('<request>').argument('<deploy>').description('cancel the pending deploy');
+  steer(cancel, (r, d) => ctx.client(cancel).cancelDeploy(r, d));
+
+  const advance = deploy
+    .command('advance')
+    .argument('<request>')
+    .argument('<deploy>')
+    .description('approve the current step (MANUAL acceptance or a manual check)')
+    .option('-m, --message <message>', 'why');
+  steer(advance, (r, d, o) => ctx.client(advance).advanceDeploy(r, d, o.message as string | undefined));
+
+  const reject = deploy
+    .command('reject')
+    .argument('<request>')
+    .argument('<deploy>')
+    .description('fail the current step')
+    .option('-m, --message <message>', 'why');
+  steer(reject, (r, d, o) => ctx.client(reject).rejectDeploy(r, d, o.message as string | undefined));
+
+  const update = deploy
+    .command('update')
+    .argument('<request>')
+    .argument('<deploy>')
+    .description('jump to a target instance count')
+    .requiredOption('--target <n>', 'targetActiveInstances', intArg('target', 1));
+  steer(update, (r, d, o) => ctx.client(update).updateDeploy(r, d, o.target as number));
+
+  const pending = deploy.command('pending').description('list pending deploys').option('--json', 'print the API response');
+  pending.action(async () => {
+    const list = await ctx.client(pending).pendingDeploys();
+    if (ctx.json(pending)) return ctx.printJson(list);
+    if (list.length === 0) return ctx.print('no pending deploys');
+    ctx.print(
+      table(
+        ['REQUEST', 'DEPLOY', 'STEP', 'PHASE', 'TARGET', 'CURRENT', 'STARTED'],
+        list.map((p) => [
+          p.deployMarker.requestId,
+          p.deployMarker.deployId,
+          `${p.deployProgress.step}/${p.deployProgress.totalSteps}`,
+          p.deployProgress.phase,
+          p.deployProgress.targetActiveInstances,
+          p.deployProgress.currentActiveInstances,
+          dateTime(p.deployMarker.timestamp),
+        ]),
+      ),
+    );
+  });
+
+  const history = deploy
+    .command('history')
+    .argument('<request>')
+    .argument('[deploy]')
+    .description('past deploys of a request, or one deploy in detail')
+    .option('--json', 'print the API response');
+  history.action(async (requestId: string, deployId: string | undefined) => {
+    const client = ctx.client(history);
+    if (deployId === undefined) {
+      const list = await client.deployHistory(requestId);
+      if (ctx.json(history)) return ctx.printJson(list);
+      if (list.length === 0) return ctx.print(`no deploys for request ${requestId}`);
+      return ctx.print(
+        table(
+          ['DEPLOY', 'STATE', 'CREATED', 'ENDED', 'MESSAGE'],
+          list.map((h) => [
+            h.deployMarker.deployId,
+            h.deployResult?.deployState ?? h.deployState ?? (h.deployProgress ? 'WAITING' : undefined),
+            dateTime(h.deployMarker.timestamp),
+            h.deployResult ? dateTime(h.deployResult.timestamp) : undefined,
+            h.deployResult?.message ?? h.deployMarker.message,
+          ]),
+        ),
+      );
+    }
+    const entry = await client.deployHistoryEntry(requestId, deployId);
+    if (ctx.json(history)) return ctx.printJson(entry);
+    printHistoryEntry(ctx, entry);
+  });
+
+  const watch = deploy
+    .command('watch')
+    .argument('<request>')
+    .argument('<deploy>')
+    .description('follow a deploy until it ends; exit 0 only if it succeeds')
+    .option('--json', 'print only the final history entry');
+  watch.action(async (requestId: string, deployId: string) => {
+    ctx.exitCode = await watchDeploy(ctx, ctx.client(watch), requestId, deployId, { json: ctx.json(watch) });
+  });
+}
+
+function acceptanceText(a: PlanStep['acceptance'] | undefined): string {
+  if (!a) return '-';
+  const extra = [
+    a.waitMillis ? `wait ${a.waitMillis / 1000}s` : undefined,
+    a.checks && a.checks.length > 0 ? `checks ${a.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(',')}` : undefined,
+  ].filter(Boolean);
+  return extra.length > 0 ? `${a.mode} (${extra.join(', ')})` : a.mode;
+}
+
+function printHistoryEntry(ctx: Ctx, h: DeployHistoryView): void {
+  const p = h.deployProgress;
+  ctx.print(
+    keyValues([
+      ['request', h.deployMarker.requestId],
+      ['deploy', h.deployMarker.deployId],
+      ['created', dateTime(h.deployMarker.timestamp)],
+      ['message', h.deployMarker.message],
+      ['state', h.deployResult?.deployState ?? h.deployState ?? 'WAITING'],
+      ['progress', p ? `${progressText(p)}${p.canary ? ' (canary)' : ''}` : undefined],
+      ...(h.deployResult
+        ? ([
+            ['result', h.deployResult.message],
+            ['ended', dateTime(h.deployResult.timestamp)],
+          ] as [string, string][])
+        : []),
+    ]),
+  );
+  const failures = h.deployResult?.deployFailures ?? [];
+  if (failures.length > 0) {
+    ctx.print('failures:');
+    for (const f of failures) ctx.print(`  ${f.reason}${f.taskId ? ` ${f.taskId.id}` : ''}: ${f.message}`);
+  }
+  const acceptance = p?.acceptanceResultMessageHistory ?? [];
+  if (acceptance.length > 0) {
+    ctx.print('acceptance:');
+    for (const m of acceptance) ctx.print(`  ${m}`);
+  }
+  const log = h.decisionLog ?? p?.decisionLog ?? [];
+  if (log.length > 0) {
+    ctx.print('decisions:');
+    for (const d of log) ctx.print(`  ${decisionText(d)}`);
+  }
+}
+

@@ -1,0 +1,13 @@
+// `fledge state`: the server's counts at a glance.
+import type { Command } from 'commander';
+import type { Ctx } from '../context.ts';
+import { keyValues } from '../table.ts';
+
+export function registerState(program: Command, ctx: Ctx): void {
+  const state = program.command('state').description('request, deploy and task counts').option('--json', 'print the API response');
+  state.action(async () => {
+    const counts = await ctx.client(state).state();
+    if (ctx.json(state)) return ctx.printJson(counts);
+    ctx.print(keyValues(Object.entries(counts).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`), v])));
+  });
+}

@@ -1,0 +1,66 @@
+// Human-readable renderings of API answers, shared by commands and --watch.
+import type { Decision, DeployProgress, PendingDeployView, RequestParent, TaskView } from '../api/client.ts';
+import type { TaskLbState } from '../core/model.ts';
+
+/** UTC so output does not depend on the machine's zone. */
+export function dateTime(ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+}
+
+export function clockTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+export function progressText(p: DeployProgress): string {
+  return `step ${p.step}/${p.totalSteps} ${p.phase} target ${p.targetActiveInstances} current ${p.currentActiveInstances}`;
+}
+
+export function decisionText(d: Decision): string {
+  return `${clockTime(d.at)} ${d.phase} step ${d.step}: ${d.observed} → ${d.action} (${d.reason})`;
+}
+
+export function lbText(lb: TaskLbState | undefined): string {
+  if (!lb) return '-';
+  const parts = [lb.add ? `add ${lb.add.state}` : undefined, lb.remove ? `remove ${lb.remove.state}` : undefined].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : '-';
+}
+
+export function healthText(t: TaskView): string {
+  return t.health?.state ?? '-';
+}
+
+/** Why a task is not simply running: being stopped, or waiting for capacity. */
+export function taskNote(t: TaskView): string {
+  if (t.cleanup) return `cleanup ${t.cleanup.reason}${t.cleanup.message ? `: ${t.cleanup.message}` : ''}`;
+  if (t.waitingReason) return `waiting: ${t.waitingReason}`;
+  if (t.health?.state === 'UNHEALTHY' && t.health.message) return t.health.message;
+  return '';
+}
+
+export function taskLine(t: TaskView): string {
+  const note = taskNote(t);
+  return `task ${t.taskId.id} #${t.taskId.instanceNo} ${t.state} health ${healthText(t)} lb ${lbText(t.lb ?? t.loadBalancerState)}${note ? ` (${note})` : ''}`;
+}
+
+export function instancesText(parent: RequestParent): string {
+  const desired = parent.instanceCounts?.desired ?? parent.request.instances;
+  const healthy = parent.instanceCounts?.healthy ?? parent.taskIds?.healthy.length ?? 0;
+  return `${healthy}/${desired}`;
+}
+
+export function pendingText(pending: PendingDeployView | undefined): string {
+  if (!pending) return '-';
+  return `${pending.deployMarker.deployId} (${progressText(pending.deployProgress)})`;
+}
+
+/** One line after a write: where the request stands now. */
+export function requestLine(parent: RequestParent): string {
+  const active = parent.requestDeployState?.activeDeploy?.deployId ?? parent.activeDeploy?.id;
+  const pending = parent.pendingDeployState;
+  return [
+    `request ${parent.request.id}: ${parent.state}`,
+    `${instancesText(parent)} healthy`,
+    `active deploy ${active ?? '-'}`,
+    ...(pending ? [`pending deploy ${pendingText(pending)}`] : []),
+  ].join(', ');
+}

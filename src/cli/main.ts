@@ -1,0 +1,97 @@
+// The `fledge` command line. `runCli` is the whole program minus the process: tests call it
+// in-process with their own writers; bin/fledge.js runs this file, which calls it once.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
+import { registerDeploy } from './commands/deploy.ts';
+import { registerRequest } from './commands/request.ts';
+import { registerServe } from './commands/serve.ts';
+import { registerState } from './commands/state.ts';
+import { registerTask } from './commands/task.ts';
+import { Ctx, UsageError, type CliIo } from './context.ts';
+
+export type { CliIo } from './context.ts';
+
+export const DEFAULT_SERVER = 'http://127.0.0.1:7099';
+
+/** Runs one command line (`argv` without node and script); resolves to the exit code. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const ctx = new Ctx(io);
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ctx.exitCode;
+  } catch (err) {
+    return report(ctx, err);
+  }
+}
+
+function buildProgram(ctx: Ctx): Command {
+  const program = new Command('fledge')
+    .description('Fledge: a service scheduler with phased canary deploys (Singularity API)')
+    .version('0.1.0')
+    .option('--server <url>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
+    .option('--token <token>', 'bearer token (env FLEDGE_TOKEN)')
+    .showHelpAfterError('(run with --help for usage)')
+    // Settings set before .command() are inherited by every subcommand.
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.io.stdout(s),
+      writeErr: (s) => ctx.io.stderr(s),
+    });
+  registerServe(program, ctx);
+  registerRequest(program, ctx);
+  registerDeploy(program, ctx);
+  registerTask(program, ctx);
+  registerState(program, ctx);
+  return program;
+}
+
+/** Prints an error the way scripts expect: `error: ...` on stderr, 2 for usage, 1 otherwise. */
+function report(ctx: Ctx, err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander has printed the message (or the help) already.
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof FledgeApiError) {
+    ctx.warn(`error: ${err.message}`);
+    for (const d of err.details) ctx.warn(`  ${detailText(d)}`);
+    return err.status >= 400 && err.status < 500 ? 2 : 1;
+  }
+  if (err instanceof UsageError) {
+    ctx.warn(`error: ${err.message}`);
+    return 2;
+  }
+  if (err instanceof FledgeConnectionError) {
+    ctx.warn(`error: ${err.message}`);
+    return 1;
+  }
+  ctx.warn(`error: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
+function detailText(d: ApiErrorDetail): string {
+  if (d.field || d.rule) return `${d.field ?? '?'}: ${d.rule ?? ''}${d.message ? ` (${d.message})` : ''}`.trimEnd();
+  if (d.message) return d.message;
+  return JSON.stringify(d);
+}
+
+/** True when node runs this file directly or through bin/fledge.js (possibly via a symlink). */
+function isEntry(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    const real = realpathSync(script);
+    return real === fileURLToPath(import.meta.url) || real === fileURLToPath(new URL('../../bin/fledge.js', import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntry()) {
+  process.exitCode = await runCli(process.argv.slice(2), {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+  });
+}
