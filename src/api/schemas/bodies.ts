@@ -1,0 +1,73 @@
+// Bodies of the action endpoints (api.md) and the POST /api/deploys body.
+import { z } from 'zod';
+import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
+import { requestIdSchema, requestSchema } from './request.ts';
+import { IGNORED_ACTION_FIELDS } from './singularity-fields.ts';
+
+const message = z.string().optional();
+
+/** A strict body whose listed Singularity-only fields are accepted, moved to `extra` and warned about. */
+function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (keyof typeof IGNORED_ACTION_FIELDS)[] = []) {
+  const fields = Object.fromEntries(ignored.map((k) => [k, IGNORED_ACTION_FIELDS[k] ?? ''])) as Record<string, string>;
+  const schema = nullsAsAbsent(
+    z.strictObject({ ...shape, ...ignoredFields(fields) }).transform((body) => {
+      const { extra, warnings } = splitIgnored(body, fields);
+      const known = Object.fromEntries(Object.entries(body).filter(([k]) => !(k in fields))) as z.output<z.ZodObject<S>>;
+      return attachWarnings(compact({ ...known, extra: Object.keys(extra).length > 0 ? extra : undefined }), warnings);
+    }),
+  );
+  return describeInput(schema, { label });
+}
+
+export const scaleSchema = actionBody(
+  'scale body',
+  { instances: z.int().gt(0), message },
+  ['actionId', 'durationMillis', 'skipHealthchecks', 'skipEmailNotification'],
+);
+export const pauseSchema = actionBody('pause body', { killTasks: z.boolean().optional(), message }, ['actionId', 'durationMillis']);
+// Fledge's bounce always starts replacements before stopping old tasks; `incremental` is kept
+// for Singularity clients. Unpause takes the same body (api.md groups them).
+export const unpauseSchema = actionBody('unpause body', { incremental: z.boolean().optional(), message }, ['actionId', 'skipHealthchecks']);
+export const bounceSchema = actionBody('bounce body', { incremental: z.boolean().optional(), message }, ['actionId', 'durationMillis', 'skipHealthchecks']);
+export const deleteRequestSchema = actionBody('delete body', { message, deleteFromLoadBalancer: z.boolean().optional() }, ['actionId']);
+export const updateDeploySchema = actionBody('deploy update body', { requestId: requestIdSchema, deployId: deployIdSchema, targetActiveInstances: z.int().gt(0), message });
+export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
+export const rollbackSchema = actionBody('rollback body', { message });
+export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, ['actionId', 'override']);
+export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, ['actionId', 'skipHealthchecks']);
+
+function buildDeployBodySchema(containers: boolean) {
+  const schema = nullsAsAbsent(
+    z
+      .strictObject({
+        deploy: deploySchema({ containers }),
+        message,
+        unpauseOnSuccessfulDeploy: z.boolean().optional(),
+        updatedRequest: requestSchema.optional(),
+      })
+      .superRefine((body, ctx) => {
+        const request = body.updatedRequest;
+        if (!request) return;
+        if (request.id !== body.deploy.requestId) {
+          ctx.addIssue({ code: 'custom', path: ['updatedRequest', 'id'], message: `must equal deploy.requestId (${body.deploy.requestId})` });
+          return;
+        }
+        // With updatedRequest in hand, the request-dependent rules can run here already.
+        for (const issue of validateDeployForRequest(body.deploy, request)) {
+          ctx.addIssue({ code: 'custom', path: issue.field.split('.'), message: issue.rule });
+        }
+      })
+      .transform((body) => compact(body)),
+  );
+  return describeInput(schema, { label: 'deploy' });
+}
+
+const deployBodies = { true: buildDeployBodySchema(true), false: buildDeployBodySchema(false) };
+export type DeployBodySchema = ReturnType<typeof buildDeployBodySchema>;
+export type DeployBody = z.output<DeployBodySchema>;
+
+/** POST /api/deploys (and /plan) body; `containers` as for deploySchema. */
+export function deployBodySchema(options: { containers?: boolean } = {}): DeployBodySchema {
+  return deployBodies[options.containers ? 'true' : 'false'];
+}

@@ -1,0 +1,32 @@
+// Every input schema by endpoint (the names app.ts uses).
+import {
+  bounceSchema,
+  deleteRequestSchema,
+  deployBodySchema,
+  deployDecisionSchema,
+  killTaskSchema,
+  pauseSchema,
+  rollbackSchema,
+  runSchema,
+  scaleSchema,
+  unpauseSchema,
+  updateDeploySchema,
+} from './bodies.ts';
+import { deploySchema } from './deploy.ts';
+import { requestSchema } from './request.ts';
+
+export const schemas = {
+  request: requestSchema,
+  deploy: (containers: boolean) => deploySchema({ containers }),
+  deployRequest: (containers: boolean) => deployBodySchema({ containers }),
+  scale: scaleSchema,
+  pause: pauseSchema,
+  unpause: unpauseSchema,
+  bounce: bounceSchema,
+  deleteRequest: deleteRequestSchema,
+  run: runSchema,
+  updateDeploy: updateDeploySchema,
+  deployDecision: deployDecisionSchema,
+  rollback: rollbackSchema,
+  killTask: killTaskSchema,
+} as const;

@@ -1,0 +1,115 @@
+// Building blocks shared by the input schemas: issues, warnings, null handling and the
+// Singularity-but-ignored fields.
+import { z } from 'zod';
+
+/** One reason an input is rejected: the full field path and the rule it broke. */
+export interface Issue {
+  field: string;
+  rule: string;
+}
+
+export interface ParseOptions {
+  /** what the body is, for the message: "Invalid <label>: ..." */
+  label?: string;
+  /** prefix of every field path (a bare deploy object is named `deploy.…`) */
+  root?: string;
+}
+
+const described = new WeakMap<z.ZodType, ParseOptions>();
+
+/** Records how parseInput names a schema's input when the caller does not say. */
+export function describeInput<T extends z.ZodType>(schema: T, options: ParseOptions): T {
+  described.set(schema, options);
+  return schema;
+}
+
+export const describedAs = (schema: z.ZodType): ParseOptions | undefined => described.get(schema);
+
+/** A warning recorded by a schema, relative to the object that produced it. */
+interface PendingWarning {
+  field: string;
+  message: string;
+}
+
+// Warnings ride on the parsed object under a hidden key so that a schema can be nested
+// anywhere (deploy alone, deploy inside a body) and parseInput still names the full path.
+const WARNINGS = Symbol('fledge.inputWarnings');
+
+export function attachWarnings<T extends object>(value: T, warnings: PendingWarning[]): T {
+  if (warnings.length > 0) Object.defineProperty(value, WARNINGS, { value: warnings, enumerable: false, configurable: true });
+  return value;
+}
+
+/** Collects (and removes) the warnings attached anywhere inside a parsed value. */
+export function takeWarnings(value: unknown, root: string): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown, path: string) => {
+    if (v === null || typeof v !== 'object') return;
+    const own = (v as { [WARNINGS]?: PendingWarning[] })[WARNINGS];
+    if (own) {
+      for (const w of own) out.push(`${joinPath(path, w.field)}: ${w.message}`);
+      delete (v as { [WARNINGS]?: PendingWarning[] })[WARNINGS];
+    }
+    if (Array.isArray(v)) v.forEach((item, i) => walk(item, joinPath(path, i)));
+    else for (const [k, item] of Object.entries(v)) walk(item, joinPath(path, k));
+  };
+  walk(value, root);
+  return out;
+}
+
+/** `deploy` + `acceptanceChecks` + 1 → `deploy.acceptanceChecks[1]`. */
+export function joinPath(base: string, ...segments: (string | number | symbol)[]): string {
+  let out = base;
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else if (s !== '') out = out === '' ? String(s) : `${out}.${String(s)}`;
+  }
+  return out;
+}
+
+/**
+ * Singularity (Jackson) writes absent Optionals as null; a user re-posting such JSON means
+ * "not set", so null-valued keys are dropped before validation (except the listed ones,
+ * where null is a real value).
+ */
+export function nullsAsAbsent<T extends z.ZodType>(schema: T, keep: readonly string[] = []) {
+  return z.preprocess((input) => {
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) return input;
+    return Object.fromEntries(Object.entries(input).filter(([k, v]) => v !== null || keep.includes(k)));
+  }, schema);
+}
+
+/** Shape entries for accepted-but-ignored Singularity fields: any value, described for OpenAPI. */
+export function ignoredFields(fields: Readonly<Record<string, string>>): Record<string, z.ZodOptional<z.ZodUnknown>> {
+  return Object.fromEntries(
+    Object.entries(fields).map(([name, why]) => [name, z.unknown().optional().describe(`Singularity field, stored but not acted on: ${why}.`)]),
+  );
+}
+
+/** Moves the ignored fields present in `input` into `extra` and warns about each. */
+export function splitIgnored(
+  input: Record<string, unknown>,
+  fields: Readonly<Record<string, string>>,
+): { extra: Record<string, unknown>; warnings: PendingWarning[] } {
+  const extra: Record<string, unknown> = {};
+  const warnings: PendingWarning[] = [];
+  for (const [name, why] of Object.entries(fields)) {
+    if (input[name] === undefined) continue;
+    extra[name] = input[name];
+    warnings.push({ field: name, message: `accepted and stored, but Fledge does not act on it (${why})` });
+  }
+  return { extra, warnings };
+}
+
+/** Drops undefined-valued keys so normalised objects serialise without noise. */
+export function compact<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A custom issue naming several sibling fields at once (e.g. both an alias and its key). */
+export function conflict(ctx: z.RefinementCtx, path: (string | number)[], others: string[], rule: string): void {
+  ctx.addIssue({ code: 'custom', path, message: rule, params: { also: others } });
+}
+
+export const nonEmpty = () => z.string().min(1);
+export const seconds = (min: number) => z.int().min(min);

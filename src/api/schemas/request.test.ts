@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { parseInput, schemas } from './index.ts';
+
+const parse = (body: unknown) => parseInput(schemas.request, body);
+
+describe('request schema', () => {
+  it('applies defaults', () => {
+    const r = parse({ id: 'web', requestType: 'SERVICE' });
+    expect(r).toEqual({ ok: true, value: { id: 'web', requestType: 'SERVICE', instances: 1, loadBalanced: false }, warnings: [] });
+  });
+
+  it('keeps the fields Fledge acts on', () => {
+    const body = { id: 'job_1', requestType: 'SCHEDULED', schedule: '*/5 * * * *', owners: ['a@b.c'], numRetriesOnFailure: 2, skipHealthchecks: true, instances: 1 };
+    const r = parse(body);
+    expect(r.ok && r.value).toEqual({ ...body, loadBalanced: false });
+  });
+
+  it('treats null as absent (Singularity writes absent Optionals as null)', () => {
+    const r = parse({ id: 'web', requestType: 'WORKER', schedule: null, owners: null });
+    expect(r).toMatchObject({ ok: true, value: { id: 'web', instances: 1 } });
+  });
+
+  it.each([
+    ['id with a dot', { id: 'a.b', requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
+    ['id of 101 characters', { id: 'a'.repeat(101), requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
+    ['empty id', { id: '', requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
+    ['missing id', { requestType: 'SERVICE' }, 'id', 'is required'],
+    ['missing requestType', { id: 'a' }, 'requestType', 'is required'],
+    ['bad requestType', { id: 'a', requestType: 'DAEMON' }, 'requestType', 'must be one of SERVICE, WORKER, SCHEDULED, ON_DEMAND, RUN_ONCE'],
+    ['instances 0', { id: 'a', requestType: 'SERVICE', instances: 0 }, 'instances', 'must be > 0'],
+    ['instances 1.5', { id: 'a', requestType: 'SERVICE', instances: 1.5 }, 'instances', 'must be an integer'],
+    ['instances as string', { id: 'a', requestType: 'SERVICE', instances: '2' }, 'instances', 'must be a number (got string)'],
+    ['loadBalanced WORKER', { id: 'a', requestType: 'WORKER', loadBalanced: true }, 'loadBalanced', 'only SERVICE requests can be load balanced (this is WORKER)'],
+    ['SCHEDULED without schedule', { id: 'a', requestType: 'SCHEDULED' }, 'schedule', 'is required for SCHEDULED requests'],
+    [
+      'SCHEDULED with only quartzSchedule',
+      { id: 'a', requestType: 'SCHEDULED', quartzSchedule: '0 0 * * * ?' },
+      'schedule',
+      'is required for SCHEDULED requests (quartzSchedule is not read; put a cron expression in schedule)',
+    ],
+    ['schedule on a SERVICE', { id: 'a', requestType: 'SERVICE', schedule: '* * * * *' }, 'schedule', 'is only for SCHEDULED requests (this is SERVICE)'],
+    ['bad cron', { id: 'a', requestType: 'SCHEDULED', schedule: 'every day' }, 'schedule', 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)'],
+    ['negative numRetriesOnFailure', { id: 'a', requestType: 'SERVICE', numRetriesOnFailure: -1 }, 'numRetriesOnFailure', 'must be >= 0'],
+    ['owners not an array', { id: 'a', requestType: 'SERVICE', owners: 'me' }, 'owners', 'must be an array (got string)'],
+  ])('400 for %s, naming the field', (_name, body, field, rule) => {
+    const r = parse(body);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.details).toContainEqual({ field, rule });
+    expect(r.message).toContain(`Invalid request: `);
+    expect(r.message).toContain(`${field}: ${rule}`);
+  });
+
+  it('rejects unknown fields, naming all of them', () => {
+    const r = parse({ id: 'a', requestType: 'SERVICE', instanceCount: 2, foo: true });
+    expect(r).toEqual({
+      ok: false,
+      message: 'Invalid request: Unknown field(s): instanceCount, foo',
+      details: [
+        { field: 'instanceCount', rule: 'unknown field' },
+        { field: 'foo', rule: 'unknown field' },
+      ],
+    });
+  });
+
+  it.each([
+    ['rackSensitive', true],
+    ['slavePlacement', 'SEPARATE_BY_REQUEST'],
+    ['requiredSlaveAttributes', { zone: 'a' }],
+    ['group', 'ops'],
+    ['readWriteGroups', ['ops']],
+    ['bounceAfterScale', true],
+    ['taskPriorityLevel', 0.5],
+    ['dataCenter', 'us-east'],
+    ['scheduleTimeZone', 'UTC'],
+  ])('accepts Singularity field %s into extra with a warning', (field, value) => {
+    const r = parse({ id: 'a', requestType: 'SERVICE', [field]: value });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.extra).toEqual({ [field]: value });
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(new RegExp(`^${field}: accepted and stored, but Fledge does not act on it \\(.+\\)$`));
+  });
+
+  it.each([
+    ['a string', '{}', 'string'],
+    ['null', null, 'null'],
+    ['an array', [{ id: 'a' }], 'an array'],
+    ['a number', 42, 'number'],
+  ])('rejects %s as the body', (_name, body, got) => {
+    expect(parse(body)).toEqual({
+      ok: false,
+      message: `Request body must be a JSON object (got ${got})`,
+      details: [{ field: 'body', rule: 'must be a JSON object' }],
+    });
+  });
+});

@@ -1,0 +1,65 @@
+// Request (create/update) body → FledgeRequest.
+import { z } from 'zod';
+import { REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
+import { attachWarnings, describeInput, compact, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
+
+export const REQUEST_DEFAULTS = { instances: 1, loadBalanced: false } as const;
+
+export const requestIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]+$/, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' })
+  .max(100, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' });
+
+// Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
+const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
+const cronSchema = z.string().refine(
+  (s) => {
+    const fields = s.trim().split(/\s+/);
+    return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
+  },
+  { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
+);
+
+const requestShape = z.strictObject({
+  id: requestIdSchema,
+  requestType: z.enum(REQUEST_TYPES),
+  instances: z.int().gt(0).default(REQUEST_DEFAULTS.instances),
+  loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
+  owners: z.array(z.string().min(1)).optional(),
+  schedule: cronSchema.optional(),
+  numRetriesOnFailure: z.int().min(0).optional(),
+  skipHealthchecks: z.boolean().optional(),
+  ...ignoredFields(IGNORED_REQUEST_FIELDS),
+});
+
+export const requestSchema = describeInput(nullsAsAbsent(
+  requestShape
+    .superRefine((r, ctx) => {
+      if (r.loadBalanced && r.requestType !== 'SERVICE') {
+        ctx.addIssue({ code: 'custom', path: ['loadBalanced'], message: `only SERVICE requests can be load balanced (this is ${r.requestType})` });
+      }
+      if (r.requestType === 'SCHEDULED' && r.schedule === undefined) {
+        const hint = (r as Record<string, unknown>).quartzSchedule !== undefined ? ' (quartzSchedule is not read; put a cron expression in schedule)' : '';
+        ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
+      }
+      if (r.schedule !== undefined && r.requestType !== 'SCHEDULED') {
+        ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+      }
+    })
+    .transform((r): FledgeRequest => {
+      const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
+      const out: FledgeRequest = compact({
+        id: r.id,
+        requestType: r.requestType,
+        instances: r.instances,
+        loadBalanced: r.loadBalanced,
+        owners: r.owners,
+        schedule: r.schedule?.trim(),
+        numRetriesOnFailure: r.numRetriesOnFailure,
+        skipHealthchecks: r.skipHealthchecks,
+        extra: Object.keys(extra).length > 0 ? extra : undefined,
+      });
+      return attachWarnings(out, warnings);
+    }),
+), { label: 'request' });

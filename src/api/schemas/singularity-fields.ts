@@ -1,0 +1,86 @@
+// Singularity fields Fledge accepts but does not act on, in one place. They are stored in the
+// entity's `extra` and named in `warnings`, so a Singularity user's JSON keeps working and
+// they learn what it does not do here (deploys.md §1). Anything not listed here and not
+// Fledge's own is an unknown field: a 400.
+
+const MESOS_EXECUTOR = 'Mesos custom executor setting; Fledge runs tasks with its own runtime';
+const MESOS_LABELS = 'Mesos labels; Fledge has no Mesos';
+const PLACEMENT = 'Mesos agent/rack placement; Fledge runs every task on its own host';
+const PERMISSIONS = 'Singularity group permissions; Fledge uses bearer tokens';
+const NOTIFICATIONS = 'Singularity notification setting';
+const NON_LONG_RUNNING = 'only used by Singularity for non-long-running tasks';
+
+/** SingularityRequest fields that Fledge stores but ignores, with the reason. */
+export const IGNORED_REQUEST_FIELDS: Readonly<Record<string, string>> = {
+  rackSensitive: PLACEMENT,
+  rackAffinity: PLACEMENT,
+  slavePlacement: PLACEMENT,
+  agentPlacement: PLACEMENT,
+  requiredSlaveAttributes: PLACEMENT,
+  requiredAgentAttributes: PLACEMENT,
+  allowedSlaveAttributes: PLACEMENT,
+  allowedAgentAttributes: PLACEMENT,
+  hideEvenNumberAcrossRacksHint: PLACEMENT,
+  maxTasksPerOffer: PLACEMENT,
+  allowBounceToSameHost: PLACEMENT,
+  requiredRole: 'Mesos role; Fledge has no Mesos',
+  dataCenter: 'Singularity multi-datacenter setting',
+  group: PERMISSIONS,
+  readWriteGroups: PERMISSIONS,
+  readOnlyGroups: PERMISSIONS,
+  bounceAfterScale: 'Fledge never bounces on scale; use POST .../bounce',
+  emailConfigurationOverrides: NOTIFICATIONS,
+  taskLogErrorRegex: NOTIFICATIONS,
+  taskLogErrorRegexCaseSensitive: NOTIFICATIONS,
+  taskPriorityLevel: 'Singularity offer priority; Fledge does not rank tasks',
+  killOldNonLongRunningTasksAfterMillis: NON_LONG_RUNNING,
+  scheduledExpectedRuntimeMillis: NON_LONG_RUNNING,
+  waitAtLeastMillisAfterTaskFinishesForReschedule: NON_LONG_RUNNING,
+  taskExecutionTimeLimitMillis: NON_LONG_RUNNING,
+  scheduleType: 'Fledge reads `schedule` as cron only',
+  quartzSchedule: 'Fledge reads `schedule` as cron only',
+  scheduleTimeZone: 'Fledge evaluates `schedule` in the server time zone',
+};
+
+/** SingularityDeploy fields that Fledge stores but ignores, with the reason. */
+export const IGNORED_DEPLOY_FIELDS: Readonly<Record<string, string>> = {
+  executorData: MESOS_EXECUTOR,
+  customExecutorCmd: MESOS_EXECUTOR,
+  customExecutorId: MESOS_EXECUTOR,
+  customExecutorSource: MESOS_EXECUTOR,
+  customExecutorResources: MESOS_EXECUTOR,
+  customExecutorUser: MESOS_EXECUTOR,
+  user: 'tasks run as the Fledge server user',
+  shell: 'Mesos shell flag; Fledge runs `arguments` as argv without a shell, else `command`',
+  labels: MESOS_LABELS,
+  mesosLabels: MESOS_LABELS,
+  taskLabels: MESOS_LABELS,
+  mesosTaskLabels: MESOS_LABELS,
+  s3UploaderAdditionalFiles: 'Singularity S3 log uploader setting',
+  loadBalancerTemplate: 'Baragon template name; Fledge load balancers have no templates',
+  runImmediately: 'Singularity run-now setting for non-long-running requests',
+  healthcheckMaxTotalTimeoutSeconds: 'Fledge derives the health-check window from the other healthcheck settings',
+  timestamp: 'set by Fledge when the deploy is stored',
+};
+
+/** Deploy fields read into `healthcheck` (Singularity's pre-0.14 flat fields) → the object's key. */
+export const LEGACY_HEALTHCHECK_FIELDS = {
+  healthcheckUri: 'uri',
+  healthcheckPortIndex: 'portIndex',
+  healthcheckProtocol: 'protocol',
+  healthcheckIntervalSeconds: 'intervalSeconds',
+  healthcheckTimeoutSeconds: 'responseTimeoutSeconds',
+  healthcheckMaxRetries: 'maxRetries',
+} as const;
+
+/** Singularity's incremental-deploy fields, read into canaryDeploySettings when it is absent. */
+export const LEGACY_CANARY_FIELDS = ['deployInstanceCountPerStep', 'deployStepWaitTimeMs', 'maxTaskRetries', 'autoAdvanceDeploySteps'] as const;
+
+/** Fields of small action bodies (scale, pause, ...) that Singularity has and Fledge ignores. */
+export const IGNORED_ACTION_FIELDS: Readonly<Record<string, string>> = {
+  actionId: 'Singularity action ids are not tracked',
+  durationMillis: 'Fledge has no expiring actions',
+  skipEmailNotification: NOTIFICATIONS,
+  skipHealthchecks: 'Fledge always health-checks replacement tasks',
+  override: 'Fledge has no kill override',
+};
