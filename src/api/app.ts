@@ -49,7 +49,7 @@ export function createApp(deps: AppDeps): Hono {
 
   // ---- requests ----
   app.post('/api/requests', async (c) => {
-    const { value, warnings } = parse(schemas.request, await readJson(c), 'request');
+    const { value, warnings } = parse(schemas.request, await readJson(c));
     const record = await service.saveRequest(value);
     return c.json({ ...(await requestParent(store, record)), warnings });
   });
@@ -59,18 +59,18 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/requests/request/:id', async (c) => c.json(await requestParent(store, await getRecord(c.req.param('id')))));
   app.delete('/api/requests/request/:id', async (c) => {
-    parse(schemas.deleteRequest, await optionalBody(c), 'body');
+    parse(schemas.deleteRequest, await optionalBody(c));
     const record = await service.setState(c.req.param('id'), 'delete');
     return c.json(await requestParent(store, record));
   });
   app.put('/api/requests/request/:id/scale', async (c) => {
-    const { value } = parse(schemas.scale, await readJson(c), 'body');
+    const { value } = parse(schemas.scale, await readJson(c));
     const record = await service.scale(c.req.param('id'), value.instances);
     return c.json(await requestParent(store, record));
   });
   for (const action of ['pause', 'unpause', 'bounce'] as const) {
     app.post(`/api/requests/request/:id/${action}`, async (c) => {
-      parse(schemas[action], await optionalBody(c), 'body');
+      parse(schemas[action], await optionalBody(c));
       const record = await service.setState(c.req.param('id'), action);
       return c.json(await requestParent(store, record));
     });
@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): Hono {
 
   // ---- deploys ----
   app.post('/api/deploys', async (c) => {
-    const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c), 'body');
+    const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
     const { record, warnings: more } = await service.createDeploy(value);
     return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
   });
@@ -93,7 +93,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(await requestParent(store, await getRecord(requestId)));
   });
   app.post('/api/deploys/update', async (c) => {
-    const { value } = parse(schemas.updateDeploy, await readJson(c), 'body');
+    const { value } = parse(schemas.updateDeploy, await readJson(c));
     await service.deployIntent(value.requestId, value.deployId, {
       kind: 'update',
       at: clock.now(),
@@ -103,7 +103,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   for (const kind of ['advance', 'reject'] as const) {
     app.post(`/api/deploys/${kind}`, async (c) => {
-      const { value } = parse(schemas.deployDecision, await readJson(c), 'body');
+      const { value } = parse(schemas.deployDecision, await readJson(c));
       await service.deployIntent(value.requestId, value.deployId, {
         kind,
         at: clock.now(),
@@ -145,7 +145,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/tasks/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
   app.delete('/api/tasks/task/:taskId', async (c) => {
-    const { value } = parse(schemas.killTask, await optionalBody(c), 'body');
+    const { value } = parse(schemas.killTask, await optionalBody(c));
     await service.killTask(c.req.param('taskId'), value.message);
     return c.json(taskView(await getTask(c.req.param('taskId'))));
   });
