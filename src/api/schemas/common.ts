@@ -112,4 +112,5 @@ export function conflict(ctx: z.RefinementCtx, path: (string | number)[], others
 }
 
 export const nonEmpty = () => z.string().min(1);
-export const seconds = (min: number) => z.int().min(min);
+/** Seconds may be fractional (sub-second health intervals are useful in tests and fast services). */
+export const seconds = (min: 0 | 1) => (min === 0 ? z.number().min(0) : z.number().positive());

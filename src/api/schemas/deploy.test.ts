@@ -122,9 +122,9 @@ describe('deploy schema: 400s name the field and the rule', () => {
     ['failure status 700', { healthcheck: { uri: '/h', failureStatusCodes: [700] } }, 'deploy.healthcheck.failureStatusCodes[0]', 'must be <= 599'],
     ['loadBalancerPortIndex >= numPorts', { loadBalancerPortIndex: 1 }, 'deploy.loadBalancerPortIndex', 'must be < resources.numPorts (1)'],
     ['serviceBasePath without /', { serviceBasePath: 'web' }, 'deploy.serviceBasePath', 'must start with /'],
-    ['loadBalancerTimeoutSeconds 0', { loadBalancerTimeoutSeconds: 0 }, 'deploy.loadBalancerTimeoutSeconds', 'must be >= 1'],
-    ['acceptanceTimeoutSeconds 0', { acceptanceTimeoutSeconds: 0 }, 'deploy.acceptanceTimeoutSeconds', 'must be >= 1'],
-    ['deployHealthTimeoutSeconds 0', { deployHealthTimeoutSeconds: 0 }, 'deploy.deployHealthTimeoutSeconds', 'must be >= 1'],
+    ['loadBalancerTimeoutSeconds 0', { loadBalancerTimeoutSeconds: 0 }, 'deploy.loadBalancerTimeoutSeconds', 'must be > 0'],
+    ['acceptanceTimeoutSeconds 0', { acceptanceTimeoutSeconds: 0 }, 'deploy.acceptanceTimeoutSeconds', 'must be > 0'],
+    ['deployHealthTimeoutSeconds 0', { deployHealthTimeoutSeconds: 0 }, 'deploy.deployHealthTimeoutSeconds', 'must be > 0'],
     [
       'containerInfo without a container runtime',
       { containerInfo: { type: 'DOCKER', docker: { image: 'nginx' } } },
@@ -155,7 +155,7 @@ describe('deploy schema: 400s name the field and the rule', () => {
     ['manual check with a url', { acceptanceChecks: [{ name: 'a', type: 'manual', url: 'http://x' }] }, 'deploy.acceptanceChecks[0].url', 'unknown field'],
     ['prometheus check without query', { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', max: 1 }] }, 'deploy.acceptanceChecks[0].query', 'is required'],
     ['prometheus check without a threshold', { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', query: 'up' }] }, 'deploy.acceptanceChecks[0].max', 'max or min is required'],
-    ['check intervalSeconds 0', { acceptanceChecks: [{ name: 'a', type: 'manual', intervalSeconds: 0 }] }, 'deploy.acceptanceChecks[0].intervalSeconds', 'must be >= 1'],
+    ['check intervalSeconds 0', { acceptanceChecks: [{ name: 'a', type: 'manual', intervalSeconds: 0 }] }, 'deploy.acceptanceChecks[0].intervalSeconds', 'must be > 0'],
   ])('%s', (_name, patch, field, rule) => {
     const r = parse({ ...base, ...patch });
     expect(r.ok).toBe(false);
