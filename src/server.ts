@@ -67,15 +67,13 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       serverChecks: checks.serverCheckNames,
       ...options.settings,
     };
-    // The monitor reports to the loop, which is built with the monitor: break the cycle with a late binding.
-    let loopRef: ReconcileLoop | undefined;
+    // The monitor reports to the loop, which is built with the monitor: the callback binds late.
     const health = new HealthMonitor({
       now: () => clock.now(),
-      onResult: (taskId, result, assessment) => void loopRef?.executor.onHealthResult(taskId, result, assessment),
+      onResult: (taskId, result, assessment) => void loop.executor.onHealthResult(taskId, result, assessment),
       onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
     });
     const loop = new ReconcileLoop({ store, runtime, ...(balancer ? { balancer } : {}), health, checks, clock, logger, settings, events });
-    loopRef = loop;
     const service = new FledgeService({
       store,
       locks: loop.locks,

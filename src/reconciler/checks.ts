@@ -6,7 +6,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../logger.ts';
 import type { Store } from '../store/types.ts';
 import type { Check, CheckContext, CheckFactory } from '../checks/types.ts';
-import { isLive } from '../core/model.ts';
+import { isLive, type Deploy } from '../core/model.ts';
 
 export interface CheckRunnerDeps {
   store: Store;
@@ -81,10 +81,10 @@ export class CheckRunner {
     }
   }
 
-  #checkFor(deploy: { acceptanceChecks: { name: string; type: string }[] }, name: string): Check | undefined {
+  #checkFor(deploy: Deploy, name: string): Check | undefined {
     const server = this.#d.serverChecks.find((c) => c.name === name);
     if (server) return server;
-    const spec = (deploy as import('../core/model.ts').Deploy).acceptanceChecks.find((c) => c.name === name);
+    const spec = deploy.acceptanceChecks.find((c) => c.name === name);
     if (!spec) return undefined;
     const factory = this.#d.factories[spec.type];
     return factory?.(spec);
