@@ -54,7 +54,8 @@ export class FledgeService {
         }
         record = { ...existing, request, timestamp: now };
       } else {
-        record = { request, state: 'ACTIVE', timestamp: now };
+        // A re-created request keeps its LB operation counter so operation ids are never reused.
+        record = { request, state: 'ACTIVE', timestamp: now, ...(existing?.lbSeq ? { lbSeq: existing.lbSeq } : {}) };
       }
       await this.d.store.apply({ requests: [record] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: record });

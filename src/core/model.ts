@@ -197,5 +197,7 @@ export interface RequestRecord {
   backoff?: Record<string, { failures: number; until: number; lastTaskId: string }>;
   /** the steady-state LB operation in flight (the pending deploy keeps its own) */
   lbOperation?: { operationId: string; add: string[]; remove: string[]; startedAt: number };
+  /** how many steady-state LB operations were issued; makes their ids unique */
+  lbSeq?: number;
   timestamp: number;
 }

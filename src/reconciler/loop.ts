@@ -190,6 +190,17 @@ export class ReconcileLoop {
     this.#timer.unref();
   }
 
+  /** Whether a wake is waiting to be handled (tests drive tick() until this is false). */
+  get hasWork(): boolean {
+    return this.#all || this.#dirty.size > 0;
+  }
+
+  /** Requests whose wake time has come, as the timer would do (tests with a manual clock). */
+  wakeDue(): void {
+    const now = this.#deps.clock.now();
+    for (const [id, at] of this.#wakeAt) if (at <= now) this.wake(id);
+  }
+
   /** Earliest time any request asked to be looked at again (tests). */
   get nextWakeAt(): number | undefined {
     return this.#wakeAt.size ? Math.min(...this.#wakeAt.values()) : undefined;

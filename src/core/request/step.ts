@@ -233,7 +233,8 @@ function stepLb(
   const add = current.filter((t) => wantInLb(t) && !touchesLb(t));
   const remove = current.filter((t) => isLive(t.state) && t.cleanup && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
   if (add.length === 0 && remove.length === 0) return rec;
-  const operationId = `${rec.request.id}-lb-${now}`;
+  const seq = (rec.lbSeq ?? 0) + 1;
+  const operationId = `${rec.request.id}-lb${seq}`;
   for (const t of add) {
     const lb = { add: { operationId, state: 'WAITING' as const, timestamp: now } };
     plan.putTask({ ...t, lb });
@@ -244,6 +245,7 @@ function stepLb(
   plan.act({ kind: 'lbApply', operationId, add: add.map((t) => t.taskId.id), remove: remove.map((t) => t.taskId.id) });
   return {
     ...rec,
+    lbSeq: seq,
     lbOperation: { operationId, add: add.map((t) => t.taskId.id), remove: remove.map((t) => t.taskId.id), startedAt: now },
   };
 }
