@@ -52,11 +52,15 @@ export interface Runtime {
   /** Idempotent per spec.taskId: a second call returns the live task's handle. */
   start(spec: TaskSpec): Promise<StartResult>;
   inspect(handle: TaskHandle): Promise<TaskStatus>;
-  /** SIGTERM (or equivalent), then SIGKILL after graceMs. Resolves when the task is gone. Idempotent. */
+  /**
+   * SIGTERM (or equivalent), then SIGKILL after graceMs. Resolves when the task is gone, after
+   * its exit was reported through onExit (unless reported before). Idempotent.
+   */
   stop(handle: TaskHandle, graceMs: number): Promise<void>;
   /**
    * Re-attach after a scheduler restart. Resolves with the current status; from then on
-   * exits are reported through onExit like for tasks this process started.
+   * exits are reported through onExit like for tasks this process started. An exit that
+   * recover() returns (it happened while nobody watched) is not reported again.
    */
   recover(handle: TaskHandle): Promise<TaskStatus>;
   /** Find a task started before a crash whose handle was never persisted. */

@@ -1,0 +1,1 @@
+export { createFakeRuntime, type FakeRuntime, type FakeRuntimeOptions, type FakeStartBehaviour } from './fake-runtime.ts';

@@ -1,0 +1,539 @@
+/*
+ * The `process` runtime: tasks are plain processes on this machine that outlive the scheduler.
+ *
+ * Design:
+ * - Each task runs under a tiny /bin/sh wrapper (sandbox.ts WRAPPER), spawned detached so it
+ *   leads its own process group, with stdout/stderr going straight to files in the sandbox.
+ *   The wrapper runs the task in the foreground and, when it ends, writes its status to
+ *   `<sandbox>/exit` (temp file + rename). That record is how an exit is learned when nobody
+ *   was watching: scheduler down, or a re-adopted task that is not our child.
+ * - task.json records the wrapper's pid and /proc start time before start() returns. A pid
+ *   counts as the task only while its start time matches, so a reused pid is never adopted.
+ * - stop() signals the whole group: the task gets SIGTERM directly, the wrapper defers it
+ *   (trapped) until the task is gone and then records the exit. After graceMs the group gets
+ *   SIGKILL; a wrapper killed with it cannot record, so stop() records SIGKILL itself. A stop
+ *   right after start first waits (bounded) until the task has been exec'd, or the wrapper
+ *   would swallow the SIGTERM meant for it.
+ * - Exits are detected by the wrapper's 'exit' event for our own children, and for re-adopted
+ *   tasks by a watch on the sandbox plus a cheap liveness poll (kill-free /proc read).
+ * - A wrapper that vanishes without a record (killed from outside) is recorded as UNKNOWN, or
+ *   as the signal Node saw when it was our child; leftovers of its group are killed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import path from 'node:path';
+import type { Logger } from '../../logger.ts';
+import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import { portIsFree } from './ports.ts';
+import { groupIsOurs, groupMembers, isAlive, readCmdline, readStartTime, signalGroup } from './proc.ts';
+import {
+  EXIT_FILE,
+  TASK_FILE,
+  WRAPPER,
+  readExit,
+  readTaskFile,
+  sandboxPath,
+  writeExitSignal,
+  writeJsonAtomic,
+  type ExitStatus,
+  type TaskFile,
+} from './sandbox.ts';
+
+export type RuntimeLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+export interface ProcessRuntimeOptions {
+  dataDir: string;
+  /** default 31000-31999 */
+  portRange?: PortRange;
+  /** default: this machine's parallelism and total memory */
+  capacity?: Capacity;
+  /** where tasks are reachable; ports are probed here. Default 127.0.0.1 */
+  host?: string;
+  logger?: RuntimeLogger;
+  /** liveness poll of re-adopted tasks; default 250 ms */
+  pollIntervalMs?: number;
+  /** how long stop() waits for a SIGKILLed group to disappear; default 5 s */
+  killWaitMs?: number;
+}
+
+/** What the process runtime keeps in a task handle (persisted by the engine as JSON). */
+export type ProcessTaskHandle = TaskHandle & { pid: number; startTime: number; ports: number[]; sandbox: string };
+
+type ExitListener = (taskId: string, status: ExitStatus) => void;
+
+interface Tracked {
+  taskId: string;
+  sandbox: string;
+  pid: number;
+  startTime: number;
+  /** set for wrappers this object spawned */
+  child?: ChildProcess;
+  watcher?: FSWatcher;
+  /** resolves with the signal that ended our own wrapper child (null: it exited) */
+  childExit?: Promise<string | null>;
+  /** stop() in progress: it handles leftovers within its grace */
+  stopping?: boolean;
+  /** the last signal stop() sent the group, recorded if the wrapper dies without a record */
+  sent?: string;
+}
+
+const noopLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
+const STOP_POLL_MS = 20;
+const REPORTED_LIMIT = 100_000;
+/** how long stop() waits for a just-started wrapper to fork its task */
+const STARTUP_WAIT_MS = 2_000;
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export function createProcessRuntime(options: ProcessRuntimeOptions): ProcessRuntime {
+  return new ProcessRuntime(options);
+}
+
+export class ProcessRuntime implements Runtime {
+  readonly dataDir: string;
+  readonly host: string;
+  readonly #ledger: ResourceLedger;
+  readonly #log: RuntimeLogger;
+  readonly #pollMs: number;
+  readonly #killWaitMs: number;
+  readonly #listeners: ExitListener[] = [];
+  /** running tasks whose exit we report */
+  readonly #tracked = new Map<string, Tracked>();
+  /** exits already reported (or returned by recover), so each is reported once */
+  readonly #reported = new Set<string>();
+  readonly #stops = new Map<string, Promise<void>>();
+  #poll: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** starts run one at a time: port probing is async and must not hand a port out twice */
+  #startChain: Promise<unknown> = Promise.resolve();
+  /** round-robin start of the port search, so a freed port is not reused at once */
+  #portCursor = 0;
+
+  constructor(options: ProcessRuntimeOptions) {
+    this.dataDir = options.dataDir;
+    this.host = options.host ?? '127.0.0.1';
+    this.#ledger = new ResourceLedger(
+      options.capacity ?? { cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
+      options.portRange ?? { from: 31000, to: 31999 },
+    );
+    this.#log = options.logger ?? noopLogger;
+    this.#pollMs = options.pollIntervalMs ?? 250;
+    this.#killWaitMs = options.killWaitMs ?? 5_000;
+  }
+
+  capabilities(): RuntimeCapabilities {
+    return { name: 'process', containers: false };
+  }
+
+  onExit(listener: ExitListener): void {
+    this.#listeners.push(listener);
+  }
+
+  start(spec: TaskSpec): Promise<StartResult> {
+    const run = this.#startChain.then(() => this.#start(spec));
+    this.#startChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #start(spec: TaskSpec): Promise<StartResult> {
+    if (this.#closed) return { kind: 'error', message: 'The runtime is closed' };
+    const sandbox = sandboxPath(this.dataDir, spec.taskId);
+    const existing = readTaskFile(sandbox);
+    if (existing) return this.#resume(existing, sandbox);
+
+    const useArgv = spec.arguments !== undefined && spec.arguments.length > 0;
+    const argv = useArgv ? spec.arguments : spec.command !== undefined ? ['/bin/sh', '-c', spec.command] : undefined;
+    if (!argv || argv[0] === '') return { kind: 'error', message: 'The deploy has neither command nor arguments' };
+
+    const short = this.#ledger.shortfall(spec);
+    if (short) return { kind: 'waiting', reason: short };
+    const ports = await this.#allocatePorts(spec.numPorts);
+    if (typeof ports === 'string') return { kind: 'waiting', reason: ports };
+
+    const env = this.#env(spec, ports);
+    if (useArgv) {
+      // The wrapper always starts, so exec's ENOENT would only show as exit 127: check first.
+      const argv0 = argv[0] as string;
+      if (!resolveExecutable(argv0, env.PATH ?? '', sandbox)) {
+        return { kind: 'error', message: `Cannot run ${JSON.stringify(argv0)}: no such executable (PATH=${env.PATH ?? ''})` };
+      }
+    }
+
+    this.#ledger.reserve(spec.taskId, { cpus: spec.cpus, memoryMb: spec.memoryMb, ports });
+    try {
+      return await this.#spawn(spec, sandbox, argv, env, ports);
+    } catch (err) {
+      this.#ledger.release(spec.taskId);
+      return { kind: 'error', message: `Could not start the task: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  }
+
+  async #spawn(spec: TaskSpec, sandbox: string, argv: string[], env: Record<string, string>, ports: number[]): Promise<StartResult> {
+    mkdirSync(sandbox, { recursive: true });
+    // Leftovers of an attempt that died before task.json was written must not read as this run's exit.
+    rmSync(path.join(sandbox, EXIT_FILE), { force: true });
+    const out = openSync(path.join(sandbox, 'stdout'), 'a');
+    const err = openSync(path.join(sandbox, 'stderr'), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', WRAPPER, 'fledge-task', ...argv], {
+        cwd: sandbox,
+        env,
+        detached: true,
+        stdio: ['ignore', out, err],
+      });
+    } finally {
+      closeSync(out);
+      closeSync(err);
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      this.#ledger.release(spec.taskId);
+      return { kind: 'error', message: `Could not start the task: ${error.message}` };
+    }
+    // Same tick as spawn: the child exists (at worst as a zombie) until the event loop reaps it.
+    const startTime = readStartTime(pid);
+    if (startTime === undefined) throw new Error(`process ${pid} vanished before its start time was read`);
+    const file: TaskFile = { version: 1, taskId: spec.taskId, pid, startTime, startedAt: Date.now(), host: this.host, ports, spec };
+    writeJsonAtomic(path.join(sandbox, TASK_FILE), file);
+    child.unref();
+    const tracked: Tracked = { taskId: spec.taskId, sandbox, pid, startTime, child };
+    tracked.childExit = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    this.#tracked.set(spec.taskId, tracked);
+    void tracked.childExit.then((signal) => this.#finalize(tracked, signal ?? 'UNKNOWN'));
+    this.#log.info({ taskId: spec.taskId, pid, ports }, 'task started');
+    return { kind: 'started', handle: handleOf(file, sandbox), ports };
+  }
+
+  /** start() for a task id that already has a sandbox: hand back what is there. */
+  async #resume(file: TaskFile, sandbox: string): Promise<StartResult> {
+    const status = await this.inspect(handleOf(file, sandbox));
+    if (status.state === 'running') {
+      this.#adopt(file, sandbox);
+    } else if (status.state === 'exited' && !this.#reported.has(file.taskId)) {
+      // It ran and ended already; the caller learns it the usual way, once.
+      queueMicrotask(() => this.#report(file.taskId, status));
+    }
+    return { kind: 'started', handle: handleOf(file, sandbox), ports: file.ports };
+  }
+
+  async #allocatePorts(count: number): Promise<number[] | string> {
+    const { from, to } = this.#ledger.portRange;
+    const size = to - from + 1;
+    const ports: number[] = [];
+    let i = 0;
+    for (; i < size && ports.length < count; i++) {
+      const port = from + ((this.#portCursor + i) % size);
+      if (this.#ledger.portInUse(port)) continue;
+      if (await portIsFree(this.host, port)) ports.push(port);
+    }
+    if (ports.length < count) {
+      return `${this.#ledger.portsShort(count, ports.length)} (the others are held by tasks or bound by other processes)`;
+    }
+    this.#portCursor = (this.#portCursor + i) % size;
+    return ports;
+  }
+
+  #env(spec: TaskSpec, ports: number[]): Record<string, string> {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH };
+    if (process.env.HOME !== undefined) env.HOME = process.env.HOME;
+    Object.assign(env, spec.env);
+    ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
+    if (ports.length > 0) env.PORT = String(ports[0]);
+    env.TASK_ID = spec.taskId;
+    env.REQUEST_ID = spec.requestId;
+    env.DEPLOY_ID = spec.deployId;
+    env.INSTANCE_NO = String(spec.instanceNo);
+    return env;
+  }
+
+  async inspect(handle: TaskHandle): Promise<TaskStatus> {
+    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    if (!existsSync(sandbox)) return { state: 'lost', message: `The task's sandbox ${sandbox} is gone` };
+    const exit = readExit(sandbox);
+    if (exit) return exit;
+    const file = readTaskFile(sandbox);
+    const pid = file?.pid ?? numberField(handle, 'pid');
+    const startTime = file?.startTime ?? numberField(handle, 'startTime');
+    if (pid === undefined || startTime === undefined) return { state: 'lost', message: `The task's sandbox ${sandbox} has no ${TASK_FILE}` };
+    if (isAlive(pid, startTime)) return { state: 'running', pid, startedAt: file?.startedAt ?? 0 };
+    // Gone without a record (or exiting right now): settle it once, the same way for every caller.
+    const tracked = this.#tracked.get(handle.taskId);
+    if (tracked?.childExit) {
+      // Our child, dead but not reaped yet: its 'exit' event tells how it ended.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 1_000)));
+      const signal = await Promise.race([tracked.childExit, timeout]).finally(() => clearTimeout(timer));
+      return this.#finalize(tracked, signal ?? 'UNKNOWN');
+    }
+    if (tracked) return this.#finalize(tracked, 'UNKNOWN');
+    writeExitSignal(sandbox, 'UNKNOWN');
+    return readExit(sandbox) ?? { state: 'exited', exitCode: null, signal: 'UNKNOWN', finishedAt: Date.now() };
+  }
+
+  recover(handle: TaskHandle): Promise<TaskStatus> {
+    // Through the start queue: re-reserving ports must not interleave with a port search.
+    const run = this.#startChain.then(() => this.#recover(handle));
+    this.#startChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #recover(handle: TaskHandle): Promise<TaskStatus> {
+    const status = await this.inspect(handle);
+    if (status.state === 'running') {
+      const sandbox = sandboxPath(this.dataDir, handle.taskId);
+      const file = readTaskFile(sandbox);
+      if (file) this.#adopt(file, sandbox);
+    } else if (status.state === 'exited') {
+      // The caller learns this exit from the return value; do not report it again.
+      this.#remember(handle.taskId);
+    }
+    return status;
+  }
+
+  /** Hold a live task's resources and watch it for its exit. */
+  #adopt(file: TaskFile, sandbox: string): void {
+    if (this.#closed) return;
+    if (!this.#ledger.has(file.taskId)) {
+      this.#ledger.reserve(file.taskId, { cpus: file.spec?.cpus ?? 0, memoryMb: file.spec?.memoryMb ?? 0, ports: file.ports });
+    }
+    if (this.#tracked.has(file.taskId)) return;
+    const tracked: Tracked = { taskId: file.taskId, sandbox, pid: file.pid, startTime: file.startTime };
+    try {
+      // Event-driven in the common case: the wrapper's record appears. The poll covers the rest.
+      tracked.watcher = watch(sandbox, (_event, name) => {
+        if (name === EXIT_FILE && readExit(sandbox)) void this.#finalize(tracked, 'UNKNOWN');
+      });
+      tracked.watcher.on('error', () => tracked.watcher?.close());
+      tracked.watcher.unref();
+    } catch {
+      // no watch: the poll alone will do
+    }
+    this.#tracked.set(file.taskId, tracked);
+    this.#ensurePoll();
+  }
+
+  #ensurePoll(): void {
+    if (this.#poll || this.#closed) return;
+    this.#poll = setInterval(() => {
+      let adopted = 0;
+      for (const t of this.#tracked.values()) {
+        if (t.child) continue;
+        adopted++;
+        if (!isAlive(t.pid, t.startTime)) void this.#finalize(t, 'UNKNOWN');
+      }
+      if (adopted === 0) this.#stopPoll();
+    }, this.#pollMs);
+    this.#poll.unref();
+  }
+
+  #stopPoll(): void {
+    if (this.#poll) clearInterval(this.#poll);
+    this.#poll = undefined;
+  }
+
+  /**
+   * The wrapper is gone (or has recorded the exit): make sure a record exists, clean up what is
+   * left of the group, stop watching and report once. `fallback` is the signal to record when
+   * the wrapper left none.
+   */
+  async #finalize(t: Tracked, observed: string): Promise<ExitStatus> {
+    const fallback = observed !== 'UNKNOWN' ? observed : (t.sent ?? observed);
+    if (this.#closed) return readExit(t.sandbox) ?? { state: 'exited', exitCode: null, signal: fallback, finishedAt: Date.now() };
+    let status = readExit(t.sandbox);
+    if (!status) {
+      try {
+        writeExitSignal(t.sandbox, fallback);
+      } catch (err) {
+        this.#log.warn({ err, taskId: t.taskId }, 'could not record the exit');
+      }
+      status = readExit(t.sandbox) ?? { state: 'exited', exitCode: null, signal: fallback, finishedAt: Date.now() };
+      this.#log.warn({ taskId: t.taskId, pid: t.pid, signal: status.signal }, 'task wrapper ended without recording an exit');
+    }
+    if (this.#tracked.get(t.taskId) === t) {
+      this.#tracked.delete(t.taskId);
+      t.watcher?.close();
+      if (!t.stopping) this.#killLeftovers(t);
+    }
+    this.#report(t.taskId, status);
+    return status;
+  }
+
+  /** Processes the task left in its group (daemonised children) would hold ports: end them. */
+  #killLeftovers(t: Tracked): void {
+    if (!groupIsOurs(t.pid, t.startTime)) return;
+    const left = groupMembers(t.pid).filter((pid) => pid !== t.pid);
+    if (left.length === 0) return;
+    this.#log.warn({ taskId: t.taskId, pids: left }, 'killing processes the task left behind');
+    signalGroup(t.pid, 'SIGKILL');
+  }
+
+  #report(taskId: string, status: ExitStatus): void {
+    if (this.#closed || this.#reported.has(taskId)) return;
+    this.#remember(taskId);
+    this.#log.info({ taskId, exitCode: status.exitCode, signal: status.signal }, 'task exited');
+    for (const listener of this.#listeners) {
+      try {
+        listener(taskId, status);
+      } catch (err) {
+        this.#log.error({ err, taskId }, 'exit listener failed');
+      }
+    }
+  }
+
+  /** Remember a reported exit; the oldest are forgotten past a bound, long after anyone asks. */
+  #remember(taskId: string): void {
+    this.#reported.delete(taskId);
+    this.#reported.add(taskId);
+    if (this.#reported.size > REPORTED_LIMIT) {
+      const oldest = this.#reported.values().next().value;
+      if (oldest !== undefined) this.#reported.delete(oldest);
+    }
+  }
+
+  stop(handle: TaskHandle, graceMs: number): Promise<void> {
+    const running = this.#stops.get(handle.taskId);
+    if (running) return running;
+    const work = this.#stop(handle, graceMs).finally(() => this.#stops.delete(handle.taskId));
+    this.#stops.set(handle.taskId, work);
+    return work;
+  }
+
+  async #stop(handle: TaskHandle, graceMs: number): Promise<void> {
+    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const file = readTaskFile(sandbox);
+    const pid = file?.pid ?? numberField(handle, 'pid');
+    const startTime = file?.startTime ?? numberField(handle, 'startTime');
+    if (pid === undefined || startTime === undefined) return;
+    const t = this.#tracked.get(handle.taskId) ?? { taskId: handle.taskId, sandbox, pid, startTime };
+    if (readExit(sandbox) && !isAlive(pid, startTime)) {
+      await this.#finalize(t, 'UNKNOWN');
+      return;
+    }
+    if (!groupIsOurs(pid, startTime)) {
+      // The pid belongs to someone else now: the task is long gone.
+      await this.#finalize(t, 'UNKNOWN');
+      return;
+    }
+    t.stopping = true;
+    // Right after start the task may not have been exec'd yet: before the wrapper forks, and
+    // between fork and exec (the child still runs the wrapper's trap), a SIGTERM is swallowed
+    // and the task would sit out the whole grace period. Wait until a member runs something else.
+    await waitUntil(() => !isAlive(pid, startTime) || taskLaunched(pid), STARTUP_WAIT_MS);
+    t.sent = 'SIGTERM';
+    // Gone = wrapper dead and nothing left in its group.
+    const gone = () => !isAlive(pid, startTime) && groupMembers(pid).length === 0;
+    signalGroup(pid, 'SIGTERM');
+    if (!(await waitUntil(gone, graceMs))) {
+      t.sent = 'SIGKILL';
+      if (groupIsOurs(pid, startTime)) signalGroup(pid, 'SIGKILL');
+      if (!(await waitUntil(gone, this.#killWaitMs))) {
+        this.#log.error({ taskId: handle.taskId, pid }, 'task group still has processes after SIGKILL');
+      }
+    }
+    this.#log.info({ taskId: handle.taskId, pid, signal: t.sent }, 'task stopped');
+    await this.#finalize(t, 'UNKNOWN');
+  }
+
+  async find(taskId: string): Promise<TaskHandle | undefined> {
+    const sandbox = sandboxPath(this.dataDir, taskId);
+    const file = readTaskFile(sandbox);
+    return file ? handleOf(file, sandbox) : undefined;
+  }
+
+  async logs(handle: TaskHandle, which: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk> {
+    const file = path.join(sandboxPath(this.dataDir, handle.taskId), which);
+    const start = Math.max(0, Math.floor(offset));
+    let fh;
+    try {
+      fh = await open(file, 'r');
+    } catch {
+      return { path: file, offset: start, data: '', nextOffset: start };
+    }
+    try {
+      const available = Math.max(0, (await fh.stat()).size - start);
+      const buffer = Buffer.alloc(Math.min(available, Math.max(0, Math.floor(length))));
+      const { bytesRead } = await fh.read(buffer, 0, buffer.length, start);
+      // Never split a UTF-8 character: stop before an incomplete one, the next read gets it.
+      const usable = completeUtf8Length(buffer.subarray(0, bytesRead));
+      return { path: file, offset: start, data: buffer.toString('utf8', 0, usable), nextOffset: start + usable };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async release(handle: TaskHandle): Promise<void> {
+    this.#ledger.release(handle.taskId);
+  }
+
+  /** What is reserved now (for diagnostics and tests). */
+  usage(): { cpus: number; memoryMb: number; tasks: number } {
+    return { ...this.#ledger.used(), tasks: this.#tracked.size };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stopPoll();
+    for (const t of this.#tracked.values()) t.watcher?.close();
+    this.#tracked.clear();
+  }
+}
+
+function handleOf(file: TaskFile, sandbox: string): ProcessTaskHandle {
+  return { taskId: file.taskId, pid: file.pid, startTime: file.startTime, ports: file.ports, sandbox };
+}
+
+function numberField(handle: TaskHandle, key: string): number | undefined {
+  const value = handle[key];
+  return typeof value === 'number' ? value : undefined;
+}
+
+/** The wrapper's group holds a process that has exec'd away from the wrapper: the task. */
+function taskLaunched(wrapperPid: number): boolean {
+  const wrapper = readCmdline(wrapperPid);
+  return groupMembers(wrapperPid).some((p) => p !== wrapperPid && readCmdline(p) !== wrapper);
+}
+
+/** Poll a condition until it holds or timeoutMs passes; true when it held. */
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(Math.min(STOP_POLL_MS, Math.max(1, deadline - Date.now())));
+  }
+}
+
+/** Resolve argv[0] the way exec does: a path (relative to cwd) or a PATH search. */
+export function resolveExecutable(command: string, pathVar: string, cwd: string): string | undefined {
+  const candidates = command.includes('/')
+    ? [path.resolve(cwd, command)]
+    : pathVar.split(':').map((dir) => path.resolve(cwd, dir || '.', command));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // try the next one
+    }
+  }
+  return undefined;
+}
+
+/** Length of the longest prefix of buf that does not end inside a UTF-8 sequence. */
+export function completeUtf8Length(buf: Buffer): number {
+  const n = buf.length;
+  // A sequence is at most 4 bytes: look back at most 3 for its lead byte.
+  for (let back = 1; back <= Math.min(3, n); back++) {
+    const byte = buf[n - back] as number;
+    if ((byte & 0xc0) === 0x80) continue; // continuation byte
+    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
+}

@@ -1,0 +1,315 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { killSandboxTasks } from '../../../test/helpers/process-cleanup.ts';
+import { baseSpec, runtimeContract } from '../contract.case.ts';
+import { randomPortRange, tempDataDir, waitFor } from '../test-support.ts';
+import type { StartResult, TaskSpec, TaskStatus } from '../types.ts';
+import { createProcessRuntime, isAlive, readTaskFile, sandboxPath, type ProcessRuntime, type ProcessRuntimeOptions } from './index.ts';
+import { parseStat } from './proc.ts';
+import { completeUtf8Length } from './process-runtime.ts';
+import { parseExitRecord } from './sandbox.ts';
+
+// Dumps its env, then blocks on a FIFO until a test writes the exit code into it.
+const CONTROLLED = 'env > env.out && mkfifo ctl && read code < ctl; exit "$code"';
+
+async function disposeDataDir(dataDir: string): Promise<void> {
+  await killSandboxTasks(dataDir);
+  await rm(dataDir, { recursive: true, force: true });
+}
+
+runtimeContract('process', async () => {
+  const dataDir = await tempDataDir();
+  const capacity = { cpus: 2, memoryMb: 1024 };
+  const portRange = randomPortRange(20);
+  const runtime = createProcessRuntime({ dataDir, capacity, portRange, pollIntervalMs: 25 });
+  const sandbox = (taskId: string) => sandboxPath(dataDir, taskId);
+  const ready = (taskId: string) => waitFor(() => existsSync(path.join(sandbox(taskId), 'ctl')), `${taskId} to be up`);
+  return {
+    runtime,
+    capacity,
+    portRange,
+    spec: (taskId, overrides) => baseSpec(taskId, { command: CONTROLLED, ...overrides }),
+    env: async (taskId) => {
+      await ready(taskId);
+      const text = await readFile(path.join(sandbox(taskId), 'env.out'), 'utf8');
+      return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    },
+    exit: async (taskId, code) => {
+      await ready(taskId);
+      await writeFile(path.join(sandbox(taskId), 'ctl'), `${code}\n`);
+    },
+    close: async () => {
+      await runtime.close();
+      await disposeDataDir(dataDir);
+    },
+  };
+});
+
+describe('process runtime', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) await cleanups.pop()?.();
+  });
+
+  async function setup(options: Partial<ProcessRuntimeOptions> = {}) {
+    const dataDir = await tempDataDir();
+    cleanups.push(() => disposeDataDir(dataDir));
+    const runtimes: ProcessRuntime[] = [];
+    cleanups.push(async () => {
+      for (const r of runtimes) await r.close();
+    });
+    const make = () => {
+      const runtime = createProcessRuntime({ dataDir, portRange: randomPortRange(20), pollIntervalMs: 25, ...options });
+      runtimes.push(runtime);
+      const exits: { taskId: string; status: TaskStatus }[] = [];
+      runtime.onExit((taskId, status) => exits.push({ taskId, status }));
+      return { runtime, exits };
+    };
+    return { dataDir, make };
+  }
+
+  const spec = (taskId: string, overrides: Partial<TaskSpec>) => baseSpec(taskId, overrides);
+  const started = (result: StartResult) => {
+    if (result.kind !== 'started') throw new Error(`expected started, got ${JSON.stringify(result)}`);
+    return result;
+  };
+  const stdoutOf = (dataDir: string, taskId: string) => readFileSync(path.join(sandboxPath(dataDir, taskId), 'stdout'), 'utf8');
+  /** the pid the task printed first thing (the wrapper's pid is the handle's) */
+  const taskPid = (dataDir: string, taskId: string) =>
+    waitFor(() => {
+      const line = stdoutOf(dataDir, taskId).split('\n')[0];
+      return line ? Number(line) : undefined;
+    }, `${taskId} to print its pid`);
+
+  it('writes task.json with pid, start time, ports and spec before start returns', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime } = make();
+    const s = spec('recorded', { command: 'exec sleep 30', numPorts: 1 });
+    const { handle, ports } = started(await runtime.start(s));
+    const file = readTaskFile(sandboxPath(dataDir, 'recorded'));
+    expect(file).toMatchObject({ taskId: 'recorded', pid: handle.pid, startTime: handle.startTime, ports, spec: s });
+    expect(isAlive(file?.pid ?? 0, file?.startTime ?? 0)).toBe(true);
+  });
+
+  it('keeps a task running after the runtime closes, re-adopts it, and learns how it was killed', async () => {
+    const { dataDir, make } = await setup();
+    const first = make();
+    const { handle } = started(await first.runtime.start(spec('survivor', { command: 'echo $$; exec sleep 30', memoryMb: 100, numPorts: 2 })));
+    await first.runtime.close();
+
+    const second = make();
+    const status = await second.runtime.recover(handle);
+    expect(status).toMatchObject({ state: 'running', pid: handle.pid });
+    expect(second.runtime.usage()).toMatchObject({ memoryMb: 100 });
+
+    process.kill(await taskPid(dataDir, 'survivor'), 'SIGKILL');
+    await waitFor(() => second.exits.length > 0, 'the exit on the new runtime');
+    expect(second.exits).toEqual([{ taskId: 'survivor', status: expect.objectContaining({ exitCode: null, signal: 'SIGKILL' }) }]);
+    expect(first.exits).toEqual([]);
+    expect(await second.runtime.inspect(handle)).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
+  });
+
+  it('learns an exit that happened while no runtime was running', async () => {
+    const { dataDir, make } = await setup();
+    const first = make();
+    const { handle } = started(await first.runtime.start(spec('offline', { command: CONTROLLED })));
+    const sandbox = sandboxPath(dataDir, 'offline');
+    await waitFor(() => existsSync(path.join(sandbox, 'ctl')), 'the task to be up');
+    await first.runtime.close();
+
+    await writeFile(path.join(sandbox, 'ctl'), '7\n');
+    await waitFor(() => existsSync(path.join(sandbox, 'exit')), 'the exit record');
+
+    const second = make();
+    expect(await second.runtime.recover(handle)).toMatchObject({ state: 'exited', exitCode: 7, signal: null });
+    expect(second.exits).toEqual([]);
+    expect(first.exits).toEqual([]);
+  });
+
+  it('does not take a reused pid for the task', async () => {
+    const { dataDir, make } = await setup();
+    const first = make();
+    const { handle } = started(await first.runtime.start(spec('reused', { command: 'exec sleep 30' })));
+    // The tampered record hides the group from the sandbox clean-up: end it here.
+    cleanups.push(async () => {
+      try {
+        process.kill(-(handle.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+    await first.runtime.close();
+    // Same pid, another start time: as if the task died and the pid went to someone else.
+    const file = path.join(sandboxPath(dataDir, 'reused'), 'task.json');
+    const record = JSON.parse(readFileSync(file, 'utf8'));
+    writeFileSync(file, JSON.stringify({ ...record, startTime: record.startTime + 1 }));
+
+    const second = make();
+    expect(await second.runtime.recover({ ...handle, startTime: record.startTime + 1 })).toMatchObject({
+      state: 'exited',
+      exitCode: null,
+      signal: 'UNKNOWN',
+    });
+  });
+
+  it('reports a task whose sandbox is gone as lost', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime } = make();
+    expect(await runtime.recover({ taskId: 'nowhere', pid: 1, startTime: 1 })).toMatchObject({ state: 'lost' });
+    expect(await runtime.find('nowhere')).toBeUndefined();
+    expect(existsSync(path.join(dataDir, 'tasks', 'nowhere'))).toBe(false);
+  });
+
+  it('ends a task with SIGTERM, which reaches the task itself', async () => {
+    const { make } = await setup();
+    const { runtime, exits } = make();
+    const { handle } = started(await runtime.start(spec('polite', { command: 'exec sleep 30' })));
+    const t0 = Date.now();
+    await runtime.stop(handle, 5_000);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(exits).toEqual([{ taskId: 'polite', status: expect.objectContaining({ exitCode: null, signal: 'SIGTERM' }) }]);
+    expect(isAlive(handle.pid as number, handle.startTime as number)).toBe(false);
+  });
+
+  it('SIGKILLs a task that ignores SIGTERM once the grace period is over', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime, exits } = make();
+    const command = `trap '' TERM; echo ready; while :; do sleep 0.05; done`;
+    const { handle } = started(await runtime.start(spec('stubborn', { command })));
+    await waitFor(() => stdoutOf(dataDir, 'stubborn').includes('ready'), 'the trap to be set');
+    const t0 = Date.now();
+    await runtime.stop(handle, 300);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(exits).toEqual([{ taskId: 'stubborn', status: expect.objectContaining({ exitCode: null, signal: 'SIGKILL' }) }]);
+    expect(await runtime.inspect(handle)).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
+  });
+
+  it('runs arguments without a shell', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime, exits } = make();
+    started(await runtime.start(spec('argv', { arguments: ['printf', '%s|%s', '$HOME', 'a b; echo no'] })));
+    await waitFor(() => exits.length > 0, 'the exit');
+    expect(exits[0]?.status).toMatchObject({ exitCode: 0 });
+    expect(stdoutOf(dataDir, 'argv')).toBe('$HOME|a b; echo no');
+  });
+
+  it('reports an executable that does not exist as an error and holds nothing for it', async () => {
+    const { make } = await setup();
+    const { runtime } = make();
+    const missing = await runtime.start(spec('missing', { arguments: ['no-such-command-anywhere'], numPorts: 1 }));
+    expect(missing).toMatchObject({ kind: 'error', message: expect.stringContaining('no-such-command-anywhere') });
+    expect(await runtime.start(spec('missing-path', { arguments: ['/nonexistent/bin/x'] }))).toMatchObject({ kind: 'error' });
+    expect(runtime.usage()).toMatchObject({ cpus: 0, memoryMb: 0 });
+  });
+
+  it('reads stdout by byte ranges without splitting a character', async () => {
+    const { make } = await setup();
+    const { runtime, exits } = make();
+    const { handle } = started(await runtime.start(spec('talker', { command: `printf 'hello world\\n'; printf 'caf\\303\\251' >&2` })));
+    await waitFor(() => exits.length > 0, 'the exit');
+    const first = await runtime.logs(handle, 'stdout', 0, 5);
+    expect(first).toMatchObject({ offset: 0, data: 'hello', nextOffset: 5 });
+    const rest = await runtime.logs(handle, 'stdout', first.nextOffset, 1_000);
+    expect(rest).toMatchObject({ data: ' world\n', nextOffset: 12 });
+    expect(await runtime.logs(handle, 'stdout', 12, 1_000)).toMatchObject({ data: '', nextOffset: 12 });
+    expect(await runtime.logs(handle, 'stderr', 0, 4)).toMatchObject({ data: 'caf', nextOffset: 3 });
+    expect(await runtime.logs(handle, 'stderr', 3, 4)).toMatchObject({ data: 'é', nextOffset: 5 });
+  });
+
+  it('skips ports bound by other sockets and serves on the ones it hands out', async () => {
+    const { make } = await setup();
+    const blocker = net.createServer();
+    const range = randomPortRange(6);
+    await new Promise<void>((resolve, reject) => {
+      blocker.once('error', reject);
+      blocker.listen(range.from, '127.0.0.1', resolve);
+    });
+    cleanups.push(() => new Promise((resolve) => blocker.close(() => resolve())));
+    const { runtime } = make();
+    const r = createProcessRuntime({ dataDir: runtime.dataDir, portRange: range, pollIntervalMs: 25 });
+    cleanups.push(() => r.close());
+
+    const server = `require('http').createServer((q, s) => s.end(process.env.TASK_ID)).listen(+process.env.PORT, '127.0.0.1')`;
+    const web = started(await r.start(spec('web', { arguments: [process.execPath, '-e', server], numPorts: 2 })));
+    expect(web.ports).not.toContain(range.from);
+    const body = await waitFor(
+      () => fetch(`http://127.0.0.1:${web.ports[0]}/`).then((res) => res.text(), () => undefined),
+      'the task to serve',
+    );
+    expect(body).toBe('web');
+
+    const other = started(await r.start(spec('other', { command: 'exec sleep 30', numPorts: 3 })));
+    expect(other.ports.filter((p) => p === range.from || web.ports.includes(p))).toEqual([]);
+    expect(await r.start(spec('none-left', { command: 'exec sleep 30', numPorts: 1 }))).toMatchObject({
+      kind: 'waiting',
+      reason: expect.stringMatching(/^Not enough ports: needs 1, 0 free/),
+    });
+  });
+
+  it('holds the ports and capacity of re-adopted tasks', async () => {
+    const { dataDir, make } = await setup({ capacity: { cpus: 2, memoryMb: 1024 }, portRange: randomPortRange(4) });
+    const first = make();
+    const { handle, ports } = started(await first.runtime.start(spec('holder', { command: 'exec sleep 30', memoryMb: 768, numPorts: 2 })));
+    await first.runtime.close();
+
+    const second = make();
+    // Before recovery the new runtime does not know; after it, it must not hand these out again.
+    expect((await second.runtime.recover(handle)).state).toBe('running');
+    expect(await second.runtime.start(spec('hungry', { command: 'exec sleep 30', memoryMb: 512 }))).toMatchObject({ kind: 'waiting' });
+    const next = started(await second.runtime.start(spec('ported', { command: 'exec sleep 30', memoryMb: 16, numPorts: 2 })));
+    expect(next.ports.filter((p) => ports.includes(p))).toEqual([]);
+    expect(existsSync(sandboxPath(dataDir, 'ported'))).toBe(true);
+  });
+
+  it('returns the live task when started again by a new runtime', async () => {
+    const { make } = await setup();
+    const first = make();
+    const s = spec('again', { command: 'exec sleep 30', numPorts: 1 });
+    const a = started(await first.runtime.start(s));
+    await first.runtime.close();
+    const second = make();
+    const b = started(await second.runtime.start(s));
+    expect(b.handle).toEqual(a.handle);
+    expect(second.runtime.usage()).toMatchObject({ tasks: 1, memoryMb: 16 });
+  });
+
+  it('kills what a task left in its group when it exits', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime, exits } = make();
+    started(await runtime.start(spec('parent', { command: 'sleep 30 & echo $!; exit 0' })));
+    await waitFor(() => exits.length > 0, 'the exit');
+    const orphan = Number(stdoutOf(dataDir, 'parent').trim());
+    await waitFor(() => {
+      try {
+        process.kill(orphan, 0);
+        return readFileSync(`/proc/${orphan}/stat`, 'utf8').includes(') Z');
+      } catch {
+        return true;
+      }
+    }, 'the orphan to be killed');
+  });
+});
+
+describe('process runtime helpers', () => {
+  it('parses /proc stat lines whose command holds spaces and parens', () => {
+    const line = '4242 (we(i)rd ) name) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000 100';
+    expect(parseStat(4242, line)).toEqual({ pid: 4242, state: 'S', ppid: 1, pgrp: 4242, startTime: 987654 });
+  });
+
+  it('reads exit records: codes, 128+n as signals, runtime-written signals, partial writes', () => {
+    expect(parseExitRecord('0\n', 1)).toEqual({ state: 'exited', exitCode: 0, signal: null, finishedAt: 1 });
+    expect(parseExitRecord('137\n', 1)).toEqual({ state: 'exited', exitCode: null, signal: 'SIGKILL', finishedAt: 1 });
+    expect(parseExitRecord('UNKNOWN\n', 1)).toEqual({ state: 'exited', exitCode: null, signal: 'UNKNOWN', finishedAt: 1 });
+    expect(parseExitRecord('', 1)).toBeUndefined();
+  });
+
+  it('never ends a log chunk inside a UTF-8 character', () => {
+    const bytes = Buffer.from('a€', 'utf8');
+    expect(completeUtf8Length(bytes)).toBe(4);
+    expect(completeUtf8Length(bytes.subarray(0, 3))).toBe(1);
+    expect(completeUtf8Length(bytes.subarray(0, 2))).toBe(1);
+  });
+});

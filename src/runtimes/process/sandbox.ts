@@ -1,0 +1,118 @@
+// The on-disk side of a task: its sandbox directory, task.json, the exit record and the wrapper
+// script that writes it. Everything the runtime knows about a task can be rebuilt from here.
+import { constants as osConstants } from 'node:os';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TaskSpec, TaskStatus } from '../types.ts';
+
+export type ExitStatus = Extract<TaskStatus, { state: 'exited' }>;
+
+/** task.json: written once, before start() returns. */
+export interface TaskFile {
+  version: 1;
+  taskId: string;
+  /** the wrapper: process-group leader of the task */
+  pid: number;
+  /** /proc starttime of pid, so a reused pid is never taken for the task */
+  startTime: number;
+  /** epoch millis */
+  startedAt: number;
+  host: string;
+  ports: number[];
+  spec: TaskSpec;
+}
+
+export const EXIT_FILE = 'exit';
+export const TASK_FILE = 'task.json';
+
+/**
+ * The wrapper, run as `/bin/sh -c WRAPPER fledge-task <argv...>` with cwd = the sandbox.
+ * - Traps (not ignores) TERM/INT/HUP/QUIT: a trapped signal is deferred while a foreground
+ *   command runs, so the wrapper outlives a group-wide SIGTERM; and caught signals are reset
+ *   to default in the child, so the task sees ordinary signal dispositions. (Ignoring with
+ *   `trap ''` would be inherited; a background job would get SIGINT/SIGQUIT ignored.)
+ * - Runs the task in the foreground and records `$?` (128+n when killed by signal n) through a
+ *   rename, so a reader sees either no record or a whole one.
+ * - PATH is reset after the task so a task env with an odd PATH cannot break the record.
+ */
+export const WRAPPER = [
+  'trap : TERM INT HUP QUIT',
+  '"$@"',
+  'code=$?',
+  'PATH=/usr/local/bin:/usr/bin:/bin:$PATH',
+  `printf '%s\\n' "$code" > ${EXIT_FILE}.tmp && mv -f ${EXIT_FILE}.tmp ${EXIT_FILE}`,
+  'exit "$code"',
+].join('\n');
+
+/** Directory name for a task id: safe as one path segment. */
+export function sandboxName(taskId: string): string {
+  const name = encodeURIComponent(taskId);
+  return name.startsWith('.') ? `%2E${name.slice(1)}` : name;
+}
+
+export function sandboxPath(dataDir: string, taskId: string): string {
+  return path.join(dataDir, 'tasks', sandboxName(taskId));
+}
+
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(tmp, file);
+}
+
+export function readTaskFile(sandbox: string): TaskFile | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(path.join(sandbox, TASK_FILE), 'utf8')) as Partial<TaskFile>;
+    if (typeof parsed.taskId !== 'string' || typeof parsed.pid !== 'number' || typeof parsed.startTime !== 'number') return undefined;
+    return {
+      version: 1,
+      taskId: parsed.taskId,
+      pid: parsed.pid,
+      startTime: parsed.startTime,
+      startedAt: typeof parsed.startedAt === 'number' ? parsed.startedAt : 0,
+      host: typeof parsed.host === 'string' ? parsed.host : '127.0.0.1',
+      ports: Array.isArray(parsed.ports) ? parsed.ports.filter((p): p is number => typeof p === 'number') : [],
+      spec: parsed.spec as TaskSpec,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+const signalNames = new Map<number, string>(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
+
+/**
+ * Turn an exit record into a status. The wrapper writes a shell status; the runtime writes a
+ * signal name when the wrapper died without recording (e.g. SIGKILL, UNKNOWN). A status of
+ * 128+n reads as "killed by signal n": a task that *exits* 143 on purpose looks the same.
+ */
+export function parseExitRecord(text: string, finishedAt: number): ExitStatus | undefined {
+  const line = text.trim();
+  if (/^\d+$/.test(line)) {
+    const status = Number(line);
+    const signal = status > 128 ? signalNames.get(status - 128) : undefined;
+    return signal
+      ? { state: 'exited', exitCode: null, signal, finishedAt }
+      : { state: 'exited', exitCode: status, signal: null, finishedAt };
+  }
+  if (/^[A-Z][A-Z0-9]*$/.test(line)) return { state: 'exited', exitCode: null, signal: line, finishedAt };
+  return undefined;
+}
+
+export function readExit(sandbox: string): ExitStatus | undefined {
+  const file = path.join(sandbox, EXIT_FILE);
+  try {
+    const text = readFileSync(file, 'utf8');
+    return parseExitRecord(text, Math.round(statSync(file).mtimeMs));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Record an exit the wrapper could not record itself. Never overwrites the wrapper's record. */
+export function writeExitSignal(sandbox: string, signal: string): void {
+  if (!existsSync(sandbox) || readExit(sandbox)) return;
+  const file = path.join(sandbox, EXIT_FILE);
+  writeFileSync(`${file}.runtime`, `${signal}\n`);
+  renameSync(`${file}.runtime`, file);
+}

@@ -1,0 +1,29 @@
+// Helpers for the runtime suites. Every wait has a deadline: a broken runtime fails, never hangs.
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { PortRange } from './ledger.ts';
+
+export async function waitFor<T>(
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  { timeoutMs = 5_000, intervalMs = 10 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+export function tempDataDir(prefix = 'fledge-runtime-'): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), prefix));
+}
+
+/** A port range of `size` ports somewhere in 40000-59999, so parallel suites rarely meet. */
+export function randomPortRange(size = 40): PortRange {
+  const from = 40_000 + Math.floor(Math.random() * (20_000 - size));
+  return { from, to: from + size - 1 };
+}
