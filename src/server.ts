@@ -65,6 +65,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       capacityRetryMillis: 1000,
       decisionLogLimit: 500,
       serverChecks: checks.serverCheckNames,
+      serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
       ...options.settings,
     };
     // The monitor reports to the loop, which is built with the monitor: the callback binds late.

@@ -31,6 +31,10 @@ export class CheckRunner {
     return this.#d.serverChecks.map((c) => c.name);
   }
 
+  get serverCheckIntervalSeconds(): number {
+    return Math.min(5, ...this.#d.serverChecks.map((c) => c.intervalSeconds));
+  }
+
   results(requestId: string, deployId: string): CheckResult[] {
     return [...(this.#results.get(`${requestId}/${deployId}`)?.values() ?? [])];
   }
@@ -53,7 +57,7 @@ export class CheckRunner {
       newInactive: tasks.filter((t) => t.taskId.deployId === deployId && (t.health.state !== 'HEALTHY' || t.cleanup)).map((t) => t.taskId),
       otherActive: tasks.filter((t) => t.taskId.deployId !== deployId && isLive(t.state) && !t.cleanup).map((t) => t.taskId),
     };
-    let soonest = Infinity;
+    let asked = false;
     await Promise.all(
       names.map(async (name) => {
         const check = this.#checkFor(deploy, name);
@@ -62,23 +66,18 @@ export class CheckRunner {
         if (previous && previous.step === step) {
           if (previous.state !== 'PENDING') return;
           const due = previous.at + (check?.intervalSeconds ?? 5) * 1000;
-          if (now < due) {
-            soonest = Math.min(soonest, due);
-            return;
-          }
+          if (now < due) return;
         }
+        asked = true;
         const answer = check
           ? await this.#ask(check, { request: record.request, deploy, progress: pending.progress, step, taskIds })
           : { state: 'FAILED' as const, message: `No check named ${name} is configured on this server` };
         answers.set(name, { deployId, step, name, state: answer.state, message: answer.message, at: clock.now() });
-        if (answer.state === 'PENDING') soonest = Math.min(soonest, clock.now() + (check?.intervalSeconds ?? 5) * 1000);
       }),
     );
-    done();
-    if (Number.isFinite(soonest)) {
-      const timer = setTimeout(done, Math.max(0, soonest - clock.now()));
-      timer.unref();
-    }
+    // The engine wakes itself when a PENDING check is due again; only new answers wake it now
+    // (waking on nothing new would spin: the engine would ask again at once).
+    if (asked) done();
   }
 
   #checkFor(deploy: Deploy, name: string): Check | undefined {

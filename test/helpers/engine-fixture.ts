@@ -23,6 +23,7 @@ export const TEST_SETTINGS: EngineSettings = {
   capacityRetryMillis: 1000,
   decisionLogLimit: 500,
   serverChecks: [],
+  serverCheckIntervalSeconds: 5,
 };
 
 export interface FixtureOptions {
@@ -69,7 +70,7 @@ export class EngineFixture {
       checks: this.checks,
       clock: this.clock,
       logger: silentLogger,
-      settings: { ...TEST_SETTINGS, serverChecks: this.checks.serverCheckNames },
+      settings: { ...TEST_SETTINGS, serverChecks: this.checks.serverCheckNames, serverCheckIntervalSeconds: this.checks.serverCheckIntervalSeconds },
       timers: false,
     });
     const executor = this.loop.executor;

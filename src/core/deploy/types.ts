@@ -142,6 +142,8 @@ export interface EngineSettings {
   decisionLogLimit: number;
   /** names of server-wide acceptance hooks that apply to every CHECKS deploy */
   serverChecks: string[];
+  /** how often PENDING server hooks are asked again (the shortest of their intervals) */
+  serverCheckIntervalSeconds: number;
 }
 
 export type Action =

@@ -62,7 +62,14 @@ function stepChecks(ctx: DeployStepContext, advance: boolean, readyAt: number): 
   if (names.every((n) => results[n] === 'SUCCEEDED')) return pass(ctx, `${names.length} check(s) succeeded`);
 
   const toAsk = names.filter((n) => results[n] !== 'SUCCEEDED' && declared.find((c) => c.name === n)?.type !== 'manual');
-  if (toAsk.length > 0) plan.act({ kind: 'runChecks', deployId: deploy.id, step: progress.step, names: toAsk });
+  if (toAsk.length > 0) {
+    plan.act({ kind: 'runChecks', deployId: deploy.id, step: progress.step, names: toAsk });
+    // PENDING checks are asked again after their interval.
+    const interval = Math.min(
+      ...toAsk.map((n) => declared.find((c) => c.name === n)?.intervalSeconds ?? obs.settings.serverCheckIntervalSeconds),
+    );
+    plan.wake(plan.now + interval * 1000);
+  }
   return waitBounded(ctx, readyAt);
 }
 

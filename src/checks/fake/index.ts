@@ -1,0 +1,19 @@
+// A scriptable acceptance check for engine tests: answers what the test sets, counts calls.
+import type { Check, CheckAnswer, CheckContext } from '../types.ts';
+
+export class FakeCheck implements Check {
+  answer: CheckAnswer | (() => CheckAnswer) = { state: 'PENDING', message: 'waiting' };
+  readonly calls: { step: number; deployId: string }[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly intervalSeconds = 1,
+    readonly failOnError = true,
+    readonly timeoutSeconds = 5,
+  ) {}
+
+  async evaluate(context: CheckContext): Promise<CheckAnswer> {
+    this.calls.push({ step: context.step, deployId: context.deploy.id });
+    return typeof this.answer === 'function' ? this.answer() : this.answer;
+  }
+}
