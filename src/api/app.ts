@@ -86,6 +86,16 @@ export function createApp(deps: AppDeps): Hono {
     const { record, warnings: more } = await service.createDeploy(value);
     return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
   });
+  app.post('/api/deploys/plan', async (c) => {
+    const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
+    const { steps, etaSeconds, warnings: more } = await service.planDeploy(value);
+    return c.json({ steps, etaSeconds, warnings: [...warnings, ...more] });
+  });
+  app.post('/api/requests/request/:id/rollback', async (c) => {
+    const { value, warnings } = parse(schemas.rollback, await optionalBody(c));
+    const { record, warnings: more } = await service.rollback(c.req.param('id'), value.message);
+    return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
+  });
   app.get('/api/deploys/pending', async (c) => c.json((await store.listPending()).map(pendingDeployView)));
   app.delete('/api/deploys/deploy/:deployId/request/:requestId', async (c) => {
     const { deployId, requestId } = c.req.param();

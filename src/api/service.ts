@@ -1,6 +1,7 @@
 // The API's domain operations: check, record intent atomically, wake the loop. The API
 // never drives the state machine itself.
 import type { Clock } from '../core/clock.ts';
+import { calculateDeployPlan, type DeployPlan } from '../core/deploy/plan.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
@@ -8,6 +9,7 @@ import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type FledgeRequest, type RequestRecord } from '../core/model.ts';
 import type { KeyedMutex } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
+import { validateDeployForRequest } from './schemas/index.ts';
 
 export interface ServiceDeps {
   store: Store;
@@ -16,6 +18,23 @@ export interface ServiceDeps {
   events: EventBus;
   wake: (requestId: string) => void;
   allowCanaryLbChange: boolean;
+  /** names of the server-wide acceptance hooks, for plans (none when absent) */
+  serverChecks?: () => string[];
+}
+
+export interface DeployInput {
+  deploy: Deploy;
+  message?: string;
+  unpauseOnSuccessfulDeploy?: boolean;
+  updatedRequest?: FledgeRequest;
+}
+
+export interface PreparedDeploy {
+  record: RequestRecord;
+  /** the deploy as it will be stored (canary may be turned off) */
+  deploy: Deploy;
+  active?: Deploy;
+  warnings: string[];
 }
 
 const LONG_RUNNING = new Set(['SERVICE', 'WORKER']);
@@ -63,13 +82,15 @@ export class FledgeService {
     });
   }
 
-  async createDeploy(input: {
-    deploy: Deploy;
-    message?: string;
-    unpauseOnSuccessfulDeploy?: boolean;
-    updatedRequest?: FledgeRequest;
-  }): Promise<{ record: RequestRecord; warnings: string[] }> {
+  /**
+   * Every check a new deploy must pass, without writing anything: the effective deploy (canary
+   * turned off when the server allows an LB change that way), the request record, the active
+   * deploy and warnings. createDeploy runs it under the request's lock, then writes;
+   * POST /api/deploys/plan runs it alone, so a plan answers the same 4xx a deploy would.
+   */
+  async prepareDeploy(input: DeployInput): Promise<PreparedDeploy> {
     const { deploy } = input;
+    const { store } = this.d;
     const warnings: string[] = [];
     if (input.updatedRequest && input.updatedRequest.id !== deploy.requestId) {
       throw badRequest(
@@ -77,67 +98,121 @@ export class FledgeService {
         [{ field: 'updatedRequest.id', rule: 'must equal deploy.requestId' }],
       );
     }
-    return this.#write(deploy.requestId, async () => {
-      const { store, clock } = this.d;
-      const record = await this.#live(deploy.requestId);
-      if (record.state === 'DELETING') throw conflict(`Request ${deploy.requestId} is being deleted`);
-      if (input.updatedRequest) {
-        assertSupportedType(input.updatedRequest);
-        if (input.updatedRequest.requestType !== record.request.requestType) {
-          throw badRequest('updatedRequest.requestType: cannot change the request type', [
-            { field: 'updatedRequest.requestType', rule: 'immutable' },
-          ]);
-        }
-      }
-      const pending = await store.getPending(deploy.requestId);
-      if (pending) {
-        throw conflict(`Request ${deploy.requestId} already has a pending deploy ${pending.deployId}`);
-      }
-      if (await store.getDeploy(deploy.requestId, deploy.id)) {
-        throw badRequest(`deploy.id: ${deploy.id} was already used for request ${deploy.requestId}; deploy ids are never reused`, [
-          { field: 'deploy.id', rule: 'unique per request' },
+    const record = await this.#live(deploy.requestId);
+    if (record.state === 'DELETING') throw conflict(`Request ${deploy.requestId} is being deleted`);
+    if (input.updatedRequest) {
+      assertSupportedType(input.updatedRequest);
+      if (input.updatedRequest.requestType !== record.request.requestType) {
+        throw badRequest('updatedRequest.requestType: cannot change the request type', [
+          { field: 'updatedRequest.requestType', rule: 'immutable' },
         ]);
       }
-      const target = input.updatedRequest ?? record.request;
-      let effective = deploy;
-      const active = record.activeDeployId ? await store.getDeploy(record.request.id, record.activeDeployId) : undefined;
-      if (deploy.canaryDeploySettings.enableCanaryDeploy && target.loadBalanced && active) {
-        const differs = lbDifferences(active, deploy);
-        if (differs.length > 0) {
-          const why = `a canary deploy cannot change load balancer settings (${differs.join(', ')}) of the active deploy ${active.id}: old and new tasks would be served under different routes`;
-          if (!this.d.allowCanaryLbChange) {
-            throw badRequest(`deploy.canaryDeploySettings.enableCanaryDeploy: ${why}`, [
-              { field: 'deploy.canaryDeploySettings.enableCanaryDeploy', rule: 'same LB settings as the active deploy' },
-            ]);
-          }
-          warnings.push(`Running without canary: ${why}`);
-          effective = { ...deploy, canaryDeploySettings: { ...deploy.canaryDeploySettings, enableCanaryDeploy: false } };
+    }
+    const pending = await store.getPending(deploy.requestId);
+    if (pending) {
+      throw conflict(`Request ${deploy.requestId} already has a pending deploy ${pending.deployId}`);
+    }
+    if (await store.getDeploy(deploy.requestId, deploy.id)) {
+      throw badRequest(`deploy.id: ${deploy.id} was already used for request ${deploy.requestId}; deploy ids are never reused`, [
+        { field: 'deploy.id', rule: 'unique per request' },
+      ]);
+    }
+    const target = input.updatedRequest ?? record.request;
+    // The body schema runs these only when it carries updatedRequest; the stored request
+    // is only known here (a load-balanced request's deploy needs serviceBasePath...).
+    const issues = validateDeployForRequest(deploy, target);
+    if (issues.length > 0) {
+      throw badRequest(`Invalid deploy: ${issues.map((i) => `${i.field}: ${i.rule}`).join('; ')}`, issues);
+    }
+    let effective = deploy;
+    const active = record.activeDeployId ? await store.getDeploy(record.request.id, record.activeDeployId) : undefined;
+    if (deploy.canaryDeploySettings.enableCanaryDeploy && target.loadBalanced && active) {
+      const differs = lbDifferences(active, deploy);
+      if (differs.length > 0) {
+        const why = `a canary deploy cannot change load balancer settings (${differs.join(', ')}) of the active deploy ${active.id}: old and new tasks would be served under different routes`;
+        if (!this.d.allowCanaryLbChange) {
+          throw badRequest(`deploy.canaryDeploySettings.enableCanaryDeploy: ${why}`, [
+            { field: 'deploy.canaryDeploySettings.enableCanaryDeploy', rule: 'same LB settings as the active deploy' },
+          ]);
         }
+        warnings.push(`Running without canary: ${why}`);
+        effective = { ...deploy, canaryDeploySettings: { ...deploy.canaryDeploySettings, enableCanaryDeploy: false } };
       }
-      if (record.state === 'PAUSED' && !input.unpauseOnSuccessfulDeploy) {
-        throw conflict(`Request ${deploy.requestId} is paused; unpause it or deploy with unpauseOnSuccessfulDeploy`);
-      }
-      const now = clock.now();
-      const stored: Deploy = { ...effective, timestamp: now };
-      const next = createPendingDeploy(stored, record.request, now, {
-        ...(input.message ? { message: input.message } : {}),
-        ...(input.unpauseOnSuccessfulDeploy ? { unpauseOnSuccessfulDeploy: true } : {}),
-        ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
-      });
-      const nextRecord: RequestRecord = {
-        ...record,
-        pendingDeployId: deploy.id,
-        state: record.state === 'PAUSED' ? 'DEPLOYING_TO_UNPAUSE' : record.state,
-        timestamp: now,
-      };
-      await store.apply({
-        deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}) }],
-        pending: [next],
-        requests: [nextRecord],
-      });
-      this.d.events.publish({ type: 'DEPLOY', at: now, requestId: deploy.requestId, deployId: deploy.id, eventType: 'STARTING', progress: next.progress });
-      return { record: nextRecord, warnings };
+    }
+    if (record.state === 'PAUSED' && !input.unpauseOnSuccessfulDeploy) {
+      throw conflict(`Request ${deploy.requestId} is paused; unpause it or deploy with unpauseOnSuccessfulDeploy`);
+    }
+    return { record, deploy: effective, ...(active ? { active } : {}), warnings };
+  }
+
+  async createDeploy(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] }> {
+    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input)));
+  }
+
+  /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
+  async planDeploy(input: DeployInput): Promise<DeployPlan & { warnings: string[] }> {
+    const { record, deploy, active, warnings } = await this.prepareDeploy(input);
+    const plan = calculateDeployPlan(deploy, record.request, active, {
+      serverChecks: this.d.serverChecks?.() ?? [],
+      ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
     });
+    return { ...plan, warnings };
+  }
+
+  /**
+   * A new deploy of the previous active deploy's spec: the most recent SUCCEEDED deploy
+   * before the active one. Atomic and without acceptance, since it goes back to what served.
+   */
+  async rollback(requestId: string, message?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+    return this.#write(requestId, async () => {
+      const { store } = this.d;
+      const record = await this.#live(requestId);
+      const pending = await store.getPending(requestId);
+      if (pending) throw conflict(`Request ${requestId} already has a pending deploy ${pending.deployId}`);
+      if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to roll back from`);
+      const history = await store.listDeployHistory(requestId);
+      const current = history.findIndex((e) => e.deployId === record.activeDeployId);
+      const previous = history
+        .slice(current + 1)
+        .find((e) => e.result?.deployState === 'SUCCEEDED' && e.deployId !== record.activeDeployId);
+      if (current < 0 || !previous) {
+        throw conflict(`Request ${requestId} has no earlier successful deploy than ${record.activeDeployId} to roll back to`);
+      }
+      const used = new Set(history.map((e) => e.deployId));
+      const old = previous.deploy;
+      const deploy: Deploy = {
+        ...old,
+        id: rollbackId(old.id, used),
+        canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
+      };
+      const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
+      return this.#commitDeploy(input, await this.prepareDeploy(input));
+    });
+  }
+
+  async #commitDeploy(input: DeployInput, prepared: PreparedDeploy): Promise<{ record: RequestRecord; warnings: string[] }> {
+    const { store, clock } = this.d;
+    const { record, deploy, warnings } = prepared;
+    const now = clock.now();
+    const stored: Deploy = { ...deploy, timestamp: now };
+    const next = createPendingDeploy(stored, record.request, now, {
+      ...(input.message ? { message: input.message } : {}),
+      ...(input.unpauseOnSuccessfulDeploy ? { unpauseOnSuccessfulDeploy: true } : {}),
+      ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
+    });
+    const nextRecord: RequestRecord = {
+      ...record,
+      pendingDeployId: deploy.id,
+      state: record.state === 'PAUSED' ? 'DEPLOYING_TO_UNPAUSE' : record.state,
+      timestamp: now,
+    };
+    await store.apply({
+      deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}) }],
+      pending: [next],
+      requests: [nextRecord],
+    });
+    this.d.events.publish({ type: 'DEPLOY', at: now, requestId: deploy.requestId, deployId: deploy.id, eventType: 'STARTING', progress: next.progress });
+    return { record: nextRecord, warnings };
   }
 
   /** Record an intent on the pending deploy `deployId` of `requestId`. */
@@ -268,4 +343,15 @@ const LB_FIELDS = [
 
 function lbDifferences(a: Deploy, b: Deploy): string[] {
   return LB_FIELDS.filter((f) => JSON.stringify(a[f] ?? null) !== JSON.stringify(b[f] ?? null));
+}
+
+const DEPLOY_ID_MAX = 50;
+
+/** `<oldId>_rb<n>` with the lowest unused n, the old id shortened to keep within 50 characters. */
+function rollbackId(oldId: string, used: ReadonlySet<string>): string {
+  for (let n = 1; ; n++) {
+    const suffix = `_rb${n}`;
+    const id = `${oldId.slice(0, DEPLOY_ID_MAX - suffix.length)}${suffix}`;
+    if (!used.has(id)) return id;
+  }
 }

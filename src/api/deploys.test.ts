@@ -1,0 +1,216 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ApiFixture, deployBody } from '../../test/helpers/api-fixture.ts';
+
+type ErrorBody = { message: string; details: { field?: string; rule?: string }[] };
+
+let f: ApiFixture;
+beforeEach(async () => {
+  f = await ApiFixture.create();
+  await f.createRequest('svc');
+});
+
+const lbDeploy = (basePath: string, canary = false) => ({
+  serviceBasePath: basePath,
+  loadBalancerGroups: ['web'],
+  canaryDeploySettings: { enableCanaryDeploy: canary, instanceGroupSize: 1 },
+});
+
+describe('POST /api/deploys input errors', () => {
+  it('answers 400 "Malformed JSON" for a body that does not parse', async () => {
+    const res = await f.post<ErrorBody>('/api/deploys', '{"deploy": ');
+    expect(res.status).toBe(400);
+    expect(res.body.message).toMatch(/^Malformed JSON/);
+  });
+
+  it('names an unknown key', async () => {
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v1', { canaryStuff: true }));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('deploy.canaryStuff');
+    expect(res.body.details).toContainEqual({ field: 'deploy.canaryStuff', rule: 'unknown field' });
+  });
+
+  it('names a missing deploy.id', async () => {
+    const res = await f.post<ErrorBody>('/api/deploys', { deploy: { requestId: 'svc', command: 'x' } });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('deploy.id');
+    expect(res.body.details.map((d) => d.field)).toContain('deploy.id');
+  });
+
+  it('rejects a deploy id with a dash', async () => {
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v-1'));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('deploy.id');
+    expect(res.body.message).toContain('[A-Za-z0-9_.]');
+  });
+
+  it('rejects a deploy id used before for the request', async () => {
+    await f.seedDeploy('svc', { id: 'v1' }, { at: 1 });
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v1'));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('v1 was already used');
+  });
+
+  it('answers 404 for a deploy of an unknown request', async () => {
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('nope', 'v1'));
+    expect(res.status).toBe(404);
+    expect(res.body.message).toContain('nope');
+  });
+
+  it('requires serviceBasePath when the stored request is load balanced', async () => {
+    await f.createRequest('web', { loadBalanced: true });
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('web', 'v1'));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('deploy.serviceBasePath');
+    expect(await f.store.listPending()).toEqual([]);
+  });
+
+  it('refuses a canary that changes the active deploy\'s LB settings, saying why', async () => {
+    await f.createRequest('web', { loadBalanced: true });
+    await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('web', 'v2', lbDeploy('/web2', true)));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('serviceBasePath');
+    expect(res.body.message).toContain('active deploy v1');
+    expect(res.body.message).toContain('different routes');
+  });
+});
+
+describe('POST /api/deploys state conflicts', () => {
+  it('starts a pending deploy and wakes the loop for its request', async () => {
+    const res = await f.post<{ pendingDeploy: { id: string } }>('/api/deploys', deployBody('svc', 'v1'));
+    expect(res.status).toBe(200);
+    expect(res.body.pendingDeploy.id).toBe('v1');
+    expect(f.woken).toContain('svc');
+  });
+
+  it('answers 409 naming the pending deploy for a second one', async () => {
+    expect((await f.post('/api/deploys', deployBody('svc', 'v1'))).status).toBe(200);
+    const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v2'));
+    expect(res.status).toBe(409);
+    expect(res.body.message).toContain('pending deploy v1');
+  });
+
+  it('answers 409 to an advance while the step is not waiting for approval', async () => {
+    await f.post('/api/deploys', deployBody('svc', 'v1', { canaryDeploySettings: { enableCanaryDeploy: true, acceptanceMode: 'MANUAL' } }));
+    const res = await f.post<ErrorBody>('/api/deploys/advance', { requestId: 'svc', deployId: 'v1' });
+    expect(res.status).toBe(409);
+    expect(res.body.message).toContain('not waiting for a manual approval');
+  });
+
+  it('answers 400 to an update beyond the request\'s instances', async () => {
+    await f.post('/api/deploys', deployBody('svc', 'v1', { canaryDeploySettings: { enableCanaryDeploy: true } }));
+    const res = await f.post<ErrorBody>('/api/deploys/update', { requestId: 'svc', deployId: 'v1', targetActiveInstances: 3 });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('targetActiveInstances: must be from 1 to 2');
+  });
+});
+
+describe('request and task errors', () => {
+  it('answers 404 for an unknown request', async () => {
+    const res = await f.call<ErrorBody>('GET', '/api/requests/request/nope');
+    expect(res.status).toBe(404);
+    expect(res.body.message).toContain('nope');
+  });
+
+  it('answers 404 for an unknown task', async () => {
+    const res = await f.call<ErrorBody>('GET', '/api/tasks/task/svc-v1-1-1-localhost-local');
+    expect(res.status).toBe(404);
+    expect(res.body.message).toContain('svc-v1-1-1-localhost-local');
+  });
+
+  it('answers 400 to a scale that changes nothing', async () => {
+    const res = await f.call<ErrorBody>('PUT', '/api/requests/request/svc/scale', { instances: 2 });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('already has 2 instance(s)');
+  });
+
+  it('answers 400 to a SCHEDULED request', async () => {
+    const res = await f.post<ErrorBody>('/api/requests', { id: 'cron', requestType: 'SCHEDULED', schedule: '* * * * *' });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('SCHEDULED is not supported');
+  });
+});
+
+describe('POST /api/deploys/plan', () => {
+  type PlanBody = {
+    steps: { step: number; targetActiveInstances: number; oldInstances: number; loadBalanced: { new: number; old: number } }[];
+    etaSeconds: { min: number; max: number };
+    warnings: string[];
+  };
+
+  it('plans a canary step by step and stores nothing', async () => {
+    await f.createRequest('web', { loadBalanced: true, instances: 3 });
+    await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
+    const woken = f.woken.length;
+    const res = await f.post<PlanBody>('/api/deploys/plan', deployBody('web', 'v2', { ...lbDeploy('/web', true), executorData: {} }));
+    expect(res.status).toBe(200);
+    expect(res.body.steps.map((s) => [s.targetActiveInstances, s.oldInstances])).toEqual([
+      [1, 2],
+      [2, 1],
+      [3, 0],
+    ]);
+    expect(res.body.steps[0]?.loadBalanced).toEqual({ new: 1, old: 3 });
+    expect(res.body.etaSeconds.min).toBeLessThan(res.body.etaSeconds.max);
+    expect(res.body.warnings.join()).toContain('executorData');
+    expect(await f.store.listPending()).toEqual([]);
+    expect(await f.store.getDeploy('web', 'v2')).toBeUndefined();
+    expect(f.woken.length).toBe(woken);
+  });
+
+  it('plans the atomic deploy the server would run instead of a canary that changes LB settings', async () => {
+    f = await ApiFixture.create({ allowCanaryLbChange: true });
+    await f.createRequest('web', { loadBalanced: true, instances: 3 });
+    await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
+    const res = await f.post<PlanBody>('/api/deploys/plan', deployBody('web', 'v2', lbDeploy('/other', true)));
+    expect(res.status).toBe(200);
+    expect(res.body.steps).toHaveLength(1);
+    expect(res.body.warnings.join()).toContain('Running without canary');
+  });
+
+  it.each([
+    { name: 'malformed JSON', body: '{', status: 400, message: 'Malformed JSON' },
+    { name: 'an unknown key', body: deployBody('svc', 'v2', { nope: 1 }), status: 400, message: 'deploy.nope' },
+    { name: 'a missing deploy.id', body: { deploy: { requestId: 'svc', command: 'x' } }, status: 400, message: 'deploy.id' },
+    { name: 'a dash in the deploy id', body: deployBody('svc', 'v-2'), status: 400, message: 'deploy.id' },
+    { name: 'a reused deploy id', body: deployBody('svc', 'v1'), status: 400, message: 'already used' },
+    { name: 'an unknown request', body: deployBody('nope', 'v2'), status: 404, message: 'nope' },
+  ])('answers $status to $name, like a deploy', async ({ body, status, message }) => {
+    await f.seedDeploy('svc', { id: 'v1' }, { at: 1 });
+    const plan = await f.post<ErrorBody>('/api/deploys/plan', body);
+    const real = await f.post<ErrorBody>('/api/deploys', body);
+    expect(plan.status).toBe(status);
+    expect(plan.body.message).toContain(message);
+    expect(plan.body).toEqual(real.body);
+    expect(await f.store.listPending()).toEqual([]);
+  });
+
+  it('answers 409 while a deploy is pending', async () => {
+    await f.post('/api/deploys', deployBody('svc', 'v1'));
+    const res = await f.post<ErrorBody>('/api/deploys/plan', deployBody('svc', 'v2'));
+    expect(res.status).toBe(409);
+    expect(res.body.message).toContain('pending deploy v1');
+  });
+
+  it('answers the LB-settings 400 like a deploy', async () => {
+    await f.createRequest('web', { loadBalanced: true });
+    await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
+    const res = await f.post<ErrorBody>('/api/deploys/plan', deployBody('web', 'v2', lbDeploy('/web2', true)));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('cannot change load balancer settings (serviceBasePath)');
+    expect(await f.store.listPending()).toEqual([]);
+  });
+
+  it('names the server checks a CHECKS deploy will run', async () => {
+    f = await ApiFixture.create({ serverChecks: ['slo'] });
+    await f.createRequest('svc');
+    const res = await f.post<{ steps: { acceptance: { checks: string[] } }[] }>(
+      '/api/deploys/plan',
+      deployBody('svc', 'v1', {
+        canaryDeploySettings: { acceptanceMode: 'CHECKS' },
+        acceptanceChecks: [{ name: 'smoke', type: 'command', command: 'true' }],
+      }),
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.steps[0]?.acceptance.checks).toEqual(['slo', 'smoke']);
+  });
+});
