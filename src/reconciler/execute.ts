@@ -10,6 +10,7 @@ import { isLive, type Deploy, type HealthResult, type HealthState, type TaskReco
 import type { Logger } from '../logger.ts';
 import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
+import { inLb } from '../core/tasks.ts';
 import type { CheckRunner } from './checks.ts';
 import type { KeyedMutex } from './locks.ts';
 
@@ -379,7 +380,8 @@ export class Executor {
     if (!balancer) return;
     const byRequest = new Map<string, string[]>();
     for (const t of tasks) {
-      if (t.lb.add?.state === 'SUCCESS' && t.lb.remove?.state !== 'SUCCESS') {
+      // Only settled members: a removal in flight is re-applied from its own record, not undone here.
+      if (inLb(t)) {
         byRequest.set(t.taskId.requestId, [...(byRequest.get(t.taskId.requestId) ?? []), t.taskId.id]);
       }
     }
