@@ -6,7 +6,7 @@ import { createApp } from './api/app.ts';
 import { FledgeService } from './api/service.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
-import { checkFactories } from './checks/index.ts';
+import { checkFactories, loadServerChecks } from './checks/index.ts';
 import { loadConfig, type ConfigInput, type FledgeConfig } from './config/index.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
@@ -57,7 +57,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         ? await createBalancer({ kind: 'builtin', host: config.host, port: config.lbPort, drainTimeoutMs: config.drainTimeoutSeconds * 1000, logger })
         : undefined;
     const events = new EventBus();
-    const checks = new CheckRunner({ store, clock, logger, factories: checkFactories, serverChecks: [] });
+    const serverChecks = await loadServerChecks(config.checkModules);
+    const checks = new CheckRunner({ store, clock, logger, factories: checkFactories, serverChecks });
     const settings: EngineSettings = {
       killGraceMillis: config.killGraceSeconds * 1000,
       backoffBaseMillis: 1000,

@@ -17,6 +17,7 @@ export interface ServeFlags {
   killGraceSeconds?: number;
   drainTimeoutSeconds?: number;
   allowCanaryLbChange?: boolean;
+  checkModule?: string[];
   logLevel?: string;
 }
 

@@ -15,10 +15,14 @@ export interface FledgeConfig {
   drainTimeoutSeconds: number;
   /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
   allowCanaryLbChange: boolean;
+  /** modules whose exports are server-wide acceptance checks (hooks) */
+  checkModules: string[];
   logLevel: string;
 }
 
-export type ConfigInput = Partial<Record<keyof FledgeConfig | 'portRangeFrom' | 'portRangeTo' | 'cpus' | 'memoryMb', string | number | boolean>>;
+export type ConfigInput = Partial<
+  Record<Exclude<keyof FledgeConfig, 'checkModules'> | 'portRangeFrom' | 'portRangeTo' | 'cpus' | 'memoryMb', string | number | boolean>
+> & { checkModule?: string[] };
 
 export class ConfigError extends Error {}
 
@@ -57,6 +61,7 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     killGraceSeconds: int('killGraceSeconds', 'FLEDGE_KILL_GRACE_SECONDS', 10, 0, 3600),
     drainTimeoutSeconds: int('drainTimeoutSeconds', 'FLEDGE_DRAIN_TIMEOUT_SECONDS', 30, 0, 3600),
     allowCanaryLbChange: bool('allowCanaryLbChange', 'FLEDGE_ALLOW_CANARY_LB_CHANGE'),
+    checkModules: (flags.checkModule ?? (env.FLEDGE_CHECK_MODULES ?? '').split(',')).map((p) => p.trim()).filter(Boolean).map((p) => resolve(p)),
     logLevel: String(pick('logLevel', 'FLEDGE_LOG_LEVEL') ?? 'info'),
   };
   if (config.portRange.from > config.portRange.to) {

@@ -19,6 +19,7 @@ export function registerServe(program: Command, ctx: Ctx): void {
     .option('--kill-grace-seconds <n>', 'SIGTERM to SIGKILL grace', intArg('kill-grace-seconds', 0))
     .option('--drain-timeout-seconds <n>', 'how long to drain tasks on shutdown', intArg('drain-timeout-seconds', 0))
     .option('--allow-canary-lb-change', 'run canary deploys that change LB settings without canary instead of rejecting them')
+    .option('--check-module <path...>', 'module(s) exporting server-wide acceptance checks (repeatable)')
     .option('--log-level <level>', 'trace, debug, info, warn, error')
     .action(async (opts: ServeFlags) => {
       // Only flags the user gave, so the server's own defaults and config apply otherwise.
