@@ -83,6 +83,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       events,
       wake: (id) => loop.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
+      serverChecks: () => checks.serverCheckNames,
     });
     const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
     await loop.start();

@@ -156,7 +156,7 @@ export function createApp(deps: AppDeps): Hono {
   app.get('/api/tasks/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
   app.delete('/api/tasks/task/:taskId', async (c) => {
     const { value } = parse(schemas.killTask, await optionalBody(c));
-    await service.killTask(c.req.param('taskId'), value.message);
+    await service.killTask(c.req.param('taskId'), value.message, value.waitForReplacementTask ?? false);
     return c.json(taskView(await getTask(c.req.param('taskId'))));
   });
   app.get('/api/sandbox/:taskId/read', async (c) => {

@@ -11,6 +11,8 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/requests/request/{id}/unpause': { post: { summary: 'Unpause a request', params: ['id'], body: 'UnpauseBody' } },
   '/api/requests/request/{id}/bounce': { post: { summary: 'Replace every task, new before old', params: ['id'], body: 'BounceBody' } },
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
+  '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
+  '/api/requests/request/{id}/rollback': { post: { summary: "Atomic deploy of the previous successful deploy's spec", params: ['id'], body: 'RollbackBody' } },
   '/api/deploys/pending': { get: { summary: 'Pending deploys with progress' } },
   '/api/deploys/deploy/{deployId}/request/{requestId}': { delete: { summary: 'Cancel a pending deploy', params: ['deployId', 'requestId'] } },
   '/api/deploys/update': { post: { summary: 'Jump a pending deploy to another target', body: 'UpdateDeployBody' } },

@@ -298,7 +298,8 @@ export class FledgeService {
     });
   }
 
-  async killTask(taskId: string, message?: string): Promise<void> {
+  /** Kill a task; with waitForReplacement it is stopped only once its replacement serves. */
+  async killTask(taskId: string, message?: string, waitForReplacement = false): Promise<void> {
     const task = await this.d.store.getTask(taskId);
     if (!task) throw notFound(`Task ${taskId} not found`);
     await this.#write(task.taskId.requestId, async () => {
@@ -306,6 +307,15 @@ export class FledgeService {
       if (!current || !isLive(current.state)) throw conflict(`Task ${taskId} is not running (state ${current?.state})`);
       if (current.cleanup) return;
       const now = this.d.clock.now();
+      if (waitForReplacement) {
+        if (current.replaceRequested) return;
+        const record = await this.d.store.getRequest(current.taskId.requestId);
+        if (record?.activeDeployId !== current.taskId.deployId || record.state !== 'ACTIVE') {
+          throw conflict(`Task ${taskId} is not a task of an active request's active deploy; it would not be replaced`);
+        }
+        await this.d.store.apply({ tasks: [{ ...current, replaceRequested: { timestamp: now, ...(message ? { message } : {}) } }] });
+        return;
+      }
       await this.d.store.apply({
         tasks: [
           {

@@ -180,6 +180,8 @@ export interface TaskRecord {
   signal?: string | null;
   /** set when the engine decided to stop this task */
   cleanup?: { reason: CleanupReason; timestamp: number; message?: string };
+  /** a user asked to replace this task: it is stopped once its replacement serves */
+  replaceRequested?: { timestamp: number; message?: string };
   /** the runtime could not place it yet, and why */
   waitingReason?: string;
   runningAt?: number;

@@ -50,6 +50,8 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
   const tasks = () => [...all.values()].map(get).sort(byInstance);
   const lbEnabled = rec.request.loadBalanced;
   const requireLb = (t: TaskRecord) => !lbEnabled || inLb(t);
+  let mayIssueLb = true;
+  if (lbEnabled) ({ rec, mayIssue: mayIssueLb } = settleLbOperation(obs, rec, plan, tasks()));
   const activeId = rec.activeDeployId;
   const pendingId = pending?.deployId;
   const retired = new Set(pending?.progress.retiredOldInstances ?? []);
@@ -82,16 +84,24 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
     const servingNow = mine.filter(serving).sort((a, b) => b.taskId.startedAt - a.taskId.startedAt);
     let current = servingNow[0];
     const key = String(n);
+    // A task that served for a whole backoff window ends the crash loop.
+    const resetMillis = obs.settings.backoffMaxMillis;
     if (current && healthy(current) && backoff[key]) {
-      delete backoff[key];
-      backoffChanged = true;
+      const servedSince = current.health.healthyAt ?? now;
+      if (now - servedSince >= resetMillis) {
+        delete backoff[key];
+        backoffChanged = true;
+      } else {
+        plan.wake(servedSince + resetMillis);
+      }
     }
     if (!current) {
       const crashed = mine
         .filter((t) => !isLive(t.state) && !t.cleanup)
-        .sort((a, b) => (b.doneAt ?? 0) - (a.doneAt ?? 0))[0];
+        .sort((a, b) => (b.doneAt ?? 0) - (a.doneAt ?? 0) || b.taskId.startedAt - a.taskId.startedAt)[0];
       if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
-        const failures = (backoff[key]?.failures ?? 0) + 1;
+        const served = crashed.health.healthyAt === undefined ? 0 : (crashed.doneAt ?? now) - crashed.health.healthyAt;
+        const failures = served >= resetMillis ? 1 : (backoff[key]?.failures ?? 0) + 1;
         const delay = failures <= 1 ? 0 : Math.min(obs.settings.backoffBaseMillis * 2 ** (failures - 2), obs.settings.backoffMaxMillis);
         backoff[key] = { failures, until: (crashed.doneAt ?? now) + delay, lastTaskId: crashed.taskId.id };
         backoffChanged = true;
@@ -103,7 +113,7 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
       }
       current = startTask(plan, activeDeploy, n, taken);
       if (!current) continue;
-    } else if (rec.bounce && current.taskId.startedAt < rec.bounce.startedAt) {
+    } else if ((rec.bounce && current.taskId.startedAt < rec.bounce.startedAt) || current.replaceRequested) {
       current = startTask(plan, activeDeploy, n, taken) ?? current;
     }
     // Older serving tasks of the same instance (bounce, kill with replacement) go once the newest serves.
@@ -144,7 +154,7 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
   }
 
   // 4. Load balancer membership of steady-state tasks.
-  if (lbEnabled) rec = stepLb(obs, rec, plan, tasks(), wantInLb);
+  if (lbEnabled && mayIssueLb) rec = issueLbOperation(rec, plan, tasks(), wantInLb);
 
   // 5. Cleanup and (re)starts at the edge.
   let waitingForCapacity = false;
@@ -188,50 +198,51 @@ function removedByPendingSwap(t: TaskRecord, requestId: string, pendingId: strin
   return pendingId !== undefined && t.lb.remove?.operationId.startsWith(`${requestId}-${pendingId}-lb`) === true;
 }
 
-function stepLb(
-  obs: RequestObservation,
-  rec: RequestRecord,
-  plan: Plan,
-  tasks: TaskRecord[],
-  wantInLb: (t: TaskRecord) => boolean,
-): RequestRecord {
+/**
+ * Record the outcome of the steady-state LB operation in flight, if it finished. Runs before
+ * the steady-state decisions so they see tasks' LB state as it is now. Returns whether a new
+ * operation may be issued in this step.
+ */
+function settleLbOperation(obs: RequestObservation, rec: RequestRecord, plan: Plan, tasks: TaskRecord[]): { rec: RequestRecord; mayIssue: boolean } {
   const { now } = plan;
   const op = rec.lbOperation;
+  if (!op) return { rec, mayIssue: true };
+  const seen = obs.lbOps[op.operationId];
+  const timeoutMs = (obs.activeDeploy?.loadBalancerTimeoutSeconds ?? 300) * 1000;
+  if (!seen || seen.state === 'WAITING') {
+    if (now - op.startedAt < timeoutMs) {
+      plan.wake(op.startedAt + timeoutMs);
+      return { rec, mayIssue: false };
+    }
+    plan.act({ kind: 'lbCancel', operationId: op.operationId });
+  }
+  const state = seen && seen.state !== 'WAITING' ? seen.state : 'CANCELED';
   const byId = new Map(tasks.map((t) => [t.taskId.id, t]));
-  if (op) {
-    const seen = obs.lbOps[op.operationId];
-    const timeoutMs = (obs.activeDeploy?.loadBalancerTimeoutSeconds ?? 300) * 1000;
-    if (!seen || seen.state === 'WAITING') {
-      if (now - op.startedAt < timeoutMs) {
-        plan.wake(op.startedAt + timeoutMs);
-        return rec;
-      }
-      plan.act({ kind: 'lbCancel', operationId: op.operationId });
-    }
-    const state = seen && seen.state !== 'WAITING' ? seen.state : 'CANCELED';
-    for (const [ids, which] of [[op.add, 'add'], [op.remove, 'remove']] as const) {
-      for (const id of ids) {
-        const t = byId.get(id);
-        if (!t) continue;
-        const lb = { ...t.lb, [which]: { operationId: op.operationId, state, timestamp: now } };
-        // A failed removal leaves the task in the LB: forget the attempt so it is retried.
-        if (which === 'remove' && state !== 'SUCCESS') delete lb.remove;
-        const next = { ...t, lb };
-        plan.putTask(next);
-        byId.set(id, next);
-      }
-    }
-    rec = { ...rec };
-    delete rec.lbOperation;
-    if (state !== 'SUCCESS') {
-      // Try again shortly rather than spinning on a failing balancer.
-      plan.wake(now + 1000);
-      return rec;
+  for (const [ids, which] of [[op.add, 'add'], [op.remove, 'remove']] as const) {
+    for (const id of ids) {
+      const t = byId.get(id);
+      if (!t) continue;
+      const lb = { ...t.lb, [which]: { operationId: op.operationId, state, timestamp: now } };
+      // A failed removal leaves the task in the LB: forget the attempt so it is retried.
+      if (which === 'remove' && state !== 'SUCCESS') delete lb.remove;
+      plan.putTask({ ...t, lb });
     }
   }
-  const current = [...byId.values()];
-  const add = current.filter((t) => wantInLb(t) && !touchesLb(t));
-  const remove = current.filter((t) => isLive(t.state) && t.cleanup && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
+  const next = { ...rec };
+  delete next.lbOperation;
+  if (state !== 'SUCCESS') {
+    // Try again shortly rather than spinning on a failing balancer.
+    plan.wake(now + 1000);
+    return { rec: next, mayIssue: false };
+  }
+  return { rec: next, mayIssue: true };
+}
+
+/** One operation adding the active deploy's serving tasks and removing cleaned-up ones. */
+function issueLbOperation(rec: RequestRecord, plan: Plan, tasks: TaskRecord[], wantInLb: (t: TaskRecord) => boolean): RequestRecord {
+  const { now } = plan;
+  const add = tasks.filter((t) => wantInLb(t) && !touchesLb(t));
+  const remove = tasks.filter((t) => isLive(t.state) && t.cleanup && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
   if (add.length === 0 && remove.length === 0) return rec;
   const seq = (rec.lbSeq ?? 0) + 1;
   const operationId = `${rec.request.id}-lb${seq}`;
