@@ -1,0 +1,303 @@
+// Real `fledge serve` processes for integration tests, and the bookkeeping that makes sure
+// none of them (nor any task they started) outlives the test file.
+//
+// Every server, task process group and extra process a test starts is registered here.
+// `cleanup()` (afterEach/afterAll) SIGKILLs all of them: servers first, after asking them for
+// their tasks' pids, then every task group found through the API or in
+// `<dataDir>/tasks/*/task.json` (tasks run detached, in their own process groups, and outlive
+// the server on purpose). `leakedProcesses()` (afterAll) lists any process seen by the tests
+// that still runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FledgeClient, type TaskView } from '../../src/api/client.ts';
+import { groupIsOurs, groupMembers, isRunning, killGroup, startTimeOf } from './procfs.ts';
+import { waitFor } from './wait-for.ts';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const FLEDGE_BIN = path.join(REPO_ROOT, 'bin', 'fledge.js');
+
+export interface PortRange {
+  from: number;
+  to: number;
+}
+
+export interface StartFledgeOptions {
+  /** reuse a data dir (a restart); default: a fresh temp dir */
+  dataDir?: string;
+  /** extra `serve` flags, e.g. ['--cpus', '1'] */
+  args?: string[];
+  /** ports handed to tasks; use a distinct range per test file */
+  portRange?: PortRange;
+  /** how long to wait for /health; default 30 s */
+  timeoutMs?: number;
+}
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface FledgeProcess {
+  url: string;
+  lbUrl: string;
+  pid: number;
+  dataDir: string;
+  client: FledgeClient;
+  /** signal the server process (default SIGKILL) */
+  kill(signal?: NodeJS.Signals): void;
+  /** resolves when the server process has exited (bounded: rejects after timeoutMs) */
+  waitExit(timeoutMs?: number): Promise<ExitStatus>;
+  /** whatever the server printed so far (for failure messages) */
+  output(): string;
+  readonly exited: boolean;
+}
+
+interface Tracked {
+  pid: number;
+  startTime: number | undefined;
+  what: string;
+}
+
+interface ServerEntry {
+  pid: number;
+  child: ChildProcess;
+  dataDir: string;
+  client: FledgeClient;
+  exit: Promise<ExitStatus>;
+  exited: boolean;
+}
+
+const servers = new Set<ServerEntry>();
+const dataDirs = new Set<string>();
+/** temp dirs this module created and removes */
+const ownedDirs = new Set<string>();
+/** process groups to kill at cleanup (pgid → leader start time) */
+const groups = new Map<number, Tracked>();
+/** everything any test saw, checked by leakedProcesses() */
+const seen = new Map<string, Tracked>();
+
+function remember(pid: number, startTime: number | undefined, what: string): void {
+  const key = `${pid}:${startTime ?? '?'}`;
+  if (!seen.has(key)) seen.set(key, { pid, startTime, what });
+}
+
+/** Register a process group the tests started themselves (e.g. with child_process), for cleanup. */
+export function trackProcessGroup(pgid: number, what = 'process'): void {
+  const startTime = startTimeOf(pgid);
+  groups.set(pgid, { pid: pgid, startTime, what });
+  remember(pgid, startTime, what);
+}
+
+/** Register task pids seen through the API (TaskView.pid is the task's process-group leader). */
+export function trackTasks(tasks: readonly TaskView[]): void {
+  for (const t of tasks) {
+    if (typeof t.pid !== 'number' || groups.has(t.pid)) continue;
+    trackProcessGroup(t.pid, `task ${t.taskId.id}`);
+  }
+}
+
+/** A port nobody listens on right now: bind port 0 and let the OS choose. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export function tempDataDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fledge-it-'));
+  ownedDirs.add(dir);
+  dataDirs.add(dir);
+  return dir;
+}
+
+/** A client whose calls cannot hang a test: every request is bounded. */
+export function boundedClient(url: string, timeoutMs = 10_000): FledgeClient {
+  return new FledgeClient(url, {
+    fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(timeoutMs) }),
+  });
+}
+
+/** Spawn `node bin/fledge.js serve` on free ports and wait until it answers /health. */
+export async function startFledgeProcess(options: StartFledgeOptions = {}): Promise<FledgeProcess> {
+  const dataDir = options.dataDir ?? tempDataDir();
+  dataDirs.add(dataDir);
+  const [port, lbPort] = [await freePort(), await freePort()];
+  const args = [
+    FLEDGE_BIN,
+    'serve',
+    '--data-dir', dataDir,
+    '--host', '127.0.0.1',
+    '--port', String(port),
+    '--lb-port', String(lbPort),
+    ...(options.portRange ? ['--port-range-from', String(options.portRange.from), '--port-range-to', String(options.portRange.to)] : []),
+    ...(options.args ?? []),
+  ];
+  // FLEDGE_* settings of whoever runs the tests must not leak into the server.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_')));
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not spawn fledge serve');
+  let output = '';
+  const append = (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  const url = `http://127.0.0.1:${port}`;
+  const client = boundedClient(url);
+  const entry: ServerEntry = {
+    pid,
+    child,
+    dataDir,
+    client,
+    exited: false,
+    exit: new Promise<ExitStatus>((resolve) =>
+      child.once('exit', (code, signal) => {
+        entry.exited = true;
+        resolve({ code, signal });
+      }),
+    ),
+  };
+  servers.add(entry);
+  remember(pid, startTimeOf(pid), 'fledge serve');
+
+  const ready = await waitFor(
+    async () => {
+      if (entry.exited) return 'exited' as const;
+      await client.health();
+      return 'ready' as const;
+    },
+    { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50, message: `fledge serve on ${url} to answer /health` },
+  ).catch((err: unknown) => {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- server output ---\n${output.slice(-4000)}`);
+  });
+  if (ready === 'exited') throw new Error(`fledge serve exited before it was ready\n--- server output ---\n${output.slice(-4000)}`);
+
+  return {
+    url,
+    lbUrl: `http://127.0.0.1:${lbPort}`,
+    pid,
+    dataDir,
+    client,
+    kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (!entry.exited) process.kill(pid, signal);
+    },
+    async waitExit(timeoutMs = 30_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`fledge serve (pid ${pid}) did not exit within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        return await Promise.race([entry.exit, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    output: () => output,
+    get exited() {
+      return entry.exited;
+    },
+  };
+}
+
+/** Task process groups recorded in a data dir's sandboxes: `<dataDir>/tasks/*\/task.json`. */
+export function sandboxTaskGroups(dataDir: string): { taskId: string; pid: number; startTime: number | undefined }[] {
+  const found: { taskId: string; pid: number; startTime: number | undefined }[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(path.join(dataDir, 'tasks'));
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    try {
+      const file = JSON.parse(readFileSync(path.join(dataDir, 'tasks', name, 'task.json'), 'utf8')) as {
+        taskId?: unknown;
+        pid?: unknown;
+        startTime?: unknown;
+      };
+      if (typeof file.pid !== 'number') continue;
+      found.push({
+        taskId: typeof file.taskId === 'string' ? file.taskId : name,
+        pid: file.pid,
+        startTime: typeof file.startTime === 'number' ? file.startTime : undefined,
+      });
+    } catch {
+      // a sandbox without a (whole) task.json: nothing was started there
+    }
+  }
+  return found;
+}
+
+/**
+ * Kill everything the tests started: every server (SIGKILL) and every task process group,
+ * found through the servers' API and the sandboxes; wait until they are gone; remove the
+ * temp data dirs. Safe to call repeatedly and when a test failed half-way.
+ */
+export async function cleanup(): Promise<void> {
+  const live = [...servers].filter((s) => !s.exited);
+  // Ask the servers for their tasks while they still answer (bounded: a stuck one must not block).
+  await Promise.all(
+    live.map(async (s) => {
+      try {
+        const tasks = await new FledgeClient(s.client.baseUrl, {
+          fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(2_000) }),
+        }).activeTasks();
+        trackTasks(tasks);
+      } catch {
+        // not answering: the sandboxes still say where the tasks are
+      }
+    }),
+  );
+  for (const s of live) killGroup(s.pid, 'SIGKILL');
+  await Promise.all(live.map((s) => Promise.race([s.exit, new Promise((resolve) => setTimeout(resolve, 5_000))])));
+
+  for (const dir of dataDirs) {
+    for (const t of sandboxTaskGroups(dir)) {
+      if (!groups.has(t.pid)) groups.set(t.pid, { pid: t.pid, startTime: t.startTime, what: `task ${t.taskId}` });
+      remember(t.pid, t.startTime, `task ${t.taskId}`);
+    }
+  }
+  const targets = [...groups.values()].filter((g) => groupIsOurs(g.pid, g.startTime));
+  for (const g of targets) killGroup(g.pid, 'SIGKILL');
+  await waitFor(() => targets.every((g) => groupMembers(g.pid).length === 0), {
+    timeoutMs: 5_000,
+    intervalMs: 20,
+    message: 'killed process groups to empty',
+  });
+
+  servers.clear();
+  groups.clear();
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  ownedDirs.clear();
+  dataDirs.clear();
+}
+
+/** Processes any test saw (servers, tasks, extra groups) that still run. */
+export function leakedProcesses(): string[] {
+  const leaks: string[] = [];
+  for (const t of seen.values()) {
+    if (isRunning(t.pid, t.startTime)) leaks.push(`${t.what} (pid ${t.pid})`);
+    else if (t.startTime !== undefined && groupIsOurs(t.pid, t.startTime) && groupMembers(t.pid).length > 0) {
+      leaks.push(`${t.what} (group ${t.pid}: ${groupMembers(t.pid).join(', ')})`);
+    }
+  }
+  return leaks;
+}
+
+/** How many processes the tests have seen (to show the leak check checked something). */
+export function seenProcessCount(): number {
+  return seen.size;
+}
