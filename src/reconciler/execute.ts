@@ -21,7 +21,7 @@ export interface HealthWatcher {
     options: Deploy['healthcheck'],
     considerHealthyAfterRunningForSeconds: number,
     previous: HealthResult[],
-  ): void;
+  ): { state: HealthState; message?: string } | void;
   unwatch(taskId: string): void;
   close(): Promise<void>;
 }
@@ -180,12 +180,14 @@ export class Executor {
         void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
         return;
       }
-      this.#d.health.watch(
+      const verdict = this.#d.health.watch(
         { taskId: task.taskId.id, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
         deploy.healthcheck,
         deploy.considerHealthyAfterRunningForSeconds,
         task.health.results,
       );
+      // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
+      if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict);
     });
   }
 

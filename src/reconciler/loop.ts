@@ -76,7 +76,7 @@ export class ReconcileLoop {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      void this.tick();
+      if (!this.#closed) void this.tick();
     });
   }
 
@@ -92,6 +92,7 @@ export class ReconcileLoop {
   }
 
   async #pass(): Promise<void> {
+    if (this.#closed) return;
     const { store, logger, clock } = this.#deps;
     let ids: string[];
     if (this.#all) {
@@ -103,6 +104,7 @@ export class ReconcileLoop {
       this.#dirty.clear();
     }
     for (const id of ids) {
+      if (this.#closed) break;
       try {
         await this.reconcileRequest(id);
       } catch (err) {

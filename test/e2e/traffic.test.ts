@@ -313,14 +313,8 @@ describe('deploys under traffic through the builtin LB (4 instances)', () => {
     expect(outcome.membership.atMin?.healthy).not.toContain(victim.taskId.id);
   });
 
-  // BUG (src/core/request/step.ts issueLbOperation): the steady-state LB operation removes only
-  // tasks that are live and marked for clean-up (`isLive(t.state) && t.cleanup`). A task that
-  // dies on its own (SIGKILL, crash: TASK_FAILED/TASK_KILLED/TASK_LOST) is never removed, so the
-  // builtin LB keeps its dead host:port in rotation for good, next to its replacement (5 upstreams
-  // for 4 instances). Requests survive only because the proxy retries refused connections
-  // elsewhere; once the port is handed to another task (of any request), this service's traffic
-  // goes there. Remove `.fails` once fixed.
-  it.fails('a task that dies on its own leaves the LB rotation', async () => {
+  // A dead task's address may be handed to another task: it must leave the rotation at once.
+  it('a task that dies on its own leaves the LB rotation', async () => {
     const before = await waitForHealthyTasks(client, REQ, { count: INSTANCES, exclusive: true });
     const victim = before[1]!;
     process.kill(-victim.pid!, 'SIGKILL');

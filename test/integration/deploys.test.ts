@@ -143,12 +143,9 @@ describe('deploys', () => {
     await waitFor(async () => (await fledge.client.requestTasks('slow')).length === 0, { timeoutMs: 15_000, message: 'the overdue tasks to stop' });
   });
 
-  // BUG (src/core/deploy/step.ts stepDeadline): the OVERDUE deadline is "deployHealthTimeoutSeconds
-  // plus the health-check window", but for a deploy without a healthcheck the window should be
-  // considerHealthyAfterRunningForSeconds (core/health.ts healthWindowMillis takes it as its
-  // second argument); stepDeadline does not pass it, so the window is 0 and this deploy ends
-  // OVERDUE after 1 s instead of succeeding after 3 s. Remove `.fails` once fixed.
-  it.fails('gives a deploy without healthcheck its considerHealthyAfterRunningForSeconds before OVERDUE', async () => {
+  // The OVERDUE deadline is deployHealthTimeoutSeconds plus the health window, which without a
+  // healthcheck is considerHealthyAfterRunningForSeconds.
+  it('gives a deploy without healthcheck its considerHealthyAfterRunningForSeconds before OVERDUE', async () => {
     const fledge = await startFledgeProcess({ portRange: PORTS });
     await fledge.client.createRequest(serviceRequest('nohc', 1));
     const { healthcheck: _healthcheck, ...deploy } = exampleDeploy('nohc', 'v1').deploy;
@@ -157,12 +154,8 @@ describe('deploys', () => {
     expect(result.deployResult.deployState).toBe('SUCCEEDED');
   });
 
-  // BUG (src/reconciler/execute.ts #watchHealth): health.watch() returns the assessment at once
-  // and, when it is already final, schedules nothing; #watchHealth drops that return value. A
-  // task without healthcheck and considerHealthyAfterRunningForSeconds: 0 is HEALTHY at once, so
-  // the verdict is lost: the task stays health UNKNOWN for ever and the deploy ends OVERDUE.
-  // Remove `.fails` once fixed.
-  it.fails('considers a task without healthcheck healthy at once with considerHealthyAfterRunningForSeconds 0', async () => {
+  // health.watch() answers a verdict that is final at once without scheduling a probe.
+  it('considers a task without healthcheck healthy at once with considerHealthyAfterRunningForSeconds 0', async () => {
     const fledge = await startFledgeProcess({ portRange: PORTS });
     await fledge.client.createRequest(serviceRequest('instant', 1));
     const { healthcheck: _healthcheck, ...deploy } = exampleDeploy('instant', 'v1').deploy;

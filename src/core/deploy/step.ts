@@ -340,7 +340,7 @@ export function lbNew(ctx: DeployStepContext): TaskRecord[] {
 
 /** OVERDUE deadline of a step: deployHealthTimeoutSeconds plus the health-check window. */
 export function stepDeadline(deploy: Deploy, from: number): number {
-  return from + deploy.deployHealthTimeoutSeconds * 1000 + healthWindowMillis(deploy.healthcheck);
+  return from + deploy.deployHealthTimeoutSeconds * 1000 + healthWindowMillis(deploy.healthcheck, deploy.considerHealthyAfterRunningForSeconds);
 }
 
 /** Shared by phases: create task records for `count` lowest free instance numbers. */

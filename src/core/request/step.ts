@@ -242,7 +242,9 @@ function settleLbOperation(obs: RequestObservation, rec: RequestRecord, plan: Pl
 function issueLbOperation(rec: RequestRecord, plan: Plan, tasks: TaskRecord[], wantInLb: (t: TaskRecord) => boolean): RequestRecord {
   const { now } = plan;
   const add = tasks.filter((t) => wantInLb(t) && !touchesLb(t));
-  const remove = tasks.filter((t) => isLive(t.state) && t.cleanup && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
+  // Cleaned-up tasks leave before they stop; a task that died on its own leaves at once, so its
+  // address (which the runtime may hand to another task) is never routed to.
+  const remove = tasks.filter((t) => (t.cleanup || !isLive(t.state)) && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
   if (add.length === 0 && remove.length === 0) return rec;
   const seq = (rec.lbSeq ?? 0) + 1;
   const operationId = `${rec.request.id}-lb${seq}`;
