@@ -1,5 +1,9 @@
 // The HTTP API (api.md): Singularity's paths and shapes. Handlers parse, call the service
 // (which records intent and wakes the loop) and render views; errors map in errors.ts.
+import { existsSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
@@ -25,6 +29,8 @@ export interface AppDeps {
   /** whether the runtime can run containers (for containerInfo) */
   containers: boolean;
   logger: Logger;
+  /** the built web UI (default: dist/ui of this checkout) */
+  uiDir?: string;
 }
 
 export function createApp(deps: AppDeps): Hono {
@@ -240,7 +246,54 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
 
+  serveUi(app, deps.uiDir ?? DEFAULT_UI_DIR);
   return app;
+}
+
+/** Where `npm run build:ui` (vite, run by `npm ci`'s prepare) writes the web UI. */
+const DEFAULT_UI_DIR = fileURLToPath(new URL('../../dist/ui/', import.meta.url));
+/** Paths that belong to the API, never to the UI's SPA fallback. */
+const NOT_UI = /^\/(?:api|metrics|health)(?:\/|$)/;
+
+/**
+ * The web UI (src/ui) at `/`: its built files, and index.html for every other GET that is not
+ * an API path (client-side routes, so deep links survive a reload). Without a build, `/` says
+ * how to make one.
+ */
+function serveUi(app: Hono, uiDir: string): void {
+  const index = `${uiDir.replace(/\/+$/, '')}/index.html`;
+  // serveStatic resolves its root against the working directory.
+  const root = relative(process.cwd(), uiDir) || '.';
+  const isFile = (path: string) => {
+    try {
+      return statSync(join(uiDir, path)).isFile();
+    } catch {
+      return false;
+    }
+  };
+  const serve = serveStatic({
+    root,
+    // Client-side routes (and anything else that is not a file) get the app's index.html.
+    rewriteRequestPath: (path) => (isFile(path) ? path : '/index.html'),
+    onFound: (path, c) => {
+      c.header('Cache-Control', /[/\\]assets[/\\]/.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache');
+    },
+  });
+  app.get('*', async (c, next) => {
+    if (NOT_UI.test(c.req.path)) return next();
+    // Checked per request, so a build made while the server runs is picked up.
+    if (!existsSync(index)) {
+      return c.html(
+        '<!doctype html><meta charset="utf-8"><title>Fledge</title><h1>The Fledge web UI is not built</h1>' +
+          '<p>Run <code>npm run build:ui</code> (<code>npm ci</code> builds it too) and reload this page. ' +
+          'The API answers meanwhile, e.g. <a href="/api/requests">/api/requests</a>.</p>',
+        503,
+      );
+    }
+    // A missing hashed asset is a 404, not the app.
+    if (c.req.path.startsWith('/assets/') && !isFile(c.req.path)) return next();
+    return serve(c, next);
+  });
 }
 
 function queryInt(raw: string | undefined, name: string, fallback: number): number {

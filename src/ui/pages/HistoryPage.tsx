@@ -1,0 +1,88 @@
+// Deploy history of a request: every deploy with its result and failure reasons.
+import { client } from '../api.ts';
+import { Badge, Empty, Loading, PageError, Time } from '../components.tsx';
+import { duration, reasonText } from '../format.ts';
+import { useResource, useTitle } from '../hooks.ts';
+import { Link, paths } from '../router.tsx';
+
+export function HistoryPage({ requestId }: { requestId: string }) {
+  useTitle(`${requestId} · deploy history`);
+  const history = useResource(`history:${requestId}`, () => client.deployHistory(requestId), (e) => e.kind !== 'task' && e.kind !== 'resync' && e.requestId === requestId);
+  const entries = [...(history.data ?? [])].sort((a, b) => b.deployMarker.timestamp - a.deployMarker.timestamp);
+  return (
+    <>
+      <nav aria-label="Breadcrumb" className="crumbs">
+        <Link href={paths.requests()}>Requests</Link> / <Link href={paths.request(requestId)}>{requestId}</Link> /
+      </nav>
+      <h1 tabIndex={-1}>Deploy history</h1>
+      {history.error !== undefined && <PageError error={history.error} what={`Request ${requestId}`} />}
+      {history.loading && <Loading />}
+      {history.data && entries.length === 0 && (
+        <Empty>
+          No deploys yet. <Link href={paths.newDeploy(requestId)}>Start one</Link>.
+        </Empty>
+      )}
+      {entries.length > 0 && (
+        <div className="table-wrap">
+          <table className="table history-table">
+            <caption className="sr-only">Deploys of {requestId}</caption>
+            <thead>
+              <tr>
+                <th scope="col">Deploy</th>
+                <th scope="col">Started</th>
+                <th scope="col">Result</th>
+                <th scope="col">Took</th>
+                <th scope="col">Steps</th>
+                <th scope="col">Why</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entries.map((e) => {
+                const result = e.deployResult;
+                const failures = result?.deployFailures ?? [];
+                return (
+                  <tr key={e.deployMarker.deployId}>
+                    <th scope="row" data-label="Deploy">
+                      <Link href={paths.deploy(requestId, e.deployMarker.deployId)}>{e.deployMarker.deployId}</Link>
+                    </th>
+                    <td data-label="Started">
+                      <Time at={e.deployMarker.timestamp} date />
+                    </td>
+                    <td data-label="Result">
+                      <Badge state={e.deployState} label={e.deployState === 'WAITING' ? 'in progress' : undefined} />
+                    </td>
+                    <td data-label="Took" className="num">
+                      {result ? duration(result.timestamp - e.deployMarker.timestamp) : '…'}
+                    </td>
+                    <td data-label="Steps" className="num">
+                      {e.deployProgress ? `${e.deployProgress.step} of ${e.deployProgress.totalSteps}` : '—'}
+                    </td>
+                    <td data-label="Why">
+                      {result?.message ?? (e.deployMarker.message || <span className="muted">—</span>)}
+                      {failures.length > 0 && (
+                        <ul className="failures">
+                          {failures.map((f, i) => (
+                            <li key={i}>
+                              <strong>{reasonText(f.reason)}</strong>
+                              {f.taskId ? (
+                                <>
+                                  {' '}
+                                  (<Link href={paths.task(f.taskId.id)}>task #{f.taskId.instanceNo}</Link>)
+                                </>
+                              ) : null}
+                              : {f.message}
+                            </li>
+                          ))}
+                        </ul>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

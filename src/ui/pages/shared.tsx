@@ -1,0 +1,118 @@
+// Pieces shared by the request and deploy pages: deploy actions and task tables.
+import { client } from '../api.ts';
+import { ActionButton, Badge, Empty, formMessage, MessageField, NumberField, Time } from '../components.tsx';
+import { duration, humanState } from '../format.ts';
+import { Link, paths } from '../router.tsx';
+import type { DeployProgress, TaskView } from '../types.ts';
+
+/** Advance, reject, update target, cancel: for the pending deploy. */
+export function DeployActions({ requestId, deployId, progress, instances }: { requestId: string; deployId: string; progress: DeployProgress; instances: number }) {
+  return (
+    <div className="actions" role="group" aria-label={`Actions on deploy ${deployId}`}>
+      <ActionButton
+        label="Advance"
+        title={`Advance deploy ${deployId}?`}
+        description={<p>Approves step {progress.step} of {progress.totalSteps} so the deploy goes on.</p>}
+        fields={<MessageField />}
+        onConfirm={(f) => client.advanceDeploy(requestId, deployId, formMessage(f))}
+      />
+      <ActionButton
+        label="Reject"
+        danger
+        title={`Reject step ${progress.step} of deploy ${deployId}?`}
+        description={<p>Fails the current step: the deploy ends FAILED and the old deploy is refilled to full capacity.</p>}
+        fields={<MessageField />}
+        onConfirm={(f) => client.rejectDeploy(requestId, deployId, formMessage(f))}
+      />
+      <ActionButton
+        label="Update target"
+        title={`Update the target of deploy ${deployId}`}
+        description={<p>Jump to a number of new instances (now {progress.targetActiveInstances} of {instances}).</p>}
+        fields={<NumberField name="target" label="Target active instances" defaultValue={instances} min={1} />}
+        onConfirm={(f) => client.updateDeploy(requestId, deployId, Number(f.get('target')))}
+      />
+      <ActionButton
+        label="Cancel deploy"
+        danger
+        title={`Cancel deploy ${deployId}?`}
+        description={<p>The deploy ends CANCELED; the active deploy keeps (or gets back) full capacity before new tasks stop.</p>}
+        confirmLabel="Cancel deploy"
+        onConfirm={() => client.cancelDeploy(requestId, deployId)}
+      />
+    </div>
+  );
+}
+
+export function lastHealth(t: TaskView) {
+  const results = t.healthcheckResults ?? t.health.results ?? [];
+  return results[results.length - 1];
+}
+
+export function lbText(t: TaskView): string {
+  const lb = t.loadBalancerState ?? t.lb;
+  if (lb.remove) return lb.remove.state === 'SUCCESS' ? 'removed' : `removing (${lb.remove.state.toLowerCase()})`;
+  if (lb.add) return lb.add.state === 'SUCCESS' ? 'in LB' : `adding (${lb.add.state.toLowerCase()})`;
+  return '—';
+}
+
+export function TaskTable({ tasks, empty, showDeploy = true, caption }: { tasks: TaskView[]; empty: string; showDeploy?: boolean; caption: string }) {
+  if (tasks.length === 0) return <Empty>{empty}</Empty>;
+  const sorted = [...tasks].sort((a, b) => a.taskId.instanceNo - b.taskId.instanceNo || b.taskId.startedAt - a.taskId.startedAt);
+  return (
+    <div className="table-wrap">
+      <table className="table tasks-table">
+        <caption className="sr-only">{caption}</caption>
+        <thead>
+          <tr>
+            <th scope="col">Task</th>
+            <th scope="col">#</th>
+            {showDeploy && <th scope="col">Deploy</th>}
+            <th scope="col">State</th>
+            <th scope="col">Health</th>
+            <th scope="col">Last check</th>
+            <th scope="col">LB</th>
+            <th scope="col">Started</th>
+          </tr>
+        </thead>
+        <tbody>
+          {sorted.map((t) => {
+            const last = lastHealth(t);
+            return (
+              <tr key={t.taskId.id}>
+                <th scope="row" data-label="Task" className="task-id">
+                  <Link href={paths.task(t.taskId.id)}>{t.taskId.id}</Link>
+                </th>
+                <td data-label="Instance" className="num">
+                  {t.taskId.instanceNo}
+                </td>
+                {showDeploy && <td data-label="Deploy">{t.taskId.deployId}</td>}
+                <td data-label="State">
+                  <Badge state={t.state} />
+                  {t.cleanup && <span className="muted small"> {humanState(t.cleanup.reason)}</span>}
+                  {t.waitingReason && <span className="warn-text small"> {t.waitingReason}</span>}
+                </td>
+                <td data-label="Health">
+                  <Badge state={t.health.state} />
+                  {t.health.message && <span className="muted small"> {t.health.message}</span>}
+                </td>
+                <td data-label="Last check" className="num">
+                  {last ? (
+                    <span title={last.errorMessage ?? last.responseBody ?? ''}>
+                      {last.statusCode ?? (last.startup ? 'starting' : 'error')} · {duration(last.durationMillis)} · {(t.healthcheckResults ?? t.health.results).length} checks
+                    </span>
+                  ) : (
+                    <span className="muted">none</span>
+                  )}
+                </td>
+                <td data-label="LB">{lbText(t)}</td>
+                <td data-label="Started">
+                  <Time at={t.taskId.startedAt} />
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -1,0 +1,238 @@
+// The web UI in a real browser (Debian's Chromium via playwright-core) against an in-process
+// Fledge with real task processes: create a request and deploy from the UI, watch a MANUAL
+// canary reach its acceptance wait live and advance it to SUCCEEDED; a failing deploy shows
+// its reason and failed tasks; cancel from the UI; a task's log tail shows new lines; deep
+// links, a deleted request and a server that went away. Every test saves screenshots at
+// 1280 and 390 px in test-output/screenshots/. Task ports 36000-36199.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FledgeClient, type DeployBody } from '../../src/api/client.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import { startServer, type FledgeServer } from '../../src/server.ts';
+import { killSandboxTasks } from '../helpers/process-cleanup.ts';
+import { ensureUiBuilt, launchChromium, ROOT, screenshots, until } from '../helpers/ui-browser.ts';
+
+const WAIT = 20_000;
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const NODE = q(process.execPath);
+const SERVICE = `exec ${NODE} ${q(path.join(ROOT, 'examples', 'http-service.mjs'))}`;
+const FAST_HEALTH = { uri: '/health', startupIntervalSeconds: 0.1, intervalSeconds: 0.5 };
+
+let server: FledgeServer | undefined;
+let client: FledgeClient;
+let browser: Browser | undefined;
+let page: Page;
+let dataDir: string;
+
+function deploy(requestId: string, id: string, extra: Record<string, unknown> = {}): DeployBody {
+  return {
+    deploy: {
+      requestId,
+      id,
+      command: SERVICE,
+      env: { VERSION: id },
+      healthcheck: FAST_HEALTH,
+      deployHealthTimeoutSeconds: 30,
+      serviceBasePath: `/${requestId}`,
+      loadBalancerGroups: ['default'],
+      ...extra,
+    },
+  };
+}
+
+const MANUAL_CANARY = { canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' } };
+
+async function open(pathname: string): Promise<void> {
+  await page.goto(new URL(pathname, server!.url).toString());
+  await page.locator('main h1').first().waitFor({ timeout: WAIT });
+}
+
+const visible = (loc: Locator) => loc.waitFor({ state: 'visible', timeout: WAIT });
+const hasText = (loc: Locator, text: string) => until(async () => ((await loc.textContent()) ?? '').includes(text), `${loc.toString()} to contain ${JSON.stringify(text)}`, WAIT);
+
+/** Confirm the open dialog with its submit button. */
+async function confirm(label: string | RegExp): Promise<void> {
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor({ timeout: WAIT });
+  await dialog.getByRole('button', { name: label }).click();
+  await dialog.waitFor({ state: 'hidden', timeout: WAIT });
+}
+
+beforeAll(async () => {
+  ensureUiBuilt();
+  dataDir = mkdtempSync(path.join(tmpdir(), 'fledge-ui-'));
+  server = await startServer(
+    loadConfig({ dataDir, host: '127.0.0.1', port: 0, lbPort: 0, portRangeFrom: 36000, portRangeTo: 36199, killGraceSeconds: 2, drainTimeoutSeconds: 2, logLevel: 'warn' }, {}),
+  );
+  client = new FledgeClient(server.url, { fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }) });
+  browser = await launchChromium();
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.setDefaultTimeout(WAIT);
+}, 120_000);
+
+afterAll(async () => {
+  try {
+    if (server) {
+      for (const r of await client.listRequests().catch(() => [])) await client.deleteRequest(r.request.id).catch(() => undefined);
+      const s = server;
+      await until(async () => (await s.store.listTasks({ live: true })).length === 0, 'every task to end', 20_000).catch(() => undefined);
+      await server.close();
+      server = undefined;
+    }
+  } finally {
+    await browser?.close();
+    await killSandboxTasks(dataDir);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+describe('web UI', () => {
+  it('creates a request, deploys it, and advances a MANUAL canary watched live to SUCCEEDED', async () => {
+    await open('/');
+    await page.getByText('No requests yet').waitFor();
+    await screenshots(page, '01-requests-empty');
+
+    // Create the request from the UI.
+    await page.getByRole('button', { name: 'New request' }).click();
+    await page.getByLabel('Request JSON').fill(JSON.stringify({ id: 'web', requestType: 'SERVICE', instances: 2, loadBalanced: true }));
+    await confirm('Create');
+    await page.waitForURL('**/requests/web');
+    await page.getByText('No deploy in progress').waitFor();
+
+    // First deploy through the editor: validated by the server, plan shown, then confirmed.
+    await page.getByRole('link', { name: 'New deploy', exact: true }).click();
+    await page.waitForURL('**/requests/web/deploy');
+    const editor = page.getByLabel('Deploy JSON');
+    await editor.fill(JSON.stringify({ ...deploy('web', 'v1'), deploy: { ...deploy('web', 'v1').deploy, instancez: 2 } }, null, 2));
+    await page.getByText('instancez').first().waitFor(); // the API's 400 names the unknown field
+    expect(await page.getByRole('button', { name: 'Deploy', exact: true }).isDisabled()).toBe(true);
+    await editor.fill(JSON.stringify(deploy('web', 'v1'), null, 2));
+    await page.getByText('Valid. The plan below').waitFor();
+    await page.getByRole('table', { name: 'Deploy steps' }).waitFor();
+    await screenshots(page, '02-new-deploy-plan');
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await confirm('Start deploy');
+    await page.waitForURL('**/requests/web/deploys/v1');
+    await page.getByRole('heading', { name: /Result:\s*succeeded/i }).waitFor();
+
+    // The MANUAL canary (2 steps of 1), watched on the request page without reloading.
+    await open('/requests/web');
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    await client.createDeploy(deploy('web', 'v2', MANUAL_CANARY));
+    const progressText = page.locator('.card .progress-text');
+    await until(async () => (await progressText.textContent())?.includes('Step 1 of 2 · Acceptance'), 'step 1 to wait for acceptance', WAIT);
+    await page.getByText('Waiting for approval').waitFor();
+    expect(await page.locator('.tl-phase.tl-current .tl-phase-name').textContent()).toBe('Acceptance');
+    await screenshots(page, '03-request-manual-acceptance-wait');
+
+    await page.getByRole('group', { name: /Actions on deploy v2/ }).getByRole('button', { name: 'Advance' }).click();
+    await confirm('Advance');
+    await until(async () => (await progressText.textContent())?.includes('Step 2 of 2 · Acceptance'), 'step 2 to wait for acceptance', WAIT);
+    await page.getByRole('group', { name: /Actions on deploy v2/ }).getByRole('button', { name: 'Advance' }).click();
+    await confirm('Advance');
+    await page.getByText('No deploy in progress').waitFor();
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // live, never reloaded
+
+    await page.getByRole('link', { name: 'Deploy history' }).click();
+    await page.waitForURL('**/requests/web/deploys');
+    await visible(page.getByRole('row', { name: /v2/ }).locator('.badge', { hasText: 'succeeded' }));
+    await page.getByRole('link', { name: 'v2' }).click();
+    await page.getByRole('heading', { name: /Result:\s*succeeded/i }).waitFor();
+    await visible(page.getByRole('table', { name: 'Decision log' }));
+    await screenshots(page, '04-deploy-v2-succeeded');
+    expect((await client.getRequest('web')).activeDeploy?.id).toBe('v2');
+  });
+
+  it('shows a failed deploy with its reason and failed tasks', async () => {
+    await client.createDeploy(deploy('web', 'v3', { command: 'echo "boom: no config" >&2; exit 3', healthcheck: FAST_HEALTH }));
+    await open('/requests/web/deploys/v3');
+    await page.getByRole('heading', { name: /Result:\s*failed/i }).waitFor();
+    const result = page.locator('section.result');
+    await visible(result.locator('.failures li').first());
+    const reasons = await result.locator('.failures').textContent();
+    expect(reasons).toMatch(/Task (failed on startup|failed health checks|expected running finished|never entered running)/);
+    await visible(page.getByRole('heading', { name: 'Failed tasks' }));
+    await until(async () => (await page.getByRole('table', { name: 'Failed tasks' }).getByRole('row').count()) > 1, 'failed task rows');
+    await screenshots(page, '05-deploy-v3-failed');
+
+    // the history lists it as failed, with the reason
+    await page.getByRole('link', { name: 'deploys' }).click();
+    await visible(page.getByRole('row', { name: /v3/ }).locator('.badge', { hasText: 'failed' }));
+    await screenshots(page, '06-deploy-history');
+  });
+
+  it('cancels a pending deploy from the UI', async () => {
+    await client.createDeploy(deploy('web', 'v4', MANUAL_CANARY));
+    await open('/requests/web/deploys/v4');
+    await page.getByText('Waiting for approval').waitFor();
+    await page.getByRole('button', { name: 'Cancel deploy' }).click();
+    await page.getByRole('dialog').getByText(/ends CANCELED/).waitFor();
+    await screenshots(page, '07-cancel-confirm');
+    await confirm('Cancel deploy');
+    await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
+    await screenshots(page, '08-deploy-v4-canceled');
+    expect((await client.deployHistoryEntry('web', 'v4')).deployResult?.deployState).toBe('CANCELED');
+  });
+
+  it('shows an API error in the action dialog', async () => {
+    await open('/requests/web');
+    await page.getByRole('button', { name: 'Unpause' }).or(page.getByRole('button', { name: 'Scale' })).first().click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Instances').fill('2'); // no change: a 400
+    await dialog.getByRole('button', { name: 'Scale' }).click();
+    await hasText(dialog.getByRole('alert'), '400');
+    await screenshots(page, '09-action-error');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+  });
+
+  it("tails a task's log as new lines are written", async () => {
+    const ticker = `${NODE} -e ${q("let i=0;setInterval(()=>{i++;console.log('tick '+i);if(i%4===0)console.error('warn '+i)},250)")}`;
+    await client.createRequest({ id: 'ticker', requestType: 'WORKER', instances: 1 });
+    await client.createDeploy({ deploy: { requestId: 'ticker', id: 't1', command: ticker, considerHealthyAfterRunningForSeconds: 1 } });
+    const task = await until(async () => (await client.requestTasks('ticker')).find((t) => t.state === 'TASK_RUNNING'), 'the ticker task to run');
+    await open('/requests/ticker');
+    await page.getByRole('link', { name: task.taskId.id }).click();
+    await page.waitForURL(`**/tasks/${encodeURIComponent(task.taskId.id)}`);
+    const log = page.getByLabel('stdout of the task');
+    await hasText(log, 'tick 1');
+    const lastTick = async () => Math.max(0, ...[...((await log.textContent()) ?? '').matchAll(/tick (\d+)/g)].map((m) => Number(m[1])));
+    const first = await lastTick();
+    await until(async () => (await lastTick()) >= first + 4, 'four more lines in the tail', WAIT);
+    await visible(page.getByRole('heading', { name: /State history/ }));
+    await screenshots(page, '10-task-log-tail');
+    await page.getByRole('tab', { name: 'stderr' }).click();
+    await hasText(page.getByLabel('stderr of the task'), 'warn 4');
+  });
+
+  it('deep links survive a reload; a deleted request and a stopped server say so', async () => {
+    await open('/requests/web/deploys/v2');
+    await page.reload();
+    await page.getByRole('heading', { name: /Result:\s*succeeded/i }).waitFor();
+
+    await open('/?q=tick');
+    await until(async () => (await page.getByRole('row').count()) === 2, 'only the ticker row (and the header)');
+    await screenshots(page, '11-requests-filtered');
+    await open('/');
+    await screenshots(page, '12-requests');
+
+    await open('/requests/ticker');
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await confirm('Delete request');
+    await page.waitForURL((url) => url.pathname === '/');
+    await open('/requests/ticker');
+    await page.getByText('Request ticker not found').waitFor();
+    await screenshots(page, '13-request-deleted');
+
+    for (const r of await client.listRequests()) await client.deleteRequest(r.request.id);
+    const s = server!;
+    await until(async () => (await s.store.listTasks({ live: true })).length === 0, 'every task to end', WAIT);
+    await open('/');
+    await s.close();
+    server = undefined;
+    await page.getByText('Fledge is not reachable').first().waitFor();
+    await screenshots(page, '14-server-down');
+  });
+});
