@@ -113,6 +113,7 @@ export function ActionButton({
   description,
   confirmLabel,
   danger = false,
+  primary = false,
   disabled = false,
   fields,
   onConfirm,
@@ -123,6 +124,7 @@ export function ActionButton({
   description?: ReactNode;
   confirmLabel?: string;
   danger?: boolean;
+  primary?: boolean;
   disabled?: boolean;
   fields?: ReactNode;
   onConfirm: (form: FormData) => Promise<unknown>;
@@ -155,7 +157,7 @@ export function ActionButton({
   };
   return (
     <>
-      <button type="button" className={danger ? 'btn btn-danger' : 'btn'} disabled={disabled} onClick={() => { setError(undefined); setOpen(true); }}>
+      <button type="button" className={danger ? 'btn btn-danger' : primary ? 'btn btn-primary' : 'btn'} disabled={disabled} onClick={() => { setError(undefined); setOpen(true); }}>
         {label}
       </button>
       <dialog ref={ref} aria-labelledby={`${id}-title`} onClose={() => setOpen(false)}>

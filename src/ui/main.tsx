@@ -41,9 +41,9 @@ function Page({ route }: { route: Route }) {
 function ConnectionBanner() {
   const status = useLiveStatus();
   return (
-    <div className={`conn conn-${status}`} role="status" aria-live="polite">
+    <div className={`conn conn-${status}`} role="status" aria-live="polite" title="Live updates from /api/events">
       <span className="conn-dot" aria-hidden="true" />
-      {status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : 'Server unreachable — retrying'}
+      {status === 'live' ? 'Live' : status === 'connecting' ? 'Connecting…' : 'Offline'}
     </div>
   );
 }

@@ -23,6 +23,23 @@ function countTasks(tasks: TaskView[], deployId: string | undefined): Counts {
   };
 }
 
+/**
+ * Tasks of the new and of other (old) deploys that were running at `at`: started by then and
+ * not yet ended (`doneAt`) nor told to stop (`cleanup`) by then.
+ */
+export function runningAt(tasks: TaskView[], deployId: string, at: number): { fresh: number; old: number } {
+  let fresh = 0;
+  let old = 0;
+  for (const t of tasks) {
+    if (t.taskId.startedAt > at) continue;
+    if (t.doneAt !== undefined && t.doneAt <= at) continue;
+    if (t.cleanup && t.cleanup.timestamp <= at) continue;
+    if (t.taskId.deployId === deployId) fresh++;
+    else old++;
+  }
+  return { fresh, old };
+}
+
 export function isLiveState(state: string): boolean {
   return ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING'].includes(state);
 }
@@ -35,6 +52,7 @@ export function Timeline({
   resultState,
   deploy,
   tasks,
+  history,
   oldDeployId,
   loadBalanced,
 }: {
@@ -46,6 +64,8 @@ export function Timeline({
   deploy?: Deploy;
   /** live tasks of the request (counts of the current step) */
   tasks?: TaskView[];
+  /** live and ended tasks of the request (how many of each deploy ran at the end of each step) */
+  history?: TaskView[];
   oldDeployId?: string;
   loadBalanced: boolean;
 }) {
@@ -57,6 +77,9 @@ export function Timeline({
       {timeline.steps.map((s) => (
         <li key={s.step} className={`tl-step tl-${s.status}`} aria-current={s.status === 'current' ? 'step' : undefined}>
           <StepHeader s={s} total={progress.totalSteps} now={now} pending={pending} />
+          {history && s.start !== undefined && !(s.step === progress.step && pending) && (
+            <StepCounts counts={runningAt(history, deployId, s.end ?? now)} />
+          )}
           {s.step === progress.step && pending && tasks && (
             <p className="tl-counts">
               <span>
@@ -95,6 +118,16 @@ export function Timeline({
         </li>
       )}
     </ol>
+  );
+}
+
+function StepCounts({ counts }: { counts: { fresh: number; old: number } }) {
+  return (
+    <p className="tl-counts">
+      <span className="num">
+        At the end of the step: {counts.fresh} new task{counts.fresh === 1 ? '' : 's'}, {counts.old} old task{counts.old === 1 ? '' : 's'} running
+      </span>
+    </p>
   );
 }
 

@@ -101,6 +101,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
             {...(e.deployState && !pending ? { resultState: e.deployState } : {})}
             deploy={e.deploy}
             tasks={tasks.data ?? []}
+            history={[...(tasks.data ?? []), ...(ended.data ?? [])]}
             {...(oldDeployId ? { oldDeployId } : {})}
             loadBalanced={r?.request.loadBalanced ?? Boolean(e.deploy.serviceBasePath)}
           />
@@ -120,7 +121,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
       )}
       <section aria-labelledby="dtasks-h">
         <h2 id="dtasks-h">Tasks of this deploy</h2>
-        <TaskTable tasks={mine.filter((t) => !failedIds.has(t.taskId.id)).slice(0, 50)} caption="Tasks of this deploy" empty="No tasks of this deploy." showDeploy={false} />
+        <TaskTable tasks={mine.filter((t) => !failedIds.has(t.taskId.id)).slice(0, 50)} caption="Tasks of this deploy" empty={failedTasks.length > 0 ? 'No other tasks.' : 'No tasks of this deploy.'} showDeploy={false} />
       </section>
       {progress && (
         <section aria-labelledby="log-h">

@@ -134,6 +134,7 @@ function Editor({ r }: { r: RequestParent }) {
         <div className="actions">
           <ActionButton
             label="Deploy"
+            primary
             title={`Start deploy ${deployId}?`}
             disabled={check.kind !== 'valid'}
             description={check.kind === 'valid' ? <p>{planSummary(check.plan)}</p> : undefined}

@@ -80,6 +80,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
               pending
               deploy={r.pendingDeploy}
               tasks={tasks.data ?? []}
+            history={[...(tasks.data ?? []), ...(ended.data ?? [])]}
               {...(r.activeDeploy ? { oldDeployId: r.activeDeploy.id } : {})}
               loadBalanced={r.request.loadBalanced}
             />
