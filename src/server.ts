@@ -43,8 +43,11 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   const clock = options.clock ?? systemClock;
   mkdirSync(config.dataDir, { recursive: true });
   const releaseLock = acquireLock(config.dataDir);
+  // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
+  const opened: (() => Promise<void>)[] = [];
   try {
     const store = await createStore({ kind: 'sqlite', dataDir: config.dataDir }, () => clock.now());
+    opened.push(() => store.close());
     const runtime = createRuntime({
       kind: 'process',
       dataDir: config.dataDir,
@@ -52,10 +55,27 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       capacity: config.capacity,
       logger,
     });
+    opened.push(() => runtime.close());
     const balancer =
       config.lb === 'builtin'
         ? await createBalancer({ kind: 'builtin', host: config.host, port: config.lbPort, drainTimeoutMs: config.drainTimeoutSeconds * 1000, logger })
-        : undefined;
+        : config.lb === 'haproxy'
+          ? await createBalancer({
+              kind: 'haproxy',
+              mode: config.haproxy.mode,
+              dataDir: config.dataDir,
+              bin: config.haproxy.bin,
+              host: config.host,
+              port: config.lbPort,
+              ...(config.haproxy.runtimeSocket !== undefined ? { runtimeSocket: config.haproxy.runtimeSocket } : {}),
+              ...(config.haproxy.configPath !== undefined ? { configPath: config.haproxy.configPath } : {}),
+              ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
+              reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
+              drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+              logger,
+            })
+          : undefined;
+    if (balancer) opened.push(() => balancer.close());
     const events = new EventBus();
     const serverChecks = await loadServerChecks(config.checkModules);
     const checks = new CheckRunner({ store, clock, logger, factories: checkFactories, serverChecks });
@@ -86,8 +106,11 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       serverChecks: () => checks.serverCheckNames,
     });
     const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
-    await loop.start();
+    // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
+    opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    opened.push(() => loop.close());
+    await loop.start();
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host}:${port}`;
@@ -116,6 +139,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       },
     };
   } catch (err) {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
     releaseLock();
     throw err;
   }

@@ -338,14 +338,10 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
     await runDrainCase('drain (old #1 KILLING, exec command)', `exec ${nodeCommand(SERVICE)}`);
   });
 
-  // BUG (src/runtimes/process/process-runtime.ts, inspect/#recover): with a command that does not
-  // exec (`sh -c "node service.mjs"`, the usual shape), a group-wide SIGTERM kills the
-  // intermediate shell at once, so the wrapper records exit 143 while the service itself still
-  // runs (here: 10 s, ignoring SIGTERM). A scheduler restarted in that window trusts the exit
-  // record (inspect returns it before looking at the process group; #recover kills no
-  // leftovers), reports the task TASK_KILLED and never finishes the stop: the service is orphaned,
-  // holding its port, until it exits on its own. Remove `.fails` once fixed.
-  it.fails('drain: the same with a command that does not exec (sh -c, the service a grandchild of the wrapper)', async () => {
+  // With a command that does not exec, a group-wide SIGTERM kills the intermediate shell at once:
+  // the wrapper records exit 143 while the service still runs. A restarted scheduler must not
+  // leave that service orphaned holding its port.
+  it('drain: the same with a command that does not exec (sh -c, the service a grandchild of the wrapper)', async () => {
     await runDrainCase('drain (old #1 KILLING, sh -c command)', nodeCommand(SERVICE));
   });
 

@@ -292,6 +292,9 @@ export class ProcessRuntime implements Runtime {
     } else if (status.state === 'exited') {
       // The caller learns this exit from the return value; do not report it again.
       this.#remember(handle.taskId);
+      // The exit was recorded while nobody watched (e.g. a non-exec'd command whose shell died on
+      // SIGTERM while the scheduler was down): what is left of the group would hold ports for ever.
+      await this.#killOrphans(handle);
     }
     return status;
   }
@@ -342,7 +345,12 @@ export class ProcessRuntime implements Runtime {
    * left of the group, stop watching and report once. `fallback` is the signal to record when
    * the wrapper left none.
    */
-  async #finalize(t: Tracked, observed: string): Promise<ExitStatus> {
+  async #finalize(t: Tracked, observed: string, fromStop = false): Promise<ExitStatus> {
+    if (t.stopping && !fromStop && this.#stops.has(t.taskId)) {
+      // A stop in progress reports the exit when the whole group is gone (a shell may die on
+      // SIGTERM long before the service it started): reporting earlier would free ports in use.
+      return readExit(t.sandbox) ?? { state: 'exited', exitCode: null, signal: observed, finishedAt: Date.now() };
+    }
     const fallback = observed !== 'UNKNOWN' ? observed : (t.sent ?? observed);
     if (this.#closed) return readExit(t.sandbox) ?? { state: 'exited', exitCode: null, signal: fallback, finishedAt: Date.now() };
     let status = readExit(t.sandbox);
@@ -362,6 +370,18 @@ export class ProcessRuntime implements Runtime {
     }
     this.#report(t.taskId, status);
     return status;
+  }
+
+  /** An untracked task with a recorded exit: end whatever is left in its group, and wait for it. */
+  async #killOrphans(handle: TaskHandle): Promise<void> {
+    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const file = readTaskFile(sandbox);
+    const pid = file?.pid ?? numberField(handle, 'pid');
+    const startTime = file?.startTime ?? numberField(handle, 'startTime');
+    if (pid === undefined || startTime === undefined) return;
+    this.#killLeftovers({ taskId: handle.taskId, sandbox, pid, startTime });
+    // "Exited" must mean the ports are free: wait until the group is really empty.
+    await waitUntil(() => !groupIsOurs(pid, startTime) || groupMembers(pid).filter((p) => p !== pid).length === 0, this.#killWaitMs);
   }
 
   /** Processes the task left in its group (daemonised children) would hold ports: end them. */
@@ -412,12 +432,13 @@ export class ProcessRuntime implements Runtime {
     if (pid === undefined || startTime === undefined) return;
     const t = this.#tracked.get(handle.taskId) ?? { taskId: handle.taskId, sandbox, pid, startTime };
     if (readExit(sandbox) && !isAlive(pid, startTime)) {
-      await this.#finalize(t, 'UNKNOWN');
+      await this.#killOrphans(handle);
+      await this.#finalize(t, 'UNKNOWN', true);
       return;
     }
     if (!groupIsOurs(pid, startTime)) {
       // The pid belongs to someone else now: the task is long gone.
-      await this.#finalize(t, 'UNKNOWN');
+      await this.#finalize(t, 'UNKNOWN', true);
       return;
     }
     t.stopping = true;
@@ -437,7 +458,7 @@ export class ProcessRuntime implements Runtime {
       }
     }
     this.#log.info({ taskId: handle.taskId, pid, signal: t.sent }, 'task stopped');
-    await this.#finalize(t, 'UNKNOWN');
+    await this.#finalize(t, 'UNKNOWN', true);
   }
 
   async find(taskId: string): Promise<TaskHandle | undefined> {
