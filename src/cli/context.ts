@@ -9,7 +9,12 @@ export interface ServeFlags {
   port?: number;
   lbPort?: number;
   dataDir?: string;
-  lb?: 'builtin' | 'none';
+  lb?: 'builtin' | 'haproxy' | 'none';
+  haproxyBin?: string;
+  haproxySocket?: string;
+  haproxyConfig?: string;
+  haproxyMasterSocket?: string;
+  haproxyReconcileSeconds?: number;
   portRangeFrom?: number;
   portRangeTo?: number;
   cpus?: number;

@@ -8,7 +8,9 @@ export interface FledgeConfig {
   port: number;
   lbPort: number;
   dataDir: string;
-  lb: 'builtin' | 'none';
+  lb: 'builtin' | 'haproxy' | 'none';
+  /** --lb haproxy: managed (Fledge runs `bin`) unless runtimeSocket is given (attached) */
+  haproxy: HaproxyConfig;
   portRange: { from: number; to: number };
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
@@ -20,8 +22,34 @@ export interface FledgeConfig {
   logLevel: string;
 }
 
+export interface HaproxyConfig {
+  mode: 'managed' | 'attached';
+  /** managed: the haproxy binary (default `haproxy` on PATH) */
+  bin: string;
+  /** attached: the stats socket (level admin) of the HAProxy the user runs */
+  runtimeSocket?: string;
+  /** attached: the configuration file Fledge writes for it */
+  configPath?: string;
+  /** attached: its master CLI socket, for the reload a new service may need */
+  masterSocket?: string;
+  /** how often HAProxy's servers are compared with Fledge's state and repaired */
+  reconcileSeconds: number;
+}
+
 export type ConfigInput = Partial<
-  Record<Exclude<keyof FledgeConfig, 'checkModules'> | 'portRangeFrom' | 'portRangeTo' | 'cpus' | 'memoryMb', string | number | boolean>
+  Record<
+    | Exclude<keyof FledgeConfig, 'checkModules' | 'haproxy'>
+    | 'portRangeFrom'
+    | 'portRangeTo'
+    | 'cpus'
+    | 'memoryMb'
+    | 'haproxyBin'
+    | 'haproxySocket'
+    | 'haproxyConfig'
+    | 'haproxyMasterSocket'
+    | 'haproxyReconcileSeconds',
+    string | number | boolean
+  >
 > & { checkModule?: string[] };
 
 export class ConfigError extends Error {}
@@ -43,13 +71,32 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     return raw === true || raw === 'true' || raw === '1';
   };
   const lb = String(pick('lb', 'FLEDGE_LB') ?? 'builtin');
-  if (lb !== 'builtin' && lb !== 'none') throw new ConfigError(`Invalid lb (FLEDGE_LB): ${lb}; expected builtin or none`);
+  if (lb !== 'builtin' && lb !== 'haproxy' && lb !== 'none') throw new ConfigError(`Invalid lb (FLEDGE_LB): ${lb}; expected builtin, haproxy or none`);
+  const optionalPath = (key: string, envName: string): string | undefined => {
+    const raw = pick(key, envName);
+    return raw === undefined || raw === '' ? undefined : resolve(String(raw));
+  };
+  const runtimeSocket = optionalPath('haproxySocket', 'FLEDGE_HAPROXY_SOCKET');
+  const configPath = optionalPath('haproxyConfig', 'FLEDGE_HAPROXY_CONFIG');
+  const masterSocket = optionalPath('haproxyMasterSocket', 'FLEDGE_HAPROXY_MASTER_SOCKET');
+  if (lb === 'haproxy' && runtimeSocket !== undefined && configPath === undefined) {
+    throw new ConfigError('Invalid haproxy-config (FLEDGE_HAPROXY_CONFIG): an attached HAProxy (haproxy-socket) needs the configuration file Fledge writes');
+  }
+  const haproxy: HaproxyConfig = {
+    mode: runtimeSocket !== undefined ? 'attached' : 'managed',
+    bin: String(pick('haproxyBin', 'FLEDGE_HAPROXY_BIN') ?? 'haproxy'),
+    ...(runtimeSocket !== undefined ? { runtimeSocket } : {}),
+    ...(configPath !== undefined ? { configPath } : {}),
+    ...(masterSocket !== undefined ? { masterSocket } : {}),
+    reconcileSeconds: int('haproxyReconcileSeconds', 'FLEDGE_HAPROXY_RECONCILE_SECONDS', 10, 0, 86_400),
+  };
   const config: FledgeConfig = {
     host: String(pick('host', 'FLEDGE_HOST') ?? '127.0.0.1'),
     port: int('port', 'FLEDGE_PORT', 7099, 0, 65535),
     lbPort: int('lbPort', 'FLEDGE_LB_PORT', 7080, 0, 65535),
     dataDir: resolve(String(pick('dataDir', 'FLEDGE_DATA_DIR') ?? './.fledge')),
     lb,
+    haproxy,
     portRange: {
       from: int('portRangeFrom', 'FLEDGE_PORT_RANGE_FROM', 31000, 1024, 65535),
       to: int('portRangeTo', 'FLEDGE_PORT_RANGE_TO', 31999, 1024, 65535),

@@ -1,0 +1,795 @@
+/*
+ * The HAProxy balancer: the Balancer interface over HAProxy's runtime API.
+ *
+ * Each service owns one backend "slot" (fledge_b<N>, balance roundrobin). Routes live in two
+ * maps (exact `/api` with map_str, `/api/…` with map_beg, longest prefix wins), updated at
+ * runtime with versioned map commits (prepare / add @ver / commit: atomic) and rewritten on
+ * disk. Servers are added with `add server` + `enable server`, drained with `set server …
+ * state drain` until their sessions reach zero (bounded by the drain timeout), then put in
+ * maintenance and deleted. The configuration keeps spare empty slots so a new service needs
+ * no reload; when the spares run out, the configuration gains more and HAProxy reloads
+ * seamlessly (master-worker, listeners passed over the stats socket).
+ *
+ * After every change the configuration, maps and a state file are rewritten from the same
+ * state, so what is on disk is what is live. A periodic reconcile compares HAProxy's servers
+ * and maps with that state and repairs drift in either direction.
+ *
+ * Managed: Fledge runs HAProxy (process.ts) and restarts it from the written configuration.
+ * Attached: Fledge drives an HAProxy the user runs with the configuration Fledge writes,
+ * through its stats socket (and its master CLI, when given, for reloads).
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { silentLogger, type Logger } from '../../logger.ts';
+import { normalizeBasePath } from '../base-path.ts';
+import { OperationBook, statusOf, type Operation } from '../operations.ts';
+import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
+import { invalidOperation } from '../validate.ts';
+import { mapEntries, renderConfig, renderMap, serverName, slotName, writeAtomic, type BackendModel } from './config.ts';
+import { HaproxyProcess } from './process.ts';
+import {
+  HaproxyCommandError,
+  HaproxyUnreachableError,
+  haproxyCommand,
+  haproxyExpect,
+  parseServersState,
+  parseShowStat,
+  type StatRow,
+} from './runtime-api.ts';
+
+export interface HaproxyBalancerOptions {
+  /** managed (default): Fledge runs HAProxy; attached: the user does */
+  mode?: 'managed' | 'attached';
+  /** managed: config, maps, sockets and state go to <dataDir>/haproxy */
+  dataDir?: string;
+  /** managed: the haproxy binary; default "haproxy" on PATH */
+  bin?: string;
+  /** the frontend address; default 127.0.0.1:7080 (0 picks a free port) */
+  host?: string;
+  port?: number;
+  /** attached: HAProxy's stats socket (level admin) */
+  runtimeSocket?: string;
+  /** attached: the configuration file Fledge writes (maps and state go next to it) */
+  configPath?: string;
+  /** attached: HAProxy's master CLI socket, needed when a new service requires a reload */
+  masterSocket?: string;
+  /** how long a removed server may keep sessions before they are shut; default 30 s */
+  drainTimeoutMs?: number;
+  /** how often HAProxy's servers are compared with Fledge's state; default 10 s, 0 = never */
+  reconcileIntervalMs?: number;
+  /** empty backends kept ready for new services; default 8 */
+  spareBackends?: number;
+  /** how often draining servers' sessions are polled; default 100 ms */
+  drainPollMs?: number;
+  /** bound on one runtime API command; default 5 s */
+  commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  upstreamIdleTimeoutMs?: number;
+  maxRememberedOperations?: number;
+  logger?: Logger;
+}
+
+export interface HaproxyBalancer extends Balancer {
+  stats(): BalancerStats;
+  address(): { host: string; port: number };
+  /** Compare HAProxy with Fledge's state and repair drift; returns the repairs made. */
+  reconcile(): Promise<string[]>;
+  /** Where the runtime API, configuration and maps are. */
+  readonly paths: { runtimeSocket: string; masterSocket?: string; configPath: string; exactMap: string; prefixMap: string; stateFile: string };
+  /** managed: master and worker pids (tests kill them); attached: [] */
+  pids(): Promise<number[]>;
+  /** managed: how many times HAProxy was restarted after dying */
+  restarts(): number;
+}
+
+interface ServerEntry {
+  upstream: Upstream;
+  name: string;
+  draining?: Drain;
+  /** a draining server written to disk (restored as `disabled`) */
+  wasDraining?: boolean;
+}
+
+interface ServiceEntry {
+  serviceId: string;
+  basePath: string;
+  slot: string;
+  servers: Map<string, ServerEntry>;
+}
+
+interface Drain {
+  service: ServiceEntry;
+  server: ServerEntry;
+  waiters: Set<Operation<OpData>>;
+  deadline: number;
+  finishing: boolean;
+}
+
+interface OpData {
+  pending: Set<Drain>;
+}
+
+interface StateFile {
+  version: 1;
+  slots: number;
+  services: { serviceId: string; basePath: string; slot: string; servers: (Upstream & { name: string; draining: boolean })[] }[];
+}
+
+export async function createHaproxyBalancer(options: HaproxyBalancerOptions): Promise<HaproxyBalancer> {
+  const balancer = new HaproxyRuntimeBalancer(options, await resolvePort(options.host ?? '127.0.0.1', options.port ?? 7080));
+  await balancer.start();
+  return balancer;
+}
+
+async function resolvePort(host: string, port: number): Promise<number> {
+  if (port !== 0) return port;
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
+  const chosen = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return chosen;
+}
+
+class HaproxyRuntimeBalancer implements HaproxyBalancer {
+  readonly paths: HaproxyBalancer['paths'];
+  readonly #mode: 'managed' | 'attached';
+  readonly #host: string;
+  readonly #port: number;
+  readonly #drainTimeoutMs: number;
+  readonly #reconcileIntervalMs: number;
+  readonly #spare: number;
+  readonly #drainPollMs: number;
+  readonly #cmdTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #serverTimeoutMs: number;
+  readonly #logger: Logger;
+  readonly #ops: OperationBook<OpData>;
+  readonly #services = new Map<string, ServiceEntry>();
+  readonly #drains = new Set<Drain>();
+  readonly #process: HaproxyProcess | undefined;
+  #slots = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #drainTimer: NodeJS.Timeout | undefined;
+  #polling = false;
+  #reconcileTimer: NodeJS.Timeout | undefined;
+  #lastStats = new Map<string, StatRow>();
+
+  constructor(options: HaproxyBalancerOptions, port: number) {
+    this.#mode = options.mode ?? 'managed';
+    this.#host = options.host ?? '127.0.0.1';
+    this.#port = port;
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    this.#reconcileIntervalMs = options.reconcileIntervalMs ?? 10_000;
+    this.#spare = Math.max(1, options.spareBackends ?? 8);
+    this.#drainPollMs = options.drainPollMs ?? 100;
+    this.#cmdTimeoutMs = options.commandTimeoutMs ?? 5_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+    this.#serverTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
+    this.#logger = options.logger ?? silentLogger;
+    this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
+
+    if (this.#mode === 'managed') {
+      if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
+      const dir = join(options.dataDir, 'haproxy');
+      // unix socket paths are limited to ~107 bytes: a long data dir gets its sockets in tmp
+      const sockDir = join(dir, 'master.sock').length > 100 ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`) : dir;
+      mkdirSync(dir, { recursive: true });
+      mkdirSync(sockDir, { recursive: true, mode: 0o700 });
+      this.paths = {
+        runtimeSocket: join(sockDir, 'haproxy.sock'),
+        masterSocket: join(sockDir, 'master.sock'),
+        configPath: join(dir, 'haproxy.cfg'),
+        exactMap: join(dir, 'routes-exact.map'),
+        prefixMap: join(dir, 'routes-prefix.map'),
+        stateFile: join(dir, 'state.json'),
+      };
+      this.#process = new HaproxyProcess({
+        bin: options.bin ?? 'haproxy',
+        configPath: this.paths.configPath,
+        statsSocket: this.paths.runtimeSocket,
+        masterSocket: this.paths.masterSocket as string,
+        pidFile: join(dir, 'haproxy.pid'),
+        logger: this.#logger,
+        writeConfig: () => this.#writeFiles(),
+        onRestarted: () => this.#afterRestart(),
+      });
+    } else {
+      if (!options.runtimeSocket || !options.configPath) throw new Error('the attached haproxy balancer needs runtimeSocket and configPath');
+      const dir = dirname(options.configPath);
+      this.paths = {
+        runtimeSocket: options.runtimeSocket,
+        ...(options.masterSocket ? { masterSocket: options.masterSocket } : {}),
+        configPath: options.configPath,
+        exactMap: join(dir, 'fledge-routes-exact.map'),
+        prefixMap: join(dir, 'fledge-routes-prefix.map'),
+        stateFile: join(dir, 'fledge-haproxy-state.json'),
+      };
+      this.#process = undefined;
+    }
+  }
+
+  async start(): Promise<void> {
+    this.#loadState();
+    this.#restartDrains();
+    if (this.#slots < this.#usedSlots() + this.#spare) this.#slots = this.#usedSlots() + this.#spare;
+    if (this.#process) {
+      await this.#process.start();
+    } else {
+      // Attached: write what HAProxy should run; repair the running one to match.
+      this.#writeFiles();
+      await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs);
+      await this.reconcile();
+    }
+    this.#scheduleDrainPoll();
+    if (this.#reconcileIntervalMs > 0) {
+      this.#reconcileTimer = setInterval(() => {
+        this.reconcile().catch((err: unknown) => this.#logger.warn({ err }, 'haproxy reconcile failed'));
+      }, this.#reconcileIntervalMs);
+      this.#reconcileTimer.unref();
+    }
+    this.#logger.info({ mode: this.#mode, host: this.#host, port: this.#port, config: this.paths.configPath }, 'haproxy balancer ready');
+  }
+
+  address(): { host: string; port: number } {
+    return { host: this.#host, port: this.#port };
+  }
+
+  async pids(): Promise<number[]> {
+    return this.#process ? this.#process.pids() : [];
+  }
+
+  restarts(): number {
+    return this.#process?.restarts ?? 0;
+  }
+
+  // ---- operations ------------------------------------------------------------------------
+
+  async apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus> {
+    const known = this.#ops.get(operationId);
+    if (known) return statusOf(known);
+    if (this.#closed) throw new Error('the haproxy balancer is closed');
+
+    const op = this.#ops.create(operationId, service.serviceId, { pending: new Set() });
+    const invalid = invalidOperation(service, add, remove, (basePath) => this.#owner(basePath)) ?? unsafeForRuntimeApi(service, add);
+    if (invalid) {
+      this.#logger.warn({ operationId, serviceId: service.serviceId, reason: invalid }, 'LB operation rejected');
+      this.#ops.finish(op, 'FAILED', invalid);
+      return statusOf(op);
+    }
+    this.#ops.emit(op);
+    await this.#serial(async () => {
+      try {
+        const entry = await this.#serviceEntry(service);
+        for (const upstream of add) await this.#addServer(entry, upstream);
+        for (const upstream of remove) {
+          const server = entry.servers.get(upstream.taskId);
+          if (!server) continue;
+          const drain = server.draining ?? (await this.#startDrain(entry, server));
+          drain.waiters.add(op);
+          op.data.pending.add(drain);
+        }
+        this.#logger.info(
+          { operationId, serviceId: service.serviceId, add: add.map((u) => u.taskId), remove: remove.map((u) => u.taskId) },
+          'LB operation applied',
+        );
+      } catch (err) {
+        this.#logger.warn({ err, operationId, serviceId: service.serviceId }, 'LB operation failed in haproxy');
+        for (const drain of op.data.pending) drain.waiters.delete(op);
+        op.data.pending.clear();
+        this.#ops.finish(op, 'FAILED', errorMessage(err));
+      } finally {
+        this.#persist();
+      }
+    });
+    if (op.state === 'WAITING' && op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS');
+    else if (op.state === 'WAITING') await this.#pollDrains();
+    return statusOf(op);
+  }
+
+  async state(operationId: string): Promise<LbOperationStatus | undefined> {
+    const op = this.#ops.get(operationId);
+    return op ? statusOf(op) : undefined;
+  }
+
+  async cancel(operationId: string): Promise<LbOperationStatus | undefined> {
+    const op = this.#ops.get(operationId);
+    if (!op) return undefined;
+    if (op.state !== 'WAITING') return statusOf(op);
+    await this.#serial(async () => {
+      if (op.state !== 'WAITING') return;
+      for (const drain of op.data.pending) {
+        drain.waiters.delete(op);
+        if (drain.waiters.size === 0 && !drain.finishing) {
+          this.#endDrain(drain);
+          try {
+            await this.#cmd(`set server ${drain.service.slot}/${drain.server.name} state ready`);
+          } catch (err) {
+            // the reconcile puts it back; the cancel itself stands
+            this.#logger.warn({ err, operationId }, 'could not put a draining server back into rotation');
+          }
+        }
+      }
+      op.data.pending.clear();
+      this.#persist();
+      this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
+      this.#logger.info({ operationId }, 'LB operation canceled');
+    });
+    return statusOf(op);
+  }
+
+  async upstreams(serviceId: string): Promise<Upstream[]> {
+    const entry = this.#services.get(serviceId);
+    if (!entry) return [];
+    return [...entry.servers.values()].filter((s) => !s.draining).map((s) => ({ ...s.upstream }));
+  }
+
+  onChange(listener: (status: LbOperationStatus) => void): () => void {
+    return this.#ops.onChange(listener);
+  }
+
+  stats(): BalancerStats {
+    const out: BalancerStats = {};
+    for (const [serviceId, entry] of this.#services) {
+      out[serviceId] = {
+        basePath: entry.basePath,
+        upstreams: [...entry.servers.values()].map((s) => {
+          const row = this.#lastStats.get(`${entry.slot}/${s.name}`);
+          return { ...s.upstream, inRotation: !s.draining, inFlight: row?.scur ?? 0, total: row?.stot ?? 0 };
+        }),
+      };
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ops.clearListeners();
+    clearInterval(this.#reconcileTimer);
+    clearTimeout(this.#drainTimer);
+    await this.#queue.catch(() => undefined);
+    await this.#process?.stop();
+  }
+
+  // ---- reconcile ---------------------------------------------------------------------------
+
+  async reconcile(): Promise<string[]> {
+    if (this.#closed) return [];
+    return this.#serial(async () => {
+      const repairs: string[] = [];
+      const rows = parseServersState(await this.#cmd('show servers state', [/^\d+\n# be_id/, /^\d+$/, /^# be_id/]));
+      const live = new Map(rows.map((r) => [`${r.backend}/${r.server}`, r]));
+      const wanted = new Map<string, { entry: ServiceEntry; server: ServerEntry }>();
+      for (const entry of this.#services.values()) {
+        for (const server of entry.servers.values()) wanted.set(`${entry.slot}/${server.name}`, { entry, server });
+      }
+      const ours = (backend: string) => /^fledge_b\d+$/.test(backend);
+      for (const [key, row] of live) {
+        if (!ours(row.backend) || wanted.has(key)) continue;
+        await this.#deleteServer(row.backend, row.server, true);
+        repairs.push(`deleted server ${key}, unknown to Fledge`);
+      }
+      for (const [key, { entry, server }] of wanted) {
+        const row = live.get(key);
+        const { host, port } = server.upstream;
+        if (!row) {
+          if (!this.#slotExists(rows, entry.slot) && !(await this.#backendExists(entry.slot))) continue;
+          await this.#cmd(`add server ${key} ${host}:${port}`, [/^New server registered/]);
+          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          else await this.#cmd(`enable server ${key}`);
+          repairs.push(`re-added server ${key} (${host}:${port}), missing from haproxy`);
+        } else if (row.host !== host || row.port !== port) {
+          await this.#deleteServer(entry.slot, server.name, true);
+          await this.#cmd(`add server ${key} ${host}:${port}`, [/^New server registered/]);
+          await this.#cmd(server.draining ? `set server ${key} state drain` : `enable server ${key}`);
+          repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
+        } else if (server.draining && !row.drain && !row.maint) {
+          await this.#cmd(`set server ${key} state drain`);
+          repairs.push(`server ${key} set back to drain`);
+        } else if (!server.draining && (row.maint || row.drain)) {
+          await this.#cmd(`set server ${key} state ready`);
+          repairs.push(`server ${key} put back into rotation (haproxy had it ${row.maint ? 'in maintenance' : 'draining'})`);
+        }
+      }
+      if (await this.#mapsDrifted()) {
+        await this.#syncMaps();
+        repairs.push('route maps rewritten to match Fledge');
+      }
+      for (const repair of repairs) this.#logger.warn({ repair }, 'haproxy drift repaired');
+      if (repairs.length > 0) this.#persist();
+      return repairs;
+    });
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  /** One mutation of HAProxy at a time, in order. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A runtime API command; waits for a restarting HAProxy (managed) and retries once. */
+  async #cmd(command: string, ok: RegExp[] = []): Promise<string> {
+    try {
+      return await haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
+    } catch (err) {
+      if (!(err instanceof HaproxyUnreachableError) || !this.#process || this.#closed) throw err;
+      await this.#process.whenReady(15_000);
+      return haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
+    }
+  }
+
+  #owner(basePath: string): string | undefined {
+    for (const entry of this.#services.values()) if (entry.basePath === basePath) return entry.serviceId;
+    return undefined;
+  }
+
+  #usedSlots(): number {
+    let max = -1;
+    for (const entry of this.#services.values()) max = Math.max(max, Number(entry.slot.slice('fledge_b'.length)));
+    return max + 1;
+  }
+
+  async #serviceEntry(service: LbService): Promise<ServiceEntry> {
+    const basePath = normalizeBasePath(service.basePath);
+    const existing = this.#services.get(service.serviceId);
+    if (existing) {
+      if (existing.basePath !== basePath) {
+        existing.basePath = basePath;
+        await this.#syncMaps();
+      }
+      return existing;
+    }
+    const taken = new Set([...this.#services.values()].map((e) => e.slot));
+    let index = 0;
+    while (taken.has(slotName(index))) index += 1;
+    if (index >= this.#slots) {
+      // No spare backend left: the configuration gains a new batch and HAProxy reloads.
+      await this.#growSlots(index + this.#spare);
+    }
+    const entry: ServiceEntry = { serviceId: service.serviceId, basePath, slot: slotName(index), servers: new Map() };
+    this.#services.set(service.serviceId, entry);
+    try {
+      await this.#syncMaps();
+    } catch (err) {
+      this.#services.delete(service.serviceId);
+      throw err;
+    }
+    this.#logger.info({ serviceId: service.serviceId, basePath, backend: entry.slot }, 'haproxy backend assigned to service');
+    return entry;
+  }
+
+  async #growSlots(slots: number): Promise<void> {
+    const before = this.#slots;
+    this.#slots = slots;
+    try {
+      this.#writeFiles();
+      if (this.#process) await this.#process.reload();
+      else if (this.paths.masterSocket) await this.#attachedReload();
+      else throw new Error('a new service needs a new haproxy backend, which needs a reload: give the attached balancer a masterSocket');
+    } catch (err) {
+      this.#slots = before;
+      this.#writeFiles();
+      throw err;
+    }
+    // A reloaded worker starts from the configuration: put draining servers back to drain.
+    await this.#reapplyServerStates();
+  }
+
+  async #attachedReload(): Promise<void> {
+    const answer = await haproxyCommand(this.paths.masterSocket as string, 'reload', this.#cmdTimeoutMs).catch(() => '');
+    if (/error|fail/i.test(answer)) throw new Error(`haproxy reload failed: ${answer.trim()}`);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (await this.#backendExists(slotName(this.#slots - 1))) return;
+      if (Date.now() > deadline) throw new Error('haproxy did not load the configuration with the new backends');
+    }
+  }
+
+  async #backendExists(backend: string): Promise<boolean> {
+    const answer = await haproxyCommand(this.paths.runtimeSocket, `show servers state ${backend}`, this.#cmdTimeoutMs).catch(() => '');
+    return /# be_id/.test(answer);
+  }
+
+  #slotExists(rows: { backend: string }[], slot: string): boolean {
+    return rows.some((r) => r.backend === slot);
+  }
+
+  async #reapplyServerStates(): Promise<void> {
+    for (const entry of this.#services.values()) {
+      for (const server of entry.servers.values()) {
+        if (server.draining) await this.#cmd(`set server ${entry.slot}/${server.name} state drain`).catch(() => undefined);
+      }
+    }
+  }
+
+  async #addServer(entry: ServiceEntry, upstream: Upstream): Promise<void> {
+    const existing = entry.servers.get(upstream.taskId);
+    if (existing?.draining) {
+      // Added back while draining: the newer operation wins; the waiting removals are done.
+      await this.#cmd(`set server ${entry.slot}/${existing.name} state ready`);
+      const drain = existing.draining;
+      this.#endDrain(drain);
+      for (const op of drain.waiters) {
+        op.data.pending.delete(drain);
+        if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', 'upstream was added back by a later operation');
+      }
+      return;
+    }
+    if (existing) return;
+    const name = serverName(upstream.taskId);
+    const key = `${entry.slot}/${name}`;
+    try {
+      await this.#cmd(`add server ${key} ${upstream.host}:${upstream.port}`, [/^New server registered/]);
+    } catch (err) {
+      // Present in HAProxy already (a restart restored it): take it as it is, enabled below.
+      if (!(err instanceof HaproxyCommandError && /Already exists/i.test(err.answer))) throw err;
+    }
+    entry.servers.set(upstream.taskId, { upstream: { ...upstream }, name });
+    await this.#cmd(`enable server ${key}`);
+  }
+
+  async #startDrain(entry: ServiceEntry, server: ServerEntry): Promise<Drain> {
+    await this.#cmd(`set server ${entry.slot}/${server.name} state drain`);
+    const drain: Drain = { service: entry, server, waiters: new Set(), deadline: Date.now() + this.#drainTimeoutMs, finishing: false };
+    server.draining = drain;
+    this.#drains.add(drain);
+    this.#scheduleDrainPoll();
+    return drain;
+  }
+
+  /** Drains recorded in the state file (a restart): keep waiting for them, nobody waits on them. */
+  #restartDrains(): void {
+    for (const entry of this.#services.values()) {
+      for (const server of entry.servers.values()) {
+        if (!server.wasDraining || server.draining) continue;
+        const drain: Drain = { service: entry, server, waiters: new Set(), deadline: Date.now() + this.#drainTimeoutMs, finishing: false };
+        server.draining = drain;
+        this.#drains.add(drain);
+      }
+    }
+  }
+
+  #endDrain(drain: Drain): void {
+    this.#drains.delete(drain);
+    if (drain.server.draining === drain) drain.server.draining = undefined;
+    drain.server.wasDraining = false;
+  }
+
+  #scheduleDrainPoll(): void {
+    if (this.#drainTimer || this.#closed || this.#drains.size === 0) return;
+    this.#drainTimer = setTimeout(() => {
+      this.#drainTimer = undefined;
+      void this.#pollDrains().finally(() => this.#scheduleDrainPoll());
+    }, this.#drainPollMs);
+  }
+
+  /** Sessions per server across the current worker and any old ones still finishing. */
+  async #sessions(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const count = (rows: StatRow[]) => {
+      for (const r of rows) out.set(`${r.backend}/${r.server}`, (out.get(`${r.backend}/${r.server}`) ?? 0) + r.scur + r.qcur);
+    };
+    const rows = parseShowStat(await this.#cmd('show stat', [/^# pxname/]));
+    this.#lastStats = new Map(rows.map((r) => [`${r.backend}/${r.server}`, r]));
+    count(rows);
+    const masterSocket = this.paths.masterSocket;
+    if (masterSocket) {
+      const old = this.#process ? await this.#process.oldWorkers() : [];
+      for (const pid of old) {
+        const answer = await haproxyCommand(masterSocket, `@!${pid} show stat`, 1_000).catch(() => '');
+        if (answer.includes('# pxname')) count(parseShowStat(answer));
+      }
+    }
+    return out;
+  }
+
+  async #pollDrains(): Promise<void> {
+    if (this.#polling || this.#drains.size === 0 || this.#closed) return;
+    this.#polling = true;
+    try {
+      let sessions: Map<string, number>;
+      try {
+        sessions = await this.#sessions();
+      } catch (err) {
+        this.#logger.debug({ err }, 'could not read haproxy sessions');
+        return;
+      }
+      const now = Date.now();
+      for (const drain of [...this.#drains]) {
+        const key = `${drain.service.slot}/${drain.server.name}`;
+        const left = sessions.get(key) ?? 0;
+        if (left === 0) await this.#finishDrain(drain, 'drained');
+        else if (now >= drain.deadline) await this.#finishDrain(drain, 'timeout', left);
+      }
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /** The server is gone: no session left, or the drain timeout shut the rest. */
+  async #finishDrain(drain: Drain, why: 'drained' | 'timeout', left = 0): Promise<void> {
+    await this.#serial(async () => {
+      if (drain.server.draining !== drain || drain.finishing) return;
+      drain.finishing = true;
+      try {
+        if (why === 'timeout') {
+          this.#logger.warn({ serviceId: drain.service.serviceId, taskId: drain.server.upstream.taskId, cut: left }, 'drain timed out: shutting sessions');
+        }
+        await this.#deleteServer(drain.service.slot, drain.server.name, why === 'timeout');
+      } catch (err) {
+        // Sessions arrived between the poll and the delete, or HAProxy is restarting: next poll.
+        drain.finishing = false;
+        this.#logger.debug({ err }, 'draining server not deleted yet');
+        return;
+      }
+      this.#endDrain(drain);
+      drain.service.servers.delete(drain.server.upstream.taskId);
+      this.#persist();
+      for (const op of drain.waiters) {
+        op.data.pending.delete(drain);
+        if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining sessions were shut' : undefined);
+      }
+    });
+  }
+
+  /** maint, (shutdown sessions), del server. A server HAProxy does not have is deleted already. */
+  async #deleteServer(backend: string, name: string, force: boolean): Promise<void> {
+    const key = `${backend}/${name}`;
+    const gone = (err: unknown) => err instanceof HaproxyCommandError && /No such server|No such backend/i.test(err.answer);
+    try {
+      await this.#cmd(`set server ${key} state maint`);
+      if (force) await this.#cmd(`shutdown sessions server ${key}`);
+      await this.#cmd(`del server ${key}`, [/^Server deleted/]);
+    } catch (err) {
+      if (gone(err)) return;
+      if (!force && err instanceof HaproxyCommandError) throw err;
+      if (err instanceof HaproxyCommandError) {
+        // force: shut what is left and try once more
+        await this.#cmd(`shutdown sessions server ${key}`).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 20));
+        await this.#cmd(`del server ${key}`, [/^Server deleted/]).catch((e: unknown) => {
+          if (!gone(e)) throw e;
+        });
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** Both route maps, atomically (a new version filled, then committed) and on disk. */
+  async #syncMaps(): Promise<void> {
+    const { exact, prefix } = mapEntries(this.#backends());
+    for (const [file, entries] of [
+      [this.paths.exactMap, exact],
+      [this.paths.prefixMap, prefix],
+    ] as const) {
+      writeAtomic(file, renderMap(entries));
+      const answer = await this.#cmd(`prepare map ${file}`, [/^New version created: \d+/]);
+      const version = /(\d+)/.exec(answer)?.[1];
+      for (const [key, value] of entries) await this.#cmd(`add map @${version} ${file} ${key} ${value}`);
+      await this.#cmd(`commit map @${version} ${file}`);
+    }
+  }
+
+  async #mapsDrifted(): Promise<boolean> {
+    const { exact, prefix } = mapEntries(this.#backends());
+    for (const [file, entries] of [
+      [this.paths.exactMap, exact],
+      [this.paths.prefixMap, prefix],
+    ] as const) {
+      const answer = await this.#cmd(`show map ${file}`, [/^0x/]);
+      const live = answer
+        .split('\n')
+        .filter((l) => l.startsWith('0x'))
+        .map((l) => l.split(' ').slice(1).join(' '))
+        .sort();
+      const want = entries.map(([k, v]) => `${k} ${v}`).sort();
+      if (JSON.stringify(live) !== JSON.stringify(want)) return true;
+    }
+    return false;
+  }
+
+  #backends(): BackendModel[] {
+    const bySlot = new Map([...this.#services.values()].map((e) => [e.slot, e]));
+    const out: BackendModel[] = [];
+    for (let i = 0; i < Math.max(this.#slots, this.#usedSlots()); i++) {
+      const entry = bySlot.get(slotName(i));
+      out.push({
+        name: slotName(i),
+        ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
+        servers: entry
+          ? [...entry.servers.values()].map((s) => ({ name: s.name, host: s.upstream.host, port: s.upstream.port, draining: s.draining !== undefined }))
+          : [],
+      });
+    }
+    return out;
+  }
+
+  /** Configuration, maps and state file from the current state: what is on disk is what is live. */
+  #writeFiles(): void {
+    const backends = this.#backends();
+    const { exact, prefix } = mapEntries(backends);
+    writeAtomic(this.paths.exactMap, renderMap(exact));
+    writeAtomic(this.paths.prefixMap, renderMap(prefix));
+    writeAtomic(
+      this.paths.configPath,
+      renderConfig({
+        masterWorker: this.#mode === 'managed',
+        bindHost: this.#host,
+        bindPort: this.#port,
+        statsSocket: this.paths.runtimeSocket,
+        exactMap: this.paths.exactMap,
+        prefixMap: this.paths.prefixMap,
+        hardStopAfterMs: this.#drainTimeoutMs + 10_000,
+        connectTimeoutMs: this.#connectTimeoutMs,
+        serverTimeoutMs: this.#serverTimeoutMs,
+        backends,
+      }),
+    );
+    const state: StateFile = {
+      version: 1,
+      slots: this.#slots,
+      services: [...this.#services.values()].map((e) => ({
+        serviceId: e.serviceId,
+        basePath: e.basePath,
+        slot: e.slot,
+        servers: [...e.servers.values()].map((s) => ({ ...s.upstream, name: s.name, draining: s.draining !== undefined })),
+      })),
+    };
+    writeAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  #persist(): void {
+    try {
+      this.#writeFiles();
+    } catch (err) {
+      this.#logger.error({ err }, 'could not write the haproxy configuration');
+    }
+  }
+
+  #loadState(): void {
+    if (!existsSync(this.paths.stateFile)) return;
+    try {
+      const state = JSON.parse(readFileSync(this.paths.stateFile, 'utf8')) as StateFile;
+      this.#slots = state.slots;
+      for (const s of state.services) {
+        const servers = new Map<string, ServerEntry>();
+        for (const { name, draining, ...upstream } of s.servers) servers.set(upstream.taskId, { upstream, name, wasDraining: draining });
+        this.#services.set(s.serviceId, { serviceId: s.serviceId, basePath: s.basePath, slot: s.slot, servers });
+      }
+      this.#logger.info({ services: state.services.length, file: this.paths.stateFile }, 'haproxy state restored from disk');
+    } catch (err) {
+      this.#logger.warn({ err, file: this.paths.stateFile }, 'ignoring an unreadable haproxy state file');
+    }
+  }
+
+  /** HAProxy came back from a crash with the written configuration: sessions died with it. */
+  #afterRestart(): void {
+    void this.#serial(async () => {
+      await this.#reapplyServerStates();
+      await this.#syncMaps();
+    })
+      .catch((err: unknown) => this.#logger.warn({ err }, 'could not re-apply server states after an haproxy restart'))
+      .finally(() => void this.#pollDrains());
+  }
+}
+
+/** Runtime API commands are text lines split on blanks and `;`: nothing may smuggle more in. */
+function unsafeForRuntimeApi(service: LbService, add: Upstream[]): string | undefined {
+  if (/[\s;#]/.test(service.basePath)) return `basePath ${JSON.stringify(service.basePath)} contains a blank, ";" or "#"`;
+  for (const u of add) if (/[\s;#]/.test(u.host)) return `upstream ${u.taskId} has an invalid host ${JSON.stringify(u.host)}`;
+  return undefined;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof HaproxyCommandError) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}

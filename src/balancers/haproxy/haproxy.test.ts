@@ -1,0 +1,248 @@
+// The HAProxy balancer against a real HAProxy (Debian's haproxy package; .ci/run installs it):
+// the balancer contract, routing, seamless reloads, restart after a crash, drift repair.
+// A missing haproxy fails these tests; it never skips them.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { balancerContract, type BalancerContractDriver } from '../contract.case.ts';
+import { request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
+import type { LbService } from '../types.ts';
+import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
+import { haproxyCommand } from './runtime-api.ts';
+
+const dirs: string[] = [];
+const started: HaproxyBalancer[] = [];
+const allPids = new Set<number>();
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fledge-hap-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function startHaproxy(options: Partial<HaproxyBalancerOptions> = {}): Promise<HaproxyBalancer> {
+  const balancer = await createHaproxyBalancer({ dataDir: tempDir(), port: 0, drainTimeoutMs: 10_000, reconcileIntervalMs: 0, drainPollMs: 20, ...options });
+  started.push(balancer);
+  for (const pid of await balancer.pids()) allPids.add(pid);
+  return balancer;
+}
+
+afterAll(async () => {
+  for (const b of started) await b.close().catch(() => undefined);
+  // Nothing of ours may outlive the suite, whatever happened to the balancers.
+  for (const pid of allPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('haproxy is installed', () => {
+  it('runs `haproxy -v` (CI installs Debian haproxy; a missing binary fails, never skips)', () => {
+    const res = spawnSync('haproxy', ['-v'], { encoding: 'utf8' });
+    expect(res.error, 'haproxy is not on PATH: apt-get install -y haproxy').toBeUndefined();
+    expect(res.stdout).toMatch(/HAProxy version 2\./);
+  });
+});
+
+balancerContract('haproxy', async (): Promise<BalancerContractDriver> => {
+  const balancer = await startHaproxy();
+  const servers = new Map<string, TestUpstream>();
+  return {
+    balancer,
+    async upstream(taskId) {
+      const server = await startUpstream(taskId);
+      servers.set(taskId, server);
+      return server.upstream(taskId);
+    },
+    // A request held in flight through HAProxy keeps the server's session count above zero.
+    async holdRemoval(_operationId, service, upstream) {
+      const server = servers.get(upstream.taskId);
+      if (!server) throw new Error(`no server for ${upstream.taskId}`);
+      const before = server.held();
+      const response = request(balancer.address().port, `${service.basePath}/slow`, { timeoutMs: 10_000 });
+      await waitFor(() => server.held() > before, `a request held by ${upstream.taskId}`);
+      return async () => {
+        server.release();
+        await response;
+      };
+    },
+    async close() {
+      await balancer.close();
+      await Promise.all([...servers.values()].map((s) => s.close()));
+    },
+  };
+});
+
+describe('haproxy balancer', () => {
+  const upstreams: TestUpstream[] = [];
+  const up = async (name: string) => {
+    const u = await startUpstream(name);
+    upstreams.push(u);
+    return u;
+  };
+  afterEach(async () => {
+    await Promise.all(upstreams.splice(0).map((u) => u.close()));
+  });
+
+  const svc = (id: string, basePath: string): LbService => ({ serviceId: id, basePath, groups: [] });
+  const body = async (port: number, path: string) => {
+    const res = await request(port, path);
+    return res.status === 200 ? res.body : `HTTP ${res.status}`;
+  };
+
+  it('routes by basePath on segment boundaries, longest prefix first', async () => {
+    const balancer = await startHaproxy();
+    const port = balancer.address().port;
+    const root = await up('root');
+    const api = await up('api');
+    const deep = await up('deep');
+    await settled(balancer, (await balancer.apply('r', svc('root', '/'), [root.upstream()], [])).operationId);
+    await settled(balancer, (await balancer.apply('a', svc('api', '/api'), [api.upstream()], [])).operationId);
+    await settled(balancer, (await balancer.apply('d', svc('deep', '/api/v2/'), [deep.upstream()], [])).operationId);
+    expect(await body(port, '/api')).toBe('api');
+    expect(await body(port, '/api/x?q=1')).toBe('api');
+    expect(await body(port, '/apix')).toBe('root');
+    expect(await body(port, '/api/v2')).toBe('deep');
+    expect(await body(port, '/api/v2/z')).toBe('deep');
+    expect(await body(port, '/api/v20')).toBe('api');
+    expect(await body(port, '/')).toBe('root');
+    await balancer.close();
+  });
+
+  it('answers 503 where no service is routed', async () => {
+    const balancer = await startHaproxy();
+    expect((await request(balancer.address().port, '/nothing')).status).toBe(503);
+    await balancer.close();
+  });
+
+  it("fails an operation HAProxy rejects, with HAProxy's own message, and never hangs", async () => {
+    const balancer = await startHaproxy();
+    const status = await balancer.apply('bad', svc('bad', '/bad'), [{ taskId: 'x', host: 'bad..host', port: 80 }], []);
+    const final = status.state === 'WAITING' ? await settled(balancer, 'bad') : status;
+    expect(final.state).toBe('FAILED');
+    expect(final.message).toMatch(/^haproxy: Can't create DNS resolution/);
+    expect(await balancer.upstreams('bad')).toEqual([]);
+    await balancer.close();
+  });
+
+  it('adds a backend beyond the spares with a seamless reload: no request fails under load', async () => {
+    const balancer = await startHaproxy({ spareBackends: 1 });
+    const port = balancer.address().port;
+    const a = await up('a');
+    await settled(balancer, (await balancer.apply('a', svc('a', '/a'), [a.upstream()], [])).operationId);
+    const failures: string[] = [];
+    let ok = 0;
+    let stop = false;
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          try {
+            const res = await request(port, '/a/x');
+            if (res.status === 200) ok += 1;
+            else failures.push(`HTTP ${res.status}`);
+          } catch (err) {
+            failures.push(String(err));
+          }
+        }
+      }),
+    );
+    const before = await balancer.pids();
+    for (let i = 0; i < 3; i++) {
+      const u = await up(`n${i}`);
+      const s = await settled(balancer, (await balancer.apply(`n${i}`, svc(`n${i}`, `/n${i}`), [u.upstream()], [])).operationId, 15_000);
+      expect(s.state).toBe('SUCCESS');
+      expect(await body(port, `/n${i}/y`)).toBe(`n${i}`);
+    }
+    for (const pid of await balancer.pids()) allPids.add(pid);
+    stop = true;
+    await load;
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(20);
+    // reloads happened: the worker changed
+    expect(await balancer.pids()).not.toEqual(before);
+    expect(readFileSync(balancer.paths.configPath, 'utf8')).toMatch(/backend fledge_b3/);
+    await balancer.close();
+  });
+
+  it('restores every service and server when HAProxy is killed mid-deploy', async () => {
+    const balancer = await startHaproxy();
+    const port = balancer.address().port;
+    const [a, b, c] = [await up('a'), await up('b'), await up('c')];
+    await settled(balancer, (await balancer.apply('add-ab', svc('s', '/s'), [a.upstream(), b.upstream()], [])).operationId);
+    const other = await up('o');
+    await settled(balancer, (await balancer.apply('add-o', svc('o', '/o'), [other.upstream()], [])).operationId);
+    // a removal in progress: a request held by b through HAProxy... (round robin: send two)
+    const held = [request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined), request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined)];
+    await waitFor(() => b.held() > 0 && a.held() > 0, 'slow requests on a and b');
+    expect((await balancer.apply('swap', svc('s', '/s'), [c.upstream()], [b.upstream()])).state).toBe('WAITING');
+
+    const pids = await balancer.pids();
+    pids.forEach((p) => allPids.add(p));
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    // the drain ends with HAProxy's sessions: the removal succeeds once HAProxy is back
+    expect((await settled(balancer, 'swap', 20_000)).state).toBe('SUCCESS');
+    await waitFor(() => balancer.restarts() >= 1, 'haproxy restarted');
+    for (const pid of await balancer.pids()) allPids.add(pid);
+    a.release();
+    b.release();
+    await Promise.all(held);
+
+    expect((await balancer.upstreams('s')).map((u) => u.taskId).sort()).toEqual(['a', 'c']);
+    const answers = new Set<string>();
+    for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/q'));
+    expect([...answers].sort()).toEqual(['a', 'c']);
+    expect(await body(port, '/o')).toBe('o');
+    const live = await haproxyCommand(balancer.paths.runtimeSocket, 'show servers state');
+    expect(live).not.toMatch(/ b 127\.0\.0\.1/);
+    // and a deploy after the restart works
+    const d = await up('d');
+    expect((await settled(balancer, (await balancer.apply('add-d', svc('s', '/s'), [d.upstream()], [a.upstream()])).operationId)).state).toBe('SUCCESS');
+    expect((await balancer.upstreams('s')).map((u) => u.taskId).sort()).toEqual(['c', 'd']);
+    await balancer.close();
+  });
+
+  it('a restarted Fledge rebuilds exactly what was live from the files on disk', async () => {
+    const dataDir = tempDir();
+    const first = await startHaproxy({ dataDir });
+    const a = await up('a');
+    await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream()], [])).operationId);
+    const port = first.address().port;
+    await first.close();
+    const second = await startHaproxy({ dataDir, port });
+    expect((await second.upstreams('s')).map((u) => u.taskId)).toEqual(['a']);
+    expect(await body(port, '/s/again')).toBe('a');
+    // re-applying what Fledge thinks is live changes nothing
+    expect((await settled(second, (await second.apply('again', svc('s', '/s'), [a.upstream()], [])).operationId)).state).toBe('SUCCESS');
+    await second.close();
+  });
+
+  it('repairs drift: a server deleted behind its back comes back, an unknown one goes, routes are restored', async () => {
+    const balancer = await startHaproxy();
+    const port = balancer.address().port;
+    const [a, b, rogue] = [await up('a'), await up('b'), await up('rogue')];
+    await settled(balancer, (await balancer.apply('add', svc('s', '/s'), [a.upstream(), b.upstream()], [])).operationId);
+    const sock = balancer.paths.runtimeSocket;
+    await haproxyCommand(sock, 'set server fledge_b0/a state maint');
+    expect((await haproxyCommand(sock, 'del server fledge_b0/a')).trim()).toBe('Server deleted.');
+    await haproxyCommand(sock, `add server fledge_b0/rogue 127.0.0.1:${rogue.port}`);
+    await haproxyCommand(sock, 'enable server fledge_b0/rogue');
+    await haproxyCommand(sock, `del map ${balancer.paths.prefixMap} /s/`);
+    expect(await body(port, '/s/x')).toBe('HTTP 503');
+
+    const repairs = await balancer.reconcile();
+    expect(repairs.join('\n')).toMatch(/re-added server fledge_b0\/a/);
+    expect(repairs.join('\n')).toMatch(/deleted server fledge_b0\/rogue/);
+    expect(repairs.join('\n')).toMatch(/route maps/);
+    const answers = new Set<string>();
+    for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/x'));
+    expect([...answers].sort()).toEqual(['a', 'b']);
+    expect(await balancer.reconcile()).toEqual([]);
+    await balancer.close();
+  });
+});
