@@ -149,6 +149,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, ServiceEntry>();
   readonly #drains = new Set<Drain>();
+  /** operations whose changes are being sent to HAProxy */
+  readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
   readonly #process: HaproxyProcess | undefined;
   #slots = 0;
   #queue: Promise<unknown> = Promise.resolve();
@@ -261,6 +263,11 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       return statusOf(op);
     }
     this.#ops.emit(op);
+    // Like the builtin, upstreams() shows the operation's effect from the moment it is applied;
+    // HAProxy follows within milliseconds (the removed task lives on until its drain is done).
+    const inFlight = { serviceId: service.serviceId, add, remove };
+    this.#applying.add(inFlight);
+    const t0 = Date.now();
     await this.#serial(async () => {
       try {
         const entry = await this.#serviceEntry(service);
@@ -283,8 +290,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         this.#ops.finish(op, 'FAILED', errorMessage(err));
       } finally {
         this.#persist();
+        this.#applying.delete(inFlight);
       }
     });
+    this.#logger.debug({ operationId, ms: Date.now() - t0 }, 'haproxy changes applied');
     if (op.state === 'WAITING' && op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS');
     else if (op.state === 'WAITING') await this.#pollDrains();
     return statusOf(op);
@@ -323,8 +332,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   async upstreams(serviceId: string): Promise<Upstream[]> {
     const entry = this.#services.get(serviceId);
-    if (!entry) return [];
-    return [...entry.servers.values()].filter((s) => !s.draining).map((s) => ({ ...s.upstream }));
+    const members = new Map<string, Upstream>();
+    for (const s of entry?.servers.values() ?? []) if (!s.draining) members.set(s.upstream.taskId, s.upstream);
+    for (const op of this.#applying) {
+      if (op.serviceId !== serviceId) continue;
+      for (const u of op.add) members.set(u.taskId, u);
+      for (const u of op.remove) members.delete(u.taskId);
+    }
+    return [...members.values()].map((u) => ({ ...u }));
   }
 
   onChange(listener: (status: LbOperationStatus) => void): () => void {
