@@ -271,14 +271,17 @@ function serveUi(app: Hono, uiDir: string): void {
       return false;
     }
   };
-  const serve = serveStatic({
-    root,
-    // Client-side routes (and anything else that is not a file) get the app's index.html.
-    rewriteRequestPath: (path) => (isFile(path) ? path : '/index.html'),
-    onFound: (path, c) => {
-      c.header('Cache-Control', /[/\\]assets[/\\]/.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache');
-    },
-  });
+  // Made on first use: serveStatic complains at creation when its root does not exist yet.
+  let serve: ReturnType<typeof serveStatic> | undefined;
+  const files = () =>
+    (serve ??= serveStatic({
+      root,
+      // Client-side routes (and anything else that is not a file) get the app's index.html.
+      rewriteRequestPath: (path) => (isFile(path) ? path : '/index.html'),
+      onFound: (path, c) => {
+        c.header('Cache-Control', /[/\\]assets[/\\]/.test(path) ? 'public, max-age=31536000, immutable' : 'no-cache');
+      },
+    }));
   app.get('*', async (c, next) => {
     if (NOT_UI.test(c.req.path)) return next();
     // Checked per request, so a build made while the server runs is picked up.
@@ -292,7 +295,7 @@ function serveUi(app: Hono, uiDir: string): void {
     }
     // A missing hashed asset is a 404, not the app.
     if (c.req.path.startsWith('/assets/') && !isFile(c.req.path)) return next();
-    return serve(c, next);
+    return files()(c, next);
   });
 }
 

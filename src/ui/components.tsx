@@ -171,7 +171,7 @@ export function ActionButton({
               <button type="button" className="btn" onClick={() => setOpen(false)}>
                 Cancel
               </button>
-              <button type="submit" className={danger ? 'btn btn-danger' : 'btn btn-primary'} disabled={busy} autoFocus>
+              <button type="submit" className={danger ? 'btn btn-danger' : 'btn btn-primary'} disabled={busy}>
                 {busy ? 'Working…' : (confirmLabel ?? label)}
               </button>
             </div>
