@@ -32,8 +32,8 @@ export function runningAt(tasks: TaskView[], deployId: string, at: number): { fr
   let old = 0;
   for (const t of tasks) {
     if (t.taskId.startedAt > at) continue;
-    if (t.doneAt !== undefined && t.doneAt <= at) continue;
-    if (t.cleanup && t.cleanup.timestamp <= at) continue;
+    if (t.doneAt !== undefined && t.doneAt < at) continue;
+    if (t.cleanup && t.cleanup.timestamp < at) continue;
     if (t.taskId.deployId === deployId) fresh++;
     else old++;
   }

@@ -166,14 +166,19 @@ describe('web UI', () => {
 
   it('cancels a pending deploy from the UI', async () => {
     await client.createDeploy(deploy('web', 'v4', MANUAL_CANARY));
-    await open('/requests/web/deploys/v4');
+    // the list shows the pending deploy's progress as a bar, updated live
+    await open('/');
+    await hasText(page.getByRole('row', { name: /web/ }).locator('.progress-text'), 'Step 1 of 2 · Acceptance');
+    await screenshots(page, '07-requests-pending-progress');
+    await page.getByRole('link', { name: 'v4' }).click();
+    await page.waitForURL('**/requests/web/deploys/v4');
     await page.getByText('Waiting for approval').waitFor();
     await page.getByRole('button', { name: 'Cancel deploy' }).click();
     await page.getByRole('dialog').getByText(/ends CANCELED/).waitFor();
-    await screenshots(page, '07-cancel-confirm');
+    await screenshots(page, '08-cancel-confirm');
     await confirm('Cancel deploy');
     await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
-    await screenshots(page, '08-deploy-v4-canceled');
+    await screenshots(page, '09-deploy-v4-canceled');
     expect((await client.deployHistoryEntry('web', 'v4')).deployResult?.deployState).toBe('CANCELED');
   });
 
@@ -184,7 +189,7 @@ describe('web UI', () => {
     await dialog.getByLabel('Instances').fill('2'); // no change: a 400
     await dialog.getByRole('button', { name: 'Scale' }).click();
     await hasText(dialog.getByRole('alert'), '400');
-    await screenshots(page, '09-action-error');
+    await screenshots(page, '10-action-error');
     await dialog.getByRole('button', { name: 'Cancel' }).click();
   });
 
@@ -202,21 +207,30 @@ describe('web UI', () => {
     const first = await lastTick();
     await until(async () => (await lastTick()) >= first + 4, 'four more lines in the tail', WAIT);
     await visible(page.getByRole('heading', { name: /State history/ }));
-    await screenshots(page, '10-task-log-tail');
+    await screenshots(page, '11-task-log-tail');
     await page.getByRole('tab', { name: 'stderr' }).click();
     await hasText(page.getByLabel('stderr of the task'), 'warn 4');
   });
 
-  it('deep links survive a reload; a deleted request and a stopped server say so', async () => {
+  it('deep links survive a reload; keyboard use; a deleted request and a stopped server say so', async () => {
     await open('/requests/web/deploys/v2');
     await page.reload();
     await page.getByRole('heading', { name: /Result:\s*succeeded/i }).waitFor();
 
     await open('/?q=tick');
     await until(async () => (await page.getByRole('row').count()) === 2, 'only the ticker row (and the header)');
-    await screenshots(page, '11-requests-filtered');
+    await screenshots(page, '12-requests-filtered');
     await open('/');
-    await screenshots(page, '12-requests');
+    await screenshots(page, '13-requests');
+    // keyboard: the skip link comes first; a dialog opens with Enter and closes with Escape
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    await page.getByRole('button', { name: 'New request' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('TEXTAREA');
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'hidden' });
 
     await open('/requests/ticker');
     await page.getByRole('button', { name: 'Delete' }).click();
@@ -224,7 +238,7 @@ describe('web UI', () => {
     await page.waitForURL((url) => url.pathname === '/');
     await open('/requests/ticker');
     await page.getByText('Request ticker not found').waitFor();
-    await screenshots(page, '13-request-deleted');
+    await screenshots(page, '14-request-deleted');
 
     for (const r of await client.listRequests()) await client.deleteRequest(r.request.id);
     const s = server!;
@@ -233,6 +247,6 @@ describe('web UI', () => {
     await s.close();
     server = undefined;
     await page.getByText('Fledge is not reachable').first().waitFor();
-    await screenshots(page, '14-server-down');
+    await screenshots(page, '15-server-down');
   });
 });
