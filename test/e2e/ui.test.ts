@@ -184,7 +184,7 @@ describe('web UI', () => {
 
   it('shows an API error in the action dialog', async () => {
     await open('/requests/web');
-    await page.getByRole('button', { name: 'Unpause' }).or(page.getByRole('button', { name: 'Scale' })).first().click();
+    await page.getByRole('button', { name: 'Scale' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Instances').fill('2'); // no change: a 400
     await dialog.getByRole('button', { name: 'Scale' }).click();
