@@ -187,7 +187,7 @@ describe('fledge serve', () => {
   it('rejects an unknown load balancer kind', async () => {
     const io = captureIo({ loadServer: async () => ({ runServe: async () => undefined }) });
     expect(await runCli(['serve', '--lb', 'nginx'], io)).toBe(2);
-    expect(io.err()).toContain("Allowed choices are builtin, none");
+    expect(io.err()).toContain("Allowed choices are builtin, haproxy, none");
   });
 });
 

@@ -20,6 +20,13 @@ export async function observeRequest(
   const since = Math.min(pending?.progress.stepStartedAt ?? now, now - RECENT_MILLIS);
   const tasks = await store.listTasks({ requestId: id, endedSince: since });
 
+  const endedDeploys: RequestObservation['endedDeploys'] = {};
+  for (const deployId of new Set(tasks.map((t) => t.taskId.deployId))) {
+    if (deployId === record.activeDeployId || deployId === pending?.deployId) continue;
+    const state = (await store.getDeployHistory(id, deployId))?.result?.deployState;
+    if (state) endedDeploys[deployId] = state;
+  }
+
   const lbOps: RequestObservation['lbOps'] = {};
   const referenced = [
     ...(pending?.progress.pendingLbUpdate?.state === 'WAITING'
@@ -39,6 +46,7 @@ export async function observeRequest(
     ...(pendingDeploy ? { pendingDeploy } : {}),
     ...(pending ? { pending } : {}),
     tasks,
+    endedDeploys,
     lbOps,
     checkResults: pending ? executor.checkResults(id, pending.deployId) : [],
     settings,

@@ -158,6 +158,7 @@ describe('failures, cancel, timeouts', () => {
     await f.settle();
     expect(f.instances(await f.serving('web', 'd1'))).toEqual([1, 2]);
     expect(await f.tasks('web', 'd2')).toEqual([]);
+    expect((await f.store.getTask(newOne.taskId.id))?.cleanup?.reason).toBe('DEPLOY_CANCELED');
     expect(await f.lbMembers('web')).toEqual((await f.serving('web', 'd1')).map((t) => t.taskId.id).sort());
   });
 

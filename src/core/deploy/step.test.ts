@@ -63,6 +63,7 @@ function observe(pending: PendingDeploy, active: Deploy, next: Deploy, tasks: Ta
     pendingDeploy: next,
     pending,
     tasks,
+    endedDeploys: {},
     lbOps: {},
     checkResults: [],
     settings: {

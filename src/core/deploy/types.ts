@@ -116,6 +116,8 @@ export interface RequestObservation {
   tasks: TaskRecord[];
   /** load balancer operation states by id, as last seen */
   lbOps: Record<string, { state: LbOpState; message?: string }>;
+  /** results of ended deploys that still have tasks (why those tasks are being cleaned up) */
+  endedDeploys: Record<string, DeployResultState>;
   /** latest acceptance-check answers for the pending deploy's current step */
   checkResults: CheckResult[];
   /** server settings the engine needs */

@@ -147,8 +147,17 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
   for (const t of tasks()) {
     if (!serving(t) || t.taskId.deployId === activeId || t.taskId.deployId === pendingId) continue;
     if (fullCapacity || rec.state !== 'ACTIVE' || !activeId) {
+      const ended = plan.result?.deployId === t.taskId.deployId ? plan.result.result.deployState : obs.endedDeploys[t.taskId.deployId];
       const reason: CleanupReason =
-        rec.state === 'PAUSED' ? 'PAUSING' : rec.state === 'DELETING' ? 'REQUEST_DELETING' : t.taskId.deployId === obs.activeDeploy?.id ? 'DEPLOY_REPLACED' : 'DEPLOY_FAILED';
+        rec.state === 'PAUSED'
+          ? 'PAUSING'
+          : rec.state === 'DELETING'
+            ? 'REQUEST_DELETING'
+            : ended === 'CANCELED'
+              ? 'DEPLOY_CANCELED'
+              : ended === 'SUCCEEDED' || t.taskId.deployId === obs.activeDeploy?.id
+                ? 'DEPLOY_REPLACED'
+                : 'DEPLOY_FAILED';
       markCleanup(plan, t, reason);
     }
   }
