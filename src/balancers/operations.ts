@@ -37,6 +37,27 @@ export class OperationBook<T> {
     return this.#ops.get(operationId);
   }
 
+  /** The operation's status; undefined for an unknown (or forgotten) id. */
+  status(operationId: string): LbOperationStatus | undefined {
+    const op = this.#ops.get(operationId);
+    return op ? statusOf(op) : undefined;
+  }
+
+  /**
+   * Balancer.cancel: undefined for an unknown id, the status as it stands for a finished
+   * operation; a WAITING one is handed to `revert` (which undoes what is not done yet and
+   * finishes it) and its status after that is returned.
+   */
+  async cancel(operationId: string, revert: (op: Operation<T>) => void | Promise<void>): Promise<LbOperationStatus | undefined> {
+    const op = this.#ops.get(operationId);
+    if (!op) return undefined;
+    if (op.state === 'WAITING') {
+      const reverting = revert(op);
+      if (reverting) await reverting;
+    }
+    return statusOf(op);
+  }
+
   all(): IterableIterator<Operation<T>> {
     return this.#ops.values();
   }

@@ -2,6 +2,7 @@
 // Network on 127.0.0.1 only; every wait has a deadline so a broken balancer fails, never hangs.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { BalancerContractDriver } from './contract.case.ts';
 import type { Balancer, LbOperationState, LbOperationStatus, Upstream } from './types.ts';
 
 export async function waitFor(
@@ -159,4 +160,37 @@ export function request(port: number, path: string, options: RequestOptions = {}
     });
     req.end(body);
   });
+}
+
+/**
+ * The contract driver for a balancer that proxies HTTP on `address().port` (builtin, haproxy):
+ * each upstream is a live server (startUpstream), and a removal is held by a request kept in
+ * flight through the balancer to the upstream (`<basePath>/slow`), which keeps its removal
+ * draining (the builtin's in-flight count, HAProxy's session count) until released.
+ */
+export function proxyContractDriver(balancer: Balancer & { address(): { port: number } }): BalancerContractDriver {
+  const servers = new Map<string, TestUpstream>();
+  return {
+    balancer,
+    async upstream(taskId) {
+      const server = await startUpstream(taskId);
+      servers.set(taskId, server);
+      return server.upstream(taskId);
+    },
+    async holdRemoval(_operationId, service, upstream) {
+      const server = servers.get(upstream.taskId);
+      if (!server) throw new Error(`no server for ${upstream.taskId}`);
+      const before = server.held();
+      const response = request(balancer.address().port, `${service.basePath}/slow`, { timeoutMs: 10_000 });
+      await waitFor(() => server.held() > before, `a request held by ${upstream.taskId}`);
+      return async () => {
+        server.release();
+        await response;
+      };
+    },
+    async close() {
+      await balancer.close();
+      await Promise.all([...servers.values()].map((s) => s.close()));
+    },
+  };
 }

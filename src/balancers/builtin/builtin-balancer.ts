@@ -125,8 +125,8 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   // ---- operations ------------------------------------------------------------------------
 
   async apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus> {
-    const known = this.#ops.get(operationId);
-    if (known) return statusOf(known);
+    const known = this.#ops.status(operationId);
+    if (known) return known;
     if (this.#closed) throw new Error('the builtin balancer is closed');
 
     const op = this.#ops.create(operationId, service.serviceId, { pending: new Set() });
@@ -160,24 +160,21 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   }
 
   async state(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    return op ? statusOf(op) : undefined;
+    return this.#ops.status(operationId);
   }
 
-  async cancel(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    if (!op) return undefined;
-    if (op.state !== 'WAITING') return statusOf(op);
-    // Revert what is not done yet: upstreams still draining go back into rotation, unless
-    // another operation also wants them gone.
-    for (const drain of op.data.pending) {
-      drain.waiters.delete(op);
-      if (drain.waiters.size === 0) this.#abortDrain(drain);
-    }
-    op.data.pending.clear();
-    this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
-    this.#logger.info({ operationId }, 'LB operation canceled');
-    return statusOf(op);
+  cancel(operationId: string): Promise<LbOperationStatus | undefined> {
+    return this.#ops.cancel(operationId, (op) => {
+      // Revert what is not done yet: upstreams still draining go back into rotation, unless
+      // another operation also wants them gone.
+      for (const drain of op.data.pending) {
+        drain.waiters.delete(op);
+        if (drain.waiters.size === 0) this.#abortDrain(drain);
+      }
+      op.data.pending.clear();
+      this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
+      this.#logger.info({ operationId }, 'LB operation canceled');
+    });
   }
 
   async upstreams(serviceId: string): Promise<Upstream[]> {

@@ -88,8 +88,8 @@ class InMemoryFakeBalancer implements FakeBalancer {
 
   async apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus> {
     this.applyCalls.push(operationId);
-    const known = this.#ops.get(operationId);
-    if (known) return statusOf(known);
+    const known = this.#ops.status(operationId);
+    if (known) return known;
 
     const behaviour = this.#scripts.get(operationId) ?? this.#behaviour;
     this.#scripts.delete(operationId);
@@ -125,18 +125,14 @@ class InMemoryFakeBalancer implements FakeBalancer {
   }
 
   async state(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    return op ? statusOf(op) : undefined;
+    return this.#ops.status(operationId);
   }
 
-  async cancel(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    if (!op) return undefined;
-    if (op.state === 'WAITING') {
+  cancel(operationId: string): Promise<LbOperationStatus | undefined> {
+    return this.#ops.cancel(operationId, (op) => {
       this.#putBack(op, op.data.removed);
       this.#ops.finish(op, 'CANCELED');
-    }
-    return statusOf(op);
+    });
   }
 
   complete(operationId: string, state: 'SUCCESS' | 'FAILED', message?: string): LbOperationStatus {

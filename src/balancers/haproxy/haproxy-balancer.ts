@@ -251,8 +251,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   // ---- operations ------------------------------------------------------------------------
 
   async apply(operationId: string, service: LbService, add: Upstream[], remove: Upstream[]): Promise<LbOperationStatus> {
-    const known = this.#ops.get(operationId);
-    if (known) return statusOf(known);
+    const known = this.#ops.status(operationId);
+    if (known) return known;
     if (this.#closed) throw new Error('the haproxy balancer is closed');
 
     const op = this.#ops.create(operationId, service.serviceId, { pending: new Set() });
@@ -300,34 +300,31 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   async state(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    return op ? statusOf(op) : undefined;
+    return this.#ops.status(operationId);
   }
 
-  async cancel(operationId: string): Promise<LbOperationStatus | undefined> {
-    const op = this.#ops.get(operationId);
-    if (!op) return undefined;
-    if (op.state !== 'WAITING') return statusOf(op);
-    await this.#serial(async () => {
-      if (op.state !== 'WAITING') return;
-      for (const drain of op.data.pending) {
-        drain.waiters.delete(op);
-        if (drain.waiters.size === 0 && !drain.finishing) {
-          this.#endDrain(drain);
-          try {
-            await this.#cmd(`set server ${drain.service.slot}/${drain.server.name} state ready`);
-          } catch (err) {
-            // the reconcile puts it back; the cancel itself stands
-            this.#logger.warn({ err, operationId }, 'could not put a draining server back into rotation');
+  cancel(operationId: string): Promise<LbOperationStatus | undefined> {
+    return this.#ops.cancel(operationId, (op) =>
+      this.#serial(async () => {
+        if (op.state !== 'WAITING') return;
+        for (const drain of op.data.pending) {
+          drain.waiters.delete(op);
+          if (drain.waiters.size === 0 && !drain.finishing) {
+            this.#endDrain(drain);
+            try {
+              await this.#cmd(`set server ${drain.service.slot}/${drain.server.name} state ready`);
+            } catch (err) {
+              // the reconcile puts it back; the cancel itself stands
+              this.#logger.warn({ err, operationId }, 'could not put a draining server back into rotation');
+            }
           }
         }
-      }
-      op.data.pending.clear();
-      this.#persist();
-      this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
-      this.#logger.info({ operationId }, 'LB operation canceled');
-    });
-    return statusOf(op);
+        op.data.pending.clear();
+        this.#persist();
+        this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
+        this.#logger.info({ operationId }, 'LB operation canceled');
+      }),
+    );
   }
 
   async upstreams(serviceId: string): Promise<Upstream[]> {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { balancerContract, type BalancerContractDriver } from '../contract.case.ts';
-import { request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
+import { proxyContractDriver, request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
 import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
@@ -50,34 +50,7 @@ describe('haproxy is installed', () => {
   });
 });
 
-balancerContract('haproxy', async (): Promise<BalancerContractDriver> => {
-  const balancer = await startHaproxy();
-  const servers = new Map<string, TestUpstream>();
-  return {
-    balancer,
-    async upstream(taskId) {
-      const server = await startUpstream(taskId);
-      servers.set(taskId, server);
-      return server.upstream(taskId);
-    },
-    // A request held in flight through HAProxy keeps the server's session count above zero.
-    async holdRemoval(_operationId, service, upstream) {
-      const server = servers.get(upstream.taskId);
-      if (!server) throw new Error(`no server for ${upstream.taskId}`);
-      const before = server.held();
-      const response = request(balancer.address().port, `${service.basePath}/slow`, { timeoutMs: 10_000 });
-      await waitFor(() => server.held() > before, `a request held by ${upstream.taskId}`);
-      return async () => {
-        server.release();
-        await response;
-      };
-    },
-    async close() {
-      await balancer.close();
-      await Promise.all([...servers.values()].map((s) => s.close()));
-    },
-  };
-});
+balancerContract('haproxy', async (): Promise<BalancerContractDriver> => proxyContractDriver(await startHaproxy()));
 
 describe('haproxy balancer', () => {
   const upstreams: TestUpstream[] = [];
