@@ -1,22 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { assessHealth, healthWindowMillis, type HealthAssessment } from './health.ts';
 import type { HealthcheckOptions, HealthResult } from './model.ts';
+import { testHealthcheck } from '../../test/helpers/model-fixtures.ts';
 
 // Task runs at t=0; times below are millis since TASK_RUNNING.
 // startup deadline 45_000; window 45s + (5s + 5s) × 4 = 85_000.
-const opts: HealthcheckOptions = {
-  uri: '/health',
-  portIndex: 0,
-  protocol: 'HTTP',
-  method: 'GET',
-  startupDelaySeconds: 0,
-  startupTimeoutSeconds: 45,
-  startupIntervalSeconds: 2,
-  intervalSeconds: 5,
-  responseTimeoutSeconds: 5,
-  maxRetries: 3,
-  failureStatusCodes: [503, 404],
-};
+const opts: HealthcheckOptions = testHealthcheck({ maxRetries: 3, failureStatusCodes: [503, 404] });
 
 const refused = (t: number): HealthResult => ({ timestamp: t, durationMillis: 0, startup: true, errorMessage: 'Connection refused' });
 const status = (t: number, statusCode: number, durationMillis = 10): HealthResult => ({ timestamp: t, durationMillis, statusCode, startup: false });

@@ -1,52 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { CanaryDeploySettings, Deploy, FledgeRequest, HealthcheckOptions } from '../model.ts';
+import type { CanaryDeploySettings, Deploy, FledgeRequest } from '../model.ts';
+import { testDeploy, testHealthcheck } from '../../../test/helpers/model-fixtures.ts';
 import { healthWindowMillis } from '../health.ts';
 import { calculateDeployPlan, STEP_OVERHEAD_MILLIS, type DeployPlanStep } from './plan.ts';
 
-// core/ may not import the API's schemas, so the defaults are spelled out here.
-const healthcheck: HealthcheckOptions = {
-  uri: '/health',
-  portIndex: 0,
-  protocol: 'HTTP',
-  method: 'GET',
-  startupDelaySeconds: 0,
-  startupTimeoutSeconds: 45,
-  startupIntervalSeconds: 2,
-  intervalSeconds: 5,
-  responseTimeoutSeconds: 5,
-  maxRetries: 0,
-  failureStatusCodes: [],
-};
+const healthcheck = testHealthcheck();
 
 function deployOf(canary: Partial<CanaryDeploySettings> = {}, rest: Partial<Deploy> = {}): Deploy {
-  return {
-    requestId: 'svc',
-    id: 'v2',
-    command: 'node server.mjs',
-    env: {},
-    taskEnv: {},
-    resources: { cpus: 0.1, memoryMb: 64, numPorts: 1, diskMb: 0 },
-    healthcheck,
-    considerHealthyAfterRunningForSeconds: 5,
-    deployHealthTimeoutSeconds: 120,
-    skipHealthchecksOnDeploy: false,
-    loadBalancerPortIndex: 0,
-    loadBalancerUpstreamGroup: 'default',
-    loadBalancerTimeoutSeconds: 300,
-    canaryDeploySettings: {
-      enableCanaryDeploy: false,
-      instanceGroupSize: 1,
-      acceptanceMode: 'NONE',
-      waitMillisBetweenGroups: 0,
-      allowedTasksFailuresPerGroup: 0,
-      canaryCycleCount: 3,
-      ...canary,
-    },
-    acceptanceChecks: [],
-    acceptanceTimeoutSeconds: 3600,
-    timestamp: 0,
-    ...rest,
-  };
+  return testDeploy(rest, canary);
 }
 
 const requestOf = (instances: number, loadBalanced = false): FledgeRequest => ({ id: 'svc', requestType: 'SERVICE', instances, loadBalanced });

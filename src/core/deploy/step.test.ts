@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
 import { createTask, Plan } from '../plan.ts';
+import { testDeploy } from '../../../test/helpers/model-fixtures.ts';
 import { stepRequest } from '../request/step.ts';
 import { createPendingDeploy } from './step.ts';
 import type { DeployPhase, PendingDeploy, RequestObservation } from './types.ts';
@@ -10,32 +11,8 @@ const T0 = 1_700_000_000_000;
 const request: FledgeRequest = { id: 'web', requestType: 'SERVICE', instances: 2, loadBalanced: false };
 
 function deploy(id: string, canary: Partial<Deploy['canaryDeploySettings']> = {}): Deploy {
-  return {
-    requestId: 'web',
-    id,
-    command: 'serve',
-    env: {},
-    taskEnv: {},
-    resources: { cpus: 0.1, memoryMb: 64, numPorts: 1, diskMb: 0 },
-    considerHealthyAfterRunningForSeconds: 5,
-    deployHealthTimeoutSeconds: 120,
-    skipHealthchecksOnDeploy: false,
-    loadBalancerPortIndex: 0,
-    loadBalancerUpstreamGroup: 'default',
-    loadBalancerTimeoutSeconds: 300,
-    canaryDeploySettings: {
-      enableCanaryDeploy: false,
-      instanceGroupSize: 1,
-      acceptanceMode: 'NONE',
-      waitMillisBetweenGroups: 0,
-      allowedTasksFailuresPerGroup: 0,
-      canaryCycleCount: 3,
-      ...canary,
-    },
-    acceptanceChecks: [],
-    acceptanceTimeoutSeconds: 3600,
-    timestamp: T0,
-  };
+  const { healthcheck: _none, ...rest } = testDeploy({ requestId: 'web', id, command: 'serve', timestamp: T0 }, canary);
+  return rest;
 }
 
 type TaskShape = 'healthy' | 'starting' | 'unhealthy' | 'exited';
