@@ -29,6 +29,19 @@ describe('POST /api/deploys input errors', () => {
     expect(res.body.details).toContainEqual({ field: 'deploy.canaryStuff', rule: 'unknown field' });
   });
 
+  it('refuses a check type this server cannot run, naming the check', async () => {
+    await f.post('/api/requests', { id: 'svc', requestType: 'SERVICE' });
+    const res = await f.post<ErrorBody>(
+      '/api/deploys',
+      deployBody('svc', 'v1', {
+        canaryDeploySettings: { acceptanceMode: 'CHECKS' },
+        acceptanceChecks: [{ name: 'errors', type: 'prometheus', url: 'http://127.0.0.1:9090', query: 'up', max: 1 }],
+      }),
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.details).toContainEqual({ field: 'deploy.acceptanceChecks[0].type', rule: 'http, command or manual' });
+  });
+
   it('names a missing deploy.id', async () => {
     const res = await f.post<ErrorBody>('/api/deploys', { deploy: { requestId: 'svc', command: 'x' } });
     expect(res.status).toBe(400);

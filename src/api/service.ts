@@ -38,6 +38,7 @@ export interface PreparedDeploy {
 }
 
 const LONG_RUNNING = new Set(['SERVICE', 'WORKER']);
+const RUNNABLE_CHECK_TYPES = new Set(['http', 'command', 'manual']);
 
 export class FledgeService {
   constructor(private readonly d: ServiceDeps) {}
@@ -92,6 +93,15 @@ export class FledgeService {
     const { deploy } = input;
     const { store } = this.d;
     const warnings: string[] = [];
+    // Accepted by the schema (it is in the spec) but not run by this server: refuse it now
+    // rather than fail the deploy at its first acceptance.
+    deploy.acceptanceChecks.forEach((check, i) => {
+      if (!RUNNABLE_CHECK_TYPES.has(check.type)) {
+        throw badRequest(`deploy.acceptanceChecks[${i}].type: ${check.type} checks are not supported by this server yet (http, command, manual are)`, [
+          { field: `deploy.acceptanceChecks[${i}].type`, rule: 'http, command or manual' },
+        ]);
+      }
+    });
     if (input.updatedRequest && input.updatedRequest.id !== deploy.requestId) {
       throw badRequest(
         `updatedRequest.id: ${input.updatedRequest.id} does not match deploy.requestId ${deploy.requestId}`,
