@@ -1,0 +1,116 @@
+// The store contract: every Store implementation runs this suite (sqlite now, postgres next).
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createPendingDeploy } from '../core/deploy/step.ts';
+import type { DeployResult } from '../core/deploy/types.ts';
+import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
+import { createTask } from '../core/plan.ts';
+import type { Store } from './types.ts';
+import { testDeploy } from '../../test/helpers/model-fixtures.ts';
+
+const T0 = 1_700_000_000_000;
+
+const request = (id: string, instances = 2): FledgeRequest => ({ id, requestType: 'SERVICE', instances, loadBalanced: false });
+const record = (id: string, extra: Partial<RequestRecord> = {}): RequestRecord => ({ request: request(id), state: 'ACTIVE', timestamp: T0, ...extra });
+
+function deploy(requestId: string, id: string, timestamp = T0): Deploy {
+  return testDeploy({ requestId, id, env: { A: '1' }, timestamp });
+}
+
+const result = (deployState: DeployResult['deployState']): DeployResult => ({ deployState, message: deployState, deployFailures: [], timestamp: T0 + 5 });
+
+function task(d: Deploy, instanceNo: number, state: TaskRecord['state'] = 'TASK_RUNNING', doneAt?: number): TaskRecord {
+  const t = createTask(d, instanceNo, T0 + instanceNo, new Set());
+  return { ...t, state, ...(doneAt !== undefined ? { doneAt } : {}) };
+}
+
+export function storeContract(name: string, make: () => Promise<{ store: Store; cleanup?: () => Promise<void> }>): void {
+  describe(`${name} store contract`, () => {
+    let store: Store;
+    let cleanup: (() => Promise<void>) | undefined;
+    beforeEach(async () => {
+      ({ store, cleanup } = await make());
+    });
+    afterEach(async () => {
+      await store.close();
+      await cleanup?.();
+    });
+
+    it('migrates twice without harm', async () => {
+      await store.migrate();
+      await store.apply({ requests: [record('a')] });
+      await store.migrate();
+      expect((await store.getRequest('a'))?.request.id).toBe('a');
+    });
+
+    it('creates, updates and lists requests by id', async () => {
+      await store.apply({ requests: [record('b'), record('a')] });
+      await store.apply({ requests: [record('a', { state: 'PAUSED' })] });
+      expect((await store.listRequests()).map((r) => [r.request.id, r.state])).toEqual([
+        ['a', 'PAUSED'],
+        ['b', 'ACTIVE'],
+      ]);
+      expect(await store.getRequest('missing')).toBeUndefined();
+    });
+
+    it('stores deploys, and refuses a second deploy with the same id for a request', async () => {
+      await store.apply({ deploys: [{ deploy: deploy('a', 'v1'), message: 'first' }] });
+      expect((await store.getDeploy('a', 'v1'))?.env).toEqual({ A: '1' });
+      await expect(store.apply({ deploys: [{ deploy: deploy('a', 'v1') }] })).rejects.toThrow();
+      // the same id is fine for another request
+      await store.apply({ deploys: [{ deploy: deploy('b', 'v1') }] });
+      expect(await store.getDeploy('b', 'v1')).toBeDefined();
+    });
+
+    it('applies a change set atomically: a failing part leaves nothing half-applied', async () => {
+      await store.apply({ deploys: [{ deploy: deploy('a', 'v1') }] });
+      await expect(
+        store.apply({ requests: [record('a')], pending: [createPendingDeploy(deploy('a', 'v2'), request('a'), T0, {})], deploys: [{ deploy: deploy('a', 'v1') }] }),
+      ).rejects.toThrow();
+      expect(await store.getRequest('a')).toBeUndefined();
+      expect(await store.getPending('a')).toBeUndefined();
+    });
+
+    it('keeps one pending deploy per request and deletes it', async () => {
+      const p1 = createPendingDeploy(deploy('a', 'v2'), request('a'), T0, { message: 'go' });
+      await store.apply({ pending: [p1] });
+      await store.apply({ pending: [{ ...p1, progress: { ...p1.progress, phase: 'HEALTH' } }] });
+      expect((await store.listPending()).map((p) => [p.deployId, p.progress.phase])).toEqual([['v2', 'HEALTH']]);
+      await store.apply({ deletePending: ['a'] });
+      expect(await store.getPending('a')).toBeUndefined();
+    });
+
+    it('records deploy results with their progress, newest deploy first in the history', async () => {
+      const p = createPendingDeploy(deploy('a', 'v2'), request('a'), T0, {});
+      await store.apply({ deploys: [{ deploy: deploy('a', 'v1', T0) }, { deploy: deploy('a', 'v2', T0 + 1) }] });
+      await store.apply({ results: [{ requestId: 'a', deployId: 'v2', result: result('FAILED'), progress: p.progress }] });
+      const history = await store.listDeployHistory('a');
+      expect(history.map((h) => [h.deployId, h.result?.deployState])).toEqual([
+        ['v2', 'FAILED'],
+        ['v1', undefined],
+      ]);
+      expect((await store.getDeployHistory('a', 'v2'))?.progress?.phase).toBe('LAUNCH');
+    });
+
+    it('queries tasks by request, deploy, liveness and end time', async () => {
+      const v1 = deploy('a', 'v1');
+      const v2 = deploy('a', 'v2');
+      await store.apply({
+        tasks: [task(v1, 1), task(v1, 2, 'TASK_FAILED', T0 + 100), task(v2, 1, 'TASK_KILLED', T0 + 10), task(deploy('b', 'v1'), 1)],
+      });
+      const ids = (ts: TaskRecord[]) => ts.map((t) => `${t.taskId.deployId}#${t.taskId.instanceNo}:${t.state}`).sort();
+      expect(ids(await store.listTasks({ requestId: 'a', live: true }))).toEqual(['v1#1:TASK_RUNNING']);
+      expect(ids(await store.listTasks({ requestId: 'a', deployId: 'v2' }))).toEqual(['v2#1:TASK_KILLED']);
+      expect(ids(await store.listTasks({ requestId: 'a', endedSince: T0 + 50 }))).toEqual(['v1#1:TASK_RUNNING', 'v1#2:TASK_FAILED']);
+      expect(await store.listTasks({ live: true })).toHaveLength(2);
+    });
+
+    it('updates a task in place and moves it out of the live set when it ends', async () => {
+      const t = task(deploy('a', 'v1'), 1);
+      await store.apply({ tasks: [t] });
+      await store.apply({ tasks: [{ ...t, state: 'TASK_KILLED', doneAt: T0 + 9, health: { state: 'HEALTHY', results: [] } }] });
+      expect((await store.getTask(t.taskId.id))?.state).toBe('TASK_KILLED');
+      expect(await store.listTasks({ live: true })).toEqual([]);
+      expect(await store.getTask('nope')).toBeUndefined();
+    });
+  });
+}
