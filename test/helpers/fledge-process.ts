@@ -63,12 +63,9 @@ interface Tracked {
 }
 
 interface ServerEntry {
-  pid: number;
-  child: ChildProcess;
+  serve: ServeChild;
   dataDir: string;
   client: FledgeClient;
-  exit: Promise<ExitStatus>;
-  exited: boolean;
 }
 
 const servers = new Set<ServerEntry>();
@@ -128,18 +125,34 @@ export function boundedClient(url: string, timeoutMs = 10_000): FledgeClient {
   });
 }
 
-/** Spawn `node bin/fledge.js serve` on free ports and wait until it answers /health. */
-export async function startFledgeProcess(options: StartFledgeOptions = {}): Promise<FledgeProcess> {
-  const dataDir = options.dataDir ?? tempDataDir();
-  dataDirs.add(dataDir);
-  const [port, lbPort] = [await freePort(), await freePort()];
+/** Where a `fledge serve` listens and what it runs on. */
+export interface ServeArgs {
+  dataDir: string;
+  port: number;
+  lbPort: number;
+  portRange?: PortRange;
+  /** extra `serve` flags */
+  args?: string[];
+}
+
+/** A spawned `fledge serve` child: its exit and what it printed so far (bounded). */
+export interface ServeChild {
+  pid: number;
+  child: ChildProcess;
+  exit: Promise<ExitStatus>;
+  readonly exited: boolean;
+  output(): string;
+}
+
+/** Spawn `node bin/fledge.js serve` (detached, in its own process group) without waiting for it. */
+export function spawnServe(options: ServeArgs): ServeChild {
   const args = [
     FLEDGE_BIN,
     'serve',
-    '--data-dir', dataDir,
+    '--data-dir', options.dataDir,
     '--host', '127.0.0.1',
-    '--port', String(port),
-    '--lb-port', String(lbPort),
+    '--port', String(options.port),
+    '--lb-port', String(options.lbPort),
     ...(options.portRange ? ['--port-range-from', String(options.portRange.from), '--port-range-to', String(options.portRange.to)] : []),
     ...(options.args ?? []),
   ];
@@ -155,44 +168,66 @@ export async function startFledgeProcess(options: StartFledgeOptions = {}): Prom
   };
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
-  const url = `http://127.0.0.1:${port}`;
-  const client = boundedClient(url);
-  const entry: ServerEntry = {
+  let exited = false;
+  const exit = new Promise<ExitStatus>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = true;
+      resolve({ code, signal });
+    }),
+  );
+  return {
     pid,
     child,
-    dataDir,
-    client,
-    exited: false,
-    exit: new Promise<ExitStatus>((resolve) =>
-      child.once('exit', (code, signal) => {
-        entry.exited = true;
-        resolve({ code, signal });
-      }),
-    ),
+    exit,
+    get exited() {
+      return exited;
+    },
+    output: () => output,
   };
-  servers.add(entry);
-  remember(pid, startTimeOf(pid), 'fledge serve');
+}
 
+export interface WaitReadyOptions {
+  timeoutMs: number;
+  intervalMs: number;
+  /** what waitFor says it waited for */
+  message: string;
+  /** stop as soon as the server printed EADDRINUSE (`fledge serve` keeps running when it cannot bind its API port) */
+  failOnPortInUse?: boolean;
+  /** the error message when the server exited (or could not bind) before it answered */
+  notReady(why: 'exited' | 'port in use'): string;
+}
+
+/** Poll /health until `serve` answers; every failure carries the tail of the server's output. */
+export async function waitReady(serve: ServeChild, client: FledgeClient, options: WaitReadyOptions): Promise<void> {
+  const withOutput = (message: string) => new Error(`${message}\n--- server output ---\n${serve.output().slice(-4000)}`);
   const ready = await waitFor(
     async () => {
-      if (entry.exited) return 'exited' as const;
+      if (serve.exited) return 'exited' as const;
+      if (options.failOnPortInUse && serve.output().includes('EADDRINUSE')) return 'port in use' as const;
       await client.health();
       return 'ready' as const;
     },
-    { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50, message: `fledge serve on ${url} to answer /health` },
+    { timeoutMs: options.timeoutMs, intervalMs: options.intervalMs, message: options.message },
   ).catch((err: unknown) => {
-    throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- server output ---\n${output.slice(-4000)}`);
+    throw withOutput(err instanceof Error ? err.message : String(err));
   });
-  if (ready === 'exited') throw new Error(`fledge serve exited before it was ready\n--- server output ---\n${output.slice(-4000)}`);
+  if (ready !== 'ready') throw withOutput(options.notReady(ready));
+}
 
+/** The FledgeProcess a test holds for a spawned server. */
+export function processHandle(
+  serve: ServeChild,
+  where: { url: string; lbUrl: string; dataDir: string; client: FledgeClient },
+): FledgeProcess {
+  const { pid } = serve;
   return {
-    url,
-    lbUrl: `http://127.0.0.1:${lbPort}`,
+    url: where.url,
+    lbUrl: where.lbUrl,
     pid,
-    dataDir,
-    client,
+    dataDir: where.dataDir,
+    client: where.client,
     kill(signal: NodeJS.Signals = 'SIGKILL') {
-      if (!entry.exited) process.kill(pid, signal);
+      if (!serve.exited) process.kill(pid, signal);
     },
     async waitExit(timeoutMs = 30_000) {
       let timer: NodeJS.Timeout | undefined;
@@ -200,16 +235,36 @@ export async function startFledgeProcess(options: StartFledgeOptions = {}): Prom
         timer = setTimeout(() => reject(new Error(`fledge serve (pid ${pid}) did not exit within ${timeoutMs} ms`)), timeoutMs);
       });
       try {
-        return await Promise.race([entry.exit, timeout]);
+        return await Promise.race([serve.exit, timeout]);
       } finally {
         clearTimeout(timer);
       }
     },
-    output: () => output,
+    output: () => serve.output(),
     get exited() {
-      return entry.exited;
+      return serve.exited;
     },
   };
+}
+
+/** Spawn `node bin/fledge.js serve` on free ports and wait until it answers /health. */
+export async function startFledgeProcess(options: StartFledgeOptions = {}): Promise<FledgeProcess> {
+  const dataDir = options.dataDir ?? tempDataDir();
+  dataDirs.add(dataDir);
+  const [port, lbPort] = [await freePort(), await freePort()];
+  const serve = spawnServe({ dataDir, port, lbPort, portRange: options.portRange, args: options.args });
+  const url = `http://127.0.0.1:${port}`;
+  const client = boundedClient(url);
+  servers.add({ serve, dataDir, client });
+  remember(serve.pid, startTimeOf(serve.pid), 'fledge serve');
+
+  await waitReady(serve, client, {
+    timeoutMs: options.timeoutMs ?? 30_000,
+    intervalMs: 50,
+    message: `fledge serve on ${url} to answer /health`,
+    notReady: () => 'fledge serve exited before it was ready',
+  });
+  return processHandle(serve, { url, lbUrl: `http://127.0.0.1:${lbPort}`, dataDir, client });
 }
 
 /** Task process groups recorded in a data dir's sandboxes: `<dataDir>/tasks/*\/task.json`. */
@@ -247,7 +302,7 @@ export function sandboxTaskGroups(dataDir: string): { taskId: string; pid: numbe
  * temp data dirs. Safe to call repeatedly and when a test failed half-way.
  */
 export async function cleanup(): Promise<void> {
-  const live = [...servers].filter((s) => !s.exited);
+  const live = [...servers].filter((s) => !s.serve.exited);
   // Ask the servers for their tasks while they still answer (bounded: a stuck one must not block).
   await Promise.all(
     live.map(async (s) => {
@@ -261,8 +316,8 @@ export async function cleanup(): Promise<void> {
       }
     }),
   );
-  for (const s of live) killGroup(s.pid, 'SIGKILL');
-  await Promise.all(live.map((s) => Promise.race([s.exit, new Promise((resolve) => setTimeout(resolve, 5_000))])));
+  for (const s of live) killGroup(s.serve.pid, 'SIGKILL');
+  await Promise.all(live.map((s) => Promise.race([s.serve.exit, new Promise((resolve) => setTimeout(resolve, 5_000))])));
 
   for (const dir of dataDirs) {
     for (const t of sandboxTaskGroups(dir)) {
