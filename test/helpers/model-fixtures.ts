@@ -1,50 +1,25 @@
-// Normalised domain values for pure unit tests. core/ may not import the API's schemas, so the
-// defaults (as the schemas apply them) are spelled out once here.
+// Normalised domain values for pure unit tests, built from the defaults the API's schemas apply
+// (core/ itself may not import the schemas).
+import { DEPLOY_DEFAULTS } from '../../src/api/schemas/index.ts';
 import type { CanaryDeploySettings, Deploy, HealthcheckOptions } from '../../src/core/model.ts';
 
 export function testHealthcheck(overrides: Partial<HealthcheckOptions> = {}): HealthcheckOptions {
-  return {
-    uri: '/health',
-    portIndex: 0,
-    protocol: 'HTTP',
-    method: 'GET',
-    startupDelaySeconds: 0,
-    startupTimeoutSeconds: 45,
-    startupIntervalSeconds: 2,
-    intervalSeconds: 5,
-    responseTimeoutSeconds: 5,
-    maxRetries: 0,
-    failureStatusCodes: [],
-    ...overrides,
-  };
+  return { uri: '/health', ...DEPLOY_DEFAULTS.healthcheck, failureStatusCodes: [], ...overrides };
 }
 
 export function testDeploy(overrides: Partial<Deploy> = {}, canary: Partial<CanaryDeploySettings> = {}): Deploy {
+  const { acceptanceCheck: _perCheck, healthcheck: _healthcheck, ...defaults } = DEPLOY_DEFAULTS;
   return {
+    ...defaults,
     requestId: 'svc',
     id: 'v2',
     command: 'node server.mjs',
     env: {},
     taskEnv: {},
-    resources: { cpus: 0.1, memoryMb: 64, numPorts: 1, diskMb: 0 },
+    resources: { ...DEPLOY_DEFAULTS.resources },
     healthcheck: testHealthcheck(),
-    considerHealthyAfterRunningForSeconds: 5,
-    deployHealthTimeoutSeconds: 120,
-    skipHealthchecksOnDeploy: false,
-    loadBalancerPortIndex: 0,
-    loadBalancerUpstreamGroup: 'default',
-    loadBalancerTimeoutSeconds: 300,
-    canaryDeploySettings: {
-      enableCanaryDeploy: false,
-      instanceGroupSize: 1,
-      acceptanceMode: 'NONE',
-      waitMillisBetweenGroups: 0,
-      allowedTasksFailuresPerGroup: 0,
-      canaryCycleCount: 3,
-      ...canary,
-    },
+    canaryDeploySettings: { ...DEPLOY_DEFAULTS.canaryDeploySettings, ...canary },
     acceptanceChecks: [],
-    acceptanceTimeoutSeconds: 3600,
     timestamp: 0,
     ...overrides,
   };
