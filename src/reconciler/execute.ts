@@ -26,7 +26,8 @@ export interface HealthWatcher {
   close(): Promise<void>;
 }
 
-export interface ExecutorDeps {
+/** The backends and settings the loop is built from (and hands on to its executor). */
+export interface EngineDeps {
   store: Store;
   runtime: Runtime;
   balancer?: Balancer;
@@ -35,6 +36,9 @@ export interface ExecutorDeps {
   clock: Clock;
   logger: Logger;
   settings: EngineSettings;
+}
+
+export interface ExecutorDeps extends EngineDeps {
   locks: KeyedMutex;
   events: EventBus;
   wake: (requestId: string) => void;

@@ -8,29 +8,15 @@
  * so a crash between the two repeats them safely. A failure while reconciling one request is
  * logged and the loop moves on.
  */
-import type { Balancer } from '../balancers/types.ts';
-import type { Clock } from '../core/clock.ts';
-import type { EngineSettings } from '../core/deploy/types.ts';
 import { EventBus } from '../core/events.ts';
 import { Plan } from '../core/plan.ts';
 import { stepRequest } from '../core/request/step.ts';
-import type { Runtime } from '../runtimes/types.ts';
-import type { ChangeSet, Store } from '../store/types.ts';
-import type { Logger } from '../logger.ts';
-import { Executor, type HealthWatcher } from './execute.ts';
+import type { ChangeSet } from '../store/types.ts';
+import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex } from './locks.ts';
 import { observeRequest } from './observe.ts';
-import type { CheckRunner } from './checks.ts';
 
-export interface LoopDeps {
-  store: Store;
-  runtime: Runtime;
-  balancer?: Balancer;
-  health: HealthWatcher;
-  checks: CheckRunner;
-  clock: Clock;
-  logger: Logger;
-  settings: EngineSettings;
+export interface LoopDeps extends EngineDeps {
   events?: EventBus;
   /** false in component tests, which call tick() themselves */
   timers?: boolean;
