@@ -15,6 +15,9 @@
  * and maps with that state and repairs drift in either direction.
  *
  * Managed: Fledge runs HAProxy (process.ts) and restarts it from the written configuration.
+ * HAProxy outlives Fledge: close() leaves it serving, and the next start adopts it (state.json
+ * rebuilds the state, a reconcile repairs any drift, a reload only when the backends differ).
+ * shutdown() (or stopOnClose) stops it.
  * Attached: Fledge drives an HAProxy the user runs with the configuration Fledge writes,
  * through its stats socket (and its master CLI, when given, for reloads).
  */
@@ -69,6 +72,11 @@ export interface HaproxyBalancerOptions {
   connectTimeoutMs?: number;
   upstreamIdleTimeoutMs?: number;
   maxRememberedOperations?: number;
+  /**
+   * managed: stop HAProxy when the balancer closes. Default false: HAProxy keeps serving while
+   * Fledge is down and the next Fledge adopts it. shutdown() stops it either way.
+   */
+  stopOnClose?: boolean;
   logger?: Logger;
 }
 
@@ -83,6 +91,10 @@ export interface HaproxyBalancer extends Balancer {
   pids(): Promise<number[]>;
   /** managed: how many times HAProxy was restarted after dying */
   restarts(): number;
+  /** managed: the HAProxy running now was left by an earlier Fledge and adopted at start */
+  adopted(): boolean;
+  /** close(), and stop a managed HAProxy (close() alone leaves it running). Attached: close(). */
+  shutdown(): Promise<void>;
 }
 
 interface ServerEntry {
@@ -119,9 +131,25 @@ interface StateFile {
 }
 
 export async function createHaproxyBalancer(options: HaproxyBalancerOptions): Promise<HaproxyBalancer> {
-  const balancer = new HaproxyRuntimeBalancer(options, await resolvePort(options.host ?? '127.0.0.1', options.port ?? 7080));
+  const host = options.host ?? '127.0.0.1';
+  const port = (options.port ?? 7080) === 0 ? (leftoverPort(options, host) ?? (await resolvePort(host, 0))) : (options.port ?? 7080);
+  const balancer = new HaproxyRuntimeBalancer(options, port);
   await balancer.start();
   return balancer;
+}
+
+/**
+ * Port 0 (any free port) with a managed HAProxy of this data dir still running from an earlier
+ * Fledge: keep the port it serves on, so adopting it changes nothing for clients.
+ */
+function leftoverPort(options: HaproxyBalancerOptions, host: string): number | undefined {
+  if ((options.mode ?? 'managed') !== 'managed' || !options.dataDir) return undefined;
+  const dir = join(options.dataDir, 'haproxy');
+  const config = readIfExists(join(dir, 'haproxy.cfg'));
+  const pid = Number(readIfExists(join(dir, 'haproxy.pid'))?.trim().split('\n')[0]);
+  if (!config || !Number.isInteger(pid) || pid <= 0 || !readIfExists(`/proc/${pid}/cmdline`)?.includes('haproxy')) return undefined;
+  const bind = /^\s*bind (\S+):(\d+)\s*$/m.exec(config);
+  return bind && bind[1] === host ? Number(bind[2]) : undefined;
 }
 
 async function resolvePort(host: string, port: number): Promise<number> {
@@ -152,6 +180,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   /** operations whose changes are being sent to HAProxy */
   readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
   readonly #process: HaproxyProcess | undefined;
+  readonly #stopOnClose: boolean;
   #slots = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -173,6 +202,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#serverTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
+    this.#stopOnClose = options.stopOnClose ?? false;
 
     if (this.#mode === 'managed') {
       if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
@@ -195,6 +225,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         statsSocket: this.paths.runtimeSocket,
         masterSocket: this.paths.masterSocket as string,
         pidFile: join(dir, 'haproxy.pid'),
+        logFile: join(dir, 'haproxy.log'),
         logger: this.#logger,
         writeConfig: () => this.#writeFiles(),
         onRestarted: () => this.#afterRestart(),
@@ -217,9 +248,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   async start(): Promise<void> {
     this.#loadState();
     this.#restartDrains();
-    if (this.#slots < this.#usedSlots() + this.#spare) this.#slots = this.#usedSlots() + this.#spare;
+    // At least one spare backend at start, like at runtime (a full configuration gains a batch).
+    // Restarting with spares left changes nothing, so an adopted HAProxy needs no reload.
+    if (this.#slots < this.#usedSlots() + 1) this.#slots = this.#usedSlots() + this.#spare;
     if (this.#process) {
-      await this.#process.start();
+      const before = readIfExists(this.paths.configPath);
+      if ((await this.#process.start()) === 'adopted') await this.#afterAdopt(before);
     } else {
       // Attached: write what HAProxy should run; repair the running one to match.
       this.#writeFiles();
@@ -246,6 +280,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   restarts(): number {
     return this.#process?.restarts ?? 0;
+  }
+
+  adopted(): boolean {
+    return this.#process?.adopted ?? false;
   }
 
   // ---- operations ------------------------------------------------------------------------
@@ -364,6 +402,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     clearInterval(this.#reconcileTimer);
     clearTimeout(this.#drainTimer);
     await this.#queue.catch(() => undefined);
+    if (this.#stopOnClose) await this.#process?.stop();
+    else this.#process?.release();
+  }
+
+  async shutdown(): Promise<void> {
+    await this.close();
     await this.#process?.stop();
   }
 
@@ -783,6 +827,28 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     }
   }
 
+  /**
+   * The HAProxy of an earlier Fledge runs on: keep it. Only a configuration whose structure
+   * (frontend, globals, backends) differs from what it loaded needs a seamless reload; servers
+   * and routes are runtime state, repaired by a reconcile against `show servers state` and the
+   * maps, without dropping a connection.
+   */
+  async #afterAdopt(loaded: string | undefined): Promise<void> {
+    this.#writeFiles();
+    const written = readIfExists(this.paths.configPath);
+    const missing: string[] = [];
+    const answer = await haproxyCommand(this.paths.runtimeSocket, 'show backend', this.#cmdTimeoutMs);
+    const live = new Set(answer.split('\n').map((l) => l.trim()));
+    for (let i = 0; i < this.#slots; i++) if (!live.has(slotName(i))) missing.push(slotName(i));
+    if (loaded === undefined || structure(loaded) !== structure(written ?? '') || missing.length > 0) {
+      this.#logger.info({ missingBackends: missing }, 'the adopted haproxy runs another configuration: reloading it seamlessly');
+      await this.#process?.reload();
+      await this.#reapplyServerStates();
+    }
+    const repairs = await this.reconcile();
+    this.#logger.info({ repairs: repairs.length }, 'adopted haproxy reconciled with the state on disk');
+  }
+
   /** HAProxy came back from a crash with the written configuration: sessions died with it. */
   #afterRestart(): void {
     void this.#serial(async () => {
@@ -799,6 +865,22 @@ function unsafeForRuntimeApi(service: LbService, add: Upstream[]): string | unde
   if (/[\s;#]/.test(service.basePath)) return `basePath ${JSON.stringify(service.basePath)} contains a blank, ";" or "#"`;
   for (const u of add) if (/[\s;#]/.test(u.host)) return `upstream ${u.taskId} has an invalid host ${JSON.stringify(u.host)}`;
   return undefined;
+}
+
+function readIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The configuration without its servers and comments: what only a reload can change. */
+function structure(config: string): string {
+  return config
+    .split('\n')
+    .filter((l) => !/^\s*(server |#)/.test(l))
+    .join('\n');
 }
 
 function errorMessage(err: unknown): string {

@@ -11,6 +11,15 @@ import { proxyContractDriver, request, settled, startUpstream, waitFor, type Tes
 import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
+import { silentLogger } from '../../logger.ts';
+
+function isAlive(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('haproxy');
+  } catch {
+    return false;
+  }
+}
 
 const dirs: string[] = [];
 const started: HaproxyBalancer[] = [];
@@ -22,15 +31,24 @@ function tempDir(): string {
   return dir;
 }
 
+/** A managed balancer; closing it stops its HAProxy unless the test says stopOnClose: false. */
 async function startHaproxy(options: Partial<HaproxyBalancerOptions> = {}): Promise<HaproxyBalancer> {
-  const balancer = await createHaproxyBalancer({ dataDir: tempDir(), port: 0, drainTimeoutMs: 10_000, reconcileIntervalMs: 0, drainPollMs: 20, ...options });
+  const balancer = await createHaproxyBalancer({
+    dataDir: tempDir(),
+    port: 0,
+    drainTimeoutMs: 10_000,
+    reconcileIntervalMs: 0,
+    drainPollMs: 20,
+    stopOnClose: true,
+    ...options,
+  });
   started.push(balancer);
   for (const pid of await balancer.pids()) allPids.add(pid);
   return balancer;
 }
 
 afterAll(async () => {
-  for (const b of started) await b.close().catch(() => undefined);
+  for (const b of started) await b.shutdown().catch(() => undefined);
   // Nothing of ours may outlive the suite, whatever happened to the balancers.
   for (const pid of allPids) {
     try {
@@ -186,8 +204,10 @@ describe('haproxy balancer', () => {
     const a = await up('a');
     await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream()], [])).operationId);
     const port = first.address().port;
-    await first.close();
+    // HAProxy stopped with it: the second one starts a fresh HAProxy from the files on disk
+    await first.shutdown();
     const second = await startHaproxy({ dataDir, port });
+    expect(second.adopted()).toBe(false);
     expect((await second.upstreams('s')).map((u) => u.taskId)).toEqual(['a']);
     expect(await body(port, '/s/again')).toBe('a');
     // re-applying what Fledge thinks is live changes nothing
@@ -217,5 +237,147 @@ describe('haproxy balancer', () => {
     expect([...answers].sort()).toEqual(['a', 'b']);
     expect(await balancer.reconcile()).toEqual([]);
     await balancer.close();
+  });
+
+  /** Requests through the LB in a bounded loop until stop(): counts answers and failures. */
+  function steadyLoad(port: number, path: string) {
+    const failures: string[] = [];
+    let ok = 0;
+    let stop = false;
+    const done = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < 100_000 && !stop; i++) {
+          try {
+            const res = await request(port, path, { timeoutMs: 5_000 });
+            if (res.status === 200) ok += 1;
+            else failures.push(`HTTP ${res.status}`);
+          } catch (err) {
+            failures.push(String(err));
+          }
+        }
+      }),
+    );
+    return {
+      get ok() {
+        return ok;
+      },
+      failures,
+      async stop() {
+        stop = true;
+        await done;
+      },
+    };
+  }
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('outlives the balancer: a new one on the same data dir adopts the same master, nothing reloads, no request fails across the gap', async () => {
+    const dataDir = tempDir();
+    const first = await startHaproxy({ dataDir, stopOnClose: false });
+    const port = first.address().port;
+    const [a, b, o] = [await up('a'), await up('b'), await up('o')];
+    await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream(), b.upstream()], [])).operationId);
+    await settled(first, (await first.apply('add-o', svc('o', '/o'), [o.upstream()], [])).operationId);
+    const before = await first.pids();
+    before.forEach((p) => allPids.add(p));
+    const load = steadyLoad(port, '/s/x');
+    await sleep(200);
+    await first.close();
+    // Fledge is down: HAProxy serves on
+    const during = load.ok;
+    await sleep(500);
+    expect(load.ok).toBeGreaterThan(during);
+    const second = await startHaproxy({ dataDir, stopOnClose: false }); // port 0: keeps the adopted one's
+    await sleep(200);
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    expect(second.address().port).toBe(port);
+    expect(second.adopted()).toBe(true);
+    // the same master and the same worker: adopted, not restarted, not reloaded
+    expect(await second.pids()).toEqual(before);
+    expect((await second.upstreams('s')).map((u) => u.taskId).sort()).toEqual(['a', 'b']);
+    expect(await second.reconcile()).toEqual([]);
+    expect(await body(port, '/o')).toBe('o');
+    // and the adopted HAProxy takes changes
+    const c = await up('c');
+    expect((await settled(second, (await second.apply('swap', svc('s', '/s'), [c.upstream()], [a.upstream()])).operationId)).state).toBe('SUCCESS');
+    const answers = new Set<string>();
+    for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/q'));
+    expect([...answers].sort()).toEqual(['b', 'c']);
+    await second.shutdown();
+    expect(before.filter((pid) => isAlive(pid))).toEqual([]);
+  });
+
+  it('adopting repairs drift made while Fledge was down, and reloads seamlessly when more backends are needed', async () => {
+    const dataDir = tempDir();
+    const first = await startHaproxy({ dataDir, stopOnClose: false, spareBackends: 1 });
+    const port = first.address().port;
+    const [a, b, rogue] = [await up('a'), await up('b'), await up('rogue')];
+    await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream(), b.upstream()], [])).operationId);
+    const [master] = await first.pids();
+    (await first.pids()).forEach((p) => allPids.add(p));
+    await first.close();
+    const sock = first.paths.runtimeSocket;
+    await haproxyCommand(sock, 'set server fledge_b0/a state maint');
+    await haproxyCommand(sock, 'del server fledge_b0/a');
+    await haproxyCommand(sock, `add server fledge_b0/rogue 127.0.0.1:${rogue.port}`);
+    await haproxyCommand(sock, 'enable server fledge_b0/rogue');
+
+    const load = steadyLoad(port, '/s/x');
+    const second = await startHaproxy({ dataDir, stopOnClose: false, spareBackends: 4 });
+    await sleep(200);
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    expect(second.adopted()).toBe(true);
+    expect((await second.pids())[0]).toBe(master);
+    (await second.pids()).forEach((p) => allPids.add(p));
+    expect(readFileSync(second.paths.configPath, 'utf8')).toMatch(/backend fledge_b4/);
+    expect(await haproxyCommand(sock, 'show backend')).toMatch(/fledge_b4/);
+    const live = await haproxyCommand(sock, 'show servers state');
+    expect(live).not.toMatch(/ rogue /);
+    const answers = new Set<string>();
+    for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/q'));
+    expect([...answers].sort()).toEqual(['a', 'b']);
+    await second.shutdown();
+  });
+
+  it('replaces an unresponsive leftover HAProxy (SIGSTOPped master) and says so', async () => {
+    const dataDir = tempDir();
+    const first = await startHaproxy({ dataDir, stopOnClose: false });
+    const port = first.address().port;
+    const a = await up('a');
+    await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream()], [])).operationId);
+    const old = await first.pids();
+    old.forEach((p) => allPids.add(p));
+    await first.close();
+    process.kill(old[0]!, 'SIGSTOP');
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (_obj: object, msg?: string) => void warnings.push(msg ?? '') };
+    const second = await startHaproxy({ dataDir, stopOnClose: false, port, logger });
+    (await second.pids()).forEach((p) => allPids.add(p));
+    expect(second.adopted()).toBe(false);
+    expect(warnings.join('\n')).toMatch(/does not answer on its master socket; replacing it/);
+    expect((await second.pids())[0]).not.toBe(old[0]);
+    await waitFor(() => old.every((pid) => !isAlive(pid)), 'the old haproxy processes to be gone');
+    expect(await body(port, '/s/x')).toBe('a');
+    await second.shutdown();
+  });
+
+  it('supervises an adopted master: killed, it is restarted with every server', async () => {
+    const dataDir = tempDir();
+    const first = await startHaproxy({ dataDir, stopOnClose: false });
+    const port = first.address().port;
+    const a = await up('a');
+    await settled(first, (await first.apply('add', svc('s', '/s'), [a.upstream()], [])).operationId);
+    await first.close();
+    const second = await startHaproxy({ dataDir, stopOnClose: false });
+    expect(second.adopted()).toBe(true);
+    const pids = await second.pids();
+    pids.forEach((p) => allPids.add(p));
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await waitFor(() => second.restarts() >= 1, 'the adopted haproxy to be restarted');
+    (await second.pids()).forEach((p) => allPids.add(p));
+    await waitFor(async () => (await body(port, '/s/x').catch(() => '')) === 'a', 'the restarted haproxy to route /s', { timeoutMs: 10_000 });
+    await second.shutdown();
   });
 });

@@ -2,8 +2,13 @@
 // socket), restarts it when it dies, and reloads it seamlessly when the configuration gains a
 // backend. Restarts regenerate the configuration first (writeConfig), so HAProxy comes back
 // with every service, server and route that was live.
+//
+// HAProxy outlives Fledge, like tasks do: it runs detached (its own process group, its output
+// in <dataDir>/haproxy/haproxy.log, not tied to Fledge's pipes), closing Fledge leaves it
+// serving, and the next Fledge ADOPTS the master it finds (pid file, /proc cmdline, the master
+// CLI answers) instead of starting another. Only an unresponsive leftover is replaced.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readSync, rmSync, statSync, truncateSync } from 'node:fs';
 import type { Logger } from '../../logger.ts';
 import { haproxyCommand, parseShowProc } from './runtime-api.ts';
 
@@ -13,38 +18,58 @@ export interface HaproxyProcessOptions {
   statsSocket: string;
   masterSocket: string;
   pidFile: string;
+  /** HAProxy's stdout and stderr (alerts, warnings) */
+  logFile: string;
   logger: Logger;
   /** writes the configuration (and maps) from the current state; called before every start */
   writeConfig(): void;
   /** after a restart that followed a crash: HAProxy is up again with the written configuration */
   onRestarted(): void;
   startTimeoutMs?: number;
+  /** how often an adopted master (not our child) is checked for liveness; default 500 ms */
+  adoptedPollMs?: number;
 }
+
+/** How start() got a running HAProxy. */
+export type StartOutcome = 'adopted' | 'started';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class HaproxyProcess {
   readonly #o: HaproxyProcessOptions;
+  readonly #marker: string;
+  /** the master we spawned (undefined for an adopted one) */
   #child: ChildProcess | undefined;
+  /** the master pid we supervise, spawned or adopted */
+  #pid: number | undefined;
+  #adopted = false;
   #stopping = false;
-  #ready: Promise<void> | undefined;
+  /** released: Fledge closed; HAProxy keeps running and nothing here touches it any more */
+  #released = false;
   #restarts = 0;
   #lastStart = 0;
   #restartTimer: NodeJS.Timeout | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
   #readyWaiters: (() => void)[] = [];
   #up = false;
 
   constructor(options: HaproxyProcessOptions) {
     this.#o = options;
+    this.#marker = `\0-f\0${options.configPath}\0`;
   }
 
   get restarts(): number {
     return this.#restarts;
   }
 
-  /** The master pid, while it runs. */
+  /** The master pid, while it runs (ours or adopted). */
   get pid(): number | undefined {
-    return this.#child?.pid;
+    return this.#up || this.#isOurs(this.#pid) ? this.#pid : undefined;
+  }
+
+  /** True when the running master was left by an earlier Fledge and adopted. */
+  get adopted(): boolean {
+    return this.#adopted;
   }
 
   /** Validate the written configuration: HAProxy's own message when it is invalid. */
@@ -54,18 +79,33 @@ export class HaproxyProcess {
     if (res.status !== 0) throw new Error(`haproxy rejected the configuration: ${`${res.stdout}${res.stderr}`.trim().split('\n').slice(-5).join(' | ')}`);
   }
 
-  async start(): Promise<void> {
-    this.#killStale();
+  /**
+   * Adopt a live master of this configuration left by an earlier Fledge (the caller then
+   * reconciles it), or start a fresh HAProxy from the written configuration. A leftover that
+   * does not answer is killed and replaced.
+   */
+  async start(): Promise<StartOutcome> {
+    this.#stopping = false;
+    this.#released = false;
+    const leftover = this.#leftoverMaster();
+    if (leftover !== undefined) {
+      if (await this.#answers(leftover)) {
+        this.#adopt(leftover);
+        return 'adopted';
+      }
+      this.#o.logger.warn({ pid: leftover }, 'the haproxy left from an earlier run does not answer on its master socket; replacing it');
+    }
+    await this.#killStale();
     this.#o.writeConfig();
     this.check();
-    this.#ready = this.#spawnAndWait();
-    await this.#ready;
+    await this.#spawnAndWait();
+    return 'started';
   }
 
   /** Resolves once HAProxy answers (immediately when up), or rejects after timeoutMs. */
   async whenReady(timeoutMs: number): Promise<void> {
     if (this.#up) return;
-    if (this.#stopping) throw new Error('haproxy is stopped');
+    if (this.#stopping || this.#released) throw new Error('haproxy is stopped');
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#readyWaiters = this.#readyWaiters.filter((w) => w !== done);
@@ -113,67 +153,169 @@ export class HaproxyProcess {
   /** All pids (master and workers) of this HAProxy, for tests. */
   async pids(): Promise<number[]> {
     const proc = await haproxyCommand(this.#o.masterSocket, 'show proc', 1_000).then(parseShowProc, () => undefined);
-    return [...new Set([...(this.pid ? [this.pid] : []), ...(proc?.workers ?? []), ...(proc?.oldWorkers ?? [])])];
+    const master = this.pid;
+    return [...new Set([...(master ? [master] : []), ...(proc?.workers ?? []), ...(proc?.oldWorkers ?? [])])];
   }
 
+  /**
+   * Fledge stops: forget HAProxy without touching it. It keeps serving with what it has, and
+   * the next Fledge adopts it.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    clearTimeout(this.#restartTimer);
+    clearTimeout(this.#pollTimer);
+    this.#up = false;
+    if (this.#pid !== undefined) this.#o.logger.info({ pid: this.#pid }, 'haproxy keeps running without Fledge');
+  }
+
+  /** Stop HAProxy (master and workers): for tests and users who want it gone with Fledge. */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#up = false;
     clearTimeout(this.#restartTimer);
-    const child = this.#child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    // SIGTERM to the master: hard stop of master and workers.
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    await exited;
-    clearTimeout(timer);
+    clearTimeout(this.#pollTimer);
+    const pid = this.#pid;
+    if (pid !== undefined && this.#isOurs(pid)) {
+      // SIGTERM to the master: hard stop of master and workers.
+      signal(pid, 'SIGTERM');
+      if (!(await this.#gone([pid], 3_000))) signal(-pid, 'SIGKILL');
+      await this.#gone([pid], 2_000);
+    }
+    await this.#killStale();
     rmSync(this.#o.pidFile, { force: true });
+  }
+
+  /** The master named by the pid file, when it is a live HAProxy of this configuration. */
+  #leftoverMaster(): number | undefined {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.#o.pidFile, 'utf8').trim().split('\n')[0]);
+    } catch {
+      return undefined;
+    }
+    return Number.isInteger(pid) && pid > 0 && this.#isOurs(pid) ? pid : undefined;
+  }
+
+  /** A live (not zombie) process whose command line is an haproxy of this configuration. */
+  #isOurs(pid: number | undefined): boolean {
+    if (pid === undefined) return false;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmdline.includes('haproxy') && `\0${cmdline}`.includes(this.#marker);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The master CLI answers as this master, and a current worker answers on the stats socket. */
+  async #answers(pid: number): Promise<boolean> {
+    const proc = await haproxyCommand(this.#o.masterSocket, 'show proc', 1_000).then(parseShowProc, () => undefined);
+    if (!proc || proc.master !== pid) return false;
+    const worker = proc.workers[0];
+    return worker !== undefined && (await this.#workerAnswers(worker));
+  }
+
+  #adopt(pid: number): void {
+    this.#child = undefined;
+    this.#pid = pid;
+    this.#adopted = true;
+    this.#lastStart = Date.now();
+    this.#markUp();
+    this.#o.logger.info({ pid, config: this.#o.configPath }, 'adopted the haproxy left running by an earlier Fledge');
+    this.#watchAdopted(pid);
+  }
+
+  /** Not our child: no exit event. Poll its pid; gone (or a zombie) counts as an exit. */
+  #watchAdopted(pid: number): void {
+    this.#pollTimer = setTimeout(() => {
+      if (this.#released || this.#stopping || this.#pid !== pid) return;
+      if (this.#isOurs(pid)) this.#watchAdopted(pid);
+      else this.#onExit(pid, null, null);
+    }, this.#o.adoptedPollMs ?? 500);
+    this.#pollTimer.unref();
+  }
+
+  #markUp(): void {
+    this.#up = true;
+    for (const w of this.#readyWaiters.splice(0)) w();
   }
 
   async #spawnAndWait(): Promise<void> {
     rmSync(this.#o.masterSocket, { force: true });
-    const child = spawn(this.#o.bin, ['-W', '-db', '-f', this.#o.configPath, '-p', this.#o.pidFile, '-S', `${this.#o.masterSocket},mode,600`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    rmSync(this.#o.pidFile, { force: true });
+    // Detached, in its own process group, its output in a file: Fledge may die (even SIGKILL)
+    // without HAProxy noticing.
+    if (existsSync(this.#o.logFile) && statSync(this.#o.logFile).size > 4 * 1024 * 1024) truncateSync(this.#o.logFile, 0);
+    const logStart = existsSync(this.#o.logFile) ? statSync(this.#o.logFile).size : 0;
+    const fd = openSync(this.#o.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(this.#o.bin, ['-W', '-db', '-f', this.#o.configPath, '-p', this.#o.pidFile, '-S', `${this.#o.masterSocket},mode,600`], {
+        stdio: ['ignore', fd, fd],
+        detached: true,
+      });
+    } finally {
+      closeSync(fd);
+    }
+    child.unref();
     this.#child = child;
+    this.#pid = child.pid;
+    this.#adopted = false;
     this.#lastStart = Date.now();
-    const tail: string[] = [];
-    const onOutput = (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (!line.trim()) continue;
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        if (/\[(ALERT|WARNING)\]/.test(line)) this.#o.logger.warn({ haproxy: line }, 'haproxy');
-        else this.#o.logger.debug({ haproxy: line }, 'haproxy');
-      }
-    };
-    child.stdout?.on('data', onOutput);
-    child.stderr?.on('data', onOutput);
+    const tail = () => this.#logTail(logStart);
     let spawnError: Error | undefined;
     child.on('error', (err) => {
       spawnError = err;
     });
-    child.on('exit', (code, signal) => this.#onExit(child, code, signal));
+    child.on('exit', (code, sig) => {
+      if (child === this.#child) this.#onExit(child.pid, code, sig);
+    });
 
     const deadline = Date.now() + (this.#o.startTimeoutMs ?? 10_000);
     for (;;) {
       if (spawnError) throw new Error(`cannot start haproxy (${this.#o.bin}): ${spawnError.message}`);
       if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`haproxy exited at start (${child.exitCode ?? child.signalCode}): ${tail.slice(-5).join(' | ')}`);
+        throw new Error(`haproxy exited at start (${child.exitCode ?? child.signalCode}): ${tail()}`);
       }
       const proc = await haproxyCommand(this.#o.masterSocket, 'show proc', 500).then(parseShowProc, () => undefined);
       const worker = proc?.workers[0];
       if (worker !== undefined && (await this.#workerAnswers(worker))) break;
       if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`haproxy did not start within ${this.#o.startTimeoutMs ?? 10_000} ms: ${tail.slice(-5).join(' | ')}`);
+        if (child.pid !== undefined) signal(-child.pid, 'SIGKILL');
+        throw new Error(`haproxy did not start within ${this.#o.startTimeoutMs ?? 10_000} ms: ${tail()}`);
       }
       await sleep(20);
     }
-    this.#up = true;
-    for (const w of this.#readyWaiters.splice(0)) w();
-    this.#o.logger.info({ pid: child.pid, config: this.#o.configPath }, 'haproxy started');
+    this.#markUp();
+    const warnings = tail();
+    if (warnings) this.#o.logger.warn({ haproxy: warnings }, 'haproxy');
+    this.#o.logger.info({ pid: child.pid, config: this.#o.configPath, log: this.#o.logFile }, 'haproxy started');
+  }
+
+  /** The last lines HAProxy wrote since `from` (its log file), for error messages. */
+  #logTail(from: number): string {
+    try {
+      const size = statSync(this.#o.logFile).size;
+      const start = Math.max(from, size - 4096);
+      if (size <= start) return '';
+      const buf = Buffer.alloc(size - start);
+      const fd = openSync(this.#o.logFile, 'r');
+      try {
+        readSync(fd, buf, 0, buf.length, start);
+      } finally {
+        closeSync(fd);
+      }
+      return buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .slice(-5)
+        .join(' | ');
+    } catch {
+      return '';
+    }
   }
 
   /** The stats socket is served by this worker. */
@@ -182,60 +324,72 @@ export class HaproxyProcess {
     return new RegExp(`^Pid: ${pid}$`, 'm').test(info);
   }
 
-  #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    if (child !== this.#child) return;
+  #onExit(pid: number | undefined, code: number | null, sig: NodeJS.Signals | null): void {
+    if (pid !== this.#pid) return;
     this.#up = false;
-    if (this.#stopping) return;
-    // A master gone without its workers must not leave one holding the port and sockets.
-    this.#o.logger.error({ code, signal }, 'haproxy exited; restarting it with the last configuration');
+    if (this.#stopping || this.#released) return;
+    this.#o.logger.error({ pid, code, signal: sig, adopted: this.#adopted, log: this.#logTail(0) }, 'haproxy exited; restarting it with the last configuration');
     const delay = Date.now() - this.#lastStart > 30_000 ? 0 : Math.min(5_000, 100 * 2 ** Math.min(this.#restarts, 6));
     this.#restartTimer = setTimeout(() => void this.#restart(), delay);
   }
 
   async #restart(): Promise<void> {
-    if (this.#stopping) return;
+    if (this.#stopping || this.#released) return;
     this.#restarts += 1;
     try {
-      this.#killStale();
+      // A master gone without its workers must not leave one holding the port and sockets.
+      await this.#killStale();
       this.#o.writeConfig();
       await this.#spawnAndWait();
+      if (this.#stopping || this.#released) return;
       this.#o.logger.warn({ restarts: this.#restarts }, 'haproxy restarted; every service and server restored');
       this.#o.onRestarted();
     } catch (err) {
       this.#o.logger.error({ err }, 'haproxy restart failed; retrying');
-      if (!this.#stopping) this.#restartTimer = setTimeout(() => void this.#restart(), 1_000);
+      if (!this.#stopping && !this.#released) this.#restartTimer = setTimeout(() => void this.#restart(), 1_000);
     }
   }
 
   /**
-   * HAProxy processes of this configuration left running: a master from an earlier run (pid
-   * file), or workers of a master that died. They would hold the port with stale state.
+   * HAProxy processes of this configuration still running that are not the live master we
+   * supervise: an unresponsive master from an earlier run, or workers of a master that died.
+   * They would hold the port with stale state. SIGKILL, then wait until they are gone.
    */
-  #killStale(): void {
+  async #killStale(): Promise<void> {
     rmSync(this.#o.pidFile, { force: true });
-    const marker = `\0-f\0${this.#o.configPath}\0`;
     let entries: string[] = [];
     try {
       entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
     } catch {
       return;
     }
+    const killed: number[] = [];
     for (const entry of entries) {
       const pid = Number(entry);
-      if (pid === this.#child?.pid && this.#child.exitCode === null && this.#child.signalCode === null) continue;
-      let cmdline = '';
-      try {
-        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      if (!cmdline.includes('haproxy') || !`\0${cmdline}`.includes(marker)) continue;
+      if (pid === this.#pid && this.#up) continue;
+      if (!this.#isOurs(pid)) continue;
       this.#o.logger.warn({ pid }, 'stopping an haproxy process of this configuration left from before');
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
+      signal(pid, 'SIGKILL');
+      killed.push(pid);
     }
+    if (killed.length > 0) await this.#gone(killed, 3_000);
+  }
+
+  /** Wait until none of the pids is a live haproxy of this configuration. */
+  async #gone(pids: number[], timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (pids.every((p) => !this.#isOurs(p))) return true;
+      if (Date.now() > deadline) return false;
+      await sleep(10);
+    }
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
   }
 }
