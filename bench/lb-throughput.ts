@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     console.log(`  haproxy  ${h.rps.toFixed(0)} req/s, p99 ${h.p99.toFixed(2)} ms`);
     console.log(`  haproxy/builtin: throughput ×${(h.rps / b.rps).toFixed(2)}, p99 ×${(h.p99 / b.p99).toFixed(2)}`);
   } finally {
-    await haproxy?.close();
+    await haproxy?.shutdown(); // close() alone would leave HAProxy running
     for (const c of children) c.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   }

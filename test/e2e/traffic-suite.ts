@@ -247,7 +247,10 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
           message: `the tasks of ${REQ} to end after the request was deleted`,
         }).catch((err: unknown) => console.log(`[${label}] ${String(err)}`));
         await server.close();
+        // closing Fledge leaves a managed HAProxy serving (the next Fledge adopts it): stop it
+        const lb = server.balancer as { shutdown?: () => Promise<void> } | undefined;
         server = undefined;
+        await lb?.shutdown?.();
       }
     } finally {
       // Safety net: SIGKILL every task group seen through the API or in the sandboxes, remove the data dir.
