@@ -72,7 +72,6 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
   // 2. Steady state of the active deploy.
   const backoff = { ...(rec.backoff ?? {}) };
   let backoffChanged = false;
-  let bounceOutstanding = false;
   for (const t of tasks()) {
     if (t.taskId.deployId === activeId && serving(t) && !desiredSet.has(t.taskId.instanceNo)) {
       markCleanup(plan, t, cleanupReason(t));
@@ -118,17 +117,15 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
     }
     // Older serving tasks of the same instance (bounce, kill with replacement) go once the newest serves.
     const older = servingNow.filter((t) => t !== current && t.taskId.id !== current?.taskId.id);
-    if (rec.bounce && older.some((t) => t.taskId.startedAt < rec.bounce!.startedAt)) bounceOutstanding = true;
     if (current && healthy(get(current)) && requireLb(get(current))) {
       for (const t of older) markCleanup(plan, t, rec.bounce ? 'BOUNCING' : 'USER_REQUESTED');
     }
   }
-  if (rec.bounce && !bounceOutstanding) {
-    const stillOld = tasks().some((t) => t.taskId.deployId === activeId && serving(t) && t.taskId.startedAt < rec.bounce!.startedAt);
-    if (!stillOld) {
-      rec = { ...rec };
-      delete rec.bounce;
-    }
+  // The bounce is over once no serving task of the active deploy predates it.
+  const bounce = rec.bounce;
+  if (bounce && !tasks().some((t) => t.taskId.deployId === activeId && serving(t) && t.taskId.startedAt < bounce.startedAt)) {
+    rec = { ...rec };
+    delete rec.bounce;
   }
   if (backoffChanged) rec = { ...rec, backoff };
 
