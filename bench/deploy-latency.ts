@@ -10,7 +10,6 @@
 // ratio shows what scheduling, persistence and the loop cost on top of the processes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import type { FledgeEvent } from '../src/core/events.ts';
 import type { TaskRecord } from '../src/core/model.ts';
 import { calculateStepTargets } from '../src/core/deploy/targets.ts';
 import { startServer, type FledgeServer } from '../src/server.ts';
+import { freePort, reservePorts } from '../test/helpers/ports.ts';
 
 const N = Number(process.argv[2] ?? 3);
 const ROUNDS = Number(process.argv[3] ?? 5);
@@ -31,17 +31,8 @@ const CANARY = { enableCanaryDeploy: true, instanceGroupSize: 1, canaryCycleCoun
 
 // ---- the physical limit ----
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => res(port));
-    });
-  });
-}
+const TASK_PORTS = reservePorts(1000);
+
 
 async function healthy(port: number): Promise<boolean> {
   try {
@@ -225,7 +216,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(N) || N < 1) throw new Error(`N must be a positive integer (got ${process.argv[2]})`);
   const dataDir = mkdtempSync(join(tmpdir(), 'fledge-bench-'));
   const server = await startServer(
-    loadConfig({ dataDir, port: 0, lbPort: 0, portRangeFrom: 33000, portRangeTo: 33999, logLevel: 'warn' }),
+    loadConfig({ dataDir, port: 0, lbPort: 0, portRangeFrom: TASK_PORTS.from, portRangeTo: TASK_PORTS.to, logLevel: 'warn' }),
     {},
   );
   const api = new Api(server.url);

@@ -30,12 +30,7 @@ export async function startServer(handler: http.RequestListener, port = 0): Prom
   };
 }
 
-/** A port nothing listens on (yet): bind to 0, note the port, let it go. */
-export async function freePort(): Promise<number> {
-  const s = await startServer(() => {});
-  await s.close();
-  return s.port;
-}
+export { freePort } from '../../test/helpers/ports.ts';
 
 export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -2,6 +2,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { reservePorts } from '../../test/helpers/ports.ts';
 import type { PortRange } from './ledger.ts';
 
 export async function waitFor<T>(
@@ -22,8 +23,7 @@ export function tempDataDir(prefix = 'fledge-runtime-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
-/** A port range of `size` ports somewhere in 40000-59999, so parallel suites rarely meet. */
+/** `size` ports reserved for this test process, outside the ephemeral range (test/helpers/ports.ts). */
 export function randomPortRange(size = 40): PortRange {
-  const from = 40_000 + Math.floor(Math.random() * (20_000 - size));
-  return { from, to: from + size - 1 };
+  return reservePorts(size);
 }

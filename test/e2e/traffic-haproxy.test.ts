@@ -4,9 +4,9 @@
 // each with 0 failed requests and never fewer than 4 healthy upstreams in rotation, and a dead
 // task leaving the rotation. Then (f) HAProxy is SIGKILLed mid-deploy: Fledge restarts it and it
 // comes back with exactly the servers Fledge has, and (g) a server deleted behind Fledge's back
-// is put back by the periodic reconcile. Task ports 37400-37549. Then a real `fledge serve
-// --lb haproxy` process is SIGKILLed: HAProxy (detached) keeps serving every request while
-// Fledge is down, and the restarted Fledge adopts the same master (task ports 37550-37599).
+// is put back by the periodic reconcile. Then a real `fledge serve --lb haproxy` process is
+// SIGKILLed: HAProxy (detached) keeps serving every request while Fledge is down, and the
+// restarted Fledge adopts the same master.
 // Needs haproxy on PATH (.ci/run installs it): without it the suite fails.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,14 +15,14 @@ import type { HaproxyBalancer } from '../../src/balancers/index.ts';
 import { serverName } from '../../src/balancers/haproxy/config.ts';
 import { haproxyCommand } from '../../src/balancers/haproxy/index.ts';
 import { exampleDeploy, serviceRequest, waitForDeployResult, waitForHealthyTasks } from '../helpers/example-service.ts';
-import { freePort, startFledgeProcess, type FledgeProcess } from '../helpers/fledge-process.ts';
+import { freePort, reservePorts, startFledgeProcess, type FledgeProcess } from '../helpers/fledge-process.ts';
 import { startLoad } from '../helpers/lb-traffic.ts';
 import { waitFor } from '../helpers/wait-for.ts';
-import { INSTANCES, PHASE_TIMEOUT_MS, REQ, trafficSuite } from './traffic-suite.ts';
+import { INSTANCES, PHASE_TIMEOUT_MS, REQ, taskPorts, trafficSuite } from './traffic-suite.ts';
 
 trafficSuite({
   lb: 'haproxy',
-  config: { haproxyReconcileSeconds: 1, portRangeFrom: 37400, portRangeTo: 37549 },
+  config: { haproxyReconcileSeconds: 1, ...taskPorts(150) },
   label: 'traffic haproxy',
   title: 'deploys under traffic through HAProxy (4 instances)',
   more: (s) => {
@@ -129,7 +129,7 @@ describe('a SIGKILLed Fledge process: HAProxy keeps serving, the restarted Fledg
   it('0 failed requests through the LB across a SIGKILL and restart of Fledge; the same HAProxy master', async () => {
     const lbPort = await freePort();
     const args = ['--lb', 'haproxy', '--lb-port', String(lbPort), '--haproxy-reconcile-seconds', '1', '--log-level', 'info'];
-    const portRange = { from: 37550, to: 37599 };
+    const portRange = reservePorts(50);
     fledge = await startFledgeProcess({ args, portRange });
     dataDir = fledge.dataDir;
     await fledge.client.createRequest(serviceRequest(CRASH_REQ, 2, { loadBalanced: true }));

@@ -18,6 +18,7 @@ import { startServer, type FledgeServer } from '../../src/server.ts';
 import { exampleDeploy, nodeCommand, serviceRequest, waitForDeployResult, waitForHealthyTasks, type FinishedDeploy } from '../helpers/example-service.ts';
 import { boundedClient, cleanup, leakedProcesses, seenProcessCount, tempDataDir, trackTasks } from '../helpers/fledge-process.ts';
 import { startLoad, startMembershipSampler, versionsSentSince, type LoadReport, type MembershipReport } from '../helpers/lb-traffic.ts';
+import { freePort, reservePorts } from '../helpers/ports.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 export const REQ = 'web';
@@ -39,6 +40,12 @@ export interface PhaseOutcome<T> {
   ms: number;
   /** when the action was done: the request was back in steady state */
   settledAt: number;
+}
+
+/** A task port range reserved for this test file (outside the ephemeral range). */
+export function taskPorts(count: number): { portRangeFrom: number; portRangeTo: number } {
+  const range = reservePorts(count);
+  return { portRangeFrom: range.from, portRangeTo: range.to };
 }
 
 export interface TrafficSuiteOptions {
@@ -211,7 +218,7 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
         {
           host: '127.0.0.1',
           port: 0,
-          lbPort: 0,
+          lbPort: options.lb === 'haproxy' ? await freePort() : 0,
           lb: options.lb,
           ...options.config,
           dataDir,

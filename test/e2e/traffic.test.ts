@@ -2,13 +2,13 @@
 // the shared phases (a) atomic, (b) canary, (c) failing canary, (d) cancelled MANUAL canary and
 // (e) rollback of test/e2e/traffic-suite.ts, each with 0 failed requests and never fewer than 4
 // healthy upstreams in rotation; then a (control) phase showing the membership sampler does see
-// a dip, and a dead task leaving the rotation. Task ports 34000-34199 (other files use other ranges).
+// a dip, and a dead task leaving the rotation.
 import { expect, it } from 'vitest';
-import { INSTANCES, PHASE_TIMEOUT_MS, trafficSuite } from './traffic-suite.ts';
+import { INSTANCES, PHASE_TIMEOUT_MS, taskPorts, trafficSuite } from './traffic-suite.ts';
 
 trafficSuite({
   lb: 'builtin',
-  config: { portRangeFrom: 34000, portRangeTo: 34199 },
+  config: taskPorts(200),
   label: 'traffic',
   title: 'deploys under traffic through the builtin LB (4 instances)',
   more: (s) => {

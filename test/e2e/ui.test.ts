@@ -3,7 +3,7 @@
 // canary reach its acceptance wait live and advance it to SUCCEEDED; a failing deploy shows
 // its reason and failed tasks; cancel from the UI; a task's log tail shows new lines; deep
 // links, a deleted request and a server that went away. Every test saves screenshots at
-// 1280 and 390 px in test-output/screenshots/. Task ports 36000-36199.
+// 1280 and 390 px in test-output/screenshots/.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FledgeClient, type DeployBody } from '../../src/api/client.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startServer, type FledgeServer } from '../../src/server.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { killSandboxTasks } from '../helpers/process-cleanup.ts';
 import { ensureUiBuilt, launchChromium, ROOT, screenshots, until } from '../helpers/ui-browser.ts';
 
@@ -61,11 +62,13 @@ async function confirm(label: string | RegExp): Promise<void> {
   await dialog.waitFor({ state: 'hidden', timeout: WAIT });
 }
 
+const TASK_PORTS = reservePorts(200);
+
 beforeAll(async () => {
   ensureUiBuilt();
   dataDir = mkdtempSync(path.join(tmpdir(), 'fledge-ui-'));
   server = await startServer(
-    loadConfig({ dataDir, host: '127.0.0.1', port: 0, lbPort: 0, portRangeFrom: 36000, portRangeTo: 36199, killGraceSeconds: 2, drainTimeoutSeconds: 2, logLevel: 'warn' }, {}),
+    loadConfig({ dataDir, host: '127.0.0.1', port: 0, lbPort: 0, portRangeFrom: TASK_PORTS.from, portRangeTo: TASK_PORTS.to, killGraceSeconds: 2, drainTimeoutSeconds: 2, logLevel: 'warn' }, {}),
   );
   client = new FledgeClient(server.url, { fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }) });
   browser = await launchChromium();

@@ -9,21 +9,19 @@
 // that still runs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FledgeClient, type TaskView } from '../../src/api/client.ts';
 import { groupIsOurs, groupMembers, isRunning, killGroup, startTimeOf } from './procfs.ts';
+import { freePort, type PortRange } from './ports.ts';
 import { waitFor } from './wait-for.ts';
+
+export { freePort, reservePorts, type PortRange } from './ports.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FLEDGE_BIN = path.join(REPO_ROOT, 'bin', 'fledge.js');
 
-export interface PortRange {
-  from: number;
-  to: number;
-}
 
 export interface StartFledgeOptions {
   /** reuse a data dir (a restart); default: a fresh temp dir */
@@ -95,20 +93,6 @@ export function trackTasks(tasks: readonly TaskView[]): void {
     if (typeof t.pid !== 'number' || groups.has(t.pid)) continue;
     trackProcessGroup(t.pid, `task ${t.taskId.id}`);
   }
-}
-
-/** A port nobody listens on right now: bind port 0 and let the OS choose. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 export function tempDataDir(): string {

@@ -1,10 +1,11 @@
 // Bad input gets a clear 4xx from a real `fledge serve`: malformed JSON, unknown keys, missing
 // fields and ids that do not exist, each answered with {message, details} naming the problem.
-// Also the OpenAPI document. No tasks run here; task ports 32300-32399 just in case.
+// Also the OpenAPI document. No tasks run here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanup, leakedProcesses, startFledgeProcess, type FledgeProcess } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 
-const PORTS = { from: 32300, to: 32399 };
+const PORTS = reservePorts(100);
 
 let fledge: FledgeProcess;
 beforeAll(async () => {

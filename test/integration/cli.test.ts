@@ -1,14 +1,15 @@
 // The `fledge` command line against a real server: listing requests and running a deploy with
-// --watch, whose exit code says whether the deploy succeeded. Task ports 32400-32499.
+// --watch, whose exit code says whether the deploy succeeded.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { exampleDeploy, nodeEval, serviceRequest, waitForHealthyTasks, writeDeployFile } from '../helpers/example-service.ts';
 import { cleanup, leakedProcesses, seenProcessCount, startFledgeProcess, type FledgeProcess } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { runCli } from '../helpers/run-cli.ts';
 
-const PORTS = { from: 32400, to: 32499 };
+const PORTS = reservePorts(100);
 
 let dir: string;
 beforeEach(() => {

@@ -1,6 +1,6 @@
 // Deploys of a real HTTP service through a real `fledge serve`: healthy tasks answering on
 // their ports, replacement of a killed task, a second deploy, a failing one, OVERDUE and
-// unschedulable deploys. Task ports 32000-32099 (other files use other ranges).
+// unschedulable deploys.
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
@@ -24,10 +24,11 @@ import {
   trackProcessGroup,
   trackTasks,
 } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { groupMembers, isRunning, killGroup } from '../helpers/procfs.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const PORTS = { from: 32000, to: 32099 };
+const PORTS = reservePorts(100);
 /** Judges a task that never answers within about 2.5 s of it running. */
 const FAST_FAILING_HEALTHCHECK = { uri: '/health', startupIntervalSeconds: 0.2, startupTimeoutSeconds: 1, intervalSeconds: 0.5, responseTimeoutSeconds: 1 };
 

@@ -1,6 +1,6 @@
 // A request's life after its first deploy, through the HTTP API of a real `fledge serve`:
 // scale, pause/unpause, bounce, delete, crash-loop backoff and task logs.
-// Task ports 32100-32199 (other files use other ranges).
+//
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,10 +19,11 @@ import {
   waitForHealthyTasks,
 } from '../helpers/example-service.ts';
 import { cleanup, leakedProcesses, seenProcessCount, startFledgeProcess, trackTasks } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { groupMembers, killGroup } from '../helpers/procfs.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const PORTS = { from: 32100, to: 32199 };
+const PORTS = reservePorts(100);
 
 const scratch: string[] = [];
 afterEach(async () => {

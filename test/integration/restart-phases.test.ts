@@ -7,17 +7,18 @@
 //
 // Every case: request `web`, 3 instances, load balanced at /web; v1 deployed without canary;
 // then v2 as a canary of group 1 with 1 cycle (steps of 1, then all 3 new tasks) with MANUAL
-// acceptance, advanced by the test. Task ports 35000-35199 (other files use other ranges).
+// acceptance, advanced by the test.
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { DeployProgress, FledgeClient, TaskView } from '../../src/api/client.ts';
 import { exampleDeploy, isHealthy, nodeCommand, serviceRequest, waitForDeployResult, waitForHealthyTasks, type FinishedDeploy } from '../helpers/example-service.ts';
 import { leakedProcesses, sandboxTaskGroups, seenProcessCount, startFledgeProcess, trackTasks, type FledgeProcess } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { cleanupRestarted, killAndRestart } from '../helpers/fledge-restart.ts';
 import { groupIsOurs, groupMembers, isRunning } from '../helpers/procfs.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const PORTS = { from: 35000, to: 35199 };
+const PORTS = reservePorts(200);
 const SERVE_ARGS = ['--kill-grace-seconds', '2'];
 const REQUEST = 'web';
 const BASE_PATH = '/web';

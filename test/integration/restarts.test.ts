@@ -1,14 +1,15 @@
 // Tasks outlive the scheduler: SIGTERM and SIGKILL of a real `fledge serve`, restarts on the
 // same data dir, re-adoption of running tasks (same ids, same pids), a deploy finishing across
-// a crash and a task that died while nobody was watching. Task ports 32200-32299.
+// a crash and a task that died while nobody was watching.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { TaskView } from '../../src/api/client.ts';
 import { askService, deployExample, exampleDeploy, isHealthy, portOf, waitForHealthyTasks } from '../helpers/example-service.ts';
 import { cleanup, leakedProcesses, seenProcessCount, startFledgeProcess, trackTasks } from '../helpers/fledge-process.ts';
+import { reservePorts } from '../helpers/ports.ts';
 import { groupMembers, isRunning, killGroup } from '../helpers/procfs.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
-const PORTS = { from: 32200, to: 32299 };
+const PORTS = reservePorts(100);
 
 afterEach(cleanup);
 afterAll(async () => {

@@ -12,6 +12,7 @@ import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
 import { silentLogger } from '../../logger.ts';
+import { freePort } from '../../../test/helpers/ports.ts';
 
 function isAlive(pid: number): boolean {
   try {
@@ -32,10 +33,16 @@ function tempDir(): string {
 }
 
 /** A managed balancer; closing it stops its HAProxy unless the test says stopOnClose: false. */
+/** the frontend port per data dir: a balancer on the same dir adopts (or replaces) the same HAProxy */
+const frontendPorts = new Map<string, number>();
+
 async function startHaproxy(options: Partial<HaproxyBalancerOptions> = {}): Promise<HaproxyBalancer> {
+  const dataDir = options.dataDir ?? tempDir();
+  const port = options.port ?? frontendPorts.get(dataDir) ?? (await freePort());
+  frontendPorts.set(dataDir, port);
   const balancer = await createHaproxyBalancer({
-    dataDir: tempDir(),
-    port: 0,
+    dataDir,
+    port,
     drainTimeoutMs: 10_000,
     reconcileIntervalMs: 0,
     drainPollMs: 20,
