@@ -17,15 +17,23 @@ export default tseslint.config(
     // core/ decides in pure code: no I/O, no implementations, no wall clock.
     files: ['src/core/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['node:*', 'fs', 'child_process', 'http', 'net'], message: 'core/ is pure: no I/O.' },
-          { group: ['**/runtimes/*/**', '**/balancers/*/**', '**/store/*/**', '**/checks/*/**', '**/reconciler/**', '**/api/**'], message: 'core/ cannot import implementations.' },
-        ],
-      }],
-      'no-restricted-properties': ['error',
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*', 'fs', 'child_process', 'http', 'net'], message: 'core/ is pure: no I/O.' },
+            {
+              group: ['**/runtimes/*/**', '**/balancers/*/**', '**/store/*/**', '**/checks/*/**', '**/reconciler/**', '**/api/**'],
+              message: 'core/ cannot import implementations.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-properties': [
+        'error',
         { object: 'Date', property: 'now', message: 'Use the injected now.' },
-        { object: 'Math', property: 'random', message: 'core/ is deterministic.' }],
+        { object: 'Math', property: 'random', message: 'core/ is deterministic.' },
+      ],
     },
   },
 );

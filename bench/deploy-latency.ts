@@ -33,7 +33,6 @@ const CANARY = { enableCanaryDeploy: true, instanceGroupSize: 1, canaryCycleCoun
 
 const TASK_PORTS = reservePorts(1000);
 
-
 async function healthy(port: number): Promise<boolean> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1000) });
@@ -53,7 +52,12 @@ async function measureLimit(count: number): Promise<number> {
     const times = await Promise.all(
       ports.map(async (port) => {
         // The env the process runtime gives a task (PATH, HOME, the deploy's env, PORT).
-        const env = { PATH: process.env.PATH ?? '', ...(process.env.HOME ? { HOME: process.env.HOME } : {}), VERSION: 'limit', PORT: String(port) };
+        const env = {
+          PATH: process.env.PATH ?? '',
+          ...(process.env.HOME ? { HOME: process.env.HOME } : {}),
+          VERSION: 'limit',
+          PORT: String(port),
+        };
         const child = spawn(ARGV[0] as string, ARGV.slice(1), { env, stdio: 'ignore' });
         children.push(child);
         const began = performance.now();
@@ -232,9 +236,7 @@ async function main(): Promise<void> {
 
     const canaries: DeployRun[] = [];
     for (let r = 1; r <= ROUNDS; r++) {
-      canaries.push(
-        await deploy(server, api, `canary${r}`, CANARY),
-      );
+      canaries.push(await deploy(server, api, `canary${r}`, CANARY));
       await limits.trial();
     }
 
@@ -259,15 +261,23 @@ async function main(): Promise<void> {
       const m = median(xs);
       // The last step adds every remaining instance; the 1-process limit flatters it then.
       const adds = (targets[i] ?? 0) - (targets[i - 1] ?? 0);
-      rows.push([`canary step ${i + 1} (+${adds}) LAUNCH → ADVANCE (median of ${xs.length}; vs 1-process limit)`, fmt(m), ratio(m, limit1)]);
+      rows.push([
+        `canary step ${i + 1} (+${adds}) LAUNCH → ADVANCE (median of ${xs.length}; vs 1-process limit)`,
+        fmt(m),
+        ratio(m, limit1),
+      ]);
     }
     rows.push([`observation → decision, HEALTH → ACCEPTANCE p50 (n=${delays.length})`, fmt(percentile(delays, 50)), '']);
     rows.push([`observation → decision, HEALTH → ACCEPTANCE p99 (n=${delays.length})`, fmt(percentile(delays, 99)), '']);
 
-    console.log(`limit trials ms: N=${N}: ${limits.n.map((x) => x.toFixed(0)).join(', ')}; 1: ${limits.one.map((x) => x.toFixed(0)).join(', ')}`);
+    console.log(
+      `limit trials ms: N=${N}: ${limits.n.map((x) => x.toFixed(0)).join(', ')}; 1: ${limits.one.map((x) => x.toFixed(0)).join(', ')}`,
+    );
     console.log(`limit ms: ${limitN.toFixed(0)} (N=${N}), ${limit1.toFixed(0)} (1 process)`);
     console.log(`atomic deploy ms: ${atomic.postToSucceeded}, ratio ${ratio(atomic.postToSucceeded, limitN)}`);
-    steps.forEach((s, r) => console.log(`canary${r + 1} steps ms: ${s.join(', ')}; ratio vs 1-process limit: ${s.map((x) => ratio(x, limit1)).join(', ')}`));
+    steps.forEach((s, r) =>
+      console.log(`canary${r + 1} steps ms: ${s.join(', ')}; ratio vs 1-process limit: ${s.map((x) => ratio(x, limit1)).join(', ')}`),
+    );
     console.log(`observation → decision ms: ${delays.join(', ')} (worst: ${worst.at})`);
     console.log('');
     console.log(table(rows));

@@ -36,7 +36,12 @@ async function childPort(child: ChildProcess): Promise<number> {
 /** Child role: the builtin proxy in front of the backend at argv[3], printing its port. */
 async function builtinRole(backendPort: number): Promise<void> {
   const balancer = await createBuiltinBalancer({ port: 0 });
-  await balancer.apply('bench', { serviceId: 'bench', basePath: '/bench', groups: [] }, [{ taskId: 'b1', host: '127.0.0.1', port: backendPort }], []);
+  await balancer.apply(
+    'bench',
+    { serviceId: 'bench', basePath: '/bench', groups: [] },
+    [{ taskId: 'b1', host: '127.0.0.1', port: backendPort }],
+    [],
+  );
   console.log(balancer.address().port);
   process.on('SIGTERM', () => void balancer.close().then(() => process.exit(0)));
 }
@@ -100,11 +105,18 @@ async function main(): Promise<void> {
     const backend = spawn(process.execPath, ['-e', BACKEND], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(backend);
     const backendPort = await childPort(backend);
-    const builtin = spawn(process.execPath, ['--import', 'tsx', SELF, '--role', 'builtin', String(backendPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const builtin = spawn(process.execPath, ['--import', 'tsx', SELF, '--role', 'builtin', String(backendPort)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     children.push(builtin);
     const builtinPort = await childPort(builtin);
     haproxy = await createHaproxyBalancer({ dataDir: dir, port: 0, reconcileIntervalMs: 0 });
-    await haproxy.apply('bench', { serviceId: 'bench', basePath: '/bench', groups: [] }, [{ taskId: 'b1', host: '127.0.0.1', port: backendPort }], []);
+    await haproxy.apply(
+      'bench',
+      { serviceId: 'bench', basePath: '/bench', groups: [] },
+      [{ taskId: 'b1', host: '127.0.0.1', port: backendPort }],
+      [],
+    );
     const haproxyPort = haproxy.address().port;
 
     const results: Record<'builtin' | 'haproxy', Result[]> = { builtin: [], haproxy: [] };
@@ -115,7 +127,9 @@ async function main(): Promise<void> {
       ] as const) {
         const r = await load(port, seconds, concurrency);
         results[name].push(r);
-        console.log(`round ${round + 1} ${name.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`);
+        console.log(
+          `round ${round + 1} ${name.padEnd(8)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`,
+        );
       }
     }
     const best = (rs: Result[]) => rs.reduce((a, b) => (b.rps > a.rps ? b : a));

@@ -13,5 +13,8 @@ const server = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ version, task: process.env.TASK_ID, instance: process.env.INSTANCE_NO, path: req.url }) + '\n');
 });
-setTimeout(() => server.listen(port, '127.0.0.1', () => console.log(`listening on ${port} (${version})`)), Number(process.env.STARTUP_DELAY_MS ?? 0));
+setTimeout(
+  () => server.listen(port, '127.0.0.1', () => console.log(`listening on ${port} (${version})`)),
+  Number(process.env.STARTUP_DELAY_MS ?? 0),
+);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

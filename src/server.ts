@@ -58,7 +58,13 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     opened.push(() => runtime.close());
     const balancer =
       config.lb === 'builtin'
-        ? await createBalancer({ kind: 'builtin', host: config.host, port: config.lbPort, drainTimeoutMs: config.drainTimeoutSeconds * 1000, logger })
+        ? await createBalancer({
+            kind: 'builtin',
+            host: config.host,
+            port: config.lbPort,
+            drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+            logger,
+          })
         : config.lb === 'haproxy'
           ? await createBalancer({
               kind: 'haproxy',

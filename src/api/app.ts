@@ -168,7 +168,8 @@ export function createApp(deps: AppDeps): Hono {
   app.get('/api/sandbox/:taskId/read', async (c) => {
     const task = await getTask(c.req.param('taskId'));
     const path = c.req.query('path') ?? 'stdout';
-    if (path !== 'stdout' && path !== 'stderr') throw badRequest('path: must be stdout or stderr', [{ field: 'path', rule: 'stdout|stderr' }]);
+    if (path !== 'stdout' && path !== 'stderr')
+      throw badRequest('path: must be stdout or stderr', [{ field: 'path', rule: 'stdout|stderr' }]);
     const offset = queryInt(c.req.query('offset'), 'offset', 0);
     const length = queryInt(c.req.query('length'), 'length', 65536);
     if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset });

@@ -1,16 +1,7 @@
 // Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
-import type {
-  Deploy,
-  FledgeRequest,
-  HealthResult,
-  RequestState,
-  TaskHealth,
-  TaskId,
-  TaskLbState,
-  TaskState,
-} from '../core/model.ts';
+import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
 
 export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, TaskId, TaskState };
 
@@ -381,7 +372,13 @@ async function apiError(res: Response, method: string, path: string): Promise<Fl
     /* not JSON: fall through to the status line */
   }
   const snippet = text.trim().slice(0, 200);
-  return new FledgeApiError(res.status, `${method} ${path}: HTTP ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ''}`, [], method, path);
+  return new FledgeApiError(
+    res.status,
+    `${method} ${path}: HTTP ${res.status} ${res.statusText}${snippet ? `: ${snippet}` : ''}`,
+    [],
+    method,
+    path,
+  );
 }
 
 // undici hides the useful part ("connect ECONNREFUSED") in `cause`, sometimes inside an

@@ -77,7 +77,7 @@ describe('POST /api/deploys input errors', () => {
     expect(await f.store.listPending()).toEqual([]);
   });
 
-  it('refuses a canary that changes the active deploy\'s LB settings, saying why', async () => {
+  it("refuses a canary that changes the active deploy's LB settings, saying why", async () => {
     await f.createRequest('web', { loadBalanced: true });
     await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
     const res = await f.post<ErrorBody>('/api/deploys', deployBody('web', 'v2', lbDeploy('/web2', true)));
@@ -110,7 +110,7 @@ describe('POST /api/deploys state conflicts', () => {
     expect(res.body.message).toContain('not waiting for a manual approval');
   });
 
-  it('answers 400 to an update beyond the request\'s instances', async () => {
+  it("answers 400 to an update beyond the request's instances", async () => {
     await f.post('/api/deploys', deployBody('svc', 'v1', { canaryDeploySettings: { enableCanaryDeploy: true } }));
     const res = await f.post<ErrorBody>('/api/deploys/update', { requestId: 'svc', deployId: 'v1', targetActiveInstances: 3 });
     expect(res.status).toBe(400);

@@ -14,13 +14,15 @@ export async function readJson(c: Context): Promise<unknown> {
   }
 }
 
-export const errorHandler = (logger: Logger) => (err: Error, c: Context): Response => {
-  if (err instanceof FledgeError) {
-    return c.json({ message: err.message, details: err.details }, err.status);
-  }
-  if (err instanceof HTTPException) {
-    return c.json({ message: err.message, details: [] }, err.status);
-  }
-  logger.error({ err, path: c.req.path }, 'unhandled API error');
-  return c.json({ message: `Internal error: ${err.message}`, details: [] }, 500);
-};
+export const errorHandler =
+  (logger: Logger) =>
+  (err: Error, c: Context): Response => {
+    if (err instanceof FledgeError) {
+      return c.json({ message: err.message, details: err.details }, err.status);
+    }
+    if (err instanceof HTTPException) {
+      return c.json({ message: err.message, details: [] }, err.status);
+    }
+    logger.error({ err, path: c.req.path }, 'unhandled API error');
+    return c.json({ message: `Internal error: ${err.message}`, details: [] }, 500);
+  };

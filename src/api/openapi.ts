@@ -5,26 +5,38 @@ type Op = { summary: string; body?: string; params?: string[] };
 
 const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>> = {
   '/api/requests': { get: { summary: 'List requests' }, post: { summary: 'Create or update a request', body: 'RequestInput' } },
-  '/api/requests/request/{id}': { get: { summary: 'Get a request', params: ['id'] }, delete: { summary: 'Delete a request', params: ['id'], body: 'DeleteRequestBody' } },
+  '/api/requests/request/{id}': {
+    get: { summary: 'Get a request', params: ['id'] },
+    delete: { summary: 'Delete a request', params: ['id'], body: 'DeleteRequestBody' },
+  },
   '/api/requests/request/{id}/scale': { put: { summary: 'Scale a request', params: ['id'], body: 'ScaleBody' } },
   '/api/requests/request/{id}/pause': { post: { summary: 'Pause a request', params: ['id'], body: 'PauseBody' } },
   '/api/requests/request/{id}/unpause': { post: { summary: 'Unpause a request', params: ['id'], body: 'UnpauseBody' } },
   '/api/requests/request/{id}/bounce': { post: { summary: 'Replace every task, new before old', params: ['id'], body: 'BounceBody' } },
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
   '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
-  '/api/requests/request/{id}/rollback': { post: { summary: "Atomic deploy of the previous successful deploy's spec", params: ['id'], body: 'RollbackBody' } },
+  '/api/requests/request/{id}/rollback': {
+    post: { summary: "Atomic deploy of the previous successful deploy's spec", params: ['id'], body: 'RollbackBody' },
+  },
   '/api/deploys/pending': { get: { summary: 'Pending deploys with progress' } },
-  '/api/deploys/deploy/{deployId}/request/{requestId}': { delete: { summary: 'Cancel a pending deploy', params: ['deployId', 'requestId'] } },
+  '/api/deploys/deploy/{deployId}/request/{requestId}': {
+    delete: { summary: 'Cancel a pending deploy', params: ['deployId', 'requestId'] },
+  },
   '/api/deploys/update': { post: { summary: 'Jump a pending deploy to another target', body: 'UpdateDeployBody' } },
   '/api/deploys/advance': { post: { summary: 'Approve the current step', body: 'DeployDecisionBody' } },
   '/api/deploys/reject': { post: { summary: 'Fail the current step', body: 'DeployDecisionBody' } },
   '/api/history/request/{id}/deploys': { get: { summary: 'Past deploys with results', params: ['id'] } },
-  '/api/history/request/{id}/deploy/{deployId}': { get: { summary: 'One deploy with result, progress and decision log', params: ['id', 'deployId'] } },
+  '/api/history/request/{id}/deploy/{deployId}': {
+    get: { summary: 'One deploy with result, progress and decision log', params: ['id', 'deployId'] },
+  },
   '/api/history/task/{taskId}': { get: { summary: 'A task, finished or not', params: ['taskId'] } },
   '/api/tasks/active': { get: { summary: 'Live tasks' } },
   '/api/tasks/request/{requestId}': { get: { summary: "A request's live tasks", params: ['requestId'] } },
   '/api/tasks/ids/request/{requestId}': { get: { summary: "A request's task ids by state", params: ['requestId'] } },
-  '/api/tasks/task/{taskId}': { get: { summary: 'A task', params: ['taskId'] }, delete: { summary: 'Kill a task', params: ['taskId'], body: 'KillTaskBody' } },
+  '/api/tasks/task/{taskId}': {
+    get: { summary: 'A task', params: ['taskId'] },
+    delete: { summary: 'Kill a task', params: ['taskId'], body: 'KillTaskBody' },
+  },
   '/api/sandbox/{taskId}/read': { get: { summary: 'Read stdout or stderr', params: ['taskId'] } },
   '/api/state': { get: { summary: 'Counts' } },
   '/api/events': { get: { summary: 'Server-sent events' } },

@@ -2,7 +2,10 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { ApiFixture, deployBody } from '../../test/helpers/api-fixture.ts';
 
 type ErrorBody = { message: string };
-type Parent = { pendingDeploy?: { id: string; command?: string; env: Record<string, string> }; pendingDeployState?: { deployMarker: { message?: string } } };
+type Parent = {
+  pendingDeploy?: { id: string; command?: string; env: Record<string, string> };
+  pendingDeployState?: { deployMarker: { message?: string } };
+};
 
 let f: ApiFixture;
 beforeEach(async () => {
@@ -13,7 +16,7 @@ beforeEach(async () => {
 const canaryManual = { canaryDeploySettings: { enableCanaryDeploy: true, acceptanceMode: 'MANUAL' } };
 
 describe('POST /api/requests/request/{id}/rollback', () => {
-  it('deploys the previous successful deploy\'s spec under a fresh id, atomic and without acceptance', async () => {
+  it("deploys the previous successful deploy's spec under a fresh id, atomic and without acceptance", async () => {
     await f.seedDeploy('svc', { id: 'v1', env: { VERSION: 'one' }, ...canaryManual }, { at: 1 });
     await f.seedDeploy('svc', { id: 'v2', env: { VERSION: 'two' } }, { at: 2 });
     const res = await f.post<Parent>('/api/requests/request/svc/rollback', { message: 'bad release' });

@@ -97,16 +97,16 @@ export class FledgeService {
     // rather than fail the deploy at its first acceptance.
     deploy.acceptanceChecks.forEach((check, i) => {
       if (!RUNNABLE_CHECK_TYPES.has(check.type)) {
-        throw badRequest(`deploy.acceptanceChecks[${i}].type: ${check.type} checks are not supported by this server yet (http, command, manual are)`, [
-          { field: `deploy.acceptanceChecks[${i}].type`, rule: 'http, command or manual' },
-        ]);
+        throw badRequest(
+          `deploy.acceptanceChecks[${i}].type: ${check.type} checks are not supported by this server yet (http, command, manual are)`,
+          [{ field: `deploy.acceptanceChecks[${i}].type`, rule: 'http, command or manual' }],
+        );
       }
     });
     if (input.updatedRequest && input.updatedRequest.id !== deploy.requestId) {
-      throw badRequest(
-        `updatedRequest.id: ${input.updatedRequest.id} does not match deploy.requestId ${deploy.requestId}`,
-        [{ field: 'updatedRequest.id', rule: 'must equal deploy.requestId' }],
-      );
+      throw badRequest(`updatedRequest.id: ${input.updatedRequest.id} does not match deploy.requestId ${deploy.requestId}`, [
+        { field: 'updatedRequest.id', rule: 'must equal deploy.requestId' },
+      ]);
     }
     const record = await this.#live(deploy.requestId);
     if (record.state === 'DELETING') throw conflict(`Request ${deploy.requestId} is being deleted`);
@@ -221,7 +221,14 @@ export class FledgeService {
       pending: [next],
       requests: [nextRecord],
     });
-    this.d.events.publish({ type: 'DEPLOY', at: now, requestId: deploy.requestId, deployId: deploy.id, eventType: 'STARTING', progress: next.progress });
+    this.d.events.publish({
+      type: 'DEPLOY',
+      at: now,
+      requestId: deploy.requestId,
+      deployId: deploy.id,
+      eventType: 'STARTING',
+      progress: next.progress,
+    });
     return { record: nextRecord, warnings };
   }
 
@@ -342,10 +349,9 @@ export class FledgeService {
 
 function assertSupportedType(request: FledgeRequest): void {
   if (!LONG_RUNNING.has(request.requestType)) {
-    throw badRequest(
-      `requestType: ${request.requestType} is not supported yet; Fledge runs SERVICE and WORKER requests`,
-      [{ field: 'requestType', rule: 'SERVICE or WORKER' }],
-    );
+    throw badRequest(`requestType: ${request.requestType} is not supported yet; Fledge runs SERVICE and WORKER requests`, [
+      { field: 'requestType', rule: 'SERVICE or WORKER' },
+    ]);
   }
   if (request.requestType === 'WORKER' && request.loadBalanced) {
     throw badRequest('loadBalanced: only SERVICE requests can be load balanced', [{ field: 'loadBalanced', rule: 'SERVICE only' }]);

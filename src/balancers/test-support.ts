@@ -138,21 +138,18 @@ export interface RequestOptions {
 export function request(port: number, path: string, options: RequestOptions = {}): Promise<TestResponse> {
   const { method = 'GET', body, agent, headers = {}, timeoutMs = 5_000 } = options;
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path, method, headers, ...(agent ? { agent } : { agent: false }) },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() });
-        });
-        res.on('error', (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-      },
-    );
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, ...(agent ? { agent } : { agent: false }) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() });
+      });
+      res.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
     const timer = setTimeout(() => req.destroy(new Error(`request ${method} ${path} timed out after ${timeoutMs} ms`)), timeoutMs);
     req.on('error', (err) => {
       clearTimeout(timer);

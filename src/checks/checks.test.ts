@@ -68,7 +68,12 @@ describe('command check', () => {
     ['exit 0 passes', 'echo fine', 'SUCCEEDED', 'fine'],
     ['exit 75 is PENDING', 'echo later; exit 75', 'PENDING', 'later'],
     ['anything else fails with the last line', 'echo one; echo two; exit 1', 'FAILED', 'two'],
-    ['sees the deploy in its environment', 'echo "$REQUEST_ID $DEPLOY_ID $STEP $NEW_TASK_IDS $OLD_TASK_IDS"', 'SUCCEEDED', 'web d2 2 new-1 old-2'],
+    [
+      'sees the deploy in its environment',
+      'echo "$REQUEST_ID $DEPLOY_ID $STEP $NEW_TASK_IDS $OLD_TASK_IDS"',
+      'SUCCEEDED',
+      'web d2 2 new-1 old-2',
+    ],
   ])('%s', async (_name, command, state, message) => {
     const answer = await createCommandCheck(spec('command', { command })).evaluate(context());
     expect(answer).toEqual({ state, message });

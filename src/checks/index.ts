@@ -39,5 +39,10 @@ export async function loadServerChecks(paths: string[]): Promise<Check[]> {
 }
 
 function isCheck(value: unknown): value is Pick<Check, 'name' | 'evaluate'> {
-  return typeof value === 'object' && value !== null && typeof (value as Check).name === 'string' && typeof (value as Check).evaluate === 'function';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Check).name === 'string' &&
+    typeof (value as Check).evaluate === 'function'
+  );
 }

@@ -30,19 +30,31 @@ describe('SseParser', () => {
 
 describe('FledgeClient', () => {
   it('turns a JSON error body into FledgeApiError with status and details', async () => {
-    fake = await startFake({ 'POST /api/deploys/update': () => reply(400, { message: 'targetActiveInstances: must be from 1 to 3', details: [{ field: 'targetActiveInstances', rule: '1…3' }] }) });
+    fake = await startFake({
+      'POST /api/deploys/update': () =>
+        reply(400, { message: 'targetActiveInstances: must be from 1 to 3', details: [{ field: 'targetActiveInstances', rule: '1…3' }] }),
+    });
     const err = await new FledgeClient(fake.url).updateDeploy('web', 'd2', 9).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FledgeApiError);
-    expect(err).toMatchObject({ status: 400, message: 'targetActiveInstances: must be from 1 to 3', details: [{ field: 'targetActiveInstances', rule: '1…3' }] });
+    expect(err).toMatchObject({
+      status: 400,
+      message: 'targetActiveInstances: must be from 1 to 3',
+      details: [{ field: 'targetActiveInstances', rule: '1…3' }],
+    });
   });
 
   it('reports a non-JSON error with the status line', async () => {
     fake = await startFake({ 'GET /api/state': () => reply(502, 'bad gateway') });
-    await expect(new FledgeClient(`${fake.url}/`).state()).rejects.toMatchObject({ status: 502, message: 'GET /api/state: HTTP 502 Bad Gateway: "bad gateway"' });
+    await expect(new FledgeClient(`${fake.url}/`).state()).rejects.toMatchObject({
+      status: 502,
+      message: 'GET /api/state: HTTP 502 Bad Gateway: "bad gateway"',
+    });
   });
 
   it('builds the sandbox query and delivers stream events until aborted', async () => {
-    fake = await startFake({ 'GET /api/sandbox/t%201/read': (c) => ({ path: c.query.path, offset: 5, data: '', nextOffset: 5, q: c.query }) });
+    fake = await startFake({
+      'GET /api/sandbox/t%201/read': (c) => ({ path: c.query.path, offset: 5, data: '', nextOffset: 5, q: c.query }),
+    });
     const client = new FledgeClient(fake.url, { token: 't' });
     expect(await client.readLogs('t 1', 'stderr', 5, 100)).toMatchObject({ q: { path: 'stderr', offset: '5', length: '100' } });
 

@@ -24,7 +24,11 @@ describe('fledge deploy', () => {
     const file = await jsonFile({ requestId: 'web', id: 'd2', command: 'serve' });
     const { code, io } = await run(['deploy', 'create', '-f', file, '--message', 'v2', '--unpause']);
     expect(code).toBe(0);
-    expect(fake.calls[0]?.body).toEqual({ deploy: { requestId: 'web', id: 'd2', command: 'serve' }, message: 'v2', unpauseOnSuccessfulDeploy: true });
+    expect(fake.calls[0]?.body).toEqual({
+      deploy: { requestId: 'web', id: 'd2', command: 'serve' },
+      message: 'v2',
+      unpauseOnSuccessfulDeploy: true,
+    });
     expect(io.out()).toBe('deploy d2 of request web started\nrequest web: ACTIVE, 3/3 healthy, active deploy d1\n');
   });
 
@@ -46,7 +50,9 @@ describe('fledge deploy', () => {
   });
 
   it('shows a 409 from a second deploy as an error', async () => {
-    fake = await startFake({ 'POST /api/deploys': () => reply(409, { message: 'Request web already has a pending deploy d1', details: [] }) });
+    fake = await startFake({
+      'POST /api/deploys': () => reply(409, { message: 'Request web already has a pending deploy d1', details: [] }),
+    });
     const { code, io } = await run(['deploy', 'create', '-f', await jsonFile({ requestId: 'web', id: 'd2' })]);
     expect(code).toBe(2);
     expect(io.err()).toBe('error: Request web already has a pending deploy d1\n');
@@ -56,8 +62,22 @@ describe('fledge deploy', () => {
     fake = await startFake({
       'POST /api/deploys/plan': () => ({
         steps: [
-          { step: 1, targetActiveInstances: 1, newInstances: 1, oldInstances: 2, loadBalanced: { new: 1, old: 2 }, acceptance: { mode: 'TIMED', waitMillis: 30000 } },
-          { step: 2, targetActiveInstances: 3, newInstances: 3, oldInstances: 0, loadBalanced: { new: 3, old: 0 }, acceptance: { mode: 'NONE' } },
+          {
+            step: 1,
+            targetActiveInstances: 1,
+            newInstances: 1,
+            oldInstances: 2,
+            loadBalanced: { new: 1, old: 2 },
+            acceptance: { mode: 'TIMED', waitMillis: 30000 },
+          },
+          {
+            step: 2,
+            targetActiveInstances: 3,
+            newInstances: 3,
+            oldInstances: 0,
+            loadBalanced: { new: 3, old: 0 },
+            acceptance: { mode: 'NONE' },
+          },
         ],
         etaSeconds: { min: 40, max: 300 },
         warnings: ['no health check'],
@@ -80,7 +100,11 @@ describe('fledge deploy', () => {
 
   it.each([
     [['cancel', 'web', 'd2'], 'DELETE /api/deploys/deploy/d2/request/web', undefined],
-    [['advance', 'web', 'd2', '-m', 'looks good'], 'POST /api/deploys/advance', { requestId: 'web', deployId: 'd2', message: 'looks good' }],
+    [
+      ['advance', 'web', 'd2', '-m', 'looks good'],
+      'POST /api/deploys/advance',
+      { requestId: 'web', deployId: 'd2', message: 'looks good' },
+    ],
     [['reject', 'web', 'd2'], 'POST /api/deploys/reject', { requestId: 'web', deployId: 'd2' }],
     [['update', 'web', 'd2', '--target', '3'], 'POST /api/deploys/update', { requestId: 'web', deployId: 'd2', targetActiveInstances: 3 }],
   ])('deploy %j calls %s', async (args, route, body) => {
@@ -119,7 +143,10 @@ describe('fledge deploy', () => {
       decisionLog: [{ at: T0, phase: 'HEALTH', step: 1, observed: '1 unhealthy', action: 'fail deploy', reason: 'health timeout' }],
     });
     fake = await startFake({
-      'GET /api/history/request/web/deploys': () => [historyEntry('web', 'd1', { deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] } }), failed],
+      'GET /api/history/request/web/deploys': () => [
+        historyEntry('web', 'd1', { deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] } }),
+        failed,
+      ],
       'GET /api/history/request/web/deploy/d2': () => failed,
     });
     const list = await run(['deploy', 'history', 'web']);
@@ -154,15 +181,27 @@ async function deployServer(requestId: string, deployId: string, initial: Deploy
 
 describe('watching a deploy', () => {
   it('follows a deploy created with --watch to SUCCEEDED and exits 0', async () => {
-    const { state, deployEvent } = await deployServer('web', 'd2', historyEntry('web', 'd2', { deployProgress: progress(), deployState: 'WAITING' }));
+    const { state, deployEvent } = await deployServer(
+      'web',
+      'd2',
+      historyEntry('web', 'd2', { deployProgress: progress(), deployState: 'WAITING' }),
+    );
     const io = captureIo();
     const done = run(['deploy', 'create', '-f', await jsonFile({ requestId: 'web', id: 'd2' }), '--watch'], io);
 
     await fake.subscribed();
     await io.printed('step 1/2 LAUNCH target 1 current 0');
-    state.tasks = [task('web', 'd1', 1), task('web', 'd2', 1, { state: 'TASK_STARTING', health: { state: 'UNKNOWN', results: [] }, lb: {} })];
-    const decisions = [{ at: T0, phase: 'HEALTH' as const, step: 1, observed: 'task 1 healthy', action: 'add to LB', reason: 'all step tasks healthy' }];
-    state.entry = historyEntry('web', 'd2', { deployProgress: progress({ phase: 'HEALTH', decisionLog: decisions }), decisionLog: decisions });
+    state.tasks = [
+      task('web', 'd1', 1),
+      task('web', 'd2', 1, { state: 'TASK_STARTING', health: { state: 'UNKNOWN', results: [] }, lb: {} }),
+    ];
+    const decisions = [
+      { at: T0, phase: 'HEALTH' as const, step: 1, observed: 'task 1 healthy', action: 'add to LB', reason: 'all step tasks healthy' },
+    ];
+    state.entry = historyEntry('web', 'd2', {
+      deployProgress: progress({ phase: 'HEALTH', decisionLog: decisions }),
+      decisionLog: decisions,
+    });
     fake.send('task', { type: 'TASK', at: T0, task: state.tasks[1] });
     // Wait for every line of this stage before the next change, so none is skipped over.
     await io.printed('decision 03:04:05 HEALTH step 1: task 1 healthy → add to LB (all step tasks healthy)');
@@ -180,7 +219,10 @@ describe('watching a deploy', () => {
     await io.printed(`task web-d2-1-${T0} #1 TASK_RUNNING`);
 
     const result = { deployState: 'SUCCEEDED' as const, message: 'Deploy succeeded', timestamp: T0 + 90_000, deployFailures: [] };
-    state.entry = historyEntry('web', 'd2', { deployResult: result, deployProgress: progress({ step: 2, phase: 'ADVANCE', targetActiveInstances: 2, currentActiveInstances: 2 }) });
+    state.entry = historyEntry('web', 'd2', {
+      deployResult: result,
+      deployProgress: progress({ step: 2, phase: 'ADVANCE', targetActiveInstances: 2, currentActiveInstances: 2 }),
+    });
     deployEvent('FINISHED', { result });
 
     const { code } = await done;
@@ -207,12 +249,21 @@ describe('watching a deploy', () => {
       ].sort(),
     );
     const steps = lines.filter((l) => l.startsWith('step '));
-    expect(steps.map((l) => l.split(' ').slice(0, 3).join(' '))).toEqual(['step 1/2 LAUNCH', 'step 1/2 HEALTH', 'step 1/2 ACCEPTANCE', 'step 2/2 ADVANCE']);
+    expect(steps.map((l) => l.split(' ').slice(0, 3).join(' '))).toEqual([
+      'step 1/2 LAUNCH',
+      'step 1/2 HEALTH',
+      'step 1/2 ACCEPTANCE',
+      'step 2/2 ADVANCE',
+    ]);
     expect(lines.at(-2)).toBe('deploy d2 SUCCEEDED: Deploy succeeded (2024-01-02 03:05:35)');
   });
 
   it('exits 1 with the failures when the deploy FAILED', async () => {
-    const { state, deployEvent } = await deployServer('web', 'd3', historyEntry('web', 'd3', { deployProgress: progress({ phase: 'HEALTH' }) }));
+    const { state, deployEvent } = await deployServer(
+      'web',
+      'd3',
+      historyEntry('web', 'd3', { deployProgress: progress({ phase: 'HEALTH' }) }),
+    );
     const io = captureIo();
     const done = run(['deploy', 'watch', 'web', 'd3'], io);
     await fake.subscribed();
@@ -232,7 +283,9 @@ describe('watching a deploy', () => {
   });
 
   it('ends at once for a deploy that is already over, printing the entry with --json', async () => {
-    const over = historyEntry('web', 'd4', { deployResult: { deployState: 'CANCELED', message: 'canceled by user', timestamp: T0, deployFailures: [] } });
+    const over = historyEntry('web', 'd4', {
+      deployResult: { deployState: 'CANCELED', message: 'canceled by user', timestamp: T0, deployFailures: [] },
+    });
     await deployServer('web', 'd4', over);
     const { code, io } = await run(['deploy', 'watch', 'web', 'd4', '--json']);
     expect(code).toBe(1);
@@ -271,7 +324,9 @@ describe('watching a deploy', () => {
     await io.printed('step 1/2 LAUNCH');
     fake.dropStreams();
     await fake.subscribed(2);
-    state.entry = historyEntry('web', 'd6', { deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] } });
+    state.entry = historyEntry('web', 'd6', {
+      deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] },
+    });
     deployEvent('FINISHED');
     expect((await done).code).toBe(0);
   });

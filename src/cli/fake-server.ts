@@ -88,8 +88,7 @@ export async function startFake(routes: Routes = {}): Promise<FakeFledge> {
     calls,
     paths: () => calls.filter((c) => c.path !== '/api/events').map((c) => `${c.method} ${c.path}`),
     route: (key, handler) => void table.set(key, handler),
-    subscribed: (n = 1) =>
-      new Promise<void>((resolve) => (connections >= n ? resolve() : waiters.push({ n, resolve }))),
+    subscribed: (n = 1) => new Promise<void>((resolve) => (connections >= n ? resolve() : waiters.push({ n, resolve }))),
     send(event, data) {
       for (const res of streams) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     },

@@ -61,7 +61,10 @@ describe('fledge request', () => {
 
     const fromStdin = await run(['request', 'create', '-f', '-'], captureIo({ readStdin: async () => '{"id":"web","instances":1}' }));
     expect(fromStdin.code).toBe(0);
-    expect(fake.calls.map((c) => c.body)).toEqual([{ id: 'web', requestType: 'SERVICE', instances: 3 }, { id: 'web', instances: 1 }]);
+    expect(fake.calls.map((c) => c.body)).toEqual([
+      { id: 'web', requestType: 'SERVICE', instances: 3 },
+      { id: 'web', instances: 1 },
+    ]);
   });
 
   it('rejects a request file that is not JSON without calling the API', async () => {
@@ -85,7 +88,11 @@ describe('fledge request', () => {
     fake = await startFake({ 'PUT /api/requests/request/web/scale': () => parent('web') });
     const { code } = await run(['request', 'scale', 'web', '5', '-m', 'more traffic']);
     expect(code).toBe(0);
-    expect(fake.calls[0]).toMatchObject({ method: 'PUT', path: '/api/requests/request/web/scale', body: { instances: 5, message: 'more traffic' } });
+    expect(fake.calls[0]).toMatchObject({
+      method: 'PUT',
+      path: '/api/requests/request/web/scale',
+      body: { instances: 5, message: 'more traffic' },
+    });
   });
 
   it.each([
@@ -177,17 +184,45 @@ describe('fledge serve', () => {
     const seen: unknown[] = [];
     const io = captureIo({ loadServer: async () => ({ runServe: async (flags) => void seen.push(flags) }) });
     const code = await runCli(
-      ['serve', '--port', '8080', '--lb', 'none', '--data-dir', '/tmp/f', '--port-range-from', '32000', '--memory-mb', '512', '--allow-canary-lb-change', '--log-level', 'debug', '--cpus', '1.5'],
+      [
+        'serve',
+        '--port',
+        '8080',
+        '--lb',
+        'none',
+        '--data-dir',
+        '/tmp/f',
+        '--port-range-from',
+        '32000',
+        '--memory-mb',
+        '512',
+        '--allow-canary-lb-change',
+        '--log-level',
+        'debug',
+        '--cpus',
+        '1.5',
+      ],
       io,
     );
     expect(code).toBe(0);
-    expect(seen).toEqual([{ port: 8080, lb: 'none', dataDir: '/tmp/f', portRangeFrom: 32000, memoryMb: 512, allowCanaryLbChange: true, logLevel: 'debug', cpus: 1.5 }]);
+    expect(seen).toEqual([
+      {
+        port: 8080,
+        lb: 'none',
+        dataDir: '/tmp/f',
+        portRangeFrom: 32000,
+        memoryMb: 512,
+        allowCanaryLbChange: true,
+        logLevel: 'debug',
+        cpus: 1.5,
+      },
+    ]);
   });
 
   it('rejects an unknown load balancer kind', async () => {
     const io = captureIo({ loadServer: async () => ({ runServe: async () => undefined }) });
     expect(await runCli(['serve', '--lb', 'nginx'], io)).toBe(2);
-    expect(io.err()).toContain("Allowed choices are builtin, haproxy, none");
+    expect(io.err()).toContain('Allowed choices are builtin, haproxy, none');
   });
 });
 

@@ -8,7 +8,14 @@ const text = (c: Cell) => (c === undefined || c === null || c === '' ? '-' : Str
 export function table(headers: string[], rows: Cell[][]): string {
   const cells = [headers, ...rows.map((r) => headers.map((_, i) => text(r[i])))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** `label  value` pairs with aligned values, for single-object views. */

@@ -9,9 +9,13 @@ afterEach(async () => fake?.close());
 const run = (args: string[], io = captureIo()) => runCli(['--server', fake.url, ...args], io).then((code) => ({ code, io }));
 
 describe('fledge task', () => {
-  it('lists all live tasks, or one request\'s, as a table', async () => {
+  it("lists all live tasks, or one request's, as a table", async () => {
     const tasks = [
-      task('web', 'd1', 2, { cleanup: { reason: 'DEPLOY_REPLACED', timestamp: T0 }, state: 'TASK_CLEANING', lb: { add: { operationId: 'a', state: 'SUCCESS', timestamp: T0 }, remove: { operationId: 'r', state: 'WAITING', timestamp: T0 } } }),
+      task('web', 'd1', 2, {
+        cleanup: { reason: 'DEPLOY_REPLACED', timestamp: T0 },
+        state: 'TASK_CLEANING',
+        lb: { add: { operationId: 'a', state: 'SUCCESS', timestamp: T0 }, remove: { operationId: 'r', state: 'WAITING', timestamp: T0 } },
+      }),
       task('web', 'd2', 1, { health: { state: 'UNKNOWN', results: [] }, lb: {} }),
     ];
     fake = await startFake({ 'GET /api/tasks/active': () => tasks, 'GET /api/tasks/request/web': () => tasks.slice(1) });
@@ -49,7 +53,7 @@ describe('fledge task', () => {
     expect(io.out()).toBe(`task ${t.taskId.id}: TASK_CLEANING (cleanup USER_REQUESTED: stuck)\n`);
   });
 
-  it('prints a task\'s whole log by reading until no more data', async () => {
+  it("prints a task's whole log by reading until no more data", async () => {
     const log = 'line 1\nline 2\nline 3\n';
     fake = await startFake({
       'GET /api/sandbox/t1/read': (c) => {
@@ -64,7 +68,13 @@ describe('fledge task', () => {
     expect(fake.calls.every((c) => c.query.path === 'stderr')).toBe(true);
 
     const json = await run(['task', 'logs', 't1', '--json']);
-    expect(json.io.out().trim().split('\n').map((l) => JSON.parse(l) as { data: string; nextOffset: number })).toEqual([
+    expect(
+      json.io
+        .out()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { data: string; nextOffset: number }),
+    ).toEqual([
       { path: 'stdout', offset: 0, data: 'line 1\n', nextOffset: 7 },
       { path: 'stdout', offset: 7, data: 'line 2\n', nextOffset: 14 },
       { path: 'stdout', offset: 14, data: 'line 3\n', nextOffset: 21 },

@@ -23,7 +23,13 @@ export interface WatchOptions {
 }
 
 /** Follows the deploy until it ends; resolves to the exit code (0 only on SUCCEEDED). */
-export async function watchDeploy(ctx: Ctx, client: FledgeClient, requestId: string, deployId: string, opts: WatchOptions): Promise<number> {
+export async function watchDeploy(
+  ctx: Ctx,
+  client: FledgeClient,
+  requestId: string,
+  deployId: string,
+  opts: WatchOptions,
+): Promise<number> {
   return ctx.interruptible(async (interrupt) => {
     const stop = new AbortController();
     const onInterrupt = () => stop.abort();
@@ -107,7 +113,8 @@ export async function watchDeploy(ctx: Ctx, client: FledgeClient, requestId: str
     }
     if (outcome.error) throw outcome.error;
     const result = outcome.result!;
-    if (opts.json) ctx.printJson(outcome.entry ? { ...outcome.entry, deployResult: outcome.entry.deployResult ?? result } : { deployResult: result });
+    if (opts.json)
+      ctx.printJson(outcome.entry ? { ...outcome.entry, deployResult: outcome.entry.deployResult ?? result } : { deployResult: result });
     else view.printResult(result);
     return result.deployState === 'SUCCEEDED' ? 0 : 1;
   });
@@ -148,7 +155,9 @@ class DeployView {
       this.#progress = line;
     }
 
-    for (const t of [...(tasks ?? [])].sort((a, b) => a.taskId.instanceNo - b.taskId.instanceNo || a.taskId.startedAt - b.taskId.startedAt)) {
+    for (const t of [...(tasks ?? [])].sort(
+      (a, b) => a.taskId.instanceNo - b.taskId.instanceNo || a.taskId.startedAt - b.taskId.startedAt,
+    )) {
       if (t.taskId.requestId !== this.requestId) continue;
       const line = `${taskLine(t)}${t.taskId.deployId === this.deployId ? '' : ` [deploy ${t.taskId.deployId}]`}`;
       if (this.#tasks.get(t.taskId.id) !== line) this.#line(line);
@@ -176,7 +185,9 @@ class DeployView {
   }
 
   printResult(result: DeployResult): void {
-    this.ctx.print(`deploy ${this.deployId} ${result.deployState}${result.message ? `: ${result.message}` : ''} (${dateTime(result.timestamp)})`);
+    this.ctx.print(
+      `deploy ${this.deployId} ${result.deployState}${result.message ? `: ${result.message}` : ''} (${dateTime(result.timestamp)})`,
+    );
     for (const f of result.deployFailures ?? []) {
       this.ctx.print(`  failure ${f.reason}${f.taskId ? ` ${f.taskId.id}` : ''}: ${f.message}`);
     }

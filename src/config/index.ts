@@ -71,7 +71,8 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     return raw === true || raw === 'true' || raw === '1';
   };
   const lb = String(pick('lb', 'FLEDGE_LB') ?? 'builtin');
-  if (lb !== 'builtin' && lb !== 'haproxy' && lb !== 'none') throw new ConfigError(`Invalid lb (FLEDGE_LB): ${lb}; expected builtin, haproxy or none`);
+  if (lb !== 'builtin' && lb !== 'haproxy' && lb !== 'none')
+    throw new ConfigError(`Invalid lb (FLEDGE_LB): ${lb}; expected builtin, haproxy or none`);
   const optionalPath = (key: string, envName: string): string | undefined => {
     const raw = pick(key, envName);
     return raw === undefined || raw === '' ? undefined : resolve(String(raw));
@@ -80,7 +81,9 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
   const configPath = optionalPath('haproxyConfig', 'FLEDGE_HAPROXY_CONFIG');
   const masterSocket = optionalPath('haproxyMasterSocket', 'FLEDGE_HAPROXY_MASTER_SOCKET');
   if (lb === 'haproxy' && runtimeSocket !== undefined && configPath === undefined) {
-    throw new ConfigError('Invalid haproxy-config (FLEDGE_HAPROXY_CONFIG): an attached HAProxy (haproxy-socket) needs the configuration file Fledge writes');
+    throw new ConfigError(
+      'Invalid haproxy-config (FLEDGE_HAPROXY_CONFIG): an attached HAProxy (haproxy-socket) needs the configuration file Fledge writes',
+    );
   }
   const haproxy: HaproxyConfig = {
     mode: runtimeSocket !== undefined ? 'attached' : 'managed',
@@ -108,7 +111,10 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     killGraceSeconds: int('killGraceSeconds', 'FLEDGE_KILL_GRACE_SECONDS', 10, 0, 3600),
     drainTimeoutSeconds: int('drainTimeoutSeconds', 'FLEDGE_DRAIN_TIMEOUT_SECONDS', 30, 0, 3600),
     allowCanaryLbChange: bool('allowCanaryLbChange', 'FLEDGE_ALLOW_CANARY_LB_CHANGE'),
-    checkModules: (flags.checkModule ?? (env.FLEDGE_CHECK_MODULES ?? '').split(',')).map((p) => p.trim()).filter(Boolean).map((p) => resolve(p)),
+    checkModules: (flags.checkModule ?? (env.FLEDGE_CHECK_MODULES ?? '').split(','))
+      .map((p) => p.trim())
+      .filter(Boolean)
+      .map((p) => resolve(p)),
     logLevel: String(pick('logLevel', 'FLEDGE_LOG_LEVEL') ?? 'info'),
   };
   if (config.portRange.from > config.portRange.to) {

@@ -8,8 +8,18 @@ import { testHealthcheck } from '../../test/helpers/model-fixtures.ts';
 const opts: HealthcheckOptions = testHealthcheck({ maxRetries: 3, failureStatusCodes: [503, 404] });
 
 const refused = (t: number): HealthResult => ({ timestamp: t, durationMillis: 0, startup: true, errorMessage: 'Connection refused' });
-const status = (t: number, statusCode: number, durationMillis = 10): HealthResult => ({ timestamp: t, durationMillis, statusCode, startup: false });
-const timedOut = (t: number): HealthResult => ({ timestamp: t, durationMillis: 5_000, startup: false, errorMessage: 'No response within 5s' });
+const status = (t: number, statusCode: number, durationMillis = 10): HealthResult => ({
+  timestamp: t,
+  durationMillis,
+  statusCode,
+  startup: false,
+});
+const timedOut = (t: number): HealthResult => ({
+  timestamp: t,
+  durationMillis: 5_000,
+  startup: false,
+  errorMessage: 'No response within 5s',
+});
 
 const assess = (results: HealthResult[], o: HealthcheckOptions = opts, now = 1_000_000) => assessHealth(o, 5, 0, results, now);
 
@@ -52,37 +62,142 @@ describe('assessHealth with a healthcheck', () => {
     ['counts the next interval from the end of a slow probe', [status(0, 500, 3_000)], {}, { state: 'UNKNOWN', nextProbeAt: 8_000 }],
     ['retries a timeout before any response at the startup interval', [timedOut(0)], {}, { state: 'UNKNOWN', nextProbeAt: 7_000 }],
     ['probes once more exactly at the startup deadline', [refused(44_000)], {}, { state: 'UNKNOWN', nextProbeAt: 45_000 }],
-    ['probes once more exactly at the window end', [status(0, 500), status(78_000, 500, 3_000)], {}, { state: 'UNKNOWN', nextProbeAt: 85_000 }],
+    [
+      'probes once more exactly at the window end',
+      [status(0, 500), status(78_000, 500, 3_000)],
+      {},
+      { state: 'UNKNOWN', nextProbeAt: 85_000 },
+    ],
     // healthy
     ['is healthy at the first 2xx', [status(0, 200)], {}, { state: 'HEALTHY', healthyAt: 10 }],
     ['is healthy at any 2xx, e.g. 204', [status(0, 204)], {}, { state: 'HEALTHY', healthyAt: 10 }],
-    ['is healthy when the port opens after refusing', [refused(0), refused(2_000), status(4_000, 200)], {}, { state: 'HEALTHY', healthyAt: 4_010 }],
-    ['is healthy after up to maxRetries failures', [status(0, 500), status(5_000, 500), status(10_000, 500), status(15_000, 200)], {}, { state: 'HEALTHY', healthyAt: 15_010 }],
-    ['is healthy at a 2xx that arrives at the window end', [status(0, 500), status(85_000, 200)], {}, { state: 'HEALTHY', healthyAt: 85_010 }],
+    [
+      'is healthy when the port opens after refusing',
+      [refused(0), refused(2_000), status(4_000, 200)],
+      {},
+      { state: 'HEALTHY', healthyAt: 4_010 },
+    ],
+    [
+      'is healthy after up to maxRetries failures',
+      [status(0, 500), status(5_000, 500), status(10_000, 500), status(15_000, 200)],
+      {},
+      { state: 'HEALTHY', healthyAt: 15_010 },
+    ],
+    [
+      'is healthy at a 2xx that arrives at the window end',
+      [status(0, 500), status(85_000, 200)],
+      {},
+      { state: 'HEALTHY', healthyAt: 85_010 },
+    ],
     ['treats 3xx as not healthy (redirects are followed by the probe)', [status(0, 301)], {}, { state: 'UNKNOWN', nextProbeAt: 5_010 }],
     // failure status
-    ['is unhealthy at once on a failure status', [status(0, 503)], {}, { state: 'UNHEALTHY', message: 'Health check returned failure status 503' }],
-    ['is unhealthy on a failure status even with retries left', [status(0, 500), status(5_000, 404)], {}, { state: 'UNHEALTHY', message: 'Health check returned failure status 404' }],
-    ['keeps the first verdict: a failure status before a 2xx', [status(0, 503), status(5_000, 200)], {}, { state: 'UNHEALTHY', message: 'Health check returned failure status 503' }],
-    ['keeps the first verdict: a 2xx before a failure status', [status(0, 200), status(5_000, 503)], {}, { state: 'HEALTHY', healthyAt: 10 }],
+    [
+      'is unhealthy at once on a failure status',
+      [status(0, 503)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check returned failure status 503' },
+    ],
+    [
+      'is unhealthy on a failure status even with retries left',
+      [status(0, 500), status(5_000, 404)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check returned failure status 404' },
+    ],
+    [
+      'keeps the first verdict: a failure status before a 2xx',
+      [status(0, 503), status(5_000, 200)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check returned failure status 503' },
+    ],
+    [
+      'keeps the first verdict: a 2xx before a failure status',
+      [status(0, 200), status(5_000, 503)],
+      {},
+      { state: 'HEALTHY', healthyAt: 10 },
+    ],
     // startup timeout
     ['is still starting when refused just before the startup deadline', [refused(44_999)], {}, { state: 'UNKNOWN', nextProbeAt: 45_000 }],
-    ['is unhealthy when refused at the startup deadline', [refused(45_000)], {}, { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' }],
-    ['counts the startup timeout from running, not from the delay', [refused(45_000)], { startupDelaySeconds: 10 }, { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' }],
-    ['does not apply the startup timeout once the port answered', [status(0, 500), refused(46_000)], {}, { state: 'UNKNOWN', nextProbeAt: 51_000 }],
-    ['does not apply the startup timeout to timeouts (only to refusals)', [timedOut(41_000)], {}, { state: 'UNKNOWN', nextProbeAt: 48_000 }],
+    [
+      'is unhealthy when refused at the startup deadline',
+      [refused(45_000)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' },
+    ],
+    [
+      'counts the startup timeout from running, not from the delay',
+      [refused(45_000)],
+      { startupDelaySeconds: 10 },
+      { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' },
+    ],
+    [
+      'does not apply the startup timeout once the port answered',
+      [status(0, 500), refused(46_000)],
+      {},
+      { state: 'UNKNOWN', nextProbeAt: 51_000 },
+    ],
+    [
+      'does not apply the startup timeout to timeouts (only to refusals)',
+      [timedOut(41_000)],
+      {},
+      { state: 'UNKNOWN', nextProbeAt: 48_000 },
+    ],
     // failed responses
-    ['tolerates exactly maxRetries failed responses', [status(0, 500), status(5_000, 500), status(10_000, 500)], {}, { state: 'UNKNOWN', nextProbeAt: 15_010 }],
-    ['is unhealthy after more than maxRetries failed responses', [status(0, 500), status(5_000, 500), status(10_000, 500), status(15_000, 500)], {}, { state: 'UNHEALTHY', message: 'Health check failed 4 times (maxRetries 3)' }],
-    ['is unhealthy at the first failure with maxRetries 0', [status(0, 500)], { maxRetries: 0 }, { state: 'UNHEALTHY', message: 'Health check failed 1 times (maxRetries 0)' }],
-    ['counts timeouts after a first response as failures', [status(0, 500), timedOut(5_000), timedOut(15_000), timedOut(25_000)], {}, { state: 'UNHEALTHY', message: 'Health check failed 4 times (maxRetries 3)' }],
-    ['counts a refused port after a first response as a failure', [status(0, 500), refused(5_000)], { maxRetries: 1 }, { state: 'UNHEALTHY', message: 'Health check failed 2 times (maxRetries 1)' }],
-    ['does not count refusals or timeouts before the first response', [refused(0), timedOut(2_000), refused(9_000), status(11_000, 500)], { maxRetries: 1 }, { state: 'UNKNOWN', nextProbeAt: 16_010 }],
+    [
+      'tolerates exactly maxRetries failed responses',
+      [status(0, 500), status(5_000, 500), status(10_000, 500)],
+      {},
+      { state: 'UNKNOWN', nextProbeAt: 15_010 },
+    ],
+    [
+      'is unhealthy after more than maxRetries failed responses',
+      [status(0, 500), status(5_000, 500), status(10_000, 500), status(15_000, 500)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check failed 4 times (maxRetries 3)' },
+    ],
+    [
+      'is unhealthy at the first failure with maxRetries 0',
+      [status(0, 500)],
+      { maxRetries: 0 },
+      { state: 'UNHEALTHY', message: 'Health check failed 1 times (maxRetries 0)' },
+    ],
+    [
+      'counts timeouts after a first response as failures',
+      [status(0, 500), timedOut(5_000), timedOut(15_000), timedOut(25_000)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check failed 4 times (maxRetries 3)' },
+    ],
+    [
+      'counts a refused port after a first response as a failure',
+      [status(0, 500), refused(5_000)],
+      { maxRetries: 1 },
+      { state: 'UNHEALTHY', message: 'Health check failed 2 times (maxRetries 1)' },
+    ],
+    [
+      'does not count refusals or timeouts before the first response',
+      [refused(0), timedOut(2_000), refused(9_000), status(11_000, 500)],
+      { maxRetries: 1 },
+      { state: 'UNKNOWN', nextProbeAt: 16_010 },
+    ],
     // window
     ['is still waiting just before the window ends', [status(0, 500), status(84_989, 500)], {}, { state: 'UNKNOWN', nextProbeAt: 85_000 }],
-    ['is unhealthy when the window passes without a 2xx', [status(0, 500), status(84_990, 500)], {}, { state: 'UNHEALTHY', message: 'Health check did not pass within 85s of the task running' }],
-    ['is unhealthy when a server never answers for the whole window', [timedOut(0), timedOut(7_000), timedOut(80_500)], {}, { state: 'UNHEALTHY', message: 'Health check did not pass within 85s of the task running' }],
-    ['prefers the startup-timeout message when both deadlines passed', [refused(90_000)], {}, { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' }],
+    [
+      'is unhealthy when the window passes without a 2xx',
+      [status(0, 500), status(84_990, 500)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check did not pass within 85s of the task running' },
+    ],
+    [
+      'is unhealthy when a server never answers for the whole window',
+      [timedOut(0), timedOut(7_000), timedOut(80_500)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check did not pass within 85s of the task running' },
+    ],
+    [
+      'prefers the startup-timeout message when both deadlines passed',
+      [refused(90_000)],
+      {},
+      { state: 'UNHEALTHY', message: 'Health check did not respond within the startup timeout of 45s' },
+    ],
   ])('%s', (_name, results, overrides, expected) => {
     expect(assess(results, { ...opts, ...overrides })).toEqual(expected);
   });

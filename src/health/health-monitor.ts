@@ -47,7 +47,12 @@ export class HealthMonitor {
    * continues the schedule instead of starting it over. Returns the current assessment;
    * when that is already final nothing is scheduled.
    */
-  watch(task: WatchedTask, opts: HealthcheckOptions | undefined, considerHealthyAfter: number, previousResults: HealthResult[] = []): HealthAssessment {
+  watch(
+    task: WatchedTask,
+    opts: HealthcheckOptions | undefined,
+    considerHealthyAfter: number,
+    previousResults: HealthResult[] = [],
+  ): HealthAssessment {
     if (this.closed) throw new Error('HealthMonitor is closed');
     this.unwatch(task.taskId);
     const w: Watch = { task, opts, considerHealthyAfter, results: [...previousResults] };

@@ -108,12 +108,32 @@ describe('probeHealth', () => {
   it.skipIf(!hasOpenssl)('checks certificates unless allowInsecure', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fledge-health-'));
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1',
-        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-      const server = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
-        if (req.url === '/health') res.writeHead(302, { location: '/ok' }).end();
-        else res.end('secure ok');
-      });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-subj',
+          '/CN=localhost',
+          '-days',
+          '1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
+      const server = https.createServer(
+        { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+        (req, res) => {
+          if (req.url === '/health') res.writeHead(302, { location: '/ok' }).end();
+          else res.end('secure ok');
+        },
+      );
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       try {
         const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/health`;

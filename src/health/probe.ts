@@ -9,12 +9,7 @@ import type { HealthResult } from '../core/model.ts';
 export const BODY_BYTES = 512;
 const MAX_REDIRECTS = 20; // as fetch
 
-export async function probeHealth(
-  url: string,
-  method: 'GET' | 'POST',
-  timeoutMs: number,
-  allowInsecure = false,
-): Promise<HealthResult> {
+export async function probeHealth(url: string, method: 'GET' | 'POST', timeoutMs: number, allowInsecure = false): Promise<HealthResult> {
   const timestamp = Date.now();
   const started = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
@@ -25,9 +20,7 @@ export async function probeHealth(
   });
   try {
     const { statusCode, body } =
-      allowInsecure && url.startsWith('https:')
-        ? await requestInsecure(url, method, signal)
-        : await requestFetch(url, method, signal);
+      allowInsecure && url.startsWith('https:') ? await requestInsecure(url, method, signal) : await requestFetch(url, method, signal);
     return done({ statusCode, responseBody: body, startup: false });
   } catch (err) {
     if (signal.aborted) return done({ startup: false, errorMessage: `No response within ${timeoutMs}ms` });

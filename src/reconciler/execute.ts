@@ -130,9 +130,7 @@ export class Executor {
     });
     const now = this.#d.clock.now();
     if (result.kind === 'waiting') {
-      await this.#updateTask(taskId, (t) =>
-        t.waitingReason === result.reason ? undefined : { ...t, waitingReason: result.reason },
-      );
+      await this.#updateTask(taskId, (t) => (t.waitingReason === result.reason ? undefined : { ...t, waitingReason: result.reason }));
       return;
     }
     if (result.kind === 'error') {
@@ -315,7 +313,11 @@ export class Executor {
       const record = await store.getRequest(requestId);
       const deploy = record?.activeDeployId ? await store.getDeploy(requestId, record.activeDeployId) : undefined;
       if (deploy?.serviceBasePath) {
-        service = { serviceId: deploy.loadBalancerServiceIdOverride ?? requestId, basePath: deploy.serviceBasePath, groups: deploy.loadBalancerGroups ?? [] };
+        service = {
+          serviceId: deploy.loadBalancerServiceIdOverride ?? requestId,
+          basePath: deploy.serviceBasePath,
+          groups: deploy.loadBalancerGroups ?? [],
+        };
       }
     }
     return { service, upstreams };

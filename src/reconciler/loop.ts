@@ -116,9 +116,7 @@ export class ReconcileLoop {
       if (plan.pending) changes.pending = [plan.pending];
       if (plan.pending === null) changes.deletePending = [requestId];
       if (plan.result) {
-        changes.results = [
-          { requestId, deployId: plan.result.deployId, result: plan.result.result, progress: plan.result.progress },
-        ];
+        changes.results = [{ requestId, deployId: plan.result.deployId, result: plan.result.result, progress: plan.result.progress }];
       }
       if (Object.keys(changes).length > 0) await store.apply(changes);
       this.#publish(requestId, plan, obs.pending?.progress.phase, obs.pending?.progress.step);
@@ -170,11 +168,14 @@ export class ReconcileLoop {
     if (this.#wakeAt.size === 0) return;
     const next = Math.min(...this.#wakeAt.values());
     const delay = Math.max(0, next - this.#deps.clock.now());
-    this.#timer = setTimeout(() => {
-      const now = this.#deps.clock.now();
-      for (const [id, at] of this.#wakeAt) if (at <= now) this.wake(id);
-      this.#armTimer();
-    }, Math.min(delay + 1, 2 ** 31 - 1));
+    this.#timer = setTimeout(
+      () => {
+        const now = this.#deps.clock.now();
+        for (const [id, at] of this.#wakeAt) if (at <= now) this.wake(id);
+        this.#armTimer();
+      },
+      Math.min(delay + 1, 2 ** 31 - 1),
+    );
     this.#timer.unref();
   }
 

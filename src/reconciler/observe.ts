@@ -30,7 +30,13 @@ export async function observeRequest(
   const lbOps: RequestObservation['lbOps'] = {};
   const referenced = [
     ...(pending?.progress.pendingLbUpdate?.state === 'WAITING'
-      ? [{ operationId: pending.progress.pendingLbUpdate.loadBalancerRequestId, add: pending.progress.pendingLbUpdate.add, remove: pending.progress.pendingLbUpdate.remove }]
+      ? [
+          {
+            operationId: pending.progress.pendingLbUpdate.loadBalancerRequestId,
+            add: pending.progress.pendingLbUpdate.add,
+            remove: pending.progress.pendingLbUpdate.remove,
+          },
+        ]
       : []),
     ...(record.lbOperation ? [record.lbOperation] : []),
   ];

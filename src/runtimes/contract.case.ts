@@ -121,7 +121,9 @@ export function runtimeContract(name: string, makeSubject: () => Promise<Contrac
       const cpu = await runtime.start(subject.spec('no-cpus', { memoryMb: 1, cpus }));
       expect(cpu.kind).toBe('waiting');
       expect(cpu.kind === 'waiting' && cpu.reason).toMatch(/^Not enough cpus: needs /);
-      const ports = await runtime.start(subject.spec('no-ports', { memoryMb: 1, cpus: 0.1, numPorts: subject.portRange.to - subject.portRange.from + 2 }));
+      const ports = await runtime.start(
+        subject.spec('no-ports', { memoryMb: 1, cpus: 0.1, numPorts: subject.portRange.to - subject.portRange.from + 2 }),
+      );
       expect(ports.kind === 'waiting' && ports.reason).toMatch(/^Not enough ports: needs /);
     });
 

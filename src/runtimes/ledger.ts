@@ -58,7 +58,9 @@ export class ResourceLedger {
     const reasons: string[] = [];
     const freeCpus = milli(this.capacity.cpus) - milli(used.cpus);
     if (milli(need.cpus) > freeCpus) {
-      reasons.push(`Not enough cpus: needs ${fmtCpus(milli(need.cpus))}, ${fmtCpus(Math.max(0, freeCpus))} free of ${fmtCpus(milli(this.capacity.cpus))}`);
+      reasons.push(
+        `Not enough cpus: needs ${fmtCpus(milli(need.cpus))}, ${fmtCpus(Math.max(0, freeCpus))} free of ${fmtCpus(milli(this.capacity.cpus))}`,
+      );
     }
     const freeMem = this.capacity.memoryMb - used.memoryMb;
     if (need.memoryMb > freeMem) {

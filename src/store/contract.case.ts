@@ -10,13 +10,23 @@ import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 const T0 = 1_700_000_000_000;
 
 const request = (id: string, instances = 2): FledgeRequest => ({ id, requestType: 'SERVICE', instances, loadBalanced: false });
-const record = (id: string, extra: Partial<RequestRecord> = {}): RequestRecord => ({ request: request(id), state: 'ACTIVE', timestamp: T0, ...extra });
+const record = (id: string, extra: Partial<RequestRecord> = {}): RequestRecord => ({
+  request: request(id),
+  state: 'ACTIVE',
+  timestamp: T0,
+  ...extra,
+});
 
 function deploy(requestId: string, id: string, timestamp = T0): Deploy {
   return testDeploy({ requestId, id, env: { A: '1' }, timestamp });
 }
 
-const result = (deployState: DeployResult['deployState']): DeployResult => ({ deployState, message: deployState, deployFailures: [], timestamp: T0 + 5 });
+const result = (deployState: DeployResult['deployState']): DeployResult => ({
+  deployState,
+  message: deployState,
+  deployFailures: [],
+  timestamp: T0 + 5,
+});
 
 function task(d: Deploy, instanceNo: number, state: TaskRecord['state'] = 'TASK_RUNNING', doneAt?: number): TaskRecord {
   const t = createTask(d, instanceNo, T0 + instanceNo, new Set());
@@ -64,7 +74,11 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
     it('applies a change set atomically: a failing part leaves nothing half-applied', async () => {
       await store.apply({ deploys: [{ deploy: deploy('a', 'v1') }] });
       await expect(
-        store.apply({ requests: [record('a')], pending: [createPendingDeploy(deploy('a', 'v2'), request('a'), T0, {})], deploys: [{ deploy: deploy('a', 'v1') }] }),
+        store.apply({
+          requests: [record('a')],
+          pending: [createPendingDeploy(deploy('a', 'v2'), request('a'), T0, {})],
+          deploys: [{ deploy: deploy('a', 'v1') }],
+        }),
       ).rejects.toThrow();
       expect(await store.getRequest('a')).toBeUndefined();
       expect(await store.getPending('a')).toBeUndefined();

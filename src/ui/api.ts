@@ -5,9 +5,11 @@ export const client = new FledgeClient(window.location.origin);
 
 /** Finished tasks of a request (the client has no method for this history call). */
 export async function requestTaskHistory(requestId: string): Promise<TaskView[]> {
-  const res = await fetch(`/api/history/request/${encodeURIComponent(requestId)}/tasks`, { headers: { Accept: 'application/json' } }).catch((err: unknown) => {
-    throw new FledgeConnectionError(window.location.origin, err instanceof Error ? err.message : String(err));
-  });
+  const res = await fetch(`/api/history/request/${encodeURIComponent(requestId)}/tasks`, { headers: { Accept: 'application/json' } }).catch(
+    (err: unknown) => {
+      throw new FledgeConnectionError(window.location.origin, err instanceof Error ? err.message : String(err));
+    },
+  );
   if (!res.ok) {
     const body = (await res.json().catch(() => ({}))) as { message?: string };
     throw new FledgeApiError(res.status, body.message ?? `HTTP ${res.status}`);

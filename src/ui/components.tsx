@@ -55,7 +55,10 @@ export function ErrorBox({ error, what }: { error: unknown; what?: string }) {
   const { title, details } = describeError(error);
   return (
     <div className="error-box" role="alert">
-      <strong>{what ? `${what}: ` : ''}{title}</strong>
+      <strong>
+        {what ? `${what}: ` : ''}
+        {title}
+      </strong>
       {details.length > 0 && (
         <ul>
           {details.map((d) => (
@@ -157,7 +160,15 @@ export function ActionButton({
   };
   return (
     <>
-      <button type="button" className={danger ? 'btn btn-danger' : primary ? 'btn btn-primary' : 'btn'} disabled={disabled} onClick={() => { setError(undefined); setOpen(true); }}>
+      <button
+        type="button"
+        className={danger ? 'btn btn-danger' : primary ? 'btn btn-primary' : 'btn'}
+        disabled={disabled}
+        onClick={() => {
+          setError(undefined);
+          setOpen(true);
+        }}
+      >
         {label}
       </button>
       <dialog ref={ref} aria-labelledby={`${id}-title`} onClose={() => setOpen(false)}>

@@ -73,7 +73,10 @@ export function tone(state: string | undefined): 'good' | 'bad' | 'warn' | 'busy
 }
 
 export function humanState(state: string): string {
-  return state.replace(/^TASK_/, '').replace(/_/g, ' ').toLowerCase();
+  return state
+    .replace(/^TASK_/, '')
+    .replace(/_/g, ' ')
+    .toLowerCase();
 }
 
 export const PHASE_LABELS: Record<string, string> = {

@@ -47,7 +47,14 @@ class LiveStream {
     });
     source.addEventListener('task', (e) => {
       const data = parse<TaskEventData>(e);
-      if (data) this.#emit({ kind: 'task', requestId: data.task.taskId.requestId, taskId: data.task.taskId.id, deployId: data.task.taskId.deployId, data });
+      if (data)
+        this.#emit({
+          kind: 'task',
+          requestId: data.task.taskId.requestId,
+          taskId: data.task.taskId.id,
+          deployId: data.task.taskId.deployId,
+          data,
+        });
     });
     // A closed stream (e.g. a proxy answered an error) is reopened by hand; EventSource only
     // retries by itself while the readyState is CONNECTING.

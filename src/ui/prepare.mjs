@@ -11,7 +11,9 @@ let viteBin;
 try {
   viteBin = join(dirname(createRequire(import.meta.url).resolve('vite/package.json')), 'bin', 'vite.js');
 } catch {
-  console.warn('fledge: vite is not installed (dev dependencies omitted?): the web UI is not built; run `npm run build:ui` after installing them.');
+  console.warn(
+    'fledge: vite is not installed (dev dependencies omitted?): the web UI is not built; run `npm run build:ui` after installing them.',
+  );
   process.exit(0);
 }
 const result = spawnSync(process.execPath, [viteBin, 'build', '--config', 'src/ui/vite.config.ts'], { cwd: root, stdio: 'inherit' });

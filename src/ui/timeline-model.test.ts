@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { buildTimeline } from './timeline-model.ts';
 import type { Decision, DeployProgress } from './types.ts';
 
-const d = (at: number, step: number, phase: Decision['phase'], action: string): Decision => ({ at, step, phase, action, observed: 'seen', reason: 'why' });
+const d = (at: number, step: number, phase: Decision['phase'], action: string): Decision => ({
+  at,
+  step,
+  phase,
+  action,
+  observed: 'seen',
+  reason: 'why',
+});
 
 function progress(over: Partial<DeployProgress>): DeployProgress {
   return {
@@ -31,7 +38,12 @@ describe('buildTimeline', () => {
     const t = buildTimeline(
       progress({
         phase: 'ACCEPTANCE',
-        decisionLog: [d(100, 1, 'LAUNCH', 'launch #1'), d(110, 1, 'HEALTH', 'LAUNCH → HEALTH'), d(300, 1, 'LB_UPDATE', 'HEALTH → LB_UPDATE'), d(320, 1, 'ACCEPTANCE', 'LB_UPDATE → ACCEPTANCE')],
+        decisionLog: [
+          d(100, 1, 'LAUNCH', 'launch #1'),
+          d(110, 1, 'HEALTH', 'LAUNCH → HEALTH'),
+          d(300, 1, 'LB_UPDATE', 'HEALTH → LB_UPDATE'),
+          d(320, 1, 'ACCEPTANCE', 'LB_UPDATE → ACCEPTANCE'),
+        ],
       }),
       100,
       true,
@@ -51,7 +63,11 @@ describe('buildTimeline', () => {
 
   it('marks the phase a deploy ended in as failed and records the end', () => {
     const t = buildTimeline(
-      progress({ phase: 'HEALTH', totalSteps: 1, decisionLog: [d(110, 1, 'HEALTH', 'LAUNCH → HEALTH'), d(150, 1, 'END', 'deploy FAILED')] }),
+      progress({
+        phase: 'HEALTH',
+        totalSteps: 1,
+        decisionLog: [d(110, 1, 'HEALTH', 'LAUNCH → HEALTH'), d(150, 1, 'END', 'deploy FAILED')],
+      }),
       100,
       false,
       'FAILED',

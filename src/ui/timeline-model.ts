@@ -42,7 +42,11 @@ export function buildTimeline(progress: DeployProgress, startedAt: number, pendi
   const stepOf = (n: number): StepSpan => {
     let s = steps.get(n);
     if (!s) {
-      s = { step: n, status: 'upcoming', phases: TIMELINE_PHASES.map((phase) => ({ phase, status: 'upcoming', decisions: [], lbUpdates: [] })) };
+      s = {
+        step: n,
+        status: 'upcoming',
+        phases: TIMELINE_PHASES.map((phase) => ({ phase, status: 'upcoming', decisions: [], lbUpdates: [] })),
+      };
       steps.set(n, s);
     }
     return s;

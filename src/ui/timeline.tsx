@@ -125,7 +125,8 @@ function StepCounts({ counts }: { counts: { fresh: number; old: number } }) {
   return (
     <p className="tl-counts">
       <span className="num">
-        At the end of the step: {counts.fresh} new task{counts.fresh === 1 ? '' : 's'}, {counts.old} old task{counts.old === 1 ? '' : 's'} running
+        At the end of the step: {counts.fresh} new task{counts.fresh === 1 ? '' : 's'}, {counts.old} old task{counts.old === 1 ? '' : 's'}{' '}
+        running
       </span>
     </p>
   );
@@ -146,11 +147,25 @@ function StepHeader({ s, total, now, pending }: { s: StepSpan; total: number; no
       <h3>
         Step {s.step} of {total}
       </h3>
-      <Badge state={s.status === 'done' ? 'SUCCEEDED' : s.status === 'current' ? 'WAITING' : s.status === 'failed' ? 'FAILED' : s.status === 'ended' ? 'CANCELED' : 'UPCOMING'} label={s.status === 'current' ? 'in progress' : s.status === 'ended' ? 'canceled' : s.status} />
+      <Badge
+        state={
+          s.status === 'done'
+            ? 'SUCCEEDED'
+            : s.status === 'current'
+              ? 'WAITING'
+              : s.status === 'failed'
+                ? 'FAILED'
+                : s.status === 'ended'
+                  ? 'CANCELED'
+                  : 'UPCOMING'
+        }
+        label={s.status === 'current' ? 'in progress' : s.status === 'ended' ? 'canceled' : s.status}
+      />
       <span className="tl-when">
         {s.start !== undefined ? (
           <>
-            <Time at={s.start} /> → {s.end !== undefined ? <Time at={s.end} /> : '…'} · {duration(end !== undefined ? end - s.start : undefined)}
+            <Time at={s.start} /> → {s.end !== undefined ? <Time at={s.end} /> : '…'} ·{' '}
+            {duration(end !== undefined ? end - s.start : undefined)}
           </>
         ) : (
           'not started'
@@ -173,7 +188,8 @@ function PhaseRow({ p, stepStatus, now, children }: { p: PhaseSpan; stepStatus: 
         <span className="tl-when num">
           {p.start !== undefined ? (
             <>
-              <Time at={p.start} /> → {p.end !== undefined ? <Time at={p.end} /> : '…'} <span className="muted">({duration(end !== undefined ? end - p.start : undefined)})</span>
+              <Time at={p.start} /> → {p.end !== undefined ? <Time at={p.end} /> : '…'}{' '}
+              <span className="muted">({duration(end !== undefined ? end - p.start : undefined)})</span>
             </>
           ) : null}
         </span>
@@ -263,7 +279,9 @@ export function DecisionLog({ decisions }: { decisions: Decision[] }) {
               <td data-label="Time">
                 <Time at={d.at} />
               </td>
-              <td data-label="Step" className="num">{d.step}</td>
+              <td data-label="Step" className="num">
+                {d.step}
+              </td>
               <td data-label="Phase">{PHASE_LABELS[d.phase] ?? humanState(d.phase)}</td>
               <td data-label="Seen">{d.observed}</td>
               <td data-label="Done">{d.action}</td>

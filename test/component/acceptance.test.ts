@@ -170,8 +170,12 @@ describe('acceptance', () => {
     f = await engineFixture();
     await f.activeRequest('web', 4);
     await f.deploy({ requestId: 'web', id: 'd2', ...canary({ acceptanceMode: 'MANUAL' }) });
-    await expect(f.service.deployIntent('web', 'd2', { kind: 'update', at: 0, targetActiveInstances: 5 })).rejects.toMatchObject({ status: 400 });
-    await expect(f.service.deployIntent('web', 'd2', { kind: 'update', at: 0, targetActiveInstances: 0 })).rejects.toMatchObject({ status: 400 });
+    await expect(f.service.deployIntent('web', 'd2', { kind: 'update', at: 0, targetActiveInstances: 5 })).rejects.toMatchObject({
+      status: 400,
+    });
+    await expect(f.service.deployIntent('web', 'd2', { kind: 'update', at: 0, targetActiveInstances: 0 })).rejects.toMatchObject({
+      status: 400,
+    });
     await f.service.deployIntent('web', 'd2', { kind: 'update', at: f.clock.now(), targetActiveInstances: 3 });
     await f.settle();
     expect(f.instances(await f.serving('web', 'd2'))).toEqual([1, 2, 3]);
@@ -181,7 +185,13 @@ describe('acceptance', () => {
   it('S23 autoAdvanceDeploySteps false behaves as MANUAL; legacy step fields become canary group 1, TIMED 60 s, 3 cycles', async () => {
     const manual = parseInput(schemas.deploy(false), { requestId: 'web', id: 'x', command: 'c', autoAdvanceDeploySteps: false });
     expect(manual.ok && manual.value.canaryDeploySettings.acceptanceMode).toBe('MANUAL');
-    const legacy = parseInput(schemas.deploy(false), { requestId: 'web', id: 'x', command: 'c', deployInstanceCountPerStep: 1, deployStepWaitTimeMs: 60000 });
+    const legacy = parseInput(schemas.deploy(false), {
+      requestId: 'web',
+      id: 'x',
+      command: 'c',
+      deployInstanceCountPerStep: 1,
+      deployStepWaitTimeMs: 60000,
+    });
     expect(legacy.ok && legacy.value.canaryDeploySettings).toMatchObject({
       enableCanaryDeploy: true,
       instanceGroupSize: 1,
@@ -197,11 +207,21 @@ describe('acceptance', () => {
   });
 
   it('S24 canarySettings is an alias; both is a 400; instanceGroupSize 0 is a 400; an unknown key is a 400 naming it', async () => {
-    const alias = parseInput(schemas.deploy(false), { requestId: 'w', id: 'x', command: 'c', canarySettings: { enableCanaryDeploy: true, instanceGroupSize: 2 } });
+    const alias = parseInput(schemas.deploy(false), {
+      requestId: 'w',
+      id: 'x',
+      command: 'c',
+      canarySettings: { enableCanaryDeploy: true, instanceGroupSize: 2 },
+    });
     expect(alias.ok && alias.value.canaryDeploySettings).toMatchObject({ enableCanaryDeploy: true, instanceGroupSize: 2 });
     const both = parseInput(schemas.deploy(false), { requestId: 'w', id: 'x', command: 'c', canarySettings: {}, canaryDeploySettings: {} });
     expect(both.ok).toBe(false);
-    const zero = parseInput(schemas.deploy(false), { requestId: 'w', id: 'x', command: 'c', canaryDeploySettings: { instanceGroupSize: 0 } });
+    const zero = parseInput(schemas.deploy(false), {
+      requestId: 'w',
+      id: 'x',
+      command: 'c',
+      canaryDeploySettings: { instanceGroupSize: 0 },
+    });
     expect(!zero.ok && zero.message).toContain('instanceGroupSize');
     const unknown = parseInput(schemas.deploy(false), { requestId: 'w', id: 'x', command: 'c', canarySetings: {} });
     expect(!unknown.ok && unknown.message).toContain('canarySetings');

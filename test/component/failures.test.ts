@@ -71,7 +71,14 @@ describe('failures, cancel, timeouts', () => {
     f = await engineFixture();
     await f.activeRequest('web', 2, { request: { loadBalanced: true } });
     f.health.policy = () => 'WAIT';
-    await f.deploy({ requestId: 'web', id: 'd2', ...lb, ...canary(), deployHealthTimeoutSeconds: 30, healthcheck: { uri: '/health', startupTimeoutSeconds: 5, intervalSeconds: 1, responseTimeoutSeconds: 1, maxRetries: 0 } });
+    await f.deploy({
+      requestId: 'web',
+      id: 'd2',
+      ...lb,
+      ...canary(),
+      deployHealthTimeoutSeconds: 30,
+      healthcheck: { uri: '/health', startupTimeoutSeconds: 5, intervalSeconds: 1, responseTimeoutSeconds: 1, maxRetries: 0 },
+    });
     // first group passes, old #1 retires; the second group never gets healthy
     f.health.report((await f.serving('web', 'd2'))[0]!.taskId.id, 'HEALTHY');
     await f.settle();
@@ -102,7 +109,13 @@ describe('failures, cancel, timeouts', () => {
   it('S29 not enough capacity: OVERDUE with TASK_COULD_NOT_BE_SCHEDULED "Only X of Y tasks could be launched"', async () => {
     f = await engineFixture({ capacity: { cpus: 1, memoryMb: 1024 } });
     await f.activeRequest('web', 2, { deploy: { resources: { cpus: 0.25, memoryMb: 64 } } });
-    await f.deploy({ requestId: 'web', id: 'd2', resources: { cpus: 0.4, memoryMb: 64 }, deployHealthTimeoutSeconds: 10, considerHealthyAfterRunningForSeconds: 0 });
+    await f.deploy({
+      requestId: 'web',
+      id: 'd2',
+      resources: { cpus: 0.4, memoryMb: 64 },
+      deployHealthTimeoutSeconds: 10,
+      considerHealthyAfterRunningForSeconds: 0,
+    });
     const waiting = (await f.tasks('web', 'd2')).filter((t) => t.waitingReason);
     expect(waiting).toHaveLength(1);
     await f.advance(10_000);
@@ -183,7 +196,10 @@ describe('failures, cancel, timeouts', () => {
     await f.deploy({ requestId: 'web', id: 'd2', ...lb });
     const failed = await f.result('web', 'd2');
     expect(failed?.deployState).toBe('FAILED');
-    expect(failed?.deployFailures[0]).toMatchObject({ reason: 'LOAD_BALANCER_UPDATE_FAILED', message: expect.stringContaining('backend rejected') });
+    expect(failed?.deployFailures[0]).toMatchObject({
+      reason: 'LOAD_BALANCER_UPDATE_FAILED',
+      message: expect.stringContaining('backend rejected'),
+    });
     f.balancer.setBehaviour('succeed');
     await f.settle();
     expect(await f.lbMembers('web')).toEqual(old);
@@ -246,7 +262,8 @@ describe('restarts', () => {
       f.health.policy = () => 'HEALTHY';
       f.balancer.setBehaviour('succeed');
       for (const t of await f.serving('web')) if (t.health.state !== 'HEALTHY') f.health.report(t.taskId.id, 'HEALTHY');
-      for (const op of f.balancer.operations) if ((await f.balancer.state(op.operationId))?.state === 'WAITING') f.balancer.complete(op.operationId, 'SUCCESS');
+      for (const op of f.balancer.operations)
+        if ((await f.balancer.state(op.operationId))?.state === 'WAITING') f.balancer.complete(op.operationId, 'SUCCESS');
       await f.settle();
       for (let i = 0; i < 3 && (await f.pending('web')); i++) {
         if ((await f.pending('web'))?.progress.phase === 'ACCEPTANCE') {
@@ -257,7 +274,10 @@ describe('restarts', () => {
       expect((await f.result('web', 'd2'))?.deployState, crashAt).toBe('SUCCEEDED');
       const live = await f.tasks('web');
       expect(f.instances(live), crashAt).toEqual([1, 2, 3]);
-      expect(live.every((t) => t.taskId.deployId === 'd2'), crashAt).toBe(true);
+      expect(
+        live.every((t) => t.taskId.deployId === 'd2'),
+        crashAt,
+      ).toBe(true);
       expect(await f.lbMembers('web'), crashAt).toEqual(live.map((t) => t.taskId.id).sort());
       await f.close();
     }

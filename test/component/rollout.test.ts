@@ -195,6 +195,9 @@ describe('rollout mechanics', () => {
   it('S12 a reused deploy id is a 400', async () => {
     f = await engineFixture();
     await f.activeRequest('web', 1);
-    await expect(f.deploy({ requestId: 'web', id: 'd1' })).rejects.toMatchObject({ status: 400, message: expect.stringContaining('deploy.id') });
+    await expect(f.deploy({ requestId: 'web', id: 'd1' })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining('deploy.id'),
+    });
   });
 });

@@ -34,11 +34,14 @@ trafficSuite({
       const restartsBefore = balancer.restarts();
       await client.createDeploy(s.deployOf('v6'));
       // mid-deploy: new tasks are starting or joining the LB
-      await waitFor(async () => (await s.fledge().store.listTasks({ requestId: REQ, live: true })).some((t) => t.taskId.deployId === 'v6'), {
-        timeoutMs: PHASE_TIMEOUT_MS,
-        intervalMs: 20,
-        message: 'v6 tasks to start',
-      });
+      await waitFor(
+        async () => (await s.fledge().store.listTasks({ requestId: REQ, live: true })).some((t) => t.taskId.deployId === 'v6'),
+        {
+          timeoutMs: PHASE_TIMEOUT_MS,
+          intervalMs: 20,
+          message: 'v6 tasks to start',
+        },
+      );
       const pids = await balancer.pids();
       expect(pids.length).toBeGreaterThanOrEqual(2);
       for (const pid of pids) process.kill(pid, 'SIGKILL');
@@ -64,7 +67,7 @@ trafficSuite({
       await s.expectServing(outcome, 'v7');
     });
 
-    it('(g) a server deleted behind Fledge\'s back is put back by the periodic reconcile', async () => {
+    it("(g) a server deleted behind Fledge's back is put back by the periodic reconcile", async () => {
       const balancer = s.fledge().balancer as HaproxyBalancer;
       const ids = await s.settledOn('v7');
       const sock = balancer.paths.runtimeSocket;
@@ -133,7 +136,9 @@ describe('a SIGKILLed Fledge process: HAProxy keeps serving, the restarted Fledg
     fledge = await startFledgeProcess({ args, portRange });
     dataDir = fledge.dataDir;
     await fledge.client.createRequest(serviceRequest(CRASH_REQ, 2, { loadBalanced: true }));
-    await fledge.client.createDeploy(exampleDeploy(CRASH_REQ, 'v1', { deploy: { serviceBasePath: '/crash', loadBalancerGroups: ['default'] } }));
+    await fledge.client.createDeploy(
+      exampleDeploy(CRASH_REQ, 'v1', { deploy: { serviceBasePath: '/crash', loadBalancerGroups: ['default'] } }),
+    );
     expect((await waitForDeployResult(fledge.client, CRASH_REQ, 'v1', PHASE_TIMEOUT_MS)).deployResult.deployState).toBe('SUCCEEDED');
     const tasks = await waitForHealthyTasks(fledge.client, CRASH_REQ, { count: 2, exclusive: true });
     const lbUrl = `http://127.0.0.1:${lbPort}`;
@@ -166,13 +171,18 @@ describe('a SIGKILLed Fledge process: HAProxy keeps serving, the restarted Fledg
     expect(after.map((t) => t.taskId.id).sort()).toEqual(tasks.map((t) => t.taskId.id).sort());
     expect(report.versions).toEqual({ v1: report.ok });
     // and the adopted HAProxy takes the next deploy
-    await fledge.client.createDeploy(exampleDeploy(CRASH_REQ, 'v2', { deploy: { serviceBasePath: '/crash', loadBalancerGroups: ['default'] } }));
+    await fledge.client.createDeploy(
+      exampleDeploy(CRASH_REQ, 'v2', { deploy: { serviceBasePath: '/crash', loadBalancerGroups: ['default'] } }),
+    );
     expect((await waitForDeployResult(fledge.client, CRASH_REQ, 'v2', PHASE_TIMEOUT_MS)).deployResult.deployState).toBe('SUCCEEDED');
-    await waitFor(async () => JSON.parse(await (await fetch(`${lbUrl}/crash/v`, { signal: AbortSignal.timeout(2_000) })).text()).version === 'v2', {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-      message: 'v2 to serve through the adopted HAProxy',
-    });
+    await waitFor(
+      async () => JSON.parse(await (await fetch(`${lbUrl}/crash/v`, { signal: AbortSignal.timeout(2_000) })).text()).version === 'v2',
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+        message: 'v2 to serve through the adopted HAProxy',
+      },
+    );
     expect(masterPid()).toBe(master);
     await fledge.client.deleteRequest(CRASH_REQ).catch(() => undefined);
   });

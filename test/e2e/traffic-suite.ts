@@ -15,7 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeployInput, FledgeClient } from '../../src/api/client.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startServer, type FledgeServer } from '../../src/server.ts';
-import { exampleDeploy, nodeCommand, serviceRequest, waitForDeployResult, waitForHealthyTasks, type FinishedDeploy } from '../helpers/example-service.ts';
+import {
+  exampleDeploy,
+  nodeCommand,
+  serviceRequest,
+  waitForDeployResult,
+  waitForHealthyTasks,
+  type FinishedDeploy,
+} from '../helpers/example-service.ts';
 import { boundedClient, cleanup, leakedProcesses, seenProcessCount, tempDataDir, trackTasks } from '../helpers/fledge-process.ts';
 import { startLoad, startMembershipSampler, versionsSentSince, type LoadReport, type MembershipReport } from '../helpers/lb-traffic.ts';
 import { freePort, reservePorts } from '../helpers/ports.ts';
@@ -132,8 +139,18 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
 
   async function underTraffic<T>(phase: string, action: () => Promise<T>, floor: number | null = INSTANCES): Promise<PhaseOutcome<T>> {
     const s = fledge();
-    const membership = startMembershipSampler(s.store, s.balancer!, { requestId: REQ }, { intervalMs: 20, ...(floor !== null ? { floor } : {}) });
-    const load = startLoad(`${lbUrl}${BASE_PATH}/traffic`, { concurrency: 4, maxRequests: 200_000, maxDurationMs: 45_000, requestTimeoutMs: 5_000 });
+    const membership = startMembershipSampler(
+      s.store,
+      s.balancer!,
+      { requestId: REQ },
+      { intervalMs: 20, ...(floor !== null ? { floor } : {}) },
+    );
+    const load = startLoad(`${lbUrl}${BASE_PATH}/traffic`, {
+      concurrency: 4,
+      maxRequests: 200_000,
+      maxDurationMs: 45_000,
+      requestTimeoutMs: 5_000,
+    });
     let result: T;
     let report: LoadReport | undefined;
     let members: MembershipReport | undefined;
@@ -155,8 +172,15 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
           ` in ${report.durationMs} ms (stopped by ${report.stoppedBy}); LB healthy members min ${members.minHealthy}` +
           ` (in rotation ${members.minInRotation}..${members.maxInRotation}) over ${members.samples} samples; action took ${ms} ms`,
       );
-      if (report.failures.length > 0) console.log(`[${label}] ${phase} failures:\n${report.failures.slice(0, 50).map((f) => JSON.stringify(f)).join('\n')}`);
-      if (members.belowFloor.length > 0) console.log(`[${label}] ${phase} samples below ${INSTANCES}:\n${members.belowFloor.map((m) => JSON.stringify(m)).join('\n')}`);
+      if (report.failures.length > 0)
+        console.log(
+          `[${label}] ${phase} failures:\n${report.failures
+            .slice(0, 50)
+            .map((f) => JSON.stringify(f))
+            .join('\n')}`,
+        );
+      if (members.belowFloor.length > 0)
+        console.log(`[${label}] ${phase} samples below ${INSTANCES}:\n${members.belowFloor.map((m) => JSON.stringify(m)).join('\n')}`);
       if (members.errors.length > 0) console.log(`[${label}] ${phase} sampler errors: ${members.errors.join('; ')}`);
     }
     return { result: result!, load: report, membership: members, ms, settledAt };
@@ -168,7 +192,10 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
     expect(outcome.load.stoppedBy).toBe('stop');
     expect(outcome.membership.errors).toEqual([]);
     expect(outcome.membership.samples).toBeGreaterThan(10);
-    expect(outcome.membership.minHealthy, `fewest healthy LB members, at ${JSON.stringify(outcome.membership.atMin)}`).toBeGreaterThanOrEqual(INSTANCES);
+    expect(
+      outcome.membership.minHealthy,
+      `fewest healthy LB members, at ${JSON.stringify(outcome.membership.atMin)}`,
+    ).toBeGreaterThanOrEqual(INSTANCES);
   }
 
   async function expectServing(outcome: PhaseOutcome<unknown>, version: string): Promise<void> {
@@ -198,10 +225,15 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
     itDeadTaskLeavesRotation() {
       // A dead task's address may be handed to another task: it must leave the rotation at once.
       it('a task that dies on its own leaves the LB rotation', async () => {
-          const before = await waitForHealthyTasks(client, REQ, { count: INSTANCES, exclusive: true });
+        const before = await waitForHealthyTasks(client, REQ, { count: INSTANCES, exclusive: true });
         const victim = before[1]!;
         process.kill(-victim.pid!, 'SIGKILL');
-        await waitForHealthyTasks(client, REQ, { count: INSTANCES, exclusive: true, notIds: [victim.taskId.id], timeoutMs: PHASE_TIMEOUT_MS });
+        await waitForHealthyTasks(client, REQ, {
+          count: INSTANCES,
+          exclusive: true,
+          notIds: [victim.taskId.id],
+          timeoutMs: PHASE_TIMEOUT_MS,
+        });
         await waitFor(async () => !(await fledge().balancer!.upstreams(REQ)).some((u) => u.taskId === victim.taskId.id), {
           timeoutMs: 3_000,
           intervalMs: 50,
@@ -338,11 +370,14 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
         );
         await client.advanceDeploy(REQ, 'v5', 'step 1 looks fine');
         // Step 1 accepted: old #1 leaves the LB and is stopped.
-        await waitFor(async () => !(await fledge().store.listTasks({ requestId: REQ, live: true })).some((t) => t.taskId.id === oldFirst.taskId.id), {
-          timeoutMs: PHASE_TIMEOUT_MS,
-          intervalMs: 20,
-          message: `old #1 (${oldFirst.taskId.id}) to be retired`,
-        });
+        await waitFor(
+          async () => !(await fledge().store.listTasks({ requestId: REQ, live: true })).some((t) => t.taskId.id === oldFirst.taskId.id),
+          {
+            timeoutMs: PHASE_TIMEOUT_MS,
+            intervalMs: 20,
+            message: `old #1 (${oldFirst.taskId.id}) to be retired`,
+          },
+        );
         await client.cancelDeploy(REQ, 'v5');
         const done = await waitForDeployResult(client, REQ, 'v5', PHASE_TIMEOUT_MS);
         await settledOn('v3');

@@ -15,10 +15,14 @@ trafficSuite({
     it('(control) the sampler does see a dip: a SIGKILLed task leaves 3 healthy upstreams until it is replaced', async () => {
       const before = await s.waitForHealthyTasks({ count: INSTANCES, exclusive: true });
       const victim = before[0]!;
-      const outcome = await s.underTraffic('control SIGKILL', async () => {
-        process.kill(-victim.pid!, 'SIGKILL');
-        return s.waitForHealthyTasks({ count: INSTANCES, exclusive: true, notIds: [victim.taskId.id], timeoutMs: PHASE_TIMEOUT_MS });
-      }, null);
+      const outcome = await s.underTraffic(
+        'control SIGKILL',
+        async () => {
+          process.kill(-victim.pid!, 'SIGKILL');
+          return s.waitForHealthyTasks({ count: INSTANCES, exclusive: true, notIds: [victim.taskId.id], timeoutMs: PHASE_TIMEOUT_MS });
+        },
+        null,
+      );
       // Not a deploy: capacity does drop here, and the instrument must show it.
       expect(outcome.membership.minHealthy).toBe(INSTANCES - 1);
       expect(outcome.membership.atMin?.healthy).not.toContain(victim.taskId.id);

@@ -52,7 +52,8 @@ async function open(pathname: string): Promise<void> {
 }
 
 const visible = (loc: Locator) => loc.waitFor({ state: 'visible', timeout: WAIT });
-const hasText = (loc: Locator, text: string) => until(async () => ((await loc.textContent()) ?? '').includes(text), `${loc.toString()} to contain ${JSON.stringify(text)}`, WAIT);
+const hasText = (loc: Locator, text: string) =>
+  until(async () => ((await loc.textContent()) ?? '').includes(text), `${loc.toString()} to contain ${JSON.stringify(text)}`, WAIT);
 
 /** Confirm the open dialog with its submit button. */
 async function confirm(label: string | RegExp): Promise<void> {
@@ -68,9 +69,24 @@ beforeAll(async () => {
   ensureUiBuilt();
   dataDir = mkdtempSync(path.join(tmpdir(), 'fledge-ui-'));
   server = await startServer(
-    loadConfig({ dataDir, host: '127.0.0.1', port: 0, lbPort: 0, portRangeFrom: TASK_PORTS.from, portRangeTo: TASK_PORTS.to, killGraceSeconds: 2, drainTimeoutSeconds: 2, logLevel: 'warn' }, {}),
+    loadConfig(
+      {
+        dataDir,
+        host: '127.0.0.1',
+        port: 0,
+        lbPort: 0,
+        portRangeFrom: TASK_PORTS.from,
+        portRangeTo: TASK_PORTS.to,
+        killGraceSeconds: 2,
+        drainTimeoutSeconds: 2,
+        logLevel: 'warn',
+      },
+      {},
+    ),
   );
-  client = new FledgeClient(server.url, { fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }) });
+  client = new FledgeClient(server.url, {
+    fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }),
+  });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(WAIT);
@@ -126,15 +142,29 @@ describe('web UI', () => {
     await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
     await client.createDeploy(deploy('web', 'v2', MANUAL_CANARY));
     const progressText = page.locator('.card .progress-text');
-    await until(async () => (await progressText.textContent())?.includes('Step 1 of 2 · Acceptance'), 'step 1 to wait for acceptance', WAIT);
+    await until(
+      async () => (await progressText.textContent())?.includes('Step 1 of 2 · Acceptance'),
+      'step 1 to wait for acceptance',
+      WAIT,
+    );
     await page.getByText('Waiting for approval').waitFor();
     expect(await page.locator('.tl-phase.tl-current .tl-phase-name').textContent()).toBe('Acceptance');
     await screenshots(page, '03-request-manual-acceptance-wait');
 
-    await page.getByRole('group', { name: /Actions on deploy v2/ }).getByRole('button', { name: 'Advance' }).click();
+    await page
+      .getByRole('group', { name: /Actions on deploy v2/ })
+      .getByRole('button', { name: 'Advance' })
+      .click();
     await confirm('Advance');
-    await until(async () => (await progressText.textContent())?.includes('Step 2 of 2 · Acceptance'), 'step 2 to wait for acceptance', WAIT);
-    await page.getByRole('group', { name: /Actions on deploy v2/ }).getByRole('button', { name: 'Advance' }).click();
+    await until(
+      async () => (await progressText.textContent())?.includes('Step 2 of 2 · Acceptance'),
+      'step 2 to wait for acceptance',
+      WAIT,
+    );
+    await page
+      .getByRole('group', { name: /Actions on deploy v2/ })
+      .getByRole('button', { name: 'Advance' })
+      .click();
     await confirm('Advance');
     await page.getByText('No deploy in progress').waitFor();
     expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // live, never reloaded
@@ -177,7 +207,10 @@ describe('web UI', () => {
     await page.waitForURL('**/requests/web/deploys/v4');
     await page.getByText('Waiting for approval').waitFor();
     await page.getByRole('button', { name: 'Cancel deploy' }).click();
-    await page.getByRole('dialog').getByText(/ends CANCELED/).waitFor();
+    await page
+      .getByRole('dialog')
+      .getByText(/ends CANCELED/)
+      .waitFor();
     await screenshots(page, '08-cancel-confirm');
     await confirm('Cancel deploy');
     await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
@@ -200,7 +233,10 @@ describe('web UI', () => {
     const ticker = `${NODE} -e ${q("let i=0;setInterval(()=>{i++;console.log('tick '+i);if(i%4===0)console.error('warn '+i)},250)")}`;
     await client.createRequest({ id: 'ticker', requestType: 'WORKER', instances: 1 });
     await client.createDeploy({ deploy: { requestId: 'ticker', id: 't1', command: ticker, considerHealthyAfterRunningForSeconds: 1 } });
-    const task = await until(async () => (await client.requestTasks('ticker')).find((t) => t.state === 'TASK_RUNNING'), 'the ticker task to run');
+    const task = await until(
+      async () => (await client.requestTasks('ticker')).find((t) => t.state === 'TASK_RUNNING'),
+      'the ticker task to run',
+    );
     await open('/requests/ticker');
     await page.getByRole('link', { name: task.taskId.id }).click();
     await page.waitForURL(`**/tasks/${encodeURIComponent(task.taskId.id)}`);

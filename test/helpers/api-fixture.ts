@@ -97,7 +97,9 @@ export class ApiFixture {
     const active = options.makeActive ?? state === 'SUCCEEDED';
     await this.store.apply({
       deploys: [{ deploy: stored }],
-      results: [{ requestId, deployId: stored.id, result: { deployState: state, message: state, deployFailures: [], timestamp: options.at } }],
+      results: [
+        { requestId, deployId: stored.id, result: { deployState: state, message: state, deployFailures: [], timestamp: options.at } },
+      ],
       ...(active ? { requests: [{ ...record, activeDeployId: stored.id, timestamp: options.at }] } : {}),
     });
     return stored;

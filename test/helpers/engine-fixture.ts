@@ -47,7 +47,10 @@ export class EngineFixture {
 
   async start(): Promise<this> {
     this.store = await createStore({ kind: 'memory' }, () => this.clock.now());
-    this.runtime = createFakeRuntime({ now: () => this.clock.now(), ...(this.options.capacity ? { capacity: this.options.capacity } : {}) });
+    this.runtime = createFakeRuntime({
+      now: () => this.clock.now(),
+      ...(this.options.capacity ? { capacity: this.options.capacity } : {}),
+    });
     this.balancer = createFakeBalancer();
     await this.boot();
     return this;
@@ -70,11 +73,17 @@ export class EngineFixture {
       checks: this.checks,
       clock: this.clock,
       logger: silentLogger,
-      settings: { ...TEST_SETTINGS, serverChecks: this.checks.serverCheckNames, serverCheckIntervalSeconds: this.checks.serverCheckIntervalSeconds },
+      settings: {
+        ...TEST_SETTINGS,
+        serverChecks: this.checks.serverCheckNames,
+        serverCheckIntervalSeconds: this.checks.serverCheckIntervalSeconds,
+      },
       timers: false,
     });
     const executor = this.loop.executor;
-    this.health.bind((taskId, state, message) => void executor.onHealthResult(taskId, undefined, { state, ...(message ? { message } : {}) }));
+    this.health.bind(
+      (taskId, state, message) => void executor.onHealthResult(taskId, undefined, { state, ...(message ? { message } : {}) }),
+    );
     this.service = new FledgeService({
       store: this.store,
       locks: this.loop.locks,

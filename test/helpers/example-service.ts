@@ -2,7 +2,15 @@
 // the integration tests share (deploy results, healthy tasks, a task answering on its port).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { DeployBody, DeployHistoryView, DeployInput, DeployResult, FledgeClient, RequestInput, TaskView } from '../../src/api/client.ts';
+import type {
+  DeployBody,
+  DeployHistoryView,
+  DeployInput,
+  DeployResult,
+  FledgeClient,
+  RequestInput,
+  TaskView,
+} from '../../src/api/client.ts';
 import { REPO_ROOT, trackTasks } from './fledge-process.ts';
 import { waitFor } from './wait-for.ts';
 
@@ -64,7 +72,12 @@ export function writeDeployFile(dir: string, body: DeployBody, name = `${body.de
 export type FinishedDeploy = DeployHistoryView & { deployResult: DeployResult };
 
 /** Poll the deploy's history entry until it has a result. */
-export async function waitForDeployResult(client: FledgeClient, requestId: string, deployId: string, timeoutMs = 30_000): Promise<FinishedDeploy> {
+export async function waitForDeployResult(
+  client: FledgeClient,
+  requestId: string,
+  deployId: string,
+  timeoutMs = 30_000,
+): Promise<FinishedDeploy> {
   return waitFor(
     async () => {
       const entry = await client.deployHistoryEntry(requestId, deployId);
@@ -97,7 +110,11 @@ export async function waitForHealthyTasks(
       if (options.notIds && serving.some((t) => options.notIds!.includes(t.taskId.id))) return undefined;
       return serving.sort((a, b) => a.taskId.instanceNo - b.taskId.instanceNo);
     },
-    { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 100, message: `${options.count} healthy tasks of ${requestId}${options.deployId ? ` (deploy ${options.deployId})` : ''}` },
+    {
+      timeoutMs: options.timeoutMs ?? 30_000,
+      intervalMs: 100,
+      message: `${options.count} healthy tasks of ${requestId}${options.deployId ? ` (deploy ${options.deployId})` : ''}`,
+    },
   );
 }
 

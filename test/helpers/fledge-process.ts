@@ -22,7 +22,6 @@ export { freePort, reservePorts, type PortRange } from './ports.ts';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const FLEDGE_BIN = path.join(REPO_ROOT, 'bin', 'fledge.js');
 
-
 export interface StartFledgeOptions {
   /** reuse a data dir (a restart); default: a fresh temp dir */
   dataDir?: string;
@@ -133,10 +132,14 @@ export function spawnServe(options: ServeArgs): ServeChild {
   const args = [
     FLEDGE_BIN,
     'serve',
-    '--data-dir', options.dataDir,
-    '--host', '127.0.0.1',
-    '--port', String(options.port),
-    '--lb-port', String(options.lbPort),
+    '--data-dir',
+    options.dataDir,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(options.port),
+    '--lb-port',
+    String(options.lbPort),
     ...(options.portRange ? ['--port-range-from', String(options.portRange.from), '--port-range-to', String(options.portRange.to)] : []),
     ...(options.args ?? []),
   ];

@@ -48,7 +48,8 @@ export async function killAndRestart(previous: FledgeProcess, options: RestartOp
   previous.kill('SIGKILL');
   await previous.waitExit(10_000);
   // Polled from the moment the old LB is surely gone, timed from the kill like the restart.
-  const lbUp = options.lbPath !== undefined ? waitForLb(`${previous.lbUrl}${options.lbPath}`, killedAt, options.timeoutMs ?? 30_000) : undefined;
+  const lbUp =
+    options.lbPath !== undefined ? waitForLb(`${previous.lbUrl}${options.lbPath}`, killedAt, options.timeoutMs ?? 30_000) : undefined;
   lbUp?.catch(() => {});
 
   const serve = spawnServe({

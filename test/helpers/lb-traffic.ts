@@ -131,7 +131,9 @@ export function startLoad(url: string, options: LoadOptions = {}): Load {
       await Promise.race([
         new Promise<void>((resolve) => okWaiters.push({ n, resolve })),
         workers.then(() => {
-          throw new Error(`load stopped (${report.stoppedBy}) before ${n} answers were 2xx; failures: ${JSON.stringify(report.failures.slice(0, 5))}`);
+          throw new Error(
+            `load stopped (${report.stoppedBy}) before ${n} answers were 2xx; failures: ${JSON.stringify(report.failures.slice(0, 5))}`,
+          );
         }),
       ]);
     },
@@ -198,7 +200,14 @@ export function startMembershipSampler(
   const intervalMs = options.intervalMs ?? 20;
   const serviceId = ids.serviceId ?? ids.requestId;
   const started = Date.now();
-  const report: MembershipReport = { samples: 0, minHealthy: Infinity, minInRotation: Infinity, maxInRotation: 0, belowFloor: [], errors: [] };
+  const report: MembershipReport = {
+    samples: 0,
+    minHealthy: Infinity,
+    minInRotation: Infinity,
+    maxInRotation: 0,
+    belowFloor: [],
+    errors: [],
+  };
   let stopped = false;
   let waiters: (() => void)[] = [];
 

@@ -132,7 +132,10 @@ export function reservePorts(count: number): PortRange {
   const blocks = Math.ceil(count / BLOCK);
   const starts = candidateBlocks();
   // random order, so concurrent claimers rarely race for the same blocks
-  const order = starts.map((s) => [Math.random(), s] as const).sort((a, b) => a[0] - b[0]).map(([, s]) => s);
+  const order = starts
+    .map((s) => [Math.random(), s] as const)
+    .sort((a, b) => a[0] - b[0])
+    .map(([, s]) => s);
   for (const first of order) {
     const run = Array.from({ length: blocks }, (_, i) => first + i * BLOCK);
     if (!run.every((s) => starts.includes(s))) continue;

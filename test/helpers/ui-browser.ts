@@ -27,18 +27,29 @@ export function ensureUiBuilt(): void {
   const index = path.join(UI_DIST, 'index.html');
   const sources = Math.max(newestMtime(path.join(ROOT, 'src', 'ui')), statSync(path.join(ROOT, 'src', 'api', 'client.ts')).mtimeMs);
   if (existsSync(index) && statSync(index).mtimeMs >= sources) return;
-  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'src/ui/vite.config.ts', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: 120_000,
-  });
+  execFileSync(
+    process.execPath,
+    [path.join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'src/ui/vite.config.ts', '--logLevel', 'warn'],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      timeout: 120_000,
+    },
+  );
 }
 
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)`);
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
     timeout: 30_000,
   });
 }
@@ -63,7 +74,12 @@ export async function screenshots(page: Page, name: string): Promise<string[]> {
 }
 
 /** Poll `cond` until it returns a value (not false/undefined/null) or time runs out. */
-export async function until<T>(cond: () => Promise<T> | T, what: string, timeoutMs = 20_000, intervalMs = 100): Promise<NonNullable<Exclude<T, false>>> {
+export async function until<T>(
+  cond: () => Promise<T> | T,
+  what: string,
+  timeoutMs = 20_000,
+  intervalMs = 100,
+): Promise<NonNullable<Exclude<T, false>>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -74,7 +90,10 @@ export async function until<T>(cond: () => Promise<T> | T, what: string, timeout
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`,
+      );
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

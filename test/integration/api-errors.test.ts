@@ -54,7 +54,12 @@ describe('API errors', () => {
   it.each([
     ['request', '/api/requests', { id: 'web2', requestType: 'SERVICE', colour: 'red' }, 'colour'],
     ['deploy', '/api/deploys', { deploy: { ...validDeploy, colour: 'red' } }, 'deploy.colour'],
-    ['healthcheck', '/api/deploys', { deploy: { ...validDeploy, healthcheck: { uri: '/health', everySeconds: 1 } } }, 'deploy.healthcheck.everySeconds'],
+    [
+      'healthcheck',
+      '/api/deploys',
+      { deploy: { ...validDeploy, healthcheck: { uri: '/health', everySeconds: 1 } } },
+      'deploy.healthcheck.everySeconds',
+    ],
   ])('names an unknown %s key in a 400', async (_what, path, body, field) => {
     const res = await call('POST', path, JSON.stringify(body));
     expect(res.status).toBe(400);
@@ -76,7 +81,12 @@ describe('API errors', () => {
   it.each([
     ['a request id', '/api/requests', { id: 'bad id!', requestType: 'SERVICE' }, 'id'],
     ['a deploy id', '/api/deploys', { deploy: { ...validDeploy, id: 'bad/id' } }, 'deploy.id'],
-    ['a field type', '/api/deploys', { deploy: { ...validDeploy, deployHealthTimeoutSeconds: 'soon' } }, 'deploy.deployHealthTimeoutSeconds'],
+    [
+      'a field type',
+      '/api/deploys',
+      { deploy: { ...validDeploy, deployHealthTimeoutSeconds: 'soon' } },
+      'deploy.deployHealthTimeoutSeconds',
+    ],
   ])('rejects %s that is not allowed with a 400 naming it', async (_what, path, body, field) => {
     const res = await call('POST', path, JSON.stringify(body));
     expect(res.status).toBe(400);

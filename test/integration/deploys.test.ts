@@ -30,7 +30,13 @@ import { waitFor } from '../helpers/wait-for.ts';
 
 const PORTS = reservePorts(100);
 /** Judges a task that never answers within about 2.5 s of it running. */
-const FAST_FAILING_HEALTHCHECK = { uri: '/health', startupIntervalSeconds: 0.2, startupTimeoutSeconds: 1, intervalSeconds: 0.5, responseTimeoutSeconds: 1 };
+const FAST_FAILING_HEALTHCHECK = {
+  uri: '/health',
+  startupIntervalSeconds: 0.2,
+  startupTimeoutSeconds: 1,
+  intervalSeconds: 0.5,
+  responseTimeoutSeconds: 1,
+};
 
 afterEach(cleanup);
 afterAll(async () => {
@@ -80,7 +86,9 @@ describe('deploys', () => {
     expect(replacement.pid).not.toBe(victim.pid);
     expect((await askService(portOf(replacement))).task).toBe(replacement.taskId.id);
     // The other instances were left alone.
-    expect(after.filter((t) => t !== replacement).map((t) => t.taskId.id)).toEqual(before.filter((t) => t !== victim).map((t) => t.taskId.id));
+    expect(after.filter((t) => t !== replacement).map((t) => t.taskId.id)).toEqual(
+      before.filter((t) => t !== victim).map((t) => t.taskId.id),
+    );
     const dead = await fledge.client.getTask(victim.taskId.id);
     expect(['TASK_FAILED', 'TASK_LOST', 'TASK_KILLED']).toContain(dead.state);
   });
@@ -141,7 +149,10 @@ describe('deploys', () => {
     expect(result.deployResult.deployFailures.map((f) => f.reason)).toContain('TASK_FAILED_HEALTH_CHECKS');
     expect((await fledge.client.getRequest('slow')).requestDeployState?.activeDeploy).toBeUndefined();
     // Nothing of the failed deploy keeps running.
-    await waitFor(async () => (await fledge.client.requestTasks('slow')).length === 0, { timeoutMs: 15_000, message: 'the overdue tasks to stop' });
+    await waitFor(async () => (await fledge.client.requestTasks('slow')).length === 0, {
+      timeoutMs: 15_000,
+      message: 'the overdue tasks to stop',
+    });
   });
 
   // The OVERDUE deadline is deployHealthTimeoutSeconds plus the health window, which without a
@@ -198,7 +209,14 @@ describe('deploys', () => {
     }
     await waitFor(
       async () => {
-        const answers = await Promise.all(ports.map((p) => fetch(`http://127.0.0.1:${p}/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.ok, () => false)));
+        const answers = await Promise.all(
+          ports.map((p) =>
+            fetch(`http://127.0.0.1:${p}/health`, { signal: AbortSignal.timeout(2_000) }).then(
+              (r) => r.ok,
+              () => false,
+            ),
+          ),
+        );
         return answers.every(Boolean);
       },
       { timeoutMs: 15_000, intervalMs: 20, message: 'bare services to answer /health' },

@@ -99,7 +99,8 @@ describe('request lifecycle', () => {
           const current = tasks.find((t) => t.taskId.id === old.taskId.id);
           if (current && !current.cleanup) continue;
           const replacement = tasks.find((t) => t.taskId.instanceNo === old.taskId.instanceNo && !oldIds.has(t.taskId.id) && isHealthy(t));
-          if (!replacement) violations.push(`instance ${old.taskId.instanceNo}: old task ${current ? 'cleaning' : 'gone'} without a healthy replacement`);
+          if (!replacement)
+            violations.push(`instance ${old.taskId.instanceNo}: old task ${current ? 'cleaning' : 'gone'} without a healthy replacement`);
         }
         const serving = tasks.filter((t) => !t.cleanup);
         const done = tasks.length === 3 && serving.length === 3 && serving.every((t) => isHealthy(t) && !oldIds.has(t.taskId.id));

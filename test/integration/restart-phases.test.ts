@@ -11,8 +11,23 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { DeployProgress, FledgeClient, TaskView } from '../../src/api/client.ts';
-import { exampleDeploy, isHealthy, nodeCommand, serviceRequest, waitForDeployResult, waitForHealthyTasks, type FinishedDeploy } from '../helpers/example-service.ts';
-import { leakedProcesses, sandboxTaskGroups, seenProcessCount, startFledgeProcess, trackTasks, type FledgeProcess } from '../helpers/fledge-process.ts';
+import {
+  exampleDeploy,
+  isHealthy,
+  nodeCommand,
+  serviceRequest,
+  waitForDeployResult,
+  waitForHealthyTasks,
+  type FinishedDeploy,
+} from '../helpers/example-service.ts';
+import {
+  leakedProcesses,
+  sandboxTaskGroups,
+  seenProcessCount,
+  startFledgeProcess,
+  trackTasks,
+  type FledgeProcess,
+} from '../helpers/fledge-process.ts';
 import { reservePorts } from '../helpers/ports.ts';
 import { cleanupRestarted, killAndRestart } from '../helpers/fledge-restart.ts';
 import { groupIsOurs, groupMembers, isRunning } from '../helpers/procfs.ts';
@@ -111,13 +126,22 @@ const ofDeploy = (tasks: readonly TaskView[], deployId: string) => tasks.filter(
 function describeSnapshot(s: Snapshot): string {
   const phase = s.progress ? `step ${s.progress.step}/${s.progress.totalSteps} ${s.progress.phase}` : 'no pending deploy';
   const tasks = s.tasks
-    .map((t) => `${t.taskId.deployId}#${t.taskId.instanceNo} ${t.state}${t.cleanup ? ' cleanup' : ''} ${t.health.state}${t.pid ? '' : ' (no pid)'}`)
+    .map(
+      (t) =>
+        `${t.taskId.deployId}#${t.taskId.instanceNo} ${t.state}${t.cleanup ? ' cleanup' : ''} ${t.health.state}${t.pid ? '' : ' (no pid)'}`,
+    )
     .join(', ');
   return `${phase}; tasks: ${tasks}`;
 }
 
 /** Poll fast until `when` holds for a snapshot; that snapshot is the "before the kill" view. */
-function waitForMoment(client: FledgeClient, deployId: string, what: string, when: (s: Snapshot) => boolean, timeoutMs = 20_000): Promise<Snapshot> {
+function waitForMoment(
+  client: FledgeClient,
+  deployId: string,
+  what: string,
+  when: (s: Snapshot) => boolean,
+  timeoutMs = 20_000,
+): Promise<Snapshot> {
   return waitFor(
     async () => {
       const s = await snapshot(client, deployId);
@@ -135,7 +159,11 @@ interface AfterRestart {
 
 /** SIGKILL the server now, start it again on the same data dir and ports, record the times. */
 async function killAndRestartServer(name: string, fledge: FledgeProcess, before: Snapshot, deployId: string): Promise<AfterRestart> {
-  const { fledge: again, restartMs, lbDowntimeMs } = await killAndRestart(fledge, { args: SERVE_ARGS, portRange: PORTS, lbPath: BASE_PATH });
+  const {
+    fledge: again,
+    restartMs,
+    lbDowntimeMs,
+  } = await killAndRestart(fledge, { args: SERVE_ARGS, portRange: PORTS, lbPath: BASE_PATH });
   const line = `${name}: ${restartMs} ms; LB ${lbDowntimeMs ?? '?'} ms (killed at: ${describeSnapshot(before)})`;
   restartTimes.push(line);
   console.log(`[restart-phases] ${line}`);
@@ -192,7 +220,10 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
     const key = `${t.taskId.deployId}#${t.taskId.instanceNo}`;
     byInstance.set(key, [...(byInstance.get(key) ?? []), t.taskId.id]);
   }
-  expect([...byInstance].filter(([, ids]) => ids.length > 1), 'instances with more than one live task').toEqual([]);
+  expect(
+    [...byInstance].filter(([, ids]) => ids.length > 1),
+    'instances with more than one live task',
+  ).toEqual([]);
   expect(final.map((t) => t.taskId.instanceNo)).toEqual([1, 2, 3]);
 
   // No orphan: every task process that runs is a live task in the API (same pid), every live
@@ -201,7 +232,9 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   const liveById = new Map(live.map((t) => [t.taskId.id, t]));
   const running = [...sandboxes.values()].filter((s) => groupIsOurs(s.pid, s.startTime) && groupMembers(s.pid).length > 0);
   expect(
-    running.filter((s) => liveById.get(s.taskId)?.pid !== s.pid).map((s) => `${s.taskId} (pid ${s.pid}, API: ${JSON.stringify(liveById.get(s.taskId)?.state)})`),
+    running
+      .filter((s) => liveById.get(s.taskId)?.pid !== s.pid)
+      .map((s) => `${s.taskId} (pid ${s.pid}, API: ${JSON.stringify(liveById.get(s.taskId)?.state)})`),
     'task processes running without a live task in the API',
   ).toEqual([]);
   for (const t of live) {
@@ -212,11 +245,18 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   const everSeen = new Set([...before.tasks, ...after.first.tasks].map((t) => t.taskId.id));
   for (const id of everSeen) {
     if (liveById.has(id)) continue;
-    expect(ended.some((t) => t.taskId.id === id), `task ${id} is neither live nor ended in the API`).toBe(true);
+    expect(
+      ended.some((t) => t.taskId.id === id),
+      `task ${id} is neither live nor ended in the API`,
+    ).toBe(true);
   }
   const stillRunning = ended
     .filter((t) => typeof t.pid === 'number')
-    .filter((t) => isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime) || (groupIsOurs(t.pid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pid!).length > 0))
+    .filter(
+      (t) =>
+        isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime) ||
+        (groupIsOurs(t.pid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pid!).length > 0),
+    )
     .map((t) => `${t.taskId.id} (${t.state}, pid ${t.pid})`);
   expect(stillRunning, 'tasks the API says ended whose processes still run').toEqual([]);
 
@@ -224,7 +264,9 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   // old deploy's (all live at the kill) is one of the final tasks.
   if (state === 'SUCCEEDED') {
     const old = new Set(before.tasks.filter((t) => t.taskId.deployId !== active).map((t) => t.taskId.id));
-    expect([...sandboxes.keys()].filter((id) => !old.has(id)).sort(), 'tasks the new deploy started').toEqual(final.map((t) => t.taskId.id).sort());
+    expect([...sandboxes.keys()].filter((id) => !old.has(id)).sort(), 'tasks the new deploy started').toEqual(
+      final.map((t) => t.taskId.id).sort(),
+    );
   }
 
   // Re-adopted, not restarted: a task of the active deploy that was live before the kill
@@ -232,7 +274,9 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   const wanted = ofDeploy(before.tasks, active).filter((t) => !t.cleanup && typeof t.pid === 'number');
   const finalById = new Map(final.map((t) => [t.taskId.id, t]));
   expect(
-    wanted.filter((t) => finalById.get(t.taskId.id)?.pid !== t.pid).map((t) => `${t.taskId.id} (pid ${t.pid}, ${t.state} ${t.health.state})`),
+    wanted
+      .filter((t) => finalById.get(t.taskId.id)?.pid !== t.pid)
+      .map((t) => `${t.taskId.id} (pid ${t.pid}, ${t.state} ${t.health.state})`),
     'tasks live before the kill that were replaced or restarted',
   ).toEqual([]);
   // And right after the restart, every task that had a process before the kill still had it.
@@ -310,11 +354,19 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
   it('LB_UPDATE: killed as soon as the step shows LB_UPDATE (or just after it), the new task stays in the LB and the deploy succeeds', async () => {
     const { fledge } = await startWithV1();
     await fledge.client.createDeploy(deployBody('v2', { canary: true }));
-    const before = await waitForMoment(fledge.client, 'v2', 'step 1 in LB_UPDATE or ACCEPTANCE', (s) =>
-      s.progress?.step === 1 && (s.progress.phase === 'LB_UPDATE' || s.progress.phase === 'ACCEPTANCE'),
+    const before = await waitForMoment(
+      fledge.client,
+      'v2',
+      'step 1 in LB_UPDATE or ACCEPTANCE',
+      (s) => s.progress?.step === 1 && (s.progress.phase === 'LB_UPDATE' || s.progress.phase === 'ACCEPTANCE'),
     );
 
-    const after = await killAndRestartServer(`LB_UPDATE (seen ${before.progress?.phase}${before.progress?.pendingLbUpdate ? ', operation in flight' : ''})`, fledge, before, 'v2');
+    const after = await killAndRestartServer(
+      `LB_UPDATE (seen ${before.progress?.phase}${before.progress?.pendingLbUpdate ? ', operation in flight' : ''})`,
+      fledge,
+      before,
+      'v2',
+    );
     expectNoRegression(before, after.first, undefined);
     const result = await advanceToEnd(after.fledge.client, 'v2');
     await expectCleanEnd({ fledge: after.fledge, before, after, result, state: 'SUCCEEDED', active: 'v2' });
@@ -323,8 +375,11 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
   it('ACCEPTANCE: a step waiting for a manual advance still waits after the restart, and succeeds once advanced', async () => {
     const { fledge } = await startWithV1();
     await fledge.client.createDeploy(deployBody('v2', { canary: true }));
-    const before = await waitForMoment(fledge.client, 'v2', 'step 1 waiting for a manual advance', (s) =>
-      s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE' && s.progress.stepReadyAt !== undefined,
+    const before = await waitForMoment(
+      fledge.client,
+      'v2',
+      'step 1 waiting for a manual advance',
+      (s) => s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE' && s.progress.stepReadyAt !== undefined,
     );
 
     const after = await killAndRestartServer('ACCEPTANCE', fledge, before, 'v2');
@@ -351,7 +406,12 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
     // scheduler must finish the stop it began (SIGKILL after the 2 s grace), not wait it out.
     const { fledge, v1 } = await startWithV1({ SLOW_EXIT_MS: String(SLOW_EXIT_MS) }, command);
     await fledge.client.createDeploy(deployBody('v2', { canary: true }));
-    await waitForMoment(fledge.client, 'v2', 'step 1 waiting for a manual advance', (s) => s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE');
+    await waitForMoment(
+      fledge.client,
+      'v2',
+      'step 1 waiting for a manual advance',
+      (s) => s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE',
+    );
     await fledge.client.advanceDeploy(REQUEST, 'v2', 'step 1 looks good');
     const oldOne = v1[0]!;
     const before = await waitForMoment(fledge.client, 'v2', `old #1 (${oldOne.taskId.id}) being killed`, (s) =>
@@ -370,7 +430,9 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
       { timeoutMs: 15_000, intervalMs: 20, message: 'old #1 to end after the restart' },
     );
     expect(groupMembers(oldOne.pid!), `processes of old #1 still running when the API says ${gone.state}`).toEqual([]);
-    const sigtermAt = before.tasks.find((t) => t.taskId.id === oldOne.taskId.id)?.taskUpdates?.find((u) => u.taskState === 'TASK_KILLING')?.timestamp;
+    const sigtermAt = before.tasks
+      .find((t) => t.taskId.id === oldOne.taskId.id)
+      ?.taskUpdates?.find((u) => u.taskState === 'TASK_KILLING')?.timestamp;
     expect(sigtermAt, 'when old #1 was told to stop').toBeTypeOf('number');
     expect(Date.now() - sigtermAt!, 'old #1 was stopped, not waited out').toBeLessThan(SLOW_EXIT_MS - 5_000);
     const result = await advanceToEnd(after.fledge.client, 'v2');
@@ -381,11 +443,18 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
     // v1 starts slowly, so its refill of instance 1 takes a while; v2's instance 2 fails on startup.
     const { fledge, v1 } = await startWithV1({ STARTUP_DELAY_MS: '1500' });
     await fledge.client.createDeploy(deployBody('v2', { canary: true, taskEnv: { '2': { EXIT_AT_START: '1' } } }));
-    await waitForMoment(fledge.client, 'v2', 'step 1 waiting for a manual advance', (s) => s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE');
+    await waitForMoment(
+      fledge.client,
+      'v2',
+      'step 1 waiting for a manual advance',
+      (s) => s.progress?.step === 1 && s.progress.phase === 'ACCEPTANCE',
+    );
     await fledge.client.advanceDeploy(REQUEST, 'v2', 'step 1 looks good');
     const oldOne = v1[0]!;
     const before = await waitForMoment(fledge.client, 'v2', 'a new v1 #1 starting (the refill)', (s) =>
-      ofDeploy(s.tasks, 'v1').some((t) => t.taskId.instanceNo === 1 && t.taskId.id !== oldOne.taskId.id && !t.cleanup && typeof t.pid === 'number' && !isHealthy(t)),
+      ofDeploy(s.tasks, 'v1').some(
+        (t) => t.taskId.instanceNo === 1 && t.taskId.id !== oldOne.taskId.id && !t.cleanup && typeof t.pid === 'number' && !isHealthy(t),
+      ),
     );
     const history = await fledge.client.deployHistoryEntry(REQUEST, 'v2');
     expect(history.deployResult?.deployState, 'v2 had failed before the kill').toBe('FAILED');

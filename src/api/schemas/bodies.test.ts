@@ -12,8 +12,18 @@ describe('action bodies', () => {
     ['unpause', schemas.unpause, { message: 'go' }, { message: 'go' }],
     ['bounce', schemas.bounce, { incremental: true, message: 'roll' }, { incremental: true, message: 'roll' }],
     ['delete', schemas.deleteRequest, { message: 'bye', deleteFromLoadBalancer: true }, { message: 'bye', deleteFromLoadBalancer: true }],
-    ['deploys/update', schemas.updateDeploy, { requestId: 'web', deployId: 'v1', targetActiveInstances: 2 }, { requestId: 'web', deployId: 'v1', targetActiveInstances: 2 }],
-    ['advance/reject', schemas.deployDecision, { requestId: 'web', deployId: 'v1', message: 'lgtm' }, { requestId: 'web', deployId: 'v1', message: 'lgtm' }],
+    [
+      'deploys/update',
+      schemas.updateDeploy,
+      { requestId: 'web', deployId: 'v1', targetActiveInstances: 2 },
+      { requestId: 'web', deployId: 'v1', targetActiveInstances: 2 },
+    ],
+    [
+      'advance/reject',
+      schemas.deployDecision,
+      { requestId: 'web', deployId: 'v1', message: 'lgtm' },
+      { requestId: 'web', deployId: 'v1', message: 'lgtm' },
+    ],
     ['rollback', schemas.rollback, { message: 'oops' }, { message: 'oops' }],
     ['task kill', schemas.killTask, { message: 'stuck', waitForReplacementTask: true }, { message: 'stuck', waitForReplacementTask: true }],
     ['run', schemas.run, { commandLineArgs: ['--once'] }, { commandLineArgs: ['--once'] }],
@@ -25,9 +35,30 @@ describe('action bodies', () => {
   it.each([
     ['scale without instances', schemas.scale, {}, 'instances', 'is required', 'Invalid scale body: instances: is required'],
     ['scale to 0', schemas.scale, { instances: 0 }, 'instances', 'must be > 0', 'Invalid scale body: instances: must be > 0'],
-    ['pause killTasks as string', schemas.pause, { killTasks: 'yes' }, 'killTasks', 'must be a boolean (got string)', 'Invalid pause body: killTasks: must be a boolean (got string)'],
-    ['bounce with unknown field', schemas.bounce, { incremental: true, fast: true }, 'fast', 'unknown field', 'Invalid bounce body: Unknown field(s): fast'],
-    ['delete message as number', schemas.deleteRequest, { message: 1 }, 'message', 'must be a string (got number)', 'Invalid delete body: message: must be a string (got number)'],
+    [
+      'pause killTasks as string',
+      schemas.pause,
+      { killTasks: 'yes' },
+      'killTasks',
+      'must be a boolean (got string)',
+      'Invalid pause body: killTasks: must be a boolean (got string)',
+    ],
+    [
+      'bounce with unknown field',
+      schemas.bounce,
+      { incremental: true, fast: true },
+      'fast',
+      'unknown field',
+      'Invalid bounce body: Unknown field(s): fast',
+    ],
+    [
+      'delete message as number',
+      schemas.deleteRequest,
+      { message: 1 },
+      'message',
+      'must be a string (got number)',
+      'Invalid delete body: message: must be a string (got number)',
+    ],
     [
       'update without target',
       schemas.updateDeploy,
@@ -44,8 +75,22 @@ describe('action bodies', () => {
       'must be 1-50 characters of [A-Za-z0-9_.]',
       'Invalid deploy update body: deployId: must be 1-50 characters of [A-Za-z0-9_.]',
     ],
-    ['advance without deployId', schemas.deployDecision, { requestId: 'web' }, 'deployId', 'is required', 'Invalid deploy decision body: deployId: is required'],
-    ['rollback with unknown field', schemas.rollback, { deployId: 'v0' }, 'deployId', 'unknown field', 'Invalid rollback body: Unknown field(s): deployId'],
+    [
+      'advance without deployId',
+      schemas.deployDecision,
+      { requestId: 'web' },
+      'deployId',
+      'is required',
+      'Invalid deploy decision body: deployId: is required',
+    ],
+    [
+      'rollback with unknown field',
+      schemas.rollback,
+      { deployId: 'v0' },
+      'deployId',
+      'unknown field',
+      'Invalid rollback body: Unknown field(s): deployId',
+    ],
     [
       'task kill waitForReplacementTask as string',
       schemas.killTask,
@@ -62,13 +107,16 @@ describe('action bodies', () => {
     ['scale', schemas.scale, { instances: 2, durationMillis: 60000, actionId: 'x' }, ['actionId', 'durationMillis']],
     ['pause', schemas.pause, { durationMillis: 1000 }, ['durationMillis']],
     ['task kill', schemas.killTask, { override: true }, ['override']],
-  ] as [string, z.ZodType, Record<string, unknown>, string[]][])('%s keeps Singularity-only fields in extra with warnings', (_name, schema, body, ignored) => {
-    const r = parseInput(schema, body);
-    expect(r.ok).toBe(true);
-    if (!r.ok) return;
-    expect((r.value as { extra?: unknown }).extra).toEqual(Object.fromEntries(ignored.map((k) => [k, body[k]])));
-    expect(r.warnings.map((w) => w.split(':')[0])).toEqual(ignored);
-  });
+  ] as [string, z.ZodType, Record<string, unknown>, string[]][])(
+    '%s keeps Singularity-only fields in extra with warnings',
+    (_name, schema, body, ignored) => {
+      const r = parseInput(schema, body);
+      expect(r.ok).toBe(true);
+      if (!r.ok) return;
+      expect((r.value as { extra?: unknown }).extra).toEqual(Object.fromEntries(ignored.map((k) => [k, body[k]])));
+      expect(r.warnings.map((w) => w.split(':')[0])).toEqual(ignored);
+    },
+  );
 });
 
 describe('POST /api/deploys body', () => {
@@ -83,7 +131,12 @@ describe('POST /api/deploys body', () => {
     });
     expect(r).toMatchObject({
       ok: true,
-      value: { deploy: { id: 'v1' }, message: 'ship it', unpauseOnSuccessfulDeploy: true, updatedRequest: { id: 'web', instances: 3, extra: { rackSensitive: false } } },
+      value: {
+        deploy: { id: 'v1' },
+        message: 'ship it',
+        unpauseOnSuccessfulDeploy: true,
+        updatedRequest: { id: 'web', instances: 3, extra: { rackSensitive: false } },
+      },
     });
     expect(r.ok && r.warnings.map((w) => w.split(':')[0])).toEqual(['deploy.executorData', 'updatedRequest.rackSensitive']);
   });
@@ -94,8 +147,18 @@ describe('POST /api/deploys body', () => {
     ['deploy id with -', { deploy: { ...deploy, id: 'v-1' } }, 'deploy.id', 'must be 1-50 characters of [A-Za-z0-9_.]'],
     ['unknown body field', { deploy, force: true }, 'force', 'unknown field'],
     ['unknown deploy field', { deploy: { ...deploy, foo: 1 } }, 'deploy.foo', 'unknown field'],
-    ['updatedRequest for another request', { deploy, updatedRequest: { id: 'api', requestType: 'SERVICE' } }, 'updatedRequest.id', 'must equal deploy.requestId (web)'],
-    ['updatedRequest invalid', { deploy, updatedRequest: { id: 'web', requestType: 'SERVICE', instances: 0 } }, 'updatedRequest.instances', 'must be > 0'],
+    [
+      'updatedRequest for another request',
+      { deploy, updatedRequest: { id: 'api', requestType: 'SERVICE' } },
+      'updatedRequest.id',
+      'must equal deploy.requestId (web)',
+    ],
+    [
+      'updatedRequest invalid',
+      { deploy, updatedRequest: { id: 'web', requestType: 'SERVICE', instances: 0 } },
+      'updatedRequest.instances',
+      'must be > 0',
+    ],
     [
       'load-balanced updatedRequest without serviceBasePath',
       { deploy: { ...deploy, loadBalancerGroups: ['g'] }, updatedRequest: { id: 'web', requestType: 'SERVICE', loadBalanced: true } },
@@ -145,7 +208,10 @@ describe('toJsonSchema', () => {
   });
 
   it('shows defaults, required fields and the ignored Singularity fields', () => {
-    const { DeployInput, RequestInput } = toJsonSchema() as Record<string, { properties: Record<string, Record<string, unknown>>; required: string[] }>;
+    const { DeployInput, RequestInput } = toJsonSchema() as Record<
+      string,
+      { properties: Record<string, Record<string, unknown>>; required: string[] }
+    >;
     expect(DeployInput?.required).toEqual(['requestId', 'id']);
     expect(DeployInput?.properties.deployHealthTimeoutSeconds).toMatchObject({ default: 120 });
     expect(DeployInput?.properties.loadBalancerPortIndex).toMatchObject({ default: 0 });

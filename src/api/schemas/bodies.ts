@@ -20,22 +20,38 @@ function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (
   return describeInput(schema, { label });
 }
 
-export const scaleSchema = actionBody(
-  'scale body',
-  { instances: z.int().gt(0), message },
-  ['actionId', 'durationMillis', 'skipHealthchecks', 'skipEmailNotification'],
-);
+export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0), message }, [
+  'actionId',
+  'durationMillis',
+  'skipHealthchecks',
+  'skipEmailNotification',
+]);
 export const pauseSchema = actionBody('pause body', { killTasks: z.boolean().optional(), message }, ['actionId', 'durationMillis']);
 // Fledge's bounce always starts replacements before stopping old tasks; `incremental` is kept
 // for Singularity clients. Unpause takes the same body (api.md groups them).
 export const unpauseSchema = actionBody('unpause body', { incremental: z.boolean().optional(), message }, ['actionId', 'skipHealthchecks']);
-export const bounceSchema = actionBody('bounce body', { incremental: z.boolean().optional(), message }, ['actionId', 'durationMillis', 'skipHealthchecks']);
+export const bounceSchema = actionBody('bounce body', { incremental: z.boolean().optional(), message }, [
+  'actionId',
+  'durationMillis',
+  'skipHealthchecks',
+]);
 export const deleteRequestSchema = actionBody('delete body', { message, deleteFromLoadBalancer: z.boolean().optional() }, ['actionId']);
-export const updateDeploySchema = actionBody('deploy update body', { requestId: requestIdSchema, deployId: deployIdSchema, targetActiveInstances: z.int().gt(0), message });
+export const updateDeploySchema = actionBody('deploy update body', {
+  requestId: requestIdSchema,
+  deployId: deployIdSchema,
+  targetActiveInstances: z.int().gt(0),
+  message,
+});
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
 export const rollbackSchema = actionBody('rollback body', { message });
-export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, ['actionId', 'override']);
-export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, ['actionId', 'skipHealthchecks']);
+export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, [
+  'actionId',
+  'override',
+]);
+export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [
+  'actionId',
+  'skipHealthchecks',
+]);
 
 function buildDeployBodySchema(containers: boolean) {
   const schema = nullsAsAbsent(
@@ -50,7 +66,11 @@ function buildDeployBodySchema(containers: boolean) {
         const request = body.updatedRequest;
         if (!request) return;
         if (request.id !== body.deploy.requestId) {
-          ctx.addIssue({ code: 'custom', path: ['updatedRequest', 'id'], message: `must equal deploy.requestId (${body.deploy.requestId})` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['updatedRequest', 'id'],
+            message: `must equal deploy.requestId (${body.deploy.requestId})`,
+          });
           return;
         }
         // With updatedRequest in hand, the request-dependent rules can run here already.

@@ -82,7 +82,10 @@ export function nullsAsAbsent<T extends z.ZodType>(schema: T, keep: readonly str
 /** Shape entries for accepted-but-ignored Singularity fields: any value, described for OpenAPI. */
 export function ignoredFields(fields: Readonly<Record<string, string>>): Record<string, z.ZodOptional<z.ZodUnknown>> {
   return Object.fromEntries(
-    Object.entries(fields).map(([name, why]) => [name, z.unknown().optional().describe(`Singularity field, stored but not acted on: ${why}.`)]),
+    Object.entries(fields).map(([name, why]) => [
+      name,
+      z.unknown().optional().describe(`Singularity field, stored but not acted on: ${why}.`),
+    ]),
   );
 }
 

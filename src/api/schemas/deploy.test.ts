@@ -84,11 +84,36 @@ describe('deploy schema: 400s name the field and the rule', () => {
     ['negative numPorts', { resources: { numPorts: -1 } }, 'deploy.resources.numPorts', 'must be >= 0'],
     ['zero cpus', { resources: { cpus: 0 } }, 'deploy.resources.cpus', 'must be > 0'],
     ['unknown resource', { resources: { gpu: 1 } }, 'deploy.resources.gpu', 'unknown field'],
-    ['instanceGroupSize 0', { canaryDeploySettings: { instanceGroupSize: 0 } }, 'deploy.canaryDeploySettings.instanceGroupSize', 'must be >= 1'],
-    ['canaryCycleCount 0', { canaryDeploySettings: { canaryCycleCount: 0 } }, 'deploy.canaryDeploySettings.canaryCycleCount', 'must be >= 1'],
-    ['alias with instanceGroupSize 0', { canarySettings: { instanceGroupSize: 0 } }, 'deploy.canarySettings.instanceGroupSize', 'must be >= 1'],
-    ['bad acceptanceMode', { canaryDeploySettings: { acceptanceMode: 'AUTO' } }, 'deploy.canaryDeploySettings.acceptanceMode', 'must be one of NONE, TIMED, CHECKS, MANUAL'],
-    ['negative wait', { canaryDeploySettings: { waitMillisBetweenGroups: -1 } }, 'deploy.canaryDeploySettings.waitMillisBetweenGroups', 'must be >= 0'],
+    [
+      'instanceGroupSize 0',
+      { canaryDeploySettings: { instanceGroupSize: 0 } },
+      'deploy.canaryDeploySettings.instanceGroupSize',
+      'must be >= 1',
+    ],
+    [
+      'canaryCycleCount 0',
+      { canaryDeploySettings: { canaryCycleCount: 0 } },
+      'deploy.canaryDeploySettings.canaryCycleCount',
+      'must be >= 1',
+    ],
+    [
+      'alias with instanceGroupSize 0',
+      { canarySettings: { instanceGroupSize: 0 } },
+      'deploy.canarySettings.instanceGroupSize',
+      'must be >= 1',
+    ],
+    [
+      'bad acceptanceMode',
+      { canaryDeploySettings: { acceptanceMode: 'AUTO' } },
+      'deploy.canaryDeploySettings.acceptanceMode',
+      'must be one of NONE, TIMED, CHECKS, MANUAL',
+    ],
+    [
+      'negative wait',
+      { canaryDeploySettings: { waitMillisBetweenGroups: -1 } },
+      'deploy.canaryDeploySettings.waitMillisBetweenGroups',
+      'must be >= 0',
+    ],
     ['deployInstanceCountPerStep 0', { deployInstanceCountPerStep: 0 }, 'deploy.deployInstanceCountPerStep', 'must be >= 1'],
     [
       'canaryDeploySettings and canarySettings',
@@ -108,18 +133,43 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'deploy.healthcheckUri',
       'give either the healthcheck object or the legacy flat healthcheck fields, not both',
     ],
-    ['legacy healthcheck fields without a uri', { healthcheckIntervalSeconds: 3 }, 'deploy.healthcheckUri', 'is required with healthcheckIntervalSeconds'],
+    [
+      'legacy healthcheck fields without a uri',
+      { healthcheckIntervalSeconds: 3 },
+      'deploy.healthcheckUri',
+      'is required with healthcheckIntervalSeconds',
+    ],
     ['healthcheck without uri', { healthcheck: { portIndex: 0 } }, 'deploy.healthcheck.uri', 'is required'],
-    ['healthcheck.portIndex >= numPorts', { healthcheck: { uri: '/h', portIndex: 1 } }, 'deploy.healthcheck.portIndex', 'must be < resources.numPorts (1)'],
+    [
+      'healthcheck.portIndex >= numPorts',
+      { healthcheck: { uri: '/h', portIndex: 1 } },
+      'deploy.healthcheck.portIndex',
+      'must be < resources.numPorts (1)',
+    ],
     [
       'healthcheck with no ports',
       { healthcheck: { uri: '/h' }, resources: { numPorts: 0 } },
       'deploy.healthcheck.portIndex',
       'must be < resources.numPorts (0)',
     ],
-    ['healthcheckPortIndex >= numPorts', { healthcheckUri: '/h', healthcheckPortIndex: 2 }, 'deploy.healthcheckPortIndex', 'must be < resources.numPorts (1)'],
-    ['healthcheck protocol HTTP2', { healthcheck: { uri: '/h', protocol: 'HTTP2' } }, 'deploy.healthcheck.protocol', 'must be one of HTTP, HTTPS'],
-    ['failure status 700', { healthcheck: { uri: '/h', failureStatusCodes: [700] } }, 'deploy.healthcheck.failureStatusCodes[0]', 'must be <= 599'],
+    [
+      'healthcheckPortIndex >= numPorts',
+      { healthcheckUri: '/h', healthcheckPortIndex: 2 },
+      'deploy.healthcheckPortIndex',
+      'must be < resources.numPorts (1)',
+    ],
+    [
+      'healthcheck protocol HTTP2',
+      { healthcheck: { uri: '/h', protocol: 'HTTP2' } },
+      'deploy.healthcheck.protocol',
+      'must be one of HTTP, HTTPS',
+    ],
+    [
+      'failure status 700',
+      { healthcheck: { uri: '/h', failureStatusCodes: [700] } },
+      'deploy.healthcheck.failureStatusCodes[0]',
+      'must be <= 599',
+    ],
     ['loadBalancerPortIndex >= numPorts', { loadBalancerPortIndex: 1 }, 'deploy.loadBalancerPortIndex', 'must be < resources.numPorts (1)'],
     ['serviceBasePath without /', { serviceBasePath: 'web' }, 'deploy.serviceBasePath', 'must start with /'],
     ['loadBalancerTimeoutSeconds 0', { loadBalancerTimeoutSeconds: 0 }, 'deploy.loadBalancerTimeoutSeconds', 'must be > 0'],
@@ -132,30 +182,105 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'the process runtime cannot run containers; start Fledge with a container runtime',
     ],
     ['env value not a string', { env: { PORT_X: 1 } }, 'deploy.env.PORT_X', 'must be a string (got number)'],
-    ['env name with -', { env: { 'A-B': 'x' } }, 'deploy.env.A-B', 'invalid key: environment variable names must match [A-Za-z_][A-Za-z0-9_]*'],
-    ['taskEnv key not an instance number', { taskEnv: { first: { A: 'b' } } }, 'deploy.taskEnv.first', 'invalid key: taskEnv keys are instance numbers'],
+    [
+      'env name with -',
+      { env: { 'A-B': 'x' } },
+      'deploy.env.A-B',
+      'invalid key: environment variable names must match [A-Za-z_][A-Za-z0-9_]*',
+    ],
+    [
+      'taskEnv key not an instance number',
+      { taskEnv: { first: { A: 'b' } } },
+      'deploy.taskEnv.first',
+      'invalid key: taskEnv keys are instance numbers',
+    ],
     ['arguments not strings', { arguments: ['a', 1] }, 'deploy.arguments[1]', 'must be a string (got number)'],
     ['uris with an unknown key', { uris: [{ uri: 'http://x/a.tgz', unpack: true }] }, 'deploy.uris[0].unpack', 'unknown field'],
-    ['check of unknown type', { acceptanceChecks: [{ name: 'a', type: 'grpc' }] }, 'deploy.acceptanceChecks[0].type', 'must be one of http, command, manual, prometheus'],
-    ['check without type', { acceptanceChecks: [{ name: 'a' }] }, 'deploy.acceptanceChecks[0].type', 'must be one of http, command, manual, prometheus'],
+    [
+      'check of unknown type',
+      { acceptanceChecks: [{ name: 'a', type: 'grpc' }] },
+      'deploy.acceptanceChecks[0].type',
+      'must be one of http, command, manual, prometheus',
+    ],
+    [
+      'check without type',
+      { acceptanceChecks: [{ name: 'a' }] },
+      'deploy.acceptanceChecks[0].type',
+      'must be one of http, command, manual, prometheus',
+    ],
     ['check without name', { acceptanceChecks: [{ type: 'manual' }] }, 'deploy.acceptanceChecks[0].name', 'is required'],
     [
       'duplicate check names',
-      { acceptanceChecks: [{ name: 'a', type: 'manual' }, { name: 'a', type: 'command', command: 'true' }] },
+      {
+        acceptanceChecks: [
+          { name: 'a', type: 'manual' },
+          { name: 'a', type: 'command', command: 'true' },
+        ],
+      },
       'deploy.acceptanceChecks[1].name',
       'must be unique (a is used twice)',
     ],
     ['http check without url', { acceptanceChecks: [{ name: 'a', type: 'http' }] }, 'deploy.acceptanceChecks[0].url', 'is required'],
-    ['http check with a non-http url', { acceptanceChecks: [{ name: 'a', type: 'http', url: 'ftp://x' }] }, 'deploy.acceptanceChecks[0].url', 'must be an http:// or https:// URL'],
-    ['http check with method PUT', { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', method: 'PUT' }] }, 'deploy.acceptanceChecks[0].method', 'must be one of GET, POST'],
-    ['http check with expectStatus not a list', { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', expectStatus: 200 }] }, 'deploy.acceptanceChecks[0].expectStatus', 'must be an array (got number)'],
-    ['http check jsonPath without equals', { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', jsonPath: 'ok' }] }, 'deploy.acceptanceChecks[0].equals', 'is required with jsonPath'],
-    ['http check equals without jsonPath', { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', equals: true }] }, 'deploy.acceptanceChecks[0].jsonPath', 'is required with equals'],
-    ['command check without command', { acceptanceChecks: [{ name: 'a', type: 'command' }] }, 'deploy.acceptanceChecks[0].command', 'is required'],
-    ['manual check with a url', { acceptanceChecks: [{ name: 'a', type: 'manual', url: 'http://x' }] }, 'deploy.acceptanceChecks[0].url', 'unknown field'],
-    ['prometheus check without query', { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', max: 1 }] }, 'deploy.acceptanceChecks[0].query', 'is required'],
-    ['prometheus check without a threshold', { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', query: 'up' }] }, 'deploy.acceptanceChecks[0].max', 'max or min is required'],
-    ['check intervalSeconds 0', { acceptanceChecks: [{ name: 'a', type: 'manual', intervalSeconds: 0 }] }, 'deploy.acceptanceChecks[0].intervalSeconds', 'must be > 0'],
+    [
+      'http check with a non-http url',
+      { acceptanceChecks: [{ name: 'a', type: 'http', url: 'ftp://x' }] },
+      'deploy.acceptanceChecks[0].url',
+      'must be an http:// or https:// URL',
+    ],
+    [
+      'http check with method PUT',
+      { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', method: 'PUT' }] },
+      'deploy.acceptanceChecks[0].method',
+      'must be one of GET, POST',
+    ],
+    [
+      'http check with expectStatus not a list',
+      { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', expectStatus: 200 }] },
+      'deploy.acceptanceChecks[0].expectStatus',
+      'must be an array (got number)',
+    ],
+    [
+      'http check jsonPath without equals',
+      { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', jsonPath: 'ok' }] },
+      'deploy.acceptanceChecks[0].equals',
+      'is required with jsonPath',
+    ],
+    [
+      'http check equals without jsonPath',
+      { acceptanceChecks: [{ name: 'a', type: 'http', url: 'http://x', equals: true }] },
+      'deploy.acceptanceChecks[0].jsonPath',
+      'is required with equals',
+    ],
+    [
+      'command check without command',
+      { acceptanceChecks: [{ name: 'a', type: 'command' }] },
+      'deploy.acceptanceChecks[0].command',
+      'is required',
+    ],
+    [
+      'manual check with a url',
+      { acceptanceChecks: [{ name: 'a', type: 'manual', url: 'http://x' }] },
+      'deploy.acceptanceChecks[0].url',
+      'unknown field',
+    ],
+    [
+      'prometheus check without query',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', max: 1 }] },
+      'deploy.acceptanceChecks[0].query',
+      'is required',
+    ],
+    [
+      'prometheus check without a threshold',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', query: 'up' }] },
+      'deploy.acceptanceChecks[0].max',
+      'max or min is required',
+    ],
+    [
+      'check intervalSeconds 0',
+      { acceptanceChecks: [{ name: 'a', type: 'manual', intervalSeconds: 0 }] },
+      'deploy.acceptanceChecks[0].intervalSeconds',
+      'must be > 0',
+    ],
   ])('%s', (_name, patch, field, rule) => {
     const r = parse({ ...base, ...patch });
     expect(r.ok).toBe(false);
@@ -169,7 +294,8 @@ describe('deploy schema: 400s name the field and the rule', () => {
     const r = parse({ ...base, canaryDeploySettings: {}, canarySettings: {} });
     expect(r).toMatchObject({
       ok: false,
-      message: 'Invalid deploy: deploy.canaryDeploySettings and deploy.canarySettings: canarySettings is an alias of canaryDeploySettings; give one, not both',
+      message:
+        'Invalid deploy: deploy.canaryDeploySettings and deploy.canarySettings: canarySettings is an alias of canaryDeploySettings; give one, not both',
     });
     const h = parse({ ...base, healthcheck: { uri: '/h' }, healthcheckUri: '/h', healthcheckPortIndex: 0 });
     expect(h.ok || h.details.map((d) => d.field)).toEqual(['deploy.healthcheck', 'deploy.healthcheckUri', 'deploy.healthcheckPortIndex']);
@@ -192,7 +318,11 @@ describe('deploy schema: legacy fields and alias', () => {
       { deployInstanceCountPerStep: 1, deployStepWaitTimeMs: 60000 },
       { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'TIMED', waitMillisBetweenGroups: 60000, canaryCycleCount: 3 },
     ],
-    ['deployInstanceCountPerStep 2', { deployInstanceCountPerStep: 2 }, { enableCanaryDeploy: true, instanceGroupSize: 2, acceptanceMode: 'NONE' }],
+    [
+      'deployInstanceCountPerStep 2',
+      { deployInstanceCountPerStep: 2 },
+      { enableCanaryDeploy: true, instanceGroupSize: 2, acceptanceMode: 'NONE' },
+    ],
     ['maxTaskRetries 2', { maxTaskRetries: 2 }, { enableCanaryDeploy: false, allowedTasksFailuresPerGroup: 2 }],
     ['autoAdvanceDeploySteps false', { autoAdvanceDeploySteps: false }, { acceptanceMode: 'MANUAL' }],
     [
@@ -213,7 +343,11 @@ describe('deploy schema: legacy fields and alias', () => {
   it('warns that legacy canary fields were read', () => {
     const { warnings, value } = ok({ ...base, deployInstanceCountPerStep: 1, deployStepWaitTimeMs: 60000 });
     expect(value).not.toHaveProperty('deployInstanceCountPerStep');
-    expect(warnings).toEqual([expect.stringMatching(/^deploy\.deployInstanceCountPerStep: legacy field\(s\) deployInstanceCountPerStep, deployStepWaitTimeMs read as canaryDeploySettings/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^deploy\.deployInstanceCountPerStep: legacy field\(s\) deployInstanceCountPerStep, deployStepWaitTimeMs read as canaryDeploySettings/,
+      ),
+    ]);
   });
 
   it('reads the legacy flat healthcheck fields into healthcheck', () => {
@@ -262,7 +396,9 @@ describe('deploy schema: Singularity fields Fledge does not act on', () => {
     const r = ok({ ...base, [field]: value });
     expect(r.value.extra).toEqual({ [field]: value });
     expect(r.value).not.toHaveProperty(field);
-    expect(r.warnings).toEqual([expect.stringMatching(new RegExp(`^deploy\\.${field}: accepted and stored, but Fledge does not act on it \\(.+\\)$`))]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(new RegExp(`^deploy\\.${field}: accepted and stored, but Fledge does not act on it \\(.+\\)$`)),
+    ]);
   });
 
   it('keeps uris in extra without a warning, strings read as {uri}', () => {
@@ -280,7 +416,9 @@ describe('deploy schema: Singularity fields Fledge does not act on', () => {
 
   it('warns when acceptance checks are declared but the mode is not CHECKS', () => {
     const r = ok({ ...base, acceptanceChecks: [{ name: 'owner', type: 'manual' }] });
-    expect(r.warnings).toEqual(['deploy.acceptanceChecks: declared, but checks only run with acceptanceMode CHECKS (this deploy\'s is NONE)']);
+    expect(r.warnings).toEqual([
+      "deploy.acceptanceChecks: declared, but checks only run with acceptanceMode CHECKS (this deploy's is NONE)",
+    ]);
   });
 });
 
@@ -290,24 +428,48 @@ describe('deploy schema: acceptance checks', () => {
       ...base,
       canaryDeploySettings: { acceptanceMode: 'CHECKS' },
       acceptanceChecks: [
-        { name: 'smoke', type: 'http', url: 'http://127.0.0.1:9000/verify/$DEPLOY_ID', method: 'GET', expectStatus: [200], jsonPath: 'ok', equals: true },
+        {
+          name: 'smoke',
+          type: 'http',
+          url: 'http://127.0.0.1:9000/verify/$DEPLOY_ID',
+          method: 'GET',
+          expectStatus: [200],
+          jsonPath: 'ok',
+          equals: true,
+        },
         { name: 'script', type: 'command', command: './verify.sh', timeoutSeconds: 60 },
         { name: 'owner', type: 'manual', failOnError: false },
-        { name: 'errors', type: 'prometheus', url: 'http://127.0.0.1:9090', query: 'sum(rate(http_errors_total{deploy="$DEPLOY_ID"}[1m]))', max: 0.01 },
+        {
+          name: 'errors',
+          type: 'prometheus',
+          url: 'http://127.0.0.1:9090',
+          query: 'sum(rate(http_errors_total{deploy="$DEPLOY_ID"}[1m]))',
+          max: 0.01,
+        },
         { name: 'nulls', type: 'http', url: 'https://x/y', jsonPath: 'error', equals: null },
       ],
     });
     expect(warnings).toEqual([]);
     const common = { intervalSeconds: 5, timeoutSeconds: 30, failOnError: true };
     expect(value.acceptanceChecks).toEqual([
-      { name: 'smoke', type: 'http', ...common, options: { url: 'http://127.0.0.1:9000/verify/$DEPLOY_ID', method: 'GET', expectStatus: [200], jsonPath: 'ok', equals: true } },
+      {
+        name: 'smoke',
+        type: 'http',
+        ...common,
+        options: { url: 'http://127.0.0.1:9000/verify/$DEPLOY_ID', method: 'GET', expectStatus: [200], jsonPath: 'ok', equals: true },
+      },
       { name: 'script', type: 'command', ...common, timeoutSeconds: 60, options: { command: './verify.sh' } },
       { name: 'owner', type: 'manual', ...common, failOnError: false, options: {} },
       {
         name: 'errors',
         type: 'prometheus',
         ...common,
-        options: { url: 'http://127.0.0.1:9090', query: 'sum(rate(http_errors_total{deploy="$DEPLOY_ID"}[1m]))', max: 0.01, compare: 'threshold' },
+        options: {
+          url: 'http://127.0.0.1:9090',
+          query: 'sum(rate(http_errors_total{deploy="$DEPLOY_ID"}[1m]))',
+          max: 0.01,
+          compare: 'threshold',
+        },
       },
       { name: 'nulls', type: 'http', ...common, options: { url: 'https://x/y', method: 'GET', jsonPath: 'error', equals: null } },
     ]);
@@ -388,7 +550,15 @@ describe('deploy schema: a realistic Singularity deploy', () => {
       ['labels', 'mesosLabels', 'mesosTaskLabels', 's3UploaderAdditionalFiles', 'taskLabels', 'timestamp', 'uris', 'user'].sort(),
     );
     expect(r.warnings.map((w) => w.split(':')[0]).sort()).toEqual(
-      ['deploy.labels', 'deploy.mesosLabels', 'deploy.mesosTaskLabels', 'deploy.s3UploaderAdditionalFiles', 'deploy.taskLabels', 'deploy.timestamp', 'deploy.user'].sort(),
+      [
+        'deploy.labels',
+        'deploy.mesosLabels',
+        'deploy.mesosTaskLabels',
+        'deploy.s3UploaderAdditionalFiles',
+        'deploy.taskLabels',
+        'deploy.timestamp',
+        'deploy.user',
+      ].sort(),
     );
     const request: FledgeRequest = { id: 'web-frontend', requestType: 'SERVICE', instances: 4, loadBalanced: true };
     expect(validateDeployForRequest(r.value, request)).toEqual([]);
@@ -403,8 +573,18 @@ describe('validateDeployForRequest', () => {
   it.each([
     ['a complete load-balanced deploy', lb, lbDeploy, []],
     ['a plain deploy for a plain request', service, base, []],
-    ['a deploy for another request', service, { ...base, requestId: 'api' }, [{ field: 'deploy.requestId', rule: 'must be the id of the request it deploys (web)' }]],
-    ['no serviceBasePath when load balanced', lb, { ...lbDeploy, serviceBasePath: undefined }, [{ field: 'deploy.serviceBasePath', rule: 'is required because the request is load balanced' }]],
+    [
+      'a deploy for another request',
+      service,
+      { ...base, requestId: 'api' },
+      [{ field: 'deploy.requestId', rule: 'must be the id of the request it deploys (web)' }],
+    ],
+    [
+      'no serviceBasePath when load balanced',
+      lb,
+      { ...lbDeploy, serviceBasePath: undefined },
+      [{ field: 'deploy.serviceBasePath', rule: 'is required because the request is load balanced' }],
+    ],
     [
       'no loadBalancerGroups when load balanced',
       lb,
@@ -417,8 +597,18 @@ describe('validateDeployForRequest', () => {
       { ...lbDeploy, resources: { numPorts: 0 } },
       [{ field: 'deploy.loadBalancerPortIndex', rule: 'must be < resources.numPorts (0) because the request is load balanced' }],
     ],
-    ['no command for a SERVICE', service, { ...base, command: undefined }, [{ field: 'deploy.command', rule: 'command or arguments is required for SERVICE requests' }]],
-    ['no command for a WORKER', { ...service, requestType: 'WORKER' }, { ...base, command: undefined }, [{ field: 'deploy.command', rule: 'command or arguments is required for WORKER requests' }]],
+    [
+      'no command for a SERVICE',
+      service,
+      { ...base, command: undefined },
+      [{ field: 'deploy.command', rule: 'command or arguments is required for SERVICE requests' }],
+    ],
+    [
+      'no command for a WORKER',
+      { ...service, requestType: 'WORKER' },
+      { ...base, command: undefined },
+      [{ field: 'deploy.command', rule: 'command or arguments is required for WORKER requests' }],
+    ],
     ['arguments only for a SERVICE', service, { ...base, command: undefined, arguments: ['/bin/app'] }, []],
     ['no command for an ON_DEMAND', { ...service, requestType: 'ON_DEMAND' }, { ...base, command: undefined }, []],
   ] as [string, FledgeRequest, Record<string, unknown>, unknown[]][])('%s', (_name, request, deploy, issues) => {

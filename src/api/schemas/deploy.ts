@@ -9,7 +9,18 @@ import {
   type HealthcheckOptions,
   type Resources,
 } from '../../core/model.ts';
-import { attachWarnings, compact, conflict, describeInput, ignoredFields, nonEmpty, nullsAsAbsent, seconds, splitIgnored, type Issue } from './common.ts';
+import {
+  attachWarnings,
+  compact,
+  conflict,
+  describeInput,
+  ignoredFields,
+  nonEmpty,
+  nullsAsAbsent,
+  seconds,
+  splitIgnored,
+  type Issue,
+} from './common.ts';
 import { requestIdSchema } from './request.ts';
 import { IGNORED_DEPLOY_FIELDS, LEGACY_CANARY_FIELDS, LEGACY_HEALTHCHECK_FIELDS } from './singularity-fields.ts';
 
@@ -123,8 +134,10 @@ const acceptanceCheckSchema = nullsAsAbsent(
       })
       .superRefine((c, ctx) => {
         // `equals` may legitimately be null, so presence is checked with `in`.
-        if (c.jsonPath !== undefined && !('equals' in c)) ctx.addIssue({ code: 'custom', path: ['equals'], message: 'is required with jsonPath' });
-        if (c.jsonPath === undefined && 'equals' in c) ctx.addIssue({ code: 'custom', path: ['jsonPath'], message: 'is required with equals' });
+        if (c.jsonPath !== undefined && !('equals' in c))
+          ctx.addIssue({ code: 'custom', path: ['equals'], message: 'is required with jsonPath' });
+        if (c.jsonPath === undefined && 'equals' in c)
+          ctx.addIssue({ code: 'custom', path: ['jsonPath'], message: 'is required with equals' });
       }),
     z.strictObject({ ...checkCommon, type: z.literal('command'), command: nonEmpty() }),
     z.strictObject({ ...checkCommon, type: z.literal('manual') }),
@@ -258,7 +271,8 @@ function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): v
 
   const seen = new Set<string>();
   d.acceptanceChecks.forEach((c, i) => {
-    if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['acceptanceChecks', i, 'name'], message: `must be unique (${c.name} is used twice)` });
+    if (seen.has(c.name))
+      ctx.addIssue({ code: 'custom', path: ['acceptanceChecks', i, 'name'], message: `must be unique (${c.name} is used twice)` });
     seen.add(c.name);
   });
 }

@@ -2,9 +2,7 @@
 import type { z } from 'zod';
 import { describedAs, joinPath, takeWarnings, type Issue, type ParseOptions } from './common.ts';
 
-export type ParseResult<T> =
-  | { ok: true; value: T; warnings: string[] }
-  | { ok: false; message: string; details: Issue[] };
+export type ParseResult<T> = { ok: true; value: T; warnings: string[] } | { ok: false; message: string; details: Issue[] };
 
 export type { ParseOptions };
 
@@ -62,7 +60,8 @@ function ruleFor(issue: z.core.$ZodRawIssue): string | undefined {
       return `must be a ${expected}${received(issue.input)}`;
     }
     case 'too_small':
-      if (issue.origin === 'string') return Number(issue.minimum) <= 1 ? 'must not be empty' : `must be at least ${issue.minimum} characters`;
+      if (issue.origin === 'string')
+        return Number(issue.minimum) <= 1 ? 'must not be empty' : `must be at least ${issue.minimum} characters`;
       if (issue.origin === 'array') return `must have at least ${issue.minimum} item(s)`;
       return `must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
     case 'too_big':

@@ -10,7 +10,15 @@ describe('request schema', () => {
   });
 
   it('keeps the fields Fledge acts on', () => {
-    const body = { id: 'job_1', requestType: 'SCHEDULED', schedule: '*/5 * * * *', owners: ['a@b.c'], numRetriesOnFailure: 2, skipHealthchecks: true, instances: 1 };
+    const body = {
+      id: 'job_1',
+      requestType: 'SCHEDULED',
+      schedule: '*/5 * * * *',
+      owners: ['a@b.c'],
+      numRetriesOnFailure: 2,
+      skipHealthchecks: true,
+      instances: 1,
+    };
     const r = parse(body);
     expect(r.ok && r.value).toEqual({ ...body, loadBalanced: false });
   });
@@ -26,11 +34,21 @@ describe('request schema', () => {
     ['empty id', { id: '', requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
     ['missing id', { requestType: 'SERVICE' }, 'id', 'is required'],
     ['missing requestType', { id: 'a' }, 'requestType', 'is required'],
-    ['bad requestType', { id: 'a', requestType: 'DAEMON' }, 'requestType', 'must be one of SERVICE, WORKER, SCHEDULED, ON_DEMAND, RUN_ONCE'],
+    [
+      'bad requestType',
+      { id: 'a', requestType: 'DAEMON' },
+      'requestType',
+      'must be one of SERVICE, WORKER, SCHEDULED, ON_DEMAND, RUN_ONCE',
+    ],
     ['instances 0', { id: 'a', requestType: 'SERVICE', instances: 0 }, 'instances', 'must be > 0'],
     ['instances 1.5', { id: 'a', requestType: 'SERVICE', instances: 1.5 }, 'instances', 'must be an integer'],
     ['instances as string', { id: 'a', requestType: 'SERVICE', instances: '2' }, 'instances', 'must be a number (got string)'],
-    ['loadBalanced WORKER', { id: 'a', requestType: 'WORKER', loadBalanced: true }, 'loadBalanced', 'only SERVICE requests can be load balanced (this is WORKER)'],
+    [
+      'loadBalanced WORKER',
+      { id: 'a', requestType: 'WORKER', loadBalanced: true },
+      'loadBalanced',
+      'only SERVICE requests can be load balanced (this is WORKER)',
+    ],
     ['SCHEDULED without schedule', { id: 'a', requestType: 'SCHEDULED' }, 'schedule', 'is required for SCHEDULED requests'],
     [
       'SCHEDULED with only quartzSchedule',
@@ -38,8 +56,18 @@ describe('request schema', () => {
       'schedule',
       'is required for SCHEDULED requests (quartzSchedule is not read; put a cron expression in schedule)',
     ],
-    ['schedule on a SERVICE', { id: 'a', requestType: 'SERVICE', schedule: '* * * * *' }, 'schedule', 'is only for SCHEDULED requests (this is SERVICE)'],
-    ['bad cron', { id: 'a', requestType: 'SCHEDULED', schedule: 'every day' }, 'schedule', 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)'],
+    [
+      'schedule on a SERVICE',
+      { id: 'a', requestType: 'SERVICE', schedule: '* * * * *' },
+      'schedule',
+      'is only for SCHEDULED requests (this is SERVICE)',
+    ],
+    [
+      'bad cron',
+      { id: 'a', requestType: 'SCHEDULED', schedule: 'every day' },
+      'schedule',
+      'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)',
+    ],
     ['negative numRetriesOnFailure', { id: 'a', requestType: 'SERVICE', numRetriesOnFailure: -1 }, 'numRetriesOnFailure', 'must be >= 0'],
     ['owners not an array', { id: 'a', requestType: 'SERVICE', owners: 'me' }, 'owners', 'must be an array (got string)'],
   ])('400 for %s, naming the field', (_name, body, field, rule) => {

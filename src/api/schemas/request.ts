@@ -33,33 +33,43 @@ const requestShape = z.strictObject({
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
 
-export const requestSchema = describeInput(nullsAsAbsent(
-  requestShape
-    .superRefine((r, ctx) => {
-      if (r.loadBalanced && r.requestType !== 'SERVICE') {
-        ctx.addIssue({ code: 'custom', path: ['loadBalanced'], message: `only SERVICE requests can be load balanced (this is ${r.requestType})` });
-      }
-      if (r.requestType === 'SCHEDULED' && r.schedule === undefined) {
-        const hint = (r as Record<string, unknown>).quartzSchedule !== undefined ? ' (quartzSchedule is not read; put a cron expression in schedule)' : '';
-        ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
-      }
-      if (r.schedule !== undefined && r.requestType !== 'SCHEDULED') {
-        ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
-      }
-    })
-    .transform((r): FledgeRequest => {
-      const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
-      const out: FledgeRequest = compact({
-        id: r.id,
-        requestType: r.requestType,
-        instances: r.instances,
-        loadBalanced: r.loadBalanced,
-        owners: r.owners,
-        schedule: r.schedule?.trim(),
-        numRetriesOnFailure: r.numRetriesOnFailure,
-        skipHealthchecks: r.skipHealthchecks,
-        extra: Object.keys(extra).length > 0 ? extra : undefined,
-      });
-      return attachWarnings(out, warnings);
-    }),
-), { label: 'request' });
+export const requestSchema = describeInput(
+  nullsAsAbsent(
+    requestShape
+      .superRefine((r, ctx) => {
+        if (r.loadBalanced && r.requestType !== 'SERVICE') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['loadBalanced'],
+            message: `only SERVICE requests can be load balanced (this is ${r.requestType})`,
+          });
+        }
+        if (r.requestType === 'SCHEDULED' && r.schedule === undefined) {
+          const hint =
+            (r as Record<string, unknown>).quartzSchedule !== undefined
+              ? ' (quartzSchedule is not read; put a cron expression in schedule)'
+              : '';
+          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
+        }
+        if (r.schedule !== undefined && r.requestType !== 'SCHEDULED') {
+          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+        }
+      })
+      .transform((r): FledgeRequest => {
+        const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
+        const out: FledgeRequest = compact({
+          id: r.id,
+          requestType: r.requestType,
+          instances: r.instances,
+          loadBalanced: r.loadBalanced,
+          owners: r.owners,
+          schedule: r.schedule?.trim(),
+          numRetriesOnFailure: r.numRetriesOnFailure,
+          skipHealthchecks: r.skipHealthchecks,
+          extra: Object.keys(extra).length > 0 ? extra : undefined,
+        });
+        return attachWarnings(out, warnings);
+      }),
+  ),
+  { label: 'request' },
+);

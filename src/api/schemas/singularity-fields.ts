@@ -74,7 +74,12 @@ export const LEGACY_HEALTHCHECK_FIELDS = {
 } as const;
 
 /** Singularity's incremental-deploy fields, read into canaryDeploySettings when it is absent. */
-export const LEGACY_CANARY_FIELDS = ['deployInstanceCountPerStep', 'deployStepWaitTimeMs', 'maxTaskRetries', 'autoAdvanceDeploySteps'] as const;
+export const LEGACY_CANARY_FIELDS = [
+  'deployInstanceCountPerStep',
+  'deployStepWaitTimeMs',
+  'maxTaskRetries',
+  'autoAdvanceDeploySteps',
+] as const;
 
 /** Fields of small action bodies (scale, pause, ...) that Singularity has and Fledge ignores. */
 export const IGNORED_ACTION_FIELDS: Readonly<Record<string, string>> = {

@@ -285,7 +285,8 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     entry.agent.destroy();
     for (const op of drain.waiters) {
       op.data.pending.delete(drain);
-      if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining requests were cut' : undefined);
+      if (op.data.pending.size === 0)
+        this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining requests were cut' : undefined);
     }
   }
 

@@ -78,7 +78,10 @@ describe('builtin balancer proxy', () => {
     for (let i = 1; i < bodies.length; i += 1) expect(bodies[i]).not.toBe(bodies[i - 1]);
 
     const stats = lb.stats().web;
-    expect(stats?.upstreams.map((u) => [u.taskId, u.total, u.inFlight])).toEqual([['a', 5, 0], ['b', 5, 0]]);
+    expect(stats?.upstreams.map((u) => [u.taskId, u.total, u.inFlight])).toEqual([
+      ['a', 5, 0],
+      ['b', 5, 0],
+    ]);
   });
 
   it('answers 503 at once, saying why, for a service with no upstream in rotation and for an unknown path', async () => {
@@ -328,7 +331,14 @@ describe('builtin balancer proxy', () => {
     });
     await apply(lb, web, [{ taskId: 'sink', host: '127.0.0.1', port: (sink.address() as AddressInfo).port }]);
 
-    const req = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/web/upload', headers: { 'content-length': '1000' }, agent: false });
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'PUT',
+      path: '/web/upload',
+      headers: { 'content-length': '1000' },
+      agent: false,
+    });
     req.on('error', () => {});
     req.write('x'.repeat(10));
     await waitFor(() => lb.stats().web?.upstreams[0]?.inFlight === 1, 'the upload to reach the upstream');
@@ -354,7 +364,13 @@ describe('builtin balancer proxy', () => {
     await apply(lb, web, [echoUpstream]);
 
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/web/ws', headers: { connection: 'upgrade', upgrade: 'echo' }, agent: false });
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        path: '/web/ws',
+        headers: { connection: 'upgrade', upgrade: 'echo' },
+        agent: false,
+      });
       req.on('upgrade', (res, s) => (res.statusCode === 101 ? resolve(s) : reject(new Error(`status ${res.statusCode}`))));
       req.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
       req.on('error', reject);
@@ -376,7 +392,13 @@ describe('builtin balancer proxy', () => {
 
     await apply(lb, web, [], []);
     const refused = await new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/web/ws', headers: { connection: 'upgrade', upgrade: 'echo' }, agent: false });
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        path: '/web/ws',
+        headers: { connection: 'upgrade', upgrade: 'echo' },
+        agent: false,
+      });
       req.on('response', (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

@@ -332,6 +332,13 @@ function rawHead(status: number, message: string | undefined, rawHeaders: string
 function rawReply(socket: Duplex, status: number, body: Record<string, unknown>): void {
   if (socket.destroyed) return;
   const text = `${JSON.stringify(body)}\n`;
-  const headers = ['Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(text)), 'Connection', 'close'];
+  const headers = [
+    'Content-Type',
+    'application/json; charset=utf-8',
+    'Content-Length',
+    String(Buffer.byteLength(text)),
+    'Connection',
+    'close',
+  ];
   socket.end(rawHead(status, undefined, headers) + text);
 }

@@ -107,7 +107,11 @@ export function renderConfig(m: ConfigModel): string {
   ];
   for (const b of m.backends) {
     lines.push('', `backend ${b.name}`);
-    lines.push(b.serviceId !== undefined ? `  # service ${JSON.stringify(b.serviceId)} at ${b.basePath ?? ''}` : '  # spare: taken by the next new service without a reload');
+    lines.push(
+      b.serviceId !== undefined
+        ? `  # service ${JSON.stringify(b.serviceId)} at ${b.basePath ?? ''}`
+        : '  # spare: taken by the next new service without a reload',
+    );
     lines.push('  balance roundrobin');
     for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${s.draining ? ' disabled' : ''}`);
   }

@@ -86,7 +86,14 @@ export interface HaproxyBalancer extends Balancer {
   /** Compare HAProxy with Fledge's state and repair drift; returns the repairs made. */
   reconcile(): Promise<string[]>;
   /** Where the runtime API, configuration and maps are. */
-  readonly paths: { runtimeSocket: string; masterSocket?: string; configPath: string; exactMap: string; prefixMap: string; stateFile: string };
+  readonly paths: {
+    runtimeSocket: string;
+    masterSocket?: string;
+    configPath: string;
+    exactMap: string;
+    prefixMap: string;
+    stateFile: string;
+  };
   /** managed: master and worker pids (tests kill them); attached: [] */
   pids(): Promise<number[]>;
   /** managed: how many times HAProxy was restarted after dying */
@@ -208,7 +215,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
       const dir = join(options.dataDir, 'haproxy');
       // unix socket paths are limited to ~107 bytes: a long data dir gets its sockets in tmp
-      const sockDir = join(dir, 'master.sock').length > 100 ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`) : dir;
+      const sockDir =
+        join(dir, 'master.sock').length > 100
+          ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`)
+          : dir;
       mkdirSync(dir, { recursive: true });
       mkdirSync(sockDir, { recursive: true, mode: 0o700 });
       this.paths = {
@@ -231,7 +241,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         onRestarted: () => this.#afterRestart(),
       });
     } else {
-      if (!options.runtimeSocket || !options.configPath) throw new Error('the attached haproxy balancer needs runtimeSocket and configPath');
+      if (!options.runtimeSocket || !options.configPath)
+        throw new Error('the attached haproxy balancer needs runtimeSocket and configPath');
       const dir = dirname(options.configPath);
       this.paths = {
         runtimeSocket: options.runtimeSocket,
@@ -677,7 +688,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       drain.finishing = true;
       try {
         if (why === 'timeout') {
-          this.#logger.warn({ serviceId: drain.service.serviceId, taskId: drain.server.upstream.taskId, cut: left }, 'drain timed out: shutting sessions');
+          this.#logger.warn(
+            { serviceId: drain.service.serviceId, taskId: drain.server.upstream.taskId, cut: left },
+            'drain timed out: shutting sessions',
+          );
         }
         await this.#deleteServer(drain.service.slot, drain.server.name, why === 'timeout');
       } catch (err) {
@@ -691,7 +705,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       this.#persist();
       for (const op of drain.waiters) {
         op.data.pending.delete(drain);
-        if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining sessions were shut' : undefined);
+        if (op.data.pending.size === 0)
+          this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining sessions were shut' : undefined);
       }
     });
   }
@@ -762,7 +777,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         name: slotName(i),
         ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
         servers: entry
-          ? [...entry.servers.values()].map((s) => ({ name: s.name, host: s.upstream.host, port: s.upstream.port, draining: s.draining !== undefined }))
+          ? [...entry.servers.values()].map((s) => ({
+              name: s.name,
+              host: s.upstream.host,
+              port: s.upstream.port,
+              draining: s.draining !== undefined,
+            }))
           : [],
       });
     }

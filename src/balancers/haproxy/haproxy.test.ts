@@ -176,7 +176,10 @@ describe('haproxy balancer', () => {
     const other = await up('o');
     await settled(balancer, (await balancer.apply('add-o', svc('o', '/o'), [other.upstream()], [])).operationId);
     // a removal in progress: a request held by b through HAProxy... (round robin: send two)
-    const held = [request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined), request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined)];
+    const held = [
+      request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined),
+      request(port, '/s/slow', { timeoutMs: 10_000 }).catch(() => undefined),
+    ];
     await waitFor(() => b.held() > 0 && a.held() > 0, 'slow requests on a and b');
     expect((await balancer.apply('swap', svc('s', '/s'), [c.upstream()], [b.upstream()])).state).toBe('WAITING');
 
@@ -200,7 +203,9 @@ describe('haproxy balancer', () => {
     expect(live).not.toMatch(/ b 127\.0\.0\.1/);
     // and a deploy after the restart works
     const d = await up('d');
-    expect((await settled(balancer, (await balancer.apply('add-d', svc('s', '/s'), [d.upstream()], [a.upstream()])).operationId)).state).toBe('SUCCESS');
+    expect(
+      (await settled(balancer, (await balancer.apply('add-d', svc('s', '/s'), [d.upstream()], [a.upstream()])).operationId)).state,
+    ).toBe('SUCCESS');
     expect((await balancer.upstreams('s')).map((u) => u.taskId).sort()).toEqual(['c', 'd']);
     await balancer.close();
   });
@@ -307,7 +312,9 @@ describe('haproxy balancer', () => {
     expect(await body(port, '/o')).toBe('o');
     // and the adopted HAProxy takes changes
     const c = await up('c');
-    expect((await settled(second, (await second.apply('swap', svc('s', '/s'), [c.upstream()], [a.upstream()])).operationId)).state).toBe('SUCCESS');
+    expect((await settled(second, (await second.apply('swap', svc('s', '/s'), [c.upstream()], [a.upstream()])).operationId)).state).toBe(
+      'SUCCESS',
+    );
     const answers = new Set<string>();
     for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/q'));
     expect([...answers].sort()).toEqual(['b', 'c']);
@@ -384,7 +391,9 @@ describe('haproxy balancer', () => {
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     await waitFor(() => second.restarts() >= 1, 'the adopted haproxy to be restarted');
     (await second.pids()).forEach((p) => allPids.add(p));
-    await waitFor(async () => (await body(port, '/s/x').catch(() => '')) === 'a', 'the restarted haproxy to route /s', { timeoutMs: 10_000 });
+    await waitFor(async () => (await body(port, '/s/x').catch(() => '')) === 'a', 'the restarted haproxy to route /s', {
+      timeoutMs: 10_000,
+    });
     await second.shutdown();
   });
 });

@@ -76,7 +76,8 @@ export class HaproxyProcess {
   check(): void {
     const res = spawnSync(this.#o.bin, ['-c', '-q', '-f', this.#o.configPath], { encoding: 'utf8', timeout: 10_000 });
     if (res.error) throw new Error(`cannot run ${this.#o.bin}: ${res.error.message}`);
-    if (res.status !== 0) throw new Error(`haproxy rejected the configuration: ${`${res.stdout}${res.stderr}`.trim().split('\n').slice(-5).join(' | ')}`);
+    if (res.status !== 0)
+      throw new Error(`haproxy rejected the configuration: ${`${res.stdout}${res.stderr}`.trim().split('\n').slice(-5).join(' | ')}`);
   }
 
   /**
@@ -133,7 +134,8 @@ export class HaproxyProcess {
       await sleep(20);
       const now = await haproxyCommand(this.#o.masterSocket, 'show proc', 1_000).then(parseShowProc, () => undefined);
       if (now) {
-        if (now.failedReloads > before.failedReloads) throw new Error('haproxy failed to load the new configuration; the old one stays live');
+        if (now.failedReloads > before.failedReloads)
+          throw new Error('haproxy failed to load the new configuration; the old one stays live');
         const fresh = now.workers.find((pid) => !before.workers.includes(pid));
         if (fresh !== undefined && (await this.#workerAnswers(fresh))) {
           this.#o.logger.info({ worker: fresh, oldWorkers: now.oldWorkers }, 'haproxy reloaded');
@@ -328,7 +330,10 @@ export class HaproxyProcess {
     if (pid !== this.#pid) return;
     this.#up = false;
     if (this.#stopping || this.#released) return;
-    this.#o.logger.error({ pid, code, signal: sig, adopted: this.#adopted, log: this.#logTail(0) }, 'haproxy exited; restarting it with the last configuration');
+    this.#o.logger.error(
+      { pid, code, signal: sig, adopted: this.#adopted, log: this.#logTail(0) },
+      'haproxy exited; restarting it with the last configuration',
+    );
     const delay = Date.now() - this.#lastStart > 30_000 ? 0 : Math.min(5_000, 100 * 2 ** Math.min(this.#restarts, 6));
     this.#restartTimer = setTimeout(() => void this.#restart(), delay);
   }

@@ -34,7 +34,10 @@ export function createHttpCheck(spec: AcceptanceCheckSpec): Check {
 /** Dotted path with numeric indexes: `a.b.0.c`. */
 function readPath(value: unknown, path: string): unknown {
   let current = value;
-  for (const key of path.replace(/^\$\.?/, '').split('.').filter(Boolean)) {
+  for (const key of path
+    .replace(/^\$\.?/, '')
+    .split('.')
+    .filter(Boolean)) {
     if (current === null || typeof current !== 'object') return undefined;
     current = (current as Record<string, unknown>)[key];
   }

@@ -171,7 +171,9 @@ function acceptanceText(a: PlanStep['acceptance'] | undefined): string {
   if (!a) return '-';
   const extra = [
     a.waitMillis ? `wait ${a.waitMillis / 1000}s` : undefined,
-    a.checks && a.checks.length > 0 ? `checks ${a.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(',')}` : undefined,
+    a.checks && a.checks.length > 0
+      ? `checks ${a.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(',')}`
+      : undefined,
   ].filter(Boolean);
   return extra.length > 0 ? `${a.mode} (${extra.join(', ')})` : a.mode;
 }
@@ -210,4 +212,3 @@ function printHistoryEntry(ctx: Ctx, h: DeployHistoryView): void {
     for (const d of log) ctx.print(`  ${decisionText(d)}`);
   }
 }
-

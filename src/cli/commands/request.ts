@@ -92,7 +92,7 @@ export function registerRequest(program: Command, ctx: Ctx): void {
       .option('--json', 'print the API response');
     cmd.action(async (id: string, opts: { message?: string }) => write(cmd, (c) => call(c, id, opts.message))());
   };
-  simple('pause', 'stop the request\'s tasks and hold it', (c, id, message) => c.pause(id, { message }));
+  simple('pause', "stop the request's tasks and hold it", (c, id, message) => c.pause(id, { message }));
   simple('unpause', 'resume a paused request', (c, id, message) => c.unpause(id, { message }));
   simple('bounce', 'replace every task, new before old', (c, id, message) => c.bounce(id, { message }));
   simple('delete', 'stop its tasks (out of the LB first) and delete it', (c, id, message) => c.deleteRequest(id, { message }));

@@ -16,7 +16,11 @@ export function registerServe(program: Command, ctx: Ctx): void {
     .option('--haproxy-socket <path>', 'attach to an HAProxy you run: its stats socket (level admin)')
     .option('--haproxy-config <path>', 'attached HAProxy: the configuration file Fledge writes for it')
     .option('--haproxy-master-socket <path>', 'attached HAProxy: its master CLI socket (reloads for new services)')
-    .option('--haproxy-reconcile-seconds <n>', 'how often HAProxy is compared with Fledge and repaired (0: never)', intArg('haproxy-reconcile-seconds', 0))
+    .option(
+      '--haproxy-reconcile-seconds <n>',
+      'how often HAProxy is compared with Fledge and repaired (0: never)',
+      intArg('haproxy-reconcile-seconds', 0),
+    )
     .option('--port-range-from <port>', 'first port handed to tasks', intArg('port-range-from', 1))
     .option('--port-range-to <port>', 'last port handed to tasks', intArg('port-range-to', 1))
     .option('--cpus <n>', 'CPUs offered to tasks', numberArg('cpus'))

@@ -13,7 +13,7 @@ export function registerTask(program: Command, ctx: Ctx): void {
   const list = task
     .command('list')
     .alias('ls')
-    .argument('[request]', 'only this request\'s tasks')
+    .argument('[request]', "only this request's tasks")
     .description('list live tasks')
     .option('--json', 'print the API response');
   list.action(async (requestId: string | undefined) => {
@@ -51,7 +51,7 @@ export function registerTask(program: Command, ctx: Ctx): void {
   const logs = task
     .command('logs')
     .argument('<task>')
-    .description('print a task\'s stdout (or stderr)')
+    .description("print a task's stdout (or stderr)")
     .option('--stderr', 'read stderr instead of stdout')
     .option('-f, --follow', 'keep printing new output until the task ends (or Ctrl-C)')
     .option('--json', 'print each chunk the API returns as a JSON line');
@@ -96,7 +96,14 @@ export function registerTask(program: Command, ctx: Ctx): void {
 }
 
 /** Reads from `offset` until the server has nothing more; returns the next offset. */
-async function drainLog(ctx: Ctx, client: FledgeClient, taskId: string, path: 'stdout' | 'stderr', offset: number, json: boolean): Promise<number> {
+async function drainLog(
+  ctx: Ctx,
+  client: FledgeClient,
+  taskId: string,
+  path: 'stdout' | 'stderr',
+  offset: number,
+  json: boolean,
+): Promise<number> {
   for (;;) {
     const chunk = await client.readLogs(taskId, path, offset);
     if (chunk.data) ctx.io.stdout(json ? `${JSON.stringify(chunk)}\n` : chunk.data);
@@ -120,7 +127,9 @@ function printTask(ctx: Ctx, t: TaskView): void {
       ['ports', t.ports?.join(', ')],
       ['pid', t.pid],
       ['started', dateTime(t.taskId.startedAt)],
-      ...(t.cleanup ? ([['cleanup', `${t.cleanup.reason}${t.cleanup.message ? `: ${t.cleanup.message}` : ''}`]] as [string, string][]) : []),
+      ...(t.cleanup
+        ? ([['cleanup', `${t.cleanup.reason}${t.cleanup.message ? `: ${t.cleanup.message}` : ''}`]] as [string, string][])
+        : []),
       ...(t.waitingReason ? ([['waiting', t.waitingReason]] as [string, string][]) : []),
       ...(t.exitCode !== undefined && t.exitCode !== null ? ([['exit code', String(t.exitCode)]] as [string, string][]) : []),
       ...(t.signal ? ([['signal', t.signal]] as [string, string][]) : []),
@@ -140,4 +149,3 @@ function printTask(ctx: Ctx, t: TaskView): void {
     }
   }
 }
-

@@ -10,7 +10,12 @@ function deployOf(canary: Partial<CanaryDeploySettings> = {}, rest: Partial<Depl
   return testDeploy(rest, canary);
 }
 
-const requestOf = (instances: number, loadBalanced = false): FledgeRequest => ({ id: 'svc', requestType: 'SERVICE', instances, loadBalanced });
+const requestOf = (instances: number, loadBalanced = false): FledgeRequest => ({
+  id: 'svc',
+  requestType: 'SERVICE',
+  instances,
+  loadBalanced,
+});
 const active = deployOf({}, { id: 'v1' });
 const noServerChecks = { serverChecks: [] };
 const canary = (group: number, cycles: number, more: Partial<CanaryDeploySettings> = {}) => ({
@@ -119,7 +124,12 @@ describe('calculateDeployPlan acceptance', () => {
   ];
   it.each([
     { name: 'NONE waits for nothing', mode: 'NONE' as const, wait: 0, expected: { mode: 'NONE', waitMillis: 0, checks: [] } },
-    { name: 'TIMED waits waitMillisBetweenGroups', mode: 'TIMED' as const, wait: 1500, expected: { mode: 'TIMED', waitMillis: 1500, checks: [] } },
+    {
+      name: 'TIMED waits waitMillisBetweenGroups',
+      mode: 'TIMED' as const,
+      wait: 1500,
+      expected: { mode: 'TIMED', waitMillis: 1500, checks: [] },
+    },
     {
       name: 'CHECKS names the server checks, then the declared ones',
       mode: 'CHECKS' as const,

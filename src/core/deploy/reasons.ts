@@ -2,15 +2,13 @@
 import type { FledgeRequest } from '../model.ts';
 
 export const reasons = {
-  succeeded: (step: number, total: number) =>
-    total > 1 ? `Deploy succeeded after ${total} steps` : 'Deploy succeeded',
+  succeeded: (step: number, total: number) => (total > 1 ? `Deploy succeeded after ${total} steps` : 'Deploy succeeded'),
   canceled: (by?: string) => (by ? `Canceled: ${by}` : 'Canceled by user'),
   rejected: (by?: string) => (by ? `Rejected: ${by}` : 'Rejected by user'),
   requestPaused: (requestId: string) => `Request ${requestId} was paused during the deploy`,
   requestMissing: (requestId: string) => `Request ${requestId} is missing (deleted during the deploy)`,
   taskFailed: (taskId: string, how: string) => `Task ${taskId} ${how} during the deploy`,
-  tooManyFailures: (allowed: number) =>
-    `At least ${allowed + 1} task(s) for this instance group failed`,
+  tooManyFailures: (allowed: number) => `At least ${allowed + 1} task(s) for this instance group failed`,
   overdue: (seconds: number) => `Deploy step was not healthy within ${seconds} seconds`,
   couldNotLaunch: (launched: number, wanted: number) => `Only ${launched} of ${wanted} tasks could be launched`,
   neverHealthy: (taskId: string) => `Task ${taskId} did not become healthy in time`,

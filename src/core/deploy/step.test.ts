@@ -136,7 +136,11 @@ describe('stepRequest deciding a pending deploy', () => {
   it('asks to be woken at the step deadline while waiting for health', () => {
     const pending = inPhase(createPendingDeploy(v2, request, T0, {}), 'HEALTH');
     const plan = new Plan(T0 + 1000);
-    stepRequest(observe(pending, v1, v2, [...old, task(v2, 1, 'starting'), task(v2, 2, 'starting')]), { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 }, plan);
+    stepRequest(
+      observe(pending, v1, v2, [...old, task(v2, 1, 'starting'), task(v2, 2, 'starting')]),
+      { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 },
+      plan,
+    );
     expect(plan.wakeAt).toBe(T0 + 125_000);
   });
 
@@ -144,7 +148,11 @@ describe('stepRequest deciding a pending deploy', () => {
     const pending = createPendingDeploy(deploy('v3', { enableCanaryDeploy: true }), request, T0, {});
     const decide = () => {
       const plan = new Plan(T0);
-      stepRequest(observe(pending, v1, deploy('v3', { enableCanaryDeploy: true }), old), { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 }, plan);
+      stepRequest(
+        observe(pending, v1, deploy('v3', { enableCanaryDeploy: true }), old),
+        { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 },
+        plan,
+      );
       return JSON.stringify({ tasks: [...plan.tasks.values()], actions: plan.actions, pending: plan.pending, wakeAt: plan.wakeAt });
     };
     expect(decide()).toBe(decide());

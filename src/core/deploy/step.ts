@@ -48,14 +48,7 @@ import { stepHealth } from './phases/health.ts';
 import { stepLbUpdate } from './phases/lb-update.ts';
 import { stepAcceptance } from './phases/acceptance.ts';
 import { stepAdvance } from './phases/advance.ts';
-import type {
-  DeployFailure,
-  DeployPhase,
-  DeployProgress,
-  DeployResultState,
-  PendingDeploy,
-  RequestObservation,
-} from './types.ts';
+import type { DeployFailure, DeployPhase, DeployProgress, DeployResultState, PendingDeploy, RequestObservation } from './types.ts';
 
 /** The request as it will be once this deploy succeeds. */
 export function targetRequest(obs: RequestObservation): FledgeRequest {
@@ -136,7 +129,10 @@ export function stepDeploy(obs: RequestObservation, plan: Plan): void {
   const tasksOf = (deployId: string | undefined) => () => {
     const known = new Map(obs.tasks.map((t) => [t.taskId.id, t]));
     for (const [id, t] of plan.tasks) known.set(id, t);
-    return [...known.values()].filter((t) => t.taskId.deployId === deployId).map(current).sort(byInstance);
+    return [...known.values()]
+      .filter((t) => t.taskId.deployId === deployId)
+      .map(current)
+      .sort(byInstance);
   };
   const ctx: DeployStepContext = {
     obs,
@@ -340,7 +336,9 @@ export function lbNew(ctx: DeployStepContext): TaskRecord[] {
 
 /** OVERDUE deadline of a step: deployHealthTimeoutSeconds plus the health-check window. */
 export function stepDeadline(deploy: Deploy, from: number): number {
-  return from + deploy.deployHealthTimeoutSeconds * 1000 + healthWindowMillis(deploy.healthcheck, deploy.considerHealthyAfterRunningForSeconds);
+  return (
+    from + deploy.deployHealthTimeoutSeconds * 1000 + healthWindowMillis(deploy.healthcheck, deploy.considerHealthyAfterRunningForSeconds)
+  );
 }
 
 /** Shared by phases: create task records for `count` lowest free instance numbers. */

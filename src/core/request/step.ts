@@ -185,12 +185,7 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, plan
   if (rec !== record) plan.request = { ...rec, timestamp: now };
 }
 
-function startTask(
-  plan: Plan,
-  deploy: RequestObservation['activeDeploy'],
-  instanceNo: number,
-  taken: Set<string>,
-): TaskRecord | undefined {
+function startTask(plan: Plan, deploy: RequestObservation['activeDeploy'], instanceNo: number, taken: Set<string>): TaskRecord | undefined {
   if (!deploy) return undefined;
   const task = createTask(deploy, instanceNo, plan.now, taken);
   taken.add(task.taskId.id);
@@ -209,7 +204,12 @@ function removedByPendingSwap(t: TaskRecord, requestId: string, pendingId: strin
  * the steady-state decisions so they see tasks' LB state as it is now. Returns whether a new
  * operation may be issued in this step.
  */
-function settleLbOperation(obs: RequestObservation, rec: RequestRecord, plan: Plan, tasks: TaskRecord[]): { rec: RequestRecord; mayIssue: boolean } {
+function settleLbOperation(
+  obs: RequestObservation,
+  rec: RequestRecord,
+  plan: Plan,
+  tasks: TaskRecord[],
+): { rec: RequestRecord; mayIssue: boolean } {
   const { now } = plan;
   const op = rec.lbOperation;
   if (!op) return { rec, mayIssue: true };
@@ -224,7 +224,10 @@ function settleLbOperation(obs: RequestObservation, rec: RequestRecord, plan: Pl
   }
   const state = seen && seen.state !== 'WAITING' ? seen.state : 'CANCELED';
   const byId = new Map(tasks.map((t) => [t.taskId.id, t]));
-  for (const [ids, which] of [[op.add, 'add'], [op.remove, 'remove']] as const) {
+  for (const [ids, which] of [
+    [op.add, 'add'],
+    [op.remove, 'remove'],
+  ] as const) {
     for (const id of ids) {
       const t = byId.get(id);
       if (!t) continue;

@@ -84,7 +84,10 @@ class InMemoryFakeRuntime implements FakeRuntime {
   readonly #now: () => number;
 
   constructor(options: FakeRuntimeOptions) {
-    this.#ledger = new ResourceLedger(options.capacity ?? { cpus: 1000, memoryMb: 1_000_000 }, options.portRange ?? { from: 31000, to: 31999 });
+    this.#ledger = new ResourceLedger(
+      options.capacity ?? { cpus: 1000, memoryMb: 1_000_000 },
+      options.portRange ?? { from: 31000, to: 31999 },
+    );
     this.#now = options.now ?? Date.now;
   }
 

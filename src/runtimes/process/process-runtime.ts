@@ -20,7 +20,18 @@
  *   as the signal Node saw when it was our child; leftovers of its group are killed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  statSync,
+  watch,
+  type FSWatcher,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import path from 'node:path';
@@ -260,7 +271,8 @@ export class ProcessRuntime implements Runtime {
     const file = readTaskFile(sandbox);
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
-    if (pid === undefined || startTime === undefined) return { state: 'lost', message: `The task's sandbox ${sandbox} has no ${TASK_FILE}` };
+    if (pid === undefined || startTime === undefined)
+      return { state: 'lost', message: `The task's sandbox ${sandbox} has no ${TASK_FILE}` };
     if (isAlive(pid, startTime)) return { state: 'running', pid, startedAt: file?.startedAt ?? 0 };
     // Gone without a record (or exiting right now): settle it once, the same way for every caller.
     const tracked = this.#tracked.get(handle.taskId);

@@ -35,7 +35,12 @@ runtimeContract('process', async () => {
     env: async (taskId) => {
       await ready(taskId);
       const text = await readFile(path.join(sandbox(taskId), 'env.out'), 'utf8');
-      return Object.fromEntries(text.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      return Object.fromEntries(
+        text
+          .split('\n')
+          .filter((l) => l.includes('='))
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      );
     },
     exit: async (taskId, code) => {
       await ready(taskId);
@@ -97,7 +102,9 @@ describe('process runtime', () => {
   it('keeps a task running after the runtime closes, re-adopts it, and learns how it was killed', async () => {
     const { dataDir, make } = await setup();
     const first = make();
-    const { handle } = started(await first.runtime.start(spec('survivor', { command: 'echo $$; exec sleep 30', memoryMb: 100, numPorts: 2 })));
+    const { handle } = started(
+      await first.runtime.start(spec('survivor', { command: 'echo $$; exec sleep 30', memoryMb: 100, numPorts: 2 })),
+    );
     await first.runtime.close();
 
     const second = make();
@@ -236,7 +243,11 @@ describe('process runtime', () => {
     const web = started(await r.start(spec('web', { arguments: [process.execPath, '-e', server], numPorts: 2 })));
     expect(web.ports).not.toContain(range.from);
     const body = await waitFor(
-      () => fetch(`http://127.0.0.1:${web.ports[0]}/`).then((res) => res.text(), () => undefined),
+      () =>
+        fetch(`http://127.0.0.1:${web.ports[0]}/`).then(
+          (res) => res.text(),
+          () => undefined,
+        ),
       'the task to serve',
     );
     expect(body).toBe('web');

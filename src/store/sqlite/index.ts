@@ -57,19 +57,17 @@ class SqliteStore implements Store {
     this.#raw.exec(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
     );
-    const applied = new Set(
-      (await this.#db.selectFrom('schema_migrations').select('version').execute()).map((r) => r.version),
-    );
-    const files = readdirSync(MIGRATIONS_DIR).filter((f) => /^\d+_.*\.sql$/.test(f)).sort();
+    const applied = new Set((await this.#db.selectFrom('schema_migrations').select('version').execute()).map((r) => r.version));
+    const files = readdirSync(MIGRATIONS_DIR)
+      .filter((f) => /^\d+_.*\.sql$/.test(f))
+      .sort();
     for (const file of files) {
       const version = Number.parseInt(file, 10);
       if (applied.has(version)) continue;
       const body = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
       this.#raw.transaction(() => {
         this.#raw.exec(body);
-        this.#raw
-          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-          .run(version, file, this.#now());
+        this.#raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, file, this.#now());
       })();
     }
   }
@@ -186,11 +184,7 @@ class SqliteStore implements Store {
   }
 
   async getPending(requestId: string): Promise<PendingDeploy | undefined> {
-    const row = await this.#db
-      .selectFrom('pending_deploys')
-      .select('doc')
-      .where('request_id', '=', requestId)
-      .executeTakeFirst();
+    const row = await this.#db.selectFrom('pending_deploys').select('doc').where('request_id', '=', requestId).executeTakeFirst();
     return row ? (JSON.parse(row.doc) as PendingDeploy) : undefined;
   }
 

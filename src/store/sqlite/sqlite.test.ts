@@ -16,7 +16,9 @@ describe('sqlite file store', () => {
   it('keeps what was written across a reopen (a scheduler restart)', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'fledge-store-'));
     const first = await createStore({ kind: 'sqlite', dataDir });
-    await first.apply({ requests: [{ request: { id: 'a', requestType: 'SERVICE', instances: 1, loadBalanced: false }, state: 'ACTIVE', timestamp: 1 }] });
+    await first.apply({
+      requests: [{ request: { id: 'a', requestType: 'SERVICE', instances: 1, loadBalanced: false }, state: 'ACTIVE', timestamp: 1 }],
+    });
     await first.close();
     const second = await createStore({ kind: 'sqlite', dataDir });
     expect((await second.getRequest('a'))?.state).toBe('ACTIVE');

@@ -15,7 +15,11 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
   const entry = useResource(`deploy:${requestId}:${deployId}`, () => client.deployHistoryEntry(requestId, deployId), touches);
   const parent = useResource(`request:${requestId}`, () => client.getRequest(requestId), touches);
   const tasks = useResource(`tasks:${requestId}`, () => client.requestTasks(requestId), touches);
-  const ended = useResource(`ended:${requestId}`, () => requestTaskHistory(requestId), (e) => touches(e) && e.kind === 'task');
+  const ended = useResource(
+    `ended:${requestId}`,
+    () => requestTaskHistory(requestId),
+    (e) => touches(e) && e.kind === 'task',
+  );
 
   const crumbs = (
     <nav aria-label="Breadcrumb" className="crumbs">
@@ -38,7 +42,10 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
   const progress = e.deployProgress;
   const r = parent.data;
   const mine = [...(tasks.data ?? []), ...(ended.data ?? [])].filter((t) => t.taskId.deployId === deployId);
-  const failedIds = new Set([...(progress?.failedDeployTasks ?? []).map((t) => t.id), ...(result?.deployFailures ?? []).map((f) => (f.taskId ? f.taskId.id : ''))]);
+  const failedIds = new Set([
+    ...(progress?.failedDeployTasks ?? []).map((t) => t.id),
+    ...(result?.deployFailures ?? []).map((f) => (f.taskId ? f.taskId.id : '')),
+  ]);
   const failedTasks = mine.filter((t) => failedIds.has(t.taskId.id));
   const oldDeployId = r?.activeDeploy && r.activeDeploy.id !== deployId ? r.activeDeploy.id : undefined;
   return (
@@ -54,13 +61,30 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
         items={[
           ['Request', <Link href={paths.request(requestId)}>{requestId}</Link>],
           ['Started', <Time at={e.deployMarker.timestamp} date />],
-          ['Ended', result ? <><Time at={result.timestamp} date /> ({duration(result.timestamp - e.deployMarker.timestamp)})</> : '—'],
-          ['Canary', e.deploy.canaryDeploySettings?.enableCanaryDeploy ? `groups of ${e.deploy.canaryDeploySettings.instanceGroupSize}, ${e.deploy.canaryDeploySettings.acceptanceMode.toLowerCase()} acceptance` : 'no (one step)'],
+          [
+            'Ended',
+            result ? (
+              <>
+                <Time at={result.timestamp} date /> ({duration(result.timestamp - e.deployMarker.timestamp)})
+              </>
+            ) : (
+              '—'
+            ),
+          ],
+          [
+            'Canary',
+            e.deploy.canaryDeploySettings?.enableCanaryDeploy
+              ? `groups of ${e.deploy.canaryDeploySettings.instanceGroupSize}, ${e.deploy.canaryDeploySettings.acceptanceMode.toLowerCase()} acceptance`
+              : 'no (one step)',
+          ],
           ...(e.deployMarker.message ? ([['Message', e.deployMarker.message]] as [string, string][]) : []),
         ]}
       />
       {result && (
-        <section aria-labelledby="result-h" className={`result result-${result.deployState === 'SUCCEEDED' ? 'good' : result.deployState === 'CANCELED' ? 'warn' : 'bad'}`}>
+        <section
+          aria-labelledby="result-h"
+          className={`result result-${result.deployState === 'SUCCEEDED' ? 'good' : result.deployState === 'CANCELED' ? 'warn' : 'bad'}`}
+        >
           <h2 id="result-h">
             Result: <Badge state={result.deployState} />
           </h2>
@@ -87,7 +111,12 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
         <section aria-labelledby="progress-h">
           <h2 id="progress-h">Progress</h2>
           <DeployProgressBar progress={progress} />
-          <DeployActions requestId={requestId} deployId={deployId} progress={progress} instances={r?.pendingDeployState?.updatedRequest?.instances ?? r?.request.instances ?? progress.targetActiveInstances} />
+          <DeployActions
+            requestId={requestId}
+            deployId={deployId}
+            progress={progress}
+            instances={r?.pendingDeployState?.updatedRequest?.instances ?? r?.request.instances ?? progress.targetActiveInstances}
+          />
         </section>
       )}
       {progress && (
@@ -121,7 +150,12 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
       )}
       <section aria-labelledby="dtasks-h">
         <h2 id="dtasks-h">Tasks of this deploy</h2>
-        <TaskTable tasks={mine.filter((t) => !failedIds.has(t.taskId.id)).slice(0, 50)} caption="Tasks of this deploy" empty={failedTasks.length > 0 ? 'No other tasks.' : 'No tasks of this deploy.'} showDeploy={false} />
+        <TaskTable
+          tasks={mine.filter((t) => !failedIds.has(t.taskId.id)).slice(0, 50)}
+          caption="Tasks of this deploy"
+          empty={failedTasks.length > 0 ? 'No other tasks.' : 'No tasks of this deploy.'}
+          showDeploy={false}
+        />
       </section>
       {progress && (
         <section aria-labelledby="log-h">

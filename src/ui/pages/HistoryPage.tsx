@@ -7,7 +7,11 @@ import { Link, paths } from '../router.tsx';
 
 export function HistoryPage({ requestId }: { requestId: string }) {
   useTitle(`${requestId} · deploy history`);
-  const history = useResource(`history:${requestId}`, () => client.deployHistory(requestId), (e) => e.kind !== 'task' && e.kind !== 'resync' && e.requestId === requestId);
+  const history = useResource(
+    `history:${requestId}`,
+    () => client.deployHistory(requestId),
+    (e) => e.kind !== 'task' && e.kind !== 'resync' && e.requestId === requestId,
+  );
   const entries = [...(history.data ?? [])].sort((a, b) => b.deployMarker.timestamp - a.deployMarker.timestamp);
   return (
     <>

@@ -109,7 +109,8 @@ function Editor({ r }: { r: RequestParent }) {
         <p className="field">
           <label htmlFor={id}>Deploy JSON</label>
           <span id={`${id}-help`} className="help">
-            The body of <code>POST /api/deploys</code> (<code>{'{ "deploy": {…}, "message": … }'}</code>) or just the deploy. Checked by the server as you type.
+            The body of <code>POST /api/deploys</code> (<code>{'{ "deploy": {…}, "message": … }'}</code>) or just the deploy. Checked by the
+            server as you type.
           </span>
           <textarea
             id={id}
@@ -207,7 +208,9 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                     <td data-label="Acceptance">
                       {s.acceptance.mode.toLowerCase()}
                       {s.acceptance.waitMillis ? ` ${duration(s.acceptance.waitMillis)}` : ''}
-                      {s.acceptance.checks?.length ? ` (${s.acceptance.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(', ')})` : ''}
+                      {s.acceptance.checks?.length
+                        ? ` (${s.acceptance.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(', ')})`
+                        : ''}
                     </td>
                   </tr>
                 ))}

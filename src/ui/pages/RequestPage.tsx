@@ -1,7 +1,19 @@
 // One request: its state and actions, the pending deploy (progress, actions, live timeline),
 // the active deploy, and its tasks.
 import { client, isNotFound, requestTaskHistory } from '../api.ts';
-import { ActionButton, Badge, CheckField, DefList, DeployProgressBar, formMessage, Loading, MessageField, NumberField, PageError, Time } from '../components.tsx';
+import {
+  ActionButton,
+  Badge,
+  CheckField,
+  DefList,
+  DeployProgressBar,
+  formMessage,
+  Loading,
+  MessageField,
+  NumberField,
+  PageError,
+  Time,
+} from '../components.tsx';
 import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, navigate, paths } from '../router.tsx';
@@ -14,7 +26,11 @@ export function RequestPage({ requestId }: { requestId: string }) {
   const touches = (e: LiveEvent) => e.kind !== 'resync' && e.requestId === requestId;
   const parent = useResource(`request:${requestId}`, () => client.getRequest(requestId), touches);
   const tasks = useResource(`tasks:${requestId}`, () => client.requestTasks(requestId), touches);
-  const ended = useResource(`ended:${requestId}`, () => requestTaskHistory(requestId), (e) => touches(e) && e.kind === 'task');
+  const ended = useResource(
+    `ended:${requestId}`,
+    () => requestTaskHistory(requestId),
+    (e) => touches(e) && e.kind === 'task',
+  );
 
   if (parent.error !== undefined && (!parent.data || isNotFound(parent.error))) {
     return (
@@ -48,7 +64,16 @@ export function RequestPage({ requestId }: { requestId: string }) {
       <DefList
         items={[
           ['Type', r.request.requestType.toLowerCase()],
-          ['Instances', r.instanceCounts ? <span className="num">{r.instanceCounts.healthy} healthy / {r.instanceCounts.total} running, {r.instanceCounts.desired} wanted</span> : r.request.instances],
+          [
+            'Instances',
+            r.instanceCounts ? (
+              <span className="num">
+                {r.instanceCounts.healthy} healthy / {r.instanceCounts.total} running, {r.instanceCounts.desired} wanted
+              </span>
+            ) : (
+              r.request.instances
+            ),
+          ],
           ['Load balanced', r.request.loadBalanced ? 'yes' : 'no'],
           ['Active deploy', r.activeDeploy ? <Link href={paths.deploy(requestId, r.activeDeploy.id)}>{r.activeDeploy.id}</Link> : 'none'],
           ...(r.bounce ? ([['Bouncing since', <Time at={r.bounce.startedAt} />]] as [string, React.ReactNode][]) : []),
@@ -72,7 +97,12 @@ export function RequestPage({ requestId }: { requestId: string }) {
               </span>
             </div>
             <DeployProgressBar progress={pending.deployProgress} />
-            <DeployActions requestId={requestId} deployId={r.pendingDeploy.id} progress={pending.deployProgress} instances={pending.updatedRequest?.instances ?? r.request.instances} />
+            <DeployActions
+              requestId={requestId}
+              deployId={r.pendingDeploy.id}
+              progress={pending.deployProgress}
+              instances={pending.updatedRequest?.instances ?? r.request.instances}
+            />
             <Timeline
               progress={pending.deployProgress}
               deployId={r.pendingDeploy.id}
@@ -80,7 +110,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
               pending
               deploy={r.pendingDeploy}
               tasks={tasks.data ?? []}
-            history={[...(tasks.data ?? []), ...(ended.data ?? [])]}
+              history={[...(tasks.data ?? []), ...(ended.data ?? [])]}
               {...(r.activeDeploy ? { oldDeployId: r.activeDeploy.id } : {})}
               loadBalanced={r.request.loadBalanced}
             />
@@ -100,8 +130,12 @@ export function RequestPage({ requestId }: { requestId: string }) {
               ['Deploy', <Link href={paths.deploy(requestId, r.activeDeploy.id)}>{r.activeDeploy.id}</Link>],
               ['Created', <Time at={r.activeDeploy.timestamp} date />],
               ['Command', <code className="wrap">{r.activeDeploy.command ?? '—'}</code>],
-              ...(r.activeDeploy.healthcheck ? ([['Health check', <code>{r.activeDeploy.healthcheck.uri}</code>]] as [string, React.ReactNode][]) : []),
-              ...(r.activeDeploy.serviceBasePath ? ([['Base path', <code>{r.activeDeploy.serviceBasePath}</code>]] as [string, React.ReactNode][]) : []),
+              ...(r.activeDeploy.healthcheck
+                ? ([['Health check', <code>{r.activeDeploy.healthcheck.uri}</code>]] as [string, React.ReactNode][])
+                : []),
+              ...(r.activeDeploy.serviceBasePath
+                ? ([['Base path', <code>{r.activeDeploy.serviceBasePath}</code>]] as [string, React.ReactNode][])
+                : []),
             ]}
           />
         ) : (
@@ -112,7 +146,11 @@ export function RequestPage({ requestId }: { requestId: string }) {
       <section aria-labelledby="tasks-h">
         <h2 id="tasks-h">Tasks</h2>
         {tasks.error !== undefined && !tasks.data && <PageError error={tasks.error} what="Tasks" />}
-        {tasks.data ? <TaskTable tasks={tasks.data} caption="Running tasks" empty="No running tasks." /> : tasks.error === undefined && <Loading />}
+        {tasks.data ? (
+          <TaskTable tasks={tasks.data} caption="Running tasks" empty="No running tasks." />
+        ) : (
+          tasks.error === undefined && <Loading />
+        )}
         {ended.data && ended.data.length > 0 && (
           <details className="ended-tasks">
             <summary>Ended tasks ({ended.data.length})</summary>
@@ -157,7 +195,13 @@ function RequestActions({ r }: { r: RequestParent }) {
         onConfirm={(f) => client.scale(id, Number(f.get('instances')), formMessage(f))}
       />
       {paused ? (
-        <ActionButton label="Unpause" title={`Unpause ${id}?`} description={<p>Starts its tasks again.</p>} fields={<MessageField />} onConfirm={(f) => client.unpause(id, opt({ message: formMessage(f) }))} />
+        <ActionButton
+          label="Unpause"
+          title={`Unpause ${id}?`}
+          description={<p>Starts its tasks again.</p>}
+          fields={<MessageField />}
+          onConfirm={(f) => client.unpause(id, opt({ message: formMessage(f) }))}
+        />
       ) : (
         <ActionButton
           label="Pause"

@@ -14,7 +14,11 @@ export function RequestsPage() {
   const { search } = useLocation();
   const q = search.get('q') ?? '';
   const state = search.get('state') ?? '';
-  const requests = useResource('requests', () => client.listRequests(), () => true);
+  const requests = useResource(
+    'requests',
+    () => client.listRequests(),
+    () => true,
+  );
   const setFilter = (next: { q?: string; state?: string }) => {
     const params = new URLSearchParams();
     const nq = next.q ?? q;
@@ -100,7 +104,9 @@ export function RequestsPage() {
 }
 
 function searchText(r: RequestParent): string {
-  return [r.request.id, r.request.requestType, r.state, r.activeDeploy?.id, r.pendingDeploy?.id, ...(r.request.owners ?? [])].join(' ').toLowerCase();
+  return [r.request.id, r.request.requestType, r.state, r.activeDeploy?.id, r.pendingDeploy?.id, ...(r.request.owners ?? [])]
+    .join(' ')
+    .toLowerCase();
 }
 
 function RequestRow({ r }: { r: RequestParent }) {
@@ -126,7 +132,9 @@ function RequestRow({ r }: { r: RequestParent }) {
           r.request.instances
         )}
       </td>
-      <td data-label="Active deploy">{r.activeDeploy ? <Link href={paths.deploy(id, r.activeDeploy.id)}>{r.activeDeploy.id}</Link> : <span className="muted">none</span>}</td>
+      <td data-label="Active deploy">
+        {r.activeDeploy ? <Link href={paths.deploy(id, r.activeDeploy.id)}>{r.activeDeploy.id}</Link> : <span className="muted">none</span>}
+      </td>
       <td data-label="Pending deploy" className="col-progress">
         {r.pendingDeploy && progress ? (
           <div className="pending-cell">
@@ -167,7 +175,16 @@ function NewRequestButton() {
       fields={
         <p className="field">
           <label htmlFor={id}>Request JSON</label>
-          <textarea id={id} className="code-input" rows={8} spellCheck={false} value={text} onChange={(e) => setText(e.target.value)} aria-invalid={parseError ? true : undefined} aria-describedby={parseError ? `${id}-err` : undefined} />
+          <textarea
+            id={id}
+            className="code-input"
+            rows={8}
+            spellCheck={false}
+            value={text}
+            onChange={(e) => setText(e.target.value)}
+            aria-invalid={parseError ? true : undefined}
+            aria-describedby={parseError ? `${id}-err` : undefined}
+          />
           {parseError && (
             <span id={`${id}-err`} className="field-error">
               Not JSON: {parseError}
@@ -176,7 +193,8 @@ function NewRequestButton() {
         </p>
       }
       onConfirm={async () => {
-        if (parseError || !parsed || typeof parsed.id !== 'string') throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required');
+        if (parseError || !parsed || typeof parsed.id !== 'string')
+          throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required');
         const created = await client.createRequest(parsed as { id: string });
         navigate(paths.request(created.request.id));
       }}

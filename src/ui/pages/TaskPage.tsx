@@ -12,7 +12,11 @@ import type { TaskView } from '../types.ts';
 
 export function TaskPage({ taskId }: { taskId: string }) {
   useTitle(taskId);
-  const task = useResource(`task:${taskId}`, () => client.getTask(taskId), (e) => e.kind === 'task' && e.taskId === taskId);
+  const task = useResource(
+    `task:${taskId}`,
+    () => client.getTask(taskId),
+    (e) => e.kind === 'task' && e.taskId === taskId,
+  );
   if (!task.data) {
     return (
       <>
@@ -51,7 +55,12 @@ export function TaskPage({ taskId }: { taskId: string }) {
                 <MessageField />
               </>
             }
-            onConfirm={(f) => client.killTask(taskId, { ...(formMessage(f) ? { message: formMessage(f) } : {}), waitForReplacementTask: f.get('wait') === 'on' })}
+            onConfirm={(f) =>
+              client.killTask(taskId, {
+                ...(formMessage(f) ? { message: formMessage(f) } : {}),
+                waitForReplacementTask: f.get('wait') === 'on',
+              })
+            }
           />
         </div>
       </div>
@@ -61,12 +70,30 @@ export function TaskPage({ taskId }: { taskId: string }) {
           ['Id', <code className="wrap">{t.taskId.id}</code>],
           ['Request', <Link href={paths.request(requestId)}>{requestId}</Link>],
           ['Deploy', <Link href={paths.deploy(requestId, deployId)}>{deployId}</Link>],
-          ['Health', <><Badge state={t.health.state} />{t.health.message ? ` ${t.health.message}` : ''}</>],
+          [
+            'Health',
+            <>
+              <Badge state={t.health.state} />
+              {t.health.message ? ` ${t.health.message}` : ''}
+            </>,
+          ],
           ['Ports', t.ports.length ? t.ports.join(', ') : '—'],
           ['Pid', t.pid ?? '—'],
           ['Started', <Time at={t.taskId.startedAt} date />],
-          ...(t.doneAt ? ([['Ended', <><Time at={t.doneAt} date /> {t.exitCode !== undefined && t.exitCode !== null ? `(exit ${t.exitCode})` : t.signal ? `(${t.signal})` : ''}</>]] as [string, React.ReactNode][]) : []),
-          ...(t.cleanup ? ([['Cleanup', `${humanState(t.cleanup.reason)}${t.cleanup.message ? ` — ${t.cleanup.message}` : ''}`]] as [string, string][]) : []),
+          ...(t.doneAt
+            ? ([
+                [
+                  'Ended',
+                  <>
+                    <Time at={t.doneAt} date />{' '}
+                    {t.exitCode !== undefined && t.exitCode !== null ? `(exit ${t.exitCode})` : t.signal ? `(${t.signal})` : ''}
+                  </>,
+                ],
+              ] as [string, React.ReactNode][])
+            : []),
+          ...(t.cleanup
+            ? ([['Cleanup', `${humanState(t.cleanup.reason)}${t.cleanup.message ? ` — ${t.cleanup.message}` : ''}`]] as [string, string][])
+            : []),
           ...(t.waitingReason ? ([['Waiting', t.waitingReason]] as [string, string][]) : []),
         ]}
       />
@@ -88,8 +115,26 @@ export function TaskPage({ taskId }: { taskId: string }) {
           ) : (
             <DefList
               items={[
-                ...(lb.add ? ([['Add', <><Badge state={lb.add.state} /> <code>{lb.add.operationId}</code> at <Time at={lb.add.timestamp} /></>]] as [string, React.ReactNode][]) : []),
-                ...(lb.remove ? ([['Remove', <><Badge state={lb.remove.state} /> <code>{lb.remove.operationId}</code> at <Time at={lb.remove.timestamp} /></>]] as [string, React.ReactNode][]) : []),
+                ...(lb.add
+                  ? ([
+                      [
+                        'Add',
+                        <>
+                          <Badge state={lb.add.state} /> <code>{lb.add.operationId}</code> at <Time at={lb.add.timestamp} />
+                        </>,
+                      ],
+                    ] as [string, React.ReactNode][])
+                  : []),
+                ...(lb.remove
+                  ? ([
+                      [
+                        'Remove',
+                        <>
+                          <Badge state={lb.remove.state} /> <code>{lb.remove.operationId}</code> at <Time at={lb.remove.timestamp} />
+                        </>,
+                      ],
+                    ] as [string, React.ReactNode][])
+                  : []),
               ]}
             />
           )}
@@ -119,7 +164,11 @@ export function TaskPage({ taskId }: { taskId: string }) {
                       <Time at={h.timestamp} />
                     </td>
                     <td data-label="Status" className="num">
-                      {h.statusCode !== undefined ? <Badge state={h.statusCode >= 200 && h.statusCode < 300 ? 'SUCCESS' : 'FAILED'} label={String(h.statusCode)} /> : <Badge state={h.startup ? 'PENDING' : 'FAILED'} label={h.startup ? 'starting' : 'error'} />}
+                      {h.statusCode !== undefined ? (
+                        <Badge state={h.statusCode >= 200 && h.statusCode < 300 ? 'SUCCESS' : 'FAILED'} label={String(h.statusCode)} />
+                      ) : (
+                        <Badge state={h.startup ? 'PENDING' : 'FAILED'} label={h.startup ? 'starting' : 'error'} />
+                      )}
                     </td>
                     <td data-label="Took" className="num">
                       {duration(h.durationMillis)}

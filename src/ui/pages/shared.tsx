@@ -6,13 +6,27 @@ import { Link, paths } from '../router.tsx';
 import type { DeployProgress, TaskView } from '../types.ts';
 
 /** Advance, reject, update target, cancel: for the pending deploy. */
-export function DeployActions({ requestId, deployId, progress, instances }: { requestId: string; deployId: string; progress: DeployProgress; instances: number }) {
+export function DeployActions({
+  requestId,
+  deployId,
+  progress,
+  instances,
+}: {
+  requestId: string;
+  deployId: string;
+  progress: DeployProgress;
+  instances: number;
+}) {
   return (
     <div className="actions" role="group" aria-label={`Actions on deploy ${deployId}`}>
       <ActionButton
         label="Advance"
         title={`Advance deploy ${deployId}?`}
-        description={<p>Approves step {progress.step} of {progress.totalSteps} so the deploy goes on.</p>}
+        description={
+          <p>
+            Approves step {progress.step} of {progress.totalSteps} so the deploy goes on.
+          </p>
+        }
         fields={<MessageField />}
         onConfirm={(f) => client.advanceDeploy(requestId, deployId, formMessage(f))}
       />
@@ -27,7 +41,11 @@ export function DeployActions({ requestId, deployId, progress, instances }: { re
       <ActionButton
         label="Update target"
         title={`Update the target of deploy ${deployId}`}
-        description={<p>Jump to a number of new instances (now {progress.targetActiveInstances} of {instances}).</p>}
+        description={
+          <p>
+            Jump to a number of new instances (now {progress.targetActiveInstances} of {instances}).
+          </p>
+        }
         fields={<NumberField name="target" label="Target active instances" defaultValue={instances} min={1} />}
         onConfirm={(f) => client.updateDeploy(requestId, deployId, Number(f.get('target')))}
       />
@@ -55,7 +73,17 @@ export function lbText(t: TaskView): string {
   return '—';
 }
 
-export function TaskTable({ tasks, empty, showDeploy = true, caption }: { tasks: TaskView[]; empty: string; showDeploy?: boolean; caption: string }) {
+export function TaskTable({
+  tasks,
+  empty,
+  showDeploy = true,
+  caption,
+}: {
+  tasks: TaskView[];
+  empty: string;
+  showDeploy?: boolean;
+  caption: string;
+}) {
   if (tasks.length === 0) return <Empty>{empty}</Empty>;
   const sorted = [...tasks].sort((a, b) => a.taskId.instanceNo - b.taskId.instanceNo || b.taskId.startedAt - a.taskId.startedAt);
   return (
@@ -98,7 +126,8 @@ export function TaskTable({ tasks, empty, showDeploy = true, caption }: { tasks:
                 <td data-label="Last check" className="num">
                   {last ? (
                     <span title={last.errorMessage ?? last.responseBody ?? ''}>
-                      {last.statusCode ?? (last.startup ? 'starting' : 'error')} · {duration(last.durationMillis)} · {(t.healthcheckResults ?? t.health.results).length} checks
+                      {last.statusCode ?? (last.startup ? 'starting' : 'error')} · {duration(last.durationMillis)} ·{' '}
+                      {(t.healthcheckResults ?? t.health.results).length} checks
                     </span>
                   ) : (
                     <span className="muted">none</span>

@@ -44,9 +44,7 @@ function stepChecks(ctx: DeployStepContext, advance: boolean, readyAt: number): 
       continue;
     }
     if (results[name] === 'SUCCEEDED' || results[name] === 'FAILED') continue;
-    const answer = obs.checkResults.find(
-      (r) => r.deployId === deploy.id && r.step === progress.step && r.name === name,
-    );
+    const answer = obs.checkResults.find((r) => r.deployId === deploy.id && r.step === progress.step && r.name === name);
     if (answer && (answer.state !== results[name] || answer.state !== 'PENDING' || !results[name])) {
       record(ctx, name, answer.state, answer.message);
     }

@@ -38,9 +38,7 @@ export function stepAdvance(ctx: DeployStepContext): boolean {
   ctx.enter(
     'LAUNCH',
     `step accepted with ${target} new task(s)`,
-    toRetire.length > 0
-      ? `retire old #${toRetire.join(', #')}; next target ${next}`
-      : `next target ${next}`,
+    toRetire.length > 0 ? `retire old #${toRetire.join(', #')}; next target ${next}` : `next target ${next}`,
   );
   return true;
 }

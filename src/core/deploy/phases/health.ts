@@ -9,7 +9,11 @@ export function stepHealth(ctx: DeployStepContext): boolean {
   const missing = target - servingNew(ctx).length;
   if (missing > 0) {
     const created = launchTasks(ctx, missing);
-    ctx.log(`${missing} new task(s) missing`, `launch ${created.map((t) => `#${t.taskId.instanceNo}`).join(', ')}`, 'replace failed task(s)');
+    ctx.log(
+      `${missing} new task(s) missing`,
+      `launch ${created.map((t) => `#${t.taskId.instanceNo}`).join(', ')}`,
+      'replace failed task(s)',
+    );
   }
   const ready = healthyNew(ctx).length;
   if (ready >= target) {
