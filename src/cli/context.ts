@@ -3,28 +3,10 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { FledgeClient } from '../api/client.ts';
+import type { OptionInput } from '../config/options.ts';
 
-export interface ServeFlags {
-  host?: string;
-  port?: number;
-  lbPort?: number;
-  dataDir?: string;
-  lb?: 'builtin' | 'haproxy' | 'none';
-  haproxyBin?: string;
-  haproxySocket?: string;
-  haproxyConfig?: string;
-  haproxyMasterSocket?: string;
-  haproxyReconcileSeconds?: number;
-  portRangeFrom?: number;
-  portRangeTo?: number;
-  cpus?: number;
-  memoryMb?: number;
-  killGraceSeconds?: number;
-  drainTimeoutSeconds?: number;
-  allowCanaryLbChange?: boolean;
-  checkModule?: string[];
-  logLevel?: string;
-}
+/** `serve` flags: the server's option table (src/config/options.ts). */
+export type ServeFlags = OptionInput;
 
 export interface ServerModule {
   runServe(flags: ServeFlags): Promise<unknown>;
@@ -145,14 +127,6 @@ export function intArg(name: string, min = 0): (raw: string) => number {
   return (raw) => {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isInteger(n) || n < min) throw new UsageError(`${name}: must be an integer >= ${min}, got "${raw}"`);
-    return n;
-  };
-}
-
-export function numberArg(name: string): (raw: string) => number {
-  return (raw) => {
-    const n = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`${name}: must be a positive number, got "${raw}"`);
     return n;
   };
 }

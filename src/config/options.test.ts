@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './index.ts';
+import { ConfigError, readOptions, SERVER_OPTIONS } from './options.ts';
+import { replaceOptionsTable } from './readme-table.ts';
+
+describe('server options', () => {
+  it('the README table is the option table (npm run docs:options rewrites it)', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    expect(replaceOptionsTable(readme)).toBe(readme);
+  });
+
+  it('has one flag and one variable per option', () => {
+    const flags = SERVER_OPTIONS.map((s) => s.flag);
+    const envs = SERVER_OPTIONS.map((s) => s.env);
+    expect(new Set(flags).size).toBe(flags.length);
+    expect(new Set(envs).size).toBe(envs.length);
+    for (const s of SERVER_OPTIONS) {
+      expect(s.flag).toBe(`--${s.key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+      expect(s.env.startsWith('FLEDGE_')).toBe(true);
+    }
+  });
+
+  it('flags win over variables, which win over defaults', () => {
+    expect(loadConfig({}, {}).port).toBe(7099);
+    expect(loadConfig({}, { FLEDGE_PORT: '8000' }).port).toBe(8000);
+    expect(loadConfig({ port: 9000 }, { FLEDGE_PORT: '8000' }).port).toBe(9000);
+    expect(loadConfig({}, { FLEDGE_CHECK_MODULES: 'a.mjs, b.mjs' }).checkModules.map((p) => p.split('/').pop())).toEqual([
+      'a.mjs',
+      'b.mjs',
+    ]);
+  });
+
+  it.each([
+    [{ port: 70000 }, {}, 'Invalid port (FLEDGE_PORT): 70000 is not an integer from 0 to 65535'],
+    [{}, { FLEDGE_PORT: 'abc' }, 'Invalid port (FLEDGE_PORT): "abc" is not an integer'],
+    [{}, { FLEDGE_LB: 'nginx' }, 'Invalid lb (FLEDGE_LB): "nginx" is not one of builtin, haproxy, none'],
+    [{}, { FLEDGE_ALLOW_CANARY_LB_CHANGE: 'maybe' }, 'Invalid allow-canary-lb-change (FLEDGE_ALLOW_CANARY_LB_CHANGE)'],
+    [{ portRangeFrom: 6000, portRangeTo: 5000 }, {}, 'Invalid port range: 6000 > 5000'],
+    [{ lb: 'haproxy', haproxySocket: '/tmp/s' }, {}, 'Invalid haproxy-config'],
+  ])('refuses %j %j naming the option', (flags, env, message) => {
+    expect(() => loadConfig(flags as never, env)).toThrow(ConfigError);
+    expect(() => loadConfig(flags as never, env)).toThrow(message);
+  });
+
+  it('refuses a key that is no option', () => {
+    expect(() => readOptions({ prot: 1 }, {})).toThrow('Unknown option: prot');
+  });
+});

@@ -1,0 +1,285 @@
+// Every server option, once: the `serve` flags, the FLEDGE_* variables, the validation and the
+// README's options table are all made from this table (a test keeps the README in step).
+import { availableParallelism, totalmem } from 'node:os';
+
+export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'path' | 'list' | 'enum';
+
+export interface OptionSpec {
+  /** the key in flags and in the raw option values, camelCase of the flag */
+  readonly key: string;
+  /** the flag without its argument, e.g. `--lb-port` */
+  readonly flag: string;
+  /** what the argument is called in --help, e.g. `port` (none for booleans) */
+  readonly arg?: string;
+  readonly env: string;
+  readonly type: OptionType;
+  readonly choices?: readonly string[];
+  /** inclusive bounds of numbers */
+  readonly min?: number;
+  readonly max?: number;
+  /** a value, or a function of the machine (cpus, memory) */
+  readonly default?: string | number | boolean | (() => number);
+  /** how the default reads in docs when it is not a plain value */
+  readonly defaultText?: string;
+  readonly help: string;
+}
+
+export const SERVER_OPTIONS = [
+  { key: 'host', flag: '--host', arg: 'host', env: 'FLEDGE_HOST', type: 'string', default: '127.0.0.1', help: 'API listen address' },
+  { key: 'port', flag: '--port', arg: 'port', env: 'FLEDGE_PORT', type: 'int', min: 0, max: 65535, default: 7099, help: 'API port' },
+  {
+    key: 'lbPort',
+    flag: '--lb-port',
+    arg: 'port',
+    env: 'FLEDGE_LB_PORT',
+    type: 'int',
+    min: 0,
+    max: 65535,
+    default: 7080,
+    help: 'load balancer port (the built-in proxy, or the managed HAProxy frontend)',
+  },
+  {
+    key: 'lb',
+    flag: '--lb',
+    arg: 'kind',
+    env: 'FLEDGE_LB',
+    type: 'enum',
+    choices: ['builtin', 'haproxy', 'none'],
+    default: 'builtin',
+    help: 'load balancer',
+  },
+  {
+    key: 'haproxyBin',
+    flag: '--haproxy-bin',
+    arg: 'path',
+    env: 'FLEDGE_HAPROXY_BIN',
+    type: 'string',
+    default: 'haproxy',
+    help: 'the haproxy binary Fledge runs with --lb haproxy (managed mode)',
+  },
+  {
+    key: 'haproxySocket',
+    flag: '--haproxy-socket',
+    arg: 'path',
+    env: 'FLEDGE_HAPROXY_SOCKET',
+    type: 'path',
+    help: 'attach to an HAProxy you run: its stats socket (level admin)',
+  },
+  {
+    key: 'haproxyConfig',
+    flag: '--haproxy-config',
+    arg: 'path',
+    env: 'FLEDGE_HAPROXY_CONFIG',
+    type: 'path',
+    help: 'attached HAProxy: the configuration file Fledge writes for it',
+  },
+  {
+    key: 'haproxyMasterSocket',
+    flag: '--haproxy-master-socket',
+    arg: 'path',
+    env: 'FLEDGE_HAPROXY_MASTER_SOCKET',
+    type: 'path',
+    help: 'attached HAProxy: its master CLI socket (reloads for new services)',
+  },
+  {
+    key: 'haproxyReconcileSeconds',
+    flag: '--haproxy-reconcile-seconds',
+    arg: 'n',
+    env: 'FLEDGE_HAPROXY_RECONCILE_SECONDS',
+    type: 'int',
+    min: 0,
+    max: 86_400,
+    default: 10,
+    help: 'how often HAProxy is compared with Fledge and repaired (0: never)',
+  },
+  {
+    key: 'dataDir',
+    flag: '--data-dir',
+    arg: 'dir',
+    env: 'FLEDGE_DATA_DIR',
+    type: 'path',
+    default: './.fledge',
+    help: 'where state and task sandboxes live',
+  },
+  {
+    key: 'portRangeFrom',
+    flag: '--port-range-from',
+    arg: 'port',
+    env: 'FLEDGE_PORT_RANGE_FROM',
+    type: 'int',
+    min: 1024,
+    max: 65535,
+    default: 31000,
+    help: 'first port handed to tasks',
+  },
+  {
+    key: 'portRangeTo',
+    flag: '--port-range-to',
+    arg: 'port',
+    env: 'FLEDGE_PORT_RANGE_TO',
+    type: 'int',
+    min: 1024,
+    max: 65535,
+    default: 31999,
+    help: 'last port handed to tasks',
+  },
+  {
+    key: 'cpus',
+    flag: '--cpus',
+    arg: 'n',
+    env: 'FLEDGE_CPUS',
+    type: 'number',
+    min: 0.01,
+    max: 100_000,
+    default: () => availableParallelism(),
+    defaultText: "this machine's",
+    help: 'CPUs offered to tasks',
+  },
+  {
+    key: 'memoryMb',
+    flag: '--memory-mb',
+    arg: 'n',
+    env: 'FLEDGE_MEMORY_MB',
+    type: 'int',
+    min: 1,
+    max: 1e9,
+    default: () => Math.floor(totalmem() / 1024 / 1024),
+    defaultText: "this machine's",
+    help: 'memory offered to tasks (MB)',
+  },
+  {
+    key: 'killGraceSeconds',
+    flag: '--kill-grace-seconds',
+    arg: 'n',
+    env: 'FLEDGE_KILL_GRACE_SECONDS',
+    type: 'number',
+    min: 0,
+    max: 3600,
+    default: 10,
+    help: 'grace between SIGTERM and SIGKILL when a task is stopped',
+  },
+  {
+    key: 'drainTimeoutSeconds',
+    flag: '--drain-timeout-seconds',
+    arg: 'n',
+    env: 'FLEDGE_DRAIN_TIMEOUT_SECONDS',
+    type: 'number',
+    min: 0,
+    max: 3600,
+    default: 30,
+    help: 'how long a task leaving the load balancer may finish its in-flight requests',
+  },
+  {
+    key: 'allowCanaryLbChange',
+    flag: '--allow-canary-lb-change',
+    env: 'FLEDGE_ALLOW_CANARY_LB_CHANGE',
+    type: 'boolean',
+    default: false,
+    help: 'run canary deploys that change LB settings without canary (else they are a 400)',
+  },
+  {
+    key: 'checkModule',
+    flag: '--check-module',
+    arg: 'path',
+    env: 'FLEDGE_CHECK_MODULES',
+    type: 'list',
+    help: 'module exporting server-wide acceptance checks (repeatable; the env variable is comma-separated)',
+  },
+  {
+    key: 'logLevel',
+    flag: '--log-level',
+    arg: 'level',
+    env: 'FLEDGE_LOG_LEVEL',
+    type: 'enum',
+    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+    default: 'info',
+    help: 'log level',
+  },
+] as const satisfies readonly OptionSpec[];
+
+type Spec = (typeof SERVER_OPTIONS)[number];
+export type OptionKey = Spec['key'];
+
+type ValueOf<S extends OptionSpec> = S['type'] extends 'int' | 'number'
+  ? number
+  : S['type'] extends 'boolean'
+    ? boolean
+    : S['type'] extends 'list'
+      ? string[]
+      : string;
+
+/** Validated option values: present when given or defaulted. */
+export type OptionValues = {
+  [S in Spec as S['key']]: S extends { default: string | number | boolean | (() => number) } ? ValueOf<S> : ValueOf<S> | undefined;
+};
+
+/** What a caller may pass as flags: any subset, as parsed values or raw strings. */
+export type OptionInput = Partial<{ [S in Spec as S['key']]: ValueOf<S> | string }>;
+
+export class ConfigError extends Error {}
+
+function describe(spec: OptionSpec): string {
+  return `${spec.flag.slice(2)} (${spec.env})`;
+}
+
+/** Parse one raw value (a flag's or an env variable's) by its spec; throws ConfigError naming it. */
+export function parseOption(spec: OptionSpec, raw: unknown): string | number | boolean | string[] {
+  const bad = (expected: string) => new ConfigError(`Invalid ${describe(spec)}: ${JSON.stringify(raw)} ${expected}`);
+  switch (spec.type) {
+    case 'int':
+    case 'number': {
+      const value = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      const min = spec.min ?? -Infinity;
+      const max = spec.max ?? Infinity;
+      const kind = spec.type === 'int' ? 'an integer' : 'a number';
+      if (!Number.isFinite(value) || (spec.type === 'int' && !Number.isInteger(value)) || value < min || value > max) {
+        throw bad(`is not ${kind} from ${min} to ${max}`);
+      }
+      return value;
+    }
+    case 'boolean':
+      if (raw === true || raw === 'true' || raw === '1') return true;
+      if (raw === false || raw === 'false' || raw === '0' || raw === '') return false;
+      throw bad('is not true or false');
+    case 'list': {
+      const items = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
+      return items.map((s) => s.trim()).filter(Boolean);
+    }
+    case 'enum': {
+      const value = String(raw);
+      if (!spec.choices?.includes(value)) throw bad(`is not one of ${spec.choices?.join(', ')}`);
+      return value;
+    }
+    case 'string':
+    case 'path':
+      if (typeof raw !== 'string' && typeof raw !== 'number') throw bad('is not a string');
+      return String(raw);
+  }
+}
+
+/** Flags win over FLEDGE_* variables, which win over defaults. */
+export function readOptions(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): OptionValues {
+  const values: Record<string, unknown> = {};
+  for (const spec of SERVER_OPTIONS as readonly OptionSpec[]) {
+    const flag = flags[spec.key];
+    const fromEnv = env[spec.env];
+    const raw = flag !== undefined ? flag : fromEnv !== undefined && fromEnv !== '' ? fromEnv : undefined;
+    if (raw !== undefined) values[spec.key] = parseOption(spec, raw);
+    else if (spec.default !== undefined) values[spec.key] = typeof spec.default === 'function' ? spec.default() : spec.default;
+  }
+  for (const key of Object.keys(flags)) {
+    if (!SERVER_OPTIONS.some((s) => s.key === key)) throw new ConfigError(`Unknown option: ${key}`);
+  }
+  return values as OptionValues;
+}
+
+/** The README's table of server options. */
+export function optionsTable(): string {
+  const rows = (SERVER_OPTIONS as readonly OptionSpec[]).map((s) => {
+    const flag = s.arg ? `\`${s.flag} <${s.arg}>\`` : `\`${s.flag}\``;
+    const def = s.defaultText ?? (s.default === undefined ? 'unset' : `\`${String(s.default)}\``);
+    const choices = s.choices ? ` (${s.choices.join(' \\| ')})` : '';
+    return `| ${flag} | \`${s.env}\` | ${def} | ${s.help}${choices} |`;
+  });
+  return ['| flag | env | default | what |', '|---|---|---|---|', ...rows].join('\n');
+}
