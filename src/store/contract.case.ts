@@ -4,7 +4,7 @@ import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployResult } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
 import { createTask } from '../core/plan.ts';
-import type { Store } from './types.ts';
+import { StoreConflictError, type AuditRecord, type Store, type TokenRecord } from './types.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 
 const T0 = 1_700_000_000_000;
@@ -32,6 +32,26 @@ function task(d: Deploy, instanceNo: number, state: TaskRecord['state'] = 'TASK_
   const t = createTask(d, instanceNo, T0 + instanceNo, new Set());
   return { ...t, state, ...(doneAt !== undefined ? { doneAt } : {}) };
 }
+
+const token = (name: string, extra: Partial<TokenRecord> = {}): TokenRecord => ({
+  id: `id-${name}`,
+  name,
+  role: 'deploy',
+  hash: `hash-${name}`,
+  createdAt: T0,
+  ...extra,
+});
+
+const audit = (at: number, extra: Partial<AuditRecord> = {}): AuditRecord => ({
+  at,
+  tokenName: 'ci',
+  role: 'deploy',
+  method: 'POST',
+  path: '/api/deploys',
+  source: '127.0.0.1',
+  status: 200,
+  ...extra,
+});
 
 export function storeContract(name: string, make: () => Promise<{ store: Store; cleanup?: () => Promise<void> }>): void {
   describe(`${name} store contract`, () => {
@@ -125,6 +145,63 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect((await store.getTask(t.taskId.id))?.state).toBe('TASK_KILLED');
       expect(await store.listTasks({ live: true })).toEqual([]);
       expect(await store.getTask('nope')).toBeUndefined();
+    });
+
+    it('stores who created a deploy and shows it in the history', async () => {
+      await store.apply({ deploys: [{ deploy: deploy('a', 'v1'), user: 'ci' }, { deploy: deploy('a', 'v2', T0 + 1) }] });
+      expect((await store.getDeployHistory('a', 'v1'))?.user).toBe('ci');
+      expect((await store.listDeployHistory('a')).map((h) => [h.deployId, h.user])).toEqual([
+        ['v2', undefined],
+        ['v1', 'ci'],
+      ]);
+    });
+
+    it('keeps tokens by hash, refuses a taken name or hash, and revokes by name', async () => {
+      await store.createToken(token('ci', { createdBy: 'admin' }));
+      await store.createToken(token('admin', { role: 'admin' }));
+      expect(await store.findTokenByHash('hash-ci')).toEqual(token('ci', { createdBy: 'admin' }));
+      expect(await store.findTokenByHash('nope')).toBeUndefined();
+      await expect(store.createToken(token('ci', { id: 'other', hash: 'other' }))).rejects.toThrow(StoreConflictError);
+      await expect(store.createToken(token('other', { id: 'other', hash: 'hash-ci' }))).rejects.toThrow(StoreConflictError);
+      expect((await store.listTokens()).map((t) => [t.name, t.role])).toEqual([
+        ['admin', 'admin'],
+        ['ci', 'deploy'],
+      ]);
+      await store.touchToken('id-ci', T0 + 60_000);
+      expect((await store.findTokenByHash('hash-ci'))?.lastUsedAt).toBe(T0 + 60_000);
+      expect(await store.revokeToken('ci')).toBe(true);
+      expect(await store.revokeToken('ci')).toBe(false);
+      expect(await store.findTokenByHash('hash-ci')).toBeUndefined();
+      // a revoked name can be given again
+      await store.createToken(token('ci', { id: 'id-ci2', hash: 'hash-ci2' }));
+      expect((await store.findTokenByHash('hash-ci2'))?.name).toBe('ci');
+    });
+
+    it('lists audit records newest first, filtered by request, deploy, token, time and outcome', async () => {
+      await store.recordAudit(audit(T0, { requestId: 'a', deployId: 'v1' }));
+      await store.recordAudit(audit(T0 + 10, { requestId: 'a', deployId: 'v2', status: 403, tokenName: 'viewer', role: 'read' }));
+      await store.recordAudit(audit(T0 + 10, { requestId: 'b', method: 'PUT', path: '/api/requests/request/b/scale' }));
+      await store.recordAudit(audit(T0 + 20, { tokenName: undefined, role: undefined, status: 401, taskId: 't1' }));
+      const all = await store.listAudit({ limit: 10 });
+      expect(all.map((r) => r.at)).toEqual([T0 + 20, T0 + 10, T0 + 10, T0]);
+      // same time: the later record first
+      expect(all[1]?.requestId).toBe('b');
+      expect(all[0]).toMatchObject({ status: 401, taskId: 't1', source: '127.0.0.1' });
+      expect(all[0]?.tokenName).toBeUndefined();
+      expect(typeof all[0]?.id).toBe('number');
+      expect((await store.listAudit({ requestId: 'a', limit: 10 })).map((r) => r.deployId)).toEqual(['v2', 'v1']);
+      expect((await store.listAudit({ requestId: 'a', deployId: 'v1', limit: 10 })).map((r) => r.at)).toEqual([T0]);
+      expect((await store.listAudit({ tokenName: 'viewer', limit: 10 })).map((r) => r.role)).toEqual(['read']);
+      expect((await store.listAudit({ since: T0 + 10, until: T0 + 20, limit: 10 })).map((r) => r.requestId)).toEqual(['b', 'a']);
+      expect((await store.listAudit({ succeeded: true, limit: 10 })).map((r) => r.status)).toEqual([200, 200]);
+      expect(await store.listAudit({ limit: 1 })).toHaveLength(1);
+    });
+
+    it('prunes the audit log to the newest records', async () => {
+      for (let i = 0; i < 7; i++) await store.recordAudit(audit(T0 + i));
+      expect(await store.pruneAudit(10)).toBe(0);
+      expect(await store.pruneAudit(3)).toBe(4);
+      expect((await store.listAudit({ limit: 10 })).map((r) => r.at)).toEqual([T0 + 6, T0 + 5, T0 + 4]);
     });
   });
 }

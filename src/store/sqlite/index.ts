@@ -1,11 +1,21 @@
-import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql, type Generated } from 'kysely';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployResult, DeployProgress, PendingDeploy } from '../../core/deploy/types.ts';
-import type { ChangeSet, DeployHistoryEntry, Store, TaskQuery } from '../types.ts';
+import { isRole } from '../../auth/roles.ts';
+import {
+  StoreConflictError,
+  type AuditQuery,
+  type AuditRecord,
+  type ChangeSet,
+  type DeployHistoryEntry,
+  type Store,
+  type TaskQuery,
+  type TokenRecord,
+} from '../types.ts';
 
 interface Tables {
   requests: { id: string; state: string; doc: string; updated_at: number };
@@ -18,10 +28,33 @@ interface Tables {
     result_state: string | null;
     result: string | null;
     progress: string | null;
+    created_by: string | null;
   };
   pending_deploys: { request_id: string; deploy_id: string; doc: string };
   tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string };
   schema_migrations: { version: Generated<number>; name: string; applied_at: number };
+  tokens: {
+    id: string;
+    name: string;
+    role: string;
+    hash: string;
+    created_at: number;
+    created_by: string | null;
+    last_used_at: number | null;
+  };
+  audit: {
+    id: Generated<number>;
+    at: number;
+    token_name: string | null;
+    role: string | null;
+    method: string;
+    path: string;
+    request_id: string | null;
+    deploy_id: string | null;
+    task_id: string | null;
+    source: string;
+    status: number;
+  };
 }
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -42,7 +75,7 @@ class SqliteStore implements Store {
   readonly #now: () => number;
 
   constructor(options: SqliteStoreOptions) {
-    if (options.filename !== ':memory:') mkdirSync(dirname(options.filename), { recursive: true });
+    if (options.filename !== ':memory:') prepareDatabaseFile(options.filename);
     this.#raw = new Database(options.filename);
     // WAL keeps readers (API) from blocking the loop's writes; NORMAL sync is durable at checkpoints
     // and never corrupts, which is the trade SQLite recommends for WAL.
@@ -85,7 +118,7 @@ class SqliteStore implements Store {
       for (const id of changes.deleteRequests ?? []) {
         await trx.deleteFrom('requests').where('id', '=', id).execute();
       }
-      for (const { deploy, message } of changes.deploys ?? []) {
+      for (const { deploy, message, user } of changes.deploys ?? []) {
         await trx
           .insertInto('deploys')
           .values({
@@ -97,6 +130,7 @@ class SqliteStore implements Store {
             result_state: null,
             result: null,
             progress: null,
+            created_by: user ?? null,
           })
           .execute();
       }
@@ -213,9 +247,129 @@ class SqliteStore implements Store {
     return rows.map((r) => JSON.parse(r.doc) as TaskRecord).reverse();
   }
 
+  async createToken(token: TokenRecord): Promise<void> {
+    try {
+      await this.#db
+        .insertInto('tokens')
+        .values({
+          id: token.id,
+          name: token.name,
+          role: token.role,
+          hash: token.hash,
+          created_at: token.createdAt,
+          created_by: token.createdBy ?? null,
+          last_used_at: token.lastUsedAt ?? null,
+        })
+        .execute();
+    } catch (err) {
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT')) {
+        throw new StoreConflictError(`A token called ${token.name} exists already, or this token is known`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const row = await this.#db.selectFrom('tokens').selectAll().where('hash', '=', hash).executeTakeFirst();
+    return row ? toToken(row) : undefined;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    const rows = await this.#db.selectFrom('tokens').selectAll().orderBy('name').execute();
+    return rows.map(toToken);
+  }
+
+  async revokeToken(name: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('tokens').where('name', '=', name).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async touchToken(id: string, at: number): Promise<void> {
+    await this.#db.updateTable('tokens').set({ last_used_at: at }).where('id', '=', id).execute();
+  }
+
+  async recordAudit(entry: AuditRecord): Promise<void> {
+    await this.#db
+      .insertInto('audit')
+      .values({
+        at: entry.at,
+        token_name: entry.tokenName ?? null,
+        role: entry.role ?? null,
+        method: entry.method,
+        path: entry.path,
+        request_id: entry.requestId ?? null,
+        deploy_id: entry.deployId ?? null,
+        task_id: entry.taskId ?? null,
+        source: entry.source,
+        status: entry.status,
+      })
+      .execute();
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+    let q = this.#db.selectFrom('audit').selectAll();
+    if (query.requestId !== undefined) q = q.where('request_id', '=', query.requestId);
+    if (query.deployId !== undefined) q = q.where('deploy_id', '=', query.deployId);
+    if (query.tokenName !== undefined) q = q.where('token_name', '=', query.tokenName);
+    if (query.since !== undefined) q = q.where('at', '>=', query.since);
+    if (query.until !== undefined) q = q.where('at', '<', query.until);
+    if (query.succeeded) q = q.where('status', '>=', 200).where('status', '<', 300);
+    const rows = await q.orderBy('at', 'desc').orderBy('id', 'desc').limit(query.limit).execute();
+    return rows.map(toAudit);
+  }
+
+  async pruneAudit(keep: number): Promise<number> {
+    const cut = await this.#db.selectFrom('audit').select('id').orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst();
+    if (!cut) return 0;
+    const result = await this.#db.deleteFrom('audit').where('id', '<=', cut.id).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async close(): Promise<void> {
     await this.#db.destroy();
   }
+}
+
+/**
+ * The database holds deploy env values (secrets): it is created 0600 before SQLite opens it,
+ * and SQLite gives its -wal and -shm files the database file's mode. A file left by an older
+ * version with a looser mode is tightened.
+ */
+function prepareDatabaseFile(filename: string): void {
+  mkdirSync(dirname(filename), { recursive: true, mode: 0o700 });
+  closeSync(openSync(filename, 'a', 0o600));
+  for (const file of [filename, `${filename}-wal`, `${filename}-shm`]) {
+    if (existsSync(file) && (statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  }
+}
+
+function toToken(row: Tables['tokens']): TokenRecord {
+  if (!isRole(row.role)) throw new Error(`token ${row.name} has an unknown role ${row.role}`);
+  return {
+    id: row.id,
+    name: row.name,
+    role: row.role,
+    hash: row.hash,
+    createdAt: row.created_at,
+    ...(row.created_by !== null ? { createdBy: row.created_by } : {}),
+    ...(row.last_used_at !== null ? { lastUsedAt: row.last_used_at } : {}),
+  };
+}
+
+function toAudit(row: Omit<Tables['audit'], 'id'> & { id: number }): AuditRecord {
+  return {
+    id: row.id,
+    at: row.at,
+    ...(row.token_name !== null ? { tokenName: row.token_name } : {}),
+    ...(row.role !== null && isRole(row.role) ? { role: row.role } : {}),
+    method: row.method,
+    path: row.path,
+    ...(row.request_id !== null ? { requestId: row.request_id } : {}),
+    ...(row.deploy_id !== null ? { deployId: row.deploy_id } : {}),
+    ...(row.task_id !== null ? { taskId: row.task_id } : {}),
+    source: row.source,
+    status: row.status,
+  };
 }
 
 function toHistory(row: Tables['deploys']): DeployHistoryEntry {
@@ -226,6 +380,7 @@ function toHistory(row: Tables['deploys']): DeployHistoryEntry {
     createdAt: row.created_at,
   };
   if (row.message !== null) entry.message = row.message;
+  if (row.created_by !== null) entry.user = row.created_by;
   if (row.result !== null) entry.result = JSON.parse(row.result) as DeployResult;
   if (row.progress !== null) entry.progress = JSON.parse(row.progress) as DeployProgress;
   return entry;
