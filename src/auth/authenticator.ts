@@ -1,0 +1,55 @@
+// Who is calling: a bearer token → its name and role, through the store (by hash only).
+import type { Clock } from '../core/clock.ts';
+import { StoreConflictError, type Store, type TokenRecord } from '../store/types.ts';
+import type { Role } from './roles.ts';
+import { generateToken, hashToken, isTokenShaped, newTokenId } from './tokens.ts';
+
+export interface Identity {
+  name: string;
+  role: Role;
+  /** absent with --no-auth */
+  tokenId?: string;
+}
+
+/** last_used_at is written at most this often per token, not on every call */
+const TOUCH_EVERY_MS = 60_000;
+
+export class Authenticator {
+  readonly #touched = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  async identify(token: string): Promise<Identity | undefined> {
+    if (!isTokenShaped(token)) return undefined;
+    const record = await this.store.findTokenByHash(hashToken(token));
+    if (!record) return undefined;
+    const now = this.clock.now();
+    const last = this.#touched.get(record.id) ?? record.lastUsedAt ?? 0;
+    if (now - last >= TOUCH_EVERY_MS) {
+      this.#touched.set(record.id, now);
+      // Bookkeeping only: a failed write must not fail the call.
+      await this.store.touchToken(record.id, now).catch(() => undefined);
+    }
+    return { name: record.name, role: record.role, tokenId: record.id };
+  }
+
+  /** A new token; the secret is in the answer only. StoreConflictError when the name is taken. */
+  async create(name: string, role: Role, createdBy?: string): Promise<{ token: string; record: TokenRecord }> {
+    const token = generateToken();
+    const record: TokenRecord = {
+      id: newTokenId(),
+      name,
+      role,
+      hash: hashToken(token),
+      createdAt: this.clock.now(),
+      ...(createdBy !== undefined ? { createdBy } : {}),
+    };
+    await this.store.createToken(record);
+    return { token, record };
+  }
+}
+
+export { StoreConflictError };
