@@ -1,8 +1,12 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
-import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.ts';
+import { ensureAdminToken } from './auth/admin-token.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { isLoopbackHost, isWildcardHost, TrustList } from './net/addresses.ts';
 import { FledgeService } from './api/service.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
@@ -28,6 +32,9 @@ export interface FledgeServer {
   runtime: Runtime;
   balancer?: Balancer;
   loop: ReconcileLoop;
+  /** the admin token of <dataDir>/admin.token (absent with --no-auth), for in-process tests */
+  adminToken?: string;
+  adminTokenFile?: string;
   close(): Promise<void>;
 }
 
@@ -41,13 +48,17 @@ export interface StartOptions {
 export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
-  mkdirSync(config.dataDir, { recursive: true });
+  prepareDataDir(config.dataDir, logger);
   const releaseLock = acquireLock(config.dataDir);
   // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
   const opened: (() => Promise<void>)[] = [];
   try {
     const store = await createStore({ kind: 'sqlite', dataDir: config.dataDir }, () => clock.now());
     opened.push(() => store.close());
+    const trust = new TrustList(config.trustForwardedFrom);
+    const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
+    const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
+    const lbLimits = { ...config.lbLimits, trustForwardedFrom: config.trustForwardedFrom };
     const runtime = createRuntime({
       kind: 'process',
       dataDir: config.dataDir,
@@ -60,8 +71,9 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       config.lb === 'builtin'
         ? await createBalancer({
             kind: 'builtin',
-            host: config.host,
+            host: config.lbHost,
             port: config.lbPort,
+            ...lbLimits,
             drainTimeoutMs: config.drainTimeoutSeconds * 1000,
             logger,
           })
@@ -71,8 +83,9 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
               mode: config.haproxy.mode,
               dataDir: config.dataDir,
               bin: config.haproxy.bin,
-              host: config.host,
+              host: config.lbHost,
               port: config.lbPort,
+              ...lbLimits,
               ...(config.haproxy.runtimeSocket !== undefined ? { runtimeSocket: config.haproxy.runtimeSocket } : {}),
               ...(config.haproxy.configPath !== undefined ? { configPath: config.haproxy.configPath } : {}),
               ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
@@ -111,7 +124,25 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => checks.serverCheckNames,
     });
-    const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
+    const app = createApp({
+      store,
+      service,
+      runtime,
+      events,
+      clock,
+      containers: runtime.capabilities().containers,
+      logger,
+      security: {
+        authenticator,
+        bindHost: config.host,
+        ...(config.api.publicUrl !== undefined ? { publicUrl: config.api.publicUrl } : {}),
+        allowedHosts: config.api.allowedHosts,
+        allowedOrigins: config.api.allowedOrigins,
+        trustForwardedFrom: trust,
+        maxBodyBytes: config.api.maxBodyBytes,
+        maxInstances: config.api.maxInstances,
+      },
+    });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -119,13 +150,15 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     await loop.start();
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = `http://${config.host}:${port}`;
+    const url = `http://${urlHost(config.host)}:${port}`;
     const lbAddress = balancer && 'address' in balancer ? (balancer as { address(): { port: number } }).address() : undefined;
-    logger.info({ url, lb: config.lb, lbPort: lbAddress?.port, dataDir: config.dataDir }, 'fledge is serving');
+    logger.info({ url, lb: config.lb, lbHost: config.lbHost, lbPort: lbAddress?.port, dataDir: config.dataDir }, 'fledge is serving');
+    logStartNotes(logger, config, port, admin?.file, admin?.created ?? false);
     return {
       config,
       url,
-      ...(lbAddress ? { lbUrl: `http://${config.host}:${lbAddress.port}` } : {}),
+      ...(admin ? { adminToken: admin.token, adminTokenFile: admin.file } : {}),
+      ...(lbAddress ? { lbUrl: `http://${urlHost(config.lbHost)}:${lbAddress.port}` } : {}),
       store,
       runtime,
       ...(balancer ? { balancer } : {}),
@@ -151,11 +184,59 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   }
 }
 
+/** The API's own connection limits: slow or idle clients cannot hold it (SSE streams are responses, so unaffected). */
+const API_SERVER_OPTIONS = {
+  headersTimeout: 10_000,
+  requestTimeout: 60_000,
+  keepAliveTimeout: 5_000,
+  connectionsCheckingInterval: 1_000,
+  maxHeaderSize: 16 * 1024,
+};
+
 function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, () => resolve(server));
+    const server = serve({ fetch, hostname, port, serverOptions: API_SERVER_OPTIONS }, () => resolve(server));
     server.once('error', reject);
   });
+}
+
+/** The data dir holds the database, the admin token and task sandboxes: its owner's only. */
+function prepareDataDir(dataDir: string, logger: Logger): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const mode = statSync(dataDir).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    chmodSync(dataDir, 0o700);
+    logger.warn({ dataDir, was: mode.toString(8) }, 'the data dir was readable by other users; it is now 0700');
+  }
+}
+
+function urlHost(host: string): string {
+  const h = isWildcardHost(host) ? '127.0.0.1' : host;
+  return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
+}
+
+/** What a user (or an operator reading the log) must know at every start; never a token. */
+function logStartNotes(logger: Logger, config: FledgeConfig, port: number, tokenFile: string | undefined, created: boolean): void {
+  if (!config.api.auth) {
+    logger.warn(
+      { host: config.host },
+      'authentication is OFF (--no-auth): anyone who can reach the API on this machine can run commands as this user',
+    );
+  } else if (tokenFile) {
+    logger.info(
+      { tokenFile, created },
+      created ? 'wrote a new admin token; the CLI reads it from there, the web UI asks for it' : 'admin token in the data dir',
+    );
+  }
+  if (!isLoopbackHost(config.host)) {
+    const addresses = isWildcardHost(config.host)
+      ? Object.values(networkInterfaces())
+          .flatMap((list) => list ?? [])
+          .map((a) => `http://${urlHost(a.address)}:${port}`)
+      : [`http://${urlHost(config.host)}:${port}`];
+    logger.warn({ addresses, publicUrl: config.api.publicUrl }, 'the API listens on a non-loopback address: other machines can reach it');
+  }
+  logger.info({ ui: config.api.publicUrl ?? `http://${urlHost(config.host)}:${port}/` }, 'web UI');
 }
 
 /** One scheduler per data dir: two would both manage the same tasks. */
@@ -169,7 +250,7 @@ function acquireLock(dataDir: string): () => void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  writeFileSync(file, String(process.pid));
+  writeFileSync(file, String(process.pid), { mode: 0o600 });
   return () => rmSync(file, { force: true });
 }
 
@@ -188,6 +269,11 @@ export async function runServe(flags: ConfigInput): Promise<void> {
   const config = loadConfig(flags);
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, { logger });
+  // On a terminal only (never into a log file): a link that signs the web UI in.
+  if (process.stderr.isTTY && server.adminToken) {
+    const base = config.api.publicUrl ?? server.url;
+    process.stderr.write(`\nFledge web UI: ${base.replace(/\/$/, '')}/?token=${server.adminToken}\n(the CLI finds the token in ${server.adminTokenFile})\n\n`);
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -1,5 +1,7 @@
 // Bodies of the action endpoints (api.md) and the POST /api/deploys body.
 import { z } from 'zod';
+import { ROLES } from '../../auth/roles.ts';
+import { TOKEN_NAME, TOKEN_NAME_RULE } from '../../auth/tokens.ts';
 import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
 import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
 import { requestIdSchema, requestSchema } from './request.ts';
@@ -48,6 +50,10 @@ export const killTaskSchema = actionBody('task kill body', { message, waitForRep
   'actionId',
   'override',
 ]);
+export const createTokenSchema = actionBody('token body', {
+  name: z.string().max(100).regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
+  role: z.enum(ROLES),
+});
 export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [
   'actionId',
   'skipHealthchecks',

@@ -1,6 +1,7 @@
 // Every input schema by endpoint (the names app.ts uses).
 import {
   bounceSchema,
+  createTokenSchema,
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
@@ -29,4 +30,5 @@ export const schemas = {
   deployDecision: deployDecisionSchema,
   rollback: rollbackSchema,
   killTask: killTaskSchema,
+  createToken: createTokenSchema,
 } as const;
