@@ -12,6 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../../logger.ts';
+import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
@@ -32,8 +33,28 @@ export interface BuiltinBalancerOptions {
   upstreamIdleTimeoutMs?: number;
   /** finished operations remembered for state() and idempotent re-apply; default 10 000 */
   maxRememberedOperations?: number;
+  /** client connections at once; more are refused (default 4096) */
+  maxConnections?: number;
+  /** request line plus headers; larger is a 431 (default 16 KiB) */
+  maxHeaderBytes?: number;
+  /** a client must send its headers within this (slow clients), default 10 s */
+  headerTimeoutMs?: number;
+  /** ...and its whole request within this, default 300 s */
+  requestTimeoutMs?: number;
+  /** an idle keep-alive client connection is closed after this, default 5 s */
+  keepAliveTimeoutMs?: number;
+  /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are dropped */
+  trustForwardedFrom?: readonly string[];
   logger?: Logger;
 }
+
+export const BUILTIN_LIMITS = {
+  maxConnections: 4096,
+  maxHeaderBytes: 16 * 1024,
+  headerTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  keepAliveTimeoutMs: 5_000,
+} as const;
 
 export interface BuiltinBalancer extends Balancer {
   stats(): BalancerStats;
@@ -96,12 +117,35 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       route: (path) => this.#routes.match(path),
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 60_000,
+      trust: new TrustList(options.trustForwardedFrom ?? []),
       logger: this.#logger,
     };
-    this.#server = http.createServer((req, res) => proxyRequest(ctx, req, res));
+    const headersTimeout = options.headerTimeoutMs ?? BUILTIN_LIMITS.headerTimeoutMs;
+    this.#server = http.createServer(
+      {
+        maxHeaderSize: options.maxHeaderBytes ?? BUILTIN_LIMITS.maxHeaderBytes,
+        headersTimeout,
+        requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? BUILTIN_LIMITS.requestTimeoutMs),
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? BUILTIN_LIMITS.keepAliveTimeoutMs,
+        // Node checks the two timeouts above this often (30 s by default): keep it well under them.
+        connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
+      },
+      (req, res) => proxyRequest(ctx, req, res),
+    );
+    this.#server.maxConnections = options.maxConnections ?? BUILTIN_LIMITS.maxConnections;
     this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(ctx, req, socket, head));
-    // A broken client connection must never take the process down.
-    this.#server.on('clientError', (_err, socket) => socket.destroy());
+    // A broken client connection must never take the process down. Where no response has
+    // started, the client learns why (431 headers too large, 408 too slow, 400 malformed).
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      // A client that does not read the answer does not keep the socket either.
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    });
   }
 
   listen(): Promise<void> {
