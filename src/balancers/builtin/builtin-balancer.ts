@@ -14,13 +14,15 @@ import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
 
-export interface BuiltinBalancerOptions {
+/** Client limits (limits.ts): a larger head is a 431, a slow one a 408; beyond maxConnections, refused. */
+export interface BuiltinBalancerOptions extends Partial<ClientLimits> {
   /** default 127.0.0.1 */
   host?: string;
   /** default 7080; 0 picks a free port (tests), see address() */
@@ -33,28 +35,10 @@ export interface BuiltinBalancerOptions {
   upstreamIdleTimeoutMs?: number;
   /** finished operations remembered for state() and idempotent re-apply; default 10 000 */
   maxRememberedOperations?: number;
-  /** client connections at once; more are refused (default 4096) */
-  maxConnections?: number;
-  /** request line plus headers; larger is a 431 (default 16 KiB) */
-  maxHeaderBytes?: number;
-  /** a client must send its headers within this (slow clients), default 10 s */
-  headerTimeoutMs?: number;
-  /** ...and its whole request within this, default 300 s */
-  requestTimeoutMs?: number;
-  /** an idle keep-alive client connection is closed after this, default 5 s */
-  keepAliveTimeoutMs?: number;
   /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are dropped */
   trustForwardedFrom?: readonly string[];
   logger?: Logger;
 }
-
-export const BUILTIN_LIMITS = {
-  maxConnections: 4096,
-  maxHeaderBytes: 16 * 1024,
-  headerTimeoutMs: 10_000,
-  requestTimeoutMs: 300_000,
-  keepAliveTimeoutMs: 5_000,
-} as const;
 
 export interface BuiltinBalancer extends Balancer {
   stats(): BalancerStats;
@@ -120,19 +104,20 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       trust: new TrustList(options.trustForwardedFrom ?? []),
       logger: this.#logger,
     };
-    const headersTimeout = options.headerTimeoutMs ?? BUILTIN_LIMITS.headerTimeoutMs;
+    const limits = clientLimits(options);
+    const headersTimeout = limits.headerTimeoutMs;
     this.#server = http.createServer(
       {
-        maxHeaderSize: options.maxHeaderBytes ?? BUILTIN_LIMITS.maxHeaderBytes,
+        maxHeaderSize: limits.maxHeaderBytes,
         headersTimeout,
-        requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? BUILTIN_LIMITS.requestTimeoutMs),
-        keepAliveTimeout: options.keepAliveTimeoutMs ?? BUILTIN_LIMITS.keepAliveTimeoutMs,
+        requestTimeout: Math.max(headersTimeout, limits.requestTimeoutMs),
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
         // Node checks the two timeouts above this often (30 s by default): keep it well under them.
         connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
       },
       (req, res) => proxyRequest(ctx, req, res),
     );
-    this.#server.maxConnections = options.maxConnections ?? BUILTIN_LIMITS.maxConnections;
+    this.#server.maxConnections = limits.maxConnections;
     this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(ctx, req, socket, head));
     // A broken client connection must never take the process down. Where no response has
     // started, the client learns why (431 headers too large, 408 too slow, 400 malformed).
