@@ -272,7 +272,9 @@ export async function runServe(flags: ConfigInput): Promise<void> {
   // On a terminal only (never into a log file): a link that signs the web UI in.
   if (process.stderr.isTTY && server.adminToken) {
     const base = config.api.publicUrl ?? server.url;
-    process.stderr.write(`\nFledge web UI: ${base.replace(/\/$/, '')}/?token=${server.adminToken}\n(the CLI finds the token in ${server.adminTokenFile})\n\n`);
+    process.stderr.write(
+      `\nFledge web UI: ${base.replace(/\/$/, '')}/?token=${server.adminToken}\n(the CLI finds the token in ${server.adminTokenFile})\n\n`,
+    );
   }
   let stopping = false;
   const stop = (signal: string) => {

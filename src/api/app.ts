@@ -373,7 +373,8 @@ async function deployActions(store: Store, requestId: string, deployId?: string)
   for (const r of records.reverse()) {
     if (r.deployId === undefined) continue;
     const action =
-      DEPLOY_ACTIONS[`${r.method} ${r.path}`] ?? (r.method === 'DELETE' && r.path.startsWith('/api/deploys/deploy/') ? 'cancel' : undefined);
+      DEPLOY_ACTIONS[`${r.method} ${r.path}`] ??
+      (r.method === 'DELETE' && r.path.startsWith('/api/deploys/deploy/') ? 'cancel' : undefined);
     if (!action) continue;
     const list = out.get(r.deployId) ?? [];
     list.push({ action, at: r.at, ...(r.tokenName !== undefined ? { user: r.tokenName } : {}) });

@@ -35,7 +35,8 @@ export function registerAuthRoutes(app: Hono, deps: AuthRouteDeps): void {
       const { token, record } = await deps.authenticator.create(value.name, value.role, identityOf(c)?.name);
       return c.json({ ...tokenView(record), token });
     } catch (err) {
-      if (err instanceof StoreConflictError) throw conflict(`A token called ${value.name} exists already; revoke it first or choose another name`);
+      if (err instanceof StoreConflictError)
+        throw conflict(`A token called ${value.name} exists already; revoke it first or choose another name`);
       throw err;
     }
   });

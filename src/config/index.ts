@@ -170,14 +170,18 @@ function allowedOrigin(raw: string): string {
 function allowedHost(raw: string): string {
   const host = raw.trim().toLowerCase();
   if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$/.test(host)) {
-    throw new ConfigError(`Invalid allowed-host (FLEDGE_ALLOWED_HOSTS): ${JSON.stringify(raw)} is not a host name or address (no scheme, no port)`);
+    throw new ConfigError(
+      `Invalid allowed-host (FLEDGE_ALLOWED_HOSTS): ${JSON.stringify(raw)} is not a host name or address (no scheme, no port)`,
+    );
   }
   return host.replace(/^\[|\]$/g, '');
 }
 
 function trustedAddress(raw: string): string {
   if (!parseAddressRange(raw)) {
-    throw new ConfigError(`Invalid trust-forwarded-from (FLEDGE_TRUST_FORWARDED_FROM): ${JSON.stringify(raw)} is not an IP address or CIDR range`);
+    throw new ConfigError(
+      `Invalid trust-forwarded-from (FLEDGE_TRUST_FORWARDED_FROM): ${JSON.stringify(raw)} is not an IP address or CIDR range`,
+    );
   }
   return raw.trim();
 }

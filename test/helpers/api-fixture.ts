@@ -100,7 +100,12 @@ export class ApiFixture {
   }
 
   /** `headers` may override the Authorization (or drop it with `authorization: ''`). */
-  async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+  async call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse<T>> {
     const all: Record<string, string> = { authorization: `Bearer ${this.adminToken}` };
     if (body !== undefined) all['content-type'] = 'application/json';
     Object.assign(all, headers);

@@ -51,7 +51,10 @@ export const killTaskSchema = actionBody('task kill body', { message, waitForRep
   'override',
 ]);
 export const createTokenSchema = actionBody('token body', {
-  name: z.string().max(100).regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
+  name: z
+    .string()
+    .max(100)
+    .regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
   role: z.enum(ROLES),
 });
 export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [

@@ -1,7 +1,7 @@
 // The HAProxy configuration and route maps Fledge writes: a pure function of the balancer's
 // state, so what is on disk is what is live and a restart (of HAProxy or of Fledge) rebuilds it.
 import { createHash } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { ClientLimits } from '../limits.ts';
 
 export interface ServerModel {
@@ -171,6 +171,7 @@ function forwardingRules(trusted: readonly string[]): string[] {
 /** Write via a temporary file and rename, so HAProxy never reads half a file. 0600: it is Fledge's and HAProxy's alone. */
 export function writeAtomic(path: string, content: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
+  rmSync(tmp, { force: true });
   writeFileSync(tmp, content, { mode: 0o600 });
   renameSync(tmp, path);
 }

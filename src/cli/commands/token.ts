@@ -23,7 +23,11 @@ export function registerToken(program: Command, ctx: Ctx): void {
     ctx.warn(`token ${made.name} (${made.role}) created; it is shown only now, keep it somewhere safe`);
   });
 
-  const list = token.command('list').alias('ls').description('list tokens (never the tokens themselves)').option('--json', 'print the API response');
+  const list = token
+    .command('list')
+    .alias('ls')
+    .description('list tokens (never the tokens themselves)')
+    .option('--json', 'print the API response');
   list.action(async () => {
     const tokens = await ctx.client(list).listTokens();
     if (ctx.json(list)) return ctx.printJson(tokens);
@@ -35,14 +39,21 @@ export function registerToken(program: Command, ctx: Ctx): void {
     );
   });
 
-  const revoke = token.command('revoke').argument('<name>').description('revoke a token: it stops working at once').option('--json', 'print the API response');
+  const revoke = token
+    .command('revoke')
+    .argument('<name>')
+    .description('revoke a token: it stops working at once')
+    .option('--json', 'print the API response');
   revoke.action(async (name: string) => {
     const result = await ctx.client(revoke).revokeToken(name);
     if (ctx.json(revoke)) return ctx.printJson(result);
     ctx.print(`token ${name} revoked`);
   });
 
-  const whoami = program.command('whoami').description('the token this CLI sends: its name and role').option('--json', 'print the API response');
+  const whoami = program
+    .command('whoami')
+    .description('the token this CLI sends: its name and role')
+    .option('--json', 'print the API response');
   whoami.action(async () => {
     const me = await ctx.client(whoami).whoami();
     if (ctx.json(whoami)) return ctx.printJson(me);
@@ -80,7 +91,16 @@ export function registerToken(program: Command, ctx: Ctx): void {
     ctx.print(
       table(
         ['TIME', 'TOKEN', 'ROLE', 'CALL', 'REQUEST', 'DEPLOY', 'FROM', 'STATUS'],
-        entries.map((e) => [dateTime(e.at), e.tokenName, e.role, `${e.method} ${e.path}`, e.requestId, e.deployId ?? e.taskId, e.source, e.status]),
+        entries.map((e) => [
+          dateTime(e.at),
+          e.tokenName,
+          e.role,
+          `${e.method} ${e.path}`,
+          e.requestId,
+          e.deployId ?? e.taskId,
+          e.source,
+          e.status,
+        ]),
       ),
     );
   });
