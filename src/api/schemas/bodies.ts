@@ -2,12 +2,12 @@
 import { z } from 'zod';
 import { ROLES } from '../../auth/roles.ts';
 import { TOKEN_NAME, TOKEN_NAME_RULE } from '../../auth/tokens.ts';
-import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import { attachWarnings, compact, describeInput, ignoredFields, LIMITS, list, nullsAsAbsent, splitIgnored, text } from './common.ts';
 import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
 import { requestIdSchema, requestSchema } from './request.ts';
 import { IGNORED_ACTION_FIELDS } from './singularity-fields.ts';
 
-const message = z.string().optional();
+const message = text(LIMITS.message).optional();
 
 /** A strict body whose listed Singularity-only fields are accepted, moved to `extra` and warned about. */
 function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (keyof typeof IGNORED_ACTION_FIELDS)[] = []) {
@@ -22,7 +22,7 @@ function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (
   return describeInput(schema, { label });
 }
 
-export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0), message }, [
+export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0).max(LIMITS.instances), message }, [
   'actionId',
   'durationMillis',
   'skipHealthchecks',
@@ -41,7 +41,7 @@ export const deleteRequestSchema = actionBody('delete body', { message, deleteFr
 export const updateDeploySchema = actionBody('deploy update body', {
   requestId: requestIdSchema,
   deployId: deployIdSchema,
-  targetActiveInstances: z.int().gt(0),
+  targetActiveInstances: z.int().gt(0).max(LIMITS.instances),
   message,
 });
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
@@ -57,7 +57,7 @@ export const createTokenSchema = actionBody('token body', {
     .regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
   role: z.enum(ROLES),
 });
-export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [
+export const runSchema = actionBody('run body', { commandLineArgs: list(text(LIMITS.command), LIMITS.arguments).optional(), message }, [
   'actionId',
   'skipHealthchecks',
 ]);
