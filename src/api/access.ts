@@ -20,7 +20,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   // Load balancers and probes; answers nothing but {status: ok}.
   'GET /health': open,
   // The web UI's files (and its client-side routes): it asks for a token itself.
-  'GET *': open,
+  'GET /*': open,
 
   'POST /api/requests': deploy,
   'GET /api/requests': read,

@@ -211,7 +211,7 @@ function routeKeyOf(c: Context): string | undefined {
   const route = routes[0];
   if (!route) return undefined;
   // The UI's catch-all also matches API paths nothing serves: those are 404s, not the UI.
-  if (route.path === '*' && API_PATH.test(c.req.path)) return undefined;
+  if (route.path === '/*' && API_PATH.test(c.req.path)) return undefined;
   return `${route.method} ${route.path}`;
 }
 

@@ -1,7 +1,18 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
 import { REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
-import { attachWarnings, count, describeInput, compact, ignoredFields, LIMITS, list, nonEmpty, nullsAsAbsent, splitIgnored } from './common.ts';
+import {
+  attachWarnings,
+  count,
+  describeInput,
+  compact,
+  ignoredFields,
+  LIMITS,
+  list,
+  nonEmpty,
+  nullsAsAbsent,
+  splitIgnored,
+} from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
 export const REQUEST_DEFAULTS = { instances: 1, loadBalanced: false } as const;
@@ -13,13 +24,16 @@ export const requestIdSchema = z
 
 // Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
 const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
-const cronSchema = z.string().max(LIMITS.name).refine(
-  (s) => {
-    const fields = s.trim().split(/\s+/);
-    return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
-  },
-  { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
-);
+const cronSchema = z
+  .string()
+  .max(LIMITS.name)
+  .refine(
+    (s) => {
+      const fields = s.trim().split(/\s+/);
+      return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
+    },
+    { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
+  );
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
