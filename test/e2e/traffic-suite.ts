@@ -262,7 +262,7 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
       ),
       {},
     );
-    client = boundedClient(server.url);
+    client = boundedClient(server.url, server.adminToken);
     if (!server.lbUrl || !server.balancer) throw new Error(`the ${options.lb} LB did not start`);
     lbUrl = server.lbUrl;
 

@@ -85,6 +85,7 @@ beforeAll(async () => {
     ),
   );
   client = new FledgeClient(server.url, {
+    ...(server.adminToken ? { token: server.adminToken } : {}),
     fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }),
   });
   browser = await launchChromium();
