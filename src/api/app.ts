@@ -37,6 +37,8 @@ export interface AppDeps {
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
   security: AppSecurity;
+  /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
+  eventsPingMillis?: number;
 }
 
 /** What guard.ts enforces in front of every route, and the API's own bounds. */
@@ -274,7 +276,10 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get('/api/events', (c) => {
     // A read token's events show env values as ***, like its answers.
-    const redact = identityOf(c)?.role === 'read';
+    const identity = identityOf(c);
+    const redact = identity?.role === 'read';
+    /** A stream outlives the check at its start: a revoked token's stream ends at the next ping. */
+    const revoked = async () => identity?.tokenHash !== undefined && !(await store.findTokenByHash(identity.tokenHash));
     return streamSSE(c, async (stream) => {
       const queue: FledgeEvent[] = [];
       let notify: (() => void) | undefined;
@@ -292,10 +297,13 @@ export function createApp(deps: AppDeps): Hono {
         if (!event) {
           await new Promise<void>((resolve) => {
             notify = resolve;
-            setTimeout(resolve, 15_000).unref();
+            setTimeout(resolve, deps.eventsPingMillis ?? 15_000).unref();
           });
           notify = undefined;
-          if (queue.length === 0 && !stream.aborted) await stream.writeSSE({ event: 'ping', data: '{}' });
+          if (queue.length === 0 && !stream.aborted) {
+            if (await revoked()) break;
+            await stream.writeSSE({ event: 'ping', data: '{}' });
+          }
           continue;
         }
         const data = event.type === 'TASK' ? { ...event, task: taskView(event.task) } : event;

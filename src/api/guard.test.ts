@@ -320,6 +320,59 @@ describe('what a read token sees', () => {
   });
 });
 
+describe('the event stream', () => {
+  async function readUntil(res: Response, done: (text: string) => boolean, timeoutMs = 5_000): Promise<{ text: string; ended: boolean }> {
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const deadline = Date.now() + timeoutMs;
+    try {
+      while (!done(text) && Date.now() < deadline) {
+        const next = await Promise.race([reader.read(), new Promise<'late'>((r) => setTimeout(() => r('late'), deadline - Date.now()))]);
+        if (next === 'late') break;
+        if (next.done) return { text, ended: true };
+        text += decoder.decode(next.value, { stream: true });
+      }
+      return { text, ended: false };
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+  }
+
+  it('shows a read token env values as *** in events too, and a deploy token the values', async () => {
+    const f = await ApiFixture.create();
+    await f.createRequest('web', { loadBalanced: false });
+    const record = await f.store.getRequest('web');
+    const open = async (role: 'read' | 'deploy') => {
+      const res = await f.app.request('/api/events', { headers: { authorization: `Bearer ${await f.token(role)}` } });
+      expect(res.status).toBe(200);
+      return readUntil(res, (t) => t.includes('event: request'));
+    };
+    const [read, deploy] = [open('read'), open('deploy')];
+    await new Promise((r) => setTimeout(r, 100));
+    // An event that carries an env (whatever its kind): the stream redacts by key.
+    f.events.publish({
+      type: 'REQUEST',
+      at: 1,
+      request: { ...record!, request: { ...record!.request, extra: { env: { DB_PASSWORD: 's3cret' } } } },
+    });
+    const [seenByRead, seenByDeploy] = [(await read).text, (await deploy).text];
+    expect(seenByRead).toContain('"DB_PASSWORD":"***"');
+    expect(seenByRead).not.toContain('s3cret');
+    expect(seenByDeploy).toContain('s3cret');
+  });
+
+  it('ends the stream of a token revoked after it opened', async () => {
+    const f = await ApiFixture.create({ eventsPingMillis: 50 });
+    const token = await f.token('read', 'viewer');
+    const res = await f.app.request('/api/events', { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    await f.store.revokeToken('viewer');
+    const { ended } = await readUntil(res, () => false);
+    expect(ended).toBe(true);
+  });
+});
+
 describe('the audit log', () => {
   it('records every write, refused ones too, and not reads or plans; deployMarker.user and the history name who acted', async () => {
     const f = await ApiFixture.create();

@@ -57,7 +57,7 @@ describe('authenticator', () => {
     const { token, record } = await auth.create('ci', 'deploy', 'admin');
     expect(JSON.stringify(await store.listTokens())).not.toContain(token);
     expect(record.hash).toBe(hashToken(token));
-    expect(await auth.identify(token)).toEqual({ name: 'ci', role: 'deploy', tokenId: record.id });
+    expect(await auth.identify(token)).toEqual({ name: 'ci', role: 'deploy', tokenId: record.id, tokenHash: record.hash });
     const first = (await store.findTokenByHash(record.hash))?.lastUsedAt;
     expect(first).toBe(clock.now());
     clock.advance(10_000);

@@ -9,6 +9,8 @@ export interface Identity {
   role: Role;
   /** absent with --no-auth */
   tokenId?: string;
+  /** the token's hash, to see later whether it was revoked (long event streams) */
+  tokenHash?: string;
 }
 
 /** last_used_at is written at most this often per token, not on every call */
@@ -33,7 +35,7 @@ export class Authenticator {
       // Bookkeeping only: a failed write must not fail the call.
       await this.store.touchToken(record.id, now).catch(() => undefined);
     }
-    return { name: record.name, role: record.role, tokenId: record.id };
+    return { name: record.name, role: record.role, tokenId: record.id, tokenHash: record.hash };
   }
 
   /** A new token; the secret is in the answer only. StoreConflictError when the name is taken. */

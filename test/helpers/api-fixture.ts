@@ -28,6 +28,7 @@ export interface ApiFixtureOptions {
   allowedOrigins?: string[];
   allowedHosts?: string[];
   publicUrl?: string;
+  eventsPingMillis?: number;
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
@@ -54,6 +55,8 @@ export class ApiFixture {
     /** an admin token; call() sends it unless told otherwise */
     readonly adminToken: string,
     readonly authenticator: Authenticator,
+    /** what the app streams on /api/events */
+    readonly events: EventBus,
   ) {}
 
   /** A new token with `role`, for tests of what each role may do. */
@@ -85,6 +88,7 @@ export class ApiFixture {
       clock,
       containers: false,
       logger: silentLogger,
+      ...(options.eventsPingMillis !== undefined ? { eventsPingMillis: options.eventsPingMillis } : {}),
       security: {
         authenticator: options.noAuth ? undefined : authenticator,
         bindHost: '127.0.0.1',
@@ -96,7 +100,7 @@ export class ApiFixture {
         maxInstances: options.maxInstances ?? 1000,
       },
     });
-    return new ApiFixture(store, service, app, clock, woken, adminToken, authenticator);
+    return new ApiFixture(store, service, app, clock, woken, adminToken, authenticator, events);
   }
 
   /** `headers` may override the Authorization (or drop it with `authorization: ''`). */
