@@ -48,7 +48,18 @@ function raw(url: string, pathname: string, options: RawOptions = {}): Promise<A
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: hostname, port, path: pathname, method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false },
+      {
+        host: hostname,
+        port,
+        path: pathname,
+        method: options.method ?? 'GET',
+        // Node frames a DELETE body only when told its length
+        headers: {
+          ...(options.body !== undefined ? { 'content-length': String(Buffer.byteLength(options.body)) } : {}),
+          ...options.headers,
+        },
+        agent: false,
+      },
       (res) => {
         if (options.headOnly) {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '' });
@@ -243,7 +254,9 @@ describe('bounded inputs', () => {
       const socket = net.connect(Number(port), '127.0.0.1');
       let head = '';
       let sent = 0;
-      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const size = 64 * 1024;
+      // one chunk of the chunked encoding: size line, bytes, CRLF
+      const chunk = Buffer.concat([Buffer.from(`${size.toString(16)}\r\n`), Buffer.alloc(size, 0x20), Buffer.from('\r\n')]);
       const done = () => resolve({ head, sent });
       socket.on('data', (c: Buffer) => {
         head += c.toString('latin1');
@@ -256,9 +269,8 @@ describe('bounded inputs', () => {
       );
       const pump = () => {
         while (sent < 50 * 1024 * 1024 && !socket.destroyed && head === '') {
-          sent += chunk.length;
-          const more = socket.write(`${chunk.length.toString(16)}\r\n`) && socket.write(chunk) && socket.write('\r\n');
-          if (!more) return void socket.once('drain', pump);
+          sent += size;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
         }
         if (!socket.destroyed) socket.end();
       };
