@@ -21,6 +21,8 @@ export interface CliIo {
   readStdin?(): Promise<string>;
   /** FLEDGE_URL, FLEDGE_TOKEN, FLEDGE_DATA_DIR; defaults to process.env */
   env?: Record<string, string | undefined>;
+  /** where a relative --data-dir (./.fledge by default) is; defaults to process.cwd() */
+  cwd?: string;
   /** stops --watch and logs -f; without it Ctrl-C does */
   signal?: AbortSignal;
   /** poll interval of `task logs -f` (ms) */
@@ -57,7 +59,7 @@ export class Ctx {
     }
     if (bearer === undefined) {
       // The admin token `fledge serve` wrote into the data dir it would use here.
-      const file = join(resolve(dataDir ?? (this.env.FLEDGE_DATA_DIR || './.fledge')), 'admin.token');
+      const file = join(resolve(this.io.cwd ?? process.cwd(), dataDir ?? (this.env.FLEDGE_DATA_DIR || './.fledge')), 'admin.token');
       const read = readTokenFile(file);
       bearer = read.token;
       this.#tokenSource =
