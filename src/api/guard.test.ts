@@ -441,3 +441,17 @@ describe('security headers', () => {
     expect(ui.headers.get('referrer-policy')).toBe('no-referrer');
   });
 });
+
+describe('the OpenAPI document', () => {
+  it('lists every API route with the role the route table gives it', async () => {
+    const { openApiDocument, routeKey } = await import('./openapi.ts');
+    const doc = openApiDocument() as { paths: Record<string, Record<string, { 'x-fledge-role': string }>> };
+    const listed = Object.entries(doc.paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => [routeKey(path, method), op['x-fledge-role']]),
+    );
+    const expected = Object.entries(ROUTE_ACCESS)
+      .filter(([key]) => key !== 'GET /*')
+      .map(([key, access]) => [key, access.role]);
+    expect(listed.sort()).toEqual(expected.sort());
+  });
+});
