@@ -43,6 +43,8 @@ export interface StartOptions {
   clock?: Clock;
   /** overrides for tests (e.g. faster crash-loop backoff) */
   settings?: Partial<EngineSettings>;
+  /** overrides of the API server's connection limits, for tests */
+  apiServer?: Partial<ApiServerLimits>;
 }
 
 export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
@@ -144,7 +146,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       },
     });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
-    const server = await listen(app.fetch, config.host, config.port);
+    const server = await listen(app.fetch, config.host, config.port, options.apiServer);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     opened.push(() => loop.close());
     await loop.start();
@@ -184,18 +186,35 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   }
 }
 
-/** The API's own connection limits: slow or idle clients cannot hold it (SSE streams are responses, so unaffected). */
-const API_SERVER_OPTIONS = {
+/** The API's own connection limits: slow or idle clients cannot hold it (event streams are responses, so unaffected). */
+export interface ApiServerLimits {
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxHeaderSize: number;
+  maxConnections: number;
+}
+
+const API_SERVER_LIMITS: ApiServerLimits = {
   headersTimeout: 10_000,
   requestTimeout: 60_000,
   keepAliveTimeout: 5_000,
-  connectionsCheckingInterval: 1_000,
   maxHeaderSize: 16 * 1024,
+  maxConnections: 1024,
 };
 
-function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
+function listen(
+  fetch: Parameters<typeof serve>[0]['fetch'],
+  hostname: string,
+  port: number,
+  overrides: Partial<ApiServerLimits> = {},
+): Promise<ServerType> {
+  const { maxConnections, ...limits } = { ...API_SERVER_LIMITS, ...overrides };
+  // Node checks the timeouts this often (30 s by default).
+  const serverOptions = { ...limits, connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeout / 4)) };
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port, serverOptions: API_SERVER_OPTIONS }, () => resolve(server));
+    const server = serve({ fetch, hostname, port, serverOptions }, () => resolve(server));
+    (server as unknown as { maxConnections: number }).maxConnections = maxConnections;
     server.once('error', reject);
   });
 }

@@ -1,6 +1,8 @@
 // The API and the load balancer listen where they are told, independently (--host, --lb-host),
-// and an API reachable from other machines says so in the log, with its addresses.
+// an API reachable from other machines says so in the log, with its addresses, and slow or
+// idle clients cannot hold the API's connections.
 import http from 'node:http';
+import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import type { Logger } from '../../src/logger.ts';
 import { startServer, type FledgeServer } from '../../src/server.ts';
 import { tempDataDir } from '../helpers/fledge-process.ts';
 import { reservePorts } from '../helpers/ports.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const PORTS = reservePorts(4);
 
@@ -67,5 +70,49 @@ describe('listen addresses', () => {
       .find((a) => a.family === 'IPv4')?.address;
     expect(await get('127.0.0.1', port, { ...auth, host: `${address}:${port}` })).toBe(200);
     expect(await get('127.0.0.1', port, { ...auth, host: `fledge.example:${port}` })).toBe(421);
+  });
+});
+
+describe('the API against slow and idle clients', () => {
+  async function connect(port: number) {
+    const socket = net.connect(port, '127.0.0.1');
+    let closed = false;
+    let data = '';
+    socket.on('close', () => (closed = true));
+    socket.on('data', (c: Buffer) => (data += c.toString('latin1')));
+    socket.on('error', () => {});
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return { socket, closed: () => closed, data: () => data };
+  }
+
+  it('cuts slow headers and idle keep-alive connections, and keeps event streams', async () => {
+    dataDir = tempDataDir();
+    const port = PORTS.from + 3;
+    server = await startServer(loadConfig({ dataDir, host: '127.0.0.1', port, lb: 'none', logLevel: 'silent' }, {}), {
+      logger: capture(),
+      apiServer: { headersTimeout: 400, requestTimeout: 800, keepAliveTimeout: 300 },
+    });
+    const slow = await connect(port);
+    slow.socket.write('GET /api/requests HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    const drip = setInterval(() => slow.socket.writable && slow.socket.write('X'), 50);
+    const idle = await connect(port);
+    idle.socket.write(`GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    const stream = await connect(port);
+    stream.socket.write(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.adminToken}\r\n\r\n`);
+    try {
+      await waitFor(() => slow.closed() && idle.closed(), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: 'slow and idle connections to be closed',
+      });
+      expect(idle.data()).toMatch(/^HTTP\/1\.1 200 /);
+      // an open event stream is a response in progress: no timeout applies to it, even past them all
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      expect(stream.closed()).toBe(false);
+      expect(stream.data()).toMatch(/^HTTP\/1\.1 200 [\s\S]*event: hello/);
+    } finally {
+      clearInterval(drip);
+      for (const c of [slow, idle, stream]) c.socket.destroy();
+    }
   });
 });
