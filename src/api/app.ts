@@ -394,6 +394,8 @@ async function deployActions(store: Store, requestId: string, deployId?: string)
 function queryInt(raw: string | undefined, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw badRequest(`${name}: must be a non-negative integer`, [{ field: name, rule: 'integer >= 0' }]);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw badRequest(`${name}: must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`, [{ field: name, rule: 'integer >= 0' }]);
+  }
   return n;
 }
