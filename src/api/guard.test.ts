@@ -467,3 +467,24 @@ describe('query bounds', () => {
     expect(res.status).toBe(400);
   });
 });
+
+describe('hostile JSON', () => {
+  it.each([
+    [
+      'a deeply nested ignored Singularity field',
+      '/api/requests',
+      (deep: string) => `{"id":"a","requestType":"SERVICE","rackAffinity":${deep}}`,
+    ],
+    [
+      'deeply nested LB options',
+      '/api/deploys',
+      (deep: string) => `{"deploy":{"requestId":"a","id":"v1","command":"x","loadBalancerOptions":{"x":${deep}}}}`,
+    ],
+    ['a deeply nested body', '/api/requests', (deep: string) => deep],
+  ])('answers %s with a 400, not a crash', async (_what, path, body) => {
+    const f = await ApiFixture.create();
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const res = await f.call('POST', path, body(deep));
+    expect(res.status).toBe(400);
+  });
+});
