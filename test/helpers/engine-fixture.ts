@@ -22,6 +22,7 @@ export const TEST_SETTINGS: EngineSettings = {
   backoffMaxMillis: 60_000,
   capacityRetryMillis: 1000,
   decisionLogLimit: 500,
+  launchBatchSize: 100,
   serverChecks: [],
   serverCheckIntervalSeconds: 5,
 };

@@ -1,7 +1,7 @@
 // Unit tests of the pure state machine: one observation in, one decision out, no I/O.
 import { describe, expect, it } from 'vitest';
 import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
-import { createTask, Plan } from '../plan.ts';
+import { createTask } from '../tasks.ts';
 import { testDeploy } from '../../../test/helpers/model-fixtures.ts';
 import { stepRequest } from '../request/step.ts';
 import { createPendingDeploy } from './step.ts';
@@ -49,6 +49,7 @@ function observe(pending: PendingDeploy, active: Deploy, next: Deploy, tasks: Ta
       backoffMaxMillis: 60_000,
       capacityRetryMillis: 1000,
       decisionLogLimit: 100,
+      launchBatchSize: 100,
       serverChecks: [],
       serverCheckIntervalSeconds: 5,
     },
@@ -120,40 +121,38 @@ describe('stepRequest deciding a pending deploy', () => {
       result: 'OVERDUE',
     },
   ])('$name', ({ pending, fresh, now, phase, starts, result }) => {
-    const plan = new Plan(now);
     const obs = observe(pending, v1, v2, [...old, ...fresh]);
-    stepRequest(obs, { request, state: 'ACTIVE', activeDeployId: 'v1', pendingDeployId: 'v2', timestamp: T0 }, plan);
-    expect(plan.result?.result.deployState).toBe(result);
-    if (phase) expect(plan.pending?.progress.phase ?? pending.progress.phase).toBe(phase);
-    const started = plan.actions.filter((a) => a.kind === 'startTask').map((a) => plan.tasks.get(a.kind === 'startTask' ? a.taskId : '')!);
+    const outcome = stepRequest(obs, { request, state: 'ACTIVE', activeDeployId: 'v1', pendingDeployId: 'v2', timestamp: T0 }, now);
+    expect(outcome.pending.kind === 'ENDED' ? outcome.pending.result.deployState : undefined).toBe(result);
+    if (phase) expect(outcome.pending.kind === 'UPDATED' ? outcome.pending.pending.progress.phase : pending.progress.phase).toBe(phase);
+    const byId = new Map(outcome.tasks.map((t) => [t.taskId.id, t]));
+    const started = outcome.actions.flatMap((a) => (a.kind === 'startTask' ? [byId.get(a.taskId)!] : []));
     expect(started.filter((t) => t.taskId.deployId === 'v2')).toHaveLength(starts);
     if (starts) expect(started.map((t) => t.taskId.instanceNo)).toEqual([1, 2]);
     // Old tasks stop only once the new deploy serves in full; on every other outcome they stay.
-    const oldStops = plan.actions.filter((a) => a.kind === 'stopTask' && a.taskId.includes('-v1-'));
+    const oldStops = outcome.actions.filter((a) => a.kind === 'stopTask' && a.taskId.includes('-v1-'));
     expect(oldStops).toHaveLength(result === 'SUCCEEDED' ? 2 : 0);
   });
 
   it('asks to be woken at the step deadline while waiting for health', () => {
     const pending = inPhase(createPendingDeploy(v2, request, T0, {}), 'HEALTH');
-    const plan = new Plan(T0 + 1000);
-    stepRequest(
+    const outcome = stepRequest(
       observe(pending, v1, v2, [...old, task(v2, 1, 'starting'), task(v2, 2, 'starting')]),
       { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 },
-      plan,
+      T0 + 1000,
     );
-    expect(plan.wakeAt).toBe(T0 + 125_000);
+    expect(outcome.wakeAt).toBe(T0 + 125_000);
   });
 
   it('is deterministic: the same observation gives the same decision', () => {
     const pending = createPendingDeploy(deploy('v3', { enableCanaryDeploy: true }), request, T0, {});
     const decide = () => {
-      const plan = new Plan(T0);
-      stepRequest(
+      const outcome = stepRequest(
         observe(pending, v1, deploy('v3', { enableCanaryDeploy: true }), old),
         { request, state: 'ACTIVE', activeDeployId: 'v1', timestamp: T0 },
-        plan,
+        T0,
       );
-      return JSON.stringify({ tasks: [...plan.tasks.values()], actions: plan.actions, pending: plan.pending, wakeAt: plan.wakeAt });
+      return JSON.stringify(outcome);
     };
     expect(decide()).toBe(decide());
   });
