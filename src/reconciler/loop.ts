@@ -52,12 +52,17 @@ export class ReconcileLoop {
     this.wake();
   }
 
-  /** Reconcile one request (or all) as soon as possible. */
+  /** Reconcile one request (or, without an id, every request) as soon as possible. */
   wake(requestId?: string): void {
     if (this.#closed) return;
     if (requestId === undefined) this.#all = true;
     else this.#dirty.add(requestId);
-    if (this.#deps.timers === false || this.#scheduled) return;
+    this.#schedule();
+  }
+
+  /** Run a pass soon over what is dirty; never widens it to every request. */
+  #schedule(): void {
+    if (this.#deps.timers === false || this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -73,7 +78,8 @@ export class ReconcileLoop {
     }
     this.#running = this.#pass().finally(() => (this.#running = undefined));
     await this.#running;
-    if ((this.#dirty.size > 0 || this.#all) && this.#deps.timers !== false && !this.#closed) this.wake();
+    // Requests woken while the pass ran get a pass of their own (only they: one API call, one request).
+    if (this.#dirty.size > 0 || this.#all) this.#schedule();
   }
 
   async #pass(): Promise<void> {

@@ -14,7 +14,7 @@ import {
 import type { TaskRecord } from '../model.ts';
 import { stepRequest } from '../request/step.ts';
 import { stepDeploy, type DeployStepOutcome } from './step.ts';
-import type { DeployIntent, DeployPhase, DeployProgress, RequestObservation } from './types.ts';
+import { DECISION_KINDS, type DeployIntent, type DeployPhase, type DeployProgress, type RequestObservation } from './types.ts';
 
 const request = testRequest(2);
 const v1 = engineDeploy('v1');
@@ -255,6 +255,35 @@ describe('stepDeploy', () => {
       T0 + 1,
     );
     expect(second.tasks.map((t) => t.taskId.instanceNo)).toEqual(Array.from({ length: 100 }, (_, i) => 101 + i));
+  });
+});
+
+describe('the decision kinds', () => {
+  it('every kind is written by some path of the deploy step', () => {
+    const lb = testRequest(1, { loadBalanced: true });
+    const checks = engineDeploy(
+      'v2',
+      { acceptanceMode: 'CHECKS' },
+      { acceptanceChecks: [{ name: 'smoke', type: 'http', intervalSeconds: 5, timeoutSeconds: 5, failOnError: true, options: {} }] },
+    );
+    const paths: RequestObservation[] = [
+      observe({ phase: 'LAUNCH', stepLaunchComplete: false }, () => []),
+      observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'exited')]),
+      testObservation({
+        request: lb,
+        activeDeploy: v1,
+        pendingDeploy: v2,
+        pending: testPending(v2, lb, { phase: 'LB_UPDATE' }),
+        tasks: [testTask(v2, 1, 'healthy')],
+      }),
+      observe({ phase: 'ACCEPTANCE', stepReadyAt: T0 }, () => [], {
+        pendingDeploy: checks,
+        checkResults: [{ deployId: 'v2', step: 1, name: 'smoke', state: 'PENDING', message: 'wait', at: T0 }],
+      }),
+      observe(inPhase('ACCEPTANCE'), () => [], {}, [{ kind: 'advance', at: T0 }]),
+    ];
+    const written = new Set(paths.flatMap((obs) => stepDeploy(obs, T0).decisions.map((d) => d.kind)));
+    expect([...written].sort()).toEqual([...DECISION_KINDS].sort());
   });
 });
 

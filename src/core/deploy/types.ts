@@ -44,7 +44,8 @@ export interface LbUpdate {
 
 export type AcceptanceState = 'PENDING' | 'SUCCEEDED' | 'FAILED';
 
-/** What a decision-log entry is about. */
+/** What a decision-log entry is about (the keys of DecisionDetail). */
+export type DecisionKind = DecisionDetail['kind'];
 export const DECISION_KINDS = [
   'PHASE_CHANGED',
   'TASKS_LAUNCHED',
@@ -53,8 +54,7 @@ export const DECISION_KINDS = [
   'ACCEPTANCE_RESULT',
   'INTENT',
   'ENDED',
-] as const;
-export type DecisionKind = (typeof DECISION_KINDS)[number];
+] as const satisfies readonly DecisionKind[];
 
 /** The step's numbers when the decision was taken. */
 export interface DecisionCounts {
