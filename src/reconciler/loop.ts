@@ -17,7 +17,7 @@ import { observeRequest } from './observe.ts';
 
 export interface LoopDeps extends EngineDeps {
   events?: EventBus;
-  /** false in component tests, which call tick() themselves */
+  /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
 }

@@ -194,7 +194,7 @@ export interface EngineSettings {
   launchBatchSize: number;
   /** names of server-wide acceptance hooks that apply to every CHECKS deploy */
   serverChecks: string[];
-  /** how often PENDING server hooks are asked again (the shortest of their intervals) */
+  /** how often PENDING server hooks are asked again: the shortest of their intervals, at most 5 s */
   serverCheckIntervalSeconds: number;
 }
 
