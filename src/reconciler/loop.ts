@@ -150,6 +150,7 @@ export class ReconcileLoop {
       if (progress.phase !== phaseBefore || progress.step !== stepBefore) {
         this.#deps.logger.info({ requestId, deployId, phase: progress.phase, step: progress.step }, 'deploy phase');
       }
+      if (outcome.waiting) this.#deps.logger.debug({ requestId, deployId, phase: progress.phase, ...outcome.waiting }, 'deploy waits');
       this.events.publish({ type: 'DEPLOY', at, requestId, deployId, eventType: 'PROGRESS', progress });
     }
     if (pending.kind === 'ENDED') {
