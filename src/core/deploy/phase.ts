@@ -69,13 +69,16 @@ export function targetRequest(obs: RequestObservation): FledgeRequest {
   return obs.pending?.updatedRequest ?? obs.request;
 }
 
+/** What the task helpers below read of a PhaseInput. */
+type TasksSeen = Pick<PhaseInput, 'tasks' | 'pending' | 'obs' | 'progress'>;
+
 /** tasks of the pending deploy */
-export const newTasks = (input: PhaseInput) => input.tasks.ofDeploy(input.pending.deployId);
+export const newTasks = (input: TasksSeen) => input.tasks.ofDeploy(input.pending.deployId);
 /** tasks of the active deploy */
-export const oldTasks = (input: PhaseInput) => input.tasks.ofDeploy(input.obs.activeDeploy?.id);
+export const oldTasks = (input: TasksSeen) => input.tasks.ofDeploy(input.obs.activeDeploy?.id);
 /** Live, serving new tasks (not being stopped). */
-export const servingNew = (input: PhaseInput) => newTasks(input).filter(serving);
-export const healthyNew = (input: PhaseInput) => newTasks(input).filter(healthy);
+export const servingNew = (input: TasksSeen) => newTasks(input).filter(serving);
+export const healthyNew = (input: TasksSeen) => newTasks(input).filter(healthy);
 
 /** OVERDUE deadline of a step: deployHealthTimeoutSeconds plus the health-check window. */
 export function stepDeadline(deploy: Deploy, from: number): number {
@@ -101,7 +104,8 @@ export function launchTasks(input: PhaseInput, count: number): { tasks: TaskReco
 
 export const instanceList = (tasks: readonly TaskRecord[]) => tasks.map((t) => `#${t.taskId.instanceNo}`).join(', ');
 
-export function countTasks(input: PhaseInput): DecisionCounts {
+/** The counts stamped on every decision. */
+export function countTasks(input: TasksSeen): DecisionCounts {
   const fresh = healthyNew(input);
   const old = oldTasks(input).filter(healthy);
   return {

@@ -200,8 +200,7 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
     instances,
     launchBudget: Math.max(0, obs.settings.launchBatchSize - acc.launched),
   });
-  const log = (acc: Progressing, drafts: readonly DecisionDraft[] | undefined) =>
-    logDecisions(acc, drafts, inputOf, now, obs.settings.decisionLogLimit);
+  const log = (acc: Progressing, drafts: readonly DecisionDraft[] | undefined) => logDecisions(obs, pending, now, acc, drafts);
   const apply = (acc: Progressing, effects: PhaseEffects): Progressing =>
     log(
       {
@@ -219,7 +218,7 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
     acc: Progressing,
     to: DeployPhase,
     text: { observed: string; reason: string },
-    more: Partial<Extract<Decision, { kind: 'PHASE_CHANGED' }>> = {},
+    more: { operationId?: string; intent?: 'update' } = {},
   ) => {
     const from = acc.progress.phase;
     const moved = { ...acc, progress: { ...acc.progress, phase: to, timestamp: now } };
@@ -400,15 +399,16 @@ function countFailures(input: PhaseInput): PhaseEffects & { end?: End['end']; re
 
 /** Stamps drafts with time, phase, step and counts and appends them, bounded by the log limit. */
 function logDecisions(
+  obs: RequestObservation,
+  pending: PendingDeploy,
+  now: number,
   acc: Progressing,
   drafts: readonly DecisionDraft[] | undefined,
-  inputOf: (acc: Progressing) => PhaseInput,
-  now: number,
-  limit: number,
 ): Progressing {
   if (!drafts || drafts.length === 0) return acc;
   const { progress } = acc;
-  const counts = countTasks(inputOf(acc));
+  const limit = obs.settings.decisionLogLimit;
+  const counts = countTasks({ obs, pending, progress, tasks: acc.tasks });
   const entries: Decision[] = drafts.map((d) => ({ ...d, at: now, phase: progress.phase, step: progress.step, counts }));
   const log = [...progress.decisionLog, ...entries];
   return {
@@ -425,7 +425,7 @@ function endDeploy(obs: RequestObservation, pending: PendingDeploy, now: number,
     from: acc.progress.phase,
     state: how.state,
     ...(how.intent ? { intent: how.intent } : {}),
-    counts: countTasks({ ...phaseView(obs, pending, now), progress: acc.progress, tasks: acc.tasks }),
+    counts: countTasks({ obs, pending, progress: acc.progress, tasks: acc.tasks }),
     at: now,
     phase: 'END',
     step: acc.progress.step,
@@ -451,20 +451,6 @@ function endDeploy(obs: RequestObservation, pending: PendingDeploy, now: number,
     actions,
     ...(acc.wakeAt !== undefined ? { wakeAt: acc.wakeAt } : {}),
     decisions: [...acc.decisions, entry],
-  };
-}
-
-/** The parts of a PhaseInput that counting needs when the deploy itself may be missing. */
-function phaseView(obs: RequestObservation, pending: PendingDeploy, now: number): PhaseInput {
-  return {
-    now,
-    obs,
-    deploy: obs.pendingDeploy as Deploy,
-    pending,
-    progress: pending.progress,
-    tasks: TaskView.of(obs.tasks),
-    instances: targetRequest(obs).instances,
-    launchBudget: 0,
   };
 }
 
