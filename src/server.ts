@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
 import { createRuntime } from './runtimes/index.ts';
+import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
@@ -56,6 +57,13 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       logger,
     });
     opened.push(() => runtime.close());
+    const overlap = ephemeralOverlap(config.portRange);
+    if (overlap) {
+      logger.warn(
+        { portRange: config.portRange, ephemeral: overlap.ephemeral },
+        `task ports ${overlap.from}-${overlap.to} are inside the kernel's ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may take one; choose --port-range-from/--port-range-to outside ${overlap.ephemeral.from}-${overlap.ephemeral.to}`,
+      );
+    }
     const balancer =
       config.lb === 'builtin'
         ? await createBalancer({
