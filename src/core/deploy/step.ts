@@ -27,12 +27,12 @@
  * request fails the deploy); the intents recorded by the API (cancel ends CANCELED, reject
  * ends FAILED, advance approves the current acceptance, update jumps to another target
  * skipping the current acceptance); the count of new tasks that died or were judged
- * unhealthy; then phases, one after another while each moves on at once. Each phase (one file
- * in phases/) is a pure function of what it sees (phase.ts) returning a value: move `to`
- * another phase, `wait` (why, and until when), or `end` (state, message, failures), with the
- * progress, task changes, actions and decisions it made. This file applies those values,
- * writes every phase change and the end into the decision log, and returns one
- * DeployStepOutcome.
+ * unhealthy (failures.ts); then phases, one after another while each moves on at once.
+ * Each phase (one file in phases/) is a pure function of what it sees (phase.ts) returning
+ * a value: move `to` another phase, `wait` (why, and until when), or `end` (state, message,
+ * failures), with the progress, task changes, actions and decisions it made. This file
+ * applies those values, writes every phase change and the end into the decision log, and
+ * returns one DeployStepOutcome.
  *
  * Ending a deploy only records the result and drops the pending record (cancelling its LB
  * operation in flight). Everything after that — making the deploy active, refilling the old
@@ -45,37 +45,18 @@
  * yet" returns with a reason and a time to look again.
  */
 import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
-import { isLive } from '../model.ts';
 import { assertNever, errorMessage } from '../errors.ts';
-import { markCleanup } from '../tasks.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
-import { describeExit, reasons } from './reasons.ts';
+import { reasons } from './reasons.ts';
 import { calculateStepTargets } from './targets.ts';
-import {
-  countTasks,
-  newTasks,
-  targetRequest,
-  type DecisionDraft,
-  type End,
-  type PhaseEffects,
-  type PhaseInput,
-  type PhaseResult,
-} from './phase.ts';
+import { countTasks, targetRequest, type DecisionDraft, type End, type PhaseEffects, type PhaseInput, type PhaseResult } from './phase.ts';
+import { assessFailures } from './failures.ts';
 import { stepLaunch } from './phases/launch.ts';
 import { stepHealth } from './phases/health.ts';
 import { stepLbUpdate } from './phases/lb-update.ts';
 import { stepAcceptance } from './phases/acceptance.ts';
 import { stepAdvance } from './phases/advance.ts';
-import type {
-  Action,
-  Decision,
-  DeployFailure,
-  DeployPhase,
-  DeployProgress,
-  DeployResult,
-  PendingDeploy,
-  RequestObservation,
-} from './types.ts';
+import type { Action, Decision, DeployPhase, DeployProgress, DeployResult, PendingDeploy, RequestObservation } from './types.ts';
 
 /** What became of the pending deploy in one step. */
 export type PendingOutcome =
@@ -288,7 +269,7 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
   }
 
   // Task deaths and unhealthy verdicts among the new tasks, whatever the phase.
-  const failures = countFailures(inputOf(acc));
+  const failures = assessFailures(inputOf(acc));
   acc = apply(acc, failures);
   if (failures.end) return { end: acc, how: failures.end };
   if (failures.replace) acc = move(acc, 'LAUNCH', failures.replace);
@@ -321,80 +302,6 @@ function runPhase(phase: DeployPhase, input: PhaseInput, advance: boolean): Phas
     default:
       return assertNever(phase);
   }
-}
-
-/**
- * New-task deaths and unhealthy verdicts not yet counted: each is counted against
- * allowedTasksFailuresPerGroup (an unhealthy task is also marked for cleanup). One too many
- * ends the deploy; a death after the step was healthy sends it back to LAUNCH to replace it.
- */
-function countFailures(input: PhaseInput): PhaseEffects & { end?: End['end']; replace?: { observed: string; reason: string } } {
-  const { progress, deploy, now } = input;
-  const counted = new Set(progress.failedDeployTasks.map((t) => t.id));
-  const allowed = deploy.canaryDeploySettings.allowedTasksFailuresPerGroup;
-  const failures: DeployFailure[] = [];
-  const cleanups: TaskRecord[] = [];
-  const decisions: DecisionDraft[] = [];
-  let stepFailures = progress.stepFailures;
-  for (const task of newTasks(input)) {
-    if (counted.has(task.taskId.id)) continue;
-    let failure: DeployFailure | undefined;
-    if (isLive(task.state) && !task.cleanup && task.health.state === 'UNHEALTHY') {
-      const marked = markCleanup(task, 'UNHEALTHY', now, task.health.message);
-      if (marked) cleanups.push(marked);
-      failure = {
-        reason: 'TASK_FAILED_HEALTH_CHECKS',
-        taskId: task.taskId,
-        message: task.health.message ?? reasons.neverHealthy(task.taskId.id),
-      };
-    } else if (!isLive(task.state) && !task.cleanup) {
-      const reason =
-        task.state === 'TASK_FINISHED'
-          ? 'TASK_EXPECTED_RUNNING_FINISHED'
-          : task.state === 'TASK_LOST' && task.runningAt === undefined
-            ? 'TASK_NEVER_ENTERED_RUNNING'
-            : 'TASK_FAILED_ON_STARTUP';
-      const how =
-        task.state === 'TASK_ERROR'
-          ? `could not start (${task.updates.at(-1)?.message ?? 'error'})`
-          : task.state === 'TASK_LOST'
-            ? 'was lost'
-            : describeExit(task.exitCode, task.signal);
-      failure = { reason, taskId: task.taskId, message: reasons.taskFailed(task.taskId.id, how) };
-    }
-    if (!failure) continue;
-    stepFailures += 1;
-    failures.push(failure);
-    decisions.push({
-      kind: 'TASK_FAILED',
-      taskId: task.taskId.id,
-      failure: failure.reason,
-      observed: failure.message,
-      action: 'count failure',
-      reason: `${stepFailures} of ${allowed} allowed in this step`,
-    });
-  }
-  const effects: PhaseEffects = {
-    progress:
-      failures.length > 0
-        ? { ...progress, failedDeployTasks: [...progress.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures }
-        : progress,
-    tasks: cleanups,
-    decisions,
-  };
-  if (stepFailures > allowed && failures.length > 0) {
-    const message = allowed > 0 ? reasons.tooManyFailures(allowed) : (failures[0]?.message ?? 'Task failed');
-    return { ...effects, end: { state: 'FAILED', message, failures } };
-  }
-  if (failures.length > 0 && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
-    // A task died after its step was healthy: go back and replace it before moving on.
-    return {
-      ...effects,
-      progress: { ...effects.progress, stepReadyAt: undefined },
-      replace: { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' },
-    };
-  }
-  return effects;
 }
 
 /** Stamps drafts with time, phase, step and counts and appends them, bounded by the log limit. */
