@@ -458,7 +458,7 @@ describe('the OpenAPI document', () => {
 
 describe('query bounds', () => {
   it.each(['offset=1e300', 'offset=-1', 'length=abc', `offset=${2 ** 53}`])('answers 400 to a log read with %s', async (query) => {
-    const { createTask } = await import('../core/plan.ts');
+    const { createTask } = await import('../core/tasks.ts');
     const { testDeploy } = await import('../../test/helpers/model-fixtures.ts');
     const f = await ApiFixture.create();
     const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, 1, new Set());

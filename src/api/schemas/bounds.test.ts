@@ -2,8 +2,8 @@
 // one past it is a 400 naming the field; at it, the input is accepted. And the durations at
 // their bounds still give finite deadlines, so nothing can overflow to Infinity.
 import { describe, expect, it } from 'vitest';
-import { calculateDeployPlan } from '../../core/deploy/plan.ts';
-import { stepDeadline } from '../../core/deploy/step.ts';
+import { stepDeadline } from '../../core/deploy/phase.ts';
+import { previewDeploy } from '../../core/deploy/preview.ts';
 import { LIMITS } from './common.ts';
 import { MAX_ISSUES } from './parse.ts';
 import { parseInput, schemas } from './index.ts';
@@ -379,14 +379,9 @@ describe('durations at their bounds give finite deadlines', () => {
     const now = 1_700_000_000_000;
     const deadline = stepDeadline(r.value, now);
     expect(Number.isSafeInteger(Math.round(deadline))).toBe(true);
-    const plan = calculateDeployPlan(
-      r.value,
-      { id: 'web', requestType: 'SERVICE', instances: LIMITS.instances, loadBalanced: true },
-      undefined,
-      {
-        serverChecks: [],
-      },
-    );
+    const plan = previewDeploy(r.value, { id: 'web', requestType: 'SERVICE', instances: LIMITS.instances, loadBalanced: true }, undefined, {
+      serverChecks: [],
+    });
     expect(Number.isFinite(plan.etaSeconds.max)).toBe(true);
     expect(Number.isFinite(plan.etaSeconds.min)).toBe(true);
   });
