@@ -99,10 +99,8 @@ export function createGuard(o: GuardOptions): MiddlewareHandler {
     const access = accessOf(routeKey, method);
     const state: CallState = { body: '', audit: {} };
     calls.set(c.req.raw, state);
-    const refuse = (status: 401 | 403 | 413 | 415 | 421, message: string, headers: Record<string, string> = {}) => {
-      const res = c.json({ message, details: [] }, status, headers);
-      return res;
-    };
+    const refuse = (status: 401 | 403 | 413 | 415 | 421, message: string, headers: Record<string, string> = {}) =>
+      c.json({ message, details: [] }, status, headers);
 
     const verdict = await (async (): Promise<Response | undefined> => {
       const urlHost = new URL(c.req.url).host;
