@@ -43,7 +43,8 @@ export function registerAuthRoutes(app: Hono, deps: AuthRouteDeps): void {
 
   app.delete('/api/tokens/:name', async (c) => {
     const name = c.req.param('name');
-    if (!(await store.revokeToken(name))) throw notFound(`Token ${name} not found`);
+    const revoked = deps.authenticator ? await deps.authenticator.revoke(name) : await store.revokeToken(name);
+    if (!revoked) throw notFound(`Token ${name} not found`);
     return c.json({ name, revoked: true });
   });
 

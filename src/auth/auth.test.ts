@@ -6,7 +6,7 @@ import { ManualClock } from '../core/clock.ts';
 import { createStore } from '../store/index.ts';
 import type { Store } from '../store/types.ts';
 import { adminTokenPath, ensureAdminToken, readAdminTokenFile } from './admin-token.ts';
-import { Authenticator } from './authenticator.ts';
+import { Authenticator, KNOWN_TOKEN_CACHE_MS } from './authenticator.ts';
 import { roleAllows } from './roles.ts';
 import { bearerToken, generateToken, hashToken, isTokenShaped } from './tokens.ts';
 
@@ -66,6 +66,22 @@ describe('authenticator', () => {
     clock.advance(60_000);
     await auth.identify(token);
     expect((await store.findTokenByHash(record.hash))?.lastUsedAt).toBe(clock.now());
+  });
+
+  it('revokes at once through itself, and within the cache time when another scheduler revokes in the shared store', async () => {
+    const clock = new ManualClock();
+    const auth = new Authenticator(store, clock);
+    const a = await auth.create('a', 'read');
+    const b = await auth.create('b', 'read');
+    expect(await auth.identify(a.token)).toBeDefined();
+    expect(await auth.identify(b.token)).toBeDefined();
+    expect(await auth.revoke('a')).toBe(true);
+    expect(await auth.identify(a.token)).toBeUndefined();
+    // revoked behind its back (another scheduler): known a little longer, then not
+    await store.revokeToken('b');
+    expect(await auth.identify(b.token)).toBeDefined();
+    clock.advance(KNOWN_TOKEN_CACHE_MS);
+    expect(await auth.identify(b.token)).toBeUndefined();
   });
 
   it('knows no revoked, unknown or malformed token', async () => {

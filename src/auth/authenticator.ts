@@ -15,9 +15,16 @@ export interface Identity {
 
 /** last_used_at is written at most this often per token, not on every call */
 const TOUCH_EVERY_MS = 60_000;
+/**
+ * A known token is looked up in the store at most this often: a revoke through this server
+ * takes effect at once (it clears the cache), one through another scheduler sharing the store
+ * within this. Unknown tokens are never cached, so guessing fills no memory.
+ */
+export const KNOWN_TOKEN_CACHE_MS = 2_000;
 
 export class Authenticator {
   readonly #touched = new Map<string, number>();
+  readonly #known = new Map<string, { record: TokenRecord; at: number }>();
 
   constructor(
     private readonly store: Store,
@@ -26,9 +33,18 @@ export class Authenticator {
 
   async identify(token: string): Promise<Identity | undefined> {
     if (!isTokenShaped(token)) return undefined;
-    const record = await this.store.findTokenByHash(hashToken(token));
-    if (!record) return undefined;
+    const hash = hashToken(token);
     const now = this.clock.now();
+    const cached = this.#known.get(hash);
+    let record = cached && now - cached.at < KNOWN_TOKEN_CACHE_MS ? cached.record : undefined;
+    if (!record) {
+      record = await this.store.findTokenByHash(hash);
+      if (!record) {
+        this.#known.delete(hash);
+        return undefined;
+      }
+      this.#known.set(hash, { record, at: now });
+    }
     const last = this.#touched.get(record.id) ?? record.lastUsedAt ?? 0;
     if (now - last >= TOUCH_EVERY_MS) {
       this.#touched.set(record.id, now);
@@ -36,6 +52,13 @@ export class Authenticator {
       await this.store.touchToken(record.id, now).catch(() => undefined);
     }
     return { name: record.name, role: record.role, tokenId: record.id, tokenHash: record.hash };
+  }
+
+  /** Revokes the token called `name`; false when there is none. Takes effect at once here. */
+  async revoke(name: string): Promise<boolean> {
+    const revoked = await this.store.revokeToken(name);
+    for (const [hash, { record }] of this.#known) if (record.name === name) this.#known.delete(hash);
+    return revoked;
   }
 
   /** A new token; the secret is in the answer only. StoreConflictError when the name is taken. */
