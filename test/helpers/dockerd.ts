@@ -7,8 +7,7 @@
 // daemon's paths and container ids), unmounts everything under its directories
 // (`<exec-root>/netns/default`, overlay mounts) and removes them. kill() SIGKILLs the daemon
 // alone (a host failure); start() brings it back on the same directories.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DockerClient } from '../../src/runtimes/docker/client.ts';
@@ -30,7 +29,6 @@ export class Dockerd {
   readonly socket: string;
   readonly endpoint: string;
   readonly client: DockerClient;
-  #child: ChildProcess | undefined;
   #pid: number | undefined;
   #storage: string;
 
@@ -97,7 +95,6 @@ export class Dockerd {
     } finally {
       closeSync(log);
     }
-    this.#child = child;
     const spawned = await new Promise<number>((resolve, reject) => {
       child.once('spawn', () => resolve(child.pid as number));
       child.once('error', (err) => reject(new Error(`cannot run dockerd (is docker.io installed? .ci/run installs it): ${err.message}`)));
@@ -149,7 +146,6 @@ export class Dockerd {
       await waitFor(() => !alive(pid), { timeoutMs: 5_000, intervalMs: 20, message: `dockerd ${pid} to exit` });
     }
     this.#pid = undefined;
-    this.#child = undefined;
   }
 
   /** Remove every container, stop the daemon, kill leftovers, unmount, remove its directories. */
