@@ -1,4 +1,5 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
+import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
@@ -12,10 +13,10 @@ import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
 import { EventBus } from './core/events.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
+import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
-import { createRuntime } from './runtimes/index.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
@@ -26,6 +27,7 @@ export interface FledgeServer {
   lbUrl?: string;
   store: Store;
   runtime: Runtime;
+  hosts: HostRegistry;
   balancer?: Balancer;
   loop: ReconcileLoop;
   close(): Promise<void>;
@@ -48,14 +50,12 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   try {
     const store = await createStore({ kind: 'sqlite', dataDir: config.dataDir }, () => clock.now());
     opened.push(() => store.close());
-    const runtime = createRuntime({
-      kind: 'process',
-      dataDir: config.dataDir,
-      portRange: config.portRange,
-      capacity: config.capacity,
-      logger,
-    });
+    // Containers are labelled with this id, so a restarted Fledge adopts its own and no other's.
+    const installationId = await store.ensureMeta('installation-id', randomUUID().replaceAll('-', ''));
+    const { registry: hosts, runtime } = createHosts(config, { store, clock, logger, installationId });
     opened.push(() => runtime.close());
+    await hosts.start();
+    opened.push(() => hosts.close());
     const balancer =
       config.lb === 'builtin'
         ? await createBalancer({
@@ -111,7 +111,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => checks.serverCheckNames,
     });
-    const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
+    const app = createApp({ store, service, runtime, hosts, events, clock, containers: runtime.capabilities().containers, logger });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -128,6 +128,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       ...(lbAddress ? { lbUrl: `http://${config.host}:${lbAddress.port}` } : {}),
       store,
       runtime,
+      hosts,
       ...(balancer ? { balancer } : {}),
       loop,
       async close() {
@@ -138,6 +139,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         });
         await loop.close();
         await balancer?.close();
+        await hosts.close();
         await runtime.close();
         await store.close();
         releaseLock();

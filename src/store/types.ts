@@ -2,6 +2,7 @@
 // postgres/ implement it; contract.case.ts runs against each.
 import type { Deploy, RequestRecord, TaskRecord } from '../core/model.ts';
 import type { DeployResult, PendingDeploy, DeployProgress } from '../core/deploy/types.ts';
+import type { HostRecord } from '../hosts/types.ts';
 
 export interface DeployHistoryEntry {
   requestId: string;
@@ -52,6 +53,13 @@ export interface Store {
 
   getTask(taskId: string): Promise<TaskRecord | undefined>;
   listTasks(query?: TaskQuery): Promise<TaskRecord[]>;
+
+  /** Hosts' states, by id. */
+  listHosts(): Promise<HostRecord[]>;
+  putHost(host: HostRecord): Promise<void>;
+
+  /** The value stored under `key`, storing `value` first when there is none (atomic). */
+  ensureMeta(key: string, value: string): Promise<string>;
 
   close(): Promise<void>;
 }

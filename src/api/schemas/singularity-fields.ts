@@ -87,4 +87,6 @@ export const IGNORED_ACTION_FIELDS: Readonly<Record<string, string>> = {
   skipEmailNotification: NOTIFICATIONS,
   skipHealthchecks: 'Fledge always health-checks replacement tasks',
   override: 'Fledge has no kill override',
+  revertToState: 'Fledge has no expiring actions',
+  killTasksOnDecommissionTimeout: 'Fledge has no expiring actions; moving tasks off a decommissioned host is not automatic yet',
 };

@@ -172,7 +172,7 @@ export class DockerRuntime implements Runtime {
     return this.#ledger.portRange;
   }
 
-  usage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
     return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
   }
 

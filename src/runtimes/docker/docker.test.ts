@@ -208,7 +208,7 @@ describe('docker runtime', () => {
     );
     expect(result.kind).toBe('error');
     expect(result.kind === 'error' && result.message).toMatch(/^Cannot pull image fledge-test\/does-not-exist:1 on Docker host d1: .+/);
-    expect(s.runtime.usage()).toMatchObject({ cpus: 0, memoryMb: 0, ports: 0 });
+    expect(s.runtime.hostUsage()).toMatchObject({ cpus: 0, memoryMb: 0, ports: 0 });
     expect(await dockerd.client.listContainers([`${LABELS.installation}=${s.installationId}`])).toEqual([]);
   });
 
@@ -340,7 +340,7 @@ describe('docker runtime', () => {
 
     const second = s.make();
     expect(await second.runtime.recover(handle)).toMatchObject({ state: 'running' });
-    expect(second.runtime.usage()).toMatchObject({ memoryMb: 100, ports: 1 });
+    expect(second.runtime.hostUsage()).toMatchObject({ memoryMb: 100, ports: 1 });
     await second.runtime.close();
 
     // Ends while no runtime watches; its last words must still reach the sandbox.

@@ -56,6 +56,10 @@ export interface FakeRuntime extends Runtime {
   running(): string[];
   /** Reserved capacity now. */
   usage(): Capacity;
+  /** What it holds, as a host reports it. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] };
+  capacity(): Capacity;
+  portRange(): PortRange;
 }
 
 interface FakeTask {
@@ -175,6 +179,18 @@ class InMemoryFakeRuntime implements FakeRuntime {
 
   usage(): Capacity {
     return this.#ledger.used();
+  }
+
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
   }
 
   #report(taskId: string, status: ExitStatus): void {

@@ -494,6 +494,19 @@ export class ProcessRuntime implements Runtime {
     return { ...this.#ledger.used(), tasks: this.#tracked.size };
   }
 
+  /** What the local host holds: reserved cpus, memory, ports and the tasks holding them. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#stopPoll();
