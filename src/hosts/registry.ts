@@ -146,11 +146,14 @@ export class HostRegistry {
   }
 
   async #completeDecommission(id: string): Promise<void> {
-    const record = this.#records.get(id);
     const e = this.#byId.get(id);
-    if (!record || !e || record.current.state !== 'DECOMMISSIONING') return;
-    if (e.runtime.hostUsage().tasks.length > 0) return;
-    await this.#setState(id, { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' });
+    if (!e || this.#records.get(id)?.current.state !== 'DECOMMISSIONING') return;
+    // Checked again in the write queue: a release and a tick may both get here.
+    await this.#update(id, (record) =>
+      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0
+        ? { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' }
+        : undefined,
+    );
   }
 
   /** A task on this host ended: a decommission may be complete. */
@@ -176,29 +179,38 @@ export class HostRegistry {
 
   /** The operator changes a host's state (decommission, freeze, activate). */
   async change(id: string, action: HostAction, message?: string, user?: string): Promise<HostStatus> {
-    const record = this.#records.get(id);
-    if (!record) throw notFound(`Host ${id} not found`);
-    const t = transition(record.current.state, action);
-    if (!t.ok) throw conflict(`Host ${id} ${t.reason}`);
-    await this.#setState(id, {
-      state: t.next,
-      timestamp: this.#o.clock.now(),
-      ...(user !== undefined ? { user } : {}),
-      ...(message !== undefined ? { message } : {}),
+    if (!this.#records.has(id)) throw notFound(`Host ${id} not found`);
+    const refused = await this.#update(id, (record) => {
+      const t = transition(record.current.state, action);
+      if (!t.ok) return t.reason;
+      return {
+        state: t.next,
+        timestamp: this.#o.clock.now(),
+        ...(user !== undefined ? { user } : {}),
+        ...(message !== undefined ? { message } : {}),
+      };
     });
+    if (refused) throw conflict(`Host ${id} ${refused}`);
     await this.#completeDecommission(id);
     return this.get(id) as HostStatus;
   }
 
-  #setState(id: string, update: HostStateUpdate): Promise<void> {
+  /**
+   * Change a host's state in the write queue: `next` sees the current record and returns the
+   * update, or why there is none (returned). One change at a time, so checks hold.
+   */
+  #update(id: string, next: (record: HostRecord) => HostStateUpdate | string | undefined): Promise<string | undefined> {
     const run = this.#writes.then(async () => {
       const record = this.#records.get(id);
-      if (!record) return;
-      const next: HostRecord = { ...record, current: update, history: [update, ...record.history].slice(0, HISTORY_LIMIT) };
-      await this.#o.store.putHost(next);
-      this.#records.set(id, next);
+      if (!record) return undefined;
+      const update = next(record);
+      if (update === undefined || typeof update === 'string') return update;
+      const changed: HostRecord = { ...record, current: update, history: [update, ...record.history].slice(0, HISTORY_LIMIT) };
+      await this.#o.store.putHost(changed);
+      this.#records.set(id, changed);
       this.#o.logger.info({ host: id, state: update.state, message: update.message }, `host ${id} is ${update.state}`);
       this.#changed(id);
+      return undefined;
     });
     this.#writes = run.catch(() => undefined);
     return run;

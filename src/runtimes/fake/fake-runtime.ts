@@ -110,7 +110,8 @@ class InMemoryFakeRuntime implements FakeRuntime {
     const behaviour = this.#taskScripts.get(spec.taskId) ?? this.#deployScripts.get(spec.deployId) ?? 'start';
     if (typeof behaviour === 'object' && 'error' in behaviour) return { kind: 'error', message: behaviour.error };
     if (typeof behaviour === 'object' && 'waiting' in behaviour) return { kind: 'waiting', reason: behaviour.waiting };
-    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined) {
+    // A container may run its image's own command.
+    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined && !spec.container) {
       return { kind: 'error', message: 'The deploy has neither command nor arguments' };
     }
     const short = this.#ledger.shortfall(spec);
