@@ -148,6 +148,11 @@ export class Executor {
       return next;
     });
     if (started) this.#watchHealth(started, deploy);
+    else {
+      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+      await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
+      await runtime.release(result.handle);
+    }
   }
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */

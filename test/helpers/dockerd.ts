@@ -148,6 +148,12 @@ export class Dockerd {
     this.#pid = undefined;
   }
 
+  /** Remove every container (between tests: what a killed Fledge left running). */
+  async removeAllContainers(): Promise<void> {
+    const all = await this.client.listContainers([]);
+    await Promise.all(all.map((c) => this.client.removeContainer(c.Id, { force: true })));
+  }
+
   /** Remove every container, stop the daemon, kill leftovers, unmount, remove its directories. */
   async stop(): Promise<void> {
     if (this.#pid !== undefined && alive(this.#pid)) {
