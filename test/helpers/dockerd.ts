@@ -57,6 +57,7 @@ export class Dockerd {
 
   /** Start (or restart) the daemon and wait until it answers /_ping. */
   async start(): Promise<this> {
+    this.#clearStaleContainerd();
     try {
       await this.#spawn(this.#storage);
     } catch (err) {
@@ -114,6 +115,31 @@ export class Dockerd {
     ).catch((err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- dockerd log ---\n${this.log().slice(-3000)}`);
     });
+  }
+
+  /**
+   * A SIGKILLed dockerd leaves containerd's pid file behind, and the dead containerd may linger
+   * as a zombie for a while: a restarted dockerd takes the pid for a live containerd and waits
+   * for it in vain. Remove the file (after killing a containerd of ours that really lives on).
+   */
+  #clearStaleContainerd(): void {
+    const file = path.join(this.execRoot, 'containerd', 'containerd.pid');
+    let pid: number;
+    try {
+      pid = Number(readFileSync(file, 'utf8').trim());
+    } catch {
+      return;
+    }
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(this.dir)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      const deadline = Date.now() + 5_000;
+      while (alive(pid) && Date.now() < deadline) execFileSync('sleep', ['0.05']);
+    }
+    rmSync(file, { force: true });
   }
 
   log(): string {

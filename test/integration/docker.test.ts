@@ -202,6 +202,49 @@ describe('Docker hosts through fledge serve', () => {
     );
   });
 
+  it('marks a Docker host UNREACHABLE while its daemon is down and places on it again once it answers', async () => {
+    // A second daemon next to the first: two hosts on this machine, distinct port ranges.
+    const other = await startDockerd({ name: 'second host' });
+    try {
+      await importTestImage(other.client);
+      const otherPorts = reservePorts(50);
+      const fledge = await startFledgeProcess({
+        portRange: LOCAL_PORTS,
+        args: [...dockerHostArgs(other, otherPorts, 'd2'), '--host-unreachable-seconds', '1'],
+      });
+      const state = async () => (await fledge.client.getHost('d2')).state;
+      expect(await state()).toBe('ACTIVE');
+      other.kill('SIGKILL');
+      await waitFor(async () => (await state()) === 'UNREACHABLE', { timeoutMs: 15_000, message: 'd2 to be UNREACHABLE' });
+      const agents = (await (await fetch(`${fledge.url}/api/agents`)).json()) as {
+        id: string;
+        currentState: { state: string; message: string };
+      }[];
+      expect(agents.find((a) => a.id === 'd2')?.currentState).toMatchObject({
+        state: 'DEAD',
+        message: expect.stringMatching(/^UNREACHABLE: /),
+      });
+
+      await fledge.client.createRequest(serviceRequest('later', 1));
+      await fledge.client.createDeploy(dockerDeploy('later', 'v1', image));
+      const waiting = await waitFor(async () => (await fledge.client.requestTasks('later'))[0]?.waitingReason, {
+        timeoutMs: 10_000,
+        message: 'the task to wait for the host',
+      });
+      expect(waiting).toMatch(/^host d2 is UNREACHABLE \(/);
+
+      await other.start();
+      await waitFor(async () => (await state()) === 'ACTIVE', { timeoutMs: 15_000, message: 'd2 to answer again' });
+      expect((await waitForDeployResult(fledge.client, 'later', 'v1', 30_000)).deployResult.deployState).toBe('SUCCEEDED');
+      const [task] = await waitForHealthyTasks(fledge.client, 'later', { count: 1 });
+      expect(task).toMatchObject({ host: 'd2' });
+      expect(otherPorts.from <= task!.ports[0]! && task!.ports[0]! <= otherPorts.to).toBe(true);
+    } finally {
+      await cleanupRestarted();
+      await other.stop();
+    }
+  });
+
   it('re-adopts every container after a SIGKILL mid-deploy, learns an exit that happened meanwhile, and finishes the deploy', async () => {
     const first = await start();
     await first.client.createRequest(serviceRequest('web', 3));
