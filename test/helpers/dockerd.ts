@@ -18,6 +18,8 @@ export interface DockerdOptions {
   name?: string;
   /** storage driver; default overlay2 (FLEDGE_TEST_DOCKER_STORAGE overrides), vfs when overlay2 cannot start */
   storageDriver?: string;
+  /** more dockerd flags (e.g. a tcp listener with --tlsverify) */
+  args?: string[];
 }
 
 const running = new Set<Dockerd>();
@@ -31,6 +33,7 @@ export class Dockerd {
   readonly client: DockerClient;
   #pid: number | undefined;
   #storage: string;
+  readonly #args: string[];
 
   constructor(options: DockerdOptions = {}) {
     this.name = options.name ?? 'dockerd';
@@ -40,6 +43,7 @@ export class Dockerd {
     this.endpoint = `unix://${this.socket}`;
     this.client = new DockerClient({ kind: 'unix', socketPath: this.socket }, { timeoutMs: 20_000 });
     this.#storage = options.storageDriver ?? process.env.FLEDGE_TEST_DOCKER_STORAGE ?? 'overlay2';
+    this.#args = options.args ?? [];
     writeFileSync(path.join(this.dir, 'daemon.json'), '{}\n');
   }
 
@@ -89,6 +93,7 @@ export class Dockerd {
       '--ip-masq=false',
       `--storage-driver=${storage}`,
       '--log-level=warn',
+      ...this.#args,
     ];
     let child: ChildProcess;
     try {

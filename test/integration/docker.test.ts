@@ -19,6 +19,9 @@ import {
 import { cleanup, leakedProcesses, startFledgeProcess, trackTasks, type FledgeProcess } from '../helpers/fledge-process.ts';
 import { cleanupRestarted, killAndRestart } from '../helpers/fledge-restart.ts';
 import { reservePorts } from '../helpers/ports.ts';
+import { makeTlsFiles } from '../helpers/tls-certs.ts';
+import { DockerClient, DockerUnreachableError } from '../../src/runtimes/docker/client.ts';
+import { rmSync } from 'node:fs';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const LOCAL_PORTS = reservePorts(50);
@@ -242,6 +245,62 @@ describe('Docker hosts through fledge serve', () => {
     } finally {
       await cleanupRestarted();
       await other.stop();
+    }
+  });
+
+  it('drives a Docker host over tcp with TLS client certificates', async () => {
+    const tls = makeTlsFiles();
+    const [port] = [reservePorts(1).from];
+    const secured = await startDockerd({
+      name: 'tls host',
+      args: [
+        '-H',
+        `tcp://127.0.0.1:${port}`,
+        '--tlsverify',
+        `--tlscacert=${tls.ca}`,
+        `--tlscert=${tls.serverCert}`,
+        `--tlskey=${tls.serverKey}`,
+      ],
+    });
+    try {
+      await importTestImage(secured.client);
+      const withCert = new DockerClient({
+        kind: 'tcp',
+        host: '127.0.0.1',
+        port: port!,
+        tls: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey },
+      });
+      await withCert.ping();
+      withCert.close();
+      // Without a client certificate the daemon refuses the connection.
+      const without = new DockerClient({ kind: 'tcp', host: '127.0.0.1', port: port!, tls: { ca: tls.ca } }, { timeoutMs: 3_000 });
+      await expect(without.ping()).rejects.toBeInstanceOf(DockerUnreachableError);
+      without.close();
+
+      const tlsPorts = reservePorts(50);
+      const fledge = await startFledgeProcess({
+        portRange: LOCAL_PORTS,
+        args: [
+          '--docker-host',
+          `id=secure,endpoint=tcp://127.0.0.1:${port},ports=${tlsPorts.from}-${tlsPorts.to}`,
+          '--docker-tls-ca',
+          tls.ca,
+          '--docker-tls-cert',
+          tls.clientCert,
+          '--docker-tls-key',
+          tls.clientKey,
+        ],
+      });
+      await fledge.client.createRequest(serviceRequest('tls', 1));
+      await fledge.client.createDeploy(dockerDeploy('tls', 'v1', image));
+      expect((await waitForDeployResult(fledge.client, 'tls', 'v1', 30_000)).deployResult.deployState).toBe('SUCCEEDED');
+      const [task] = await waitForHealthyTasks(fledge.client, 'tls', { count: 1 });
+      expect(task).toMatchObject({ host: 'secure', address: '127.0.0.1' });
+      expect((await fledge.client.getHost('secure')).capacity?.cpus).toBeGreaterThan(0);
+    } finally {
+      await cleanupRestarted();
+      await secured.stop();
+      rmSync(tls.dir, { recursive: true, force: true });
     }
   });
 

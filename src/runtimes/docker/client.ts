@@ -135,7 +135,9 @@ export class DockerClient {
     const fullPath = `/v${DOCKER_API_VERSION}${path}${qs}`;
     const streamBody = isReadable(options.body) ? options.body : undefined;
     const json = options.body !== undefined && !streamBody ? Buffer.from(JSON.stringify(options.body)) : undefined;
-    const headers: Record<string, string | number> = { Host: 'docker' };
+    // TLS checks the daemon's certificate against the Host: name the real host on tcp.
+    const e0 = this.endpoint;
+    const headers: Record<string, string | number> = { Host: e0.kind === 'unix' ? 'docker' : `${e0.host.includes(':') ? `[${e0.host}]` : e0.host}:${e0.port}` };
     if (json) {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = json.length;
