@@ -137,7 +137,9 @@ export class DockerClient {
     const json = options.body !== undefined && !streamBody ? Buffer.from(JSON.stringify(options.body)) : undefined;
     // TLS checks the daemon's certificate against the Host: name the real host on tcp.
     const e0 = this.endpoint;
-    const headers: Record<string, string | number> = { Host: e0.kind === 'unix' ? 'docker' : `${e0.host.includes(':') ? `[${e0.host}]` : e0.host}:${e0.port}` };
+    const headers: Record<string, string | number> = {
+      Host: e0.kind === 'unix' ? 'docker' : `${e0.host.includes(':') ? `[${e0.host}]` : e0.host}:${e0.port}`,
+    };
     if (json) {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = json.length;
