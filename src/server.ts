@@ -17,6 +17,7 @@ import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
+import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
 import type { Store } from './store/types.ts';
@@ -56,6 +57,13 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     opened.push(() => runtime.close());
     await hosts.start();
     opened.push(() => hosts.close());
+    const overlap = ephemeralOverlap(config.portRange);
+    if (overlap) {
+      logger.warn(
+        { portRange: config.portRange, ephemeral: overlap.ephemeral },
+        `task ports ${overlap.from}-${overlap.to} are inside the kernel's ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may take one; choose --port-range-from/--port-range-to outside ${overlap.ephemeral.from}-${overlap.ephemeral.to}`,
+      );
+    }
     const balancer =
       config.lb === 'builtin'
         ? await createBalancer({
@@ -91,6 +99,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       backoffMaxMillis: 60_000,
       capacityRetryMillis: 1000,
       decisionLogLimit: 500,
+      launchBatchSize: 100,
       serverChecks: checks.serverCheckNames,
       serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
       ...options.settings,

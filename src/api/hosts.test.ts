@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/clock.ts';
 import { EventBus } from '../core/events.ts';
-import { createTask } from '../core/plan.ts';
+import { createTask } from '../core/tasks.ts';
 import { HostRegistry } from '../hosts/registry.ts';
 import { HostRuntime } from '../hosts/host-runtime.ts';
 import type { HostDefinition } from '../hosts/types.ts';

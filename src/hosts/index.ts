@@ -3,9 +3,8 @@
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../logger.ts';
 import { DockerClient, parseEndpoint, type DockerTls } from '../runtimes/docker/client.ts';
-import { createDockerRuntime } from '../runtimes/docker/docker-runtime.ts';
 import type { Capacity, PortRange } from '../runtimes/ledger.ts';
-import { createProcessRuntime } from '../runtimes/process/process-runtime.ts';
+import { createRuntime } from '../runtimes/index.ts';
 import type { Store } from '../store/types.ts';
 import { HostRuntime } from './host-runtime.ts';
 import { HostRegistry, type HostEntry } from './registry.ts';
@@ -40,7 +39,8 @@ export function createHosts(config: HostsConfig, deps: { store: Store; clock: Cl
   const entries: HostEntry[] = [
     {
       definition: local,
-      runtime: createProcessRuntime({
+      runtime: createRuntime({
+        kind: 'process',
         dataDir: config.dataDir,
         portRange: config.portRange,
         capacity: config.capacity,
@@ -59,7 +59,8 @@ export function createHosts(config: HostsConfig, deps: { store: Store; clock: Cl
     const client = new DockerClient(endpoint);
     entries.push({
       definition: def,
-      runtime: createDockerRuntime({
+      runtime: createRuntime({
+        kind: 'docker',
         hostId: def.id,
         client,
         address: def.address,

@@ -233,13 +233,13 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   const running = [...sandboxes.values()].filter((s) => groupIsOurs(s.pid, s.startTime) && groupMembers(s.pid).length > 0);
   expect(
     running
-      .filter((s) => liveById.get(s.taskId)?.pid !== s.pid)
+      .filter((s) => liveById.get(s.taskId)?.pgid !== s.pid)
       .map((s) => `${s.taskId} (pid ${s.pid}, API: ${JSON.stringify(liveById.get(s.taskId)?.state)})`),
     'task processes running without a live task in the API',
   ).toEqual([]);
   for (const t of live) {
-    expect(t.pid, `live task ${t.taskId.id} has a pid`).toBeTypeOf('number');
-    expect(isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime), `process of live task ${t.taskId.id}`).toBe(true);
+    expect(t.pgid, `live task ${t.taskId.id} has a process group`).toBeTypeOf('number');
+    expect(isRunning(t.pgid!, sandboxes.get(t.taskId.id)?.startTime), `process of live task ${t.taskId.id}`).toBe(true);
   }
   const ended = await endedTasks(fledge);
   const everSeen = new Set([...before.tasks, ...after.first.tasks].map((t) => t.taskId.id));
@@ -254,8 +254,8 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
     .filter((t) => typeof t.pid === 'number')
     .filter(
       (t) =>
-        isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime) ||
-        (groupIsOurs(t.pid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pid!).length > 0),
+        isRunning(t.pgid!, sandboxes.get(t.taskId.id)?.startTime) ||
+        (groupIsOurs(t.pgid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pgid!).length > 0),
     )
     .map((t) => `${t.taskId.id} (${t.state}, pid ${t.pid})`);
   expect(stillRunning, 'tasks the API says ended whose processes still run').toEqual([]);
@@ -418,7 +418,7 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
       s.tasks.some((t) => t.taskId.id === oldOne.taskId.id && t.state === 'TASK_KILLING'),
     );
     // The old service really is still there, past its SIGTERM.
-    expect(groupMembers(oldOne.pid!).length, 'processes of old #1 when the scheduler is killed').toBeGreaterThan(0);
+    expect(groupMembers(oldOne.pgid!).length, 'processes of old #1 when the scheduler is killed').toBeGreaterThan(0);
 
     const after = await killAndRestartServer(name, fledge, before, 'v2');
     // Old #1 ends, and by then its processes are gone: an ended task holds no port.
@@ -429,7 +429,7 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
       },
       { timeoutMs: 15_000, intervalMs: 20, message: 'old #1 to end after the restart' },
     );
-    expect(groupMembers(oldOne.pid!), `processes of old #1 still running when the API says ${gone.state}`).toEqual([]);
+    expect(groupMembers(oldOne.pgid!), `processes of old #1 still running when the API says ${gone.state}`).toEqual([]);
     const sigtermAt = before.tasks
       .find((t) => t.taskId.id === oldOne.taskId.id)
       ?.taskUpdates?.find((u) => u.taskState === 'TASK_KILLING')?.timestamp;
