@@ -264,7 +264,7 @@ export class DockerRuntime implements Runtime {
         memoryMb: spec.memoryMb,
         labels: this.#labels(spec, ports, literal),
       });
-      mkdirSync(sandbox, { recursive: true });
+      this.#makeSandbox(sandbox);
       rmSync(path.join(sandbox, EXIT_FILE), { force: true });
       const file: TaskFile = {
         taskId: spec.taskId,
@@ -355,7 +355,7 @@ export class DockerRuntime implements Runtime {
   async #resume(taskId: string, c: ContainerInspect): Promise<StartResult> {
     const ports = labelPorts(c.Config.Labels?.[LABELS.ports]);
     const sandbox = this.sandboxPath(taskId);
-    mkdirSync(sandbox, { recursive: true });
+    this.#makeSandbox(sandbox);
     if (c.State.Status === 'created') await this.client.startContainer(c.Id);
     const status = await this.#recoverContainer(taskId, c, false);
     if (status.state === 'exited' && !this.#reported.has(taskId)) queueMicrotask(() => this.#report(taskId, status));
@@ -393,6 +393,13 @@ export class DockerRuntime implements Runtime {
   #ours(c: ContainerInspect, taskId: string): boolean {
     const labels = c.Config.Labels ?? {};
     return labels[LABELS.installation] === this.#o.installationId && labels[LABELS.task] === taskId;
+  }
+
+  /** Sandboxes hold the tasks' output: only the scheduler's user may read them. */
+  #makeSandbox(sandbox: string): void {
+    const hosts = path.dirname(path.dirname(this.#root));
+    if (!existsSync(hosts)) mkdirSync(hosts, { recursive: true, mode: 0o700 });
+    mkdirSync(sandbox, { recursive: true, mode: 0o700 });
   }
 
   containerName(taskId: string): string {
@@ -656,7 +663,7 @@ export class DockerRuntime implements Runtime {
   }
 
   #untracked(taskId: string, c: ContainerInspect, sandbox: string): Tracked {
-    mkdirSync(sandbox, { recursive: true });
+    this.#makeSandbox(sandbox);
     return { taskId, containerId: c.Id, sandbox, memoryMb: Number(c.Config.Labels?.[LABELS.memoryMb]) || 0 };
   }
 
@@ -699,7 +706,7 @@ export class DockerRuntime implements Runtime {
 
   async #recoverContainer(taskId: string, c: ContainerInspect, remember: boolean): Promise<TaskStatus> {
     const sandbox = this.sandboxPath(taskId);
-    mkdirSync(sandbox, { recursive: true });
+    this.#makeSandbox(sandbox);
     const labels = c.Config.Labels ?? {};
     const memoryMb = Number(labels[LABELS.memoryMb]) || 0;
     const fresh = await this.client.inspectContainer(c.Id);

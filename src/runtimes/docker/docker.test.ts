@@ -2,7 +2,7 @@
 // built here (test/helpers/docker-images.ts): the runtime contract, then what is Docker's own
 // (limits, OOM kills, images, BRIDGE port mappings, docker run options, re-adoption, logs).
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -184,6 +184,9 @@ describe('docker runtime', () => {
       [LABELS.ports]: ports.join(','),
     });
     expect(handle).toMatchObject({ host: 'd1', address: '127.0.0.1', ports });
+    // The output of tasks is the scheduler user's alone.
+    expect(statSync(path.join(s.dataDir, 'hosts')).mode & 0o777).toBe(0o700);
+    expect(statSync(s.runtime.sandboxPath('limits')).mode & 0o777).toBe(0o700);
   });
 
   it('reports an OOM kill as such', async () => {
