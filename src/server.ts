@@ -1,4 +1,5 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
+import { randomUUID } from 'node:crypto';
 import { chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +17,10 @@ import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
 import { EventBus } from './core/events.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
+import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
-import { createRuntime } from './runtimes/index.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
@@ -31,6 +32,7 @@ export interface FledgeServer {
   lbUrl?: string;
   store: Store;
   runtime: Runtime;
+  hosts: HostRegistry;
   balancer?: Balancer;
   loop: ReconcileLoop;
   /** the admin token of <dataDir>/admin.token (absent with --no-auth), for in-process tests */
@@ -62,14 +64,12 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
     const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
     const lbLimits = { ...config.lbLimits, trustForwardedFrom: config.trustForwardedFrom };
-    const runtime = createRuntime({
-      kind: 'process',
-      dataDir: config.dataDir,
-      portRange: config.portRange,
-      capacity: config.capacity,
-      logger,
-    });
+    // Containers are labelled with this id, so a restarted Fledge adopts its own and no other's.
+    const installationId = await store.ensureMeta('installation-id', randomUUID().replaceAll('-', ''));
+    const { registry: hosts, runtime } = createHosts(config, { store, clock, logger, installationId });
     opened.push(() => runtime.close());
+    await hosts.start();
+    opened.push(() => hosts.close());
     const overlap = ephemeralOverlap(config.portRange);
     if (overlap) {
       logger.warn(
@@ -139,6 +139,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       store,
       service,
       runtime,
+      hosts,
       events,
       clock,
       containers: runtime.capabilities().containers,
@@ -172,6 +173,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       ...(lbAddress ? { lbUrl: `http://${urlHost(config.lbHost)}:${lbAddress.port}` } : {}),
       store,
       runtime,
+      hosts,
       ...(balancer ? { balancer } : {}),
       loop,
       async close() {
@@ -182,6 +184,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         });
         await loop.close();
         await balancer?.close();
+        await hosts.close();
         await runtime.close();
         await store.close();
         releaseLock();

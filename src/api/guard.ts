@@ -334,7 +334,8 @@ function securityHeaders(c: Context): void {
 
 /** The request, deploy and task a call is about: route parameters, then the body's fields. */
 function idsOf(c: Context, routeKey: string | undefined, body: string): CallState['audit'] {
-  const params = routeKey ? paramsOf(routeKey.slice(routeKey.indexOf(' ') + 1), c.req.path) : {};
+  const pattern = routeKey ? routeKey.slice(routeKey.indexOf(' ') + 1) : '';
+  const params = routeKey ? paramsOf(pattern, c.req.path) : {};
   let parsed: Record<string, unknown> = {};
   if (body !== '') {
     try {
@@ -348,7 +349,8 @@ function idsOf(c: Context, routeKey: string | undefined, body: string): CallStat
   const str = (v: unknown) => (typeof v === 'string' ? clip(v, MAX_FIELD) : undefined);
   return {
     requestId:
-      str(params.id) ??
+      // `:id` is a request's only under /request/ (a host's elsewhere)
+      (pattern.includes('/request/:id') ? str(params.id) : undefined) ??
       str(params.requestId) ??
       str(parsed.requestId) ??
       str(deploy.requestId) ??

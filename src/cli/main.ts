@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
 import { registerDeploy } from './commands/deploy.ts';
+import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
@@ -46,6 +47,7 @@ function buildProgram(ctx: Ctx): Command {
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);
+  registerHost(program, ctx);
   registerToken(program, ctx);
   return program;
 }

@@ -203,5 +203,25 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect(await store.pruneAudit(3)).toBe(4);
       expect((await store.listAudit({ limit: 10 })).map((r) => r.at)).toEqual([T0 + 6, T0 + 5, T0 + 4]);
     });
+
+    it('keeps host states, updating one by id', async () => {
+      const host = (id: string, state: 'ACTIVE' | 'DECOMMISSIONING', at: number) => ({
+        id,
+        firstSeenAt: T0,
+        current: { state, timestamp: at, message: `${id} ${state}` },
+        history: [{ state, timestamp: at }],
+      });
+      expect(await store.listHosts()).toEqual([]);
+      await store.putHost(host('d2', 'ACTIVE', T0));
+      await store.putHost(host('d1', 'ACTIVE', T0));
+      await store.putHost(host('d2', 'DECOMMISSIONING', T0 + 1));
+      expect(await store.listHosts()).toEqual([host('d1', 'ACTIVE', T0), host('d2', 'DECOMMISSIONING', T0 + 1)]);
+    });
+
+    it('stores a meta value once: the first writer wins', async () => {
+      expect(await store.ensureMeta('installation-id', 'first')).toBe('first');
+      expect(await store.ensureMeta('installation-id', 'second')).toBe('first');
+      expect(await Promise.all([store.ensureMeta('k', 'a'), store.ensureMeta('k', 'b')])).toEqual(['a', 'a']);
+    });
   });
 }

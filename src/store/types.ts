@@ -3,6 +3,7 @@
 import type { Deploy, RequestRecord, TaskRecord } from '../core/model.ts';
 import type { DeployResult, PendingDeploy, DeployProgress } from '../core/deploy/types.ts';
 import type { Role } from '../auth/roles.ts';
+import type { HostRecord } from '../hosts/types.ts';
 
 export interface DeployHistoryEntry {
   requestId: string;
@@ -117,6 +118,13 @@ export interface Store {
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
   /** Keeps the newest `keep` audit records; returns how many were deleted. */
   pruneAudit(keep: number): Promise<number>;
+
+  /** Hosts' states, by id. */
+  listHosts(): Promise<HostRecord[]>;
+  putHost(host: HostRecord): Promise<void>;
+
+  /** The value stored under `key`, storing `value` first when there is none (atomic). */
+  ensureMeta(key: string, value: string): Promise<string>;
 
   close(): Promise<void>;
 }

@@ -200,6 +200,7 @@ describe('toJsonSchema', () => {
       'DeployDecisionBody',
       'RollbackBody',
       'KillTaskBody',
+      'HostChangeBody',
       'CreateTokenBody',
     ]);
     for (const schema of Object.values(all)) {

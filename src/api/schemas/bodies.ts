@@ -57,6 +57,13 @@ export const createTokenSchema = actionBody('token body', {
     .regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
   role: z.enum(ROLES),
 });
+// SingularityMachineChangeRequest: the body of a host (agent) state change.
+export const hostChangeSchema = actionBody('host state change body', { message }, [
+  'actionId',
+  'durationMillis',
+  'revertToState',
+  'killTasksOnDecommissionTimeout',
+]);
 export const runSchema = actionBody('run body', { commandLineArgs: list(text(LIMITS.command), LIMITS.arguments).optional(), message }, [
   'actionId',
   'skipHealthchecks',

@@ -272,6 +272,52 @@ describe('input bounds: deploy', () => {
   });
 });
 
+const docker = (extra: Record<string, unknown>, info: Record<string, unknown> = {}) => ({
+  containerInfo: { type: 'DOCKER', docker: { image: 'a', ...extra }, ...info },
+});
+const CONTAINER: Case[] = [
+  ['docker parameters (map)', docker({}), docker({ parameters: keys(201, 'v') }), 'deploy.containerInfo.docker.parameters'],
+  [
+    'a docker volume driver option',
+    docker(
+      {},
+      {
+        volumes: [
+          { containerPath: '/d', source: { type: 'DOCKER_VOLUME', dockerVolume: { name: 'v', driverOptions: keys(LIMITS.list, 'o') } } },
+        ],
+      },
+    ),
+    docker(
+      {},
+      {
+        volumes: [
+          {
+            containerPath: '/d',
+            source: { type: 'DOCKER_VOLUME', dockerVolume: { name: 'v', driverOptions: keys(LIMITS.list + 1, 'o') } },
+          },
+        ],
+      },
+    ),
+    'deploy.containerInfo.volumes[0].source.dockerVolume.driverOptions',
+  ],
+  [
+    'a port given as text',
+    docker({ network: 'BRIDGE', portMappings: [{ containerPort: '80', hostPort: 0, hostPortType: 'FROM_OFFER' }] }),
+    docker({ network: 'BRIDGE', portMappings: [{ containerPort: '8'.repeat(11), hostPort: 0 }] }),
+    'deploy.containerInfo.docker.portMappings[0].containerPort',
+  ],
+  ['networkInfos', docker({}, {}), docker({}, { networkInfos: items(LIMITS.list + 1, {}) }), 'deploy.containerInfo.networkInfos'],
+];
+
+describe('input bounds: containerInfo', () => {
+  it.each(CONTAINER)('%s: at the bound accepted, past it a 400 naming the field', (_what, within, past, field) => {
+    const good = parseInput(schemas.deploy(true), { ...base, ...within });
+    expect(good.ok ? '' : good.message).toBe('');
+    const bad = parseInput(schemas.deploy(true), { ...base, ...past });
+    expect(fieldsOf(bad).some((f) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`))).toBe(true);
+  });
+});
+
 const REQUEST: Case[] = [
   ['instances', { instances: LIMITS.instances }, { instances: 2147483648 }, 'instances'],
   ['owners', { owners: items(LIMITS.list, 'a@b') }, { owners: items(LIMITS.list + 1, 'a@b') }, 'owners'],

@@ -5,6 +5,7 @@ import {
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
+  hostChangeSchema,
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
@@ -30,5 +31,6 @@ export const schemas = {
   deployDecision: deployDecisionSchema,
   rollback: rollbackSchema,
   killTask: killTaskSchema,
+  hostChange: hostChangeSchema,
   createToken: createTokenSchema,
 } as const;

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql, type Generated } from 'kysely';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployResult, DeployProgress, PendingDeploy } from '../../core/deploy/types.ts';
+import type { HostRecord } from '../../hosts/types.ts';
 import { isRole } from '../../auth/roles.ts';
 import {
   StoreConflictError,
@@ -55,6 +56,8 @@ interface Tables {
     source: string;
     status: number;
   };
+  hosts: { id: string; state: string; doc: string; updated_at: number };
+  meta: { key: string; value: string };
 }
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -323,6 +326,30 @@ class SqliteStore implements Store {
     if (!cut) return 0;
     const result = await this.#db.deleteFrom('audit').where('id', '<=', cut.id).executeTakeFirst();
     return Number(result.numDeletedRows);
+  }
+
+  async listHosts(): Promise<HostRecord[]> {
+    const rows = await this.#db.selectFrom('hosts').select('doc').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.doc) as HostRecord);
+  }
+
+  async putHost(host: HostRecord): Promise<void> {
+    const row = { id: host.id, state: host.current.state, doc: JSON.stringify(host), updated_at: this.#now() };
+    await this.#db
+      .insertInto('hosts')
+      .values(row)
+      .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, doc: row.doc, updated_at: row.updated_at }))
+      .execute();
+  }
+
+  async ensureMeta(key: string, value: string): Promise<string> {
+    await this.#db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    const row = await this.#db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirstOrThrow();
+    return row.value;
   }
 
   async close(): Promise<void> {
