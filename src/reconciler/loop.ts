@@ -13,18 +13,20 @@ import { Plan } from '../core/plan.ts';
 import { stepRequest } from '../core/request/step.ts';
 import type { ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
-import { KeyedMutex } from './locks.ts';
+import { KeyedMutex, type RequestLocks } from './locks.ts';
 import { observeRequest } from './observe.ts';
 
 export interface LoopDeps extends EngineDeps {
   events?: EventBus;
+  /** per-request locks; default in-process (the store's when several schedulers share it) */
+  locks?: RequestLocks;
   /** false in component tests, which call tick() themselves */
   timers?: boolean;
   safetyTickMillis?: number;
 }
 
 export class ReconcileLoop {
-  readonly locks = new KeyedMutex();
+  readonly locks: RequestLocks;
   readonly events: EventBus;
   readonly executor: Executor;
   readonly #deps: LoopDeps;
@@ -39,6 +41,7 @@ export class ReconcileLoop {
 
   constructor(deps: LoopDeps) {
     this.#deps = deps;
+    this.locks = deps.locks ?? new KeyedMutex();
     this.events = deps.events ?? new EventBus();
     this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
   }

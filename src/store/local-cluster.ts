@@ -48,11 +48,17 @@ export class LocalCluster implements ClusterStore {
 
   async heartbeat(self: SchedulerInfo): Promise<void> {
     const now = this.#now();
-    this.#schedulers.set(self.id, { ...self, startedAt: this.#schedulers.get(self.id)?.startedAt ?? now, heartbeatAt: now });
+    this.#schedulers.set(self.id, {
+      ...self,
+      startedAt: this.#schedulers.get(self.id)?.startedAt ?? now,
+      heartbeatAt: now,
+      heartbeatAgeMs: 0,
+    });
   }
 
   async listSchedulers(): Promise<SchedulerView[]> {
-    return [...this.#schedulers.values()].map((s) => ({ ...s }));
+    const now = this.#now();
+    return [...this.#schedulers.values()].map((s) => ({ ...s, heartbeatAgeMs: Math.max(0, now - s.heartbeatAt) }));
   }
 
   async removeScheduler(id: string): Promise<void> {

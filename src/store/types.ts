@@ -64,6 +64,8 @@ export interface SchedulerView extends SchedulerInfo {
   startedAt: number;
   /** the store's clock, millis */
   heartbeatAt: number;
+  /** how long ago that was, by the store's clock */
+  heartbeatAgeMs: number;
 }
 
 export interface Lease extends Fence {

@@ -148,7 +148,9 @@ export class PgCluster implements ClusterStore {
         version: string;
         started_at: number;
         heartbeat_at: number;
-      }>`select id, url, hostname, machine, pid, data_dir, version, ${ms('started_at')} as started_at, ${ms('heartbeat_at')} as heartbeat_at
+        age_ms: number;
+      }>`select id, url, hostname, machine, pid, data_dir, version, ${ms('started_at')} as started_at, ${ms('heartbeat_at')} as heartbeat_at,
+           (extract(epoch from clock_timestamp() - heartbeat_at) * 1000)::bigint as age_ms
          from schedulers order by started_at, id`.execute(db);
       return r.rows.map((s) => ({
         id: s.id,
@@ -160,6 +162,7 @@ export class PgCluster implements ClusterStore {
         version: s.version,
         startedAt: Number(s.started_at),
         heartbeatAt: Number(s.heartbeat_at),
+        heartbeatAgeMs: Math.max(0, Number(s.age_ms)),
       }));
     });
   }

@@ -41,6 +41,9 @@ import {
 } from '../types.ts';
 import { applicationName, PgCluster } from './cluster.ts';
 import { storeError } from './errors.ts';
+import { redactUrl } from '../spec.ts';
+
+export { redactUrl } from '../spec.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 /** advisory lock classes: per-request locks, and the migration lock */
@@ -70,17 +73,6 @@ interface TxContext {
   /** store operations inside the transaction run one at a time, in order */
   queue: Promise<unknown>;
   notifications: { channel: NotifyChannel; payload: string }[];
-}
-
-/** The URL without its password, for logs and `description`. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable URL)';
-  }
 }
 
 // int8 (counts, millis) as numbers: every value Fledge stores fits in 2^53.
