@@ -80,17 +80,16 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const serverChecks = await loadServerChecks(config.checkModules);
     const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };
     // The leadership and the relay are built once the URL is known; calls before that wake nobody.
-    let relay: Relay | undefined;
+    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
     const service = new FledgeService({
       store,
       locks,
       clock,
       events,
-      wake: (id) => relay?.wake(id),
+      wake: (id) => late.relay?.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => serverChecks.map((c) => c.name),
     });
-    let leadership: Leadership<LeaderTerm> | undefined;
     const app = createApp({
       store,
       service,
@@ -99,7 +98,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       clock,
       containers: runtime.capabilities().containers,
       logger,
-      cluster: async () => (leadership ? leadership.view() : { leader: null, schedulers: [] }),
+      cluster: async () => (late.leadership ? late.leadership.view() : { leader: null, schedulers: [] }),
     });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
@@ -124,7 +123,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const startTerm = async (lease: Lease, guard: () => boolean): Promise<LeaderTerm> => {
       const parts: (() => Promise<void>)[] = [];
       try {
-        const termStore = fencedStore(store, lease, () => leadership?.fenced());
+        const termStore = fencedStore(store, lease, () => late.leadership?.fenced());
         const termRuntime = createRuntime({ kind: 'process', ...runtimeOptions, peerDataDirs });
         parts.push(() => termRuntime.close());
         const balancer = await startBalancer(config, logger, guard);
@@ -177,7 +176,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       }
     };
 
-    leadership = new Leadership<LeaderTerm>({
+    const lead = new Leadership<LeaderTerm>({
       cluster: store.cluster,
       self,
       termMs: config.lease.termMs,
@@ -185,8 +184,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       logger,
       startTerm,
     });
-    const lead = leadership;
-    relay = new Relay({
+    late.leadership = lead;
+    const theRelay = new Relay({
       store,
       events,
       selfId: schedulerId,
@@ -194,8 +193,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       leading: () => lead.leading,
       wakeLocal: (id) => lead.term?.loop.wake(id),
     });
-    await relay.start();
-    const theRelay = relay;
+    late.relay = theRelay;
+    await theRelay.start();
     opened.push(() => theRelay.close());
     opened.push(() => lead.close());
     await lead.start();
