@@ -8,6 +8,7 @@ import { registerDeploy } from './commands/deploy.ts';
 import { registerRequest } from './commands/request.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
+import { registerStatus } from './commands/status.ts';
 import { registerTask } from './commands/task.ts';
 import { Ctx, UsageError, type CliIo } from './context.ts';
 
@@ -45,6 +46,7 @@ function buildProgram(ctx: Ctx): Command {
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);
+  registerStatus(program, ctx);
   return program;
 }
 
