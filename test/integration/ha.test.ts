@@ -420,6 +420,8 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
           timeoutMs: 10_000,
           intervalMs: 20,
           message: 'the thawed leader to step down',
+        }).catch((err: unknown) => {
+          throw new Error(`${String(err)}\n--- its output ---\n${frozen.output().slice(-6000)}`);
         });
         const state = await frozen.client.state();
         expect(state.leader).toMatchObject({ id: (await next.client.state()).leader?.id, self: false });
