@@ -9,6 +9,7 @@ import { registerRequest } from './commands/request.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
 import { registerStatus } from './commands/status.ts';
+import { registerStore } from './commands/store.ts';
 import { registerTask } from './commands/task.ts';
 import { Ctx, UsageError, type CliIo } from './context.ts';
 
@@ -47,6 +48,7 @@ function buildProgram(ctx: Ctx): Command {
   registerTask(program, ctx);
   registerState(program, ctx);
   registerStatus(program, ctx);
+  registerStore(program, ctx);
   return program;
 }
 

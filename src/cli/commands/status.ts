@@ -7,7 +7,10 @@ import { table } from '../table.ts';
 const ago = (ms: number) => (ms < 1000 ? `${Math.round(ms)}ms ago` : `${(ms / 1000).toFixed(1)}s ago`);
 
 export function registerStatus(program: Command, ctx: Ctx): void {
-  const status = program.command('status').description('which scheduler leads, and every scheduler with its heartbeat').option('--json', 'print the API response');
+  const status = program
+    .command('status')
+    .description('which scheduler leads, and every scheduler with its heartbeat')
+    .option('--json', 'print the API response');
   status.action(async () => {
     const state = await ctx.client(status).state();
     const view = { leader: state.leader ?? null, schedulers: state.schedulers ?? [] };
