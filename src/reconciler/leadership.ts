@@ -126,7 +126,7 @@ export class Leadership<T extends Term> {
     if (cluster.shared) {
       this.#unlisten = await cluster.listen('fledge_lease', () => this.#kick());
     }
-    await this.#serial(() => this.#campaign(true));
+    await this.#serial(() => this.#campaign(true), true);
     if (this.#state === 'follower') logger.info({ schedulerId: self.id }, 'following: another scheduler leads');
     this.#schedule(this.#state === 'leader' ? this.#o.renewMs : this.#campaignMs);
   }
@@ -193,11 +193,13 @@ export class Leadership<T extends Term> {
     return !this.#o.cluster.shared || this.#now() < this.#validUntil;
   }
 
-  /** One campaign/renewal at a time. */
-  #serial(fn: () => Promise<void>): Promise<void> {
+  /** One campaign/renewal at a time; failures are logged (rethrown only to `start()`). */
+  #serial(fn: () => Promise<void>, rethrow = false): Promise<void> {
     const run = this.#busy.then(fn, fn);
-    this.#busy = run.catch((err: unknown) => this.#o.logger.error({ err }, 'leadership step failed'));
-    return this.#busy;
+    this.#busy = run.catch((err: unknown) => {
+      if (!rethrow) this.#o.logger.error({ err }, 'leadership step failed');
+    });
+    return rethrow ? run : this.#busy;
   }
 
   #schedule(ms: number): void {

@@ -109,8 +109,14 @@ export class PostgresStore implements Store {
       types,
     };
     this.#pool = new pg.Pool({ ...config, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
-    // An idle client whose connection dies (the database restarts) must not crash the process.
+    // A connection that dies (the database restarts, a takeover terminates a frozen leader's
+    // sessions) must not crash the process: idle ones report to the pool, checked-out ones
+    // (inside a transaction, between statements) to their own listener. Their next query
+    // fails, as a StoreUnavailableError.
     this.#pool.on('error', (err) => this.#logger.warn({ err: err.message }, 'PostgreSQL connection lost'));
+    this.#pool.on('connect', (client) => {
+      client.on('error', (err) => this.#logger.warn({ err: err.message }, 'PostgreSQL connection lost'));
+    });
     this.#db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: this.#pool }) });
     this.#q = new SqlQueries({ insertionOrder: sql`seq` }, options.now ?? Date.now);
     this.cluster = new PgCluster({

@@ -162,6 +162,22 @@ describe('postgres store', () => {
     expect(await b.getRequest('late')).toBeUndefined();
   });
 
+  it('survives its connections being terminated inside a transaction (a takeover cutting a frozen leader off)', async () => {
+    const url = await pg.createDatabase();
+    const a = await open(url, 'cut-a');
+    await a.apply({ requests: [record('r')] });
+    await expect(
+      a.locked('r', async () => {
+        await a.getRequest('r');
+        await pg.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fledge:cut-a'");
+        // the termination reaches the client while it is checked out and idle: no crash
+        await new Promise((r) => setTimeout(r, 200));
+        return a.getRequest('r');
+      }),
+    ).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect((await a.getRequest('r'))?.state).toBe('ACTIVE');
+  });
+
   it('answers StoreUnavailableError while the database is down, and works again when it is back', async () => {
     const url = await pg.createDatabase();
     const a = await open(url);
