@@ -20,6 +20,7 @@ import { guardRuntime, Leadership } from './reconciler/leadership.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
 import { Relay } from './reconciler/relay.ts';
 import { createRuntime } from './runtimes/index.ts';
+import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
 import { urlHasPassword } from './store/spec.ts';
@@ -74,8 +75,16 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     );
     opened.push(() => store.close());
     const runtimeOptions = { dataDir: config.dataDir, portRange: config.portRange, capacity: config.capacity, logger };
-    const runtime = createRuntime({ kind: 'process', ...runtimeOptions });
+    // The API's runtime only reads logs; the leader's term starts its own.
+    const runtime = createRuntime({ kind: 'process', ...runtimeOptions, cgroups: false });
     opened.push(() => runtime.close());
+    const overlap = ephemeralOverlap(config.portRange);
+    if (overlap) {
+      logger.warn(
+        { portRange: config.portRange, ephemeral: overlap.ephemeral },
+        `task ports ${overlap.from}-${overlap.to} are inside the kernel's ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may take one; choose --port-range-from/--port-range-to outside ${overlap.ephemeral.from}-${overlap.ephemeral.to}`,
+      );
+    }
     const events = new EventBus();
     const serverChecks = await loadServerChecks(config.checkModules);
     const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };

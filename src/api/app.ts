@@ -2,7 +2,6 @@
 // (which records intent and wakes the loop) and render views; errors map in errors.ts.
 import { existsSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
@@ -16,6 +15,7 @@ import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
 import type { Logger } from '../logger.ts';
 import { openApiDocument } from './openapi.ts';
+import { UI_DIR } from '../paths.ts';
 import type { FledgeService } from './service.ts';
 import { parse, schemas } from './validate.ts';
 import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView } from './views.ts';
@@ -255,12 +255,10 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
 
-  serveUi(app, deps.uiDir ?? DEFAULT_UI_DIR);
+  serveUi(app, deps.uiDir ?? UI_DIR);
   return app;
 }
 
-/** Where `npm run build:ui` (vite, run by `npm ci`'s prepare) writes the web UI. */
-const DEFAULT_UI_DIR = fileURLToPath(new URL('../../dist/ui/', import.meta.url));
 /** Paths that belong to the API, never to the UI's SPA fallback. */
 const NOT_UI = /^\/(?:api|metrics|health)(?:\/|$)/;
 

@@ -113,7 +113,10 @@ export interface TaskView {
   waitingReason?: string;
   runningAt?: number;
   doneAt?: number;
+  /** the service's own process */
   pid?: number;
+  /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
+  pgid?: number;
   sandbox?: string;
 }
 

@@ -38,7 +38,9 @@ export function taskView(t: TaskRecord) {
   return {
     ...rest,
     taskId: t.taskId,
-    pid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
+    // the service's own process; pgid is the process group Fledge signals (the wrapper's)
+    pid: typeof t.handle?.servicePid === 'number' ? t.handle.servicePid : typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
+    pgid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
     taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),
     healthcheckResults: t.health.results,

@@ -1,7 +1,5 @@
 // The `fledge` command line. `runCli` is the whole program minus the process: tests call it
-// in-process with their own writers; bin/fledge.js runs this file, which calls it once.
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// in-process with their own writers; bin/fledge.js calls `main()` once.
 import { Command, CommanderError } from 'commander';
 import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
 import { registerDeploy } from './commands/deploy.ts';
@@ -81,25 +79,14 @@ function detailText(d: ApiErrorDetail): string {
   return JSON.stringify(d);
 }
 
-/** True when node runs this file directly or through bin/fledge.js (possibly via a symlink). */
-function isEntry(): boolean {
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    const real = realpathSync(script);
-    return real === fileURLToPath(import.meta.url) || real === fileURLToPath(new URL('../../bin/fledge.js', import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntry()) {
+/** The `fledge` process: bin/fledge.js calls this once and exits with what it returns. */
+export async function main(): Promise<number> {
   // `fledge task list | head`: a closed pipe ends the command quietly, as for any Unix tool.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  process.exitCode = await runCli(process.argv.slice(2), {
+  return runCli(process.argv.slice(2), {
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
   });

@@ -227,7 +227,7 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
       it('a task that dies on its own leaves the LB rotation', async () => {
         const before = await waitForHealthyTasks(client, REQ, { count: INSTANCES, exclusive: true });
         const victim = before[1]!;
-        process.kill(-victim.pid!, 'SIGKILL');
+        process.kill(-victim.pgid!, 'SIGKILL');
         await waitForHealthyTasks(client, REQ, {
           count: INSTANCES,
           exclusive: true,

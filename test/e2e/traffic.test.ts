@@ -18,7 +18,7 @@ trafficSuite({
       const outcome = await s.underTraffic(
         'control SIGKILL',
         async () => {
-          process.kill(-victim.pid!, 'SIGKILL');
+          process.kill(-victim.pgid!, 'SIGKILL');
           return s.waitForHealthyTasks({ count: INSTANCES, exclusive: true, notIds: [victim.taskId.id], timeoutMs: PHASE_TIMEOUT_MS });
         },
         null,

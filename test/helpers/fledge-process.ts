@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FledgeClient, type TaskView } from '../../src/api/client.ts';
+import { cgroupRootPath, removeCgroup } from '../../src/runtimes/process/tree.ts';
+import { killSandboxTasks } from './process-cleanup.ts';
 import { groupIsOurs, groupMembers, isRunning, killGroup, startTimeOf } from './procfs.ts';
 import { freePort, type PortRange } from './ports.ts';
 import { waitFor } from './wait-for.ts';
@@ -90,11 +92,11 @@ export function trackProcessGroup(pgid: number, what = 'process'): void {
   remember(pgid, startTime, what);
 }
 
-/** Register task pids seen through the API (TaskView.pid is the task's process-group leader). */
+/** Register task process groups seen through the API (TaskView.pgid). */
 export function trackTasks(tasks: readonly TaskView[]): void {
   for (const t of tasks) {
-    if (typeof t.pid !== 'number' || groups.has(t.pid)) continue;
-    trackProcessGroup(t.pid, `task ${t.taskId.id}`);
+    if (typeof t.pgid !== 'number' || groups.has(t.pgid)) continue;
+    trackProcessGroup(t.pgid, `task ${t.taskId.id}`);
   }
 }
 
@@ -332,6 +334,12 @@ export async function cleanup(): Promise<void> {
     intervalMs: 20,
     message: 'killed process groups to empty',
   });
+
+  // whatever the tasks' trees hold beyond their groups (setsid children), and their cgroups
+  for (const dir of dataDirs) {
+    await killSandboxTasks(dir);
+    removeCgroup(cgroupRootPath(dir));
+  }
 
   servers.clear();
   groups.clear();

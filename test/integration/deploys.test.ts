@@ -55,7 +55,7 @@ describe('deploys', () => {
     for (const t of tasks) {
       expect(portOf(t)).toBeGreaterThanOrEqual(PORTS.from);
       expect(portOf(t)).toBeLessThanOrEqual(PORTS.to);
-      expect(isRunning(t.pid!)).toBe(true);
+      expect(isRunning(t.pgid!)).toBe(true);
       const answer = await askService(portOf(t));
       expect(answer).toMatchObject({ version: 'v1', task: t.taskId.id, instance: String(t.taskId.instanceNo) });
     }
@@ -70,7 +70,7 @@ describe('deploys', () => {
     const victim = before[1]!;
 
     const killedAt = Date.now();
-    killGroup(victim.pid!, 'SIGKILL');
+    killGroup(victim.pgid!, 'SIGKILL');
     const after = await waitForHealthyTasks(fledge.client, 'web', {
       count: 3,
       deployId: 'v1',
@@ -107,7 +107,7 @@ describe('deploys', () => {
     const v1Ids = new Set(v1.map((t) => t.taskId.id));
     expect(v2.some((t) => v1Ids.has(t.taskId.id))).toBe(false);
     // The old processes are gone, not just forgotten.
-    await waitFor(() => v1.every((t) => groupMembers(t.pid!).length === 0), { timeoutMs: 15_000, message: 'v1 processes to exit' });
+    await waitFor(() => v1.every((t) => groupMembers(t.pgid!).length === 0), { timeoutMs: 15_000, message: 'v1 processes to exit' });
     expect((await fledge.client.getRequest('web')).requestDeployState?.activeDeploy?.deployId).toBe('v2');
   });
 

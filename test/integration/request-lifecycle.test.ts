@@ -36,7 +36,7 @@ afterAll(async () => {
   expect(leakedProcesses()).toEqual([]);
 });
 
-const gone = (tasks: readonly TaskView[]) => tasks.every((t) => groupMembers(t.pid!).length === 0);
+const gone = (tasks: readonly TaskView[]) => tasks.every((t) => groupMembers(t.pgid!).length === 0);
 const ids = (tasks: readonly TaskView[]) => tasks.map((t) => t.taskId.id);
 
 async function liveTasks(client: FledgeClient, requestId: string): Promise<TaskView[]> {
@@ -148,7 +148,7 @@ describe('request lifecycle', () => {
     const [task] = await deployExample(fledge.client, 'crashy', 'v1', { instances: 1, deploy: { command } });
 
     writeFileSync(flag, '');
-    killGroup(task!.pid!, 'SIGKILL');
+    killGroup(task!.pgid!, 'SIGKILL');
     // Record each backoff the request shows: the delay is `until` minus when the crashed task ended.
     const delays = new Map<number, number>();
     await waitFor(
@@ -182,7 +182,7 @@ describe('request lifecycle', () => {
     const [task] = await waitForHealthyTasks(fledge.client, 'flappy', { count: 1 });
 
     writeFileSync(flag, '');
-    killGroup(task!.pid!, 'SIGKILL');
+    killGroup(task!.pgid!, 'SIGKILL');
     const seen: Backoff[string][] = [];
     await waitFor(
       async () => {

@@ -233,13 +233,13 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
   const running = [...sandboxes.values()].filter((s) => groupIsOurs(s.pid, s.startTime) && groupMembers(s.pid).length > 0);
   expect(
     running
-      .filter((s) => liveById.get(s.taskId)?.pid !== s.pid)
+      .filter((s) => liveById.get(s.taskId)?.pgid !== s.pid)
       .map((s) => `${s.taskId} (pid ${s.pid}, API: ${JSON.stringify(liveById.get(s.taskId)?.state)})`),
     'task processes running without a live task in the API',
   ).toEqual([]);
   for (const t of live) {
-    expect(t.pid, `live task ${t.taskId.id} has a pid`).toBeTypeOf('number');
-    expect(isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime), `process of live task ${t.taskId.id}`).toBe(true);
+    expect(t.pgid, `live task ${t.taskId.id} has a process group`).toBeTypeOf('number');
+    expect(isRunning(t.pgid!, sandboxes.get(t.taskId.id)?.startTime), `process of live task ${t.taskId.id}`).toBe(true);
   }
   const ended = await endedTasks(fledge);
   const everSeen = new Set([...before.tasks, ...after.first.tasks].map((t) => t.taskId.id));

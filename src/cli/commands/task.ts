@@ -126,6 +126,7 @@ function printTask(ctx: Ctx, t: TaskView): void {
       ['lb', lbText(t.lb ?? t.loadBalancerState)],
       ['ports', t.ports?.join(', ')],
       ['pid', t.pid],
+      ['pgid', t.pgid],
       ['started', dateTime(t.taskId.startedAt)],
       ...(t.cleanup
         ? ([['cleanup', `${t.cleanup.reason}${t.cleanup.message ? `: ${t.cleanup.message}` : ''}`]] as [string, string][])

@@ -1,5 +1,6 @@
 // Whether a port can be handed to a task: not held by a live task (the ledger knows) and not
 // bound by anything else on this machine (only a bind attempt knows).
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 function canBind(host: string, port: number): Promise<boolean> {
@@ -18,4 +19,25 @@ function canBind(host: string, port: number): Promise<boolean> {
 export async function portIsFree(host: string, port: number): Promise<boolean> {
   if (!(await canBind(host, port))) return false;
   return host === '0.0.0.0' || host === '::' ? true : canBind('0.0.0.0', port);
+}
+
+/**
+ * The part of `range` inside the kernel's ephemeral port range, if any: ports there may be taken
+ * at any moment by an outgoing connection of any process, between a probe and the task's bind.
+ */
+export function ephemeralOverlap(
+  range: { from: number; to: number },
+  file = '/proc/sys/net/ipv4/ip_local_port_range',
+): { from: number; to: number; ephemeral: { from: number; to: number } } | undefined {
+  let ephemeral: { from: number; to: number };
+  try {
+    const [from, to] = readFileSync(file, 'utf8').trim().split(/\s+/).map(Number);
+    if (!from || !to) return undefined;
+    ephemeral = { from, to };
+  } catch {
+    return undefined;
+  }
+  const from = Math.max(range.from, ephemeral.from);
+  const to = Math.min(range.to, ephemeral.to);
+  return from <= to ? { from, to, ephemeral } : undefined;
 }

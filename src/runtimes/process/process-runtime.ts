@@ -17,7 +17,10 @@
  * - Exits are detected by the wrapper's 'exit' event for our own children, and for re-adopted
  *   tasks by a watch on the sandbox plus a cheap liveness poll (kill-free /proc read).
  * - A wrapper that vanishes without a record (killed from outside) is recorded as UNKNOWN, or
- *   as the signal Node saw when it was our child; leftovers of its group are killed.
+ *   as the signal Node saw when it was our child; whatever the task left running is killed.
+ * - "The task's processes" are its whole tree, not only its process group: the members of its
+ *   cgroup (when the machine allows one) and every process carrying its FLEDGE_TASK_ID mark
+ *   (tree.ts), so a child that called setsid is stopped with it, also after a restart.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
@@ -51,10 +54,22 @@ import {
 import { portIsFree } from './ports.ts';
 import { groupIsOurs, groupMembers, isAlive, readCmdline, readStartTime, signalGroup } from './proc.ts';
 import {
+  TASK_ENV_MARK,
+  cgroupMembers,
+  createTaskCgroup,
+  killCgroup,
+  markedProcesses,
+  prepareCgroupRoot,
+  removeCgroup,
+  signalAll,
+} from './tree.ts';
+import {
   EXIT_FILE,
+  SERVICE_PID_FILE,
   TASK_FILE,
   WRAPPER,
   readExit,
+  readServicePid,
   readTaskFile,
   sandboxName,
   sandboxPath,
@@ -79,6 +94,8 @@ export interface ProcessRuntimeOptions {
   pollIntervalMs?: number;
   /** how long stop() waits for a SIGKILLed group to disappear; default 5 s */
   killWaitMs?: number;
+  /** put each task in its own cgroup v2 when the machine allows it; default true */
+  cgroups?: boolean;
   /** this machine (default machineIdentity()): tasks of another are refused, never guessed at */
   machine?: string;
   /**
@@ -103,7 +120,18 @@ export function machineIdentity(): string {
 }
 
 /** What the process runtime keeps in a task handle (persisted by the engine as JSON). */
-export type ProcessTaskHandle = TaskHandle & { pid: number; startTime: number; ports: number[]; sandbox: string; machine?: string };
+export type ProcessTaskHandle = TaskHandle & {
+  /** the wrapper: leader of the task's process group */
+  pid: number;
+  startTime: number;
+  ports: number[];
+  sandbox: string;
+  /** the service's own process (what the wrapper's child exec'd into), once known */
+  servicePid?: number;
+  cgroup?: string;
+  /** the machine it runs on (machineIdentity()); absent in handles of older versions */
+  machine?: string;
+};
 
 type ExitListener = (taskId: string, status: ExitStatus) => void;
 
@@ -112,6 +140,7 @@ interface Tracked {
   sandbox: string;
   pid: number;
   startTime: number;
+  cgroup?: string;
   /** set for wrappers this object spawned */
   child?: ChildProcess;
   watcher?: FSWatcher;
@@ -128,6 +157,8 @@ const STOP_POLL_MS = 20;
 const REPORTED_LIMIT = 100_000;
 /** how long stop() waits for a just-started wrapper to fork its task */
 const STARTUP_WAIT_MS = 2_000;
+/** how long start() waits for the service's pid to be written (it is, within milliseconds) */
+const SERVICE_PID_WAIT_MS = 1_000;
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -145,6 +176,8 @@ export class ProcessRuntime implements Runtime {
   readonly #log: RuntimeLogger;
   readonly #pollMs: number;
   readonly #killWaitMs: number;
+  /** the folder of per-task cgroups, or undefined where the machine allows none */
+  readonly #cgroupRoot: string | undefined;
   readonly #listeners: ExitListener[] = [];
   /** running tasks whose exit we report */
   readonly #tracked = new Map<string, Tracked>();
@@ -170,6 +203,12 @@ export class ProcessRuntime implements Runtime {
     this.#log = options.logger ?? noopLogger;
     this.#pollMs = options.pollIntervalMs ?? 250;
     this.#killWaitMs = options.killWaitMs ?? 5_000;
+    this.#cgroupRoot = options.cgroups === false ? undefined : prepareCgroupRoot(this.dataDir);
+  }
+
+  /** Whether tasks get their own cgroup here (else only the environment mark finds their tree). */
+  get usesCgroups(): boolean {
+    return this.#cgroupRoot !== undefined;
   }
 
   capabilities(): RuntimeCapabilities {
@@ -223,11 +262,13 @@ export class ProcessRuntime implements Runtime {
     mkdirSync(sandbox, { recursive: true });
     // Leftovers of an attempt that died before task.json was written must not read as this run's exit.
     rmSync(path.join(sandbox, EXIT_FILE), { force: true });
+    rmSync(path.join(sandbox, SERVICE_PID_FILE), { force: true });
+    const cgroup = createTaskCgroup(this.#cgroupRoot, spec.taskId);
     const out = openSync(path.join(sandbox, 'stdout'), 'a');
     const err = openSync(path.join(sandbox, 'stderr'), 'a');
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', WRAPPER, 'fledge-task', ...argv], {
+      child = spawn('/bin/sh', ['-c', WRAPPER, 'fledge-task', cgroup ? path.join(cgroup, 'cgroup.procs') : '-', ...argv], {
         cwd: sandbox,
         env,
         detached: true,
@@ -255,15 +296,18 @@ export class ProcessRuntime implements Runtime {
       host: this.host,
       machine: this.machine,
       ports,
+      ...(cgroup ? { cgroup } : {}),
       spec,
     };
     writeJsonAtomic(path.join(sandbox, TASK_FILE), file);
     child.unref();
-    const tracked: Tracked = { taskId: spec.taskId, sandbox, pid, startTime, child };
+    const tracked: Tracked = { taskId: spec.taskId, sandbox, pid, startTime, child, ...(cgroup ? { cgroup } : {}) };
     tracked.childExit = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
     this.#tracked.set(spec.taskId, tracked);
     void tracked.childExit.then((signal) => this.#finalize(tracked, signal ?? 'UNKNOWN'));
-    this.#log.info({ taskId: spec.taskId, pid, ports }, 'task started');
+    // The service's pid is written by the wrapper's child as its first act: wait for it (bounded).
+    await waitUntil(() => readServicePid(sandbox) !== undefined || !isAlive(pid, startTime), SERVICE_PID_WAIT_MS);
+    this.#log.info({ taskId: spec.taskId, pid, servicePid: readServicePid(sandbox), ports }, 'task started');
     return { kind: 'started', handle: handleOf(file, sandbox), ports };
   }
 
@@ -306,6 +350,8 @@ export class ProcessRuntime implements Runtime {
     env.REQUEST_ID = spec.requestId;
     env.DEPLOY_ID = spec.deployId;
     env.INSTANCE_NO = String(spec.instanceNo);
+    // inherited by everything the task starts: how its whole tree is found (tree.ts)
+    env[TASK_ENV_MARK] = spec.taskId;
     return env;
   }
 
@@ -384,7 +430,13 @@ export class ProcessRuntime implements Runtime {
       this.#ledger.reserve(file.taskId, { cpus: file.spec?.cpus ?? 0, memoryMb: file.spec?.memoryMb ?? 0, ports: file.ports });
     }
     if (this.#tracked.has(file.taskId)) return;
-    const tracked: Tracked = { taskId: file.taskId, sandbox, pid: file.pid, startTime: file.startTime };
+    const tracked: Tracked = {
+      taskId: file.taskId,
+      sandbox,
+      pid: file.pid,
+      startTime: file.startTime,
+      ...(file.cgroup ? { cgroup: file.cgroup } : {}),
+    };
     try {
       // Event-driven in the common case: the wrapper's record appears. The poll covers the rest.
       tracked.watcher = watch(sandbox, (_event, name) => {
@@ -446,8 +498,18 @@ export class ProcessRuntime implements Runtime {
       t.watcher?.close();
       if (!t.stopping) this.#killLeftovers(t);
     }
+    this.#removeCgroupWhenEmpty(t.cgroup);
     this.#report(t.taskId, status);
     return status;
+  }
+
+  /** Leftovers just got SIGKILL: the kernel refuses to remove the cgroup until they are gone. */
+  #removeCgroupWhenEmpty(cgroup: string | undefined): void {
+    if (cgroup === undefined) return;
+    void waitUntil(() => cgroupMembers(cgroup).length === 0, this.#killWaitMs).then(
+      () => removeCgroup(cgroup),
+      () => undefined,
+    );
   }
 
   /** An untracked task with a recorded exit: end whatever is left in its group, and wait for it. */
@@ -457,18 +519,20 @@ export class ProcessRuntime implements Runtime {
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
     if (pid === undefined || startTime === undefined) return;
-    this.#killLeftovers({ taskId: handle.taskId, sandbox, pid, startTime });
-    // "Exited" must mean the ports are free: wait until the group is really empty.
-    await waitUntil(() => !groupIsOurs(pid, startTime) || groupMembers(pid).filter((p) => p !== pid).length === 0, this.#killWaitMs);
+    const cgroup = file?.cgroup ?? stringField(handle, 'cgroup');
+    const t: Tracked = { taskId: handle.taskId, sandbox, pid, startTime, ...(cgroup ? { cgroup } : {}) };
+    this.#killLeftovers(t);
+    // "Exited" must mean the ports are free: wait until the whole tree is really gone.
+    await waitUntil(() => treeMembers(t).filter((p) => p !== pid).length === 0, this.#killWaitMs);
+    removeCgroup(cgroup);
   }
 
-  /** Processes the task left in its group (daemonised children) would hold ports: end them. */
+  /** Processes the task left behind (children, daemons that left its group) would hold ports: end them. */
   #killLeftovers(t: Tracked): void {
-    if (!groupIsOurs(t.pid, t.startTime)) return;
-    const left = groupMembers(t.pid).filter((pid) => pid !== t.pid);
+    const left = treeMembers(t).filter((pid) => pid !== t.pid);
     if (left.length === 0) return;
     this.#log.warn({ taskId: t.taskId, pids: left }, 'killing processes the task left behind');
-    signalGroup(t.pid, 'SIGKILL');
+    killTree(t, 'SIGKILL');
   }
 
   #report(taskId: string, status: ExitStatus): void {
@@ -508,14 +572,16 @@ export class ProcessRuntime implements Runtime {
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
     if (pid === undefined || startTime === undefined) return;
-    const t = this.#tracked.get(handle.taskId) ?? { taskId: handle.taskId, sandbox, pid, startTime };
+    const cgroup = file?.cgroup ?? stringField(handle, 'cgroup');
+    const t = this.#tracked.get(handle.taskId) ?? { taskId: handle.taskId, sandbox, pid, startTime, ...(cgroup ? { cgroup } : {}) };
     if (readExit(sandbox) && !isAlive(pid, startTime)) {
       await this.#killOrphans(handle);
       await this.#finalize(t, 'UNKNOWN', true);
       return;
     }
     if (!groupIsOurs(pid, startTime)) {
-      // The pid belongs to someone else now: the task is long gone.
+      // The pid belongs to someone else now: the wrapper is long gone; end what it left.
+      await this.#killOrphans(handle);
       await this.#finalize(t, 'UNKNOWN', true);
       return;
     }
@@ -525,14 +591,14 @@ export class ProcessRuntime implements Runtime {
     // and the task would sit out the whole grace period. Wait until a member runs something else.
     await waitUntil(() => !isAlive(pid, startTime) || taskLaunched(pid), STARTUP_WAIT_MS);
     t.sent = 'SIGTERM';
-    // Gone = wrapper dead and nothing left in its group.
-    const gone = () => !isAlive(pid, startTime) && groupMembers(pid).length === 0;
-    signalGroup(pid, 'SIGTERM');
+    // Gone = wrapper dead and nothing left of its tree (group, cgroup, marked processes).
+    const gone = () => !isAlive(pid, startTime) && treeMembers(t).length === 0;
+    killTree(t, 'SIGTERM');
     if (!(await waitUntil(gone, graceMs))) {
       t.sent = 'SIGKILL';
-      if (groupIsOurs(pid, startTime)) signalGroup(pid, 'SIGKILL');
+      killTree(t, 'SIGKILL');
       if (!(await waitUntil(gone, this.#killWaitMs))) {
-        this.#log.error({ taskId: handle.taskId, pid }, 'task group still has processes after SIGKILL');
+        this.#log.error({ taskId: handle.taskId, pid, left: treeMembers(t) }, 'task still has processes after SIGKILL');
       }
     }
     this.#log.info({ taskId: handle.taskId, pid, signal: t.sent }, 'task stopped');
@@ -583,18 +649,45 @@ export class ProcessRuntime implements Runtime {
     this.#stopPoll();
     for (const t of this.#tracked.values()) t.watcher?.close();
     this.#tracked.clear();
+    // Only an empty one goes: tasks outlive the scheduler, and so do their cgroups.
+    removeCgroup(this.#cgroupRoot);
   }
 }
 
 function handleOf(file: TaskFile, sandbox: string): ProcessTaskHandle {
+  const servicePid = readServicePid(sandbox);
   return {
     taskId: file.taskId,
     pid: file.pid,
     startTime: file.startTime,
     ports: file.ports,
     sandbox,
+    ...(servicePid !== undefined ? { servicePid } : {}),
+    ...(file.cgroup ? { cgroup: file.cgroup } : {}),
     ...(file.machine !== undefined ? { machine: file.machine } : {}),
   };
+}
+
+/** Every live process of the task: its group (while ours), its cgroup, and its marked processes. */
+function treeMembers(t: Pick<Tracked, 'taskId' | 'pid' | 'startTime' | 'cgroup'>): number[] {
+  const all = new Set<number>(groupIsOurs(t.pid, t.startTime) ? groupMembers(t.pid) : []);
+  for (const pid of cgroupMembers(t.cgroup)) all.add(pid);
+  for (const pid of markedProcesses(t.taskId)) all.add(pid);
+  return [...all];
+}
+
+function killTree(t: Pick<Tracked, 'taskId' | 'pid' | 'startTime' | 'cgroup'>, signal: NodeJS.Signals): void {
+  if (groupIsOurs(t.pid, t.startTime)) signalGroup(t.pid, signal);
+  if (signal === 'SIGKILL') killCgroup(t.cgroup);
+  signalAll(
+    treeMembers(t).filter((pid) => pid !== t.pid || isAlive(t.pid, t.startTime)),
+    signal,
+  );
+}
+
+function stringField(handle: TaskHandle, key: string): string | undefined {
+  const value = handle[key];
+  return typeof value === 'string' ? value : undefined;
 }
 
 function numberField(handle: TaskHandle, key: string): number | undefined {

@@ -8,6 +8,7 @@ import { baseSpec, runtimeContract } from '../contract.case.ts';
 import { randomPortRange, tempDataDir, waitFor } from '../test-support.ts';
 import type { StartResult, TaskSpec, TaskStatus } from '../types.ts';
 import { createProcessRuntime, isAlive, readTaskFile, sandboxPath, type ProcessRuntime, type ProcessRuntimeOptions } from './index.ts';
+import { ephemeralOverlap } from './ports.ts';
 import { parseStat } from './proc.ts';
 import { completeUtf8Length } from './process-runtime.ts';
 import { parseExitRecord } from './sandbox.ts';
@@ -304,7 +305,105 @@ describe('process runtime', () => {
   });
 });
 
+describe('process runtime: the whole process tree', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) await cleanups.pop()?.();
+  });
+
+  async function runtimeWith(options: Partial<ProcessRuntimeOptions> = {}, dataDir?: string) {
+    const dir = dataDir ?? (await tempDataDir());
+    if (!dataDir) cleanups.push(() => disposeDataDir(dir));
+    const runtime = createProcessRuntime({ dataDir: dir, portRange: randomPortRange(10), pollIntervalMs: 25, ...options });
+    cleanups.push(() => runtime.close());
+    const exits: string[] = [];
+    runtime.onExit((taskId) => exits.push(taskId));
+    return { dataDir: dir, runtime, exits };
+  }
+  const startedHandle = async (runtime: ProcessRuntime, taskId: string, command: string) => {
+    const result = await runtime.start(baseSpec(taskId, { command }));
+    if (result.kind !== 'started') throw new Error(`expected started, got ${JSON.stringify(result)}`);
+    return result.handle;
+  };
+  /** the pid of a child the task started with setsid (it leaves the task's process group) */
+  const escapee = async (dataDir: string, taskId: string) => {
+    const pid = await waitFor(() => {
+      const line = readFileSync(path.join(sandboxPath(dataDir, taskId), 'stdout'), 'utf8').split('\n')[0];
+      return line ? Number(line) : undefined;
+    }, `${taskId} to print its child's pid`);
+    await waitFor(() => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep'), 'the child to exec sleep');
+    return pid;
+  };
+  const alive = (pid: number) => {
+    try {
+      return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+    } catch {
+      return false;
+    }
+  };
+  const pgidOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+  const SETSID_CHILD = 'setsid sleep 300 & echo $!; exec sleep 300';
+
+  it.each([
+    ['with a per-task cgroup where the machine allows one', {}],
+    ['with the environment mark alone (no cgroups)', { cgroups: false }],
+  ])('stop() ends a child that left the process group with setsid, %s', async (_what, options) => {
+    const { dataDir, runtime } = await runtimeWith(options);
+    const handle = await startedHandle(runtime, 'tree', SETSID_CHILD);
+    const child = await escapee(dataDir, 'tree');
+    expect(pgidOf(child)).not.toBe(handle.pid);
+    await runtime.stop(handle, 2_000);
+    expect(alive(child)).toBe(false);
+  });
+
+  it('knows a setsid child after a restart: the re-adopted task is stopped whole', async () => {
+    const { dataDir, runtime } = await runtimeWith();
+    const handle = await startedHandle(runtime, 'adopted-tree', SETSID_CHILD);
+    const child = await escapee(dataDir, 'adopted-tree');
+    await runtime.close();
+    const second = await runtimeWith({}, dataDir);
+    expect(await second.runtime.recover(handle)).toMatchObject({ state: 'running' });
+    await second.runtime.stop(handle, 2_000);
+    expect(alive(child)).toBe(false);
+  });
+
+  it('kills a setsid child the task left behind when the task itself exits', async () => {
+    const { dataDir, runtime, exits } = await runtimeWith();
+    await startedHandle(runtime, 'leaver', 'setsid sleep 300 & echo $!; sleep 0.3; exit 3');
+    const child = await escapee(dataDir, 'leaver');
+    await waitFor(() => exits.includes('leaver'), 'the exit');
+    await waitFor(() => !alive(child), 'the setsid child to be killed');
+  });
+
+  it('reports the service process as the task pid, and puts the task in its own cgroup when it can', async () => {
+    const { runtime } = await runtimeWith();
+    const handle = await startedHandle(runtime, 'service', 'exec sleep 300');
+    const servicePid = handle.servicePid as number;
+    expect(servicePid).toBeTypeOf('number');
+    expect(servicePid).not.toBe(handle.pid);
+    expect(readFileSync(`/proc/${servicePid}/cmdline`, 'utf8')).toBe('sleep\u0000300\u0000');
+    expect(readFileSync(`/proc/${servicePid}/environ`, 'utf8')).toContain('FLEDGE_TASK_ID=service\u0000');
+    if (runtime.usesCgroups) {
+      const procs = readFileSync(path.join(handle.cgroup as string, 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .map(Number);
+      expect(procs).toEqual(expect.arrayContaining([handle.pid, servicePid]));
+    }
+    await runtime.stop(handle, 2_000);
+    if (runtime.usesCgroups) expect(existsSync(handle.cgroup as string)).toBe(false);
+  });
+});
+
 describe('process runtime helpers', () => {
+  it('finds where a task port range overlaps the ephemeral range', async () => {
+    const file = path.join(await tempDataDir(), 'range');
+    writeFileSync(file, '32768\t60999\n');
+    expect(ephemeralOverlap({ from: 31000, to: 31999 }, file)).toBeUndefined();
+    expect(ephemeralOverlap({ from: 32000, to: 33000 }, file)).toEqual({ from: 32768, to: 33000, ephemeral: { from: 32768, to: 60999 } });
+    expect(ephemeralOverlap({ from: 60000, to: 61000 }, file)).toMatchObject({ from: 60000, to: 60999 });
+    expect(ephemeralOverlap({ from: 40000, to: 40010 }, path.join(file, 'missing'))).toBeUndefined();
+  });
+
   it('parses /proc stat lines whose command holds spaces and parens', () => {
     const line = '4242 (we(i)rd ) name) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 987654 1000 100';
     expect(parseStat(4242, line)).toEqual({ pid: 4242, state: 'S', ppid: 1, pgrp: 4242, startTime: 987654 });

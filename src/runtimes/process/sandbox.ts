@@ -21,30 +21,49 @@ export interface TaskFile {
   /** the machine it runs on (machineIdentity()); absent in sandboxes of older versions */
   machine?: string;
   ports: number[];
+  /** the task's cgroup v2 directory, when the machine let Fledge make one */
+  cgroup?: string;
   spec: TaskSpec;
 }
 
 export const EXIT_FILE = 'exit';
 export const TASK_FILE = 'task.json';
+export const SERVICE_PID_FILE = 'service.pid';
 
 /**
- * The wrapper, run as `/bin/sh -c WRAPPER fledge-task <argv...>` with cwd = the sandbox.
+ * The wrapper, run as `/bin/sh -c WRAPPER fledge-task <cgroup.procs or -> <argv...>` with
+ * cwd = the sandbox.
+ * - Moves itself into the task's cgroup first (when there is one), so everything the task ever
+ *   starts is a member, even what leaves the process group.
  * - Traps (not ignores) TERM/INT/HUP/QUIT: a trapped signal is deferred while a foreground
  *   command runs, so the wrapper outlives a group-wide SIGTERM; and caught signals are reset
  *   to default in the child, so the task sees ordinary signal dispositions. (Ignoring with
  *   `trap ''` would be inherited; a background job would get SIGINT/SIGQUIT ignored.)
- * - Runs the task in the foreground and records `$?` (128+n when killed by signal n) through a
- *   rename, so a reader sees either no record or a whole one.
- * - PATH is reset after the task so a task env with an odd PATH cannot break the record.
+ * - Runs the task in the foreground through a shell that writes its own pid to service.pid
+ *   and execs the task: that pid is the service's own process, which the API reports.
+ * - Records `$?` (128+n when killed by signal n) through a rename, so a reader sees either no
+ *   record or a whole one. PATH is reset after the task so an odd task PATH cannot break it.
  */
 export const WRAPPER = [
   'trap : TERM INT HUP QUIT',
-  '"$@"',
+  '[ "$1" = - ] || { printf \'%s\\n\' "$$" > "$1"; } 2>/dev/null',
+  'shift',
+  `/bin/sh -c 'printf "%s\\n" "$$" > ${SERVICE_PID_FILE}; exec "$@"' fledge-service "$@"`,
   'code=$?',
   'PATH=/usr/local/bin:/usr/bin:/bin:$PATH',
   `printf '%s\\n' "$code" > ${EXIT_FILE}.tmp && mv -f ${EXIT_FILE}.tmp ${EXIT_FILE}`,
   'exit "$code"',
 ].join('\n');
+
+/** The service's own pid (the process the wrapper's child exec'd into), once it started. */
+export function readServicePid(sandbox: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path.join(sandbox, SERVICE_PID_FILE), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Directory name for a task id: safe as one path segment. */
 export function sandboxName(taskId: string): string {
@@ -75,6 +94,7 @@ export function readTaskFile(sandbox: string): TaskFile | undefined {
       host: typeof parsed.host === 'string' ? parsed.host : '127.0.0.1',
       ...(typeof parsed.machine === 'string' ? { machine: parsed.machine } : {}),
       ports: Array.isArray(parsed.ports) ? parsed.ports.filter((p): p is number => typeof p === 'number') : [],
+      ...(typeof parsed.cgroup === 'string' ? { cgroup: parsed.cgroup } : {}),
       spec: parsed.spec as TaskSpec,
     };
   } catch {

@@ -79,6 +79,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
           ],
           ['Ports', t.ports.length ? t.ports.join(', ') : '—'],
           ['Pid', t.pid ?? '—'],
+          ['Process group', t.pgid ?? '—'],
           ['Started', <Time at={t.taskId.startedAt} date />],
           ...(t.doneAt
             ? ([
