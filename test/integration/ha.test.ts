@@ -177,10 +177,10 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
   const sandboxes = new Map(dataDirs.flatMap((d) => sandboxTaskGroups(d)).map((s) => [s.taskId, s]));
   const running = [...sandboxes.values()].filter((s) => groupIsOurs(s.pid, s.startTime) && groupMembers(s.pid).length > 0);
   expect(
-    running.filter((s) => liveById.get(s.taskId)?.pid !== s.pid).map((s) => `${s.taskId} (pid ${s.pid})`),
+    running.filter((s) => liveById.get(s.taskId)?.pgid !== s.pid).map((s) => `${s.taskId} (pid ${s.pid})`),
     'task processes running without a live task in the API (orphans, duplicates)',
   ).toEqual([]);
-  for (const t of liveTasks) expect(isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime), `process of ${t.taskId.id}`).toBe(true);
+  for (const t of liveTasks) expect(isRunning(t.pgid!, sandboxes.get(t.taskId.id)?.startTime), `process of ${t.taskId.id}`).toBe(true);
   // Nothing started twice: every sandbox on the machine is a task the API knows, and the
   // deploy's sandboxes are exactly its final tasks.
   const deployOf = new Map<string, string | undefined>();
