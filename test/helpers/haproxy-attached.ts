@@ -22,8 +22,8 @@ export interface AttachedHaproxy {
   /** the serve flags that attach a scheduler to it */
   args: string[];
   command(cmd: string): Promise<string>;
-  /** server names per backend (`show servers state`) */
-  servers(): Promise<{ backend: string; server: string; state: string }[]>;
+  /** every server HAProxy has (`show servers state`); `ready`: running and in rotation (no maint, no drain) */
+  servers(): Promise<{ backend: string; server: string; ready: boolean }[]>;
   log(): string;
 }
 
@@ -80,11 +80,14 @@ export async function startAttachedHaproxy(port: number, spares = 8): Promise<At
     command: (cmd) => haproxyCommand(statsSocket, cmd, 5_000),
     async servers() {
       const answer = await haproxyCommand(statsSocket, 'show servers state', 5_000);
-      return answer
-        .split('\n')
-        .filter((l) => /^\d+ /.test(l))
-        .map((l) => l.split(' '))
-        .map((f) => ({ backend: f[1] ?? '', server: f[3] ?? '', state: f[5] ?? '' }));
+      return (
+        answer
+          .split('\n')
+          .filter((l) => /^\d+ /.test(l))
+          .map((l) => l.split(' '))
+          // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state …
+          .map((f) => ({ backend: f[1] ?? '', server: f[3] ?? '', ready: f[5] === '2' && f[6] === '0' }))
+      );
     },
     log: () => readFileSync(logFile, 'utf8'),
   };

@@ -9,6 +9,7 @@
 //     is fenced (its writes refused), steps down and leaves HAProxy alone,
 //   - the database restarts mid-deploy: API writes answer 503 meanwhile, the deploy resumes.
 // Not one request through HAProxy may fail in any of it.
+import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FledgeApiError, FledgeClient, type DeployProgress, type FledgeStreamEvent, type TaskView } from '../../src/api/client.ts';
@@ -154,10 +155,24 @@ async function advanceToEnd(deployId: string, timeoutMs = 60_000): Promise<Finis
   );
 }
 
-/** What HAProxy routes for the request right now: server names in its backend, all ready. */
+/** What HAProxy has for the request right now: server names, with `*` for any not in rotation. */
 async function haproxyMembers(): Promise<string[]> {
   const rows = await haproxy.servers();
-  return rows.map((r) => r.server).sort();
+  return rows.map((r) => (r.ready ? r.server : `${r.server}*`)).sort();
+}
+
+/** One GET through HAProxy on a connection of its own, so round-robin is per request. */
+function getOnce(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 5_000 }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url}`)));
+    req.on('error', reject);
+  });
 }
 
 /** The end of every case: the deploy ended as it would have, nothing duplicated or lost, HAProxy exact. */
@@ -215,15 +230,18 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
     intervalMs: 50,
     message: 'haproxy to route exactly the final tasks',
   });
+  // Round-robin (shared with the load running meanwhile) reaches each of them, and nothing else.
+  const finalIds = final.map((t) => t.taskId.id).sort();
   const answeredBy = new Set<string>();
-  for (let i = 0; i < INSTANCES * 3; i++) {
-    const res = await fetch(`${haproxy.url}${BASE_PATH}/ping`, { signal: AbortSignal.timeout(5_000) });
+  for (let i = 0; i < 100 && answeredBy.size < finalIds.length; i++) {
+    const res = await getOnce(`${haproxy.url}${BASE_PATH}/ping`);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { version: string; task: string };
+    const body = JSON.parse(res.body) as { version: string; task: string };
     expect(body.version).toBe(deployId);
+    expect(finalIds).toContain(body.task);
     answeredBy.add(body.task);
   }
-  expect([...answeredBy].sort()).toEqual(final.map((t) => t.taskId.id).sort());
+  expect([...answeredBy].sort()).toEqual(finalIds);
 }
 
 async function underLoad<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -423,10 +441,13 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
           timeoutMs: 10_000,
           intervalMs: 20,
           message: 'the thawed leader to step down',
-        }).catch((err: unknown) => {
-          throw new Error(`${String(err)}\n--- its output ---\n${frozen.output().slice(-6000)}`);
         });
-        const state = await frozen.client.state();
+        // It still serves the API, as a follower.
+        const state = await waitFor(() => frozen.client.state(), {
+          timeoutMs: 10_000,
+          intervalMs: 50,
+          message: 'the thawed server to answer',
+        });
         expect(state.leader).toMatchObject({ id: (await next.client.state()).leader?.id, self: false });
         const result = await advanceToEnd('v7');
         // Its stale timers (drain polls, HAProxy reconciles every second) have fired by now; the
@@ -434,7 +455,10 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
         await new Promise((r) => setTimeout(r, 2_500));
         await expectCleanEnd('v7', before, result);
         expect(frozen.output()).not.toMatch(/"msg":"haproxy drift repaired"/);
+        expect(frozen.exited, 'the thawed scheduler is still running').toBe(false);
         expect((await leader()).url).not.toBe(frozen.url);
+      } catch (err) {
+        throw new Error(`${String(err)}\n--- the frozen leader's output ---\n${frozen.output().slice(-8000)}`);
       } finally {
         if (!thawed) frozen.kill('SIGCONT');
       }
