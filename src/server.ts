@@ -132,7 +132,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const startTerm = async (lease: Lease, guard: () => boolean): Promise<LeaderTerm> => {
       const parts: (() => Promise<void>)[] = [];
       try {
-        const termStore = fencedStore(store, lease, () => late.leadership?.fenced());
+        const termStore = fencedStore(store, lease, () => late.leadership?.fenced(), guard);
         const termRuntime = createRuntime({ kind: 'process', ...runtimeOptions, peerDataDirs });
         parts.push(() => termRuntime.close());
         const balancer = await startBalancer(config, logger, guard);

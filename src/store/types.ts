@@ -174,10 +174,15 @@ export class FencedError extends Error {
   }
 }
 
-/** A store whose writes all carry `fence`; reads and everything else pass through. */
-export function fencedStore(store: Store, fence: Fence, onFenced?: (err: FencedError) => void): Store {
+/**
+ * A store whose writes all carry `fence`; reads and everything else pass through. `valid`, the
+ * leader's own view of its lease, refuses a write before the store is asked: no decision is
+ * persisted once the lease may have run out, even while the store would still take it.
+ */
+export function fencedStore(store: Store, fence: Fence, onFenced?: (err: FencedError) => void, valid: () => boolean = () => true): Store {
   const apply = async (changes: ChangeSet) => {
     try {
+      if (!valid()) throw new FencedError(fence);
       await store.apply(changes, fence);
     } catch (err) {
       if (err instanceof FencedError) onFenced?.(err);
