@@ -11,7 +11,7 @@
 import { EventBus } from '../core/events.ts';
 import { Plan } from '../core/plan.ts';
 import { stepRequest } from '../core/request/step.ts';
-import type { ChangeSet } from '../store/types.ts';
+import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex, type RequestLocks } from './locks.ts';
 import { observeRequest } from './observe.ts';
@@ -37,6 +37,8 @@ export class ReconcileLoop {
   #timer: NodeJS.Timeout | undefined;
   #safety: NodeJS.Timeout | undefined;
   #wakeAt = new Map<string, number>();
+  /** back-off per request while the store is unavailable */
+  readonly #retryMs = new Map<string, number>();
   #closed = false;
 
   constructor(deps: LoopDeps) {
@@ -96,9 +98,15 @@ export class ReconcileLoop {
       if (this.#closed) break;
       try {
         await this.reconcileRequest(id);
+        this.#retryMs.delete(id);
       } catch (err) {
-        logger.error({ err, requestId: id }, 'reconcile failed');
-        this.#wakeAt.set(id, clock.now() + 1000);
+        // The store away (or the lease lost) is transient: back off, without alarm.
+        const transient = err instanceof StoreUnavailableError || err instanceof FencedError;
+        const delay = transient ? Math.min(5_000, (this.#retryMs.get(id) ?? 125) * 2) : 1000;
+        if (transient) this.#retryMs.set(id, delay);
+        if (transient) logger.warn({ requestId: id, err: (err as Error).message, retryInMs: delay }, 'reconcile deferred');
+        else logger.error({ err, requestId: id }, 'reconcile failed');
+        this.#wakeAt.set(id, clock.now() + delay);
       }
     }
     this.#armTimer();
