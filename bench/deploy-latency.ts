@@ -167,7 +167,7 @@ function stepDurations(log: Decision[]): number[] {
   return steps.map((step) => {
     const entries = log.filter((d) => d.step === step);
     const start = entries.find((d) => d.phase === 'LAUNCH')?.at;
-    const end = entries.find((d) => d.action.endsWith('→ ADVANCE') || d.phase === 'END')?.at;
+    const end = entries.find((d) => (d.kind === 'PHASE_CHANGED' && d.to === 'ADVANCE') || d.kind === 'ENDED')?.at;
     if (start === undefined || end === undefined) throw new Error(`step ${step} has no LAUNCH or ADVANCE/END entry`);
     return end - start;
   });
@@ -177,7 +177,7 @@ function stepDurations(log: Decision[]): number[] {
 function observationDelays(run: DeployRun): { at: string; ms: number }[] {
   const healthyAt = run.tasks.map((t) => t.health.healthyAt).filter((at): at is number => at !== undefined);
   return run.decisionLog
-    .filter((d) => d.action === 'HEALTH → ACCEPTANCE')
+    .filter((d) => d.kind === 'PHASE_CHANGED' && d.from === 'HEALTH' && d.to === 'ACCEPTANCE')
     .map((d) => {
       const seen = healthyAt.filter((at) => at <= d.at);
       if (seen.length === 0) throw new Error(`no healthy task before the decision at step ${d.step}`);

@@ -144,6 +144,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           backoffMaxMillis: 60_000,
           capacityRetryMillis: 1000,
           decisionLogLimit: 500,
+          launchBatchSize: 100,
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
           ...options.settings,

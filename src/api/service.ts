@@ -1,7 +1,7 @@
 // The API's domain operations: check, record intent atomically, wake the loop. The API
 // never drives the state machine itself.
 import type { Clock } from '../core/clock.ts';
-import { calculateDeployPlan, type DeployPlan } from '../core/deploy/plan.ts';
+import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
@@ -160,9 +160,9 @@ export class FledgeService {
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
-  async planDeploy(input: DeployInput): Promise<DeployPlan & { warnings: string[] }> {
+  async planDeploy(input: DeployInput): Promise<DeployPreview & { warnings: string[] }> {
     const { record, deploy, active, warnings } = await this.prepareDeploy(input);
-    const plan = calculateDeployPlan(deploy, record.request, active, {
+    const plan = previewDeploy(deploy, record.request, active, {
       serverChecks: this.d.serverChecks?.() ?? [],
       ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
     });

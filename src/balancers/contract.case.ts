@@ -4,21 +4,10 @@
  * supplies for what only it knows how to do (provide upstreams, keep a removal waiting).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { settled, waitFor } from './test-support.ts';
+import { settled, waitFor, type BalancerContractDriver } from './test-support.ts';
 import type { Balancer, LbOperationStatus, LbService, Upstream } from './types.ts';
 
-export interface BalancerContractDriver {
-  balancer: Balancer;
-  /** An upstream the balancer can add (backed by a live server where the implementation needs one). */
-  upstream(taskId: string): Promise<Upstream>;
-  /**
-   * Make the removal `operationId` of `upstream` stay WAITING until the returned release is
-   * called. Called once the upstream is the only one of `service` in rotation, before the
-   * removal is applied. The builtin balancer keeps a request in flight; the fake scripts it.
-   */
-  holdRemoval(operationId: string, service: LbService, upstream: Upstream): Promise<() => Promise<void>>;
-  close(): Promise<void>;
-}
+export type { BalancerContractDriver };
 
 export interface BalancerContractOptions {
   /** bound on waiting for an operation to finish; default 5 s */

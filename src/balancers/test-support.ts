@@ -2,8 +2,21 @@
 // Network on 127.0.0.1 only; every wait has a deadline so a broken balancer fails, never hangs.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { BalancerContractDriver } from './contract.case.ts';
-import type { Balancer, LbOperationState, LbOperationStatus, Upstream } from './types.ts';
+import type { Balancer, LbOperationStatus, LbService, Upstream } from './types.ts';
+
+/** What an implementation supplies to the balancer contract (contract.case.ts). */
+export interface BalancerContractDriver {
+  balancer: Balancer;
+  /** An upstream the balancer can add (backed by a live server where the implementation needs one). */
+  upstream(taskId: string): Promise<Upstream>;
+  /**
+   * Make the removal `operationId` of `upstream` stay WAITING until the returned release is
+   * called. Called once the upstream is the only one of `service` in rotation, before the
+   * removal is applied. The builtin balancer keeps a request in flight; the fake scripts it.
+   */
+  holdRemoval(operationId: string, service: LbService, upstream: Upstream): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
 
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
@@ -30,11 +43,6 @@ export async function settled(balancer: Balancer, operationId: string, timeoutMs
     { timeoutMs },
   );
   return status as LbOperationStatus;
-}
-
-export async function expectState(balancer: Balancer, operationId: string, state: LbOperationState): Promise<void> {
-  const status = await balancer.state(operationId);
-  if (status?.state !== state) throw new Error(`operation ${operationId} is ${status?.state ?? 'unknown'}, expected ${state}`);
 }
 
 export interface ReceivedRequest {

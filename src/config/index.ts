@@ -44,7 +44,6 @@ export interface HaproxyConfig {
 }
 
 export type ConfigInput = OptionInput;
-export { ConfigError };
 
 export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): FledgeConfig {
   const o = readOptions(flags, env);

@@ -238,7 +238,6 @@ export const SERVER_OPTIONS = [
 ] as const satisfies readonly OptionSpec[];
 
 type Spec = (typeof SERVER_OPTIONS)[number];
-export type OptionKey = Spec['key'];
 
 type ValueOf<S extends OptionSpec> = S['type'] extends 'int' | 'number'
   ? number

@@ -16,3 +16,8 @@ export const conflict = (message: string) => new FledgeError(409, message);
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The `default:` of a switch over a union: a compile error when a case is missing. */
+export function assertNever(value: never): never {
+  throw new Error(`Unexpected value: ${JSON.stringify(value)}`);
+}

@@ -1,4 +1,5 @@
-// Change events, published after the change is persisted (SSE, webhooks, CLI --watch).
+// Change events, published after the change is persisted (the API's event stream, which the UI
+// and `fledge deploy --watch` follow).
 import type { DeployProgress, DeployResult } from './deploy/types.ts';
 import type { RequestRecord, TaskRecord } from './model.ts';
 

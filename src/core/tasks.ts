@@ -1,9 +1,7 @@
 // Pure predicates and transitions over task records, shared by the deploy and request steps.
-import type { CleanupReason, TaskRecord } from './model.ts';
+import type { CleanupReason, Deploy, TaskRecord } from './model.ts';
 import { isLive } from './model.ts';
-import type { Plan } from './plan.ts';
 
-export const live = (t: TaskRecord) => isLive(t.state);
 /** live and not on its way out */
 export const serving = (t: TaskRecord) => isLive(t.state) && !t.cleanup;
 export const healthy = (t: TaskRecord) => serving(t) && t.state === 'TASK_RUNNING' && t.health.state === 'HEALTHY';
@@ -15,19 +13,53 @@ export const touchesLb = (t: TaskRecord) =>
   (t.lb.add !== undefined && t.lb.add.state !== 'FAILED' && t.lb.add.state !== 'CANCELED' && !t.lb.remove) ||
   t.lb.remove?.state === 'WAITING';
 
-/** Mark a task to be stopped; the request step removes it from the LB first, then stops it. */
-export function markCleanup(plan: Plan, task: TaskRecord, reason: CleanupReason, message?: string): TaskRecord {
-  if (task.cleanup || !isLive(task.state)) return task;
-  const next: TaskRecord = {
+/**
+ * The task marked to be stopped (the request step removes it from the LB first, then stops
+ * it); undefined when it already is, or has ended.
+ */
+export function markCleanup(task: TaskRecord, reason: CleanupReason, now: number, message?: string): TaskRecord | undefined {
+  if (task.cleanup || !isLive(task.state)) return undefined;
+  return {
     ...task,
     state: 'TASK_CLEANING',
-    cleanup: { reason, timestamp: plan.now, ...(message ? { message } : {}) },
-    updates: [...task.updates, { state: 'TASK_CLEANING', timestamp: plan.now, message: message ?? reason }],
+    cleanup: { reason, timestamp: now, ...(message ? { message } : {}) },
+    updates: [...task.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? reason }],
   };
-  plan.putTask(next);
-  return next;
 }
 
 export function byInstance(a: TaskRecord, b: TaskRecord): number {
   return a.taskId.instanceNo - b.taskId.instanceNo || a.taskId.startedAt - b.taskId.startedAt;
+}
+
+const HOST = 'localhost';
+const RACK = 'local';
+
+/** A new task record for `deploy`'s instance `instanceNo`, not started yet. */
+export function createTask(deploy: Deploy, instanceNo: number, now: number, taken: ReadonlySet<string>): TaskRecord {
+  let startedAt = now;
+  let id = taskIdString(deploy.requestId, deploy.id, startedAt, instanceNo);
+  // Two tasks for one instance in the same millisecond (a crash-replace) must still differ.
+  while (taken.has(id)) id = taskIdString(deploy.requestId, deploy.id, ++startedAt, instanceNo);
+  return {
+    taskId: {
+      requestId: deploy.requestId,
+      deployId: deploy.id,
+      startedAt,
+      instanceNo,
+      host: HOST,
+      sanitizedHost: HOST,
+      rackId: RACK,
+      sanitizedRackId: RACK,
+      id,
+    },
+    state: 'TASK_LAUNCHED',
+    ports: [],
+    health: { state: 'UNKNOWN', results: [] },
+    lb: {},
+    updates: [{ state: 'TASK_LAUNCHED', timestamp: now }],
+  };
+}
+
+function taskIdString(requestId: string, deployId: string, startedAt: number, instanceNo: number): string {
+  return `${requestId}-${deployId}-${startedAt}-${instanceNo}-${HOST}-${RACK}`;
 }

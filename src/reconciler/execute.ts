@@ -4,7 +4,7 @@
 import type { Balancer, LbOperationStatus, Upstream } from '../balancers/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
-import { errorMessage } from '../core/errors.ts';
+import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
 import type { Logger } from '../logger.ts';
@@ -99,6 +99,8 @@ export class Executor {
       }
       case 'runChecks':
         return this.#d.checks.run(requestId, action.deployId, action.step, action.names, () => this.#d.wake(requestId));
+      default:
+        return assertNever(action);
     }
   }
 

@@ -9,8 +9,7 @@
  * logged and the loop moves on.
  */
 import { EventBus } from '../core/events.ts';
-import { Plan } from '../core/plan.ts';
-import { stepRequest } from '../core/request/step.ts';
+import { stepRequest, type StepOutcome } from '../core/request/step.ts';
 import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex, type RequestLocks } from './locks.ts';
@@ -20,7 +19,7 @@ export interface LoopDeps extends EngineDeps {
   events?: EventBus;
   /** per-request locks; default in-process (the store's when several schedulers share it) */
   locks?: RequestLocks;
-  /** false in component tests, which call tick() themselves */
+  /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
 }
@@ -58,12 +57,17 @@ export class ReconcileLoop {
     this.wake();
   }
 
-  /** Reconcile one request (or all) as soon as possible. */
+  /** Reconcile one request (or, without an id, every request) as soon as possible. */
   wake(requestId?: string): void {
     if (this.#closed) return;
     if (requestId === undefined) this.#all = true;
     else this.#dirty.add(requestId);
-    if (this.#deps.timers === false || this.#scheduled) return;
+    this.#schedule();
+  }
+
+  /** Run a pass soon over what is dirty; never widens it to every request. */
+  #schedule(): void {
+    if (this.#deps.timers === false || this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -79,7 +83,8 @@ export class ReconcileLoop {
     }
     this.#running = this.#pass().finally(() => (this.#running = undefined));
     await this.#running;
-    if ((this.#dirty.size > 0 || this.#all) && this.#deps.timers !== false && !this.#closed) this.wake();
+    // Requests woken while the pass ran get a pass of their own (only they: one API call, one request).
+    if (this.#dirty.size > 0 || this.#all) this.#schedule();
   }
 
   async #pass(): Promise<void> {
@@ -114,60 +119,60 @@ export class ReconcileLoop {
 
   async reconcileRequest(requestId: string): Promise<void> {
     const { store, clock, settings } = this.#deps;
-    const plan = await this.locks.run(requestId, async () => {
+    const outcome = await this.locks.run(requestId, async () => {
       const record = await store.getRequest(requestId);
       if (!record || record.state === 'DELETED') return undefined;
       const now = clock.now();
       const obs = await observeRequest(store, record, now, settings, this.executor);
-      const plan = new Plan(now);
-      stepRequest(obs, record, plan);
+      const outcome = stepRequest(obs, record, now);
       const changes: ChangeSet = {};
-      if (plan.request) changes.requests = [plan.request];
-      if (plan.tasks.size > 0) changes.tasks = [...plan.tasks.values()];
-      if (plan.pending) changes.pending = [plan.pending];
-      if (plan.pending === null) changes.deletePending = [requestId];
-      if (plan.result) {
-        changes.results = [{ requestId, deployId: plan.result.deployId, result: plan.result.result, progress: plan.result.progress }];
+      if (outcome.request) changes.requests = [outcome.request];
+      if (outcome.tasks.length > 0) changes.tasks = [...outcome.tasks];
+      const { pending } = outcome;
+      if (pending.kind === 'UPDATED') changes.pending = [pending.pending];
+      if (pending.kind === 'ENDED') {
+        changes.deletePending = [requestId];
+        changes.results = [{ requestId, deployId: pending.deployId, result: pending.result, progress: pending.progress }];
       }
       if (Object.keys(changes).length > 0) await store.apply(changes);
-      this.#publish(requestId, plan, obs.pending?.progress.phase, obs.pending?.progress.step);
-      return plan;
+      this.#publish(requestId, outcome, obs.pending?.progress.phase, obs.pending?.progress.step);
+      return outcome;
     });
-    if (!plan) {
+    if (!outcome) {
       this.#wakeAt.delete(requestId);
       return;
     }
-    if (plan.wakeAt !== undefined) this.#wakeAt.set(requestId, plan.wakeAt);
+    if (outcome.wakeAt !== undefined) this.#wakeAt.set(requestId, outcome.wakeAt);
     else this.#wakeAt.delete(requestId);
-    if (plan.result) {
-      this.#deps.logger.info(
-        { requestId, deployId: plan.result.deployId, deployState: plan.result.result.deployState },
-        plan.result.result.message,
-      );
+    if (outcome.pending.kind === 'ENDED') {
+      const { deployId, result } = outcome.pending;
+      this.#deps.logger.info({ requestId, deployId, deployState: result.deployState }, result.message);
     }
-    for (const action of plan.actions) this.executor.run(requestId, action);
+    for (const action of outcome.actions) this.executor.run(requestId, action);
   }
 
-  #publish(requestId: string, plan: Plan, phaseBefore?: string, stepBefore?: number): void {
-    const at = plan.now;
-    for (const task of plan.tasks.values()) this.events.publish({ type: 'TASK', at, task });
-    if (plan.request) this.events.publish({ type: 'REQUEST', at, request: plan.request });
-    if (plan.pending) {
-      const { progress, deployId } = plan.pending;
+  #publish(requestId: string, outcome: StepOutcome, phaseBefore?: string, stepBefore?: number): void {
+    const at = outcome.now;
+    for (const task of outcome.tasks) this.events.publish({ type: 'TASK', at, task });
+    if (outcome.request) this.events.publish({ type: 'REQUEST', at, request: outcome.request });
+    const { pending } = outcome;
+    if (pending.kind === 'UPDATED') {
+      const { progress, deployId } = pending.pending;
       if (progress.phase !== phaseBefore || progress.step !== stepBefore) {
         this.#deps.logger.info({ requestId, deployId, phase: progress.phase, step: progress.step }, 'deploy phase');
       }
+      if (outcome.waiting) this.#deps.logger.debug({ requestId, deployId, phase: progress.phase, ...outcome.waiting }, 'deploy waits');
       this.events.publish({ type: 'DEPLOY', at, requestId, deployId, eventType: 'PROGRESS', progress });
     }
-    if (plan.result) {
+    if (pending.kind === 'ENDED') {
       this.events.publish({
         type: 'DEPLOY',
         at,
         requestId,
-        deployId: plan.result.deployId,
+        deployId: pending.deployId,
         eventType: 'FINISHED',
-        progress: plan.result.progress,
-        result: plan.result.result,
+        progress: pending.progress,
+        result: pending.result,
       });
     }
   }

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployResult } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
-import { createTask } from '../core/plan.ts';
+import { createTask } from '../core/tasks.ts';
 import { FencedError, type SchedulerInfo, type Store } from './types.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 

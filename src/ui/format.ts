@@ -27,11 +27,6 @@ export function duration(ms: number | undefined): string {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
-export function ago(ms: number | undefined, now: number): string {
-  if (ms === undefined) return '—';
-  return `${duration(now - ms)} ago`;
-}
-
 export function iso(ms: number | undefined): string | undefined {
   return ms === undefined ? undefined : new Date(ms).toISOString();
 }

@@ -1,7 +1,8 @@
 // Rebuilds a deploy's timeline (steps → phases with start/end) from its progress and decision
-// log. Phase changes are logged as decisions whose action reads "FROM → TO" (step.ts `enter`),
-// and the end of a deploy as a decision of phase END; everything else is attached to the
-// phase it was logged in.
+// log, reading the entries' fields, never their text: a PHASE_CHANGED entry opens the span of
+// its `to` phase, the entry of phase END (kind ENDED) closes the deploy, and everything else
+// is attached to the phase it was logged in. Entries stored before decisions had a kind carry
+// only their phase and step: a change of those opens the span, so old logs still render.
 import type { Decision, DeployProgress, LbUpdateView } from './types.ts';
 
 export const TIMELINE_PHASES = ['LAUNCH', 'HEALTH', 'LB_UPDATE', 'ACCEPTANCE', 'ADVANCE'] as const;
@@ -30,7 +31,7 @@ export interface Timeline {
   end?: Decision;
 }
 
-const TRANSITION = /^(\w+) → (\w+)$/;
+const isTimelinePhase = (phase: string): phase is TimelinePhase => (TIMELINE_PHASES as readonly string[]).includes(phase);
 
 /**
  * @param startedAt when the deploy started (its step 1 LAUNCH)
@@ -54,6 +55,7 @@ export function buildTimeline(progress: DeployProgress, startedAt: number, pendi
   const phaseOf = (step: number, phase: string): PhaseSpan | undefined => stepOf(step).phases.find((p) => p.phase === phase);
 
   let current: PhaseSpan | undefined = phaseOf(1, 'LAUNCH');
+  let stepNo = 1;
   if (current) {
     current.start = startedAt;
     current.status = 'current';
@@ -61,7 +63,8 @@ export function buildTimeline(progress: DeployProgress, startedAt: number, pendi
   let endDecision: Decision | undefined;
   const decisions = [...progress.decisionLog].sort((a, b) => a.at - b.at);
   for (const d of decisions) {
-    const move = TRANSITION.exec(d.action);
+    const into =
+      d.kind === 'PHASE_CHANGED' ? d.to : d.kind === undefined && (d.phase !== current?.phase || d.step !== stepNo) ? d.phase : undefined;
     if (d.phase === 'END') {
       endDecision = d;
       if (current) {
@@ -70,12 +73,13 @@ export function buildTimeline(progress: DeployProgress, startedAt: number, pendi
       }
       continue;
     }
-    if (move && (TIMELINE_PHASES as readonly string[]).includes(move[2] ?? '')) {
+    if (into !== undefined && isTimelinePhase(into)) {
       if (current) {
         current.end = d.at;
         current.status = 'done';
       }
-      current = phaseOf(d.step, move[2] as string);
+      stepNo = d.step;
+      current = phaseOf(d.step, into);
       if (current) {
         current.start = d.at;
         current.status = 'current';

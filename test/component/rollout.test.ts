@@ -75,19 +75,10 @@ describe('rollout mechanics', () => {
   it('S5 progress after each completed group of a group-1 deploy over 4 reads (1,1), (2,2), (3,3)', async () => {
     f = await engineFixture();
     await f.activeRequest('web', 4);
-    const seen: [number, number][] = [];
-    f.loop.events.subscribe((e) => {
-      if (e.type !== 'DEPLOY' || !e.progress) return;
-      const last = e.progress.decisionLog.filter((d) => d.action === 'ADVANCE → LAUNCH').length;
-      void last;
-    });
     await f.deploy({ requestId: 'web', id: 'd2', ...canary(1) });
     const log = (await f.history('web', 'd2'))?.progress?.decisionLog ?? [];
-    // Every step's acceptance pass is logged with the progress it completed.
-    for (const d of log.filter((d) => d.action === 'ADVANCE → LAUNCH')) {
-      const m = /step accepted with (\d+)/.exec(d.observed);
-      seen.push([Number(m?.[1]), Number(m?.[1])]);
-    }
+    // Every step's advance is logged with what it completed: new tasks accepted, and healthy.
+    const seen = log.flatMap((d) => (d.kind === 'PHASE_CHANGED' && d.from === 'ADVANCE' ? [[d.counts.accepted, d.counts.newHealthy]] : []));
     expect(seen).toEqual([
       [1, 1],
       [2, 2],

@@ -22,6 +22,7 @@ export const TEST_SETTINGS: EngineSettings = {
   backoffMaxMillis: 60_000,
   capacityRetryMillis: 1000,
   decisionLogLimit: 500,
+  launchBatchSize: 100,
   serverChecks: [],
   serverCheckIntervalSeconds: 5,
 };
@@ -31,6 +32,8 @@ export interface FixtureOptions {
   factories?: Record<string, CheckFactory>;
   allowCanaryLbChange?: boolean;
   capacity?: { cpus: number; memoryMb: number };
+  /** run the loop on its own wakes and timers (default: the test drives tick()) */
+  timers?: boolean;
 }
 
 export class EngineFixture {
@@ -78,7 +81,9 @@ export class EngineFixture {
         serverChecks: this.checks.serverCheckNames,
         serverCheckIntervalSeconds: this.checks.serverCheckIntervalSeconds,
       },
-      timers: false,
+      timers: this.options.timers ?? false,
+      // No safety pass during a test: every pass it sees is one something asked for.
+      safetyTickMillis: 3_600_000,
     });
     const executor = this.loop.executor;
     this.health.bind(

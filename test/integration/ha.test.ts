@@ -39,6 +39,7 @@ import { startAttachedHaproxy, type AttachedHaproxy } from '../helpers/haproxy-a
 import { startLoad, type Load } from '../helpers/lb-traffic.ts';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.ts';
 import { groupIsOurs, groupMembers, isRunning } from '../helpers/procfs.ts';
+import { runCli } from '../helpers/run-cli.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const PORTS = reservePorts(150);
@@ -338,6 +339,14 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
       );
       expect(alive.every((x) => x.heartbeatAgeMs < 5_000)).toBe(true);
     }
+    // `fledge status` on a follower names the leader and every scheduler
+    const follower = live().find((s) => s !== l)!;
+    const status = await runCli(['status'], { url: follower.url });
+    expect(status.code, status.stderr).toBe(0);
+    const leaderId = (await l.client.state()).leader!.id;
+    expect(status.stdout).toContain(`leader: ${leaderId} at ${l.url}`);
+    for (const s of (await l.client.state()).schedulers!.filter((x) => x.alive)) expect(status.stdout).toContain(s.id);
+    expect(status.stdout).toMatch(/leader\s+\d+(\.\d)?m?s ago/);
   });
 
   it('acts on an advance sent to a follower within milliseconds, and streams its events from every server', async () => {

@@ -254,8 +254,8 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
     .filter((t) => typeof t.pid === 'number')
     .filter(
       (t) =>
-        isRunning(t.pid!, sandboxes.get(t.taskId.id)?.startTime) ||
-        (groupIsOurs(t.pid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pid!).length > 0),
+        isRunning(t.pgid!, sandboxes.get(t.taskId.id)?.startTime) ||
+        (groupIsOurs(t.pgid!, sandboxes.get(t.taskId.id)?.startTime) && groupMembers(t.pgid!).length > 0),
     )
     .map((t) => `${t.taskId.id} (${t.state}, pid ${t.pid})`);
   expect(stillRunning, 'tasks the API says ended whose processes still run').toEqual([]);
@@ -418,7 +418,7 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
       s.tasks.some((t) => t.taskId.id === oldOne.taskId.id && t.state === 'TASK_KILLING'),
     );
     // The old service really is still there, past its SIGTERM.
-    expect(groupMembers(oldOne.pid!).length, 'processes of old #1 when the scheduler is killed').toBeGreaterThan(0);
+    expect(groupMembers(oldOne.pgid!).length, 'processes of old #1 when the scheduler is killed').toBeGreaterThan(0);
 
     const after = await killAndRestartServer(name, fledge, before, 'v2');
     // Old #1 ends, and by then its processes are gone: an ended task holds no port.
@@ -429,7 +429,7 @@ describe('SIGKILL of the scheduler during a load-balanced canary deploy', () => 
       },
       { timeoutMs: 15_000, intervalMs: 20, message: 'old #1 to end after the restart' },
     );
-    expect(groupMembers(oldOne.pid!), `processes of old #1 still running when the API says ${gone.state}`).toEqual([]);
+    expect(groupMembers(oldOne.pgid!), `processes of old #1 still running when the API says ${gone.state}`).toEqual([]);
     const sigtermAt = before.tasks
       .find((t) => t.taskId.id === oldOne.taskId.id)
       ?.taskUpdates?.find((u) => u.taskState === 'TASK_KILLING')?.timestamp;

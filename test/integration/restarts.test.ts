@@ -89,7 +89,7 @@ describe('restarts', () => {
     expect(byId(after)).toEqual(byId(v2Before));
     for (const t of after) expect((await askService(portOf(t))).version).toBe('v2');
     const v1 = entry.filter((t) => t.taskId.deployId === 'v1');
-    await waitFor(() => v1.every((t) => groupMembers(t.pid!).length === 0), { timeoutMs: 15_000, message: 'v1 processes to exit' });
+    await waitFor(() => v1.every((t) => groupMembers(t.pgid!).length === 0), { timeoutMs: 15_000, message: 'v1 processes to exit' });
   });
 
   it('replaces a task killed while fledge serve is down, after restart', async () => {
@@ -99,8 +99,8 @@ describe('restarts', () => {
     await first.waitExit();
 
     const victim = before[0]!;
-    killGroup(victim.pid!, 'SIGKILL');
-    await waitFor(() => groupMembers(victim.pid!).length === 0, { message: 'the killed task to be gone' });
+    killGroup(victim.pgid!, 'SIGKILL');
+    await waitFor(() => groupMembers(victim.pgid!).length === 0, { message: 'the killed task to be gone' });
 
     const second = await startFledgeProcess({ portRange: PORTS, dataDir: first.dataDir });
     const after = await waitForHealthyTasks(second.client, 'web', {

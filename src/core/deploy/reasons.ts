@@ -1,5 +1,4 @@
 // Every user-facing result message and failure text, in one place.
-import type { FledgeRequest } from '../model.ts';
 
 export const reasons = {
   succeeded: (step: number, total: number) => (total > 1 ? `Deploy succeeded after ${total} steps` : 'Deploy succeeded'),
@@ -24,8 +23,4 @@ export function describeExit(exitCode: number | null | undefined, signal: string
   if (exitCode === 0) return 'exited with code 0 (expected to keep running)';
   if (exitCode === null || exitCode === undefined) return 'ended';
   return `exited with code ${exitCode}`;
-}
-
-export function requestLabel(request: FledgeRequest): string {
-  return `${request.requestType} ${request.id}`;
 }

@@ -6,8 +6,9 @@
  *
  *   LAUNCH → HEALTH → LB_UPDATE → ACCEPTANCE → ADVANCE → (next step's LAUNCH | end SUCCEEDED)
  *
- * LAUNCH      creates task records for the missing new tasks (lowest free instance numbers);
- *             the loop starts them after the records are persisted.
+ * LAUNCH      creates task records for the missing new tasks (lowest free instance numbers),
+ *             at most launchBatchSize per pass (a larger target stays in LAUNCH and comes back
+ *             at once); the loop starts them after the records are persisted.
  * HEALTH      waits until every new task of the target is healthy. A new task that dies or is
  *             judged unhealthy counts against allowedTasksFailuresPerGroup and is replaced;
  *             one failure too many ends the deploy FAILED. The step's deadline
@@ -22,37 +23,57 @@
  *             (the request step takes them out of the LB, then stops them), and moves to the
  *             next step — or, after the last step, ends the deploy SUCCEEDED.
  *
- * Intents recorded by the API are handled before the phase: cancel ends CANCELED (cancelling
- * an LB operation in flight), reject ends FAILED, update jumps to another target skipping
- * the current acceptance. A paused or deleted request fails the deploy.
+ * One call of stepDeploy runs, in order: request-level conditions (a paused or deleted
+ * request fails the deploy); the intents recorded by the API (cancel ends CANCELED, reject
+ * ends FAILED, advance approves the current acceptance, update jumps to another target
+ * skipping the current acceptance); the count of new tasks that died or were judged
+ * unhealthy (failures.ts); then phases, one after another while each moves on at once.
+ * Each phase (one file in phases/) is a pure function of what it sees (phase.ts) returning
+ * a value: move `to` another phase, `wait` (why, and until when), or `end` (state, message,
+ * failures), with the progress, task changes, actions and decisions it made. This file
+ * applies those values, writes every phase change and the end into the decision log, and
+ * returns one DeployStepOutcome.
  *
- * Ending a deploy only records the result and drops the pending record. Everything after
- * that — making the deploy active, refilling the old deploy to full, healthy, load-balanced
- * capacity, reverting an atomic swap, then draining and stopping the tasks that are no
- * longer wanted — is the request step's steady-state work (../request/step.ts). That is
- * what makes every failure path keep capacity: nothing is removed before its replacement
- * serves.
+ * Ending a deploy only records the result and drops the pending record (cancelling its LB
+ * operation in flight). Everything after that — making the deploy active, refilling the old
+ * deploy to full, healthy, load-balanced capacity, reverting an atomic swap, then draining
+ * and stopping the tasks that are no longer wanted — is the request step's steady-state work
+ * (../request/step.ts). That is what makes every failure path keep capacity: nothing is
+ * removed before its replacement serves.
  *
- * Everything here is pure: the time is `plan.now`, deadlines are stored timestamps, and
- * "not done yet" returns with a reason and a time to look again.
+ * Everything here is pure: the time is `now`, deadlines are stored timestamps, and "not done
+ * yet" returns with a reason and a time to look again.
  */
 import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
-import { isLive } from '../model.ts';
-import { assertNever, createTask, type Plan } from '../plan.ts';
-import { healthy, inLb, markCleanup, serving, byInstance } from '../tasks.ts';
-import { healthWindowMillis } from '../health.ts';
-import { describeExit, reasons } from './reasons.ts';
+import { assertNever, errorMessage } from '../errors.ts';
+import { collapseChanges, TaskView } from '../task-view.ts';
+import { reasons } from './reasons.ts';
 import { calculateStepTargets } from './targets.ts';
+import { countTasks, targetRequest, type DecisionDraft, type End, type PhaseEffects, type PhaseInput, type PhaseResult } from './phase.ts';
+import { assessFailures } from './failures.ts';
 import { stepLaunch } from './phases/launch.ts';
 import { stepHealth } from './phases/health.ts';
 import { stepLbUpdate } from './phases/lb-update.ts';
 import { stepAcceptance } from './phases/acceptance.ts';
 import { stepAdvance } from './phases/advance.ts';
-import type { DeployFailure, DeployPhase, DeployProgress, DeployResultState, PendingDeploy, RequestObservation } from './types.ts';
+import type { Action, Decision, DeployPhase, DeployProgress, DeployResult, PendingDeploy, RequestObservation } from './types.ts';
 
-/** The request as it will be once this deploy succeeds. */
-export function targetRequest(obs: RequestObservation): FledgeRequest {
-  return obs.pending?.updatedRequest ?? obs.request;
+/** What became of the pending deploy in one step. */
+export type PendingOutcome =
+  | { kind: 'UNCHANGED' }
+  | { kind: 'UPDATED'; pending: PendingDeploy }
+  | { kind: 'ENDED'; deployId: string; result: DeployResult; progress: DeployProgress };
+
+export interface DeployStepOutcome {
+  pending: PendingOutcome;
+  /** task records created or changed, one per task */
+  tasks: readonly TaskRecord[];
+  actions: readonly Action[];
+  wakeAt?: number;
+  /** the entries this step added to the decision log */
+  decisions: readonly Decision[];
+  /** why the deploy is not done yet, when it waits */
+  waiting?: { why: string; until?: number };
 }
 
 export function createPendingDeploy(
@@ -92,145 +113,154 @@ export function createPendingDeploy(
   };
 }
 
-/** Context shared by the phase functions of one step() call. */
-export interface DeployStepContext {
-  obs: RequestObservation;
-  plan: Plan;
-  deploy: Deploy;
-  pending: PendingDeploy;
-  /** mutable copy; written back to plan.pending at the end */
+/** The deploy step so far: the values the parts of one stepDeploy call hand on. */
+interface Progressing {
   progress: DeployProgress;
-  /** tasks of the pending deploy, after this step's changes so far */
-  newTasks: () => TaskRecord[];
-  /** tasks of the active deploy */
-  oldTasks: () => TaskRecord[];
-  instances: number;
-  ended: boolean;
-  log(observed: string, action: string, reason: string): void;
-  enter(phase: DeployPhase, observed: string, reason: string): void;
-  end(state: DeployResultState, message: string, failures?: DeployFailure[]): void;
+  tasks: TaskView;
+  changes: readonly TaskRecord[];
+  actions: readonly Action[];
+  decisions: readonly Decision[];
+  wakeAt?: number;
+  /** task records created so far in this pass */
+  launched: number;
 }
 
-export function stepDeploy(obs: RequestObservation, plan: Plan): void {
-  const pending = obs.pending;
-  const deploy = obs.pendingDeploy;
-  if (!pending) return;
-  const progress: DeployProgress = {
-    ...pending.progress,
-    decisionLog: [...pending.progress.decisionLog],
-    failedDeployTasks: [...pending.progress.failedDeployTasks],
-    retiredOldInstances: [...pending.progress.retiredOldInstances],
-    acceptanceResultMessageHistory: [...pending.progress.acceptanceResultMessageHistory],
-    stepAcceptanceResults: { ...pending.progress.stepAcceptanceResults },
-    lbUpdates: [...pending.progress.lbUpdates],
-  };
-  const before = JSON.stringify(pending);
-  const current = (t: TaskRecord) => plan.tasks.get(t.taskId.id) ?? t;
-  const tasksOf = (deployId: string | undefined) => () => {
-    const known = new Map(obs.tasks.map((t) => [t.taskId.id, t]));
-    for (const [id, t] of plan.tasks) known.set(id, t);
-    return [...known.values()]
-      .filter((t) => t.taskId.deployId === deployId)
-      .map(current)
-      .sort(byInstance);
-  };
-  const ctx: DeployStepContext = {
-    obs,
-    plan,
-    deploy: deploy as Deploy,
-    pending,
-    progress,
-    newTasks: tasksOf(pending.deployId),
-    oldTasks: tasksOf(obs.activeDeploy?.id),
-    instances: targetRequest(obs).instances,
-    ended: false,
-    log(observed, action, reason) {
-      progress.decisionLog.push({ at: plan.now, phase: progress.phase, step: progress.step, observed, action, reason });
-      const limit = obs.settings.decisionLogLimit;
-      if (progress.decisionLog.length > limit) progress.decisionLog.splice(0, progress.decisionLog.length - limit);
-    },
-    enter(phase, observed, reason) {
-      const from = progress.phase;
-      progress.phase = phase;
-      progress.timestamp = plan.now;
-      ctx.log(observed, `${from} → ${phase}`, reason);
-    },
-    end(state, message, failures = []) {
-      if (ctx.ended) return;
-      ctx.ended = true;
-      progress.timestamp = plan.now;
-      progress.decisionLog.push({
-        at: plan.now,
-        phase: 'END',
-        step: progress.step,
-        observed: failures.map((f) => f.message).join('; ') || message,
-        action: `deploy ${state}`,
-        reason: message,
-      });
-      if (progress.pendingLbUpdate?.state === 'WAITING') {
-        plan.act({ kind: 'lbCancel', operationId: progress.pendingLbUpdate.loadBalancerRequestId });
-        progress.pendingLbUpdate = { ...progress.pendingLbUpdate, state: 'CANCELED' };
-      }
-      plan.pending = null;
-      plan.result = {
-        deployId: pending.deployId,
-        result: { deployState: state, message, deployFailures: failures, timestamp: plan.now },
-        progress,
-      };
-    },
-  };
+/** How a part of the step ended: the deploy goes on (to the next part), waits, or ends. */
+type Next = { go: Progressing } | { wait: Progressing; why: string; until?: number } | { end: Progressing; how: End['end'] };
 
+/** One step of the pending deploy of `obs` (which must have one). */
+export function stepDeploy(obs: RequestObservation, now: number): DeployStepOutcome {
+  const pending = obs.pending;
+  if (!pending) throw new Error(`request ${obs.request.id} has no pending deploy`);
+  const start: Progressing = {
+    progress: pending.progress,
+    tasks: TaskView.of(obs.tasks),
+    changes: [],
+    actions: [],
+    decisions: [],
+    launched: 0,
+  };
+  const deploy = obs.pendingDeploy;
+  let next: Next;
   if (!deploy) {
-    ctx.end('FAILED_INTERNAL_STATE', reasons.internal(`deploy ${pending.deployId} is missing from the store`));
+    next = {
+      end: start,
+      how: { state: 'FAILED_INTERNAL_STATE', message: reasons.internal(`deploy ${pending.deployId} is missing from the store`) },
+    };
   } else {
     try {
-      runStep(ctx);
+      next = runStep(obs, deploy, pending, now, start);
     } catch (err) {
       // A bug must not wedge the request: end the deploy; the request step restores capacity.
-      ctx.end('FAILED_INTERNAL_STATE', reasons.internal(err instanceof Error ? err.message : String(err)));
+      next = { end: start, how: { state: 'FAILED_INTERNAL_STATE', message: reasons.internal(errorMessage(err)) } };
     }
   }
-
-  if (ctx.ended) return;
-  const next: PendingDeploy = { ...pending, intents: [], progress };
-  if (JSON.stringify(next) !== before) plan.pending = next;
+  if ('end' in next) return endDeploy(obs, pending, now, next.end, next.how);
+  const acc = 'go' in next ? next.go : next.wait;
+  const updated: PendingDeploy = { ...pending, intents: [], progress: acc.progress };
+  const changed = JSON.stringify(updated) !== JSON.stringify(pending);
+  return {
+    pending: changed ? { kind: 'UPDATED', pending: updated } : { kind: 'UNCHANGED' },
+    tasks: collapseChanges(acc.changes),
+    actions: acc.actions,
+    ...(acc.wakeAt !== undefined ? { wakeAt: acc.wakeAt } : {}),
+    decisions: acc.decisions,
+    ...('wait' in next ? { waiting: { why: next.why, ...(next.until !== undefined ? { until: next.until } : {}) } } : {}),
+  };
 }
 
-function runStep(ctx: DeployStepContext): void {
-  const { obs, pending, progress } = ctx;
+function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy, now: number, start: Progressing): Next {
+  const instances = targetRequest(obs).instances;
+  const inputOf = (acc: Progressing): PhaseInput => ({
+    now,
+    obs,
+    deploy,
+    pending,
+    progress: acc.progress,
+    tasks: acc.tasks,
+    instances,
+    launchBudget: Math.max(0, obs.settings.launchBatchSize - acc.launched),
+  });
+  const log = (acc: Progressing, drafts: readonly DecisionDraft[] | undefined) => logDecisions(obs, pending, now, acc, drafts);
+  const apply = (acc: Progressing, effects: PhaseEffects): Progressing =>
+    log(
+      {
+        progress: effects.progress,
+        tasks: acc.tasks.with(effects.tasks ?? []),
+        changes: [...acc.changes, ...(effects.tasks ?? [])],
+        actions: [...acc.actions, ...(effects.actions ?? [])],
+        decisions: acc.decisions,
+        wakeAt: earliest(acc.wakeAt, effects.wakeAt),
+        launched: acc.launched + (effects.tasks ?? []).filter((t) => !acc.tasks.get(t.taskId.id)).length,
+      },
+      effects.decisions,
+    );
+  const move = (
+    acc: Progressing,
+    to: DeployPhase,
+    text: { observed: string; reason: string },
+    more: { operationId?: string; intent?: 'update' } = {},
+  ) => {
+    const from = acc.progress.phase;
+    const moved = { ...acc, progress: { ...acc.progress, phase: to, timestamp: now } };
+    return log(moved, [
+      { kind: 'PHASE_CHANGED', from, to, ...more, observed: text.observed, action: `${from} → ${to}`, reason: text.reason },
+    ]);
+  };
 
   // Request-level conditions first: they end the deploy whatever its phase.
-  if (obs.requestState === 'PAUSED') {
-    return ctx.end('FAILED', reasons.requestPaused(obs.request.id));
-  }
+  if (obs.requestState === 'PAUSED') return { end: start, how: { state: 'FAILED', message: reasons.requestPaused(obs.request.id) } };
   if (obs.requestState === 'DELETING' || obs.requestState === 'DELETED') {
-    return ctx.end('FAILED', reasons.requestMissing(obs.request.id));
+    return { end: start, how: { state: 'FAILED', message: reasons.requestMissing(obs.request.id) } };
   }
 
   // Intents, in the order they were recorded.
+  let acc = start;
   let advance = false;
   for (const intent of pending.intents) {
     switch (intent.kind) {
       case 'cancel':
-        return ctx.end('CANCELED', reasons.canceled(intent.message));
-      case 'reject':
-        return ctx.end('FAILED', reasons.rejected(intent.message), [
-          { reason: 'ACCEPTANCE_CHECK_FAILED', message: reasons.rejected(intent.message) },
-        ]);
+        return { end: acc, how: { state: 'CANCELED', message: reasons.canceled(intent.message), intent: 'cancel' } };
+      case 'reject': {
+        const message = reasons.rejected(intent.message);
+        return {
+          end: acc,
+          how: { state: 'FAILED', message, failures: [{ reason: 'ACCEPTANCE_CHECK_FAILED', message }], intent: 'reject' },
+        };
+      }
       case 'advance':
         advance = true;
-        ctx.log('advance requested', 'approve current step', intent.message ?? 'user approved');
+        acc = log(acc, [
+          {
+            kind: 'INTENT',
+            intent: 'advance',
+            observed: 'advance requested',
+            action: 'approve current step',
+            reason: intent.message ?? 'user approved',
+          },
+        ]);
         break;
       case 'update': {
-        const target = Math.min(intent.targetActiveInstances, ctx.instances);
-        progress.targetActiveInstances = target;
-        progress.totalSteps = progress.step + (target < ctx.instances ? 1 : 0);
-        progress.stepAcceptanceResults = {};
-        progress.stepReadyAt = undefined;
-        progress.stepStartedAt = ctx.plan.now;
-        progress.stepFailures = 0;
-        progress.deadline = undefined;
-        ctx.enter('LAUNCH', `target set to ${target}`, 'update requested: skip acceptance, jump to new target');
+        const target = Math.min(intent.targetActiveInstances, instances);
+        acc = {
+          ...acc,
+          progress: {
+            ...acc.progress,
+            targetActiveInstances: target,
+            totalSteps: acc.progress.step + (target < instances ? 1 : 0),
+            stepAcceptanceResults: {},
+            stepReadyAt: undefined,
+            stepStartedAt: now,
+            stepFailures: 0,
+            deadline: undefined,
+          },
+        };
+        acc = move(
+          acc,
+          'LAUNCH',
+          { observed: `target set to ${target}`, reason: 'update requested: skip acceptance, jump to new target' },
+          { intent: 'update' },
+        );
         break;
       }
       default:
@@ -239,121 +269,100 @@ function runStep(ctx: DeployStepContext): void {
   }
 
   // Task deaths and unhealthy verdicts among the new tasks, whatever the phase.
-  if (countFailures(ctx)) return;
+  const failures = assessFailures(inputOf(acc));
+  acc = apply(acc, failures);
+  if (failures.end) return { end: acc, how: failures.end };
+  if (failures.replace) acc = move(acc, 'LAUNCH', failures.replace);
 
-  // Phases run in sequence within one call while each completes at once.
-  for (let guard = 0; guard < 16 && !ctx.ended; guard++) {
-    const phase = progress.phase;
-    const done = runPhase(ctx, phase, advance);
-    if (!done || ctx.ended) return;
+  // Phases run in sequence within one call while each moves on at once.
+  for (let guard = 0; guard < 16; guard++) {
+    const phase = acc.progress.phase;
+    const result = runPhase(phase, inputOf(acc), advance);
+    acc = apply(acc, result);
+    if ('end' in result) return { end: acc, how: result.end };
+    if ('wait' in result) return { wait: { ...acc, wakeAt: earliest(acc.wakeAt, result.wait.until) }, ...result.wait };
+    acc = move(acc, result.to, result, result.operationId ? { operationId: result.operationId } : {});
     if (phase === 'ACCEPTANCE') advance = false;
   }
+  return { go: acc };
 }
 
-/** Runs one phase; true when it moved on to another phase in this call. */
-function runPhase(ctx: DeployStepContext, phase: DeployPhase, advance: boolean): boolean {
+function runPhase(phase: DeployPhase, input: PhaseInput, advance: boolean): PhaseResult {
   switch (phase) {
     case 'LAUNCH':
-      return stepLaunch(ctx);
+      return stepLaunch(input);
     case 'HEALTH':
-      return stepHealth(ctx);
+      return stepHealth(input);
     case 'LB_UPDATE':
-      return stepLbUpdate(ctx);
+      return stepLbUpdate(input);
     case 'ACCEPTANCE':
-      return stepAcceptance(ctx, advance);
+      return stepAcceptance(input, advance);
     case 'ADVANCE':
-      return stepAdvance(ctx);
+      return stepAdvance(input);
     default:
       return assertNever(phase);
   }
 }
 
-/**
- * Counts new-task deaths and unhealthy verdicts not yet counted. Returns true when the
- * deploy ended because of them.
- */
-function countFailures(ctx: DeployStepContext): boolean {
-  const { plan, progress, deploy } = ctx;
-  const counted = new Set(progress.failedDeployTasks.map((t) => t.id));
-  const allowed = deploy.canaryDeploySettings.allowedTasksFailuresPerGroup;
-  const failures: DeployFailure[] = [];
-  for (const task of ctx.newTasks()) {
-    if (counted.has(task.taskId.id)) continue;
-    let failure: DeployFailure | undefined;
-    if (isLive(task.state) && !task.cleanup && task.health.state === 'UNHEALTHY') {
-      markCleanup(plan, task, 'UNHEALTHY', task.health.message);
-      failure = {
-        reason: 'TASK_FAILED_HEALTH_CHECKS',
-        taskId: task.taskId,
-        message: task.health.message ?? reasons.neverHealthy(task.taskId.id),
-      };
-    } else if (!isLive(task.state) && !task.cleanup) {
-      const reason =
-        task.state === 'TASK_FINISHED'
-          ? 'TASK_EXPECTED_RUNNING_FINISHED'
-          : task.state === 'TASK_LOST' && task.runningAt === undefined
-            ? 'TASK_NEVER_ENTERED_RUNNING'
-            : 'TASK_FAILED_ON_STARTUP';
-      const how =
-        task.state === 'TASK_ERROR'
-          ? `could not start (${task.updates.at(-1)?.message ?? 'error'})`
-          : task.state === 'TASK_LOST'
-            ? 'was lost'
-            : describeExit(task.exitCode, task.signal);
-      failure = { reason, taskId: task.taskId, message: reasons.taskFailed(task.taskId.id, how) };
-    }
-    if (!failure) continue;
-    progress.failedDeployTasks.push(task.taskId);
-    progress.stepFailures += 1;
-    failures.push(failure);
-    ctx.log(failure.message, 'count failure', `${progress.stepFailures} of ${allowed} allowed in this step`);
+/** Stamps drafts with time, phase, step and counts and appends them, bounded by the log limit. */
+function logDecisions(
+  obs: RequestObservation,
+  pending: PendingDeploy,
+  now: number,
+  acc: Progressing,
+  drafts: readonly DecisionDraft[] | undefined,
+): Progressing {
+  if (!drafts || drafts.length === 0) return acc;
+  const { progress } = acc;
+  const limit = obs.settings.decisionLogLimit;
+  const counts = countTasks({ obs, pending, progress, tasks: acc.tasks });
+  const entries: Decision[] = drafts.map((d) => ({ ...d, at: now, phase: progress.phase, step: progress.step, counts }));
+  const log = [...progress.decisionLog, ...entries];
+  return {
+    ...acc,
+    progress: { ...progress, decisionLog: log.length > limit ? log.slice(log.length - limit) : log },
+    decisions: [...acc.decisions, ...entries],
+  };
+}
+
+function endDeploy(obs: RequestObservation, pending: PendingDeploy, now: number, acc: Progressing, how: End['end']): DeployStepOutcome {
+  const failures = how.failures ?? [];
+  const entry: Decision = {
+    kind: 'ENDED',
+    from: acc.progress.phase,
+    state: how.state,
+    ...(how.intent ? { intent: how.intent } : {}),
+    counts: countTasks({ obs, pending, progress: acc.progress, tasks: acc.tasks }),
+    at: now,
+    phase: 'END',
+    step: acc.progress.step,
+    observed: failures.map((f) => f.message).join('; ') || how.message,
+    action: `deploy ${how.state}`,
+    reason: how.message,
+  };
+  // The end entry is never dropped to keep the log within its limit.
+  let progress: DeployProgress = { ...acc.progress, timestamp: now, decisionLog: [...acc.progress.decisionLog, entry] };
+  const actions = [...acc.actions];
+  if (progress.pendingLbUpdate?.state === 'WAITING') {
+    actions.push({ kind: 'lbCancel', operationId: progress.pendingLbUpdate.loadBalancerRequestId });
+    progress = { ...progress, pendingLbUpdate: { ...progress.pendingLbUpdate, state: 'CANCELED' } };
   }
-  if (progress.stepFailures > allowed && failures.length > 0) {
-    const message = allowed > 0 ? reasons.tooManyFailures(allowed) : (failures[0]?.message ?? 'Task failed');
-    ctx.end('FAILED', message, failures);
-    return true;
-  }
-  if (failures.length > 0 && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
-    // A task died after its step was healthy: go back and replace it before moving on.
-    progress.stepReadyAt = undefined;
-    ctx.enter('LAUNCH', `${failures.length} task(s) failed`, 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)');
-  }
-  return false;
+  return {
+    pending: {
+      kind: 'ENDED',
+      deployId: pending.deployId,
+      result: { deployState: how.state, message: how.message, deployFailures: failures, timestamp: now },
+      progress,
+    },
+    tasks: collapseChanges(acc.changes),
+    actions,
+    ...(acc.wakeAt !== undefined ? { wakeAt: acc.wakeAt } : {}),
+    decisions: [...acc.decisions, entry],
+  };
 }
 
-/** Live, serving new tasks (not being stopped). */
-export function servingNew(ctx: DeployStepContext): TaskRecord[] {
-  return ctx.newTasks().filter(serving);
-}
-
-export function healthyNew(ctx: DeployStepContext): TaskRecord[] {
-  return ctx.newTasks().filter(healthy);
-}
-
-export function lbNew(ctx: DeployStepContext): TaskRecord[] {
-  return ctx.newTasks().filter((t) => healthy(t) && inLb(t));
-}
-
-/** OVERDUE deadline of a step: deployHealthTimeoutSeconds plus the health-check window. */
-export function stepDeadline(deploy: Deploy, from: number): number {
-  return (
-    from + deploy.deployHealthTimeoutSeconds * 1000 + healthWindowMillis(deploy.healthcheck, deploy.considerHealthyAfterRunningForSeconds)
-  );
-}
-
-/** Shared by phases: create task records for `count` lowest free instance numbers. */
-export function launchTasks(ctx: DeployStepContext, count: number): TaskRecord[] {
-  const { plan, deploy } = ctx;
-  const used = new Set(servingNew(ctx).map((t) => t.taskId.instanceNo));
-  const taken = new Set([...ctx.obs.tasks.map((t) => t.taskId.id), ...plan.tasks.keys()]);
-  const created: TaskRecord[] = [];
-  for (let n = 1; created.length < count; n++) {
-    if (used.has(n)) continue;
-    const task = createTask(deploy, n, plan.now, taken);
-    taken.add(task.taskId.id);
-    plan.putTask(task);
-    plan.act({ kind: 'startTask', taskId: task.taskId.id });
-    created.push(task);
-  }
-  return created;
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
 }

@@ -42,8 +42,43 @@ export interface LbUpdate {
   message?: string;
 }
 
-export interface Decision {
+export type AcceptanceState = 'PENDING' | 'SUCCEEDED' | 'FAILED';
+
+/** What a decision-log entry is about (the keys of DecisionDetail). */
+export type DecisionKind = DecisionDetail['kind'];
+export const DECISION_KINDS = [
+  'PHASE_CHANGED',
+  'TASKS_LAUNCHED',
+  'TASK_FAILED',
+  'LB_OPERATION',
+  'ACCEPTANCE_RESULT',
+  'INTENT',
+  'ENDED',
+] as const satisfies readonly DecisionKind[];
+
+/** The step's numbers when the decision was taken. */
+export interface DecisionCounts {
+  /** new-deploy tasks wanted by the end of the step (targetActiveInstances) */
+  wanted: number;
+  /** new-deploy tasks accepted by completed steps (currentActiveInstances) */
+  accepted: number;
+  newHealthy: number;
+  newInLb: number;
+  /** tasks of the active (old) deploy */
+  oldHealthy: number;
+  oldInLb: number;
+}
+
+/**
+ * One entry of a deploy's decision log, written by the deploy step (step.ts) only. The text
+ * (observed, action, reason) is for people; programs read the fields. Entries stored before
+ * the fields existed have the text alone (`kind` absent).
+ */
+export type Decision = DecisionText & (DecisionFields | { kind?: undefined });
+
+interface DecisionText {
   at: number;
+  /** the phase the deploy is in once the decision is taken; END for its end */
   phase: DeployPhase | 'END';
   step: number;
   /** what was seen */
@@ -54,7 +89,17 @@ export interface Decision {
   reason: string;
 }
 
-export type AcceptanceState = 'PENDING' | 'SUCCEEDED' | 'FAILED';
+/** The fields of an entry, keyed by kind (counts are stamped on every entry). */
+export type DecisionFields = { counts: DecisionCounts } & DecisionDetail;
+
+export type DecisionDetail =
+  | { kind: 'PHASE_CHANGED'; from: DeployPhase; to: DeployPhase; operationId?: string; intent?: 'update' }
+  | { kind: 'TASKS_LAUNCHED'; taskIds: string[] }
+  | { kind: 'TASK_FAILED'; taskId: string; failure: FailureReason }
+  | { kind: 'LB_OPERATION'; operationId: string; adding: number; removing: number }
+  | { kind: 'ACCEPTANCE_RESULT'; check: string; state: AcceptanceState }
+  | { kind: 'INTENT'; intent: 'advance' }
+  | { kind: 'ENDED'; from: DeployPhase; state: DeployResultState; intent?: 'cancel' | 'reject' };
 
 export interface DeployProgress {
   phase: DeployPhase;
@@ -142,9 +187,14 @@ export interface EngineSettings {
   /** how often to retry starting tasks that wait for capacity */
   capacityRetryMillis: number;
   decisionLogLimit: number;
+  /**
+   * At most this many task records are created for one request in one pass; the rest follow
+   * in the next pass, at once, so a large scale-up never holds the loop (or the API) long.
+   */
+  launchBatchSize: number;
   /** names of server-wide acceptance hooks that apply to every CHECKS deploy */
   serverChecks: string[];
-  /** how often PENDING server hooks are asked again (the shortest of their intervals) */
+  /** how often PENDING server hooks are asked again: the shortest of their intervals, at most 5 s */
   serverCheckIntervalSeconds: number;
 }
 

@@ -1,106 +1,106 @@
+import { assertNever } from '../../errors.ts';
 import { reasons } from '../reasons.ts';
-import type { DeployStepContext } from '../step.ts';
-import type { AcceptanceState } from '../types.ts';
+import type { Action, AcceptanceState, DeployProgress } from '../types.ts';
+import type { DecisionDraft, PhaseEffects, PhaseInput, PhaseResult } from '../phase.ts';
 
 /**
  * ACCEPTANCE: NONE passes; TIMED waits; CHECKS asks every check until all SUCCEEDED;
  * MANUAL waits for an advance. CHECKS and MANUAL are bounded by acceptanceTimeoutSeconds.
+ * `advance`: a user approved the step in this pass.
  */
-export function stepAcceptance(ctx: DeployStepContext, advance: boolean): boolean {
-  const { progress, plan, deploy } = ctx;
-  const mode = deploy.canaryDeploySettings.acceptanceMode;
-  const readyAt = (progress.stepReadyAt ??= plan.now);
+export function stepAcceptance(input: PhaseInput, advance: boolean): PhaseResult {
+  const { now, deploy } = input;
+  const readyAt = input.progress.stepReadyAt ?? now;
+  const progress = { ...input.progress, stepReadyAt: readyAt };
+  const settings = deploy.canaryDeploySettings;
+  const mode = settings.acceptanceMode;
   switch (mode) {
     case 'NONE':
-      return pass(ctx, 'acceptance NONE');
+      return pass({ progress }, 'acceptance NONE');
     case 'TIMED': {
-      const until = readyAt + deploy.canaryDeploySettings.waitMillisBetweenGroups;
-      if (plan.now < until) {
-        progress.deadline = until;
-        plan.wake(until);
-        return false;
-      }
-      return pass(ctx, `waited ${deploy.canaryDeploySettings.waitMillisBetweenGroups} ms after the step was ready`);
+      const until = readyAt + settings.waitMillisBetweenGroups;
+      if (now < until) return { progress: { ...progress, deadline: until }, wait: { why: 'TIMED acceptance', until } };
+      return pass({ progress }, `waited ${settings.waitMillisBetweenGroups} ms after the step was ready`);
     }
     case 'MANUAL':
-      if (advance) return pass(ctx, 'advanced by a user');
-      return waitBounded(ctx, readyAt);
+      if (advance) return pass({ progress }, 'advanced by a user');
+      return waitBounded(input, { progress }, readyAt, 'waiting for a user to advance or reject');
     case 'CHECKS':
-      return stepChecks(ctx, advance, readyAt);
+      return stepChecks(input, progress, advance, readyAt);
+    default:
+      return assertNever(mode);
   }
 }
 
-function stepChecks(ctx: DeployStepContext, advance: boolean, readyAt: number): boolean {
-  const { progress, plan, deploy, obs } = ctx;
+function stepChecks(input: PhaseInput, start: DeployProgress, advance: boolean, readyAt: number): PhaseResult {
+  const { now, deploy, obs } = input;
   const declared = deploy.acceptanceChecks;
   const names = [...obs.settings.serverChecks, ...declared.map((c) => c.name)];
-  if (names.length === 0) return pass(ctx, 'acceptance CHECKS with no checks configured');
+  if (names.length === 0) return pass({ progress: start }, 'acceptance CHECKS with no checks configured');
 
-  const results = progress.stepAcceptanceResults;
+  const results = { ...start.stepAcceptanceResults };
+  const history = [...start.acceptanceResultMessageHistory];
+  const decisions: DecisionDraft[] = [];
+  const record = (name: string, state: AcceptanceState, message: string) => {
+    const line = `(${name} - ${state}) ${message}`;
+    // A PENDING check asked again with the same answer adds no line.
+    if (results[name] === state && history.at(-1) === line) return;
+    results[name] = state;
+    history.push(line);
+    decisions.push({
+      kind: 'ACCEPTANCE_RESULT',
+      check: name,
+      state,
+      observed: line,
+      action: `check ${name} ${state}`,
+      reason: 'acceptance check answered',
+    });
+  };
   for (const name of names) {
     const spec = declared.find((c) => c.name === name);
     if (spec?.type === 'manual') {
-      if (advance && results[name] !== 'SUCCEEDED') record(ctx, name, 'SUCCEEDED', 'approved');
+      if (advance && results[name] !== 'SUCCEEDED') record(name, 'SUCCEEDED', 'approved');
       continue;
     }
     if (results[name] === 'SUCCEEDED' || results[name] === 'FAILED') continue;
-    const answer = obs.checkResults.find((r) => r.deployId === deploy.id && r.step === progress.step && r.name === name);
+    const answer = obs.checkResults.find((r) => r.deployId === deploy.id && r.step === start.step && r.name === name);
     if (answer && (answer.state !== results[name] || answer.state !== 'PENDING' || !results[name])) {
-      record(ctx, name, answer.state, answer.message);
+      record(name, answer.state, answer.message);
     }
   }
+  const progress = { ...start, stepAcceptanceResults: results, acceptanceResultMessageHistory: history };
+
   const failed = names.find((n) => results[n] === 'FAILED');
   if (failed) {
-    const message = lastMessage(ctx, failed);
-    ctx.end('FAILED', reasons.acceptanceFailed(failed, message), [
-      { reason: 'ACCEPTANCE_CHECK_FAILED', message: reasons.acceptanceFailed(failed, message) },
-    ]);
-    return false;
+    const prefix = `(${failed} - FAILED) `;
+    const line = [...history].reverse().find((l) => l.startsWith(prefix));
+    const message = reasons.acceptanceFailed(failed, line ? line.slice(prefix.length) : 'failed');
+    return { progress, decisions, end: { state: 'FAILED', message, failures: [{ reason: 'ACCEPTANCE_CHECK_FAILED', message }] } };
   }
-  if (names.every((n) => results[n] === 'SUCCEEDED')) return pass(ctx, `${names.length} check(s) succeeded`);
+  if (names.every((n) => results[n] === 'SUCCEEDED')) return pass({ progress, decisions }, `${names.length} check(s) succeeded`);
 
   const toAsk = names.filter((n) => results[n] !== 'SUCCEEDED' && declared.find((c) => c.name === n)?.type !== 'manual');
-  if (toAsk.length > 0) {
-    plan.act({ kind: 'runChecks', deployId: deploy.id, step: progress.step, names: toAsk });
-    // PENDING checks are asked again after their interval.
-    const interval = Math.min(
-      ...toAsk.map((n) => declared.find((c) => c.name === n)?.intervalSeconds ?? obs.settings.serverCheckIntervalSeconds),
-    );
-    plan.wake(plan.now + interval * 1000);
-  }
-  return waitBounded(ctx, readyAt);
+  if (toAsk.length === 0) return waitBounded(input, { progress, decisions }, readyAt, 'waiting for a manual check to be approved');
+  const actions: Action[] = [{ kind: 'runChecks', deployId: deploy.id, step: start.step, names: toAsk }];
+  // PENDING checks are asked again after their interval.
+  const interval = Math.min(
+    ...toAsk.map((n) => declared.find((c) => c.name === n)?.intervalSeconds ?? obs.settings.serverCheckIntervalSeconds),
+  );
+  return waitBounded(input, { progress, decisions, actions, wakeAt: now + interval * 1000 }, readyAt, `asking ${toAsk.join(', ')}`);
 }
 
-function record(ctx: DeployStepContext, name: string, state: AcceptanceState, message: string): void {
-  const { progress } = ctx;
-  const line = `(${name} - ${state}) ${message}`;
-  // A PENDING check asked again with the same answer adds no line.
-  if (progress.stepAcceptanceResults[name] === state && progress.acceptanceResultMessageHistory.at(-1) === line) return;
-  progress.stepAcceptanceResults[name] = state;
-  progress.acceptanceResultMessageHistory.push(line);
-  ctx.log(line, `check ${name} ${state}`, 'acceptance check answered');
-}
-
-function lastMessage(ctx: DeployStepContext, name: string): string {
-  const prefix = `(${name} - FAILED) `;
-  const line = [...ctx.progress.acceptanceResultMessageHistory].reverse().find((l) => l.startsWith(prefix));
-  return line ? line.slice(prefix.length) : 'failed';
-}
-
-function waitBounded(ctx: DeployStepContext, readyAt: number): boolean {
-  const { progress, plan, deploy } = ctx;
+/** Wait for acceptance until acceptanceTimeoutSeconds after the step was ready; then fail. */
+function waitBounded(input: PhaseInput, effects: PhaseEffects, readyAt: number, why: string): PhaseResult {
+  const { now, deploy } = input;
   const deadline = readyAt + deploy.acceptanceTimeoutSeconds * 1000;
-  progress.deadline = deadline;
-  if (plan.now >= deadline) {
+  const progress = { ...effects.progress, deadline };
+  if (now >= deadline) {
     const message = reasons.acceptanceTimedOut(deploy.acceptanceTimeoutSeconds);
-    ctx.end('FAILED', message, [{ reason: 'ACCEPTANCE_TIMED_OUT', message }]);
-    return false;
+    return { ...effects, progress, end: { state: 'FAILED', message, failures: [{ reason: 'ACCEPTANCE_TIMED_OUT', message }] } };
   }
-  plan.wake(deadline);
-  return false;
+  return { ...effects, progress, wait: { why, until: deadline } };
 }
 
-function pass(ctx: DeployStepContext, why: string): boolean {
-  ctx.enter('ADVANCE', why, 'acceptance passed');
-  return true;
+function pass(effects: PhaseEffects, why: string): PhaseResult {
+  return { ...effects, to: 'ADVANCE', observed: why, reason: 'acceptance passed' };
 }

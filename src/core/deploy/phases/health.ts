@@ -1,58 +1,73 @@
 import { reasons } from '../reasons.ts';
-import { healthyNew, launchTasks, servingNew, targetRequest, type DeployStepContext } from '../step.ts';
+import {
+  healthyNew,
+  instanceList,
+  launchTasks,
+  servingNew,
+  targetRequest,
+  type DecisionDraft,
+  type PhaseInput,
+  type PhaseResult,
+} from '../phase.ts';
 import type { DeployFailure } from '../types.ts';
 
 /** HEALTH: every new task of the target healthy; replace allowed failures; OVERDUE at the deadline. */
-export function stepHealth(ctx: DeployStepContext): boolean {
-  const { progress, plan, deploy, obs } = ctx;
+export function stepHealth(input: PhaseInput): PhaseResult {
+  const { progress, now, obs } = input;
   const target = progress.targetActiveInstances;
-  const missing = target - servingNew(ctx).length;
-  if (missing > 0) {
-    const created = launchTasks(ctx, missing);
-    ctx.log(
-      `${missing} new task(s) missing`,
-      `launch ${created.map((t) => `#${t.taskId.instanceNo}`).join(', ')}`,
-      'replace failed task(s)',
-    );
-  }
-  const ready = healthyNew(ctx).length;
+  const missing = target - servingNew(input).length;
+  const launched = missing > 0 ? launchTasks(input, missing) : { tasks: [], actions: [] };
+  const decisions: DecisionDraft[] =
+    launched.tasks.length > 0
+      ? [
+          {
+            kind: 'TASKS_LAUNCHED',
+            taskIds: launched.tasks.map((t) => t.taskId.id),
+            observed: `${missing} new task(s) missing`,
+            action: `launch ${instanceList(launched.tasks)}`,
+            reason: 'replace failed task(s)',
+          },
+        ]
+      : [];
+  // More to create than one pass may: the rest at once, in the next pass.
+  const effects = {
+    tasks: launched.tasks,
+    actions: launched.actions,
+    decisions,
+    ...(launched.tasks.length < missing ? { wakeAt: now } : {}),
+  };
+  const after = { ...input, tasks: input.tasks.with(launched.tasks) };
+
+  const ready = healthyNew(after).length;
   if (ready >= target) {
-    const request = targetRequest(obs);
-    if (request.loadBalanced) {
-      ctx.enter('LB_UPDATE', `${ready} of ${target} new task(s) healthy`, 'put the step in the load balancer');
-    } else {
-      progress.stepReadyAt = plan.now;
-      ctx.enter('ACCEPTANCE', `${ready} of ${target} new task(s) healthy`, 'step is ready; run acceptance');
+    const observed = `${ready} of ${target} new task(s) healthy`;
+    if (targetRequest(obs).loadBalanced) {
+      return { ...effects, progress, to: 'LB_UPDATE', observed, reason: 'put the step in the load balancer' };
     }
-    return true;
+    return { ...effects, progress: { ...progress, stepReadyAt: now }, to: 'ACCEPTANCE', observed, reason: 'step is ready; run acceptance' };
   }
-  const deadline = progress.deadline ?? plan.now;
-  if (plan.now >= deadline) {
-    const serving = servingNew(ctx);
-    const unplaced = serving.filter((t) => t.handle === undefined);
-    const seconds = Math.round((deadline - progress.stepStartedAt) / 1000);
-    if (unplaced.length > 0) {
-      const launched = serving.length - unplaced.length;
-      const message = reasons.couldNotLaunch(launched, target);
-      const failures: DeployFailure[] = unplaced.map((t) => ({
-        reason: 'TASK_COULD_NOT_BE_SCHEDULED',
-        taskId: t.taskId,
-        message: t.waitingReason ? `${message}: ${t.waitingReason}` : message,
-      }));
-      ctx.end('OVERDUE', message, failures);
-    } else {
-      const failures: DeployFailure[] = serving
-        .filter((t) => t.health.state !== 'HEALTHY')
-        .map((t) => ({
-          reason: t.state === 'TASK_RUNNING' ? 'TASK_FAILED_HEALTH_CHECKS' : 'TASK_NEVER_ENTERED_RUNNING',
-          taskId: t.taskId,
-          message: reasons.neverHealthy(t.taskId.id),
-        }));
-      ctx.end('OVERDUE', reasons.overdue(seconds), failures);
-    }
-    return false;
+  const deadline = progress.deadline ?? now;
+  if (now < deadline) {
+    return { ...effects, progress, wait: { why: `${ready} of ${target} new task(s) healthy`, until: deadline } };
   }
-  void deploy;
-  plan.wake(deadline);
-  return false;
+  const serving = servingNew(after);
+  const unplaced = serving.filter((t) => t.handle === undefined);
+  if (unplaced.length > 0) {
+    const message = reasons.couldNotLaunch(serving.length - unplaced.length, target);
+    const failures: DeployFailure[] = unplaced.map((t) => ({
+      reason: 'TASK_COULD_NOT_BE_SCHEDULED',
+      taskId: t.taskId,
+      message: t.waitingReason ? `${message}: ${t.waitingReason}` : message,
+    }));
+    return { ...effects, progress, end: { state: 'OVERDUE', message, failures } };
+  }
+  const failures: DeployFailure[] = serving
+    .filter((t) => t.health.state !== 'HEALTHY')
+    .map((t) => ({
+      reason: t.state === 'TASK_RUNNING' ? 'TASK_FAILED_HEALTH_CHECKS' : 'TASK_NEVER_ENTERED_RUNNING',
+      taskId: t.taskId,
+      message: reasons.neverHealthy(t.taskId.id),
+    }));
+  const seconds = Math.round((deadline - progress.stepStartedAt) / 1000);
+  return { ...effects, progress, end: { state: 'OVERDUE', message: reasons.overdue(seconds), failures } };
 }

@@ -1,89 +1,101 @@
-import type { TaskRecord } from '../../model.ts';
+import type { LbOpState, TaskRecord } from '../../model.ts';
 import { inLb, touchesLb } from '../../tasks.ts';
+import type { TaskView } from '../../task-view.ts';
 import { reasons } from '../reasons.ts';
-import { healthyNew, type DeployStepContext } from '../step.ts';
+import { healthyNew, oldTasks, type PhaseInput, type PhaseResult } from '../phase.ts';
+import type { LbUpdate } from '../types.ts';
 
 /**
  * LB_UPDATE: canary off swaps atomically (add every new task, remove every old one, one
  * operation); canary on only adds. Bounded by loadBalancerTimeoutSeconds.
  */
-export function stepLbUpdate(ctx: DeployStepContext): boolean {
-  const { progress, plan, deploy, obs, pending } = ctx;
+export function stepLbUpdate(input: PhaseInput): PhaseResult {
+  const { progress, now, deploy, obs, pending } = input;
   const op = progress.pendingLbUpdate;
   if (op?.state === 'WAITING') {
     const seen = obs.lbOps[op.loadBalancerRequestId];
     if (!seen || seen.state === 'WAITING') {
-      const deadline = progress.deadline ?? plan.now;
-      if (plan.now >= deadline) {
+      const deadline = progress.deadline ?? now;
+      if (now >= deadline) {
         const message = reasons.lbTimedOut(deploy.loadBalancerTimeoutSeconds);
-        ctx.end('FAILED', message, [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }]);
-        return false;
+        return { progress, end: { state: 'FAILED', message, failures: [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }] } };
       }
-      plan.wake(deadline);
-      return false;
+      return { progress, wait: { why: `LB operation ${op.loadBalancerRequestId} in flight`, until: deadline } };
     }
-    const finished = { ...op, state: seen.state, ...(seen.message ? { message: seen.message } : {}) };
-    progress.pendingLbUpdate = undefined;
-    progress.lbUpdates.push(finished);
-    recordLbState(ctx, finished.add, 'add', finished.loadBalancerRequestId, seen.state);
-    recordLbState(ctx, finished.remove, 'remove', finished.loadBalancerRequestId, seen.state);
+    const finished: LbUpdate = { ...op, state: seen.state, ...(seen.message ? { message: seen.message } : {}) };
+    const tasks = recordLbState(input.tasks, finished, seen.state, now);
+    const settled = { ...progress, pendingLbUpdate: undefined, lbUpdates: [...progress.lbUpdates, finished] };
     if (seen.state !== 'SUCCESS') {
       const message = reasons.lbFailed(seen.message);
-      ctx.end('FAILED', message, [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }]);
-      return false;
+      return {
+        progress: settled,
+        tasks,
+        end: { state: 'FAILED', message, failures: [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }] },
+      };
     }
-    progress.stepReadyAt = plan.now;
-    progress.deadline = undefined;
-    ctx.enter('ACCEPTANCE', `LB operation ${op.loadBalancerRequestId} succeeded`, 'step is healthy and in the LB');
-    return true;
+    return {
+      progress: { ...settled, stepReadyAt: now, deadline: undefined },
+      tasks,
+      to: 'ACCEPTANCE',
+      observed: `LB operation ${op.loadBalancerRequestId} succeeded`,
+      reason: 'step is healthy and in the LB',
+      operationId: op.loadBalancerRequestId,
+    };
   }
 
-  const add = healthyNew(ctx).filter((t) => !touchesLb(t));
-  const remove = progress.canary ? [] : ctx.oldTasks().filter(touchesLb);
-  if (add.length === 0 && remove.length === 0 && healthyNew(ctx).every(inLb)) {
-    progress.stepReadyAt = plan.now;
-    ctx.enter('ACCEPTANCE', 'every new task already in the LB', 'step is healthy and in the LB');
-    return true;
-  }
+  const add = healthyNew(input).filter((t) => !touchesLb(t));
+  const remove = progress.canary ? [] : oldTasks(input).filter(touchesLb);
   if (add.length === 0 && remove.length === 0) {
-    // An earlier ADD of ours is still settling (recorded on the task); look again soon.
-    plan.wake(plan.now + 250);
-    return false;
+    if (healthyNew(input).every(inLb)) {
+      return {
+        progress: { ...progress, stepReadyAt: now },
+        to: 'ACCEPTANCE',
+        observed: 'every new task already in the LB',
+        reason: 'step is healthy and in the LB',
+      };
+    }
+    return { progress, wait: { why: 'an earlier LB add of a new task is still settling', until: now + 250 } };
   }
   const operationId = `${pending.requestId}-${pending.deployId}-lb${progress.lbUpdates.length + 1}`;
-  const update = {
+  const update: LbUpdate = {
     loadBalancerRequestId: operationId,
-    state: 'WAITING' as const,
+    state: 'WAITING',
     add: add.map((t) => t.taskId.id),
     remove: remove.map((t) => t.taskId.id),
-    startedAt: plan.now,
+    startedAt: now,
   };
-  progress.pendingLbUpdate = update;
-  progress.deadline = plan.now + deploy.loadBalancerTimeoutSeconds * 1000;
-  recordLbState(ctx, update.add, 'add', operationId, 'WAITING');
-  recordLbState(ctx, update.remove, 'remove', operationId, 'WAITING');
-  plan.act({ kind: 'lbApply', operationId, add: update.add, remove: update.remove });
-  ctx.log(
-    `${add.length} new task(s) healthy and not in the LB`,
-    `LB ${operationId}: add ${add.length}, remove ${remove.length}`,
-    progress.canary ? 'canary: add the step, old tasks leave one by one' : 'atomic swap: add all new, remove all old',
-  );
-  plan.wake(progress.deadline);
-  return false;
+  const deadline = now + deploy.loadBalancerTimeoutSeconds * 1000;
+  return {
+    progress: { ...progress, pendingLbUpdate: update, deadline },
+    tasks: recordLbState(input.tasks, update, 'WAITING', now),
+    actions: [{ kind: 'lbApply', operationId, add: update.add, remove: update.remove }],
+    decisions: [
+      {
+        kind: 'LB_OPERATION',
+        operationId,
+        adding: add.length,
+        removing: remove.length,
+        observed: `${add.length} new task(s) healthy and not in the LB`,
+        action: `LB ${operationId}: add ${add.length}, remove ${remove.length}`,
+        reason: progress.canary ? 'canary: add the step, old tasks leave one by one' : 'atomic swap: add all new, remove all old',
+      },
+    ],
+    wait: { why: `LB operation ${operationId} in flight`, until: deadline },
+  };
 }
 
-function recordLbState(
-  ctx: DeployStepContext,
-  taskIds: string[],
-  which: 'add' | 'remove',
-  operationId: string,
-  state: 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED',
-): void {
-  const all = [...ctx.newTasks(), ...ctx.oldTasks()];
-  for (const id of taskIds) {
-    const task = all.find((t) => t.taskId.id === id);
-    if (!task) continue;
-    const next: TaskRecord = { ...task, lb: { ...task.lb, [which]: { operationId, state, timestamp: ctx.plan.now } } };
-    ctx.plan.putTask(next);
+/** The operation's state on each task it adds or removes. */
+function recordLbState(tasks: TaskView, op: LbUpdate, state: LbOpState, now: number): TaskRecord[] {
+  const changes: TaskRecord[] = [];
+  for (const [ids, which] of [
+    [op.add, 'add'],
+    [op.remove, 'remove'],
+  ] as const) {
+    for (const id of ids) {
+      const task = tasks.get(id);
+      if (!task) continue;
+      changes.push({ ...task, lb: { ...task.lb, [which]: { operationId: op.loadBalancerRequestId, state, timestamp: now } } });
+    }
   }
+  return changes;
 }

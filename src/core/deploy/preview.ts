@@ -1,14 +1,14 @@
 /*
- * The plan of a deploy (POST /api/deploys/plan): the steps the state machine will walk and
- * how long that can take, computed from the deploy and its request alone — no tasks, no
+ * The dry run of a deploy (POST /api/deploys/plan): the steps the state machine will walk
+ * and how long that can take, computed from the deploy and its request alone — no tasks, no
  * clock. It follows the same rules as step.ts (targets.ts for the step sizes, stepDeadline
- * for the OVERDUE bound, the phases' timeouts), so what the plan shows is what will run.
+ * for the OVERDUE bound, the phases' timeouts), so what the preview shows is what will run.
  */
 import type { AcceptanceMode, Deploy, FledgeRequest } from '../model.ts';
 import { calculateStepTargets } from './targets.ts';
-import { stepDeadline } from './step.ts';
+import { stepDeadline } from './phase.ts';
 
-export interface DeployPlanStep {
+export interface PreviewStep {
   /** 1-based */
   step: number;
   /** new-deploy tasks wanted by the end of the step */
@@ -22,8 +22,8 @@ export interface DeployPlanStep {
   acceptance: { mode: AcceptanceMode; waitMillis: number; checks: string[] };
 }
 
-export interface DeployPlan {
-  steps: DeployPlanStep[];
+export interface DeployPreview {
+  steps: PreviewStep[];
   /**
    * min: the soonest the deploy can succeed — every task healthy at its first probe, every
    * LB operation and check answered at once — so only what the deploy makes it wait for
@@ -37,7 +37,7 @@ export interface DeployPlan {
   etaSeconds: { min: number; max: number };
 }
 
-export interface DeployPlanSettings {
+export interface PreviewSettings {
   /** names of server-wide acceptance hooks that apply to every CHECKS deploy */
   serverChecks: string[];
   /** the request once the deploy succeeds (a deploy body's updatedRequest); else `request` */
@@ -55,12 +55,12 @@ export const STEP_OVERHEAD_MILLIS = 50;
  * target instance count is `settings.updatedRequest ?? request`'s. Without `activeDeploy`
  * there are no old tasks to replace.
  */
-export function calculateDeployPlan(
+export function previewDeploy(
   deploy: Deploy,
   request: FledgeRequest,
   activeDeploy: Deploy | undefined,
-  settings: DeployPlanSettings,
-): DeployPlan {
+  settings: PreviewSettings,
+): DeployPreview {
   const target = settings.updatedRequest ?? request;
   const canary = deploy.canaryDeploySettings;
   const targets = calculateStepTargets(target.instances, canary);
@@ -72,7 +72,7 @@ export function calculateDeployPlan(
   const oldCount = activeDeploy ? request.instances : 0;
   let retired = 0;
   let previous = 0;
-  const steps: DeployPlanStep[] = targets.map((targetActiveInstances, i) => {
+  const steps: PreviewStep[] = targets.map((targetActiveInstances, i) => {
     const last = i === targets.length - 1;
     const added = targetActiveInstances - previous;
     previous = targetActiveInstances;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { CanaryDeploySettings, Deploy, FledgeRequest } from '../model.ts';
 import { testDeploy, testHealthcheck } from '../../../test/helpers/model-fixtures.ts';
 import { healthWindowMillis } from '../health.ts';
-import { calculateDeployPlan, STEP_OVERHEAD_MILLIS, type DeployPlanStep } from './plan.ts';
+import { previewDeploy, STEP_OVERHEAD_MILLIS, type PreviewStep } from './preview.ts';
 
 const healthcheck = testHealthcheck();
 
@@ -24,9 +24,9 @@ const canary = (group: number, cycles: number, more: Partial<CanaryDeploySetting
   canaryCycleCount: cycles,
   ...more,
 });
-const pick = (steps: DeployPlanStep[], key: 'targetActiveInstances' | 'newInstances' | 'oldInstances') => steps.map((s) => s[key]);
+const pick = (steps: PreviewStep[], key: 'targetActiveInstances' | 'newInstances' | 'oldInstances') => steps.map((s) => s[key]);
 
-describe('calculateDeployPlan steps', () => {
+describe('previewDeploy steps', () => {
   it.each([
     {
       name: 'canary off: one step of every instance, no old task left after it',
@@ -61,7 +61,7 @@ describe('calculateDeployPlan steps', () => {
       old: [0],
     },
   ])('$name', ({ deploy, request, targets, added, old }) => {
-    const { steps } = calculateDeployPlan(deploy, request, active, noServerChecks);
+    const { steps } = previewDeploy(deploy, request, active, noServerChecks);
     expect(pick(steps, 'targetActiveInstances')).toEqual(targets);
     expect(pick(steps, 'newInstances')).toEqual(added);
     expect(pick(steps, 'oldInstances')).toEqual(old);
@@ -69,12 +69,12 @@ describe('calculateDeployPlan steps', () => {
   });
 
   it('counts no old tasks when the request has no active deploy', () => {
-    const { steps } = calculateDeployPlan(deployOf(canary(1, 3)), requestOf(3), undefined, noServerChecks);
+    const { steps } = previewDeploy(deployOf(canary(1, 3)), requestOf(3), undefined, noServerChecks);
     expect(pick(steps, 'oldInstances')).toEqual([0, 0, 0]);
   });
 
   it('retires only the old tasks there are when updatedRequest grows the request', () => {
-    const { steps } = calculateDeployPlan(deployOf(canary(1, 3)), requestOf(2), active, {
+    const { steps } = previewDeploy(deployOf(canary(1, 3)), requestOf(2), active, {
       serverChecks: [],
       updatedRequest: requestOf(4),
     });
@@ -83,7 +83,7 @@ describe('calculateDeployPlan steps', () => {
   });
 });
 
-describe('calculateDeployPlan load balancer counts', () => {
+describe('previewDeploy load balancer counts', () => {
   it.each([
     {
       name: 'canary keeps the old tasks in the LB next to each step until they are retired',
@@ -112,12 +112,12 @@ describe('calculateDeployPlan load balancer counts', () => {
       ],
     },
   ])('$name', ({ deploy, request, lb }) => {
-    const { steps } = calculateDeployPlan(deploy, request, active, noServerChecks);
+    const { steps } = previewDeploy(deploy, request, active, noServerChecks);
     expect(steps.map((s) => s.loadBalanced)).toEqual(lb);
   });
 });
 
-describe('calculateDeployPlan acceptance', () => {
+describe('previewDeploy acceptance', () => {
   const checks = [
     { name: 'smoke', type: 'http' as const, intervalSeconds: 5, timeoutSeconds: 30, failOnError: true, options: {} },
     { name: 'owner', type: 'manual' as const, intervalSeconds: 5, timeoutSeconds: 30, failOnError: true, options: {} },
@@ -139,13 +139,13 @@ describe('calculateDeployPlan acceptance', () => {
     { name: 'MANUAL waits for an advance', mode: 'MANUAL' as const, wait: 0, expected: { mode: 'MANUAL', waitMillis: 0, checks: [] } },
   ])('$name', ({ mode, wait, expected }) => {
     const deploy = deployOf(canary(1, 2, { acceptanceMode: mode, waitMillisBetweenGroups: wait }), { acceptanceChecks: checks });
-    const { steps } = calculateDeployPlan(deploy, requestOf(2), active, { serverChecks: ['error-budget'] });
+    const { steps } = previewDeploy(deploy, requestOf(2), active, { serverChecks: ['error-budget'] });
     expect(steps).toHaveLength(2);
     for (const step of steps) expect(step.acceptance).toEqual(expected);
   });
 });
 
-describe('calculateDeployPlan eta', () => {
+describe('previewDeploy eta', () => {
   const window = healthWindowMillis(healthcheck);
   const health = 120_000 + window;
   const lbTimeout = 300_000;
@@ -201,12 +201,12 @@ describe('calculateDeployPlan eta', () => {
       max: 65_000, // deployHealthTimeoutSeconds + the window, which is considerHealthyAfter without a healthcheck
     },
   ])('$name', ({ deploy, request, min, max }) => {
-    const { etaSeconds } = calculateDeployPlan(deploy, request, active, noServerChecks);
+    const { etaSeconds } = previewDeploy(deploy, request, active, noServerChecks);
     expect(etaSeconds).toEqual({ min: min / 1000, max: max / 1000 });
   });
 
   it('CHECKS with a server check waits up to the acceptance timeout', () => {
-    const { etaSeconds } = calculateDeployPlan(deployOf({ acceptanceMode: 'CHECKS' }), requestOf(1), active, { serverChecks: ['slo'] });
+    const { etaSeconds } = previewDeploy(deployOf({ acceptanceMode: 'CHECKS' }), requestOf(1), active, { serverChecks: ['slo'] });
     expect(etaSeconds.max).toBe((health + acceptanceTimeout) / 1000);
   });
 });

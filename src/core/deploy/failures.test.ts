@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { phaseInput, T0, testTask, type TaskShape } from '../../../test/helpers/engine-values.ts';
+import type { DeployPhase } from './types.ts';
+import { assessFailures } from './failures.ts';
+
+function run(shape: TaskShape, options: { allowed?: number; phase?: DeployPhase; counted?: boolean; cleaned?: boolean } = {}) {
+  let victim = testTask(phaseInput().deploy, 2, shape);
+  if (options.cleaned) victim = { ...victim, cleanup: { reason: 'DEPLOY_REPLACED', timestamp: T0 } };
+  const input = phaseInput({
+    canary: { allowedTasksFailuresPerGroup: options.allowed ?? 0 },
+    progress: { phase: options.phase ?? 'HEALTH', ...(options.counted ? { failedDeployTasks: [victim.taskId] } : {}) },
+    tasks: (_v1, v2) => [testTask(v2, 1, 'healthy'), victim],
+  });
+  return assessFailures(input);
+}
+
+describe('assessFailures', () => {
+  it.each([
+    {
+      name: 'a task that exited non-zero failed on startup',
+      shape: 'exited' as const,
+      options: {},
+      reason: 'TASK_FAILED_ON_STARTUP',
+      end: true,
+      replace: false,
+    },
+    {
+      name: 'a task that exited 0 was expected to keep running',
+      shape: 'finished' as const,
+      options: {},
+      reason: 'TASK_EXPECTED_RUNNING_FINISHED',
+      end: true,
+      replace: false,
+    },
+    {
+      name: 'a task lost before it ran never entered running',
+      shape: 'lost' as const,
+      options: {},
+      reason: 'TASK_NEVER_ENTERED_RUNNING',
+      end: true,
+      replace: false,
+    },
+    {
+      name: 'a task the runtime could not start failed on startup',
+      shape: 'error' as const,
+      options: {},
+      reason: 'TASK_FAILED_ON_STARTUP',
+      end: true,
+      replace: false,
+    },
+    {
+      name: 'an unhealthy task failed its health checks',
+      shape: 'unhealthy' as const,
+      options: {},
+      reason: 'TASK_FAILED_HEALTH_CHECKS',
+      end: true,
+      replace: false,
+    },
+    {
+      name: 'a failure within the allowance is counted, nothing ends',
+      shape: 'exited' as const,
+      options: { allowed: 1 },
+      reason: 'TASK_FAILED_ON_STARTUP',
+      end: false,
+      replace: false,
+    },
+    {
+      name: 'an allowed failure after the step was healthy sends it back to LAUNCH',
+      shape: 'exited' as const,
+      options: { allowed: 1, phase: 'ACCEPTANCE' as const },
+      reason: 'TASK_FAILED_ON_STARTUP',
+      end: false,
+      replace: true,
+    },
+    {
+      name: 'a failure counted before is not counted again',
+      shape: 'exited' as const,
+      options: { counted: true },
+      reason: undefined,
+      end: false,
+      replace: false,
+    },
+    {
+      name: 'a task that ended after it was cleaned up is no failure',
+      shape: 'exited' as const,
+      options: { cleaned: true },
+      reason: undefined,
+      end: false,
+      replace: false,
+    },
+    { name: 'a starting task is no failure', shape: 'starting' as const, options: {}, reason: undefined, end: false, replace: false },
+  ])('$name', ({ shape, options, reason, end, replace }) => {
+    const result = run(shape, options);
+    expect(result.decisions?.map((d) => d.kind === 'TASK_FAILED' && d.failure)).toEqual(reason ? [reason] : []);
+    expect(result.end !== undefined).toBe(end);
+    expect(result.replace !== undefined).toBe(replace);
+    if (reason) expect(result.progress.failedDeployTasks).toHaveLength(1);
+    if (end) expect(result.end?.failures?.map((f) => f.reason)).toEqual([reason]);
+  });
+
+  it('marks an unhealthy task for cleanup, with the health message', () => {
+    const result = run('unhealthy');
+    expect(result.tasks?.map((t) => t.cleanup)).toEqual([
+      { reason: 'UNHEALTHY', timestamp: T0, message: 'Health check returned failure status 503' },
+    ]);
+  });
+
+  it('names the allowance in the end message once more tasks failed than allowed', () => {
+    const input = phaseInput({
+      canary: { allowedTasksFailuresPerGroup: 1 },
+      progress: { phase: 'HEALTH', stepFailures: 1 },
+      tasks: (_v1, v2) => [testTask(v2, 1, 'exited')],
+    });
+    expect(assessFailures(input).end?.message).toBe('At least 2 task(s) for this instance group failed');
+  });
+});

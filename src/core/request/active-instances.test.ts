@@ -1,0 +1,199 @@
+import { describe, expect, it } from 'vitest';
+import { engineDeploy, T0, testObservation, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import type { FledgeRequest, RequestRecord, TaskRecord } from '../model.ts';
+import { TaskView } from '../task-view.ts';
+import { requestContext } from './context.ts';
+import { reconcileActiveInstances } from './active-instances.ts';
+
+const v1 = engineDeploy('v1');
+
+function run(
+  options: {
+    request?: FledgeRequest;
+    record?: Partial<RequestRecord>;
+    tasks?: TaskRecord[];
+    now?: number;
+    budget?: number;
+    retired?: number[];
+    noDeploy?: boolean;
+  } = {},
+) {
+  const request = options.request ?? testRequest(2);
+  const tasks = options.tasks ?? [];
+  const obs = testObservation({ request, activeDeploy: v1, tasks });
+  const record = testRecord(request, options.record);
+  const pendingAfter = options.retired ? { deployId: 'v2', progress: { retiredOldInstances: options.retired } } : undefined;
+  const ctx = requestContext(obs, record, options.now ?? T0, pendingAfter, undefined);
+  return reconcileActiveInstances(ctx, record, TaskView.of(tasks), options.noDeploy ? undefined : v1, options.budget ?? 100);
+}
+const started = (r: ReturnType<typeof run>) => (r.actions ?? []).filter((a) => a.kind === 'startTask').length;
+const cleaned = (r: ReturnType<typeof run>) =>
+  (r.tasks ?? []).filter((t) => t.cleanup).map((t) => [t.taskId.instanceNo, t.cleanup?.reason]);
+const newInstances = (r: ReturnType<typeof run>) =>
+  (r.tasks ?? []).filter((t) => t.state === 'TASK_LAUNCHED').map((t) => t.taskId.instanceNo);
+
+describe('reconcileActiveInstances', () => {
+  it.each([
+    { name: 'starts every missing instance', options: {}, starts: [1, 2], cleanups: [], wakeAt: undefined },
+    {
+      name: 'leaves a full, healthy request alone',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'healthy')] },
+      starts: [],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'replaces a task that died for the first time at once',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'exited')], now: T0 + 10 },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a second death in a row waits the backoff (1 s), then asks to be woken',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'exited')],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'scaled down: the highest instances are cleaned up',
+      options: { request: testRequest(1), tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'healthy')] },
+      starts: [],
+      cleanups: [[2, 'SCALING_DOWN']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'an instance a canary retired is cleaned up as replaced',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'healthy')], retired: [1] },
+      starts: [],
+      cleanups: [[1, 'DEPLOY_REPLACED']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'paused: every task is cleaned up, none started',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'healthy')], record: { state: 'PAUSED' as const } },
+      starts: [],
+      cleanups: [
+        [1, 'PAUSING'],
+        [2, 'PAUSING'],
+      ],
+      wakeAt: undefined,
+    },
+    {
+      name: 'deleting: every task is cleaned up',
+      options: { request: testRequest(1), tasks: [testTask(v1, 1, 'healthy')], record: { state: 'DELETING' as const } },
+      starts: [],
+      cleanups: [[1, 'REQUEST_DELETING']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a bounce starts a replacement per instance and keeps the old one until it serves',
+      options: { request: testRequest(1), tasks: [testTask(v1, 1, 'healthy')], now: T0 + 5, record: { bounce: { startedAt: T0 + 1 } } },
+      starts: [1],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a bounce drops the old task once its replacement is healthy',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 1, 'healthy', T0 + 2)],
+        now: T0 + 5,
+        record: { bounce: { startedAt: T0 + 1 } },
+      },
+      starts: [],
+      cleanups: [[1, 'BOUNCING']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'load balanced: a healthy replacement not yet in the LB keeps the old task',
+      options: {
+        request: testRequest(1, { loadBalanced: true }),
+        tasks: [testTask(v1, 1, 'in-lb'), testTask(v1, 1, 'healthy', T0 + 2)],
+        now: T0 + 5,
+        record: { bounce: { startedAt: T0 + 1 } },
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a kill with replacement starts a new task, and the killed one goes once it serves',
+      options: { request: testRequest(1), tasks: [{ ...testTask(v1, 1, 'healthy'), replaceRequested: { timestamp: T0 } }] },
+      starts: [1],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'without the active deploy’s record nothing is started',
+      options: { noDeploy: true },
+      starts: [],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'more missing than a pass may create: creates the batch and looks again at once',
+      options: { request: testRequest(5), budget: 2 },
+      starts: [1, 2],
+      cleanups: [],
+      wakeAt: T0,
+    },
+  ])('$name', ({ options, starts, cleanups, wakeAt }) => {
+    const result = run(options);
+    expect(newInstances(result)).toEqual(starts);
+    expect(started(result)).toBe(starts.length);
+    expect(cleaned(result)).toEqual(cleanups);
+    expect(result.wakeAt).toBe(wakeAt);
+  });
+
+  it.each([
+    { name: 'a task that served a whole backoff window ends the crash loop', healthyFor: 60_000, backoff: undefined, wakeAt: undefined },
+    {
+      name: 'a task serving for less keeps the backoff and asks to be woken when the window ends',
+      healthyFor: 59_000,
+      backoff: 3,
+      wakeAt: T0 + 60_000,
+    },
+  ])('$name', ({ healthyFor, backoff, wakeAt }) => {
+    const result = run({
+      request: testRequest(1),
+      tasks: [testTask(v1, 1, 'healthy')],
+      now: T0 + healthyFor,
+      record: { backoff: { '1': { failures: 3, until: T0, lastTaskId: 'x' } } },
+    });
+    expect(result.record.backoff?.['1']?.failures).toBe(backoff);
+    expect(result.wakeAt).toBe(wakeAt);
+  });
+
+  it('records the backoff of a crash, doubling the wait with each death', () => {
+    const crashed = testTask(v1, 1, 'exited');
+    const result = run({
+      request: testRequest(1),
+      tasks: [crashed],
+      record: { backoff: { '1': { failures: 2, until: T0 - 5000, lastTaskId: 'older' } } },
+    });
+    expect(result.record.backoff?.['1']).toEqual({ failures: 3, until: crashed.doneAt! + 2000, lastTaskId: crashed.taskId.id });
+  });
+
+  it('ends the bounce once no serving task predates it', () => {
+    const result = run({
+      request: testRequest(1),
+      tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 1, 'healthy', T0 + 2)],
+      now: T0 + 5,
+      record: { bounce: { startedAt: T0 + 1 } },
+    });
+    expect(result.record.bounce).toBeUndefined();
+  });
+
+  it('walks a request of 2^31 instances in bounded work, creating one batch', () => {
+    const result = run({ request: testRequest(2 ** 31), tasks: [testTask(v1, 7, 'exited')], budget: 100 });
+    expect(newInstances(result)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1 + (i >= 6 ? 1 : 0)));
+    expect(result.deferred).toBe(true);
+    expect(result.wakeAt).toBe(T0);
+  });
+});

@@ -1,0 +1,158 @@
+import type { Action } from '../deploy/types.ts';
+import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../model.ts';
+import { createTask, healthy, inLb, markCleanup, serving } from '../tasks.ts';
+import type { TaskView } from '../task-view.ts';
+import type { RequestChanges, RequestContext } from './context.ts';
+
+type Backoff = NonNullable<RequestRecord['backoff']>;
+
+/**
+ * Part 2: the active deploy's instances. Serving tasks whose instance is not desired are
+ * cleaned up. Each desired instance gets a serving task: a missing one is started (after a
+ * crash-loop backoff); a bounce or a kill-with-replacement starts a replacement, and the older
+ * serving tasks of that instance are cleaned up once the newest is healthy (and in the LB).
+ *
+ * At most `budget` task records are created; the instances left without one are started in the
+ * next pass, at once (`deferred`), and so a request of any size is walked in bounded work: only
+ * instance numbers up to the last one started, plus those that have tasks or a backoff.
+ */
+export function reconcileActiveInstances(
+  ctx: RequestContext,
+  record: RequestRecord,
+  tasks: TaskView,
+  activeDeploy: Deploy | undefined,
+  budget: number,
+): RequestChanges & { record: RequestRecord; created: number; deferred: boolean } {
+  const { now, obs, activeId } = ctx;
+  const changes: TaskRecord[] = [];
+  const actions: Action[] = [];
+  let wakeAt: number | undefined;
+  const wake = (at: number) => (wakeAt = wakeAt === undefined ? at : Math.min(wakeAt, at));
+
+  for (const t of tasks.ofDeploy(activeId)) {
+    if (!serving(t) || ctx.isDesired(t.taskId.instanceNo)) continue;
+    const marked = markCleanup(t, ctx.cleanupReason(t), now);
+    if (marked) changes.push(marked);
+  }
+
+  const byInstanceNo = new Map<number, TaskRecord[]>();
+  for (const t of tasks.ofDeploy(activeId)) {
+    const mine = byInstanceNo.get(t.taskId.instanceNo);
+    if (mine) mine.push(t);
+    else byInstanceNo.set(t.taskId.instanceNo, [t]);
+  }
+  const backoff: Backoff = { ...(record.backoff ?? {}) };
+  let backoffChanged = false;
+  const taken = tasks.ids();
+  let created = 0;
+  let deferred = false;
+  const start = (instanceNo: number): TaskRecord | undefined => {
+    if (!activeDeploy) return undefined;
+    if (created >= budget) {
+      deferred = true;
+      return undefined;
+    }
+    const task = createTask(activeDeploy, instanceNo, now, taken);
+    taken.add(task.taskId.id);
+    changes.push(task);
+    actions.push({ kind: 'startTask', taskId: task.taskId.id });
+    created += 1;
+    return task;
+  };
+  const requireLb = (t: TaskRecord) => !ctx.lbEnabled || inLb(t);
+  const resetMillis = obs.settings.backoffMaxMillis;
+
+  const known = [...byInstanceNo.keys(), ...Object.keys(backoff).map(Number)];
+  const walk = desiredInstances(ctx, record.request.instances, known, {
+    exhausted: () => created >= budget || !activeDeploy,
+    skipped: (from, to) => {
+      if (activeDeploy && ctx.anyDesired(from, to)) deferred = true;
+    },
+  });
+  for (const n of walk) {
+    const mine = byInstanceNo.get(n) ?? [];
+    const servingNow = mine.filter(serving).sort((a, b) => b.taskId.startedAt - a.taskId.startedAt);
+    let current = servingNow[0];
+    const key = String(n);
+    // A task that served for a whole backoff window ends the crash loop.
+    if (current && healthy(current) && backoff[key]) {
+      const servedSince = current.health.healthyAt ?? now;
+      if (now - servedSince >= resetMillis) {
+        delete backoff[key];
+        backoffChanged = true;
+      } else {
+        wake(servedSince + resetMillis);
+      }
+    }
+    if (!current) {
+      const crashed = mine
+        .filter((t) => !isLive(t.state) && !t.cleanup)
+        .sort((a, b) => (b.doneAt ?? 0) - (a.doneAt ?? 0) || b.taskId.startedAt - a.taskId.startedAt)[0];
+      if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
+        const served = crashed.health.healthyAt === undefined ? 0 : (crashed.doneAt ?? now) - crashed.health.healthyAt;
+        const failures = served >= resetMillis ? 1 : (backoff[key]?.failures ?? 0) + 1;
+        const delay = failures <= 1 ? 0 : Math.min(obs.settings.backoffBaseMillis * 2 ** (failures - 2), obs.settings.backoffMaxMillis);
+        backoff[key] = { failures, until: (crashed.doneAt ?? now) + delay, lastTaskId: crashed.taskId.id };
+        backoffChanged = true;
+      }
+      const until = backoff[key]?.until ?? 0;
+      if (now < until) {
+        wake(until);
+        continue;
+      }
+      current = start(n);
+      if (!current) continue;
+    } else if ((record.bounce && current.taskId.startedAt < record.bounce.startedAt) || current.replaceRequested) {
+      current = start(n) ?? current;
+    }
+    // Older serving tasks of the same instance (bounce, kill with replacement) go once the newest serves.
+    if (current && healthy(current) && requireLb(current)) {
+      for (const t of servingNow) {
+        if (t.taskId.id === current.taskId.id) continue;
+        const marked = markCleanup(t, record.bounce ? 'BOUNCING' : 'USER_REQUESTED', now);
+        if (marked) changes.push(marked);
+      }
+    }
+  }
+  if (deferred) wake(now);
+
+  let next = record;
+  // The bounce is over once no serving task of the active deploy predates it.
+  const bounce = record.bounce;
+  if (
+    bounce &&
+    !tasks
+      .with(changes)
+      .ofDeploy(activeId)
+      .some((t) => serving(t) && t.taskId.startedAt < bounce.startedAt)
+  ) {
+    next = { ...next };
+    delete next.bounce;
+  }
+  if (backoffChanged) next = { ...next, backoff };
+  return { record: next, tasks: changes, actions, ...(wakeAt !== undefined ? { wakeAt } : {}), created, deferred };
+}
+
+/**
+ * Desired instance numbers, ascending. Once no more tasks may be created, only the numbers in
+ * `known` (those with tasks or a backoff) are still visited; the ranges passed over are told.
+ */
+function* desiredInstances(
+  ctx: RequestContext,
+  instances: number,
+  known: number[],
+  on: { exhausted: () => boolean; skipped: (from: number, to: number) => void },
+): Generator<number> {
+  const rest = [...new Set(known)].sort((a, b) => a - b);
+  let k = 0;
+  for (let n = 1; n <= instances; n++) {
+    if (on.exhausted()) {
+      while (k < rest.length && (rest[k] as number) < n) k++;
+      const jump = rest[k] ?? instances + 1;
+      if (jump > n) on.skipped(n, Math.min(jump, instances + 1) - 1);
+      if (jump > instances) return;
+      n = jump;
+    }
+    if (ctx.isDesired(n)) yield n;
+  }
+}
