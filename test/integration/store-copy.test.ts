@@ -62,7 +62,8 @@ describe('fledge store copy and backup', () => {
     const adopted = await pgServer.client.requestTasks('svc');
     expect(adopted.map((t) => [t.taskId.id, t.pid]).sort()).toEqual(tasks.map((t) => [t.taskId.id, t.pid]).sort());
     expect((await pgServer.client.deployHistoryEntry('svc', 'v1')).deployResult?.deployState).toBe('SUCCEEDED');
-    expect((await pgServer.client.state()).leader?.self).toBe(true);
+    // /health answers as soon as the API listens; leading follows once the recovery is done
+    await expect.poll(async () => (await pgServer.client.state()).leader?.self, { timeout: 10_000 }).toBe(true);
     pgServer.kill('SIGTERM');
     await pgServer.waitExit();
 
