@@ -336,6 +336,9 @@ export async function runServe(flags: ConfigInput): Promise<void> {
       },
     );
   };
+  // A stray rejection (a connection lost at an odd moment) must not take the scheduler down:
+  // everything is in the store and every action is idempotent, so log it and carry on.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (Fledge keeps running)'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

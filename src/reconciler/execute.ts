@@ -182,6 +182,8 @@ export class Executor {
     }
   }
 
+  readonly #warnHealth = (err: unknown) => this.#d.logger.warn({ err }, 'could not record a health result');
+
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
     if (task.health.state !== 'UNKNOWN' || task.cleanup) return;
     const request = task.taskId.requestId;
@@ -189,7 +191,9 @@ export class Executor {
       .getRequest(request)
       .then((record) => {
         if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
-          void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
+          void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' }).catch(
+            this.#warnHealth,
+          );
           return;
         }
         const verdict = this.#d.health.watch(
@@ -199,7 +203,7 @@ export class Executor {
           task.health.results,
         );
         // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
-        if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict);
+        if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict).catch(this.#warnHealth);
       })
       .catch((err: unknown) => this.#d.logger.warn({ err, taskId: task.taskId.id }, 'could not start health checks'));
   }

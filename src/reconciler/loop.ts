@@ -71,7 +71,7 @@ export class ReconcileLoop {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      if (!this.#closed) void this.tick();
+      if (!this.#closed) void this.tick().catch((err: unknown) => this.#deps.logger.error({ err }, 'reconcile pass failed'));
     });
   }
 
@@ -94,7 +94,15 @@ export class ReconcileLoop {
     if (this.#all) {
       this.#all = false;
       this.#dirty.clear();
-      ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      try {
+        ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      } catch (err) {
+        // The store is away: look at everything again shortly.
+        this.#all = true;
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not list requests; retrying');
+        setTimeout(() => this.wake(), 500).unref();
+        return;
+      }
     } else {
       ids = [...this.#dirty];
       this.#dirty.clear();

@@ -245,6 +245,16 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
   expect([...answeredBy].sort()).toEqual(finalIds);
 }
 
+/** The leadership story in a scheduler's log, for failure messages. */
+function leadershipLines(output: string): string {
+  return output
+    .split('\n')
+    .filter((l) => /elected|"leading"|stepping|lease|renew|following|connection lost|listening to the/.test(l))
+    .slice(-40)
+    .map((l) => l.slice(0, 400))
+    .join('\n');
+}
+
 async function underLoad<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const load: Load = startLoad(`${haproxy.url}${BASE_PATH}/load`, { concurrency: 3, maxDurationMs: 120_000 });
   await load.warmedUp(10);
@@ -467,7 +477,11 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
         expect(frozen.exited, 'the thawed scheduler is still running').toBe(false);
         expect((await leader()).url).not.toBe(frozen.url);
       } catch (err) {
-        throw new Error(`${String(err)}\n--- the frozen leader's output ---\n${frozen.output().slice(-8000)}`);
+        const others = live()
+          .filter((x) => x !== frozen)
+          .map((x) => `--- ${x.url} ---\n${leadershipLines(x.output())}`)
+          .join('\n');
+        throw new Error(`${String(err)}\n--- the frozen leader's output ---\n${frozen.output().slice(-8000)}\n${others}`);
       } finally {
         if (!thawed) frozen.kill('SIGCONT');
       }
