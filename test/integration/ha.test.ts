@@ -68,8 +68,11 @@ const schedulers: FledgeProcess[] = [];
 const dataDirs: string[] = [];
 const notes: string[] = [];
 
+/** every scheduler process the file started, for the log checks at the end */
+const everyScheduler: FledgeProcess[] = [];
+
 async function startScheduler(dataDir: string): Promise<FledgeProcess> {
-  return startFledgeProcess({
+  const s = await startFledgeProcess({
     dataDir,
     lbPort: haproxy.port,
     portRange: PORTS,
@@ -78,6 +81,8 @@ async function startScheduler(dataDir: string): Promise<FledgeProcess> {
     env: { FLEDGE_STORE: storeUrl },
     timeoutMs: 30_000,
   });
+  everyScheduler.push(s);
+  return s;
 }
 
 const live = () => schedulers.filter((s) => !s.exited);
@@ -328,6 +333,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   console.log(`[ha] ${notes.join('\n[ha] ')}`);
+  // No scheduler crashed or swallowed an unexpected rejection, whatever was done to it.
+  const troubles = everyScheduler.flatMap((s) =>
+    s
+      .output()
+      .split('\n')
+      .filter((l) => /unhandled rejection|Unhandled 'error' event|^node:internal|^Node\.js v\d/.test(l))
+      .slice(0, 3)
+      .map((l) => `${s.url}: ${l.slice(0, 300)}`),
+  );
+  expect(troubles).toEqual([]);
+  const password = new URL(storeUrl).password;
+  for (const s of everyScheduler) expect(s.output().includes(password), `the store password in ${s.url}'s log`).toBe(false);
   await cleanup();
   await pg?.destroy();
   expect(seenProcessCount()).toBeGreaterThan(0);
