@@ -1,5 +1,5 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,8 @@ import { CheckRunner } from './reconciler/checks.ts';
 import { guardRuntime, Leadership } from './reconciler/leadership.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
 import { Relay } from './reconciler/relay.ts';
-import { createRuntime } from './runtimes/index.ts';
+import { createHosts, type HostRegistry } from './hosts/index.ts';
+import { machineIdentity } from './runtimes/process/process-runtime.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
@@ -32,8 +33,9 @@ export interface FledgeServer {
   url: string;
   lbUrl?: string;
   store: Store;
-  /** the API's runtime (logs); the leader's term has its own */
+  /** every host's tasks (the leader's term drives it, guarded by its lease) */
   runtime: Runtime;
+  hosts: HostRegistry;
   events: EventBus;
   leadership: Leadership<LeaderTerm>;
   /** the leader's balancer (undefined on a follower) */
@@ -74,10 +76,26 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       () => clock.now(),
     );
     opened.push(() => store.close());
-    const runtimeOptions = { dataDir: config.dataDir, portRange: config.portRange, capacity: config.capacity, logger };
-    // The API's runtime only reads logs; the leader's term starts its own.
-    const runtime = createRuntime({ kind: 'process', ...runtimeOptions, cgroups: false });
+    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
+    const machine = machineIdentity();
+    // Other schedulers' data dirs on this machine: a takeover finds their unrecorded tasks there.
+    const peerDataDirs = async () =>
+      (await store.cluster.listSchedulers()).filter((s) => s.machine === machine && s.dataDir !== config.dataDir).map((s) => s.dataDir);
+    // Containers are labelled with this id, so a restarted Fledge adopts its own and no other's.
+    const installationId = await store.ensureMeta('installation-id', randomUUID().replaceAll('-', ''));
+    // One registry and runtime per server: the API reads hosts and logs through them; the
+    // leader's term drives them (guarded by its lease).
+    const { registry: hosts, runtime } = createHosts(config, {
+      store,
+      clock,
+      logger,
+      installationId,
+      peerDataDirs,
+      leading: () => late.leadership?.leading ?? false,
+    });
     opened.push(() => runtime.close());
+    await hosts.start();
+    opened.push(() => hosts.close());
     const overlap = ephemeralOverlap(config.portRange);
     if (overlap) {
       logger.warn(
@@ -88,8 +106,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const events = new EventBus();
     const serverChecks = await loadServerChecks(config.checkModules);
     const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };
-    // The leadership and the relay are built once the URL is known; calls before that wake nobody.
-    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
+    // The leadership and the relay (in `late`) are built once the URL is known; calls before that wake nobody.
     const service = new FledgeService({
       store,
       locks,
@@ -103,6 +120,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       store,
       service,
       runtime,
+      hosts,
       events,
       clock,
       containers: runtime.capabilities().containers,
@@ -119,22 +137,16 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       id: schedulerId,
       url,
       hostname: hostname(),
-      machine: runtime.machine,
+      machine,
       pid: process.pid,
       dataDir: config.dataDir,
       version: FLEDGE_VERSION,
     };
-    const peerDataDirs = async () =>
-      (await store.cluster.listSchedulers())
-        .filter((s) => s.machine === self.machine && s.dataDir !== config.dataDir)
-        .map((s) => s.dataDir);
 
     const startTerm = async (lease: Lease, guard: () => boolean): Promise<LeaderTerm> => {
       const parts: (() => Promise<void>)[] = [];
       try {
         const termStore = fencedStore(store, lease, () => late.leadership?.fenced(), guard);
-        const termRuntime = createRuntime({ kind: 'process', ...runtimeOptions, peerDataDirs });
-        parts.push(() => termRuntime.close());
         const balancer = await startBalancer(config, logger, guard);
         if (balancer) parts.push(() => balancer.close());
         const checks = new CheckRunner({ store: termStore, clock, logger, factories: checkFactories, serverChecks });
@@ -160,7 +172,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         });
         const loop = new ReconcileLoop({
           store: termStore,
-          runtime: guardRuntime(termRuntime, guard),
+          runtime: guardRuntime(runtime, guard),
           ...(balancer ? { balancer } : {}),
           health,
           checks,
@@ -175,7 +187,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         return {
           loop,
           ...(balancer ? { balancer } : {}),
-          runtime: termRuntime,
+          runtime,
           close: async () => {
             for (const close of parts.reverse()) await close().catch((err: unknown) => logger.warn({ err }, 'closing the term'));
           },
@@ -220,6 +232,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       ...(lbPort !== undefined ? { lbUrl: `http://${config.host}:${lbPort}` } : {}),
       store,
       runtime,
+      hosts,
       events,
       leadership: lead,
       get balancer() {
@@ -238,6 +251,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         });
         await lead.close();
         await theRelay.close();
+        await hosts.close();
         await runtime.close();
         await store.close();
         releaseLock();

@@ -10,9 +10,11 @@ import type { Clock } from '../core/clock.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import type { EventBus, FledgeEvent } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
+import type { HostRegistry } from '../hosts/index.ts';
 import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
+import { registerHostRoutes } from './hosts.ts';
 import type { Logger } from '../logger.ts';
 import { openApiDocument } from './openapi.ts';
 import { UI_DIR } from '../paths.ts';
@@ -24,9 +26,11 @@ export interface AppDeps {
   store: Store;
   service: FledgeService;
   runtime: Runtime;
+  /** the hosts tasks run on (GET /api/hosts, Singularity's /api/agents) */
+  hosts?: HostRegistry;
   events: EventBus;
   clock: Clock;
-  /** whether the runtime can run containers (for containerInfo) */
+  /** whether the server has a Docker host (for containerInfo DOCKER) */
   containers: boolean;
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
@@ -178,6 +182,9 @@ export function createApp(deps: AppDeps): Hono {
     const chunk = await runtime.logs(task.handle as TaskHandle, path, offset, Math.min(length, 1 << 20));
     return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
   });
+
+  // ---- hosts ----
+  registerHostRoutes(app, deps);
 
   // ---- operations ----
   app.get('/api/state', async (c) => {

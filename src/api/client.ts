@@ -118,6 +118,30 @@ export interface TaskView {
   /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
   pgid?: number;
   sandbox?: string;
+  /** the host it runs on (`local` for processes), its address, and a container's name */
+  host?: string;
+  address?: string;
+  container?: string;
+}
+
+export type HostStateName = 'ACTIVE' | 'FROZEN' | 'DECOMMISSIONING' | 'DECOMMISSIONED' | 'UNREACHABLE';
+
+export interface HostView {
+  id: string;
+  kind: 'process' | 'docker';
+  runtimes: string[];
+  address: string;
+  endpoint?: string;
+  state: HostStateName;
+  adminState: { state: HostStateName; timestamp: number; user?: string; message?: string };
+  firstSeenAt: number;
+  reachability: { reachable: boolean; lastPingAt?: number; lastOkAt?: number; lastError?: string; failingSince?: number };
+  capacity: { cpus: number; memoryMb: number; ports: { from: number; to: number; count: number } } | null;
+  reserved: { cpus: number; memoryMb: number; ports: number };
+  tasks: string[];
+  attributes: Record<string, string>;
+  rackId: string;
+  warnings?: string[];
 }
 
 export interface DeployHistoryView {
@@ -326,6 +350,17 @@ export class FledgeClient {
     const query = new URLSearchParams({ path, offset: String(offset) });
     if (length !== undefined) query.set('length', String(length));
     return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${query.toString()}`);
+  }
+
+  // ---- hosts ----
+  listHosts(): Promise<HostView[]> {
+    return this.#call('GET', '/api/hosts');
+  }
+  getHost(hostId: string): Promise<HostView> {
+    return this.#call('GET', `/api/hosts/${seg(hostId)}`);
+  }
+  changeHost(hostId: string, action: 'decommission' | 'activate' | 'freeze', message?: string): Promise<HostView> {
+    return this.#call('POST', `/api/hosts/${seg(hostId)}/${action}`, opt({ message }));
   }
 
   // ---- operations ----

@@ -42,6 +42,10 @@ export function taskView(t: TaskRecord) {
     pid: typeof t.handle?.servicePid === 'number' ? t.handle.servicePid : typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     pgid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
+    // Where it runs: its host (local for processes) and, for a container, the container's name.
+    host: t.handle ? (typeof t.handle.host === 'string' ? t.handle.host : 'local') : undefined,
+    address: typeof t.handle?.address === 'string' ? t.handle.address : undefined,
+    container: typeof t.handle?.container === 'string' ? t.handle.container : undefined,
     taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),
     healthcheckResults: t.health.results,
     loadBalancerState: t.lb,

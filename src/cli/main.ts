@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
 import { registerDeploy } from './commands/deploy.ts';
+import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
@@ -47,6 +48,7 @@ function buildProgram(ctx: Ctx): Command {
   registerState(program, ctx);
   registerStatus(program, ctx);
   registerStore(program, ctx);
+  registerHost(program, ctx);
   return program;
 }
 

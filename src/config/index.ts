@@ -2,6 +2,8 @@
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
 import { parseStoreSpec, StoreSpecError, type StoreLocation } from '../store/spec.ts';
+import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
+import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
 import { ConfigError, readOptions, type OptionInput } from './options.ts';
 
 export interface FledgeConfig {
@@ -20,6 +22,11 @@ export interface FledgeConfig {
   allowCanaryLbChange: boolean;
   /** modules whose exports are server-wide acceptance checks (hooks) */
   checkModules: string[];
+  /** Docker hosts (--docker-host), in the order placement tries them */
+  dockerHosts: HostDefinition[];
+  /** PEM files for tcp Docker endpoints */
+  dockerTls?: { ca?: string; cert?: string; key?: string };
+  hostUnreachableSeconds: number;
   logLevel: string;
   /** SQLite in the data dir unless --store says otherwise */
   store: StoreLocation;
@@ -77,6 +84,8 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     drainTimeoutSeconds: o.drainTimeoutSeconds,
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
+    dockerHosts: [],
+    hostUnreachableSeconds: o.hostUnreachableSeconds,
     logLevel: o.logLevel,
     store: storeOf(o.store, o.dataDir),
     lease: { termMs: Math.round(o.leaseSeconds * 1000), renewMs: Math.round(o.leaseRenewSeconds * 1000) },
@@ -106,6 +115,29 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
   if (config.portRange.from > config.portRange.to) {
     throw new ConfigError(`Invalid port range: ${config.portRange.from} > ${config.portRange.to}`);
   }
+  const hostOption = 'docker-host (FLEDGE_DOCKER_HOSTS)';
+  for (const spec of o.dockerHost ?? []) {
+    try {
+      config.dockerHosts.push(parseDockerHost(spec, { portRange: config.portRange }));
+    } catch (err) {
+      if (err instanceof HostConfigError) throw new ConfigError(`Invalid ${hostOption}: ${err.message}`);
+      throw err;
+    }
+  }
+  const ids = config.dockerHosts.map((h) => h.id);
+  const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (twice) throw new ConfigError(`Invalid ${hostOption}: host ${twice} is given twice`);
+  const clash = portClash([{ id: LOCAL_HOST, address: '127.0.0.1', portRange: config.portRange }, ...config.dockerHosts]);
+  if (clash) throw new ConfigError(`Invalid ${hostOption}: ${clash}`);
+  const tls = {
+    ...(o.dockerTlsCa !== undefined ? { ca: resolve(o.dockerTlsCa) } : {}),
+    ...(o.dockerTlsCert !== undefined ? { cert: resolve(o.dockerTlsCert) } : {}),
+    ...(o.dockerTlsKey !== undefined ? { key: resolve(o.dockerTlsKey) } : {}),
+  };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new ConfigError('Invalid docker-tls-cert (FLEDGE_DOCKER_TLS_CERT): the client certificate and docker-tls-key go together');
+  }
+  if (Object.keys(tls).length > 0) config.dockerTls = tls;
   return config;
 }
 

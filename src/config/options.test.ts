@@ -67,6 +67,65 @@ describe('server options', () => {
     expect(pgConfig.lease).toEqual({ termMs: 6000, renewMs: 2000 });
   });
 
+  it('reads Docker hosts from repeated flags or the ;-separated variable', () => {
+    const flags = loadConfig(
+      {
+        dockerHost: [
+          'id=d1,endpoint=unix:///run/d1.sock,ports=32000-32099',
+          'id=d2,endpoint=tcp://10.0.0.2:2376,attr.rack=r2,cpus=4,memory-mb=8192',
+        ] as never,
+      },
+      {},
+    );
+    expect(flags.dockerHosts).toEqual([
+      {
+        id: 'd1',
+        kind: 'docker',
+        endpoint: 'unix:///run/d1.sock',
+        address: '127.0.0.1',
+        portRange: { from: 32000, to: 32099 },
+        capacity: {},
+        attributes: {},
+      },
+      {
+        id: 'd2',
+        kind: 'docker',
+        endpoint: 'tcp://10.0.0.2:2376',
+        address: '10.0.0.2',
+        portRange: { from: 31000, to: 31999 },
+        capacity: { cpus: 4, memoryMb: 8192 },
+        attributes: { rack: 'r2' },
+      },
+    ]);
+    const env = loadConfig(
+      {},
+      { FLEDGE_DOCKER_HOSTS: 'id=a,endpoint=unix:///a.sock,ports=33000-33010; id=b,endpoint=tcp://h:1,address=10.1.1.1' },
+    );
+    expect(env.dockerHosts.map((h) => [h.id, h.address])).toEqual([
+      ['a', '127.0.0.1'],
+      ['b', '10.1.1.1'],
+    ]);
+    expect(loadConfig({}, {}).dockerHosts).toEqual([]);
+  });
+
+  it.each([
+    ['id=d1', 'Invalid docker-host (FLEDGE_DOCKER_HOSTS): host d1: endpoint=<unix:///path or tcp://addr:port> is required'],
+    ['endpoint=unix:///x', 'Invalid docker-host (FLEDGE_DOCKER_HOSTS): id=<name> is required'],
+    ['id=local,endpoint=unix:///x', '"local" is the process host\'s id'],
+    ['id=d1,endpoint=http://x:1', 'host d1: endpoint must be unix:///path or tcp://addr:port (got http://x:1)'],
+    ['id=d1,endpoint=unix:///x,port=1', 'unknown key "port"'],
+    ['id=d1,endpoint=unix:///x,ports=9-8', 'host d1: ports must be <from>-<to> within 1024-65535 (got 9-8)'],
+    ['id=d1,endpoint=unix:///x,cpus=0', 'host d1: cpus must be a number > 0 (got 0)'],
+    [
+      'id=d1,endpoint=unix:///x',
+      'hosts local and d1 both answer on 127.0.0.1 and share ports 31000-31999: give d1 its own range (ports=<from>-<to>)',
+    ],
+    ['id=d1,endpoint=unix:///x,ports=32000-32010;id=d1,endpoint=unix:///y,ports=33000-33010', 'host d1 is given twice'],
+  ])('refuses the Docker host %j naming the option', (spec, message) => {
+    expect(() => loadConfig({}, { FLEDGE_DOCKER_HOSTS: spec })).toThrow(ConfigError);
+    expect(() => loadConfig({}, { FLEDGE_DOCKER_HOSTS: spec })).toThrow(message);
+  });
+
   it('refuses a key that is no option', () => {
     expect(() => readOptions({ prot: 1 }, {})).toThrow('Unknown option: prot');
   });

@@ -21,6 +21,8 @@ export interface OptionSpec {
   readonly default?: string | number | boolean | (() => number);
   /** how the default reads in docs when it is not a plain value */
   readonly defaultText?: string;
+  /** lists: what separates items in the env variable (default ',') */
+  readonly separator?: string;
   readonly help: string;
 }
 
@@ -226,6 +228,50 @@ export const SERVER_OPTIONS = [
     help: 'module exporting server-wide acceptance checks (repeatable; the env variable is comma-separated)',
   },
   {
+    key: 'dockerHost',
+    flag: '--docker-host',
+    arg: 'spec',
+    env: 'FLEDGE_DOCKER_HOSTS',
+    type: 'list',
+    separator: ';',
+    help: 'a Docker host tasks with containerInfo DOCKER run on: id=<name>,endpoint=<unix:///path|tcp://addr:port>[,address=<addr>][,ports=<from>-<to>][,cpus=N,memory-mb=N][,attr.<k>=<v>] (repeatable; the env variable is ;-separated)',
+  },
+  {
+    key: 'dockerTlsCa',
+    flag: '--docker-tls-ca',
+    arg: 'path',
+    env: 'FLEDGE_DOCKER_TLS_CA',
+    type: 'path',
+    help: 'tcp Docker hosts: the CA certificate (PEM) their daemons present certificates of',
+  },
+  {
+    key: 'dockerTlsCert',
+    flag: '--docker-tls-cert',
+    arg: 'path',
+    env: 'FLEDGE_DOCKER_TLS_CERT',
+    type: 'path',
+    help: 'tcp Docker hosts: the client certificate (PEM) Fledge presents',
+  },
+  {
+    key: 'dockerTlsKey',
+    flag: '--docker-tls-key',
+    arg: 'path',
+    env: 'FLEDGE_DOCKER_TLS_KEY',
+    type: 'path',
+    help: "tcp Docker hosts: the client certificate's key (PEM)",
+  },
+  {
+    key: 'hostUnreachableSeconds',
+    flag: '--host-unreachable-seconds',
+    arg: 'n',
+    env: 'FLEDGE_HOST_UNREACHABLE_SECONDS',
+    type: 'number',
+    min: 0.5,
+    max: 3600,
+    default: 30,
+    help: 'a Docker host that has not answered for this long is UNREACHABLE (it takes no new tasks)',
+  },
+  {
     key: 'logLevel',
     flag: '--log-level',
     arg: 'level',
@@ -281,7 +327,7 @@ export function parseOption(spec: OptionSpec, raw: unknown): string | number | b
       if (raw === false || raw === 'false' || raw === '0' || raw === '') return false;
       throw bad('is not true or false');
     case 'list': {
-      const items = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
+      const items = Array.isArray(raw) ? raw.map(String) : String(raw).split(spec.separator ?? ',');
       return items.map((s) => s.trim()).filter(Boolean);
     }
     case 'enum': {

@@ -8,7 +8,7 @@ import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
 import type { Logger } from '../logger.ts';
-import { ForeignTaskError, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
 import { inLb } from '../core/tasks.ts';
 import type { CheckRunner } from './checks.ts';
@@ -47,7 +47,6 @@ export interface ExecutorDeps extends EngineDeps {
 const MAX_HEALTH_RESULTS = 20;
 /** a task update that could not be written (store away) is tried again, backing off to this */
 const STORE_RETRY_MAX_MS = 2_000;
-const UPSTREAM_HOST = '127.0.0.1';
 
 export class Executor {
   readonly #d: ExecutorDeps;
@@ -131,6 +130,10 @@ export class Executor {
       instanceNo: task.taskId.instanceNo,
       ...(deploy.command !== undefined ? { command: deploy.command } : {}),
       ...(deploy.arguments !== undefined ? { arguments: deploy.arguments } : {}),
+      ...(deploy.shell !== undefined ? { shell: deploy.shell } : {}),
+      ...(deploy.containerInfo?.docker
+        ? { container: { docker: deploy.containerInfo.docker, volumes: deploy.containerInfo.volumes ?? [] } }
+        : {}),
       env,
       numPorts: deploy.resources.numPorts,
       cpus: deploy.resources.cpus,
@@ -153,6 +156,11 @@ export class Executor {
       return next;
     });
     if (started) this.#watchHealth(started, deploy);
+    else {
+      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+      await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
+      await runtime.release(result.handle);
+    }
   }
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
@@ -197,7 +205,7 @@ export class Executor {
           return;
         }
         const verdict = this.#d.health.watch(
-          { taskId: task.taskId.id, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          { taskId: task.taskId.id, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
           deploy.healthcheck,
           deploy.considerHealthyAfterRunningForSeconds,
           task.health.results,
@@ -248,7 +256,9 @@ export class Executor {
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
       const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
-      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      const code = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      // The runtime's reason (e.g. an OOM kill) says more than the code alone.
+      const how = status.message ? `${status.message} (${code})` : code;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
       return done && { ...done, exitCode: status.exitCode, signal: status.signal };
     });
@@ -328,7 +338,8 @@ export class Executor {
       if (!deploy) continue;
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
-        upstreams.set(id, { taskId: id, host: UPSTREAM_HOST, port, group: deploy.loadBalancerUpstreamGroup });
+        // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
+        upstreams.set(id, { taskId: id, host: taskAddress(task.handle), port, group: deploy.loadBalancerUpstreamGroup });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
         newest = deploy.timestamp;

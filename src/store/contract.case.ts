@@ -191,20 +191,44 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
         pending: [createPendingDeploy(v2, request('a'), T0, {})],
         tasks: [task(v1, 1), task(v1, 2, 'TASK_FAILED', T0 + 100), task(v2, 1)],
       });
+      await store.putHost({ id: 'd1', firstSeenAt: T0, current: { state: 'FROZEN', timestamp: T0 }, history: [] });
+      const installation = await store.ensureMeta('installation-id', 'abc');
       await store.apply({ results: [{ requestId: 'a', deployId: 'v1', result: result('SUCCEEDED') }] });
       const other = await make();
       try {
         const rows = await store.rows.exportAll();
         await other.store.rows.importAll(rows);
         expect(await other.store.rows.counts()).toEqual(await store.rows.counts());
-        expect(await other.store.rows.counts()).toEqual({ requests: 2, deploys: 2, pending_deploys: 1, tasks: 3 });
+        expect(await other.store.rows.counts()).toEqual({ requests: 2, deploys: 2, pending_deploys: 1, tasks: 3, hosts: 1, meta: 1 });
         expect(await other.store.listDeployHistory('a')).toEqual(await store.listDeployHistory('a'));
         expect(await other.store.listTasks({ requestId: 'a' })).toEqual(await store.listTasks({ requestId: 'a' }));
         expect(await other.store.getPending('a')).toEqual(await store.getPending('a'));
+        expect(await other.store.listHosts()).toEqual(await store.listHosts());
+        expect(await other.store.ensureMeta('installation-id', 'other')).toBe(installation);
       } finally {
         await other.store.close();
         await other.cleanup?.();
       }
+    });
+
+    it('keeps host states, updating one by id', async () => {
+      const host = (id: string, state: 'ACTIVE' | 'DECOMMISSIONING', at: number) => ({
+        id,
+        firstSeenAt: T0,
+        current: { state, timestamp: at, message: `${id} ${state}` },
+        history: [{ state, timestamp: at }],
+      });
+      expect(await store.listHosts()).toEqual([]);
+      await store.putHost(host('d2', 'ACTIVE', T0));
+      await store.putHost(host('d1', 'ACTIVE', T0));
+      await store.putHost(host('d2', 'DECOMMISSIONING', T0 + 1));
+      expect(await store.listHosts()).toEqual([host('d1', 'ACTIVE', T0), host('d2', 'DECOMMISSIONING', T0 + 1)]);
+    });
+
+    it('stores a meta value once: the first writer wins', async () => {
+      expect(await store.ensureMeta('installation-id', 'first')).toBe('first');
+      expect(await store.ensureMeta('installation-id', 'second')).toBe('first');
+      expect(await Promise.all([store.ensureMeta('k', 'a'), store.ensureMeta('k', 'b')])).toEqual(['a', 'a']);
     });
   });
 }

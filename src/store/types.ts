@@ -3,6 +3,7 @@
 // queries in sql/; contract.case.ts runs against each.
 import type { Deploy, RequestRecord, TaskRecord } from '../core/model.ts';
 import type { DeployResult, PendingDeploy, DeployProgress } from '../core/deploy/types.ts';
+import type { HostRecord } from '../hosts/types.ts';
 
 export interface DeployHistoryEntry {
   requestId: string;
@@ -108,7 +109,7 @@ export interface ClusterStore {
 }
 
 /** The tables `fledge store copy` moves, in a dependency-free order. */
-export const COPIED_TABLES = ['requests', 'deploys', 'pending_deploys', 'tasks'] as const;
+export const COPIED_TABLES = ['requests', 'deploys', 'pending_deploys', 'tasks', 'hosts', 'meta'] as const;
 export type CopiedTable = (typeof COPIED_TABLES)[number];
 export type Row = Record<string, string | number | null>;
 
@@ -146,6 +147,13 @@ export interface Store {
 
   getTask(taskId: string): Promise<TaskRecord | undefined>;
   listTasks(query?: TaskQuery): Promise<TaskRecord[]>;
+
+  /** Hosts' states, by id. */
+  listHosts(): Promise<HostRecord[]>;
+  putHost(host: HostRecord): Promise<void>;
+
+  /** The value stored under `key`, storing `value` first when there is none (atomic). */
+  ensureMeta(key: string, value: string): Promise<string>;
 
   readonly cluster: ClusterStore;
   readonly rows: StoreRows;

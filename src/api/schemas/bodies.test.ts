@@ -200,6 +200,7 @@ describe('toJsonSchema', () => {
       'DeployDecisionBody',
       'RollbackBody',
       'KillTaskBody',
+      'HostChangeBody',
     ]);
     for (const schema of Object.values(all)) {
       expect(schema).toMatchObject({ type: 'object', additionalProperties: false });

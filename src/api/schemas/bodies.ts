@@ -48,6 +48,13 @@ export const killTaskSchema = actionBody('task kill body', { message, waitForRep
   'actionId',
   'override',
 ]);
+// SingularityMachineChangeRequest: the body of a host (agent) state change.
+export const hostChangeSchema = actionBody('host state change body', { message }, [
+  'actionId',
+  'durationMillis',
+  'revertToState',
+  'killTasksOnDecommissionTimeout',
+]);
 export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [
   'actionId',
   'skipHealthchecks',

@@ -4,6 +4,7 @@ import {
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
+  hostChangeSchema,
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
@@ -29,4 +30,5 @@ export const schemas = {
   deployDecision: deployDecisionSchema,
   rollback: rollbackSchema,
   killTask: killTaskSchema,
+  hostChange: hostChangeSchema,
 } as const;

@@ -1,5 +1,6 @@
 // Deploy body → Deploy: defaults applied, legacy Singularity fields mapped, cross-field rules.
 import { z } from 'zod';
+import { isDockerDeploy } from '../../core/container.ts';
 import {
   ACCEPTANCE_MODES,
   type AcceptanceCheckSpec,
@@ -21,6 +22,7 @@ import {
   splitIgnored,
   type Issue,
 } from './common.ts';
+import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
 import { requestIdSchema } from './request.ts';
 import { IGNORED_DEPLOY_FIELDS, LEGACY_CANARY_FIELDS, LEGACY_HEALTHCHECK_FIELDS } from './singularity-fields.ts';
 
@@ -195,7 +197,15 @@ const deployShape = z.strictObject({
   resources: resourcesSchema.default(() => ({ ...D.resources })),
   metadata: z.record(z.string(), z.string()).optional(),
   version: z.string().optional(),
-  containerInfo: z.record(z.string(), z.unknown()).optional().describe('Only with a container runtime; a 400 otherwise.'),
+  shell: z
+    .boolean()
+    .optional()
+    .describe('Containers: true runs command with /bin/sh -c (default false, as in Singularity). Processes: not read.'),
+  containerInfo: containerInfoSchema
+    .optional()
+    .describe(
+      'Singularity containerInfo. type DOCKER runs the task as a container on a Docker host (a 400 when the server has none); MESOS runs a process.',
+    ),
   uris: urisSchema.optional().describe('Artifacts fetched into the task sandbox before it starts.'),
 
   healthcheck: healthcheckSchema.optional(),
@@ -233,12 +243,18 @@ const legacyHealthcheckKeys = Object.keys(LEGACY_HEALTHCHECK_FIELDS) as (keyof t
 const present = (d: RawDeploy, keys: readonly string[]) => keys.filter((k) => (d as Record<string, unknown>)[k] !== undefined);
 
 function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): void {
-  if (d.containerInfo !== undefined && !containers) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['containerInfo'],
-      message: 'the process runtime cannot run containers; start Fledge with a container runtime',
-    });
+  if (d.containerInfo !== undefined) {
+    containerRules(
+      d.containerInfo,
+      {
+        numPorts: d.resources.numPorts,
+        memoryMb: d.resources.memoryMb,
+        ...(d.command !== undefined ? { command: d.command } : {}),
+        ...(d.shell !== undefined ? { shell: d.shell } : {}),
+      },
+      containers,
+      ctx,
+    );
   }
   const legacyHc = present(d, legacyHealthcheckKeys);
   if (d.healthcheck && legacyHc.length > 0) {
@@ -315,10 +331,27 @@ function readCheck(c: z.output<typeof acceptanceCheckSchema>): AcceptanceCheckSp
   return { name, type, intervalSeconds, timeoutSeconds, failOnError, options };
 }
 
-function normalise(d: RawDeploy, containers: boolean): Deploy {
+function normalise(d: RawDeploy): Deploy {
   const { extra, warnings } = splitIgnored(d, IGNORED_DEPLOY_FIELDS);
   if (d.uris !== undefined) extra.uris = d.uris.map((u) => (typeof u === 'string' ? { uri: u } : u));
-  if (d.containerInfo !== undefined && containers) extra.containerInfo = d.containerInfo;
+  const container = d.containerInfo !== undefined ? normaliseContainer(d.containerInfo) : undefined;
+  if (container) warnings.push(...container.warnings);
+  const docker = container?.value.type === 'DOCKER';
+  if (d.shell !== undefined && !docker) {
+    // Kept for a round trip; processes run `arguments` as argv, else `command` through /bin/sh -c.
+    extra.shell = d.shell;
+    warnings.push({
+      field: 'shell',
+      message: 'only read for Docker containers; processes run arguments without a shell, else command with /bin/sh -c',
+    });
+  }
+  if (docker && !d.shell && d.command !== undefined && /\s/.test(d.command)) {
+    warnings.push({
+      field: 'command',
+      message:
+        "runs as the container's executable, without a shell (Singularity's rule for containers): set shell: true to run it with /bin/sh -c, or give the words as arguments",
+    });
+  }
 
   const legacyHc = present(d, legacyHealthcheckKeys);
   if (legacyHc.length > 0) {
@@ -344,6 +377,8 @@ function normalise(d: RawDeploy, containers: boolean): Deploy {
     id: d.id,
     command: d.command,
     arguments: d.arguments,
+    shell: docker ? d.shell : undefined,
+    containerInfo: container?.value,
     env: d.env,
     taskEnv: d.taskEnv,
     resources: { ...d.resources },
@@ -373,16 +408,16 @@ function normalise(d: RawDeploy, containers: boolean): Deploy {
 }
 
 function buildDeploySchema(containers: boolean) {
-  return describeInput(
-    nullsAsAbsent(deployShape.superRefine((d, ctx) => deployRules(d, ctx, containers)).transform((d) => normalise(d, containers))),
-    { label: 'deploy', root: 'deploy' },
-  );
+  return describeInput(nullsAsAbsent(deployShape.superRefine((d, ctx) => deployRules(d, ctx, containers)).transform((d) => normalise(d))), {
+    label: 'deploy',
+    root: 'deploy',
+  });
 }
 
 const bySupport = { true: buildDeploySchema(true), false: buildDeploySchema(false) };
 export type DeploySchema = ReturnType<typeof buildDeploySchema>;
 
-/** The deploy object; `containers` says whether the configured runtime can run containerInfo. */
+/** The deploy object; `containers` says whether the server has a Docker host for containerInfo DOCKER. */
 export function deploySchema(options: { containers?: boolean } = {}): DeploySchema {
   return bySupport[options.containers ? 'true' : 'false'];
 }
@@ -396,7 +431,8 @@ export function validateDeployForRequest(deploy: Deploy, request: FledgeRequest)
   if (deploy.requestId !== request.id) {
     issues.push({ field: 'deploy.requestId', rule: `must be the id of the request it deploys (${request.id})` });
   }
-  if (LONG_RUNNING.has(request.requestType) && !deploy.command && !deploy.arguments?.length && deploy.extra?.containerInfo === undefined) {
+  // A Docker image has its own command (CMD); a process needs one.
+  if (LONG_RUNNING.has(request.requestType) && !deploy.command && !deploy.arguments?.length && !isDockerDeploy(deploy)) {
     issues.push({ field: 'deploy.command', rule: `command or arguments is required for ${request.requestType} requests` });
   }
   if (request.loadBalanced) {

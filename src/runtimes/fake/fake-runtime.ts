@@ -67,6 +67,10 @@ export interface FakeRuntime extends Runtime {
   running(): string[];
   /** Reserved capacity now. */
   usage(): Capacity;
+  /** What it holds, as a host reports it. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] };
+  capacity(): Capacity;
+  portRange(): PortRange;
 }
 
 interface FakeTask {
@@ -117,7 +121,8 @@ class InMemoryFakeRuntime implements FakeRuntime {
     const behaviour = this.#taskScripts.get(spec.taskId) ?? this.#deployScripts.get(spec.deployId) ?? 'start';
     if (typeof behaviour === 'object' && 'error' in behaviour) return { kind: 'error', message: behaviour.error };
     if (typeof behaviour === 'object' && 'waiting' in behaviour) return { kind: 'waiting', reason: behaviour.waiting };
-    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined) {
+    // A container may run its image's own command.
+    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined && !spec.container) {
       return { kind: 'error', message: 'The deploy has neither command nor arguments' };
     }
     const short = this.#ledger.shortfall(spec);
@@ -197,6 +202,18 @@ class InMemoryFakeRuntime implements FakeRuntime {
 
   usage(): Capacity {
     return this.#ledger.used();
+  }
+
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
   }
 
   #report(taskId: string, status: ExitStatus): void {

@@ -36,11 +36,13 @@ import {
   watch,
   type FSWatcher,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../logger.ts';
 import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import { readLogChunk } from '../log-file.ts';
+
+export { completeUtf8Length } from '../log-file.ts';
 import {
   ForeignTaskError,
   type LogChunk,
@@ -615,24 +617,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async logs(handle: TaskHandle, which: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk> {
-    const file = path.join(this.#sandboxOf(handle), which);
-    const start = Math.max(0, Math.floor(offset));
-    let fh;
-    try {
-      fh = await open(file, 'r');
-    } catch {
-      return { path: file, offset: start, data: '', nextOffset: start };
-    }
-    try {
-      const available = Math.max(0, (await fh.stat()).size - start);
-      const buffer = Buffer.alloc(Math.min(available, Math.max(0, Math.floor(length))));
-      const { bytesRead } = await fh.read(buffer, 0, buffer.length, start);
-      // Never split a UTF-8 character: stop before an incomplete one, the next read gets it.
-      const usable = completeUtf8Length(buffer.subarray(0, bytesRead));
-      return { path: file, offset: start, data: buffer.toString('utf8', 0, usable), nextOffset: start + usable };
-    } finally {
-      await fh.close();
-    }
+    return readLogChunk(path.join(this.#sandboxOf(handle), which), offset, length);
   }
 
   async release(handle: TaskHandle): Promise<void> {
@@ -642,6 +627,19 @@ export class ProcessRuntime implements Runtime {
   /** What is reserved now (for diagnostics and tests). */
   usage(): { cpus: number; memoryMb: number; tasks: number } {
     return { ...this.#ledger.used(), tasks: this.#tracked.size };
+  }
+
+  /** What the local host holds: reserved cpus, memory, ports and the tasks holding them. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
   }
 
   async close(): Promise<void> {
@@ -725,17 +723,4 @@ export function resolveExecutable(command: string, pathVar: string, cwd: string)
     }
   }
   return undefined;
-}
-
-/** Length of the longest prefix of buf that does not end inside a UTF-8 sequence. */
-export function completeUtf8Length(buf: Buffer): number {
-  const n = buf.length;
-  // A sequence is at most 4 bytes: look back at most 3 for its lead byte.
-  for (let back = 1; back <= Math.min(3, n); back++) {
-    const byte = buf[n - back] as number;
-    if ((byte & 0xc0) === 0x80) continue; // continuation byte
-    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
 }

@@ -22,6 +22,7 @@ import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { PendingDeploy } from '../../core/deploy/types.ts';
 import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
+import type { HostRecord } from '../../hosts/types.ts';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { KeyedMutex } from '../../reconciler/locks.ts';
 import { readMigrations } from '../sql/migrations.ts';
@@ -303,6 +304,15 @@ export class PostgresStore implements Store {
   }
   listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
     return this.#use('list tasks', (db) => this.#q.listTasks(db, query));
+  }
+  listHosts(): Promise<HostRecord[]> {
+    return this.#use('list hosts', (db) => this.#q.listHosts(db));
+  }
+  putHost(host: HostRecord): Promise<void> {
+    return this.#use('put host', (db) => this.#q.putHost(db, host));
+  }
+  ensureMeta(key: string, value: string): Promise<string> {
+    return this.#use('ensure meta', (db) => this.#q.ensureMeta(db, key, value));
   }
 
   async close(): Promise<void> {

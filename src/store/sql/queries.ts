@@ -4,6 +4,7 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployProgress, DeployResult, PendingDeploy } from '../../core/deploy/types.ts';
+import type { HostRecord } from '../../hosts/types.ts';
 import { COPIED_TABLES, type ChangeSet, type CopiedTable, type DeployHistoryEntry, type Row, type TaskQuery } from '../types.ts';
 
 /** The tables both dialects share; documents are JSON text, the columns beside them are what queries filter on. */
@@ -21,6 +22,8 @@ export interface Tables {
   };
   pending_deploys: { request_id: string; deploy_id: string; doc: string };
   tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string };
+  hosts: { id: string; state: string; doc: string; updated_at: number };
+  meta: { key: string; value: string };
 }
 
 export interface Dialect {
@@ -36,6 +39,8 @@ const COLUMNS: Record<CopiedTable, readonly string[]> = {
   deploys: ['request_id', 'id', 'doc', 'message', 'created_at', 'result_state', 'result', 'progress'],
   pending_deploys: ['request_id', 'deploy_id', 'doc'],
   tasks: ['id', 'request_id', 'deploy_id', 'live', 'done_at', 'doc'],
+  hosts: ['id', 'state', 'doc', 'updated_at'],
+  meta: ['key', 'value'],
 };
 
 export class SqlQueries {
@@ -184,6 +189,31 @@ export class SqlQueries {
     return rows.map((r) => JSON.parse(r.doc) as TaskRecord).reverse();
   }
 
+  async listHosts(db: Db): Promise<HostRecord[]> {
+    const rows = await db.selectFrom('hosts').select('doc').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.doc) as HostRecord);
+  }
+
+  async putHost(db: Db, host: HostRecord): Promise<void> {
+    const row = { id: host.id, state: host.current.state, doc: JSON.stringify(host), updated_at: this.now() };
+    await db
+      .insertInto('hosts')
+      .values(row)
+      .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, doc: row.doc, updated_at: row.updated_at }))
+      .execute();
+  }
+
+  /** The first writer wins: an insert that does nothing on conflict, then a read. */
+  async ensureMeta(db: Db, key: string, value: string): Promise<string> {
+    await db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    const row = await db.selectFrom('meta').select('value').where('key', '=', key).executeTakeFirstOrThrow();
+    return row.value;
+  }
+
   // ---- raw rows, for `fledge store copy` ----
 
   async counts(db: Db): Promise<Record<CopiedTable, number>> {
@@ -199,7 +229,14 @@ export class SqlQueries {
   }
 
   async exportTable(db: Db, table: CopiedTable): Promise<Row[]> {
-    const ordered = table === 'requests' ? sql`id` : table === 'pending_deploys' ? sql`request_id` : this.dialect.insertionOrder;
+    const ordered =
+      table === 'requests' || table === 'hosts'
+        ? sql`id`
+        : table === 'pending_deploys'
+          ? sql`request_id`
+          : table === 'meta'
+            ? sql`key`
+            : this.dialect.insertionOrder;
     const rows = await db
       .selectFrom(table)
       .select(COLUMNS[table].map((c) => sql.ref(c).as(c)))

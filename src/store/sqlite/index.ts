@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect, sql } from 'kysely';
 import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
+import type { HostRecord } from '../../hosts/types.ts';
 import type { PendingDeploy } from '../../core/deploy/types.ts';
 import { KeyedMutex } from '../../reconciler/locks.ts';
 import { LocalCluster } from '../local-cluster.ts';
@@ -136,6 +137,15 @@ export class SqliteStore implements Store {
   }
   listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
     return this.#q.listTasks(this.#db, query);
+  }
+  listHosts(): Promise<HostRecord[]> {
+    return this.#q.listHosts(this.#db);
+  }
+  putHost(host: HostRecord): Promise<void> {
+    return this.#q.putHost(this.#db, host);
+  }
+  ensureMeta(key: string, value: string): Promise<string> {
+    return this.#q.ensureMeta(this.#db, key, value);
   }
 
   async close(): Promise<void> {
