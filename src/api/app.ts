@@ -43,6 +43,8 @@ export interface AppDeps {
   security: AppSecurity;
   /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
   eventsPingMillis?: number;
+  /** who leads and which schedulers share the store (GET /api/state) */
+  cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
 }
 
 /** What guard.ts enforces in front of every route, and the API's own bounds. */
@@ -244,7 +246,12 @@ export function createApp(deps: AppDeps): Hono {
 
   // ---- operations ----
   app.get('/api/state', async (c) => {
-    const [requests, pending, tasks] = await Promise.all([store.listRequests(), store.listPending(), store.listTasks({ live: true })]);
+    const [requests, pending, tasks, cluster] = await Promise.all([
+      store.listRequests(),
+      store.listPending(),
+      store.listTasks({ live: true }),
+      deps.cluster?.(),
+    ]);
     const count = (s: string) => requests.filter((r) => r.state === s).length;
     return c.json({
       activeRequests: count('ACTIVE'),
@@ -255,6 +262,7 @@ export function createApp(deps: AppDeps): Hono {
       healthyTasks: groupTaskIds(tasks).healthy.length,
       cleaningTasks: tasks.filter((t) => t.cleanup).length,
       waitingTasks: tasks.filter((t) => t.waitingReason).length,
+      ...cluster,
     });
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));

@@ -54,6 +54,11 @@ export interface HostRegistryOptions {
   unreachableMs: number;
   /** how often hosts are pinged (and decommissions completed); default min(2 s, unreachableMs / 3) */
   pingIntervalMs?: number;
+  /**
+   * Whether this server runs the tasks (leads). Several schedulers sharing a store: only the
+   * leader's runtime knows a host's tasks, so only it completes a decommission. Default: always.
+   */
+  leading?: () => boolean;
 }
 
 const HISTORY_LIMIT = 50;
@@ -105,7 +110,23 @@ export class HostRegistry {
   async tick(): Promise<void> {
     if (this.#closed) return;
     await Promise.all(this.#entries.map((e) => this.#ping(e)));
+    await this.#refresh();
+    if (this.#o.leading?.() === false) return;
     for (const e of this.#entries) await this.#completeDecommission(e.definition.id);
+  }
+
+  /** States another server sharing the store changed (a freeze on a follower's API). */
+  async #refresh(): Promise<void> {
+    const run = this.#writes.then(async () => {
+      for (const stored of await this.#o.store.listHosts()) {
+        const mine = this.#records.get(stored.id);
+        if (!mine || JSON.stringify(mine) === JSON.stringify(stored)) continue;
+        this.#records.set(stored.id, stored);
+        this.#changed(stored.id);
+      }
+    });
+    this.#writes = run.catch(() => undefined);
+    await run.catch((err: unknown) => this.#o.logger.warn({ err }, 'could not read the hosts from the store'));
   }
 
   async #ping(e: HostEntry): Promise<void> {

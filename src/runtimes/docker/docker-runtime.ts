@@ -522,7 +522,11 @@ export class DockerRuntime implements Runtime {
     const taskId = event.Actor?.Attributes?.[LABELS.task];
     if (!taskId) return;
     const t = this.#tracked.get(taskId);
-    if (t && !t.stopping) void this.#settle(t);
+    if (!t || t.stopping) return;
+    this.#settle(t).catch((err: unknown) => {
+      // The daemon went away mid-settle: the next events connection reconciles every tracked task.
+      this.#log.warn({ taskId, host: this.hostId, err: message(err) }, 'could not settle an exited container yet');
+    });
   }
 
   async #reconcileTracked(): Promise<void> {
