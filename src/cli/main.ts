@@ -35,7 +35,10 @@ function buildProgram(ctx: Ctx): Command {
     .version('0.1.0')
     .option('--server <url>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
     .option('--token <token>', 'bearer token (env FLEDGE_TOKEN; default: the one in <data-dir>/admin.token)')
-    .option('--data-dir <dir>', 'the server: where state lives; other commands: where admin.token is [FLEDGE_DATA_DIR] (default ./.fledge)')
+    .option(
+      '--data-dir <dir>',
+      'serve: where state lives; store backup: whose fledge.db; others: where admin.token is [FLEDGE_DATA_DIR] (default ./.fledge)',
+    )
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')
     // Settings set before .command() are inherited by every subcommand.
