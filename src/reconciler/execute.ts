@@ -339,7 +339,13 @@ export class Executor {
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
         // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
-        upstreams.set(id, { taskId: id, host: taskAddress(task.handle), port, group: deploy.loadBalancerUpstreamGroup });
+        upstreams.set(id, {
+          taskId: id,
+          host: taskAddress(task.handle),
+          port,
+          group: deploy.loadBalancerUpstreamGroup,
+          deployId: task.taskId.deployId,
+        });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
         newest = deploy.timestamp;

@@ -8,7 +8,17 @@
  */
 import { silentLogger, type Logger } from '../../logger.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
+import { TrafficRecorder, type TrafficRecord } from '../traffic.ts';
+import type {
+  Balancer,
+  BalancerStats,
+  LbOperationStatus,
+  LbService,
+  ServiceTraffic,
+  TrafficTotal,
+  TrafficWindow,
+  Upstream,
+} from '../types.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { invalidOperation } from '../validate.ts';
 
@@ -33,6 +43,8 @@ export interface FakeOperationRecord {
 export interface FakeBalancerOptions {
   behaviour?: FakeBehaviour;
   logger?: Logger;
+  /** the clock of the traffic counters */
+  now?: () => number;
 }
 
 export interface FakeBalancer extends Balancer {
@@ -47,6 +59,8 @@ export interface FakeBalancer extends Balancer {
   /** Finish a WAITING operation. FAILED reverts its changes. */
   complete(operationId: string, state: 'SUCCESS' | 'FAILED', message?: string): LbOperationStatus;
   stats(): BalancerStats;
+  /** Count a request as if it had gone through the balancer (no proxy here). */
+  recordTraffic(record: TrafficRecord): void;
 }
 
 interface OpData {
@@ -71,10 +85,12 @@ class InMemoryFakeBalancer implements FakeBalancer {
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, FakeService>();
   readonly #scripts = new Map<string, FakeBehaviour>();
+  readonly #traffic: TrafficRecorder;
   #behaviour: FakeBehaviour;
 
   constructor(options: FakeBalancerOptions) {
     this.#behaviour = options.behaviour ?? 'succeed';
+    this.#traffic = new TrafficRecorder(options.now);
     this.#ops = new OperationBook(options.logger ?? silentLogger, Number.MAX_SAFE_INTEGER);
   }
 
@@ -165,6 +181,18 @@ class InMemoryFakeBalancer implements FakeBalancer {
       };
     }
     return out;
+  }
+
+  recordTraffic(record: TrafficRecord): void {
+    this.#traffic.record(record);
+  }
+
+  async traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic> {
+    return this.#traffic.window(serviceId, window);
+  }
+
+  trafficTotals(): TrafficTotal[] {
+    return this.#traffic.totals();
   }
 
   async close(): Promise<void> {
