@@ -26,6 +26,7 @@ import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { machineIdentity } from './runtimes/process/process-runtime.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
+import { FledgeMetrics, timedStore } from './metrics/index.ts';
 import { createStore } from './store/index.ts';
 import { urlHasPassword } from './store/spec.ts';
 import { fencedStore, type Lease, type SchedulerInfo, type Store } from './store/types.ts';
@@ -77,17 +78,20 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
   const opened: (() => Promise<void>)[] = [];
   try {
-    const store = await createStore(
-      config.store.kind === 'postgres'
-        ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
-        : { kind: 'sqlite', file: config.store.file },
-      () => clock.now(),
+    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm>; metrics?: FledgeMetrics } = {};
+    const store = timedStore(
+      await createStore(
+        config.store.kind === 'postgres'
+          ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
+          : { kind: 'sqlite', file: config.store.file },
+        () => clock.now(),
+      ),
+      (operation, millis) => late.metrics?.observeStore(operation, millis),
     );
     opened.push(() => store.close());
     const trust = new TrustList(config.trustForwardedFrom);
     const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
     const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
-    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
     const machine = machineIdentity();
     // Other schedulers' data dirs on this machine: a takeover finds their unrecorded tasks there.
     const peerDataDirs = async () =>
@@ -115,6 +119,16 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       );
     }
     const events = new EventBus();
+    const metrics = new FledgeMetrics({
+      store,
+      balancer: () => late.leadership?.term?.balancer,
+      balancerKind: config.lb,
+      leading: () => late.leadership?.leading ?? false,
+      logger,
+    });
+    late.metrics = metrics;
+    const unwatch = metrics.watch(events);
+    opened.push(async () => unwatch());
     const serverChecks = await loadServerChecks(config.checkModules);
     const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };
     // The leadership and the relay (in `late`) are built once the URL is known; calls before that wake nobody.
@@ -137,6 +151,9 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       containers: runtime.capabilities().containers,
       logger,
       cluster: async () => (late.leadership ? late.leadership.view() : { leader: null, schedulers: [] }),
+      balancer: () => late.leadership?.term?.balancer,
+      balancerKind: config.lb,
+      metrics,
       security: {
         authenticator,
         bindHost: config.host,
@@ -186,10 +203,12 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
         const health = new HealthMonitor({
           now: () => clock.now(),
-          onResult: (taskId, result, assessment) =>
+          onResult: (taskId, result, assessment) => {
+            metrics.observeHealth(result);
             void loop.executor
               .onHealthResult(taskId, result, assessment)
-              .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result')),
+              .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result'));
+          },
           onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
         });
         const loop = new ReconcileLoop({
@@ -203,6 +222,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           settings,
           events,
           locks,
+          observePass: (millis) => metrics.observePass(millis),
         });
         parts.push(() => loop.close());
         await loop.start();
@@ -282,6 +302,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           // SSE streams keep connections open; do not wait for them.
           (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
+        unwatch();
         await lead.close();
         await theRelay.close();
         await hosts.close();

@@ -32,6 +32,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'POST /api/requests/request/:id/bounce': deploy,
   'POST /api/requests/request/:id/run': deploy,
   'POST /api/requests/request/:id/rollback': deploy,
+  'GET /api/requests/request/:id/traffic': read,
 
   'POST /api/deploys': deploy,
   // A dry run: it stores nothing, so it is not audited (the UI calls it as you type).

@@ -5,12 +5,13 @@ import { join, relative } from 'node:path';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import type { EventBus, FledgeEvent } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
 import type { HostRegistry } from '../hosts/index.ts';
+import type { Balancer } from '../balancers/types.ts';
+import { FledgeMetrics } from '../metrics/index.ts';
 import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
@@ -26,6 +27,7 @@ import { UI_DIR } from '../paths.ts';
 import type { FledgeService } from './service.ts';
 import { parse, schemas } from './validate.ts';
 import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView, type DeployAction } from './views.ts';
+import { trafficView, TRAFFIC_LIMITS } from './traffic-view.ts';
 
 export interface AppDeps {
   store: Store;
@@ -45,6 +47,12 @@ export interface AppDeps {
   eventsPingMillis?: number;
   /** who leads and which schedulers share the store (GET /api/state) */
   cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
+  /** the leader's balancer (traffic), undefined on a follower or without one */
+  balancer?: () => Balancer | undefined;
+  /** what the server runs as its balancer (builtin, haproxy, none) */
+  balancerKind?: string;
+  /** /metrics; made here when not given */
+  metrics?: FledgeMetrics;
 }
 
 /** What guard.ts enforces in front of every route, and the API's own bounds. */
@@ -267,27 +275,53 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  new Gauge({
-    name: 'fledge_tasks',
-    help: 'Live tasks by state',
-    labelNames: ['state'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const t of await store.listTasks({ live: true })) this.inc({ state: t.state });
-    },
+  const metrics =
+    deps.metrics ??
+    new FledgeMetrics({
+      store,
+      balancer: deps.balancer ?? (() => undefined),
+      balancerKind: deps.balancerKind ?? 'none',
+      leading: () => true,
+      logger: deps.logger,
+    });
+  app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }));
+
+  // The live split and per-version rates of a request's traffic, from the leader's balancer.
+  app.get('/api/requests/request/:id/traffic', async (c) => {
+    const record = await getRecord(c.req.param('id'));
+    const windowSeconds = queryInt(c.req.query('windowSeconds'), 'windowSeconds', TRAFFIC_LIMITS.defaultWindowSeconds);
+    const stepSeconds = queryInt(c.req.query('stepSeconds'), 'stepSeconds', TRAFFIC_LIMITS.defaultStepSeconds);
+    for (const [name, v, min, max] of [
+      ['windowSeconds', windowSeconds, 1, TRAFFIC_LIMITS.maxWindowSeconds],
+      ['stepSeconds', stepSeconds, 1, TRAFFIC_LIMITS.maxWindowSeconds],
+    ] as const) {
+      if (v < min || v > max) throw badRequest(`${name}: must be from ${min} to ${max}`, [{ field: name, rule: `${min}..${max}` }]);
+    }
+    const id = record.request.id;
+    const [active, pendingDeploy, tasks] = await Promise.all([
+      record.activeDeployId ? store.getDeploy(id, record.activeDeployId) : undefined,
+      record.pendingDeployId ? store.getDeploy(id, record.pendingDeployId) : undefined,
+      store.listTasks({ requestId: id, live: true }),
+    ]);
+    const serviceId = (pendingDeploy ?? active)?.loadBalancerServiceIdOverride ?? id;
+    const balancer = deps.balancer?.();
+    const traffic = balancer
+      ? await balancer.traffic(serviceId, { windowMs: windowSeconds * 1000, stepMs: stepSeconds * 1000 })
+      : undefined;
+    const leader = traffic ? undefined : await deps.cluster?.().catch(() => undefined);
+    return c.json(
+      trafficView({
+        record,
+        serviceId,
+        tasks,
+        traffic,
+        balancerKind: deps.balancerKind ?? 'none',
+        windowSeconds,
+        stepSeconds,
+        leaderUrl: (leader?.leader as { url?: string; self?: boolean } | null | undefined)?.url,
+      }),
+    );
   });
-  new Gauge({
-    name: 'fledge_pending_deploys',
-    help: 'Pending deploys',
-    registers: [registry],
-    async collect() {
-      this.set((await store.listPending()).length);
-    },
-  });
-  app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }));
 
   app.get('/api/events', (c) => {
     // A read token's events show env values as ***, like its answers.

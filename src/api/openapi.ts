@@ -16,6 +16,13 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/requests/request/{id}/unpause': { post: { summary: 'Unpause a request', params: ['id'], body: 'UnpauseBody' } },
   '/api/requests/request/{id}/bounce': { post: { summary: 'Replace every task, new before old', params: ['id'], body: 'BounceBody' } },
   '/api/requests/request/{id}/run': { post: { summary: 'Run now (ON_DEMAND, SCHEDULED): a 400 for now', params: ['id'], body: 'RunBody' } },
+  '/api/requests/request/{id}/traffic': {
+    get: {
+      summary:
+        'Live traffic split and per-deploy request rate, error rate and latency from the load balancer (?windowSeconds=&stepSeconds=)',
+      params: ['id'],
+    },
+  },
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
   '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
   '/api/requests/request/{id}/rollback': {

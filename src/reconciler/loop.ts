@@ -22,6 +22,8 @@ export interface LoopDeps extends EngineDeps {
   /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
+  /** told how long each pass took (metrics) */
+  observePass?: (millis: number) => void;
 }
 
 export class ReconcileLoop {
@@ -81,7 +83,11 @@ export class ReconcileLoop {
       await this.#running;
       if (this.#dirty.size === 0 && !this.#all) return;
     }
-    this.#running = this.#pass().finally(() => (this.#running = undefined));
+    const t0 = performance.now();
+    this.#running = this.#pass().finally(() => {
+      this.#running = undefined;
+      this.#deps.observePass?.(performance.now() - t0);
+    });
     await this.#running;
     // Requests woken while the pass ran get a pass of their own (only they: one API call, one request).
     if (this.#dirty.size > 0 || this.#all) this.#schedule();
