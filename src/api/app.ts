@@ -158,14 +158,14 @@ export function createApp(deps: AppDeps): Hono {
   app.post('/api/deploys/plan', async (c) => {
     const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
     checkInstances('updatedRequest.instances', value.updatedRequest?.instances);
-    const { steps, etaSeconds, warnings: more } = await service.planDeploy(value);
-    return c.json({ steps, etaSeconds, warnings: [...warnings, ...more] });
+    const plan = await service.planDeploy(value);
+    return c.json({ ...plan, warnings: [...warnings, ...plan.warnings] });
   });
   app.post('/api/requests/request/:id/rollback', async (c) => {
     const { value, warnings } = parse(schemas.rollback, await optionalBody(c));
-    const { record, warnings: more } = await service.rollback(c.req.param('id'), value.message, userOf(c));
+    const { record, warnings: more, targetDeployId } = await service.rollback(c.req.param('id'), value.message, userOf(c), value.deployId);
     if (record.pendingDeployId) noteAudit(c, { deployId: record.pendingDeployId });
-    return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
+    return c.json({ ...(await requestParent(store, record)), rollbackTo: targetDeployId, warnings: [...warnings, ...more] });
   });
   app.get('/api/deploys/pending', async (c) => {
     const pending = await store.listPending();

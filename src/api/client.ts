@@ -3,8 +3,12 @@
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
 import type { Role } from '../auth/roles.ts';
+import type { FieldChange } from '../core/deploy/diff.ts';
+import type { PreviewEstimate } from '../core/deploy/preview.ts';
+import type { TrafficView, VersionTrafficView } from './traffic-view.ts';
 
 export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
+export type { FieldChange, PreviewEstimate, TrafficView, VersionTrafficView };
 
 /** An `{message, details}` error answer from the API. */
 export class FledgeApiError extends Error {
@@ -219,13 +223,25 @@ export interface PlanStep {
   newInstances: number;
   oldInstances: number;
   loadBalanced: { new: number; old: number };
+  /** the new deploy's share of the tasks in the LB during the step's acceptance */
+  trafficShare?: number | null;
   /** check names (or specs) */
   acceptance: { mode: string; waitMillis?: number; checks?: unknown[] };
+  waitsFor?: 'nothing' | 'approval' | 'timer' | 'checks';
+  /** what the step does, in words */
+  description?: string;
 }
 
 export interface DeployPlan {
   steps: PlanStep[];
   etaSeconds: { min: number; max: number };
+  /** machine time apart from waits for people and timers */
+  estimate?: PreviewEstimate;
+  /** the deploy it is compared with */
+  activeDeployId?: string;
+  /** field by field against the active deploy */
+  diff?: FieldChange[];
+  requestDiff?: FieldChange[];
   warnings: string[];
 }
 
@@ -356,8 +372,17 @@ export class FledgeClient {
   deleteRequest(requestId: string, options: { message?: string; deleteFromLoadBalancer?: boolean } = {}): Promise<RequestParent> {
     return this.#call('DELETE', `/api/requests/request/${seg(requestId)}`, opt(options));
   }
-  rollback(requestId: string, options: { message?: string } = {}): Promise<RequestParent> {
+  rollback(requestId: string, options: { message?: string; deployId?: string } = {}): Promise<RequestParent & { rollbackTo?: string }> {
     return this.#call('POST', `/api/requests/request/${seg(requestId)}/rollback`, opt(options));
+  }
+
+  /** The live traffic split and per-version rates from the load balancer. */
+  traffic(requestId: string, options: { windowSeconds?: number; stepSeconds?: number } = {}): Promise<TrafficView> {
+    const query = new URLSearchParams();
+    if (options.windowSeconds !== undefined) query.set('windowSeconds', String(options.windowSeconds));
+    if (options.stepSeconds !== undefined) query.set('stepSeconds', String(options.stepSeconds));
+    const qs = query.toString();
+    return this.#call('GET', `/api/requests/request/${seg(requestId)}/traffic${qs ? `?${qs}` : ''}`);
   }
 
   // ---- deploys ----

@@ -1,6 +1,7 @@
 // The API's domain operations: check, record intent atomically, wake the loop. The API
 // never drives the state machine itself.
 import type { Clock } from '../core/clock.ts';
+import { diffFields, type FieldChange } from '../core/deploy/diff.ts';
 import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
@@ -10,6 +11,15 @@ import { isLive, type Deploy, type FledgeRequest, type RequestRecord } from '../
 import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
+
+/** POST /api/deploys/plan: the preview, and how the deploy differs from the active one. */
+export type DeployPlan = DeployPreview & {
+  activeDeployId?: string;
+  diff: FieldChange[];
+  /** with updatedRequest: how the request changes */
+  requestDiff?: FieldChange[];
+  warnings: string[];
+};
 
 export interface ServiceDeps {
   store: Store;
@@ -161,20 +171,33 @@ export class FledgeService {
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
-  async planDeploy(input: DeployInput): Promise<DeployPreview & { warnings: string[] }> {
+  async planDeploy(input: DeployInput): Promise<DeployPlan> {
     const { record, deploy, active, warnings } = await this.prepareDeploy(input);
     const plan = previewDeploy(deploy, record.request, active, {
       serverChecks: this.d.serverChecks?.() ?? [],
       ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
     });
-    return { ...plan, warnings };
+    return {
+      ...plan,
+      ...(active ? { activeDeployId: active.id } : {}),
+      // against the active deploy, Nomad-style (every field is new for a first deploy)
+      diff: diffFields(active, deploy, new Set(['id', 'timestamp', 'requestId'])),
+      ...(input.updatedRequest ? { requestDiff: diffFields(record.request, input.updatedRequest, new Set()) } : {}),
+      warnings,
+    };
   }
 
   /**
-   * A new deploy of the previous active deploy's spec: the most recent SUCCEEDED deploy
-   * before the active one. Atomic and without acceptance, since it goes back to what served.
+   * A new deploy of an earlier deploy's spec: `targetDeployId`, or by default the most recent
+   * SUCCEEDED deploy before the active one. Atomic and without acceptance, since it goes back
+   * to what served.
    */
-  async rollback(requestId: string, message?: string, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async rollback(
+    requestId: string,
+    message?: string,
+    user?: string,
+    targetDeployId?: string,
+  ): Promise<{ record: RequestRecord; warnings: string[]; targetDeployId: string }> {
     return this.#write(requestId, async () => {
       const { store } = this.d;
       const record = await this.#live(requestId);
@@ -182,12 +205,23 @@ export class FledgeService {
       if (pending) throw conflict(`Request ${requestId} already has a pending deploy ${pending.deployId}`);
       if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to roll back from`);
       const history = await store.listDeployHistory(requestId);
-      const current = history.findIndex((e) => e.deployId === record.activeDeployId);
-      const previous = history
-        .slice(current + 1)
-        .find((e) => e.result?.deployState === 'SUCCEEDED' && e.deployId !== record.activeDeployId);
-      if (current < 0 || !previous) {
-        throw conflict(`Request ${requestId} has no earlier successful deploy than ${record.activeDeployId} to roll back to`);
+      let previous: (typeof history)[number] | undefined;
+      if (targetDeployId !== undefined) {
+        previous = history.find((e) => e.deployId === targetDeployId);
+        if (!previous) throw notFound(`Deploy ${targetDeployId} of request ${requestId} not found`);
+        if (targetDeployId === record.activeDeployId)
+          throw conflict(`Deploy ${targetDeployId} is the active deploy of ${requestId} already`);
+        if (previous.result?.deployState !== 'SUCCEEDED') {
+          throw conflict(
+            `Deploy ${targetDeployId} did not succeed (${previous.result?.deployState ?? 'no result'}); only a deploy that succeeded can be rolled back to`,
+          );
+        }
+      } else {
+        const current = history.findIndex((e) => e.deployId === record.activeDeployId);
+        previous = history.slice(current + 1).find((e) => e.result?.deployState === 'SUCCEEDED' && e.deployId !== record.activeDeployId);
+        if (current < 0 || !previous) {
+          throw conflict(`Request ${requestId} has no earlier successful deploy than ${record.activeDeployId} to roll back to`);
+        }
       }
       const used = new Set(history.map((e) => e.deployId));
       const old = previous.deploy;
@@ -197,7 +231,7 @@ export class FledgeService {
         canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
       };
       const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
-      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
+      return { ...(await this.#commitDeploy(input, await this.prepareDeploy(input), user)), targetDeployId: old.id };
     });
   }
 

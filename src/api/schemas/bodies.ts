@@ -45,7 +45,8 @@ export const updateDeploySchema = actionBody('deploy update body', {
   message,
 });
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
-export const rollbackSchema = actionBody('rollback body', { message });
+/** deployId: the deploy to go back to (default: the latest successful one before the active deploy) */
+export const rollbackSchema = actionBody('rollback body', { message, deployId: deployIdSchema.optional() });
 export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, [
   'actionId',
   'override',
