@@ -244,8 +244,19 @@ export function createApp(deps: AppDeps): Hono {
       throw badRequest('path: must be stdout or stderr', [{ field: 'path', rule: 'stdout|stderr' }]);
     const offset = queryInt(c.req.query('offset'), 'offset', 0);
     const length = queryInt(c.req.query('length'), 'length', 65536);
+    // tail=N: the last N bytes (at most 64 KiB), from a line start: why a task failed, at a glance
+    const tail = c.req.query('tail') === undefined ? undefined : Math.min(queryInt(c.req.query('tail'), 'tail', 0), 65536);
     if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset });
-    const chunk = await runtime.logs(task.handle as TaskHandle, path, offset, Math.min(length, 1 << 20));
+    const handle = task.handle as TaskHandle;
+    if (tail !== undefined) {
+      const size = (await runtime.logs(handle, path, 0, 0)).size ?? 0;
+      const start = Math.max(0, size - tail);
+      const chunk = await runtime.logs(handle, path, start, tail);
+      const cut = start > 0 ? chunk.data.indexOf('\n') + 1 : 0;
+      const data = chunk.data.slice(cut);
+      return c.json({ path, offset: chunk.offset + Buffer.byteLength(chunk.data.slice(0, cut)), data, nextOffset: chunk.nextOffset, size });
+    }
+    const chunk = await runtime.logs(handle, path, offset, Math.min(length, 1 << 20));
     return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
   });
 

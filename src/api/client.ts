@@ -435,6 +435,10 @@ export class FledgeClient {
     if (length !== undefined) query.set('length', String(length));
     return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${query.toString()}`);
   }
+  /** The last `bytes` of a task's stdout or stderr, from a line start. */
+  tailLogs(taskId: string, path: 'stdout' | 'stderr' = 'stderr', bytes = 2048): Promise<LogChunk> {
+    return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${new URLSearchParams({ path, tail: String(bytes) }).toString()}`);
+  }
 
   // ---- hosts ----
   listHosts(): Promise<HostView[]> {

@@ -11,7 +11,8 @@ import { registerStatus } from './commands/status.ts';
 import { registerStore } from './commands/store.ts';
 import { registerTask } from './commands/task.ts';
 import { registerToken } from './commands/token.ts';
-import { Ctx, UsageError, type CliIo } from './context.ts';
+import { Ctx, NotFoundError, UsageError, type CliIo } from './context.ts';
+import { EXIT, EXIT_CODES_HELP, exitForStatus } from './exit-codes.ts';
 
 export type { CliIo } from './context.ts';
 
@@ -40,6 +41,7 @@ function buildProgram(ctx: Ctx): Command {
       'serve: where state lives; store backup: whose fledge.db; others: where admin.token is [FLEDGE_DATA_DIR] (default ./.fledge)',
     )
     .configureHelp({ showGlobalOptions: true })
+    .addHelpText('after', EXIT_CODES_HELP)
     .showHelpAfterError('(run with --help for usage)')
     // Settings set before .command() are inherited by every subcommand.
     .exitOverride()
@@ -59,28 +61,32 @@ function buildProgram(ctx: Ctx): Command {
   return program;
 }
 
-/** Prints an error the way scripts expect: `error: ...` on stderr, 2 for usage, 1 otherwise. */
+/** Prints an error the way scripts expect: `error: ...` on stderr and an exit code per kind (exit-codes.ts). */
 function report(ctx: Ctx, err: unknown): number {
   if (err instanceof CommanderError) {
     // commander has printed the message (or the help) already.
-    return err.exitCode === 0 ? 0 : 2;
+    return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof FledgeApiError) {
     ctx.warn(`error: ${err.message}`);
     for (const d of err.details) ctx.warn(`  ${detailText(d)}`);
     if (err.status === 401) ctx.warn(`  ${ctx.tokenHint()}`);
-    return err.status >= 400 && err.status < 500 ? 2 : 1;
+    return exitForStatus(err.status);
   }
   if (err instanceof UsageError) {
     ctx.warn(`error: ${err.message}`);
-    return 2;
+    return EXIT.usage;
+  }
+  if (err instanceof NotFoundError) {
+    ctx.warn(`error: ${err.message}`);
+    return EXIT.notFound;
   }
   if (err instanceof FledgeConnectionError) {
     ctx.warn(`error: ${err.message}`);
-    return 1;
+    return EXIT.unreachable;
   }
   ctx.warn(`error: ${err instanceof Error ? err.message : String(err)}`);
-  return 1;
+  return EXIT.failed;
 }
 
 function detailText(d: ApiErrorDetail): string {

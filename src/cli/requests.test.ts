@@ -34,7 +34,7 @@ describe('fledge request', () => {
       [
         'ID          TYPE     STATE   HEALTHY  ACTIVE DEPLOY  PENDING DEPLOY',
         'web         SERVICE  ACTIVE  3/3      d1             -',
-        'api-server  SERVICE  PAUSED  0/10     d1             d7 (step 2/4 HEALTH target 5 current 2)',
+        'api-server  SERVICE  PAUSED  0/10     d1             d7 (step 2/4 HEALTH, new tasks: 5 wanted, 2 accepted)',
         '',
       ].join('\n'),
     );
@@ -71,7 +71,7 @@ describe('fledge request', () => {
     fake = await startFake();
     const { code, io } = await run(['request', 'create', '-f', '-'], captureIo({ readStdin: async () => '{nope' }));
     expect(code).toBe(2);
-    expect(io.err()).toMatch(/^error: stdin is not valid JSON/);
+    expect(io.err()).toBe("error: stdin:1:2: not valid JSON: Expected property name or '}'\n  {nope\n   ^\n");
     expect(fake.calls).toEqual([]);
   });
 
@@ -136,22 +136,22 @@ describe('errors', () => {
     expect(io.err()).toBe('error: instances: request web already has 3 instance(s)\n  instances: must change\n');
   });
 
-  it('exits 2 on a 404 and 1 on a 500', async () => {
+  it('exits 3 on a 404 and 7 on a 500', async () => {
     fake = await startFake({
       'GET /api/requests/request/nope': () => reply(404, { message: 'Request nope not found', details: [] }),
       'GET /api/requests': () => reply(500, { message: 'Internal error: disk full', details: [] }),
     });
     const missing = await run(['request', 'get', 'nope']);
-    expect([missing.code, missing.io.err()]).toEqual([2, 'error: Request nope not found\n']);
+    expect([missing.code, missing.io.err()]).toEqual([3, 'error: Request nope not found\n']);
     const broken = await run(['request', 'list']);
-    expect([broken.code, broken.io.err()]).toEqual([1, 'error: Internal error: disk full\n']);
+    expect([broken.code, broken.io.err()]).toEqual([7, 'error: Internal error: disk full\n']);
   });
 
   it('names the URL when the server cannot be reached', async () => {
     const port = await closedPort();
     const io = captureIo();
     const code = await runCli(['--server', `http://127.0.0.1:${port}`, 'request', 'list'], io);
-    expect(code).toBe(1);
+    expect(code).toBe(5);
     expect(io.err()).toBe(`error: cannot reach Fledge at http://127.0.0.1:${port}: connect ECONNREFUSED\n`);
   });
 

@@ -66,6 +66,8 @@ export interface LogChunk {
   data: string;
   /** next offset to read from */
   nextOffset: number;
+  /** the file's size now, where the runtime knows it (reading its tail) */
+  size?: number;
 }
 
 export interface Runtime {
