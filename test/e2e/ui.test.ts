@@ -226,6 +226,56 @@ describe('web UI', () => {
     expect((await client.deployHistoryEntry('web', 'v4')).deployResult?.deployState).toBe('CANCELED');
   });
 
+  it('keeps the last result with where capacity is, until dismissed', async () => {
+    // v4 was canceled: the request page says so, and that v2 serves again
+    await open('/requests/web');
+    const banner = page.locator('section.result', { has: page.getByRole('heading', { name: /Last deploy/ }) });
+    await hasText(banner, 'v4');
+    await hasText(banner, 'canceled');
+    await hasText(banner, 'Back on v2: 2 of 2 wanted healthy and in the load balancer');
+    await screenshots(page, '09b-request-last-result');
+    await banner.getByRole('button', { name: 'Dismiss' }).click();
+    await banner.waitFor({ state: 'detached' });
+    await open('/requests/web');
+    await page.getByText('No deploy in progress').waitFor();
+    expect(await banner.count()).toBe(0);
+  });
+
+  it('a new request starts with no id; an existing id shows what changes and asks to confirm an update', async () => {
+    await open('/');
+    await page.getByRole('button', { name: 'New request' }).click();
+    const dialog = page.getByRole('dialog');
+    const json = dialog.getByLabel('Request JSON');
+    expect(JSON.parse(await json.inputValue())).toMatchObject({ id: '' });
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    await hasText(dialog.getByRole('alert'), 'id: required');
+    await json.fill(JSON.stringify({ id: 'web', requestType: 'SERVICE', instances: 4 }));
+    await hasText(dialog.getByRole('alert').first(), 'web exists');
+    const changes = dialog.getByRole('list', { name: 'Changes to the request' });
+    await hasText(changes, 'instances 2 → 4');
+    await hasText(changes, 'loadBalanced');
+    await visible(dialog.getByRole('button', { name: 'Update web' }));
+    await screenshots(page, '09c-new-request-existing-id');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    expect((await client.getRequest('web')).request.instances).toBe(2);
+  });
+
+  it('shows the traffic split and per-version rates during a canary, and a new deploy starts from the active one with the next free id', async () => {
+    await open('/requests/web/deploy');
+    const editor = page.getByLabel('Deploy JSON');
+    await until(async () => (await editor.inputValue()).includes('"id": "v5"'), 'the next free id (v3 and v4 are used up)', WAIT);
+    await page.getByText('Valid. The plan below').waitFor();
+    await client.createDeploy(deploy('web', 'v5', MANUAL_CANARY));
+    await open('/requests/web/deploys/v5');
+    await page.getByText('Waiting for approval').waitFor();
+    const traffic = page.locator('section.traffic');
+    await visible(traffic.getByRole('img', { name: /Traffic split: v2 \d+ % \/ v5 \d+ %/ }));
+    await visible(traffic.getByRole('table', { name: /Traffic per version/ }).getByRole('row', { name: /v5 \(new\)/ }));
+    await screenshots(page, '09d-canary-traffic-split');
+    await client.cancelDeploy('web', 'v5');
+    await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
+  });
+
   it('shows an API error in the action dialog', async () => {
     await open('/requests/web');
     await page.getByRole('button', { name: 'Scale' }).click();

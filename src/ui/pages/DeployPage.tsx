@@ -7,6 +7,7 @@ import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, paths } from '../router.tsx';
 import { AcceptanceMessages, DecisionLog, Timeline } from '../timeline.tsx';
+import { TrafficPanel } from '../traffic.tsx';
 import { DeployActions, DeployActionsTaken, TaskTable } from './shared.tsx';
 
 export function DeployPage({ requestId, deployId }: { requestId: string; deployId: string }) {
@@ -113,6 +114,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
         <section aria-labelledby="progress-h">
           <h2 id="progress-h">Progress</h2>
           <DeployProgressBar progress={progress} />
+          {r?.request.loadBalanced && <TrafficPanel requestId={requestId} deployId={deployId} />}
           <DeployActions
             requestId={requestId}
             deployId={deployId}

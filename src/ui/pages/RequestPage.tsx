@@ -17,7 +17,9 @@ import {
 import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, navigate, paths } from '../router.tsx';
+import { ResultBanner } from '../result-banner.tsx';
 import { Timeline } from '../timeline.tsx';
+import { TrafficPanel } from '../traffic.tsx';
 import type { RequestParent } from '../types.ts';
 import { DeployActions, TaskTable } from './shared.tsx';
 
@@ -31,6 +33,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
     () => requestTaskHistory(requestId),
     (e) => touches(e) && e.kind === 'task',
   );
+  const history = useResource(`history:${requestId}`, () => client.deployHistory(requestId), touches);
 
   if (parent.error !== undefined && (!parent.data || isNotFound(parent.error))) {
     return (
@@ -61,6 +64,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
         </nav>
       </div>
       {parent.error !== undefined && <PageError error={parent.error} what="Latest state" />}
+      <ResultBanner r={r} history={history.data} tasks={tasks.data} />
       <DefList
         items={[
           ['Type', r.request.requestType.toLowerCase()],
@@ -97,6 +101,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
               </span>
             </div>
             <DeployProgressBar progress={pending.deployProgress} />
+            {r.request.loadBalanced && <TrafficPanel requestId={requestId} deployId={r.pendingDeploy.id} />}
             <DeployActions
               requestId={requestId}
               deployId={r.pendingDeploy.id}

@@ -5,6 +5,7 @@ import { client } from '../api.ts';
 import { ActionButton, Badge, DeployProgressBar, Empty, Loading, PageError } from '../components.tsx';
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, navigate, paths, useLocation } from '../router.tsx';
+import { diffFields } from '../../core/deploy/diff.ts';
 import type { RequestParent } from '../types.ts';
 
 const STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING'];
@@ -43,7 +44,7 @@ export function RequestsPage() {
       <div className="page-head">
         <h1 tabIndex={-1}>Requests</h1>
         <div className="actions">
-          <NewRequestButton />
+          <NewRequestButton existing={requests.data ?? []} />
         </div>
       </div>
       <form className="filters" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -149,14 +150,15 @@ function RequestRow({ r }: { r: RequestParent }) {
   );
 }
 
+// No id filled in: creating must never update a live request by accident.
 const REQUEST_TEMPLATE = `{
-  "id": "hello",
+  "id": "",
   "requestType": "SERVICE",
   "instances": 2,
-  "loadBalanced": false
+  "loadBalanced": true
 }`;
 
-function NewRequestButton() {
+function NewRequestButton({ existing }: { existing: RequestParent[] }) {
   const [text, setText] = useState(REQUEST_TEMPLATE);
   const id = useId();
   let parseError: string | undefined;
@@ -166,35 +168,65 @@ function NewRequestButton() {
   } catch (err) {
     parseError = (err as Error).message;
   }
+  const current = typeof parsed?.id === 'string' ? existing.find((r) => r.request.id === parsed?.id) : undefined;
+  // Posting replaces the request: fields left out go back to their defaults, so they show as removed.
+  const changes = current && parsed ? diffFields(current.request, parsed, new Set(['timestamp'])) : [];
+  const show = (v: unknown) => (v === undefined ? '' : JSON.stringify(v));
   return (
     <ActionButton
       label="New request"
-      title="Create a request"
-      confirmLabel="Create"
-      description={<p>Singularity request JSON. Posting an existing id updates that request.</p>}
+      title={current ? `Update request ${current.request.id}` : 'Create a request'}
+      confirmLabel={current ? `Update ${current.request.id}` : 'Create'}
+      danger={current !== undefined}
+      description={<p>Singularity request JSON.</p>}
       fields={
-        <p className="field">
-          <label htmlFor={id}>Request JSON</label>
-          <textarea
-            id={id}
-            className="code-input"
-            rows={8}
-            spellCheck={false}
-            value={text}
-            onChange={(e) => setText(e.target.value)}
-            aria-invalid={parseError ? true : undefined}
-            aria-describedby={parseError ? `${id}-err` : undefined}
-          />
-          {parseError && (
-            <span id={`${id}-err`} className="field-error">
-              Not JSON: {parseError}
-            </span>
+        <>
+          <p className="field">
+            <label htmlFor={id}>Request JSON</label>
+            <textarea
+              id={id}
+              className="code-input"
+              rows={8}
+              spellCheck={false}
+              value={text}
+              onChange={(e) => setText(e.target.value)}
+              aria-invalid={parseError ? true : undefined}
+              aria-describedby={parseError ? `${id}-err` : undefined}
+            />
+            {parseError && (
+              <span id={`${id}-err`} className="field-error">
+                Not JSON: {parseError}
+              </span>
+            )}
+          </p>
+          {current && (
+            <div className="warn-box" role="alert">
+              <p>
+                <strong>{current.request.id} exists.</strong> This updates it{changes.length === 0 ? ', with no change.' : ':'}
+              </p>
+              {changes.length > 0 && (
+                <ul className="diff" aria-label="Changes to the request">
+                  {changes.map((c) => (
+                    <li key={c.field} className={`diff-${c.kind}`}>
+                      <code>
+                        {c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~'} {c.field}
+                      </code>{' '}
+                      {c.kind === 'changed'
+                        ? `${show(c.old)} → ${show(c.new)}`
+                        : c.kind === 'added'
+                          ? show(c.new)
+                          : `${show(c.old)} (back to its default)`}
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </div>
           )}
-        </p>
+        </>
       }
       onConfirm={async () => {
-        if (parseError || !parsed || typeof parsed.id !== 'string')
-          throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required');
+        if (parseError || !parsed || typeof parsed.id !== 'string' || parsed.id.trim() === '')
+          throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required (a new request needs an id)');
         const created = await client.createRequest(parsed as { id: string });
         navigate(paths.request(created.request.id));
       }}
