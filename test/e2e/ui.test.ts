@@ -197,6 +197,9 @@ describe('web UI', () => {
     expect(reasons).toMatch(/Task (failed on startup|failed health checks|expected running finished|never entered running)/);
     await visible(page.getByRole('heading', { name: 'Failed tasks' }));
     await until(async () => (await page.getByRole('table', { name: 'Failed tasks' }).getByRole('row').count()) > 1, 'failed task rows');
+    // why, in the task's own words, right at the failure; what never ran says so
+    await hasText(result.locator('.stderr-tail').first(), 'boom: no config');
+    await visible(page.locator('.tl-phase-status', { hasText: 'not run' }).first());
     await screenshots(page, '05-deploy-v3-failed');
 
     // the history lists it as failed, with the reason
@@ -233,7 +236,13 @@ describe('web UI', () => {
     await hasText(banner, 'v4');
     await hasText(banner, 'canceled');
     await hasText(banner, 'Back on v2: 2 of 2 wanted healthy and in the load balancer');
+    await visible(page.getByRole('button', { name: 'Roll back to v1' }));
     await screenshots(page, '09b-request-last-result');
+    await open('/');
+    await hasText(page.getByRole('row', { name: /web/ }), 'v4');
+    await hasText(page.getByRole('row', { name: /web/ }), 'canceled');
+    await hasText(page.getByRole('row', { name: /web/ }), '2 of 2 wanted healthy');
+    await open('/requests/web');
     await banner.getByRole('button', { name: 'Dismiss' }).click();
     await banner.waitFor({ state: 'detached' });
     await open('/requests/web');
@@ -268,12 +277,29 @@ describe('web UI', () => {
     await client.createDeploy(deploy('web', 'v5', MANUAL_CANARY));
     await open('/requests/web/deploys/v5');
     await page.getByText('Waiting for approval').waitFor();
+    const actions = page.getByRole('group', { name: /Actions on deploy v5/ });
+    await visible(actions.getByRole('button', { name: 'Advance' }));
+    await visible(actions.getByRole('button', { name: 'Update target' }));
     const traffic = page.locator('section.traffic');
     await visible(traffic.getByRole('img', { name: /Traffic split: v2 \d+ % \/ v5 \d+ %/ }));
     await visible(traffic.getByRole('table', { name: /Traffic per version/ }).getByRole('row', { name: /v5 \(new\)/ }));
     await screenshots(page, '09d-canary-traffic-split');
-    await client.cancelDeploy('web', 'v5');
+    await actions.getByRole('button', { name: 'Cancel deploy' }).click();
+    const dialog = page.getByRole('dialog');
+    await visible(dialog.getByRole('button', { name: 'Keep deploying' }));
+    await screenshots(page, '09e-cancel-plain-words');
+    await confirm('Cancel deploy v5');
     await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
+    expect(await actions.count()).toBe(0);
+
+    // each successful deploy in the history can be rolled back to, by name
+    await open('/requests/web/deploys');
+    const v1 = page.getByRole('row', { name: /^v1\b/ });
+    await v1.getByRole('button', { name: 'Roll back to this' }).click();
+    await visible(page.getByRole('dialog').getByRole('button', { name: 'Roll back to v1' }));
+    await screenshots(page, '09f-history-roll-back-to-this');
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    expect(await page.getByRole('row', { name: /^v2\b/ }).getByText('active').count()).toBe(1);
   });
 
   it('shows an API error in the action dialog', async () => {

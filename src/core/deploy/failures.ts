@@ -52,7 +52,10 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
       failure: failure.reason,
       observed: failure.message,
       action: 'count failure',
-      reason: `${stepFailures} of ${allowed} allowed in this step`,
+      reason:
+        stepFailures > allowed
+          ? `failure ${stepFailures} in this step; it tolerates ${allowed} (allowedTasksFailuresPerGroup)`
+          : `failure ${stepFailures} of the ${allowed} this step tolerates (allowedTasksFailuresPerGroup)`,
     });
   }
   const effects: PhaseEffects = {

@@ -8,7 +8,7 @@ import type { LiveEvent } from '../live.ts';
 import { Link, paths } from '../router.tsx';
 import { AcceptanceMessages, DecisionLog, Timeline } from '../timeline.tsx';
 import { TrafficPanel } from '../traffic.tsx';
-import { DeployActions, DeployActionsTaken, TaskTable } from './shared.tsx';
+import { DeployActions, DeployActionsTaken, StderrTail, TaskTable } from './shared.tsx';
 
 export function DeployPage({ requestId, deployId }: { requestId: string; deployId: string }) {
   useTitle(`${requestId} ${deployId}`);
@@ -94,7 +94,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
           <p className="result-message">{result.message}</p>
           {result.deployFailures.length > 0 && (
             <ul className="failures">
-              {result.deployFailures.map((f, i) => (
+              {result.deployFailures.map((f, i, all) => (
                 <li key={i}>
                   <strong>{reasonText(f.reason)}</strong>
                   {f.taskId && (
@@ -104,6 +104,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
                     </>
                   )}
                   : {f.message}
+                  {f.taskId && all.findIndex((g) => g.taskId?.id === f.taskId?.id) === i && <StderrTail taskId={f.taskId.id} />}
                 </li>
               ))}
             </ul>
@@ -120,6 +121,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
             deployId={deployId}
             progress={progress}
             instances={r?.pendingDeployState?.updatedRequest?.instances ?? r?.request.instances ?? progress.targetActiveInstances}
+            deploy={e.deploy}
           />
         </section>
       )}

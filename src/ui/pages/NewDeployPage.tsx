@@ -172,9 +172,35 @@ function Editor({ r, used }: { r: RequestParent; used: ReadonlySet<string> }) {
   );
 }
 
+/** Machine time apart from the waits for people and timers (a MANUAL bound is no forecast). */
 function planSummary(plan: DeployPlan): string {
+  if (plan.estimate) return plan.estimate.summary;
   const n = plan.steps.length;
   return `${n} step${n === 1 ? '' : 's'}, about ${duration(plan.etaSeconds.min * 1000)}–${duration(plan.etaSeconds.max * 1000)}.`;
+}
+
+function PlanDiff({ plan }: { plan: DeployPlan }) {
+  if (!plan.diff && !plan.requestDiff) return null;
+  const changes = [...(plan.diff ?? []), ...(plan.requestDiff ?? []).map((c) => ({ ...c, field: `request.${c.field}` }))];
+  const show = (v: unknown) => (v === undefined ? '' : JSON.stringify(v));
+  return (
+    <>
+      <h3>{plan.activeDeployId ? `Changes against the active deploy ${plan.activeDeployId}` : 'No active deploy: all of it is new'}</h3>
+      {plan.activeDeployId && changes.length === 0 && <p className="muted">None: the same deploy under a new id.</p>}
+      {changes.length > 0 && (
+        <ul className="diff" aria-label="Changes against the active deploy">
+          {changes.map((c) => (
+            <li key={c.field} className={`diff-${c.kind}`}>
+              <code>
+                {c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~'} {c.field}
+              </code>{' '}
+              {c.kind === 'changed' ? `${show(c.old)} → ${show(c.new)}` : c.kind === 'added' ? show(c.new) : show(c.old)}
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
 }
 
 function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boolean }) {
@@ -204,7 +230,9 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                   <th scope="col">New</th>
                   <th scope="col">Old</th>
                   <th scope="col">In LB (new / old)</th>
+                  <th scope="col">New share</th>
                   <th scope="col">Acceptance</th>
+                  <th scope="col">What it does</th>
                 </tr>
               </thead>
               <tbody>
@@ -222,6 +250,9 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                     <td data-label="In LB" className="num">
                       {s.loadBalanced.new} / {s.loadBalanced.old}
                     </td>
+                    <td data-label="New share" className="num">
+                      {s.trafficShare === null || s.trafficShare === undefined ? '—' : `${Math.round(s.trafficShare * 100)} %`}
+                    </td>
                     <td data-label="Acceptance">
                       {s.acceptance.mode.toLowerCase()}
                       {s.acceptance.waitMillis ? ` ${duration(s.acceptance.waitMillis)}` : ''}
@@ -229,11 +260,13 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                         ? ` (${s.acceptance.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(', ')})`
                         : ''}
                     </td>
+                    <td data-label="What it does">{s.description ?? ''}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
           </div>
+          <PlanDiff plan={plan} />
         </>
       )}
     </section>

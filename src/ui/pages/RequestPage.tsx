@@ -20,7 +20,7 @@ import { Link, navigate, paths } from '../router.tsx';
 import { ResultBanner } from '../result-banner.tsx';
 import { Timeline } from '../timeline.tsx';
 import { TrafficPanel } from '../traffic.tsx';
-import type { RequestParent } from '../types.ts';
+import type { DeployHistoryView, RequestParent } from '../types.ts';
 import { DeployActions, TaskTable } from './shared.tsx';
 
 export function RequestPage({ requestId }: { requestId: string }) {
@@ -72,7 +72,10 @@ export function RequestPage({ requestId }: { requestId: string }) {
             'Instances',
             r.instanceCounts ? (
               <span className="num">
-                {r.instanceCounts.healthy} healthy / {r.instanceCounts.total} running, {r.instanceCounts.desired} wanted
+                {r.instanceCounts.desired} wanted: {r.instanceCounts.healthy} healthy, {r.instanceCounts.total} running
+                {r.instanceCounts.total > r.instanceCounts.desired
+                  ? ` (${r.instanceCounts.total - r.instanceCounts.desired} surge: a deploy's new tasks beside the old)`
+                  : ''}
               </span>
             ) : (
               r.request.instances
@@ -84,7 +87,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
           ...(r.request.owners?.length ? ([['Owners', r.request.owners.join(', ')]] as [string, React.ReactNode][]) : []),
         ]}
       />
-      <RequestActions r={r} />
+      <RequestActions r={r} history={history.data} />
       <CrashLoop r={r} />
 
       <section aria-labelledby="pending-h">
@@ -107,6 +110,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
               deployId={r.pendingDeploy.id}
               progress={pending.deployProgress}
               instances={pending.updatedRequest?.instances ?? r.request.instances}
+              deploy={r.pendingDeploy}
             />
             <Timeline
               progress={pending.deployProgress}
@@ -180,9 +184,20 @@ function CrashLoop({ r }: { r: RequestParent }) {
   );
 }
 
-function RequestActions({ r }: { r: RequestParent }) {
+/** What a plain rollback goes back to: the newest deploy that succeeded before the active one. */
+export function rollbackTarget(r: RequestParent, history: DeployHistoryView[] | undefined): string | undefined {
+  const active = r.activeDeploy?.id;
+  if (!active || !history) return undefined;
+  const sorted = [...history].sort((a, b) => b.deployMarker.timestamp - a.deployMarker.timestamp);
+  const at = sorted.findIndex((h) => h.deployMarker.deployId === active);
+  return sorted.slice(at + 1).find((h) => h.deployResult?.deployState === 'SUCCEEDED' && h.deployMarker.deployId !== active)?.deployMarker
+    .deployId;
+}
+
+function RequestActions({ r, history }: { r: RequestParent; history: DeployHistoryView[] | undefined }) {
   const id = r.request.id;
   const paused = r.state === 'PAUSED';
+  const target = rollbackTarget(r, history);
   return (
     <div className="actions toolbar" role="group" aria-label="Request actions">
       <Link className="btn btn-primary" href={paths.newDeploy(id)}>
@@ -234,11 +249,18 @@ function RequestActions({ r }: { r: RequestParent }) {
         onConfirm={(f) => client.bounce(id, opt({ message: formMessage(f), incremental: f.get('incremental') === 'on' }))}
       />
       <ActionButton
-        label="Rollback"
-        title={`Roll ${id} back?`}
-        description={<p>Deploys the previous active deploy's spec again, atomically (no canary).</p>}
+        label={target ? `Roll back to ${target}` : 'Roll back'}
+        disabled={!target || r.pendingDeploy !== undefined}
+        title={`Roll ${id} back to ${target ?? '?'}?`}
+        description={
+          <p>
+            Deploys {target}'s spec again as a new deploy, atomically (no canary); {r.activeDeploy?.id} keeps serving until it is healthy.
+            Any earlier deploy can be chosen in the <Link href={paths.history(id)}>deploy history</Link>.
+          </p>
+        }
+        confirmLabel={`Roll back to ${target ?? '?'}`}
         fields={<MessageField />}
-        onConfirm={(f) => client.rollback(id, opt({ message: formMessage(f) }))}
+        onConfirm={(f) => client.rollback(id, opt({ message: formMessage(f), deployId: target }))}
       />
       <ActionButton
         label="Delete"

@@ -6,7 +6,8 @@ import { ActionButton, Badge, DeployProgressBar, Empty, Loading, PageError } fro
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, navigate, paths, useLocation } from '../router.tsx';
 import { diffFields } from '../../core/deploy/diff.ts';
-import type { RequestParent } from '../types.ts';
+import { lastResult } from '../result-banner.tsx';
+import type { DeployHistoryView, RequestParent } from '../types.ts';
 
 const STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING'];
 
@@ -29,6 +30,19 @@ export function RequestsPage() {
     const qs = params.toString();
     navigate(qs ? `/?${qs}` : '/', { replace: true });
   };
+  // The last finished deploy of each request shown (at most 100 look-ups), after deploy events only.
+  const ids = (requests.data ?? [])
+    .map((r) => r.request.id)
+    .sort()
+    .slice(0, 100);
+  const results = useResource(
+    `last-results:${ids.join(',')}`,
+    async () => {
+      const entries = await Promise.all(ids.map(async (id) => [id, lastResult(await client.deployHistory(id).catch(() => []))] as const));
+      return new Map(entries);
+    },
+    (e) => e.kind === 'deploy',
+  );
   const qid = useId();
   const sid = useId();
 
@@ -87,6 +101,7 @@ export function RequestsPage() {
                 <th scope="col">State</th>
                 <th scope="col">Instances</th>
                 <th scope="col">Active deploy</th>
+                <th scope="col">Last deploy</th>
                 <th scope="col" className="col-progress">
                   Pending deploy
                 </th>
@@ -94,7 +109,7 @@ export function RequestsPage() {
             </thead>
             <tbody>
               {shown.map((r) => (
-                <RequestRow key={r.request.id} r={r} />
+                <RequestRow key={r.request.id} r={r} last={results.data?.get(r.request.id)} />
               ))}
             </tbody>
           </table>
@@ -110,7 +125,7 @@ function searchText(r: RequestParent): string {
     .toLowerCase();
 }
 
-function RequestRow({ r }: { r: RequestParent }) {
+function RequestRow({ r, last }: { r: RequestParent; last: DeployHistoryView | undefined }) {
   const id = r.request.id;
   const counts = r.instanceCounts;
   const progress = r.pendingDeployState?.deployProgress;
@@ -125,9 +140,11 @@ function RequestRow({ r }: { r: RequestParent }) {
       </td>
       <td data-label="Instances" className="num">
         {counts ? (
-          <span title={`${counts.healthy} healthy of ${counts.total} running; ${counts.desired} wanted`}>
-            <span className={counts.healthy < counts.desired ? 'warn-text' : ''}>{counts.healthy}</span> / {counts.total}
-            <span className="muted"> (want {counts.desired})</span>
+          // Counted against what is wanted; tasks beyond it (a canary's or a bounce's surge) are named as such.
+          <span title={`${counts.healthy} healthy, ${counts.total} running; ${counts.desired} wanted`}>
+            <span className={counts.healthy < counts.desired ? 'warn-text' : ''}>{Math.min(counts.healthy, counts.desired)}</span> of{' '}
+            {counts.desired} wanted healthy
+            {counts.total > counts.desired && <span className="muted"> +{counts.total - counts.desired} surge</span>}
           </span>
         ) : (
           r.request.instances
@@ -135,6 +152,16 @@ function RequestRow({ r }: { r: RequestParent }) {
       </td>
       <td data-label="Active deploy">
         {r.activeDeploy ? <Link href={paths.deploy(id, r.activeDeploy.id)}>{r.activeDeploy.id}</Link> : <span className="muted">none</span>}
+      </td>
+      <td data-label="Last deploy">
+        {last?.deployResult ? (
+          <span title={last.deployResult.message}>
+            <Link href={paths.deploy(id, last.deployMarker.deployId)}>{last.deployMarker.deployId}</Link>{' '}
+            <Badge state={last.deployResult.deployState} />
+          </span>
+        ) : (
+          <span className="muted">—</span>
+        )}
       </td>
       <td data-label="Pending deploy" className="col-progress">
         {r.pendingDeploy && progress ? (
