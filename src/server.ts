@@ -1,8 +1,8 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.ts';
 import { ensureAdminToken } from './auth/admin-token.ts';
@@ -70,7 +70,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
-  const logger = options.logger ?? createLogger(config.logLevel);
+  const logger = options.logger ?? createLogger(config.logLevel, config.logFormat);
   const clock = options.clock ?? systemClock;
   prepareDataDir(config.dataDir, logger);
   const releaseLock = acquireLock(config.dataDir);
@@ -79,6 +79,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   const opened: (() => Promise<void>)[] = [];
   try {
     const late: { relay?: Relay; leadership?: Leadership<LeaderTerm>; metrics?: FledgeMetrics } = {};
+    const freshFile = config.store.kind === 'sqlite' && !existsSync(config.store.file) ? config.store.file : undefined;
     const store = timedStore(
       await createStore(
         config.store.kind === 'postgres'
@@ -89,6 +90,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       (operation, millis) => late.metrics?.observeStore(operation, millis),
     );
     opened.push(() => store.close());
+    if (freshFile) warnNewState(logger, freshFile);
     const trust = new TrustList(config.trustForwardedFrom);
     const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
     const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
@@ -385,6 +387,32 @@ function listen(
   });
 }
 
+/**
+ * A new database is created when none is where this start looks: said loudly, with where, and
+ * with any other Fledge state found near by — a `serve` started from another directory (the
+ * default data dir is ./.fledge) would otherwise quietly come up with no requests.
+ */
+function warnNewState(logger: Logger, file: string): void {
+  const near = new Set<string>();
+  let dir = dirname(dirname(file));
+  for (let i = 0; i < 3; i++) {
+    for (const candidate of [join(dir, '.fledge', 'fledge.db'), join(dir, 'fledge.db')]) {
+      if (candidate !== file && existsSync(candidate)) near.add(candidate);
+    }
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  const home = process.env.HOME ? join(process.env.HOME, '.fledge', 'fledge.db') : undefined;
+  if (home && home !== file && existsSync(home)) near.add(home);
+  logger.warn(
+    { file, cwd: process.cwd(), ...(near.size > 0 ? { otherState: [...near] } : {}) },
+    near.size > 0
+      ? `NEW, EMPTY STATE created at ${file}; other Fledge state exists at ${[...near].join(', ')}: to use it, stop and start with --data-dir (FLEDGE_DATA_DIR) pointing at its directory`
+      : `NEW, EMPTY STATE created at ${file} (no requests yet); later starts must use this same --data-dir (FLEDGE_DATA_DIR)`,
+  );
+}
+
 /** The data dir holds the database, the admin token and task sandboxes: its owner's only. */
 function prepareDataDir(dataDir: string, logger: Logger): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -452,7 +480,7 @@ function isAlive(pid: number): boolean {
 /** `fledge serve`: runs until SIGTERM/SIGINT, then stops cleanly; tasks keep running. */
 export async function runServe(flags: ConfigInput): Promise<void> {
   const config = loadConfig(flags);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, config.logFormat);
   if (typeof flags.store === 'string' && urlHasPassword(flags.store)) {
     logger.warn(
       {},

@@ -32,6 +32,7 @@ export interface FledgeConfig {
   dockerTls?: { ca?: string; cert?: string; key?: string };
   hostUnreachableSeconds: number;
   logLevel: string;
+  logFormat: 'auto' | 'pretty' | 'json';
   /** SQLite in the data dir unless --store says otherwise */
   store: StoreLocation;
   /** PostgreSQL: the leader's lease and how often it is renewed */
@@ -130,6 +131,7 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     dockerHosts: [],
     hostUnreachableSeconds: o.hostUnreachableSeconds,
     logLevel: o.logLevel,
+    logFormat: o.logFormat as FledgeConfig['logFormat'],
     api: {
       auth: !o.noAuth,
       ...(o.publicUrl !== undefined ? { publicUrl: publicUrl(o.publicUrl) } : {}),

@@ -407,6 +407,16 @@ export const SERVER_OPTIONS = [
     default: 'info',
     help: 'log level',
   },
+  {
+    key: 'logFormat',
+    flag: '--log-format',
+    arg: 'format',
+    env: 'FLEDGE_LOG_FORMAT',
+    type: 'enum',
+    choices: ['auto', 'pretty', 'json'],
+    default: 'auto',
+    help: 'log lines: pretty (readable) or json (one object a line); auto: pretty on a terminal, json otherwise',
+  },
 ] as const satisfies readonly OptionSpec[];
 
 type Spec = (typeof SERVER_OPTIONS)[number];
