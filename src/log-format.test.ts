@@ -33,7 +33,7 @@ describe('pretty log lines', () => {
     logger.error({ err: new Error('disk full') }, 'store write failed');
     await new Promise((r) => setTimeout(r, 10));
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  listening {2}port=7099$/);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}listening {2}port=7099$/);
     expect(lines[1]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} ERROR store write failed$/);
     expect(lines[2]).toBe('Error: disk full');
   });
