@@ -34,7 +34,7 @@ function buildProgram(ctx: Ctx): Command {
   const program = new Command('fledge')
     .description('Fledge: a service scheduler with phased canary deploys (Singularity API)')
     .version('0.1.0')
-    .option('--server <url>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
+    .option('--server <url|host:port>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
     .option('--token <token>', 'bearer token (env FLEDGE_TOKEN; default: the one in <data-dir>/admin.token)')
     .option(
       '--data-dir <dir>',

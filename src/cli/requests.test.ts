@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from './main.ts';
 import { captureIo, reply, startFake, type FakeFledge } from './fake-server.ts';
-import { parent, progress } from './test-fixtures.ts';
+import { parent, progress, T0 } from './test-fixtures.ts';
 
 let fake: FakeFledge;
 afterEach(async () => fake?.close());
@@ -100,7 +100,6 @@ describe('fledge request', () => {
     [['unpause', 'web', '-m', 'back'], 'POST /api/requests/request/web/unpause', { message: 'back' }],
     [['bounce', 'web'], 'POST /api/requests/request/web/bounce', {}],
     [['delete', 'web', '-m', 'gone'], 'DELETE /api/requests/request/web', { message: 'gone' }],
-    [['rollback', 'web'], 'POST /api/requests/request/web/rollback', {}],
   ])('request %j calls %s', async (args, route, body) => {
     fake = await startFake({ [route]: () => parent('web') });
     const { code, io } = await run(['request', ...args]);
@@ -108,6 +107,20 @@ describe('fledge request', () => {
     expect(fake.paths()).toEqual([route]);
     expect(fake.calls[0]?.body).toEqual(body);
     expect(io.out()).toMatch(/^request web: ACTIVE/);
+  });
+
+  it('rolls back to the previous deploy or a chosen one, naming it', async () => {
+    const rolled = parent('web', {
+      pendingDeployState: { deployMarker: { requestId: 'web', deployId: 'd1-rollback-1', timestamp: T0 }, deployProgress: progress() },
+    } as never);
+    fake = await startFake({ 'POST /api/requests/request/web/rollback': () => ({ ...rolled, rollbackTo: 'd1' }) });
+    const plainOne = await run(['request', 'rollback', 'web']);
+    expect(plainOne.code).toBe(0);
+    expect(fake.calls[0]?.body).toEqual({});
+    expect(plainOne.io.out()).toMatch(/^rolling web back to d1 as deploy d1-rollback-1\nrequest web: ACTIVE/);
+    expect(plainOne.io.out()).toContain('follow it: fledge deploy watch web d1-rollback-1\n');
+    await run(['request', 'rollback', 'web', '--deploy', 'd0', '-m', 'bad release']);
+    expect(fake.calls[1]?.body).toEqual({ deployId: 'd0', message: 'bad release' });
   });
 
   it('escapes ids in paths', async () => {
