@@ -102,6 +102,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       launchBatchSize: 100,
       serverChecks: checks.serverCheckNames,
       serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+      defaultAgentPlacement: config.defaultAgentPlacement,
       ...options.settings,
     };
     // The monitor reports to the loop, which is built with the monitor: the callback binds late.
@@ -110,7 +111,18 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       onResult: (taskId, result, assessment) => void loop.executor.onHealthResult(taskId, result, assessment),
       onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
     });
-    const loop = new ReconcileLoop({ store, runtime, ...(balancer ? { balancer } : {}), health, checks, clock, logger, settings, events });
+    const loop = new ReconcileLoop({
+      store,
+      runtime,
+      hosts,
+      ...(balancer ? { balancer } : {}),
+      health,
+      checks,
+      clock,
+      logger,
+      settings,
+      events,
+    });
     const service = new FledgeService({
       store,
       locks: loop.locks,

@@ -1,6 +1,7 @@
 // One config function: the option table (options.ts) read from flags and FLEDGE_* variables,
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
+import type { AgentPlacement } from '../core/model.ts';
 import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
 import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
 import { ConfigError, readOptions, type OptionInput } from './options.ts';
@@ -26,6 +27,7 @@ export interface FledgeConfig {
   /** PEM files for tcp Docker endpoints */
   dockerTls?: { ca?: string; cert?: string; key?: string };
   hostUnreachableSeconds: number;
+  defaultAgentPlacement: AgentPlacement;
   logLevel: string;
 }
 
@@ -79,6 +81,7 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     dockerHosts: [],
     hostUnreachableSeconds: o.hostUnreachableSeconds,
+    defaultAgentPlacement: o.defaultAgentPlacement as AgentPlacement,
     logLevel: o.logLevel,
   };
   if (config.portRange.from > config.portRange.to) {

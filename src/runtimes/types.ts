@@ -8,6 +8,8 @@ export interface TaskSpec {
   requestId: string;
   deployId: string;
   instanceNo: number;
+  /** the host the engine placed it on (a runtime over several hosts routes by it) */
+  host?: string;
   /** run through a shell */
   command?: string;
   /** argv, no shell; takes precedence over command when both are set (in a container: appended to command) */

@@ -142,6 +142,9 @@ class SqliteStore implements Store {
           .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc }))
           .execute();
       }
+      for (const id of changes.deleteTasks ?? []) {
+        await trx.deleteFrom('tasks').where('id', '=', id).execute();
+      }
     });
   }
 
