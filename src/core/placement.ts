@@ -16,9 +16,10 @@
  *      ones included); SEPARATE_BY_REQUEST: no task of the request at all; OPTIMISTIC: at most
  *      about the request's tasks-per-host average (times 1 + 0.09 per task waiting for a host);
  *      GREEDY: no rule.
- * Of the hosts that may, it takes the one with the fewest tasks of this deploy, then of the
- * request (so instances spread), then one an `allowedAgentAttributes` entry prefers, then the
- * most free cpus and memory after placing, then the first configured.
+ * Of the hosts that may, it takes the one with the fewest tasks of this deploy (in its rack
+ * first, when rackSensitive), then of the request (so instances spread), then one an
+ * `allowedAgentAttributes` entry prefers, then the most free cpus and memory after placing,
+ * then the first configured.
  */
 import { literalHostPorts } from './container.ts';
 import { isLive, type AgentPlacement, type Deploy, type FledgeRequest, type TaskRecord } from './model.ts';
@@ -249,12 +250,18 @@ function fitRefusal(h: HostSnapshot, demand: TaskDemand): string | undefined {
   return undefined;
 }
 
-/** Smaller is better: this deploy's tasks there, the request's, not preferred, used share, config order. */
+/**
+ * Smaller is better: (rackSensitive) this deploy's tasks in the rack, this deploy's tasks on
+ * the host, the request's, not preferred, the share of cpus and memory used, config order.
+ */
 function rank(input: PlacementInput, h: HostSnapshot, index: number): number[] {
+  let inRack = 0;
   let deployHere = 0;
   let requestHere = 0;
   for (const t of input.tasks) {
-    if (t.host !== h.id || t.cleaning) continue;
+    if (t.cleaning) continue;
+    if (input.request.rackSensitive && t.rack === h.rack && t.deployId === input.deployId) inRack++;
+    if (t.host !== h.id) continue;
     requestHere++;
     if (t.deployId === input.deployId) deployHere++;
   }
@@ -263,7 +270,7 @@ function rank(input: PlacementInput, h: HostSnapshot, index: number): number[] {
   const cap = h.capacity ?? { cpus: 0, memoryMb: 0 };
   const share = (used: number, need: number, total: number) => (total > 0 ? (used + need) / total : 1);
   const usedShare = (share(h.used.cpus, input.demand.cpus, cap.cpus) + share(h.used.memoryMb, input.demand.memoryMb, cap.memoryMb)) / 2;
-  return [deployHere, requestHere, preferred ? 0 : 1, usedShare, index];
+  return [inRack, deployHere, requestHere, preferred ? 0 : 1, usedShare, index];
 }
 
 function less(a: number[], b: number[]): boolean {

@@ -205,7 +205,8 @@ export class EngineFixture {
 
   /** POST /api/deploys with a deploy JSON (Singularity shape), parsed by the real schema. */
   async deploy(deploy: Record<string, unknown>, body: Record<string, unknown> = {}): Promise<void> {
-    const parsed = parseInput(schemas.deployRequest(false), { deploy: { command: 'serve', ...deploy }, ...body });
+    const containers = this.hostList().some((h) => h.id !== 'local');
+    const parsed = parseInput(schemas.deployRequest(containers), { deploy: { command: 'serve', ...deploy }, ...body });
     if (!parsed.ok) throw new Error(parsed.message);
     await this.service.createDeploy(parsed.value);
     await this.settle();
