@@ -422,8 +422,10 @@ export class Executor {
     if (this.#inflight.has(key)) return;
     const work = this.#sweep(hostId)
       .catch((err: unknown) => {
-        this.#d.logger.warn({ err, host: hostId }, 'could not sweep the host yet; trying again in 5 s');
-        if (!this.#closed) setTimeout(() => this.#closed || this.sweepHost(hostId), 5_000).unref();
+        // Silent again: its next answer sweeps it. Answering but failing: try again shortly.
+        const answers = this.#d.hosts.snapshots().find((h) => h.id === hostId)?.reachable ?? false;
+        this.#d.logger.warn({ err, host: hostId }, `could not sweep host ${hostId} yet${answers ? '; trying again in 5 s' : ''}`);
+        if (answers && !this.#closed) setTimeout(() => this.#closed || this.sweepHost(hostId), 5_000).unref();
       })
       .finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, work);

@@ -97,6 +97,8 @@ interface Tracked {
   stopping?: boolean;
   /** the signal stop() sent last */
   sent?: string;
+  /** log copies that failed in a row */
+  copyFailures?: number;
 }
 
 const noopLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
@@ -448,10 +450,15 @@ export class DockerRuntime implements Runtime {
     t.copier = copier;
     t.copying = copier
       .run()
+      .then(() => {
+        t.copyFailures = 0;
+      })
       .catch(async (err: unknown) => {
         if (this.#closed || this.#tracked.get(t.taskId) !== t) return;
-        this.#log.warn({ taskId: t.taskId, host: this.hostId, err: message(err) }, 'log copy interrupted; resuming');
-        await sleep(500);
+        // A host that does not answer fails every attempt: say so once, back off to 5 s.
+        const failures = (t.copyFailures = (t.copyFailures ?? 0) + 1);
+        if (failures === 1) this.#log.warn({ taskId: t.taskId, host: this.hostId, err: message(err) }, 'log copy interrupted; resuming');
+        await sleep(Math.min(500 * 2 ** (failures - 1), 5_000));
         t.copying = undefined;
         if (this.#tracked.get(t.taskId) === t && !this.#closed) this.#copy(t);
       })
