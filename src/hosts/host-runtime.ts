@@ -8,7 +8,7 @@
  * - The handle records the host (`host`) and the address its ports answer on (`address`); every
  *   later call (inspect, stop, logs, recover, release) goes to that host's runtime. A handle
  *   without a host is the local one (handles persisted before hosts existed).
- * - find() asks every host, since a task started just before a crash may be on any of them.
+ * - find() asks the host the task was placed on, or every host for a task from before placement.
  * - staleTasks() lists what a host runs for this installation, so that a host that answers
  *   again can be rid of the tasks replaced elsewhere while it was away.
  */
@@ -89,8 +89,9 @@ export class HostRuntime implements Runtime {
     return status;
   }
 
-  async find(taskId: string): Promise<TaskHandle | undefined> {
-    const entries = this.#registry.entries();
+  async find(taskId: string, host?: string): Promise<TaskHandle | undefined> {
+    const placed = host === undefined ? undefined : this.#registry.entry(host);
+    const entries = placed ? [placed] : this.#registry.entries();
     const found = await Promise.allSettled(entries.map((e) => e.runtime.find(taskId)));
     for (let i = 0; i < entries.length; i++) {
       const r = found[i];

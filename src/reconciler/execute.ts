@@ -7,7 +7,7 @@ import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.t
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
-import { demandOf, hostOf, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
+import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { Logger } from '../logger.ts';
 import { taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
@@ -125,15 +125,15 @@ export class Executor {
       await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
       return;
     }
-    const found = await runtime.find(taskId);
+    const host = hostOf(task);
+    // Not placed (it waits for a host): the engine places it first.
+    if (host === undefined) return;
+    const found = await runtime.find(taskId, host);
     if (found) {
       const status = await runtime.recover(found);
       await this.#adopt(taskId, found, status);
       return;
     }
-    const host = hostOf(task);
-    // Not placed (it waits for a host): the engine places it first.
-    if (host === undefined) return;
     const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}) };
     const result = await runtime.start({
       taskId,
@@ -398,8 +398,8 @@ export class Executor {
         if (task.handle) {
           const status = await runtime.recover(task.handle as TaskHandle);
           await this.#adoptExisting(task, status);
-        } else {
-          const found = await runtime.find(id);
+        } else if (!isUnplaced(task)) {
+          const found = await runtime.find(id, host);
           if (found) await this.#adopt(id, found, await runtime.recover(found));
         }
       } catch (err) {

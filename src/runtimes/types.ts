@@ -86,8 +86,11 @@ export interface Runtime {
    * recover() returns (it happened while nobody watched) is not reported again.
    */
   recover(handle: TaskHandle): Promise<TaskStatus>;
-  /** Find a task started before a crash whose handle was never persisted. */
-  find(taskId: string): Promise<TaskHandle | undefined>;
+  /**
+   * Find a task started before a crash whose handle was never persisted. `host`: where it was
+   * placed, when known (a runtime over several hosts asks that one only).
+   */
+  find(taskId: string, host?: string): Promise<TaskHandle | undefined>;
   logs(handle: TaskHandle, path: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk>;
   /** Called once per task exit (started or recovered tasks alike). */
   onExit(listener: (taskId: string, status: Extract<TaskStatus, { state: 'exited' }>) => void): void;
