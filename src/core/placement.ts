@@ -161,42 +161,66 @@ export function resourceShortfall(
 export const portsShort = (range: { from: number; to: number }, needed: number, free: number) =>
   `Not enough ports: needs ${needed}, ${Math.max(0, free)} free in ${range.from}-${range.to}`;
 
-/** The placement rule a request's other tasks impose on a host, or undefined when it may take the task. */
-function ruleRefusal(input: PlacementInput, h: HostSnapshot, racks: number): string | undefined {
-  const { tasks, deployId, placement, request } = input;
-  let onHost = 0;
-  let cleaningOnHost = 0;
-  let otherDeploysOnHost = 0;
-  const perRack = new Map<string, number>();
-  for (const t of tasks) {
-    if (t.deployId === deployId && !t.cleaning) perRack.set(t.rack, (perRack.get(t.rack) ?? 0) + 1);
-    if (t.host !== h.id) continue;
-    if (t.deployId !== deployId) otherDeploysOnHost++;
-    else if (t.cleaning) cleaningOnHost++;
-    else onHost++;
+/** What placement counts of the request's tasks, for one deploy: built once, kept up to date. */
+interface TaskCounts {
+  deployId: string;
+  /** the request's live placed tasks, and the hosts they are on (OPTIMISTIC) */
+  total: number;
+  hosts: Map<string, number>;
+  /** per host: the deploy's tasks, its cleaning ones, other deploys' (all), the request's not cleaning */
+  onHost: Map<string, { deploy: number; cleaning: number; others: number; active: number }>;
+  /** per rack: the deploy's tasks not cleaning */
+  perRack: Map<string, number>;
+}
+
+function countTasks(tasks: readonly PlacedTask[], deployId: string): TaskCounts {
+  const counts: TaskCounts = { deployId, total: 0, hosts: new Map(), onHost: new Map(), perRack: new Map() };
+  for (const t of tasks) addTask(counts, t);
+  return counts;
+}
+
+function addTask(c: TaskCounts, t: PlacedTask): void {
+  c.total++;
+  c.hosts.set(t.host, (c.hosts.get(t.host) ?? 0) + 1);
+  let here = c.onHost.get(t.host);
+  if (!here) c.onHost.set(t.host, (here = { deploy: 0, cleaning: 0, others: 0, active: 0 }));
+  if (!t.cleaning) here.active++;
+  if (t.deployId !== c.deployId) here.others++;
+  else if (t.cleaning) here.cleaning++;
+  else {
+    here.deploy++;
+    c.perRack.set(t.rack, (c.perRack.get(t.rack) ?? 0) + 1);
   }
+}
+
+const NONE = { deploy: 0, cleaning: 0, others: 0, active: 0 };
+
+/** The placement rule a request's other tasks impose on a host, or undefined when it may take the task. */
+function ruleRefusal(input: PlacementInput, counts: TaskCounts, h: HostSnapshot, racks: number): string | undefined {
+  const { deployId, placement, request } = input;
+  const here = counts.onHost.get(h.id) ?? NONE;
   if (placement === 'GREEDY' && !request.rackSensitive) return undefined;
-  if (request.rackSensitive && !rackOk(perRack, h.rack, input.instances, racks)) {
-    return `host ${h.id}: rack ${h.rack} already runs ${perRack.get(h.rack) ?? 0} of the deploy's ${input.instances} instance(s) spread over ${racks} rack(s) (rackSensitive)`;
+  if (request.rackSensitive && !rackOk(counts.perRack, h.rack, input.instances, racks)) {
+    return `host ${h.id}: rack ${h.rack} already runs ${counts.perRack.get(h.rack) ?? 0} of the deploy's ${input.instances} instance(s) spread over ${racks} rack(s) (rackSensitive)`;
   }
   switch (placement) {
     case 'SEPARATE':
     case 'SEPARATE_BY_DEPLOY':
     case 'SPREAD_ALL_SLAVES':
     case 'SPREAD_ALL_AGENTS':
-      if (onHost > 0 || cleaningOnHost > 0) return `host ${h.id} already runs a task of deploy ${deployId} (agentPlacement ${placement})`;
+      if (here.deploy > 0 || here.cleaning > 0)
+        return `host ${h.id} already runs a task of deploy ${deployId} (agentPlacement ${placement})`;
       return undefined;
     case 'SEPARATE_BY_REQUEST':
-      if (onHost > 0 || cleaningOnHost > 0 || otherDeploysOnHost > 0) {
+      if (here.deploy > 0 || here.cleaning > 0 || here.others > 0) {
         return `host ${h.id} already runs a task of request ${request.id} (agentPlacement SEPARATE_BY_REQUEST)`;
       }
       return undefined;
     case 'OPTIMISTIC': {
-      if (tasks.length === 0) return undefined;
-      const hosts = new Set(tasks.map((t) => t.host)).size;
-      const threshold = (tasks.length / hosts) * (1 + input.pending * OPTIMISTIC_LENIENCY);
-      if (onHost <= threshold) return undefined;
-      return `host ${h.id} already runs ${onHost} task(s) of deploy ${deployId}, above its share of ${Math.round(threshold * 100) / 100} (agentPlacement OPTIMISTIC)`;
+      if (counts.total === 0) return undefined;
+      const threshold = (counts.total / counts.hosts.size) * (1 + input.pending * OPTIMISTIC_LENIENCY);
+      if (here.deploy <= threshold) return undefined;
+      return `host ${h.id} already runs ${here.deploy} task(s) of deploy ${deployId}, above its share of ${Math.round(threshold * 100) / 100} (agentPlacement OPTIMISTIC)`;
     }
     case 'GREEDY':
       return undefined;
@@ -216,6 +240,10 @@ function rackOk(perRack: ReadonlyMap<string, number>, rack: string, instances: n
 
 /** The host for one task, or why none takes it. */
 export function chooseHost(input: PlacementInput): Placement {
+  return choose(input, countTasks(input.tasks, input.deployId));
+}
+
+function choose(input: PlacementInput, counts: TaskCounts): Placement {
   const { demand, request } = input;
   const kind = input.hosts.filter((h) => h.runs === demand.runs);
   if (kind.length === 0) {
@@ -228,12 +256,12 @@ export function chooseHost(input: PlacementInput): Placement {
   const reasons: string[] = [];
   let best: { h: HostSnapshot; key: number[] } | undefined;
   kind.forEach((h, index) => {
-    const refusal = hostRefusal(h, request) ?? fitRefusal(h, demand) ?? ruleRefusal(input, h, racks);
+    const refusal = hostRefusal(h, request) ?? fitRefusal(h, demand) ?? ruleRefusal(input, counts, h, racks);
     if (refusal) {
       reasons.push(refusal);
       return;
     }
-    const key = rank(input, h, index);
+    const key = rank(input, counts, h, index);
     if (!best || less(key, best.key)) best = { h, key };
   });
   const chosen = best as { h: HostSnapshot } | undefined;
@@ -254,23 +282,15 @@ function fitRefusal(h: HostSnapshot, demand: TaskDemand): string | undefined {
  * Smaller is better: (rackSensitive) this deploy's tasks in the rack, this deploy's tasks on
  * the host, the request's, not preferred, the share of cpus and memory used, config order.
  */
-function rank(input: PlacementInput, h: HostSnapshot, index: number): number[] {
-  let inRack = 0;
-  let deployHere = 0;
-  let requestHere = 0;
-  for (const t of input.tasks) {
-    if (t.cleaning) continue;
-    if (input.request.rackSensitive && t.rack === h.rack && t.deployId === input.deployId) inRack++;
-    if (t.host !== h.id) continue;
-    requestHere++;
-    if (t.deployId === input.deployId) deployHere++;
-  }
+function rank(input: PlacementInput, counts: TaskCounts, h: HostSnapshot, index: number): number[] {
+  const here = counts.onHost.get(h.id) ?? NONE;
+  const inRack = input.request.rackSensitive ? (counts.perRack.get(h.rack) ?? 0) : 0;
   const allowed = Object.entries(input.request.allowedAgentAttributes ?? {});
   const preferred = allowed.some(([k, v]) => h.attributes[k] === v);
   const cap = h.capacity ?? { cpus: 0, memoryMb: 0 };
   const share = (used: number, need: number, total: number) => (total > 0 ? (used + need) / total : 1);
   const usedShare = (share(h.used.cpus, input.demand.cpus, cap.cpus) + share(h.used.memoryMb, input.demand.memoryMb, cap.memoryMb)) / 2;
-  return [inRack, deployHere, requestHere, preferred ? 0 : 1, usedShare, index];
+  return [inRack, here.deploy, here.active, preferred ? 0 : 1, usedShare, index];
 }
 
 function less(a: number[], b: number[]): boolean {
@@ -318,6 +338,7 @@ export class Placer {
   readonly #o: PlacerOptions;
   readonly #hosts: HostSnapshot[];
   readonly #tasks: PlacedTask[] = [];
+  readonly #counts = new Map<string, TaskCounts>();
   readonly #unplaced: number;
 
   constructor(options: PlacerOptions) {
@@ -349,7 +370,9 @@ export class Placer {
     const o = this.#o;
     const demand = demandOf(deploy);
     const placement = resolvePlacement(scope.request, o.defaultPlacement);
-    const result = chooseHost({
+    let counts = this.#counts.get(deploy.id);
+    if (!counts) this.#counts.set(deploy.id, (counts = countTasks(this.#tasks, deploy.id)));
+    const input = {
       demand,
       deployId: deploy.id,
       request: scope.request,
@@ -358,11 +381,14 @@ export class Placer {
       hosts: this.#hosts,
       tasks: this.#tasks,
       pending: this.#unplaced + 1,
-    });
+    };
+    const result = choose(input, counts);
     if (result.ok) {
       const i = this.#hosts.findIndex((h) => h.id === result.host);
       this.#hosts[i] = withDemands(this.#hosts[i]!, [demand]);
-      this.#tasks.push({ deployId: deploy.id, host: result.host, rack: result.rack, cleaning: false });
+      const placed = { deployId: deploy.id, host: result.host, rack: result.rack, cleaning: false };
+      this.#tasks.push(placed);
+      for (const c of this.#counts.values()) addTask(c, placed);
     }
     return result;
   }

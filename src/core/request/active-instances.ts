@@ -84,9 +84,10 @@ export function reconcileActiveInstances(
   for (const n of walk) {
     const mine = byInstanceNo.get(n) ?? [];
     // The newest serving task is the instance's; one on a decommissioning host only if it is the last.
-    const servingNow = mine
-      .filter(serving)
-      .sort((a, b) => Number(onDecommissioning(a)) - Number(onDecommissioning(b)) || b.taskId.startedAt - a.taskId.startedAt);
+    const servingNow = mine.filter(serving);
+    if (servingNow.length > 1) {
+      servingNow.sort((a, b) => Number(onDecommissioning(a)) - Number(onDecommissioning(b)) || b.taskId.startedAt - a.taskId.startedAt);
+    }
     let current = servingNow[0];
     const key = String(n);
     // A task that served for a whole backoff window ends the crash loop.

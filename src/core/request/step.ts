@@ -116,8 +116,12 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
   take(placed);
   deleted.push(...placed.deleted);
   tasks = tasks.without(placed.deleted);
-  const observedIds = new Set(obs.tasks.map((t) => t.taskId.id));
-  const launchedByDeploy = (deploy?.tasks ?? []).filter((t) => !observedIds.has(t.taskId.id)).length + placed.deleted.length;
+  let createdByDeploy = 0;
+  if (deploy && deploy.tasks.length > 0) {
+    const observedIds = new Set(obs.tasks.map((t) => t.taskId.id));
+    createdByDeploy = deploy.tasks.filter((t) => !observedIds.has(t.taskId.id)).length;
+  }
+  const launchedByDeploy = createdByDeploy + placed.deleted.length;
   take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, Math.max(0, obs.settings.launchBatchSize - launchedByDeploy)));
   take(retireOtherDeploys(ctx, rec, tasks));
   if (ctx.lbEnabled && mayIssueLb) take(issueLbOperation(ctx, rec, tasks));

@@ -29,6 +29,8 @@ export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView): Request
   let waiting = false;
   let placer: Placer | undefined;
   for (const original of obs.tasks) {
+    // Cheap first: most tasks have started (a handle is never taken away within a step).
+    if (original.handle !== undefined || !isLive(original.state)) continue;
     const t = tasks.get(original.taskId.id);
     if (!t || !isLive(t.state) || t.cleanup || t.handle !== undefined) continue;
     if (!isUnplaced(t)) {
