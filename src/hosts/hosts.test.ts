@@ -201,10 +201,24 @@ describe('host registry and runtime', () => {
     expect(second.registry.get('local')?.state).toBe('ACTIVE');
   });
 
+  it('completes a decommission only once no task placed there is waiting to start either', async () => {
+    const { registry } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }]);
+    registry.hold('placed', 'd1', { runs: 'docker', cpus: 0.1, memoryMb: 10, numPorts: 0, literalPorts: [] });
+    await registry.change('d1', 'decommission');
+    await registry.tick();
+    expect(registry.get('d1')?.record.current.state).toBe('DECOMMISSIONING');
+    registry.drop('placed');
+    await registry.close();
+    expect(registry.get('d1')?.record.current.state).toBe('DECOMMISSIONED');
+  });
+
   it('finds a task on whichever host has it, and routes handles from before hosts existed to local', async () => {
     const { runtime, runtimes } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker', '10.0.0.1') }]);
     await runtimes.get('d1')?.start(baseSpec('orphan', { container }));
     expect(await runtime.find('orphan')).toMatchObject({ taskId: 'orphan', host: 'd1', address: '10.0.0.1' });
+    // Placed on a host: only that host is asked.
+    expect(await runtime.find('orphan', 'd1')).toMatchObject({ host: 'd1' });
+    expect(await runtime.find('orphan', 'local')).toBeUndefined();
     expect(await runtime.find('nowhere')).toBeUndefined();
     await runtimes.get('local')?.start(baseSpec('old', { command: 'x' }));
     expect(await runtime.inspect({ taskId: 'old' })).toMatchObject({ state: 'running' });

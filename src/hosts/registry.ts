@@ -159,8 +159,9 @@ export class HostRegistry {
     const e = this.#byId.get(id);
     if (!e || this.#records.get(id)?.current.state !== 'DECOMMISSIONING') return;
     // Checked again in the write queue: a release and a tick may both get here.
+    const placedHere = () => [...this.#holds.values()].some((h) => h.host === id);
     await this.#update(id, (record) =>
-      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0
+      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0 && !placedHere()
         ? { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' }
         : undefined,
     );
@@ -269,7 +270,11 @@ export class HostRegistry {
 
   /** The task started (its runtime holds it now), or will never start. */
   drop(taskId: string): void {
+    const held = this.#holds.get(taskId);
+    if (!held) return;
     this.#holds.delete(taskId);
+    // The last task placed on a decommissioning host that never started there.
+    if (this.#records.get(held.host)?.current.state === 'DECOMMISSIONING') this.noteRelease(held.host);
   }
 
   /** Task ids the host's runtime holds or lists (its containers): what a sweep looks at. */

@@ -180,6 +180,8 @@ export class Executor {
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
   async #adopt(taskId: string, handle: TaskHandle, status: TaskStatus): Promise<void> {
+    // Found on its host: the host's runtime holds it now.
+    this.#d.hosts.drop(taskId);
     const now = this.#d.clock.now();
     const adopted = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
@@ -262,6 +264,7 @@ export class Executor {
 
   async #recordExit(taskId: string, status: Extract<TaskStatus, { state: 'exited' }>): Promise<void> {
     this.#d.health.unwatch(taskId);
+    this.#d.hosts.drop(taskId);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
       const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
