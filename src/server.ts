@@ -1,6 +1,7 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.ts';
@@ -13,24 +14,42 @@ import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
 import { EventBus } from './core/events.ts';
 import { HealthMonitor } from './health/health-monitor.ts';
-import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
+import { guardRuntime, Leadership } from './reconciler/leadership.ts';
 import { ReconcileLoop } from './reconciler/loop.ts';
+import { Relay } from './reconciler/relay.ts';
+import { createHosts, type HostRegistry } from './hosts/index.ts';
+import { machineIdentity } from './runtimes/process/process-runtime.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
-import type { Store } from './store/types.ts';
+import { urlHasPassword } from './store/spec.ts';
+import { fencedStore, type Lease, type SchedulerInfo, type Store } from './store/types.ts';
+import { FLEDGE_VERSION } from './version.ts';
 
 export interface FledgeServer {
   config: FledgeConfig;
   url: string;
   lbUrl?: string;
   store: Store;
+  /** every host's tasks (the leader's term drives it, guarded by its lease) */
   runtime: Runtime;
   hosts: HostRegistry;
-  balancer?: Balancer;
+  events: EventBus;
+  leadership: Leadership<LeaderTerm>;
+  /** the leader's balancer (undefined on a follower) */
+  readonly balancer: Balancer | undefined;
+  /** the leader's loop (throws on a follower) */
+  readonly loop: ReconcileLoop;
+  close(): Promise<void>;
+}
+
+/** What only the leader runs: built when the lease is won, closed when it is lost. */
+export interface LeaderTerm {
   loop: ReconcileLoop;
+  balancer?: Balancer;
+  runtime: Runtime;
   close(): Promise<void>;
 }
 
@@ -46,14 +65,34 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   const clock = options.clock ?? systemClock;
   mkdirSync(config.dataDir, { recursive: true });
   const releaseLock = acquireLock(config.dataDir);
+  const schedulerId = `${hostname().slice(0, 24)}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
   const opened: (() => Promise<void>)[] = [];
   try {
-    const store = await createStore({ kind: 'sqlite', dataDir: config.dataDir }, () => clock.now());
+    const store = await createStore(
+      config.store.kind === 'postgres'
+        ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
+        : { kind: 'sqlite', file: config.store.file },
+      () => clock.now(),
+    );
     opened.push(() => store.close());
+    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
+    const machine = machineIdentity();
+    // Other schedulers' data dirs on this machine: a takeover finds their unrecorded tasks there.
+    const peerDataDirs = async () =>
+      (await store.cluster.listSchedulers()).filter((s) => s.machine === machine && s.dataDir !== config.dataDir).map((s) => s.dataDir);
     // Containers are labelled with this id, so a restarted Fledge adopts its own and no other's.
     const installationId = await store.ensureMeta('installation-id', randomUUID().replaceAll('-', ''));
-    const { registry: hosts, runtime } = createHosts(config, { store, clock, logger, installationId });
+    // One registry and runtime per server: the API reads hosts and logs through them; the
+    // leader's term drives them (guarded by its lease).
+    const { registry: hosts, runtime } = createHosts(config, {
+      store,
+      clock,
+      logger,
+      installationId,
+      peerDataDirs,
+      leading: () => late.leadership?.leading ?? false,
+    });
     opened.push(() => runtime.close());
     await hosts.start();
     opened.push(() => hosts.close());
@@ -64,102 +103,156 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         `task ports ${overlap.from}-${overlap.to} are inside the kernel's ephemeral port range (/proc/sys/net/ipv4/ip_local_port_range): any outgoing connection may take one; choose --port-range-from/--port-range-to outside ${overlap.ephemeral.from}-${overlap.ephemeral.to}`,
       );
     }
-    const balancer =
-      config.lb === 'builtin'
-        ? await createBalancer({
-            kind: 'builtin',
-            host: config.host,
-            port: config.lbPort,
-            drainTimeoutMs: config.drainTimeoutSeconds * 1000,
-            logger,
-          })
-        : config.lb === 'haproxy'
-          ? await createBalancer({
-              kind: 'haproxy',
-              mode: config.haproxy.mode,
-              dataDir: config.dataDir,
-              bin: config.haproxy.bin,
-              host: config.host,
-              port: config.lbPort,
-              ...(config.haproxy.runtimeSocket !== undefined ? { runtimeSocket: config.haproxy.runtimeSocket } : {}),
-              ...(config.haproxy.configPath !== undefined ? { configPath: config.haproxy.configPath } : {}),
-              ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
-              reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
-              drainTimeoutMs: config.drainTimeoutSeconds * 1000,
-              logger,
-            })
-          : undefined;
-    if (balancer) opened.push(() => balancer.close());
     const events = new EventBus();
     const serverChecks = await loadServerChecks(config.checkModules);
-    const checks = new CheckRunner({ store, clock, logger, factories: checkFactories, serverChecks });
-    const settings: EngineSettings = {
-      killGraceMillis: config.killGraceSeconds * 1000,
-      backoffBaseMillis: 1000,
-      backoffMaxMillis: 60_000,
-      capacityRetryMillis: 1000,
-      decisionLogLimit: 500,
-      launchBatchSize: 100,
-      serverChecks: checks.serverCheckNames,
-      serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
-      defaultAgentPlacement: config.defaultAgentPlacement,
-      ...options.settings,
-    };
-    // The monitor reports to the loop, which is built with the monitor: the callback binds late.
-    const health = new HealthMonitor({
-      now: () => clock.now(),
-      onResult: (taskId, result, assessment) => void loop.executor.onHealthResult(taskId, result, assessment),
-      onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
-    });
-    const loop = new ReconcileLoop({
-      store,
-      runtime,
-      hosts,
-      ...(balancer ? { balancer } : {}),
-      health,
-      checks,
-      clock,
-      logger,
-      settings,
-      events,
-    });
+    const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };
+    // The leadership and the relay (in `late`) are built once the URL is known; calls before that wake nobody.
     const service = new FledgeService({
       store,
-      locks: loop.locks,
+      locks,
       clock,
       events,
-      wake: (id) => loop.wake(id),
+      wake: (id) => late.relay?.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
-      serverChecks: () => checks.serverCheckNames,
+      serverChecks: () => serverChecks.map((c) => c.name),
     });
-    const app = createApp({ store, service, runtime, hosts, events, clock, containers: runtime.capabilities().containers, logger });
+    const app = createApp({
+      store,
+      service,
+      runtime,
+      hosts,
+      events,
+      clock,
+      containers: runtime.capabilities().containers,
+      logger,
+      cluster: async () => (late.leadership ? late.leadership.view() : { leader: null, schedulers: [] }),
+    });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    opened.push(() => loop.close());
-    await loop.start();
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = `http://${config.host}:${port}`;
-    const lbAddress = balancer && 'address' in balancer ? (balancer as { address(): { port: number } }).address() : undefined;
-    logger.info({ url, lb: config.lb, lbPort: lbAddress?.port, dataDir: config.dataDir }, 'fledge is serving');
+    const url = config.advertiseUrl ?? `http://${config.host}:${port}`;
+    const self: SchedulerInfo = {
+      id: schedulerId,
+      url,
+      hostname: hostname(),
+      machine,
+      pid: process.pid,
+      dataDir: config.dataDir,
+      version: FLEDGE_VERSION,
+    };
+
+    const startTerm = async (lease: Lease, guard: () => boolean): Promise<LeaderTerm> => {
+      const parts: (() => Promise<void>)[] = [];
+      try {
+        const termStore = fencedStore(store, lease, () => late.leadership?.fenced(), guard);
+        const balancer = await startBalancer(config, logger, guard);
+        if (balancer) parts.push(() => balancer.close());
+        const checks = new CheckRunner({ store: termStore, clock, logger, factories: checkFactories, serverChecks });
+        const settings: EngineSettings = {
+          killGraceMillis: config.killGraceSeconds * 1000,
+          backoffBaseMillis: 1000,
+          backoffMaxMillis: 60_000,
+          capacityRetryMillis: 1000,
+          decisionLogLimit: 500,
+          launchBatchSize: 100,
+          serverChecks: checks.serverCheckNames,
+          serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+          defaultAgentPlacement: config.defaultAgentPlacement,
+          ...options.settings,
+        };
+        // The monitor reports to the loop, which is built with the monitor: the callback binds late.
+        const health = new HealthMonitor({
+          now: () => clock.now(),
+          onResult: (taskId, result, assessment) =>
+            void loop.executor
+              .onHealthResult(taskId, result, assessment)
+              .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result')),
+          onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
+        });
+        const loop = new ReconcileLoop({
+          store: termStore,
+          runtime: guardRuntime(runtime, guard),
+          hosts,
+          ...(balancer ? { balancer } : {}),
+          health,
+          checks,
+          clock,
+          logger,
+          settings,
+          events,
+          locks,
+        });
+        parts.push(() => loop.close());
+        await loop.start();
+        return {
+          loop,
+          ...(balancer ? { balancer } : {}),
+          runtime,
+          close: async () => {
+            for (const close of parts.reverse()) await close().catch((err: unknown) => logger.warn({ err }, 'closing the term'));
+          },
+        };
+      } catch (err) {
+        for (const close of parts.reverse()) await close().catch(() => undefined);
+        throw err;
+      }
+    };
+
+    const lead = new Leadership<LeaderTerm>({
+      cluster: store.cluster,
+      self,
+      termMs: config.lease.termMs,
+      renewMs: config.lease.renewMs,
+      logger,
+      startTerm,
+    });
+    late.leadership = lead;
+    const theRelay = new Relay({
+      store,
+      events,
+      selfId: schedulerId,
+      logger,
+      leading: () => lead.leading,
+      wakeLocal: (id) => lead.term?.loop.wake(id),
+    });
+    late.relay = theRelay;
+    await theRelay.start();
+    opened.push(() => theRelay.close());
+    opened.push(() => lead.close());
+    await lead.start();
+    const lbAddress = (b: Balancer | undefined) => (b && 'address' in b ? (b as { address(): { port: number } }).address() : undefined);
+    const lbPort = lbAddress(lead.term?.balancer)?.port ?? (config.lb === 'none' ? undefined : config.lbPort);
+    logger.info(
+      { url, lb: config.lb, lbPort, dataDir: config.dataDir, store: store.description, schedulerId, leader: lead.leading },
+      'fledge is serving',
+    );
     return {
       config,
       url,
-      ...(lbAddress ? { lbUrl: `http://${config.host}:${lbAddress.port}` } : {}),
+      ...(lbPort !== undefined ? { lbUrl: `http://${config.host}:${lbPort}` } : {}),
       store,
       runtime,
       hosts,
-      ...(balancer ? { balancer } : {}),
-      loop,
+      events,
+      leadership: lead,
+      get balancer() {
+        return lead.term?.balancer;
+      },
+      get loop() {
+        const loop = lead.term?.loop;
+        if (!loop) throw new Error('this server does not lead: it runs no loop');
+        return loop;
+      },
       async close() {
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           // SSE streams keep connections open; do not wait for them.
           (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
-        await loop.close();
-        await balancer?.close();
+        await lead.close();
+        await theRelay.close();
         await hosts.close();
         await runtime.close();
         await store.close();
@@ -172,6 +265,35 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     releaseLock();
     throw err;
   }
+}
+
+/** The leader's balancer; `guard` keeps one that lost the lease from touching HAProxy. */
+async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => boolean): Promise<Balancer | undefined> {
+  if (config.lb === 'builtin') {
+    return createBalancer({
+      kind: 'builtin',
+      host: config.host,
+      port: config.lbPort,
+      drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+      logger,
+    });
+  }
+  if (config.lb !== 'haproxy') return undefined;
+  return createBalancer({
+    kind: 'haproxy',
+    mode: config.haproxy.mode,
+    dataDir: config.dataDir,
+    bin: config.haproxy.bin,
+    host: config.host,
+    port: config.lbPort,
+    ...(config.haproxy.runtimeSocket !== undefined ? { runtimeSocket: config.haproxy.runtimeSocket } : {}),
+    ...(config.haproxy.configPath !== undefined ? { configPath: config.haproxy.configPath } : {}),
+    ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
+    reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
+    drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+    mayAct: guard,
+    logger,
+  });
 }
 
 function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
@@ -210,6 +332,12 @@ function isAlive(pid: number): boolean {
 export async function runServe(flags: ConfigInput): Promise<void> {
   const config = loadConfig(flags);
   const logger = createLogger(config.logLevel);
+  if (typeof flags.store === 'string' && urlHasPassword(flags.store)) {
+    logger.warn(
+      {},
+      'the --store URL carries a password, which other users of this machine can read in the process list; give it in FLEDGE_STORE, PGPASSWORD or ~/.pgpass instead',
+    );
+  }
   const server = await startServer(config, { logger });
   let stopping = false;
   const stop = (signal: string) => {
@@ -224,6 +352,9 @@ export async function runServe(flags: ConfigInput): Promise<void> {
       },
     );
   };
+  // A stray rejection (a connection lost at an odd moment) must not take the scheduler down:
+  // everything is in the store and every action is idempotent, so log it and carry on.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection (Fledge keeps running)'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -35,6 +35,8 @@ export interface AppDeps {
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
+  /** who leads and which schedulers share the store (GET /api/state) */
+  cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
 }
 
 export function createApp(deps: AppDeps): Hono {
@@ -186,7 +188,12 @@ export function createApp(deps: AppDeps): Hono {
 
   // ---- operations ----
   app.get('/api/state', async (c) => {
-    const [requests, pending, tasks] = await Promise.all([store.listRequests(), store.listPending(), store.listTasks({ live: true })]);
+    const [requests, pending, tasks, cluster] = await Promise.all([
+      store.listRequests(),
+      store.listPending(),
+      store.listTasks({ live: true }),
+      deps.cluster?.(),
+    ]);
     const count = (s: string) => requests.filter((r) => r.state === s).length;
     return c.json({
       activeRequests: count('ACTIVE'),
@@ -197,6 +204,7 @@ export function createApp(deps: AppDeps): Hono {
       healthyTasks: groupTaskIds(tasks).healthy.length,
       cleaningTasks: tasks.filter((t) => t.cleanup).length,
       waitingTasks: tasks.filter((t) => t.waitingReason).length,
+      ...cluster,
     });
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));

@@ -191,7 +191,37 @@ export interface StateCounts {
   healthyTasks: number;
   cleaningTasks: number;
   waitingTasks: number;
-  [key: string]: number;
+  /** the scheduler that leads (null while none does: an election is under way) */
+  leader?: LeaderView | null;
+  /** every scheduler sharing the store, with its last heartbeat */
+  schedulers?: SchedulerView[];
+}
+
+export interface LeaderView {
+  /** the server that answered is the leader */
+  self: boolean;
+  id: string;
+  /** its API URL */
+  url: string;
+  /** since when it leads (millis) */
+  since: number;
+  /** the lease's fencing token */
+  epoch: number;
+  expiresAt: number;
+}
+
+export interface SchedulerView {
+  id: string;
+  url: string;
+  hostname: string;
+  pid: number;
+  version: string;
+  startedAt: number;
+  heartbeatAt: number;
+  heartbeatAgeMs: number;
+  alive: boolean;
+  leader: boolean;
+  self: boolean;
 }
 
 /** One server-sent event; `data` is the parsed JSON (or the raw text if it is not JSON). */

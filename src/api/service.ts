@@ -7,13 +7,13 @@ import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type FledgeRequest, type RequestRecord } from '../core/model.ts';
-import type { KeyedMutex } from '../reconciler/locks.ts';
+import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
 
 export interface ServiceDeps {
   store: Store;
-  locks: KeyedMutex;
+  locks: RequestLocks;
   clock: Clock;
   events: EventBus;
   wake: (requestId: string) => void;

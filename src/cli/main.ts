@@ -7,6 +7,8 @@ import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
+import { registerStatus } from './commands/status.ts';
+import { registerStore } from './commands/store.ts';
 import { registerTask } from './commands/task.ts';
 import { Ctx, UsageError, type CliIo } from './context.ts';
 
@@ -44,6 +46,8 @@ function buildProgram(ctx: Ctx): Command {
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);
+  registerStatus(program, ctx);
+  registerStore(program, ctx);
   registerHost(program, ctx);
   return program;
 }

@@ -2,6 +2,7 @@
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
 import type { AgentPlacement } from '../core/model.ts';
+import { parseStoreSpec, StoreSpecError, type StoreLocation } from '../store/spec.ts';
 import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
 import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
 import { ConfigError, readOptions, type OptionInput } from './options.ts';
@@ -29,6 +30,12 @@ export interface FledgeConfig {
   hostUnreachableSeconds: number;
   defaultAgentPlacement: AgentPlacement;
   logLevel: string;
+  /** SQLite in the data dir unless --store says otherwise */
+  store: StoreLocation;
+  /** PostgreSQL: the leader's lease and how often it is renewed */
+  lease: { termMs: number; renewMs: number };
+  /** the API URL this server is reached at (default from host and port) */
+  advertiseUrl?: string;
 }
 
 export interface HaproxyConfig {
@@ -83,7 +90,31 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     hostUnreachableSeconds: o.hostUnreachableSeconds,
     defaultAgentPlacement: o.defaultAgentPlacement as AgentPlacement,
     logLevel: o.logLevel,
+    store: storeOf(o.store, o.dataDir),
+    lease: { termMs: Math.round(o.leaseSeconds * 1000), renewMs: Math.round(o.leaseRenewSeconds * 1000) },
+    ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl.replace(/\/+$/, '') } : {}),
   };
+  if (o.advertiseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(o.advertiseUrl)) {
+    throw new ConfigError(`Invalid advertise-url (FLEDGE_ADVERTISE_URL): ${JSON.stringify(o.advertiseUrl)} is not an http(s) URL`);
+  }
+  if (o.leaseRenewSeconds * 3 > o.leaseSeconds) {
+    throw new ConfigError(
+      `Invalid lease-renew-seconds (FLEDGE_LEASE_RENEW_SECONDS): ${o.leaseRenewSeconds} s must be at most a third of lease-seconds (${o.leaseSeconds} s), so a renewal can fail twice without losing the lease`,
+    );
+  }
+  if (config.store.kind === 'postgres') {
+    // Several schedulers share the state, and only the leader runs the LB: it must live outside them.
+    if (lb === 'builtin') {
+      throw new ConfigError(
+        'Invalid lb (FLEDGE_LB): the built-in load balancer runs inside one scheduler, so with --store postgres (several schedulers, one leader) it would move, and stop, with the leader. Run HAProxy yourself and attach every scheduler to it: --lb haproxy --haproxy-socket <stats socket> --haproxy-config <file> --haproxy-master-socket <master socket> (or --lb none)',
+      );
+    }
+    if (lb === 'haproxy' && haproxy.mode === 'managed') {
+      throw new ConfigError(
+        'Invalid haproxy-socket (FLEDGE_HAPROXY_SOCKET): with --store postgres each scheduler would start its own managed HAProxy; run one HAProxy yourself and attach every scheduler to it with --haproxy-socket, --haproxy-config and --haproxy-master-socket',
+      );
+    }
+  }
   if (config.portRange.from > config.portRange.to) {
     throw new ConfigError(`Invalid port range: ${config.portRange.from} > ${config.portRange.to}`);
   }
@@ -111,4 +142,13 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
   }
   if (Object.keys(tls).length > 0) config.dockerTls = tls;
   return config;
+}
+
+function storeOf(spec: string | undefined, dataDir: string): StoreLocation {
+  try {
+    return parseStoreSpec(spec, dataDir);
+  } catch (err) {
+    if (err instanceof StoreSpecError) throw new ConfigError(`Invalid store (FLEDGE_STORE): ${err.message}`);
+    throw err;
+  }
 }

@@ -39,9 +39,32 @@ describe('server options', () => {
     [{}, { FLEDGE_ALLOW_CANARY_LB_CHANGE: 'maybe' }, 'Invalid allow-canary-lb-change (FLEDGE_ALLOW_CANARY_LB_CHANGE)'],
     [{ portRangeFrom: 6000, portRangeTo: 5000 }, {}, 'Invalid port range: 6000 > 5000'],
     [{ lb: 'haproxy', haproxySocket: '/tmp/s' }, {}, 'Invalid haproxy-config'],
+    [{}, { FLEDGE_STORE: 'postgres://u:secret@db:5432/f' }, 'Run HAProxy yourself and attach every scheduler'],
+    [{ lb: 'haproxy' }, { FLEDGE_STORE: 'postgres://u:secret@db/f' }, 'Invalid haproxy-socket'],
+    [{ store: 'mysql://x' }, {}, 'Invalid store (FLEDGE_STORE)'],
+    [{ store: 'postgres://' }, {}, 'is not a valid postgres:// URL'],
+    [{ leaseSeconds: 3, leaseRenewSeconds: 2 }, {}, 'at most a third of lease-seconds'],
+    [{ advertiseUrl: 'fledge-1:7099' }, {}, 'Invalid advertise-url'],
   ])('refuses %j %j naming the option', (flags, env, message) => {
     expect(() => loadConfig(flags as never, env)).toThrow(ConfigError);
     expect(() => loadConfig(flags as never, env)).toThrow(message);
+  });
+
+  it('never puts a store password in an error', () => {
+    expect(() => loadConfig({ store: 'postgres://u:hunter22@' }, {})).toThrow(/^(?!.*hunter22)/s);
+    expect(() => loadConfig({}, { FLEDGE_STORE: 'postgres://u:hunter22@db/f' })).not.toThrow(/hunter22/);
+  });
+
+  it('reads the store: SQLite in the data dir by default, a file or dir, or PostgreSQL', () => {
+    expect(loadConfig({ dataDir: '/tmp/x' }, {}).store).toEqual({ kind: 'sqlite', file: '/tmp/x/fledge.db' });
+    expect(loadConfig({ store: 'sqlite:/tmp/y.db' }, {}).store).toEqual({ kind: 'sqlite', file: '/tmp/y.db' });
+    expect(loadConfig({ store: 'sqlite:/tmp' }, {}).store).toEqual({ kind: 'sqlite', file: '/tmp/fledge.db' });
+    const pgConfig = loadConfig(
+      { lb: 'haproxy', haproxySocket: '/s', haproxyConfig: '/c' },
+      { FLEDGE_STORE: 'postgres://u:p@db:5432/f', FLEDGE_LEASE_SECONDS: '6' },
+    );
+    expect(pgConfig.store).toEqual({ kind: 'postgres', url: 'postgres://u:p@db:5432/f' });
+    expect(pgConfig.lease).toEqual({ termMs: 6000, renewMs: 2000 });
   });
 
   it('reads Docker hosts from repeated flags or the ;-separated variable', () => {

@@ -20,6 +20,17 @@ export interface HostsConfig {
   hostUnreachableSeconds: number;
 }
 
+export interface HostsDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  installationId: string;
+  /** other schedulers' data dirs on this machine, where the process runtime also finds tasks */
+  peerDataDirs?: () => Promise<string[]>;
+  /** whether this server leads (several schedulers on one store) */
+  leading?: () => boolean;
+}
+
 export interface Hosts {
   registry: HostRegistry;
   runtime: HostRuntime;
@@ -27,7 +38,7 @@ export interface Hosts {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
-export function createHosts(config: HostsConfig, deps: { store: Store; clock: Clock; logger: Logger; installationId: string }): Hosts {
+export function createHosts(config: HostsConfig, deps: HostsDeps): Hosts {
   const local: HostDefinition = {
     id: LOCAL_HOST,
     kind: 'process',
@@ -45,6 +56,7 @@ export function createHosts(config: HostsConfig, deps: { store: Store; clock: Cl
         portRange: config.portRange,
         capacity: config.capacity,
         logger: deps.logger,
+        ...(deps.peerDataDirs ? { peerDataDirs: deps.peerDataDirs } : {}),
       }),
     },
   ];
@@ -80,6 +92,7 @@ export function createHosts(config: HostsConfig, deps: { store: Store; clock: Cl
     clock: deps.clock,
     logger: deps.logger,
     unreachableMs: config.hostUnreachableSeconds * 1000,
+    ...(deps.leading ? { leading: deps.leading } : {}),
   });
   return { registry, runtime: new HostRuntime(registry) };
 }

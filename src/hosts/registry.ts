@@ -60,6 +60,11 @@ export interface HostRegistryOptions {
   unreachableMs: number;
   /** how often hosts are pinged (and decommissions completed); default min(2 s, unreachableMs / 3) */
   pingIntervalMs?: number;
+  /**
+   * Whether this server runs the tasks (leads). Several schedulers sharing a store: only the
+   * leader's runtime knows a host's tasks, so only it completes a decommission. Default: always.
+   */
+  leading?: () => boolean;
 }
 
 const HISTORY_LIMIT = 50;
@@ -115,7 +120,23 @@ export class HostRegistry {
   async tick(): Promise<void> {
     if (this.#closed) return;
     await Promise.all(this.#entries.map((e) => this.#ping(e)));
+    await this.#refresh();
+    if (this.#o.leading?.() === false) return;
     for (const e of this.#entries) await this.#completeDecommission(e.definition.id);
+  }
+
+  /** States another server sharing the store changed (a freeze on a follower's API). */
+  async #refresh(): Promise<void> {
+    const run = this.#writes.then(async () => {
+      for (const stored of await this.#o.store.listHosts()) {
+        const mine = this.#records.get(stored.id);
+        if (!mine || JSON.stringify(mine) === JSON.stringify(stored)) continue;
+        this.#records.set(stored.id, stored);
+        this.#changed(stored.id, 'state');
+      }
+    });
+    this.#writes = run.catch(() => undefined);
+    await run.catch((err: unknown) => this.#o.logger.warn({ err }, 'could not read the hosts from the store'));
   }
 
   async #ping(e: HostEntry): Promise<void> {
@@ -174,9 +195,13 @@ export class HostRegistry {
     );
   }
 
-  /** A host stopped answering, answers again, or its state changed. */
-  onChange(listener: (hostId: string, change: HostChange) => void): void {
+  /** A host stopped answering, answers again, or its state changed. Returns how to stop listening. */
+  onChange(listener: (hostId: string, change: HostChange) => void): () => void {
     this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
   }
 
   #changed(id: string, change: HostChange): void {

@@ -9,11 +9,11 @@ import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
 import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { Logger } from '../logger.ts';
-import { taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
-import type { Store } from '../store/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
+import { StoreUnavailableError, type Store } from '../store/types.ts';
 import { inLb } from '../core/tasks.ts';
 import type { CheckRunner } from './checks.ts';
-import type { KeyedMutex } from './locks.ts';
+import type { RequestLocks } from './locks.ts';
 
 /** What the loop needs of health checking; results come back through onHealthResult. */
 export interface HealthWatcher {
@@ -35,7 +35,8 @@ export interface EngineHosts {
   drop(taskId: string): void;
   /** ids of the tasks a host's runtime holds or lists for this installation */
   tasksOn(hostId: string): Promise<string[]>;
-  onChange(listener: (hostId: string, change: 'silent' | 'answers' | 'state') => void): void;
+  /** returns how to stop listening */
+  onChange(listener: (hostId: string, change: 'silent' | 'answers' | 'state') => void): () => void;
 }
 
 /** The backends and settings the loop is built from (and hands on to its executor). */
@@ -52,12 +53,14 @@ export interface EngineDeps {
 }
 
 export interface ExecutorDeps extends EngineDeps {
-  locks: KeyedMutex;
+  locks: RequestLocks;
   events: EventBus;
   wake: (requestId: string) => void;
 }
 
 const MAX_HEALTH_RESULTS = 20;
+/** a task update that could not be written (store away) is tried again, backing off to this */
+const STORE_RETRY_MAX_MS = 2_000;
 
 export class Executor {
   readonly #d: ExecutorDeps;
@@ -69,7 +72,10 @@ export class Executor {
 
   constructor(deps: ExecutorDeps) {
     this.#d = deps;
-    deps.runtime.onExit((taskId, status) => void this.#recordExit(taskId, status));
+    deps.runtime.onExit(
+      (taskId, status) =>
+        void this.#recordExit(taskId, status).catch((err: unknown) => deps.logger.error({ err, taskId }, 'could not record a task exit')),
+    );
     deps.balancer?.onChange((status) => {
       this.#lbStates.set(status.operationId, status);
       const requestId = this.#lbRequest.get(status.operationId);
@@ -207,23 +213,30 @@ export class Executor {
     }
   }
 
+  readonly #warnHealth = (err: unknown) => this.#d.logger.warn({ err }, 'could not record a health result');
+
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
     if (task.health.state !== 'UNKNOWN' || task.cleanup) return;
     const request = task.taskId.requestId;
-    void this.#d.store.getRequest(request).then((record) => {
-      if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
-        void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
-        return;
-      }
-      const verdict = this.#d.health.watch(
-        { taskId: task.taskId.id, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
-        deploy.healthcheck,
-        deploy.considerHealthyAfterRunningForSeconds,
-        task.health.results,
-      );
-      // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
-      if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict);
-    });
+    void this.#d.store
+      .getRequest(request)
+      .then((record) => {
+        if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
+          void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' }).catch(
+            this.#warnHealth,
+          );
+          return;
+        }
+        const verdict = this.#d.health.watch(
+          { taskId: task.taskId.id, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          deploy.healthcheck,
+          deploy.considerHealthyAfterRunningForSeconds,
+          task.health.results,
+        );
+        // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
+        if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict).catch(this.#warnHealth);
+      })
+      .catch((err: unknown) => this.#d.logger.warn({ err, taskId: task.taskId.id }, 'could not start health checks'));
   }
 
   /** A health probe answered (or the no-healthcheck timer passed). */
@@ -277,8 +290,24 @@ export class Executor {
     if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
   }
 
-  /** Read-modify-write one task under its request's lock; publishes and wakes on change. */
+  /**
+   * Read-modify-write one task under its request's lock; publishes and wakes on change. While
+   * the store is unreachable it is tried again (an exit must not be lost to a database restart),
+   * until the executor closes.
+   */
   async #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    for (let delay = 100; ; delay = Math.min(STORE_RETRY_MAX_MS, delay * 2)) {
+      try {
+        return await this.#updateTaskOnce(taskId, change);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.#closed) throw err;
+        this.#d.logger.warn({ taskId, err: err.message }, 'could not write a task update; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  async #updateTaskOnce(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
     const requestId = (await this.#d.store.getTask(taskId))?.taskId.requestId;
     if (!requestId) return undefined;
     const next = await this.#d.locks.run(requestId, async () => {
@@ -406,7 +435,8 @@ export class Executor {
           if (found) await this.#adopt(id, found, await runtime.recover(found));
         }
       } catch (err) {
-        logger.error({ err, taskId: id }, 'could not re-adopt task');
+        if (err instanceof ForeignTaskError) await this.#noteForeign(task, err);
+        else logger.error({ err, taskId: id }, 'could not re-adopt task');
       }
     }
     await this.#restoreLb(await store.listTasks({ live: true }));
@@ -450,6 +480,15 @@ export class Executor {
   forget(taskId: string): void {
     this.#d.health.unwatch(taskId);
     this.#d.hosts.drop(taskId);
+  }
+
+  /** A task of another machine: left alone, and said so on the task and in the log. */
+  async #noteForeign(task: TaskRecord, err: ForeignTaskError): Promise<void> {
+    this.#d.logger.warn({ taskId: task.taskId.id, machine: err.machine, here: err.here }, err.message);
+    await this.#updateTask(task.taskId.id, (t) => {
+      if (t.updates[t.updates.length - 1]?.message === err.message) return undefined;
+      return { ...t, updates: [...t.updates, { state: t.state, timestamp: this.#d.clock.now(), message: err.message }] };
+    });
   }
 
   async #adoptExisting(task: TaskRecord, status: TaskStatus): Promise<void> {

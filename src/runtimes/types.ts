@@ -99,3 +99,20 @@ export interface Runtime {
   /** Stop watching (timers, watchers). Never stops tasks: they outlive the scheduler. */
   close(): Promise<void>;
 }
+
+/**
+ * The task runs on another machine than this scheduler's (process runtime): its pid means
+ * nothing here, so the runtime refuses to inspect, stop or replace it rather than guess.
+ */
+export class ForeignTaskError extends Error {
+  constructor(
+    readonly taskId: string,
+    readonly machine: string,
+    readonly here: string,
+  ) {
+    super(
+      `Task ${taskId} runs on machine ${machine}; this scheduler runs on ${here} and cannot manage it (the process runtime is for one machine: let a scheduler on ${machine} lead)`,
+    );
+    this.name = 'ForeignTaskError';
+  }
+}

@@ -1,10 +1,11 @@
-// The store contract: every Store implementation runs this suite (sqlite now, postgres next).
+// The store contract: every Store implementation runs this suite (SQLite in memory and on
+// file, PostgreSQL), by swapping the factory.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployResult } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
 import { createTask } from '../core/tasks.ts';
-import type { Store } from './types.ts';
+import { FencedError, type SchedulerInfo, type Store } from './types.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 
 const T0 = 1_700_000_000_000;
@@ -32,6 +33,16 @@ function task(d: Deploy, instanceNo: number, state: TaskRecord['state'] = 'TASK_
   const t = createTask(d, instanceNo, T0 + instanceNo, new Set(), { host: 'local', rack: 'local' });
   return { ...t, state, ...(doneAt !== undefined ? { doneAt } : {}) };
 }
+
+export const scheduler = (id: string): SchedulerInfo => ({
+  id,
+  url: `http://127.0.0.1:1/${id}`,
+  hostname: 'test-host',
+  machine: 'test-machine',
+  pid: process.pid,
+  dataDir: `/tmp/${id}`,
+  version: 'test',
+});
 
 export function storeContract(name: string, make: () => Promise<{ store: Store; cleanup?: () => Promise<void> }>): void {
   describe(`${name} store contract`, () => {
@@ -137,6 +148,79 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect((await store.listTasks({ requestId: 'a' })).map((t) => t.taskId.id)).toEqual([placed.taskId.id]);
     });
 
+    it('runs locked work on one key one at a time, so read-modify-writes lose nothing', async () => {
+      await store.apply({ requests: [record('a', { lbSeq: 0 })] });
+      const bump = () =>
+        store.locked('a', async () => {
+          const current = (await store.getRequest('a')) as RequestRecord;
+          await new Promise((r) => setTimeout(r, 2));
+          await store.apply({ requests: [{ ...current, lbSeq: (current.lbSeq ?? 0) + 1 }] });
+        });
+      await Promise.all(Array.from({ length: 8 }, bump));
+      expect((await store.getRequest('a'))?.lbSeq).toBe(8);
+    });
+
+    it('applies fenced writes while the lease is held, and refuses them once it is released', async () => {
+      const lease = await store.cluster.acquireLease(scheduler('s1'), 10_000);
+      expect(lease?.holder).toBe('s1');
+      const fence = { holder: 's1', epoch: lease!.epoch };
+      await store.apply({ requests: [record('a')] }, fence);
+      await store.cluster.releaseLease(fence);
+      await expect(store.apply({ requests: [record('b')], deploys: [{ deploy: deploy('b', 'v1') }] }, fence)).rejects.toBeInstanceOf(
+        FencedError,
+      );
+      expect(await store.getRequest('b')).toBeUndefined();
+      expect(await store.getDeploy('b', 'v1')).toBeUndefined();
+      expect((await store.getRequest('a'))?.request.id).toBe('a');
+    });
+
+    it('registers schedulers with a heartbeat', async () => {
+      await store.cluster.heartbeat(scheduler('s1'));
+      await store.cluster.heartbeat(scheduler('s1'));
+      const [s] = await store.cluster.listSchedulers();
+      expect(s).toMatchObject({ id: 's1', url: 'http://127.0.0.1:1/s1', machine: 'test-machine', dataDir: '/tmp/s1' });
+      expect(s!.heartbeatAt).toBeGreaterThanOrEqual(s!.startedAt);
+      await store.cluster.removeScheduler('s1');
+      expect(await store.cluster.listSchedulers()).toEqual([]);
+    });
+
+    it('delivers notifications to listeners', async () => {
+      const got: string[] = [];
+      const stop = await store.cluster.listen('fledge_wake', (p) => got.push(p));
+      await store.cluster.notify('fledge_wake', 'req-1');
+      await waitUntil(() => got.includes('req-1'));
+      await stop();
+    });
+
+    it('exports every row and imports it into another store, counts and order kept', async () => {
+      const v1 = deploy('a', 'v1', T0);
+      const v2 = deploy('a', 'v2', T0);
+      await store.apply({
+        requests: [record('a'), record('b')],
+        deploys: [{ deploy: v1, message: 'first' }, { deploy: v2 }],
+        pending: [createPendingDeploy(v2, request('a'), T0, {})],
+        tasks: [task(v1, 1), task(v1, 2, 'TASK_FAILED', T0 + 100), task(v2, 1)],
+      });
+      await store.putHost({ id: 'd1', firstSeenAt: T0, current: { state: 'FROZEN', timestamp: T0 }, history: [] });
+      const installation = await store.ensureMeta('installation-id', 'abc');
+      await store.apply({ results: [{ requestId: 'a', deployId: 'v1', result: result('SUCCEEDED') }] });
+      const other = await make();
+      try {
+        const rows = await store.rows.exportAll();
+        await other.store.rows.importAll(rows);
+        expect(await other.store.rows.counts()).toEqual(await store.rows.counts());
+        expect(await other.store.rows.counts()).toEqual({ requests: 2, deploys: 2, pending_deploys: 1, tasks: 3, hosts: 1, meta: 1 });
+        expect(await other.store.listDeployHistory('a')).toEqual(await store.listDeployHistory('a'));
+        expect(await other.store.listTasks({ requestId: 'a' })).toEqual(await store.listTasks({ requestId: 'a' }));
+        expect(await other.store.getPending('a')).toEqual(await store.getPending('a'));
+        expect(await other.store.listHosts()).toEqual(await store.listHosts());
+        expect(await other.store.ensureMeta('installation-id', 'other')).toBe(installation);
+      } finally {
+        await other.store.close();
+        await other.cleanup?.();
+      }
+    });
+
     it('keeps host states, updating one by id', async () => {
       const host = (id: string, state: 'ACTIVE' | 'DECOMMISSIONING', at: number) => ({
         id,
@@ -157,4 +241,12 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect(await Promise.all([store.ensureMeta('k', 'a'), store.ensureMeta('k', 'b')])).toEqual(['a', 'a']);
     });
   });
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

@@ -33,6 +33,10 @@ export interface StartFledgeOptions {
   portRange?: PortRange;
   /** how long to wait for /health; default 30 s */
   timeoutMs?: number;
+  /** FLEDGE_* variables for the server (e.g. FLEDGE_STORE, so a password stays out of argv) */
+  env?: Record<string, string>;
+  /** the --lb-port (default: a free port); several schedulers attached to one HAProxy share its port */
+  lbPort?: number;
 }
 
 export interface ExitStatus {
@@ -118,6 +122,8 @@ export interface ServeArgs {
   portRange?: PortRange;
   /** extra `serve` flags */
   args?: string[];
+  /** FLEDGE_* variables for the server */
+  env?: Record<string, string>;
 }
 
 /** A spawned `fledge serve` child: its exit and what it printed so far (bounded). */
@@ -146,7 +152,7 @@ export function spawnServe(options: ServeArgs): ServeChild {
     ...(options.args ?? []),
   ];
   // FLEDGE_* settings of whoever runs the tests must not leak into the server.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_'))), ...options.env };
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn fledge serve');
@@ -240,8 +246,15 @@ export function processHandle(
 export async function startFledgeProcess(options: StartFledgeOptions = {}): Promise<FledgeProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
   dataDirs.add(dataDir);
-  const [port, lbPort] = [await freePort(), await freePort()];
-  const serve = spawnServe({ dataDir, port, lbPort, portRange: options.portRange, args: options.args });
+  const [port, lbPort] = [await freePort(), options.lbPort ?? (await freePort())];
+  const serve = spawnServe({
+    dataDir,
+    port,
+    lbPort,
+    portRange: options.portRange,
+    args: options.args,
+    ...(options.env ? { env: options.env } : {}),
+  });
   const url = `http://127.0.0.1:${port}`;
   const client = boundedClient(url);
   servers.add({ serve, dataDir, client });

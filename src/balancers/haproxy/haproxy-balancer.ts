@@ -77,6 +77,11 @@ export interface HaproxyBalancerOptions {
    * Fledge is down and the next Fledge adopts it. shutdown() stops it either way.
    */
   stopOnClose?: boolean;
+  /**
+   * Checked just before anything that changes HAProxy or its files: false refuses the change
+   * (a scheduler that lost its leadership must not touch an HAProxy the new leader drives).
+   */
+  mayAct?: () => boolean;
   logger?: Logger;
 }
 
@@ -188,6 +193,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
   readonly #process: HaproxyProcess | undefined;
   readonly #stopOnClose: boolean;
+  readonly #mayAct: () => boolean;
   #slots = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -210,6 +216,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
     this.#stopOnClose = options.stopOnClose ?? false;
+    this.#mayAct = options.mayAct ?? (() => true);
 
     if (this.#mode === 'managed') {
       if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
@@ -266,9 +273,22 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       const before = readIfExists(this.paths.configPath);
       if ((await this.#process.start()) === 'adopted') await this.#afterAdopt(before);
     } else {
-      // Attached: write what HAProxy should run; repair the running one to match.
+      // Attached: write what HAProxy should run; reload only when it lacks backends (another
+      // scheduler added a batch, or it was started from an older file), then repair servers and
+      // maps to match the state, without a reload.
       this.#writeFiles();
       await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs);
+      const live = new Set(
+        (await haproxyCommand(this.paths.runtimeSocket, 'show backend', this.#cmdTimeoutMs)).split('\n').map((l) => l.trim()),
+      );
+      const missing = Array.from({ length: this.#slots }, (_, i) => slotName(i)).filter((b) => !live.has(b));
+      if (missing.length > 0 && this.paths.masterSocket) {
+        this.#logger.info({ missingBackends: missing }, 'the attached haproxy lacks backends: reloading it seamlessly');
+        await this.#attachedReload();
+        await this.#reapplyServerStates();
+      } else if (missing.length > 0) {
+        this.#logger.warn({ missingBackends: missing }, 'the attached haproxy lacks backends and no master socket was given to reload it');
+      }
       await this.reconcile();
     }
     this.#scheduleDrainPoll();
@@ -481,8 +501,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return run;
   }
 
+  #assertMayAct(what: string): void {
+    if (!this.#mayAct()) throw new Error(`not the leader (any more): refused to ${what}`);
+  }
+
   /** A runtime API command; waits for a restarting HAProxy (managed) and retries once. */
   async #cmd(command: string, ok: RegExp[] = []): Promise<string> {
+    if (!command.startsWith('show ')) this.#assertMayAct(`send "${command}" to haproxy`);
     try {
       return await haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
     } catch (err) {
@@ -550,6 +575,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   async #attachedReload(): Promise<void> {
+    this.#assertMayAct('reload haproxy');
     const answer = await haproxyCommand(this.paths.masterSocket as string, 'reload', this.#cmdTimeoutMs).catch(() => '');
     if (/error|fail/i.test(answer)) throw new Error(`haproxy reload failed: ${answer.trim()}`);
     const deadline = Date.now() + 10_000;
@@ -791,6 +817,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** Configuration, maps and state file from the current state: what is on disk is what is live. */
   #writeFiles(): void {
+    this.#assertMayAct('write the haproxy configuration');
     const backends = this.#backends();
     const { exact, prefix } = mapEntries(backends);
     writeAtomic(this.paths.exactMap, renderMap(exact));

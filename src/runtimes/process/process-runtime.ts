@@ -30,19 +30,29 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readFileSync,
   rmSync,
   statSync,
   watch,
   type FSWatcher,
 } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../logger.ts';
 import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import { readLogChunk } from '../log-file.ts';
 
 export { completeUtf8Length } from '../log-file.ts';
-import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import {
+  ForeignTaskError,
+  type LogChunk,
+  type Runtime,
+  type RuntimeCapabilities,
+  type StartResult,
+  type TaskHandle,
+  type TaskSpec,
+  type TaskStatus,
+} from '../types.ts';
 import { portIsFree } from './ports.ts';
 import { groupIsOurs, groupMembers, isAlive, readCmdline, readStartTime, signalGroup } from './proc.ts';
 import {
@@ -63,6 +73,7 @@ import {
   readExit,
   readServicePid,
   readTaskFile,
+  sandboxName,
   sandboxPath,
   writeExitSignal,
   writeJsonAtomic,
@@ -87,6 +98,27 @@ export interface ProcessRuntimeOptions {
   killWaitMs?: number;
   /** put each task in its own cgroup v2 when the machine allows it; default true */
   cgroups?: boolean;
+  /** this machine (default machineIdentity()): tasks of another are refused, never guessed at */
+  machine?: string;
+  /**
+   * Data dirs of other schedulers on this machine (sharing a PostgreSQL store): find() looks
+   * there too, for a task a leader that died had started but not recorded.
+   */
+  peerDataDirs?: () => Promise<string[]>;
+}
+
+/** /etc/machine-id (or dbus's) and the hostname: where a process task lives. */
+export function machineIdentity(): string {
+  let id = '';
+  for (const file of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+    try {
+      id = readFileSync(file, 'utf8').trim();
+      if (id) break;
+    } catch {
+      // try the next one
+    }
+  }
+  return `${id || 'no-machine-id'}/${hostname()}`;
 }
 
 /** What the process runtime keeps in a task handle (persisted by the engine as JSON). */
@@ -99,6 +131,8 @@ export type ProcessTaskHandle = TaskHandle & {
   /** the service's own process (what the wrapper's child exec'd into), once known */
   servicePid?: number;
   cgroup?: string;
+  /** the machine it runs on (machineIdentity()); absent in handles of older versions */
+  machine?: string;
 };
 
 type ExitListener = (taskId: string, status: ExitStatus) => void;
@@ -138,6 +172,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions): ProcessRun
 export class ProcessRuntime implements Runtime {
   readonly dataDir: string;
   readonly host: string;
+  readonly machine: string;
+  readonly #peerDataDirs: () => Promise<string[]>;
   readonly #ledger: ResourceLedger;
   readonly #log: RuntimeLogger;
   readonly #pollMs: number;
@@ -160,6 +196,8 @@ export class ProcessRuntime implements Runtime {
   constructor(options: ProcessRuntimeOptions) {
     this.dataDir = options.dataDir;
     this.host = options.host ?? '127.0.0.1';
+    this.machine = options.machine ?? machineIdentity();
+    this.#peerDataDirs = options.peerDataDirs ?? (async () => []);
     this.#ledger = new ResourceLedger(
       options.capacity ?? { cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
       options.portRange ?? { from: 31000, to: 31999 },
@@ -258,6 +296,7 @@ export class ProcessRuntime implements Runtime {
       startTime,
       startedAt: Date.now(),
       host: this.host,
+      machine: this.machine,
       ports,
       ...(cgroup ? { cgroup } : {}),
       spec,
@@ -318,8 +357,28 @@ export class ProcessRuntime implements Runtime {
     return env;
   }
 
+  /**
+   * Where a task's sandbox is: the handle's when it is a sandbox of another scheduler's data dir
+   * on this machine (a takeover), else this data dir's. Refuses tasks of another machine.
+   */
+  #sandboxOf(handle: TaskHandle): string {
+    const machine = handle.machine;
+    if (typeof machine === 'string' && machine !== this.machine) throw new ForeignTaskError(handle.taskId, machine, this.machine);
+    const own = sandboxPath(this.dataDir, handle.taskId);
+    const given = handle.sandbox;
+    if (
+      typeof given === 'string' &&
+      path.isAbsolute(given) &&
+      path.basename(given) === sandboxName(handle.taskId) &&
+      path.basename(path.dirname(given)) === 'tasks'
+    ) {
+      return path.normalize(given);
+    }
+    return own;
+  }
+
   async inspect(handle: TaskHandle): Promise<TaskStatus> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     if (!existsSync(sandbox)) return { state: 'lost', message: `The task's sandbox ${sandbox} is gone` };
     const exit = readExit(sandbox);
     if (exit) return exit;
@@ -353,7 +412,7 @@ export class ProcessRuntime implements Runtime {
   async #recover(handle: TaskHandle): Promise<TaskStatus> {
     const status = await this.inspect(handle);
     if (status.state === 'running') {
-      const sandbox = sandboxPath(this.dataDir, handle.taskId);
+      const sandbox = this.#sandboxOf(handle);
       const file = readTaskFile(sandbox);
       if (file) this.#adopt(file, sandbox);
     } else if (status.state === 'exited') {
@@ -457,7 +516,7 @@ export class ProcessRuntime implements Runtime {
 
   /** An untracked task with a recorded exit: end whatever is left in its group, and wait for it. */
   async #killOrphans(handle: TaskHandle): Promise<void> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     const file = readTaskFile(sandbox);
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
@@ -510,7 +569,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async #stop(handle: TaskHandle, graceMs: number): Promise<void> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     const file = readTaskFile(sandbox);
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
@@ -549,13 +608,16 @@ export class ProcessRuntime implements Runtime {
   }
 
   async find(taskId: string): Promise<TaskHandle | undefined> {
-    const sandbox = sandboxPath(this.dataDir, taskId);
-    const file = readTaskFile(sandbox);
-    return file ? handleOf(file, sandbox) : undefined;
+    for (const dir of [this.dataDir, ...(await this.#peerDataDirs().catch(() => []))]) {
+      const sandbox = sandboxPath(dir, taskId);
+      const file = readTaskFile(sandbox);
+      if (file && (file.machine === undefined || file.machine === this.machine)) return handleOf(file, sandbox);
+    }
+    return undefined;
   }
 
   async logs(handle: TaskHandle, which: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk> {
-    return readLogChunk(path.join(sandboxPath(this.dataDir, handle.taskId), which), offset, length);
+    return readLogChunk(path.join(this.#sandboxOf(handle), which), offset, length);
   }
 
   async release(handle: TaskHandle): Promise<void> {
@@ -606,6 +668,7 @@ function handleOf(file: TaskFile, sandbox: string): ProcessTaskHandle {
     sandbox,
     ...(servicePid !== undefined ? { servicePid } : {}),
     ...(file.cgroup ? { cgroup: file.cgroup } : {}),
+    ...(file.machine !== undefined ? { machine: file.machine } : {}),
   };
 }
 

@@ -18,6 +18,8 @@ export interface TaskFile {
   /** epoch millis */
   startedAt: number;
   host: string;
+  /** the machine it runs on (machineIdentity()); absent in sandboxes of older versions */
+  machine?: string;
   ports: number[];
   /** the task's cgroup v2 directory, when the machine let Fledge make one */
   cgroup?: string;
@@ -90,6 +92,7 @@ export function readTaskFile(sandbox: string): TaskFile | undefined {
       startTime: parsed.startTime,
       startedAt: typeof parsed.startedAt === 'number' ? parsed.startedAt : 0,
       host: typeof parsed.host === 'string' ? parsed.host : '127.0.0.1',
+      ...(typeof parsed.machine === 'string' ? { machine: parsed.machine } : {}),
       ports: Array.isArray(parsed.ports) ? parsed.ports.filter((p): p is number => typeof p === 'number') : [],
       ...(typeof parsed.cgroup === 'string' ? { cgroup: parsed.cgroup } : {}),
       spec: parsed.spec as TaskSpec,

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { storeContract } from '../contract.case.ts';
+import { scheduler, storeContract } from '../contract.case.ts';
+import { FencedError, fencedStore } from '../types.ts';
 import { createStore } from '../index.ts';
 
 storeContract('sqlite in memory', async () => ({ store: await createStore({ kind: 'memory' }) }));
@@ -24,5 +25,29 @@ describe('sqlite file store', () => {
     expect((await second.getRequest('a'))?.state).toBe('ACTIVE');
     await second.close();
     rmSync(dataDir, { recursive: true, force: true });
+  });
+});
+
+describe('fenced store', () => {
+  it("refuses writes once the leader's own view of its lease says it may have run out, before asking the store", async () => {
+    const store = await createStore({ kind: 'memory' });
+    const lease = await store.cluster.acquireLease(scheduler('me'), 10_000);
+    let valid = true;
+    const refused: unknown[] = [];
+    const fenced = fencedStore(
+      store,
+      lease!,
+      (err) => refused.push(err),
+      () => valid,
+    );
+    const request = { id: 'a', requestType: 'SERVICE' as const, instances: 1, loadBalanced: false };
+    await fenced.apply({ requests: [{ request, state: 'ACTIVE', timestamp: 1 }] });
+    valid = false;
+    await expect(fenced.apply({ requests: [{ request: { ...request, id: 'b' }, state: 'ACTIVE', timestamp: 1 }] })).rejects.toBeInstanceOf(
+      FencedError,
+    );
+    expect(refused).toHaveLength(1);
+    expect((await fenced.listRequests()).map((r) => r.request.id)).toEqual(['a']);
+    await store.close();
   });
 });
