@@ -293,6 +293,11 @@ export class HostRegistry {
     this.#holds.set(taskId, { host, demand });
   }
 
+  /** Forget every hold: a (new) loop rebuilds them from the store when it starts. */
+  resetHolds(): void {
+    this.#holds.clear();
+  }
+
   /** The task started (its runtime holds it now), or will never start. */
   drop(taskId: string): void {
     const held = this.#holds.get(taskId);

@@ -33,6 +33,8 @@ export interface EngineHosts {
   /** a task was placed on `host` (and persisted) and has not started: count it there */
   hold(taskId: string, host: string, demand: TaskDemand): void;
   drop(taskId: string): void;
+  /** forget every hold (recovery rebuilds them from the store) */
+  resetHolds(): void;
   /** ids of the tasks a host's runtime holds or lists for this installation */
   tasksOn(hostId: string): Promise<string[]>;
   /** returns how to stop listening */
@@ -419,6 +421,8 @@ export class Executor {
   async recover(): Promise<void> {
     const { store, runtime, logger } = this.#d;
     const tasks = await store.listTasks({ live: true });
+    // Another term (or scheduler) may have started or ended tasks since these were counted.
+    this.#d.hosts.resetHolds();
     for (const task of tasks) {
       const id = task.taskId.id;
       const host = hostOf(task);
