@@ -112,17 +112,18 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
     take(settled);
     mayIssueLb = settled.mayIssue;
   }
-  const placed = placeWaitingTasks(ctx, tasks);
-  take(placed);
-  deleted.push(...placed.deleted);
-  tasks = tasks.without(placed.deleted);
+  // One launch batch per pass, shared: the deploy's new records, then waiting tasks placed, then the steady state's.
   let createdByDeploy = 0;
   if (deploy && deploy.tasks.length > 0) {
     const observedIds = new Set(obs.tasks.map((t) => t.taskId.id));
     createdByDeploy = deploy.tasks.filter((t) => !observedIds.has(t.taskId.id)).length;
   }
-  const launchedByDeploy = createdByDeploy + placed.deleted.length;
-  take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, Math.max(0, obs.settings.launchBatchSize - launchedByDeploy)));
+  const budget = Math.max(0, obs.settings.launchBatchSize - createdByDeploy);
+  const placed = placeWaitingTasks(ctx, tasks, budget);
+  take(placed);
+  deleted.push(...placed.deleted);
+  tasks = tasks.without(placed.deleted);
+  take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, budget - placed.deleted.length));
   take(retireOtherDeploys(ctx, rec, tasks));
   if (ctx.lbEnabled && mayIssueLb) take(issueLbOperation(ctx, rec, tasks));
   const starting = new Set(actions.flatMap((a) => (a.kind === 'startTask' ? [a.taskId] : [])));

@@ -20,7 +20,7 @@ const v1 = engineDeploy('v1');
 const v2 = engineDeploy('v2');
 const unplaced = (d = v1, n = 1) => createTask(d, n, T0, new Set(), { waiting: 'no host fits' });
 
-function run(tasks: TaskRecord[], hosts: HostSnapshot[], pending = false) {
+function run(tasks: TaskRecord[], hosts: HostSnapshot[], pending = false, budget = 100) {
   const request = testRequest(2);
   const obs = testObservation({
     request,
@@ -36,7 +36,7 @@ function run(tasks: TaskRecord[], hosts: HostSnapshot[], pending = false) {
     pending ? { deployId: 'v2', progress: { retiredOldInstances: [] } } : undefined,
     undefined,
   );
-  return placeWaitingTasks(ctx, TaskView.of(tasks));
+  return placeWaitingTasks(ctx, TaskView.of(tasks), budget);
 }
 
 describe('placeWaitingTasks', () => {

@@ -18,8 +18,9 @@ import type { RequestChanges, RequestContext } from './context.ts';
  *   decommissioning — and not started yet is cleaned up at once (RESCHEDULED): nothing ran, and
  *   the parts after this one place its instance again.
  * Only tasks persisted before this step are looked at: the ones created in it were just placed.
+ * At most `budget` records are created (the pass's launch batch); the rest in the next pass, at once.
  */
-export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView): RequestChanges & { deleted: string[] } {
+export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView, budget: number): RequestChanges & { deleted: string[] } {
   const { obs, now } = ctx;
   const known = new Map(obs.hosts.map((h) => [h.id, h]));
   const changes: TaskRecord[] = [];
@@ -27,6 +28,7 @@ export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView): Request
   const deleted: string[] = [];
   const taken = tasks.ids();
   let waiting = false;
+  let again = false;
   let placer: Placer | undefined;
   for (const original of obs.tasks) {
     // Cheap first: most tasks have started (a handle is never taken away within a step).
@@ -44,6 +46,10 @@ export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView): Request
     }
     const deploy = [obs.pendingDeploy, obs.activeDeploy].find((d) => d?.id === t.taskId.deployId);
     if (!deploy) continue;
+    if (deleted.length >= budget) {
+      again = true;
+      break;
+    }
     placer ??= placerFor(obs, tasks.with(changes), targetRequest(obs).instances);
     const where =
       deploy.id === obs.pendingDeploy?.id
@@ -60,5 +66,6 @@ export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView): Request
     deleted.push(t.taskId.id);
     actions.push({ kind: 'startTask', taskId: placed.taskId.id });
   }
-  return { tasks: changes, actions, deleted, ...(waiting ? { wakeAt: now + obs.settings.capacityRetryMillis } : {}) };
+  const wakeAt = again ? now : waiting ? now + obs.settings.capacityRetryMillis : undefined;
+  return { tasks: changes, actions, deleted, ...(wakeAt !== undefined ? { wakeAt } : {}) };
 }
