@@ -90,6 +90,12 @@ describe('which hosts may take a task', () => {
       'host d1 lacks requiredAgentAttributes zone=b, ssd=yes (it has zone=a); host d2 lacks requiredAgentAttributes zone=b, ssd=yes',
     ],
     [
+      'an attribute named like an Object method is only ever an attribute',
+      { hosts: [docker('d1')] },
+      { requiredAgentAttributes: { constructor: 'x', toString: 'y' } },
+      'host d1 lacks requiredAgentAttributes constructor=x, toString=y',
+    ],
+    [
       'a reserved host for a request that does not ask for it',
       { hosts: [docker('d1', { attributes: { gpu: 'yes' }, reservedAttributes: { gpu: 'yes' } })] },
       {},

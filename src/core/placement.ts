@@ -116,15 +116,15 @@ export function hostRefusal(h: HostSnapshot, request: FledgeRequest): string | u
     return `host ${h.id} is in rack ${h.rack}, not in rackAffinity [${affinity.join(', ')}]`;
   }
   const required = request.requiredAgentAttributes ?? {};
-  const missing = Object.entries(required).filter(([k, v]) => h.attributes[k] !== v);
+  const missing = Object.entries(required).filter(([k, v]) => attribute(h.attributes, k) !== v);
   if (missing.length > 0) {
-    const has = missing.filter(([k]) => h.attributes[k] !== undefined).map(([k]) => `${k}=${h.attributes[k]}`);
+    const has = missing.filter(([k]) => attribute(h.attributes, k) !== undefined).map(([k]) => `${k}=${attribute(h.attributes, k)}`);
     return `host ${h.id} lacks requiredAgentAttributes ${pairs(missing)}${has.length > 0 ? ` (it has ${has.join(', ')})` : ''}`;
   }
   const reserved = Object.entries(h.reservedAttributes);
   if (reserved.length > 0) {
     const asked = { ...required, ...(request.allowedAgentAttributes ?? {}) };
-    if (!reserved.every(([k, v]) => asked[k] === v)) {
+    if (!reserved.every(([k, v]) => attribute(asked, k) === v)) {
       return `host ${h.id} is reserved for tasks that require or allow ${pairs(reserved)}`;
     }
   }
@@ -286,7 +286,7 @@ function rank(input: PlacementInput, counts: TaskCounts, h: HostSnapshot, index:
   const here = counts.onHost.get(h.id) ?? NONE;
   const inRack = input.request.rackSensitive ? (counts.perRack.get(h.rack) ?? 0) : 0;
   const allowed = Object.entries(input.request.allowedAgentAttributes ?? {});
-  const preferred = allowed.some(([k, v]) => h.attributes[k] === v);
+  const preferred = allowed.some(([k, v]) => attribute(h.attributes, k) === v);
   const cap = h.capacity ?? { cpus: 0, memoryMb: 0 };
   const share = (used: number, need: number, total: number) => (total > 0 ? (used + need) / total : 1);
   const usedShare = (share(h.used.cpus, input.demand.cpus, cap.cpus) + share(h.used.memoryMb, input.demand.memoryMb, cap.memoryMb)) / 2;
@@ -299,6 +299,10 @@ function less(a: number[], b: number[]): boolean {
   }
   return false;
 }
+
+/** An attribute's value: own keys only (a name like `constructor` is no inherited function). */
+const attribute = (attributes: Readonly<Record<string, string>>, key: string) =>
+  Object.hasOwn(attributes, key) ? attributes[key] : undefined;
 
 const pairs = (entries: [string, string][]) => entries.map(([k, v]) => `${k}=${v}`).join(', ');
 

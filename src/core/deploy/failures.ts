@@ -10,8 +10,9 @@ import type { DeployFailure } from './types.ts';
  * ends the deploy; a death after the step was healthy sends it back to LAUNCH to replace it.
  *
  * A task lost with its host (UNREACHABLE) is not counted: the host failed, not the version
- * being deployed (Singularity does not count a lost agent against a deploy either), and
- * failing the deploy would roll back onto a fleet that just lost a host. It is replaced on
+ * being deployed, and failing the deploy would roll back onto a fleet that just lost a host.
+ * (Singularity's deploy checker says it excludes framework and cluster issues, but counts every
+ * stopped new task, lost ones included; Fledge does what the comment says.) It is replaced on
  * another host like a counted death (back to LAUNCH after the step was healthy), and the step
  * gets a fresh health deadline so the replacement has the usual time to become healthy.
  */
