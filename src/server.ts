@@ -1,10 +1,13 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.ts';
+import { ensureAdminToken } from './auth/admin-token.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { isLoopbackHost, isWildcardHost, TrustList } from './net/addresses.ts';
 import { FledgeService } from './api/service.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
@@ -42,6 +45,9 @@ export interface FledgeServer {
   readonly balancer: Balancer | undefined;
   /** the leader's loop (throws on a follower) */
   readonly loop: ReconcileLoop;
+  /** the admin token of <dataDir>/admin.token (absent with --no-auth), for in-process tests */
+  adminToken?: string;
+  adminTokenFile?: string;
   close(): Promise<void>;
 }
 
@@ -58,12 +64,14 @@ export interface StartOptions {
   clock?: Clock;
   /** overrides for tests (e.g. faster crash-loop backoff) */
   settings?: Partial<EngineSettings>;
+  /** overrides of the API server's connection limits, for tests */
+  apiServer?: Partial<ApiServerLimits>;
 }
 
 export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
-  mkdirSync(config.dataDir, { recursive: true });
+  prepareDataDir(config.dataDir, logger);
   const releaseLock = acquireLock(config.dataDir);
   const schedulerId = `${hostname().slice(0, 24)}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
@@ -76,6 +84,9 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       () => clock.now(),
     );
     opened.push(() => store.close());
+    const trust = new TrustList(config.trustForwardedFrom);
+    const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
+    const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
     const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
     const machine = machineIdentity();
     // Other schedulers' data dirs on this machine: a takeover finds their unrecorded tasks there.
@@ -126,13 +137,24 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       containers: runtime.capabilities().containers,
       logger,
       cluster: async () => (late.leadership ? late.leadership.view() : { leader: null, schedulers: [] }),
+      security: {
+        authenticator,
+        bindHost: config.host,
+        ...(config.api.publicUrl !== undefined ? { publicUrl: config.api.publicUrl } : {}),
+        // where other servers and users reach this one (--advertise-url) is one of its names too
+        allowedHosts: [...config.api.allowedHosts, ...(config.advertiseUrl !== undefined ? [new URL(config.advertiseUrl).hostname] : [])],
+        allowedOrigins: config.api.allowedOrigins,
+        trustForwardedFrom: trust,
+        maxBodyBytes: config.api.maxBodyBytes,
+        maxInstances: config.api.maxInstances,
+      },
     });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
-    const server = await listen(app.fetch, config.host, config.port);
+    const server = await listen(app.fetch, config.host, config.port, options.apiServer);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const url = config.advertiseUrl ?? `http://${config.host}:${port}`;
+    const url = config.advertiseUrl ?? `http://${urlHost(config.host)}:${port}`;
     const self: SchedulerInfo = {
       id: schedulerId,
       url,
@@ -225,13 +247,24 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
     const lbAddress = (b: Balancer | undefined) => (b && 'address' in b ? (b as { address(): { port: number } }).address() : undefined);
     const lbPort = lbAddress(lead.term?.balancer)?.port ?? (config.lb === 'none' ? undefined : config.lbPort);
     logger.info(
-      { url, lb: config.lb, lbPort, dataDir: config.dataDir, store: store.description, schedulerId, leader: lead.leading },
+      {
+        url,
+        lb: config.lb,
+        lbHost: config.lbHost,
+        lbPort,
+        dataDir: config.dataDir,
+        store: store.description,
+        schedulerId,
+        leader: lead.leading,
+      },
       'fledge is serving',
     );
+    logStartNotes(logger, config, port, admin?.file, admin?.created ?? false);
     return {
       config,
       url,
-      ...(lbPort !== undefined ? { lbUrl: `http://${config.host}:${lbPort}` } : {}),
+      ...(admin ? { adminToken: admin.token, adminTokenFile: admin.file } : {}),
+      ...(lbPort !== undefined ? { lbUrl: `http://${urlHost(config.lbHost)}:${lbPort}` } : {}),
       store,
       runtime,
       hosts,
@@ -272,8 +305,10 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
   if (config.lb === 'builtin') {
     return createBalancer({
       kind: 'builtin',
-      host: config.host,
+      host: config.lbHost,
       port: config.lbPort,
+      ...config.lbLimits,
+      trustForwardedFrom: config.trustForwardedFrom,
       drainTimeoutMs: config.drainTimeoutSeconds * 1000,
       logger,
     });
@@ -284,8 +319,10 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
     mode: config.haproxy.mode,
     dataDir: config.dataDir,
     bin: config.haproxy.bin,
-    host: config.host,
+    host: config.lbHost,
     port: config.lbPort,
+    ...config.lbLimits,
+    trustForwardedFrom: config.trustForwardedFrom,
     ...(config.haproxy.runtimeSocket !== undefined ? { runtimeSocket: config.haproxy.runtimeSocket } : {}),
     ...(config.haproxy.configPath !== undefined ? { configPath: config.haproxy.configPath } : {}),
     ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
@@ -296,11 +333,76 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
   });
 }
 
-function listen(fetch: Parameters<typeof serve>[0]['fetch'], hostname: string, port: number): Promise<ServerType> {
+/** The API's own connection limits: slow or idle clients cannot hold it (event streams are responses, so unaffected). */
+export interface ApiServerLimits {
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxHeaderSize: number;
+  maxConnections: number;
+}
+
+const API_SERVER_LIMITS: ApiServerLimits = {
+  headersTimeout: 10_000,
+  requestTimeout: 60_000,
+  keepAliveTimeout: 5_000,
+  maxHeaderSize: 16 * 1024,
+  maxConnections: 1024,
+};
+
+function listen(
+  fetch: Parameters<typeof serve>[0]['fetch'],
+  hostname: string,
+  port: number,
+  overrides: Partial<ApiServerLimits> = {},
+): Promise<ServerType> {
+  const { maxConnections, ...limits } = { ...API_SERVER_LIMITS, ...overrides };
+  // Node checks the timeouts this often (30 s by default).
+  const serverOptions = { ...limits, connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeout / 4)) };
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, () => resolve(server));
+    const server = serve({ fetch, hostname, port, serverOptions }, () => resolve(server));
+    (server as unknown as { maxConnections: number }).maxConnections = maxConnections;
     server.once('error', reject);
   });
+}
+
+/** The data dir holds the database, the admin token and task sandboxes: its owner's only. */
+function prepareDataDir(dataDir: string, logger: Logger): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const mode = statSync(dataDir).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    chmodSync(dataDir, 0o700);
+    logger.warn({ dataDir, was: mode.toString(8) }, 'the data dir was readable by other users; it is now 0700');
+  }
+}
+
+function urlHost(host: string): string {
+  const h = isWildcardHost(host) ? '127.0.0.1' : host;
+  return h.includes(':') && !h.startsWith('[') ? `[${h}]` : h;
+}
+
+/** What a user (or an operator reading the log) must know at every start; never a token. */
+function logStartNotes(logger: Logger, config: FledgeConfig, port: number, tokenFile: string | undefined, created: boolean): void {
+  if (!config.api.auth) {
+    logger.warn(
+      { host: config.host },
+      'authentication is OFF (--no-auth): anyone who can reach the API on this machine can run commands as this user',
+    );
+  } else if (tokenFile) {
+    logger.info(
+      { tokenFile, created },
+      created ? 'wrote a new admin token; the CLI reads it from there, the web UI asks for it' : 'admin token in the data dir',
+    );
+  }
+  if (!isLoopbackHost(config.host)) {
+    const addresses = isWildcardHost(config.host)
+      ? Object.values(networkInterfaces())
+          .flatMap((list) => list ?? [])
+          .map((a) => `http://${urlHost(a.address)}:${port}`)
+      : [`http://${urlHost(config.host)}:${port}`];
+    logger.warn({ addresses, publicUrl: config.api.publicUrl }, 'the API listens on a non-loopback address: other machines can reach it');
+  }
+  logger.info({ ui: config.api.publicUrl ?? `http://${urlHost(config.host)}:${port}/` }, 'web UI');
 }
 
 /** One scheduler per data dir: two would both manage the same tasks. */
@@ -314,7 +416,7 @@ function acquireLock(dataDir: string): () => void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  writeFileSync(file, String(process.pid));
+  writeFileSync(file, String(process.pid), { mode: 0o600 });
   return () => rmSync(file, { force: true });
 }
 
@@ -339,6 +441,13 @@ export async function runServe(flags: ConfigInput): Promise<void> {
     );
   }
   const server = await startServer(config, { logger });
+  // On a terminal only (never into a log file): a link that signs the web UI in.
+  if (process.stderr.isTTY && server.adminToken) {
+    const base = config.api.publicUrl ?? server.url;
+    process.stderr.write(
+      `\nFledge web UI: ${base.replace(/\/$/, '')}/?token=${server.adminToken}\n(the CLI finds the token in ${server.adminTokenFile})\n\n`,
+    );
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

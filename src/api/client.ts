@@ -2,8 +2,9 @@
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
+import type { Role } from '../auth/roles.ts';
 
-export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, TaskId, TaskState };
+export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
 
 /** An `{message, details}` error answer from the API. */
 export class FledgeApiError extends Error {
@@ -64,6 +65,15 @@ export interface DeployMarker {
   deployId: string;
   timestamp: number;
   message?: string;
+  /** the name of the token that started the deploy */
+  user?: string;
+}
+
+/** Who did what to a deploy after it started (from the audit log). */
+export interface DeployAction {
+  action: 'advance' | 'reject' | 'cancel' | 'update';
+  user?: string;
+  at: number;
 }
 
 export interface TaskIdGroups {
@@ -157,6 +167,55 @@ export interface DeployHistoryView {
   decisionLog?: Decision[];
   /** the result state, or WAITING while pending */
   deployState?: DeployResultState | 'WAITING';
+  /** advance, reject, cancel and update calls on this deploy, oldest first */
+  actions?: DeployAction[];
+}
+
+/** GET /api/auth/whoami */
+export interface Whoami {
+  name: string;
+  role: Role;
+  /** false when the server runs with --no-auth */
+  auth: boolean;
+}
+
+export interface TokenView {
+  id: string;
+  name: string;
+  role: Role;
+  createdAt: number;
+  createdBy?: string;
+  lastUsedAt?: number;
+}
+
+/** POST /api/tokens: the token itself is in this answer and nowhere else. */
+export interface CreatedToken extends TokenView {
+  token: string;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: number;
+  tokenName?: string;
+  role?: Role;
+  method: string;
+  path: string;
+  requestId?: string;
+  deployId?: string;
+  taskId?: string;
+  source: string;
+  status: number;
+}
+
+export interface AuditFilter {
+  requestId?: string;
+  deployId?: string;
+  tokenName?: string;
+  /** epoch millis, inclusive */
+  since?: number;
+  /** epoch millis, exclusive */
+  until?: number;
+  limit?: number;
 }
 
 export interface PlanStep {
@@ -374,6 +433,26 @@ export class FledgeClient {
   }
   health(): Promise<{ status: string }> {
     return this.#call('GET', '/health');
+  }
+
+  // ---- auth ----
+  whoami(): Promise<Whoami> {
+    return this.#call('GET', '/api/auth/whoami');
+  }
+  listTokens(): Promise<TokenView[]> {
+    return this.#call('GET', '/api/tokens');
+  }
+  createToken(name: string, role: Role): Promise<CreatedToken> {
+    return this.#call('POST', '/api/tokens', { name, role });
+  }
+  revokeToken(name: string): Promise<{ name: string; revoked: boolean }> {
+    return this.#call('DELETE', `/api/tokens/${seg(name)}`);
+  }
+  audit(filter: AuditFilter = {}): Promise<AuditEntry[]> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(filter)) if (v !== undefined) query.set(k, String(v));
+    const qs = query.toString();
+    return this.#call('GET', `/api/audit${qs ? `?${qs}` : ''}`);
   }
 
   /**

@@ -13,6 +13,7 @@ import { createFakeRuntime } from '../runtimes/fake/index.ts';
 import { baseSpec } from '../runtimes/contract.case.ts';
 import { createStore } from '../store/index.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
+import { TrustList } from '../net/addresses.ts';
 import { createApp } from './app.ts';
 import { FledgeService } from './service.ts';
 
@@ -42,7 +43,17 @@ async function fixture() {
   const runtime = new HostRuntime(registry);
   const events = new EventBus();
   const service = new FledgeService({ store, locks: new KeyedMutex(), clock, events, wake: () => undefined, allowCanaryLbChange: false });
-  const app = createApp({ store, service, runtime, hosts: registry, events, clock, containers: true, logger: silentLogger });
+  // Tokens are the guard's business (guard.test.ts); these calls act as --no-auth's admin.
+  const security = {
+    authenticator: undefined,
+    bindHost: '127.0.0.1',
+    allowedHosts: [],
+    allowedOrigins: [],
+    trustForwardedFrom: new TrustList([]),
+    maxBodyBytes: 1024 * 1024,
+    maxInstances: 1000,
+  };
+  const app = createApp({ store, service, runtime, hosts: registry, events, clock, containers: true, logger: silentLogger, security });
   const call = async (method: string, path: string, body?: unknown) => {
     const res = await app.request(path, {
       method,

@@ -7,6 +7,7 @@ import { DEFAULT_RACK, hostOf } from '../core/placement.ts';
 import { ADMIN_STATES, type HostAction, type HostRegistry, type HostStatus } from '../hosts/index.ts';
 import type { Store } from '../store/types.ts';
 import { readJson } from './errors.ts';
+import { requestBody } from './guard.ts';
 import { parse, schemas } from './validate.ts';
 
 /** Live tasks by the host they run on or were placed on (a task no host took yet is on none). */
@@ -88,7 +89,8 @@ export function registerHostRoutes(app: Hono, deps: { store: Store; hosts?: Host
     return s;
   };
   const liveTasks = async () => tasksByHost(await deps.store.listTasks({ live: true }));
-  const optionalBody = async (c: Parameters<typeof readJson>[0]) => ((await c.req.text()).trim() === '' ? {} : await readJson(c));
+  // The guard has read the body (size-limited): it is there, not in the request stream.
+  const optionalBody = async (c: Parameters<typeof readJson>[0]) => (requestBody(c).trim() === '' ? {} : await readJson(c));
   const change = async (c: Parameters<typeof readJson>[0], id: string, action: HostAction) => {
     const { value, warnings } = parse(schemas.hostChange, await optionalBody(c));
     return { status: await registry().change(id, action, value.message), warnings };

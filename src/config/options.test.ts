@@ -39,6 +39,21 @@ describe('server options', () => {
     [{}, { FLEDGE_ALLOW_CANARY_LB_CHANGE: 'maybe' }, 'Invalid allow-canary-lb-change (FLEDGE_ALLOW_CANARY_LB_CHANGE)'],
     [{ portRangeFrom: 6000, portRangeTo: 5000 }, {}, 'Invalid port range: 6000 > 5000'],
     [{ lb: 'haproxy', haproxySocket: '/tmp/s' }, {}, 'Invalid haproxy-config'],
+    [{ noAuth: true, host: '0.0.0.0' }, {}, 'Invalid no-auth (FLEDGE_NO_AUTH): the API would listen on 0.0.0.0'],
+    [{}, { FLEDGE_NO_AUTH: 'true', FLEDGE_HOST: '192.168.1.5' }, 'Invalid no-auth (FLEDGE_NO_AUTH): the API would listen on 192.168.1.5'],
+    [
+      { allowedOrigin: ['https://ui.example.com/app'] },
+      {},
+      'Invalid allowed-origin (FLEDGE_ALLOWED_ORIGINS): "https://ui.example.com/app"',
+    ],
+    [{}, { FLEDGE_ALLOWED_ORIGINS: 'ui.example.com' }, 'Invalid allowed-origin'],
+    [{ allowedHost: ['http://x'] }, {}, 'Invalid allowed-host (FLEDGE_ALLOWED_HOSTS)'],
+    [{ publicUrl: 'ftp://x' }, {}, 'Invalid public-url (FLEDGE_PUBLIC_URL)'],
+    [{ trustForwardedFrom: ['10.0.0.0/33'] }, {}, 'Invalid trust-forwarded-from (FLEDGE_TRUST_FORWARDED_FROM)'],
+    [{ maxBodyBytes: 10 }, {}, 'Invalid max-body-bytes (FLEDGE_MAX_BODY_BYTES): 10 is not an integer from 1024'],
+    [{ maxInstances: 0 }, {}, 'Invalid max-instances (FLEDGE_MAX_INSTANCES)'],
+    [{ lbHeaderTimeoutSeconds: 60, lbRequestTimeoutSeconds: 30 }, {}, 'Invalid lb-header-timeout-seconds'],
+    [{ lbKeepAliveTimeoutSeconds: 0 }, {}, 'Invalid lb-keep-alive-timeout-seconds'],
     [{}, { FLEDGE_STORE: 'postgres://u:secret@db:5432/f' }, 'Run HAProxy yourself and attach every scheduler'],
     [{ lb: 'haproxy' }, { FLEDGE_STORE: 'postgres://u:secret@db/f' }, 'Invalid haproxy-socket'],
     [{ store: 'mysql://x' }, {}, 'Invalid store (FLEDGE_STORE)'],
@@ -48,6 +63,44 @@ describe('server options', () => {
   ])('refuses %j %j naming the option', (flags, env, message) => {
     expect(() => loadConfig(flags as never, env)).toThrow(ConfigError);
     expect(() => loadConfig(flags as never, env)).toThrow(message);
+  });
+
+  it('is safe with nothing configured: auth on, LB on loopback, bounded bodies, instances and LB clients', () => {
+    const c = loadConfig({}, {});
+    expect(c.api).toEqual({ auth: true, allowedHosts: [], allowedOrigins: [], maxBodyBytes: 1024 * 1024, maxInstances: 1000 });
+    expect(c.lbHost).toBe('127.0.0.1');
+    expect(c.lbLimits).toEqual({
+      maxConnections: 4096,
+      maxHeaderBytes: 16384,
+      headerTimeoutMs: 10_000,
+      requestTimeoutMs: 300_000,
+      keepAliveTimeoutMs: 5_000,
+    });
+    expect(c.trustForwardedFrom).toEqual([]);
+  });
+
+  it('shapes the security options', () => {
+    const c = loadConfig(
+      {
+        noAuth: true,
+        host: 'localhost',
+        publicUrl: 'https://Fledge.Example.com/ops/',
+        allowedHost: ['Fledge.Internal'],
+        allowedOrigin: ['http://localhost:5173/'],
+        trustForwardedFrom: ['10.0.0.0/8', '::1'],
+        lbHost: '0.0.0.0',
+      },
+      {},
+    );
+    expect(c.api).toMatchObject({
+      auth: false,
+      publicUrl: 'https://fledge.example.com/ops',
+      allowedHosts: ['fledge.internal'],
+      allowedOrigins: ['http://localhost:5173'],
+    });
+    expect(c.trustForwardedFrom).toEqual(['10.0.0.0/8', '::1']);
+    expect(c.lbHost).toBe('0.0.0.0');
+    expect(c.host).toBe('localhost');
   });
 
   it('never puts a store password in an error', () => {

@@ -3,6 +3,7 @@
 // queries in sql/; contract.case.ts runs against each.
 import type { Deploy, RequestRecord, TaskRecord } from '../core/model.ts';
 import type { DeployResult, PendingDeploy, DeployProgress } from '../core/deploy/types.ts';
+import type { Role } from '../auth/roles.ts';
 import type { HostRecord } from '../hosts/types.ts';
 
 export interface DeployHistoryEntry {
@@ -15,13 +16,15 @@ export interface DeployHistoryEntry {
   progress?: DeployProgress;
   createdAt: number;
   message?: string;
+  /** the name of the token that created the deploy (Singularity's deployMarker.user) */
+  user?: string;
 }
 
 /** Everything one decision writes, applied atomically. */
 export interface ChangeSet {
   requests?: RequestRecord[];
   deleteRequests?: string[];
-  deploys?: { deploy: Deploy; message?: string }[];
+  deploys?: { deploy: Deploy; message?: string; user?: string }[];
   pending?: PendingDeploy[];
   deletePending?: string[];
   results?: { requestId: string; deployId: string; result: DeployResult; progress?: DeployProgress }[];
@@ -38,6 +41,55 @@ export interface TaskQuery {
   /** live tasks plus those that ended at or after this time */
   endedSince?: number;
   limit?: number;
+}
+
+/** An API token. The token itself is shown once when made and never stored: only its hash. */
+export interface TokenRecord {
+  /** short random id, stable for the token's life */
+  id: string;
+  /** unique among tokens; what the audit log and deployMarker.user show */
+  name: string;
+  role: Role;
+  /** SHA-256 of the whole token, lowercase hex */
+  hash: string;
+  createdAt: number;
+  /** the name of the token that made this one (absent for the admin token file's) */
+  createdBy?: string;
+  /** updated at most about once a minute */
+  lastUsedAt?: number;
+}
+
+/** One mutating API call, allowed or refused. */
+export interface AuditRecord {
+  /** assigned by the store, increasing */
+  id?: number;
+  at: number;
+  /** absent when no valid token was sent */
+  tokenName?: string;
+  role?: Role;
+  method: string;
+  path: string;
+  requestId?: string;
+  deployId?: string;
+  taskId?: string;
+  /** the client's address */
+  source: string;
+  /** the HTTP status of the answer */
+  status: number;
+}
+
+export interface AuditQuery {
+  requestId?: string;
+  deployId?: string;
+  tokenName?: string;
+  /** at >= since */
+  since?: number;
+  /** at < until */
+  until?: number;
+  /** only calls answered 2xx */
+  succeeded?: boolean;
+  /** newest first, at most this many */
+  limit: number;
 }
 
 /**
@@ -111,7 +163,7 @@ export interface ClusterStore {
 }
 
 /** The tables `fledge store copy` moves, in a dependency-free order. */
-export const COPIED_TABLES = ['requests', 'deploys', 'pending_deploys', 'tasks', 'hosts', 'meta'] as const;
+export const COPIED_TABLES = ['requests', 'deploys', 'pending_deploys', 'tasks', 'hosts', 'meta', 'tokens', 'audit'] as const;
 export type CopiedTable = (typeof COPIED_TABLES)[number];
 export type Row = Record<string, string | number | null>;
 
@@ -149,6 +201,19 @@ export interface Store {
 
   getTask(taskId: string): Promise<TaskRecord | undefined>;
   listTasks(query?: TaskQuery): Promise<TaskRecord[]>;
+
+  /** Adds a token; a StoreConflictError when its name or hash is taken. */
+  createToken(token: TokenRecord): Promise<void>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  /** Deletes the token called `name`; false when there is none. */
+  revokeToken(name: string): Promise<boolean>;
+  touchToken(id: string, at: number): Promise<void>;
+
+  recordAudit(entry: AuditRecord): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /** Keeps the newest `keep` audit records; returns how many were deleted. */
+  pruneAudit(keep: number): Promise<number>;
 
   /** Hosts' states, by id. */
   listHosts(): Promise<HostRecord[]>;

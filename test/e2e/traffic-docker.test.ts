@@ -69,7 +69,7 @@ for (const lb of ['builtin', 'haproxy'] as const) {
           {},
         ),
       );
-      client = boundedClient(server.url);
+      client = boundedClient(server.url, server.adminToken);
       await client.createRequest(serviceRequest(REQ, INSTANCES, { loadBalanced: true }));
       await client.createDeploy(deployOf('v1'));
       expect((await waitForDeployResult(client, REQ, 'v1', TIMEOUT_MS)).deployResult.deployState).toBe('SUCCEEDED');

@@ -63,7 +63,7 @@ beforeAll(async () => {
       {},
     ),
   );
-  client = boundedClient(server.url);
+  client = boundedClient(server.url, server.adminToken);
 }, 120_000);
 
 afterAll(async () => {
@@ -260,7 +260,7 @@ describe('two Docker hosts', () => {
       await Promise.all([load.warmedUp(40), membership.sampled()]);
       const res = await fetch(`${s.url}/api/agents/agent/d2/decommission`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${s.adminToken}` },
         body: JSON.stringify({ message: 'retiring d2' }),
         signal: AbortSignal.timeout(10_000),
       });
@@ -286,7 +286,12 @@ describe('two Docker hosts', () => {
       expect(members.errors).toEqual([]);
       expect(members.minHealthy, JSON.stringify(members.atMin)).toBeGreaterThanOrEqual(INSTANCES);
     }
-    const history = (await (await fetch(`${s.url}/api/agents/agent/d2`)).json()) as { state: string; message?: string }[];
+    const history = (await (
+      await fetch(`${s.url}/api/agents/agent/d2`, {
+        headers: { authorization: `Bearer ${s.adminToken}` },
+        signal: AbortSignal.timeout(10_000),
+      })
+    ).json()) as { state: string; message?: string }[];
     expect(history.slice(0, 2)).toMatchObject([
       { state: 'DECOMMISSIONED', message: 'no tasks left' },
       { state: 'DECOMMISSIONING', message: 'retiring d2' },

@@ -3,6 +3,7 @@
 // stats socket at admin level, and the configuration Fledge's attached balancer writes and
 // reloads (spare backends, empty route maps). Its process group is registered with
 // fledge-process.ts, so cleanup() kills it.
+import { DEFAULT_CLIENT_LIMITS } from '../../src/balancers/limits.ts';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,6 +49,8 @@ export async function startAttachedHaproxy(port: number, spares = 8): Promise<At
       hardStopAfterMs: 40_000,
       connectTimeoutMs: 5_000,
       serverTimeoutMs: 60_000,
+      limits: DEFAULT_CLIENT_LIMITS,
+      trustForwardedFrom: [],
       backends: Array.from({ length: spares }, (_, i) => ({ name: slotName(i), servers: [] })),
     }),
   );

@@ -52,7 +52,7 @@ const start = (extra: { dataDir?: string } = {}) => startFledgeProcess({ portRan
 async function post(fledge: FledgeProcess, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${fledge.url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${fledge.token}` },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
@@ -219,7 +219,7 @@ describe('Docker hosts through fledge serve', () => {
       expect(await state()).toBe('ACTIVE');
       other.kill('SIGKILL');
       await waitFor(async () => (await state()) === 'UNREACHABLE', { timeoutMs: 15_000, message: 'd2 to be UNREACHABLE' });
-      const agents = (await (await fetch(`${fledge.url}/api/agents`)).json()) as {
+      const agents = (await (await fetch(`${fledge.url}/api/agents`, { headers: { authorization: `Bearer ${fledge.token}` } })).json()) as {
         id: string;
         currentState: { state: string; message: string };
       }[];

@@ -368,7 +368,7 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
     }
     // `fledge status` on a follower names the leader and every scheduler
     const follower = live().find((s) => s !== l)!;
-    const status = await runCli(['status'], { url: follower.url });
+    const status = await runCli(['status'], { url: follower.url, dataDir: follower.dataDir });
     expect(status.code, status.stderr).toBe(0);
     const leaderId = (await l.client.state()).leader!.id;
     expect(status.stdout).toContain(`leader: ${leaderId} at ${l.url}`);
@@ -381,7 +381,8 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
       const [f1, f2] = await followers();
       const events: FledgeStreamEvent[] = [];
       const abort = new AbortController();
-      const stream = new FledgeClient(f2!.url).events((e) => events.push(e), abort.signal).catch(() => undefined);
+      // f2's own admin token: every scheduler's file token is known to the shared store
+      const stream = new FledgeClient(f2!.url, { token: f2!.token }).events((e) => events.push(e), abort.signal).catch(() => undefined);
       await f1!.client.createDeploy(deployBody('v2'));
       await waitForMoment(
         f1!.client,
@@ -525,7 +526,7 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
         expect((err as FledgeApiError).status).toBe(503);
         const raw = await fetch(`${f1!.url}/api/deploys/advance`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${f1!.token}` },
           body: JSON.stringify({ requestId: REQUEST, deployId: 'v8' }),
           signal: AbortSignal.timeout(10_000),
         });

@@ -201,6 +201,7 @@ describe('toJsonSchema', () => {
       'RollbackBody',
       'KillTaskBody',
       'HostChangeBody',
+      'CreateTokenBody',
     ]);
     for (const schema of Object.values(all)) {
       expect(schema).toMatchObject({ type: 'object', additionalProperties: false });

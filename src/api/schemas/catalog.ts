@@ -1,6 +1,7 @@
 // Every input schema by endpoint (the names app.ts uses).
 import {
   bounceSchema,
+  createTokenSchema,
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
@@ -31,4 +32,5 @@ export const schemas = {
   rollback: rollbackSchema,
   killTask: killTaskSchema,
   hostChange: hostChangeSchema,
+  createToken: createTokenSchema,
 } as const;

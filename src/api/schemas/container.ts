@@ -14,13 +14,13 @@ import {
   type DockerPortMapping,
 } from '../../core/container.ts';
 import { MIN_MEMORY_MB, normaliseParameterKey, parameterIssue } from '../../runtimes/docker/container-config.ts';
-import { nullsAsAbsent } from './common.ts';
+import { boundedJson, boundedRecord, LIMITS, list, nullsAsAbsent, text } from './common.ts';
 
 /** Jackson reads "true"/"false" as booleans; Singularity's UI sends them so. */
 const boolish = z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]);
 /** Jackson reads "8080" as an int; Singularity's UI sends port numbers as text. */
 const intish = z
-  .union([z.int(), z.string().regex(/^\d+$/, { error: 'must be an integer' }).transform(Number)])
+  .union([z.int(), z.string().max(10).regex(/^\d+$/, { error: 'must be an integer' }).transform(Number)])
   .pipe(z.int().min(0).max(65535));
 const absolutePath = z
   .string()
@@ -36,6 +36,7 @@ const portMappingSchema = nullsAsAbsent(
     hostPort: intish,
     protocol: z
       .string()
+      .max(10)
       .transform((s) => s.toLowerCase())
       .pipe(z.enum(['tcp', 'udp'], { error: 'must be tcp or udp' }))
       .default('tcp'),
@@ -62,12 +63,13 @@ const volumeSchema = nullsAsAbsent(
         type: z.enum(['DOCKER_VOLUME', 'UNKNOWN']).default('UNKNOWN'),
         dockerVolume: nullsAsAbsent(
           z.strictObject({
-            driver: z.string().min(1).optional(),
+            driver: z.string().min(1).max(LIMITS.name).optional(),
             name: z
               .string()
+              .max(LIMITS.name)
               .regex(/^[A-Za-z0-9][A-Za-z0-9_.%-]*$/, { error: 'must be a Docker volume name (%i is the instance number)' })
               .optional(),
-            driverOptions: z.record(z.string(), z.string()).optional(),
+            driverOptions: boundedRecord(text(LIMITS.name), text(4096), LIMITS.list).optional(),
           }),
         ).optional(),
       }),
@@ -85,7 +87,7 @@ const dockerSchema = nullsAsAbsent(
       .max(100)
       .default(() => []),
     forcePullImage: boolish.default(false),
-    parameters: z.record(z.string(), z.string()).optional().describe('Deprecated map form of dockerParameters'),
+    parameters: boundedRecord(text(200), text(4096), 200).optional().describe('Deprecated map form of dockerParameters'),
     dockerParameters: z.array(parameterSchema).max(200).optional(),
     volumes: z.array(volumeSchema).max(100).optional().describe("Singularity's UI puts volumes here; read as containerInfo.volumes"),
   }),
@@ -96,8 +98,8 @@ export const containerInfoSchema = nullsAsAbsent(
     type: z.enum(CONTAINER_TYPES).default('MESOS'),
     docker: dockerSchema.optional(),
     volumes: z.array(volumeSchema).max(100).optional(),
-    mesos: nullsAsAbsent(z.strictObject({ image: z.unknown().optional() })).optional(),
-    networkInfos: z.array(z.unknown()).optional(),
+    mesos: nullsAsAbsent(z.strictObject({ image: boundedJson().optional() })).optional(),
+    networkInfos: list(boundedJson()).optional(),
   }),
 );
 

@@ -12,14 +12,21 @@ import {
 } from '../../core/model.ts';
 import {
   attachWarnings,
+  boundedJson,
+  boundedRecord,
   compact,
   conflict,
+  count,
   describeInput,
   ignoredFields,
+  LIMITS,
+  list,
+  millis,
   nonEmpty,
   nullsAsAbsent,
   seconds,
   splitIgnored,
+  text,
   type Issue,
 } from './common.ts';
 import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
@@ -71,25 +78,32 @@ export const deployIdSchema = z
   .regex(/^[A-Za-z0-9_.]+$/, { error: 'must be 1-50 characters of [A-Za-z0-9_.]' })
   .max(50, { error: 'must be 1-50 characters of [A-Za-z0-9_.]' });
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
-const envSchema = z.record(envName, z.string());
-const httpUrl = z.string().refine((s) => /^https?:\/\//.test(s) && URL.canParse(s), { error: 'must be an http:// or https:// URL' });
+const envName = z
+  .string()
+  .max(LIMITS.envName)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
+const envSchema = boundedRecord(envName, text(LIMITS.envValue), LIMITS.envKeys);
+const httpUrl = z
+  .string()
+  .max(LIMITS.url)
+  .refine((s) => /^https?:\/\//.test(s) && URL.canParse(s), { error: 'must be an http:// or https:// URL' });
 const statusCode = z.int().min(100).max(599);
+const portIndex = () => count(0, LIMITS.ports - 1);
 
 const resourcesSchema = nullsAsAbsent(
   z.strictObject({
-    cpus: z.number().gt(0).default(D.resources.cpus),
-    memoryMb: z.number().gt(0).default(D.resources.memoryMb),
-    numPorts: z.int().min(0).default(D.resources.numPorts),
-    diskMb: z.number().min(0).default(D.resources.diskMb),
+    cpus: z.number().gt(0).max(LIMITS.cpus).default(D.resources.cpus),
+    memoryMb: z.number().gt(0).max(LIMITS.megabytes).default(D.resources.memoryMb),
+    numPorts: count(0, LIMITS.ports).default(D.resources.numPorts),
+    diskMb: z.number().min(0).max(LIMITS.megabytes).default(D.resources.diskMb),
   }),
 );
 
 const H = D.healthcheck;
 const healthcheckSchema = nullsAsAbsent(
   z.strictObject({
-    uri: nonEmpty(),
-    portIndex: z.int().min(0).default(H.portIndex),
+    uri: nonEmpty(LIMITS.url),
+    portIndex: portIndex().default(H.portIndex),
     portNumber: z.int().min(1).max(65535).optional(),
     protocol: z.enum(['HTTP', 'HTTPS']).default(H.protocol),
     method: z.enum(['GET', 'POST']).default(H.method),
@@ -98,8 +112,8 @@ const healthcheckSchema = nullsAsAbsent(
     startupIntervalSeconds: seconds(1).default(H.startupIntervalSeconds),
     intervalSeconds: seconds(1).default(H.intervalSeconds),
     responseTimeoutSeconds: seconds(1).default(H.responseTimeoutSeconds),
-    maxRetries: z.int().min(0).default(H.maxRetries),
-    failureStatusCodes: z.array(statusCode).default(() => [...H.failureStatusCodes]),
+    maxRetries: count().default(H.maxRetries),
+    failureStatusCodes: list(statusCode).default(() => [...H.failureStatusCodes]),
   }),
 );
 
@@ -107,11 +121,11 @@ const C = D.canaryDeploySettings;
 const canarySchema = nullsAsAbsent(
   z.strictObject({
     enableCanaryDeploy: z.boolean().default(C.enableCanaryDeploy),
-    instanceGroupSize: z.int().min(1).default(C.instanceGroupSize),
+    instanceGroupSize: count(1, LIMITS.instances).default(C.instanceGroupSize),
     acceptanceMode: z.enum(ACCEPTANCE_MODES).default(C.acceptanceMode),
-    waitMillisBetweenGroups: z.int().min(0).default(C.waitMillisBetweenGroups),
-    allowedTasksFailuresPerGroup: z.int().min(0).default(C.allowedTasksFailuresPerGroup),
-    canaryCycleCount: z.int().min(1).default(C.canaryCycleCount),
+    waitMillisBetweenGroups: millis().default(C.waitMillisBetweenGroups),
+    allowedTasksFailuresPerGroup: count().default(C.allowedTasksFailuresPerGroup),
+    canaryCycleCount: count(1, 1000).default(C.canaryCycleCount),
   }),
 );
 
@@ -130,9 +144,9 @@ const acceptanceCheckSchema = nullsAsAbsent(
         type: z.literal('http'),
         url: httpUrl,
         method: z.enum(['GET', 'POST']).default('GET'),
-        expectStatus: z.array(statusCode).min(1).optional(),
-        jsonPath: nonEmpty().optional(),
-        equals: z.unknown().optional(),
+        expectStatus: list(statusCode).min(1).optional(),
+        jsonPath: nonEmpty(LIMITS.path).optional(),
+        equals: boundedJson().optional(),
       })
       .superRefine((c, ctx) => {
         // `equals` may legitimately be null, so presence is checked with `in`.
@@ -141,14 +155,14 @@ const acceptanceCheckSchema = nullsAsAbsent(
         if (c.jsonPath === undefined && 'equals' in c)
           ctx.addIssue({ code: 'custom', path: ['jsonPath'], message: 'is required with equals' });
       }),
-    z.strictObject({ ...checkCommon, type: z.literal('command'), command: nonEmpty() }),
+    z.strictObject({ ...checkCommon, type: z.literal('command'), command: nonEmpty(LIMITS.command) }),
     z.strictObject({ ...checkCommon, type: z.literal('manual') }),
     z
       .strictObject({
         ...checkCommon,
         type: z.literal('prometheus'),
         url: httpUrl,
-        query: nonEmpty(),
+        query: nonEmpty(LIMITS.message),
         max: z.number().optional(),
         min: z.number().optional(),
         // threshold: the query's value against max/min; old-deploy: the new deploy's value
@@ -163,40 +177,44 @@ const acceptanceCheckSchema = nullsAsAbsent(
 );
 
 // Singularity's artifact list (SingularityMesosArtifact); the process runtime fetches them.
-const urisSchema = z.array(
+const urisSchema = list(
   z.union([
-    z.string().min(1),
+    nonEmpty(LIMITS.url),
     nullsAsAbsent(
       z.strictObject({
-        uri: z.string().min(1),
+        uri: nonEmpty(LIMITS.url),
         cache: z.boolean().optional(),
         executable: z.boolean().optional(),
         extract: z.boolean().optional(),
-        outputFile: z.string().min(1).optional(),
+        outputFile: nonEmpty(LIMITS.path).optional(),
       }),
     ),
   ]),
 );
 
 const legacyHealthcheckShape = {
-  healthcheckUri: nonEmpty().optional(),
-  healthcheckPortIndex: z.int().min(0).optional(),
+  healthcheckUri: nonEmpty(LIMITS.url).optional(),
+  healthcheckPortIndex: portIndex().optional(),
   healthcheckProtocol: z.enum(['HTTP', 'HTTPS']).optional(),
   healthcheckIntervalSeconds: seconds(1).optional(),
   healthcheckTimeoutSeconds: seconds(1).optional(),
-  healthcheckMaxRetries: z.int().min(0).optional(),
+  healthcheckMaxRetries: count().optional(),
 };
 
 const deployShape = z.strictObject({
   requestId: requestIdSchema,
   id: deployIdSchema,
-  command: nonEmpty().optional(),
-  arguments: z.array(z.string()).optional(),
+  command: nonEmpty(LIMITS.command).optional(),
+  arguments: list(text(LIMITS.command), LIMITS.arguments).optional(),
   env: envSchema.default(() => ({})),
-  taskEnv: z.record(z.string().regex(/^[0-9]+$/, { error: 'taskEnv keys are instance numbers' }), envSchema).default(() => ({})),
+  taskEnv: boundedRecord(
+    z.string().regex(/^[0-9]{1,7}$/, { error: 'taskEnv keys are instance numbers' }),
+    envSchema,
+    LIMITS.taskEnvInstances,
+  ).default(() => ({})),
   resources: resourcesSchema.default(() => ({ ...D.resources })),
-  metadata: z.record(z.string(), z.string()).optional(),
-  version: z.string().optional(),
+  metadata: boundedRecord(text(LIMITS.name), text(LIMITS.metadataValue), LIMITS.metadataKeys).optional(),
+  version: text().optional(),
   shell: z
     .boolean()
     .optional()
@@ -214,25 +232,25 @@ const deployShape = z.strictObject({
   deployHealthTimeoutSeconds: seconds(1).default(D.deployHealthTimeoutSeconds),
   skipHealthchecksOnDeploy: z.boolean().default(D.skipHealthchecksOnDeploy),
 
-  serviceBasePath: z.string().regex(/^\//, { error: 'must start with /' }).optional(),
-  loadBalancerGroups: z.array(nonEmpty()).optional(),
+  serviceBasePath: text(LIMITS.path).regex(/^\//, { error: 'must start with /' }).optional(),
+  loadBalancerGroups: list(nonEmpty()).optional(),
   // Not defaulted here: whether it was given decides whether it is checked against numPorts.
-  loadBalancerPortIndex: z.int().min(0).optional().meta({ default: D.loadBalancerPortIndex }),
-  loadBalancerOptions: z.record(z.string(), z.unknown()).optional(),
-  loadBalancerDomains: z.array(nonEmpty()).optional(),
-  loadBalancerAdditionalRoutes: z.array(nonEmpty()).optional(),
+  loadBalancerPortIndex: portIndex().optional().meta({ default: D.loadBalancerPortIndex }),
+  loadBalancerOptions: boundedRecord(text(LIMITS.name), boundedJson(), LIMITS.list).optional(),
+  loadBalancerDomains: list(nonEmpty()).optional(),
+  loadBalancerAdditionalRoutes: list(nonEmpty(LIMITS.path)).optional(),
   loadBalancerServiceIdOverride: nonEmpty().optional(),
   loadBalancerUpstreamGroup: nonEmpty().default(D.loadBalancerUpstreamGroup),
   loadBalancerTimeoutSeconds: seconds(1).default(D.loadBalancerTimeoutSeconds),
 
   canaryDeploySettings: canarySchema.optional(),
   canarySettings: canarySchema.optional().describe('Alias of canaryDeploySettings (the key Singularity docs print).'),
-  deployInstanceCountPerStep: z.int().min(1).optional().describe('Legacy: canary on, instanceGroupSize.'),
-  deployStepWaitTimeMs: z.int().min(0).optional().describe('Legacy: acceptanceMode TIMED, waitMillisBetweenGroups.'),
-  maxTaskRetries: z.int().min(0).optional().describe('Legacy: allowedTasksFailuresPerGroup.'),
+  deployInstanceCountPerStep: count(1, LIMITS.instances).optional().describe('Legacy: canary on, instanceGroupSize.'),
+  deployStepWaitTimeMs: millis().optional().describe('Legacy: acceptanceMode TIMED, waitMillisBetweenGroups.'),
+  maxTaskRetries: count().optional().describe('Legacy: allowedTasksFailuresPerGroup.'),
   autoAdvanceDeploySteps: z.boolean().optional().describe('Legacy: false means acceptanceMode MANUAL.'),
 
-  acceptanceChecks: z.array(acceptanceCheckSchema).default(() => []),
+  acceptanceChecks: list(acceptanceCheckSchema, LIMITS.acceptanceChecks).default(() => []),
   acceptanceTimeoutSeconds: seconds(1).default(D.acceptanceTimeoutSeconds),
 
   ...ignoredFields(IGNORED_DEPLOY_FIELDS),

@@ -21,6 +21,7 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['RollbackBody', schemas.rollback],
     ['KillTaskBody', schemas.killTask],
     ['HostChangeBody', schemas.hostChange],
+    ['CreateTokenBody', schemas.createToken],
   ];
   return Object.fromEntries(
     entries.map(([name, schema]) => {

@@ -1,7 +1,21 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
 import { AGENT_PLACEMENTS, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
-import { attachWarnings, conflict, describeInput, compact, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import {
+  attachWarnings,
+  boundedRecord,
+  conflict,
+  count,
+  describeInput,
+  compact,
+  ignoredFields,
+  LIMITS,
+  list,
+  nonEmpty,
+  nullsAsAbsent,
+  splitIgnored,
+  text,
+} from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
 export const REQUEST_DEFAULTS = { instances: 1, loadBalanced: false } as const;
@@ -13,21 +27,21 @@ export const requestIdSchema = z
 
 // Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
 const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
-const cronSchema = z.string().refine(
-  (s) => {
-    const fields = s.trim().split(/\s+/);
-    return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
-  },
-  { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
-);
+const cronSchema = z
+  .string()
+  .max(LIMITS.name)
+  .refine(
+    (s) => {
+      const fields = s.trim().split(/\s+/);
+      return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
+    },
+    { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
+  );
 
 const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'attribute names are 1-100 characters of [A-Za-z0-9_.-]' });
-const attributes = z
-  .record(attributeName, z.string().max(200))
-  .refine((a) => Object.keys(a).length <= 50, { error: 'at most 50 attributes' })
-  .describe(
-    'host attributes (--docker-host attr.<k>=<v>), all of which a host must have (required) or one of which it is preferred for (allowed)',
-  );
+const attributes = boundedRecord(attributeName, text(), LIMITS.metadataKeys).describe(
+  'host attributes (--docker-host attr.<k>=<v>), all of which a host must have (required) or one of which it is preferred for (allowed)',
+);
 const placement = z.enum(AGENT_PLACEMENTS).describe("how instances share hosts (Singularity's agentPlacement)");
 
 // Singularity's older spellings, read as the new ones (its own JSON carries both, equal).
@@ -40,20 +54,16 @@ const ALIASES = [
 const requestShape = z.strictObject({
   id: requestIdSchema,
   requestType: z.enum(REQUEST_TYPES),
-  instances: z.int().gt(0).default(REQUEST_DEFAULTS.instances),
+  instances: z.int().gt(0).max(LIMITS.instances).default(REQUEST_DEFAULTS.instances),
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
-  owners: z.array(z.string().min(1)).optional(),
+  owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
-  numRetriesOnFailure: z.int().min(0).optional(),
+  numRetriesOnFailure: count().optional(),
   skipHealthchecks: z.boolean().optional(),
   agentPlacement: placement.optional(),
   slavePlacement: placement.optional(),
   rackSensitive: z.boolean().optional().describe('spread instances evenly over the racks of the hosts that take tasks'),
-  rackAffinity: z
-    .array(z.string().min(1).max(100))
-    .max(100)
-    .optional()
-    .describe('racks (a host’s rack= or attr.rack) the tasks may run in'),
+  rackAffinity: list(nonEmpty()).optional().describe('racks (a host’s rack= or attr.rack) the tasks may run in'),
   requiredAgentAttributes: attributes.optional(),
   requiredSlaveAttributes: attributes.optional(),
   allowedAgentAttributes: attributes.optional(),

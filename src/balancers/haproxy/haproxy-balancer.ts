@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
@@ -43,7 +44,8 @@ import {
   type StatRow,
 } from './runtime-api.ts';
 
-export interface HaproxyBalancerOptions {
+/** Client limits (limits.ts) are written into the configuration (maxconn, tune.bufsize, timeouts). */
+export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
   /** managed (default): Fledge runs HAProxy; attached: the user does */
   mode?: 'managed' | 'attached';
   /** managed: config, maps, sockets and state go to <dataDir>/haproxy */
@@ -72,6 +74,8 @@ export interface HaproxyBalancerOptions {
   connectTimeoutMs?: number;
   upstreamIdleTimeoutMs?: number;
   maxRememberedOperations?: number;
+  /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are deleted */
+  trustForwardedFrom?: readonly string[];
   /**
    * managed: stop HAProxy when the balancer closes. Default false: HAProxy keeps serving while
    * Fledge is down and the next Fledge adopts it. shutdown() stops it either way.
@@ -185,6 +189,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #cmdTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #serverTimeoutMs: number;
+  readonly #limits: ClientLimits;
+  readonly #trustForwardedFrom: readonly string[];
   readonly #logger: Logger;
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, ServiceEntry>();
@@ -213,6 +219,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#cmdTimeoutMs = options.commandTimeoutMs ?? 5_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     this.#serverTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
+    this.#limits = clientLimits(options);
+    this.#trustForwardedFrom = options.trustForwardedFrom ?? [];
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
     this.#stopOnClose = options.stopOnClose ?? false;
@@ -226,7 +234,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         join(dir, 'master.sock').length > 100
           ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`)
           : dir;
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       mkdirSync(sockDir, { recursive: true, mode: 0o700 });
       this.paths = {
         runtimeSocket: join(sockDir, 'haproxy.sock'),
@@ -834,6 +842,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         hardStopAfterMs: this.#drainTimeoutMs + 10_000,
         connectTimeoutMs: this.#connectTimeoutMs,
         serverTimeoutMs: this.#serverTimeoutMs,
+        limits: this.#limits,
+        trustForwardedFrom: this.#trustForwardedFrom,
         backends,
       }),
     );

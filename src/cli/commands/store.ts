@@ -41,10 +41,11 @@ export function registerStore(program: Command, ctx: Ctx): void {
     .command('backup <file>')
     .description("back a SQLite store up into FILE while Fledge runs (SQLite's online backup); for PostgreSQL use pg_dump")
     .option('--store <store>', 'sqlite:<data dir or file> (default: FLEDGE_STORE, else the data dir)')
-    .option('--data-dir <dir>', 'the data dir whose fledge.db to back up (default: FLEDGE_DATA_DIR or ./.fledge)')
     .option('--force', 'overwrite FILE')
     .option('--json', 'print the counts as JSON');
-  backup.action(async (file: string, opts: { store?: string; dataDir?: string; force?: boolean }) => {
+  // --data-dir (the data dir whose fledge.db to back up) is the global option every command has.
+  backup.action(async (file: string, local: { store?: string; force?: boolean }) => {
+    const opts = { ...local, dataDir: backup.optsWithGlobals<{ dataDir?: string }>().dataDir };
     const { parseStoreSpec, redactUrl, StoreSpecError } = await import('../../store/spec.ts');
     const { backupSqlite, StoreCopyError } = await import('../../store/copy.ts');
     const spec = opts.store ?? (ctx.env.FLEDGE_STORE || undefined);

@@ -261,13 +261,15 @@ export class ProcessRuntime implements Runtime {
   }
 
   async #spawn(spec: TaskSpec, sandbox: string, argv: string[], env: Record<string, string>, ports: number[]): Promise<StartResult> {
-    mkdirSync(sandbox, { recursive: true });
+    // The sandbox holds the task's env (task.json) and output: its owner's only. Created with
+    // these modes (not chmod-ed after), so there is no moment another user could read them.
+    mkdirSync(sandbox, { recursive: true, mode: 0o700 });
     // Leftovers of an attempt that died before task.json was written must not read as this run's exit.
     rmSync(path.join(sandbox, EXIT_FILE), { force: true });
     rmSync(path.join(sandbox, SERVICE_PID_FILE), { force: true });
     const cgroup = createTaskCgroup(this.#cgroupRoot, spec.taskId);
-    const out = openSync(path.join(sandbox, 'stdout'), 'a');
-    const err = openSync(path.join(sandbox, 'stderr'), 'a');
+    const out = openSync(path.join(sandbox, 'stdout'), 'a', 0o600);
+    const err = openSync(path.join(sandbox, 'stderr'), 'a', 0o600);
     let child: ChildProcess;
     try {
       child = spawn('/bin/sh', ['-c', WRAPPER, 'fledge-task', cgroup ? path.join(cgroup, 'cgroup.procs') : '-', ...argv], {

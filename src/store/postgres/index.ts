@@ -39,6 +39,9 @@ import {
   type Store,
   type StoreRows,
   type TaskQuery,
+  type AuditQuery,
+  type AuditRecord,
+  type TokenRecord,
 } from '../types.ts';
 import { applicationName, PgCluster } from './cluster.ts';
 import { storeError } from './errors.ts';
@@ -313,6 +316,30 @@ export class PostgresStore implements Store {
   }
   ensureMeta(key: string, value: string): Promise<string> {
     return this.#use('ensure meta', (db) => this.#q.ensureMeta(db, key, value));
+  }
+  createToken(token: TokenRecord): Promise<void> {
+    return this.#use('create token', (db) => this.#q.createToken(db, token));
+  }
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    return this.#use('find token', (db) => this.#q.findTokenByHash(db, hash));
+  }
+  listTokens(): Promise<TokenRecord[]> {
+    return this.#use('list tokens', (db) => this.#q.listTokens(db));
+  }
+  revokeToken(name: string): Promise<boolean> {
+    return this.#use('revoke token', (db) => this.#q.revokeToken(db, name));
+  }
+  touchToken(id: string, at: number): Promise<void> {
+    return this.#use('touch token', (db) => this.#q.touchToken(db, id, at));
+  }
+  recordAudit(entry: AuditRecord): Promise<void> {
+    return this.#use('record audit', (db) => this.#q.recordAudit(db, entry));
+  }
+  listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+    return this.#use('list audit', (db) => this.#q.listAudit(db, query));
+  }
+  pruneAudit(keep: number): Promise<number> {
+    return this.#use('prune audit', (db) => this.#q.pruneAudit(db, keep));
   }
 
   async close(): Promise<void> {

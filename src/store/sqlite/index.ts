@@ -1,7 +1,7 @@
 // The embedded store: one SQLite file (WAL) used by one scheduler. Its queries are the shared
 // ones in ../sql; this file opens the database, runs its migrations and provides the
 // single-scheduler cluster (a lease that is always held).
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -23,6 +23,9 @@ import {
   type Store,
   type StoreRows,
   type TaskQuery,
+  type AuditQuery,
+  type AuditRecord,
+  type TokenRecord,
 } from '../types.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -50,7 +53,7 @@ export class SqliteStore implements Store {
   readonly #locks = new KeyedMutex();
 
   constructor(options: SqliteStoreOptions) {
-    if (options.filename !== ':memory:' && !options.readonly) mkdirSync(dirname(options.filename), { recursive: true });
+    if (options.filename !== ':memory:' && !options.readonly) prepareDatabaseFile(options.filename);
     this.description = `sqlite:${options.filename}`;
     this.#raw = new Database(options.filename, options.readonly ? { readonly: true, fileMustExist: true } : {});
     if (!options.readonly) {
@@ -147,8 +150,45 @@ export class SqliteStore implements Store {
   ensureMeta(key: string, value: string): Promise<string> {
     return this.#q.ensureMeta(this.#db, key, value);
   }
+  createToken(token: TokenRecord): Promise<void> {
+    return this.#q.createToken(this.#db, token);
+  }
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    return this.#q.findTokenByHash(this.#db, hash);
+  }
+  listTokens(): Promise<TokenRecord[]> {
+    return this.#q.listTokens(this.#db);
+  }
+  revokeToken(name: string): Promise<boolean> {
+    return this.#q.revokeToken(this.#db, name);
+  }
+  touchToken(id: string, at: number): Promise<void> {
+    return this.#q.touchToken(this.#db, id, at);
+  }
+  recordAudit(entry: AuditRecord): Promise<void> {
+    return this.#q.recordAudit(this.#db, entry);
+  }
+  listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+    return this.#q.listAudit(this.#db, query);
+  }
+  pruneAudit(keep: number): Promise<number> {
+    return this.#q.pruneAudit(this.#db, keep);
+  }
 
   async close(): Promise<void> {
     await this.#db.destroy();
+  }
+}
+
+/**
+ * The database holds deploy env values (secrets): it is created 0600 before SQLite opens it,
+ * and SQLite gives its -wal and -shm files the database file's mode. A file left by an older
+ * version with a looser mode is tightened.
+ */
+function prepareDatabaseFile(filename: string): void {
+  mkdirSync(dirname(filename), { recursive: true, mode: 0o700 });
+  closeSync(openSync(filename, 'a', 0o600));
+  for (const file of [filename, `${filename}-wal`, `${filename}-shm`]) {
+    if (existsSync(file) && (statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
   }
 }
