@@ -143,9 +143,28 @@ export interface TaskHealth {
 
 export type LbOpState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';
 
+/**
+ * The latest ADD and REMOVE operation of one task, with the state each ended in (or WAITING).
+ * Written by the engine when it issues an operation and when the operation settles, whoever
+ * issued it (a deploy's, the request's own, or one a deploy handed over when it ended).
+ */
 export interface TaskLbState {
   add?: { operationId: string; state: LbOpState; timestamp: number };
   remove?: { operationId: string; state: LbOpState; timestamp: number };
+}
+
+/** An LB operation the request step owns until the balancer reports how it ended. */
+export interface LbOperationRef {
+  operationId: string;
+  /** task ids it adds and removes */
+  add: string[];
+  remove: string[];
+  startedAt: number;
+  /**
+   * A cancel was asked (it timed out, or the deploy that issued it ended with it in flight):
+   * it is never re-applied, and one the balancer does not know (it restarted) counts as CANCELED.
+   */
+  canceling?: boolean;
 }
 
 export interface TaskUpdate {
@@ -198,7 +217,13 @@ export interface RequestRecord {
   /** crash-loop backoff per instance number: next start not before `until` */
   backoff?: Record<string, { failures: number; until: number; lastTaskId: string }>;
   /** the steady-state LB operation in flight (the pending deploy keeps its own) */
-  lbOperation?: { operationId: string; add: string[]; remove: string[]; startedAt: number };
+  lbOperation?: LbOperationRef;
+  /**
+   * Operations a deploy ended with in flight (cancel, reject, LB timeout, failure), handed over
+   * to the request step: it cancels them and records their real outcome on every task they add
+   * or remove before the LB membership changes again.
+   */
+  lbHandedOver?: LbOperationRef[];
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
   timestamp: number;

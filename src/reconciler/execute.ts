@@ -10,7 +10,6 @@ import { isLive, type Deploy, type HealthResult, type HealthState, type TaskReco
 import type { Logger } from '../logger.ts';
 import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
-import { inLb } from '../core/tasks.ts';
 import type { CheckRunner } from './checks.ts';
 import type { KeyedMutex } from './locks.ts';
 
@@ -325,8 +324,16 @@ export class Executor {
     return { service, upstreams };
   }
 
-  /** Latest known state of an operation; re-applies one the balancer forgot (restart). */
-  async observeLbOperation(requestId: string, operationId: string, add: string[], remove: string[]) {
+  /**
+   * Latest known state of an operation. One the balancer forgot (it restarted) is applied again
+   * — unless it is being cancelled: then none of it is in effect beyond what the restart
+   * restored, which is what a cancel leaves, so it reads as CANCELED.
+   */
+  async observeLbOperation(
+    requestId: string,
+    op: { operationId: string; add: string[]; remove: string[]; canceling?: boolean },
+  ): Promise<{ state: LbOperationStatus['state']; message?: string } | undefined> {
+    const { operationId } = op;
     this.#lbRequest.set(operationId, requestId);
     const known = this.#lbStates.get(operationId);
     if (known) return { state: known.state, ...(known.message ? { message: known.message } : {}) };
@@ -336,7 +343,10 @@ export class Executor {
       this.#lbStates.set(operationId, status);
       return { state: status.state, ...(status.message ? { message: status.message } : {}) };
     }
-    this.run(requestId, { kind: 'lbApply', operationId, add, remove });
+    if (op.canceling) {
+      return { state: 'CANCELED', message: 'unknown to the balancer (it restarted) while being canceled' };
+    }
+    this.run(requestId, { kind: 'lbApply', operationId, add: op.add, remove: op.remove });
     return undefined;
   }
 
@@ -389,9 +399,20 @@ export class Executor {
     const balancer = this.#d.balancer;
     if (!balancer) return;
     const byRequest = new Map<string, string[]>();
+    const forgotten = new Map<string, boolean>();
+    const balancerForgot = async (operationId: string) => {
+      let known = forgotten.get(operationId);
+      if (known === undefined) forgotten.set(operationId, (known = (await balancer.state(operationId)) === undefined));
+      return known;
+    };
     for (const t of tasks) {
-      // Only settled members: a removal in flight is re-applied from its own record, not undone here.
-      if (inLb(t)) {
+      // Members, and members whose removal was in flight if the balancer forgot that removal:
+      // it is applied again from its record, or, if it was being cancelled, reads as CANCELED —
+      // which leaves them in. A removal the balancer still knows goes on; its outcome is observed.
+      const removal = t.lb.remove;
+      const member =
+        t.lb.add?.state === 'SUCCESS' && (!removal || (removal.state === 'WAITING' && (await balancerForgot(removal.operationId))));
+      if (member) {
         byRequest.set(t.taskId.requestId, [...(byRequest.get(t.taskId.requestId) ?? []), t.taskId.id]);
       }
     }
