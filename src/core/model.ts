@@ -33,6 +33,11 @@ export interface HealthcheckOptions {
   responseTimeoutSeconds: number;
   maxRetries: number;
   failureStatusCodes: number[];
+  /**
+   * Fledge's own: keep probing every intervalSeconds once the task is healthy, for as long as it
+   * runs (absent: true). false: the first verdict is final, as in Singularity.
+   */
+  checkWhileRunning?: boolean;
 }
 
 export const ACCEPTANCE_MODES = ['NONE', 'TIMED', 'CHECKS', 'MANUAL'] as const;
@@ -128,17 +133,28 @@ export interface HealthResult {
   errorMessage?: string;
   /** true while the port still refuses connections */
   startup: boolean;
+  /** no response within responseTimeoutSeconds */
+  timedOut?: boolean;
 }
 
 export type HealthState = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY';
 
+/** Written by the executor from every probe result (core/health.ts recordHealthResult). */
 export interface TaskHealth {
   state: HealthState;
   /** why UNHEALTHY, in deploys.md words */
   message?: string;
   /** when the task became HEALTHY */
   healthyAt?: number;
+  /** the latest results, oldest first (bounded: the counters below cover the rest) */
   results: HealthResult[];
+  /** when the latest probe ended */
+  lastCheckAt?: number;
+  /** failed probes in a row while running (0 after a pass); the task is replaced past maxRetries */
+  consecutiveFailures?: number;
+  /** every probe of this task, and the failed ones among them */
+  checks?: number;
+  failedChecks?: number;
 }
 
 export type LbOpState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';

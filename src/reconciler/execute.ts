@@ -1,29 +1,29 @@
 // Runs the engine's actions against the runtime, balancer and checks, and turns what they
 // report (exits, health results, LB states) back into persisted task state. Every action is
 // idempotent and deduplicated while in flight.
+//
+// Nothing here is fire-and-forget: every piece of background work (an exit to record, a health
+// result to write, an action) is tracked, so idle() and close() wait for it, and its errors are
+// handled where they happen. While the store is unavailable (busy, restarting) a task update is
+// retried with back-off until it lands — an exit seen during an outage is applied afterwards —
+// and a failed action asks for its request to be looked at again later. Health results are
+// coalesced: at most one write per task in flight, later results folded into the next one, so a
+// slow store never piles up work and the probes never wait for it.
 import type { Balancer, LbOperationStatus, Upstream } from '../balancers/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
+import { checksWhileRunning, recordHealthResults, type HealthAssessment } from '../core/health.ts';
+import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState } from '../core/model.ts';
+import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
 import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
-import type { Store } from '../store/types.ts';
+import { StoreUnavailableError, type Store } from '../store/types.ts';
 import type { CheckRunner } from './checks.ts';
 import type { KeyedMutex } from './locks.ts';
 
-/** What the loop needs of health checking; results come back through onHealthResult. */
-export interface HealthWatcher {
-  watch(
-    task: { taskId: string; host: string; ports: number[]; runningAt: number },
-    options: Deploy['healthcheck'],
-    considerHealthyAfterRunningForSeconds: number,
-    previous: HealthResult[],
-  ): { state: HealthState; message?: string } | void;
-  unwatch(taskId: string): void;
-  close(): Promise<void>;
-}
+export type { HealthWatcher } from '../health/types.ts';
 
 /** The backends and settings the loop is built from (and hands on to its executor). */
 export interface EngineDeps {
@@ -41,10 +41,22 @@ export interface ExecutorDeps extends EngineDeps {
   locks: KeyedMutex;
   events: EventBus;
   wake: (requestId: string) => void;
+  /** look at the request again at `at` (by the engine's clock) */
+  wakeAt: (requestId: string, at: number) => void;
 }
 
-const MAX_HEALTH_RESULTS = 20;
+/** The latest results kept on a task (its counters cover the rest). */
+export const MAX_HEALTH_RESULTS = 20;
 const UPSTREAM_HOST = '127.0.0.1';
+/** a write the store could not take is tried again, backing off from 50 ms to this */
+const STORE_RETRY_MAX_MS = 2_000;
+/** a failed action's request is looked at again after this */
+const ACTION_RETRY_MS = 1_000;
+
+interface PendingHealth {
+  results: HealthResult[];
+  assessment: Pick<HealthAssessment, 'state' | 'message' | 'consecutiveFailures' | 'healthyAt'>;
+}
 
 export class Executor {
   readonly #d: ExecutorDeps;
@@ -52,14 +64,27 @@ export class Executor {
   readonly #lbStates = new Map<string, LbOperationStatus>();
   /** request id of each LB operation we issued, to wake the right request */
   readonly #lbRequest = new Map<string, string>();
+  /** background work not tied to an action (exits, health writes): idle() waits for it */
+  readonly #background = new Set<Promise<unknown>>();
+  /** health results not written yet, per task */
+  readonly #pendingHealth = new Map<string, PendingHealth>();
+  /** the write in flight per task */
+  readonly #healthWriters = new Map<string, Promise<void>>();
+  #closed = false;
 
   constructor(deps: ExecutorDeps) {
     this.#d = deps;
-    deps.runtime.onExit((taskId, status) => void this.#recordExit(taskId, status));
+    deps.runtime.onExit((taskId, status) => this.#track(this.#recordExit(taskId, status), { taskId }, 'could not record a task exit'));
     deps.balancer?.onChange((status) => {
       this.#lbStates.set(status.operationId, status);
       const requestId = this.#lbRequest.get(status.operationId);
       if (requestId) deps.wake(requestId);
+    });
+    deps.balancer?.onUpstreamEvent?.((event) => {
+      if (event.kind !== 'EJECTED') return;
+      // The balancer stopped routing to it after failures in a row: find out now whether it is broken.
+      deps.logger.warn({ ...event }, 'load balancer took a failing upstream out of rotation; probing its task now');
+      deps.health.probeNow(event.taskId);
     });
   }
 
@@ -72,9 +97,25 @@ export class Executor {
           : `${action.kind}:${action.operationId}`;
     if (this.#inflight.has(key)) return;
     const work = this.#execute(requestId, action)
-      .catch((err) => this.#d.logger.error({ err, requestId, action }, `action ${action.kind} failed`))
+      .catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError)
+          this.#d.logger.warn({ err: err.message, requestId, action }, `action ${action.kind} waits for the store`);
+        else this.#d.logger.error({ err, requestId, action }, `action ${action.kind} failed`);
+        // Actions are derived from stored state on every pass: looking again is the retry.
+        if (!this.#closed) this.#d.wakeAt(requestId, this.#d.clock.now() + ACTION_RETRY_MS);
+      })
       .finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, work);
+  }
+
+  /** Background work whose failure is logged where it happens; idle() and close() wait for it. */
+  #track(work: Promise<unknown>, context: Record<string, unknown>, what: string): void {
+    const p = work
+      .catch((err: unknown) => {
+        if (!this.#closed) this.#d.logger.error({ err, ...context }, what);
+      })
+      .finally(() => this.#background.delete(p));
+    this.#background.add(p);
   }
 
   async #execute(requestId: string, action: Action): Promise<void> {
@@ -175,41 +216,88 @@ export class Executor {
     }
   }
 
+  /**
+   * Health checks for a task that runs: until its first verdict, and — once HEALTHY, with
+   * checkWhileRunning — for as long as it runs (also after a restart, from its stored counters).
+   * Tasks whose checks are skipped (request skipHealthchecks, deploy skipHealthchecksOnDeploy)
+   * are healthy at once and not checked while running either.
+   */
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
-    if (task.health.state !== 'UNKNOWN' || task.cleanup) return;
-    const request = task.taskId.requestId;
-    void this.#d.store.getRequest(request).then((record) => {
-      if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
-        void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
-        return;
-      }
-      const verdict = this.#d.health.watch(
-        { taskId: task.taskId.id, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
-        deploy.healthcheck,
-        deploy.considerHealthyAfterRunningForSeconds,
-        task.health.results,
-      );
-      // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
-      if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict);
-    });
+    if (task.cleanup || task.health.state === 'UNHEALTHY') return;
+    if (task.health.state === 'HEALTHY' && !checksWhileRunning(deploy.healthcheck)) return;
+    const taskId = task.taskId.id;
+    const work = this.#retrying(`start health checks of ${taskId}`, () => this.#d.store.getRequest(task.taskId.requestId)).then(
+      async (record) => {
+        if (this.#closed) return;
+        if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
+          if (task.health.state !== 'HEALTHY')
+            await this.onHealthResult(taskId, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
+          return;
+        }
+        const verdict = this.#d.health.watch(
+          { taskId, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          deploy.healthcheck,
+          deploy.considerHealthyAfterRunningForSeconds,
+          {
+            results: task.health.results,
+            state: task.health.state,
+            ...(task.health.consecutiveFailures !== undefined ? { consecutiveFailures: task.health.consecutiveFailures } : {}),
+            ...(task.health.lastCheckAt !== undefined ? { lastCheckAt: task.health.lastCheckAt } : {}),
+          },
+        );
+        // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
+        if (verdict && verdict.state !== 'UNKNOWN' && verdict.state !== task.health.state) {
+          await this.onHealthResult(taskId, undefined, verdict);
+        }
+      },
+    );
+    this.#track(work, { taskId }, 'could not start health checks');
   }
 
-  /** A health probe answered (or the no-healthcheck timer passed). */
-  async onHealthResult(
-    taskId: string,
-    result: HealthResult | undefined,
-    assessment: { state: HealthState; message?: string },
-  ): Promise<void> {
-    const now = this.#d.clock.now();
-    await this.#updateTask(taskId, (t) => {
-      if (!isLive(t.state)) return undefined;
-      if (!result && t.health.state === assessment.state) return undefined;
-      const results = result ? [...t.health.results, result].slice(-MAX_HEALTH_RESULTS) : t.health.results;
-      const health = { ...t.health, results, state: assessment.state };
-      if (assessment.message) health.message = assessment.message;
-      if (assessment.state === 'HEALTHY' && t.health.healthyAt === undefined) health.healthyAt = now;
-      return { ...t, health };
+  /**
+   * A health probe answered (or the no-healthcheck timer passed). Queued and written in the
+   * background: one write per task at a time, results arriving meanwhile go into the next one.
+   * Resolves once this result is written (or the task is gone).
+   */
+  onHealthResult(taskId: string, result: HealthResult | undefined, assessment: HealthAssessment): Promise<void> {
+    const queued = this.#pendingHealth.get(taskId);
+    const verdict = {
+      state: assessment.state,
+      ...(assessment.message !== undefined ? { message: assessment.message } : {}),
+      ...(assessment.consecutiveFailures !== undefined ? { consecutiveFailures: assessment.consecutiveFailures } : {}),
+      ...(assessment.healthyAt !== undefined ? { healthyAt: assessment.healthyAt } : {}),
+    };
+    const results = [...(queued?.results ?? []), ...(result ? [result] : [])].slice(-MAX_HEALTH_RESULTS);
+    // A message or a healthy time said earlier in the batch is not lost to a later result that says none.
+    this.#pendingHealth.set(taskId, {
+      results,
+      assessment: {
+        ...(queued?.assessment.state === verdict.state ? queued.assessment : {}),
+        ...verdict,
+        ...(verdict.healthyAt === undefined && queued?.assessment.healthyAt !== undefined
+          ? { healthyAt: queued.assessment.healthyAt }
+          : {}),
+      },
     });
+    let writer = this.#healthWriters.get(taskId);
+    if (!writer) {
+      writer = this.#writeHealth(taskId).finally(() => this.#healthWriters.delete(taskId));
+      this.#healthWriters.set(taskId, writer);
+      this.#track(writer, { taskId }, 'could not write a health result');
+    }
+    return writer.catch(() => undefined);
+  }
+
+  async #writeHealth(taskId: string): Promise<void> {
+    for (let batch = this.#pendingHealth.get(taskId); batch; batch = this.#pendingHealth.get(taskId)) {
+      this.#pendingHealth.delete(taskId);
+      const { results, assessment } = batch;
+      await this.#updateTask(taskId, (t) => {
+        if (!isLive(t.state)) return undefined;
+        if (results.length === 0 && t.health.state === assessment.state) return undefined;
+        return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS) };
+      });
+    }
   }
 
   async #stopTask(taskId: string): Promise<void> {
@@ -241,8 +329,16 @@ export class Executor {
     if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
   }
 
-  /** Read-modify-write one task under its request's lock; publishes and wakes on change. */
-  async #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+  /**
+   * Read-modify-write one task under its request's lock; publishes and wakes on change. While
+   * the store is unavailable it is tried again (an exit or a verdict must not be lost to a busy
+   * or restarting store), until the executor closes.
+   */
+  #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    return this.#retrying(`update task ${taskId}`, () => this.#updateTaskOnce(taskId, change));
+  }
+
+  async #updateTaskOnce(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
     const requestId = (await this.#d.store.getTask(taskId))?.taskId.requestId;
     if (!requestId) return undefined;
     const next = await this.#d.locks.run(requestId, async () => {
@@ -258,6 +354,20 @@ export class Executor {
       this.#d.wake(requestId);
     }
     return next;
+  }
+
+  /** `fn`, tried again with back-off while the store is unavailable, until the executor closes. */
+  async #retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let delay = 50, attempt = 1; ; delay = Math.min(STORE_RETRY_MAX_MS, delay * 2), attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.#closed) throw err;
+        if (attempt === 1 || attempt % 10 === 0)
+          this.#d.logger.warn({ err: err.message, attempt }, `${what}: the store is unavailable; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   // ---- load balancer -------------------------------------------------------------------
@@ -424,12 +534,16 @@ export class Executor {
   }
 
   async idle(): Promise<void> {
-    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight.values()]);
+    while (this.#inflight.size > 0 || this.#background.size > 0) {
+      await Promise.allSettled([...this.#inflight.values(), ...this.#background]);
+    }
   }
 
   async close(): Promise<void> {
-    await this.idle();
+    // Retries end first: a store that stays away must not hold the shutdown.
+    this.#closed = true;
     await this.#d.health.close();
+    await this.idle();
   }
 }
 

@@ -6,14 +6,19 @@
  * cause within milliseconds. A slow safety tick catches anything missed. Decisions are
  * persisted before their actions run; actions are idempotent (task ids, LB operation ids),
  * so a crash between the two repeats them safely. A failure while reconciling one request is
- * logged and the loop moves on.
+ * logged and the loop moves on; a store that is unavailable (busy, restarting) makes the loop
+ * back off (250 ms → 5 s) and try again, nothing half-applied.
  */
+import { errorMessage } from '../core/errors.ts';
 import { EventBus } from '../core/events.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
-import type { ChangeSet } from '../store/types.ts';
+import { StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex } from './locks.ts';
 import { observeRequest } from './observe.ts';
+
+const STORE_BACKOFF_MIN_MS = 250;
+const STORE_BACKOFF_MAX_MS = 5_000;
 
 export interface LoopDeps extends EngineDeps {
   events?: EventBus;
@@ -35,11 +40,20 @@ export class ReconcileLoop {
   #safety: NodeJS.Timeout | undefined;
   #wakeAt = new Map<string, number>();
   #closed = false;
+  /** how long the last pass that found the store unavailable waited; 0 once it answers */
+  #storeBackoffMs = 0;
+  #allRetry: NodeJS.Timeout | undefined;
 
   constructor(deps: LoopDeps) {
     this.#deps = deps;
     this.events = deps.events ?? new EventBus();
-    this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
+    this.executor = new Executor({
+      ...deps,
+      locks: this.locks,
+      events: this.events,
+      wake: (id) => this.wake(id),
+      wakeAt: (id, at) => this.#wakeLater(id, at),
+    });
   }
 
   /** Re-adopt tasks and LB state after a (re)start, then reconcile everything. */
@@ -66,7 +80,8 @@ export class ReconcileLoop {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      if (!this.#closed) void this.tick();
+      // A pass handles its own failures; this catches what would otherwise be an unhandled rejection.
+      if (!this.#closed) this.tick().catch((err: unknown) => this.#deps.logger.error({ err }, 'reconcile pass failed'));
     });
   }
 
@@ -88,17 +103,42 @@ export class ReconcileLoop {
     let ids: string[];
     if (this.#all) {
       this.#all = false;
+      const dirty = [...this.#dirty];
       this.#dirty.clear();
-      ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      try {
+        ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      } catch (err) {
+        // Not even the list: every request, later.
+        logger.warn({ err: errorMessage(err) }, 'could not list the requests; reconciling later');
+        for (const id of dirty) this.#dirty.add(id);
+        this.#all = true;
+        this.#allRetry ??= setTimeout(() => {
+          this.#allRetry = undefined;
+          this.#schedule();
+        }, STORE_BACKOFF_MAX_MS).unref();
+        return;
+      }
     } else {
       ids = [...this.#dirty];
       this.#dirty.clear();
     }
-    for (const id of ids) {
+    for (const [i, id] of ids.entries()) {
       if (this.#closed) break;
       try {
         await this.reconcileRequest(id);
+        this.#storeBackoffMs = 0;
       } catch (err) {
+        if (err instanceof StoreUnavailableError) {
+          // Nothing was persisted and nothing acted on: the whole pass waits for the store,
+          // backing off, rather than try every other request against it now.
+          this.#storeBackoffMs = Math.min(STORE_BACKOFF_MAX_MS, Math.max(STORE_BACKOFF_MIN_MS, this.#storeBackoffMs * 2));
+          logger.warn(
+            { err: err.message, requests: ids.length - i, retryInMs: this.#storeBackoffMs },
+            'the store is unavailable; reconciling later',
+          );
+          for (const rest of ids.slice(i)) this.#wakeAt.set(rest, clock.now() + this.#storeBackoffMs);
+          break;
+        }
         logger.error({ err, requestId: id }, 'reconcile failed');
         this.#wakeAt.set(id, clock.now() + 1000);
       }
@@ -166,6 +206,14 @@ export class ReconcileLoop {
     }
   }
 
+  /** Look at a request again at `at` (an action that failed asks for it). */
+  #wakeLater(requestId: string, at: number): void {
+    if (this.#closed) return;
+    const known = this.#wakeAt.get(requestId);
+    if (known === undefined || at < known) this.#wakeAt.set(requestId, at);
+    this.#armTimer();
+  }
+
   #armTimer(): void {
     if (this.#deps.timers === false || this.#closed) return;
     if (this.#timer) clearTimeout(this.#timer);
@@ -210,6 +258,7 @@ export class ReconcileLoop {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#safety) clearInterval(this.#safety);
+    if (this.#allRetry) clearTimeout(this.#allRetry);
     if (this.#running) await this.#running;
     await this.executor.close();
   }

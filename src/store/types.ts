@@ -57,3 +57,14 @@ export interface Store {
 }
 
 export class StoreConflictError extends Error {}
+
+/**
+ * The store cannot be reached right now (connection refused or lost, database restarting):
+ * transient. The loop retries with back-off; the API answers 503 with Retry-After.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
