@@ -71,6 +71,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
             host: config.host,
             port: config.lbPort,
             drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+            upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+            ejectAfterFailures: config.lbEjectAfterFailures,
             logger,
           })
         : config.lb === 'haproxy'
@@ -86,6 +88,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
               ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
               reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
               drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+              upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+              ejectAfterFailures: config.lbEjectAfterFailures,
               logger,
             })
           : undefined;

@@ -40,8 +40,9 @@ export interface UpstreamEvent {
   /** failures in a row that led to it, and the last one */
   failures: number;
   reason: string;
-  /** EJECTED: back in rotation at the earliest then (epoch ms) */
+  /** EJECTED: back in rotation at the earliest then (epoch ms), after this back-off */
   until?: number;
+  backoffMs?: number;
 }
 
 export interface UpstreamStats extends Upstream {
@@ -50,6 +51,8 @@ export interface UpstreamStats extends Upstream {
   inFlight: number;
   /** requests sent to this upstream since it was added */
   total: number;
+  /** out of rotation after failures in a row until then (epoch ms) */
+  ejectedUntil?: number;
 }
 
 export interface ServiceStats {

@@ -102,4 +102,17 @@ describe('a task that turns unhealthy while running', () => {
     expect(now[0]!.taskId.id).not.toBe(fresh!.taskId.id);
     expect((await f.pending('web'))?.progress.failedDeployTasks.map((t) => t.id)).toEqual([fresh!.taskId.id]);
   });
+
+  it('the load balancer saying a task failed requests in a row gets it probed at once', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2, { request: { loadBalanced: true } });
+    const [t] = await f.serving('web', 'd1');
+    f.balancer.emitUpstreamEvent({ kind: 'EJECTED', serviceId: 'web', taskId: t!.taskId.id, failures: 3, reason: 'timeout' });
+    expect(f.health.probedNow).toEqual([t!.taskId.id]);
+    // Only a health verdict removes it: the event alone changes nothing.
+    await f.settle();
+    expect((await f.store.getTask(t!.taskId.id))?.cleanup).toBeUndefined();
+    f.balancer.emitUpstreamEvent({ kind: 'RESTORED', serviceId: 'web', taskId: t!.taskId.id, failures: 0, reason: 'back-off over' });
+    expect(f.health.probedNow).toHaveLength(1);
+  });
 });

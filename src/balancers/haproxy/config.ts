@@ -32,9 +32,31 @@ export interface ConfigModel {
   /** bounds how long an old worker keeps serving after a reload */
   hardStopAfterMs: number;
   connectTimeoutMs: number;
+  /** an upstream silent this long fails the attempt (retried elsewhere when safe, else 504) */
   serverTimeoutMs: number;
+  /** what every server line (and runtime `add server`) carries after its address: serverParams() */
+  serverParams: string;
   backends: BackendModel[];
 }
+
+/**
+ * Passive protection, HAProxy's way: a TCP connect check every `backoffMs` marks a server down
+ * after `failures` refused (or timed-out) connects in a row and up again at the first that
+ * works; and requests HAProxy could not send elsewhere are observed (layer 7: resets,
+ * timeouts, broken or 5xx answers), `failures` errors in a row marking it down too. (HAProxy
+ * does not count a failure it retried on another server: its L7 retries bypass the observation.)
+ * HAProxy only routes around a server for that while: the health verdict, and the task's
+ * membership, stay Fledge's. 0 failures: none of this.
+ */
+export function serverParams(failures: number, backoffMs: number): string {
+  if (failures <= 0) return '';
+  const ms = `${Math.max(100, Math.round(backoffMs))}`;
+  return `check inter ${ms} fastinter ${ms} downinter ${ms} rise 1 fall ${failures} observe layer7 error-limit ${failures} on-error mark-down`;
+}
+
+/** The request may be sent again to another server after it was sent: idempotent, without a body. */
+const L7_RETRY_UNLESS =
+  '{ method GET HEAD OPTIONS TRACE PUT DELETE } !{ req.hdr(content-length) -m found } !{ req.hdr(transfer-encoding) -m found }';
 
 export const NO_SERVICE_BACKEND = 'fledge_no_service';
 
@@ -71,6 +93,7 @@ export function renderMap(entries: [string, string][]): string {
 }
 
 const seconds = (ms: number) => `${Math.max(1, Math.ceil(ms / 1000))}s`;
+const millis = (ms: number) => `${Math.max(1, Math.round(ms))}ms`;
 
 export function renderConfig(m: ConfigModel): string {
   const lines: string[] = [
@@ -86,18 +109,22 @@ export function renderConfig(m: ConfigModel): string {
     '',
     'defaults',
     '  mode http',
-    '  option redispatch',
-    '  retries 3',
-    '  retry-on conn-failure empty-response',
-    `  timeout connect ${seconds(m.connectTimeoutMs)}`,
+    // As the builtin (proxy.ts): a request is sent once more, to another server, when the
+    // connection failed — or, for an idempotent one without a body, when the server closed or
+    // stayed silent past `timeout server` before answering (the frontend turns that off otherwise).
+    '  option redispatch 1',
+    '  retries 1',
+    '  retry-on conn-failure empty-response response-timeout',
+    `  timeout connect ${millis(m.connectTimeoutMs)}`,
     '  timeout client 60s',
-    `  timeout server ${seconds(m.serverTimeoutMs)}`,
+    `  timeout server ${millis(m.serverTimeoutMs)}`,
     '  timeout http-request 30s',
     '  timeout http-keep-alive 10s',
     '  timeout queue 5s',
     '',
     'frontend fledge',
     `  bind ${m.bindHost}:${m.bindPort}`,
+    `  http-request disable-l7-retry unless ${L7_RETRY_UNLESS}`,
     `  use_backend %[path,map_str(${m.exactMap})] if { path,map_str(${m.exactMap}) -m found }`,
     `  use_backend %[path,map_beg(${m.prefixMap})] if { path,map_beg(${m.prefixMap}) -m found }`,
     `  default_backend ${NO_SERVICE_BACKEND}`,
@@ -113,7 +140,8 @@ export function renderConfig(m: ConfigModel): string {
         : '  # spare: taken by the next new service without a reload',
     );
     lines.push('  balance roundrobin');
-    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${s.draining ? ' disabled' : ''}`);
+    const params = m.serverParams ? ` ${m.serverParams}` : '';
+    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${params}${s.draining ? ' disabled' : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }
