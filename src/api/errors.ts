@@ -3,6 +3,10 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { FledgeError, badRequest } from '../core/errors.ts';
 import type { Logger } from '../logger.ts';
+import { StoreUnavailableError } from '../store/types.ts';
+
+/** seconds a client should wait before trying again while the store is away */
+const RETRY_AFTER_SECONDS = 2;
 
 export async function readJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
@@ -19,6 +23,11 @@ export const errorHandler =
   (err: Error, c: Context): Response => {
     if (err instanceof FledgeError) {
       return c.json({ message: err.message, details: err.details }, err.status);
+    }
+    if (err instanceof StoreUnavailableError) {
+      // Transient: nothing was half-applied (every change set is one transaction); try again.
+      c.header('Retry-After', String(RETRY_AFTER_SECONDS));
+      return c.json({ message: `${err.message}; nothing was changed, try again`, details: [] }, 503);
     }
     if (err instanceof HTTPException) {
       return c.json({ message: err.message, details: [] }, err.status);

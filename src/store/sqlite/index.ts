@@ -6,6 +6,7 @@ import { Kysely, SqliteDialect, sql, type Generated } from 'kysely';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployResult, DeployProgress, PendingDeploy } from '../../core/deploy/types.ts';
 import type { ChangeSet, DeployHistoryEntry, Store, TaskQuery } from '../types.ts';
+import { BUSY_TIMEOUT_MS, retryWhileBusy } from './busy.ts';
 
 interface Tables {
   requests: { id: string; state: string; doc: string; updated_at: number };
@@ -30,10 +31,12 @@ export interface SqliteStoreOptions {
   /** file path, or ':memory:' */
   filename: string;
   now?: () => number;
+  /** how long an operation may wait out a file locked by another process before StoreUnavailableError; default 1 s */
+  busyBudgetMs?: number;
 }
 
 export function createSqliteStore(options: SqliteStoreOptions): Store {
-  return new SqliteStore(options);
+  return retryWhileBusy(new SqliteStore(options), options.busyBudgetMs ?? 1_000);
 }
 
 class SqliteStore implements Store {
@@ -48,7 +51,8 @@ class SqliteStore implements Store {
     // and never corrupts, which is the trade SQLite recommends for WAL.
     this.#raw.pragma('journal_mode = WAL');
     this.#raw.pragma('synchronous = NORMAL');
-    this.#raw.pragma('busy_timeout = 5000');
+    // Never a long synchronous wait for a lock (it would stop the whole process): busy.ts retries asynchronously.
+    this.#raw.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#raw }) });
     this.#now = options.now ?? Date.now;
   }
