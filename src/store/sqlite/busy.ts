@@ -36,12 +36,27 @@ export async function whileBusy<T>(what: string, budgetMs: number, fn: () => Pro
   }
 }
 
-/** A Store whose every operation waits out a busy file asynchronously (see the header). */
+/**
+ * A Store whose every operation waits out a busy file asynchronously (see the header). Once a
+ * write gave up, later writes try once and give up at once until one goes through: callers
+ * hold a request's lock while they write, and waiting out the budget each, one after another,
+ * would hold up the next writer (an API call) for seconds before its 503.
+ */
 export function retryWhileBusy(store: Store, budgetMs: number): Store {
   const run = <T>(what: string, fn: () => Promise<T>) => whileBusy(what, budgetMs, fn);
+  let writesUnavailable = false;
+  const write = async (what: string, fn: () => Promise<void>) => {
+    try {
+      await whileBusy(what, writesUnavailable ? 0 : budgetMs, fn);
+      writesUnavailable = false;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) writesUnavailable = true;
+      throw err;
+    }
+  };
   return {
     migrate: () => run('migrate', () => store.migrate()),
-    apply: (changes) => run('write', () => store.apply(changes)),
+    apply: (changes) => write('write', () => store.apply(changes)),
     getRequest: (id) => run('read a request', () => store.getRequest(id)),
     listRequests: () => run('list requests', () => store.listRequests()),
     getDeploy: (requestId, deployId) => run('read a deploy', () => store.getDeploy(requestId, deployId)),

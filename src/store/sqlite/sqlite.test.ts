@@ -62,6 +62,10 @@ describe('sqlite file locked by another process', () => {
       expect((await store.getRequest('a'))?.state).toBe('ACTIVE');
       expect(await store.getRequest('b')).toBeUndefined();
       expect((await store.listRequests()).map((r) => r.request.id)).toEqual(['a']);
+      // Known busy: the next write tries once and gives up at once, not after another budget.
+      const again = Date.now();
+      await expect(store.apply({ requests: [record('b')] })).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - again).toBeLessThan(290);
     } finally {
       await lock.release();
     }
