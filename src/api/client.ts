@@ -109,6 +109,8 @@ export interface TaskView {
   taskUpdates?: { taskState: TaskState; timestamp: number; statusMessage?: string }[];
   exitCode?: number | null;
   signal?: string | null;
+  /** it died at start because a port it needed was taken (EADDRINUSE); started again, uncounted */
+  portInUse?: boolean;
   cleanup?: { reason: string; timestamp: number; message?: string };
   waitingReason?: string;
   runningAt?: number;

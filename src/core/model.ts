@@ -213,6 +213,8 @@ export interface TaskRecord {
   updates: TaskUpdate[];
   exitCode?: number | null;
   signal?: string | null;
+  /** it exited at start because one of its ports was taken (EADDRINUSE): started again elsewhere, not counted as its failure */
+  portInUse?: boolean;
   /** set when the engine decided to stop this task */
   cleanup?: { reason: CleanupReason; timestamp: number; message?: string };
   /** a user asked to replace this task: it is stopped once its replacement serves */
@@ -230,8 +232,11 @@ export interface RequestRecord {
   pendingDeployId?: string;
   /** a bounce in progress: tasks started before this time are replaced */
   bounce?: { startedAt: number; message?: string };
-  /** crash-loop backoff per instance number: next start not before `until` */
-  backoff?: Record<string, { failures: number; until: number; lastTaskId: string }>;
+  /**
+   * crash-loop backoff per instance number: next start not before `until`; `portInUse`: exits
+   * in a row because a port was taken, which start again at once (a few times) without counting
+   */
+  backoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
   /** the steady-state LB operation in flight (the pending deploy keeps its own) */
   lbOperation?: LbOperationRef;
   /**

@@ -52,6 +52,7 @@ const UPSTREAM_HOST = '127.0.0.1';
 const STORE_RETRY_MAX_MS = 2_000;
 /** a failed action's request is looked at again after this */
 const ACTION_RETRY_MS = 1_000;
+const PORT_IN_USE_NOTE = ': one of its ports was taken by another process (EADDRINUSE); it is started again on other ports';
 
 interface PendingHealth {
   results: HealthResult[];
@@ -322,9 +323,10 @@ export class Executor {
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
       const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
-      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      const portInUse = status.portInUse === true && !t.cleanup;
+      const how = `${status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`}${portInUse ? PORT_IN_USE_NOTE : ''}`;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
-      return done && { ...done, exitCode: status.exitCode, signal: status.signal };
+      return done && { ...done, exitCode: status.exitCode, signal: status.signal, ...(portInUse ? { portInUse: true } : {}) };
     });
     if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
   }

@@ -30,7 +30,18 @@ export type StartResult =
 
 export type TaskStatus =
   | { state: 'running'; pid?: number; startedAt: number }
-  | { state: 'exited'; exitCode: number | null; signal: string | null; finishedAt: number }
+  | {
+      state: 'exited';
+      exitCode: number | null;
+      signal: string | null;
+      finishedAt: number;
+      /**
+       * It failed soon after start because one of its ports was taken (EADDRINUSE): another
+       * process bound it between the runtime's check and the task's bind. Not the task's fault:
+       * start it again, on other ports.
+       */
+      portInUse?: boolean;
+    }
   /** the runtime has no record of this task at all (e.g. sandbox deleted) */
   | { state: 'lost'; message: string };
 

@@ -25,6 +25,30 @@ describe('failures, cancel, timeouts', () => {
     expect(await f.tasks('web', 'd2')).toEqual([]);
   });
 
+  it('a new task whose port was taken (EADDRINUSE) is started again without counting against allowedTasksFailuresPerGroup 0', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2);
+    f.health.policy = () => 'WAIT';
+    await f.deploy({ requestId: 'web', id: 'd2' });
+    const [first] = await f.serving('web', 'd2');
+    f.runtime.exit(first!.taskId.id, 1, null, { portInUse: true });
+    await f.settle();
+    expect(await f.pending('web')).toBeDefined();
+    const dead = (await f.store.getTask(first!.taskId.id))!;
+    expect(dead).toMatchObject({ state: 'TASK_FAILED', portInUse: true });
+    expect(dead.updates.at(-1)?.message).toMatch(/EADDRINUSE.*started again on other ports/);
+    const now = await f.serving('web', 'd2');
+    expect(f.instances(now)).toEqual([1, 2]);
+    expect(now.map((t) => t.taskId.id)).not.toContain(first!.taskId.id);
+    for (const t of now) f.health.report(t.taskId.id, 'HEALTHY');
+    await f.settle();
+    const result = await f.result('web', 'd2');
+    expect(result?.deployState).toBe('SUCCEEDED');
+    expect(result?.deployFailures).toEqual([]);
+    const log = (await f.history('web', 'd2'))?.progress?.decisionLog ?? [];
+    expect(log.some((d) => d.kind === 'TASK_RETRIED')).toBe(true);
+  });
+
   it('S26 one allowed failure is replaced; a second in the same group fails; one per group still succeeds', async () => {
     f = await engineFixture();
     await f.activeRequest('web', 2);

@@ -11,14 +11,32 @@ import type { DeployFailure } from './types.ts';
  */
 export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['end']; replace?: { observed: string; reason: string } } {
   const { progress, deploy, now } = input;
-  const counted = new Set(progress.failedDeployTasks.map((t) => t.id));
+  const retried = progress.portInUseRetries ?? [];
+  const counted = new Set([...progress.failedDeployTasks.map((t) => t.id), ...retried.map((r) => r.taskId)]);
   const allowed = deploy.canaryDeploySettings.allowedTasksFailuresPerGroup;
   const failures: DeployFailure[] = [];
   const cleanups: TaskRecord[] = [];
   const decisions: DecisionDraft[] = [];
+  const forgiven: { taskId: string; instanceNo: number }[] = [];
   let stepFailures = progress.stepFailures;
   for (const task of newTasks(input)) {
     if (counted.has(task.taskId.id)) continue;
+    // A port taken by another process between the runtime's check and the task's bind is not the
+    // task's failure: it is started again (on other ports) without counting — a few times.
+    const n = task.taskId.instanceNo;
+    const earlier = retried.filter((r) => r.instanceNo === n).length + forgiven.filter((r) => r.instanceNo === n).length;
+    if (!isLive(task.state) && !task.cleanup && task.portInUse && earlier < MAX_PORT_IN_USE_RETRIES) {
+      forgiven.push({ taskId: task.taskId.id, instanceNo: n });
+      decisions.push({
+        kind: 'TASK_RETRIED',
+        taskId: task.taskId.id,
+        why: 'PORT_IN_USE',
+        observed: `task ${task.taskId.id} could not bind a port another process took (EADDRINUSE)`,
+        action: 'start it again on other ports',
+        reason: `not the task's failure: not counted (${earlier + 1} of ${MAX_PORT_IN_USE_RETRIES} such retries for #${n})`,
+      });
+      continue;
+    }
     let failure: DeployFailure | undefined;
     if (isLive(task.state) && !task.cleanup && task.health.state === 'UNHEALTHY') {
       const marked = markCleanup(task, 'UNHEALTHY', now, task.health.message);
@@ -40,7 +58,7 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
           ? `could not start (${task.updates.at(-1)?.message ?? 'error'})`
           : task.state === 'TASK_LOST'
             ? 'was lost'
-            : describeExit(task.exitCode, task.signal);
+            : `${describeExit(task.exitCode, task.signal)}${task.portInUse ? ` (a port it needed was taken, ${MAX_PORT_IN_USE_RETRIES + 1} times)` : ''}`;
       failure = { reason, taskId: task.taskId, message: reasons.taskFailed(task.taskId.id, how) };
     }
     if (!failure) continue;
@@ -55,11 +73,12 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
       reason: `${stepFailures} of ${allowed} allowed in this step`,
     });
   }
+  const withRetries = forgiven.length > 0 ? { ...progress, portInUseRetries: [...retried, ...forgiven] } : progress;
   const effects: PhaseEffects = {
     progress:
       failures.length > 0
-        ? { ...progress, failedDeployTasks: [...progress.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures }
-        : progress,
+        ? { ...withRetries, failedDeployTasks: [...progress.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures }
+        : withRetries,
     tasks: cleanups,
     decisions,
   };
@@ -67,13 +86,19 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
     const message = allowed > 0 ? reasons.tooManyFailures(allowed) : (failures[0]?.message ?? 'Task failed');
     return { ...effects, end: { state: 'FAILED', message, failures } };
   }
-  if (failures.length > 0 && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
+  if ((failures.length > 0 || forgiven.length > 0) && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
     // A task died after its step was healthy: go back and replace it before moving on.
     return {
       ...effects,
       progress: { ...effects.progress, stepReadyAt: undefined },
-      replace: { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' },
+      replace:
+        failures.length > 0
+          ? { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' }
+          : { observed: `${forgiven.length} task(s) found a port taken`, reason: 'start them again on other ports' },
     };
   }
   return effects;
 }
+
+/** Port-taken deaths of one instance forgiven in a deploy; the next counts as a failure. */
+export const MAX_PORT_IN_USE_RETRIES = 3;

@@ -50,6 +50,7 @@ export const DECISION_KINDS = [
   'PHASE_CHANGED',
   'TASKS_LAUNCHED',
   'TASK_FAILED',
+  'TASK_RETRIED',
   'LB_OPERATION',
   'ACCEPTANCE_RESULT',
   'INTENT',
@@ -96,6 +97,8 @@ export type DecisionDetail =
   | { kind: 'PHASE_CHANGED'; from: DeployPhase; to: DeployPhase; operationId?: string; intent?: 'update' }
   | { kind: 'TASKS_LAUNCHED'; taskIds: string[] }
   | { kind: 'TASK_FAILED'; taskId: string; failure: FailureReason }
+  /** a new task that died of something that is not its fault (a port taken), started again uncounted */
+  | { kind: 'TASK_RETRIED'; taskId: string; why: 'PORT_IN_USE' }
   | { kind: 'LB_OPERATION'; operationId: string; adding: number; removing: number }
   | { kind: 'ACCEPTANCE_RESULT'; check: string; state: AcceptanceState }
   | { kind: 'INTENT'; intent: 'advance' }
@@ -124,6 +127,8 @@ export interface DeployProgress {
   deadline?: number;
   /** old instance numbers already shut down by canary advances */
   retiredOldInstances: number[];
+  /** new tasks that died because a port was taken (EADDRINUSE), replaced without counting; absent: none */
+  portInUseRetries?: { taskId: string; instanceNo: number }[];
   lbUpdates: LbUpdate[];
   pendingLbUpdate?: LbUpdate;
   stepAcceptanceResults: Record<string, AcceptanceState>;

@@ -93,6 +93,28 @@ describe('reconcileActiveInstances', () => {
       wakeAt: T0 + 10 + 1000,
     },
     {
+      name: 'a task that found a port taken (EADDRINUSE) is started again at once, even in a crash loop',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 3, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'after 3 port-taken exits in a row, the 4th counts in the backoff',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older', portInUse: 3 } } },
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
       name: 'a task that never passed its startup checks is cleaned up and replaced too',
       options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'unhealthy')], now: T0 + 10 },
       starts: [2],

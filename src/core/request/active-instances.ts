@@ -1,4 +1,5 @@
 import type { Action } from '../deploy/types.ts';
+import { MAX_PORT_IN_USE_RETRIES } from '../deploy/failures.ts';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../model.ts';
 import { createTask, healthy, inLb, markCleanup, serving } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
@@ -96,7 +97,17 @@ export function reconcileActiveInstances(
       const crashed = mine
         .filter(crashedOut)
         .sort((a, b) => crashedAt(b, now) - crashedAt(a, now) || b.taskId.startedAt - a.taskId.startedAt)[0];
-      if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
+      const portRetries = backoff[key]?.portInUse ?? 0;
+      if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id && crashed.portInUse && portRetries < MAX_PORT_IN_USE_RETRIES) {
+        // A port another process took is not a crash of the task: start it again at once, on other ports.
+        backoff[key] = {
+          failures: backoff[key]?.failures ?? 0,
+          until: backoff[key]?.until ?? 0,
+          lastTaskId: crashed.taskId.id,
+          portInUse: portRetries + 1,
+        };
+        backoffChanged = true;
+      } else if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
         const at = crashedAt(crashed, now);
         const served = crashed.health.healthyAt === undefined ? 0 : at - crashed.health.healthyAt;
         const failures = served >= resetMillis ? 1 : (backoff[key]?.failures ?? 0) + 1;

@@ -58,6 +58,7 @@ import {
   SERVICE_PID_FILE,
   TASK_FILE,
   WRAPPER,
+  classifyExit,
   readExit,
   readServicePid,
   readTaskFile,
@@ -126,6 +127,8 @@ const STARTUP_WAIT_MS = 2_000;
 /** how long start() waits for the service's pid to be written (it is, within milliseconds) */
 const SERVICE_PID_WAIT_MS = 1_000;
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** how long a port a task found taken is skipped */
+const PORT_QUARANTINE_MS = 60_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -154,6 +157,8 @@ export class ProcessRuntime implements Runtime {
   #startChain: Promise<unknown> = Promise.resolve();
   /** round-robin start of the port search, so a freed port is not reused at once */
   #portCursor = 0;
+  /** ports a task found taken (EADDRINUSE), not handed out again until then */
+  readonly #quarantine = new Map<number, number>();
 
   constructor(options: ProcessRuntimeOptions) {
     this.dataDir = options.dataDir;
@@ -291,7 +296,7 @@ export class ProcessRuntime implements Runtime {
     let i = 0;
     for (; i < size && ports.length < count; i++) {
       const port = from + ((this.#portCursor + i) % size);
-      if (this.#ledger.portInUse(port)) continue;
+      if (this.#ledger.portInUse(port) || (this.#quarantine.get(port) ?? 0) > Date.now()) continue;
       if (await portIsFree(this.host, port)) ports.push(port);
     }
     if (ports.length < count) {
@@ -317,6 +322,23 @@ export class ProcessRuntime implements Runtime {
   }
 
   async inspect(handle: TaskHandle): Promise<TaskStatus> {
+    const status = await this.#inspect(handle);
+    return status.state === 'exited' ? this.#classify(handle.taskId, status) : status;
+  }
+
+  /** An exit with what the sandbox tells about it (a port that was taken: sandbox.ts classifyExit). */
+  #classify(taskId: string, status: ExitStatus): ExitStatus {
+    const sandbox = sandboxPath(this.dataDir, taskId);
+    const classified = classifyExit(sandbox, status, readTaskFile(sandbox)?.startedAt);
+    if (classified.portInUse) {
+      // Someone else holds one of its ports: hand them to nobody for a while.
+      const until = Date.now() + PORT_QUARANTINE_MS;
+      for (const port of readTaskFile(sandbox)?.ports ?? []) this.#quarantine.set(port, until);
+    }
+    return classified;
+  }
+
+  async #inspect(handle: TaskHandle): Promise<TaskStatus> {
     const sandbox = sandboxPath(this.dataDir, handle.taskId);
     if (!existsSync(sandbox)) return { state: 'lost', message: `The task's sandbox ${sandbox} is gone` };
     const exit = readExit(sandbox);
@@ -476,10 +498,14 @@ export class ProcessRuntime implements Runtime {
     killTree(t, 'SIGKILL');
   }
 
-  #report(taskId: string, status: ExitStatus): void {
+  #report(taskId: string, exit: ExitStatus): void {
     if (this.#closed || this.#reported.has(taskId)) return;
     this.#remember(taskId);
-    this.#log.info({ taskId, exitCode: status.exitCode, signal: status.signal }, 'task exited');
+    const status = this.#classify(taskId, exit);
+    this.#log.info(
+      { taskId, exitCode: status.exitCode, signal: status.signal, ...(status.portInUse ? { portInUse: true } : {}) },
+      'task exited',
+    );
     for (const listener of this.#listeners) {
       try {
         listener(taskId, status);
