@@ -98,7 +98,8 @@ const EPISODES = [
 ] as const;
 type Episode = (typeof EPISODES)[number];
 
-const REQ = 'soak';
+// Unique per run: the orphan check finds tasks by their FLEDGE_TASK_ID mark, which starts with the request id.
+const REQ = `soak${process.pid}`;
 const BASE = `/${REQ}`;
 const HEALTH = { uri: '/health', startupIntervalSeconds: 0.1, intervalSeconds: 0.3, responseTimeoutSeconds: 1, maxRetries: 1 };
 const LB_FIELDS = { serviceBasePath: BASE, loadBalancerGroups: ['default'] };
@@ -360,8 +361,18 @@ async function main(): Promise<void> {
   const traffic = startTraffic(s.lbUrl);
   await waitUntil(async () => traffic.ok > 10, 30_000, 'traffic to flow');
 
+  // Ctrl-C (or SIGTERM) ends the run after the current episode, and the teardown still runs.
+  let interrupted = false;
+  const interrupt = () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.log('interrupted: finishing the current episode, then tearing down');
+  };
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
+
   try {
-    while (s.kills < o.kills && Date.now() - started < o.minutes * 60_000) {
+    while (!interrupted && s.kills < o.kills && Date.now() - started < o.minutes * 60_000) {
       episodes++;
       const kind: Episode = previousActive === undefined && r.next() < 0.5 ? 'atomic' : r.pick(EPISODES);
       counts[kind] = (counts[kind] ?? 0) + 1;
@@ -547,6 +558,15 @@ async function main(): Promise<void> {
               } catch {
                 // gone already
               }
+              // Seen dead (after a scheduler restart, maybe): only then may the request settle.
+              await waitUntil(
+                async () => {
+                  const t = await api(s, (c) => c.getTask(victim.taskId.id), 'read the killed task');
+                  return !['TASK_RUNNING', 'TASK_STARTING', 'TASK_LAUNCHED', 'TASK_CLEANING', 'TASK_KILLING'].includes(t.state);
+                },
+                30_000,
+                `the killed task ${victim.taskId.id} to be seen dead`,
+              ).catch((err: unknown) => violation(String(err instanceof Error ? err.message : err)));
             }
             break;
           }
@@ -593,14 +613,26 @@ async function main(): Promise<void> {
           violation(`instances ${numbers.join(',')}, expected 1..${instances}`);
         }
         // The API's live tasks are exactly the live processes; nothing else carries a task's mark.
-        const marked = markedTaskIds(prefix);
-        const apiIds = new Set(tasks.map((t) => t.taskId.id));
+        // (A process that just ended may still be live in the API for the runtime's detection
+        // delay; what still differs after a few seconds is a violation.)
+        const LIVE = ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING'];
+        let current = tasks;
+        let marked = markedTaskIds(prefix);
+        const differs = () =>
+          current.some((t) => !marked.has(t.taskId.id) || (t.pid !== undefined && !isRunning(t.pid))) ||
+          [...marked.keys()].some((id) => !current.some((t) => t.taskId.id === id));
+        for (let i = 0; i < 30 && differs(); i++) {
+          await sleep(100);
+          current = (await snapshot()).filter((t) => LIVE.includes(t.state));
+          marked = markedTaskIds(prefix);
+        }
+        const apiIds = new Set(current.map((t) => t.taskId.id));
         const orphans = [...marked.keys()].filter((id) => !apiIds.has(id));
-        const dead = tasks.filter((t) => !marked.has(t.taskId.id)).map((t) => t.taskId.id);
+        const dead = current.filter((t) => !marked.has(t.taskId.id)).map((t) => t.taskId.id);
         if (orphans.length > 0)
           violation(`orphan processes of tasks ${orphans.join(', ')} (pids ${orphans.map((id) => marked.get(id)?.join('/')).join(', ')})`);
         if (dead.length > 0) violation(`live tasks without a process: ${dead.join(', ')}`);
-        for (const t of tasks) {
+        for (const t of current) {
           if (t.pid !== undefined && !isRunning(t.pid)) violation(`task ${t.taskId.id}: its pid ${t.pid} does not run`);
         }
         // The LB serves only the active version.

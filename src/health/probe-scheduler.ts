@@ -38,8 +38,11 @@ export class ProbeScheduler {
     if (this.#closed) return;
     const seq = ++this.#seq;
     this.#due.set(key, { at, seq });
-    this.#push({ at, seq, key });
-    this.#compact();
+    // A key in flight is pushed when its run ends (one heap entry per schedule, not two).
+    if (!this.#running.has(key)) {
+      this.#push({ at, seq, key });
+      this.#compact();
+    }
     this.#pump();
   }
 

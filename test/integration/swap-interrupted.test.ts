@@ -174,10 +174,10 @@ describe.each(['builtin', 'haproxy'] as const)('an atomic swap held WAITING, thr
     if (lb === 'haproxy') {
       // HAProxy outlived the scheduler and still drains the old task under the held request:
       // the swap is applied again, WAITING again; cancel it.
-      await waitFor(
-        async () => (await client().getRequest(REQ)).pendingDeployState?.deployProgress.pendingLbUpdate?.state === 'WAITING',
-        { timeoutMs: WAIT, message: 'the swap in flight again after the restart' },
-      );
+      await waitFor(async () => (await client().getRequest(REQ)).pendingDeployState?.deployProgress.pendingLbUpdate?.state === 'WAITING', {
+        timeoutMs: WAIT,
+        message: 'the swap in flight again after the restart',
+      });
       await client().cancelDeploy(REQ, deployId);
       expect((await waitForDeployResult(client(), REQ, deployId, WAIT)).deployResult.deployState).toBe('CANCELED');
       expectActive = old.deployId;
