@@ -91,6 +91,8 @@ export interface RequestParent {
   pendingDeploy?: Deploy;
   pendingDeployState?: PendingDeployView;
   bounce?: { startedAt: number; message?: string };
+  /** per instance number: crashes (and unhealthy tasks) in a row, and no new start before `until` */
+  crashLoopBackoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
   taskIds: TaskIdGroups;
   instanceCounts?: { desired: number; healthy: number; total: number };
   timestamp?: number;
