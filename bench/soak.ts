@@ -277,7 +277,12 @@ async function api<T>(s: Scheduler, fn: (c: FledgeClient) => Promise<T>, what: s
 
 const isServing = (t: TaskView) => !t.cleanup && ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING'].includes(t.state);
 const isHealthy = (t: TaskView) => t.state === 'TASK_RUNNING' && t.health.state === 'HEALTHY' && !t.cleanup;
-const inOrJoiningLb = (t: TaskView) => (t.lb.add?.state === 'SUCCESS' || t.lb.add?.state === 'WAITING') && !t.lb.remove;
+/** In rotation, or joining it: healthy (being cleaned up or not: until its removal starts it serves), added or being added. */
+const inRotation = (t: TaskView) =>
+  (t.state === 'TASK_RUNNING' || t.state === 'TASK_CLEANING') &&
+  t.health.state === 'HEALTHY' &&
+  (t.lb.add?.state === 'SUCCESS' || t.lb.add?.state === 'WAITING') &&
+  !t.lb.remove;
 const inLb = (t: TaskView) => t.lb.add?.state === 'SUCCESS' && !t.lb.remove;
 
 // ---- the soak ---------------------------------------------------------------------------
@@ -396,7 +401,7 @@ async function main(): Promise<void> {
           if (sampling && !s.down) {
             try {
               const tasks = await s.client.requestTasks(REQ);
-              const n = new Set(tasks.filter((t) => isHealthy(t) && inOrJoiningLb(t)).map((t) => t.taskId.instanceNo)).size;
+              const n = new Set(tasks.filter(inRotation).map((t) => t.taskId.instanceNo)).size;
               if (!s.down && n < minCapacity) {
                 minCapacity = n;
                 minAt = tasks

@@ -148,8 +148,8 @@ export class Executor {
     const deploy = await store.getDeploy(task.taskId.requestId, task.taskId.deployId);
     if (!deploy) return;
     if (task.cleanup) {
-      // Never started and already unwanted: it is done.
-      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      // Already unwanted: stopped if an earlier attempt (before a crash) did start it, else done.
+      await this.#stopUnstarted(taskId);
       return;
     }
     const found = await runtime.find(taskId);
@@ -302,15 +302,36 @@ export class Executor {
   }
 
   async #stopTask(taskId: string): Promise<void> {
-    const { store, runtime, settings } = this.#d;
+    const { store } = this.#d;
+    // A start still in flight would leave a process nobody knows about: let it land first.
+    await this.#inflight.get(`startTask:${taskId}`);
     const task = await store.getTask(taskId);
     if (!task || !isLive(task.state)) return;
     this.#d.health.unwatch(taskId);
     if (!task.handle) {
-      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      await this.#stopUnstarted(taskId);
       return;
     }
-    const handle = task.handle as TaskHandle;
+    await this.#stopHandle(taskId, task.handle as TaskHandle);
+  }
+
+  /**
+   * A task whose handle was never recorded: an attempt may still have started it (the
+   * scheduler died between the start and the write), so the runtime is asked; what it finds is
+   * stopped like any task, else the task is done without ever running.
+   */
+  async #stopUnstarted(taskId: string): Promise<void> {
+    const found = await this.#d.runtime.find(taskId);
+    if (found) {
+      await this.#updateTask(taskId, (t) => (isLive(t.state) && !t.handle ? { ...t, handle: found } : undefined));
+      await this.#stopHandle(taskId, found);
+      return;
+    }
+    await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+  }
+
+  async #stopHandle(taskId: string, handle: TaskHandle): Promise<void> {
+    const { runtime, settings } = this.#d;
     await runtime.stop(handle, settings.killGraceMillis);
     // The exit normally arrives through onExit; make sure it is recorded even if it raced.
     const status = await runtime.inspect(handle);

@@ -49,6 +49,28 @@ describe('failures, cancel, timeouts', () => {
     expect(log.some((d) => d.kind === 'TASK_RETRIED')).toBe(true);
   });
 
+  it('a task stopped while its start is still in flight is stopped once started, never left running unknown', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2);
+    const start = f.runtime.start.bind(f.runtime);
+    f.runtime.start = async (spec) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return start(spec);
+    };
+    await f.service.scale('web', 3);
+    await f.loop.tick(); // #3 created, its start in flight
+    const third = (await f.tasks('web')).find((t) => t.taskId.instanceNo === 3)!;
+    expect(third.handle).toBeUndefined();
+    await f.service.scale('web', 2);
+    await f.loop.tick(); // #3 unwanted before its start landed
+    await f.loop.idle();
+    await f.settle();
+    expect(f.runtime.running()).not.toContain(third.taskId.id);
+    expect(f.runtime.stopped).toContain(third.taskId.id);
+    expect((await f.store.getTask(third.taskId.id))?.state).toBe('TASK_KILLED');
+    expect((await f.serving('web')).map((t) => t.taskId.instanceNo).sort()).toEqual([1, 2]);
+  });
+
   it('S26 one allowed failure is replaced; a second in the same group fails; one per group still succeeds', async () => {
     f = await engineFixture();
     await f.activeRequest('web', 2);
