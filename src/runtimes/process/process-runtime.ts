@@ -270,7 +270,7 @@ export class ProcessRuntime implements Runtime {
     const tracked: Tracked = { taskId: spec.taskId, sandbox, pid, startTime, child, ...(cgroup ? { cgroup } : {}) };
     tracked.childExit = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
     this.#tracked.set(spec.taskId, tracked);
-    void tracked.childExit.then((signal) => this.#finalize(tracked, signal ?? 'UNKNOWN'));
+    void tracked.childExit.then((signal) => this.#finalizeSafely(tracked, signal ?? 'UNKNOWN'));
     // The service's pid is written by the wrapper's child as its first act: wait for it (bounded).
     await waitUntil(() => readServicePid(sandbox) !== undefined || !isAlive(pid, startTime), SERVICE_PID_WAIT_MS);
     this.#log.info({ taskId: spec.taskId, pid, servicePid: readServicePid(sandbox), ports }, 'task started');
@@ -403,7 +403,7 @@ export class ProcessRuntime implements Runtime {
     try {
       // Event-driven in the common case: the wrapper's record appears. The poll covers the rest.
       tracked.watcher = watch(sandbox, (_event, name) => {
-        if (name === EXIT_FILE && readExit(sandbox)) void this.#finalize(tracked, 'UNKNOWN');
+        if (name === EXIT_FILE && readExit(sandbox)) void this.#finalizeSafely(tracked, 'UNKNOWN');
       });
       tracked.watcher.on('error', () => tracked.watcher?.close());
       tracked.watcher.unref();
@@ -421,7 +421,7 @@ export class ProcessRuntime implements Runtime {
       for (const t of this.#tracked.values()) {
         if (t.child) continue;
         adopted++;
-        if (!isAlive(t.pid, t.startTime)) void this.#finalize(t, 'UNKNOWN');
+        if (!isAlive(t.pid, t.startTime)) void this.#finalizeSafely(t, 'UNKNOWN');
       }
       if (adopted === 0) this.#stopPoll();
     }, this.#pollMs);
@@ -431,6 +431,11 @@ export class ProcessRuntime implements Runtime {
   #stopPoll(): void {
     if (this.#poll) clearInterval(this.#poll);
     this.#poll = undefined;
+  }
+
+  /** #finalize from an event (exit, watch, poll): a failure is logged, and the poll tries again. */
+  #finalizeSafely(t: Tracked, observed: string): Promise<unknown> {
+    return this.#finalize(t, observed).catch((err: unknown) => this.#log.error({ err, taskId: t.taskId }, 'could not settle a task exit'));
   }
 
   /**
