@@ -354,6 +354,12 @@ describe('recordHealthResults', () => {
     expect(health.checks).toBe(30);
   });
 
+  it('counts the probes a long wait did not keep the results of', () => {
+    const kept = [bad(0), ok(10)];
+    const h = recordHealthResults({ ...base, state: 'HEALTHY', checks: 5 }, kept, { state: 'HEALTHY' }, 0, 20, { checks: 40, failed: 7 });
+    expect(h).toMatchObject({ checks: 45, failedChecks: 7, results: kept });
+  });
+
   it('drops the message of an earlier state, keeps one said for the same state', () => {
     const unhealthy: TaskHealth = { ...base, state: 'UNHEALTHY', message: 'old' };
     expect(recordHealthResults(unhealthy, [], { state: 'HEALTHY' }, 0, 20).message).toBeUndefined();

@@ -139,15 +139,16 @@ export function recordHealthResults(
   assessment: Pick<HealthAssessment, 'state' | 'message' | 'consecutiveFailures' | 'healthyAt'>,
   now: number,
   keep: number,
+  /** how many probes (and failed ones) `results` stands for, when a long wait kept only its latest */
+  counted: { checks: number; failed: number } = { checks: results.length, failed: results.filter((r) => !probePassed(r)).length },
 ): TaskHealth {
   const next: TaskHealth = { ...health, state: assessment.state };
   const last = results.at(-1);
   if (last) {
     next.results = [...health.results, ...results].slice(-keep);
     next.lastCheckAt = last.timestamp + last.durationMillis;
-    next.checks = (health.checks ?? 0) + results.length;
-    const failed = results.filter((r) => !probePassed(r)).length;
-    if (failed > 0) next.failedChecks = (health.failedChecks ?? 0) + failed;
+    next.checks = (health.checks ?? 0) + counted.checks;
+    if (counted.failed > 0) next.failedChecks = (health.failedChecks ?? 0) + counted.failed;
   }
   if (assessment.consecutiveFailures !== undefined) next.consecutiveFailures = assessment.consecutiveFailures;
   if (assessment.message) next.message = assessment.message;

@@ -14,7 +14,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { checksWhileRunning, recordHealthResults, type HealthAssessment } from '../core/health.ts';
+import { checksWhileRunning, probePassed, recordHealthResults, type HealthAssessment } from '../core/health.ts';
 import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState } from '../core/model.ts';
 import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
@@ -55,7 +55,10 @@ const ACTION_RETRY_MS = 1_000;
 const PORT_IN_USE_NOTE = ': one of its ports was taken by another process (EADDRINUSE); it is started again on other ports';
 
 interface PendingHealth {
+  /** the latest results (MAX_HEALTH_RESULTS at most) */
   results: HealthResult[];
+  /** every probe since the last write, and the failed ones, also those no longer in `results` */
+  counted: { checks: number; failed: number };
   assessment: Pick<HealthAssessment, 'state' | 'message' | 'consecutiveFailures' | 'healthyAt'>;
 }
 
@@ -269,9 +272,14 @@ export class Executor {
       ...(assessment.healthyAt !== undefined ? { healthyAt: assessment.healthyAt } : {}),
     };
     const results = [...(queued?.results ?? []), ...(result ? [result] : [])].slice(-MAX_HEALTH_RESULTS);
+    const counted = {
+      checks: (queued?.counted.checks ?? 0) + (result ? 1 : 0),
+      failed: (queued?.counted.failed ?? 0) + (result && !probePassed(result) ? 1 : 0),
+    };
     // A message or a healthy time said earlier in the batch is not lost to a later result that says none.
     this.#pendingHealth.set(taskId, {
       results,
+      counted,
       assessment: {
         ...(queued?.assessment.state === verdict.state ? queued.assessment : {}),
         ...verdict,
@@ -292,11 +300,11 @@ export class Executor {
   async #writeHealth(taskId: string): Promise<void> {
     for (let batch = this.#pendingHealth.get(taskId); batch; batch = this.#pendingHealth.get(taskId)) {
       this.#pendingHealth.delete(taskId);
-      const { results, assessment } = batch;
+      const { results, counted, assessment } = batch;
       await this.#updateTask(taskId, (t) => {
         if (!isLive(t.state)) return undefined;
         if (results.length === 0 && t.health.state === assessment.state) return undefined;
-        return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS) };
+        return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS, counted) };
       });
     }
   }
