@@ -351,7 +351,9 @@ export class Executor {
     this.#d.health.unwatch(taskId);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
-      const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
+      // Killed by us once we asked it to stop; a task found unhealthy that died before we did, died on its own.
+      const ownDeath = !t.cleanup || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
+      const state: TaskState = !ownDeath ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
       const portInUse = status.portInUse === true && !t.cleanup;
       const how = `${status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`}${portInUse ? PORT_IN_USE_NOTE : ''}`;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);

@@ -81,8 +81,10 @@ describe('a store locked by another process', () => {
     expect(after).toHaveLength(3);
     // The exit seen during the outage was applied once the store was back.
     const dead = await client.getTask(before[0]!.taskId.id);
+    // (Its health checks may have seen it gone first: then it was also marked unhealthy.)
     expect(dead.state).toBe('TASK_FAILED');
     expect(dead.signal).toBe('SIGKILL');
+    expect(dead.doneAt).toBeGreaterThanOrEqual(lockedAt);
     await waitFor(async () => (await fetch(`${fledge.lbUrl}/web`)).ok, { message: 'the LB to answer' });
     const report = await load.stop();
     expect(report.failures, JSON.stringify(report.failures.slice(0, 5))).toEqual([]);
