@@ -667,6 +667,11 @@ async function main(): Promise<void> {
         else violation(`a request through the LB failed at +${f.at - started} ms: ${f.detail}`);
       }
       log(`  settled in ${Date.now() - episodeStart} ms; kills ${s.kills}; min capacity ${minCapacity}`);
+      if (episodes % 25 === 0) {
+        console.log(
+          `  … ${episodes} episodes, ${s.kills} kills, ${violations.length} violations, ${((Date.now() - started) / 60_000).toFixed(1)} min`,
+        );
+      }
     }
   } finally {
     await traffic.stop();
