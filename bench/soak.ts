@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { FledgeApiError, type DeployInput, type FledgeClient, type TaskView } from '../src/api/client.ts';
 import { nodeCommand, EXAMPLE_SERVICE } from '../test/helpers/example-service.ts';
-import { boundedClient, spawnServe, type ServeChild } from '../test/helpers/fledge-process.ts';
+import { adminToken, boundedClient, spawnServe, type ServeChild } from '../test/helpers/fledge-process.ts';
 import { freePort, reservePorts } from '../test/helpers/ports.ts';
 import { killSandboxTasks } from '../test/helpers/process-cleanup.ts';
 
@@ -108,7 +108,7 @@ const LB_FIELDS = { serviceBasePath: BASE, loadBalancerGroups: ['default'] };
 
 class Scheduler {
   serve: ServeChild | undefined;
-  readonly client: FledgeClient;
+  #client: FledgeClient | undefined;
   readonly url: string;
   readonly lbUrl: string;
   kills = 0;
@@ -125,7 +125,12 @@ class Scheduler {
   ) {
     this.url = `http://127.0.0.1:${port}`;
     this.lbUrl = `http://127.0.0.1:${lbPort}`;
-    this.client = boundedClient(this.url, 10_000);
+  }
+
+  /** A client with the admin token `fledge serve` wrote at its first start. */
+  get client(): FledgeClient {
+    this.#client ??= boundedClient(this.url, adminToken(this.dataDir), 10_000);
+    return this.#client;
   }
 
   get down(): boolean {
@@ -138,7 +143,8 @@ class Scheduler {
     for (;;) {
       if (this.serve.exited) throw new Error(`fledge serve exited at start:\n${this.serve.output().slice(-3000)}`);
       try {
-        await this.client.health();
+        // /health answers without a token; the token file exists once it does
+        await boundedClient(this.url, undefined, 2_000).health();
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`fledge serve did not answer within 60 s:\n${this.serve.output().slice(-3000)}`);

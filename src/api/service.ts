@@ -7,13 +7,13 @@ import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type FledgeRequest, type RequestRecord } from '../core/model.ts';
-import type { KeyedMutex } from '../reconciler/locks.ts';
+import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
 
 export interface ServiceDeps {
   store: Store;
-  locks: KeyedMutex;
+  locks: RequestLocks;
   clock: Clock;
   events: EventBus;
   wake: (requestId: string) => void;
@@ -155,8 +155,9 @@ export class FledgeService {
     return { record, deploy: effective, ...(active ? { active } : {}), warnings };
   }
 
-  async createDeploy(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] }> {
-    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input)));
+  /** `user`: the name of the token that asked (Singularity's deployMarker.user). */
+  async createDeploy(input: DeployInput, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input), user));
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
@@ -173,7 +174,7 @@ export class FledgeService {
    * A new deploy of the previous active deploy's spec: the most recent SUCCEEDED deploy
    * before the active one. Atomic and without acceptance, since it goes back to what served.
    */
-  async rollback(requestId: string, message?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async rollback(requestId: string, message?: string, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
     return this.#write(requestId, async () => {
       const { store } = this.d;
       const record = await this.#live(requestId);
@@ -196,11 +197,11 @@ export class FledgeService {
         canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
       };
       const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
-      return this.#commitDeploy(input, await this.prepareDeploy(input));
+      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
     });
   }
 
-  async #commitDeploy(input: DeployInput, prepared: PreparedDeploy): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async #commitDeploy(input: DeployInput, prepared: PreparedDeploy, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
     const { store, clock } = this.d;
     const { record, deploy, warnings } = prepared;
     const now = clock.now();
@@ -217,7 +218,7 @@ export class FledgeService {
       timestamp: now,
     };
     await store.apply({
-      deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}) }],
+      deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}), ...(user !== undefined ? { user } : {}) }],
       pending: [next],
       requests: [nextRecord],
     });

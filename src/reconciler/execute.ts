@@ -18,10 +18,10 @@ import { checksWhileRunning, probePassed, recordHealthResults, type HealthAssess
 import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState } from '../core/model.ts';
 import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
-import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
 import type { CheckRunner } from './checks.ts';
-import type { KeyedMutex } from './locks.ts';
+import type { RequestLocks } from './locks.ts';
 
 export type { HealthWatcher } from '../health/types.ts';
 
@@ -38,7 +38,7 @@ export interface EngineDeps {
 }
 
 export interface ExecutorDeps extends EngineDeps {
-  locks: KeyedMutex;
+  locks: RequestLocks;
   events: EventBus;
   wake: (requestId: string) => void;
   /** look at the request again at `at` (by the engine's clock) */
@@ -47,7 +47,6 @@ export interface ExecutorDeps extends EngineDeps {
 
 /** The latest results kept on a task (its counters cover the rest). */
 export const MAX_HEALTH_RESULTS = 20;
-const UPSTREAM_HOST = '127.0.0.1';
 /** a write the store could not take is tried again, backing off from 50 ms to this */
 const STORE_RETRY_MAX_MS = 2_000;
 /** a failed action's request is looked at again after this */
@@ -169,6 +168,10 @@ export class Executor {
       instanceNo: task.taskId.instanceNo,
       ...(deploy.command !== undefined ? { command: deploy.command } : {}),
       ...(deploy.arguments !== undefined ? { arguments: deploy.arguments } : {}),
+      ...(deploy.shell !== undefined ? { shell: deploy.shell } : {}),
+      ...(deploy.containerInfo?.docker
+        ? { container: { docker: deploy.containerInfo.docker, volumes: deploy.containerInfo.volumes ?? [] } }
+        : {}),
       env,
       numPorts: deploy.resources.numPorts,
       cpus: deploy.resources.cpus,
@@ -191,6 +194,11 @@ export class Executor {
       return next;
     });
     if (started) this.#watchHealth(started, deploy);
+    else {
+      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+      await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
+      await runtime.release(result.handle);
+    }
   }
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
@@ -239,7 +247,7 @@ export class Executor {
           return;
         }
         const verdict = this.#d.health.watch(
-          { taskId, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          { taskId, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
           deploy.healthcheck,
           deploy.considerHealthyAfterRunningForSeconds,
           {
@@ -355,7 +363,9 @@ export class Executor {
       const ownDeath = !t.cleanup || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
       const state: TaskState = !ownDeath ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
       const portInUse = status.portInUse === true && !t.cleanup;
-      const how = `${status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`}${portInUse ? PORT_IN_USE_NOTE : ''}`;
+      const code = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      // The runtime's reason (e.g. an OOM kill) says more than the code alone.
+      const how = `${status.message ? `${status.message} (${code})` : code}${portInUse ? PORT_IN_USE_NOTE : ''}`;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
       return done && { ...done, exitCode: status.exitCode, signal: status.signal, ...(portInUse ? { portInUse: true } : {}) };
     });
@@ -441,7 +451,8 @@ export class Executor {
       if (!deploy) continue;
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
-        upstreams.set(id, { taskId: id, host: UPSTREAM_HOST, port, group: deploy.loadBalancerUpstreamGroup });
+        // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
+        upstreams.set(id, { taskId: id, host: taskAddress(task.handle), port, group: deploy.loadBalancerUpstreamGroup });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
         newest = deploy.timestamp;
@@ -514,11 +525,21 @@ export class Executor {
           if (found) await this.#adopt(id, found, await runtime.recover(found));
         }
       } catch (err) {
-        logger.error({ err, taskId: id }, 'could not re-adopt task');
+        if (err instanceof ForeignTaskError) await this.#noteForeign(task, err);
+        else logger.error({ err, taskId: id }, 'could not re-adopt task');
       }
     }
     await this.#restoreLb(await store.listTasks({ live: true }));
     logger.info({ tasks: tasks.length }, 'recovered tasks');
+  }
+
+  /** A task of another machine: left alone, and said so on the task and in the log. */
+  async #noteForeign(task: TaskRecord, err: ForeignTaskError): Promise<void> {
+    this.#d.logger.warn({ taskId: task.taskId.id, machine: err.machine, here: err.here }, err.message);
+    await this.#updateTask(task.taskId.id, (t) => {
+      if (t.updates[t.updates.length - 1]?.message === err.message) return undefined;
+      return { ...t, updates: [...t.updates, { state: t.state, timestamp: this.#d.clock.now(), message: err.message }] };
+    });
   }
 
   async #adoptExisting(task: TaskRecord, status: TaskStatus): Promise<void> {

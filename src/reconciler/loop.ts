@@ -9,26 +9,24 @@
  * logged and the loop moves on; a store that is unavailable (busy, restarting) makes the loop
  * back off (250 ms → 5 s) and try again, nothing half-applied.
  */
-import { errorMessage } from '../core/errors.ts';
 import { EventBus } from '../core/events.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
-import { StoreUnavailableError, type ChangeSet } from '../store/types.ts';
+import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
-import { KeyedMutex } from './locks.ts';
+import { KeyedMutex, type RequestLocks } from './locks.ts';
 import { observeRequest } from './observe.ts';
-
-const STORE_BACKOFF_MIN_MS = 250;
-const STORE_BACKOFF_MAX_MS = 5_000;
 
 export interface LoopDeps extends EngineDeps {
   events?: EventBus;
+  /** per-request locks; default in-process (the store's when several schedulers share it) */
+  locks?: RequestLocks;
   /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
 }
 
 export class ReconcileLoop {
-  readonly locks = new KeyedMutex();
+  readonly locks: RequestLocks;
   readonly events: EventBus;
   readonly executor: Executor;
   readonly #deps: LoopDeps;
@@ -39,13 +37,13 @@ export class ReconcileLoop {
   #timer: NodeJS.Timeout | undefined;
   #safety: NodeJS.Timeout | undefined;
   #wakeAt = new Map<string, number>();
+  /** back-off per request while the store is unavailable */
+  readonly #retryMs = new Map<string, number>();
   #closed = false;
-  /** how long the last pass that found the store unavailable waited; 0 once it answers */
-  #storeBackoffMs = 0;
-  #allRetry: NodeJS.Timeout | undefined;
 
   constructor(deps: LoopDeps) {
     this.#deps = deps;
+    this.locks = deps.locks ?? new KeyedMutex();
     this.events = deps.events ?? new EventBus();
     this.executor = new Executor({
       ...deps,
@@ -80,8 +78,7 @@ export class ReconcileLoop {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      // A pass handles its own failures; this catches what would otherwise be an unhandled rejection.
-      if (!this.#closed) this.tick().catch((err: unknown) => this.#deps.logger.error({ err }, 'reconcile pass failed'));
+      if (!this.#closed) void this.tick().catch((err: unknown) => this.#deps.logger.error({ err }, 'reconcile pass failed'));
     });
   }
 
@@ -108,39 +105,29 @@ export class ReconcileLoop {
       try {
         ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
       } catch (err) {
-        // Not even the list: every request, later.
-        logger.warn({ err: errorMessage(err) }, 'could not list the requests; reconciling later');
-        for (const id of dirty) this.#dirty.add(id);
+        // The store is away: look at everything again shortly.
         this.#all = true;
-        this.#allRetry ??= setTimeout(() => {
-          this.#allRetry = undefined;
-          this.#schedule();
-        }, STORE_BACKOFF_MAX_MS).unref();
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not list requests; retrying');
+        setTimeout(() => this.wake(), 500).unref();
         return;
       }
     } else {
       ids = [...this.#dirty];
       this.#dirty.clear();
     }
-    for (const [i, id] of ids.entries()) {
+    for (const id of ids) {
       if (this.#closed) break;
       try {
         await this.reconcileRequest(id);
-        this.#storeBackoffMs = 0;
+        this.#retryMs.delete(id);
       } catch (err) {
-        if (err instanceof StoreUnavailableError) {
-          // Nothing was persisted and nothing acted on: the whole pass waits for the store,
-          // backing off, rather than try every other request against it now.
-          this.#storeBackoffMs = Math.min(STORE_BACKOFF_MAX_MS, Math.max(STORE_BACKOFF_MIN_MS, this.#storeBackoffMs * 2));
-          logger.warn(
-            { err: err.message, requests: ids.length - i, retryInMs: this.#storeBackoffMs },
-            'the store is unavailable; reconciling later',
-          );
-          for (const rest of ids.slice(i)) this.#wakeAt.set(rest, clock.now() + this.#storeBackoffMs);
-          break;
-        }
-        logger.error({ err, requestId: id }, 'reconcile failed');
-        this.#wakeAt.set(id, clock.now() + 1000);
+        // The store away (or the lease lost) is transient: back off, without alarm.
+        const transient = err instanceof StoreUnavailableError || err instanceof FencedError;
+        const delay = transient ? Math.min(5_000, (this.#retryMs.get(id) ?? 125) * 2) : 1000;
+        if (transient) this.#retryMs.set(id, delay);
+        if (transient) logger.warn({ requestId: id, err: (err as Error).message, retryInMs: delay }, 'reconcile deferred');
+        else logger.error({ err, requestId: id }, 'reconcile failed');
+        this.#wakeAt.set(id, clock.now() + delay);
       }
     }
     this.#armTimer();
@@ -258,7 +245,6 @@ export class ReconcileLoop {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#safety) clearInterval(this.#safety);
-    if (this.#allRetry) clearTimeout(this.#allRetry);
     if (this.#running) await this.#running;
     await this.executor.close();
   }

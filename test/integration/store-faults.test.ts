@@ -58,7 +58,7 @@ describe('a store locked by another process', () => {
       }
       const raw = await fetch(`${fledge.url}/api/requests/request/web/scale`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${fledge.token}` },
         body: JSON.stringify({ instances: 4 }),
         signal: AbortSignal.timeout(10_000),
       });

@@ -20,6 +20,8 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['DeployDecisionBody', schemas.deployDecision],
     ['RollbackBody', schemas.rollback],
     ['KillTaskBody', schemas.killTask],
+    ['HostChangeBody', schemas.hostChange],
+    ['CreateTokenBody', schemas.createToken],
   ];
   return Object.fromEntries(
     entries.map(([name, schema]) => {

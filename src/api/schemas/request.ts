@@ -1,7 +1,18 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
 import { REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
-import { attachWarnings, describeInput, compact, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import {
+  attachWarnings,
+  count,
+  describeInput,
+  compact,
+  ignoredFields,
+  LIMITS,
+  list,
+  nonEmpty,
+  nullsAsAbsent,
+  splitIgnored,
+} from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
 export const REQUEST_DEFAULTS = { instances: 1, loadBalanced: false } as const;
@@ -13,22 +24,25 @@ export const requestIdSchema = z
 
 // Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
 const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
-const cronSchema = z.string().refine(
-  (s) => {
-    const fields = s.trim().split(/\s+/);
-    return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
-  },
-  { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
-);
+const cronSchema = z
+  .string()
+  .max(LIMITS.name)
+  .refine(
+    (s) => {
+      const fields = s.trim().split(/\s+/);
+      return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
+    },
+    { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
+  );
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
   requestType: z.enum(REQUEST_TYPES),
-  instances: z.int().gt(0).default(REQUEST_DEFAULTS.instances),
+  instances: z.int().gt(0).max(LIMITS.instances).default(REQUEST_DEFAULTS.instances),
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
-  owners: z.array(z.string().min(1)).optional(),
+  owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
-  numRetriesOnFailure: z.int().min(0).optional(),
+  numRetriesOnFailure: count().optional(),
   skipHealthchecks: z.boolean().optional(),
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });

@@ -13,6 +13,20 @@ export const BUSY_TIMEOUT_MS = 10;
 const FIRST_RETRY_MS = 10;
 const MAX_RETRY_MS = 200;
 
+/** Store operations that write (the rest read, or — locked, close — are not operations on the file). */
+const WRITES: ReadonlySet<string> = new Set([
+  'migrate',
+  'apply',
+  'createToken',
+  'revokeToken',
+  'touchToken',
+  'recordAudit',
+  'pruneAudit',
+  'putHost',
+  'ensureMeta',
+]);
+const PASS_THROUGH: ReadonlySet<string> = new Set(['locked', 'close']);
+
 /** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, …), SQLITE_LOCKED: another connection has the file. */
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
@@ -37,35 +51,37 @@ export async function whileBusy<T>(what: string, budgetMs: number, fn: () => Pro
 }
 
 /**
- * A Store whose every operation waits out a busy file asynchronously (see the header). Once a
- * write gave up, later writes try once and give up at once until one goes through: callers
+ * The store with every operation waiting out a busy file asynchronously (see the header). Once
+ * a write gave up, later writes try once and give up at once until one goes through: callers
  * hold a request's lock while they write, and waiting out the budget each, one after another,
  * would hold up the next writer (an API call) for seconds before its 503.
  */
-export function retryWhileBusy(store: Store, budgetMs: number): Store {
-  const run = <T>(what: string, fn: () => Promise<T>) => whileBusy(what, budgetMs, fn);
+export function retryWhileBusy<S extends Store>(store: S, budgetMs: number): S {
   let writesUnavailable = false;
-  const write = async (what: string, fn: () => Promise<void>) => {
-    try {
-      await whileBusy(what, writesUnavailable ? 0 : budgetMs, fn);
-      writesUnavailable = false;
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) writesUnavailable = true;
-      throw err;
-    }
+  const wrapped = new Map<string | symbol, unknown>();
+  const wrap = (name: string, fn: (...args: unknown[]) => Promise<unknown>) => {
+    if (!WRITES.has(name)) return (...args: unknown[]) => whileBusy(name, budgetMs, () => fn(...args));
+    return async (...args: unknown[]) => {
+      try {
+        const result = await whileBusy(name === 'apply' ? 'write' : name, writesUnavailable ? 0 : budgetMs, () => fn(...args));
+        writesUnavailable = false;
+        return result;
+      } catch (err) {
+        if (err instanceof StoreUnavailableError) writesUnavailable = true;
+        throw err;
+      }
+    };
   };
-  return {
-    migrate: () => run('migrate', () => store.migrate()),
-    apply: (changes) => write('write', () => store.apply(changes)),
-    getRequest: (id) => run('read a request', () => store.getRequest(id)),
-    listRequests: () => run('list requests', () => store.listRequests()),
-    getDeploy: (requestId, deployId) => run('read a deploy', () => store.getDeploy(requestId, deployId)),
-    listDeployHistory: (requestId) => run('read deploy history', () => store.listDeployHistory(requestId)),
-    getDeployHistory: (requestId, deployId) => run('read deploy history', () => store.getDeployHistory(requestId, deployId)),
-    getPending: (requestId) => run('read a pending deploy', () => store.getPending(requestId)),
-    listPending: () => run('list pending deploys', () => store.listPending()),
-    getTask: (taskId) => run('read a task', () => store.getTask(taskId)),
-    listTasks: (query) => run('list tasks', () => store.listTasks(query)),
-    close: () => store.close(),
-  };
+  return new Proxy(store, {
+    get(target, prop) {
+      // The target as receiver: its getters and methods use private fields, which a proxy lacks.
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (typeof value !== 'function' || typeof prop !== 'string' || PASS_THROUGH.has(prop)) {
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      let fn = wrapped.get(prop);
+      if (!fn) wrapped.set(prop, (fn = wrap(prop, (value as (...a: unknown[]) => Promise<unknown>).bind(target))));
+      return fn;
+    },
+  });
 }
