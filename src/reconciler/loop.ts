@@ -100,7 +100,6 @@ export class ReconcileLoop {
     let ids: string[];
     if (this.#all) {
       this.#all = false;
-      const dirty = [...this.#dirty];
       this.#dirty.clear();
       try {
         ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
