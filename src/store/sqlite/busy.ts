@@ -58,7 +58,8 @@ export async function whileBusy<T>(what: string, budgetMs: number, fn: () => Pro
  */
 export function retryWhileBusy<S extends Store>(store: S, budgetMs: number): S {
   let writesUnavailable = false;
-  const wrapped = new Map<string | symbol, unknown>();
+  /** per method: the function wrapped, and its wrapper (a method replaced later, e.g. by a test's spy, is wrapped anew) */
+  const wrapped = new Map<string, { of: unknown; fn: unknown }>();
   const wrap = (name: string, fn: (...args: unknown[]) => Promise<unknown>) => {
     if (!WRITES.has(name)) return (...args: unknown[]) => whileBusy(name, budgetMs, () => fn(...args));
     return async (...args: unknown[]) => {
@@ -79,8 +80,10 @@ export function retryWhileBusy<S extends Store>(store: S, budgetMs: number): S {
       if (typeof value !== 'function' || typeof prop !== 'string' || PASS_THROUGH.has(prop)) {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       }
-      let fn = wrapped.get(prop);
-      if (!fn) wrapped.set(prop, (fn = wrap(prop, (value as (...a: unknown[]) => Promise<unknown>).bind(target))));
+      const known = wrapped.get(prop);
+      if (known?.of === value) return known.fn;
+      const fn = wrap(prop, (value as (...a: unknown[]) => Promise<unknown>).bind(target));
+      wrapped.set(prop, { of: value, fn });
       return fn;
     },
   });
