@@ -36,6 +36,8 @@ export interface EngineHosts {
   resetHolds(): void;
   /** ids of the tasks a host's runtime holds or lists for this installation */
   tasksOn(hostId: string): Promise<string[]>;
+  /** whether a host answers now (waited out until it does or is UNREACHABLE) */
+  answers(hostId: string): Promise<boolean>;
   /** returns how to stop listening */
   onChange(listener: (hostId: string, change: 'silent' | 'answers' | 'state') => void): () => void;
 }
@@ -333,12 +335,23 @@ export class Executor {
     for (let batch = this.#pendingHealth.get(taskId); batch; batch = this.#pendingHealth.get(taskId)) {
       this.#pendingHealth.delete(taskId);
       const { results, counted, assessment } = batch;
+      if (assessment.state === 'UNHEALTHY' && !(await this.#hostAnswers(taskId))) {
+        // Its host went silent: the task is lost with it (host loss replaces it, uncounted), not unhealthy.
+        this.#d.logger.info({ taskId }, 'a failed health check on a host that does not answer: left to host loss');
+        continue;
+      }
       await this.#updateTask(taskId, (t) => {
         if (!isLive(t.state)) return undefined;
         if (results.length === 0 && t.health.state === assessment.state) return undefined;
         return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS, counted) };
       });
     }
+  }
+
+  async #hostAnswers(taskId: string): Promise<boolean> {
+    const task = await this.#d.store.getTask(taskId);
+    const host = task && hostOf(task);
+    return host === undefined ? true : this.#d.hosts.answers(host);
   }
 
   async #stopTask(taskId: string): Promise<void> {
