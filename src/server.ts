@@ -200,6 +200,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           launchBatchSize: 100,
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+          defaultAgentPlacement: config.defaultAgentPlacement,
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
@@ -216,6 +217,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const loop = new ReconcileLoop({
           store: termStore,
           runtime: guardRuntime(runtime, guard),
+          hosts,
           ...(balancer ? { balancer } : {}),
           health,
           checks,
@@ -331,6 +333,8 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
       ...config.lbLimits,
       trustForwardedFrom: config.trustForwardedFrom,
       drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+      upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+      ejectAfterFailures: config.lbEjectAfterFailures,
       logger,
     });
   }
@@ -349,6 +353,8 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
     ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
     reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
     drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+    upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+    ejectAfterFailures: config.lbEjectAfterFailures,
     mayAct: guard,
     logger,
   });

@@ -105,6 +105,8 @@ export interface RequestParent {
   pendingDeploy?: Deploy;
   pendingDeployState?: PendingDeployView;
   bounce?: { startedAt: number; message?: string };
+  /** per instance number: crashes (and unhealthy tasks) in a row, and no new start before `until` */
+  crashLoopBackoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
   taskIds: TaskIdGroups;
   instanceCounts?: { desired: number; healthy: number; total: number };
   timestamp?: number;
@@ -123,8 +125,13 @@ export interface TaskView {
   taskUpdates?: { taskState: TaskState; timestamp: number; statusMessage?: string }[];
   exitCode?: number | null;
   signal?: string | null;
+  /** it died at start because a port it needed was taken (EADDRINUSE); started again, uncounted */
+  portInUse?: boolean;
   cleanup?: { reason: string; timestamp: number; message?: string };
+  /** why it has not started: no host fits it yet (its taskId.host is `unplaced`), or its host waits */
   waitingReason?: string;
+  /** lost because this host stopped answering */
+  lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
   /** the service's own process */
@@ -154,6 +161,8 @@ export interface HostView {
   reserved: { cpus: number; memoryMb: number; ports: number };
   tasks: string[];
   attributes: Record<string, string>;
+  /** attributes that reserve the host for the requests that require or allow them */
+  reservedAttributes?: Record<string, string>;
   rackId: string;
   warnings?: string[];
 }

@@ -1,6 +1,7 @@
 // One config function: the option table (options.ts) read from flags and FLEDGE_* variables,
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
+import type { AgentPlacement } from '../core/model.ts';
 import { parseStoreSpec, StoreSpecError, type StoreLocation } from '../store/spec.ts';
 import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
 import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
@@ -22,6 +23,9 @@ export interface FledgeConfig {
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
   drainTimeoutSeconds: number;
+  /** the LB's per-attempt upstream timeout, and its passive protection (both balancers) */
+  lbUpstreamTimeoutSeconds: number;
+  lbEjectAfterFailures: number;
   /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
   allowCanaryLbChange: boolean;
   /** modules whose exports are server-wide acceptance checks (hooks) */
@@ -31,6 +35,7 @@ export interface FledgeConfig {
   /** PEM files for tcp Docker endpoints */
   dockerTls?: { ca?: string; cert?: string; key?: string };
   hostUnreachableSeconds: number;
+  defaultAgentPlacement: AgentPlacement;
   logLevel: string;
   logFormat: 'auto' | 'pretty' | 'json';
   /** SQLite in the data dir unless --store says otherwise */
@@ -126,10 +131,13 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
     killGraceSeconds: o.killGraceSeconds,
     drainTimeoutSeconds: o.drainTimeoutSeconds,
+    lbUpstreamTimeoutSeconds: o.lbUpstreamTimeoutSeconds,
+    lbEjectAfterFailures: o.lbEjectAfterFailures,
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     dockerHosts: [],
     hostUnreachableSeconds: o.hostUnreachableSeconds,
+    defaultAgentPlacement: o.defaultAgentPlacement as AgentPlacement,
     logLevel: o.logLevel,
     logFormat: o.logFormat as FledgeConfig['logFormat'],
     api: {

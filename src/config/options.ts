@@ -1,6 +1,7 @@
 // Every server option, once: the `serve` flags, the FLEDGE_* variables, the validation and the
 // README's options table are all made from this table (a test keeps the README in step).
 import { availableParallelism, totalmem } from 'node:os';
+import { AGENT_PLACEMENTS } from '../core/model.ts';
 
 export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'path' | 'list' | 'enum';
 
@@ -221,6 +222,28 @@ export const SERVER_OPTIONS = [
     help: 'how long a task leaving the load balancer may finish its in-flight requests',
   },
   {
+    key: 'lbUpstreamTimeoutSeconds',
+    flag: '--lb-upstream-timeout-seconds',
+    arg: 'n',
+    env: 'FLEDGE_LB_UPSTREAM_TIMEOUT_SECONDS',
+    type: 'number',
+    min: 0.1,
+    max: 3600,
+    default: 15,
+    help: 'a task silent this long fails the request to it: an idempotent one with no answer yet goes to another task, others get a 504',
+  },
+  {
+    key: 'lbEjectAfterFailures',
+    flag: '--lb-eject-after-failures',
+    arg: 'n',
+    env: 'FLEDGE_LB_EJECT_AFTER_FAILURES',
+    type: 'int',
+    min: 0,
+    max: 1000,
+    default: 3,
+    help: 'refused, reset or timed-out requests in a row that take a task out of LB rotation for a short back-off, and get it health-checked at once (0: never)',
+  },
+  {
     key: 'allowCanaryLbChange',
     flag: '--allow-canary-lb-change',
     env: 'FLEDGE_ALLOW_CANARY_LB_CHANGE',
@@ -395,7 +418,17 @@ export const SERVER_OPTIONS = [
     min: 0.5,
     max: 3600,
     default: 30,
-    help: 'a Docker host that has not answered for this long is UNREACHABLE (it takes no new tasks)',
+    help: 'a Docker host that has not answered for this long is UNREACHABLE: its tasks are TASK_LOST and replaced on other hosts',
+  },
+  {
+    key: 'defaultAgentPlacement',
+    flag: '--default-agent-placement',
+    arg: 'placement',
+    env: 'FLEDGE_DEFAULT_AGENT_PLACEMENT',
+    type: 'enum',
+    choices: AGENT_PLACEMENTS,
+    default: 'GREEDY',
+    help: "agentPlacement of requests that do not set one (Singularity's defaultAgentPlacement)",
   },
   {
     key: 'logLevel',

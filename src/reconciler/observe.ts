@@ -1,7 +1,7 @@
 import type { EngineSettings, RequestObservation } from '../core/deploy/types.ts';
 import type { RequestRecord } from '../core/model.ts';
 import type { Store } from '../store/types.ts';
-import type { Executor } from './execute.ts';
+import type { EngineHosts, Executor } from './execute.ts';
 
 /** Done tasks older than this no longer matter to any decision. */
 const RECENT_MILLIS = 10 * 60_000;
@@ -12,6 +12,7 @@ export async function observeRequest(
   now: number,
   settings: EngineSettings,
   executor: Executor,
+  hosts: EngineHosts,
 ): Promise<RequestObservation> {
   const id = record.request.id;
   const pending = await store.getPending(id);
@@ -39,9 +40,10 @@ export async function observeRequest(
         ]
       : []),
     ...(record.lbOperation ? [record.lbOperation] : []),
+    ...(record.lbHandedOver ?? []),
   ];
   for (const op of referenced) {
-    const status = await executor.observeLbOperation(id, op.operationId, op.add, op.remove);
+    const status = await executor.observeLbOperation(id, op);
     if (status) lbOps[op.operationId] = status;
   }
 
@@ -55,6 +57,7 @@ export async function observeRequest(
     endedDeploys,
     lbOps,
     checkResults: pending ? executor.checkResults(id, pending.deployId) : [],
+    hosts: hosts.snapshots(),
     settings,
   };
 }

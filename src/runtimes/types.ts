@@ -8,6 +8,8 @@ export interface TaskSpec {
   requestId: string;
   deployId: string;
   instanceNo: number;
+  /** the host the engine placed it on (a runtime over several hosts routes by it) */
+  host?: string;
   /** run through a shell */
   command?: string;
   /** argv, no shell; takes precedence over command when both are set (in a container: appended to command) */
@@ -49,6 +51,12 @@ export type TaskStatus =
       exitCode: number | null;
       signal: string | null;
       finishedAt: number;
+      /**
+       * It failed soon after start because one of its ports was taken (EADDRINUSE): another
+       * process bound it between the runtime's check and the task's bind. Not the task's fault:
+       * start it again, on other ports.
+       */
+      portInUse?: boolean;
       /** why, when the runtime knows more than the code (e.g. killed for exceeding its memory limit) */
       message?: string;
     }
@@ -86,8 +94,11 @@ export interface Runtime {
    * recover() returns (it happened while nobody watched) is not reported again.
    */
   recover(handle: TaskHandle): Promise<TaskStatus>;
-  /** Find a task started before a crash whose handle was never persisted. */
-  find(taskId: string): Promise<TaskHandle | undefined>;
+  /**
+   * Find a task started before a crash whose handle was never persisted. `host`: where it was
+   * placed, when known (a runtime over several hosts asks that one only).
+   */
+  find(taskId: string, host?: string): Promise<TaskHandle | undefined>;
   logs(handle: TaskHandle, path: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk>;
   /** Called once per task exit (started or recovered tasks alike). */
   onExit(listener: (taskId: string, status: Extract<TaskStatus, { state: 'exited' }>) => void): void;

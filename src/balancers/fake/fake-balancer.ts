@@ -18,6 +18,7 @@ import type {
   TrafficTotal,
   TrafficWindow,
   Upstream,
+  UpstreamEvent,
 } from '../types.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { invalidOperation } from '../validate.ts';
@@ -58,6 +59,9 @@ export interface FakeBalancer extends Balancer {
   script(operationId: string, behaviour: FakeBehaviour): void;
   /** Finish a WAITING operation. FAILED reverts its changes. */
   complete(operationId: string, state: 'SUCCESS' | 'FAILED', message?: string): LbOperationStatus;
+  /** Report an upstream event (as a proxy does after failures in a row) to onUpstreamEvent listeners. */
+  emitUpstreamEvent(event: UpstreamEvent): void;
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void;
   stats(): BalancerStats;
   /** Count a request as if it had gone through the balancer (no proxy here). */
   recordTraffic(record: TrafficRecord): void;
@@ -86,6 +90,7 @@ class InMemoryFakeBalancer implements FakeBalancer {
   readonly #services = new Map<string, FakeService>();
   readonly #scripts = new Map<string, FakeBehaviour>();
   readonly #traffic: TrafficRecorder;
+  readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   #behaviour: FakeBehaviour;
 
   constructor(options: FakeBalancerOptions) {
@@ -172,6 +177,15 @@ class InMemoryFakeBalancer implements FakeBalancer {
     return this.#ops.onChange(listener);
   }
 
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void {
+    this.#upstreamListeners.add(listener);
+    return () => this.#upstreamListeners.delete(listener);
+  }
+
+  emitUpstreamEvent(event: UpstreamEvent): void {
+    for (const listener of [...this.#upstreamListeners]) listener(event);
+  }
+
   stats(): BalancerStats {
     const out: BalancerStats = {};
     for (const [serviceId, entry] of this.#services) {
@@ -197,6 +211,7 @@ class InMemoryFakeBalancer implements FakeBalancer {
 
   async close(): Promise<void> {
     this.#ops.clearListeners();
+    this.#upstreamListeners.clear();
   }
 
   #putBack(op: Operation<OpData>, upstreams: Upstream[]): void {

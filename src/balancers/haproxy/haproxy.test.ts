@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { balancerContract, type BalancerContractDriver } from '../contract.case.ts';
+import { balancerContract, proxyBalancerContract, type BalancerContractDriver } from '../contract.case.ts';
 import { proxyContractDriver, request, testClock, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
 import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
@@ -77,8 +77,19 @@ describe('haproxy is installed', () => {
 
 balancerContract('haproxy', async (): Promise<BalancerContractDriver> => {
   const clock = testClock();
-  return proxyContractDriver(await startHaproxy({ now: clock.now }), clock);
+  // Passive protection off (proxyBalancerContract covers it): once it marks the only server down,
+  // HAProxy answers itself (<NOSRV>), and those answers count for no task.
+  return proxyContractDriver(await startHaproxy({ now: clock.now, ejectAfterFailures: 0 }), clock);
 });
+
+proxyBalancerContract('haproxy', (o) =>
+  startHaproxy({
+    ejectAfterFailures: o.ejectAfterFailures,
+    ejectBaseMs: o.ejectBaseMs,
+    upstreamTimeoutMs: o.upstreamTimeoutMs,
+    observePollMs: 50,
+  }),
+);
 
 describe('haproxy balancer', () => {
   const upstreams: TestUpstream[] = [];

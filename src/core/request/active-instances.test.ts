@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { engineDeploy, T0, testObservation, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import { engineDeploy, T0, testHost, testObservation, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import type { HostSnapshot } from '../placement.ts';
 import type { FledgeRequest, RequestRecord, TaskRecord } from '../model.ts';
 import { TaskView } from '../task-view.ts';
 import { requestContext } from './context.ts';
@@ -16,11 +17,12 @@ function run(
     budget?: number;
     retired?: number[];
     noDeploy?: boolean;
+    hosts?: HostSnapshot[];
   } = {},
 ) {
   const request = options.request ?? testRequest(2);
   const tasks = options.tasks ?? [];
-  const obs = testObservation({ request, activeDeploy: v1, tasks });
+  const obs = testObservation({ request, activeDeploy: v1, tasks, ...(options.hosts ? { hosts: options.hosts } : {}) });
   const record = testRecord(request, options.record);
   const pendingAfter = options.retired ? { deployId: 'v2', progress: { retiredOldInstances: options.retired } } : undefined;
   const ctx = requestContext(obs, record, options.now ?? T0, pendingAfter, undefined);
@@ -31,6 +33,20 @@ const cleaned = (r: ReturnType<typeof run>) =>
   (r.tasks ?? []).filter((t) => t.cleanup).map((t) => [t.taskId.instanceNo, t.cleanup?.reason]);
 const newInstances = (r: ReturnType<typeof run>) =>
   (r.tasks ?? []).filter((t) => t.state === 'TASK_LAUNCHED').map((t) => t.taskId.instanceNo);
+
+/** HEALTHY until the checks while running failed maxRetries + 1 times in a row. */
+const unhealthyWhileRunning = (n: number): TaskRecord => {
+  const t = testTask(v1, n, 'healthy');
+  return {
+    ...t,
+    health: {
+      ...t.health,
+      state: 'UNHEALTHY',
+      consecutiveFailures: 3,
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    },
+  };
+};
 
 describe('reconcileActiveInstances', () => {
   it.each([
@@ -59,6 +75,53 @@ describe('reconcileActiveInstances', () => {
       starts: [],
       cleanups: [],
       wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'an unhealthy task (failed checks while running) is cleaned up and replaced at once, the first time',
+      options: { tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)], now: T0 + 10 },
+      starts: [2],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'an unhealthy task after a crash of the same instance waits the backoff before its replacement',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'a task that found a port taken (EADDRINUSE) is started again at once, even in a crash loop',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 3, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'after 3 port-taken exits in a row, the 4th counts in the backoff',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older', portInUse: 3 } } },
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'a task that never passed its startup checks is cleaned up and replaced too',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'unhealthy')], now: T0 + 10 },
+      starts: [2],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: undefined,
     },
     {
       name: 'scaled down: the highest instances are cleaned up',
@@ -137,6 +200,50 @@ describe('reconcileActiveInstances', () => {
       wakeAt: undefined,
     },
     {
+      name: 'a task lost with its host is no crash: replaced at once, no backoff',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'lost'), lostWithHost: 'd1' }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 3, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a decommissioning host: a replacement starts elsewhere, the old task keeps serving meanwhile',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1')],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'DECOMMISSIONING' })],
+      },
+      starts: [1],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a decommissioning host: the old task goes once its replacement serves',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1'), testTask(v1, 1, 'healthy', T0 + 2)],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'DECOMMISSIONING' })],
+      },
+      starts: [],
+      cleanups: [[1, 'DECOMMISSIONING']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a frozen host keeps its tasks',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1')],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'FROZEN' })],
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
       name: 'more missing than a pass may create: creates the batch and looks again at once',
       options: { request: testRequest(5), budget: 2 },
       starts: [1, 2],
@@ -190,10 +297,35 @@ describe('reconcileActiveInstances', () => {
     expect(result.record.bounce).toBeUndefined();
   });
 
+  it('places new tasks across the hosts; one that fits nowhere waits, says why, and gets no start', () => {
+    const hosts = [testHost('local'), testHost('d1', { runs: 'process', capacity: { cpus: 1000, memoryMb: 1_000_000 } })];
+    const spread = run({ request: testRequest(3), hosts });
+    expect((spread.tasks ?? []).map((t) => t.taskId.host)).toEqual(['local', 'd1', 'local']);
+    const full = run({ request: testRequest(1), hosts: [testHost('local', { adminState: 'FROZEN' })] });
+    expect(full.tasks).toMatchObject([
+      { taskId: { host: 'unplaced' }, state: 'TASK_LAUNCHED', waitingReason: 'host local is FROZEN and takes no new tasks' },
+    ]);
+    expect(started(full)).toBe(0);
+  });
+
   it('walks a request of 2^31 instances in bounded work, creating one batch', () => {
     const result = run({ request: testRequest(2 ** 31), tasks: [testTask(v1, 7, 'exited')], budget: 100 });
     expect(newInstances(result)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1 + (i >= 6 ? 1 : 0)));
     expect(result.deferred).toBe(true);
     expect(result.wakeAt).toBe(T0);
+  });
+
+  it('says why on the task: the update carries the health verdict', () => {
+    const r = run({ tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)], now: T0 + 10 });
+    const marked = (r.tasks ?? []).find((t) => t.cleanup)!;
+    expect(marked.cleanup).toMatchObject({
+      reason: 'UNHEALTHY',
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    });
+    expect(marked.updates.at(-1)).toMatchObject({
+      state: 'TASK_CLEANING',
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    });
+    expect(r.record.backoff?.['2']).toMatchObject({ failures: 1, lastTaskId: marked.taskId.id });
   });
 });

@@ -8,7 +8,7 @@
  * task at any time with exit(). stop() ends a task with SIGTERM at once. Exits are reported
  * synchronously through onExit (a scripted crash on the next microtask, after start resolves).
  */
-import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import {
   ForeignTaskError,
   type LogChunk,
@@ -30,8 +30,8 @@ export type FakeStartBehaviour =
   | { error: string }
   /** { kind: 'waiting', reason }, as when capacity is short */
   | { waiting: string }
-  /** start, then exit with this code right after start() resolves */
-  | { exit: number };
+  /** start, then exit with this code right after start() resolves (portInUse: as after an EADDRINUSE) */
+  | { exit: number; portInUse?: boolean };
 
 export interface FakeRuntimeOptions {
   /** default: plenty (1000 cpus, 1 TB) */
@@ -51,7 +51,7 @@ export interface FakeRuntime extends Runtime {
   readonly released: readonly string[];
   script(target: { taskId: string } | { deployId: string }, behaviour: FakeStartBehaviour): void;
   /** End a running task now with an exit code (or a signal); reports through onExit. */
-  exit(taskId: string, code: number | null, signal?: string | null): void;
+  exit(taskId: string, code: number | null, signal?: string | null, more?: { portInUse?: boolean }): void;
   /** exit() every running task of a deploy. */
   exitDeploy(deployId: string, code: number | null, signal?: string | null): void;
   /** The task disappears without a trace: inspect/recover say lost, find finds nothing. */
@@ -68,7 +68,7 @@ export interface FakeRuntime extends Runtime {
   /** Reserved capacity now. */
   usage(): Capacity;
   /** What it holds, as a host reports it. */
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] };
+  hostUsage(): HostUsage;
   capacity(): Capacity;
   portRange(): PortRange;
 }
@@ -140,7 +140,7 @@ class InMemoryFakeRuntime implements FakeRuntime {
     });
     this.started.push(spec.taskId);
     if (typeof behaviour === 'object' && 'exit' in behaviour) {
-      queueMicrotask(() => this.exit(spec.taskId, behaviour.exit));
+      queueMicrotask(() => this.exit(spec.taskId, behaviour.exit, null, behaviour.portInUse ? { portInUse: true } : {}));
     }
     return { kind: 'started', handle: handleOf(spec.taskId, ports), ports };
   }
@@ -153,10 +153,16 @@ class InMemoryFakeRuntime implements FakeRuntime {
     return ports;
   }
 
-  exit(taskId: string, code: number | null, signal: string | null = null): void {
+  exit(taskId: string, code: number | null, signal: string | null = null, more: { portInUse?: boolean } = {}): void {
     const task = this.#tasks.get(taskId);
     if (!task || task.status.state !== 'running') return;
-    const status: ExitStatus = { state: 'exited', exitCode: code, signal, finishedAt: this.#now() };
+    const status: ExitStatus = {
+      state: 'exited',
+      exitCode: code,
+      signal,
+      finishedAt: this.#now(),
+      ...(more.portInUse ? { portInUse: true } : {}),
+    };
     task.status = status;
     this.#report(taskId, status);
   }
@@ -204,8 +210,14 @@ class InMemoryFakeRuntime implements FakeRuntime {
     return this.#ledger.used();
   }
 
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
-    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  hostUsage(): HostUsage {
+    return {
+      ...this.#ledger.used(),
+      ports: this.#ledger.portsInUse(),
+      portsInRange: this.#ledger.portsInRange(),
+      heldPorts: this.#ledger.heldPorts(),
+      tasks: this.#ledger.taskIds(),
+    };
   }
 
   capacity(): Capacity {

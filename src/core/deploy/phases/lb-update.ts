@@ -1,5 +1,5 @@
 import type { LbOpState, TaskRecord } from '../../model.ts';
-import { inLb, touchesLb } from '../../tasks.ts';
+import { inLb, needsLbAdd, settleLbOperationOnTasks, touchesLb } from '../../tasks.ts';
 import type { TaskView } from '../../task-view.ts';
 import { reasons } from '../reasons.ts';
 import { healthyNew, oldTasks, type PhaseInput, type PhaseResult } from '../phase.ts';
@@ -23,7 +23,7 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
       return { progress, wait: { why: `LB operation ${op.loadBalancerRequestId} in flight`, until: deadline } };
     }
     const finished: LbUpdate = { ...op, state: seen.state, ...(seen.message ? { message: seen.message } : {}) };
-    const tasks = recordLbState(input.tasks, finished, seen.state, now);
+    const tasks = settleLbOperationOnTasks((id) => input.tasks.get(id), { ...op, operationId: op.loadBalancerRequestId }, seen.state, now);
     const settled = { ...progress, pendingLbUpdate: undefined, lbUpdates: [...progress.lbUpdates, finished] };
     if (seen.state !== 'SUCCESS') {
       const message = reasons.lbFailed(seen.message);
@@ -32,6 +32,13 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
         tasks,
         end: { state: 'FAILED', message, failures: [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }] },
       };
+    }
+    // A task replaced meanwhile (one died, or was lost with its host) is healthy and not in
+    // the LB yet: put it in before the step is called ready.
+    const after = { ...input, progress: settled, tasks: input.tasks.with(tasks) };
+    if (healthyNew(after).some((t) => !touchesLb(t))) {
+      const next = stepLbUpdate(after);
+      return { ...next, tasks: [...tasks, ...(next.tasks ?? [])] };
     }
     return {
       progress: { ...settled, stepReadyAt: now, deadline: undefined },
@@ -43,7 +50,7 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
     };
   }
 
-  const add = healthyNew(input).filter((t) => !touchesLb(t));
+  const add = healthyNew(input).filter(needsLbAdd);
   const remove = progress.canary ? [] : oldTasks(input).filter(touchesLb);
   if (add.length === 0 && remove.length === 0) {
     if (healthyNew(input).every(inLb)) {
@@ -84,7 +91,7 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
   };
 }
 
-/** The operation's state on each task it adds or removes. */
+/** A new operation, WAITING, on each task it adds or removes. */
 function recordLbState(tasks: TaskView, op: LbUpdate, state: LbOpState, now: number): TaskRecord[] {
   const changes: TaskRecord[] = [];
   for (const [ids, which] of [
