@@ -55,6 +55,9 @@ for (const lb of ['builtin', 'haproxy'] as const) {
             portRangeTo: ports.to,
             killGraceSeconds: 2,
             drainTimeoutSeconds: 2,
+            // exact counts: passive protection would mark servers answering 503 down, and
+            // HAProxy's own answers then (<NOSRV>) count for no task
+            lbEjectAfterFailures: 0,
             logLevel: 'warn',
           },
           {},
