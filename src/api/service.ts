@@ -1,5 +1,6 @@
 // The API's domain operations: check, record intent atomically, wake the loop. The API
 // never drives the state machine itself.
+import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../core/clock.ts';
 import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
@@ -157,7 +158,36 @@ export class FledgeService {
 
   /** `user`: the name of the token that asked (Singularity's deployMarker.user). */
   async createDeploy(input: DeployInput, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
-    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input), user));
+    return this.#write(input.deploy.requestId, async () => {
+      const again = await this.#sameDeployAgain(input);
+      if (again) return again;
+      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
+    });
+  }
+
+  /**
+   * The pending or active deploy posted again exactly as it was created (a client retrying after
+   * its connection, or the scheduler, died before the answer) is answered with what exists
+   * instead of a 409 or 400: a retry changes nothing. Other content under a used id, or a
+   * failed or replaced deploy's id, is still refused (ids are never reused).
+   */
+  async #sameDeployAgain(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] } | undefined> {
+    const { requestId, id } = input.deploy;
+    const record = await this.#live(requestId);
+    // Only the deploy in flight, or the one serving: a failed or replaced one posted again is a 400.
+    if (record.pendingDeployId !== id && record.activeDeployId !== id) return undefined;
+    const existing = await this.d.store.getDeploy(requestId, id);
+    if (!existing) return undefined;
+    const plain = (d: Deploy) => {
+      const { timestamp: _t, ...rest } = JSON.parse(JSON.stringify(d)) as Deploy;
+      return rest;
+    };
+    const asked = plain(input.deploy);
+    // The server may have turned canary off on creation (an LB change it allows that way).
+    const withoutCanary = { ...asked, canaryDeploySettings: { ...asked.canaryDeploySettings, enableCanaryDeploy: false } };
+    const was = plain(existing);
+    if (!isDeepStrictEqual(was, asked) && !isDeepStrictEqual(was, withoutCanary)) return undefined;
+    return { record, warnings: [`Deploy ${id} was already created with this content: nothing changed`] };
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
