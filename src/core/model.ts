@@ -17,6 +17,8 @@ export interface FledgeRequest {
   schedule?: string;
   numRetriesOnFailure?: number;
   skipHealthchecks?: boolean;
+  /** the most instances a scale may set (Singularity's maxScale) */
+  maxScale?: number;
   /** Accepted Singularity fields Fledge stores but does not act on. */
   extra?: Record<string, unknown>;
 }
@@ -34,6 +36,8 @@ export interface HealthcheckOptions {
   responseTimeoutSeconds: number;
   maxRetries: number;
   failureStatusCodes: number[];
+  /** Singularity's result-file health check: stored, not acted on */
+  healthcheckResultFilePath?: string;
 }
 
 export const ACCEPTANCE_MODES = ['NONE', 'TIMED', 'CHECKS', 'MANUAL'] as const;
@@ -63,6 +67,46 @@ export interface Resources {
   memoryMb: number;
   numPorts: number;
   diskMb: number;
+}
+
+/** Singularity's SingularityMesosArtifact after defaults: fetched into the sandbox before the task starts. */
+export interface MesosArtifact {
+  /** http(s) or file URL */
+  uri: string;
+  /** keep it in the server's artifact cache, keyed by URL, for the next task */
+  cache: boolean;
+  executable: boolean;
+  /** unpack a recognised archive (.tar, .tar.gz, .tgz, .tar.bz2, .tbz2, .tar.xz, .txz, .zip, .gz) */
+  extract: boolean;
+  /** the file's name in the sandbox (default: the URL's last path segment) */
+  outputFile?: string;
+}
+
+/** SingularityExecutor's ExternalArtifact (a URL) and EmbeddedArtifact (base64 content). */
+export interface ExecutorArtifact {
+  name: string;
+  filename: string;
+  /** sandbox-relative folder (default: the sandbox itself) */
+  targetFolderRelativeToTask?: string;
+  md5sum?: string;
+  url?: string;
+  filesize?: number;
+  /** base64, embedded artifacts only */
+  content?: string;
+}
+
+/** SingularityExecutor's ExecutorData: Fledge runs `cmd` itself when the deploy has no command. */
+export interface ExecutorData {
+  cmd: string;
+  extraCmdLineArgs: string[];
+  /** exit codes that count as success (empty: 0 only) */
+  successfulExitCodes: number[];
+  externalArtifacts: ExecutorArtifact[];
+  embeddedArtifacts: ExecutorArtifact[];
+  /** SIGTERM → SIGKILL grace for this deploy's tasks (default: the server's --kill-grace-seconds) */
+  sigKillProcessesAfterMillis?: number;
+  /** SingularityExecutor settings Fledge stores but does not act on */
+  extra?: Record<string, unknown>;
 }
 
 export interface Deploy {
@@ -96,6 +140,12 @@ export interface Deploy {
   canaryDeploySettings: CanaryDeploySettings;
   acceptanceChecks: AcceptanceCheckSpec[];
   acceptanceTimeoutSeconds: number;
+  /** run-to-completion tasks: exit codes that count as success (default [0]) */
+  successfulExitCodes?: number[];
+  /** artifacts fetched into each task's sandbox before it starts */
+  uris?: MesosArtifact[];
+  /** SingularityExecutor's settings: `cmd` runs when there is no command */
+  executorData?: ExecutorData;
   /** Accepted Singularity fields Fledge stores but does not act on. */
   extra?: Record<string, unknown>;
   timestamp: number;

@@ -21,6 +21,8 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['RollbackBody', schemas.rollback],
     ['KillTaskBody', schemas.killTask],
     ['HostChangeBody', schemas.hostChange],
+    ['ExitCooldownBody', schemas.exitCooldown],
+    ['SkipHealthchecksBody', schemas.skipHealthchecks],
     ['CreateTokenBody', schemas.createToken],
   ];
   return Object.fromEntries(
