@@ -21,6 +21,8 @@ export interface FledgeConfig {
   portRange: { from: number; to: number };
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
+  /** what the artifact fetcher may download and keep */
+  artifacts: ArtifactLimits;
   drainTimeoutSeconds: number;
   /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
   allowCanaryLbChange: boolean;
@@ -44,6 +46,13 @@ export interface FledgeConfig {
   lbLimits: LbLimits;
   /** proxies whose X-Forwarded-* headers are believed (IPs or CIDR ranges) */
   trustForwardedFrom: string[];
+}
+
+export interface ArtifactLimits {
+  maxBytes: number;
+  timeoutMs: number;
+  retries: number;
+  cacheMaxBytes: number;
 }
 
 export interface ApiSecurityConfig {
@@ -124,6 +133,12 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     portRange: { from: o.portRangeFrom, to: o.portRangeTo },
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
     killGraceSeconds: o.killGraceSeconds,
+    artifacts: {
+      maxBytes: o.artifactMaxMb * 1024 * 1024,
+      timeoutMs: o.artifactTimeoutSeconds * 1000,
+      retries: o.artifactRetries,
+      cacheMaxBytes: o.artifactCacheMb * 1024 * 1024,
+    },
     drainTimeoutSeconds: o.drainTimeoutSeconds,
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),

@@ -33,6 +33,7 @@ import { readLogChunk } from '../log-file.ts';
 import { portIsFree } from '../process/ports.ts';
 import { sandboxName, writeJsonAtomic } from '../process/sandbox.ts';
 import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import { taskCommand, taskEnvironment } from '../task-env.ts';
 import { DockerApiError, DockerUnreachableError, type ContainerInspect, type ContainerState, type DockerClient } from './client.ts';
 import { LABELS, literalHostPorts, planContainer } from './container-config.ts';
 import { LogCopier } from './logs.ts';
@@ -255,8 +256,7 @@ export class DockerRuntime implements Runtime {
         instanceNo: spec.instanceNo,
         docker: container.docker,
         volumes: container.volumes,
-        ...(spec.command !== undefined ? { command: spec.command } : {}),
-        ...(spec.arguments !== undefined ? { arguments: spec.arguments } : {}),
+        ...taskCommand(spec, { host: this.address }),
         ...(spec.shell !== undefined ? { shell: spec.shell } : {}),
         env: this.#env(spec, ports),
         ports,
@@ -363,16 +363,8 @@ export class DockerRuntime implements Runtime {
   }
 
   #env(spec: TaskSpec, ports: number[]): Record<string, string> {
-    const env: Record<string, string> = { ...spec.env };
-    ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
-    if (ports.length > 0) env.PORT = String(ports[0]);
-    env.TASK_ID = spec.taskId;
-    env.REQUEST_ID = spec.requestId;
-    env.DEPLOY_ID = spec.deployId;
-    env.INSTANCE_NO = String(spec.instanceNo);
-    // Singularity's name for where the task's ports answer (a BRIDGE task cannot tell otherwise).
-    env.TASK_HOST = this.address;
-    return env;
+    // TASK_HOST: where the task's ports answer (a BRIDGE task cannot tell otherwise).
+    return taskEnvironment(spec, { host: this.address }, ports);
   }
 
   #labels(spec: TaskSpec, ports: number[], literal: number[]): Record<string, string> {
