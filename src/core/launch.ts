@@ -45,7 +45,15 @@ export function launchArtifacts(deploy: Deploy): ArtifactFetch[] {
   const out: ArtifactFetch[] = [];
   for (const u of deploy.uris ?? []) {
     // As Mesos' fetcher: the file at outputFile (or its own name), an archive unpacked into the sandbox.
-    out.push({ url: u.uri, path: artifactFileName(u), extract: u.extract, extractTo: '', keepArchive: true, executable: u.executable, cache: u.cache });
+    out.push({
+      url: u.uri,
+      path: artifactFileName(u),
+      extract: u.extract,
+      extractTo: '',
+      keepArchive: true,
+      executable: u.executable,
+      cache: u.cache,
+    });
   }
   const e = deploy.executorData;
   for (const a of e?.embeddedArtifacts ?? []) {

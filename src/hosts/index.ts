@@ -88,6 +88,7 @@ export function createHosts(config: HostsConfig, deps: HostsDeps): Hosts {
       definition: def,
       runtime: createRuntime({
         kind: 'docker',
+        artifacts,
         hostId: def.id,
         client,
         address: def.address,

@@ -80,7 +80,11 @@ export function runtimeContract(name: string, makeSubject: () => Promise<Contrac
         startedAt: 1700000000000,
         rackId: 'r1',
         estimatedInstanceCount: 4,
-        env: { WHERE: '${TASK_REQUEST_ID}/${TASK_DEPLOY_ID}/${TASK_INSTANCE_NO}/${TASK_STARTED_AT}/${TASK_RACK_ID}', ME: '${TASK_ID}', KEEP: '${HOME}' },
+        env: {
+          WHERE: '${TASK_REQUEST_ID}/${TASK_DEPLOY_ID}/${TASK_INSTANCE_NO}/${TASK_STARTED_AT}/${TASK_RACK_ID}',
+          ME: '${TASK_ID}',
+          KEEP: '${HOME}',
+        },
       });
       await started(spec);
       const env = await subject.env('sing');

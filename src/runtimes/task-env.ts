@@ -30,7 +30,12 @@ export function fillPlaceholders(text: string, values: Record<string, string>): 
   return text.replace(/\$\{(TASK_[A-Z_]+)\}/g, (whole, name: string) => values[name] ?? whole);
 }
 
-export function taskEnvironment(spec: TaskSpec, place: TaskPlace, ports: number[], base: Record<string, string> = {}): Record<string, string> {
+export function taskEnvironment(
+  spec: TaskSpec,
+  place: TaskPlace,
+  ports: number[],
+  base: Record<string, string> = {},
+): Record<string, string> {
   const values = placeholderValues(spec, place);
   const env: Record<string, string> = {
     ...base,

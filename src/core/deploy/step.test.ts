@@ -174,11 +174,55 @@ describe('stepDeploy', () => {
       end: undefined,
       decisions: ['ACCEPTANCE→LAUNCH', 'TASKS_LAUNCHED', 'LAUNCH→HEALTH'],
     },
+    {
+      name: "update approves the MANUAL step it moves to (Singularity's Advance): it passes without waiting",
+      obs: observe(
+        { phase: 'ACCEPTANCE', stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 },
+        (d) => [testTask(d, 1, 'healthy')],
+        { pendingDeploy: engineDeploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' }) },
+        [{ kind: 'update', at: T0, targetActiveInstances: 1 }],
+      ),
+      now: T0,
+      phase: 'HEALTH',
+      end: undefined,
+      decisions: [
+        'ACCEPTANCE→LAUNCH',
+        'LAUNCH→HEALTH',
+        'HEALTH→ACCEPTANCE',
+        'ACCEPTANCE→ADVANCE',
+        'ADVANCE→LAUNCH',
+        'TASKS_LAUNCHED',
+        'LAUNCH→HEALTH',
+      ],
+    },
   ])('$name', ({ obs, now, phase, end, decisions }) => {
     const outcome = stepDeploy(obs, now);
     expect(ended(outcome)).toBe(end);
     expect(phaseOf(outcome, obs.pending!.progress.phase)).toBe(phase);
     expect(kinds(outcome)).toEqual(decisions);
+  });
+
+  it('keeps the update’s approval for its step only: the next MANUAL step waits again', () => {
+    const manual = engineDeploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' });
+    const first = stepDeploy(
+      observe(
+        { phase: 'ACCEPTANCE', stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 },
+        (d) => [testTask(d, 1, 'healthy')],
+        { pendingDeploy: manual },
+        [{ kind: 'update', at: T0, targetActiveInstances: 1 }],
+      ),
+      T0,
+    );
+    if (first.pending.kind !== 'UPDATED') throw new Error('expected the deploy to go on');
+    const progress = first.pending.pending.progress;
+    expect(progress).toMatchObject({ step: 2, approvedStep: 1, phase: 'HEALTH' });
+    const second = stepDeploy(
+      observe({ ...progress, phase: 'ACCEPTANCE', stepReadyAt: T0 }, (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'healthy')], {
+        pendingDeploy: manual,
+      }),
+      T0 + 1,
+    );
+    expect(second.waiting?.why).toBe('waiting for a user to advance or reject');
   });
 
   it('stamps each decision with its time, phase, step and the counts it was taken on', () => {

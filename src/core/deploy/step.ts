@@ -253,12 +253,17 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
             stepStartedAt: now,
             stepFailures: 0,
             deadline: undefined,
+            // Singularity's UI and client advance a deploy this way: it approves the step it moves to.
+            approvedStep: acc.progress.step,
           },
         };
         acc = move(
           acc,
           'LAUNCH',
-          { observed: `target set to ${target}`, reason: 'update requested: skip acceptance, jump to new target' },
+          {
+            observed: `target set to ${target}`,
+            reason: 'update requested: skip acceptance, jump to new target, and approve that step',
+          },
           { intent: 'update' },
         );
         break;

@@ -1,7 +1,18 @@
 // The artifact fetcher against a real HTTP server on loopback, real tar, unzip and gzip.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -164,7 +175,10 @@ describe('artifact fetcher', () => {
     serve('/tools.tar.xz', tarball('tools.tar.xz', { 'tools/t': 'xz' }, {}, ['-J']));
     serve('/site.zip', zip([{ name: 'site/index.html', content: '<h1>zip</h1>' }]));
     serve('/data.json.gz', gzipSync('{"a":1}'));
-    await fetcher.fetchInto(sandbox, ['/app.tar.gz', '/tools.tar.xz', '/site.zip', '/data.json.gz'].map((r) => artifact(r)));
+    await fetcher.fetchInto(
+      sandbox,
+      ['/app.tar.gz', '/tools.tar.xz', '/site.zip', '/data.json.gz'].map((r) => artifact(r)),
+    );
     expect(readFileSync(path.join(sandbox, 'app/server.js'), 'utf8')).toBe('gz');
     expect(readFileSync(path.join(sandbox, 'app/lib/x.js'), 'utf8')).toBe('x');
     expect(readFileSync(path.join(sandbox, 'tools/t'), 'utf8')).toBe('xz');
@@ -183,16 +197,37 @@ describe('artifact fetcher', () => {
 
   it('unpacks an executor .tar.gz into its target folder without keeping it', async () => {
     serve('/svc.tar.gz', tarball('svc.tar.gz', { 'bin/start': 'go' }));
-    await fetcher.fetchInto(sandbox, [artifact('/svc.tar.gz', { path: 'app/svc.tar.gz', extractTo: 'app', keepArchive: false, cache: true })]);
+    await fetcher.fetchInto(sandbox, [
+      artifact('/svc.tar.gz', { path: 'app/svc.tar.gz', extractTo: 'app', keepArchive: false, cache: true }),
+    ]);
     expect(readFileSync(path.join(sandbox, 'app/bin/start'), 'utf8')).toBe('go');
     expect(existsSync(path.join(sandbox, 'app/svc.tar.gz'))).toBe(false);
   });
 
   it.each([
-    ['a tar member with ..', () => tarball('evil.tar', { '../escaped': 'x' }, {}, ['-P']), 'evil.tar', /member "\.\.\/escaped" would be written outside the sandbox/],
-    ['a tar link out of the sandbox', () => tarball('link.tgz', {}, { passwd: '/etc/passwd' }), 'link.tgz', /passwd is a link to \/etc\/passwd, outside the sandbox/],
+    [
+      'a tar member with ..',
+      () => tarball('evil.tar', { '../escaped': 'x' }, {}, ['-P']),
+      'evil.tar',
+      /member "\.\.\/escaped" would be written outside the sandbox/,
+    ],
+    [
+      'a tar link out of the sandbox',
+      () => tarball('link.tgz', {}, { passwd: '/etc/passwd' }),
+      'link.tgz',
+      /passwd is a link to \/etc\/passwd, outside the sandbox/,
+    ],
     ['a zip member with ..', () => zip([{ name: '../../escaped', content: 'x' }]), 'slip.zip', /would be written outside the sandbox/],
-    ['a zip with a link', () => zip([{ name: 'l', content: '/etc', symlink: true }, { name: 'l/x', content: 'y' }]), 'links.zip', /is a symbolic link/],
+    [
+      'a zip with a link',
+      () =>
+        zip([
+          { name: 'l', content: '/etc', symlink: true },
+          { name: 'l/x', content: 'y' },
+        ]),
+      'links.zip',
+      /is a symbolic link/,
+    ],
   ])('refuses %s, writing nothing outside', async (_what, make, name, reason) => {
     serve(`/${name}`, make());
     const message = await failure([artifact(`/${name}`)]);
@@ -208,7 +243,9 @@ describe('artifact fetcher', () => {
   });
 
   it('fails at once on a 404, naming the URL and the answer', async () => {
-    expect(await failure([artifact('/missing.tgz')])).toBe(`Could not fetch artifact ${base}/missing.tgz: the server answered 404 Not Found`);
+    expect(await failure([artifact('/missing.tgz')])).toBe(
+      `Could not fetch artifact ${base}/missing.tgz: the server answered 404 Not Found`,
+    );
     expect(hits.get('/missing.tgz')).toBe(1);
   });
 
@@ -229,7 +266,14 @@ describe('artifact fetcher', () => {
 
   it('bounds each attempt in time', async () => {
     routes.set('/hang', () => undefined);
-    fetcher = new ArtifactFetcher({ dir: path.join(work, 'artifacts'), maxBytes: 1 << 20, timeoutMs: 300, retries: 1, cacheMaxBytes: 0, retryDelayMs: 10 });
+    fetcher = new ArtifactFetcher({
+      dir: path.join(work, 'artifacts'),
+      maxBytes: 1 << 20,
+      timeoutMs: 300,
+      retries: 1,
+      cacheMaxBytes: 0,
+      retryDelayMs: 10,
+    });
     expect(await failure([artifact('/hang')])).toMatch(/no answer within 0.3 s \(--artifact-timeout-seconds\) \(after 2 attempts\)$/);
     expect(hits.get('/hang')).toBe(2);
   });
@@ -298,11 +342,22 @@ describe('artifact fetcher', () => {
     writeFileSync(local, 'local');
     await fetcher.fetchInto(sandbox, [
       { ...artifact('/x'), url: pathToFileURL(local).href, path: 'local.txt' },
-      { content: Buffer.from('embedded').toString('base64'), path: 'conf/e.txt', extract: false, extractTo: 'conf', keepArchive: true, executable: false, cache: false, md5: md5('embedded') },
+      {
+        content: Buffer.from('embedded').toString('base64'),
+        path: 'conf/e.txt',
+        extract: false,
+        extractTo: 'conf',
+        keepArchive: true,
+        executable: false,
+        cache: false,
+        md5: md5('embedded'),
+      },
     ]);
     expect(readFileSync(path.join(sandbox, 'local.txt'), 'utf8')).toBe('local');
     expect(readFileSync(path.join(sandbox, 'conf/e.txt'), 'utf8')).toBe('embedded');
-    expect(await failure([{ ...artifact('/x'), url: pathToFileURL(path.join(work, 'nope')).href, path: 'nope' }])).toMatch(/: no such file$/);
+    expect(await failure([{ ...artifact('/x'), url: pathToFileURL(path.join(work, 'nope')).href, path: 'nope' }])).toMatch(
+      /: no such file$/,
+    );
   });
 
   it('does not write through a folder an earlier artifact made a link', async () => {

@@ -58,7 +58,17 @@ export class ArtifactError extends Error {
 }
 
 /** Files a runtime writes into the sandbox root itself: an artifact must not be (or shadow) one. */
-const RESERVED = new Set(['stdout', 'stderr', 'task.json', 'task.json.tmp', 'exit', 'exit.tmp', 'exit.runtime', 'service.pid', 'logs.cursor']);
+const RESERVED = new Set([
+  'stdout',
+  'stderr',
+  'task.json',
+  'task.json.tmp',
+  'exit',
+  'exit.tmp',
+  'exit.runtime',
+  'service.pid',
+  'logs.cursor',
+]);
 
 class Transient extends Error {}
 
@@ -159,7 +169,10 @@ export class ArtifactFetcher {
   /** One download per URL and checksum at a time; a cached one is reused while it matches. */
   #share(a: ArtifactFetch, url: string): Download {
     const cached = a.cache;
-    const key = `${cached ? 'c' : 't'}-${createHash('sha256').update(`${url}\n${a.md5 ?? ''}`).digest('hex').slice(0, 40)}`;
+    const key = `${cached ? 'c' : 't'}-${createHash('sha256')
+      .update(`${url}\n${a.md5 ?? ''}`)
+      .digest('hex')
+      .slice(0, 40)}`;
     const running = this.#downloads.get(key);
     if (running) {
       running.users++;
@@ -274,11 +287,13 @@ export class ArtifactFetcher {
   /** Least recently used cache files go until the cache fits (the one just written stays). */
   async #trimCache(folder: string, keep: string): Promise<void> {
     const entries = await Promise.all(
-      (await readdir(folder)).filter((n) => !n.endsWith('.part')).map(async (n) => {
-        const full = path.join(folder, n);
-        const st = await stat(full).catch(() => undefined);
-        return st ? { full, size: st.size, used: st.mtimeMs } : undefined;
-      }),
+      (await readdir(folder))
+        .filter((n) => !n.endsWith('.part'))
+        .map(async (n) => {
+          const full = path.join(folder, n);
+          const st = await stat(full).catch(() => undefined);
+          return st ? { full, size: st.size, used: st.mtimeMs } : undefined;
+        }),
     );
     const files = entries.filter((e): e is { full: string; size: number; used: number } => e !== undefined).sort((x, y) => x.used - y.used);
     let total = files.reduce((sum, f) => sum + f.size, 0);
@@ -304,7 +319,9 @@ async function md5Of(file: string): Promise<string> {
 
 function abortText(err: unknown, timeoutMs: number): string | undefined {
   const name = (err as { name?: string })?.name;
-  return name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${timeoutMs / 1000} s (--artifact-timeout-seconds)` : undefined;
+  return name === 'TimeoutError' || name === 'AbortError'
+    ? `no answer within ${timeoutMs / 1000} s (--artifact-timeout-seconds)`
+    : undefined;
 }
 
 function causeText(err: unknown): string {

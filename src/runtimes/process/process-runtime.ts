@@ -248,7 +248,8 @@ export class ProcessRuntime implements Runtime {
     // A task that cannot run yet downloads nothing yet.
     const short = this.#ledger.shortfall(spec);
     if (short) return { kind: 'waiting', reason: short };
-    if (!this.#artifacts) return { kind: 'error', message: 'This runtime was started without an artifact fetcher; the deploy has artifacts' };
+    if (!this.#artifacts)
+      return { kind: 'error', message: 'This runtime was started without an artifact fetcher; the deploy has artifacts' };
     mkdirSync(sandbox, { recursive: true, mode: 0o700 });
     try {
       await this.#artifacts.fetchInto(sandbox, spec.artifacts ?? []);

@@ -239,7 +239,11 @@ describe('process runtime', () => {
   it('fills ${TASK_…} placeholders in the command and the arguments', async () => {
     const { dataDir, make } = await setup();
     const { runtime, exits } = make();
-    started(await runtime.start(spec('ph', { command: 'echo "${TASK_INSTANCE_NO} ${TASK_STARTED_AT} $TASK_REQUEST_ID"', startedAt: 42, instanceNo: 5 })));
+    started(
+      await runtime.start(
+        spec('ph', { command: 'echo "${TASK_INSTANCE_NO} ${TASK_STARTED_AT} $TASK_REQUEST_ID"', startedAt: 42, instanceNo: 5 }),
+      ),
+    );
     started(await runtime.start(spec('ph2', { arguments: ['printf', '%s', '${TASK_ID}'] })));
     await waitFor(() => exits.length === 2, 'both exits');
     expect(stdoutOf(dataDir, 'ph')).toBe('5 42 request\n');
@@ -255,15 +259,31 @@ describe('process runtime', () => {
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
     const { dataDir, make } = await setup({
-      artifacts: new ArtifactFetcher({ dir: path.join(await tempDataDir(), 'a'), maxBytes: 1 << 20, timeoutMs: 2000, retries: 0, cacheMaxBytes: 0 }),
+      artifacts: new ArtifactFetcher({
+        dir: path.join(await tempDataDir(), 'a'),
+        maxBytes: 1 << 20,
+        timeoutMs: 2000,
+        retries: 0,
+        cacheMaxBytes: 0,
+      }),
     });
     const { runtime, exits } = make();
-    const fetch = (url: string) => ({ url, path: 'run.sh', extract: true, extractTo: '', keepArchive: true, executable: true, cache: false });
+    const fetch = (url: string) => ({
+      url,
+      path: 'run.sh',
+      extract: true,
+      extractTo: '',
+      keepArchive: true,
+      executable: true,
+      cache: false,
+    });
     started(await runtime.start(spec('art', { arguments: ['./run.sh', 'x'], artifacts: [fetch(`http://127.0.0.1:${port}/run.sh`)] })));
     await waitFor(() => exits.length > 0, 'the exit');
     expect(stdoutOf(dataDir, 'art')).toBe('from the artifact x\n');
     const before = runtime.usage();
-    const failed = await runtime.start(spec('art-missing', { command: './run.sh', numPorts: 1, artifacts: [fetch(`http://127.0.0.1:${port}/gone.sh`)] }));
+    const failed = await runtime.start(
+      spec('art-missing', { command: './run.sh', numPorts: 1, artifacts: [fetch(`http://127.0.0.1:${port}/gone.sh`)] }),
+    );
     expect(failed).toEqual({
       kind: 'error',
       message: `Could not fetch artifact http://127.0.0.1:${port}/gone.sh: the server answered 404 Not Found`,
