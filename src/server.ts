@@ -181,6 +181,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           launchBatchSize: 100,
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+          defaultAgentPlacement: config.defaultAgentPlacement,
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
@@ -195,6 +196,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const loop = new ReconcileLoop({
           store: termStore,
           runtime: guardRuntime(runtime, guard),
+          hosts,
           ...(balancer ? { balancer } : {}),
           health,
           checks,

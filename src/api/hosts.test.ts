@@ -69,6 +69,7 @@ describe('hosts API', () => {
     const { call, runtime, store, clock } = await fixture();
     const started = await runtime.start(
       baseSpec('web-v1-1', {
+        host: 'd1',
         cpus: 0.5,
         memoryMb: 256,
         numPorts: 1,
@@ -79,7 +80,7 @@ describe('hosts API', () => {
       }),
     );
     if (started.kind !== 'started') throw new Error('not started');
-    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, clock.now(), new Set());
+    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, clock.now(), new Set(), { host: 'd1', rack: 'r1' });
     await store.apply({ tasks: [{ ...task, handle: started.handle, state: 'TASK_RUNNING' }] });
 
     const { status, body } = await call('GET', '/api/hosts');
@@ -135,7 +136,7 @@ describe('hosts API', () => {
     expect(freeze.status).toBe(200);
     expect(freeze.body).toMatchObject({ currentState: { state: 'FROZEN', message: 'kernel upgrade' } });
     expect(freeze.body.warnings).toEqual([
-      'durationMillis: accepted and stored, but Fledge does not act on it (Fledge has no expiring actions)',
+      'durationMillis: accepted and stored, but Fledge does not act on it (host state changes do not expire in Fledge)',
     ]);
     expect((await call('POST', '/api/agents/agent/d1/freeze')).status).toBe(409);
     clock.advance(1000);

@@ -29,6 +29,8 @@ export interface ChangeSet {
   deletePending?: string[];
   results?: { requestId: string; deployId: string; result: DeployResult; progress?: DeployProgress }[];
   tasks?: TaskRecord[];
+  /** task records to delete (a task that waited for a host and got one under a new id); after `tasks` */
+  deleteTasks?: string[];
 }
 
 export interface TaskQuery {

@@ -1,8 +1,10 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
-import { REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
+import { AGENT_PLACEMENTS, REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
 import {
   attachWarnings,
+  boundedRecord,
+  conflict,
   count,
   describeInput,
   compact,
@@ -12,6 +14,7 @@ import {
   nonEmpty,
   nullsAsAbsent,
   splitIgnored,
+  text,
 } from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
@@ -35,6 +38,19 @@ const cronSchema = z
     { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
   );
 
+const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'attribute names are 1-100 characters of [A-Za-z0-9_.-]' });
+const attributes = boundedRecord(attributeName, text(), LIMITS.metadataKeys).describe(
+  'host attributes (--docker-host attr.<k>=<v>), all of which a host must have (required) or one of which it is preferred for (allowed)',
+);
+const placement = z.enum(AGENT_PLACEMENTS).describe("how instances share hosts (Singularity's agentPlacement)");
+
+// Singularity's older spellings, read as the new ones (its own JSON carries both, equal).
+const ALIASES = [
+  ['agentPlacement', 'slavePlacement'],
+  ['requiredAgentAttributes', 'requiredSlaveAttributes'],
+  ['allowedAgentAttributes', 'allowedSlaveAttributes'],
+] as const;
+
 const requestShape = z.strictObject({
   id: requestIdSchema,
   requestType: z
@@ -51,6 +67,14 @@ const requestShape = z.strictObject({
   schedule: cronSchema.optional(),
   numRetriesOnFailure: count().optional(),
   skipHealthchecks: z.boolean().optional(),
+  agentPlacement: placement.optional(),
+  slavePlacement: placement.optional(),
+  rackSensitive: z.boolean().optional().describe('spread instances evenly over the racks of the hosts that take tasks'),
+  rackAffinity: list(nonEmpty()).optional().describe('racks (a host’s rack= or attr.rack) the tasks may run in'),
+  requiredAgentAttributes: attributes.optional(),
+  requiredSlaveAttributes: attributes.optional(),
+  allowedAgentAttributes: attributes.optional(),
+  allowedSlaveAttributes: attributes.optional(),
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
 
@@ -87,6 +111,11 @@ export const requestSchema = describeInput(
         if (r.schedule !== undefined && requestType !== 'SCHEDULED') {
           ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${requestType})` });
         }
+        for (const [name, old] of ALIASES) {
+          if (r[name] !== undefined && r[old] !== undefined && JSON.stringify(r[name]) !== JSON.stringify(r[old])) {
+            conflict(ctx, [name], [old], `${old} is the older name of ${name}; they disagree`);
+          }
+        }
       })
       .transform((r): FledgeRequest => {
         const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
@@ -107,6 +136,11 @@ export const requestSchema = describeInput(
           numRetriesOnFailure: r.numRetriesOnFailure,
           skipHealthchecks: r.skipHealthchecks,
           maxScale: r.maxScale,
+          agentPlacement: r.agentPlacement ?? r.slavePlacement,
+          rackSensitive: r.rackSensitive,
+          rackAffinity: r.rackAffinity,
+          requiredAgentAttributes: r.requiredAgentAttributes ?? r.requiredSlaveAttributes,
+          allowedAgentAttributes: r.allowedAgentAttributes ?? r.allowedSlaveAttributes,
           extra: Object.keys(extra).length > 0 ? extra : undefined,
         });
         return attachWarnings(out, warnings);

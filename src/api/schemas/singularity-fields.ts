@@ -23,13 +23,14 @@ const ignored = (why: string): Treatment => ({ use: 'ignored', why });
 
 const MESOS_EXECUTOR = ignored('Mesos custom executor setting; Fledge runs tasks with its own runtime');
 const MESOS_LABELS = ignored('Mesos labels; Fledge has no Mesos');
-const PLACEMENT = ignored('Mesos agent/rack placement; Fledge runs every task on its own host');
+const OFFERS = ignored('Mesos offer setting; Fledge places tasks on hosts without offers');
 const PERMISSIONS = ignored('Singularity group permissions; Fledge uses bearer tokens');
 const NOTIFICATIONS = ignored('Singularity notification setting');
 const RUN_TO_COMPLETION = ignored('only used by Singularity for non-long-running requests');
 const ACTION_ID = ignored('Singularity action ids are not tracked');
 const SHELL_COMMAND = ignored('Singularity shell commands are not run by Fledge');
 const EXECUTOR_LOGGING = ignored("SingularityExecutor's log handling; Fledge writes stdout and stderr into the sandbox");
+const ATTRIBUTE_MINIMUMS = ignored('Singularity spreads by attribute share; Fledge places by required/allowed attributes and racks only');
 const UI_FORM = (what: string) => ignored(`sent by Singularity's web UI (${what}); not part of Singularity's model, which drops it`);
 
 /** SingularityRequest (and the keys a request read back from Singularity carries). */
@@ -44,20 +45,20 @@ const REQUEST: Record<string, Treatment> = {
   skipHealthchecks: acted,
   maxScale: acted,
   daemon: read('requestType (when requestType is absent, as Singularity derives it)'),
-  rackSensitive: PLACEMENT,
-  rackAffinity: PLACEMENT,
-  slavePlacement: PLACEMENT,
-  agentPlacement: PLACEMENT,
-  requiredSlaveAttributes: PLACEMENT,
-  requiredAgentAttributes: PLACEMENT,
-  allowedSlaveAttributes: PLACEMENT,
-  allowedAgentAttributes: PLACEMENT,
-  slaveAttributeMinimums: PLACEMENT,
-  agentAttributeMinimums: PLACEMENT,
-  maxTasksPerOffer: PLACEMENT,
-  allowBounceToSameHost: PLACEMENT,
-  hideEvenNumberAcrossRacks: ignored("Singularity UI hint about racks; Fledge's UI has no racks"),
-  hideEvenNumberAcrossRacksHint: ignored("Singularity UI hint about racks; Fledge's UI has no racks"),
+  rackSensitive: acted,
+  rackAffinity: acted,
+  agentPlacement: acted,
+  requiredAgentAttributes: acted,
+  allowedAgentAttributes: acted,
+  slavePlacement: read('agentPlacement'),
+  requiredSlaveAttributes: read('requiredAgentAttributes'),
+  allowedSlaveAttributes: read('allowedAgentAttributes'),
+  slaveAttributeMinimums: ATTRIBUTE_MINIMUMS,
+  agentAttributeMinimums: ATTRIBUTE_MINIMUMS,
+  maxTasksPerOffer: OFFERS,
+  allowBounceToSameHost: ignored('Fledge applies agentPlacement to bounce replacements like to any new task'),
+  hideEvenNumberAcrossRacks: ignored("a hint for Singularity's UI"),
+  hideEvenNumberAcrossRacksHint: ignored("a hint for Singularity's UI"),
   requiredRole: ignored('Mesos role; Fledge has no Mesos'),
   dataCenter: ignored('Singularity multi-datacenter setting'),
   group: PERMISSIONS,
@@ -235,10 +236,10 @@ const ACTIONS = {
     s3UploaderAdditionalFiles: RUN_TO_COMPLETION,
     runAsUserOverride: RUN_TO_COMPLETION,
     skipHealthchecks: RUN_TO_COMPLETION,
-    requiredSlaveAttributeOverrides: PLACEMENT,
-    requiredAgentAttributeOverrides: PLACEMENT,
-    allowedSlaveAttributeOverrides: PLACEMENT,
-    allowedAgentAttributeOverrides: PLACEMENT,
+    requiredSlaveAttributeOverrides: RUN_TO_COMPLETION,
+    requiredAgentAttributeOverrides: RUN_TO_COMPLETION,
+    allowedSlaveAttributeOverrides: RUN_TO_COMPLETION,
+    allowedAgentAttributeOverrides: RUN_TO_COMPLETION,
   },
   SingularityExitCooldownRequest: {
     message: acted,
@@ -263,7 +264,7 @@ const ACTIONS = {
     actionId: ACTION_ID,
     durationMillis: ignored('host state changes do not expire in Fledge'),
     revertToState: ignored('host state changes do not expire in Fledge'),
-    killTasksOnDecommissionTimeout: ignored('moving tasks off a decommissioned host is not automatic yet'),
+    killTasksOnDecommissionTimeout: ignored('Fledge moves the tasks off a decommissioning host itself, replacements first'),
   },
   SingularityUpdatePendingDeployRequest: everything(['requestId', 'deployId', 'targetActiveInstances']),
   SingularityDeployRequest: everything(['deploy', 'message', 'unpauseOnSuccessfulDeploy', 'updatedRequest']),

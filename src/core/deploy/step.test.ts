@@ -174,27 +174,6 @@ describe('stepDeploy', () => {
       end: undefined,
       decisions: ['ACCEPTANCE→LAUNCH', 'TASKS_LAUNCHED', 'LAUNCH→HEALTH'],
     },
-    {
-      name: "update approves the MANUAL step it moves to (Singularity's Advance): it passes without waiting",
-      obs: observe(
-        { phase: 'ACCEPTANCE', stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 },
-        (d) => [testTask(d, 1, 'healthy')],
-        { pendingDeploy: engineDeploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' }) },
-        [{ kind: 'update', at: T0, targetActiveInstances: 1 }],
-      ),
-      now: T0,
-      phase: 'HEALTH',
-      end: undefined,
-      decisions: [
-        'ACCEPTANCE→LAUNCH',
-        'LAUNCH→HEALTH',
-        'HEALTH→ACCEPTANCE',
-        'ACCEPTANCE→ADVANCE',
-        'ADVANCE→LAUNCH',
-        'TASKS_LAUNCHED',
-        'LAUNCH→HEALTH',
-      ],
-    },
   ])('$name', ({ obs, now, phase, end, decisions }) => {
     const outcome = stepDeploy(obs, now);
     expect(ended(outcome)).toBe(end);
@@ -202,27 +181,26 @@ describe('stepDeploy', () => {
     expect(kinds(outcome)).toEqual(decisions);
   });
 
-  it('keeps the update’s approval for its step only: the next MANUAL step waits again', () => {
+  it('an update to every instance approves that last MANUAL step (Singularity’s Advance); an update to fewer approves nothing', () => {
     const manual = engineDeploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' });
-    const first = stepDeploy(
-      observe(
-        { phase: 'ACCEPTANCE', stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 },
-        (d) => [testTask(d, 1, 'healthy')],
-        { pendingDeploy: manual },
-        [{ kind: 'update', at: T0, targetActiveInstances: 1 }],
-      ),
+    const waiting = { phase: 'ACCEPTANCE' as const, stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 };
+    const partial = stepDeploy(
+      observe(waiting, (d) => [testTask(d, 1, 'healthy')], { pendingDeploy: manual }, [
+        { kind: 'update', at: T0, targetActiveInstances: 1 },
+      ]),
       T0,
     );
-    if (first.pending.kind !== 'UPDATED') throw new Error('expected the deploy to go on');
-    const progress = first.pending.pending.progress;
-    expect(progress).toMatchObject({ step: 2, approvedStep: 1, phase: 'HEALTH' });
-    const second = stepDeploy(
-      observe({ ...progress, phase: 'ACCEPTANCE', stepReadyAt: T0 }, (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'healthy')], {
-        pendingDeploy: manual,
-      }),
-      T0 + 1,
+    expect(partial.pending.kind === 'UPDATED' && partial.pending.pending.progress.approvedStep).toBeUndefined();
+    expect(partial.waiting?.why).toBe('waiting for a user to advance or reject');
+
+    const all = stepDeploy(
+      observe(waiting, (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'healthy')], { pendingDeploy: manual }, [
+        { kind: 'update', at: T0, targetActiveInstances: 2 },
+      ]),
+      T0,
     );
-    expect(second.waiting?.why).toBe('waiting for a user to advance or reject');
+    expect(ended(all)).toMatch(/^SUCCEEDED/);
+    expect(JSON.stringify(all.decisions)).toContain('approved by the deploy update that moved to every instance');
   });
 
   it('stamps each decision with its time, phase, step and the counts it was taken on', () => {
@@ -325,6 +303,7 @@ describe('the decision kinds', () => {
         checkResults: [{ deployId: 'v2', step: 1, name: 'smoke', state: 'PENDING', message: 'wait', at: T0 }],
       }),
       observe(inPhase('ACCEPTANCE'), () => [], {}, [{ kind: 'advance', at: T0 }]),
+      observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), { ...testTask(d, 2, 'lost'), lostWithHost: 'd1' }]),
     ];
     const written = new Set(paths.flatMap((obs) => stepDeploy(obs, T0).decisions.map((d) => d.kind)));
     expect([...written].sort()).toEqual([...DECISION_KINDS].sort());

@@ -160,6 +160,9 @@ export class SqlQueries {
         .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc }))
         .execute();
     }
+    for (const id of changes.deleteTasks ?? []) {
+      await db.deleteFrom('tasks').where('id', '=', id).execute();
+    }
   }
 
   async getRequest(db: Db, id: string): Promise<RequestRecord | undefined> {

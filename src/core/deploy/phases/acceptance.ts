@@ -6,8 +6,8 @@ import type { DecisionDraft, PhaseEffects, PhaseInput, PhaseResult } from '../ph
 /**
  * ACCEPTANCE: NONE passes; TIMED waits; CHECKS asks every check until all SUCCEEDED;
  * MANUAL waits for an advance. CHECKS and MANUAL are bounded by acceptanceTimeoutSeconds.
- * `advance`: a user approved the step in this pass; a deploys/update approved it beforehand
- * (progress.approvedStep), which counts the same.
+ * `advance`: a user approved the step in this pass; a deploys/update to every instance approved
+ * the last step beforehand (progress.approvedStep), which counts the same.
  */
 export function stepAcceptance(input: PhaseInput, advanced: boolean): PhaseResult {
   const { now, deploy } = input;
@@ -25,7 +25,8 @@ export function stepAcceptance(input: PhaseInput, advanced: boolean): PhaseResul
       return pass({ progress }, `waited ${settings.waitMillisBetweenGroups} ms after the step was ready`);
     }
     case 'MANUAL':
-      if (advance) return pass({ progress }, advanced ? 'advanced by a user' : 'approved by the deploy update that moved to this step');
+      if (advance)
+        return pass({ progress }, advanced ? 'advanced by a user' : 'approved by the deploy update that moved to every instance');
       return waitBounded(input, { progress }, readyAt, 'waiting for a user to advance or reject');
     case 'CHECKS':
       return stepChecks(input, progress, advance, readyAt);
