@@ -284,5 +284,29 @@ export interface RequestRecord {
   lbOperation?: { operationId: string; add: string[]; remove: string[]; startedAt: number };
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
+  /** Singularity's expiring actions: each is undone at startMillis + durationMillis (core/request/expiring.ts) */
+  expiring?: ExpiringActions;
   timestamp: number;
 }
+
+export interface ExpiringAction {
+  startMillis: number;
+  durationMillis: number;
+  user?: string;
+  message?: string;
+  actionId?: string;
+}
+
+export interface ExpiringActions {
+  /** the instances come back to revertToInstances */
+  scale?: ExpiringAction & { revertToInstances: number; bounce?: boolean };
+  /** the request is unpaused */
+  pause?: ExpiringAction;
+  /** an unfinished bounce is given up (tasks not yet replaced stay) */
+  bounce?: ExpiringAction;
+  /** skipHealthchecks comes back to revertToSkipHealthchecks */
+  skipHealthchecks?: ExpiringAction & { revertToSkipHealthchecks: boolean };
+}
+
+export const EXPIRING_KINDS = ['scale', 'pause', 'bounce', 'skipHealthchecks'] as const;
+export type ExpiringKind = (typeof EXPIRING_KINDS)[number];

@@ -143,6 +143,12 @@ const canarySchema = nullsAsAbsent(
     waitMillisBetweenGroups: millis().default(C.waitMillisBetweenGroups),
     allowedTasksFailuresPerGroup: count().default(C.allowedTasksFailuresPerGroup),
     canaryCycleCount: count(1, 1000).default(C.canaryCycleCount),
+    fledgeAcceptanceMode: z
+      .enum(ACCEPTANCE_MODES)
+      .optional()
+      .describe(
+        "Fledge's acceptance mode as a deploy read back from Fledge carries it (acceptanceMode holds Singularity's nearest value); wins over acceptanceMode",
+      ),
   }),
 );
 
@@ -452,7 +458,9 @@ function readHealthcheck(d: RawDeploy): HealthcheckOptions | undefined {
 }
 
 function readCanary(d: RawDeploy): CanaryDeploySettings {
-  const given = d.canaryDeploySettings ?? d.canarySettings;
+  const raw = d.canaryDeploySettings ?? d.canarySettings;
+  const given =
+    raw && (({ fledgeAcceptanceMode, ...rest }) => ({ ...rest, acceptanceMode: fledgeAcceptanceMode ?? rest.acceptanceMode }))(raw);
   if (given) {
     // A deploy read back from Singularity carries canaryDeploySettings (derived from the legacy
     // fields) and autoAdvanceDeploySteps: false still means each step waits for a user.
