@@ -8,7 +8,7 @@
 //   (0, [], absent), so a client reading it never fails.
 // test/compat/shapes.test.ts checks every shape against the model classes' property lists.
 import type { DeployFailure, DeployProgress, DeployResult, LbUpdate, PendingDeploy } from '../core/deploy/types.ts';
-import type { CleanupReason, Deploy, FledgeRequest, TaskId, TaskRecord } from '../core/model.ts';
+import type { CleanupReason, Deploy, FledgeRequest, RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 
 /** A request as Singularity writes it: its ignored Singularity fields at the top level again. */
@@ -260,3 +260,45 @@ export const STATE_ZEROES = {
   hostStates: [],
   minimumPriorityLevel: 0,
 } as const;
+
+/** The request parent's expiringScale, expiringPause, expiringBounce and expiringSkipHealthchecks. */
+export function expiringOut(record: RequestRecord): Record<string, unknown> {
+  const e = record.expiring;
+  if (!e) return {};
+  const requestId = record.request.id;
+  const common = (
+    a: { startMillis: number; durationMillis: number; user?: string; message?: string; actionId?: string },
+    body: object,
+  ) => ({
+    requestId,
+    startMillis: a.startMillis,
+    actionId: a.actionId ?? `${requestId}-${a.startMillis}`,
+    ...(a.user !== undefined ? { user: a.user } : {}),
+    expiringAPIRequestObject: { durationMillis: a.durationMillis, ...(a.message !== undefined ? { message: a.message } : {}), ...body },
+    // Fledge's own: when it is undone
+    endsAt: a.startMillis + a.durationMillis,
+  });
+  return {
+    ...(e.scale
+      ? {
+          expiringScale: {
+            ...common(e.scale, { instances: record.request.instances, ...(e.scale.bounce ? { bounce: true } : {}) }),
+            revertToInstances: e.scale.revertToInstances,
+            bounce: e.scale.bounce ?? false,
+          },
+        }
+      : {}),
+    ...(e.pause ? { expiringPause: common(e.pause, {}) } : {}),
+    ...(e.bounce
+      ? { expiringBounce: { ...common(e.bounce, {}), ...(record.activeDeployId ? { deployId: record.activeDeployId } : {}) } }
+      : {}),
+    ...(e.skipHealthchecks
+      ? {
+          expiringSkipHealthchecks: {
+            ...common(e.skipHealthchecks, { skipHealthchecks: record.request.skipHealthchecks ?? false }),
+            revertToSkipHealthchecks: e.skipHealthchecks.revertToSkipHealthchecks,
+          },
+        }
+      : {}),
+  };
+}

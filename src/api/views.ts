@@ -9,6 +9,7 @@ import {
   deployOut,
   deployProgressOut,
   deployResultOut,
+  expiringOut,
   lbTaskIds,
   requestOut,
   singularityTaskFields,
@@ -156,6 +157,7 @@ export async function requestParent(store: Store, record: RequestRecord) {
     ...(pendingDeploy ? { pendingDeploy: deployOut(pendingDeploy) } : {}),
     ...(pending ? { pendingDeployState: pendingDeployView(pending, pendingEntry?.user, lookup) } : {}),
     ...(record.bounce ? { bounce: record.bounce } : {}),
+    ...expiringOut(record),
     ...(record.backoff && Object.keys(record.backoff).length > 0 ? { crashLoopBackoff: record.backoff } : {}),
     taskIds: groups,
     instanceCounts: {

@@ -211,6 +211,7 @@ const ACTIONS = {
     durationMillis: acted,
     actionId: ACTION_ID,
     runShellCommandBeforeKill: SHELL_COMMAND,
+    runShellCommand: UI_FORM('whether to run a shell command first'),
   },
   SingularityUnpauseRequest: {
     message: acted,
@@ -224,6 +225,7 @@ const ACTIONS = {
     actionId: ACTION_ID,
     skipHealthchecks: ignored("Fledge health-checks a bounce's replacements: it stops an old task only once its replacement serves"),
     runShellCommandBeforeKill: SHELL_COMMAND,
+    runShellCommand: UI_FORM('whether to run a shell command first'),
   },
   SingularityRunNowRequest: {
     commandLineArgs: acted,
