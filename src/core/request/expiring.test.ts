@@ -14,7 +14,7 @@ describe('expireActions', () => {
   it.each([
     ['scale: back to revertToInstances', { scale: { ...at, revertToInstances: 2 } }, {}, { request: { ...base.request, instances: 2 } }],
     ['pause: unpaused', { pause: at }, { state: 'PAUSED' as const }, { state: 'ACTIVE' }],
-    ['bounce: an unfinished bounce is given up', { bounce: at }, { bounce: { startedAt: 1000 } }, { bounce: undefined }],
+    ['bounce: an unfinished bounce is given up', { bounce: at }, { bounce: { startedAt: 1000 } }, { state: 'ACTIVE' }],
     [
       'skipHealthchecks: back to the value before',
       { skipHealthchecks: { ...at, revertToSkipHealthchecks: false } },
@@ -27,6 +27,7 @@ describe('expireActions', () => {
     const out = expireActions(record, 1500);
     expect(out.record).toMatchObject(after);
     expect(out.record?.expiring).toBeUndefined();
+    expect(out.record?.bounce).toBeUndefined();
     expect(out.wakeAt).toBeUndefined();
   });
 
