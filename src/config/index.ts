@@ -25,6 +25,9 @@ export interface FledgeConfig {
   /** what the artifact fetcher may download and keep */
   artifacts: ArtifactLimits;
   drainTimeoutSeconds: number;
+  /** the LB's per-attempt upstream timeout, and its passive protection (both balancers) */
+  lbUpstreamTimeoutSeconds: number;
+  lbEjectAfterFailures: number;
   /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
   allowCanaryLbChange: boolean;
   /** modules whose exports are server-wide acceptance checks (hooks) */
@@ -142,6 +145,8 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
       cacheMaxBytes: o.artifactCacheMb * 1024 * 1024,
     },
     drainTimeoutSeconds: o.drainTimeoutSeconds,
+    lbUpstreamTimeoutSeconds: o.lbUpstreamTimeoutSeconds,
+    lbEjectAfterFailures: o.lbEjectAfterFailures,
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     dockerHosts: [],

@@ -259,6 +259,18 @@ describe('web UI', () => {
     await hasText(page.getByLabel('stderr of the task'), 'warn 4');
   });
 
+  it("shows a task's latest health check, its age kept current, and its failures in a row", async () => {
+    const task = await until(
+      async () => (await client.requestTasks('web')).find((t) => t.state === 'TASK_RUNNING' && t.health.lastCheckAt !== undefined),
+      'a web task checked while running',
+    );
+    await open(`/tasks/${encodeURIComponent(task.taskId.id)}`);
+    const age = page.getByTestId('check-age');
+    await until(async () => /\((just now|\d+ s ago)\)/.test((await age.textContent()) ?? ''), 'the age of the latest check');
+    await hasText(page.getByTestId('check-failures'), '0 failed in a row');
+    await screenshots(page, '18-task-checks');
+  });
+
   it('asks for a token when it has none, says when one is refused, and shows who acts', async () => {
     const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
     try {

@@ -60,6 +60,8 @@ export const DEPLOY_DEFAULTS = {
     // "more than maxRetries failed responses"); raise it for flaky endpoints.
     maxRetries: 0,
     failureStatusCodes: [] as number[],
+    // Fledge's own: a task that hangs after it became healthy is noticed and replaced.
+    checkWhileRunning: true,
   } satisfies Omit<HealthcheckOptions, 'uri'>,
   considerHealthyAfterRunningForSeconds: 5,
   deployHealthTimeoutSeconds: 120,
@@ -131,6 +133,7 @@ const healthcheckSchema = nullsAsAbsent(
     healthcheckResultFilePath: text(LIMITS.path)
       .optional()
       .describe(`Singularity field, stored but not acted on: ${ignoredOf('HealthcheckOptions').healthcheckResultFilePath}.`),
+    checkWhileRunning: z.boolean().default(H.checkWhileRunning),
   }),
 );
 
