@@ -174,7 +174,10 @@ describe('POST /api/deploys/plan', () => {
     await f.createRequest('web', { loadBalanced: true, instances: 3 });
     await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
     const woken = f.woken.length;
-    const res = await f.post<PlanBody>('/api/deploys/plan', deployBody('web', 'v2', { ...lbDeploy('/web', true), executorData: {} }));
+    const res = await f.post<PlanBody>(
+      '/api/deploys/plan',
+      deployBody('web', 'v2', { ...lbDeploy('/web', true), customExecutorCmd: '/usr/bin/executor' }),
+    );
     expect(res.status).toBe(200);
     expect(res.body.steps.map((s) => [s.targetActiveInstances, s.oldInstances])).toEqual([
       [1, 2],
@@ -183,7 +186,7 @@ describe('POST /api/deploys/plan', () => {
     ]);
     expect(res.body.steps[0]?.loadBalanced).toEqual({ new: 1, old: 3 });
     expect(res.body.etaSeconds.min).toBeLessThan(res.body.etaSeconds.max);
-    expect(res.body.warnings.join()).toContain('executorData');
+    expect(res.body.warnings.join()).toContain('customExecutorCmd');
     expect(await f.store.listPending()).toEqual([]);
     expect(await f.store.getDeploy('web', 'v2')).toBeUndefined();
     expect(f.woken.length).toBe(woken);
