@@ -22,6 +22,8 @@ export interface FledgeConfig {
   portRange: { from: number; to: number };
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
+  /** what the artifact fetcher may download and keep */
+  artifacts: ArtifactLimits;
   drainTimeoutSeconds: number;
   /** the LB's per-attempt upstream timeout, and its passive protection (both balancers) */
   lbUpstreamTimeoutSeconds: number;
@@ -50,6 +52,13 @@ export interface FledgeConfig {
   lbLimits: LbLimits;
   /** proxies whose X-Forwarded-* headers are believed (IPs or CIDR ranges) */
   trustForwardedFrom: string[];
+}
+
+export interface ArtifactLimits {
+  maxBytes: number;
+  timeoutMs: number;
+  retries: number;
+  cacheMaxBytes: number;
 }
 
 export interface ApiSecurityConfig {
@@ -130,6 +139,12 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     portRange: { from: o.portRangeFrom, to: o.portRangeTo },
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
     killGraceSeconds: o.killGraceSeconds,
+    artifacts: {
+      maxBytes: o.artifactMaxMb * 1024 * 1024,
+      timeoutMs: o.artifactTimeoutSeconds * 1000,
+      retries: o.artifactRetries,
+      cacheMaxBytes: o.artifactCacheMb * 1024 * 1024,
+    },
     drainTimeoutSeconds: o.drainTimeoutSeconds,
     lbUpstreamTimeoutSeconds: o.lbUpstreamTimeoutSeconds,
     lbEjectAfterFailures: o.lbEjectAfterFailures,

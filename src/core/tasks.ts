@@ -46,6 +46,18 @@ export function settleLbOnTask(
   return { ...t, lb: { ...t.lb, [which]: { operationId, state, timestamp: now } } };
 }
 
+/** The tasks an operation adds or removes (those still known), each with which side it is on. */
+export function lbMembers(
+  get: (taskId: string) => TaskRecord | undefined,
+  op: { add: readonly string[]; remove: readonly string[] },
+): { task: TaskRecord; which: 'add' | 'remove' }[] {
+  const sides = [
+    [op.add, 'add'],
+    [op.remove, 'remove'],
+  ] as const;
+  return sides.flatMap(([ids, which]) => ids.flatMap((id) => (get(id) ? [{ task: get(id)!, which }] : [])));
+}
+
 /** settleLbOnTask for every task an operation adds or removes; the changed records. */
 export function settleLbOperationOnTasks(
   get: (taskId: string) => TaskRecord | undefined,
@@ -53,18 +65,7 @@ export function settleLbOperationOnTasks(
   state: LbOpState,
   now: number,
 ): TaskRecord[] {
-  const changes: TaskRecord[] = [];
-  for (const [ids, which] of [
-    [op.add, 'add'],
-    [op.remove, 'remove'],
-  ] as const) {
-    for (const id of ids) {
-      const task = get(id);
-      const settled = task && settleLbOnTask(task, op.operationId, which, state, now);
-      if (settled) changes.push(settled);
-    }
-  }
-  return changes;
+  return lbMembers(get, op).flatMap(({ task, which }) => settleLbOnTask(task, op.operationId, which, state, now) ?? []);
 }
 
 /**

@@ -5,12 +5,14 @@ import {
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
+  exitCooldownSchema,
   hostChangeSchema,
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
   runSchema,
   scaleSchema,
+  skipHealthchecksSchema,
   unpauseSchema,
   updateDeploySchema,
 } from './bodies.ts';
@@ -32,5 +34,7 @@ export const schemas = {
   rollback: rollbackSchema,
   killTask: killTaskSchema,
   hostChange: hostChangeSchema,
+  exitCooldown: exitCooldownSchema,
+  skipHealthchecks: skipHealthchecksSchema,
   createToken: createTokenSchema,
 } as const;

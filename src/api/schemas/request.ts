@@ -1,6 +1,6 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
-import { AGENT_PLACEMENTS, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
+import { AGENT_PLACEMENTS, REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
 import {
   attachWarnings,
   boundedRecord,
@@ -53,8 +53,15 @@ const ALIASES = [
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
-  requestType: z.enum(REQUEST_TYPES),
+  requestType: z
+    .enum(REQUEST_TYPES)
+    .optional()
+    .describe(
+      'Absent: derived as Singularity does (a schedule: SCHEDULED; daemon false: ON_DEMAND; loadBalanced: SERVICE; else WORKER), with a warning',
+    ),
+  daemon: z.boolean().optional().describe("Singularity's pre-requestType flag, read only when requestType is absent"),
   instances: z.int().gt(0).max(LIMITS.instances).default(REQUEST_DEFAULTS.instances),
+  maxScale: z.int().gt(0).max(LIMITS.instances).optional().describe('The most instances a scale or an update of this request may set'),
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
   owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
@@ -71,26 +78,38 @@ const requestShape = z.strictObject({
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
 
+/** SingularityRequest's creator derives an absent requestType (RequestType.fromDaemonAndScheduleAndLoadBalanced). */
+function typeOf(r: { requestType?: RequestType; daemon?: boolean; schedule?: string; loadBalanced: boolean }): RequestType {
+  if (r.requestType !== undefined) return r.requestType;
+  if (r.schedule !== undefined) return 'SCHEDULED';
+  if (r.daemon === false) return 'ON_DEMAND';
+  return r.loadBalanced ? 'SERVICE' : 'WORKER';
+}
+
 export const requestSchema = describeInput(
   nullsAsAbsent(
     requestShape
       .superRefine((r, ctx) => {
-        if (r.loadBalanced && r.requestType !== 'SERVICE') {
+        const requestType = typeOf(r);
+        if (r.maxScale !== undefined && r.instances > r.maxScale) {
+          ctx.addIssue({ code: 'custom', path: ['instances'], message: `must be at most maxScale (${r.maxScale})` });
+        }
+        if (r.loadBalanced && requestType !== 'SERVICE') {
           ctx.addIssue({
             code: 'custom',
             path: ['loadBalanced'],
-            message: `only SERVICE requests can be load balanced (this is ${r.requestType})`,
+            message: `only SERVICE requests can be load balanced (this is ${requestType})`,
           });
         }
-        if (r.requestType === 'SCHEDULED' && r.schedule === undefined) {
+        if (requestType === 'SCHEDULED' && r.schedule === undefined) {
           const hint =
             (r as Record<string, unknown>).quartzSchedule !== undefined
               ? ' (quartzSchedule is not read; put a cron expression in schedule)'
               : '';
           ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
         }
-        if (r.schedule !== undefined && r.requestType !== 'SCHEDULED') {
-          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+        if (r.schedule !== undefined && requestType !== 'SCHEDULED') {
+          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${requestType})` });
         }
         for (const [name, old] of ALIASES) {
           if (r[name] !== undefined && r[old] !== undefined && JSON.stringify(r[name]) !== JSON.stringify(r[old])) {
@@ -100,15 +119,23 @@ export const requestSchema = describeInput(
       })
       .transform((r): FledgeRequest => {
         const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
+        const requestType = typeOf(r);
+        if (r.requestType === undefined) {
+          warnings.push({
+            field: 'requestType',
+            message: `absent: read as ${requestType} from daemon, schedule and loadBalanced (as Singularity does)`,
+          });
+        }
         const out: FledgeRequest = compact({
           id: r.id,
-          requestType: r.requestType,
+          requestType,
           instances: r.instances,
           loadBalanced: r.loadBalanced,
           owners: r.owners,
           schedule: r.schedule?.trim(),
           numRetriesOnFailure: r.numRetriesOnFailure,
           skipHealthchecks: r.skipHealthchecks,
+          maxScale: r.maxScale,
           agentPlacement: r.agentPlacement ?? r.slavePlacement,
           rackSensitive: r.rackSensitive,
           rackAffinity: r.rackAffinity,

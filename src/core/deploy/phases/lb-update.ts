@@ -1,5 +1,5 @@
 import type { LbOpState, TaskRecord } from '../../model.ts';
-import { inLb, needsLbAdd, settleLbOperationOnTasks, touchesLb } from '../../tasks.ts';
+import { inLb, lbMembers, needsLbAdd, settleLbOperationOnTasks, touchesLb } from '../../tasks.ts';
 import type { TaskView } from '../../task-view.ts';
 import { reasons } from '../reasons.ts';
 import { healthyNew, oldTasks, type PhaseInput, type PhaseResult } from '../phase.ts';
@@ -93,16 +93,8 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
 
 /** A new operation, WAITING, on each task it adds or removes. */
 function recordLbState(tasks: TaskView, op: LbUpdate, state: LbOpState, now: number): TaskRecord[] {
-  const changes: TaskRecord[] = [];
-  for (const [ids, which] of [
-    [op.add, 'add'],
-    [op.remove, 'remove'],
-  ] as const) {
-    for (const id of ids) {
-      const task = tasks.get(id);
-      if (!task) continue;
-      changes.push({ ...task, lb: { ...task.lb, [which]: { operationId: op.loadBalancerRequestId, state, timestamp: now } } });
-    }
-  }
-  return changes;
+  return lbMembers((id) => tasks.get(id), op).map(({ task, which }) => ({
+    ...task,
+    lb: { ...task.lb, [which]: { operationId: op.loadBalancerRequestId, state, timestamp: now } },
+  }));
 }
