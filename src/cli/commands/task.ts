@@ -117,16 +117,22 @@ export async function printStderrTail(ctx: Ctx, client: FledgeClient, taskId: st
 }
 
 export async function stderrTail(client: FledgeClient, taskId: string, lines = 10): Promise<string[]> {
-  try {
-    const chunk = await client.tailLogs(taskId, 'stderr', 4096);
-    return chunk.data
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .slice(-lines)
-      .map((l) => l.slice(0, 300));
-  } catch {
-    return []; // a sandbox already cleaned up: the failure message stands alone
+  // Twice: a failure can be recorded a moment before the task's last output is readable.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const chunk = await client.tailLogs(taskId, 'stderr', 4096);
+      const found = chunk.data
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .slice(-lines)
+        .map((l) => l.slice(0, 300));
+      if (found.length > 0) return found;
+    } catch {
+      // a sandbox already cleaned up: the failure message stands alone
+    }
+    if (attempt === 0) await new Promise((resolve) => setTimeout(resolve, 500));
   }
+  return [];
 }
 
 /** Reads from `offset` until the server has nothing more; returns the next offset. */

@@ -204,19 +204,29 @@ export function StderrTail({ taskId, lines = 8 }: { taskId: string; lines?: numb
   const [text, setText] = useState<string[]>();
   useEffect(() => {
     let alive = true;
-    client.tailLogs(taskId, 'stderr', 4096).then(
-      (chunk) =>
-        alive &&
-        setText(
-          chunk.data
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A few tries: the failure can be shown a moment before the task's last output is readable.
+    const load = (tries: number) =>
+      client.tailLogs(taskId, 'stderr', 4096).then(
+        (chunk) => {
+          if (!alive) return;
+          const found = chunk.data
             .split('\n')
             .filter((l) => l.trim() !== '')
-            .slice(-lines),
-        ),
-      () => alive && setText([]),
-    );
+            .slice(-lines);
+          setText(found);
+          if (found.length === 0 && tries > 1) timer = setTimeout(() => void load(tries - 1), 1000);
+        },
+        () => {
+          if (!alive) return;
+          setText([]);
+          if (tries > 1) timer = setTimeout(() => void load(tries - 1), 1000);
+        },
+      );
+    void load(5);
     return () => {
       alive = false;
+      clearTimeout(timer);
     };
   }, [taskId, lines]);
   if (!text || text.length === 0) return null;
