@@ -18,7 +18,7 @@
 // Everything random comes from --seed (episode kinds, kill moments, victims), so a run can be
 // repeated; the machine's timing is not. It prints kills, episodes and violations, and exits
 // non-zero on any violation.
-import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -334,7 +334,7 @@ async function main(): Promise<void> {
     '--drain-timeout-seconds',
     '2',
     '--log-level',
-    'warn',
+    o.verbose ? 'info' : 'warn',
     ...(o.lb === 'haproxy' ? ['--haproxy-reconcile-seconds', '2'] : []),
   ];
   const s = new Scheduler(dataDir, await freePort(), await freePort(), taskPorts, args);
@@ -416,6 +416,10 @@ async function main(): Promise<void> {
       const violation = (what: string) => {
         violations.push({ episode: episodes, kind, what });
         console.log(`VIOLATION episode ${episodes} (${kind}): ${what}`);
+        // What the running scheduler said (since its last start), kept for the post-mortem.
+        const file = path.join(tmpdir(), `fledge-soak-${o.lb}-${o.seed}-episode-${episodes}.log`);
+        writeFileSync(file, s.serve?.output() ?? '', { mode: 0o600 });
+        console.log(`  the scheduler's output since its last start: ${file}`);
       };
 
       // Capacity sampled through the API while the episode runs.
