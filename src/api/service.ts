@@ -176,16 +176,16 @@ export class FledgeService {
   }
 
   /**
-   * The pending or active deploy posted again exactly as it was created (a client retrying after
-   * its connection, or the scheduler, died before the answer) is answered with what exists
-   * instead of a 409 or 400: a retry changes nothing. Other content under a used id, or a
-   * failed or replaced deploy's id, is still refused (ids are never reused).
+   * The pending deploy posted again exactly as it was created (a client retrying after its
+   * connection, or the scheduler, died before the answer) is answered with what exists instead
+   * of a 409: a retry changes nothing. Other content under its id is still the 409, and an ended
+   * deploy's id a 400 (ids are never reused).
    */
   async #sameDeployAgain(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] } | undefined> {
     const { requestId, id } = input.deploy;
     const record = await this.#live(requestId);
-    // Only the deploy in flight, or the one serving: a failed or replaced one posted again is a 400.
-    if (record.pendingDeployId !== id && record.activeDeployId !== id) return undefined;
+    // Only the deploy in flight: any other used id posted again is a 400 (deploys.md, S12).
+    if (record.pendingDeployId !== id) return undefined;
     const existing = await this.d.store.getDeploy(requestId, id);
     if (!existing) return undefined;
     const plain = (d: Deploy) => {
