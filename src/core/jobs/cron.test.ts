@@ -29,10 +29,28 @@ describe('next run of a cron schedule', () => {
     ['30 February never comes', '0 0 30 2 *', 'UTC', '2024-01-01T00:00:00Z', [undefined]],
     ['a fixed offset zone', '0 9 * * MON-FRI', 'Asia/Kolkata', '2024-01-06T00:00:00Z', ['2024-01-08T03:30:00Z']],
     // New York springs forward at 2024-03-10 07:00Z (02:00 EST → 03:00 EDT).
-    ['a time in the spring gap runs at the end of the gap', '30 2 * * *', 'America/New_York', '2024-03-09T12:00:00Z', ['2024-03-10T07:00:00Z', '2024-03-11T06:30:00Z']],
-    ['hourly across the spring gap', '0 * * * *', 'America/New_York', '2024-03-10T06:30:00Z', ['2024-03-10T07:00:00Z', '2024-03-10T08:00:00Z']],
+    [
+      'a time in the spring gap runs at the end of the gap',
+      '30 2 * * *',
+      'America/New_York',
+      '2024-03-09T12:00:00Z',
+      ['2024-03-10T07:00:00Z', '2024-03-11T06:30:00Z'],
+    ],
+    [
+      'hourly across the spring gap',
+      '0 * * * *',
+      'America/New_York',
+      '2024-03-10T06:30:00Z',
+      ['2024-03-10T07:00:00Z', '2024-03-10T08:00:00Z'],
+    ],
     // It falls back at 2024-11-03 06:00Z (02:00 EDT → 01:00 EST): 01:00-01:59 happens twice.
-    ['a fixed time in the fall overlap runs once, at its first occurrence', '30 1 * * *', 'America/New_York', '2024-11-02T12:00:00Z', ['2024-11-03T05:30:00Z', '2024-11-04T06:30:00Z']],
+    [
+      'a fixed time in the fall overlap runs once, at its first occurrence',
+      '30 1 * * *',
+      'America/New_York',
+      '2024-11-02T12:00:00Z',
+      ['2024-11-03T05:30:00Z', '2024-11-04T06:30:00Z'],
+    ],
     [
       'an every-hour schedule runs in both occurrences',
       '*/30 * * * *',
@@ -44,7 +62,13 @@ describe('next run of a cron schedule', () => {
     ['London spring gap', '30 1 * * *', 'Europe/London', '2024-03-30T12:00:00Z', ['2024-03-31T01:00:00Z', '2024-04-01T00:30:00Z']],
     ['London fall overlap', '30 1 * * *', 'Europe/London', '2024-10-26T12:00:00Z', ['2024-10-27T00:30:00Z', '2024-10-28T01:30:00Z']],
     // Lord Howe shifts by 30 minutes: 2024-10-06 02:00 local (+10:30, 15:30Z the day before) → 02:30.
-    ['a half-hour DST shift', '15 2 * * *', 'Australia/Lord_Howe', '2024-10-05T12:00:00Z', ['2024-10-05T15:30:00Z', '2024-10-06T15:15:00Z']],
+    [
+      'a half-hour DST shift',
+      '15 2 * * *',
+      'Australia/Lord_Howe',
+      '2024-10-05T12:00:00Z',
+      ['2024-10-05T15:30:00Z', '2024-10-06T15:15:00Z'],
+    ],
   ])('%s: %s in %s', (_name, expr, zone, from, expected) => {
     expect(runs(parseCron(expr), from, zone, expected.length)).toEqual(expected);
   });

@@ -121,7 +121,8 @@ function parseSet(text: string, spec: FieldSpec, field: string, expr: string): n
     }
     let step = 1;
     if (stepText !== undefined) {
-      if (!/^\d+$/.test(stepText) || Number(stepText) < 1) fail(field, expr, `${spec.name} field: step ${JSON.stringify(stepText)} is not a positive number`);
+      if (!/^\d+$/.test(stepText) || Number(stepText) < 1)
+        fail(field, expr, `${spec.name} field: step ${JSON.stringify(stepText)} is not a positive number`);
       step = Number(stepText);
     }
     for (let v = lo; v <= hi; v += step) out.add(v);
@@ -172,7 +173,11 @@ export function parseCron(expr: string, field = 'schedule'): Schedule {
 export function parseQuartz(expr: string, field = 'quartzSchedule'): Schedule {
   const parts = split(expr);
   if (parts.length < 6 || parts.length > 7) {
-    fail(field, expr, `a Quartz schedule has 6 or 7 fields (seconds minute hour day-of-month month day-of-week [year]), this has ${parts.length}`);
+    fail(
+      field,
+      expr,
+      `a Quartz schedule has 6 or 7 fields (seconds minute hour day-of-month month day-of-week [year]), this has ${parts.length}`,
+    );
   }
   const [sec, min, hour, dom, month, dow, year] = parts as [string, string, string, string, string, string, string | undefined];
   if (dom === '?' && dow === '?') fail(field, expr, 'day-of-month and day-of-week cannot both be ?');
@@ -208,7 +213,8 @@ function quartzDayOfMonth(text: string, field: string, expr: string): DayRule {
   }
   const weekday = /^(\d+)W$/.exec(t);
   if (weekday) return { kind: 'nearestWeekday', day: value(weekday[1] as string, DOM, field, expr) };
-  if (/[LW]/.test(t)) fail(field, expr, `day-of-month field: ${JSON.stringify(text)}: L and W stand alone (L, L-n, LW, nW), not in lists or ranges`);
+  if (/[LW]/.test(t))
+    fail(field, expr, `day-of-month field: ${JSON.stringify(text)}: L and W stand alone (L, L-n, LW, nW), not in lists or ranges`);
   if (t.includes('#')) fail(field, expr, 'day-of-month field: # belongs in day-of-week');
   return { kind: 'set', values: parseSet(text, DOM, field, expr) };
 }
@@ -400,7 +406,12 @@ export function nextRunAfter(s: Schedule, after: number, zone: string): number |
             }
           }
           // No transition within the slack: nothing later in wall time can come earlier.
-          if (best !== undefined && !gap && offsetAt(best, zone) === offsetAt(best + SLACK_MS, zone) && offsetAt(best, zone) === offsetAt(best - SLACK_MS, zone)) {
+          if (
+            best !== undefined &&
+            !gap &&
+            offsetAt(best, zone) === offsetAt(best + SLACK_MS, zone) &&
+            offsetAt(best, zone) === offsetAt(best - SLACK_MS, zone)
+          ) {
             return best;
           }
         }

@@ -38,7 +38,8 @@
 import type { PendingOutcome } from '../deploy/step.ts';
 import { stepDeploy } from '../deploy/step.ts';
 import type { Action, Decision, RequestObservation } from '../deploy/types.ts';
-import { isLive, type RequestRecord, type TaskRecord } from '../model.ts';
+import { stepJobRequest, type JobNote } from '../jobs/step.ts';
+import { isLive, isRunToCompletion, type RequestRecord, type TaskRecord } from '../model.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reconcileActiveInstances } from './active-instances.ts';
 import { applyDeployResult } from './apply-result.ts';
@@ -64,9 +65,13 @@ export interface StepOutcome {
   decisions: readonly Decision[];
   /** why the pending deploy is not done yet, when it waits */
   waiting?: { why: string; until?: number };
+  /** run-to-completion requests: what to log (skipped due times, retries, overdue runs) */
+  notes?: readonly JobNote[];
 }
 
 export function stepRequest(obs: RequestObservation, record: RequestRecord, now: number): StepOutcome {
+  // SCHEDULED, ON_DEMAND and RUN_ONCE requests have their own step (../jobs/step.ts).
+  if (isRunToCompletion(record.request.requestType)) return stepJobRequest(obs, record, now);
   const deploy = obs.pending ? stepDeploy(obs, now) : undefined;
   const pending: PendingOutcome = deploy?.pending ?? { kind: 'UNCHANGED' };
   const pendingAfter = pending.kind === 'UPDATED' ? pending.pending : pending.kind === 'ENDED' ? undefined : obs.pending;
