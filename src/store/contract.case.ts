@@ -4,6 +4,7 @@ import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployResult } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
 import { createTask } from '../core/tasks.ts';
+import { requestEvent, type Webhook } from '../core/webhooks.ts';
 import type { Store } from './types.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 
@@ -125,6 +126,59 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect((await store.getTask(t.taskId.id))?.state).toBe('TASK_KILLED');
       expect(await store.listTasks({ live: true })).toEqual([]);
       expect(await store.getTask('nope')).toBeUndefined();
+    });
+
+    it('finds the newest task of a run id', async () => {
+      const d = deploy('a', 'v1');
+      const run = { trigger: 'ONEOFF' as const, runId: 'r1', successfulExitCodes: [0], retry: 0 };
+      const first = { ...task(d, 1, 'TASK_FAILED', T0 + 5), run };
+      const retry = { ...task(d, 2), run: { ...run, trigger: 'RETRY' as const, retry: 1 } };
+      await store.apply({ tasks: [first, retry, task(d, 3)] });
+      expect((await store.findTaskByRunId('a', 'r1'))?.taskId.id).toBe(retry.taskId.id);
+      expect(await store.findTaskByRunId('b', 'r1')).toBeUndefined();
+      expect(await store.findTaskByRunId('a', 'r2')).toBeUndefined();
+    });
+
+    it('lists finished tasks past the retention by age and by count per request, and deletes them', async () => {
+      const a = deploy('a', 'v1');
+      const b = deploy('b', 'v1');
+      const done = (d: Deploy, n: number, at: number) => task(d, n, 'TASK_FINISHED', at);
+      await store.apply({ tasks: [done(a, 1, T0 + 1), done(a, 2, T0 + 2), done(a, 3, T0 + 3), done(b, 1, T0 + 1), task(a, 4)] });
+      const expired = (q: Partial<Parameters<Store['listExpiredTasks']>[0]>) =>
+        store.listExpiredTasks({ doneBefore: 0, keepPerRequest: 100, minAgeBefore: T0 + 100, limit: 100, ...q }).then((ts) => ts.map((t) => `${t.taskId.requestId}#${t.taskId.instanceNo}`));
+      expect(await expired({ keepPerRequest: 2 })).toEqual(['a#1']);
+      expect(await expired({ keepPerRequest: 2, minAgeBefore: T0 + 1 })).toEqual([]);
+      expect(await expired({ doneBefore: T0 + 2 })).toEqual(['a#1', 'b#1']);
+      await store.deleteTasks([done(a, 1, 0).taskId.id, task(a, 4).taskId.id]);
+      expect((await store.listTasks({ requestId: 'a' })).map((t) => t.taskId.instanceNo).sort()).toEqual([2, 3, 4]);
+    });
+
+    it('queues a delivery per matching webhook with the change, in order, and drops them with the webhook', async () => {
+      const hook = (id: string, type: Webhook['type'], events?: string[]): Webhook => ({ id, uri: `http://x/${id}`, type, timestamp: T0, ...(events ? { events } : {}) });
+      expect(await store.saveWebhook(hook('w1', 'REQUEST'))).toBe(true);
+      expect(await store.saveWebhook({ ...hook('w1', 'REQUEST'), secret: 'x'.repeat(16) })).toBe(false);
+      await store.saveWebhook(hook('w2', 'REQUEST', ['PAUSED']));
+      await store.saveWebhook(hook('w3', 'TASK'));
+      const ev = (type: 'CREATED' | 'PAUSED', at: number) => requestEvent(type, request('a'), at);
+      await store.apply({ requests: [record('a')], webhookEvents: [ev('CREATED', T0), ev('PAUSED', T0 + 1)] });
+      expect((await store.getRequest('a'))?.state).toBe('ACTIVE');
+      const w1 = await store.listDeliveries('w1', 10);
+      expect(w1.map((d) => JSON.parse(d.body).eventType)).toEqual(['CREATED', 'PAUSED']);
+      expect((w1[0] as { seq: number }).seq).toBeLessThan((w1[1] as { seq: number }).seq);
+      expect(await store.countDeliveries()).toEqual({ w1: 2, w2: 1 });
+      expect((await store.headDeliveries()).map((d) => [d.webhookId, JSON.parse(d.body).eventType])).toEqual([
+        ['w1', 'CREATED'],
+        ['w2', 'PAUSED'],
+      ]);
+      const head = w1[0] as (typeof w1)[number];
+      await store.failDelivery(head.seq, T0 + 500, 'connection refused');
+      expect((await store.listDeliveries('w1', 1))[0]).toMatchObject({ attempts: 1, nextAttemptAt: T0 + 500, lastError: 'connection refused' });
+      await store.removeDelivery(head.seq);
+      expect((await store.headDeliveries()).map((d) => JSON.parse(d.body).eventType)).toEqual(['PAUSED', 'PAUSED']);
+      expect(await store.deleteWebhook('w1')).toBe(true);
+      expect(await store.deleteWebhook('w1')).toBe(false);
+      expect(await store.countDeliveries()).toEqual({ w2: 1 });
+      expect((await store.listWebhooks()).map((w) => w.id)).toEqual(['w2', 'w3']);
     });
   });
 }

@@ -48,10 +48,6 @@ export const killTaskSchema = actionBody('task kill body', { message, waitForRep
   'actionId',
   'override',
 ]);
-export const runSchema = actionBody('run body', { commandLineArgs: z.array(z.string()).optional(), message }, [
-  'actionId',
-  'skipHealthchecks',
-]);
 
 function buildDeployBodySchema(containers: boolean) {
   const schema = nullsAsAbsent(

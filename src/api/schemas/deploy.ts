@@ -224,6 +224,7 @@ const deployShape = z.strictObject({
 
   acceptanceChecks: z.array(acceptanceCheckSchema).default(() => []),
   acceptanceTimeoutSeconds: seconds(1).default(D.acceptanceTimeoutSeconds),
+  successfulExitCodes: z.array(z.int().min(0).max(255)).min(1).max(256).optional().describe('Run-to-completion tasks: exit codes that count as success (default [0]).'),
 
   ...ignoredFields(IGNORED_DEPLOY_FIELDS),
 });
@@ -365,6 +366,7 @@ function normalise(d: RawDeploy, containers: boolean): Deploy {
     canaryDeploySettings: canary,
     acceptanceChecks: d.acceptanceChecks.map(readCheck),
     acceptanceTimeoutSeconds: d.acceptanceTimeoutSeconds,
+    successfulExitCodes: d.successfulExitCodes,
     extra: Object.keys(extra).length > 0 ? extra : undefined,
     // The service stamps the stored time; this is only "when it was parsed".
     timestamp: Date.now(),

@@ -1,6 +1,7 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
-import { REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
+import { isTimeZone, ScheduleError, scheduleOf } from '../../core/jobs/cron.ts';
+import { isRunToCompletion, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
 import { attachWarnings, describeInput, compact, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
@@ -11,15 +12,9 @@ export const requestIdSchema = z
   .regex(/^[A-Za-z0-9_-]+$/, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' })
   .max(100, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' });
 
-// Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
-const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
-const cronSchema = z.string().refine(
-  (s) => {
-    const fields = s.trim().split(/\s+/);
-    return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
-  },
-  { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
-);
+// Shape only here; scheduleOf (core/jobs/cron.ts) reads the expression and names what it refuses.
+const cronSchema = z.string().min(1).max(200);
+const millis = z.int().min(0).max(10 * 365 * 86_400_000);
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
@@ -28,7 +23,14 @@ const requestShape = z.strictObject({
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
   owners: z.array(z.string().min(1)).optional(),
   schedule: cronSchema.optional(),
-  numRetriesOnFailure: z.int().min(0).optional(),
+  quartzSchedule: cronSchema.optional(),
+  scheduleType: z.enum(['CRON', 'QUARTZ', 'RFC5545']).optional(),
+  scheduleTimeZone: z.string().min(1).max(100).optional(),
+  numRetriesOnFailure: z.int().min(0).max(100).optional(),
+  taskExecutionTimeLimitMillis: millis.optional(),
+  killOldNonLongRunningTasksAfterMillis: millis.optional(),
+  scheduledExpectedRuntimeMillis: millis.optional(),
+  waitAtLeastMillisAfterTaskFinishesForReschedule: millis.optional(),
   skipHealthchecks: z.boolean().optional(),
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
@@ -44,15 +46,44 @@ export const requestSchema = describeInput(
             message: `only SERVICE requests can be load balanced (this is ${r.requestType})`,
           });
         }
-        if (r.requestType === 'SCHEDULED' && r.schedule === undefined) {
-          const hint =
-            (r as Record<string, unknown>).quartzSchedule !== undefined
-              ? ' (quartzSchedule is not read; put a cron expression in schedule)'
-              : '';
-          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
+        const scheduled = r.requestType === 'SCHEDULED';
+        if (scheduled) {
+          if (r.schedule === undefined && r.quartzSchedule === undefined) {
+            ctx.addIssue({ code: 'custom', path: ['schedule'], message: 'is required for SCHEDULED requests (or quartzSchedule)' });
+          } else {
+            try {
+              scheduleOf(r);
+            } catch (err) {
+              if (!(err instanceof ScheduleError)) throw err;
+              ctx.addIssue({ code: 'custom', path: [err.field], message: err.message });
+            }
+          }
+          if (r.instances !== 1) {
+            ctx.addIssue({ code: 'custom', path: ['instances'], message: 'must be 1 for SCHEDULED requests (runs never overlap)' });
+          }
+        } else {
+          for (const field of ['schedule', 'quartzSchedule', 'scheduleType'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+            }
+          }
         }
-        if (r.schedule !== undefined && r.requestType !== 'SCHEDULED') {
-          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+        if (r.scheduleTimeZone !== undefined && !isTimeZone(r.scheduleTimeZone)) {
+          ctx.addIssue({ code: 'custom', path: ['scheduleTimeZone'], message: `${JSON.stringify(r.scheduleTimeZone)} is not a time zone (IANA names such as Europe/Berlin, or UTC)` });
+        }
+        if (!isRunToCompletion(r.requestType)) {
+          for (const field of ['numRetriesOnFailure', 'taskExecutionTimeLimitMillis', 'killOldNonLongRunningTasksAfterMillis'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${r.requestType})` });
+            }
+          }
+        }
+        if (!scheduled) {
+          for (const field of ['scheduledExpectedRuntimeMillis', 'waitAtLeastMillisAfterTaskFinishesForReschedule'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+            }
+          }
         }
       })
       .transform((r): FledgeRequest => {
@@ -64,7 +95,14 @@ export const requestSchema = describeInput(
           loadBalanced: r.loadBalanced,
           owners: r.owners,
           schedule: r.schedule?.trim(),
+          quartzSchedule: r.quartzSchedule?.trim(),
+          scheduleType: r.scheduleType === 'RFC5545' ? undefined : r.scheduleType,
+          scheduleTimeZone: r.scheduleTimeZone,
           numRetriesOnFailure: r.numRetriesOnFailure,
+          taskExecutionTimeLimitMillis: r.taskExecutionTimeLimitMillis,
+          killOldNonLongRunningTasksAfterMillis: r.killOldNonLongRunningTasksAfterMillis,
+          scheduledExpectedRuntimeMillis: r.scheduledExpectedRuntimeMillis,
+          waitAtLeastMillisAfterTaskFinishesForReschedule: r.waitAtLeastMillisAfterTaskFinishesForReschedule,
           skipHealthchecks: r.skipHealthchecks,
           extra: Object.keys(extra).length > 0 ? extra : undefined,
         });

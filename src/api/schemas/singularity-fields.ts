@@ -8,7 +8,6 @@ const MESOS_LABELS = 'Mesos labels; Fledge has no Mesos';
 const PLACEMENT = 'Mesos agent/rack placement; Fledge runs every task on its own host';
 const PERMISSIONS = 'Singularity group permissions; Fledge uses bearer tokens';
 const NOTIFICATIONS = 'Singularity notification setting';
-const NON_LONG_RUNNING = 'only used by Singularity for non-long-running tasks';
 
 /** SingularityRequest fields that Fledge stores but ignores, with the reason. */
 export const IGNORED_REQUEST_FIELDS: Readonly<Record<string, string>> = {
@@ -33,13 +32,6 @@ export const IGNORED_REQUEST_FIELDS: Readonly<Record<string, string>> = {
   taskLogErrorRegex: NOTIFICATIONS,
   taskLogErrorRegexCaseSensitive: NOTIFICATIONS,
   taskPriorityLevel: 'Singularity offer priority; Fledge does not rank tasks',
-  killOldNonLongRunningTasksAfterMillis: NON_LONG_RUNNING,
-  scheduledExpectedRuntimeMillis: NON_LONG_RUNNING,
-  waitAtLeastMillisAfterTaskFinishesForReschedule: NON_LONG_RUNNING,
-  taskExecutionTimeLimitMillis: NON_LONG_RUNNING,
-  scheduleType: 'Fledge reads `schedule` as cron only',
-  quartzSchedule: 'Fledge reads `schedule` as cron only',
-  scheduleTimeZone: 'Fledge evaluates `schedule` in the server time zone',
 };
 
 /** SingularityDeploy fields that Fledge stores but ignores, with the reason. */
@@ -58,7 +50,7 @@ export const IGNORED_DEPLOY_FIELDS: Readonly<Record<string, string>> = {
   mesosTaskLabels: MESOS_LABELS,
   s3UploaderAdditionalFiles: 'Singularity S3 log uploader setting',
   loadBalancerTemplate: 'Baragon template name; Fledge load balancers have no templates',
-  runImmediately: 'Singularity run-now setting for non-long-running requests',
+  runImmediately: 'Singularity run-now on deploy; use POST /api/requests/request/{id}/run once the deploy is active',
   healthcheckMaxTotalTimeoutSeconds: 'Fledge derives the health-check window from the other healthcheck settings',
   timestamp: 'set by Fledge when the deploy is stored',
 };

@@ -2,10 +2,11 @@ import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Generated } from 'kysely';
+import { Kysely, SqliteDialect, sql, type Generated, type Selectable } from 'kysely';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployResult, DeployProgress, PendingDeploy } from '../../core/deploy/types.ts';
-import type { ChangeSet, DeployHistoryEntry, Store, TaskQuery } from '../types.ts';
+import { wants, type Webhook } from '../../core/webhooks.ts';
+import type { ChangeSet, Delivery, DeployHistoryEntry, Store, TaskQuery } from '../types.ts';
 
 interface Tables {
   requests: { id: string; state: string; doc: string; updated_at: number };
@@ -20,7 +21,18 @@ interface Tables {
     progress: string | null;
   };
   pending_deploys: { request_id: string; deploy_id: string; doc: string };
-  tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string };
+  tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string; run_id: string | null };
+  webhooks: { id: string; doc: string; created_at: number };
+  webhook_deliveries: {
+    seq: Generated<number>;
+    webhook_id: string;
+    type: string;
+    created_at: number;
+    next_attempt_at: number;
+    attempts: number;
+    last_error: string | null;
+    body: string;
+  };
   schema_migrations: { version: Generated<number>; name: string; applied_at: number };
 }
 
@@ -132,12 +144,26 @@ class SqliteStore implements Store {
           live,
           done_at: live ? null : (task.doneAt ?? this.#now()),
           doc: JSON.stringify(task),
+          run_id: task.run?.runId ?? null,
         };
         await trx
           .insertInto('tasks')
           .values(row)
-          .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc }))
+          .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc, run_id: row.run_id }))
           .execute();
+      }
+      if (changes.webhookEvents?.length) {
+        const hooks = (await trx.selectFrom('webhooks').select('doc').orderBy('id').execute()).map((r) => JSON.parse(r.doc) as Webhook);
+        for (const event of changes.webhookEvents) {
+          const body = JSON.stringify(event.payload);
+          for (const hook of hooks) {
+            if (!wants(hook, event)) continue;
+            await trx
+              .insertInto('webhook_deliveries')
+              .values({ webhook_id: hook.id, type: event.type, created_at: event.at, next_attempt_at: event.at, attempts: 0, last_error: null, body })
+              .execute();
+          }
+        }
       }
     });
   }
@@ -213,9 +239,108 @@ class SqliteStore implements Store {
     return rows.map((r) => JSON.parse(r.doc) as TaskRecord).reverse();
   }
 
+  async findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined> {
+    const row = await this.#db
+      .selectFrom('tasks')
+      .select('doc')
+      .where('request_id', '=', requestId)
+      .where('run_id', '=', runId)
+      .orderBy(sql`rowid`, 'desc')
+      .executeTakeFirst();
+    return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
+  }
+
+  async listExpiredTasks(q: { doneBefore: number; keepPerRequest: number; minAgeBefore: number; limit: number }): Promise<TaskRecord[]> {
+    // Ranked newest first per request; past the kept count (and old enough), or past the age.
+    const rows = await sql<{ doc: string }>`
+      SELECT doc FROM (
+        SELECT doc, done_at, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY done_at DESC, rowid DESC) AS rank
+        FROM tasks WHERE live = 0
+      ) WHERE done_at < ${q.doneBefore} OR (rank > ${q.keepPerRequest} AND done_at < ${q.minAgeBefore})
+      ORDER BY done_at ASC LIMIT ${q.limit}`.execute(this.#db);
+    return rows.rows.map((r) => JSON.parse(r.doc) as TaskRecord);
+  }
+
+  async deleteTasks(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#db.deleteFrom('tasks').where('id', 'in', ids).where('live', '=', 0).execute();
+  }
+
+  async listWebhooks(): Promise<Webhook[]> {
+    const rows = await this.#db.selectFrom('webhooks').select('doc').orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.doc) as Webhook);
+  }
+
+  async saveWebhook(webhook: Webhook): Promise<boolean> {
+    const doc = JSON.stringify(webhook);
+    return this.#db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('webhooks').select('id').where('id', '=', webhook.id).executeTakeFirst();
+      if (existing) await trx.updateTable('webhooks').set({ doc }).where('id', '=', webhook.id).execute();
+      else await trx.insertInto('webhooks').values({ id: webhook.id, doc, created_at: webhook.timestamp }).execute();
+      return !existing;
+    });
+  }
+
+  async deleteWebhook(id: string): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('webhook_deliveries').where('webhook_id', '=', id).execute();
+      const r = await trx.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
+      return Number(r.numDeletedRows) > 0;
+    });
+  }
+
+  async listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
+    const rows = await this.#db.selectFrom('webhook_deliveries').selectAll().where('webhook_id', '=', webhookId).orderBy('seq').limit(limit).execute();
+    return rows.map(toDelivery);
+  }
+
+  async headDeliveries(): Promise<Delivery[]> {
+    const rows = await this.#db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('seq', 'in', (eb) => eb.selectFrom('webhook_deliveries').select((e) => e.fn.min('seq').as('seq')).groupBy('webhook_id'))
+      .orderBy('seq')
+      .execute();
+    return rows.map(toDelivery);
+  }
+
+  async countDeliveries(): Promise<Record<string, number>> {
+    const rows = await this.#db
+      .selectFrom('webhook_deliveries')
+      .select(['webhook_id', (e) => e.fn.countAll<number>().as('n')])
+      .groupBy('webhook_id')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.webhook_id, Number(r.n)]));
+  }
+
+  async removeDelivery(seq: number): Promise<void> {
+    await this.#db.deleteFrom('webhook_deliveries').where('seq', '=', seq).execute();
+  }
+
+  async failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void> {
+    await this.#db
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({ attempts: eb('attempts', '+', 1), next_attempt_at: nextAttemptAt, last_error: error.slice(0, 500) }))
+      .where('seq', '=', seq)
+      .execute();
+  }
+
   async close(): Promise<void> {
     await this.#db.destroy();
   }
+}
+
+function toDelivery(r: Selectable<Tables['webhook_deliveries']>): Delivery {
+  return {
+    seq: r.seq,
+    webhookId: r.webhook_id,
+    type: r.type as Delivery['type'],
+    createdAt: r.created_at,
+    nextAttemptAt: r.next_attempt_at,
+    attempts: r.attempts,
+    ...(r.last_error !== null ? { lastError: r.last_error } : {}),
+    body: r.body,
+  };
 }
 
 function toHistory(row: Tables['deploys']): DeployHistoryEntry {

@@ -1,0 +1,104 @@
+// Bodies of the run-now and webhook endpoints (Singularity's SingularityRunNowRequest and
+// SingularityWebhook, plus Fledge's webhook secret and event filter).
+import { z } from 'zod';
+import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
+
+/** SingularityRunNowRequest fields Fledge accepts but does not act on. */
+const IGNORED_RUN_FIELDS: Readonly<Record<string, string>> = {
+  skipHealthchecks: 'runs of run-to-completion requests are never health-checked',
+  runAsUserOverride: 'tasks run as the Fledge server user',
+  s3UploaderAdditionalFiles: 'Singularity S3 log uploader setting',
+  extraArtifacts: 'Singularity artifact setting; put uris in the deploy',
+  requiredAgentAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
+  allowedAgentAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
+  requiredSlaveAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
+  allowedSlaveAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
+};
+
+export const RUN_ID = /^[A-Za-z0-9_.-]{1,100}$/;
+
+export const runNowSchema = describeInput(
+  nullsAsAbsent(
+    z
+      .strictObject({
+        runId: z.string().regex(RUN_ID, { error: 'must be 1-100 characters of [A-Za-z0-9_.-]' }).optional(),
+        commandLineArgs: z.array(z.string().max(4096)).max(100).optional(),
+        message: z.string().max(1000).optional(),
+        resources: nullsAsAbsent(
+          z.strictObject({
+            cpus: z.number().gt(0).optional(),
+            memoryMb: z.number().gt(0).optional(),
+            numPorts: z.int().min(0).max(100).optional(),
+            diskMb: z.number().min(0).optional(),
+          }),
+        ).optional(),
+        envOverrides: z
+          .record(envName, z.string().max(65536))
+          .refine((e) => Object.keys(e).length <= 100, { error: 'at most 100 variables' })
+          .optional(),
+        runAt: z.int().min(0).optional(),
+        ...ignoredFields(IGNORED_RUN_FIELDS),
+      })
+      .transform((body) => {
+        const { extra: _extra, warnings } = splitIgnored(body, IGNORED_RUN_FIELDS);
+        return attachWarnings(
+          compact({
+            runId: body.runId,
+            commandLineArgs: body.commandLineArgs,
+            message: body.message,
+            resources: body.resources ? compact({ ...body.resources }) : undefined,
+            envOverrides: body.envOverrides,
+            runAt: body.runAt,
+          }),
+          warnings,
+        );
+      }),
+  ),
+  { label: 'run body' },
+);
+
+export const WEBHOOK_TYPES = ['REQUEST', 'DEPLOY', 'TASK'] as const;
+
+/** Event types a webhook may filter on, per webhook type. */
+export const WEBHOOK_EVENTS = {
+  REQUEST: ['CREATED', 'UPDATED', 'DELETING', 'DELETED', 'PAUSED', 'UNPAUSED', 'FINISHED', 'DEPLOYED_TO_UNPAUSE', 'BOUNCED', 'SCALED'],
+  // STARTING and FINISHED are Singularity's; PROGRESS is Fledge's, one per phase or step change.
+  DEPLOY: ['STARTING', 'FINISHED', 'PROGRESS'],
+  TASK: ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST', 'TASK_ERROR'],
+} as const;
+
+const uri = z
+  .string()
+  .max(2000)
+  .refine((s) => URL.canParse(s) && ['http:', 'https:'].includes(new URL(s).protocol), { error: 'must be an http:// or https:// URL' })
+  .refine((s) => !URL.canParse(s) || (new URL(s).username === '' && new URL(s).password === ''), {
+    error: 'must not carry credentials (use secret; the signature authenticates Fledge)',
+  });
+
+export const webhookSchema = describeInput(
+  nullsAsAbsent(
+    z
+      .strictObject({
+        uri,
+        type: z.enum(WEBHOOK_TYPES),
+        secret: z.string().min(16, { error: 'must be at least 16 characters' }).max(512).optional(),
+        events: z.array(z.string()).min(1).max(50).optional(),
+        // Singularity's: the id is derived from type and uri; timestamp and user are set by the server.
+        id: z.string().optional(),
+        timestamp: z.int().optional(),
+        user: z.string().optional(),
+      })
+      .superRefine((w, ctx) => {
+        const allowed: readonly string[] = WEBHOOK_EVENTS[w.type];
+        (w.events ?? []).forEach((e, i) => {
+          if (!allowed.includes(e)) {
+            ctx.addIssue({ code: 'custom', path: ['events', i], message: `${JSON.stringify(e)} is not a ${w.type} event (${allowed.join(', ')})` });
+          }
+        });
+      })
+      .transform((w) => compact({ uri: w.uri, type: w.type, secret: w.secret, events: w.events })),
+  ),
+  { label: 'webhook' },
+);
