@@ -19,6 +19,10 @@ import { createRuntime } from './runtimes/index.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
 import { createStore } from './store/index.ts';
+import { randomUUID } from 'node:crypto';
+import { TaskRetention } from './reconciler/retention.ts';
+import { WebhookDeliverer } from './webhooks/deliverer.ts';
+import { webhookAllowList } from './webhooks/allow.ts';
 import type { Store } from './store/types.ts';
 
 export interface FledgeServer {
@@ -102,6 +106,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       launchBatchSize: 100,
       serverChecks: checks.serverCheckNames,
       serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+      scheduleTimeZone: config.jobs.scheduleTimeZone,
       ...options.settings,
     };
     // The monitor reports to the loop, which is built with the monitor: the callback binds late.
@@ -119,13 +124,46 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       wake: (id) => loop.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => checks.serverCheckNames,
+      maxQueuedRuns: config.jobs.maxQueuedRuns,
+      newRunId: () => randomUUID(),
     });
-    const app = createApp({ store, service, runtime, events, clock, containers: runtime.capabilities().containers, logger });
+    const app = createApp({
+      store,
+      service,
+      runtime,
+      events,
+      clock,
+      containers: runtime.capabilities().containers,
+      logger,
+      webhookAllow: webhookAllowList(config.webhooks.allow),
+    });
+    const webhooks = new WebhookDeliverer({
+      store,
+      clock,
+      logger,
+      timeoutMillis: config.webhooks.timeoutSeconds * 1000,
+      retryMaxMillis: config.webhooks.retryMaxSeconds * 1000,
+      maxAgeMillis: config.webhooks.maxAgeSeconds * 1000,
+    });
+    // Every published change may have queued deliveries (written in its transaction).
+    events.subscribe(() => webhooks.wake());
+    const retention = new TaskRetention({
+      store,
+      runtime,
+      clock,
+      logger,
+      maxAgeMillis: config.jobs.taskHistoryMaxAgeHours * 3_600_000,
+      keepPerRequest: config.jobs.taskHistoryPerRequest,
+    });
     // Listen before re-adopting tasks, so a taken port fails start-up before anything is touched.
     const server = await listen(app.fetch, config.host, config.port);
     opened.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     opened.push(() => loop.close());
     await loop.start();
+    webhooks.start();
+    opened.push(() => webhooks.close());
+    retention.start();
+    opened.push(() => retention.close());
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host}:${port}`;
@@ -145,6 +183,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           // SSE streams keep connections open; do not wait for them.
           (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
+        await webhooks.close();
+        await retention.close();
         await loop.close();
         await balancer?.close();
         await runtime.close();

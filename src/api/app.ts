@@ -13,6 +13,7 @@ import { isLive } from '../core/model.ts';
 import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
+import { registerJobRoutes } from './job-routes.ts';
 import type { Logger } from '../logger.ts';
 import { openApiDocument } from './openapi.ts';
 import { UI_DIR } from '../paths.ts';
@@ -31,6 +32,8 @@ export interface AppDeps {
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
+  /** whether webhooks may target this URL (--webhook-allow); default any */
+  webhookAllow?: (uri: URL) => boolean;
 }
 
 export function createApp(deps: AppDeps): Hono {
@@ -81,10 +84,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.json(await requestParent(store, record));
     });
   }
-  app.post('/api/requests/request/:id/run', async (c) => {
-    const record = await getRecord(c.req.param('id'));
-    throw badRequest(`Request ${record.request.id} is a ${record.request.requestType}; run is for ON_DEMAND and SCHEDULED requests`);
-  });
+  registerJobRoutes(app, { store, service, clock, webhookAllow: deps.webhookAllow ?? (() => true) });
 
   // ---- deploys ----
   app.post('/api/deploys', async (c) => {

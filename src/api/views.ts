@@ -4,6 +4,7 @@ import type { Deploy, RequestRecord, TaskId, TaskRecord } from '../core/model.ts
 import { isLive } from '../core/model.ts';
 import { healthy, inLb } from '../core/tasks.ts';
 import type { DeployHistoryEntry, Store } from '../store/types.ts';
+import { jobParentFields } from './job-views.ts';
 
 export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string) {
   return { requestId, deployId, timestamp, ...(message ? { message } : {}) };
@@ -87,6 +88,7 @@ export async function requestParent(store: Store, record: RequestRecord) {
       healthy: groups.healthy.length,
       total: tasks.filter((t) => !t.cleanup).length,
     },
+    ...jobParentFields(record),
     timestamp: record.timestamp,
   };
 }

@@ -1,6 +1,8 @@
 // One config function: the option table (options.ts) read from flags and FLEDGE_* variables,
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
+import { isTimeZone } from '../core/jobs/cron.ts';
+import { isAllowEntry } from '../webhooks/allow.ts';
 import { ConfigError, readOptions, type OptionInput } from './options.ts';
 
 export interface FledgeConfig {
@@ -20,6 +22,13 @@ export interface FledgeConfig {
   /** modules whose exports are server-wide acceptance checks (hooks) */
   checkModules: string[];
   logLevel: string;
+  jobs: {
+    scheduleTimeZone: string;
+    maxQueuedRuns: number;
+    taskHistoryPerRequest: number;
+    taskHistoryMaxAgeHours: number;
+  };
+  webhooks: { allow: string[]; timeoutSeconds: number; retryMaxSeconds: number; maxAgeSeconds: number };
 }
 
 export interface HaproxyConfig {
@@ -71,7 +80,26 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     logLevel: o.logLevel,
+    jobs: {
+      scheduleTimeZone: o.scheduleTimeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+      maxQueuedRuns: o.maxQueuedRuns,
+      taskHistoryPerRequest: o.taskHistoryPerRequest,
+      taskHistoryMaxAgeHours: o.taskHistoryMaxAgeHours,
+    },
+    webhooks: {
+      allow: o.webhookAllow ?? [],
+      timeoutSeconds: o.webhookTimeoutSeconds,
+      retryMaxSeconds: o.webhookRetryMaxSeconds,
+      maxAgeSeconds: o.webhookMaxAgeSeconds,
+    },
   };
+  if (!isTimeZone(config.jobs.scheduleTimeZone)) {
+    throw new ConfigError(`Invalid schedule-time-zone (FLEDGE_SCHEDULE_TIME_ZONE): ${config.jobs.scheduleTimeZone} is not a time zone`);
+  }
+  for (const entry of config.webhooks.allow) {
+    if (!isAllowEntry(entry))
+      throw new ConfigError(`Invalid webhook-allow (FLEDGE_WEBHOOK_ALLOW): ${entry} is not a host name, address or CIDR range`);
+  }
   if (config.portRange.from > config.portRange.to) {
     throw new ConfigError(`Invalid port range: ${config.portRange.from} > ${config.portRange.to}`);
   }

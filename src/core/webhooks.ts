@@ -5,6 +5,7 @@
 // src/webhooks/ sends them. Delivery timing is here too, so its rule is table-tested.
 import type { DeployProgress, DeployResult, PendingDeploy } from './deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from './model.ts';
+import type { StepOutcome } from './request/step.ts';
 
 export type WebhookType = 'REQUEST' | 'DEPLOY' | 'TASK';
 
@@ -30,16 +31,7 @@ export interface Webhook {
 }
 
 export type RequestHistoryType =
-  | 'CREATED'
-  | 'UPDATED'
-  | 'DELETING'
-  | 'DELETED'
-  | 'PAUSED'
-  | 'UNPAUSED'
-  | 'FINISHED'
-  | 'DEPLOYED_TO_UNPAUSE'
-  | 'BOUNCED'
-  | 'SCALED';
+  'CREATED' | 'UPDATED' | 'DELETING' | 'DELETED' | 'PAUSED' | 'UNPAUSED' | 'FINISHED' | 'DEPLOYED_TO_UNPAUSE' | 'BOUNCED' | 'SCALED';
 
 /** Singularity's id: the type and the URI. */
 export function webhookId(type: WebhookType, uri: string): string {
@@ -73,7 +65,9 @@ export function requestStateEvent(before: RequestRecord | undefined, after: Requ
 }
 
 /** Deploy progress without the decision log (which can be long; it is in the deploy history). */
-function slimProgress(progress: DeployProgress): Omit<DeployProgress, 'decisionLog'> & { lastDecision?: DeployProgress['decisionLog'][number] } {
+function slimProgress(
+  progress: DeployProgress,
+): Omit<DeployProgress, 'decisionLog'> & { lastDecision?: DeployProgress['decisionLog'][number] } {
   const { decisionLog, ...rest } = progress;
   const last = decisionLog[decisionLog.length - 1];
   return { ...rest, ...(last ? { lastDecision: last } : {}) };
@@ -105,7 +99,12 @@ export function deployEvent(
 export function deployProgressEvent(before: PendingDeploy | undefined, after: PendingDeploy, at: number): WebhookEvent | undefined {
   const a = after.progress;
   if (before && before.progress.phase === a.phase && before.progress.step === a.step) return undefined;
-  const marker = { requestId: after.requestId, deployId: after.deployId, timestamp: after.startedAt, ...(after.message ? { message: after.message } : {}) };
+  const marker = {
+    requestId: after.requestId,
+    deployId: after.deployId,
+    timestamp: after.startedAt,
+    ...(after.message ? { message: after.message } : {}),
+  };
   return deployEvent('PROGRESS', undefined, marker, at, { progress: a });
 }
 
@@ -148,4 +147,30 @@ export function nextAttemptAt(
   const delay = Math.min(o.baseMillis * 2 ** Math.max(0, attempts - 1), o.maxMillis);
   const at = now + delay;
   return at - createdAt > o.maxAgeMillis ? undefined : at;
+}
+
+/** The events one request step stands for, from what it saw and what it changed. */
+export function stepWebhookEvents(
+  obs: { tasks: readonly TaskRecord[]; pending?: PendingDeploy; pendingDeploy?: Deploy },
+  record: RequestRecord,
+  outcome: Pick<StepOutcome, 'request' | 'tasks' | 'pending' | 'now'>,
+): WebhookEvent[] {
+  const out: WebhookEvent[] = [];
+  const before = new Map(obs.tasks.map((t) => [t.taskId.id, t]));
+  for (const t of outcome.tasks) out.push(...taskEvents(before.get(t.taskId.id), t));
+  const { pending, now } = outcome;
+  if (pending.kind === 'UPDATED') {
+    const e = deployProgressEvent(obs.pending, pending.pending, now);
+    if (e) out.push(e);
+  }
+  if (pending.kind === 'ENDED' && obs.pending) {
+    const p = obs.pending;
+    const marker = { requestId: p.requestId, deployId: p.deployId, timestamp: p.startedAt, ...(p.message ? { message: p.message } : {}) };
+    out.push(deployEvent('FINISHED', obs.pendingDeploy, marker, now, { result: pending.result }));
+  }
+  if (outcome.request) {
+    const e = requestStateEvent(record, outcome.request, now);
+    if (e) out.push(e);
+  }
+  return out;
 }

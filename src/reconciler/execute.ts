@@ -11,6 +11,8 @@ import type { Logger } from '../logger.ts';
 import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { inLb } from '../core/tasks.ts';
+import { taskEvents } from '../core/webhooks.ts';
+import { runSpec } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
 import type { KeyedMutex } from './locks.ts';
 
@@ -117,19 +119,7 @@ export class Executor {
       await this.#adopt(taskId, found, status);
       return;
     }
-    const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}) };
-    const result = await runtime.start({
-      taskId,
-      requestId: task.taskId.requestId,
-      deployId: task.taskId.deployId,
-      instanceNo: task.taskId.instanceNo,
-      ...(deploy.command !== undefined ? { command: deploy.command } : {}),
-      ...(deploy.arguments !== undefined ? { arguments: deploy.arguments } : {}),
-      env,
-      numPorts: deploy.resources.numPorts,
-      cpus: deploy.resources.cpus,
-      memoryMb: deploy.resources.memoryMb,
-    });
+    const result = await runtime.start(runSpec(task, deploy));
     const now = this.#d.clock.now();
     if (result.kind === 'waiting') {
       await this.#updateTask(taskId, (t) => (t.waitingReason === result.reason ? undefined : { ...t, waitingReason: result.reason }));
@@ -177,7 +167,8 @@ export class Executor {
   }
 
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
-    if (task.health.state !== 'UNKNOWN' || task.cleanup) return;
+    // Runs of run-to-completion requests are not health-checked: they are judged by their exit.
+    if (task.health.state !== 'UNKNOWN' || task.cleanup || task.run) return;
     const request = task.taskId.requestId;
     void this.#d.store.getRequest(request).then((record) => {
       if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
@@ -234,7 +225,8 @@ export class Executor {
     this.#d.health.unwatch(taskId);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
-      const state: TaskState = t.cleanup ? 'TASK_KILLED' : status.exitCode === 0 ? 'TASK_FINISHED' : 'TASK_FAILED';
+      const success = t.run ? status.exitCode !== null && t.run.successfulExitCodes.includes(status.exitCode) : status.exitCode === 0;
+      const state: TaskState = t.cleanup ? 'TASK_KILLED' : success ? 'TASK_FINISHED' : 'TASK_FAILED';
       const how = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
       return done && { ...done, exitCode: status.exitCode, signal: status.signal };
@@ -251,7 +243,7 @@ export class Executor {
       if (!current) return undefined;
       const next = change(current);
       if (!next) return undefined;
-      await this.#d.store.apply({ tasks: [next] });
+      await this.#d.store.apply({ tasks: [next], webhookEvents: taskEvents(current, next) });
       return next;
     });
     if (next) {

@@ -10,6 +10,7 @@
  */
 import { EventBus } from '../core/events.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
+import { stepWebhookEvents } from '../core/webhooks.ts';
 import type { ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex } from './locks.ts';
@@ -123,7 +124,13 @@ export class ReconcileLoop {
         changes.deletePending = [requestId];
         changes.results = [{ requestId, deployId: pending.deployId, result: pending.result, progress: pending.progress }];
       }
+      const hooks = stepWebhookEvents(obs, record, outcome);
+      if (hooks.length > 0) changes.webhookEvents = hooks;
       if (Object.keys(changes).length > 0) await store.apply(changes);
+      for (const note of outcome.notes ?? []) {
+        const { level, msg, ...fields } = note;
+        this.#deps.logger[level]({ requestId, ...fields }, msg);
+      }
       this.#publish(requestId, outcome, obs.pending?.progress.phase, obs.pending?.progress.step);
       return outcome;
     });

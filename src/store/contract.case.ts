@@ -145,7 +145,9 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       const done = (d: Deploy, n: number, at: number) => task(d, n, 'TASK_FINISHED', at);
       await store.apply({ tasks: [done(a, 1, T0 + 1), done(a, 2, T0 + 2), done(a, 3, T0 + 3), done(b, 1, T0 + 1), task(a, 4)] });
       const expired = (q: Partial<Parameters<Store['listExpiredTasks']>[0]>) =>
-        store.listExpiredTasks({ doneBefore: 0, keepPerRequest: 100, minAgeBefore: T0 + 100, limit: 100, ...q }).then((ts) => ts.map((t) => `${t.taskId.requestId}#${t.taskId.instanceNo}`));
+        store
+          .listExpiredTasks({ doneBefore: 0, keepPerRequest: 100, minAgeBefore: T0 + 100, limit: 100, ...q })
+          .then((ts) => ts.map((t) => `${t.taskId.requestId}#${t.taskId.instanceNo}`));
       expect(await expired({ keepPerRequest: 2 })).toEqual(['a#1']);
       expect(await expired({ keepPerRequest: 2, minAgeBefore: T0 + 1 })).toEqual([]);
       expect(await expired({ doneBefore: T0 + 2 })).toEqual(['a#1', 'b#1']);
@@ -154,7 +156,13 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
     });
 
     it('queues a delivery per matching webhook with the change, in order, and drops them with the webhook', async () => {
-      const hook = (id: string, type: Webhook['type'], events?: string[]): Webhook => ({ id, uri: `http://x/${id}`, type, timestamp: T0, ...(events ? { events } : {}) });
+      const hook = (id: string, type: Webhook['type'], events?: string[]): Webhook => ({
+        id,
+        uri: `http://x/${id}`,
+        type,
+        timestamp: T0,
+        ...(events ? { events } : {}),
+      });
       expect(await store.saveWebhook(hook('w1', 'REQUEST'))).toBe(true);
       expect(await store.saveWebhook({ ...hook('w1', 'REQUEST'), secret: 'x'.repeat(16) })).toBe(false);
       await store.saveWebhook(hook('w2', 'REQUEST', ['PAUSED']));
@@ -172,7 +180,11 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       ]);
       const head = w1[0] as (typeof w1)[number];
       await store.failDelivery(head.seq, T0 + 500, 'connection refused');
-      expect((await store.listDeliveries('w1', 1))[0]).toMatchObject({ attempts: 1, nextAttemptAt: T0 + 500, lastError: 'connection refused' });
+      expect((await store.listDeliveries('w1', 1))[0]).toMatchObject({
+        attempts: 1,
+        nextAttemptAt: T0 + 500,
+        lastError: 'connection refused',
+      });
       await store.removeDelivery(head.seq);
       expect((await store.headDeliveries()).map((d) => JSON.parse(d.body).eventType)).toEqual(['PAUSED', 'PAUSED']);
       expect(await store.deleteWebhook('w1')).toBe(true);

@@ -224,7 +224,12 @@ const deployShape = z.strictObject({
 
   acceptanceChecks: z.array(acceptanceCheckSchema).default(() => []),
   acceptanceTimeoutSeconds: seconds(1).default(D.acceptanceTimeoutSeconds),
-  successfulExitCodes: z.array(z.int().min(0).max(255)).min(1).max(256).optional().describe('Run-to-completion tasks: exit codes that count as success (default [0]).'),
+  successfulExitCodes: z
+    .array(z.int().min(0).max(255))
+    .min(1)
+    .max(256)
+    .optional()
+    .describe('Run-to-completion tasks: exit codes that count as success (default [0]).'),
 
   ...ignoredFields(IGNORED_DEPLOY_FIELDS),
 });

@@ -66,7 +66,18 @@ export const WEBHOOK_EVENTS = {
   REQUEST: ['CREATED', 'UPDATED', 'DELETING', 'DELETED', 'PAUSED', 'UNPAUSED', 'FINISHED', 'DEPLOYED_TO_UNPAUSE', 'BOUNCED', 'SCALED'],
   // STARTING and FINISHED are Singularity's; PROGRESS is Fledge's, one per phase or step change.
   DEPLOY: ['STARTING', 'FINISHED', 'PROGRESS'],
-  TASK: ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING', 'TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_LOST', 'TASK_ERROR'],
+  TASK: [
+    'TASK_LAUNCHED',
+    'TASK_STARTING',
+    'TASK_RUNNING',
+    'TASK_CLEANING',
+    'TASK_KILLING',
+    'TASK_FINISHED',
+    'TASK_FAILED',
+    'TASK_KILLED',
+    'TASK_LOST',
+    'TASK_ERROR',
+  ],
 } as const;
 
 const uri = z
@@ -94,7 +105,11 @@ export const webhookSchema = describeInput(
         const allowed: readonly string[] = WEBHOOK_EVENTS[w.type];
         (w.events ?? []).forEach((e, i) => {
           if (!allowed.includes(e)) {
-            ctx.addIssue({ code: 'custom', path: ['events', i], message: `${JSON.stringify(e)} is not a ${w.type} event (${allowed.join(', ')})` });
+            ctx.addIssue({
+              code: 'custom',
+              path: ['events', i],
+              message: `${JSON.stringify(e)} is not a ${w.type} event (${allowed.join(', ')})`,
+            });
           }
         });
       })

@@ -14,7 +14,10 @@ export const requestIdSchema = z
 
 // Shape only here; scheduleOf (core/jobs/cron.ts) reads the expression and names what it refuses.
 const cronSchema = z.string().min(1).max(200);
-const millis = z.int().min(0).max(10 * 365 * 86_400_000);
+const millis = z
+  .int()
+  .min(0)
+  .max(10 * 365 * 86_400_000);
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
@@ -69,12 +72,20 @@ export const requestSchema = describeInput(
           }
         }
         if (r.scheduleTimeZone !== undefined && !isTimeZone(r.scheduleTimeZone)) {
-          ctx.addIssue({ code: 'custom', path: ['scheduleTimeZone'], message: `${JSON.stringify(r.scheduleTimeZone)} is not a time zone (IANA names such as Europe/Berlin, or UTC)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['scheduleTimeZone'],
+            message: `${JSON.stringify(r.scheduleTimeZone)} is not a time zone (IANA names such as Europe/Berlin, or UTC)`,
+          });
         }
         if (!isRunToCompletion(r.requestType)) {
           for (const field of ['numRetriesOnFailure', 'taskExecutionTimeLimitMillis', 'killOldNonLongRunningTasksAfterMillis'] as const) {
             if (r[field] !== undefined) {
-              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${r.requestType})` });
+              ctx.addIssue({
+                code: 'custom',
+                path: [field],
+                message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${r.requestType})`,
+              });
             }
           }
         }

@@ -223,6 +223,12 @@ class InMemoryFakeRuntime implements FakeRuntime {
     if (!this.released.includes(handle.taskId)) this.released.push(handle.taskId);
   }
 
+  async purge(handle: TaskHandle): Promise<void> {
+    if (this.#tasks.get(handle.taskId)?.status.state === 'running') return;
+    this.#tasks.delete(handle.taskId);
+    this.#ledger.release(handle.taskId);
+  }
+
   /** Like a scheduler shutting down: tasks keep "running"; listeners of this life are dropped. */
   async close(): Promise<void> {
     this.#listeners = [];

@@ -577,6 +577,13 @@ export class ProcessRuntime implements Runtime {
     this.#ledger.release(handle.taskId);
   }
 
+  async purge(handle: TaskHandle): Promise<void> {
+    if ((await this.inspect(handle)).state === 'running') return;
+    this.#tracked.delete(handle.taskId);
+    this.#ledger.release(handle.taskId);
+    rmSync(sandboxPath(this.dataDir, handle.taskId), { recursive: true, force: true });
+  }
+
   /** What is reserved now (for diagnostics and tests). */
   usage(): { cpus: number; memoryMb: number; tasks: number } {
     return { ...this.#ledger.used(), tasks: this.#tracked.size };

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -56,6 +56,8 @@ class SqliteStore implements Store {
   constructor(options: SqliteStoreOptions) {
     if (options.filename !== ':memory:') mkdirSync(dirname(options.filename), { recursive: true });
     this.#raw = new Database(options.filename);
+    // It holds webhook secrets: readable by the server's user alone (SQLite gives -wal/-shm the same mode).
+    if (options.filename !== ':memory:') chmodSync(options.filename, 0o600);
     // WAL keeps readers (API) from blocking the loop's writes; NORMAL sync is durable at checkpoints
     // and never corrupts, which is the trade SQLite recommends for WAL.
     this.#raw.pragma('journal_mode = WAL');
@@ -160,7 +162,15 @@ class SqliteStore implements Store {
             if (!wants(hook, event)) continue;
             await trx
               .insertInto('webhook_deliveries')
-              .values({ webhook_id: hook.id, type: event.type, created_at: event.at, next_attempt_at: event.at, attempts: 0, last_error: null, body })
+              .values({
+                webhook_id: hook.id,
+                type: event.type,
+                created_at: event.at,
+                next_attempt_at: event.at,
+                attempts: 0,
+                last_error: null,
+                body,
+              })
               .execute();
           }
         }
@@ -290,7 +300,13 @@ class SqliteStore implements Store {
   }
 
   async listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
-    const rows = await this.#db.selectFrom('webhook_deliveries').selectAll().where('webhook_id', '=', webhookId).orderBy('seq').limit(limit).execute();
+    const rows = await this.#db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('webhook_id', '=', webhookId)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
     return rows.map(toDelivery);
   }
 
@@ -298,7 +314,12 @@ class SqliteStore implements Store {
     const rows = await this.#db
       .selectFrom('webhook_deliveries')
       .selectAll()
-      .where('seq', 'in', (eb) => eb.selectFrom('webhook_deliveries').select((e) => e.fn.min('seq').as('seq')).groupBy('webhook_id'))
+      .where('seq', 'in', (eb) =>
+        eb
+          .selectFrom('webhook_deliveries')
+          .select((e) => e.fn.min('seq').as('seq'))
+          .groupBy('webhook_id'),
+      )
       .orderBy('seq')
       .execute();
     return rows.map(toDelivery);
