@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
 import { registerDeploy } from './commands/deploy.ts';
 import { registerRequest } from './commands/request.ts';
+import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
 import { registerTask } from './commands/task.ts';
@@ -40,6 +41,7 @@ function buildProgram(ctx: Ctx): Command {
     });
   registerServe(program, ctx);
   registerRequest(program, ctx);
+  registerRun(program, ctx);
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanup, freePort, leakedProcesses, startFledgeProcess, type FledgeProcess } from '../helpers/fledge-process.ts';
 import { reservePorts } from '../helpers/ports.ts';
+import { runCli } from '../helpers/run-cli.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const PORTS = reservePorts(50);
@@ -142,6 +143,29 @@ describe('SCHEDULED on real processes', () => {
     expect(ended.every((t) => t.state === 'TASK_FINISHED')).toBe(true);
     await ok(second, 'DELETE', '/api/requests/request/tick');
     await waitFor(async () => (await call(second, 'GET', '/api/requests/request/tick')).status === 404, { message: 'the request gone' });
+  });
+});
+
+describe('the CLI', () => {
+  it('runs a request with arguments after --, follows the run to its end, and shows the next due time', async () => {
+    const f = await startFledgeProcess({ portRange: PORTS });
+    await job(f, { id: 'cli', requestType: 'ON_DEMAND' }, { command: 'echo' });
+    const queued = await runCli(['request', 'run', 'cli', '--run-id', 'c1', '--', '--flag', 'two words'], { url: f.url });
+    expect(queued.stdout).toContain('queued run c1 of cli');
+    const watched = await runCli(['run', 'watch', 'cli', 'c1', '--interval-ms', '100'], { url: f.url, timeoutMs: 20_000 });
+    expect(watched.code).toBe(0);
+    expect(watched.stdout).toMatch(/exit code\s+0/);
+    expect((await runCli(['run', 'get', 'cli', 'c1'], { url: f.url })).stdout).toMatch(/state\s+TASK_FINISHED/);
+    const taskId = ((await track(f, 'cli', 'c1')).taskId as { id: string }).id;
+    expect((await ok(f, 'GET', `/api/sandbox/${encodeURIComponent(taskId)}/read?path=stdout`)).data).toBe('--flag two words\n');
+
+    await ok(f, 'POST', '/api/requests', {
+      id: 'nightly',
+      requestType: 'SCHEDULED',
+      schedule: '0 3 * * *',
+      scheduleTimeZone: 'Europe/Berlin',
+    });
+    expect((await runCli(['request', 'get', 'nightly'], { url: f.url })).stdout).toMatch(/next run\s+\d{4}-/);
   });
 });
 
