@@ -174,7 +174,12 @@ describe('webhook deliveries queued with the changes', () => {
   it('queues request, deploy and task events in the order they happened, per webhook', async () => {
     f = await engineFixture();
     for (const type of ['REQUEST', 'DEPLOY', 'TASK'] as const) {
-      await f.store.saveWebhook({ id: webhookId(type, `http://127.0.0.1:1/${type}`), uri: `http://127.0.0.1:1/${type}`, type, timestamp: 0 });
+      await f.store.saveWebhook({
+        id: webhookId(type, `http://127.0.0.1:1/${type}`),
+        uri: `http://127.0.0.1:1/${type}`,
+        type,
+        timestamp: 0,
+      });
     }
     await f.createRequest({ id: 'hooked', requestType: 'RUN_ONCE' });
     await f.deploy({ requestId: 'hooked', id: 'd1' });
@@ -182,7 +187,9 @@ describe('webhook deliveries queued with the changes', () => {
     f.runtime.exit(run?.taskId.id as string, 2);
     await f.settle();
     const bodies = async (type: 'REQUEST' | 'DEPLOY' | 'TASK') =>
-      (await f.store.listDeliveries(webhookId(type, `http://127.0.0.1:1/${type}`), 100)).map((d) => JSON.parse(d.body) as Record<string, unknown>);
+      (await f.store.listDeliveries(webhookId(type, `http://127.0.0.1:1/${type}`), 100)).map(
+        (d) => JSON.parse(d.body) as Record<string, unknown>,
+      );
     expect((await bodies('REQUEST')).map((b) => b.eventType)).toEqual(['CREATED']);
     const deploys = await bodies('DEPLOY');
     expect(deploys.map((b) => b.eventType)).toEqual(['STARTING', 'FINISHED']);
