@@ -1,7 +1,17 @@
 // Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
-import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
+import type {
+  Deploy,
+  FledgeRequest,
+  HealthResult,
+  RequestState,
+  TaskHealth,
+  TaskId,
+  TaskLbState,
+  TaskRun,
+  TaskState,
+} from '../core/model.ts';
 
 export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, TaskId, TaskState };
 
@@ -149,6 +159,8 @@ export interface TaskView {
   waitingReason?: string;
   runningAt?: number;
   doneAt?: number;
+  /** run-to-completion requests: why and how it runs */
+  run?: TaskRun;
   /** the service's own process */
   pid?: number;
   /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */

@@ -251,6 +251,38 @@ describe('web UI', () => {
     await hasText(page.getByLabel('stderr of the task'), 'warn 4');
   });
 
+  it("shows a job's runs (state, exit code, duration, logs), its next run, and runs it with Run now", async () => {
+    await client.createRequest({ id: 'job', requestType: 'ON_DEMAND', instances: 1 } as never);
+    await client.createDeploy({ deploy: { requestId: 'job', id: 'j1', command: `sh -c ${q('echo ran "$@"; exit 3')} job` } });
+    await client.createRequest({
+      id: 'nightly',
+      requestType: 'SCHEDULED',
+      schedule: '0 3 * * *',
+      scheduleTimeZone: 'Europe/Berlin',
+    } as never);
+    await open('/requests/nightly');
+    await hasText(page.locator('main'), '0 3 * * * (Europe/Berlin)');
+    await visible(page.getByText('Next run'));
+
+    await open('/requests/job');
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByLabel('Arguments, one per line (optional)').fill('--verbose');
+    await confirm('Run now');
+    const runs = page.getByRole('table', { name: 'Runs' });
+    await hasText(runs, 'failed');
+    const row = runs.getByRole('row').nth(1);
+    await hasText(row, '3');
+    await hasText(row, ' s');
+    await screenshots(page, '12-job-runs');
+    for (const size of [1280, 390]) {
+      await page.setViewportSize({ width: size, height: 900 });
+      await visible(runs.getByRole('link', { name: 'logs' }).first());
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await runs.getByRole('link', { name: 'logs' }).first().click();
+    await hasText(page.getByLabel('stdout of the task'), 'ran --verbose');
+  });
+
   it('deep links survive a reload; keyboard use; a deleted request and a stopped server say so', async () => {
     await open('/requests/web/deploys/v2');
     await page.reload();
