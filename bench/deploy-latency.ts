@@ -98,11 +98,16 @@ class Limits {
 // ---- Fledge ----
 
 class Api {
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly token: string | undefined,
+  ) {}
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const auth: Record<string, string> = this.token ? { authorization: `Bearer ${this.token}` } : {};
     const res = await fetch(`${this.url}${path}`, {
       method,
-      ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+      headers: body === undefined ? auth : { ...auth, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json = (await res.json()) as T;
     if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
@@ -223,7 +228,7 @@ async function main(): Promise<void> {
     loadConfig({ dataDir, port: 0, lbPort: 0, portRangeFrom: TASK_PORTS.from, portRangeTo: TASK_PORTS.to, logLevel: 'warn' }),
     {},
   );
-  const api = new Api(server.url);
+  const api = new Api(server.url, server.adminToken);
   const limits = new Limits();
   try {
     // The first fetch in a process loads undici; keep that out of the first trial.

@@ -10,36 +10,88 @@ import type { Clock } from '../core/clock.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import type { EventBus, FledgeEvent } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
+import type { HostRegistry } from '../hosts/index.ts';
 import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
+import { registerHostRoutes } from './hosts.ts';
 import { registerJobRoutes } from './job-routes.ts';
 import type { Logger } from '../logger.ts';
+import type { TrustList } from '../net/addresses.ts';
+import { registerAuthRoutes } from './auth-routes.ts';
+import type { Authenticator } from '../auth/authenticator.ts';
+import { createGuard, identityOf, noteAudit, requestBody } from './guard.ts';
+import { redactSecrets } from './redact.ts';
 import { openApiDocument } from './openapi.ts';
 import { UI_DIR } from '../paths.ts';
 import type { FledgeService } from './service.ts';
 import { parse, schemas } from './validate.ts';
-import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView } from './views.ts';
+import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView, type DeployAction } from './views.ts';
 
 export interface AppDeps {
   store: Store;
   service: FledgeService;
   runtime: Runtime;
+  /** the hosts tasks run on (GET /api/hosts, Singularity's /api/agents) */
+  hosts?: HostRegistry;
   events: EventBus;
   clock: Clock;
-  /** whether the runtime can run containers (for containerInfo) */
+  /** whether the server has a Docker host (for containerInfo DOCKER) */
   containers: boolean;
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
   /** whether webhooks may target this URL (--webhook-allow); default any */
   webhookAllow?: (uri: URL) => boolean;
+  security: AppSecurity;
+  /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
+  eventsPingMillis?: number;
+  /** who leads and which schedulers share the store (GET /api/state) */
+  cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
+}
+
+/** What guard.ts enforces in front of every route, and the API's own bounds. */
+export interface AppSecurity {
+  /** undefined: --no-auth */
+  authenticator: Authenticator | undefined;
+  /** the API's listen address (accepted as a Host) */
+  bindHost: string;
+  publicUrl?: string;
+  allowedHosts: string[];
+  allowedOrigins: string[];
+  trustForwardedFrom: TrustList;
+  maxBodyBytes: number;
+  /** --max-instances: the most instances any body may set */
+  maxInstances: number;
 }
 
 export function createApp(deps: AppDeps): Hono {
   const { store, service, runtime, events, clock } = deps;
   const app = new Hono();
   app.onError(errorHandler(deps.logger));
+  app.use(
+    '*',
+    createGuard({
+      authenticator: deps.security.authenticator,
+      store,
+      clock,
+      logger: deps.logger,
+      bindHost: deps.security.bindHost,
+      ...(deps.security.publicUrl !== undefined ? { publicUrl: deps.security.publicUrl } : {}),
+      allowedHosts: deps.security.allowedHosts,
+      allowedOrigins: deps.security.allowedOrigins,
+      trustForwardedFrom: deps.security.trustForwardedFrom,
+      maxBodyBytes: deps.security.maxBodyBytes,
+    }),
+  );
+  const { maxInstances } = deps.security;
+  /** `instances` within --max-instances, checked wherever a body sets it. */
+  const checkInstances = (field: string, instances: number | undefined) => {
+    if (instances !== undefined && instances > maxInstances) {
+      throw badRequest(`${field}: must be at most ${maxInstances} (the server's --max-instances)`, [{ field, rule: `<= ${maxInstances}` }]);
+    }
+  };
+  const userOf = (c: Parameters<typeof identityOf>[0]) => identityOf(c)?.name;
   app.notFound((c) => c.json({ message: `No route for ${c.req.method} ${c.req.path}`, details: [] }, 404));
 
   const getRecord = async (id: string) => {
@@ -52,13 +104,14 @@ export function createApp(deps: AppDeps): Hono {
     if (!task) throw notFound(`Task ${id} not found`);
     return task;
   };
-  const optionalBody = async (c: Parameters<typeof readJson>[0]) => ((await c.req.text()).trim() === '' ? {} : await readJson(c));
+  const optionalBody = async (c: Parameters<typeof readJson>[0]) => (requestBody(c).trim() === '' ? {} : await readJson(c));
 
   app.get('/health', (c) => c.json({ status: 'ok' }));
 
   // ---- requests ----
   app.post('/api/requests', async (c) => {
     const { value, warnings } = parse(schemas.request, await readJson(c));
+    checkInstances('instances', value.instances);
     const record = await service.saveRequest(value);
     return c.json({ ...(await requestParent(store, record)), warnings });
   });
@@ -74,6 +127,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.put('/api/requests/request/:id/scale', async (c) => {
     const { value } = parse(schemas.scale, await readJson(c));
+    checkInstances('instances', value.instances);
     const record = await service.scale(c.req.param('id'), value.instances);
     return c.json(await requestParent(store, record));
   });
@@ -89,20 +143,27 @@ export function createApp(deps: AppDeps): Hono {
   // ---- deploys ----
   app.post('/api/deploys', async (c) => {
     const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
-    const { record, warnings: more } = await service.createDeploy(value);
+    checkInstances('updatedRequest.instances', value.updatedRequest?.instances);
+    const { record, warnings: more } = await service.createDeploy(value, userOf(c));
     return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
   });
   app.post('/api/deploys/plan', async (c) => {
     const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
+    checkInstances('updatedRequest.instances', value.updatedRequest?.instances);
     const { steps, etaSeconds, warnings: more } = await service.planDeploy(value);
     return c.json({ steps, etaSeconds, warnings: [...warnings, ...more] });
   });
   app.post('/api/requests/request/:id/rollback', async (c) => {
     const { value, warnings } = parse(schemas.rollback, await optionalBody(c));
-    const { record, warnings: more } = await service.rollback(c.req.param('id'), value.message);
+    const { record, warnings: more } = await service.rollback(c.req.param('id'), value.message, userOf(c));
+    if (record.pendingDeployId) noteAudit(c, { deployId: record.pendingDeployId });
     return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
   });
-  app.get('/api/deploys/pending', async (c) => c.json((await store.listPending()).map(pendingDeployView)));
+  app.get('/api/deploys/pending', async (c) => {
+    const pending = await store.listPending();
+    const users = await Promise.all(pending.map(async (p) => (await store.getDeployHistory(p.requestId, p.deployId))?.user));
+    return c.json(pending.map((p, i) => pendingDeployView(p, users[i])));
+  });
   app.delete('/api/deploys/deploy/:deployId/request/:requestId', async (c) => {
     const { deployId, requestId } = c.req.param();
     await service.deployIntent(requestId, deployId, { kind: 'cancel', at: clock.now() });
@@ -110,6 +171,7 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.post('/api/deploys/update', async (c) => {
     const { value } = parse(schemas.updateDeploy, await readJson(c));
+    checkInstances('targetActiveInstances', value.targetActiveInstances);
     await service.deployIntent(value.requestId, value.deployId, {
       kind: 'update',
       at: clock.now(),
@@ -135,13 +197,15 @@ export function createApp(deps: AppDeps): Hono {
     const pending = await store.getPending(id);
     const entries = await store.listDeployHistory(id);
     if (entries.length === 0 && !(await store.getRequest(id))) throw notFound(`Request ${id} not found`);
-    return c.json(entries.map((e) => deployHistoryView(e, pending)));
+    const actions = await deployActions(store, id);
+    return c.json(entries.map((e) => deployHistoryView(e, pending, actions.get(e.deployId))));
   });
   app.get('/api/history/request/:id/deploy/:deployId', async (c) => {
     const { id, deployId } = c.req.param();
     const entry = await store.getDeployHistory(id, deployId);
     if (!entry) throw notFound(`Deploy ${deployId} of request ${id} not found`);
-    return c.json(deployHistoryView(entry, await store.getPending(id)));
+    const actions = await deployActions(store, id, deployId);
+    return c.json(deployHistoryView(entry, await store.getPending(id), actions.get(deployId)));
   });
   app.get('/api/history/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
   app.get('/api/history/request/:id/tasks', async (c) => {
@@ -177,9 +241,17 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
   });
 
+  // ---- hosts ----
+  registerHostRoutes(app, deps);
+
   // ---- operations ----
   app.get('/api/state', async (c) => {
-    const [requests, pending, tasks] = await Promise.all([store.listRequests(), store.listPending(), store.listTasks({ live: true })]);
+    const [requests, pending, tasks, cluster] = await Promise.all([
+      store.listRequests(),
+      store.listPending(),
+      store.listTasks({ live: true }),
+      deps.cluster?.(),
+    ]);
     const count = (s: string) => requests.filter((r) => r.state === s).length;
     return c.json({
       activeRequests: count('ACTIVE'),
@@ -190,6 +262,7 @@ export function createApp(deps: AppDeps): Hono {
       healthyTasks: groupTaskIds(tasks).healthy.length,
       cleaningTasks: tasks.filter((t) => t.cleanup).length,
       waitingTasks: tasks.filter((t) => t.waitingReason).length,
+      ...cluster,
     });
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));
@@ -216,8 +289,13 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }));
 
-  app.get('/api/events', (c) =>
-    streamSSE(c, async (stream) => {
+  app.get('/api/events', (c) => {
+    // A read token's events show env values as ***, like its answers.
+    const identity = identityOf(c);
+    const redact = identity?.role === 'read';
+    /** A stream outlives the check at its start: a revoked token's stream ends at the next ping. */
+    const revoked = async () => identity?.tokenHash !== undefined && !(await store.findTokenByHash(identity.tokenHash));
+    return streamSSE(c, async (stream) => {
       const queue: FledgeEvent[] = [];
       let notify: (() => void) | undefined;
       const unsubscribe = events.subscribe((e) => {
@@ -234,18 +312,23 @@ export function createApp(deps: AppDeps): Hono {
         if (!event) {
           await new Promise<void>((resolve) => {
             notify = resolve;
-            setTimeout(resolve, 15_000).unref();
+            setTimeout(resolve, deps.eventsPingMillis ?? 15_000).unref();
           });
           notify = undefined;
-          if (queue.length === 0 && !stream.aborted) await stream.writeSSE({ event: 'ping', data: '{}' });
+          if (queue.length === 0 && !stream.aborted) {
+            if (await revoked()) break;
+            await stream.writeSSE({ event: 'ping', data: '{}' });
+          }
           continue;
         }
         const data = event.type === 'TASK' ? { ...event, task: taskView(event.task) } : event;
-        await stream.writeSSE({ event: event.type.toLowerCase(), data: JSON.stringify(data) });
+        await stream.writeSSE({ event: event.type.toLowerCase(), data: JSON.stringify(redact ? redactSecrets(data) : data) });
       }
       unsubscribe();
-    }),
-  );
+    });
+  });
+
+  registerAuthRoutes(app, { store, authenticator: deps.security.authenticator, clock });
 
   serveUi(app, deps.uiDir ?? UI_DIR);
   return app;
@@ -298,9 +381,34 @@ function serveUi(app: Hono, uiDir: string): void {
   });
 }
 
+const DEPLOY_ACTIONS: Record<string, DeployAction['action']> = {
+  'POST /api/deploys/advance': 'advance',
+  'POST /api/deploys/reject': 'reject',
+  'POST /api/deploys/update': 'update',
+};
+
+/** Who advanced, rejected, updated or cancelled a request's deploys (the audit log's successes), by deploy. */
+async function deployActions(store: Store, requestId: string, deployId?: string): Promise<Map<string, DeployAction[]>> {
+  const records = await store.listAudit({ requestId, ...(deployId !== undefined ? { deployId } : {}), succeeded: true, limit: 1000 });
+  const out = new Map<string, DeployAction[]>();
+  for (const r of records.reverse()) {
+    if (r.deployId === undefined) continue;
+    const action =
+      DEPLOY_ACTIONS[`${r.method} ${r.path}`] ??
+      (r.method === 'DELETE' && r.path.startsWith('/api/deploys/deploy/') ? 'cancel' : undefined);
+    if (!action) continue;
+    const list = out.get(r.deployId) ?? [];
+    list.push({ action, at: r.at, ...(r.tokenName !== undefined ? { user: r.tokenName } : {}) });
+    out.set(r.deployId, list);
+  }
+  return out;
+}
+
 function queryInt(raw: string | undefined, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw badRequest(`${name}: must be a non-negative integer`, [{ field: name, rule: 'integer >= 0' }]);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw badRequest(`${name}: must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`, [{ field: name, rule: 'integer >= 0' }]);
+  }
   return n;
 }

@@ -12,8 +12,9 @@ import type {
   TaskRun,
   TaskState,
 } from '../core/model.ts';
+import type { Role } from '../auth/roles.ts';
 
-export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, TaskId, TaskState };
+export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
 
 /** An `{message, details}` error answer from the API. */
 export class FledgeApiError extends Error {
@@ -74,6 +75,15 @@ export interface DeployMarker {
   deployId: string;
   timestamp: number;
   message?: string;
+  /** the name of the token that started the deploy */
+  user?: string;
+}
+
+/** Who did what to a deploy after it started (from the audit log). */
+export interface DeployAction {
+  action: 'advance' | 'reject' | 'cancel' | 'update';
+  user?: string;
+  at: number;
 }
 
 export interface TaskIdGroups {
@@ -166,6 +176,30 @@ export interface TaskView {
   /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
   pgid?: number;
   sandbox?: string;
+  /** the host it runs on (`local` for processes), its address, and a container's name */
+  host?: string;
+  address?: string;
+  container?: string;
+}
+
+export type HostStateName = 'ACTIVE' | 'FROZEN' | 'DECOMMISSIONING' | 'DECOMMISSIONED' | 'UNREACHABLE';
+
+export interface HostView {
+  id: string;
+  kind: 'process' | 'docker';
+  runtimes: string[];
+  address: string;
+  endpoint?: string;
+  state: HostStateName;
+  adminState: { state: HostStateName; timestamp: number; user?: string; message?: string };
+  firstSeenAt: number;
+  reachability: { reachable: boolean; lastPingAt?: number; lastOkAt?: number; lastError?: string; failingSince?: number };
+  capacity: { cpus: number; memoryMb: number; ports: { from: number; to: number; count: number } } | null;
+  reserved: { cpus: number; memoryMb: number; ports: number };
+  tasks: string[];
+  attributes: Record<string, string>;
+  rackId: string;
+  warnings?: string[];
 }
 
 export interface DeployHistoryView {
@@ -176,6 +210,55 @@ export interface DeployHistoryView {
   decisionLog?: Decision[];
   /** the result state, or WAITING while pending */
   deployState?: DeployResultState | 'WAITING';
+  /** advance, reject, cancel and update calls on this deploy, oldest first */
+  actions?: DeployAction[];
+}
+
+/** GET /api/auth/whoami */
+export interface Whoami {
+  name: string;
+  role: Role;
+  /** false when the server runs with --no-auth */
+  auth: boolean;
+}
+
+export interface TokenView {
+  id: string;
+  name: string;
+  role: Role;
+  createdAt: number;
+  createdBy?: string;
+  lastUsedAt?: number;
+}
+
+/** POST /api/tokens: the token itself is in this answer and nowhere else. */
+export interface CreatedToken extends TokenView {
+  token: string;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: number;
+  tokenName?: string;
+  role?: Role;
+  method: string;
+  path: string;
+  requestId?: string;
+  deployId?: string;
+  taskId?: string;
+  source: string;
+  status: number;
+}
+
+export interface AuditFilter {
+  requestId?: string;
+  deployId?: string;
+  tokenName?: string;
+  /** epoch millis, inclusive */
+  since?: number;
+  /** epoch millis, exclusive */
+  until?: number;
+  limit?: number;
 }
 
 export interface PlanStep {
@@ -210,7 +293,37 @@ export interface StateCounts {
   healthyTasks: number;
   cleaningTasks: number;
   waitingTasks: number;
-  [key: string]: number;
+  /** the scheduler that leads (null while none does: an election is under way) */
+  leader?: LeaderView | null;
+  /** every scheduler sharing the store, with its last heartbeat */
+  schedulers?: SchedulerView[];
+}
+
+export interface LeaderView {
+  /** the server that answered is the leader */
+  self: boolean;
+  id: string;
+  /** its API URL */
+  url: string;
+  /** since when it leads (millis) */
+  since: number;
+  /** the lease's fencing token */
+  epoch: number;
+  expiresAt: number;
+}
+
+export interface SchedulerView {
+  id: string;
+  url: string;
+  hostname: string;
+  pid: number;
+  version: string;
+  startedAt: number;
+  heartbeatAt: number;
+  heartbeatAgeMs: number;
+  alive: boolean;
+  leader: boolean;
+  self: boolean;
 }
 
 /** One server-sent event; `data` is the parsed JSON (or the raw text if it is not JSON). */
@@ -352,12 +465,43 @@ export class FledgeClient {
     return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${query.toString()}`);
   }
 
+  // ---- hosts ----
+  listHosts(): Promise<HostView[]> {
+    return this.#call('GET', '/api/hosts');
+  }
+  getHost(hostId: string): Promise<HostView> {
+    return this.#call('GET', `/api/hosts/${seg(hostId)}`);
+  }
+  changeHost(hostId: string, action: 'decommission' | 'activate' | 'freeze', message?: string): Promise<HostView> {
+    return this.#call('POST', `/api/hosts/${seg(hostId)}/${action}`, opt({ message }));
+  }
+
   // ---- operations ----
   state(): Promise<StateCounts> {
     return this.#call('GET', '/api/state');
   }
   health(): Promise<{ status: string }> {
     return this.#call('GET', '/health');
+  }
+
+  // ---- auth ----
+  whoami(): Promise<Whoami> {
+    return this.#call('GET', '/api/auth/whoami');
+  }
+  listTokens(): Promise<TokenView[]> {
+    return this.#call('GET', '/api/tokens');
+  }
+  createToken(name: string, role: Role): Promise<CreatedToken> {
+    return this.#call('POST', '/api/tokens', { name, role });
+  }
+  revokeToken(name: string): Promise<{ name: string; revoked: boolean }> {
+    return this.#call('DELETE', `/api/tokens/${seg(name)}`);
+  }
+  audit(filter: AuditFilter = {}): Promise<AuditEntry[]> {
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(filter)) if (v !== undefined) query.set(k, String(v));
+    const qs = query.toString();
+    return this.#call('GET', `/api/audit${qs ? `?${qs}` : ''}`);
   }
 
   /**

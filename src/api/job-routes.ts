@@ -1,10 +1,12 @@
-// Routes of runs (Singularity's run-now, run lookup and task tracker) and webhooks.
+// Routes of runs (Singularity's run-now, run lookup and task tracker) and webhooks. Who may call
+// each is in access.ts (runs: deploy; tracking: read; webhooks, reads included: admin).
 import type { Hono } from 'hono';
 import type { Clock } from '../core/clock.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import { webhookId, type Webhook } from '../core/webhooks.ts';
 import type { Store } from '../store/types.ts';
 import { readJson } from './errors.ts';
+import { identityOf, requestBody } from './guard.ts';
 import { pendingRequestView, taskStateView, webhookView } from './job-views.ts';
 import type { FledgeService } from './service.ts';
 import { parse, schemas } from './validate.ts';
@@ -18,30 +20,6 @@ export interface JobRouteDeps {
   webhookAllow: (uri: URL) => boolean;
 }
 
-/**
- * Who may call these routes, for the API's route × role table: runs are a deploy-level write,
- * tracking is a read, and webhooks (which send every event to a URL and hold a secret) are
- * admin only, reads included.
- */
-export const JOB_ROUTE_ACCESS = {
-  'POST /api/requests/request/:id/run': 'deploy',
-  'GET /api/requests/request/:id/run/:runId': 'read',
-  'GET /api/requests/queued/pending': 'read',
-  'GET /api/track/run/:requestId/:runId': 'read',
-  'GET /api/track/task/:taskId': 'read',
-  'GET /api/webhooks': 'admin',
-  'POST /api/webhooks': 'admin',
-  'DELETE /api/webhooks': 'admin',
-  'DELETE /api/webhooks/:webhookId': 'admin',
-  'GET /api/webhooks/summary': 'admin',
-  'GET /api/webhooks/request': 'admin',
-  'GET /api/webhooks/deploy': 'admin',
-  'GET /api/webhooks/task': 'admin',
-  'GET /api/webhooks/request/:webhookId': 'admin',
-  'GET /api/webhooks/deploy/:webhookId': 'admin',
-  'GET /api/webhooks/task/:webhookId': 'admin',
-} as const satisfies Record<string, 'read' | 'deploy' | 'admin'>;
-
 const QUEUE_PAGE = 1000;
 
 export function registerJobRoutes(app: Hono, deps: JobRouteDeps): void {
@@ -54,9 +32,9 @@ export function registerJobRoutes(app: Hono, deps: JobRouteDeps): void {
 
   // ---- runs ----
   app.post('/api/requests/request/:id/run', async (c) => {
-    const raw = (await c.req.text()).trim() === '' ? {} : await readJson(c);
+    const raw = requestBody(c).trim() === '' ? {} : await readJson(c);
     const { value, warnings } = parse(schemas.run, raw);
-    const { record, queued } = await service.runNow(c.req.param('id'), value);
+    const { record, queued } = await service.runNow(c.req.param('id'), value, identityOf(c)?.name);
     // SingularityPendingRequestParent: the request parent and the pending request.
     return c.json({ ...(await requestParent(store, record)), pendingRequest: pendingRequestView(record, queued), warnings });
   });
@@ -99,11 +77,13 @@ export function registerJobRoutes(app: Hono, deps: JobRouteDeps): void {
         { field: 'uri', rule: 'a host allowed by --webhook-allow' },
       ]);
     }
+    const user = identityOf(c)?.name;
     const hook: Webhook = {
       id: webhookId(value.type, value.uri),
       uri: value.uri,
       type: value.type,
       timestamp: clock.now(),
+      ...(user !== undefined ? { user } : {}),
       ...(value.secret ? { secret: value.secret } : {}),
       ...(value.events ? { events: value.events } : {}),
     };

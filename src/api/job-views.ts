@@ -15,6 +15,7 @@ export function pendingRequestView(record: RequestRecord, q: QueuedRun) {
     ...(q.resources ? { resources: q.resources } : {}),
     envOverrides: q.envOverrides ?? {},
     ...(q.runAt !== undefined ? { runAt: q.runAt } : {}),
+    ...(q.user !== undefined ? { user: q.user } : {}),
   };
 }
 

@@ -1,4 +1,6 @@
-// The OpenAPI document, generated from the same zod schemas that validate input.
+// The OpenAPI document, generated from the same zod schemas that validate input, with the
+// role each operation needs from the route table (access.ts).
+import { ROUTE_ACCESS } from './access.ts';
 import { toJsonSchema } from './schemas/index.ts';
 
 type Op = { summary: string; body?: string; params?: string[] };
@@ -13,6 +15,21 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/requests/request/{id}/pause': { post: { summary: 'Pause a request', params: ['id'], body: 'PauseBody' } },
   '/api/requests/request/{id}/unpause': { post: { summary: 'Unpause a request', params: ['id'], body: 'UnpauseBody' } },
   '/api/requests/request/{id}/bounce': { post: { summary: 'Replace every task, new before old', params: ['id'], body: 'BounceBody' } },
+  '/api/requests/request/{id}/run': {
+    post: {
+      summary: 'Run now (ON_DEMAND, SCHEDULED): queue a run with runId, commandLineArgs, envOverrides, resources',
+      params: ['id'],
+      body: 'RunBody',
+    },
+  },
+  '/api/requests/request/{id}/run/{runId}': {
+    get: { summary: 'The task id of a run (404 while it waits in the queue)', params: ['id', 'runId'] },
+  },
+  '/api/requests/queued/pending': { get: { summary: 'Runs waiting in queues (SingularityPendingRequest)' } },
+  '/api/track/run/{requestId}/{runId}': {
+    get: { summary: "A run's state: its task's history, or its place in the queue", params: ['requestId', 'runId'] },
+  },
+  '/api/track/task/{taskId}': { get: { summary: "A task's state and history", params: ['taskId'] } },
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
   '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
   '/api/requests/request/{id}/rollback': {
@@ -30,6 +47,7 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     get: { summary: 'One deploy with result, progress and decision log', params: ['id', 'deployId'] },
   },
   '/api/history/task/{taskId}': { get: { summary: 'A task, finished or not', params: ['taskId'] } },
+  '/api/history/request/{id}/tasks': { get: { summary: "A request's finished tasks", params: ['id'] } },
   '/api/tasks/active': { get: { summary: 'Live tasks' } },
   '/api/tasks/request/{requestId}': { get: { summary: "A request's live tasks", params: ['requestId'] } },
   '/api/tasks/ids/request/{requestId}': { get: { summary: "A request's task ids by state", params: ['requestId'] } },
@@ -38,11 +56,56 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     delete: { summary: 'Kill a task', params: ['taskId'], body: 'KillTaskBody' },
   },
   '/api/sandbox/{taskId}/read': { get: { summary: 'Read stdout or stderr', params: ['taskId'] } },
+  '/api/hosts': { get: { summary: 'Hosts: state, capacity, reservations and tasks' } },
+  '/api/hosts/{id}': { get: { summary: 'A host', params: ['id'] } },
+  '/api/hosts/{id}/decommission': {
+    post: { summary: 'Take no new tasks; DECOMMISSIONED once empty', params: ['id'], body: 'HostChangeBody' },
+  },
+  '/api/hosts/{id}/freeze': { post: { summary: 'Take no new tasks (running ones stay)', params: ['id'], body: 'HostChangeBody' } },
+  '/api/hosts/{id}/activate': { post: { summary: 'Take new tasks again', params: ['id'], body: 'HostChangeBody' } },
+  '/api/agents': { get: { summary: 'Hosts as Singularity agents (?state=)' } },
+  '/api/agents/agent/{id}': { get: { summary: "A host's state history", params: ['id'] } },
+  '/api/agents/agent/{id}/details': { get: { summary: 'A host as a Singularity agent', params: ['id'] } },
+  '/api/agents/agent/{id}/decommission': { post: { summary: 'Decommission a host', params: ['id'], body: 'HostChangeBody' } },
+  '/api/agents/agent/{id}/freeze': { post: { summary: 'Freeze a host', params: ['id'], body: 'HostChangeBody' } },
+  '/api/agents/agent/{id}/activate': { post: { summary: 'Activate a host', params: ['id'], body: 'HostChangeBody' } },
+  '/api/slaves': { get: { summary: 'Alias of /api/agents (also /api/slaves/slave/{id}/...)' } },
+  '/api/slaves/slave/{id}': { get: { summary: 'Alias of /api/agents/agent/{id}', params: ['id'] } },
+  '/api/slaves/slave/{id}/details': { get: { summary: 'Alias of /api/agents/agent/{id}/details', params: ['id'] } },
+  '/api/slaves/slave/{id}/decommission': { post: { summary: 'Alias of the agent decommission', params: ['id'], body: 'HostChangeBody' } },
+  '/api/slaves/slave/{id}/freeze': { post: { summary: 'Alias of the agent freeze', params: ['id'], body: 'HostChangeBody' } },
+  '/api/slaves/slave/{id}/activate': { post: { summary: 'Alias of the agent activate', params: ['id'], body: 'HostChangeBody' } },
   '/api/state': { get: { summary: 'Counts' } },
   '/api/events': { get: { summary: 'Server-sent events' } },
-  '/health': { get: { summary: 'Liveness' } },
+  '/api/openapi.json': { get: { summary: 'This document' } },
+  '/api/webhooks': {
+    get: { summary: 'Webhooks (secrets are never shown)' },
+    post: { summary: 'Add a webhook (CREATED) or replace the one of the same type and uri (EXISTED)', body: 'WebhookBody' },
+    delete: { summary: 'Delete a webhook and its queued deliveries (?webhookId=)' },
+  },
+  '/api/webhooks/{webhookId}': { delete: { summary: 'Delete a webhook and its queued deliveries', params: ['webhookId'] } },
+  '/api/webhooks/summary': { get: { summary: 'Each webhook with the size of its delivery queue' } },
+  '/api/webhooks/request': { get: { summary: "A REQUEST webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/deploy': { get: { summary: "A DEPLOY webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/task': { get: { summary: "A TASK webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/request/{webhookId}': { get: { summary: "A REQUEST webhook's queued deliveries", params: ['webhookId'] } },
+  '/api/webhooks/deploy/{webhookId}': { get: { summary: "A DEPLOY webhook's queued deliveries", params: ['webhookId'] } },
+  '/api/webhooks/task/{webhookId}': { get: { summary: "A TASK webhook's queued deliveries", params: ['webhookId'] } },
+  '/api/auth/whoami': { get: { summary: 'The name and role of the token sent' } },
+  '/api/tokens': {
+    get: { summary: 'List tokens (never the tokens themselves)' },
+    post: { summary: 'Make a token: the answer holds it, once', body: 'CreateTokenBody' },
+  },
+  '/api/tokens/{name}': { delete: { summary: 'Revoke a token', params: ['name'] } },
+  '/api/audit': { get: { summary: 'Mutating calls, newest first (filters: requestId, deployId, tokenName, since, until, limit)' } },
+  '/health': { get: { summary: 'Liveness (no token needed; answers nothing else)' } },
   '/metrics': { get: { summary: 'Prometheus metrics' } },
 };
+
+/** `/api/tasks/task/{taskId}` + get → `GET /api/tasks/task/:taskId`, the key of ROUTE_ACCESS. */
+export function routeKey(path: string, method: string): string {
+  return `${method.toUpperCase()} ${path.replace(/\{([A-Za-z]+)\}/g, ':$1')}`;
+}
 
 let cached: object | undefined;
 
@@ -53,8 +116,12 @@ export function openApiDocument(): object {
   for (const [path, methods] of Object.entries(OPS)) {
     paths[path] = {};
     for (const [method, op] of Object.entries(methods)) {
+      const access = ROUTE_ACCESS[routeKey(path, method)];
+      const role = access?.role ?? 'read';
       paths[path][method] = {
         summary: op.summary,
+        'x-fledge-role': role,
+        security: role === 'public' ? [] : [{ bearer: [] }],
         ...(op.params ? { parameters: op.params.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } })) } : {}),
         ...(op.body && components[op.body]
           ? { requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.body}` } } } } }
@@ -64,10 +131,19 @@ export function openApiDocument(): object {
           '400': { description: 'Invalid input; the message names the field and rule' },
           '404': { description: 'Unknown id' },
           '409': { description: 'State conflict' },
+          ...(role === 'public' ? {} : { '401': { description: 'No valid token' }, '403': { description: `Needs role ${role}` } }),
+          '413': { description: 'Body larger than --max-body-bytes' },
+          '415': { description: 'A body that is not application/json' },
+          '421': { description: 'A Host that is not a name of this server' },
         },
       };
     }
   }
-  cached = { openapi: '3.0.3', info: { title: 'Fledge', version: '0.1.0' }, paths, components: { schemas: components } };
+  cached = {
+    openapi: '3.0.3',
+    info: { title: 'Fledge', version: '0.1.0' },
+    paths,
+    components: { schemas: components, securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'fl_… tokens' } } },
+  };
   return cached;
 }

@@ -8,13 +8,13 @@ import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, isRunToCompletion, type Deploy, type FledgeRequest, type QueuedRun, type RequestRecord } from '../core/model.ts';
 import { deployEvent, requestEvent, taskEvents, type RequestHistoryType } from '../core/webhooks.ts';
-import type { KeyedMutex } from '../reconciler/locks.ts';
+import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
 
 export interface ServiceDeps {
   store: Store;
-  locks: KeyedMutex;
+  locks: RequestLocks;
   clock: Clock;
   events: EventBus;
   wake: (requestId: string) => void;
@@ -169,8 +169,9 @@ export class FledgeService {
     return { record, deploy: effective, ...(active ? { active } : {}), warnings };
   }
 
-  async createDeploy(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] }> {
-    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input)));
+  /** `user`: the name of the token that asked (Singularity's deployMarker.user). */
+  async createDeploy(input: DeployInput, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input), user));
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
@@ -187,7 +188,7 @@ export class FledgeService {
    * A new deploy of the previous active deploy's spec: the most recent SUCCEEDED deploy
    * before the active one. Atomic and without acceptance, since it goes back to what served.
    */
-  async rollback(requestId: string, message?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async rollback(requestId: string, message?: string, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
     return this.#write(requestId, async () => {
       const { store } = this.d;
       const record = await this.#live(requestId);
@@ -210,11 +211,11 @@ export class FledgeService {
         canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
       };
       const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
-      return this.#commitDeploy(input, await this.prepareDeploy(input));
+      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
     });
   }
 
-  async #commitDeploy(input: DeployInput, prepared: PreparedDeploy): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async #commitDeploy(input: DeployInput, prepared: PreparedDeploy, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
     const { store, clock } = this.d;
     const { record, deploy, warnings } = prepared;
     const now = clock.now();
@@ -235,9 +236,10 @@ export class FledgeService {
       deployId: deploy.id,
       timestamp: now,
       ...(input.message ? { message: input.message } : {}),
+      ...(user !== undefined ? { user } : {}),
     };
     await store.apply({
-      deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}) }],
+      deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}), ...(user !== undefined ? { user } : {}) }],
       pending: [next],
       requests: [nextRecord],
       webhookEvents: [deployEvent('STARTING', stored, marker, now)],
@@ -354,7 +356,11 @@ export class FledgeService {
    * Queue a run (SingularityRunNowRequest): ON_DEMAND runs wait while `instances` runs are
    * going; a SCHEDULED request runs now only when no run is going (409 otherwise, as Singularity).
    */
-  async runNow(requestId: string, input: RunNowInput): Promise<{ record: RequestRecord; queued: QueuedRun; deployId: string }> {
+  async runNow(
+    requestId: string,
+    input: RunNowInput,
+    user?: string,
+  ): Promise<{ record: RequestRecord; queued: QueuedRun; deployId: string }> {
     return this.#write(requestId, async () => {
       const { store, clock } = this.d;
       const record = await this.#live(requestId);
@@ -392,6 +398,7 @@ export class FledgeService {
         ...(input.resources ? { resources: input.resources } : {}),
         ...(input.message ? { message: input.message } : {}),
         ...(input.runAt !== undefined ? { runAt: input.runAt } : {}),
+        ...(user !== undefined ? { user } : {}),
       };
       const next: RequestRecord = { ...record, jobs: { ...(record.jobs ?? {}), queue: [...queue, queued] }, timestamp: now };
       await store.apply({ requests: [next] });

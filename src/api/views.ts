@@ -1,13 +1,21 @@
 // Singularity-shaped response bodies built from stored records.
 import type { PendingDeploy } from '../core/deploy/types.ts';
-import type { Deploy, RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
+import type { RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
 import { isLive } from '../core/model.ts';
 import { healthy, inLb } from '../core/tasks.ts';
 import type { DeployHistoryEntry, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
 
-export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string) {
-  return { requestId, deployId, timestamp, ...(message ? { message } : {}) };
+/** Singularity's deploy marker; `user` is the name of the token that started the deploy. */
+export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string, user?: string) {
+  return { requestId, deployId, timestamp, ...(message ? { message } : {}), ...(user ? { user } : {}) };
+}
+
+/** A call on a deploy after it started, from the audit log: who advanced, rejected, updated or cancelled it. */
+export interface DeployAction {
+  action: 'advance' | 'reject' | 'cancel' | 'update';
+  user?: string;
+  at: number;
 }
 
 export interface TaskIdGroups {
@@ -43,15 +51,19 @@ export function taskView(t: TaskRecord) {
     pid: typeof t.handle?.servicePid === 'number' ? t.handle.servicePid : typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     pgid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
+    // Where it runs: its host (local for processes) and, for a container, the container's name.
+    host: t.handle ? (typeof t.handle.host === 'string' ? t.handle.host : 'local') : undefined,
+    address: typeof t.handle?.address === 'string' ? t.handle.address : undefined,
+    container: typeof t.handle?.container === 'string' ? t.handle.container : undefined,
     taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),
     healthcheckResults: t.health.results,
     loadBalancerState: t.lb,
   };
 }
 
-export function pendingDeployView(pending: PendingDeploy) {
+export function pendingDeployView(pending: PendingDeploy, user?: string) {
   return {
-    deployMarker: deployMarker(pending.requestId, pending.deployId, pending.startedAt, pending.message),
+    deployMarker: deployMarker(pending.requestId, pending.deployId, pending.startedAt, pending.message, user),
     currentDeployState: 'WAITING',
     ...(pending.updatedRequest ? { updatedRequest: pending.updatedRequest } : {}),
     deployProgress: pending.progress,
@@ -61,25 +73,27 @@ export function pendingDeployView(pending: PendingDeploy) {
 
 export async function requestParent(store: Store, record: RequestRecord) {
   const id = record.request.id;
-  const [activeDeploy, pending, tasks] = await Promise.all([
-    record.activeDeployId ? store.getDeploy(id, record.activeDeployId) : Promise.resolve(undefined),
+  const [active, pending, tasks] = await Promise.all([
+    record.activeDeployId ? store.getDeployHistory(id, record.activeDeployId) : Promise.resolve(undefined),
     store.getPending(id),
     store.listTasks({ requestId: id, live: true }),
   ]);
-  const pendingDeploy = pending ? await store.getDeploy(id, pending.deployId) : undefined;
-  const marker = (d?: Deploy) => (d ? deployMarker(id, d.id, d.timestamp) : undefined);
+  const pendingEntry = pending ? await store.getDeployHistory(id, pending.deployId) : undefined;
+  const activeDeploy = active?.deploy;
+  const pendingDeploy = pendingEntry?.deploy;
+  const marker = (e?: DeployHistoryEntry) => (e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined);
   const groups = groupTaskIds(tasks);
   return {
     request: record.request,
     state: record.state,
     requestDeployState: {
       requestId: id,
-      ...(activeDeploy ? { activeDeploy: marker(activeDeploy) } : {}),
-      ...(pendingDeploy ? { pendingDeploy: marker(pendingDeploy) } : {}),
+      ...(active ? { activeDeploy: marker(active) } : {}),
+      ...(pendingEntry ? { pendingDeploy: marker(pendingEntry) } : {}),
     },
     ...(activeDeploy ? { activeDeploy } : {}),
     ...(pendingDeploy ? { pendingDeploy } : {}),
-    ...(pending ? { pendingDeployState: pendingDeployView(pending) } : {}),
+    ...(pending ? { pendingDeployState: pendingDeployView(pending, pendingEntry?.user) } : {}),
     ...(record.bounce ? { bounce: record.bounce } : {}),
     ...(record.backoff && Object.keys(record.backoff).length > 0 ? { crashLoopBackoff: record.backoff } : {}),
     taskIds: groups,
@@ -93,13 +107,14 @@ export async function requestParent(store: Store, record: RequestRecord) {
   };
 }
 
-export function deployHistoryView(entry: DeployHistoryEntry, pending?: PendingDeploy) {
+export function deployHistoryView(entry: DeployHistoryEntry, pending?: PendingDeploy, actions?: DeployAction[]) {
   const progress = pending && pending.deployId === entry.deployId ? pending.progress : entry.progress;
   return {
-    deployMarker: deployMarker(entry.requestId, entry.deployId, entry.createdAt, entry.message),
+    deployMarker: deployMarker(entry.requestId, entry.deployId, entry.createdAt, entry.message, entry.user),
     deploy: entry.deploy,
     ...(entry.result ? { deployResult: entry.result } : {}),
     ...(progress ? { deployProgress: progress, decisionLog: progress.decisionLog } : {}),
     deployState: entry.result?.deployState ?? (pending?.deployId === entry.deployId ? 'WAITING' : undefined),
+    ...(actions && actions.length > 0 ? { actions } : {}),
   };
 }

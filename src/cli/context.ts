@@ -1,6 +1,8 @@
 // What every command shares: the I/O it may use (injected so tests run the CLI in-process),
 // the client for --server, and how results and warnings are printed.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FledgeClient } from '../api/client.ts';
 import type { OptionInput } from '../config/options.ts';
@@ -17,8 +19,10 @@ export interface CliIo {
   stderr(text: string): void;
   /** `-f -`; defaults to process.stdin */
   readStdin?(): Promise<string>;
-  /** FLEDGE_URL, FLEDGE_TOKEN; defaults to process.env */
+  /** FLEDGE_URL, FLEDGE_TOKEN, FLEDGE_DATA_DIR; defaults to process.env */
   env?: Record<string, string | undefined>;
+  /** where a relative --data-dir (./.fledge by default) is; defaults to process.cwd() */
+  cwd?: string;
   /** stops --watch and logs -f; without it Ctrl-C does */
   signal?: AbortSignal;
   /** poll interval of `task logs -f` (ms) */
@@ -41,11 +45,33 @@ export class Ctx {
     return this.io.env ?? process.env;
   }
 
+  /** Where the token was looked for, said with a 401 so the user knows what to fix. */
+  #tokenSource = 'no token was sent';
+
   client(cmd: Command): FledgeClient {
-    const { server, token } = cmd.optsWithGlobals<{ server: string; token?: string }>();
+    const { server, token, dataDir } = cmd.optsWithGlobals<{ server: string; token?: string; dataDir?: string }>();
     // Not a commander default: that would print the secret in --help.
-    const bearer = token ?? (this.env.FLEDGE_TOKEN || undefined);
+    let bearer = token;
+    this.#tokenSource = 'the token given with --token was refused';
+    if (bearer === undefined && this.env.FLEDGE_TOKEN) {
+      bearer = this.env.FLEDGE_TOKEN;
+      this.#tokenSource = 'the token in FLEDGE_TOKEN was refused';
+    }
+    if (bearer === undefined) {
+      // The admin token `fledge serve` wrote into the data dir it would use here.
+      const file = join(resolve(this.io.cwd ?? process.cwd(), dataDir ?? (this.env.FLEDGE_DATA_DIR || './.fledge')), 'admin.token');
+      const read = readTokenFile(file);
+      bearer = read.token;
+      this.#tokenSource =
+        bearer === undefined
+          ? `no token: pass --token, set FLEDGE_TOKEN, or point --data-dir (FLEDGE_DATA_DIR) at the server's data dir (${file}: ${read.why})`
+          : `the admin token in ${file} was refused (is it this server's data dir?)`;
+    }
     return new FledgeClient(server, bearer ? { token: bearer } : {});
+  }
+
+  tokenHint(): string {
+    return this.#tokenSource;
   }
 
   json(cmd: Command): boolean {
@@ -99,6 +125,16 @@ export class Ctx {
       throw new UsageError(`${file === '-' ? 'stdin' : file} must hold a JSON object`);
     }
     return value as Record<string, unknown>;
+  }
+}
+
+function readTokenFile(file: string): { token?: string; why?: string } {
+  try {
+    const text = readFileSync(file, 'utf8').trim();
+    return text === '' ? { why: 'empty' } : { token: text };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { why: code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'not readable by this user' : String(code) };
   }
 }
 

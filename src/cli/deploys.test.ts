@@ -134,6 +134,7 @@ describe('fledge deploy', () => {
 
   it('lists deploy history and shows one entry with failures and decisions', async () => {
     const failed = historyEntry('web', 'd2', {
+      actions: [{ action: 'reject', user: 'ops', at: T0 + 30_000 }],
       deployResult: {
         deployState: 'FAILED',
         message: 'step 1 failed',
@@ -144,7 +145,10 @@ describe('fledge deploy', () => {
     });
     fake = await startFake({
       'GET /api/history/request/web/deploys': () => [
-        historyEntry('web', 'd1', { deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] } }),
+        historyEntry('web', 'd1', {
+          deployMarker: { requestId: 'web', deployId: 'd1', timestamp: T0, user: 'ci' },
+          deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] },
+        }),
         failed,
       ],
       'GET /api/history/request/web/deploy/d2': () => failed,
@@ -152,15 +156,16 @@ describe('fledge deploy', () => {
     const list = await run(['deploy', 'history', 'web']);
     expect(list.io.out()).toBe(
       [
-        'DEPLOY  STATE      CREATED              ENDED                MESSAGE',
-        'd1      SUCCEEDED  2024-01-02 03:04:05  2024-01-02 03:04:05  ok',
-        'd2      FAILED     2024-01-02 03:04:05  2024-01-02 03:05:05  step 1 failed',
+        'DEPLOY  STATE      CREATED              BY  ENDED                MESSAGE',
+        'd1      SUCCEEDED  2024-01-02 03:04:05  ci  2024-01-02 03:04:05  ok',
+        'd2      FAILED     2024-01-02 03:04:05  -   2024-01-02 03:05:05  step 1 failed',
         '',
       ].join('\n'),
     );
     const one = await run(['deploy', 'history', 'web', 'd2']);
     expect(one.code).toBe(0);
     expect(one.io.out()).toContain(`failures:\n  TASK_FAILED_HEALTH_CHECKS web-d2-1-${T0}: HTTP 500\n`);
+    expect(one.io.out()).toContain('actions:\n  03:04:35 reject by ops\n');
     expect(one.io.out()).toContain('decisions:\n  03:04:05 HEALTH step 1: 1 unhealthy → fail deploy (health timeout)\n');
   });
 });

@@ -118,6 +118,8 @@ export function captureIo(extra: Partial<CliIo> = {}): CapturedIo {
   const waiters: { text: string; resolve: () => void }[] = [];
   return {
     env: {},
+    // no ./.fledge/admin.token of whoever runs the tests
+    cwd: '/nonexistent/fledge-cli-test',
     pollMillis: 1,
     reconnectMillis: 1,
     ...extra,

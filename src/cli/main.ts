@@ -3,11 +3,15 @@
 import { Command, CommanderError } from 'commander';
 import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../api/client.ts';
 import { registerDeploy } from './commands/deploy.ts';
+import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
 import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
+import { registerStatus } from './commands/status.ts';
+import { registerStore } from './commands/store.ts';
 import { registerTask } from './commands/task.ts';
+import { registerToken } from './commands/token.ts';
 import { Ctx, UsageError, type CliIo } from './context.ts';
 
 export type { CliIo } from './context.ts';
@@ -31,7 +35,12 @@ function buildProgram(ctx: Ctx): Command {
     .description('Fledge: a service scheduler with phased canary deploys (Singularity API)')
     .version('0.1.0')
     .option('--server <url>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
-    .option('--token <token>', 'bearer token (env FLEDGE_TOKEN)')
+    .option('--token <token>', 'bearer token (env FLEDGE_TOKEN; default: the one in <data-dir>/admin.token)')
+    .option(
+      '--data-dir <dir>',
+      'serve: where state lives; store backup: whose fledge.db; others: where admin.token is [FLEDGE_DATA_DIR] (default ./.fledge)',
+    )
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')
     // Settings set before .command() are inherited by every subcommand.
     .exitOverride()
@@ -45,6 +54,10 @@ function buildProgram(ctx: Ctx): Command {
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);
+  registerStatus(program, ctx);
+  registerStore(program, ctx);
+  registerHost(program, ctx);
+  registerToken(program, ctx);
   return program;
 }
 
@@ -57,6 +70,7 @@ function report(ctx: Ctx, err: unknown): number {
   if (err instanceof FledgeApiError) {
     ctx.warn(`error: ${err.message}`);
     for (const d of err.details) ctx.warn(`  ${detailText(d)}`);
+    if (err.status === 401) ctx.warn(`  ${ctx.tokenHint()}`);
     return err.status >= 400 && err.status < 500 ? 2 : 1;
   }
   if (err instanceof UsageError) {

@@ -201,6 +201,9 @@ describe('fledge serve', () => {
         'debug',
         '--cpus',
         '1.5',
+        '--no-auth',
+        '--allowed-origin',
+        'http://localhost:5173',
       ],
       io,
     );
@@ -215,6 +218,8 @@ describe('fledge serve', () => {
         allowCanaryLbChange: true,
         logLevel: 'debug',
         cpus: 1.5,
+        noAuth: true,
+        allowedOrigin: ['http://localhost:5173'],
       },
     ]);
   });

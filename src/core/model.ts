@@ -1,5 +1,6 @@
 // Domain model: Singularity-shaped requests, deploys and tasks, after validation and
 // normalisation (legacy fields mapped, defaults applied). Pure data, no behaviour.
+import type { ContainerInfo } from './container.ts';
 
 export const REQUEST_TYPES = ['SERVICE', 'WORKER', 'SCHEDULED', 'ON_DEMAND', 'RUN_ONCE'] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
@@ -88,6 +89,10 @@ export interface Deploy {
   id: string;
   command?: string;
   arguments?: string[];
+  /** containers only (Singularity's rule): true runs `command` with /bin/sh -c, else as the executable */
+  shell?: boolean;
+  /** type DOCKER runs the task as a container on a Docker host; absent or MESOS: a process */
+  containerInfo?: ContainerInfo;
   env: Record<string, string>;
   /** per instance number ("1", "2"...) */
   taskEnv: Record<string, Record<string, string>>;

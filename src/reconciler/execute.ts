@@ -8,13 +8,13 @@ import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
 import type { Logger } from '../logger.ts';
-import type { Runtime, TaskHandle, TaskStatus } from '../runtimes/types.ts';
-import type { Store } from '../store/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
+import { StoreUnavailableError, type Store } from '../store/types.ts';
 import { inLb } from '../core/tasks.ts';
 import { taskEvents } from '../core/webhooks.ts';
 import { runSpec } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
-import type { KeyedMutex } from './locks.ts';
+import type { RequestLocks } from './locks.ts';
 
 /** What the loop needs of health checking; results come back through onHealthResult. */
 export interface HealthWatcher {
@@ -41,13 +41,14 @@ export interface EngineDeps {
 }
 
 export interface ExecutorDeps extends EngineDeps {
-  locks: KeyedMutex;
+  locks: RequestLocks;
   events: EventBus;
   wake: (requestId: string) => void;
 }
 
 const MAX_HEALTH_RESULTS = 20;
-const UPSTREAM_HOST = '127.0.0.1';
+/** a task update that could not be written (store away) is tried again, backing off to this */
+const STORE_RETRY_MAX_MS = 2_000;
 
 export class Executor {
   readonly #d: ExecutorDeps;
@@ -55,10 +56,14 @@ export class Executor {
   readonly #lbStates = new Map<string, LbOperationStatus>();
   /** request id of each LB operation we issued, to wake the right request */
   readonly #lbRequest = new Map<string, string>();
+  #closed = false;
 
   constructor(deps: ExecutorDeps) {
     this.#d = deps;
-    deps.runtime.onExit((taskId, status) => void this.#recordExit(taskId, status));
+    deps.runtime.onExit(
+      (taskId, status) =>
+        void this.#recordExit(taskId, status).catch((err: unknown) => deps.logger.error({ err, taskId }, 'could not record a task exit')),
+    );
     deps.balancer?.onChange((status) => {
       this.#lbStates.set(status.operationId, status);
       const requestId = this.#lbRequest.get(status.operationId);
@@ -137,6 +142,11 @@ export class Executor {
       return next;
     });
     if (started) this.#watchHealth(started, deploy);
+    else {
+      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+      await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
+      await runtime.release(result.handle);
+    }
   }
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
@@ -166,24 +176,31 @@ export class Executor {
     }
   }
 
+  readonly #warnHealth = (err: unknown) => this.#d.logger.warn({ err }, 'could not record a health result');
+
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
     // Runs of run-to-completion requests are not health-checked: they are judged by their exit.
     if (task.health.state !== 'UNKNOWN' || task.cleanup || task.run) return;
     const request = task.taskId.requestId;
-    void this.#d.store.getRequest(request).then((record) => {
-      if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
-        void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
-        return;
-      }
-      const verdict = this.#d.health.watch(
-        { taskId: task.taskId.id, host: UPSTREAM_HOST, ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
-        deploy.healthcheck,
-        deploy.considerHealthyAfterRunningForSeconds,
-        task.health.results,
-      );
-      // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
-      if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict);
-    });
+    void this.#d.store
+      .getRequest(request)
+      .then((record) => {
+        if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
+          void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' }).catch(
+            this.#warnHealth,
+          );
+          return;
+        }
+        const verdict = this.#d.health.watch(
+          { taskId: task.taskId.id, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          deploy.healthcheck,
+          deploy.considerHealthyAfterRunningForSeconds,
+          task.health.results,
+        );
+        // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
+        if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict).catch(this.#warnHealth);
+      })
+      .catch((err: unknown) => this.#d.logger.warn({ err, taskId: task.taskId.id }, 'could not start health checks'));
   }
 
   /** A health probe answered (or the no-healthcheck timer passed). */
@@ -227,15 +244,33 @@ export class Executor {
       if (!isLive(t.state)) return undefined;
       const success = t.run ? status.exitCode !== null && t.run.successfulExitCodes.includes(status.exitCode) : status.exitCode === 0;
       const state: TaskState = t.cleanup ? 'TASK_KILLED' : success ? 'TASK_FINISHED' : 'TASK_FAILED';
-      const how = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      const code = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
+      // The runtime's reason (e.g. an OOM kill) says more than the code alone.
+      const how = status.message ? `${status.message} (${code})` : code;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
       return done && { ...done, exitCode: status.exitCode, signal: status.signal };
     });
     if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
   }
 
-  /** Read-modify-write one task under its request's lock; publishes and wakes on change. */
+  /**
+   * Read-modify-write one task under its request's lock; publishes and wakes on change. While
+   * the store is unreachable it is tried again (an exit must not be lost to a database restart),
+   * until the executor closes.
+   */
   async #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    for (let delay = 100; ; delay = Math.min(STORE_RETRY_MAX_MS, delay * 2)) {
+      try {
+        return await this.#updateTaskOnce(taskId, change);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.#closed) throw err;
+        this.#d.logger.warn({ taskId, err: err.message }, 'could not write a task update; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  async #updateTaskOnce(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
     const requestId = (await this.#d.store.getTask(taskId))?.taskId.requestId;
     if (!requestId) return undefined;
     const next = await this.#d.locks.run(requestId, async () => {
@@ -291,7 +326,8 @@ export class Executor {
       if (!deploy) continue;
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
-        upstreams.set(id, { taskId: id, host: UPSTREAM_HOST, port, group: deploy.loadBalancerUpstreamGroup });
+        // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
+        upstreams.set(id, { taskId: id, host: taskAddress(task.handle), port, group: deploy.loadBalancerUpstreamGroup });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
         newest = deploy.timestamp;
@@ -353,11 +389,21 @@ export class Executor {
           if (found) await this.#adopt(id, found, await runtime.recover(found));
         }
       } catch (err) {
-        logger.error({ err, taskId: id }, 'could not re-adopt task');
+        if (err instanceof ForeignTaskError) await this.#noteForeign(task, err);
+        else logger.error({ err, taskId: id }, 'could not re-adopt task');
       }
     }
     await this.#restoreLb(await store.listTasks({ live: true }));
     logger.info({ tasks: tasks.length }, 'recovered tasks');
+  }
+
+  /** A task of another machine: left alone, and said so on the task and in the log. */
+  async #noteForeign(task: TaskRecord, err: ForeignTaskError): Promise<void> {
+    this.#d.logger.warn({ taskId: task.taskId.id, machine: err.machine, here: err.here }, err.message);
+    await this.#updateTask(task.taskId.id, (t) => {
+      if (t.updates[t.updates.length - 1]?.message === err.message) return undefined;
+      return { ...t, updates: [...t.updates, { state: t.state, timestamp: this.#d.clock.now(), message: err.message }] };
+    });
   }
 
   async #adoptExisting(task: TaskRecord, status: TaskStatus): Promise<void> {
@@ -399,6 +445,7 @@ export class Executor {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await this.idle();
     await this.#d.health.close();
   }

@@ -2,7 +2,11 @@
  * One writer at a time per request: the loop's load→step→persist, the API's intents and the
  * runtime/health callbacks all read-modify-write the same records.
  */
-export class KeyedMutex {
+export interface RequestLocks {
+  run<T>(key: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export class KeyedMutex implements RequestLocks {
   readonly #tails = new Map<string, Promise<void>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {

@@ -11,20 +11,22 @@
 import { EventBus } from '../core/events.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
 import { stepWebhookEvents } from '../core/webhooks.ts';
-import type { ChangeSet } from '../store/types.ts';
+import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
-import { KeyedMutex } from './locks.ts';
+import { KeyedMutex, type RequestLocks } from './locks.ts';
 import { observeRequest } from './observe.ts';
 
 export interface LoopDeps extends EngineDeps {
   events?: EventBus;
+  /** per-request locks; default in-process (the store's when several schedulers share it) */
+  locks?: RequestLocks;
   /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
 }
 
 export class ReconcileLoop {
-  readonly locks = new KeyedMutex();
+  readonly locks: RequestLocks;
   readonly events: EventBus;
   readonly executor: Executor;
   readonly #deps: LoopDeps;
@@ -35,10 +37,13 @@ export class ReconcileLoop {
   #timer: NodeJS.Timeout | undefined;
   #safety: NodeJS.Timeout | undefined;
   #wakeAt = new Map<string, number>();
+  /** back-off per request while the store is unavailable */
+  readonly #retryMs = new Map<string, number>();
   #closed = false;
 
   constructor(deps: LoopDeps) {
     this.#deps = deps;
+    this.locks = deps.locks ?? new KeyedMutex();
     this.events = deps.events ?? new EventBus();
     this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
   }
@@ -67,7 +72,7 @@ export class ReconcileLoop {
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      if (!this.#closed) void this.tick();
+      if (!this.#closed) void this.tick().catch((err: unknown) => this.#deps.logger.error({ err }, 'reconcile pass failed'));
     });
   }
 
@@ -90,7 +95,15 @@ export class ReconcileLoop {
     if (this.#all) {
       this.#all = false;
       this.#dirty.clear();
-      ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      try {
+        ids = (await store.listRequests()).filter((r) => r.state !== 'DELETED').map((r) => r.request.id);
+      } catch (err) {
+        // The store is away: look at everything again shortly.
+        this.#all = true;
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not list requests; retrying');
+        setTimeout(() => this.wake(), 500).unref();
+        return;
+      }
     } else {
       ids = [...this.#dirty];
       this.#dirty.clear();
@@ -99,9 +112,15 @@ export class ReconcileLoop {
       if (this.#closed) break;
       try {
         await this.reconcileRequest(id);
+        this.#retryMs.delete(id);
       } catch (err) {
-        logger.error({ err, requestId: id }, 'reconcile failed');
-        this.#wakeAt.set(id, clock.now() + 1000);
+        // The store away (or the lease lost) is transient: back off, without alarm.
+        const transient = err instanceof StoreUnavailableError || err instanceof FencedError;
+        const delay = transient ? Math.min(5_000, (this.#retryMs.get(id) ?? 125) * 2) : 1000;
+        if (transient) this.#retryMs.set(id, delay);
+        if (transient) logger.warn({ requestId: id, err: (err as Error).message, retryInMs: delay }, 'reconcile deferred');
+        else logger.error({ err, requestId: id }, 'reconcile failed');
+        this.#wakeAt.set(id, clock.now() + delay);
       }
     }
     this.#armTimer();

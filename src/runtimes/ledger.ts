@@ -26,9 +26,19 @@ export class ResourceLedger {
   readonly #ports = new Set<number>();
 
   constructor(
-    readonly capacity: Capacity,
+    public capacity: Capacity,
     readonly portRange: PortRange,
   ) {}
+
+  /** Ids of the tasks holding a reservation. */
+  taskIds(): string[] {
+    return [...this.#held.keys()];
+  }
+
+  /** Ports held now. */
+  portsInUse(): number {
+    return this.#ports.size;
+  }
 
   has(taskId: string): boolean {
     return this.#held.has(taskId);
@@ -67,11 +77,18 @@ export class ResourceLedger {
       reasons.push(`Not enough memory: needs ${need.memoryMb} MB, ${Math.max(0, freeMem)} MB free of ${this.capacity.memoryMb} MB`);
     }
     const rangeSize = this.portRange.to - this.portRange.from + 1;
-    const freePorts = rangeSize - this.#ports.size;
+    // Literal ports a container binds outside the range do not use up the range.
+    const freePorts = rangeSize - this.#inRange();
     if (need.numPorts > freePorts) {
       reasons.push(this.portsShort(need.numPorts, freePorts));
     }
     return reasons.length > 0 ? reasons.join('; ') : undefined;
+  }
+
+  #inRange(): number {
+    let n = 0;
+    for (const p of this.#ports) if (p >= this.portRange.from && p <= this.portRange.to) n++;
+    return n;
   }
 
   portsShort(needed: number, free: number): string {

@@ -1,5 +1,6 @@
 // The task runtime: where and how a task's process runs. One interface, one folder per
-// implementation (process/, fake/), one contract suite (contract.case.ts).
+// implementation (process/, docker/, fake/), one contract suite (contract.case.ts).
+import type { ContainerVolume, DockerInfo } from '../core/container.ts';
 
 export interface TaskSpec {
   /** Fledge's task id string; the runtime's idempotency key */
@@ -9,8 +10,12 @@ export interface TaskSpec {
   instanceNo: number;
   /** run through a shell */
   command?: string;
-  /** argv, no shell; takes precedence over command when both are set */
+  /** argv, no shell; takes precedence over command when both are set (in a container: appended to command) */
   arguments?: string[];
+  /** containers: run `command` with /bin/sh -c (else command and arguments are the container's Cmd) */
+  shell?: boolean;
+  /** run as a Docker container (only a Docker runtime accepts it) */
+  container?: { docker: DockerInfo; volumes: ContainerVolume[] };
   /** merged env (deploy env + taskEnv entry); the runtime adds PORT*, TASK_ID... */
   env: Record<string, string>;
   numPorts: number;
@@ -18,8 +23,17 @@ export interface TaskSpec {
   memoryMb: number;
 }
 
-/** Opaque to everything but the runtime that made it; persisted as JSON on the task. */
-export type TaskHandle = Record<string, unknown> & { taskId: string };
+/**
+ * Opaque to everything but the runtime that made it; persisted as JSON on the task. A runtime
+ * that places tasks on hosts records the host's id and the address its ports answer on.
+ */
+export type TaskHandle = Record<string, unknown> & { taskId: string; host?: string; address?: string };
+
+/** Where a task's ports answer (health checks, load balancer): its host's address. */
+export function taskAddress(handle: Record<string, unknown> | undefined, fallback = '127.0.0.1'): string {
+  const address = handle?.address;
+  return typeof address === 'string' && address !== '' ? address : fallback;
+}
 
 export type StartResult =
   | { kind: 'started'; handle: TaskHandle; ports: number[] }
@@ -30,7 +44,14 @@ export type StartResult =
 
 export type TaskStatus =
   | { state: 'running'; pid?: number; startedAt: number }
-  | { state: 'exited'; exitCode: number | null; signal: string | null; finishedAt: number }
+  | {
+      state: 'exited';
+      exitCode: number | null;
+      signal: string | null;
+      finishedAt: number;
+      /** why, when the runtime knows more than the code (e.g. killed for exceeding its memory limit) */
+      message?: string;
+    }
   /** the runtime has no record of this task at all (e.g. sandbox deleted) */
   | { state: 'lost'; message: string };
 
@@ -77,4 +98,21 @@ export interface Runtime {
   purge(handle: TaskHandle): Promise<void>;
   /** Stop watching (timers, watchers). Never stops tasks: they outlive the scheduler. */
   close(): Promise<void>;
+}
+
+/**
+ * The task runs on another machine than this scheduler's (process runtime): its pid means
+ * nothing here, so the runtime refuses to inspect, stop or replace it rather than guess.
+ */
+export class ForeignTaskError extends Error {
+  constructor(
+    readonly taskId: string,
+    readonly machine: string,
+    readonly here: string,
+  ) {
+    super(
+      `Task ${taskId} runs on machine ${machine}; this scheduler runs on ${here} and cannot manage it (the process runtime is for one machine: let a scheduler on ${machine} lead)`,
+    );
+    this.name = 'ForeignTaskError';
+  }
 }

@@ -1,15 +1,17 @@
-// The UI's one API client: the same typed FledgeClient the CLI uses, on this page's origin.
+// The UI's one API client: the same typed FledgeClient the CLI uses, on this page's origin,
+// sending this page's token (auth.ts).
 import { FledgeApiError, FledgeClient, FledgeConnectionError, type TaskView } from '../api/client.ts';
+import { authedFetch } from './auth.ts';
 
-export const client = new FledgeClient(window.location.origin);
+export const client = new FledgeClient(window.location.origin, { fetch: authedFetch });
 
 /** Finished tasks of a request (the client has no method for this history call). */
 export async function requestTaskHistory(requestId: string): Promise<TaskView[]> {
-  const res = await fetch(`/api/history/request/${encodeURIComponent(requestId)}/tasks`, { headers: { Accept: 'application/json' } }).catch(
-    (err: unknown) => {
-      throw new FledgeConnectionError(window.location.origin, err instanceof Error ? err.message : String(err));
-    },
-  );
+  const res = await authedFetch(`/api/history/request/${encodeURIComponent(requestId)}/tasks`, {
+    headers: { Accept: 'application/json' },
+  }).catch((err: unknown) => {
+    throw new FledgeConnectionError(window.location.origin, err instanceof Error ? err.message : String(err));
+  });
   if (!res.ok) {
     const body = (await res.json().catch(() => ({}))) as { message?: string };
     throw new FledgeApiError(res.status, body.message ?? `HTTP ${res.status}`);

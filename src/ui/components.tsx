@@ -1,8 +1,9 @@
 // Small shared pieces: badges, progress bars, times, error and empty states, confirm dialogs.
 import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from 'react';
-import type { DeployProgress } from '../api/client.ts';
+import type { DeployProgress, Role } from '../api/client.ts';
 import { describeError, isConnectionError, isNotFound } from './api.ts';
 import { clockTime, dateTime, humanState, iso, PHASE_LABELS, tone } from './format.ts';
+import { useCan } from './hooks.ts';
 import { Link, paths } from './router.tsx';
 
 export function Badge({ state, label }: { state: string | undefined; label?: string }) {
@@ -118,6 +119,7 @@ export function ActionButton({
   danger = false,
   primary = false,
   disabled = false,
+  needs = 'deploy',
   fields,
   onConfirm,
   onDone,
@@ -129,11 +131,14 @@ export function ActionButton({
   danger?: boolean;
   primary?: boolean;
   disabled?: boolean;
+  /** the role the call needs; a weaker token sees the button disabled, saying why */
+  needs?: Role;
   fields?: ReactNode;
   onConfirm: (form: FormData) => Promise<unknown>;
   onDone?: () => void;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const allowed = useCan(needs);
   const [open, setOpen] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
@@ -163,7 +168,8 @@ export function ActionButton({
       <button
         type="button"
         className={danger ? 'btn btn-danger' : primary ? 'btn btn-primary' : 'btn'}
-        disabled={disabled}
+        disabled={disabled || !allowed}
+        title={allowed ? undefined : `Needs a ${needs} token; this one cannot`}
         onClick={() => {
           setError(undefined);
           setOpen(true);

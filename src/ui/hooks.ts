@@ -1,5 +1,7 @@
 // Data hooks: a fetched resource that refetches when a live event touches it.
 import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from 'react';
+import type { Role } from '../api/client.ts';
+import { auth } from './auth.ts';
 import { live, type LiveEvent, type LiveStatus } from './live.ts';
 
 export interface Resource<T> {
@@ -99,4 +101,12 @@ export function useTitle(title: string): void {
   useEffect(() => {
     document.title = `${title} · Fledge`;
   }, [title]);
+}
+
+/** Whether the signed-in token may do what `role` allows (re-renders when the token changes). */
+export function useCan(role: Role): boolean {
+  return useSyncExternalStore(
+    (cb) => auth.subscribe(cb),
+    () => auth.can(role),
+  );
 }

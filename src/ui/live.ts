@@ -1,9 +1,12 @@
-// Live updates: one EventSource on GET /api/events for the whole page, dispatched to
-// subscribers by request and task. Views refetch what an event touched (debounced in
-// useResource); nothing here polls. After a lost connection EventSource reconnects by itself,
-// and the `hello` of the new stream tells every subscriber to refetch once (events may have
-// been missed meanwhile).
-import type { DeployEventData, RequestEventData, TaskEventData } from '../api/client.ts';
+// Live updates: one GET /api/events stream for the whole page, dispatched to subscribers by
+// request and task. Views refetch what an event touched (debounced in useResource); nothing
+// here polls. The stream is read with fetch (EventSource cannot send the token as a header,
+// and a token in the URL would end up in logs); a lost stream is reopened after a pause, and
+// the `hello` of the new stream tells every subscriber to refetch once (events may have been
+// missed meanwhile). While no token is accepted it waits for one.
+import type { DeployEventData, FledgeStreamEvent, RequestEventData, TaskEventData } from '../api/client.ts';
+import { client } from './api.ts';
+import { auth } from './auth.ts';
 
 export type LiveStatus = 'connecting' | 'live' | 'down';
 
@@ -22,49 +25,71 @@ class LiveStream {
   since = 0;
   readonly #listeners = new Set<Listener>();
   readonly #statusListeners = new Set<() => void>();
-  #source: EventSource | undefined;
+  #running = false;
   #opened = false;
 
   start(): void {
-    if (this.#source) return;
-    const source = new EventSource('/api/events');
-    this.#source = source;
-    source.addEventListener('hello', () => {
-      const reopened = this.#opened;
-      this.#opened = true;
-      this.since = Date.now();
-      this.#setStatus('live');
-      if (reopened) this.#emit({ kind: 'resync' });
-    });
-    source.addEventListener('error', () => this.#setStatus('down'));
-    source.addEventListener('request', (e) => {
-      const data = parse<RequestEventData>(e);
-      if (data) this.#emit({ kind: 'request', requestId: data.request.request.id, data });
-    });
-    source.addEventListener('deploy', (e) => {
-      const data = parse<DeployEventData>(e);
-      if (data) this.#emit({ kind: 'deploy', requestId: data.requestId, deployId: data.deployId, data });
-    });
-    source.addEventListener('task', (e) => {
-      const data = parse<TaskEventData>(e);
-      if (data)
-        this.#emit({
-          kind: 'task',
-          requestId: data.task.taskId.requestId,
-          taskId: data.task.taskId.id,
-          deployId: data.task.taskId.deployId,
-          data,
+    if (this.#running) return;
+    this.#running = true;
+    void this.#run();
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      if (auth.state.status !== 'signed-in') {
+        await new Promise<void>((resolve) => {
+          const off = auth.subscribe(() => {
+            if (auth.state.status === 'signed-in') {
+              off();
+              resolve();
+            }
+          });
         });
-    });
-    // A closed stream (e.g. a proxy answered an error) is reopened by hand; EventSource only
-    // retries by itself while the readyState is CONNECTING.
-    const watchdog = () => {
-      if (source.readyState === EventSource.CLOSED) {
-        this.#source = undefined;
-        setTimeout(() => this.start(), 2_000);
-      } else setTimeout(watchdog, 2_000);
-    };
-    setTimeout(watchdog, 2_000);
+      }
+      this.#setStatus('connecting');
+      try {
+        await client.events((e) => this.#dispatch(e));
+      } catch {
+        // refused or broken: said by the status, retried below
+      }
+      this.#setStatus('down');
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  }
+
+  #dispatch(e: FledgeStreamEvent): void {
+    switch (e.event) {
+      case 'hello': {
+        const reopened = this.#opened;
+        this.#opened = true;
+        this.since = Date.now();
+        this.#setStatus('live');
+        if (reopened) this.#emit({ kind: 'resync' });
+        return;
+      }
+      case 'request': {
+        const data = e.data as RequestEventData;
+        if (data?.request?.request) this.#emit({ kind: 'request', requestId: data.request.request.id, data });
+        return;
+      }
+      case 'deploy': {
+        const data = e.data as DeployEventData;
+        if (data?.requestId) this.#emit({ kind: 'deploy', requestId: data.requestId, deployId: data.deployId, data });
+        return;
+      }
+      case 'task': {
+        const data = e.data as TaskEventData;
+        if (data?.task?.taskId)
+          this.#emit({
+            kind: 'task',
+            requestId: data.task.taskId.requestId,
+            taskId: data.task.taskId.id,
+            deployId: data.task.taskId.deployId,
+            data,
+          });
+        return;
+      }
+    }
   }
 
   subscribe(listener: Listener): () => void {
@@ -85,14 +110,6 @@ class LiveStream {
     if (status === this.status) return;
     this.status = status;
     for (const listener of this.#statusListeners) listener();
-  }
-}
-
-function parse<T>(e: Event): T | undefined {
-  try {
-    return JSON.parse((e as MessageEvent<string>).data) as T;
-  } catch {
-    return undefined;
   }
 }
 

@@ -9,6 +9,7 @@
 // never have fewer than 4 healthy upstreams in rotation (sampled every 20 ms: the balancer's
 // membership joined with the store's task health); afterwards the LB serves only the version
 // that should be active. Each test file gives its own task port range and adds its own phases.
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -262,7 +263,7 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
       ),
       {},
     );
-    client = boundedClient(server.url);
+    client = boundedClient(server.url, server.adminToken);
     if (!server.lbUrl || !server.balancer) throw new Error(`the ${options.lb} LB did not start`);
     lbUrl = server.lbUrl;
 
@@ -409,6 +410,34 @@ export function trafficSuite(options: TrafficSuiteOptions): TrafficSuite {
       expect(outcome.load.versions.v3).toBeGreaterThan(0);
       await expectServing(outcome, 'v2');
       expect(await activeDeployId()).toBe(rollbackId);
+    });
+
+    it('(f) a request smuggled behind `Connection: content-length` is a 400, and the LB serves on', async () => {
+      const { hostname, port } = new URL(lbUrl);
+      const smuggled = `GET ${BASE_PATH}/admin HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n`;
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), hostname);
+        let data = '';
+        const timer = setTimeout(() => {
+          socket.destroy();
+          resolve(data);
+        }, 5_000);
+        socket.on('data', (c: Buffer) => {
+          data += c.toString('latin1');
+          if (data.includes('\r\n\r\n')) {
+            clearTimeout(timer);
+            socket.destroy();
+            resolve(data);
+          }
+        });
+        socket.on('error', reject);
+        socket.write(
+          `POST ${BASE_PATH}/x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, content-length\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`,
+        );
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      const served = await versionsThroughLb(4);
+      expect(Object.keys(served).filter((k) => k.startsWith('HTTP'))).toEqual([]);
     });
 
     options.more(suite);

@@ -2,7 +2,8 @@
 // Fledge with real task processes: create a request and deploy from the UI, watch a MANUAL
 // canary reach its acceptance wait live and advance it to SUCCEEDED; a failing deploy shows
 // its reason and failed tasks; cancel from the UI; a task's log tail shows new lines; deep
-// links, a deleted request and a server that went away. Every test saves screenshots at
+// links, a deleted request and a server that went away. With auth on (the default): the
+// token prompt, `/?token=` taken once, a read token's view. Every test saves screenshots at
 // 1280 and 390 px in test-output/screenshots/.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,11 +86,15 @@ beforeAll(async () => {
     ),
   );
   client = new FledgeClient(server.url, {
+    ...(server.adminToken ? { token: server.adminToken } : {}),
     fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) }),
   });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(WAIT);
+  // Signed in once, as a user following the link `fledge serve` prints: the token stays in this page's storage.
+  await page.goto(`${server.url}/?token=${encodeURIComponent(server.adminToken ?? '')}`);
+  await page.locator('.identity-name').waitFor({ timeout: WAIT });
 }, 120_000);
 
 afterAll(async () => {
@@ -172,6 +177,9 @@ describe('web UI', () => {
     await page.getByRole('link', { name: 'Deploy history' }).click();
     await page.waitForURL('**/requests/web/deploys');
     await visible(page.getByRole('row', { name: /v2/ }).locator('.badge', { hasText: 'succeeded' }));
+    // who started it (deployMarker.user) and who approved each step (the audit log)
+    await hasText(page.getByRole('row', { name: /v2/ }), 'started by admin');
+    await hasText(page.getByRole('row', { name: /v2/ }), 'advanced by admin');
     await page.getByRole('link', { name: 'v2' }).click();
     await page.getByRole('heading', { name: /Result:\s*succeeded/i }).waitFor();
     await visible(page.getByRole('table', { name: 'Decision log' }));
@@ -273,7 +281,7 @@ describe('web UI', () => {
     const row = runs.getByRole('row').nth(1);
     await hasText(row, '3');
     await hasText(row, ' s');
-    await screenshots(page, '12-job-runs');
+    await screenshots(page, '18-job-runs');
     for (const size of [1280, 390]) {
       await page.setViewportSize({ width: size, height: 900 });
       await visible(runs.getByRole('link', { name: 'logs' }).first());
@@ -281,6 +289,68 @@ describe('web UI', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
     await runs.getByRole('link', { name: 'logs' }).first().click();
     await hasText(page.getByLabel('stdout of the task'), 'ran --verbose');
+  });
+
+  it('asks for a token when it has none, says when one is refused, and shows who acts', async () => {
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const p = await context.newPage();
+      p.setDefaultTimeout(WAIT);
+      await p.goto(new URL('/requests/web', server!.url).toString());
+      await p.getByRole('heading', { name: 'Sign in with a token' }).waitFor();
+      expect(await p.locator('.identity').count()).toBe(0);
+      await screenshots(p, '16-token-prompt');
+      await p.getByLabel('Token', { exact: true }).fill(`fl_${'x'.repeat(43)}`);
+      await p.getByRole('button', { name: 'Sign in' }).click();
+      await p.getByText('The token was not accepted').waitFor();
+
+      // A read token: it sees everything, secrets as ***, and cannot act.
+      const viewer = await client.createToken('viewer', 'read');
+      await p.getByLabel('Token', { exact: true }).fill(viewer.token);
+      await p.getByRole('button', { name: 'Sign in' }).click();
+      await p.locator('main h1', { hasText: 'web' }).waitFor();
+      await hasText(p.locator('.identity'), 'viewer');
+      await hasText(p.locator('.identity'), 'read');
+      const scale = p.getByRole('button', { name: 'Scale' });
+      await visible(scale);
+      expect(await scale.isDisabled()).toBe(true);
+      expect(await scale.getAttribute('title')).toMatch(/Needs a deploy token/);
+      await screenshots(p, '17-read-token');
+
+      await p.getByRole('button', { name: 'Sign out' }).click();
+      await p.getByRole('heading', { name: 'Sign in with a token' }).waitFor();
+      expect(await p.evaluate(() => localStorage.getItem('fledge.token'))).toBeNull();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('takes /?token= once, drops it from the address bar, and never puts it in a URL again', async () => {
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const token = server!.adminToken ?? '';
+      const first = await context.newPage();
+      first.setDefaultTimeout(WAIT);
+      await first.goto(`${server!.url}/requests/web?token=${encodeURIComponent(token)}`);
+      await first.locator('.identity-name', { hasText: 'admin' }).waitFor();
+      expect(new URL(first.url()).pathname).toBe('/requests/web');
+      expect(first.url()).not.toContain('token');
+      expect(await first.evaluate(() => history.state as unknown)).toBeNull();
+
+      // Another tab of the same browser: signed in, and the token only ever in a header.
+      const second = await context.newPage();
+      second.setDefaultTimeout(WAIT);
+      const seen: { url: string; auth: string | undefined }[] = [];
+      second.on('request', (r) => seen.push({ url: r.url(), auth: r.headers().authorization }));
+      await second.goto(`${server!.url}/requests/web`);
+      await second.locator('.identity-name', { hasText: 'admin' }).waitFor();
+      await second.getByText('Live').waitFor();
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((r) => !r.url.includes(token))).toBe(true);
+      expect(seen.find((r) => new URL(r.url).pathname === '/api/events')?.auth).toBe(`Bearer ${token}`);
+    } finally {
+      await context.close();
+    }
   });
 
   it('deep links survive a reload; keyboard use; a deleted request and a stopped server say so', async () => {

@@ -12,17 +12,29 @@ import type { Deploy, FledgeRequest, RequestRecord } from '../../src/core/model.
 import { silentLogger } from '../../src/logger.ts';
 import { KeyedMutex } from '../../src/reconciler/locks.ts';
 import type { Runtime } from '../../src/runtimes/types.ts';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import type { Role } from '../../src/auth/roles.ts';
+import { TrustList } from '../../src/net/addresses.ts';
 import { createStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/types.ts';
 
 export interface ApiFixtureOptions {
   allowCanaryLbChange?: boolean;
   serverChecks?: string[];
+  /** --no-auth */
+  noAuth?: boolean;
+  maxInstances?: number;
+  maxBodyBytes?: number;
+  allowedOrigins?: string[];
+  allowedHosts?: string[];
+  publicUrl?: string;
+  eventsPingMillis?: number;
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
   status: number;
   body: T;
+  headers: Headers;
 }
 
 // The API only touches the runtime to read sandbox logs; these tests never do.
@@ -40,7 +52,17 @@ export class ApiFixture {
     readonly clock: ManualClock,
     /** request ids the service woke the loop for */
     readonly woken: string[],
+    /** an admin token; call() sends it unless told otherwise */
+    readonly adminToken: string,
+    readonly authenticator: Authenticator,
+    /** what the app streams on /api/events */
+    readonly events: EventBus,
   ) {}
+
+  /** A new token with `role`, for tests of what each role may do. */
+  async token(role: Role, name = `${role}-${Math.random().toString(36).slice(2, 8)}`): Promise<string> {
+    return (await this.authenticator.create(name, role)).token;
+  }
 
   static async create(options: ApiFixtureOptions = {}): Promise<ApiFixture> {
     const store = await createStore({ kind: 'memory' });
@@ -56,18 +78,53 @@ export class ApiFixture {
       allowCanaryLbChange: options.allowCanaryLbChange ?? false,
       serverChecks: () => options.serverChecks ?? [],
     });
-    const app = createApp({ store, service, runtime: noRuntime, events, clock, containers: false, logger: silentLogger });
-    return new ApiFixture(store, service, app, clock, woken);
+    const authenticator = new Authenticator(store, clock);
+    const { token: adminToken } = await authenticator.create('admin', 'admin');
+    const app = createApp({
+      store,
+      service,
+      runtime: noRuntime,
+      events,
+      clock,
+      containers: false,
+      logger: silentLogger,
+      ...(options.eventsPingMillis !== undefined ? { eventsPingMillis: options.eventsPingMillis } : {}),
+      security: {
+        authenticator: options.noAuth ? undefined : authenticator,
+        bindHost: '127.0.0.1',
+        ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
+        allowedHosts: options.allowedHosts ?? [],
+        allowedOrigins: options.allowedOrigins ?? [],
+        trustForwardedFrom: new TrustList([]),
+        maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
+        maxInstances: options.maxInstances ?? 1000,
+      },
+    });
+    return new ApiFixture(store, service, app, clock, woken, adminToken, authenticator, events);
   }
 
-  async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<ApiResponse<T>> {
-    const init: RequestInit = { method };
-    if (body !== undefined) {
-      init.body = typeof body === 'string' ? body : JSON.stringify(body);
-      init.headers = { 'content-type': 'application/json' };
-    }
+  /** `headers` may override the Authorization (or drop it with `authorization: ''`). */
+  async call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse<T>> {
+    const all: Record<string, string> = { authorization: `Bearer ${this.adminToken}` };
+    if (body !== undefined) all['content-type'] = 'application/json';
+    Object.assign(all, headers);
+    for (const [k, v] of Object.entries(all)) if (v === '') delete all[k];
+    const init: RequestInit = { method, headers: all };
+    if (body !== undefined) init.body = typeof body === 'string' ? body : JSON.stringify(body);
     const res = await this.app.request(path, init);
-    return { status: res.status, body: (await res.json()) as T };
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON (the UI, metrics): the text
+    }
+    return { status: res.status, body: parsed as T, headers: res.headers };
   }
 
   post<T = Record<string, unknown>>(path: string, body?: unknown) {

@@ -33,6 +33,10 @@ export interface StartFledgeOptions {
   portRange?: PortRange;
   /** how long to wait for /health; default 30 s */
   timeoutMs?: number;
+  /** FLEDGE_* variables for the server (e.g. FLEDGE_STORE, so a password stays out of argv) */
+  env?: Record<string, string>;
+  /** the --lb-port (default: a free port); several schedulers attached to one HAProxy share its port */
+  lbPort?: number;
 }
 
 export interface ExitStatus {
@@ -45,6 +49,9 @@ export interface FledgeProcess {
   lbUrl: string;
   pid: number;
   dataDir: string;
+  /** the admin token the server wrote into <dataDir>/admin.token (what the CLI would use); '' with --no-auth */
+  token: string;
+  /** a client sending that admin token */
   client: FledgeClient;
   /** signal the server process (default SIGKILL) */
   kill(signal?: NodeJS.Signals): void;
@@ -64,7 +71,7 @@ interface Tracked {
 interface ServerEntry {
   serve: ServeChild;
   dataDir: string;
-  client: FledgeClient;
+  url: string;
 }
 
 const servers = new Set<ServerEntry>();
@@ -104,10 +111,25 @@ export function tempDataDir(): string {
 }
 
 /** A client whose calls cannot hang a test: every request is bounded. */
-export function boundedClient(url: string, timeoutMs = 10_000): FledgeClient {
+export function boundedClient(url: string, token?: string, timeoutMs = 10_000): FledgeClient {
   return new FledgeClient(url, {
+    ...(token !== undefined ? { token } : {}),
     fetch: (input, init) => fetch(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(timeoutMs) }),
   });
+}
+
+/** The admin token `fledge serve` writes at its first start (empty while it has not yet). */
+export function adminToken(dataDir: string): string {
+  try {
+    return readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** `Authorization` for raw fetch calls as admin. */
+export function authHeaders(fledge: { token: string }): Record<string, string> {
+  return { authorization: `Bearer ${fledge.token}` };
 }
 
 /** Where a `fledge serve` listens and what it runs on. */
@@ -118,6 +140,8 @@ export interface ServeArgs {
   portRange?: PortRange;
   /** extra `serve` flags */
   args?: string[];
+  /** FLEDGE_* variables for the server */
+  env?: Record<string, string>;
 }
 
 /** A spawned `fledge serve` child: its exit and what it printed so far (bounded). */
@@ -146,7 +170,7 @@ export function spawnServe(options: ServeArgs): ServeChild {
     ...(options.args ?? []),
   ];
   // FLEDGE_* settings of whoever runs the tests must not leak into the server.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_'))), ...options.env };
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not spawn fledge serve');
@@ -203,18 +227,18 @@ export async function waitReady(serve: ServeChild, client: FledgeClient, options
   if (ready !== 'ready') throw withOutput(options.notReady(ready));
 }
 
-/** The FledgeProcess a test holds for a spawned server. */
-export function processHandle(
-  serve: ServeChild,
-  where: { url: string; lbUrl: string; dataDir: string; client: FledgeClient },
-): FledgeProcess {
+/** The FledgeProcess a test holds for a spawned server (ready: its admin token is written). */
+export function processHandle(serve: ServeChild, where: { url: string; lbUrl: string; dataDir: string }): FledgeProcess {
   const { pid } = serve;
+  // Empty only with --no-auth: the server writes its token file before it listens.
+  const token = adminToken(where.dataDir);
   return {
     url: where.url,
     lbUrl: where.lbUrl,
     pid,
     dataDir: where.dataDir,
-    client: where.client,
+    token,
+    client: boundedClient(where.url, token || undefined),
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (!serve.exited) process.kill(pid, signal);
     },
@@ -240,11 +264,18 @@ export function processHandle(
 export async function startFledgeProcess(options: StartFledgeOptions = {}): Promise<FledgeProcess> {
   const dataDir = options.dataDir ?? tempDataDir();
   dataDirs.add(dataDir);
-  const [port, lbPort] = [await freePort(), await freePort()];
-  const serve = spawnServe({ dataDir, port, lbPort, portRange: options.portRange, args: options.args });
+  const [port, lbPort] = [await freePort(), options.lbPort ?? (await freePort())];
+  const serve = spawnServe({
+    dataDir,
+    port,
+    lbPort,
+    portRange: options.portRange,
+    args: options.args,
+    ...(options.env ? { env: options.env } : {}),
+  });
   const url = `http://127.0.0.1:${port}`;
   const client = boundedClient(url);
-  servers.add({ serve, dataDir, client });
+  servers.add({ serve, dataDir, url });
   remember(serve.pid, startTimeOf(serve.pid), 'fledge serve');
 
   await waitReady(serve, client, {
@@ -253,7 +284,7 @@ export async function startFledgeProcess(options: StartFledgeOptions = {}): Prom
     message: `fledge serve on ${url} to answer /health`,
     notReady: () => 'fledge serve exited before it was ready',
   });
-  return processHandle(serve, { url, lbUrl: `http://127.0.0.1:${lbPort}`, dataDir, client });
+  return processHandle(serve, { url, lbUrl: `http://127.0.0.1:${lbPort}`, dataDir });
 }
 
 /** Task process groups recorded in a data dir's sandboxes: `<dataDir>/tasks/*\/task.json`. */
@@ -296,7 +327,8 @@ export async function cleanup(): Promise<void> {
   await Promise.all(
     live.map(async (s) => {
       try {
-        const tasks = await new FledgeClient(s.client.baseUrl, {
+        const tasks = await new FledgeClient(s.url, {
+          token: adminToken(s.dataDir),
           fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(2_000) }),
         }).activeTasks();
         trackTasks(tasks);

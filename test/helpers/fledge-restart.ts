@@ -72,7 +72,7 @@ export async function killAndRestart(previous: FledgeProcess, options: RestartOp
   });
   const restartMs = Date.now() - killedAt;
 
-  const fledge = processHandle(serve, { url: previous.url, lbUrl: previous.lbUrl, dataDir: previous.dataDir, client });
+  const fledge = processHandle(serve, { url: previous.url, lbUrl: previous.lbUrl, dataDir: previous.dataDir });
   return { fledge, restartMs, ...(lbUp ? { lbDowntimeMs: await lbUp } : {}) };
 }
 

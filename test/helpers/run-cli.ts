@@ -8,12 +8,28 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface CliOptions {
+  url: string;
+  timeoutMs?: number;
+  /** FLEDGE_DATA_DIR: where the CLI finds admin.token (the server's data dir) */
+  dataDir?: string;
+  /** the working directory (the CLI looks for ./.fledge/admin.token there); default the repo */
+  cwd?: string;
+  /** more environment, e.g. FLEDGE_TOKEN */
+  env?: Record<string, string>;
+}
+
 /** `node bin/fledge.js ...args` with FLEDGE_URL set; killed (and failing) after timeoutMs. */
-export function runCli(args: string[], options: { url: string; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(args: string[], options: CliOptions): Promise<CliResult> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEDGE_')));
   const child = spawn(process.execPath, [FLEDGE_BIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...env, FLEDGE_URL: options.url },
+    cwd: options.cwd ?? REPO_ROOT,
+    env: {
+      ...env,
+      FLEDGE_URL: options.url,
+      ...(options.dataDir !== undefined ? { FLEDGE_DATA_DIR: options.dataDir } : {}),
+      ...options.env,
+    },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -25,7 +25,7 @@ interface ErrorBody {
 async function call(method: string, path: string, body?: string): Promise<{ status: number; body: ErrorBody }> {
   const res = await fetch(fledge.url + path, {
     method,
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${fledge.token}` },
     ...(body !== undefined ? { body } : {}),
     signal: AbortSignal.timeout(10_000),
   });
@@ -113,7 +113,10 @@ describe('API errors', () => {
   });
 
   it('serves an OpenAPI document that lists /api/deploys', async () => {
-    const res = await fetch(`${fledge.url}/api/openapi.json`, { signal: AbortSignal.timeout(10_000) });
+    const res = await fetch(`${fledge.url}/api/openapi.json`, {
+      headers: { authorization: `Bearer ${fledge.token}` },
+      signal: AbortSignal.timeout(10_000),
+    });
     expect(res.status).toBe(200);
     const doc = JSON.parse(await res.text()) as { openapi?: string; paths?: Record<string, unknown> };
     expect(doc.openapi).toMatch(/^3\./);

@@ -34,7 +34,7 @@ async function serverWithRequest(): Promise<FledgeProcess> {
 describe('fledge CLI', () => {
   it('lists requests with `request list`', async () => {
     const fledge = await serverWithRequest();
-    const res = await runCli(['request', 'list'], { url: fledge.url });
+    const res = await runCli(['request', 'list'], { url: fledge.url, dataDir: fledge.dataDir });
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/\bweb\b/);
@@ -43,7 +43,7 @@ describe('fledge CLI', () => {
   it('exits 0 from `deploy create --watch` when the deploy succeeds', async () => {
     const fledge = await serverWithRequest();
     const file = writeDeployFile(dir, exampleDeploy('web', 'v1'));
-    const res = await runCli(['deploy', 'create', '-f', file, '--watch'], { url: fledge.url });
+    const res = await runCli(['deploy', 'create', '-f', file, '--watch'], { url: fledge.url, dataDir: fledge.dataDir });
     expect(res.code, res.stdout + res.stderr).toBe(0);
     expect(res.stdout).toMatch(/deploy v1 SUCCEEDED/);
     await waitForHealthyTasks(fledge.client, 'web', { count: 2, deployId: 'v1' });
@@ -52,7 +52,7 @@ describe('fledge CLI', () => {
   it('exits 1 from `deploy create --watch` when the deploy fails', async () => {
     const fledge = await serverWithRequest();
     const file = writeDeployFile(dir, exampleDeploy('web', 'broken', { deploy: { command: nodeEval('process.exit(2)') } }));
-    const res = await runCli(['deploy', 'create', '-f', file, '--watch'], { url: fledge.url });
+    const res = await runCli(['deploy', 'create', '-f', file, '--watch'], { url: fledge.url, dataDir: fledge.dataDir });
     expect(res.code, res.stdout + res.stderr).toBe(1);
     expect(res.stdout).toMatch(/deploy broken FAILED/);
   });

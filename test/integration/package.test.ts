@@ -1,7 +1,7 @@
 // What `npm pack` ships runs on its own: the compiled CLI and server (dist/js), the SQL
 // migrations they read, the web UI and bin/fledge.js — with no TypeScript sources and no tsx.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,7 @@ describe('the npm package', () => {
     expect(files).toContain('dist/js/build-info.json');
     expect(files).toContain('dist/ui/index.html');
     expect(files.some((f) => /^dist\/js\/store\/sqlite\/migrations\/0001_.*\.sql$/.test(f))).toBe(true);
+    expect(files.some((f) => /^dist\/js\/store\/sqlite\/migrations\/0002_.*\.sql$/.test(f))).toBe(true);
     expect(files.filter((f) => f.startsWith('src/'))).toEqual([]);
 
     execFileSync('tar', ['-xzf', path.join(dir, packed[0]!.filename), '-C', dir]);
@@ -55,7 +56,9 @@ describe('the npm package', () => {
     try {
       const client = new FledgeClient(`http://127.0.0.1:${port}`);
       await waitFor(() => client.health().then(() => true), { timeoutMs: 20_000, intervalMs: 50, message: 'the packed fledge to serve' });
-      // the compiled server found its migrations and its UI
+      // the compiled server found its migrations (tokens are in the second) and its UI
+      const token = readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim();
+      expect(await new FledgeClient(`http://127.0.0.1:${port}`, { token }).listRequests()).toEqual([]);
       const ui = await fetch(`http://127.0.0.1:${port}/`);
       expect(ui.status).toBe(200);
       expect(await ui.text()).toContain('<!doctype html>');

@@ -302,7 +302,10 @@ async function expectCleanEnd({ fledge, before, after, result, state, active }: 
 }
 
 async function endedTasks(fledge: FledgeProcess): Promise<TaskView[]> {
-  const res = await fetch(`${fledge.url}/api/history/request/${REQUEST}/tasks`, { signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(`${fledge.url}/api/history/request/${REQUEST}/tasks`, {
+    headers: { authorization: `Bearer ${fledge.token}` },
+    signal: AbortSignal.timeout(5_000),
+  });
   expect(res.ok).toBe(true);
   return (await res.json()) as TaskView[];
 }

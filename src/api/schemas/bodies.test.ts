@@ -200,6 +200,8 @@ describe('toJsonSchema', () => {
       'DeployDecisionBody',
       'RollbackBody',
       'KillTaskBody',
+      'HostChangeBody',
+      'CreateTokenBody',
     ]);
     for (const schema of Object.values(all)) {
       expect(schema).toMatchObject({ type: 'object', additionalProperties: false });

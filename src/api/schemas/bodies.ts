@@ -1,11 +1,13 @@
 // Bodies of the action endpoints (api.md) and the POST /api/deploys body.
 import { z } from 'zod';
-import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import { ROLES } from '../../auth/roles.ts';
+import { TOKEN_NAME, TOKEN_NAME_RULE } from '../../auth/tokens.ts';
+import { attachWarnings, compact, describeInput, ignoredFields, LIMITS, nullsAsAbsent, splitIgnored, text } from './common.ts';
 import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
 import { requestIdSchema, requestSchema } from './request.ts';
 import { IGNORED_ACTION_FIELDS } from './singularity-fields.ts';
 
-const message = z.string().optional();
+const message = text(LIMITS.message).optional();
 
 /** A strict body whose listed Singularity-only fields are accepted, moved to `extra` and warned about. */
 function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (keyof typeof IGNORED_ACTION_FIELDS)[] = []) {
@@ -20,7 +22,7 @@ function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (
   return describeInput(schema, { label });
 }
 
-export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0), message }, [
+export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0).max(LIMITS.instances), message }, [
   'actionId',
   'durationMillis',
   'skipHealthchecks',
@@ -39,7 +41,7 @@ export const deleteRequestSchema = actionBody('delete body', { message, deleteFr
 export const updateDeploySchema = actionBody('deploy update body', {
   requestId: requestIdSchema,
   deployId: deployIdSchema,
-  targetActiveInstances: z.int().gt(0),
+  targetActiveInstances: z.int().gt(0).max(LIMITS.instances),
   message,
 });
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
@@ -47,6 +49,20 @@ export const rollbackSchema = actionBody('rollback body', { message });
 export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, [
   'actionId',
   'override',
+]);
+export const createTokenSchema = actionBody('token body', {
+  name: z
+    .string()
+    .max(100)
+    .regex(TOKEN_NAME, { error: `must be ${TOKEN_NAME_RULE}` }),
+  role: z.enum(ROLES),
+});
+// SingularityMachineChangeRequest: the body of a host (agent) state change.
+export const hostChangeSchema = actionBody('host state change body', { message }, [
+  'actionId',
+  'durationMillis',
+  'revertToState',
+  'killTasksOnDecommissionTimeout',
 ]);
 
 function buildDeployBodySchema(containers: boolean) {

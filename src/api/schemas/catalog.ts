@@ -1,9 +1,11 @@
 // Every input schema by endpoint (the names app.ts uses).
 import {
   bounceSchema,
+  createTokenSchema,
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
+  hostChangeSchema,
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
@@ -30,4 +32,6 @@ export const schemas = {
   deployDecision: deployDecisionSchema,
   rollback: rollbackSchema,
   killTask: killTaskSchema,
+  hostChange: hostChangeSchema,
+  createToken: createTokenSchema,
 } as const;

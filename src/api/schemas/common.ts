@@ -84,7 +84,7 @@ export function ignoredFields(fields: Readonly<Record<string, string>>): Record<
   return Object.fromEntries(
     Object.entries(fields).map(([name, why]) => [
       name,
-      z.unknown().optional().describe(`Singularity field, stored but not acted on: ${why}.`),
+      boundedJson().optional().describe(`Singularity field, stored but not acted on: ${why}.`),
     ]),
   );
 }
@@ -114,6 +114,81 @@ export function conflict(ctx: z.RefinementCtx, path: (string | number)[], others
   ctx.addIssue({ code: 'custom', path, message: rule, params: { also: others } });
 }
 
-export const nonEmpty = () => z.string().min(1);
+/**
+ * Bounds of every input, so no body can make Fledge store, loop over or compute with
+ * something unbounded (1 MiB bodies bound the total; these bound each part).
+ */
+export const LIMITS = {
+  /** names, groups, versions, domains */
+  name: 200,
+  message: 10_000,
+  /** a command line or one argument (Linux takes 128 KiB per argument) */
+  command: 100_000,
+  arguments: 1_000,
+  envName: 256,
+  envValue: 100_000,
+  envKeys: 1_000,
+  /** taskEnv: instance numbers */
+  taskEnvInstances: 1_000,
+  metadataKeys: 100,
+  metadataValue: 10_000,
+  url: 4_096,
+  path: 1_024,
+  /** groups, domains, routes, owners, uris, status codes */
+  list: 100,
+  acceptanceChecks: 50,
+  /** every seconds field: 30 days */
+  seconds: 30 * 24 * 3600,
+  /** every millis field: 30 days */
+  millis: 30 * 24 * 3600 * 1000,
+  /** the absolute cap of `instances`; the server's --max-instances is checked in the API */
+  instances: 100_000,
+  /** retries, failures, cycles */
+  count: 10_000,
+  ports: 64,
+  cpus: 10_000,
+  /** memory and disk, MB */
+  megabytes: 1_000_000_000,
+  /** JSON stored as given (Singularity fields Fledge ignores, LB options, container info) */
+  json: { depth: 16, items: 1_000, keys: 1_000, string: 100_000 },
+} as const;
+
+export const text = (max: number = LIMITS.name) => z.string().max(max);
+export const nonEmpty = (max: number = LIMITS.name) => z.string().min(1).max(max);
 /** Seconds may be fractional (sub-second health intervals are useful in tests and fast services). */
-export const seconds = (min: 0 | 1) => (min === 0 ? z.number().min(0) : z.number().positive());
+export const seconds = (min: 0 | 1) => (min === 0 ? z.number().min(0) : z.number().positive()).max(LIMITS.seconds);
+export const millis = () => z.int().min(0).max(LIMITS.millis);
+export const count = (min = 0, max: number = LIMITS.count) => z.int().min(min).max(max);
+export const list = <T extends z.ZodType>(item: T, max: number = LIMITS.list) => z.array(item).max(max);
+
+/** A record of at most `max` keys (zod checks every key and value first, within the body limit). */
+export function boundedRecord<K extends z.core.$ZodRecordKey, V extends z.ZodType>(key: K, value: V, max: number) {
+  return z.record(key, value).refine((r) => Object.keys(r).length <= max, { error: `must have at most ${max} keys` });
+}
+
+/** Any JSON value, within LIMITS.json (depth, items per array, keys per object, string length). */
+export function boundedJson() {
+  return z.unknown().superRefine((value, ctx) => {
+    const problem = jsonProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+function jsonProblem(root: unknown): string | undefined {
+  const { depth, items, keys, string } = LIMITS.json;
+  const stack: { value: unknown; level: number }[] = [{ value: root, level: 0 }];
+  while (stack.length > 0) {
+    const { value, level } = stack.pop() as { value: unknown; level: number };
+    if (typeof value === 'string') {
+      if (value.length > string) return `must not hold strings longer than ${string} characters`;
+      continue;
+    }
+    if (value === null || typeof value !== 'object') continue;
+    if (level >= depth) return `must not nest deeper than ${depth} levels`;
+    const children = Array.isArray(value) ? value : Object.values(value);
+    if (Array.isArray(value) && value.length > items) return `must not hold arrays of more than ${items} items`;
+    if (!Array.isArray(value) && children.length > keys) return `must not hold objects of more than ${keys} keys`;
+    for (const child of children) stack.push({ value: child, level: level + 1 });
+  }
+  return undefined;
+}

@@ -176,10 +176,10 @@ describe('deploy schema: 400s name the field and the rule', () => {
     ['acceptanceTimeoutSeconds 0', { acceptanceTimeoutSeconds: 0 }, 'deploy.acceptanceTimeoutSeconds', 'must be > 0'],
     ['deployHealthTimeoutSeconds 0', { deployHealthTimeoutSeconds: 0 }, 'deploy.deployHealthTimeoutSeconds', 'must be > 0'],
     [
-      'containerInfo without a container runtime',
+      'containerInfo DOCKER on a server without Docker hosts',
       { containerInfo: { type: 'DOCKER', docker: { image: 'nginx' } } },
-      'deploy.containerInfo',
-      'the process runtime cannot run containers; start Fledge with a container runtime',
+      'deploy.containerInfo.type',
+      'DOCKER needs a Docker host and this server has none (start Fledge with --docker-host)',
     ],
     ['env value not a string', { env: { PORT_X: 1 } }, 'deploy.env.PORT_X', 'must be a string (got number)'],
     [
@@ -407,10 +407,15 @@ describe('deploy schema: Singularity fields Fledge does not act on', () => {
     expect(r.warnings).toEqual([]);
   });
 
-  it('accepts containerInfo when the runtime can run containers', () => {
+  it("accepts containerInfo DOCKER when the server has a Docker host, with Singularity's defaults", () => {
     const containerInfo = { type: 'DOCKER', docker: { image: 'nginx:1.27', network: 'BRIDGE' } };
-    const r = ok({ ...base, containerInfo }, true);
-    expect(r.value.extra).toEqual({ containerInfo });
+    const r = ok({ ...base, command: undefined, containerInfo }, true);
+    expect(r.value.containerInfo).toEqual({
+      type: 'DOCKER',
+      docker: { image: 'nginx:1.27', network: 'BRIDGE', privileged: false, forcePullImage: false, portMappings: [], dockerParameters: [] },
+      volumes: [],
+    });
+    expect(r.value.extra).toBeUndefined();
     expect(r.warnings).toEqual([]);
   });
 

@@ -1,5 +1,6 @@
 // Deploy body → Deploy: defaults applied, legacy Singularity fields mapped, cross-field rules.
 import { z } from 'zod';
+import { isDockerDeploy } from '../../core/container.ts';
 import {
   ACCEPTANCE_MODES,
   type AcceptanceCheckSpec,
@@ -11,16 +12,24 @@ import {
 } from '../../core/model.ts';
 import {
   attachWarnings,
+  boundedJson,
+  boundedRecord,
   compact,
   conflict,
+  count,
   describeInput,
   ignoredFields,
+  LIMITS,
+  list,
+  millis,
   nonEmpty,
   nullsAsAbsent,
   seconds,
   splitIgnored,
+  text,
   type Issue,
 } from './common.ts';
+import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
 import { requestIdSchema } from './request.ts';
 import { IGNORED_DEPLOY_FIELDS, LEGACY_CANARY_FIELDS, LEGACY_HEALTHCHECK_FIELDS } from './singularity-fields.ts';
 
@@ -69,25 +78,32 @@ export const deployIdSchema = z
   .regex(/^[A-Za-z0-9_.]+$/, { error: 'must be 1-50 characters of [A-Za-z0-9_.]' })
   .max(50, { error: 'must be 1-50 characters of [A-Za-z0-9_.]' });
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
-const envSchema = z.record(envName, z.string());
-const httpUrl = z.string().refine((s) => /^https?:\/\//.test(s) && URL.canParse(s), { error: 'must be an http:// or https:// URL' });
+const envName = z
+  .string()
+  .max(LIMITS.envName)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
+const envSchema = boundedRecord(envName, text(LIMITS.envValue), LIMITS.envKeys);
+const httpUrl = z
+  .string()
+  .max(LIMITS.url)
+  .refine((s) => /^https?:\/\//.test(s) && URL.canParse(s), { error: 'must be an http:// or https:// URL' });
 const statusCode = z.int().min(100).max(599);
+const portIndex = () => count(0, LIMITS.ports - 1);
 
 const resourcesSchema = nullsAsAbsent(
   z.strictObject({
-    cpus: z.number().gt(0).default(D.resources.cpus),
-    memoryMb: z.number().gt(0).default(D.resources.memoryMb),
-    numPorts: z.int().min(0).default(D.resources.numPorts),
-    diskMb: z.number().min(0).default(D.resources.diskMb),
+    cpus: z.number().gt(0).max(LIMITS.cpus).default(D.resources.cpus),
+    memoryMb: z.number().gt(0).max(LIMITS.megabytes).default(D.resources.memoryMb),
+    numPorts: count(0, LIMITS.ports).default(D.resources.numPorts),
+    diskMb: z.number().min(0).max(LIMITS.megabytes).default(D.resources.diskMb),
   }),
 );
 
 const H = D.healthcheck;
 const healthcheckSchema = nullsAsAbsent(
   z.strictObject({
-    uri: nonEmpty(),
-    portIndex: z.int().min(0).default(H.portIndex),
+    uri: nonEmpty(LIMITS.url),
+    portIndex: portIndex().default(H.portIndex),
     portNumber: z.int().min(1).max(65535).optional(),
     protocol: z.enum(['HTTP', 'HTTPS']).default(H.protocol),
     method: z.enum(['GET', 'POST']).default(H.method),
@@ -96,8 +112,8 @@ const healthcheckSchema = nullsAsAbsent(
     startupIntervalSeconds: seconds(1).default(H.startupIntervalSeconds),
     intervalSeconds: seconds(1).default(H.intervalSeconds),
     responseTimeoutSeconds: seconds(1).default(H.responseTimeoutSeconds),
-    maxRetries: z.int().min(0).default(H.maxRetries),
-    failureStatusCodes: z.array(statusCode).default(() => [...H.failureStatusCodes]),
+    maxRetries: count().default(H.maxRetries),
+    failureStatusCodes: list(statusCode).default(() => [...H.failureStatusCodes]),
   }),
 );
 
@@ -105,11 +121,11 @@ const C = D.canaryDeploySettings;
 const canarySchema = nullsAsAbsent(
   z.strictObject({
     enableCanaryDeploy: z.boolean().default(C.enableCanaryDeploy),
-    instanceGroupSize: z.int().min(1).default(C.instanceGroupSize),
+    instanceGroupSize: count(1, LIMITS.instances).default(C.instanceGroupSize),
     acceptanceMode: z.enum(ACCEPTANCE_MODES).default(C.acceptanceMode),
-    waitMillisBetweenGroups: z.int().min(0).default(C.waitMillisBetweenGroups),
-    allowedTasksFailuresPerGroup: z.int().min(0).default(C.allowedTasksFailuresPerGroup),
-    canaryCycleCount: z.int().min(1).default(C.canaryCycleCount),
+    waitMillisBetweenGroups: millis().default(C.waitMillisBetweenGroups),
+    allowedTasksFailuresPerGroup: count().default(C.allowedTasksFailuresPerGroup),
+    canaryCycleCount: count(1, 1000).default(C.canaryCycleCount),
   }),
 );
 
@@ -128,9 +144,9 @@ const acceptanceCheckSchema = nullsAsAbsent(
         type: z.literal('http'),
         url: httpUrl,
         method: z.enum(['GET', 'POST']).default('GET'),
-        expectStatus: z.array(statusCode).min(1).optional(),
-        jsonPath: nonEmpty().optional(),
-        equals: z.unknown().optional(),
+        expectStatus: list(statusCode).min(1).optional(),
+        jsonPath: nonEmpty(LIMITS.path).optional(),
+        equals: boundedJson().optional(),
       })
       .superRefine((c, ctx) => {
         // `equals` may legitimately be null, so presence is checked with `in`.
@@ -139,14 +155,14 @@ const acceptanceCheckSchema = nullsAsAbsent(
         if (c.jsonPath === undefined && 'equals' in c)
           ctx.addIssue({ code: 'custom', path: ['jsonPath'], message: 'is required with equals' });
       }),
-    z.strictObject({ ...checkCommon, type: z.literal('command'), command: nonEmpty() }),
+    z.strictObject({ ...checkCommon, type: z.literal('command'), command: nonEmpty(LIMITS.command) }),
     z.strictObject({ ...checkCommon, type: z.literal('manual') }),
     z
       .strictObject({
         ...checkCommon,
         type: z.literal('prometheus'),
         url: httpUrl,
-        query: nonEmpty(),
+        query: nonEmpty(LIMITS.message),
         max: z.number().optional(),
         min: z.number().optional(),
         // threshold: the query's value against max/min; old-deploy: the new deploy's value
@@ -161,41 +177,53 @@ const acceptanceCheckSchema = nullsAsAbsent(
 );
 
 // Singularity's artifact list (SingularityMesosArtifact); the process runtime fetches them.
-const urisSchema = z.array(
+const urisSchema = list(
   z.union([
-    z.string().min(1),
+    nonEmpty(LIMITS.url),
     nullsAsAbsent(
       z.strictObject({
-        uri: z.string().min(1),
+        uri: nonEmpty(LIMITS.url),
         cache: z.boolean().optional(),
         executable: z.boolean().optional(),
         extract: z.boolean().optional(),
-        outputFile: z.string().min(1).optional(),
+        outputFile: nonEmpty(LIMITS.path).optional(),
       }),
     ),
   ]),
 );
 
 const legacyHealthcheckShape = {
-  healthcheckUri: nonEmpty().optional(),
-  healthcheckPortIndex: z.int().min(0).optional(),
+  healthcheckUri: nonEmpty(LIMITS.url).optional(),
+  healthcheckPortIndex: portIndex().optional(),
   healthcheckProtocol: z.enum(['HTTP', 'HTTPS']).optional(),
   healthcheckIntervalSeconds: seconds(1).optional(),
   healthcheckTimeoutSeconds: seconds(1).optional(),
-  healthcheckMaxRetries: z.int().min(0).optional(),
+  healthcheckMaxRetries: count().optional(),
 };
 
 const deployShape = z.strictObject({
   requestId: requestIdSchema,
   id: deployIdSchema,
-  command: nonEmpty().optional(),
-  arguments: z.array(z.string()).optional(),
+  command: nonEmpty(LIMITS.command).optional(),
+  arguments: list(text(LIMITS.command), LIMITS.arguments).optional(),
   env: envSchema.default(() => ({})),
-  taskEnv: z.record(z.string().regex(/^[0-9]+$/, { error: 'taskEnv keys are instance numbers' }), envSchema).default(() => ({})),
+  taskEnv: boundedRecord(
+    z.string().regex(/^[0-9]{1,7}$/, { error: 'taskEnv keys are instance numbers' }),
+    envSchema,
+    LIMITS.taskEnvInstances,
+  ).default(() => ({})),
   resources: resourcesSchema.default(() => ({ ...D.resources })),
-  metadata: z.record(z.string(), z.string()).optional(),
-  version: z.string().optional(),
-  containerInfo: z.record(z.string(), z.unknown()).optional().describe('Only with a container runtime; a 400 otherwise.'),
+  metadata: boundedRecord(text(LIMITS.name), text(LIMITS.metadataValue), LIMITS.metadataKeys).optional(),
+  version: text().optional(),
+  shell: z
+    .boolean()
+    .optional()
+    .describe('Containers: true runs command with /bin/sh -c (default false, as in Singularity). Processes: not read.'),
+  containerInfo: containerInfoSchema
+    .optional()
+    .describe(
+      'Singularity containerInfo. type DOCKER runs the task as a container on a Docker host (a 400 when the server has none); MESOS runs a process.',
+    ),
   uris: urisSchema.optional().describe('Artifacts fetched into the task sandbox before it starts.'),
 
   healthcheck: healthcheckSchema.optional(),
@@ -204,25 +232,25 @@ const deployShape = z.strictObject({
   deployHealthTimeoutSeconds: seconds(1).default(D.deployHealthTimeoutSeconds),
   skipHealthchecksOnDeploy: z.boolean().default(D.skipHealthchecksOnDeploy),
 
-  serviceBasePath: z.string().regex(/^\//, { error: 'must start with /' }).optional(),
-  loadBalancerGroups: z.array(nonEmpty()).optional(),
+  serviceBasePath: text(LIMITS.path).regex(/^\//, { error: 'must start with /' }).optional(),
+  loadBalancerGroups: list(nonEmpty()).optional(),
   // Not defaulted here: whether it was given decides whether it is checked against numPorts.
-  loadBalancerPortIndex: z.int().min(0).optional().meta({ default: D.loadBalancerPortIndex }),
-  loadBalancerOptions: z.record(z.string(), z.unknown()).optional(),
-  loadBalancerDomains: z.array(nonEmpty()).optional(),
-  loadBalancerAdditionalRoutes: z.array(nonEmpty()).optional(),
+  loadBalancerPortIndex: portIndex().optional().meta({ default: D.loadBalancerPortIndex }),
+  loadBalancerOptions: boundedRecord(text(LIMITS.name), boundedJson(), LIMITS.list).optional(),
+  loadBalancerDomains: list(nonEmpty()).optional(),
+  loadBalancerAdditionalRoutes: list(nonEmpty(LIMITS.path)).optional(),
   loadBalancerServiceIdOverride: nonEmpty().optional(),
   loadBalancerUpstreamGroup: nonEmpty().default(D.loadBalancerUpstreamGroup),
   loadBalancerTimeoutSeconds: seconds(1).default(D.loadBalancerTimeoutSeconds),
 
   canaryDeploySettings: canarySchema.optional(),
   canarySettings: canarySchema.optional().describe('Alias of canaryDeploySettings (the key Singularity docs print).'),
-  deployInstanceCountPerStep: z.int().min(1).optional().describe('Legacy: canary on, instanceGroupSize.'),
-  deployStepWaitTimeMs: z.int().min(0).optional().describe('Legacy: acceptanceMode TIMED, waitMillisBetweenGroups.'),
-  maxTaskRetries: z.int().min(0).optional().describe('Legacy: allowedTasksFailuresPerGroup.'),
+  deployInstanceCountPerStep: count(1, LIMITS.instances).optional().describe('Legacy: canary on, instanceGroupSize.'),
+  deployStepWaitTimeMs: millis().optional().describe('Legacy: acceptanceMode TIMED, waitMillisBetweenGroups.'),
+  maxTaskRetries: count().optional().describe('Legacy: allowedTasksFailuresPerGroup.'),
   autoAdvanceDeploySteps: z.boolean().optional().describe('Legacy: false means acceptanceMode MANUAL.'),
 
-  acceptanceChecks: z.array(acceptanceCheckSchema).default(() => []),
+  acceptanceChecks: list(acceptanceCheckSchema, LIMITS.acceptanceChecks).default(() => []),
   acceptanceTimeoutSeconds: seconds(1).default(D.acceptanceTimeoutSeconds),
   successfulExitCodes: z
     .array(z.int().min(0).max(255))
@@ -239,12 +267,18 @@ const legacyHealthcheckKeys = Object.keys(LEGACY_HEALTHCHECK_FIELDS) as (keyof t
 const present = (d: RawDeploy, keys: readonly string[]) => keys.filter((k) => (d as Record<string, unknown>)[k] !== undefined);
 
 function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): void {
-  if (d.containerInfo !== undefined && !containers) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['containerInfo'],
-      message: 'the process runtime cannot run containers; start Fledge with a container runtime',
-    });
+  if (d.containerInfo !== undefined) {
+    containerRules(
+      d.containerInfo,
+      {
+        numPorts: d.resources.numPorts,
+        memoryMb: d.resources.memoryMb,
+        ...(d.command !== undefined ? { command: d.command } : {}),
+        ...(d.shell !== undefined ? { shell: d.shell } : {}),
+      },
+      containers,
+      ctx,
+    );
   }
   const legacyHc = present(d, legacyHealthcheckKeys);
   if (d.healthcheck && legacyHc.length > 0) {
@@ -321,10 +355,27 @@ function readCheck(c: z.output<typeof acceptanceCheckSchema>): AcceptanceCheckSp
   return { name, type, intervalSeconds, timeoutSeconds, failOnError, options };
 }
 
-function normalise(d: RawDeploy, containers: boolean): Deploy {
+function normalise(d: RawDeploy): Deploy {
   const { extra, warnings } = splitIgnored(d, IGNORED_DEPLOY_FIELDS);
   if (d.uris !== undefined) extra.uris = d.uris.map((u) => (typeof u === 'string' ? { uri: u } : u));
-  if (d.containerInfo !== undefined && containers) extra.containerInfo = d.containerInfo;
+  const container = d.containerInfo !== undefined ? normaliseContainer(d.containerInfo) : undefined;
+  if (container) warnings.push(...container.warnings);
+  const docker = container?.value.type === 'DOCKER';
+  if (d.shell !== undefined && !docker) {
+    // Kept for a round trip; processes run `arguments` as argv, else `command` through /bin/sh -c.
+    extra.shell = d.shell;
+    warnings.push({
+      field: 'shell',
+      message: 'only read for Docker containers; processes run arguments without a shell, else command with /bin/sh -c',
+    });
+  }
+  if (docker && !d.shell && d.command !== undefined && /\s/.test(d.command)) {
+    warnings.push({
+      field: 'command',
+      message:
+        "runs as the container's executable, without a shell (Singularity's rule for containers): set shell: true to run it with /bin/sh -c, or give the words as arguments",
+    });
+  }
 
   const legacyHc = present(d, legacyHealthcheckKeys);
   if (legacyHc.length > 0) {
@@ -350,6 +401,8 @@ function normalise(d: RawDeploy, containers: boolean): Deploy {
     id: d.id,
     command: d.command,
     arguments: d.arguments,
+    shell: docker ? d.shell : undefined,
+    containerInfo: container?.value,
     env: d.env,
     taskEnv: d.taskEnv,
     resources: { ...d.resources },
@@ -380,16 +433,16 @@ function normalise(d: RawDeploy, containers: boolean): Deploy {
 }
 
 function buildDeploySchema(containers: boolean) {
-  return describeInput(
-    nullsAsAbsent(deployShape.superRefine((d, ctx) => deployRules(d, ctx, containers)).transform((d) => normalise(d, containers))),
-    { label: 'deploy', root: 'deploy' },
-  );
+  return describeInput(nullsAsAbsent(deployShape.superRefine((d, ctx) => deployRules(d, ctx, containers)).transform((d) => normalise(d))), {
+    label: 'deploy',
+    root: 'deploy',
+  });
 }
 
 const bySupport = { true: buildDeploySchema(true), false: buildDeploySchema(false) };
 export type DeploySchema = ReturnType<typeof buildDeploySchema>;
 
-/** The deploy object; `containers` says whether the configured runtime can run containerInfo. */
+/** The deploy object; `containers` says whether the server has a Docker host for containerInfo DOCKER. */
 export function deploySchema(options: { containers?: boolean } = {}): DeploySchema {
   return bySupport[options.containers ? 'true' : 'false'];
 }
@@ -403,7 +456,8 @@ export function validateDeployForRequest(deploy: Deploy, request: FledgeRequest)
   if (deploy.requestId !== request.id) {
     issues.push({ field: 'deploy.requestId', rule: `must be the id of the request it deploys (${request.id})` });
   }
-  if (LONG_RUNNING.has(request.requestType) && !deploy.command && !deploy.arguments?.length && deploy.extra?.containerInfo === undefined) {
+  // A Docker image has its own command (CMD); a process needs one.
+  if (LONG_RUNNING.has(request.requestType) && !deploy.command && !deploy.arguments?.length && !isDockerDeploy(deploy)) {
     issues.push({ field: 'deploy.command', rule: `command or arguments is required for ${request.requestType} requests` });
   }
   if (request.loadBalanced) {

@@ -1,9 +1,23 @@
 // Bodies of the run-now and webhook endpoints (Singularity's SingularityRunNowRequest and
 // SingularityWebhook, plus Fledge's webhook secret and event filter).
 import { z } from 'zod';
-import { attachWarnings, compact, describeInput, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import {
+  attachWarnings,
+  boundedRecord,
+  compact,
+  describeInput,
+  ignoredFields,
+  LIMITS,
+  list,
+  nullsAsAbsent,
+  splitIgnored,
+  text,
+} from './common.ts';
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
+const envName = z
+  .string()
+  .max(LIMITS.envName)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
 
 /** SingularityRunNowRequest fields Fledge accepts but does not act on. */
 const IGNORED_RUN_FIELDS: Readonly<Record<string, string>> = {
@@ -24,21 +38,18 @@ export const runNowSchema = describeInput(
     z
       .strictObject({
         runId: z.string().regex(RUN_ID, { error: 'must be 1-100 characters of [A-Za-z0-9_.-]' }).optional(),
-        commandLineArgs: z.array(z.string().max(4096)).max(100).optional(),
-        message: z.string().max(1000).optional(),
+        commandLineArgs: list(text(LIMITS.command), LIMITS.arguments).optional(),
+        message: text(LIMITS.message).optional(),
         resources: nullsAsAbsent(
           z.strictObject({
-            cpus: z.number().gt(0).optional(),
-            memoryMb: z.number().gt(0).optional(),
-            numPorts: z.int().min(0).max(100).optional(),
-            diskMb: z.number().min(0).optional(),
+            cpus: z.number().gt(0).max(LIMITS.cpus).optional(),
+            memoryMb: z.number().gt(0).max(LIMITS.megabytes).optional(),
+            numPorts: z.int().min(0).max(LIMITS.ports).optional(),
+            diskMb: z.number().min(0).max(LIMITS.megabytes).optional(),
           }),
         ).optional(),
-        envOverrides: z
-          .record(envName, z.string().max(65536))
-          .refine((e) => Object.keys(e).length <= 100, { error: 'at most 100 variables' })
-          .optional(),
-        runAt: z.int().min(0).optional(),
+        envOverrides: boundedRecord(envName, text(LIMITS.envValue), LIMITS.envKeys).optional(),
+        runAt: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
         ...ignoredFields(IGNORED_RUN_FIELDS),
       })
       .transform((body) => {
@@ -82,7 +93,7 @@ export const WEBHOOK_EVENTS = {
 
 const uri = z
   .string()
-  .max(2000)
+  .max(LIMITS.url)
   .refine((s) => URL.canParse(s) && ['http:', 'https:'].includes(new URL(s).protocol), { error: 'must be an http:// or https:// URL' })
   .refine((s) => !URL.canParse(s) || (new URL(s).username === '' && new URL(s).password === ''), {
     error: 'must not carry credentials (use secret; the signature authenticates Fledge)',
@@ -95,11 +106,11 @@ export const webhookSchema = describeInput(
         uri,
         type: z.enum(WEBHOOK_TYPES),
         secret: z.string().min(16, { error: 'must be at least 16 characters' }).max(512).optional(),
-        events: z.array(z.string()).min(1).max(50).optional(),
+        events: list(text(), 50).min(1).optional(),
         // Singularity's: the id is derived from type and uri; timestamp and user are set by the server.
-        id: z.string().optional(),
-        timestamp: z.int().optional(),
-        user: z.string().optional(),
+        id: text(LIMITS.url).optional(),
+        timestamp: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+        user: text().optional(),
       })
       .superRefine((w, ctx) => {
         const allowed: readonly string[] = WEBHOOK_EVENTS[w.type];

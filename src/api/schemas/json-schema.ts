@@ -16,10 +16,13 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['BounceBody', schemas.bounce],
     ['DeleteRequestBody', schemas.deleteRequest],
     ['RunBody', schemas.run],
+    ['WebhookBody', schemas.webhook],
     ['UpdateDeployBody', schemas.updateDeploy],
     ['DeployDecisionBody', schemas.deployDecision],
     ['RollbackBody', schemas.rollback],
     ['KillTaskBody', schemas.killTask],
+    ['HostChangeBody', schemas.hostChange],
+    ['CreateTokenBody', schemas.createToken],
   ];
   return Object.fromEntries(
     entries.map(([name, schema]) => {

@@ -24,6 +24,10 @@ export function parseInput<S extends z.ZodType>(schema: S, body: unknown, option
   return { ok: false, ...describeIssues(label, root, result.error.issues) };
 }
 
+/** A 400 names at most this many issues (a 50,000-item array must not make a megabyte reply). */
+export const MAX_ISSUES = 20;
+const MAX_FIELD_TEXT = 200;
+
 function describeIssues(label: string, root: string, issues: readonly z.core.$ZodIssue[]): { message: string; details: Issue[] } {
   const details: Issue[] = [];
   const parts: string[] = [];
@@ -32,7 +36,7 @@ function describeIssues(label: string, root: string, issues: readonly z.core.$Zo
     const path = issue.path.filter((s): s is string | number => typeof s !== 'symbol');
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
-        const field = joinPath(root, ...path, key);
+        const field = clip(joinPath(root, ...path, key));
         unknown.push(field);
         details.push({ field, rule: 'unknown field' });
       }
@@ -40,13 +44,20 @@ function describeIssues(label: string, root: string, issues: readonly z.core.$Zo
     }
     const rule = issue.code === 'invalid_key' ? `invalid key: ${issue.issues[0]?.message ?? issue.message}` : issue.message;
     const also = (issue.code === 'custom' && Array.isArray(issue.params?.also) ? issue.params.also : []) as string[];
-    const fields = [joinPath(root, ...path), ...also.map((k) => joinPath(root, ...path.slice(0, -1), k))];
+    const fields = [joinPath(root, ...path), ...also.map((k) => joinPath(root, ...path.slice(0, -1), k))].map(clip);
     for (const field of fields) details.push({ field, rule });
     parts.push(`${fields.join(' and ')}: ${rule}`);
   }
-  if (unknown.length > 0) parts.push(`Unknown field(s): ${unknown.join(', ')}`);
-  return { message: `Invalid ${label}: ${parts.join('; ')}`, details };
+  if (unknown.length > 0) parts.push(`Unknown field(s): ${unknown.slice(0, MAX_ISSUES).join(', ')}${more(unknown.length)}`);
+  const shown = parts.slice(0, MAX_ISSUES);
+  const message = `Invalid ${label}: ${shown.join('; ')}${more(parts.length)}`;
+  const kept = details.slice(0, MAX_ISSUES);
+  if (details.length > MAX_ISSUES) kept.push({ field: root || 'body', rule: `and ${details.length - MAX_ISSUES} more issue(s)` });
+  return { message, details: kept };
 }
+
+const more = (n: number) => (n > MAX_ISSUES ? `; and ${n - MAX_ISSUES} more` : '');
+const clip = (field: string) => (field.length > MAX_FIELD_TEXT ? `${field.slice(0, MAX_FIELD_TEXT)}…` : field);
 
 // Rule wording for zod's built-in issues (schema-level messages take precedence).
 function ruleFor(issue: z.core.$ZodRawIssue): string | undefined {

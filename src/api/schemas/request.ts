@@ -2,7 +2,19 @@
 import { z } from 'zod';
 import { isTimeZone, ScheduleError, scheduleOf } from '../../core/jobs/cron.ts';
 import { isRunToCompletion, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
-import { attachWarnings, describeInput, compact, ignoredFields, nullsAsAbsent, splitIgnored } from './common.ts';
+import {
+  attachWarnings,
+  count,
+  describeInput,
+  compact,
+  ignoredFields,
+  LIMITS,
+  list,
+  millis,
+  nonEmpty,
+  nullsAsAbsent,
+  splitIgnored,
+} from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
 export const REQUEST_DEFAULTS = { instances: 1, loadBalanced: false } as const;
@@ -13,27 +25,23 @@ export const requestIdSchema = z
   .max(100, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' });
 
 // Shape only here; scheduleOf (core/jobs/cron.ts) reads the expression and names what it refuses.
-const cronSchema = z.string().min(1).max(200);
-const millis = z
-  .int()
-  .min(0)
-  .max(10 * 365 * 86_400_000);
+const cronSchema = z.string().min(1).max(LIMITS.name);
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
   requestType: z.enum(REQUEST_TYPES),
-  instances: z.int().gt(0).default(REQUEST_DEFAULTS.instances),
+  instances: z.int().gt(0).max(LIMITS.instances).default(REQUEST_DEFAULTS.instances),
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
-  owners: z.array(z.string().min(1)).optional(),
+  owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
   quartzSchedule: cronSchema.optional(),
   scheduleType: z.enum(['CRON', 'QUARTZ', 'RFC5545']).optional(),
-  scheduleTimeZone: z.string().min(1).max(100).optional(),
-  numRetriesOnFailure: z.int().min(0).max(100).optional(),
-  taskExecutionTimeLimitMillis: millis.optional(),
-  killOldNonLongRunningTasksAfterMillis: millis.optional(),
-  scheduledExpectedRuntimeMillis: millis.optional(),
-  waitAtLeastMillisAfterTaskFinishesForReschedule: millis.optional(),
+  scheduleTimeZone: nonEmpty(100).optional(),
+  numRetriesOnFailure: count().optional(),
+  taskExecutionTimeLimitMillis: millis().optional(),
+  killOldNonLongRunningTasksAfterMillis: millis().optional(),
+  scheduledExpectedRuntimeMillis: millis().optional(),
+  waitAtLeastMillisAfterTaskFinishesForReschedule: millis().optional(),
   skipHealthchecks: z.boolean().optional(),
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });

@@ -43,7 +43,6 @@ export const IGNORED_DEPLOY_FIELDS: Readonly<Record<string, string>> = {
   customExecutorResources: MESOS_EXECUTOR,
   customExecutorUser: MESOS_EXECUTOR,
   user: 'tasks run as the Fledge server user',
-  shell: 'Mesos shell flag; Fledge runs `arguments` as argv without a shell, else `command`',
   labels: MESOS_LABELS,
   mesosLabels: MESOS_LABELS,
   taskLabels: MESOS_LABELS,
@@ -80,4 +79,6 @@ export const IGNORED_ACTION_FIELDS: Readonly<Record<string, string>> = {
   skipEmailNotification: NOTIFICATIONS,
   skipHealthchecks: 'Fledge always health-checks replacement tasks',
   override: 'Fledge has no kill override',
+  revertToState: 'Fledge has no expiring actions',
+  killTasksOnDecommissionTimeout: 'Fledge has no expiring actions; moving tasks off a decommissioned host is not automatic yet',
 };

@@ -12,14 +12,17 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../../logger.ts';
+import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
 
-export interface BuiltinBalancerOptions {
+/** Client limits (limits.ts): a larger head is a 431, a slow one a 408; beyond maxConnections, refused. */
+export interface BuiltinBalancerOptions extends Partial<ClientLimits> {
   /** default 127.0.0.1 */
   host?: string;
   /** default 7080; 0 picks a free port (tests), see address() */
@@ -32,6 +35,8 @@ export interface BuiltinBalancerOptions {
   upstreamIdleTimeoutMs?: number;
   /** finished operations remembered for state() and idempotent re-apply; default 10 000 */
   maxRememberedOperations?: number;
+  /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are dropped */
+  trustForwardedFrom?: readonly string[];
   logger?: Logger;
 }
 
@@ -96,12 +101,36 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       route: (path) => this.#routes.match(path),
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 60_000,
+      trust: new TrustList(options.trustForwardedFrom ?? []),
       logger: this.#logger,
     };
-    this.#server = http.createServer((req, res) => proxyRequest(ctx, req, res));
+    const limits = clientLimits(options);
+    const headersTimeout = limits.headerTimeoutMs;
+    this.#server = http.createServer(
+      {
+        maxHeaderSize: limits.maxHeaderBytes,
+        headersTimeout,
+        requestTimeout: Math.max(headersTimeout, limits.requestTimeoutMs),
+        keepAliveTimeout: limits.keepAliveTimeoutMs,
+        // Node checks the two timeouts above this often (30 s by default): keep it well under them.
+        connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
+      },
+      (req, res) => proxyRequest(ctx, req, res),
+    );
+    this.#server.maxConnections = limits.maxConnections;
     this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(ctx, req, socket, head));
-    // A broken client connection must never take the process down.
-    this.#server.on('clientError', (_err, socket) => socket.destroy());
+    // A broken client connection must never take the process down. Where no response has
+    // started, the client learns why (431 headers too large, 408 too slow, 400 malformed).
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      // A client that does not read the answer does not keep the socket either.
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    });
   }
 
   listen(): Promise<void> {

@@ -97,19 +97,45 @@ describe('builtin balancer proxy', () => {
     expect(JSON.parse(unknown.body)).toEqual({ error: 'no service is routed at this path', path: '/nowhere' });
   });
 
-  it('adds X-Forwarded-For/Host/Proto, appending to a forwarded-for chain', async () => {
+  it('sets X-Forwarded-For/Host/Proto itself, dropping what an untrusted client claims', async () => {
     const { lb, port } = await balancer();
     const a = await upstream('a');
     await apply(lb, web, [a.upstream()]);
     await request(port, '/web/one', { headers: { host: 'shop.example' } });
-    await request(port, '/web/two', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+    await request(port, '/web/two', {
+      headers: {
+        'x-forwarded-for': '203.0.113.9',
+        'x-forwarded-host': 'bank.example',
+        'x-forwarded-proto': 'https',
+        'x-real-ip': '203.0.113.9',
+        forwarded: 'for=203.0.113.9',
+      },
+    });
     expect(a.received[0]?.headers).toMatchObject({
       host: 'shop.example',
       'x-forwarded-for': '127.0.0.1',
       'x-forwarded-host': 'shop.example',
       'x-forwarded-proto': 'http',
     });
-    expect(a.received[1]?.headers['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+    expect(a.received[1]?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(a.received[1]?.headers['x-forwarded-host']).toBe(`127.0.0.1:${port}`);
+    expect(a.received[1]?.headers['x-forwarded-proto']).toBe('http');
+    expect(a.received[1]?.headers['x-real-ip']).toBeUndefined();
+    expect(a.received[1]?.headers.forwarded).toBeUndefined();
+  });
+
+  it('appends to the forwarded-for chain of a --trust-forwarded-from proxy and keeps its host and scheme', async () => {
+    const { lb, port } = await balancer({ trustForwardedFrom: ['127.0.0.0/8'] });
+    const a = await upstream('a');
+    await apply(lb, web, [a.upstream()]);
+    await request(port, '/web/two', {
+      headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'shop.example', 'x-forwarded-proto': 'https' },
+    });
+    expect(a.received[0]?.headers).toMatchObject({
+      'x-forwarded-for': '203.0.113.9, 127.0.0.1',
+      'x-forwarded-host': 'shop.example',
+      'x-forwarded-proto': 'https',
+    });
   });
 
   it('drains a removed upstream: new requests go elsewhere at once, the in-flight one completes, then SUCCESS', async () => {

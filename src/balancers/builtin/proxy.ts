@@ -2,8 +2,9 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../logger.ts';
+import type { TrustList } from '../../net/addresses.ts';
 import type { Upstream } from '../types.ts';
-import { clientResponseHeaders, requestHasBody, upstreamRequestHeaders } from './headers.ts';
+import { clientResponseHeaders, refusedRequest, requestHasBody, upstreamRequestHeaders } from './headers.ts';
 import { requestPath } from './route-table.ts';
 
 /** One exchange with one upstream, counted in flight until it ends. */
@@ -30,6 +31,8 @@ export interface ProxyContext {
   route(path: string): ServiceRoute | undefined;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** proxies whose X-Forwarded-* headers are kept */
+  trust: TrustList;
   logger: Logger;
 }
 
@@ -44,6 +47,13 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
   // Client-side stream errors surface as res 'close'; never let them go unhandled.
   req.on('error', () => {});
   res.on('error', () => {});
+  const refused = refusedRequest(req);
+  if (refused) {
+    // The connection's framing is in doubt: answer and close it, read nothing more from it.
+    res.shouldKeepAlive = false;
+    reply(res, 400, { error: `bad request: ${refused}` });
+    return;
+  }
   if (!route) {
     reply(res, 503, { error: 'no service is routed at this path', path });
     return;
@@ -51,7 +61,7 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
   const { serviceId } = route;
   const method = req.method ?? 'GET';
   const hasBody = requestHasBody(req);
-  const headers = upstreamRequestHeaders(req);
+  const headers = upstreamRequestHeaders(req, ctx.trust);
   const target = forwardTarget(req.url);
   const tried = new Set<UpstreamTarget>();
   let staleRetries = 0;
@@ -176,12 +186,17 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
   socket.on('error', () => {});
   const path = requestPath(req.url);
   const route = ctx.route(path);
+  const refused = refusedRequest(req);
+  if (refused) {
+    rawReply(socket, 400, { error: `bad request: ${refused}` });
+    return;
+  }
   if (!route) {
     rawReply(socket, 503, { error: 'no service is routed at this path', path });
     return;
   }
   const { serviceId } = route;
-  const headers = upstreamRequestHeaders(req);
+  const headers = upstreamRequestHeaders(req, ctx.trust);
   headers.connection = 'upgrade';
   if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade;
   const method = req.method ?? 'GET';

@@ -1,7 +1,8 @@
 // The HAProxy configuration and route maps Fledge writes: a pure function of the balancer's
 // state, so what is on disk is what is live and a restart (of HAProxy or of Fledge) rebuilds it.
 import { createHash } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { ClientLimits } from '../limits.ts';
 
 export interface ServerModel {
   /** HAProxy server name (derived from the task id) */
@@ -33,8 +34,26 @@ export interface ConfigModel {
   hardStopAfterMs: number;
   connectTimeoutMs: number;
   serverTimeoutMs: number;
+  /** the client side's limits (the builtin proxy's equivalents) */
+  limits: ClientLimits;
+  /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are deleted */
+  trustForwardedFrom: readonly string[];
   backends: BackendModel[];
 }
+
+/** Room HAProxy keeps in each buffer for header rewrites: headers get tune.bufsize minus this. */
+const MAX_REWRITE = 1024;
+/** What a client says about earlier hops, believed only from a trusted proxy. */
+const FORWARDING_HEADERS = [
+  'X-Forwarded-For',
+  'X-Forwarded-Host',
+  'X-Forwarded-Proto',
+  'X-Forwarded-Port',
+  'X-Forwarded-Prefix',
+  'X-Forwarded-Server',
+  'X-Real-IP',
+  'Forwarded',
+];
 
 export const NO_SERVICE_BACKEND = 'fledge_no_service';
 
@@ -71,6 +90,7 @@ export function renderMap(entries: [string, string][]): string {
 }
 
 const seconds = (ms: number) => `${Math.max(1, Math.ceil(ms / 1000))}s`;
+const millis = (ms: number) => `${Math.max(1, Math.round(ms))}ms`;
 
 export function renderConfig(m: ConfigModel): string {
   const lines: string[] = [
@@ -83,6 +103,10 @@ export function renderConfig(m: ConfigModel): string {
     `  stats socket ${m.statsSocket} mode 600 level admin expose-fd listeners`,
     '  stats timeout 2m',
     `  hard-stop-after ${seconds(m.hardStopAfterMs)}`,
+    `  maxconn ${m.limits.maxConnections}`,
+    // Request line plus headers may fill a buffer but the room kept for rewrites: larger is a 400.
+    `  tune.bufsize ${m.limits.maxHeaderBytes + MAX_REWRITE}`,
+    `  tune.maxrewrite ${MAX_REWRITE}`,
     '',
     'defaults',
     '  mode http',
@@ -90,14 +114,28 @@ export function renderConfig(m: ConfigModel): string {
     '  retries 3',
     '  retry-on conn-failure empty-response',
     `  timeout connect ${seconds(m.connectTimeoutMs)}`,
-    '  timeout client 60s',
+    // HAProxy has no deadline for a whole request: the client's inactivity gets that bound.
+    `  timeout client ${millis(m.limits.requestTimeoutMs)}`,
     `  timeout server ${seconds(m.serverTimeoutMs)}`,
-    '  timeout http-request 30s',
-    '  timeout http-keep-alive 10s',
+    // the whole request head, from the first byte (slow clients)
+    `  timeout http-request ${millis(m.limits.headerTimeoutMs)}`,
+    `  timeout http-keep-alive ${millis(m.limits.keepAliveTimeoutMs)}`,
     '  timeout queue 5s',
     '',
     'frontend fledge',
     `  bind ${m.bindHost}:${m.bindPort}`,
+    `  maxconn ${m.limits.maxConnections}`,
+    // HAProxy keeps these framing headers but would pass the Connection token on, asking the
+    // next hop to drop them (a smuggled request there): refused, like the builtin proxy does.
+    `  http-request deny status 400 content-type application/json string ${JSON.stringify(JSON.stringify({ error: 'bad request: the Connection header may not name content-length, transfer-encoding or host' }))} if { req.hdr(connection) -m str -i content-length transfer-encoding host }`,
+    // Hop-by-hop headers HAProxy would pass on (it handles Connection and Upgrade itself).
+    '  http-request del-header Keep-Alive',
+    '  http-request del-header Proxy-Connection',
+    '  http-request del-header Proxy-Authorization',
+    // Wait for the body (what fits in a buffer) before forwarding, under timeout http-request:
+    // a body dripped byte by byte is cut like slow headers are.
+    '  option http-buffer-request',
+    ...forwardingRules(m.trustForwardedFrom),
     `  use_backend %[path,map_str(${m.exactMap})] if { path,map_str(${m.exactMap}) -m found }`,
     `  use_backend %[path,map_beg(${m.prefixMap})] if { path,map_beg(${m.prefixMap}) -m found }`,
     `  default_backend ${NO_SERVICE_BACKEND}`,
@@ -118,9 +156,22 @@ export function renderConfig(m: ConfigModel): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Write via a temporary file and rename, so HAProxy never reads half a file. */
+/** Client X-Forwarded-* dropped unless a trusted proxy sent them; then this hop's own. */
+function forwardingRules(trusted: readonly string[]): string[] {
+  const unless = trusted.length > 0 ? ` unless { src ${trusted.join(' ')} }` : '';
+  return [
+    ...FORWARDING_HEADERS.map((h) => `  http-request del-header ${h}${unless}`),
+    '  http-request set-header X-Forwarded-Host %[req.hdr(host)] unless { req.hdr(x-forwarded-host) -m found }',
+    '  http-request set-header X-Forwarded-Proto http unless { req.hdr(x-forwarded-proto) -m found }',
+    // appends the client's address to what is left of the chain
+    '  option forwardfor',
+  ];
+}
+
+/** Write via a temporary file and rename, so HAProxy never reads half a file. 0600: it is Fledge's and HAProxy's alone. */
 export function writeAtomic(path: string, content: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content);
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, content, { mode: 0o600 });
   renameSync(tmp, path);
 }

@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
@@ -43,7 +44,8 @@ import {
   type StatRow,
 } from './runtime-api.ts';
 
-export interface HaproxyBalancerOptions {
+/** Client limits (limits.ts) are written into the configuration (maxconn, tune.bufsize, timeouts). */
+export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
   /** managed (default): Fledge runs HAProxy; attached: the user does */
   mode?: 'managed' | 'attached';
   /** managed: config, maps, sockets and state go to <dataDir>/haproxy */
@@ -72,11 +74,18 @@ export interface HaproxyBalancerOptions {
   connectTimeoutMs?: number;
   upstreamIdleTimeoutMs?: number;
   maxRememberedOperations?: number;
+  /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are deleted */
+  trustForwardedFrom?: readonly string[];
   /**
    * managed: stop HAProxy when the balancer closes. Default false: HAProxy keeps serving while
    * Fledge is down and the next Fledge adopts it. shutdown() stops it either way.
    */
   stopOnClose?: boolean;
+  /**
+   * Checked just before anything that changes HAProxy or its files: false refuses the change
+   * (a scheduler that lost its leadership must not touch an HAProxy the new leader drives).
+   */
+  mayAct?: () => boolean;
   logger?: Logger;
 }
 
@@ -180,6 +189,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #cmdTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #serverTimeoutMs: number;
+  readonly #limits: ClientLimits;
+  readonly #trustForwardedFrom: readonly string[];
   readonly #logger: Logger;
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, ServiceEntry>();
@@ -188,6 +199,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
   readonly #process: HaproxyProcess | undefined;
   readonly #stopOnClose: boolean;
+  readonly #mayAct: () => boolean;
   #slots = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -207,9 +219,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#cmdTimeoutMs = options.commandTimeoutMs ?? 5_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     this.#serverTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
+    this.#limits = clientLimits(options);
+    this.#trustForwardedFrom = options.trustForwardedFrom ?? [];
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
     this.#stopOnClose = options.stopOnClose ?? false;
+    this.#mayAct = options.mayAct ?? (() => true);
 
     if (this.#mode === 'managed') {
       if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
@@ -219,7 +234,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         join(dir, 'master.sock').length > 100
           ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`)
           : dir;
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       mkdirSync(sockDir, { recursive: true, mode: 0o700 });
       this.paths = {
         runtimeSocket: join(sockDir, 'haproxy.sock'),
@@ -266,9 +281,22 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       const before = readIfExists(this.paths.configPath);
       if ((await this.#process.start()) === 'adopted') await this.#afterAdopt(before);
     } else {
-      // Attached: write what HAProxy should run; repair the running one to match.
+      // Attached: write what HAProxy should run; reload only when it lacks backends (another
+      // scheduler added a batch, or it was started from an older file), then repair servers and
+      // maps to match the state, without a reload.
       this.#writeFiles();
       await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs);
+      const live = new Set(
+        (await haproxyCommand(this.paths.runtimeSocket, 'show backend', this.#cmdTimeoutMs)).split('\n').map((l) => l.trim()),
+      );
+      const missing = Array.from({ length: this.#slots }, (_, i) => slotName(i)).filter((b) => !live.has(b));
+      if (missing.length > 0 && this.paths.masterSocket) {
+        this.#logger.info({ missingBackends: missing }, 'the attached haproxy lacks backends: reloading it seamlessly');
+        await this.#attachedReload();
+        await this.#reapplyServerStates();
+      } else if (missing.length > 0) {
+        this.#logger.warn({ missingBackends: missing }, 'the attached haproxy lacks backends and no master socket was given to reload it');
+      }
       await this.reconcile();
     }
     this.#scheduleDrainPoll();
@@ -481,8 +509,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return run;
   }
 
+  #assertMayAct(what: string): void {
+    if (!this.#mayAct()) throw new Error(`not the leader (any more): refused to ${what}`);
+  }
+
   /** A runtime API command; waits for a restarting HAProxy (managed) and retries once. */
   async #cmd(command: string, ok: RegExp[] = []): Promise<string> {
+    if (!command.startsWith('show ')) this.#assertMayAct(`send "${command}" to haproxy`);
     try {
       return await haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
     } catch (err) {
@@ -550,6 +583,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   async #attachedReload(): Promise<void> {
+    this.#assertMayAct('reload haproxy');
     const answer = await haproxyCommand(this.paths.masterSocket as string, 'reload', this.#cmdTimeoutMs).catch(() => '');
     if (/error|fail/i.test(answer)) throw new Error(`haproxy reload failed: ${answer.trim()}`);
     const deadline = Date.now() + 10_000;
@@ -791,6 +825,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** Configuration, maps and state file from the current state: what is on disk is what is live. */
   #writeFiles(): void {
+    this.#assertMayAct('write the haproxy configuration');
     const backends = this.#backends();
     const { exact, prefix } = mapEntries(backends);
     writeAtomic(this.paths.exactMap, renderMap(exact));
@@ -807,6 +842,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         hardStopAfterMs: this.#drainTimeoutMs + 10_000,
         connectTimeoutMs: this.#connectTimeoutMs,
         serverTimeoutMs: this.#serverTimeoutMs,
+        limits: this.#limits,
+        trustForwardedFrom: this.#trustForwardedFrom,
         backends,
       }),
     );

@@ -2,7 +2,7 @@
 // the balancer contract, routing, seamless reloads, restart after a crash, drift repair.
 // A missing haproxy fails these tests; it never skips them.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -111,6 +111,23 @@ describe('haproxy balancer', () => {
     expect(await body(port, '/api/v20')).toBe('api');
     expect(await body(port, '/')).toBe('root');
     await balancer.close();
+  });
+
+  it('keeps its configuration, maps, state and log to its owner', async () => {
+    const umask = process.umask(0o022);
+    try {
+      const lb = await startHaproxy();
+      const a = await up('a');
+      await settled(lb, (await lb.apply('modes-1', svc('a', '/a'), [a.upstream()], [])).operationId);
+      const dir = join(lb.paths.configPath, '..');
+      const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+      expect(mode(dir)).toBe('700');
+      for (const p of [lb.paths.configPath, lb.paths.exactMap, lb.paths.prefixMap, lb.paths.stateFile, join(dir, 'haproxy.log')]) {
+        expect(mode(p), p).toBe('600');
+      }
+    } finally {
+      process.umask(umask);
+    }
   });
 
   it('answers 503 where no service is routed', async () => {

@@ -251,7 +251,7 @@ export class HaproxyProcess {
     // without HAProxy noticing.
     if (existsSync(this.#o.logFile) && statSync(this.#o.logFile).size > 4 * 1024 * 1024) truncateSync(this.#o.logFile, 0);
     const logStart = existsSync(this.#o.logFile) ? statSync(this.#o.logFile).size : 0;
-    const fd = openSync(this.#o.logFile, 'a');
+    const fd = openSync(this.#o.logFile, 'a', 0o600);
     let child: ChildProcess;
     try {
       child = spawn(this.#o.bin, ['-W', '-db', '-f', this.#o.configPath, '-p', this.#o.pidFile, '-S', `${this.#o.masterSocket},mode,600`], {

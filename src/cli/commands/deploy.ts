@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { DeployBody, DeployHistoryView, PlanStep, RequestParent } from '../../api/client.ts';
 import { intArg, UsageError, type Ctx } from '../context.ts';
-import { dateTime, decisionText, progressText, requestLine } from '../format.ts';
+import { clockTime, dateTime, decisionText, progressText, requestLine } from '../format.ts';
 import { keyValues, table } from '../table.ts';
 import { watchDeploy } from '../watch.ts';
 
@@ -140,11 +140,12 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
       if (list.length === 0) return ctx.print(`no deploys for request ${requestId}`);
       return ctx.print(
         table(
-          ['DEPLOY', 'STATE', 'CREATED', 'ENDED', 'MESSAGE'],
+          ['DEPLOY', 'STATE', 'CREATED', 'BY', 'ENDED', 'MESSAGE'],
           list.map((h) => [
             h.deployMarker.deployId,
             h.deployResult?.deployState ?? h.deployState ?? (h.deployProgress ? 'WAITING' : undefined),
             dateTime(h.deployMarker.timestamp),
+            h.deployMarker.user,
             h.deployResult ? dateTime(h.deployResult.timestamp) : undefined,
             h.deployResult?.message ?? h.deployMarker.message,
           ]),
@@ -185,6 +186,7 @@ function printHistoryEntry(ctx: Ctx, h: DeployHistoryView): void {
       ['request', h.deployMarker.requestId],
       ['deploy', h.deployMarker.deployId],
       ['created', dateTime(h.deployMarker.timestamp)],
+      ['by', h.deployMarker.user],
       ['message', h.deployMarker.message],
       ['state', h.deployResult?.deployState ?? h.deployState ?? 'WAITING'],
       ['progress', p ? `${progressText(p)}${p.canary ? ' (canary)' : ''}` : undefined],
@@ -196,6 +198,10 @@ function printHistoryEntry(ctx: Ctx, h: DeployHistoryView): void {
         : []),
     ]),
   );
+  if (h.actions && h.actions.length > 0) {
+    ctx.print('actions:');
+    for (const a of h.actions) ctx.print(`  ${clockTime(a.at)} ${a.action} by ${a.user ?? 'unknown'}`);
+  }
   const failures = h.deployResult?.deployFailures ?? [];
   if (failures.length > 0) {
     ctx.print('failures:');

@@ -8,6 +8,7 @@ export function registerState(program: Command, ctx: Ctx): void {
   state.action(async () => {
     const counts = await ctx.client(state).state();
     if (ctx.json(state)) return ctx.printJson(counts);
-    ctx.print(keyValues(Object.entries(counts).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`), v])));
+    const numbers = Object.entries(counts).filter((e): e is [string, number] => typeof e[1] === 'number');
+    ctx.print(keyValues(numbers.map(([k, v]) => [k.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`), v])));
   });
 }

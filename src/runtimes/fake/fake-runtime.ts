@@ -9,7 +9,16 @@
  * synchronously through onExit (a scripted crash on the next microtask, after start resolves).
  */
 import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
-import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import {
+  ForeignTaskError,
+  type LogChunk,
+  type Runtime,
+  type RuntimeCapabilities,
+  type StartResult,
+  type TaskHandle,
+  type TaskSpec,
+  type TaskStatus,
+} from '../types.ts';
 
 type ExitStatus = Extract<TaskStatus, { state: 'exited' }>;
 
@@ -47,6 +56,8 @@ export interface FakeRuntime extends Runtime {
   exitDeploy(deployId: string, code: number | null, signal?: string | null): void;
   /** The task disappears without a trace: inspect/recover say lost, find finds nothing. */
   lose(taskId: string, message?: string): void;
+  /** The task lives on another machine: inspect, recover and stop refuse it (ForeignTaskError). */
+  moveToMachine(taskId: string, machine: string): void;
   /** Append to a task's stdout/stderr, for logs(). */
   writeLog(taskId: string, which: 'stdout' | 'stderr', text: string): void;
   /** The spec and the env (with PORT*, TASK_ID...) a task was started with. */
@@ -56,6 +67,10 @@ export interface FakeRuntime extends Runtime {
   running(): string[];
   /** Reserved capacity now. */
   usage(): Capacity;
+  /** What it holds, as a host reports it. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] };
+  capacity(): Capacity;
+  portRange(): PortRange;
 }
 
 interface FakeTask {
@@ -106,7 +121,8 @@ class InMemoryFakeRuntime implements FakeRuntime {
     const behaviour = this.#taskScripts.get(spec.taskId) ?? this.#deployScripts.get(spec.deployId) ?? 'start';
     if (typeof behaviour === 'object' && 'error' in behaviour) return { kind: 'error', message: behaviour.error };
     if (typeof behaviour === 'object' && 'waiting' in behaviour) return { kind: 'waiting', reason: behaviour.waiting };
-    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined) {
+    // A container may run its image's own command.
+    if ((spec.arguments?.length ?? 0) === 0 && spec.command === undefined && !spec.container) {
       return { kind: 'error', message: 'The deploy has neither command nor arguments' };
     }
     const short = this.#ledger.shortfall(spec);
@@ -151,6 +167,17 @@ class InMemoryFakeRuntime implements FakeRuntime {
     }
   }
 
+  readonly #foreign = new Map<string, string>();
+
+  moveToMachine(taskId: string, machine: string): void {
+    this.#foreign.set(taskId, machine);
+  }
+
+  #refuseForeign(taskId: string): void {
+    const machine = this.#foreign.get(taskId);
+    if (machine) throw new ForeignTaskError(taskId, machine, 'fake-machine');
+  }
+
   lose(taskId: string, message = 'The task vanished'): void {
     const task = this.#tasks.get(taskId);
     if (task) task.status = { state: 'lost', message };
@@ -177,6 +204,18 @@ class InMemoryFakeRuntime implements FakeRuntime {
     return this.#ledger.used();
   }
 
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
+  }
+
   #report(taskId: string, status: ExitStatus): void {
     if (this.#reported.has(taskId)) return;
     this.#reported.add(taskId);
@@ -184,15 +223,18 @@ class InMemoryFakeRuntime implements FakeRuntime {
   }
 
   async inspect(handle: TaskHandle): Promise<TaskStatus> {
+    this.#refuseForeign(handle.taskId);
     return this.#tasks.get(handle.taskId)?.status ?? { state: 'lost', message: `The fake runtime has no task ${handle.taskId}` };
   }
 
   async stop(handle: TaskHandle, _graceMs: number): Promise<void> {
+    this.#refuseForeign(handle.taskId);
     if (!this.stopped.includes(handle.taskId)) this.stopped.push(handle.taskId);
     this.exit(handle.taskId, null, 'SIGTERM');
   }
 
   async recover(handle: TaskHandle): Promise<TaskStatus> {
+    this.#refuseForeign(handle.taskId);
     const task = this.#tasks.get(handle.taskId);
     if (!task) return { state: 'lost', message: `The fake runtime has no task ${handle.taskId}` };
     if (task.status.state === 'running') {

@@ -30,17 +30,29 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readFileSync,
   rmSync,
   statSync,
   watch,
   type FSWatcher,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { availableParallelism, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../logger.ts';
 import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
-import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import { readLogChunk } from '../log-file.ts';
+
+export { completeUtf8Length } from '../log-file.ts';
+import {
+  ForeignTaskError,
+  type LogChunk,
+  type Runtime,
+  type RuntimeCapabilities,
+  type StartResult,
+  type TaskHandle,
+  type TaskSpec,
+  type TaskStatus,
+} from '../types.ts';
 import { portIsFree } from './ports.ts';
 import { groupIsOurs, groupMembers, isAlive, readCmdline, readStartTime, signalGroup } from './proc.ts';
 import {
@@ -61,6 +73,7 @@ import {
   readExit,
   readServicePid,
   readTaskFile,
+  sandboxName,
   sandboxPath,
   writeExitSignal,
   writeJsonAtomic,
@@ -85,6 +98,27 @@ export interface ProcessRuntimeOptions {
   killWaitMs?: number;
   /** put each task in its own cgroup v2 when the machine allows it; default true */
   cgroups?: boolean;
+  /** this machine (default machineIdentity()): tasks of another are refused, never guessed at */
+  machine?: string;
+  /**
+   * Data dirs of other schedulers on this machine (sharing a PostgreSQL store): find() looks
+   * there too, for a task a leader that died had started but not recorded.
+   */
+  peerDataDirs?: () => Promise<string[]>;
+}
+
+/** /etc/machine-id (or dbus's) and the hostname: where a process task lives. */
+export function machineIdentity(): string {
+  let id = '';
+  for (const file of ['/etc/machine-id', '/var/lib/dbus/machine-id']) {
+    try {
+      id = readFileSync(file, 'utf8').trim();
+      if (id) break;
+    } catch {
+      // try the next one
+    }
+  }
+  return `${id || 'no-machine-id'}/${hostname()}`;
 }
 
 /** What the process runtime keeps in a task handle (persisted by the engine as JSON). */
@@ -97,6 +131,8 @@ export type ProcessTaskHandle = TaskHandle & {
   /** the service's own process (what the wrapper's child exec'd into), once known */
   servicePid?: number;
   cgroup?: string;
+  /** the machine it runs on (machineIdentity()); absent in handles of older versions */
+  machine?: string;
 };
 
 type ExitListener = (taskId: string, status: ExitStatus) => void;
@@ -136,6 +172,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions): ProcessRun
 export class ProcessRuntime implements Runtime {
   readonly dataDir: string;
   readonly host: string;
+  readonly machine: string;
+  readonly #peerDataDirs: () => Promise<string[]>;
   readonly #ledger: ResourceLedger;
   readonly #log: RuntimeLogger;
   readonly #pollMs: number;
@@ -158,6 +196,8 @@ export class ProcessRuntime implements Runtime {
   constructor(options: ProcessRuntimeOptions) {
     this.dataDir = options.dataDir;
     this.host = options.host ?? '127.0.0.1';
+    this.machine = options.machine ?? machineIdentity();
+    this.#peerDataDirs = options.peerDataDirs ?? (async () => []);
     this.#ledger = new ResourceLedger(
       options.capacity ?? { cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
       options.portRange ?? { from: 31000, to: 31999 },
@@ -221,13 +261,15 @@ export class ProcessRuntime implements Runtime {
   }
 
   async #spawn(spec: TaskSpec, sandbox: string, argv: string[], env: Record<string, string>, ports: number[]): Promise<StartResult> {
-    mkdirSync(sandbox, { recursive: true });
+    // The sandbox holds the task's env (task.json) and output: its owner's only. Created with
+    // these modes (not chmod-ed after), so there is no moment another user could read them.
+    mkdirSync(sandbox, { recursive: true, mode: 0o700 });
     // Leftovers of an attempt that died before task.json was written must not read as this run's exit.
     rmSync(path.join(sandbox, EXIT_FILE), { force: true });
     rmSync(path.join(sandbox, SERVICE_PID_FILE), { force: true });
     const cgroup = createTaskCgroup(this.#cgroupRoot, spec.taskId);
-    const out = openSync(path.join(sandbox, 'stdout'), 'a');
-    const err = openSync(path.join(sandbox, 'stderr'), 'a');
+    const out = openSync(path.join(sandbox, 'stdout'), 'a', 0o600);
+    const err = openSync(path.join(sandbox, 'stderr'), 'a', 0o600);
     let child: ChildProcess;
     try {
       child = spawn('/bin/sh', ['-c', WRAPPER, 'fledge-task', cgroup ? path.join(cgroup, 'cgroup.procs') : '-', ...argv], {
@@ -256,6 +298,7 @@ export class ProcessRuntime implements Runtime {
       startTime,
       startedAt: Date.now(),
       host: this.host,
+      machine: this.machine,
       ports,
       ...(cgroup ? { cgroup } : {}),
       spec,
@@ -316,8 +359,28 @@ export class ProcessRuntime implements Runtime {
     return env;
   }
 
+  /**
+   * Where a task's sandbox is: the handle's when it is a sandbox of another scheduler's data dir
+   * on this machine (a takeover), else this data dir's. Refuses tasks of another machine.
+   */
+  #sandboxOf(handle: TaskHandle): string {
+    const machine = handle.machine;
+    if (typeof machine === 'string' && machine !== this.machine) throw new ForeignTaskError(handle.taskId, machine, this.machine);
+    const own = sandboxPath(this.dataDir, handle.taskId);
+    const given = handle.sandbox;
+    if (
+      typeof given === 'string' &&
+      path.isAbsolute(given) &&
+      path.basename(given) === sandboxName(handle.taskId) &&
+      path.basename(path.dirname(given)) === 'tasks'
+    ) {
+      return path.normalize(given);
+    }
+    return own;
+  }
+
   async inspect(handle: TaskHandle): Promise<TaskStatus> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     if (!existsSync(sandbox)) return { state: 'lost', message: `The task's sandbox ${sandbox} is gone` };
     const exit = readExit(sandbox);
     if (exit) return exit;
@@ -351,7 +414,7 @@ export class ProcessRuntime implements Runtime {
   async #recover(handle: TaskHandle): Promise<TaskStatus> {
     const status = await this.inspect(handle);
     if (status.state === 'running') {
-      const sandbox = sandboxPath(this.dataDir, handle.taskId);
+      const sandbox = this.#sandboxOf(handle);
       const file = readTaskFile(sandbox);
       if (file) this.#adopt(file, sandbox);
     } else if (status.state === 'exited') {
@@ -455,7 +518,7 @@ export class ProcessRuntime implements Runtime {
 
   /** An untracked task with a recorded exit: end whatever is left in its group, and wait for it. */
   async #killOrphans(handle: TaskHandle): Promise<void> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     const file = readTaskFile(sandbox);
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
@@ -508,7 +571,7 @@ export class ProcessRuntime implements Runtime {
   }
 
   async #stop(handle: TaskHandle, graceMs: number): Promise<void> {
-    const sandbox = sandboxPath(this.dataDir, handle.taskId);
+    const sandbox = this.#sandboxOf(handle);
     const file = readTaskFile(sandbox);
     const pid = file?.pid ?? numberField(handle, 'pid');
     const startTime = file?.startTime ?? numberField(handle, 'startTime');
@@ -547,30 +610,16 @@ export class ProcessRuntime implements Runtime {
   }
 
   async find(taskId: string): Promise<TaskHandle | undefined> {
-    const sandbox = sandboxPath(this.dataDir, taskId);
-    const file = readTaskFile(sandbox);
-    return file ? handleOf(file, sandbox) : undefined;
+    for (const dir of [this.dataDir, ...(await this.#peerDataDirs().catch(() => []))]) {
+      const sandbox = sandboxPath(dir, taskId);
+      const file = readTaskFile(sandbox);
+      if (file && (file.machine === undefined || file.machine === this.machine)) return handleOf(file, sandbox);
+    }
+    return undefined;
   }
 
   async logs(handle: TaskHandle, which: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk> {
-    const file = path.join(sandboxPath(this.dataDir, handle.taskId), which);
-    const start = Math.max(0, Math.floor(offset));
-    let fh;
-    try {
-      fh = await open(file, 'r');
-    } catch {
-      return { path: file, offset: start, data: '', nextOffset: start };
-    }
-    try {
-      const available = Math.max(0, (await fh.stat()).size - start);
-      const buffer = Buffer.alloc(Math.min(available, Math.max(0, Math.floor(length))));
-      const { bytesRead } = await fh.read(buffer, 0, buffer.length, start);
-      // Never split a UTF-8 character: stop before an incomplete one, the next read gets it.
-      const usable = completeUtf8Length(buffer.subarray(0, bytesRead));
-      return { path: file, offset: start, data: buffer.toString('utf8', 0, usable), nextOffset: start + usable };
-    } finally {
-      await fh.close();
-    }
+    return readLogChunk(path.join(this.#sandboxOf(handle), which), offset, length);
   }
 
   async release(handle: TaskHandle): Promise<void> {
@@ -578,15 +627,30 @@ export class ProcessRuntime implements Runtime {
   }
 
   async purge(handle: TaskHandle): Promise<void> {
+    // The sandbox the handle names (a peer scheduler's data dir on this machine, too).
+    const sandbox = this.#sandboxOf(handle);
     if ((await this.inspect(handle)).state === 'running') return;
     this.#tracked.delete(handle.taskId);
     this.#ledger.release(handle.taskId);
-    rmSync(sandboxPath(this.dataDir, handle.taskId), { recursive: true, force: true });
+    rmSync(sandbox, { recursive: true, force: true });
   }
 
   /** What is reserved now (for diagnostics and tests). */
   usage(): { cpus: number; memoryMb: number; tasks: number } {
     return { ...this.#ledger.used(), tasks: this.#tracked.size };
+  }
+
+  /** What the local host holds: reserved cpus, memory, ports and the tasks holding them. */
+  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
+    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  }
+
+  capacity(): Capacity {
+    return { ...this.#ledger.capacity };
+  }
+
+  portRange(): PortRange {
+    return this.#ledger.portRange;
   }
 
   async close(): Promise<void> {
@@ -609,6 +673,7 @@ function handleOf(file: TaskFile, sandbox: string): ProcessTaskHandle {
     sandbox,
     ...(servicePid !== undefined ? { servicePid } : {}),
     ...(file.cgroup ? { cgroup: file.cgroup } : {}),
+    ...(file.machine !== undefined ? { machine: file.machine } : {}),
   };
 }
 
@@ -669,17 +734,4 @@ export function resolveExecutable(command: string, pathVar: string, cwd: string)
     }
   }
   return undefined;
-}
-
-/** Length of the longest prefix of buf that does not end inside a UTF-8 sequence. */
-export function completeUtf8Length(buf: Buffer): number {
-  const n = buf.length;
-  // A sequence is at most 4 bytes: look back at most 3 for its lead byte.
-  for (let back = 1; back <= Math.min(3, n); back++) {
-    const byte = buf[n - back] as number;
-    if ((byte & 0xc0) === 0x80) continue; // continuation byte
-    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -98,6 +98,26 @@ describe('process runtime', () => {
     const file = readTaskFile(sandboxPath(dataDir, 'recorded'));
     expect(file).toMatchObject({ taskId: 'recorded', pid: handle.pid, startTime: handle.startTime, ports, spec: s });
     expect(isAlive(file?.pid ?? 0, file?.startTime ?? 0)).toBe(true);
+  });
+
+  it("keeps the sandbox (env in task.json, output, exit record) to its owner, and the task's own umask untouched", async () => {
+    // The usual umask: without explicit modes these files would be world-readable.
+    const umask = process.umask(0o022);
+    try {
+      const { dataDir, make } = await setup();
+      const { runtime, exits } = make();
+      started(await runtime.start(spec('secret', { command: 'echo hi; touch made-by-task', env: { TOKEN: 's3cret' } })));
+      await waitFor(() => exits.length > 0, 'the task to end');
+      const sandbox = sandboxPath(dataDir, 'secret');
+      const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+      expect(mode(path.join(dataDir, 'tasks'))).toBe('700');
+      expect(mode(sandbox)).toBe('700');
+      for (const file of ['task.json', 'stdout', 'stderr', 'exit']) expect(mode(path.join(sandbox, file)), file).toBe('600');
+      expect(readFileSync(path.join(sandbox, 'task.json'), 'utf8')).toContain('s3cret');
+      expect(mode(path.join(sandbox, 'made-by-task'))).toBe('644');
+    } finally {
+      process.umask(umask);
+    }
   });
 
   it('keeps a task running after the runtime closes, re-adopts it, and learns how it was killed', async () => {

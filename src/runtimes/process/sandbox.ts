@@ -1,7 +1,7 @@
 // The on-disk side of a task: its sandbox directory, task.json, the exit record and the wrapper
 // script that writes it. Everything the runtime knows about a task can be rebuilt from here.
 import { constants as osConstants } from 'node:os';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskSpec, TaskStatus } from '../types.ts';
 
@@ -18,6 +18,8 @@ export interface TaskFile {
   /** epoch millis */
   startedAt: number;
   host: string;
+  /** the machine it runs on (machineIdentity()); absent in sandboxes of older versions */
+  machine?: string;
   ports: number[];
   /** the task's cgroup v2 directory, when the machine let Fledge make one */
   cgroup?: string;
@@ -40,7 +42,8 @@ export const SERVICE_PID_FILE = 'service.pid';
  * - Runs the task in the foreground through a shell that writes its own pid to service.pid
  *   and execs the task: that pid is the service's own process, which the API reports.
  * - Records `$?` (128+n when killed by signal n) through a rename, so a reader sees either no
- *   record or a whole one. PATH is reset after the task so an odd task PATH cannot break it.
+ *   record or a whole one. PATH is reset after the task so an odd task PATH cannot break it,
+ *   and the umask only then, so the record is 0600 while the task ran with Fledge's own umask.
  */
 export const WRAPPER = [
   'trap : TERM INT HUP QUIT',
@@ -49,6 +52,7 @@ export const WRAPPER = [
   `/bin/sh -c 'printf "%s\\n" "$$" > ${SERVICE_PID_FILE}; exec "$@"' fledge-service "$@"`,
   'code=$?',
   'PATH=/usr/local/bin:/usr/bin:/bin:$PATH',
+  'umask 077',
   `printf '%s\\n' "$code" > ${EXIT_FILE}.tmp && mv -f ${EXIT_FILE}.tmp ${EXIT_FILE}`,
   'exit "$code"',
 ].join('\n');
@@ -73,9 +77,12 @@ export function sandboxPath(dataDir: string, taskId: string): string {
   return path.join(dataDir, 'tasks', sandboxName(taskId));
 }
 
+/** Written 0600: task.json holds the deploy's env, which may be secrets. */
 export function writeJsonAtomic(file: string, value: unknown): void {
   const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  // A leftover temp file would keep its own mode: start from none.
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
   renameSync(tmp, file);
 }
 
@@ -90,6 +97,7 @@ export function readTaskFile(sandbox: string): TaskFile | undefined {
       startTime: parsed.startTime,
       startedAt: typeof parsed.startedAt === 'number' ? parsed.startedAt : 0,
       host: typeof parsed.host === 'string' ? parsed.host : '127.0.0.1',
+      ...(typeof parsed.machine === 'string' ? { machine: parsed.machine } : {}),
       ports: Array.isArray(parsed.ports) ? parsed.ports.filter((p): p is number => typeof p === 'number') : [],
       ...(typeof parsed.cgroup === 'string' ? { cgroup: parsed.cgroup } : {}),
       spec: parsed.spec as TaskSpec,
@@ -133,6 +141,6 @@ export function readExit(sandbox: string): ExitStatus | undefined {
 export function writeExitSignal(sandbox: string, signal: string): void {
   if (!existsSync(sandbox) || readExit(sandbox)) return;
   const file = path.join(sandbox, EXIT_FILE);
-  writeFileSync(`${file}.runtime`, `${signal}\n`);
+  writeFileSync(`${file}.runtime`, `${signal}\n`, { mode: 0o600 });
   renameSync(`${file}.runtime`, file);
 }

@@ -1,40 +1,35 @@
-import { chmodSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
+// The embedded store: one SQLite file (WAL) used by one scheduler. Its queries are the shared
+// ones in ../sql; this file opens the database, runs its migrations and provides the
+// single-scheduler cluster (a lease that is always held).
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Generated, type Selectable } from 'kysely';
-import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
-import type { DeployResult, DeployProgress, PendingDeploy } from '../../core/deploy/types.ts';
-import { wants, type Webhook } from '../../core/webhooks.ts';
-import type { ChangeSet, Delivery, DeployHistoryEntry, Store, TaskQuery } from '../types.ts';
-
-interface Tables {
-  requests: { id: string; state: string; doc: string; updated_at: number };
-  deploys: {
-    request_id: string;
-    id: string;
-    doc: string;
-    message: string | null;
-    created_at: number;
-    result_state: string | null;
-    result: string | null;
-    progress: string | null;
-  };
-  pending_deploys: { request_id: string; deploy_id: string; doc: string };
-  tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string; run_id: string | null };
-  webhooks: { id: string; doc: string; created_at: number };
-  webhook_deliveries: {
-    seq: Generated<number>;
-    webhook_id: string;
-    type: string;
-    created_at: number;
-    next_attempt_at: number;
-    attempts: number;
-    last_error: string | null;
-    body: string;
-  };
-  schema_migrations: { version: Generated<number>; name: string; applied_at: number };
-}
+import { Kysely, SqliteDialect, sql } from 'kysely';
+import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
+import type { HostRecord } from '../../hosts/types.ts';
+import type { PendingDeploy } from '../../core/deploy/types.ts';
+import type { Webhook } from '../../core/webhooks.ts';
+import { KeyedMutex } from '../../reconciler/locks.ts';
+import { LocalCluster } from '../local-cluster.ts';
+import { readMigrations } from '../sql/migrations.ts';
+import { SqlQueries, type Tables } from '../sql/queries.ts';
+import {
+  COPIED_TABLES,
+  type ChangeSet,
+  type CopiedTable,
+  type Delivery,
+  type DeployHistoryEntry,
+  type ExpiredTaskQuery,
+  type Fence,
+  type Row,
+  type Store,
+  type StoreRows,
+  type TaskQuery,
+  type AuditQuery,
+  type AuditRecord,
+  type TokenRecord,
+} from '../types.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
@@ -42,308 +37,178 @@ export interface SqliteStoreOptions {
   /** file path, or ':memory:' */
   filename: string;
   now?: () => number;
+  /** open an existing file read-only (store copy, backup); no migrations */
+  readonly?: boolean;
 }
 
-export function createSqliteStore(options: SqliteStoreOptions): Store {
+export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   return new SqliteStore(options);
 }
 
-class SqliteStore implements Store {
+export class SqliteStore implements Store {
+  readonly description: string;
+  readonly cluster: LocalCluster;
+  readonly rows: StoreRows;
   readonly #raw: Database.Database;
   readonly #db: Kysely<Tables>;
+  readonly #q: SqlQueries;
   readonly #now: () => number;
+  readonly #locks = new KeyedMutex();
 
   constructor(options: SqliteStoreOptions) {
-    if (options.filename !== ':memory:') mkdirSync(dirname(options.filename), { recursive: true });
-    this.#raw = new Database(options.filename);
-    // It holds webhook secrets: readable by the server's user alone (SQLite gives -wal/-shm the same mode).
-    if (options.filename !== ':memory:') chmodSync(options.filename, 0o600);
-    // WAL keeps readers (API) from blocking the loop's writes; NORMAL sync is durable at checkpoints
-    // and never corrupts, which is the trade SQLite recommends for WAL.
-    this.#raw.pragma('journal_mode = WAL');
-    this.#raw.pragma('synchronous = NORMAL');
+    if (options.filename !== ':memory:' && !options.readonly) prepareDatabaseFile(options.filename);
+    this.description = `sqlite:${options.filename}`;
+    this.#raw = new Database(options.filename, options.readonly ? { readonly: true, fileMustExist: true } : {});
+    if (!options.readonly) {
+      // WAL keeps readers (API) from blocking the loop's writes; NORMAL sync is durable at checkpoints
+      // and never corrupts, which is the trade SQLite recommends for WAL.
+      this.#raw.pragma('journal_mode = WAL');
+      this.#raw.pragma('synchronous = NORMAL');
+    }
     this.#raw.pragma('busy_timeout = 5000');
     this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#raw }) });
     this.#now = options.now ?? Date.now;
+    this.#q = new SqlQueries({ insertionOrder: sql`rowid` }, this.#now);
+    this.cluster = new LocalCluster(this.#now);
+    this.rows = {
+      counts: () => this.#q.counts(this.#db),
+      exportAll: () =>
+        // One read transaction: a consistent snapshot even while a scheduler writes (WAL).
+        this.#db.transaction().execute(async (trx) => {
+          const out = {} as Record<CopiedTable, Row[]>;
+          for (const table of COPIED_TABLES) out[table] = await this.#q.exportTable(trx, table);
+          return out;
+        }),
+      importAll: (rows) =>
+        this.#db.transaction().execute(async (trx) => {
+          for (const table of COPIED_TABLES) await this.#q.importTable(trx, table, rows[table]);
+        }),
+    };
+  }
+
+  /** The better-sqlite3 handle, for the online backup (`fledge store backup`). */
+  get database(): Database.Database {
+    return this.#raw;
   }
 
   async migrate(): Promise<void> {
     this.#raw.exec(
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
     );
-    const applied = new Set((await this.#db.selectFrom('schema_migrations').select('version').execute()).map((r) => r.version));
-    const files = readdirSync(MIGRATIONS_DIR)
-      .filter((f) => /^\d+_.*\.sql$/.test(f))
-      .sort();
-    for (const file of files) {
-      const version = Number.parseInt(file, 10);
-      if (applied.has(version)) continue;
-      const body = readFileSync(join(MIGRATIONS_DIR, file), 'utf8');
+    const applied = new Set(
+      (this.#raw.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+    );
+    for (const m of readMigrations(MIGRATIONS_DIR)) {
+      if (applied.has(m.version)) continue;
       this.#raw.transaction(() => {
-        this.#raw.exec(body);
-        this.#raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, file, this.#now());
+        this.#raw.exec(m.sql);
+        this.#raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, this.#now());
       })();
     }
   }
 
-  async apply(changes: ChangeSet): Promise<void> {
-    await this.#db.transaction().execute(async (trx) => {
-      for (const record of changes.requests ?? []) {
-        const row = { id: record.request.id, state: record.state, doc: JSON.stringify(record), updated_at: this.#now() };
-        await trx
-          .insertInto('requests')
-          .values(row)
-          .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, doc: row.doc, updated_at: row.updated_at }))
-          .execute();
-      }
-      for (const id of changes.deleteRequests ?? []) {
-        await trx.deleteFrom('requests').where('id', '=', id).execute();
-      }
-      for (const { deploy, message } of changes.deploys ?? []) {
-        await trx
-          .insertInto('deploys')
-          .values({
-            request_id: deploy.requestId,
-            id: deploy.id,
-            doc: JSON.stringify(deploy),
-            message: message ?? null,
-            created_at: deploy.timestamp,
-            result_state: null,
-            result: null,
-            progress: null,
-          })
-          .execute();
-      }
-      for (const pending of changes.pending ?? []) {
-        const doc = JSON.stringify(pending);
-        await trx
-          .insertInto('pending_deploys')
-          .values({ request_id: pending.requestId, deploy_id: pending.deployId, doc })
-          .onConflict((oc) => oc.column('request_id').doUpdateSet({ deploy_id: pending.deployId, doc }))
-          .execute();
-      }
-      for (const requestId of changes.deletePending ?? []) {
-        await trx.deleteFrom('pending_deploys').where('request_id', '=', requestId).execute();
-      }
-      for (const r of changes.results ?? []) {
-        await trx
-          .updateTable('deploys')
-          .set({
-            result_state: r.result.deployState,
-            result: JSON.stringify(r.result),
-            progress: r.progress ? JSON.stringify(r.progress) : null,
-          })
-          .where('request_id', '=', r.requestId)
-          .where('id', '=', r.deployId)
-          .execute();
-      }
-      for (const task of changes.tasks ?? []) {
-        const live = isLive(task.state) ? 1 : 0;
-        const row = {
-          id: task.taskId.id,
-          request_id: task.taskId.requestId,
-          deploy_id: task.taskId.deployId,
-          live,
-          done_at: live ? null : (task.doneAt ?? this.#now()),
-          doc: JSON.stringify(task),
-          run_id: task.run?.runId ?? null,
-        };
-        await trx
-          .insertInto('tasks')
-          .values(row)
-          .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc, run_id: row.run_id }))
-          .execute();
-      }
-      if (changes.webhookEvents?.length) {
-        const hooks = (await trx.selectFrom('webhooks').select('doc').orderBy('id').execute()).map((r) => JSON.parse(r.doc) as Webhook);
-        for (const event of changes.webhookEvents) {
-          const body = JSON.stringify(event.payload);
-          for (const hook of hooks) {
-            if (!wants(hook, event)) continue;
-            await trx
-              .insertInto('webhook_deliveries')
-              .values({
-                webhook_id: hook.id,
-                type: event.type,
-                created_at: event.at,
-                next_attempt_at: event.at,
-                attempts: 0,
-                last_error: null,
-                body,
-              })
-              .execute();
-          }
-        }
-      }
-    });
+  async apply(changes: ChangeSet, fence?: Fence): Promise<void> {
+    this.cluster.check(fence);
+    await this.#db.transaction().execute((trx) => this.#q.write(trx, changes));
   }
 
-  async getRequest(id: string): Promise<RequestRecord | undefined> {
-    const row = await this.#db.selectFrom('requests').select('doc').where('id', '=', id).executeTakeFirst();
-    return row ? (JSON.parse(row.doc) as RequestRecord) : undefined;
+  /** One scheduler per file: the lock only has to hold within this process. */
+  locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(key, fn);
   }
 
-  async listRequests(): Promise<RequestRecord[]> {
-    const rows = await this.#db.selectFrom('requests').select('doc').orderBy('id').execute();
-    return rows.map((r) => JSON.parse(r.doc) as RequestRecord);
+  getRequest(id: string): Promise<RequestRecord | undefined> {
+    return this.#q.getRequest(this.#db, id);
   }
-
-  async getDeploy(requestId: string, deployId: string): Promise<Deploy | undefined> {
-    const row = await this.#db
-      .selectFrom('deploys')
-      .select('doc')
-      .where('request_id', '=', requestId)
-      .where('id', '=', deployId)
-      .executeTakeFirst();
-    return row ? (JSON.parse(row.doc) as Deploy) : undefined;
+  listRequests(): Promise<RequestRecord[]> {
+    return this.#q.listRequests(this.#db);
   }
-
-  async listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]> {
-    const rows = await this.#db
-      .selectFrom('deploys')
-      .selectAll()
-      .where('request_id', '=', requestId)
-      .orderBy('created_at', 'desc')
-      .orderBy(sql`rowid`, 'desc')
-      .execute();
-    return rows.map(toHistory);
+  getDeploy(requestId: string, deployId: string): Promise<Deploy | undefined> {
+    return this.#q.getDeploy(this.#db, requestId, deployId);
   }
-
-  async getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
-    const row = await this.#db
-      .selectFrom('deploys')
-      .selectAll()
-      .where('request_id', '=', requestId)
-      .where('id', '=', deployId)
-      .executeTakeFirst();
-    return row ? toHistory(row) : undefined;
+  listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]> {
+    return this.#q.listDeployHistory(this.#db, requestId);
   }
-
-  async getPending(requestId: string): Promise<PendingDeploy | undefined> {
-    const row = await this.#db.selectFrom('pending_deploys').select('doc').where('request_id', '=', requestId).executeTakeFirst();
-    return row ? (JSON.parse(row.doc) as PendingDeploy) : undefined;
+  getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
+    return this.#q.getDeployHistory(this.#db, requestId, deployId);
   }
-
-  async listPending(): Promise<PendingDeploy[]> {
-    const rows = await this.#db.selectFrom('pending_deploys').select('doc').orderBy('request_id').execute();
-    return rows.map((r) => JSON.parse(r.doc) as PendingDeploy);
+  getPending(requestId: string): Promise<PendingDeploy | undefined> {
+    return this.#q.getPending(this.#db, requestId);
   }
-
-  async getTask(taskId: string): Promise<TaskRecord | undefined> {
-    const row = await this.#db.selectFrom('tasks').select('doc').where('id', '=', taskId).executeTakeFirst();
-    return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
+  listPending(): Promise<PendingDeploy[]> {
+    return this.#q.listPending(this.#db);
   }
-
-  async listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
-    let q = this.#db.selectFrom('tasks').select('doc');
-    if (query.requestId !== undefined) q = q.where('request_id', '=', query.requestId);
-    if (query.deployId !== undefined) q = q.where('deploy_id', '=', query.deployId);
-    if (query.live) q = q.where('live', '=', 1);
-    if (query.endedSince !== undefined) {
-      const since = query.endedSince;
-      q = q.where((eb) => eb.or([eb('live', '=', 1), eb('done_at', '>=', since)]));
-    }
-    q = q.orderBy(sql`rowid`, 'desc');
-    if (query.limit !== undefined) q = q.limit(query.limit);
-    const rows = await q.execute();
-    return rows.map((r) => JSON.parse(r.doc) as TaskRecord).reverse();
+  getTask(taskId: string): Promise<TaskRecord | undefined> {
+    return this.#q.getTask(this.#db, taskId);
   }
-
-  async findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined> {
-    const row = await this.#db
-      .selectFrom('tasks')
-      .select('doc')
-      .where('request_id', '=', requestId)
-      .where('run_id', '=', runId)
-      .orderBy(sql`rowid`, 'desc')
-      .executeTakeFirst();
-    return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
+  listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
+    return this.#q.listTasks(this.#db, query);
   }
-
-  async listExpiredTasks(q: { doneBefore: number; keepPerRequest: number; minAgeBefore: number; limit: number }): Promise<TaskRecord[]> {
-    // Ranked newest first per request; past the kept count (and old enough), or past the age.
-    const rows = await sql<{ doc: string }>`
-      SELECT doc FROM (
-        SELECT doc, done_at, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY done_at DESC, rowid DESC) AS rank
-        FROM tasks WHERE live = 0
-      ) WHERE done_at < ${q.doneBefore} OR (rank > ${q.keepPerRequest} AND done_at < ${q.minAgeBefore})
-      ORDER BY done_at ASC LIMIT ${q.limit}`.execute(this.#db);
-    return rows.rows.map((r) => JSON.parse(r.doc) as TaskRecord);
+  findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined> {
+    return this.#q.findTaskByRunId(this.#db, requestId, runId);
   }
-
-  async deleteTasks(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#db.deleteFrom('tasks').where('id', 'in', ids).where('live', '=', 0).execute();
+  listExpiredTasks(query: ExpiredTaskQuery): Promise<TaskRecord[]> {
+    return this.#q.listExpiredTasks(this.#db, query);
   }
-
-  async listWebhooks(): Promise<Webhook[]> {
-    const rows = await this.#db.selectFrom('webhooks').select('doc').orderBy('created_at').orderBy('id').execute();
-    return rows.map((r) => JSON.parse(r.doc) as Webhook);
+  deleteTasks(ids: string[]): Promise<void> {
+    return this.#q.deleteTasks(this.#db, ids);
   }
-
-  async saveWebhook(webhook: Webhook): Promise<boolean> {
-    const doc = JSON.stringify(webhook);
-    return this.#db.transaction().execute(async (trx) => {
-      const existing = await trx.selectFrom('webhooks').select('id').where('id', '=', webhook.id).executeTakeFirst();
-      if (existing) await trx.updateTable('webhooks').set({ doc }).where('id', '=', webhook.id).execute();
-      else await trx.insertInto('webhooks').values({ id: webhook.id, doc, created_at: webhook.timestamp }).execute();
-      return !existing;
-    });
+  listWebhooks(): Promise<Webhook[]> {
+    return this.#q.listWebhooks(this.#db);
   }
-
-  async deleteWebhook(id: string): Promise<boolean> {
-    return this.#db.transaction().execute(async (trx) => {
-      await trx.deleteFrom('webhook_deliveries').where('webhook_id', '=', id).execute();
-      const r = await trx.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
-      return Number(r.numDeletedRows) > 0;
-    });
+  saveWebhook(webhook: Webhook): Promise<boolean> {
+    return this.#db.transaction().execute((trx) => this.#q.saveWebhook(trx, webhook));
   }
-
-  async listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
-    const rows = await this.#db
-      .selectFrom('webhook_deliveries')
-      .selectAll()
-      .where('webhook_id', '=', webhookId)
-      .orderBy('seq')
-      .limit(limit)
-      .execute();
-    return rows.map(toDelivery);
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.#db.transaction().execute((trx) => this.#q.deleteWebhook(trx, id));
   }
-
-  async headDeliveries(): Promise<Delivery[]> {
-    const rows = await this.#db
-      .selectFrom('webhook_deliveries')
-      .selectAll()
-      .where('seq', 'in', (eb) =>
-        eb
-          .selectFrom('webhook_deliveries')
-          .select((e) => e.fn.min('seq').as('seq'))
-          .groupBy('webhook_id'),
-      )
-      .orderBy('seq')
-      .execute();
-    return rows.map(toDelivery);
+  listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
+    return this.#q.listDeliveries(this.#db, webhookId, limit);
   }
-
-  async countDeliveries(): Promise<Record<string, number>> {
-    const rows = await this.#db
-      .selectFrom('webhook_deliveries')
-      .select(['webhook_id', (e) => e.fn.countAll<number>().as('n')])
-      .groupBy('webhook_id')
-      .execute();
-    return Object.fromEntries(rows.map((r) => [r.webhook_id, Number(r.n)]));
+  headDeliveries(): Promise<Delivery[]> {
+    return this.#q.headDeliveries(this.#db);
   }
-
-  async removeDelivery(seq: number): Promise<void> {
-    await this.#db.deleteFrom('webhook_deliveries').where('seq', '=', seq).execute();
+  countDeliveries(): Promise<Record<string, number>> {
+    return this.#q.countDeliveries(this.#db);
   }
-
-  async failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void> {
-    await this.#db
-      .updateTable('webhook_deliveries')
-      .set((eb) => ({ attempts: eb('attempts', '+', 1), next_attempt_at: nextAttemptAt, last_error: error.slice(0, 500) }))
-      .where('seq', '=', seq)
-      .execute();
+  removeDelivery(seq: number): Promise<void> {
+    return this.#q.removeDelivery(this.#db, seq);
+  }
+  failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void> {
+    return this.#q.failDelivery(this.#db, seq, nextAttemptAt, error);
+  }
+  listHosts(): Promise<HostRecord[]> {
+    return this.#q.listHosts(this.#db);
+  }
+  putHost(host: HostRecord): Promise<void> {
+    return this.#q.putHost(this.#db, host);
+  }
+  ensureMeta(key: string, value: string): Promise<string> {
+    return this.#q.ensureMeta(this.#db, key, value);
+  }
+  createToken(token: TokenRecord): Promise<void> {
+    return this.#q.createToken(this.#db, token);
+  }
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    return this.#q.findTokenByHash(this.#db, hash);
+  }
+  listTokens(): Promise<TokenRecord[]> {
+    return this.#q.listTokens(this.#db);
+  }
+  revokeToken(name: string): Promise<boolean> {
+    return this.#q.revokeToken(this.#db, name);
+  }
+  touchToken(id: string, at: number): Promise<void> {
+    return this.#q.touchToken(this.#db, id, at);
+  }
+  recordAudit(entry: AuditRecord): Promise<void> {
+    return this.#q.recordAudit(this.#db, entry);
+  }
+  listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+    return this.#q.listAudit(this.#db, query);
+  }
+  pruneAudit(keep: number): Promise<number> {
+    return this.#q.pruneAudit(this.#db, keep);
   }
 
   async close(): Promise<void> {
@@ -351,28 +216,15 @@ class SqliteStore implements Store {
   }
 }
 
-function toDelivery(r: Selectable<Tables['webhook_deliveries']>): Delivery {
-  return {
-    seq: r.seq,
-    webhookId: r.webhook_id,
-    type: r.type as Delivery['type'],
-    createdAt: r.created_at,
-    nextAttemptAt: r.next_attempt_at,
-    attempts: r.attempts,
-    ...(r.last_error !== null ? { lastError: r.last_error } : {}),
-    body: r.body,
-  };
-}
-
-function toHistory(row: Tables['deploys']): DeployHistoryEntry {
-  const entry: DeployHistoryEntry = {
-    requestId: row.request_id,
-    deployId: row.id,
-    deploy: JSON.parse(row.doc) as Deploy,
-    createdAt: row.created_at,
-  };
-  if (row.message !== null) entry.message = row.message;
-  if (row.result !== null) entry.result = JSON.parse(row.result) as DeployResult;
-  if (row.progress !== null) entry.progress = JSON.parse(row.progress) as DeployProgress;
-  return entry;
+/**
+ * The database holds deploy env values (secrets): it is created 0600 before SQLite opens it,
+ * and SQLite gives its -wal and -shm files the database file's mode. A file left by an older
+ * version with a looser mode is tightened.
+ */
+function prepareDatabaseFile(filename: string): void {
+  mkdirSync(dirname(filename), { recursive: true, mode: 0o700 });
+  closeSync(openSync(filename, 'a', 0o600));
+  for (const file of [filename, `${filename}-wal`, `${filename}-shm`]) {
+    if (existsSync(file) && (statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  }
 }

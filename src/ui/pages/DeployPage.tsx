@@ -7,7 +7,7 @@ import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, paths } from '../router.tsx';
 import { AcceptanceMessages, DecisionLog, Timeline } from '../timeline.tsx';
-import { DeployActions, TaskTable } from './shared.tsx';
+import { DeployActions, DeployActionsTaken, TaskTable } from './shared.tsx';
 
 export function DeployPage({ requestId, deployId }: { requestId: string; deployId: string }) {
   useTitle(`${requestId} ${deployId}`);
@@ -61,6 +61,8 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
         items={[
           ['Request', <Link href={paths.request(requestId)}>{requestId}</Link>],
           ['Started', <Time at={e.deployMarker.timestamp} date />],
+          ['Started by', e.deployMarker.user ?? '—'],
+          ['Actions', <DeployActionsTaken actions={e.actions} />],
           [
             'Ended',
             result ? (

@@ -4,6 +4,7 @@ import { Badge, Empty, Loading, PageError, Time } from '../components.tsx';
 import { duration, reasonText } from '../format.ts';
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, paths } from '../router.tsx';
+import { DeployActionsTaken } from './shared.tsx';
 
 export function HistoryPage({ requestId }: { requestId: string }) {
   useTitle(`${requestId} · deploy history`);
@@ -34,6 +35,7 @@ export function HistoryPage({ requestId }: { requestId: string }) {
               <tr>
                 <th scope="col">Deploy</th>
                 <th scope="col">Started</th>
+                <th scope="col">Who</th>
                 <th scope="col">Result</th>
                 <th scope="col">Took</th>
                 <th scope="col">Steps</th>
@@ -51,6 +53,12 @@ export function HistoryPage({ requestId }: { requestId: string }) {
                     </th>
                     <td data-label="Started">
                       <Time at={e.deployMarker.timestamp} date />
+                    </td>
+                    <td data-label="Who">
+                      <span>
+                        started by <strong>{e.deployMarker.user ?? 'unknown'}</strong>
+                      </span>
+                      {e.actions && e.actions.length > 0 && <DeployActionsTaken actions={e.actions} />}
                     </td>
                     <td data-label="Result">
                       <Badge state={e.deployState} label={e.deployState === 'WAITING' ? 'in progress' : undefined} />

@@ -3,7 +3,23 @@ import { client } from '../api.ts';
 import { ActionButton, Badge, Empty, formMessage, MessageField, NumberField, Time } from '../components.tsx';
 import { duration, humanState } from '../format.ts';
 import { Link, paths } from '../router.tsx';
-import type { DeployProgress, TaskView } from '../types.ts';
+import type { DeployHistoryView, DeployProgress, TaskView } from '../types.ts';
+
+const ACTION_WORDS = { advance: 'advanced', reject: 'rejected', cancel: 'cancelled', update: 'updated the target' } as const;
+
+/** Who advanced, rejected, updated or cancelled a deploy (from the server's audit log). */
+export function DeployActionsTaken({ actions }: { actions: DeployHistoryView['actions'] }) {
+  if (!actions || actions.length === 0) return <span className="muted">none</span>;
+  return (
+    <ul className="actions-taken">
+      {actions.map((a, i) => (
+        <li key={i}>
+          {ACTION_WORDS[a.action]} by <strong>{a.user ?? 'unknown'}</strong> <Time at={a.at} />
+        </li>
+      ))}
+    </ul>
+  );
+}
 
 /** Advance, reject, update target, cancel: for the pending deploy. */
 export function DeployActions({

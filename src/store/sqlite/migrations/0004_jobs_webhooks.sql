@@ -1,4 +1,5 @@
--- Run-to-completion tasks are found by run id; webhooks and their queued deliveries.
+-- Run-to-completion tasks are found by run id; webhooks and their queued deliveries (the same
+-- shape as PostgreSQL's 0005_jobs_webhooks.sql).
 ALTER TABLE tasks ADD COLUMN run_id TEXT;
 CREATE INDEX tasks_request_run ON tasks (request_id, run_id);
 CREATE INDEX tasks_done ON tasks (live, done_at);

@@ -1,0 +1,287 @@
+// The hosts Fledge runs tasks on, with their runtimes, their operator state (persisted) and
+// their reachability (pinged). The composite runtime (host-runtime.ts) asks it where a task may
+// go; the API shows and changes it. Part 2's placement reads the same HostStatus snapshots.
+import type { Clock } from '../core/clock.ts';
+import { conflict, notFound } from '../core/errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Capacity, PortRange } from '../runtimes/ledger.ts';
+import type { Runtime } from '../runtimes/types.ts';
+import type { Store } from '../store/types.ts';
+import { takesTasks, transition } from './states.ts';
+import type { HostAction, HostDefinition, HostRecord, HostState, HostStateUpdate, HostUsage } from './types.ts';
+
+/** A runtime that runs one host's tasks and says what it holds. */
+export interface HostedRuntime extends Runtime {
+  hostUsage(): HostUsage;
+  /** undefined until known (a Docker host reports it through `docker info`) */
+  capacity(): Capacity | undefined;
+  portRange(): PortRange;
+  /** learn the capacity when it is not configured */
+  loadCapacity?(): Promise<void>;
+}
+
+export interface HostEntry {
+  definition: HostDefinition;
+  runtime: HostedRuntime;
+  /** a cheap call proving the host answers; absent for the local host, which always does */
+  ping?: (timeoutMs: number) => Promise<void>;
+}
+
+export interface Reachability {
+  reachable: boolean;
+  lastPingAt?: number;
+  lastOkAt?: number;
+  lastError?: string;
+  /** since when it has not answered (set while it does not) */
+  failingSince?: number;
+}
+
+export interface HostStatus {
+  definition: HostDefinition;
+  /** the operator's state, or UNREACHABLE while the host does not answer */
+  state: HostState;
+  record: HostRecord;
+  reachability: Reachability;
+  capacity?: Capacity;
+  usage: HostUsage;
+}
+
+export interface HostRegistryOptions {
+  store: Store;
+  clock: Clock;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** a host that has not answered for this long is UNREACHABLE */
+  unreachableMs: number;
+  /** how often hosts are pinged (and decommissions completed); default min(2 s, unreachableMs / 3) */
+  pingIntervalMs?: number;
+  /**
+   * Whether this server runs the tasks (leads). Several schedulers sharing a store: only the
+   * leader's runtime knows a host's tasks, so only it completes a decommission. Default: always.
+   */
+  leading?: () => boolean;
+}
+
+const HISTORY_LIMIT = 50;
+
+export class HostRegistry {
+  readonly #entries: HostEntry[];
+  readonly #byId = new Map<string, HostEntry>();
+  readonly #o: HostRegistryOptions;
+  readonly #records = new Map<string, HostRecord>();
+  readonly #reach = new Map<string, Reachability>();
+  readonly #pinging = new Set<string>();
+  readonly #listeners: ((hostId: string) => void)[] = [];
+  #writes: Promise<unknown> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(entries: HostEntry[], options: HostRegistryOptions) {
+    this.#entries = entries;
+    this.#o = options;
+    for (const e of entries) {
+      if (this.#byId.has(e.definition.id)) throw new Error(`host ${e.definition.id} is defined twice`);
+      this.#byId.set(e.definition.id, e);
+    }
+  }
+
+  /** Load the operator states (new hosts start ACTIVE), then ping every interval. */
+  async start(): Promise<void> {
+    const now = this.#o.clock.now();
+    const stored = new Map((await this.#o.store.listHosts()).map((r) => [r.id, r]));
+    for (const e of this.#entries) {
+      const id = e.definition.id;
+      let record = stored.get(id);
+      if (!record) {
+        const first: HostStateUpdate = { state: 'ACTIVE', timestamp: now, message: 'first seen' };
+        record = { id, firstSeenAt: now, current: first, history: [first] };
+        await this.#o.store.putHost(record);
+      }
+      this.#records.set(id, record);
+      // A host gets the full grace from start-up before it counts as unreachable.
+      this.#reach.set(id, { reachable: true, ...(e.ping ? { lastOkAt: now } : {}) });
+    }
+    await this.tick();
+    const interval = this.#o.pingIntervalMs ?? Math.max(100, Math.min(2_000, Math.floor(this.#o.unreachableMs / 3)));
+    this.#timer = setInterval(() => void this.tick(), interval);
+    this.#timer.unref();
+  }
+
+  /** Ping the hosts (in parallel, bounded) and complete decommissions; exposed for tests. */
+  async tick(): Promise<void> {
+    if (this.#closed) return;
+    await Promise.all(this.#entries.map((e) => this.#ping(e)));
+    await this.#refresh();
+    if (this.#o.leading?.() === false) return;
+    for (const e of this.#entries) await this.#completeDecommission(e.definition.id);
+  }
+
+  /** States another server sharing the store changed (a freeze on a follower's API). */
+  async #refresh(): Promise<void> {
+    const run = this.#writes.then(async () => {
+      for (const stored of await this.#o.store.listHosts()) {
+        const mine = this.#records.get(stored.id);
+        if (!mine || JSON.stringify(mine) === JSON.stringify(stored)) continue;
+        this.#records.set(stored.id, stored);
+        this.#changed(stored.id);
+      }
+    });
+    this.#writes = run.catch(() => undefined);
+    await run.catch((err: unknown) => this.#o.logger.warn({ err }, 'could not read the hosts from the store'));
+  }
+
+  async #ping(e: HostEntry): Promise<void> {
+    const id = e.definition.id;
+    if (!e.ping || this.#pinging.has(id)) return;
+    this.#pinging.add(id);
+    const timeoutMs = Math.max(200, Math.min(5_000, Math.floor(this.#o.unreachableMs / 2)));
+    const before = this.#reach.get(id) ?? { reachable: true };
+    let next: Reachability;
+    try {
+      await e.ping(timeoutMs);
+      const now = this.#o.clock.now();
+      next = { reachable: true, lastPingAt: now, lastOkAt: now };
+      if (!e.runtime.capacity()) await e.runtime.loadCapacity?.();
+    } catch (err) {
+      const now = this.#o.clock.now();
+      const lastOkAt = before.lastOkAt;
+      const failingSince = before.failingSince ?? now;
+      const silentFor = now - (lastOkAt ?? failingSince);
+      next = {
+        reachable: silentFor < this.#o.unreachableMs,
+        lastPingAt: now,
+        ...(lastOkAt !== undefined ? { lastOkAt } : {}),
+        lastError: err instanceof Error ? err.message : String(err),
+        failingSince,
+      };
+    } finally {
+      this.#pinging.delete(id);
+    }
+    this.#reach.set(id, next);
+    if (before.reachable && !next.reachable) {
+      this.#o.logger.warn({ host: id, lastOkAt: next.lastOkAt, error: next.lastError }, `host ${id} is UNREACHABLE`);
+      this.#changed(id);
+    } else if (!before.reachable && next.reachable) {
+      this.#o.logger.info({ host: id }, `host ${id} answers again`);
+      this.#changed(id);
+    }
+  }
+
+  async #completeDecommission(id: string): Promise<void> {
+    const e = this.#byId.get(id);
+    if (!e || this.#records.get(id)?.current.state !== 'DECOMMISSIONING') return;
+    // Checked again in the write queue: a release and a tick may both get here.
+    await this.#update(id, (record) =>
+      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0
+        ? { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' }
+        : undefined,
+    );
+  }
+
+  /** A task on this host ended: a decommission may be complete. */
+  noteRelease(id: string): void {
+    void this.#completeDecommission(id).catch((err: unknown) =>
+      this.#o.logger.error({ err, host: id }, 'could not complete the decommission'),
+    );
+  }
+
+  onChange(listener: (hostId: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #changed(id: string): void {
+    for (const l of this.#listeners) {
+      try {
+        l(id);
+      } catch (err) {
+        this.#o.logger.error({ err, host: id }, 'host change listener failed');
+      }
+    }
+  }
+
+  /** The operator changes a host's state (decommission, freeze, activate). */
+  async change(id: string, action: HostAction, message?: string, user?: string): Promise<HostStatus> {
+    if (!this.#records.has(id)) throw notFound(`Host ${id} not found`);
+    const refused = await this.#update(id, (record) => {
+      const t = transition(record.current.state, action);
+      if (!t.ok) return t.reason;
+      return {
+        state: t.next,
+        timestamp: this.#o.clock.now(),
+        ...(user !== undefined ? { user } : {}),
+        ...(message !== undefined ? { message } : {}),
+      };
+    });
+    if (refused) throw conflict(`Host ${id} ${refused}`);
+    await this.#completeDecommission(id);
+    return this.get(id) as HostStatus;
+  }
+
+  /**
+   * Change a host's state in the write queue: `next` sees the current record and returns the
+   * update, or why there is none (returned). One change at a time, so checks hold.
+   */
+  #update(id: string, next: (record: HostRecord) => HostStateUpdate | string | undefined): Promise<string | undefined> {
+    const run = this.#writes.then(async () => {
+      const record = this.#records.get(id);
+      if (!record) return undefined;
+      const update = next(record);
+      if (update === undefined || typeof update === 'string') return update;
+      const changed: HostRecord = { ...record, current: update, history: [update, ...record.history].slice(0, HISTORY_LIMIT) };
+      await this.#o.store.putHost(changed);
+      this.#records.set(id, changed);
+      this.#o.logger.info({ host: id, state: update.state, message: update.message }, `host ${id} is ${update.state}`);
+      this.#changed(id);
+      return undefined;
+    });
+    this.#writes = run.catch(() => undefined);
+    return run;
+  }
+
+  entries(): readonly HostEntry[] {
+    return this.#entries;
+  }
+
+  entry(id: string): HostEntry | undefined {
+    return this.#byId.get(id);
+  }
+
+  hasDocker(): boolean {
+    return this.#entries.some((e) => e.definition.kind === 'docker');
+  }
+
+  get(id: string): HostStatus | undefined {
+    const e = this.#byId.get(id);
+    const record = this.#records.get(id);
+    if (!e || !record) return undefined;
+    const reachability = this.#reach.get(id) ?? { reachable: true };
+    const capacity = e.runtime.capacity();
+    return {
+      definition: e.definition,
+      state: reachability.reachable ? record.current.state : 'UNREACHABLE',
+      record,
+      reachability,
+      ...(capacity ? { capacity } : {}),
+      usage: e.runtime.hostUsage(),
+    };
+  }
+
+  list(): HostStatus[] {
+    return this.#entries.map((e) => this.get(e.definition.id)).filter((s): s is HostStatus => s !== undefined);
+  }
+
+  /** Why a new task may not go to this host now, or undefined when it may. */
+  refusal(id: string): string | undefined {
+    const status = this.get(id);
+    if (!status) return `host ${id} is not configured`;
+    if (!status.reachability.reachable)
+      return `host ${id} is UNREACHABLE${status.reachability.lastError ? ` (${status.reachability.lastError})` : ''}`;
+    if (!takesTasks(status.record.current.state)) return `host ${id} is ${status.record.current.state} and takes no new tasks`;
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#writes;
+  }
+}

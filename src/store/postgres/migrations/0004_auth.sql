@@ -1,0 +1,30 @@
+-- SQLite's 0003_auth.sql: API tokens (only their SHA-256), the audit log of mutating calls,
+-- and who started each deploy.
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  role TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  created_by TEXT,
+  last_used_at BIGINT
+);
+
+CREATE TABLE audit (
+  id BIGSERIAL PRIMARY KEY,
+  at BIGINT NOT NULL,
+  token_name TEXT,
+  role TEXT,
+  method TEXT NOT NULL,
+  path TEXT NOT NULL,
+  request_id TEXT,
+  deploy_id TEXT,
+  task_id TEXT,
+  source TEXT NOT NULL,
+  status INTEGER NOT NULL
+);
+CREATE INDEX audit_request ON audit (request_id, at);
+CREATE INDEX audit_token ON audit (token_name, at);
+CREATE INDEX audit_at ON audit (at);
+
+ALTER TABLE deploys ADD COLUMN created_by TEXT;
