@@ -134,16 +134,23 @@ export class Executor {
       await this.#updateTask(taskId, (t) => finish(t, 'TASK_ERROR', now, result.message));
       return;
     }
+    let endedMeanwhile = false;
     const started = await this.#updateTask(taskId, (t) => {
+      if (!isLive(t.state)) {
+        // It ended while the runtime was still starting it: a fast exit reported before start()
+        // returned, or a stop. The record keeps the handle all the same, so its logs stay readable.
+        endedMeanwhile = true;
+        return t.handle ? undefined : { ...t, handle: result.handle, ports: result.ports };
+      }
       const next: TaskRecord = { ...t, handle: result.handle, ports: result.ports, state: 'TASK_RUNNING', runningAt: now };
       delete next.waitingReason;
       next.updates = [...t.updates, { state: 'TASK_STARTING', timestamp: now }, { state: 'TASK_RUNNING', timestamp: now }];
-      if (!isLive(t.state)) return undefined;
       return next;
     });
-    if (started) this.#watchHealth(started, deploy);
-    else {
-      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+    if (started && !endedMeanwhile) this.#watchHealth(started, deploy);
+    else if (endedMeanwhile) {
+      // Stopped (recorded as killed) meanwhile, it must not keep running; exited, stop is a no-op.
+      // Either way its exit was recorded without a handle, so nothing released what it held.
       await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
       await runtime.release(result.handle);
     }

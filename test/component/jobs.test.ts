@@ -129,6 +129,18 @@ describe('ON_DEMAND', () => {
     expect(await f.store.findTaskByRunId('od', 'r3')).toBeDefined();
   });
 
+  it('keeps the handle, and frees the resources, of a run that exits before its start returns', async () => {
+    f = await engineFixture();
+    await f.createRequest({ id: 'fast', requestType: 'ON_DEMAND' });
+    await f.deploy({ requestId: 'fast', id: 'd1', command: 'echo' });
+    f.runtime.script({ deployId: 'd1' }, { exitWhileStarting: 0 });
+    await runNow('fast', { runId: 'r1' });
+    const task = await f.store.findTaskByRunId('fast', 'r1');
+    expect(task).toMatchObject({ state: 'TASK_FINISHED', exitCode: 0, handle: { taskId: task?.taskId.id } });
+    expect(f.runtime.released).toContain(task?.taskId.id);
+    expect(f.runtime.usage()).toEqual({ cpus: 0, memoryMb: 0 });
+  });
+
   it('keeps the queue across a scheduler restart', async () => {
     f = await engineFixture();
     await f.createRequest({ id: 'q', requestType: 'ON_DEMAND' });

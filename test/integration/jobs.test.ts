@@ -21,7 +21,7 @@ type Json = Record<string, unknown> & { [k: string]: never | unknown };
 async function call(f: FledgeProcess, method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
   const res = await fetch(`${f.url}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${f.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(10_000),
   });
@@ -150,12 +150,19 @@ describe('the CLI', () => {
   it('runs a request with arguments after --, follows the run to its end, and shows the next due time', async () => {
     const f = await startFledgeProcess({ portRange: PORTS });
     await job(f, { id: 'cli', requestType: 'ON_DEMAND' }, { command: 'echo' });
-    const queued = await runCli(['request', 'run', 'cli', '--run-id', 'c1', '--', '--flag', 'two words'], { url: f.url });
+    const queued = await runCli(['request', 'run', 'cli', '--run-id', 'c1', '--', '--flag', 'two words'], {
+      url: f.url,
+      dataDir: f.dataDir,
+    });
     expect(queued.stdout).toContain('queued run c1 of cli');
-    const watched = await runCli(['run', 'watch', 'cli', 'c1', '--interval-ms', '100'], { url: f.url, timeoutMs: 20_000 });
+    const watched = await runCli(['run', 'watch', 'cli', 'c1', '--interval-ms', '100'], {
+      url: f.url,
+      dataDir: f.dataDir,
+      timeoutMs: 20_000,
+    });
     expect(watched.code).toBe(0);
     expect(watched.stdout).toMatch(/exit code\s+0/);
-    expect((await runCli(['run', 'get', 'cli', 'c1'], { url: f.url })).stdout).toMatch(/state\s+TASK_FINISHED/);
+    expect((await runCli(['run', 'get', 'cli', 'c1'], { url: f.url, dataDir: f.dataDir })).stdout).toMatch(/state\s+TASK_FINISHED/);
     const taskId = ((await track(f, 'cli', 'c1')).taskId as { id: string }).id;
     expect((await ok(f, 'GET', `/api/sandbox/${encodeURIComponent(taskId)}/read?path=stdout`)).data).toBe('--flag two words\n');
 
@@ -165,7 +172,7 @@ describe('the CLI', () => {
       schedule: '0 3 * * *',
       scheduleTimeZone: 'Europe/Berlin',
     });
-    expect((await runCli(['request', 'get', 'nightly'], { url: f.url })).stdout).toMatch(/next run\s+\d{4}-/);
+    expect((await runCli(['request', 'get', 'nightly'], { url: f.url, dataDir: f.dataDir })).stdout).toMatch(/next run\s+\d{4}-/);
   });
 });
 

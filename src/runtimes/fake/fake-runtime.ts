@@ -6,7 +6,8 @@
  * By default start() starts. A test can script start() per task id or per deploy id (task
  * scripts win) to fail, to wait, or to crash right after starting; and it can end a running
  * task at any time with exit(). stop() ends a task with SIGTERM at once. Exits are reported
- * synchronously through onExit (a scripted crash on the next microtask, after start resolves).
+ * synchronously through onExit (a scripted crash on the next microtask, after start resolves;
+ * or, scripted so, before start resolves, the exit handled first).
  */
 import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
 import {
@@ -31,7 +32,9 @@ export type FakeStartBehaviour =
   /** { kind: 'waiting', reason }, as when capacity is short */
   | { waiting: string }
   /** start, then exit with this code right after start() resolves */
-  | { exit: number };
+  | { exit: number }
+  /** start, and exit with this code before start() resolves (a process that ends at once) */
+  | { exitWhileStarting: number };
 
 export interface FakeRuntimeOptions {
   /** default: plenty (1000 cpus, 1 TB) */
@@ -141,6 +144,11 @@ class InMemoryFakeRuntime implements FakeRuntime {
     this.started.push(spec.taskId);
     if (typeof behaviour === 'object' && 'exit' in behaviour) {
       queueMicrotask(() => this.exit(spec.taskId, behaviour.exit));
+    }
+    if (typeof behaviour === 'object' && 'exitWhileStarting' in behaviour) {
+      this.exit(spec.taskId, behaviour.exitWhileStarting);
+      // Let the engine record that exit before it learns of the start.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return { kind: 'started', handle: handleOf(spec.taskId, ports), ports };
   }
