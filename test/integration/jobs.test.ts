@@ -270,6 +270,9 @@ describe('webhooks', () => {
         expect(events.filter((e) => e.taskId.id === taskId).map((e) => e.taskState)).toEqual(states);
       }
       expect(await ok(second, 'DELETE', `/api/webhooks?webhookId=${encodeURIComponent(listed?.id as string)}`)).toBe('DELETED');
+      // Write-only: never logged, not by the server that took it nor by the one that sent with it.
+      expect(first.output()).not.toContain(secret);
+      expect(second.output()).not.toContain(secret);
     } finally {
       await hook.close();
     }
