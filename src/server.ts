@@ -188,6 +188,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
           scheduleTimeZone: config.jobs.scheduleTimeZone,
+          defaultAgentPlacement: config.defaultAgentPlacement,
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
@@ -202,6 +203,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const loop = new ReconcileLoop({
           store: termStore,
           runtime: guardRuntime(runtime, guard),
+          hosts,
           ...(balancer ? { balancer } : {}),
           health,
           checks,

@@ -166,7 +166,10 @@ export interface TaskView {
   exitCode?: number | null;
   signal?: string | null;
   cleanup?: { reason: string; timestamp: number; message?: string };
+  /** why it has not started: no host fits it yet (its taskId.host is `unplaced`), or its host waits */
   waitingReason?: string;
+  /** lost because this host stopped answering */
+  lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
   /** run-to-completion requests: why and how it runs */
@@ -198,6 +201,8 @@ export interface HostView {
   reserved: { cpus: number; memoryMb: number; ports: number };
   tasks: string[];
   attributes: Record<string, string>;
+  /** attributes that reserve the host for the requests that require or allow them */
+  reservedAttributes?: Record<string, string>;
   rackId: string;
   warnings?: string[];
 }

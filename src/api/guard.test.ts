@@ -461,7 +461,7 @@ describe('query bounds', () => {
     const { createTask } = await import('../core/tasks.ts');
     const { testDeploy } = await import('../../test/helpers/model-fixtures.ts');
     const f = await ApiFixture.create();
-    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, 1, new Set());
+    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, 1, new Set(), { host: 'local', rack: 'local' });
     await f.store.apply({ tasks: [task] });
     const res = await f.call('GET', `/api/sandbox/${encodeURIComponent(task.taskId.id)}/read?${query}`);
     expect(res.status).toBe(400);

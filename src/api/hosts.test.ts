@@ -69,6 +69,7 @@ describe('hosts API', () => {
     const { call, runtime, store, clock } = await fixture();
     const started = await runtime.start(
       baseSpec('web-v1-1', {
+        host: 'd1',
         cpus: 0.5,
         memoryMb: 256,
         numPorts: 1,
@@ -79,7 +80,7 @@ describe('hosts API', () => {
       }),
     );
     if (started.kind !== 'started') throw new Error('not started');
-    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, clock.now(), new Set());
+    const task = createTask(testDeploy({ requestId: 'web', id: 'v1' }), 1, clock.now(), new Set(), { host: 'd1', rack: 'r1' });
     await store.apply({ tasks: [{ ...task, handle: started.handle, state: 'TASK_RUNNING' }] });
 
     const { status, body } = await call('GET', '/api/hosts');

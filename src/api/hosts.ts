@@ -3,18 +3,19 @@
 import type { Hono } from 'hono';
 import { badRequest, notFound } from '../core/errors.ts';
 import { isLive, type TaskRecord } from '../core/model.ts';
-import { ADMIN_STATES, LOCAL_HOST, type HostAction, type HostRegistry, type HostStatus } from '../hosts/index.ts';
+import { DEFAULT_RACK, hostOf } from '../core/placement.ts';
+import { ADMIN_STATES, type HostAction, type HostRegistry, type HostStatus } from '../hosts/index.ts';
 import type { Store } from '../store/types.ts';
 import { readJson } from './errors.ts';
 import { requestBody } from './guard.ts';
 import { parse, schemas } from './validate.ts';
 
-/** Live tasks by the host they run on (a task not started yet is on none). */
+/** Live tasks by the host they run on or were placed on (a task no host took yet is on none). */
 export function tasksByHost(tasks: TaskRecord[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const t of tasks) {
-    if (!isLive(t.state) || !t.handle) continue;
-    const host = typeof t.handle.host === 'string' ? t.handle.host : LOCAL_HOST;
+    const host = isLive(t.state) ? hostOf(t) : undefined;
+    if (host === undefined) continue;
     out.set(host, [...(out.get(host) ?? []), t.taskId.id]);
   }
   return out;
@@ -38,11 +39,12 @@ export function hostView(s: HostStatus, tasks: string[]) {
     reserved: { cpus: s.usage.cpus, memoryMb: s.usage.memoryMb, ports: s.usage.ports },
     tasks,
     attributes: d.attributes,
+    ...(d.reservedAttributes && Object.keys(d.reservedAttributes).length > 0 ? { reservedAttributes: d.reservedAttributes } : {}),
     rackId: rackOf(s),
   };
 }
 
-const rackOf = (s: HostStatus) => s.definition.attributes.rack ?? 'local';
+const rackOf = (s: HostStatus) => s.definition.attributes.rack ?? DEFAULT_RACK;
 
 /**
  * SingularityAgent. Singularity has no UNREACHABLE: a host that does not answer reads DEAD (an

@@ -2,6 +2,7 @@
 import type { PendingDeploy } from '../core/deploy/types.ts';
 import type { RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
 import { isLive } from '../core/model.ts';
+import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
 import type { DeployHistoryEntry, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
@@ -51,8 +52,8 @@ export function taskView(t: TaskRecord) {
     pid: typeof t.handle?.servicePid === 'number' ? t.handle.servicePid : typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     pgid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
-    // Where it runs: its host (local for processes) and, for a container, the container's name.
-    host: t.handle ? (typeof t.handle.host === 'string' ? t.handle.host : 'local') : undefined,
+    // Where it runs (or was placed to run): its host, and for a container the container's name.
+    host: hostOf(t),
     address: typeof t.handle?.address === 'string' ? t.handle.address : undefined,
     container: typeof t.handle?.container === 'string' ? t.handle.container : undefined,
     taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),

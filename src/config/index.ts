@@ -1,6 +1,7 @@
 // One config function: the option table (options.ts) read from flags and FLEDGE_* variables,
 // then shaped into the config the server is built from. Validated at start-up; errors name the option.
 import { resolve } from 'node:path';
+import type { AgentPlacement } from '../core/model.ts';
 import { parseStoreSpec, StoreSpecError, type StoreLocation } from '../store/spec.ts';
 import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
 import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
@@ -33,6 +34,7 @@ export interface FledgeConfig {
   /** PEM files for tcp Docker endpoints */
   dockerTls?: { ca?: string; cert?: string; key?: string };
   hostUnreachableSeconds: number;
+  defaultAgentPlacement: AgentPlacement;
   logLevel: string;
   /** SQLite in the data dir unless --store says otherwise */
   store: StoreLocation;
@@ -138,6 +140,7 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     dockerHosts: [],
     hostUnreachableSeconds: o.hostUnreachableSeconds,
+    defaultAgentPlacement: o.defaultAgentPlacement as AgentPlacement,
     logLevel: o.logLevel,
     api: {
       auth: !o.noAuth,

@@ -126,6 +126,7 @@ describe('server options', () => {
         dockerHost: [
           'id=d1,endpoint=unix:///run/d1.sock,ports=32000-32099',
           'id=d2,endpoint=tcp://10.0.0.2:2376,attr.rack=r2,cpus=4,memory-mb=8192',
+          'id=d3,endpoint=tcp://10.0.0.3:2376,rack=r3,attr.zone=a,reserved.gpu=yes',
         ] as never,
       },
       {},
@@ -139,6 +140,7 @@ describe('server options', () => {
         portRange: { from: 32000, to: 32099 },
         capacity: {},
         attributes: {},
+        reservedAttributes: {},
       },
       {
         id: 'd2',
@@ -148,6 +150,17 @@ describe('server options', () => {
         portRange: { from: 31000, to: 31999 },
         capacity: { cpus: 4, memoryMb: 8192 },
         attributes: { rack: 'r2' },
+        reservedAttributes: {},
+      },
+      {
+        id: 'd3',
+        kind: 'docker',
+        endpoint: 'tcp://10.0.0.3:2376',
+        address: '10.0.0.3',
+        portRange: { from: 31000, to: 31999 },
+        capacity: {},
+        attributes: { rack: 'r3', zone: 'a', gpu: 'yes' },
+        reservedAttributes: { gpu: 'yes' },
       },
     ]);
     const env = loadConfig(
@@ -174,6 +187,10 @@ describe('server options', () => {
       'hosts local and d1 both answer on 127.0.0.1 and share ports 31000-31999: give d1 its own range (ports=<from>-<to>)',
     ],
     ['id=d1,endpoint=unix:///x,ports=32000-32010;id=d1,endpoint=unix:///y,ports=33000-33010', 'host d1 is given twice'],
+    ['id=unplaced,endpoint=unix:///x,ports=32000-32010', 'host unplaced: "unplaced" names tasks no host took yet'],
+    ['id=d1,endpoint=unix:///x,ports=32000-32010,rack=r 1', 'host d1: rack must be [A-Za-z0-9_.-] (got r 1)'],
+    ['id=d1,endpoint=unix:///x,ports=32000-32010,rack=r1,attr.rack=r2', 'host d1: rack=r1 and attr.rack=r2 disagree'],
+    ['id=d1,endpoint=unix:///x,ports=32000-32010,attr.gpu=no,reserved.gpu=yes', 'attribute "gpu" is given twice with different values'],
   ])('refuses the Docker host %j naming the option', (spec, message) => {
     expect(() => loadConfig({}, { FLEDGE_DOCKER_HOSTS: spec })).toThrow(ConfigError);
     expect(() => loadConfig({}, { FLEDGE_DOCKER_HOSTS: spec })).toThrow(message);

@@ -1,6 +1,7 @@
 // Every server option, once: the `serve` flags, the FLEDGE_* variables, the validation and the
 // README's options table are all made from this table (a test keeps the README in step).
 import { availableParallelism, totalmem } from 'node:os';
+import { AGENT_PLACEMENTS } from '../core/model.ts';
 
 export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'path' | 'list' | 'enum';
 
@@ -395,7 +396,17 @@ export const SERVER_OPTIONS = [
     min: 0.5,
     max: 3600,
     default: 30,
-    help: 'a Docker host that has not answered for this long is UNREACHABLE (it takes no new tasks)',
+    help: 'a Docker host that has not answered for this long is UNREACHABLE: its tasks are TASK_LOST and replaced on other hosts',
+  },
+  {
+    key: 'defaultAgentPlacement',
+    flag: '--default-agent-placement',
+    arg: 'placement',
+    env: 'FLEDGE_DEFAULT_AGENT_PLACEMENT',
+    type: 'enum',
+    choices: AGENT_PLACEMENTS,
+    default: 'GREEDY',
+    help: "agentPlacement of requests that do not set one (Singularity's defaultAgentPlacement)",
   },
   {
     key: 'scheduleTimeZone',

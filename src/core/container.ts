@@ -52,3 +52,9 @@ export interface ContainerInfo {
 }
 
 export const isDockerDeploy = (deploy: { containerInfo?: ContainerInfo }): boolean => deploy.containerInfo?.type === 'DOCKER';
+
+/** Host ports a BRIDGE container asks for by number (LITERAL): they must be free on its host. */
+export function literalHostPorts(docker: DockerInfo): number[] {
+  if (docker.network !== 'BRIDGE') return [];
+  return docker.portMappings.filter((m) => m.hostPortType === 'LITERAL').map((m) => m.hostPort);
+}

@@ -5,6 +5,18 @@ import type { ContainerInfo } from './container.ts';
 export const REQUEST_TYPES = ['SERVICE', 'WORKER', 'SCHEDULED', 'ON_DEMAND', 'RUN_ONCE'] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
 
+/** Singularity's agentPlacement (SlavePlacement): how a request's tasks share hosts. */
+export const AGENT_PLACEMENTS = [
+  'SEPARATE',
+  'OPTIMISTIC',
+  'GREEDY',
+  'SEPARATE_BY_DEPLOY',
+  'SEPARATE_BY_REQUEST',
+  'SPREAD_ALL_SLAVES',
+  'SPREAD_ALL_AGENTS',
+] as const;
+export type AgentPlacement = (typeof AGENT_PLACEMENTS)[number];
+
 export const REQUEST_STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING', 'DELETED', 'FINISHED'] as const;
 export type RequestState = (typeof REQUEST_STATES)[number];
 
@@ -31,6 +43,16 @@ export interface FledgeRequest {
   /** SCHEDULED: the next run starts no sooner than this after the last one ended */
   waitAtLeastMillisAfterTaskFinishesForReschedule?: number;
   skipHealthchecks?: boolean;
+  /** how instances share hosts (absent: the server's --default-agent-placement) */
+  agentPlacement?: AgentPlacement;
+  /** spread instances evenly over the racks of the hosts that take tasks */
+  rackSensitive?: boolean;
+  /** only hosts in these racks */
+  rackAffinity?: string[];
+  /** only hosts with every one of these attributes */
+  requiredAgentAttributes?: Record<string, string>;
+  /** hosts with one of these are preferred, and hosts reserved by them become usable */
+  allowedAgentAttributes?: Record<string, string>;
   /** Accepted Singularity fields Fledge stores but does not act on. */
   extra?: Record<string, unknown>;
 }
@@ -192,7 +214,11 @@ export type CleanupReason =
   | 'USER_REQUESTED'
   | 'UNHEALTHY'
   | 'DEPLOY_STEP_FAILED'
-  | 'TASK_EXCEEDED_TIME_LIMIT';
+  | 'TASK_EXCEEDED_TIME_LIMIT'
+  /** its host is being decommissioned: moved elsewhere (replacement first) */
+  | 'DECOMMISSIONING'
+  /** placed on a host that can no longer run it, before it started */
+  | 'RESCHEDULED';
 
 /** Why a run-to-completion task was started (Singularity's PendingType, plus SCHEDULED). */
 export type RunTrigger = 'SCHEDULED' | 'IMMEDIATE' | 'ONEOFF' | 'RETRY' | 'NEW_DEPLOY';
@@ -253,8 +279,10 @@ export interface TaskRecord {
   cleanup?: { reason: CleanupReason; timestamp: number; message?: string };
   /** a user asked to replace this task: it is stopped once its replacement serves */
   replaceRequested?: { timestamp: number; message?: string };
-  /** the runtime could not place it yet, and why */
+  /** why it has not started yet: no host fits it (then taskId.host is UNPLACED), or its host's runtime waits */
   waitingReason?: string;
+  /** it became TASK_LOST because its host stopped answering (not the deploy's fault; not a crash) */
+  lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
   /** run-to-completion requests only */

@@ -24,6 +24,14 @@ export class TaskView {
     return new TaskView(next);
   }
 
+  /** This view without the given tasks (records deleted in this step). */
+  without(ids: readonly string[]): TaskView {
+    if (ids.length === 0) return this;
+    const next = new Map(this.#byId);
+    for (const id of ids) next.delete(id);
+    return new TaskView(next);
+  }
+
   get(id: string): TaskRecord | undefined {
     return this.#byId.get(id);
   }

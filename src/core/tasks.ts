@@ -1,6 +1,7 @@
 // Pure predicates and transitions over task records, shared by the deploy and request steps.
 import type { CleanupReason, Deploy, TaskRecord } from './model.ts';
 import { isLive } from './model.ts';
+import { UNPLACED } from './placement.ts';
 
 /** live and not on its way out */
 export const serving = (t: TaskRecord) => isLive(t.state) && !t.cleanup;
@@ -31,35 +32,43 @@ export function byInstance(a: TaskRecord, b: TaskRecord): number {
   return a.taskId.instanceNo - b.taskId.instanceNo || a.taskId.startedAt - b.taskId.startedAt;
 }
 
-const HOST = 'localhost';
-const RACK = 'local';
+/** Where a new task goes: a host and its rack, or nowhere yet and why. */
+export type TaskPlace = { host: string; rack: string } | { waiting: string };
 
-/** A new task record for `deploy`'s instance `instanceNo`, not started yet. */
-export function createTask(deploy: Deploy, instanceNo: number, now: number, taken: ReadonlySet<string>): TaskRecord {
+// Singularity's sanitized host and rack: the id string is split on '-', so they carry none.
+const sanitize = (s: string) => s.replace(/-/g, '_');
+
+/** A new task record for `deploy`'s instance `instanceNo` on its host, not started yet. */
+export function createTask(deploy: Deploy, instanceNo: number, now: number, taken: ReadonlySet<string>, place: TaskPlace): TaskRecord {
+  const host = 'host' in place ? place.host : UNPLACED;
+  const rack = 'host' in place ? place.rack : UNPLACED;
+  const where = `${sanitize(host)}-${sanitize(rack)}`;
   let startedAt = now;
-  let id = taskIdString(deploy.requestId, deploy.id, startedAt, instanceNo);
+  let id = `${deploy.requestId}-${deploy.id}-${startedAt}-${instanceNo}-${where}`;
   // Two tasks for one instance in the same millisecond (a crash-replace) must still differ.
-  while (taken.has(id)) id = taskIdString(deploy.requestId, deploy.id, ++startedAt, instanceNo);
+  while (taken.has(id)) id = `${deploy.requestId}-${deploy.id}-${++startedAt}-${instanceNo}-${where}`;
   return {
     taskId: {
       requestId: deploy.requestId,
       deployId: deploy.id,
       startedAt,
       instanceNo,
-      host: HOST,
-      sanitizedHost: HOST,
-      rackId: RACK,
-      sanitizedRackId: RACK,
+      host,
+      sanitizedHost: sanitize(host),
+      rackId: rack,
+      sanitizedRackId: sanitize(rack),
       id,
     },
     state: 'TASK_LAUNCHED',
     ports: [],
     health: { state: 'UNKNOWN', results: [] },
     lb: {},
-    updates: [{ state: 'TASK_LAUNCHED', timestamp: now }],
+    updates: [{ state: 'TASK_LAUNCHED', timestamp: now, ...('waiting' in place ? { message: place.waiting } : {}) }],
+    ...('waiting' in place ? { waitingReason: place.waiting } : {}),
   };
 }
 
-function taskIdString(requestId: string, deployId: string, startedAt: number, instanceNo: number): string {
-  return `${requestId}-${deployId}-${startedAt}-${instanceNo}-${HOST}-${RACK}`;
+/** The deploy as one run of a job needs it: its resources replaced field by field by the run's. */
+export function runDeploy(deploy: Deploy, run: { resources?: Partial<Deploy['resources']> } | undefined): Deploy {
+  return run?.resources ? { ...deploy, resources: { ...deploy.resources, ...run.resources } } : deploy;
 }

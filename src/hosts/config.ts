@@ -1,16 +1,22 @@
 // --docker-host id=<name>,endpoint=<unix:///path | tcp://addr:port>[,address=<addr>]
-//   [,ports=<from>-<to>][,cpus=N][,memory-mb=N][,attr.<key>=<value>...]
-// → a HostDefinition. Pure; errors name the host and the key.
+//   [,ports=<from>-<to>][,cpus=N][,memory-mb=N][,rack=<rack>][,attr.<key>=<value>...]
+//   [,reserved.<key>=<value>...]
+// → a HostDefinition. Pure; errors name the host and the key. `rack=r1` is `attr.rack=r1`;
+// `reserved.gpu=yes` is the attribute gpu=yes that also reserves the host for the tasks whose
+// request requires or allows gpu=yes (Singularity's reserveAgentsWithAttributes).
+import { UNPLACED } from '../core/placement.ts';
 import { LOCAL_HOST, type HostDefinition } from './types.ts';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const KEYS = new Set(['id', 'endpoint', 'address', 'ports', 'cpus', 'memory-mb']);
+const KEYS = new Set(['id', 'endpoint', 'address', 'ports', 'cpus', 'memory-mb', 'rack']);
+const NAME = /^[A-Za-z0-9_.-]+$/;
 
 export class HostConfigError extends Error {}
 
 export function parseDockerHost(spec: string, defaults: { portRange: { from: number; to: number } }): HostDefinition {
   const fields = new Map<string, string>();
   const attributes: Record<string, string> = {};
+  const reservedAttributes: Record<string, string> = {};
   for (const part of spec.split(',')) {
     const item = part.trim();
     if (item === '') continue;
@@ -18,10 +24,14 @@ export function parseDockerHost(spec: string, defaults: { portRange: { from: num
     if (eq <= 0) throw new HostConfigError(`"${item}" is not key=value`);
     const key = item.slice(0, eq).trim();
     const value = item.slice(eq + 1).trim();
-    if (key.startsWith('attr.')) {
-      const name = key.slice('attr.'.length);
-      if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new HostConfigError(`attribute name "${name}" must be [A-Za-z0-9_.-]`);
+    const prefix = key.startsWith('attr.') ? 'attr.' : key.startsWith('reserved.') ? 'reserved.' : undefined;
+    if (prefix) {
+      const name = key.slice(prefix.length);
+      if (!NAME.test(name)) throw new HostConfigError(`attribute name "${name}" must be [A-Za-z0-9_.-]`);
+      if (attributes[name] !== undefined && attributes[name] !== value)
+        throw new HostConfigError(`attribute "${name}" is given twice with different values`);
       attributes[name] = value;
+      if (prefix === 'reserved.') reservedAttributes[name] = value;
       continue;
     }
     if (!KEYS.has(key)) throw new HostConfigError(`unknown key "${key}" (known: ${[...KEYS].join(', ')}, attr.<name>)`);
@@ -33,6 +43,14 @@ export function parseDockerHost(spec: string, defaults: { portRange: { from: num
   const where = `host ${id}`;
   if (!ID.test(id)) throw new HostConfigError(`${where}: id must be 1-63 characters of [A-Za-z0-9_.-]`);
   if (id === LOCAL_HOST) throw new HostConfigError(`${where}: "${LOCAL_HOST}" is the process host's id`);
+  if (id === UNPLACED) throw new HostConfigError(`${where}: "${UNPLACED}" names tasks no host took yet`);
+  const rack = fields.get('rack');
+  if (rack !== undefined) {
+    if (!NAME.test(rack)) throw new HostConfigError(`${where}: rack must be [A-Za-z0-9_.-] (got ${rack})`);
+    if (attributes.rack !== undefined && attributes.rack !== rack)
+      throw new HostConfigError(`${where}: rack=${rack} and attr.rack=${attributes.rack} disagree`);
+    attributes.rack = rack;
+  }
   const endpoint = fields.get('endpoint');
   if (!endpoint) throw new HostConfigError(`${where}: endpoint=<unix:///path or tcp://addr:port> is required`);
   let defaultAddress: string;
@@ -66,7 +84,7 @@ export function parseDockerHost(spec: string, defaults: { portRange: { from: num
     if (!Number.isInteger(n) || n <= 0) throw new HostConfigError(`${where}: memory-mb must be an integer > 0 (got ${memory})`);
     capacity.memoryMb = n;
   }
-  return { id, kind: 'docker', address, endpoint, portRange, capacity, attributes };
+  return { id, kind: 'docker', address, endpoint, portRange, capacity, attributes, reservedAttributes };
 }
 
 const sameMachine = (a: string) => (a === 'localhost' || a === '0.0.0.0' || a === '::1' ? '127.0.0.1' : a);

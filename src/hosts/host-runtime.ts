@@ -1,14 +1,16 @@
 /*
  * The runtime the engine sees: one Runtime that routes each task to its host's runtime.
  *
- * - Placement (for now, at this edge; part 2 moves the choice into a pure function in core and
- *   puts the host into the task id): a container goes to the first Docker host that is ACTIVE,
- *   answers and has room; anything else goes to the process host `local`. A host that is full
- *   or refuses says why, and the task waits with every reason.
+ * - The engine chooses the host (core/placement.ts) and persists it in the task before asking
+ *   for a start; start() only routes `spec.host` to that host's runtime (a spec without a
+ *   host is a process task of a record from before placement: `local`). A host whose runtime
+ *   is short of room says why, and the task waits there.
  * - The handle records the host (`host`) and the address its ports answer on (`address`); every
  *   later call (inspect, stop, logs, recover, release, purge) goes to that host's runtime. A handle
  *   without a host is the local one (handles persisted before hosts existed).
- * - find() asks every host, since a task started just before a crash may be on any of them.
+ * - find() asks the host the task was placed on, or every host for a task from before placement.
+ * - staleTasks() lists what a host runs for this installation, so that a host that answers
+ *   again can be rid of the tasks replaced elsewhere while it was away.
  */
 import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../runtimes/types.ts';
 import type { HostEntry, HostRegistry } from './registry.ts';
@@ -49,34 +51,13 @@ export class HostRuntime implements Runtime {
   }
 
   async #start(spec: TaskSpec): Promise<StartResult> {
-    const placed = this.#placed.get(spec.taskId);
-    const kind = spec.container ? 'docker' : 'process';
-    const candidates = placed
-      ? this.#registry.entries().filter((e) => e.definition.id === placed)
-      : this.#registry.entries().filter((e) => e.definition.kind === kind);
-    if (candidates.length === 0) {
-      return {
-        kind: 'error',
-        message: kind === 'docker' ? 'No Docker host is configured (start Fledge with --docker-host)' : 'No host runs processes',
-      };
-    }
-    const reasons: string[] = [];
-    for (const e of candidates) {
-      const id = e.definition.id;
-      const refusal = placed ? undefined : this.#registry.refusal(id);
-      if (refusal) {
-        reasons.push(refusal);
-        continue;
-      }
-      const result = await e.runtime.start(spec);
-      if (result.kind === 'started') {
-        this.#placed.set(spec.taskId, id);
-        return { ...result, handle: { ...result.handle, host: id, address: e.definition.address } };
-      }
-      if (result.kind === 'error') return result;
-      reasons.push(candidates.length > 1 ? `host ${id}: ${result.reason}` : result.reason);
-    }
-    return { kind: 'waiting', reason: reasons.join('; ') };
+    const id = spec.host ?? this.#placed.get(spec.taskId) ?? LOCAL_HOST;
+    const e = this.#registry.entry(id);
+    if (!e) return { kind: 'error', message: `Host ${id} is not configured` };
+    const result = await e.runtime.start(spec);
+    if (result.kind !== 'started') return result;
+    this.#placed.set(spec.taskId, id);
+    return { ...result, handle: { ...result.handle, host: id, address: e.definition.address } };
   }
 
   #route(handle: TaskHandle): HostEntry | undefined {
@@ -108,8 +89,9 @@ export class HostRuntime implements Runtime {
     return status;
   }
 
-  async find(taskId: string): Promise<TaskHandle | undefined> {
-    const entries = this.#registry.entries();
+  async find(taskId: string, host?: string): Promise<TaskHandle | undefined> {
+    const placed = host === undefined ? undefined : this.#registry.entry(host);
+    const entries = placed ? [placed] : this.#registry.entries();
     const found = await Promise.allSettled(entries.map((e) => e.runtime.find(taskId)));
     for (let i = 0; i < entries.length; i++) {
       const r = found[i];

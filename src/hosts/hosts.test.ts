@@ -1,5 +1,6 @@
 // The host registry and the composite runtime over scriptable fake runtimes, an in-memory
-// store and a manual clock: placement at the edge, routing by handle, states, reachability.
+// store and a manual clock: routing by the placed host and by handle, snapshots for placement
+// (holds of placed tasks included), states, reachability.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/clock.ts';
 import { silentLogger } from '../logger.ts';
@@ -78,78 +79,107 @@ describe('host registry and runtime', () => {
     return { clock, store: db, registry, runtime, runtimes, pings };
   }
 
-  it('runs containers on Docker hosts and everything else on local, recording the host in the handle', async () => {
+  it('starts each task on the host placement chose, recording the host in the handle, and routes every later call there', async () => {
     const { runtime, runtimes } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker', '10.0.0.1') }]);
-    const proc = await runtime.start(baseSpec('p1', { command: 'run' }));
-    const box = await runtime.start(baseSpec('c1', { container }));
+    const proc = await runtime.start(baseSpec('p1', { command: 'run', host: 'local' }));
+    const box = await runtime.start(baseSpec('c1', { container, host: 'd1' }));
+    // A spec without a host is a process task of a record from before placement: local.
+    const legacy = await runtime.start(baseSpec('p0', { command: 'run' }));
     expect(proc).toMatchObject({ kind: 'started', handle: { taskId: 'p1', host: 'local', address: '127.0.0.1' } });
     expect(box).toMatchObject({ kind: 'started', handle: { taskId: 'c1', host: 'd1', address: '10.0.0.1' } });
-    expect(runtimes.get('local')?.started).toEqual(['p1']);
+    expect(legacy).toMatchObject({ kind: 'started', handle: { host: 'local' } });
+    expect(runtimes.get('local')?.started).toEqual(['p1', 'p0']);
     expect(runtimes.get('d1')?.started).toEqual(['c1']);
-    // Later calls go to the task's host.
     if (box.kind !== 'started') throw new Error('not started');
     await runtime.stop(box.handle, 100);
     expect(runtimes.get('d1')?.stopped).toEqual(['c1']);
     expect(runtimes.get('local')?.stopped).toEqual([]);
+    expect(await runtime.start(baseSpec('x', { host: 'gone' }))).toEqual({ kind: 'error', message: 'Host gone is not configured' });
   });
 
-  it('fails a container with no Docker host, and waits with every host’s reason when none has room', async () => {
-    const single = await setup([{ definition: def('local', 'process') }]);
-    expect(await single.runtime.start(baseSpec('c1', { container }))).toEqual({
-      kind: 'error',
-      message: 'No Docker host is configured (start Fledge with --docker-host)',
-    });
-
-    const two = await setup([
+  it('waits with the host runtime’s own reason when it is short of room after all', async () => {
+    const { runtime } = await setup([
       { definition: def('local', 'process') },
       { definition: def('d1', 'docker'), capacity: { cpus: 1, memoryMb: 100 } },
-      { definition: def('d2', 'docker', '10.0.0.2'), capacity: { cpus: 1, memoryMb: 100 } },
     ]);
-    const big = baseSpec('big', { container, memoryMb: 80 });
-    expect(await two.runtime.start(big)).toMatchObject({ kind: 'started', handle: { host: 'd1' } });
-    expect(await two.runtime.start({ ...big, taskId: 'big2' })).toMatchObject({ kind: 'started', handle: { host: 'd2' } });
-    const third = await two.runtime.start({ ...big, taskId: 'big3' });
-    expect(third).toEqual({
+    const big = baseSpec('big', { container, memoryMb: 80, host: 'd1' });
+    expect(await runtime.start(big)).toMatchObject({ kind: 'started', handle: { host: 'd1' } });
+    expect(await runtime.start({ ...big, taskId: 'big2' })).toEqual({
       kind: 'waiting',
-      reason:
-        'host d1: Not enough memory: needs 80 MB, 20 MB free of 100 MB; host d2: Not enough memory: needs 80 MB, 20 MB free of 100 MB',
+      reason: 'Not enough memory: needs 80 MB, 20 MB free of 100 MB',
     });
   });
 
-  it('places nothing new on a frozen, decommissioning or unreachable host', async () => {
-    const { runtime, registry, clock, pings } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }]);
-    await registry.change('d1', 'freeze', 'maintenance');
-    expect(await runtime.start(baseSpec('c1', { container }))).toEqual({
-      kind: 'waiting',
-      reason: 'host d1 is FROZEN and takes no new tasks',
+  it('snapshots every host for placement: state, reachability, attributes, and what started and placed tasks hold', async () => {
+    const { runtime, registry, clock, pings } = await setup([
+      { definition: def('local', 'process') },
+      {
+        definition: { ...def('d1', 'docker'), attributes: { rack: 'r1', gpu: 'yes' }, reservedAttributes: { gpu: 'yes' } },
+        capacity: { cpus: 4, memoryMb: 1000 },
+      },
+    ]);
+    await runtime.start(baseSpec('c1', { container, host: 'd1', cpus: 0.5, memoryMb: 100, numPorts: 1 }));
+    registry.hold('c2', 'd1', { runs: 'docker', cpus: 0.25, memoryMb: 50, numPorts: 2, literalPorts: [8080] });
+    // A hold whose task started meanwhile is not counted twice.
+    registry.hold('c1', 'd1', { runs: 'docker', cpus: 0.5, memoryMb: 100, numPorts: 1, literalPorts: [] });
+    const d1 = registry.snapshots().find((h) => h.id === 'd1')!;
+    expect(d1).toMatchObject({
+      runs: 'docker',
+      adminState: 'ACTIVE',
+      reachable: true,
+      rack: 'r1',
+      attributes: { rack: 'r1', gpu: 'yes' },
+      reservedAttributes: { gpu: 'yes' },
+      capacity: { cpus: 4, memoryMb: 1000 },
+      used: { cpus: 0.75, memoryMb: 150, portsInRange: 3 },
     });
-    await registry.change('d1', 'activate');
-    expect((await runtime.start(baseSpec('c1', { container }))).kind).toBe('started');
+    expect([...d1.heldPorts].sort()).toEqual([31000, 8080]);
+    registry.drop('c2');
+    expect(registry.snapshots().find((h) => h.id === 'd1')?.used).toEqual({ cpus: 0.5, memoryMb: 100, portsInRange: 1 });
+    expect(registry.snapshots().find((h) => h.id === 'local')).toMatchObject({ runs: 'process', rack: 'local', reachable: true });
 
+    await registry.change('d1', 'freeze', 'maintenance');
+    expect(registry.snapshots().find((h) => h.id === 'd1')).toMatchObject({ adminState: 'FROZEN', reachable: true });
     pings.set('d1', () => {
       throw new Error('connection refused');
     });
     clock.advance(5_000);
     await registry.tick();
-    expect(registry.get('d1')?.state).toBe('ACTIVE');
+    expect(registry.get('d1')?.state).toBe('FROZEN');
     clock.advance(5_000);
     await registry.tick();
     expect(registry.get('d1')).toMatchObject({ state: 'UNREACHABLE', reachability: { reachable: false, lastError: 'connection refused' } });
-    expect(await runtime.start(baseSpec('c2', { container }))).toEqual({
-      kind: 'waiting',
-      reason: 'host d1 is UNREACHABLE (connection refused)',
+    expect(registry.snapshots().find((h) => h.id === 'd1')).toMatchObject({
+      adminState: 'FROZEN',
+      reachable: false,
+      lastError: 'connection refused',
     });
-
     pings.delete('d1');
     clock.advance(1_000);
     await registry.tick();
-    expect(registry.get('d1')).toMatchObject({ state: 'ACTIVE', reachability: { reachable: true } });
+    expect(registry.get('d1')).toMatchObject({ state: 'FROZEN', reachability: { reachable: true } });
+  });
+
+  it('tells its listeners when a host goes silent, answers again, or changes state', async () => {
+    const { registry, clock, pings } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }]);
+    const seen: string[] = [];
+    registry.onChange((id, change) => seen.push(`${id}:${change}`));
+    pings.set('d1', () => {
+      throw new Error('down');
+    });
+    clock.advance(10_000);
+    await registry.tick();
+    await registry.tick();
+    pings.delete('d1');
+    await registry.tick();
+    await registry.change('d1', 'freeze');
+    expect(seen).toEqual(['d1:silent', 'd1:answers', 'd1:state']);
   });
 
   it('completes a decommission once the host runs nothing, and keeps states across a restart', async () => {
     const store = await createStore({ kind: 'memory' });
     const first = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }], store);
-    const started = await first.runtime.start(baseSpec('c1', { container }));
+    const started = await first.runtime.start(baseSpec('c1', { container, host: 'd1' }));
     if (started.kind !== 'started') throw new Error('not started');
     const decommissioning = await first.registry.change('d1', 'decommission', 'retiring it');
     expect(decommissioning.record.current).toMatchObject({ state: 'DECOMMISSIONING', message: 'retiring it' });
@@ -171,10 +201,24 @@ describe('host registry and runtime', () => {
     expect(second.registry.get('local')?.state).toBe('ACTIVE');
   });
 
+  it('completes a decommission only once no task placed there is waiting to start either', async () => {
+    const { registry } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }]);
+    registry.hold('placed', 'd1', { runs: 'docker', cpus: 0.1, memoryMb: 10, numPorts: 0, literalPorts: [] });
+    await registry.change('d1', 'decommission');
+    await registry.tick();
+    expect(registry.get('d1')?.record.current.state).toBe('DECOMMISSIONING');
+    registry.drop('placed');
+    await registry.close();
+    expect(registry.get('d1')?.record.current.state).toBe('DECOMMISSIONED');
+  });
+
   it('finds a task on whichever host has it, and routes handles from before hosts existed to local', async () => {
     const { runtime, runtimes } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker', '10.0.0.1') }]);
     await runtimes.get('d1')?.start(baseSpec('orphan', { container }));
     expect(await runtime.find('orphan')).toMatchObject({ taskId: 'orphan', host: 'd1', address: '10.0.0.1' });
+    // Placed on a host: only that host is asked.
+    expect(await runtime.find('orphan', 'd1')).toMatchObject({ host: 'd1' });
+    expect(await runtime.find('orphan', 'local')).toBeUndefined();
     expect(await runtime.find('nowhere')).toBeUndefined();
     await runtimes.get('local')?.start(baseSpec('old', { command: 'x' }));
     expect(await runtime.inspect({ taskId: 'old' })).toMatchObject({ state: 'running' });
@@ -188,8 +232,8 @@ describe('host registry and runtime', () => {
     const { runtime, runtimes } = await setup([{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }]);
     const exits: string[] = [];
     runtime.onExit((taskId, status) => exits.push(`${taskId}:${status.exitCode}`));
-    await runtime.start(baseSpec('p1', { command: 'x' }));
-    await runtime.start(baseSpec('c1', { container }));
+    await runtime.start(baseSpec('p1', { command: 'x', host: 'local' }));
+    await runtime.start(baseSpec('c1', { container, host: 'd1' }));
     runtimes.get('d1')?.exit('c1', 3);
     runtimes.get('local')?.exit('p1', 0);
     expect(exits).toEqual(['c1:3', 'p1:0']);

@@ -1,13 +1,15 @@
 // The hosts Fledge runs tasks on, with their runtimes, their operator state (persisted) and
-// their reachability (pinged). The composite runtime (host-runtime.ts) asks it where a task may
-// go; the API shows and changes it. Part 2's placement reads the same HostStatus snapshots.
+// their reachability (pinged). The engine places tasks from its snapshots (core/placement.ts);
+// the composite runtime (host-runtime.ts) routes each task to its host; the API shows and
+// changes it.
 import type { Clock } from '../core/clock.ts';
 import { conflict, notFound } from '../core/errors.ts';
+import { DEFAULT_RACK, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { Logger } from '../logger.ts';
 import type { Capacity, PortRange } from '../runtimes/ledger.ts';
 import type { Runtime } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
-import { takesTasks, transition } from './states.ts';
+import { transition } from './states.ts';
 import type { HostAction, HostDefinition, HostRecord, HostState, HostStateUpdate, HostUsage } from './types.ts';
 
 /** A runtime that runs one host's tasks and says what it holds. */
@@ -18,6 +20,10 @@ export interface HostedRuntime extends Runtime {
   portRange(): PortRange;
   /** learn the capacity when it is not configured */
   loadCapacity?(): Promise<void>;
+  /** why the capacity is not known yet */
+  capacityError?(): string | undefined;
+  /** ids of the tasks this installation has on the host (containers, running or not) */
+  listTasks?(): Promise<string[]>;
 }
 
 export interface HostEntry {
@@ -63,6 +69,8 @@ export interface HostRegistryOptions {
 
 const HISTORY_LIMIT = 50;
 
+export type HostChange = 'silent' | 'answers' | 'state';
+
 export class HostRegistry {
   readonly #entries: HostEntry[];
   readonly #byId = new Map<string, HostEntry>();
@@ -70,7 +78,9 @@ export class HostRegistry {
   readonly #records = new Map<string, HostRecord>();
   readonly #reach = new Map<string, Reachability>();
   readonly #pinging = new Set<string>();
-  readonly #listeners: ((hostId: string) => void)[] = [];
+  readonly #listeners: ((hostId: string, change: HostChange) => void)[] = [];
+  /** tasks placed on a host and not started yet: what they will hold there */
+  readonly #holds = new Map<string, { host: string; demand: TaskDemand }>();
   #writes: Promise<unknown> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -122,7 +132,7 @@ export class HostRegistry {
         const mine = this.#records.get(stored.id);
         if (!mine || JSON.stringify(mine) === JSON.stringify(stored)) continue;
         this.#records.set(stored.id, stored);
-        this.#changed(stored.id);
+        this.#changed(stored.id, 'state');
       }
     });
     this.#writes = run.catch(() => undefined);
@@ -159,10 +169,10 @@ export class HostRegistry {
     this.#reach.set(id, next);
     if (before.reachable && !next.reachable) {
       this.#o.logger.warn({ host: id, lastOkAt: next.lastOkAt, error: next.lastError }, `host ${id} is UNREACHABLE`);
-      this.#changed(id);
+      this.#changed(id, 'silent');
     } else if (!before.reachable && next.reachable) {
       this.#o.logger.info({ host: id }, `host ${id} answers again`);
-      this.#changed(id);
+      this.#changed(id, 'answers');
     }
   }
 
@@ -170,8 +180,9 @@ export class HostRegistry {
     const e = this.#byId.get(id);
     if (!e || this.#records.get(id)?.current.state !== 'DECOMMISSIONING') return;
     // Checked again in the write queue: a release and a tick may both get here.
+    const placedHere = () => [...this.#holds.values()].some((h) => h.host === id);
     await this.#update(id, (record) =>
-      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0
+      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0 && !placedHere()
         ? { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' }
         : undefined,
     );
@@ -184,14 +195,19 @@ export class HostRegistry {
     );
   }
 
-  onChange(listener: (hostId: string) => void): void {
+  /** A host stopped answering, answers again, or its state changed. Returns how to stop listening. */
+  onChange(listener: (hostId: string, change: HostChange) => void): () => void {
     this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
   }
 
-  #changed(id: string): void {
+  #changed(id: string, change: HostChange): void {
     for (const l of this.#listeners) {
       try {
-        l(id);
+        l(id, change);
       } catch (err) {
         this.#o.logger.error({ err, host: id }, 'host change listener failed');
       }
@@ -230,7 +246,7 @@ export class HostRegistry {
       await this.#o.store.putHost(changed);
       this.#records.set(id, changed);
       this.#o.logger.info({ host: id, state: update.state, message: update.message }, `host ${id} is ${update.state}`);
-      this.#changed(id);
+      this.#changed(id, 'state');
       return undefined;
     });
     this.#writes = run.catch(() => undefined);
@@ -269,14 +285,78 @@ export class HostRegistry {
     return this.#entries.map((e) => this.get(e.definition.id)).filter((s): s is HostStatus => s !== undefined);
   }
 
-  /** Why a new task may not go to this host now, or undefined when it may. */
-  refusal(id: string): string | undefined {
-    const status = this.get(id);
-    if (!status) return `host ${id} is not configured`;
-    if (!status.reachability.reachable)
-      return `host ${id} is UNREACHABLE${status.reachability.lastError ? ` (${status.reachability.lastError})` : ''}`;
-    if (!takesTasks(status.record.current.state)) return `host ${id} is ${status.record.current.state} and takes no new tasks`;
-    return undefined;
+  /**
+   * A task was placed on `host` (and persisted) but not started yet: count what it will hold
+   * there until its host's runtime does (the next placement, of any request, must see it).
+   */
+  hold(taskId: string, host: string, demand: TaskDemand): void {
+    this.#holds.set(taskId, { host, demand });
+  }
+
+  /** Forget every hold: a (new) loop rebuilds them from the store when it starts. */
+  resetHolds(): void {
+    this.#holds.clear();
+  }
+
+  /** The task started (its runtime holds it now), or will never start. */
+  drop(taskId: string): void {
+    const held = this.#holds.get(taskId);
+    if (!held) return;
+    this.#holds.delete(taskId);
+    // The last task placed on a decommissioning host that never started there.
+    if (this.#records.get(held.host)?.current.state === 'DECOMMISSIONING') this.noteRelease(held.host);
+  }
+
+  /** Task ids the host's runtime holds or lists (its containers): what a sweep looks at. */
+  async tasksOn(id: string): Promise<string[]> {
+    const e = this.#byId.get(id);
+    if (!e) return [];
+    const listed = (await e.runtime.listTasks?.()) ?? [];
+    return [...new Set([...e.runtime.hostUsage().tasks, ...listed])];
+  }
+
+  /** Every host as placement sees it: state, reachability, attributes, capacity, what is held. */
+  snapshots(): HostSnapshot[] {
+    const held = new Map<string, { taskId: string; demand: TaskDemand }[]>();
+    for (const [taskId, h] of this.#holds) held.set(h.host, [...(held.get(h.host) ?? []), { taskId, demand: h.demand }]);
+    return this.#entries.map((e) => {
+      const d = e.definition;
+      const record = this.#records.get(d.id);
+      const reach = this.#reach.get(d.id) ?? { reachable: true };
+      const usage = e.runtime.hostUsage();
+      const capacity = e.runtime.capacity();
+      const capacityUnknown = capacity ? undefined : `docker info: ${e.runtime.capacityError?.() ?? 'no answer yet'}`;
+      let cpus = Math.round(usage.cpus * 1000);
+      let memoryMb = usage.memoryMb;
+      let portsInRange = usage.portsInRange;
+      let heldPorts = usage.heldPorts;
+      const pending = held.get(d.id);
+      if (pending) {
+        const started = new Set(usage.tasks);
+        for (const { taskId, demand } of pending) {
+          if (started.has(taskId)) continue;
+          cpus += Math.round(demand.cpus * 1000);
+          memoryMb += demand.memoryMb;
+          portsInRange += demand.numPorts + demand.literalPorts.filter((p) => p >= d.portRange.from && p <= d.portRange.to).length;
+          if (demand.literalPorts.length > 0) heldPorts = new Set([...heldPorts, ...demand.literalPorts]);
+        }
+      }
+      return {
+        id: d.id,
+        runs: d.kind,
+        adminState: record?.current.state ?? 'ACTIVE',
+        reachable: reach.reachable,
+        ...(reach.lastError !== undefined && !reach.reachable ? { lastError: reach.lastError } : {}),
+        rack: d.attributes.rack ?? DEFAULT_RACK,
+        attributes: d.attributes,
+        reservedAttributes: d.reservedAttributes ?? {},
+        ...(capacity ? { capacity } : {}),
+        ...(capacityUnknown ? { capacityUnknown } : {}),
+        used: { cpus: cpus / 1000, memoryMb, portsInRange },
+        portRange: d.portRange,
+        heldPorts,
+      };
+    });
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,8 @@
 // The operator's host state machine, Singularity's rules (AbstractMachineManager): pure.
 //   activate      any state but ACTIVE → ACTIVE
 //   freeze        ACTIVE → FROZEN (no new tasks; running ones stay)
-//   decommission  ACTIVE | FROZEN → DECOMMISSIONING (no new tasks), then DECOMMISSIONED once
-//                 the host runs nothing (moving its tasks away is placement's job, part 2)
+//   decommission  ACTIVE | FROZEN → DECOMMISSIONING (no new tasks; the engine moves its tasks
+//                 elsewhere, replacements first), then DECOMMISSIONED once the host runs nothing
 // A change to the state the host is in, or out of a decommission into FROZEN, is a conflict.
 import type { AdminState, HostAction } from './types.ts';
 
@@ -18,6 +18,3 @@ export function transition(current: AdminState, action: HostAction): Transition 
   if (action === 'freeze' && decommissioning) return { ok: false, reason: `is ${current}: activate it before freezing it` };
   return { ok: true, next };
 }
-
-/** Whether a host in this state takes new tasks. */
-export const takesTasks = (state: AdminState) => state === 'ACTIVE';

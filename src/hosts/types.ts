@@ -6,12 +6,14 @@
 // Singularity's words) unless the host does not answer, which reads UNREACHABLE until it does.
 import type { Capacity, PortRange } from '../runtimes/ledger.ts';
 
+export type { HostUsage } from '../runtimes/ledger.ts';
+
 export const ADMIN_STATES = ['ACTIVE', 'FROZEN', 'DECOMMISSIONING', 'DECOMMISSIONED'] as const;
 export type AdminState = (typeof ADMIN_STATES)[number];
 export type HostState = AdminState | 'UNREACHABLE';
 export type HostAction = 'activate' | 'freeze' | 'decommission';
 
-export const LOCAL_HOST = 'local';
+export { LOCAL_HOST } from '../core/placement.ts';
 
 export interface HostDefinition {
   id: string;
@@ -23,8 +25,10 @@ export interface HostDefinition {
   portRange: PortRange;
   /** what is configured; docker hosts learn the rest from `docker info` */
   capacity: Partial<Capacity>;
-  /** for placement (part 2: requiredAgentAttributes...); `rack` names the host's rack */
+  /** for placement (requiredAgentAttributes, allowedAgentAttributes); `rack` names the host's rack */
   attributes: Record<string, string>;
+  /** attributes (also in `attributes`) that reserve the host for the tasks that require or allow them */
+  reservedAttributes?: Record<string, string>;
 }
 
 /** One change of a host's state (Singularity's SingularityMachineStateHistoryUpdate). */
@@ -42,12 +46,4 @@ export interface HostRecord {
   current: HostStateUpdate;
   /** newest first, bounded */
   history: HostStateUpdate[];
-}
-
-/** What a host's runtime tells about the resources it holds. */
-export interface HostUsage {
-  cpus: number;
-  memoryMb: number;
-  ports: number;
-  tasks: string[];
 }

@@ -7,10 +7,11 @@ import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.t
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
+import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { Logger } from '../logger.ts';
 import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
-import { inLb } from '../core/tasks.ts';
+import { inLb, runDeploy } from '../core/tasks.ts';
 import { taskEvents } from '../core/webhooks.ts';
 import { runSpec } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
@@ -28,10 +29,25 @@ export interface HealthWatcher {
   close(): Promise<void>;
 }
 
+/** What the loop needs of the hosts: snapshots to place from, and what placed tasks will hold. */
+export interface EngineHosts {
+  snapshots(): readonly HostSnapshot[];
+  /** a task was placed on `host` (and persisted) and has not started: count it there */
+  hold(taskId: string, host: string, demand: TaskDemand): void;
+  drop(taskId: string): void;
+  /** forget every hold (recovery rebuilds them from the store) */
+  resetHolds(): void;
+  /** ids of the tasks a host's runtime holds or lists for this installation */
+  tasksOn(hostId: string): Promise<string[]>;
+  /** returns how to stop listening */
+  onChange(listener: (hostId: string, change: 'silent' | 'answers' | 'state') => void): () => void;
+}
+
 /** The backends and settings the loop is built from (and hands on to its executor). */
 export interface EngineDeps {
   store: Store;
   runtime: Runtime;
+  hosts: EngineHosts;
   balancer?: Balancer;
   health: HealthWatcher;
   checks: CheckRunner;
@@ -115,17 +131,23 @@ export class Executor {
     if (!deploy) return;
     if (task.cleanup) {
       // Never started and already unwanted: it is done.
+      this.#d.hosts.drop(taskId);
       await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
       return;
     }
-    const found = await runtime.find(taskId);
+    const host = hostOf(task);
+    // Not placed (it waits for a host): the engine places it first.
+    if (host === undefined) return;
+    const found = await runtime.find(taskId, host);
     if (found) {
       const status = await runtime.recover(found);
       await this.#adopt(taskId, found, status);
       return;
     }
-    const result = await runtime.start(runSpec(task, deploy));
+    const result = await runtime.start(runSpec(task, deploy, host));
     const now = this.#d.clock.now();
+    // Started: its host's runtime holds it now. Waiting: it keeps its place on the host.
+    if (result.kind !== 'waiting') this.#d.hosts.drop(taskId);
     if (result.kind === 'waiting') {
       await this.#updateTask(taskId, (t) => (t.waitingReason === result.reason ? undefined : { ...t, waitingReason: result.reason }));
       return;
@@ -158,6 +180,8 @@ export class Executor {
 
   /** Attach a runtime handle found after a crash (or at recovery) to its task record. */
   async #adopt(taskId: string, handle: TaskHandle, status: TaskStatus): Promise<void> {
+    // Found on its host: the host's runtime holds it now.
+    this.#d.hosts.drop(taskId);
     const now = this.#d.clock.now();
     const adopted = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
@@ -234,6 +258,7 @@ export class Executor {
     if (!task || !isLive(task.state)) return;
     this.#d.health.unwatch(taskId);
     if (!task.handle) {
+      this.#d.hosts.drop(taskId);
       await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
       return;
     }
@@ -247,6 +272,7 @@ export class Executor {
 
   async #recordExit(taskId: string, status: Extract<TaskStatus, { state: 'exited' }>): Promise<void> {
     this.#d.health.unwatch(taskId);
+    this.#d.hosts.drop(taskId);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
       const success = t.run ? status.exitCode !== null && t.run.successfulExitCodes.includes(status.exitCode) : status.exitCode === 0;
@@ -381,18 +407,29 @@ export class Executor {
 
   // ---- recovery ------------------------------------------------------------------------
 
-  /** After a (re)start: re-adopt live tasks, learn about exits, restore LB membership. */
+  /**
+   * After a (re)start: re-adopt live tasks, learn about exits, count tasks placed but not
+   * started where they were placed, restore LB membership, and rid every host that answers of
+   * the tasks that ended while nobody watched.
+   */
   async recover(): Promise<void> {
     const { store, runtime, logger } = this.#d;
     const tasks = await store.listTasks({ live: true });
+    // Another term (or scheduler) may have started or ended tasks since these were counted.
+    this.#d.hosts.resetHolds();
     for (const task of tasks) {
       const id = task.taskId.id;
+      const host = hostOf(task);
+      if (!task.handle && host !== undefined) {
+        const deploy = await store.getDeploy(task.taskId.requestId, task.taskId.deployId);
+        if (deploy) this.#d.hosts.hold(id, host, demandOf(runDeploy(deploy, task.run)));
+      }
       try {
         if (task.handle) {
           const status = await runtime.recover(task.handle as TaskHandle);
           await this.#adoptExisting(task, status);
-        } else {
-          const found = await runtime.find(id);
+        } else if (!isUnplaced(task)) {
+          const found = await runtime.find(id, host);
           if (found) await this.#adopt(id, found, await runtime.recover(found));
         }
       } catch (err) {
@@ -402,6 +439,45 @@ export class Executor {
     }
     await this.#restoreLb(await store.listTasks({ live: true }));
     logger.info({ tasks: tasks.length }, 'recovered tasks');
+    for (const h of this.#d.hosts.snapshots()) if (h.reachable) this.sweepHost(h.id);
+  }
+
+  /**
+   * A host answers again (or Fledge started): stop and remove what it runs for tasks that are
+   * no longer live — lost with the host and replaced elsewhere meanwhile, or ended while
+   * nobody watched — and release what the runtime still held for them, so nothing runs twice.
+   * The decision is the store's: only a task whose record is live is kept.
+   */
+  sweepHost(hostId: string): void {
+    const key = `sweep:${hostId}`;
+    if (this.#inflight.has(key)) return;
+    const work = this.#sweep(hostId)
+      .catch((err: unknown) => {
+        // Silent again: its next answer sweeps it. Answering but failing: try again shortly.
+        const answers = this.#d.hosts.snapshots().find((h) => h.id === hostId)?.reachable ?? false;
+        this.#d.logger.warn({ err, host: hostId }, `could not sweep host ${hostId} yet${answers ? '; trying again in 5 s' : ''}`);
+        if (answers && !this.#closed) setTimeout(() => this.#closed || this.sweepHost(hostId), 5_000).unref();
+      })
+      .finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, work);
+  }
+
+  async #sweep(hostId: string): Promise<void> {
+    const { store, runtime, settings, logger } = this.#d;
+    for (const id of await this.#d.hosts.tasksOn(hostId)) {
+      const task = await store.getTask(id);
+      if (task && isLive(task.state)) continue;
+      const handle: TaskHandle = { ...(task?.handle ?? {}), taskId: id, host: hostId };
+      logger.info({ taskId: id, host: hostId, state: task?.state }, 'stopping a container whose task is not live any more');
+      await runtime.stop(handle, settings.killGraceMillis);
+      await runtime.release(handle);
+    }
+  }
+
+  /** The engine ended a task (lost with its host) or deleted it: stop watching it. */
+  forget(taskId: string): void {
+    this.#d.health.unwatch(taskId);
+    this.#d.hosts.drop(taskId);
   }
 
   /** A task of another machine: left alone, and said so on the task and in the log. */

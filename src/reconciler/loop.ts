@@ -9,7 +9,11 @@
  * logged and the loop moves on.
  */
 import { EventBus } from '../core/events.ts';
+import { isLive } from '../core/model.ts';
+import { demandOf, hostOf } from '../core/placement.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
+import { runDeploy } from '../core/tasks.ts';
+import type { Deploy } from '../core/model.ts';
 import { stepWebhookEvents } from '../core/webhooks.ts';
 import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
@@ -37,6 +41,7 @@ export class ReconcileLoop {
   #timer: NodeJS.Timeout | undefined;
   #safety: NodeJS.Timeout | undefined;
   #wakeAt = new Map<string, number>();
+  readonly #unlisten: () => void;
   /** back-off per request while the store is unavailable */
   readonly #retryMs = new Map<string, number>();
   #closed = false;
@@ -46,6 +51,12 @@ export class ReconcileLoop {
     this.locks = deps.locks ?? new KeyedMutex();
     this.events = deps.events ?? new EventBus();
     this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
+    // A host that stops answering, answers again or changes state may change every request.
+    this.#unlisten = deps.hosts.onChange((hostId, change) => {
+      if (this.#closed) return;
+      if (change === 'answers') this.executor.sweepHost(hostId);
+      this.wake();
+    });
   }
 
   /** Re-adopt tasks and LB state after a (re)start, then reconcile everything. */
@@ -132,11 +143,12 @@ export class ReconcileLoop {
       const record = await store.getRequest(requestId);
       if (!record || record.state === 'DELETED') return undefined;
       const now = clock.now();
-      const obs = await observeRequest(store, record, now, settings, this.executor);
+      const obs = await observeRequest(store, record, now, settings, this.executor, this.#deps.hosts);
       const outcome = stepRequest(obs, record, now);
       const changes: ChangeSet = {};
       if (outcome.request) changes.requests = [outcome.request];
       if (outcome.tasks.length > 0) changes.tasks = [...outcome.tasks];
+      if (outcome.deletedTasks.length > 0) changes.deleteTasks = [...outcome.deletedTasks];
       const { pending } = outcome;
       if (pending.kind === 'UPDATED') changes.pending = [pending.pending];
       if (pending.kind === 'ENDED') {
@@ -150,6 +162,7 @@ export class ReconcileLoop {
         const { level, msg, ...fields } = note;
         this.#deps.logger[level]({ requestId, ...fields }, msg);
       }
+      this.#notePlacements(outcome, [obs.activeDeploy, obs.pendingDeploy]);
       this.#publish(requestId, outcome, obs.pending?.progress.phase, obs.pending?.progress.step);
       return outcome;
     });
@@ -164,6 +177,24 @@ export class ReconcileLoop {
       this.#deps.logger.info({ requestId, deployId, deployState: result.deployState }, result.message);
     }
     for (const action of outcome.actions) this.executor.run(requestId, action);
+  }
+
+  /**
+   * Persisted: what the placed-but-not-started tasks will hold is counted on their hosts before
+   * the next request is placed; tasks the step ended (lost with their host) or deleted are
+   * forgotten.
+   */
+  #notePlacements(outcome: StepOutcome, deploys: (Deploy | undefined)[]): void {
+    const { hosts } = this.#deps;
+    for (const t of outcome.tasks) {
+      const host = hostOf(t);
+      if (!isLive(t.state)) this.executor.forget(t.taskId.id);
+      else if (host !== undefined && t.handle === undefined && !t.cleanup) {
+        const deploy = deploys.find((d) => d?.id === t.taskId.deployId);
+        if (deploy) hosts.hold(t.taskId.id, host, demandOf(runDeploy(deploy, t.run)));
+      }
+    }
+    for (const id of outcome.deletedTasks) this.executor.forget(id);
   }
 
   #publish(requestId: string, outcome: StepOutcome, phaseBefore?: string, stepBefore?: number): void {
@@ -234,6 +265,7 @@ export class ReconcileLoop {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unlisten();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#safety) clearInterval(this.#safety);
     if (this.#running) await this.#running;

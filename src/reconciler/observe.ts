@@ -1,7 +1,7 @@
 import type { EngineSettings, RequestObservation } from '../core/deploy/types.ts';
 import type { RequestRecord } from '../core/model.ts';
 import type { Store } from '../store/types.ts';
-import type { Executor } from './execute.ts';
+import type { EngineHosts, Executor } from './execute.ts';
 
 /** Done tasks older than this no longer matter to any decision. */
 const RECENT_MILLIS = 10 * 60_000;
@@ -12,6 +12,7 @@ export async function observeRequest(
   now: number,
   settings: EngineSettings,
   executor: Executor,
+  hosts: EngineHosts,
 ): Promise<RequestObservation> {
   const id = record.request.id;
   const pending = await store.getPending(id);
@@ -55,6 +56,7 @@ export async function observeRequest(
     endedDeploys,
     lbOps,
     checkResults: pending ? executor.checkResults(id, pending.deployId) : [],
+    hosts: hosts.snapshots(),
     settings,
   };
 }

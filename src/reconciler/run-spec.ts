@@ -4,7 +4,7 @@
 import type { Deploy, TaskRecord } from '../core/model.ts';
 import type { TaskSpec } from '../runtimes/types.ts';
 
-export function runSpec(task: TaskRecord, deploy: Deploy): TaskSpec {
+export function runSpec(task: TaskRecord, deploy: Deploy, host?: string): TaskSpec {
   const run = task.run;
   const args = run?.commandLineArgs ?? [];
   const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}), ...(run?.envOverrides ?? {}) };
@@ -24,6 +24,7 @@ export function runSpec(task: TaskRecord, deploy: Deploy): TaskSpec {
     requestId: task.taskId.requestId,
     deployId: task.taskId.deployId,
     instanceNo: task.taskId.instanceNo,
+    ...(host !== undefined ? { host } : {}),
     ...(command !== undefined ? { command } : {}),
     ...(argv !== undefined ? { arguments: argv } : {}),
     ...(deploy.shell !== undefined ? { shell: deploy.shell } : {}),

@@ -1,5 +1,6 @@
 // Capacity and port bookkeeping shared by the runtimes: what each live task holds, and why a
 // new one does not fit. Pure and synchronous, so a reservation is atomic within one start().
+import { portsShort, resourceShortfall } from '../core/placement.ts';
 
 export interface Capacity {
   cpus: number;
@@ -11,6 +12,18 @@ export interface PortRange {
   to: number;
 }
 
+/** What a host's runtime tells about the resources it holds. */
+export interface HostUsage {
+  cpus: number;
+  memoryMb: number;
+  ports: number;
+  /** ports held inside the host's range */
+  portsInRange: number;
+  /** every port held (a read-only view) */
+  heldPorts: ReadonlySet<number>;
+  tasks: string[];
+}
+
 export interface Reservation {
   cpus: number;
   memoryMb: number;
@@ -19,7 +32,6 @@ export interface Reservation {
 
 // Fractional cpus add up in milli-cpus so 0.1 + 0.2 fits in 0.3.
 const milli = (cpus: number) => Math.round(cpus * 1000);
-const fmtCpus = (m: number) => String(m / 1000);
 
 export class ResourceLedger {
   readonly #held = new Map<string, Reservation>();
@@ -64,35 +76,23 @@ export class ResourceLedger {
 
   /** Why cpus/memory/ports do not fit now, or undefined when they do. Ports are counted, not probed. */
   shortfall(need: { cpus: number; memoryMb: number; numPorts: number }): string | undefined {
-    const used = this.used();
-    const reasons: string[] = [];
-    const freeCpus = milli(this.capacity.cpus) - milli(used.cpus);
-    if (milli(need.cpus) > freeCpus) {
-      reasons.push(
-        `Not enough cpus: needs ${fmtCpus(milli(need.cpus))}, ${fmtCpus(Math.max(0, freeCpus))} free of ${fmtCpus(milli(this.capacity.cpus))}`,
-      );
-    }
-    const freeMem = this.capacity.memoryMb - used.memoryMb;
-    if (need.memoryMb > freeMem) {
-      reasons.push(`Not enough memory: needs ${need.memoryMb} MB, ${Math.max(0, freeMem)} MB free of ${this.capacity.memoryMb} MB`);
-    }
-    const rangeSize = this.portRange.to - this.portRange.from + 1;
-    // Literal ports a container binds outside the range do not use up the range.
-    const freePorts = rangeSize - this.#inRange();
-    if (need.numPorts > freePorts) {
-      reasons.push(this.portsShort(need.numPorts, freePorts));
-    }
-    return reasons.length > 0 ? reasons.join('; ') : undefined;
+    return resourceShortfall(this.capacity, { ...this.used(), portsInRange: this.portsInRange() }, this.portRange, need);
   }
 
-  #inRange(): number {
+  /** Ports held inside the range (literal ports a container binds outside it do not use it up). */
+  portsInRange(): number {
     let n = 0;
     for (const p of this.#ports) if (p >= this.portRange.from && p <= this.portRange.to) n++;
     return n;
   }
 
+  /** Every port held now (a read-only view). */
+  heldPorts(): ReadonlySet<number> {
+    return this.#ports;
+  }
+
   portsShort(needed: number, free: number): string {
-    return `Not enough ports: needs ${needed}, ${Math.max(0, free)} free in ${this.portRange.from}-${this.portRange.to}`;
+    return portsShort(this.portRange, needed, free);
   }
 
   /** Record what a task holds; replaces an earlier reservation of the same task. */

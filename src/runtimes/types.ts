@@ -8,6 +8,8 @@ export interface TaskSpec {
   requestId: string;
   deployId: string;
   instanceNo: number;
+  /** the host the engine placed it on (a runtime over several hosts routes by it) */
+  host?: string;
   /** run through a shell */
   command?: string;
   /** argv, no shell; takes precedence over command when both are set (in a container: appended to command) */
@@ -84,8 +86,11 @@ export interface Runtime {
    * recover() returns (it happened while nobody watched) is not reported again.
    */
   recover(handle: TaskHandle): Promise<TaskStatus>;
-  /** Find a task started before a crash whose handle was never persisted. */
-  find(taskId: string): Promise<TaskHandle | undefined>;
+  /**
+   * Find a task started before a crash whose handle was never persisted. `host`: where it was
+   * placed, when known (a runtime over several hosts asks that one only).
+   */
+  find(taskId: string, host?: string): Promise<TaskHandle | undefined>;
   logs(handle: TaskHandle, path: 'stdout' | 'stderr', offset: number, length: number): Promise<LogChunk>;
   /** Called once per task exit (started or recovered tasks alike). */
   onExit(listener: (taskId: string, status: Extract<TaskStatus, { state: 'exited' }>) => void): void;

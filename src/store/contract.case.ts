@@ -31,7 +31,7 @@ const result = (deployState: DeployResult['deployState']): DeployResult => ({
 });
 
 function task(d: Deploy, instanceNo: number, state: TaskRecord['state'] = 'TASK_RUNNING', doneAt?: number): TaskRecord {
-  const t = createTask(d, instanceNo, T0 + instanceNo, new Set());
+  const t = createTask(d, instanceNo, T0 + instanceNo, new Set(), { host: 'local', rack: 'local' });
   return { ...t, state, ...(doneAt !== undefined ? { doneAt } : {}) };
 }
 
@@ -222,6 +222,16 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect(await store.deleteWebhook('w1')).toBe(false);
       expect(await store.countDeliveries()).toEqual({ w2: 1 });
       expect((await store.listWebhooks()).map((w) => w.id)).toEqual(['w2', 'w3']);
+    });
+
+    it('deletes tasks in the same change set that adds their successors', async () => {
+      const d = deploy('a', 'v1');
+      const waiting = createTask(d, 1, T0, new Set(), { waiting: 'no host fits' });
+      await store.apply({ tasks: [waiting] });
+      const placed = task(d, 1, 'TASK_LAUNCHED');
+      await store.apply({ tasks: [placed], deleteTasks: [waiting.taskId.id, 'never-there'] });
+      expect(await store.getTask(waiting.taskId.id)).toBeUndefined();
+      expect((await store.listTasks({ requestId: 'a' })).map((t) => t.taskId.id)).toEqual([placed.taskId.id]);
     });
 
     it('stores who created a deploy and shows it in the history', async () => {

@@ -30,6 +30,8 @@ export interface ChangeSet {
   deletePending?: string[];
   results?: { requestId: string; deployId: string; result: DeployResult; progress?: DeployProgress }[];
   tasks?: TaskRecord[];
+  /** task records to delete (a task that waited for a host and got one under a new id); after `tasks` */
+  deleteTasks?: string[];
   /** queued for every webhook that wants them, in this order, in the same transaction */
   webhookEvents?: WebhookEvent[];
 }

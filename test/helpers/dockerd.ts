@@ -6,7 +6,9 @@
 // SIGKILLed daemon can leave behind (containerd shims and container processes, found by this
 // daemon's paths and container ids), unmounts everything under its directories
 // (`<exec-root>/netns/default`, overlay mounts) and removes them. kill() SIGKILLs the daemon
-// alone (a host failure); start() brings it back on the same directories.
+// alone (its containers keep running: their shims outlive it); crash() SIGKILLs the daemon and
+// every process of its containers, as a host that loses power; start() brings it back on the
+// same directories (a restarted daemon stops what still ran of the containers).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -158,6 +160,12 @@ export class Dockerd {
   /** SIGKILL the daemon alone (its containerd goes with it; shims and containers may stay). */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.#pid !== undefined && alive(this.#pid)) process.kill(this.#pid, signal);
+  }
+
+  /** The host dies: the daemon, its containerd, the shims and every container process, SIGKILLed at once. */
+  crash(): void {
+    this.kill('SIGKILL');
+    this.#killLeftovers();
   }
 
   async #reap(timeoutMs = 20_000): Promise<void> {

@@ -1,5 +1,7 @@
 // Component-test fixture: the real loop, service and an in-memory SQLite store, with the fake
 // runtime, fake balancer, fake health and a steppable clock. Drive it with settle()/advance().
+// The runtime is the real host registry and composite runtime over one fake runtime per host
+// (by default the process host `local` alone), so placement runs as it does in a server.
 import { createFakeBalancer, type FakeBalancer } from '../../src/balancers/fake/index.ts';
 import { FledgeService } from '../../src/api/service.ts';
 import { parseInput, schemas } from '../../src/api/schemas/index.ts';
@@ -9,6 +11,8 @@ import type { EngineSettings, PendingDeploy } from '../../src/core/deploy/types.
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../../src/core/model.ts';
 import { isLive } from '../../src/core/model.ts';
 import { FakeHealth } from '../../src/health/fake.ts';
+import { HostRegistry, HostRuntime, type HostEntry } from '../../src/hosts/index.ts';
+import type { HostDefinition } from '../../src/hosts/types.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { CheckRunner } from '../../src/reconciler/checks.ts';
 import { ReconcileLoop } from '../../src/reconciler/loop.ts';
@@ -25,7 +29,17 @@ export const TEST_SETTINGS: EngineSettings = {
   launchBatchSize: 100,
   serverChecks: [],
   serverCheckIntervalSeconds: 5,
+  defaultAgentPlacement: 'GREEDY',
 };
+
+/** A host of the fixture: `local` runs processes, any other id is a Docker host (of fake containers). */
+export interface FixtureHost {
+  id: string;
+  capacity?: { cpus: number; memoryMb: number };
+  attributes?: Record<string, string>;
+  reservedAttributes?: Record<string, string>;
+  portRange?: { from: number; to: number };
+}
 
 export interface FixtureOptions {
   serverChecks?: Check[];
@@ -34,12 +48,21 @@ export interface FixtureOptions {
   capacity?: { cpus: number; memoryMb: number };
   /** run the loop on its own wakes and timers (default: the test drives tick()) */
   timers?: boolean;
+  /** the hosts (default: `local` alone, with `capacity`) */
+  hosts?: FixtureHost[];
+  settings?: Partial<EngineSettings>;
 }
 
 export class EngineFixture {
   readonly clock = new ManualClock();
   readonly health = new FakeHealth();
+  /** the first host's fake runtime (`local` by default), for scripting */
   runtime!: FakeRuntime;
+  /** every host's fake runtime, by host id */
+  readonly runtimes = new Map<string, FakeRuntime>();
+  registry!: HostRegistry;
+  /** hosts whose pings fail (they become UNREACHABLE after the registry's timeout) */
+  readonly silent = new Set<string>();
   balancer!: FakeBalancer;
   store!: Store;
   loop!: ReconcileLoop;
@@ -50,17 +73,55 @@ export class EngineFixture {
 
   async start(): Promise<this> {
     this.store = await createStore({ kind: 'memory' }, () => this.clock.now());
-    this.runtime = createFakeRuntime({
-      now: () => this.clock.now(),
-      ...(this.options.capacity ? { capacity: this.options.capacity } : {}),
-    });
+    for (const h of this.hostList()) {
+      this.runtimes.set(
+        h.id,
+        createFakeRuntime({
+          now: () => this.clock.now(),
+          ...(h.capacity ? { capacity: h.capacity } : {}),
+          ...(h.portRange ? { portRange: h.portRange } : {}),
+        }),
+      );
+    }
+    this.runtime = this.runtimes.values().next().value as FakeRuntime;
     this.balancer = createFakeBalancer();
     await this.boot();
     return this;
   }
 
+  hostList(): FixtureHost[] {
+    return this.options.hosts ?? [{ id: 'local', ...(this.options.capacity ? { capacity: this.options.capacity } : {}) }];
+  }
+
   /** (Re)build the loop over the same store, runtime and balancer: a scheduler restart. */
   async boot(): Promise<void> {
+    await this.registry?.close();
+    const entries: HostEntry[] = this.hostList().map((h) => {
+      const definition: HostDefinition = {
+        id: h.id,
+        kind: h.id === 'local' ? 'process' : 'docker',
+        address: h.id === 'local' ? '127.0.0.1' : `10.0.0.${this.hostList().indexOf(h) + 1}`,
+        portRange: h.portRange ?? { from: 31000, to: 31999 },
+        capacity: h.capacity ?? {},
+        attributes: { ...h.attributes, ...h.reservedAttributes },
+        reservedAttributes: h.reservedAttributes ?? {},
+      };
+      const ping =
+        definition.kind === 'docker'
+          ? async () => {
+              if (this.silent.has(h.id)) throw new Error('connection refused');
+            }
+          : undefined;
+      return { definition, runtime: this.runtimes.get(h.id)!, ...(ping ? { ping } : {}) };
+    });
+    this.registry = new HostRegistry(entries, {
+      store: this.store,
+      clock: this.clock,
+      logger: silentLogger,
+      unreachableMs: 10_000,
+      pingIntervalMs: 3_600_000,
+    });
+    await this.registry.start();
     this.checks = new CheckRunner({
       store: this.store,
       clock: this.clock,
@@ -70,7 +131,8 @@ export class EngineFixture {
     });
     this.loop = new ReconcileLoop({
       store: this.store,
-      runtime: this.runtime,
+      runtime: new HostRuntime(this.registry),
+      hosts: this.registry,
       balancer: this.balancer,
       health: this.health,
       checks: this.checks,
@@ -80,6 +142,7 @@ export class EngineFixture {
         ...TEST_SETTINGS,
         serverChecks: this.checks.serverCheckNames,
         serverCheckIntervalSeconds: this.checks.serverCheckIntervalSeconds,
+        ...this.options.settings,
       },
       timers: this.options.timers ?? false,
       // No safety pass during a test: every pass it sees is one something asked for.
@@ -119,10 +182,17 @@ export class EngineFixture {
     throw new Error('loop did not settle in 200 rounds');
   }
 
-  /** Move the clock forward and settle (deadlines and wake times fire). */
+  /** Move the clock forward, ping the hosts, and settle (deadlines and wake times fire). */
   async advance(ms: number): Promise<void> {
     this.clock.advance(ms);
+    await this.registry.tick();
     await this.settle();
+  }
+
+  /** A host stops answering its pings, or answers again (seen at the next advance()). */
+  setSilent(hostId: string, silent: boolean): void {
+    if (silent) this.silent.add(hostId);
+    else this.silent.delete(hostId);
   }
 
   async createRequest(overrides: Partial<FledgeRequest> & { id: string }): Promise<RequestRecord> {
@@ -135,7 +205,8 @@ export class EngineFixture {
 
   /** POST /api/deploys with a deploy JSON (Singularity shape), parsed by the real schema. */
   async deploy(deploy: Record<string, unknown>, body: Record<string, unknown> = {}): Promise<void> {
-    const parsed = parseInput(schemas.deployRequest(false), { deploy: { command: 'serve', ...deploy }, ...body });
+    const containers = this.hostList().some((h) => h.id !== 'local');
+    const parsed = parseInput(schemas.deployRequest(containers), { deploy: { command: 'serve', ...deploy }, ...body });
     if (!parsed.ok) throw new Error(parsed.message);
     await this.service.createDeploy(parsed.value);
     await this.settle();
@@ -195,6 +266,7 @@ export class EngineFixture {
 
   async close(): Promise<void> {
     await this.loop.close();
+    await this.registry.close();
     await this.store.close();
   }
 }

@@ -4,6 +4,7 @@ import { createPendingDeploy } from '../../src/core/deploy/step.ts';
 import type { PhaseInput } from '../../src/core/deploy/phase.ts';
 import type { DeployProgress, EngineSettings, PendingDeploy, RequestObservation } from '../../src/core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../../src/core/model.ts';
+import type { HostSnapshot } from '../../src/core/placement.ts';
 import { createTask } from '../../src/core/tasks.ts';
 import { TaskView } from '../../src/core/task-view.ts';
 import { testDeploy } from './model-fixtures.ts';
@@ -19,7 +20,26 @@ export const TEST_ENGINE_SETTINGS: EngineSettings = {
   launchBatchSize: 100,
   serverChecks: [],
   serverCheckIntervalSeconds: 5,
+  defaultAgentPlacement: 'GREEDY',
 };
+
+/** A host snapshot: ACTIVE, answering, plenty of room, nothing held (the process host `local` by default). */
+export function testHost(id = 'local', more: Partial<HostSnapshot> = {}): HostSnapshot {
+  return {
+    id,
+    runs: id === 'local' ? 'process' : 'docker',
+    adminState: 'ACTIVE',
+    reachable: true,
+    rack: 'local',
+    attributes: {},
+    reservedAttributes: {},
+    capacity: { cpus: 1000, memoryMb: 1_000_000 },
+    used: { cpus: 0, memoryMb: 0, portsInRange: 0 },
+    portRange: { from: 31000, to: 31999 },
+    heldPorts: new Set(),
+    ...more,
+  };
+}
 
 export function testRequest(instances: number, more: Partial<FledgeRequest> = {}): FledgeRequest {
   return { id: 'web', requestType: 'SERVICE', instances, loadBalanced: false, ...more };
@@ -34,6 +54,7 @@ export function engineDeploy(id: string, canary: Partial<Deploy['canaryDeploySet
 export type TaskShape =
   | 'launched'
   | 'waiting'
+  | 'unplaced'
   | 'starting'
   | 'healthy'
   | 'unhealthy'
@@ -48,8 +69,8 @@ export type TaskShape =
   | 'cleaning-in-lb';
 
 /** A task of `deploy` for instance `n`, started at `startedAt`, in one of a few shapes. */
-export function testTask(deploy: Deploy, n: number, shape: TaskShape, startedAt = T0): TaskRecord {
-  const t = createTask(deploy, n, startedAt, new Set());
+export function testTask(deploy: Deploy, n: number, shape: TaskShape, startedAt = T0, host = 'local'): TaskRecord {
+  const t = createTask(deploy, n, startedAt, new Set(), { host, rack: 'local' });
   const running: TaskRecord = { ...t, state: 'TASK_RUNNING', handle: { pid: n }, ports: [31000 + n], runningAt: startedAt };
   const healthy: TaskRecord = { ...running, health: { state: 'HEALTHY', healthyAt: startedAt, results: [] } };
   const lbAdd = { operationId: 'op-add', state: 'SUCCESS' as const, timestamp: startedAt };
@@ -59,6 +80,8 @@ export function testTask(deploy: Deploy, n: number, shape: TaskShape, startedAt 
       return t;
     case 'waiting':
       return { ...t, waitingReason: 'not enough cpu' };
+    case 'unplaced':
+      return createTask(deploy, n, startedAt, new Set(), { waiting: 'no host fits' });
     case 'starting':
       return running;
     case 'healthy':
@@ -103,6 +126,7 @@ export function testObservation(over: Partial<RequestObservation> & { request: F
     endedDeploys: {},
     lbOps: {},
     checkResults: [],
+    hosts: [testHost()],
     settings: TEST_ENGINE_SETTINGS,
     ...over,
   };

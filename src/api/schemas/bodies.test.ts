@@ -127,7 +127,7 @@ describe('POST /api/deploys body', () => {
       deploy: { ...deploy, executorData: {} },
       message: 'ship it',
       unpauseOnSuccessfulDeploy: true,
-      updatedRequest: { id: 'web', requestType: 'SERVICE', instances: 3, rackSensitive: false },
+      updatedRequest: { id: 'web', requestType: 'SERVICE', instances: 3, rackSensitive: false, taskPriorityLevel: 0.5 },
     });
     expect(r).toMatchObject({
       ok: true,
@@ -135,10 +135,10 @@ describe('POST /api/deploys body', () => {
         deploy: { id: 'v1' },
         message: 'ship it',
         unpauseOnSuccessfulDeploy: true,
-        updatedRequest: { id: 'web', instances: 3, extra: { rackSensitive: false } },
+        updatedRequest: { id: 'web', instances: 3, rackSensitive: false, extra: { taskPriorityLevel: 0.5 } },
       },
     });
-    expect(r.ok && r.warnings.map((w) => w.split(':')[0])).toEqual(['deploy.executorData', 'updatedRequest.rackSensitive']);
+    expect(r.ok && r.warnings.map((w) => w.split(':')[0])).toEqual(['deploy.executorData', 'updatedRequest.taskPriorityLevel']);
   });
 
   it.each([

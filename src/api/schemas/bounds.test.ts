@@ -336,9 +336,23 @@ const REQUEST: Case[] = [
   ],
   [
     'an ignored Singularity field',
-    { rackAffinity: items(LIMITS.json.items, 'r') },
-    { rackAffinity: items(LIMITS.json.items + 1, 'r') },
-    'rackAffinity',
+    { readWriteGroups: items(LIMITS.json.items, 'g') },
+    { readWriteGroups: items(LIMITS.json.items + 1, 'g') },
+    'readWriteGroups',
+  ],
+  ['rackAffinity', { rackAffinity: items(LIMITS.list, 'r') }, { rackAffinity: items(LIMITS.list + 1, 'r') }, 'rackAffinity'],
+  ['a rack', { rackAffinity: [long(LIMITS.name)] }, { rackAffinity: [long(LIMITS.name + 1)] }, 'rackAffinity[0]'],
+  [
+    'requiredAgentAttributes',
+    { requiredAgentAttributes: Object.fromEntries(items(LIMITS.metadataKeys, 'v').map((v, i) => [`k${i}`, v])) },
+    { requiredAgentAttributes: Object.fromEntries(items(LIMITS.metadataKeys + 1, 'v').map((v, i) => [`k${i}`, v])) },
+    'requiredAgentAttributes',
+  ],
+  [
+    'an allowed attribute value',
+    { allowedSlaveAttributes: { zone: long(LIMITS.name) } },
+    { allowedSlaveAttributes: { zone: long(LIMITS.name + 1) } },
+    'allowedSlaveAttributes.zone',
   ],
 ];
 

@@ -144,9 +144,9 @@ describe('request schema', () => {
   });
 
   it.each([
-    ['rackSensitive', true],
-    ['slavePlacement', 'SEPARATE_BY_REQUEST'],
-    ['requiredSlaveAttributes', { zone: 'a' }],
+    ['maxTasksPerOffer', 2],
+    ['allowBounceToSameHost', true],
+    ['hideEvenNumberAcrossRacksHint', true],
     ['group', 'ops'],
     ['readWriteGroups', ['ops']],
     ['bounceAfterScale', true],
@@ -159,6 +159,70 @@ describe('request schema', () => {
     expect(r.value.extra).toEqual({ [field]: value });
     expect(r.warnings).toHaveLength(1);
     expect(r.warnings[0]).toMatch(new RegExp(`^${field}: accepted and stored, but Fledge does not act on it \\(.+\\)$`));
+  });
+
+  it('acts on the placement fields, reading Singularity’s older slave spellings as the agent ones', () => {
+    const r = parse({
+      id: 'a',
+      requestType: 'SERVICE',
+      slavePlacement: 'SEPARATE_BY_REQUEST',
+      rackSensitive: true,
+      rackAffinity: ['r1', 'r2'],
+      requiredSlaveAttributes: { zone: 'a' },
+      allowedAgentAttributes: { gpu: 'yes' },
+    });
+    expect(r).toEqual({
+      ok: true,
+      value: {
+        id: 'a',
+        requestType: 'SERVICE',
+        instances: 1,
+        loadBalanced: false,
+        agentPlacement: 'SEPARATE_BY_REQUEST',
+        rackSensitive: true,
+        rackAffinity: ['r1', 'r2'],
+        requiredAgentAttributes: { zone: 'a' },
+        allowedAgentAttributes: { gpu: 'yes' },
+      },
+      warnings: [],
+    });
+    // Singularity's own JSON carries both spellings, equal: fine.
+    const both = parse({ id: 'a', requestType: 'SERVICE', agentPlacement: 'SEPARATE', slavePlacement: 'SEPARATE' });
+    expect(both).toMatchObject({ ok: true, value: { agentPlacement: 'SEPARATE' }, warnings: [] });
+  });
+
+  it.each([
+    [
+      'an unknown placement',
+      { agentPlacement: 'SPREAD' },
+      'agentPlacement',
+      'must be one of SEPARATE, OPTIMISTIC, GREEDY, SEPARATE_BY_DEPLOY, SEPARATE_BY_REQUEST, SPREAD_ALL_SLAVES, SPREAD_ALL_AGENTS',
+    ],
+    [
+      'both spellings, disagreeing',
+      { agentPlacement: 'SEPARATE', slavePlacement: 'GREEDY' },
+      'slavePlacement',
+      'slavePlacement is the older name of agentPlacement; they disagree',
+    ],
+    [
+      'an attribute value that is not a string',
+      { requiredAgentAttributes: { zone: 1 } },
+      'requiredAgentAttributes.zone',
+      'must be a string (got number)',
+    ],
+    [
+      'a bad attribute name',
+      { allowedAgentAttributes: { 'a b': 'x' } },
+      'allowedAgentAttributes.a b',
+      'invalid key: attribute names are 1-100 characters of [A-Za-z0-9_.-]',
+    ],
+    ['rackAffinity not a list', { rackAffinity: 'r1' }, 'rackAffinity', 'must be an array (got string)'],
+    ['rackSensitive not a boolean', { rackSensitive: 'yes' }, 'rackSensitive', 'must be a boolean (got string)'],
+  ])('400 for %s in the placement fields, naming the field', (_name, fields, field, rule) => {
+    const r = parse({ id: 'a', requestType: 'SERVICE', ...fields });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.details).toContainEqual({ field, rule });
   });
 
   it.each([

@@ -1,9 +1,11 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
 import { isTimeZone, ScheduleError, scheduleOf } from '../../core/jobs/cron.ts';
-import { isRunToCompletion, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
+import { AGENT_PLACEMENTS, isRunToCompletion, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
 import {
   attachWarnings,
+  boundedRecord,
+  conflict,
   count,
   describeInput,
   compact,
@@ -14,6 +16,7 @@ import {
   nonEmpty,
   nullsAsAbsent,
   splitIgnored,
+  text,
 } from './common.ts';
 import { IGNORED_REQUEST_FIELDS } from './singularity-fields.ts';
 
@@ -26,6 +29,19 @@ export const requestIdSchema = z
 
 // Shape only here; scheduleOf (core/jobs/cron.ts) reads the expression and names what it refuses.
 const cronSchema = z.string().min(1).max(LIMITS.name);
+
+const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'attribute names are 1-100 characters of [A-Za-z0-9_.-]' });
+const attributes = boundedRecord(attributeName, text(), LIMITS.metadataKeys).describe(
+  'host attributes (--docker-host attr.<k>=<v>), all of which a host must have (required) or one of which it is preferred for (allowed)',
+);
+const placement = z.enum(AGENT_PLACEMENTS).describe("how instances share hosts (Singularity's agentPlacement)");
+
+// Singularity's older spellings, read as the new ones (its own JSON carries both, equal).
+const ALIASES = [
+  ['agentPlacement', 'slavePlacement'],
+  ['requiredAgentAttributes', 'requiredSlaveAttributes'],
+  ['allowedAgentAttributes', 'allowedSlaveAttributes'],
+] as const;
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
@@ -43,6 +59,14 @@ const requestShape = z.strictObject({
   scheduledExpectedRuntimeMillis: millis().optional(),
   waitAtLeastMillisAfterTaskFinishesForReschedule: millis().optional(),
   skipHealthchecks: z.boolean().optional(),
+  agentPlacement: placement.optional(),
+  slavePlacement: placement.optional(),
+  rackSensitive: z.boolean().optional().describe('spread instances evenly over the racks of the hosts that take tasks'),
+  rackAffinity: list(nonEmpty()).optional().describe('racks (a host’s rack= or attr.rack) the tasks may run in'),
+  requiredAgentAttributes: attributes.optional(),
+  requiredSlaveAttributes: attributes.optional(),
+  allowedAgentAttributes: attributes.optional(),
+  allowedSlaveAttributes: attributes.optional(),
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
 
@@ -104,6 +128,11 @@ export const requestSchema = describeInput(
             }
           }
         }
+        for (const [name, old] of ALIASES) {
+          if (r[name] !== undefined && r[old] !== undefined && JSON.stringify(r[name]) !== JSON.stringify(r[old])) {
+            conflict(ctx, [name], [old], `${old} is the older name of ${name}; they disagree`);
+          }
+        }
       })
       .transform((r): FledgeRequest => {
         const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
@@ -123,6 +152,11 @@ export const requestSchema = describeInput(
           scheduledExpectedRuntimeMillis: r.scheduledExpectedRuntimeMillis,
           waitAtLeastMillisAfterTaskFinishesForReschedule: r.waitAtLeastMillisAfterTaskFinishesForReschedule,
           skipHealthchecks: r.skipHealthchecks,
+          agentPlacement: r.agentPlacement ?? r.slavePlacement,
+          rackSensitive: r.rackSensitive,
+          rackAffinity: r.rackAffinity,
+          requiredAgentAttributes: r.requiredAgentAttributes ?? r.requiredSlaveAttributes,
+          allowedAgentAttributes: r.allowedAgentAttributes ?? r.allowedSlaveAttributes,
           extra: Object.keys(extra).length > 0 ? extra : undefined,
         });
         return attachWarnings(out, warnings);

@@ -5,23 +5,15 @@
 
 const MESOS_EXECUTOR = 'Mesos custom executor setting; Fledge runs tasks with its own runtime';
 const MESOS_LABELS = 'Mesos labels; Fledge has no Mesos';
-const PLACEMENT = 'Mesos agent/rack placement; Fledge runs every task on its own host';
+const OFFERS = 'Mesos offer setting; Fledge places tasks on hosts without offers';
 const PERMISSIONS = 'Singularity group permissions; Fledge uses bearer tokens';
 const NOTIFICATIONS = 'Singularity notification setting';
 
 /** SingularityRequest fields that Fledge stores but ignores, with the reason. */
 export const IGNORED_REQUEST_FIELDS: Readonly<Record<string, string>> = {
-  rackSensitive: PLACEMENT,
-  rackAffinity: PLACEMENT,
-  slavePlacement: PLACEMENT,
-  agentPlacement: PLACEMENT,
-  requiredSlaveAttributes: PLACEMENT,
-  requiredAgentAttributes: PLACEMENT,
-  allowedSlaveAttributes: PLACEMENT,
-  allowedAgentAttributes: PLACEMENT,
-  hideEvenNumberAcrossRacksHint: PLACEMENT,
-  maxTasksPerOffer: PLACEMENT,
-  allowBounceToSameHost: PLACEMENT,
+  hideEvenNumberAcrossRacksHint: "a hint for Singularity's UI",
+  maxTasksPerOffer: OFFERS,
+  allowBounceToSameHost: 'Fledge applies agentPlacement to bounce replacements like to any new task',
   requiredRole: 'Mesos role; Fledge has no Mesos',
   dataCenter: 'Singularity multi-datacenter setting',
   group: PERMISSIONS,
@@ -80,5 +72,6 @@ export const IGNORED_ACTION_FIELDS: Readonly<Record<string, string>> = {
   skipHealthchecks: 'Fledge always health-checks replacement tasks',
   override: 'Fledge has no kill override',
   revertToState: 'Fledge has no expiring actions',
-  killTasksOnDecommissionTimeout: 'Fledge has no expiring actions; moving tasks off a decommissioned host is not automatic yet',
+  killTasksOnDecommissionTimeout:
+    'Fledge has no expiring actions; it moves the tasks off a decommissioning host itself, replacements first',
 };

@@ -64,6 +64,7 @@ export function registerHost(program: Command, ctx: Ctx): void {
 
 function printHost(ctx: Ctx, h: HostView): void {
   const attrs = Object.entries(h.attributes).map(([k, v]) => `${k}=${v}`);
+  const reserved = Object.entries(h.reservedAttributes ?? {}).map(([k, v]) => `${k}=${v}`);
   ctx.print(
     keyValues([
       ['host', h.id],
@@ -79,6 +80,9 @@ function printHost(ctx: Ctx, h: HostView): void {
       ['ports', h.capacity ? `${h.reserved.ports} of ${h.capacity.ports.from}-${h.capacity.ports.to} held` : 'unknown'],
       ['rack', h.rackId],
       ['attributes', attrs.length > 0 ? attrs.join(', ') : undefined],
+      ...(reserved.length > 0
+        ? [['reserved by', `${reserved.join(', ')} (only requests that require or allow it)`] as [string, string]]
+        : []),
       ['tasks', h.tasks.length],
     ]),
   );

@@ -2,10 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { phaseInput, T0, testTask, type TaskShape } from '../../../test/helpers/engine-values.ts';
 import type { DeployPhase } from './types.ts';
 import { assessFailures } from './failures.ts';
+import { stepDeadline } from './phase.ts';
 
-function run(shape: TaskShape, options: { allowed?: number; phase?: DeployPhase; counted?: boolean; cleaned?: boolean } = {}) {
+function run(
+  shape: TaskShape,
+  options: { allowed?: number; phase?: DeployPhase; counted?: boolean; cleaned?: boolean; lostWithHost?: string } = {},
+) {
   let victim = testTask(phaseInput().deploy, 2, shape);
   if (options.cleaned) victim = { ...victim, cleanup: { reason: 'DEPLOY_REPLACED', timestamp: T0 } };
+  if (options.lostWithHost) victim = { ...victim, lostWithHost: options.lostWithHost };
   const input = phaseInput({
     canary: { allowedTasksFailuresPerGroup: options.allowed ?? 0 },
     progress: { phase: options.phase ?? 'HEALTH', ...(options.counted ? { failedDeployTasks: [victim.taskId] } : {}) },
@@ -103,6 +108,30 @@ describe('assessFailures', () => {
     expect(result.tasks?.map((t) => t.cleanup)).toEqual([
       { reason: 'UNHEALTHY', timestamp: T0, message: 'Health check returned failure status 503' },
     ]);
+  });
+
+  it.each([
+    { phase: 'HEALTH' as const, replace: false },
+    { phase: 'ACCEPTANCE' as const, replace: true },
+  ])('a task lost with its host in $phase is replaced, never counted, with a fresh health deadline', ({ phase, replace }) => {
+    const result = run('lost', { lostWithHost: 'd1', phase });
+    const deadline = stepDeadline(phaseInput().deploy, T0);
+    expect(result.end).toBeUndefined();
+    expect(result.replace !== undefined).toBe(replace);
+    expect(result.progress.failedDeployTasks).toEqual([]);
+    expect(result.progress.stepFailures).toBe(0);
+    expect(result.progress.lostDeployTasks?.map((t) => t.instanceNo)).toEqual([2]);
+    expect(result.progress.deadline).toBe(deadline);
+    expect(result.decisions).toMatchObject([{ kind: 'TASK_LOST', host: 'd1', action: 'replace it on another host' }]);
+    // Seen once: the next pass does not see it again.
+    const again = assessFailures(
+      phaseInput({
+        progress: { phase, lostDeployTasks: result.progress.lostDeployTasks ?? [] },
+        tasks: (_v1, v2) => [testTask(v2, 1, 'healthy'), { ...testTask(v2, 2, 'lost'), lostWithHost: 'd1' }],
+      }),
+    );
+    expect(again.decisions).toEqual([]);
+    expect(again.replace).toBeUndefined();
   });
 
   it('names the allowance in the end message once more tasks failed than allowed', () => {

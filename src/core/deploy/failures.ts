@@ -1,6 +1,6 @@
 import { isLive, type TaskRecord } from '../model.ts';
 import { markCleanup } from '../tasks.ts';
-import { newTasks, type DecisionDraft, type End, type PhaseEffects, type PhaseInput } from './phase.ts';
+import { newTasks, stepDeadline, type DecisionDraft, type End, type PhaseEffects, type PhaseInput } from './phase.ts';
 import { describeExit, reasons } from './reasons.ts';
 import type { DeployFailure } from './types.ts';
 
@@ -8,17 +8,37 @@ import type { DeployFailure } from './types.ts';
  * New-task deaths and unhealthy verdicts not yet counted: each is counted against
  * allowedTasksFailuresPerGroup (an unhealthy task is also marked for cleanup). One too many
  * ends the deploy; a death after the step was healthy sends it back to LAUNCH to replace it.
+ *
+ * A task lost with its host (UNREACHABLE) is not counted: the host failed, not the version
+ * being deployed, and failing the deploy would roll back onto a fleet that just lost a host.
+ * (Singularity's deploy checker says it excludes framework and cluster issues, but counts every
+ * stopped new task, lost ones included; Fledge does what the comment says.) It is replaced on
+ * another host like a counted death (back to LAUNCH after the step was healthy), and the step
+ * gets a fresh health deadline so the replacement has the usual time to become healthy.
  */
 export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['end']; replace?: { observed: string; reason: string } } {
   const { progress, deploy, now } = input;
-  const counted = new Set(progress.failedDeployTasks.map((t) => t.id));
+  const counted = new Set([...progress.failedDeployTasks, ...(progress.lostDeployTasks ?? [])].map((t) => t.id));
   const allowed = deploy.canaryDeploySettings.allowedTasksFailuresPerGroup;
   const failures: DeployFailure[] = [];
   const cleanups: TaskRecord[] = [];
   const decisions: DecisionDraft[] = [];
   let stepFailures = progress.stepFailures;
+  const lost: TaskRecord[] = [];
   for (const task of newTasks(input)) {
     if (counted.has(task.taskId.id)) continue;
+    if (!isLive(task.state) && task.lostWithHost !== undefined) {
+      lost.push(task);
+      decisions.push({
+        kind: 'TASK_LOST',
+        taskId: task.taskId.id,
+        host: task.lostWithHost,
+        observed: `task ${task.taskId.id} was lost with host ${task.lostWithHost}`,
+        action: 'replace it on another host',
+        reason: 'a lost host is not the deploy’s failure: not counted against allowedTasksFailuresPerGroup',
+      });
+      continue;
+    }
     let failure: DeployFailure | undefined;
     if (isLive(task.state) && !task.cleanup && task.health.state === 'UNHEALTHY') {
       const marked = markCleanup(task, 'UNHEALTHY', now, task.health.message);
@@ -28,7 +48,7 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
         taskId: task.taskId,
         message: task.health.message ?? reasons.neverHealthy(task.taskId.id),
       };
-    } else if (!isLive(task.state) && !task.cleanup) {
+    } else if (!isLive(task.state) && !task.cleanup && task.lostWithHost === undefined) {
       const reason =
         task.state === 'TASK_FINISHED'
           ? 'TASK_EXPECTED_RUNNING_FINISHED'
@@ -55,24 +75,32 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
       reason: `${stepFailures} of ${allowed} allowed in this step`,
     });
   }
-  const effects: PhaseEffects = {
-    progress:
-      failures.length > 0
-        ? { ...progress, failedDeployTasks: [...progress.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures }
-        : progress,
-    tasks: cleanups,
-    decisions,
-  };
+  let next = progress;
+  if (failures.length > 0) {
+    next = { ...next, failedDeployTasks: [...next.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures };
+  }
+  if (lost.length > 0) {
+    // A fresh health window for the replacements; past HEALTH the stored deadline is another
+    // phase's (LB, acceptance) and is replaced, in LAUNCH/HEALTH it is only ever extended.
+    const fresh = stepDeadline(deploy, now);
+    const inHealth = progress.phase === 'LAUNCH' || progress.phase === 'HEALTH';
+    const deadline = inHealth && next.deadline !== undefined ? Math.max(next.deadline, fresh) : fresh;
+    next = { ...next, lostDeployTasks: [...(next.lostDeployTasks ?? []), ...lost.map((t) => t.taskId)], deadline };
+  }
+  const effects: PhaseEffects = { progress: next, tasks: cleanups, decisions };
   if (stepFailures > allowed && failures.length > 0) {
     const message = allowed > 0 ? reasons.tooManyFailures(allowed) : (failures[0]?.message ?? 'Task failed');
     return { ...effects, end: { state: 'FAILED', message, failures } };
   }
-  if (failures.length > 0 && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
+  if ((failures.length > 0 || lost.length > 0) && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
     // A task died after its step was healthy: go back and replace it before moving on.
     return {
       ...effects,
       progress: { ...effects.progress, stepReadyAt: undefined },
-      replace: { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' },
+      replace:
+        failures.length > 0
+          ? { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' }
+          : { observed: `${lost.length} task(s) lost with their host`, reason: 'replace lost tasks on other hosts' },
     };
   }
   return effects;

@@ -2,6 +2,7 @@
 // Phases import this module and step.ts imports the phases: nothing imports step.ts back.
 import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
 import { healthWindowMillis } from '../health.ts';
+import { Placer } from '../placement.ts';
 import { createTask, healthy, inLb, serving } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
 import type {
@@ -87,22 +88,62 @@ export function stepDeadline(deploy: Deploy, from: number): number {
   );
 }
 
-/** New task records (and their start actions) for up to `count` lowest free instance numbers. */
+/**
+ * A placer over the hosts for new tasks of this request, counting what the step created so far
+ * (the snapshots already count every persisted task).
+ */
+export function placerFor(obs: RequestObservation, tasks: TaskView, instances: number, request = targetRequest(obs)): Placer {
+  const persisted = new Set(obs.tasks.map((t) => t.taskId.id));
+  return new Placer({
+    request,
+    instances,
+    defaultPlacement: obs.settings.defaultAgentPlacement,
+    hosts: obs.hosts,
+    tasks: tasks.all(),
+    counted: (id) => persisted.has(id),
+    deploys: [obs.activeDeploy, obs.pendingDeploy],
+  });
+}
+
+/**
+ * New task records for up to `count` lowest free instance numbers, each on the host placement
+ * chose (and a start action), or on none yet with the reason (no action: it waits for a host).
+ */
 export function launchTasks(input: PhaseInput, count: number): { tasks: TaskRecord[]; actions: Action[] } {
   const used = new Set(servingNew(input).map((t) => t.taskId.instanceNo));
   const taken = input.tasks.ids();
   const tasks: TaskRecord[] = [];
   const wanted = Math.min(count, input.launchBudget);
-  for (let n = 1; tasks.length < wanted; n++) {
+  const placer = wanted > 0 ? placerFor(input.obs, input.tasks, input.instances) : undefined;
+  for (let n = 1; placer && tasks.length < wanted; n++) {
     if (used.has(n)) continue;
-    const task = createTask(input.deploy, n, input.now, taken);
+    const where = placer.place(input.deploy);
+    const task = createTask(input.deploy, n, input.now, taken, where.ok ? where : { waiting: where.reason });
     taken.add(task.taskId.id);
     tasks.push(task);
   }
-  return { tasks, actions: tasks.map((t) => ({ kind: 'startTask', taskId: t.taskId.id })) };
+  return {
+    tasks,
+    actions: tasks.filter((t) => t.waitingReason === undefined).map((t) => ({ kind: 'startTask', taskId: t.taskId.id })),
+  };
 }
 
 export const instanceList = (tasks: readonly TaskRecord[]) => tasks.map((t) => `#${t.taskId.instanceNo}`).join(', ');
+
+/** "launch #1, #2 on d1; #3 on d2" — and which wait for a host, with the first reason. */
+export function launchAction(tasks: readonly TaskRecord[]): string {
+  const byHost = new Map<string, TaskRecord[]>();
+  const waiting: TaskRecord[] = [];
+  for (const t of tasks) {
+    if (t.waitingReason !== undefined) waiting.push(t);
+    else byHost.set(t.taskId.host, [...(byHost.get(t.taskId.host) ?? []), t]);
+  }
+  const placed = [...byHost].map(([host, ts]) => `${instanceList(ts)} on ${host}`).join('; ');
+  return [
+    ...(placed ? [`launch ${placed}`] : []),
+    ...(waiting.length > 0 ? [`${instanceList(waiting)} wait(s) for a host: ${waiting[0]!.waitingReason}`] : []),
+  ].join('; ');
+}
 
 /** The counts stamped on every decision. */
 export function countTasks(input: TasksSeen): DecisionCounts {

@@ -281,6 +281,7 @@ describe('the decision kinds', () => {
         checkResults: [{ deployId: 'v2', step: 1, name: 'smoke', state: 'PENDING', message: 'wait', at: T0 }],
       }),
       observe(inPhase('ACCEPTANCE'), () => [], {}, [{ kind: 'advance', at: T0 }]),
+      observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), { ...testTask(d, 2, 'lost'), lostWithHost: 'd1' }]),
     ];
     const written = new Set(paths.flatMap((obs) => stepDeploy(obs, T0).decisions.map((d) => d.kind)));
     expect([...written].sort()).toEqual([...DECISION_KINDS].sort());

@@ -1,6 +1,7 @@
 // Persisted shape of a pending deploy and its progress (deploys.md §5), plus the engine's
 // inputs (observations) and outputs (actions). Written by the reconciler loop only.
-import type { CleanupReason, Deploy, FledgeRequest, LbOpState, TaskId, TaskRecord } from '../model.ts';
+import type { AgentPlacement, CleanupReason, Deploy, FledgeRequest, LbOpState, TaskId, TaskRecord } from '../model.ts';
+import type { HostSnapshot } from '../placement.ts';
 
 export const DEPLOY_PHASES = ['LAUNCH', 'HEALTH', 'LB_UPDATE', 'ACCEPTANCE', 'ADVANCE'] as const;
 export type DeployPhase = (typeof DEPLOY_PHASES)[number];
@@ -50,6 +51,7 @@ export const DECISION_KINDS = [
   'PHASE_CHANGED',
   'TASKS_LAUNCHED',
   'TASK_FAILED',
+  'TASK_LOST',
   'LB_OPERATION',
   'ACCEPTANCE_RESULT',
   'INTENT',
@@ -96,6 +98,8 @@ export type DecisionDetail =
   | { kind: 'PHASE_CHANGED'; from: DeployPhase; to: DeployPhase; operationId?: string; intent?: 'update' }
   | { kind: 'TASKS_LAUNCHED'; taskIds: string[] }
   | { kind: 'TASK_FAILED'; taskId: string; failure: FailureReason }
+  /** a new task was lost with its host: replaced, not counted as a failure */
+  | { kind: 'TASK_LOST'; taskId: string; host: string }
   | { kind: 'LB_OPERATION'; operationId: string; adding: number; removing: number }
   | { kind: 'ACCEPTANCE_RESULT'; check: string; state: AcceptanceState }
   | { kind: 'INTENT'; intent: 'advance' }
@@ -112,6 +116,8 @@ export interface DeployProgress {
   currentActiveInstances: number;
   stepLaunchComplete: boolean;
   failedDeployTasks: TaskId[];
+  /** new tasks lost with their host: replaced, not counted against allowedTasksFailuresPerGroup */
+  lostDeployTasks?: TaskId[];
   /** last change */
   timestamp: number;
   canary: boolean;
@@ -165,6 +171,8 @@ export interface RequestObservation {
   endedDeploys: Record<string, DeployResultState>;
   /** latest acceptance-check answers for the pending deploy's current step */
   checkResults: CheckResult[];
+  /** every host, as placement sees it (tasks of other requests placed but not started included) */
+  hosts: readonly HostSnapshot[];
   /** server settings the engine needs */
   settings: EngineSettings;
 }
@@ -200,6 +208,8 @@ export interface EngineSettings {
   scheduleTimeZone?: string;
   /** how long an unwanted run may finish when its request does not say (default 24 h) */
   killOldNonLongRunningTasksAfterMillis?: number;
+  /** agentPlacement of requests that do not say (--default-agent-placement) */
+  defaultAgentPlacement: AgentPlacement;
 }
 
 export type Action =

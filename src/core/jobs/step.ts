@@ -33,10 +33,13 @@ import {
   type TaskRecord,
   type TaskRun,
 } from '../model.ts';
+import { placerFor } from '../deploy/phase.ts';
+import type { Placer } from '../placement.ts';
 import { applyDeployResult } from '../request/apply-result.ts';
 import { cleanUp } from '../request/cleanup.ts';
 import { requestContext } from '../request/context.ts';
-import { createTask, markCleanup } from '../tasks.ts';
+import { placeWaitingTasks } from '../request/waiting-tasks.ts';
+import { createTask, markCleanup, runDeploy } from '../tasks.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { nextRunAfter, scheduleOf, type Schedule } from './cron.ts';
 
@@ -53,6 +56,7 @@ export interface JobStepOutcome {
   now: number;
   request?: RequestRecord;
   tasks: readonly TaskRecord[];
+  deletedTasks: readonly string[];
   pending: PendingOutcome;
   actions: readonly Action[];
   wakeAt?: number;
@@ -86,12 +90,26 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
     tasks = tasks.with([t]);
   };
   const taken = tasks.ids();
+  const deleted: string[] = [];
+  // Runs already waiting for a host go first (the older wait); each keeps its run.
+  const waitCtx = requestContext(obs, rec, now, undefined, undefined);
+  const placed = placeWaitingTasks(waitCtx, tasks, Number.MAX_SAFE_INTEGER);
+  for (const t of placed.tasks ?? []) change(t);
+  actions.push(...(placed.actions ?? []));
+  if (placed.wakeAt !== undefined) wake(placed.wakeAt);
+  deleted.push(...placed.deleted);
+  tasks = tasks.without(placed.deleted);
+  for (const id of tasks.ids()) taken.add(id);
+  let placer: Placer | undefined;
   const start = (deploy: Deploy, instanceNo: number, run: Omit<TaskRun, 'successfulExitCodes' | 'retry'> & { retry?: number }) => {
-    const task = createTask(deploy, instanceNo, now, taken);
+    placer ??= placerFor(obs, tasks, Math.max(1, request.instances), request);
+    const where = placer.place(runDeploy(deploy, run));
+    const task = createTask(deploy, instanceNo, now, taken, where.ok ? where : { waiting: where.reason });
     taken.add(task.taskId.id);
     const created: TaskRecord = { ...task, run: { ...run, retry: run.retry ?? 0, successfulExitCodes: deploy.successfulExitCodes ?? [0] } };
     change(created);
-    actions.push({ kind: 'startTask', taskId: created.taskId.id });
+    if (where.ok) actions.push({ kind: 'startTask', taskId: created.taskId.id });
+    else wake(now + obs.settings.capacityRetryMillis);
     return created;
   };
   const wanted = rec.state === 'ACTIVE' && active !== undefined;
@@ -102,6 +120,13 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
     change({ ...t, run: { ...t.run, settled: true } });
     const failed = t.state !== 'TASK_FINISHED';
     if (!failed) continue;
+    const { settled: _s, overdue: _o, killAfter: _k, dueAt: _d, successfulExitCodes: _c, ...params } = t.run;
+    if (t.lostWithHost !== undefined && !t.cleanup && wanted) {
+      // Lost with its host: not the run's failure, so it runs again elsewhere without using a retry.
+      const again = start(active, t.taskId.instanceNo, { ...params, retryOf: t.taskId.id });
+      notes.push({ level: 'warn', msg: `run lost with host ${t.lostWithHost}; run again`, taskId: again.taskId.id, ...runIdOf(t.run) });
+      continue;
+    }
     const limit = request.numRetriesOnFailure ?? 0;
     const why = t.cleanup && NO_RETRY.has(t.cleanup.reason) ? `killed (${t.cleanup.reason})` : undefined;
     const immediate = request.requestType === 'SCHEDULED' && t.run.trigger === 'IMMEDIATE';
@@ -111,7 +136,6 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
       }
       continue;
     }
-    const { settled: _s, overdue: _o, killAfter: _k, dueAt: _d, successfulExitCodes: _c, ...params } = t.run;
     const retry = start(active, t.taskId.instanceNo, { ...params, trigger: 'RETRY', retry: t.run.retry + 1, retryOf: t.taskId.id });
     notes.push({
       level: 'info',
@@ -257,7 +281,8 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
   return {
     now,
     ...(rec !== record ? { request: { ...rec, timestamp: now } } : {}),
-    tasks: collapseChanges(changes),
+    tasks: collapseChanges(changes).filter((t) => !deleted.includes(t.taskId.id)),
+    deletedTasks: deleted,
     pending,
     actions,
     ...(wakeAt !== undefined ? { wakeAt } : {}),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { engineDeploy, T0, testObservation, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import { engineDeploy, T0, testHost, testObservation, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import type { HostSnapshot } from '../placement.ts';
 import type { FledgeRequest, RequestRecord, TaskRecord } from '../model.ts';
 import { TaskView } from '../task-view.ts';
 import { requestContext } from './context.ts';
@@ -16,11 +17,12 @@ function run(
     budget?: number;
     retired?: number[];
     noDeploy?: boolean;
+    hosts?: HostSnapshot[];
   } = {},
 ) {
   const request = options.request ?? testRequest(2);
   const tasks = options.tasks ?? [];
-  const obs = testObservation({ request, activeDeploy: v1, tasks });
+  const obs = testObservation({ request, activeDeploy: v1, tasks, ...(options.hosts ? { hosts: options.hosts } : {}) });
   const record = testRecord(request, options.record);
   const pendingAfter = options.retired ? { deployId: 'v2', progress: { retiredOldInstances: options.retired } } : undefined;
   const ctx = requestContext(obs, record, options.now ?? T0, pendingAfter, undefined);
@@ -137,6 +139,50 @@ describe('reconcileActiveInstances', () => {
       wakeAt: undefined,
     },
     {
+      name: 'a task lost with its host is no crash: replaced at once, no backoff',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'lost'), lostWithHost: 'd1' }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 3, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a decommissioning host: a replacement starts elsewhere, the old task keeps serving meanwhile',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1')],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'DECOMMISSIONING' })],
+      },
+      starts: [1],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a decommissioning host: the old task goes once its replacement serves',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1'), testTask(v1, 1, 'healthy', T0 + 2)],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'DECOMMISSIONING' })],
+      },
+      starts: [],
+      cleanups: [[1, 'DECOMMISSIONING']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'a frozen host keeps its tasks',
+      options: {
+        request: testRequest(1),
+        tasks: [testTask(v1, 1, 'healthy', T0, 'd1')],
+        hosts: [testHost('local'), testHost('d1', { runs: 'process', adminState: 'FROZEN' })],
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
       name: 'more missing than a pass may create: creates the batch and looks again at once',
       options: { request: testRequest(5), budget: 2 },
       starts: [1, 2],
@@ -188,6 +234,17 @@ describe('reconcileActiveInstances', () => {
       record: { bounce: { startedAt: T0 + 1 } },
     });
     expect(result.record.bounce).toBeUndefined();
+  });
+
+  it('places new tasks across the hosts; one that fits nowhere waits, says why, and gets no start', () => {
+    const hosts = [testHost('local'), testHost('d1', { runs: 'process', capacity: { cpus: 1000, memoryMb: 1_000_000 } })];
+    const spread = run({ request: testRequest(3), hosts });
+    expect((spread.tasks ?? []).map((t) => t.taskId.host)).toEqual(['local', 'd1', 'local']);
+    const full = run({ request: testRequest(1), hosts: [testHost('local', { adminState: 'FROZEN' })] });
+    expect(full.tasks).toMatchObject([
+      { taskId: { host: 'unplaced' }, state: 'TASK_LAUNCHED', waitingReason: 'host local is FROZEN and takes no new tasks' },
+    ]);
+    expect(started(full)).toBe(0);
   });
 
   it('walks a request of 2^31 instances in bounded work, creating one batch', () => {

@@ -1,5 +1,7 @@
+import { placerFor } from '../deploy/phase.ts';
 import type { Action } from '../deploy/types.ts';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../model.ts';
+import { hostOf, type Placer } from '../placement.ts';
 import { createTask, healthy, inLb, markCleanup, serving } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
 import type { RequestChanges, RequestContext } from './context.ts';
@@ -9,8 +11,10 @@ type Backoff = NonNullable<RequestRecord['backoff']>;
 /**
  * Part 2: the active deploy's instances. Serving tasks whose instance is not desired are
  * cleaned up. Each desired instance gets a serving task: a missing one is started (after a
- * crash-loop backoff); a bounce or a kill-with-replacement starts a replacement, and the older
- * serving tasks of that instance are cleaned up once the newest is healthy (and in the LB).
+ * crash-loop backoff; a task lost with its host is no crash and is replaced at once); a
+ * bounce, a kill-with-replacement or a decommission of its host starts a replacement, and the
+ * older serving tasks of that instance are cleaned up once the newest is healthy (and in the
+ * LB). New tasks go where placement puts them (or wait for a host, saying why).
  *
  * At most `budget` task records are created; the instances left without one are started in the
  * next pass, at once (`deferred`), and so a request of any size is walked in bounded work: only
@@ -46,18 +50,26 @@ export function reconcileActiveInstances(
   const taken = tasks.ids();
   let created = 0;
   let deferred = false;
+  let placer: Placer | undefined;
   const start = (instanceNo: number): TaskRecord | undefined => {
     if (!activeDeploy) return undefined;
     if (created >= budget) {
       deferred = true;
       return undefined;
     }
-    const task = createTask(activeDeploy, instanceNo, now, taken);
+    placer ??= placerFor(obs, tasks.with(changes), record.request.instances, record.request);
+    const where = placer.place(activeDeploy);
+    const task = createTask(activeDeploy, instanceNo, now, taken, where.ok ? where : { waiting: where.reason });
     taken.add(task.taskId.id);
     changes.push(task);
-    actions.push({ kind: 'startTask', taskId: task.taskId.id });
+    if (where.ok) actions.push({ kind: 'startTask', taskId: task.taskId.id });
     created += 1;
     return task;
+  };
+  const decommissioning = new Set(obs.hosts.filter((h) => h.adminState === 'DECOMMISSIONING').map((h) => h.id));
+  const onDecommissioning = (t: TaskRecord) => {
+    const host = hostOf(t);
+    return host !== undefined && decommissioning.has(host);
   };
   const requireLb = (t: TaskRecord) => !ctx.lbEnabled || inLb(t);
   const resetMillis = obs.settings.backoffMaxMillis;
@@ -71,7 +83,11 @@ export function reconcileActiveInstances(
   });
   for (const n of walk) {
     const mine = byInstanceNo.get(n) ?? [];
-    const servingNow = mine.filter(serving).sort((a, b) => b.taskId.startedAt - a.taskId.startedAt);
+    // The newest serving task is the instance's; one on a decommissioning host only if it is the last.
+    const servingNow = mine.filter(serving);
+    if (servingNow.length > 1) {
+      servingNow.sort((a, b) => Number(onDecommissioning(a)) - Number(onDecommissioning(b)) || b.taskId.startedAt - a.taskId.startedAt);
+    }
     let current = servingNow[0];
     const key = String(n);
     // A task that served for a whole backoff window ends the crash loop.
@@ -86,7 +102,7 @@ export function reconcileActiveInstances(
     }
     if (!current) {
       const crashed = mine
-        .filter((t) => !isLive(t.state) && !t.cleanup)
+        .filter((t) => !isLive(t.state) && !t.cleanup && t.lostWithHost === undefined)
         .sort((a, b) => (b.doneAt ?? 0) - (a.doneAt ?? 0) || b.taskId.startedAt - a.taskId.startedAt)[0];
       if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
         const served = crashed.health.healthyAt === undefined ? 0 : (crashed.doneAt ?? now) - crashed.health.healthyAt;
@@ -102,16 +118,21 @@ export function reconcileActiveInstances(
       }
       current = start(n);
       if (!current) continue;
-    } else if ((record.bounce && current.taskId.startedAt < record.bounce.startedAt) || current.replaceRequested) {
+    } else if (
+      (record.bounce && current.taskId.startedAt < record.bounce.startedAt) ||
+      current.replaceRequested ||
+      onDecommissioning(current)
+    ) {
       current = start(n) ?? current;
     }
-    // Older serving tasks of the same instance (bounce, kill with replacement) go once the newest serves.
-    if (current && healthy(current) && requireLb(current)) {
-      for (const t of servingNow) {
-        if (t.taskId.id === current.taskId.id) continue;
-        const marked = markCleanup(t, record.bounce ? 'BOUNCING' : 'USER_REQUESTED', now);
-        if (marked) changes.push(marked);
-      }
+    // Older serving tasks of the same instance (bounce, kill with replacement, decommission) go
+    // once the newest serves.
+    if (!current || !healthy(current) || !requireLb(current)) continue;
+    for (const t of servingNow) {
+      if (t.taskId.id === current.taskId.id) continue;
+      const why = onDecommissioning(t) ? 'DECOMMISSIONING' : record.bounce ? 'BOUNCING' : 'USER_REQUESTED';
+      const marked = markCleanup(t, why, now, why === 'DECOMMISSIONING' ? `host ${hostOf(t)} is decommissioning` : undefined);
+      if (marked) changes.push(marked);
     }
   }
   if (deferred) wake(now);

@@ -89,6 +89,14 @@ describe('cleanUp', () => {
       killing: false,
       wakeAt: T0 + 1000,
     },
+    {
+      name: 'a task no host took yet is the waiting part’s, never started here',
+      shape: 'unplaced' as const,
+      options: {},
+      actions: [],
+      killing: false,
+      wakeAt: undefined,
+    },
     { name: 'a running task is left alone', shape: 'healthy' as const, options: {}, actions: [], killing: false, wakeAt: undefined },
     { name: 'an ended task is left alone', shape: 'exited' as const, options: {}, actions: [], killing: false, wakeAt: undefined },
   ])('$name', ({ shape, options, actions, killing, wakeAt }) => {

@@ -1,13 +1,15 @@
 import type { Action } from '../deploy/types.ts';
 import { isLive, type TaskRecord } from '../model.ts';
+import { isUnplaced } from '../placement.ts';
 import { touchesLb } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
 import type { RequestChanges, RequestContext } from './context.ts';
 
 /**
  * Part 5, at the edge: a task marked for cleanup is stopped once it is out of the LB (the LB
- * part issued its removal); a live task the runtime has not started yet (a crash between
- * persist and start, or one waiting for capacity) is started again. `starting`: tasks whose
+ * part issued its removal); a live task placed on a host whose runtime has not started it yet
+ * (a crash between persist and start, or one waiting for room there) is started again. A task
+ * no host took yet is the waiting part's. `starting`: tasks whose
  * start an earlier part of this step already asked for.
  */
 export function cleanUp(ctx: RequestContext, tasks: TaskView, starting: ReadonlySet<string>): RequestChanges {
@@ -23,7 +25,7 @@ export function cleanUp(ctx: RequestContext, tasks: TaskView, starting: Readonly
         changes.push({ ...t, state: 'TASK_KILLING', updates: [...t.updates, { state: 'TASK_KILLING', timestamp: now }] });
       }
       actions.push({ kind: 'stopTask', taskId: t.taskId.id, reason: t.cleanup.reason });
-    } else if (t.handle === undefined && !starting.has(t.taskId.id)) {
+    } else if (t.handle === undefined && !isUnplaced(t) && !starting.has(t.taskId.id)) {
       actions.push({ kind: 'startTask', taskId: t.taskId.id });
       if (t.waitingReason) waitingForCapacity = true;
     }

@@ -5,10 +5,13 @@
  * It runs these parts in this order, each a pure function of what the parts before it
  * changed (one file each, table-tested):
  *
- * 0. The pending deploy steps (../deploy/step.ts).
+ * 0. host-loss.ts: tasks on a host that stopped answering are TASK_LOST (lost with it).
+ *    Then the pending deploy steps (../deploy/step.ts).
  * 1. apply-result.ts: if the deploy ended, its result is applied to the request — on
  *    SUCCEEDED it becomes the active deploy (and `updatedRequest` the request).
+ *    spread-all.ts: SPREAD_ALL_AGENTS follows the number of hosts.
  *    lb-membership.ts, first half: the steady-state LB operation in flight is settled.
+ *    waiting-tasks.ts: tasks waiting for a host get one when one fits (or keep waiting).
  * 2. active-instances.ts: an ACTIVE request wants one serving task of its active deploy per
  *    instance number 1…instances — minus the old instances a canary deploy has retired so
  *    far. A missing one is started (after a crash-loop backoff); an unwanted one is cleaned
@@ -25,6 +28,9 @@
  * 5. cleanup.ts: a task marked for cleanup leaves the LB first (drained), then is stopped.
  *
  * Ordering hazards, each also written where it lives:
+ * - Host loss first, so that the deploy step counts (or rather, does not count) the lost
+ *   tasks and replaces them in the same pass, and part 4 takes them out of the LB at once.
+ * - Waiting tasks are placed before part 2 creates new ones: the older wait goes first.
  * - The deploy steps first, so that its result (a new active deploy, or the end of the
  *   retirements that kept old instances undesired) is what parts 2–5 act on: a deploy that
  *   ended other than SUCCEEDED leaves no retired instances, so part 2 refills the old deploy.
@@ -43,6 +49,9 @@ import { isLive, isRunToCompletion, type RequestRecord, type TaskRecord } from '
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reconcileActiveInstances } from './active-instances.ts';
 import { applyDeployResult } from './apply-result.ts';
+import { loseTasksOnSilentHosts } from './host-loss.ts';
+import { spreadToAllHosts } from './spread-all.ts';
+import { placeWaitingTasks } from './waiting-tasks.ts';
 import { cleanUp } from './cleanup.ts';
 import { requestContext, type RequestChanges } from './context.ts';
 import { issueLbOperation, settleLbOperation } from './lb-membership.ts';
@@ -55,6 +64,8 @@ export interface StepOutcome {
   request?: RequestRecord;
   /** task records created or changed, one per task */
   tasks: readonly TaskRecord[];
+  /** task records to delete: tasks that waited for a host and got one (under a new id) */
+  deletedTasks: readonly string[];
   /** what became of the pending deploy */
   pending: PendingOutcome;
   /** in order: the deploy's, then the steady state's */
@@ -69,17 +80,25 @@ export interface StepOutcome {
   notes?: readonly JobNote[];
 }
 
-export function stepRequest(obs: RequestObservation, record: RequestRecord, now: number): StepOutcome {
-  // SCHEDULED, ON_DEMAND and RUN_ONCE requests have their own step (../jobs/step.ts).
-  if (isRunToCompletion(record.request.requestType)) return stepJobRequest(obs, record, now);
+export function stepRequest(observed: RequestObservation, record: RequestRecord, now: number): StepOutcome {
+  const lost = loseTasksOnSilentHosts(observed.tasks, observed.hosts, now);
+  const lostById = new Map(lost.map((t) => [t.taskId.id, t]));
+  const obs = lost.length > 0 ? { ...observed, tasks: observed.tasks.map((t) => lostById.get(t.taskId.id) ?? t) } : observed;
+  // SCHEDULED, ON_DEMAND and RUN_ONCE requests have their own step (../jobs/step.ts); a run
+  // lost with its host is lost for it too.
+  if (isRunToCompletion(record.request.requestType)) {
+    const job = stepJobRequest(obs, record, now);
+    return lost.length > 0 ? { ...job, tasks: collapseChanges([...lost, ...job.tasks]) } : job;
+  }
   const deploy = obs.pending ? stepDeploy(obs, now) : undefined;
   const pending: PendingOutcome = deploy?.pending ?? { kind: 'UNCHANGED' };
   const pendingAfter = pending.kind === 'UPDATED' ? pending.pending : pending.kind === 'ENDED' ? undefined : obs.pending;
 
   let rec = record;
   let tasks = TaskView.of(obs.tasks);
-  const changes: TaskRecord[] = [];
+  const changes: TaskRecord[] = [...lost];
   const actions: Action[] = [];
+  const deleted: string[] = [];
   let wakeAt: number | undefined;
   const take = (part: RequestChanges) => {
     if (part.record) rec = part.record;
@@ -92,6 +111,7 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, now:
 
   const applied = applyDeployResult(obs, rec, pending);
   take(applied);
+  take(spreadToAllHosts(obs, rec, applied.activeDeploy, pendingAfter));
   const ended = pending.kind === 'ENDED' ? { deployId: pending.deployId, state: pending.result.deployState } : undefined;
   const ctx = requestContext(obs, rec, now, pendingAfter, ended);
 
@@ -101,18 +121,30 @@ export function stepRequest(obs: RequestObservation, record: RequestRecord, now:
     take(settled);
     mayIssueLb = settled.mayIssue;
   }
-  const launchedByDeploy = (deploy?.actions ?? []).filter((a) => a.kind === 'startTask').length;
-  take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, Math.max(0, obs.settings.launchBatchSize - launchedByDeploy)));
+  // One launch batch per pass, shared: the deploy's new records, then waiting tasks placed, then the steady state's.
+  let createdByDeploy = 0;
+  if (deploy && deploy.tasks.length > 0) {
+    const observedIds = new Set(obs.tasks.map((t) => t.taskId.id));
+    createdByDeploy = deploy.tasks.filter((t) => !observedIds.has(t.taskId.id)).length;
+  }
+  const budget = Math.max(0, obs.settings.launchBatchSize - createdByDeploy);
+  const placed = placeWaitingTasks(ctx, tasks, budget);
+  take(placed);
+  deleted.push(...placed.deleted);
+  tasks = tasks.without(placed.deleted);
+  take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, budget - placed.deleted.length));
   take(retireOtherDeploys(ctx, rec, tasks));
   if (ctx.lbEnabled && mayIssueLb) take(issueLbOperation(ctx, rec, tasks));
   const starting = new Set(actions.flatMap((a) => (a.kind === 'startTask' ? [a.taskId] : [])));
   take(cleanUp(ctx, tasks, starting));
 
   if (rec.state === 'DELETING' && !pendingAfter && !tasks.all().some((t) => isLive(t.state))) rec = { ...rec, state: 'DELETED' };
+  const gone = new Set(deleted);
   return {
     now,
     ...(rec !== record ? { request: { ...rec, timestamp: now } } : {}),
-    tasks: collapseChanges(changes),
+    tasks: collapseChanges(changes).filter((t) => !gone.has(t.taskId.id)),
+    deletedTasks: deleted,
     pending,
     actions,
     ...(wakeAt !== undefined ? { wakeAt } : {}),

@@ -98,12 +98,6 @@ const DEFAULT_LOG_CONFIG = { Type: 'json-file', Config: { 'max-size': '10m', 'ma
 /** log drivers whose output the logs API can read back (Fledge's task logs come from it) */
 const READABLE_LOG_DRIVERS = new Set(['json-file', 'local', 'journald']);
 
-/** The host ports LITERAL mappings bind (BRIDGE only), reserved on the host besides the task's ports. */
-export function literalHostPorts(docker: DockerInfo): number[] {
-  if (docker.network !== 'BRIDGE') return [];
-  return docker.portMappings.filter((m) => m.hostPortType === 'LITERAL').map((m) => m.hostPort);
-}
-
 export function planContainer(input: ContainerInput): ContainerPlan {
   const { docker } = input;
   const translated = translateParameters(docker.dockerParameters);

@@ -28,13 +28,14 @@ import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../logger.ts';
-import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import { readLogChunk } from '../log-file.ts';
 import { portIsFree } from '../process/ports.ts';
 import { sandboxName, writeJsonAtomic } from '../process/sandbox.ts';
 import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
 import { DockerApiError, DockerUnreachableError, type ContainerInspect, type ContainerState, type DockerClient } from './client.ts';
-import { LABELS, literalHostPorts, planContainer } from './container-config.ts';
+import { literalHostPorts } from '../../core/container.ts';
+import { LABELS, planContainer } from './container-config.ts';
 import { LogCopier } from './logs.ts';
 
 type ExitStatus = Extract<TaskStatus, { state: 'exited' }>;
@@ -96,6 +97,8 @@ interface Tracked {
   stopping?: boolean;
   /** the signal stop() sent last */
   sent?: string;
+  /** log copies that failed in a row */
+  copyFailures?: number;
 }
 
 const noopLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
@@ -172,8 +175,14 @@ export class DockerRuntime implements Runtime {
     return this.#ledger.portRange;
   }
 
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
-    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  hostUsage(): HostUsage {
+    return {
+      ...this.#ledger.used(),
+      ports: this.#ledger.portsInUse(),
+      portsInRange: this.#ledger.portsInRange(),
+      heldPorts: this.#ledger.heldPorts(),
+      tasks: this.#ledger.taskIds(),
+    };
   }
 
   /** Learn the capacity from `docker info` (what was not configured); retried until it works. */
@@ -441,10 +450,15 @@ export class DockerRuntime implements Runtime {
     t.copier = copier;
     t.copying = copier
       .run()
+      .then(() => {
+        t.copyFailures = 0;
+      })
       .catch(async (err: unknown) => {
         if (this.#closed || this.#tracked.get(t.taskId) !== t) return;
-        this.#log.warn({ taskId: t.taskId, host: this.hostId, err: message(err) }, 'log copy interrupted; resuming');
-        await sleep(500);
+        // A host that does not answer fails every attempt: say so once, back off to 5 s.
+        const failures = (t.copyFailures = (t.copyFailures ?? 0) + 1);
+        if (failures === 1) this.#log.warn({ taskId: t.taskId, host: this.hostId, err: message(err) }, 'log copy interrupted; resuming');
+        await sleep(Math.min(500 * 2 ** (failures - 1), 5_000));
         t.copying = undefined;
         if (this.#tracked.get(t.taskId) === t && !this.#closed) this.#copy(t);
       })
@@ -739,6 +753,12 @@ export class DockerRuntime implements Runtime {
     const file = this.#readTaskFile(sandbox);
     if (file?.containerId && this.#readExit(sandbox)) return this.#handle(taskId, file.containerId, file.ports);
     return undefined;
+  }
+
+  /** Task ids of this installation's containers on the host (running, exited or created). */
+  async listTasks(): Promise<string[]> {
+    const found = await this.client.listContainers([`${LABELS.installation}=${this.#o.installationId}`]);
+    return found.map((c) => c.Labels[LABELS.task]).filter((id): id is string => typeof id === 'string' && id !== '');
   }
 
   // ---- stop ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  * synchronously through onExit (a scripted crash on the next microtask, after start resolves;
  * or, scripted so, before start resolves, the exit handled first).
  */
-import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import {
   ForeignTaskError,
   type LogChunk,
@@ -71,7 +71,7 @@ export interface FakeRuntime extends Runtime {
   /** Reserved capacity now. */
   usage(): Capacity;
   /** What it holds, as a host reports it. */
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] };
+  hostUsage(): HostUsage;
   capacity(): Capacity;
   portRange(): PortRange;
 }
@@ -212,8 +212,14 @@ class InMemoryFakeRuntime implements FakeRuntime {
     return this.#ledger.used();
   }
 
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
-    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  hostUsage(): HostUsage {
+    return {
+      ...this.#ledger.used(),
+      ports: this.#ledger.portsInUse(),
+      portsInRange: this.#ledger.portsInRange(),
+      heldPorts: this.#ledger.heldPorts(),
+      tasks: this.#ledger.taskIds(),
+    };
   }
 
   capacity(): Capacity {

@@ -39,7 +39,7 @@ import {
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../../logger.ts';
-import { ResourceLedger, type Capacity, type PortRange } from '../ledger.ts';
+import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import { readLogChunk } from '../log-file.ts';
 
 export { completeUtf8Length } from '../log-file.ts';
@@ -641,8 +641,14 @@ export class ProcessRuntime implements Runtime {
   }
 
   /** What the local host holds: reserved cpus, memory, ports and the tasks holding them. */
-  hostUsage(): { cpus: number; memoryMb: number; ports: number; tasks: string[] } {
-    return { ...this.#ledger.used(), ports: this.#ledger.portsInUse(), tasks: this.#ledger.taskIds() };
+  hostUsage(): HostUsage {
+    return {
+      ...this.#ledger.used(),
+      ports: this.#ledger.portsInUse(),
+      portsInRange: this.#ledger.portsInRange(),
+      heldPorts: this.#ledger.heldPorts(),
+      tasks: this.#ledger.taskIds(),
+    };
   }
 
   capacity(): Capacity {

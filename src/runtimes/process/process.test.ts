@@ -401,7 +401,8 @@ describe('process runtime: the whole process tree', () => {
     const servicePid = handle.servicePid as number;
     expect(servicePid).toBeTypeOf('number');
     expect(servicePid).not.toBe(handle.pid);
-    expect(readFileSync(`/proc/${servicePid}/cmdline`, 'utf8')).toBe('sleep\u0000300\u0000');
+    // the service process is the command itself once its shell has exec'd it
+    await waitFor(() => readFileSync(`/proc/${servicePid}/cmdline`, 'utf8') === 'sleep\u0000300\u0000', 'the service to exec sleep');
     expect(readFileSync(`/proc/${servicePid}/environ`, 'utf8')).toContain('FLEDGE_TASK_ID=service\u0000');
     if (runtime.usesCgroups) {
       const procs = readFileSync(path.join(handle.cgroup as string, 'cgroup.procs'), 'utf8')

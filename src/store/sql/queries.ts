@@ -195,6 +195,9 @@ export class SqlQueries {
         .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc, run_id: row.run_id }))
         .execute();
     }
+    for (const id of changes.deleteTasks ?? []) {
+      await db.deleteFrom('tasks').where('id', '=', id).execute();
+    }
     if (changes.webhookEvents?.length) {
       const hooks = await this.listWebhooks(db);
       for (const event of changes.webhookEvents) {

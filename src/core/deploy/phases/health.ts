@@ -1,7 +1,7 @@
 import { reasons } from '../reasons.ts';
 import {
   healthyNew,
-  instanceList,
+  launchAction,
   launchTasks,
   servingNew,
   targetRequest,
@@ -24,7 +24,7 @@ export function stepHealth(input: PhaseInput): PhaseResult {
             kind: 'TASKS_LAUNCHED',
             taskIds: launched.tasks.map((t) => t.taskId.id),
             observed: `${missing} new task(s) missing`,
-            action: `launch ${instanceList(launched.tasks)}`,
+            action: launchAction(launched.tasks),
             reason: 'replace failed task(s)',
           },
         ]

@@ -67,6 +67,10 @@ describe('stepLaunch', () => {
   it('names the tasks it launched in its decision', () => {
     const result = stepLaunch(phaseInput({ progress: { targetActiveInstances: 2 } }));
     const [decision] = result.decisions ?? [];
-    expect(decision).toMatchObject({ kind: 'TASKS_LAUNCHED', taskIds: result.tasks?.map((t) => t.taskId.id), action: 'launch #1, #2' });
+    expect(decision).toMatchObject({
+      kind: 'TASKS_LAUNCHED',
+      taskIds: result.tasks?.map((t) => t.taskId.id),
+      action: 'launch #1, #2 on local',
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { instanceList, launchTasks, servingNew, stepDeadline, type DecisionDraft, type PhaseInput, type PhaseResult } from '../phase.ts';
+import { launchAction, launchTasks, servingNew, stepDeadline, type DecisionDraft, type PhaseInput, type PhaseResult } from '../phase.ts';
 
 /**
  * LAUNCH: create the missing new tasks of the step's target, then wait for health. More than
@@ -16,7 +16,7 @@ export function stepLaunch(input: PhaseInput): PhaseResult {
             kind: 'TASKS_LAUNCHED',
             taskIds: launched.tasks.map((t) => t.taskId.id),
             observed: `${target - missing} of ${target} new tasks running`,
-            action: `launch ${instanceList(launched.tasks)}`,
+            action: launchAction(launched.tasks),
             reason: `step ${progress.step} of ${progress.totalSteps} targets ${target} new task(s)`,
           },
         ]

@@ -131,6 +131,28 @@ describe('stepLbUpdate', () => {
     }
   });
 
+  it('puts a replacement made while its operation was in flight into the LB before the step is ready', () => {
+    const input = phaseInput({
+      request: lb,
+      progress: { phase: 'LB_UPDATE', canary: true },
+      tasks: (_v1, v2) => [testTask(v2, 1, 'adding'), testTask(v2, 2, 'healthy', T0 + 5)],
+    });
+    const [first, replacement] = input.tasks.all();
+    const result = stepLbUpdate({
+      ...input,
+      progress: { ...input.progress, pendingLbUpdate: waiting({ add: [first!.taskId.id] }), deadline: DEADLINE },
+      obs: { ...input.obs, lbOps: { 'web-v2-lb1': { state: 'SUCCESS' } } },
+    });
+    expect(result.progress.lbUpdates.map((u) => [u.loadBalancerRequestId, u.state])).toEqual([['web-v2-lb1', 'SUCCESS']]);
+    expect(result.progress.pendingLbUpdate).toMatchObject({ loadBalancerRequestId: 'web-v2-lb2', add: [replacement!.taskId.id] });
+    expect(result.actions).toEqual([{ kind: 'lbApply', operationId: 'web-v2-lb2', add: [replacement!.taskId.id], remove: [] }]);
+    expect(result.tasks?.map((t) => [t.taskId.instanceNo, t.lb.add?.operationId, t.lb.add?.state])).toEqual([
+      [1, 'web-v2-lb1', 'SUCCESS'],
+      [2, 'web-v2-lb2', 'WAITING'],
+    ]);
+    expect('wait' in result).toBe(true);
+  });
+
   it('records the finished operation’s state on its tasks', () => {
     const input = phaseInput({ request: lb, progress: { phase: 'LB_UPDATE' }, tasks: (_v1, v2) => [testTask(v2, 1, 'adding')] });
     const id = input.tasks.all()[0]!.taskId.id;

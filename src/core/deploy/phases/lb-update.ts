@@ -33,6 +33,13 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
         end: { state: 'FAILED', message, failures: [{ reason: 'LOAD_BALANCER_UPDATE_FAILED', message }] },
       };
     }
+    // A task replaced meanwhile (one died, or was lost with its host) is healthy and not in
+    // the LB yet: put it in before the step is called ready.
+    const after = { ...input, progress: settled, tasks: input.tasks.with(tasks) };
+    if (healthyNew(after).some((t) => !touchesLb(t))) {
+      const next = stepLbUpdate(after);
+      return { ...next, tasks: [...tasks, ...(next.tasks ?? [])] };
+    }
     return {
       progress: { ...settled, stepReadyAt: now, deadline: undefined },
       tasks,
