@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { engineDeploy, T0, testObservation, testPending, testRecord, testRequest, testTask } from '../../../test/helpers/engine-values.ts';
+import {
+  engineDeploy,
+  T0,
+  testHost,
+  testObservation,
+  testPending,
+  testRecord,
+  testRequest,
+  testTask,
+} from '../../../test/helpers/engine-values.ts';
 import type { FledgeRequest, JobState, QueuedRun, RequestRecord, TaskRecord, TaskRun } from '../model.ts';
+import type { HostSnapshot } from '../placement.ts';
 import { stepRequest } from '../request/step.ts';
 
 const MIN = 60_000;
@@ -19,13 +29,21 @@ function queued(runId: string, more: Partial<QueuedRun> = {}): QueuedRun {
 }
 function step(
   request: FledgeRequest,
-  opts: { tasks?: TaskRecord[]; jobs?: JobState; now?: number; record?: Partial<RequestRecord>; pending?: boolean } = {},
+  opts: {
+    tasks?: TaskRecord[];
+    jobs?: JobState;
+    now?: number;
+    record?: Partial<RequestRecord>;
+    pending?: boolean;
+    hosts?: HostSnapshot[];
+  } = {},
 ) {
   const record = testRecord(request, { ...(opts.jobs ? { jobs: opts.jobs } : {}), ...opts.record });
   const obs = testObservation({
     request,
     activeDeploy: v1,
     tasks: opts.tasks ?? [],
+    ...(opts.hosts ? { hosts: opts.hosts } : {}),
     ...(opts.pending ? { pendingDeploy: v2, pending: testPending(v2, request) } : {}),
   });
   const out = stepRequest(obs, opts.pending ? { ...record, pendingDeployId: 'v2' } : record, opts.now ?? T0);
@@ -230,5 +248,48 @@ describe('live runs', () => {
     const r = step(job('ON_DEMAND'), { tasks: [runTask('starting')], jobs: { queue: [queued('a')] }, record: { state: 'DELETING' } });
     expect(r.stopped).toEqual(['REQUEST_DELETING']);
     expect(r.jobs?.queue).toBeUndefined();
+  });
+});
+
+describe('runs on hosts', () => {
+  const small = (id: string, more: Partial<HostSnapshot> = {}) =>
+    testHost(id, { runs: 'process', capacity: { cpus: 2, memoryMb: 4096 }, ...more });
+
+  it('a run no host fits waits (no start), and once one fits it starts there with its run', () => {
+    const request = job('ON_DEMAND');
+    const first = step(request, { jobs: { queue: [queued('big', { resources: { cpus: 3 } })] }, hosts: [small('a')] });
+    expect(first.started).toEqual([]);
+    const waiting = first.out.tasks[0] as TaskRecord;
+    expect(waiting.waitingReason).toMatch(/cpu/i);
+    expect(waiting.run).toMatchObject({ runId: 'big', resources: { cpus: 3 } });
+    expect(first.out.wakeAt).toBe(T0 + 1000);
+    expect(first.jobs?.queue).toBeUndefined();
+
+    const later = step(request, {
+      tasks: [waiting],
+      hosts: [small('a'), small('b', { capacity: { cpus: 4, memoryMb: 4096 } })],
+      now: T0 + 1000,
+    });
+    expect(later.out.deletedTasks).toEqual([waiting.taskId.id]);
+    expect(later.started.map((t) => [t.taskId.host, t.run?.runId, t.run?.resources])).toEqual([['b', 'big', { cpus: 3 }]]);
+  });
+
+  it('a run lost with its host runs again elsewhere without using a retry', () => {
+    const request = job('ON_DEMAND', { numRetriesOnFailure: 0 });
+    const running = {
+      ...testTask(v1, 1, 'starting', T0, 'a'),
+      run: { trigger: 'ONEOFF' as const, runId: 'r', successfulExitCodes: [0], retry: 0 },
+    };
+    const r = step(request, { tasks: [running], hosts: [small('a', { reachable: false }), small('b')], now: T0 + 5000 });
+    const lost = r.out.tasks.find((t) => t.taskId.id === running.taskId.id);
+    expect(lost).toMatchObject({ state: 'TASK_LOST', lostWithHost: 'a', run: { settled: true } });
+    expect(r.started.map((t) => [t.taskId.host, t.run?.runId, t.run?.retry, t.run?.retryOf])).toEqual([['b', 'r', 0, running.taskId.id]]);
+  });
+
+  it('a run that failed on a host that answers is retried only as numRetriesOnFailure says', () => {
+    const failed = { ...testTask(v1, 1, 'exited', T0, 'a'), run: { trigger: 'ONEOFF' as const, successfulExitCodes: [0], retry: 0 } };
+    expect(step(job('ON_DEMAND'), { tasks: [failed], hosts: [small('a')] }).started).toEqual([]);
+    const retried = step(job('ON_DEMAND', { numRetriesOnFailure: 1 }), { tasks: [failed], hosts: [small('a')] }).started;
+    expect(retried.map((t) => [t.taskId.host, t.run?.trigger, t.run?.retry])).toEqual([['a', 'RETRY', 1]]);
   });
 });
