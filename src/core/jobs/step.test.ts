@@ -286,6 +286,21 @@ describe('runs on hosts', () => {
     expect(r.started.map((t) => [t.taskId.host, t.run?.runId, t.run?.retry, t.run?.retryOf])).toEqual([['b', 'r', 0, running.taskId.id]]);
   });
 
+  it('a run placed on a host that is decommissioned before it started is placed again, without using a retry', () => {
+    const request = job('ON_DEMAND');
+    const placed = {
+      ...testTask(v1, 1, 'launched', T0, 'a'),
+      run: { trigger: 'ONEOFF' as const, runId: 'r', successfulExitCodes: [0], retry: 0 },
+    };
+    const hosts = [small('a', { adminState: 'DECOMMISSIONING' }), small('b')];
+    const first = step(request, { tasks: [placed], hosts });
+    expect(first.stopped).toEqual(['RESCHEDULED']);
+    const killed = first.out.tasks.find((t) => t.taskId.id === placed.taskId.id) as TaskRecord;
+    const ended = { ...killed, state: 'TASK_KILLED' as const, doneAt: T0 + 10 };
+    const again = step(request, { tasks: [ended], hosts, now: T0 + 10 });
+    expect(again.started.map((t) => [t.taskId.host, t.run?.runId, t.run?.retry])).toEqual([['b', 'r', 0]]);
+  });
+
   it('a run that failed on a host that answers is retried only as numRetriesOnFailure says', () => {
     const failed = { ...testTask(v1, 1, 'exited', T0, 'a'), run: { trigger: 'ONEOFF' as const, successfulExitCodes: [0], retry: 0 } };
     expect(step(job('ON_DEMAND'), { tasks: [failed], hosts: [small('a')] }).started).toEqual([]);

@@ -121,10 +121,17 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
     const failed = t.state !== 'TASK_FINISHED';
     if (!failed) continue;
     const { settled: _s, overdue: _o, killAfter: _k, dueAt: _d, successfulExitCodes: _c, ...params } = t.run;
-    if (t.lostWithHost !== undefined && !t.cleanup && wanted) {
-      // Lost with its host: not the run's failure, so it runs again elsewhere without using a retry.
+    // Lost with its host, or never started because its host went away: not the run's failure,
+    // so it runs again elsewhere without using a retry.
+    const hostGone =
+      t.lostWithHost !== undefined && !t.cleanup
+        ? `run lost with host ${t.lostWithHost}`
+        : t.cleanup?.reason === 'RESCHEDULED'
+          ? `run could not start on host ${t.taskId.host}`
+          : undefined;
+    if (hostGone && wanted) {
       const again = start(active, t.taskId.instanceNo, { ...params, retryOf: t.taskId.id });
-      notes.push({ level: 'warn', msg: `run lost with host ${t.lostWithHost}; run again`, taskId: again.taskId.id, ...runIdOf(t.run) });
+      notes.push({ level: 'warn', msg: `${hostGone}; run again`, taskId: again.taskId.id, ...runIdOf(t.run) });
       continue;
     }
     const limit = request.numRetriesOnFailure ?? 0;
