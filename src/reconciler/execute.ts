@@ -144,6 +144,8 @@ export class Executor {
       await this.#adopt(taskId, found, status);
       return;
     }
+    // The task runs from some time after this; a fast exit reported before start() returns needs it.
+    const askedAt = this.#d.clock.now();
     const result = await runtime.start(runSpec(task, deploy, host));
     const now = this.#d.clock.now();
     // Started: its host's runtime holds it now. Waiting: it keeps its place on the host.
@@ -162,7 +164,10 @@ export class Executor {
         // It ended while the runtime was still starting it: a fast exit reported before start()
         // returned, or a stop. The record keeps the handle all the same, so its logs stay readable.
         endedMeanwhile = true;
-        return t.handle ? undefined : { ...t, handle: result.handle, ports: result.ports };
+        if (t.handle) return undefined;
+        // It did run (its exit says so): from when it was asked to start, so the run has a duration.
+        const ran = t.exitCode !== undefined && t.runningAt === undefined ? { runningAt: Math.min(askedAt, t.doneAt ?? askedAt) } : {};
+        return { ...t, handle: result.handle, ports: result.ports, ...ran };
       }
       const next: TaskRecord = { ...t, handle: result.handle, ports: result.ports, state: 'TASK_RUNNING', runningAt: now };
       delete next.waitingReason;

@@ -129,7 +129,7 @@ describe('ON_DEMAND', () => {
     expect(await f.store.findTaskByRunId('od', 'r3')).toBeDefined();
   });
 
-  it('keeps the handle, and frees the resources, of a run that exits before its start returns', async () => {
+  it('keeps the handle and a duration, and frees the resources, of a run that exits before its start returns', async () => {
     f = await engineFixture();
     await f.createRequest({ id: 'fast', requestType: 'ON_DEMAND' });
     await f.deploy({ requestId: 'fast', id: 'd1', command: 'echo' });
@@ -137,6 +137,9 @@ describe('ON_DEMAND', () => {
     await runNow('fast', { runId: 'r1' });
     const task = await f.store.findTaskByRunId('fast', 'r1');
     expect(task).toMatchObject({ state: 'TASK_FINISHED', exitCode: 0, handle: { taskId: task?.taskId.id } });
+    // It ran: from its start request to its exit, so the run has a duration (never negative).
+    expect(task?.runningAt).toBeDefined();
+    expect((task?.doneAt ?? 0) - (task?.runningAt ?? Infinity)).toBeGreaterThanOrEqual(0);
     expect(f.runtime.released).toContain(task?.taskId.id);
     expect(f.runtime.usage()).toEqual({ cpus: 0, memoryMb: 0 });
   });
