@@ -345,6 +345,8 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
       ...config.lbLimits,
       trustForwardedFrom: config.trustForwardedFrom,
       drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+      upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+      ejectAfterFailures: config.lbEjectAfterFailures,
       logger,
     });
   }
@@ -363,6 +365,8 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
     ...(config.haproxy.masterSocket !== undefined ? { masterSocket: config.haproxy.masterSocket } : {}),
     reconcileIntervalMs: config.haproxy.reconcileSeconds * 1000,
     drainTimeoutMs: config.drainTimeoutSeconds * 1000,
+    upstreamTimeoutMs: config.lbUpstreamTimeoutSeconds * 1000,
+    ejectAfterFailures: config.lbEjectAfterFailures,
     mayAct: guard,
     logger,
   });

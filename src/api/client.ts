@@ -111,6 +111,8 @@ export interface RequestParent {
   pendingDeploy?: Deploy;
   pendingDeployState?: PendingDeployView;
   bounce?: { startedAt: number; message?: string };
+  /** per instance number: crashes (and unhealthy tasks) in a row, and no new start before `until` */
+  crashLoopBackoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
   taskIds: TaskIdGroups;
   instanceCounts?: { desired: number; healthy: number; total: number };
   timestamp?: number;
@@ -165,6 +167,8 @@ export interface TaskView {
   taskUpdates?: { taskState: TaskState; timestamp: number; statusMessage?: string }[];
   exitCode?: number | null;
   signal?: string | null;
+  /** it died at start because a port it needed was taken (EADDRINUSE); started again, uncounted */
+  portInUse?: boolean;
   cleanup?: { reason: string; timestamp: number; message?: string };
   /** why it has not started: no host fits it yet (its taskId.host is `unplaced`), or its host waits */
   waitingReason?: string;

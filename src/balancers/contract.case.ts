@@ -4,8 +4,17 @@
  * supplies for what only it knows how to do (provide upstreams, keep a removal waiting).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { settled, waitFor, type BalancerContractDriver } from './test-support.ts';
-import type { Balancer, LbOperationStatus, LbService, Upstream } from './types.ts';
+import {
+  refusedPort,
+  request,
+  settled,
+  startFaultyUpstream,
+  startUpstream,
+  startUpstreamOn,
+  waitFor,
+  type BalancerContractDriver,
+} from './test-support.ts';
+import type { Balancer, LbOperationStatus, LbService, Upstream, UpstreamEvent } from './types.ts';
 
 export type { BalancerContractDriver };
 
@@ -156,6 +165,137 @@ export function balancerContract(
       expect(status.state).toBe('FAILED');
       expect(status.message).toMatch(/already routed/);
       expect(await balancer.upstreams(thief.serviceId)).toEqual([]);
+    });
+  });
+}
+
+/** What the passive-protection contract asks of a proxying balancer (builtin, haproxy). */
+export interface ProxyContractOptions {
+  /** failures in a row that take an upstream out of rotation */
+  ejectAfterFailures: number;
+  /** how long an upstream stays out of rotation at least (builtin: the first back-off; haproxy: the down-check interval) */
+  ejectBaseMs: number;
+  /** an upstream silent this long fails the attempt */
+  upstreamTimeoutMs: number;
+}
+
+/**
+ * Passive protection and retries, for every balancer that proxies HTTP itself: a request that
+ * could not have been processed goes once to another upstream; an upstream that fails N times in
+ * a row leaves rotation for a short while and the listeners of onUpstreamEvent are told; it comes
+ * back once it works again; a request whose body was sent, or a non-idempotent one the upstream
+ * may have seen, is never sent twice.
+ */
+export function proxyBalancerContract(
+  name: string,
+  make: (options: ProxyContractOptions) => Promise<Balancer & { address(): { port: number } }>,
+): void {
+  const defaults: ProxyContractOptions = { ejectAfterFailures: 3, ejectBaseMs: 300, upstreamTimeoutMs: 600 };
+
+  describe(`proxy contract: ${name}`, () => {
+    const cleanups: (() => Promise<void>)[] = [];
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c();
+    });
+    let seq = 0;
+
+    async function setup(overrides: Partial<ProxyContractOptions> = {}) {
+      const balancer = await make({ ...defaults, ...overrides });
+      cleanups.push(() => balancer.close());
+      const events: UpstreamEvent[] = [];
+      const unsubscribe = balancer.onUpstreamEvent?.((e) => events.push(e));
+      if (!unsubscribe) throw new Error(`${name} does not report upstream events`);
+      cleanups.push(async () => void unsubscribe());
+      seq += 1;
+      const service: LbService = { serviceId: `px${seq}`, basePath: `/px${seq}`, groups: [] };
+      return { balancer, events, service, port: balancer.address().port };
+    }
+
+    async function upstream(taskId: string) {
+      const server = await startUpstream(taskId);
+      cleanups.push(() => server.close());
+      return server;
+    }
+
+    async function faulty(taskId: string, behaviour: 'reset' | 'hang') {
+      const server = await startFaultyUpstream(taskId, behaviour);
+      cleanups.push(() => server.close());
+      return server;
+    }
+
+    async function add(balancer: Balancer, service: LbService, upstreams: Upstream[]) {
+      const id = `${service.serviceId}-add`;
+      await balancer.apply(id, service, upstreams, []);
+      expect((await settled(balancer, id)).state).toBe('SUCCESS');
+    }
+
+    it('sends a request whose connection was refused to another upstream, whatever its method, body intact', async () => {
+      const { balancer, service, port } = await setup();
+      const a = await upstream('a');
+      const refused: Upstream = { taskId: 'refused', host: '127.0.0.1', port: await refusedPort() };
+      await add(balancer, service, [refused, a.upstream()]);
+      for (let i = 0; i < 6; i++) {
+        expect(await request(port, `${service.basePath}/get`)).toMatchObject({ status: 200, body: 'a' });
+        expect(await request(port, `${service.basePath}/post`, { method: 'POST', body: `body ${i}` })).toMatchObject({
+          status: 200,
+          body: 'a',
+        });
+      }
+      expect(a.received.filter((r) => r.method === 'POST').map((r) => r.body)).toEqual([0, 1, 2, 3, 4, 5].map((i) => `body ${i}`));
+    });
+
+    it('takes an upstream that refuses connections out of rotation, tells the listeners, and puts it back once it listens', async () => {
+      const { balancer, events, service, port } = await setup();
+      const a = await upstream('a');
+      const gone: Upstream = { taskId: 'gone', host: '127.0.0.1', port: await refusedPort() };
+      await add(balancer, service, [gone, a.upstream()]);
+      // Every request is answered meanwhile: a refused connection moves over.
+      await waitFor(
+        async () => {
+          expect(await request(port, `${service.basePath}/x`)).toMatchObject({ status: 200, body: 'a' });
+          return events.some((e) => e.kind === 'EJECTED');
+        },
+        'an EJECTED event',
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
+      expect(events.filter((e) => e.kind === 'EJECTED')).toMatchObject([{ serviceId: service.serviceId, taskId: 'gone' }]);
+      // It comes back to life on the same address.
+      const back = await startUpstreamOn('gone', gone.port);
+      cleanups.push(() => back.close());
+      await waitFor(() => events.some((e) => e.kind === 'RESTORED' && e.taskId === 'gone'), 'a RESTORED event', { timeoutMs: 10_000 });
+      await waitFor(async () => (await request(port, `${service.basePath}/z`)).body === 'gone', 'it to answer again', { timeoutMs: 5_000 });
+    });
+
+    it('answers an idempotent request stuck on a silent upstream from another one', async () => {
+      const { balancer, service, port } = await setup();
+      const a = await upstream('a');
+      const hung = await faulty('hung', 'hang');
+      await add(balancer, service, [hung.upstream(), a.upstream()]);
+      for (let i = 0; i < 3; i++) {
+        expect(await request(port, `${service.basePath}/get`, { timeoutMs: 10_000 })).toMatchObject({ status: 200, body: 'a' });
+      }
+      expect(hung.hits()).toBeGreaterThanOrEqual(1);
+    });
+
+    it('never sends a request twice that an upstream may have seen: a POST to a silent upstream is a 504, once', async () => {
+      const { balancer, service, port } = await setup();
+      const [h1, h2] = [await faulty('h1', 'hang'), await faulty('h2', 'hang')];
+      await add(balancer, service, [h1.upstream(), h2.upstream()]);
+      const post = await request(port, `${service.basePath}/pay`, { method: 'POST', body: 'once', timeoutMs: 10_000 });
+      expect(post.status).toBe(504);
+      expect(h1.hits() + h2.hits()).toBe(1);
+      // A GET is repeated once, on the other one.
+      expect((await request(port, `${service.basePath}/read`, { timeoutMs: 10_000 })).status).toBe(504);
+      expect(h1.hits() + h2.hits()).toBe(3);
+    });
+
+    it('never sends a request again once its body went to an upstream that then dropped the connection', async () => {
+      const { balancer, service, port } = await setup();
+      const [b1, b2] = [await faulty('b1', 'reset'), await faulty('b2', 'reset')];
+      await add(balancer, service, [b1.upstream(), b2.upstream()]);
+      const post = await request(port, `${service.basePath}/pay`, { method: 'POST', body: 'once' });
+      expect(post.status).toBe(502);
+      expect(b1.hits() + b2.hits()).toBe(1);
     });
   });
 }

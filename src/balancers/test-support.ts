@@ -3,6 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Balancer, LbOperationStatus, LbService, Upstream } from './types.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 
 /** What an implementation supplies to the balancer contract (contract.case.ts). */
 export interface BalancerContractDriver {
@@ -72,6 +73,11 @@ export interface TestUpstream {
  * release(), so tests can keep a request in flight for as long as they need.
  */
 export async function startUpstream(name: string): Promise<TestUpstream> {
+  return startUpstreamOn(name);
+}
+
+/** startUpstream on a given port (one handed out earlier), or a reserved one. */
+export async function startUpstreamOn(name: string, fixedPort?: number): Promise<TestUpstream> {
   const received: ReceivedRequest[] = [];
   const held: http.ServerResponse[] = [];
   let holding = true;
@@ -96,8 +102,7 @@ export async function startUpstream(name: string): Promise<TestUpstream> {
       answer(res);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenReserved(server, fixedPort);
   return {
     name,
     port,
@@ -119,13 +124,74 @@ export async function startUpstream(name: string): Promise<TestUpstream> {
   };
 }
 
-/** A port nothing listens on: connections to it are refused. */
+/**
+ * A port nothing listens on: connections to it are refused. Reserved for this process and
+ * outside the ephemeral range (test/helpers/ports.ts), so nothing else takes it meanwhile.
+ */
 export async function refusedPort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  return freePort();
+}
+
+/** Listen on a reserved port (never port 0: HAProxy, another process, is given the number). */
+async function listenReserved(server: http.Server, fixedPort?: number): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = fixedPort ?? (await freePort());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return (server.address() as AddressInfo).port;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || fixedPort !== undefined || attempt >= 5) throw err;
+    }
+  }
+}
+
+export interface FaultyUpstream {
+  name: string;
+  port: number;
+  /** requests that reached it */
+  hits(): number;
+  /** answer 200 with its name from now on */
+  heal(): void;
+  upstream(taskId?: string): Upstream;
+  close(): Promise<void>;
+}
+
+/**
+ * An upstream that reads each request and then fails it: `reset` drops the connection without
+ * answering (a crash mid-request), `hang` never answers (a frozen process).
+ */
+export async function startFaultyUpstream(name: string, behaviour: 'reset' | 'hang'): Promise<FaultyUpstream> {
+  let hits = 0;
+  let healed = false;
+  const server = http.createServer((req, res) => {
+    hits += 1;
+    req.resume();
+    req.on('end', () => {
+      if (healed) {
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
+        res.end(name);
+      } else if (behaviour === 'reset') req.socket.destroy();
+    });
+  });
+  const port = await listenReserved(server);
+  return {
+    name,
+    port,
+    hits: () => hits,
+    heal: () => (healed = true),
+    upstream: (taskId = name) => ({ taskId, host: '127.0.0.1', port }),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
 }
 
 export interface TestResponse {

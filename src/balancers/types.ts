@@ -28,12 +28,31 @@ export interface LbOperationStatus {
   serviceId?: string;
 }
 
+/**
+ * Passive protection: the balancer took an upstream out of rotation for a short back-off after
+ * connection failures in a row (refused, reset, timed out), or put it back. Health verdicts stay
+ * Fledge's: the engine probes the task at once, and only a failed health check removes it.
+ */
+export interface UpstreamEvent {
+  kind: 'EJECTED' | 'RESTORED';
+  serviceId: string;
+  taskId: string;
+  /** failures in a row that led to it, and the last one */
+  failures: number;
+  reason: string;
+  /** EJECTED: back in rotation at the earliest then (epoch ms), after this back-off */
+  until?: number;
+  backoffMs?: number;
+}
+
 export interface UpstreamStats extends Upstream {
   /** false while draining: no new requests, in-flight ones finish */
   inRotation: boolean;
   inFlight: number;
   /** requests sent to this upstream since it was added */
   total: number;
+  /** out of rotation after failures in a row until then (epoch ms) */
+  ejectedUntil?: number;
 }
 
 export interface ServiceStats {
@@ -68,6 +87,8 @@ export interface Balancer {
    * wakes at once. Returns a function that unsubscribes.
    */
   onChange(listener: (status: LbOperationStatus) => void): () => void;
+  /** Upstreams taken out of rotation (or put back) after failures in a row; returns an unsubscribe. */
+  onUpstreamEvent?(listener: (event: UpstreamEvent) => void): () => void;
   /** Per-service upstreams with request counts, for tests and metrics (optional). */
   stats?(): BalancerStats;
   close(): Promise<void>;

@@ -26,7 +26,27 @@ export function lbText(lb: TaskLbState | undefined): string {
 }
 
 export function healthText(t: TaskView): string {
-  return t.health?.state ?? '-';
+  const state = t.health?.state ?? '-';
+  const failing = t.health?.consecutiveFailures ?? 0;
+  // Healthy, but its latest checks while running failed: on its way to being replaced.
+  return state === 'HEALTHY' && failing > 0 ? `${state} (${failing} failed)` : state;
+}
+
+/** How long ago `at` was, in words: "4 s ago", "3 min ago", "2 h ago". */
+export function ageText(at: number | undefined, now: number): string {
+  if (at === undefined) return '-';
+  const s = Math.max(0, Math.floor((now - at) / 1000));
+  if (s < 120) return `${s} s ago`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ago`;
+}
+
+/** The checks of a task in one line: when the latest ended, how many failed in a row, in all. */
+export function checksText(t: TaskView, now: number): string {
+  const h = t.health;
+  if (!h || h.lastCheckAt === undefined) return '-';
+  const inARow = h.consecutiveFailures ?? 0;
+  return `last ${dateTime(h.lastCheckAt)} (${ageText(h.lastCheckAt, now)}), ${inARow} failed in a row, ${h.checks ?? 0} in all (${h.failedChecks ?? 0} failed)`;
 }
 
 /** Why a task is not simply running: being stopped, or waiting for capacity. */

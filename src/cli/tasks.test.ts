@@ -44,6 +44,19 @@ describe('fledge task', () => {
     expect(io.out()).toContain('updates:\n  2024-01-02 03:04:05  TASK_RUNNING  started\n');
   });
 
+  it("shows a task's checks while running: the latest one's time and age, failures in a row and in all", async () => {
+    const at = Date.now() - 4_000;
+    const t = task('web', 'd2', 1, {
+      health: { state: 'HEALTHY', results: [], lastCheckAt: at, consecutiveFailures: 2, checks: 40, failedChecks: 3 },
+    });
+    fake = await startFake({ [`GET /api/tasks/task/${t.taskId.id}`]: () => t, 'GET /api/tasks/active': () => [t] });
+    const { io } = await run(['task', 'get', t.taskId.id]);
+    expect(io.out()).toContain('health    HEALTHY (2 failed)\n');
+    expect(io.out()).toMatch(/checks {4}last \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ s ago\), 2 failed in a row, 40 in all \(3 failed\)\n/);
+    const list = await run(['task', 'list']);
+    expect(list.io.out()).toContain('HEALTHY (2 failed)');
+  });
+
   it('kills a task with a message', async () => {
     const t = task('web', 'd2', 1, { state: 'TASK_CLEANING', cleanup: { reason: 'USER_REQUESTED', timestamp: T0, message: 'stuck' } });
     fake = await startFake({ [`DELETE /api/tasks/task/${t.taskId.id}`]: () => t });

@@ -25,6 +25,9 @@ export interface FledgeConfig {
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
   drainTimeoutSeconds: number;
+  /** the LB's per-attempt upstream timeout, and its passive protection (both balancers) */
+  lbUpstreamTimeoutSeconds: number;
+  lbEjectAfterFailures: number;
   /** run a canary whose LB settings differ from the active deploy's, without canary (else 400) */
   allowCanaryLbChange: boolean;
   /** modules whose exports are server-wide acceptance checks (hooks) */
@@ -136,6 +139,8 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
     killGraceSeconds: o.killGraceSeconds,
     drainTimeoutSeconds: o.drainTimeoutSeconds,
+    lbUpstreamTimeoutSeconds: o.lbUpstreamTimeoutSeconds,
+    lbEjectAfterFailures: o.lbEjectAfterFailures,
     allowCanaryLbChange: o.allowCanaryLbChange,
     checkModules: (o.checkModule ?? []).map((p) => resolve(p)),
     dockerHosts: [],

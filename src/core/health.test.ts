@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { assessHealth, healthWindowMillis, type HealthAssessment } from './health.ts';
-import type { HealthcheckOptions, HealthResult } from './model.ts';
+import {
+  assessHealth,
+  assessRunningProbe,
+  checksWhileRunning,
+  describeProbe,
+  healthWindowMillis,
+  recordHealthResults,
+  type HealthAssessment,
+} from './health.ts';
+import type { HealthcheckOptions, HealthResult, TaskHealth } from './model.ts';
 import { testHealthcheck } from '../../test/helpers/model-fixtures.ts';
 
 // Task runs at t=0; times below are millis since TASK_RUNNING.
@@ -217,5 +225,145 @@ describe('assessHealth with a healthcheck', () => {
   it('counts deadlines from runningAt', () => {
     expect(assessHealth(opts, 5, 100_000, [refused(144_999)], 0)).toEqual({ state: 'UNKNOWN', nextProbeAt: 145_000 });
     expect(assessHealth(opts, 5, 100_000, [refused(145_000)], 0).state).toBe('UNHEALTHY');
+  });
+});
+
+describe('checks while running', () => {
+  const o = testHealthcheck({ maxRetries: 2, intervalSeconds: 5, responseTimeoutSeconds: 5, failureStatusCodes: [418] });
+  const ok = (t: number) => status(t, 200, 3);
+  const fail = (t: number, statusCode = 500) => status(t, statusCode, 3);
+  const timeout = (t: number): HealthResult => ({ ...timedOut(t), timedOut: true });
+  const refusedLater = (t: number): HealthResult => ({
+    timestamp: t,
+    durationMillis: 1,
+    startup: true,
+    errorMessage: 'Connection refused',
+  });
+
+  it.each<[string, number, HealthResult, HealthAssessment]>([
+    ['a 2xx keeps it healthy and ends a run of failures', 2, ok(100), { state: 'HEALTHY', consecutiveFailures: 0, nextProbeAt: 5_103 }],
+    [
+      'a failure is counted, the next probe an interval after it ended',
+      0,
+      fail(100),
+      { state: 'HEALTHY', consecutiveFailures: 1, nextProbeAt: 5_103 },
+    ],
+    ['maxRetries failures in a row are still healthy', 1, fail(100), { state: 'HEALTHY', consecutiveFailures: 2, nextProbeAt: 5_103 }],
+    [
+      'one more than maxRetries makes it UNHEALTHY, saying how many and what the last one was',
+      2,
+      timeout(100),
+      { state: 'UNHEALTHY', consecutiveFailures: 3, message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s' },
+    ],
+    [
+      'any non-2xx status counts',
+      2,
+      fail(100, 404),
+      { state: 'UNHEALTHY', consecutiveFailures: 3, message: 'unhealthy while running: 3 failed checks, last: status 404' },
+    ],
+    [
+      'a refused connection counts (the service went away)',
+      2,
+      refusedLater(100),
+      { state: 'UNHEALTHY', consecutiveFailures: 3, message: 'unhealthy while running: 3 failed checks, last: connection refused' },
+    ],
+    [
+      'a failureStatusCodes status is unhealthy at once',
+      0,
+      fail(100, 418),
+      { state: 'UNHEALTHY', consecutiveFailures: 1, message: 'unhealthy while running: 1 failed check, last: status 418' },
+    ],
+  ])('%s', (_name, before, result, expected) => {
+    expect(assessRunningProbe(o, before, result)).toEqual(expected);
+  });
+
+  it('with maxRetries 0 the first failure is enough', () => {
+    expect(assessRunningProbe({ ...o, maxRetries: 0 }, 0, fail(0)).state).toBe('UNHEALTHY');
+  });
+
+  it.each([
+    ['a healthcheck without the field', testHealthcheck(), true],
+    ['checkWhileRunning: true', testHealthcheck({ checkWhileRunning: true }), true],
+    ['checkWhileRunning: false', testHealthcheck({ checkWhileRunning: false }), false],
+    ['no healthcheck', undefined, false],
+  ])('%s: checked while running = %s', (_name, options, expected) => {
+    expect(checksWhileRunning(options)).toBe(expected);
+  });
+
+  it.each([
+    ['a timeout', timeout(0), 'timeout after 5 s'],
+    ['a status', fail(0, 503), 'status 503'],
+    ['an error', { ...fail(0), statusCode: undefined, errorMessage: 'Socket hang up' }, 'socket hang up'],
+    ['a fractional timeout', { ...timeout(0) }, 'timeout after 0.25 s'],
+  ])('describes %s', (name, r, text) => {
+    expect(describeProbe(r, { responseTimeoutSeconds: name === 'a fractional timeout' ? 0.25 : 5 })).toBe(text);
+  });
+});
+
+describe('recordHealthResults', () => {
+  const base: TaskHealth = { state: 'UNKNOWN', results: [] };
+  const ok = (t: number) => status(t, 200, 2);
+  const bad = (t: number) => status(t, 500, 2);
+
+  it.each<[string, TaskHealth, HealthResult[], Parameters<typeof recordHealthResults>[2], Partial<TaskHealth>]>([
+    [
+      'the first pass: HEALTHY since the time the assessment says, counted',
+      base,
+      [ok(10)],
+      { state: 'HEALTHY', healthyAt: 12, consecutiveFailures: 0 },
+      { state: 'HEALTHY', healthyAt: 12, lastCheckAt: 12, checks: 1, consecutiveFailures: 0 },
+    ],
+    [
+      'a failure while running: counted, still healthy, healthyAt unchanged',
+      { ...base, state: 'HEALTHY', healthyAt: 12, checks: 1, consecutiveFailures: 0 },
+      [bad(20)],
+      { state: 'HEALTHY', consecutiveFailures: 1 },
+      { state: 'HEALTHY', healthyAt: 12, lastCheckAt: 22, checks: 2, failedChecks: 1, consecutiveFailures: 1 },
+    ],
+    [
+      'a batch (a write that waited) is counted whole',
+      { ...base, state: 'HEALTHY', healthyAt: 12, checks: 1 },
+      [bad(20), bad(30), bad(40)],
+      { state: 'UNHEALTHY', consecutiveFailures: 3, message: 'unhealthy while running: 3 failed checks, last: status 500' },
+      {
+        state: 'UNHEALTHY',
+        checks: 4,
+        failedChecks: 3,
+        lastCheckAt: 42,
+        consecutiveFailures: 3,
+        message: 'unhealthy while running: 3 failed checks, last: status 500',
+      },
+    ],
+    [
+      'a verdict without a probe (no healthcheck) counts no check',
+      base,
+      [],
+      { state: 'HEALTHY' },
+      { state: 'HEALTHY', healthyAt: 1_000, results: [] },
+    ],
+  ])('%s', (_name, health, results, assessment, expected) => {
+    expect(recordHealthResults(health, results, assessment, 1_000, 20)).toMatchObject(expected);
+  });
+
+  it('keeps only the latest results; the counters cover the rest', () => {
+    let health = base;
+    for (let i = 0; i < 30; i++)
+      health = recordHealthResults(health, [ok(i * 10)], { state: 'HEALTHY', consecutiveFailures: 0 }, 1_000, 20);
+    expect(health.results).toHaveLength(20);
+    expect(health.results[0]?.timestamp).toBe(100);
+    expect(health.checks).toBe(30);
+  });
+
+  it('counts the probes a long wait did not keep the results of', () => {
+    const kept = [bad(0), ok(10)];
+    const h = recordHealthResults({ ...base, state: 'HEALTHY', checks: 5 }, kept, { state: 'HEALTHY' }, 0, 20, { checks: 40, failed: 7 });
+    expect(h).toMatchObject({ checks: 45, failedChecks: 7, results: kept });
+  });
+
+  it('drops the message of an earlier state, keeps one said for the same state', () => {
+    const unhealthy: TaskHealth = { ...base, state: 'UNHEALTHY', message: 'old' };
+    expect(recordHealthResults(unhealthy, [], { state: 'HEALTHY' }, 0, 20).message).toBeUndefined();
+    const skipped: TaskHealth = { ...base, state: 'HEALTHY', message: 'Health checks skipped' };
+    expect(recordHealthResults(skipped, [ok(0)], { state: 'HEALTHY' }, 0, 20).message).toBe('Health checks skipped');
   });
 });

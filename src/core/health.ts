@@ -8,7 +8,11 @@
 //   first decisive one wins, so a verdict never changes as more results arrive.
 // - Verdicts rest on probe results, never on the clock alone: after a scheduler restart
 //   a task nobody probed for a while gets a fresh probe before it is judged.
-import type { HealthcheckOptions, HealthResult, HealthState } from './model.ts';
+// - Two stages. Until its first verdict a task is assessed on all its results (assessHealth,
+//   deploys.md §3). Once HEALTHY it is, unless checkWhileRunning is false, probed every
+//   intervalSeconds for as long as it runs and judged on failures in a row
+//   (assessRunningProbe); UNHEALTHY there is final too: the engine replaces the task.
+import type { HealthcheckOptions, HealthResult, HealthState, TaskHealth } from './model.ts';
 
 export interface HealthAssessment {
   state: HealthState;
@@ -18,6 +22,8 @@ export interface HealthAssessment {
   nextProbeAt?: number;
   /** when the task became HEALTHY */
   healthyAt?: number;
+  /** while running: failed probes in a row */
+  consecutiveFailures?: number;
 }
 
 const ms = (seconds: number) => Math.round(seconds * 1000);
@@ -82,4 +88,71 @@ export function assessHealth(
   if (!responded && end < startupDeadline) next = Math.min(next, startupDeadline);
   next = Math.min(next, windowDeadline);
   return { state: 'UNKNOWN', nextProbeAt: next };
+}
+
+/** Whether a healthy task goes on being probed (Fledge's healthcheck.checkWhileRunning, default true). */
+export function checksWhileRunning(opts: HealthcheckOptions | undefined): opts is HealthcheckOptions {
+  return opts !== undefined && opts.checkWhileRunning !== false;
+}
+
+/** A probe passes on a 2xx (redirects followed) and on nothing else. */
+export const probePassed = (r: HealthResult): boolean => is2xx(r.statusCode);
+
+/** A failed probe in a few words: "timeout after 5 s", "status 500", "connection refused". */
+export function describeProbe(r: HealthResult, opts: Pick<HealthcheckOptions, 'responseTimeoutSeconds'>): string {
+  if (r.timedOut) return `timeout after ${Number(opts.responseTimeoutSeconds.toFixed(3))} s`;
+  if (r.statusCode !== undefined) return `status ${r.statusCode}`;
+  const text = r.errorMessage ?? 'no answer';
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/**
+ * One more probe of a task that is HEALTHY and checked while running. A 2xx ends a run of
+ * failures; any other status, an error or a timeout adds to it; more than maxRetries failures in
+ * a row make the task UNHEALTHY — at once for a failureStatusCodes status, which the service
+ * uses to say it is broken. The next probe is intervalSeconds after this one ended.
+ */
+export function assessRunningProbe(opts: HealthcheckOptions, failuresBefore: number, result: HealthResult): HealthAssessment {
+  const next = result.timestamp + result.durationMillis + ms(opts.intervalSeconds);
+  if (probePassed(result)) return { state: 'HEALTHY', consecutiveFailures: 0, nextProbeAt: next };
+  const failures = failuresBefore + 1;
+  const fatal = result.statusCode !== undefined && opts.failureStatusCodes.includes(result.statusCode);
+  if (fatal || failures > opts.maxRetries) {
+    const checks = `${failures} failed check${failures === 1 ? '' : 's'}`;
+    return {
+      state: 'UNHEALTHY',
+      consecutiveFailures: failures,
+      message: `unhealthy while running: ${checks}, last: ${describeProbe(result, opts)}`,
+    };
+  }
+  return { state: 'HEALTHY', consecutiveFailures: failures, nextProbeAt: next };
+}
+
+/**
+ * A task's health after probe results (none: a verdict without a probe, e.g. no healthcheck)
+ * and the assessment that follows the last of them: the latest `keep` results, the counters, the
+ * state and why. Several results at once are a write that waited (the store was busy).
+ */
+export function recordHealthResults(
+  health: TaskHealth,
+  results: readonly HealthResult[],
+  assessment: Pick<HealthAssessment, 'state' | 'message' | 'consecutiveFailures' | 'healthyAt'>,
+  now: number,
+  keep: number,
+  /** how many probes (and failed ones) `results` stands for, when a long wait kept only its latest */
+  counted: { checks: number; failed: number } = { checks: results.length, failed: results.filter((r) => !probePassed(r)).length },
+): TaskHealth {
+  const next: TaskHealth = { ...health, state: assessment.state };
+  const last = results.at(-1);
+  if (last) {
+    next.results = [...health.results, ...results].slice(-keep);
+    next.lastCheckAt = last.timestamp + last.durationMillis;
+    next.checks = (health.checks ?? 0) + counted.checks;
+    if (counted.failed > 0) next.failedChecks = (health.failedChecks ?? 0) + counted.failed;
+  }
+  if (assessment.consecutiveFailures !== undefined) next.consecutiveFailures = assessment.consecutiveFailures;
+  if (assessment.message) next.message = assessment.message;
+  else if (assessment.state !== health.state) delete next.message;
+  if (assessment.state === 'HEALTHY' && health.healthyAt === undefined) next.healthyAt = assessment.healthyAt ?? now;
+  return next;
 }

@@ -75,6 +75,11 @@ export interface HealthcheckOptions {
   responseTimeoutSeconds: number;
   maxRetries: number;
   failureStatusCodes: number[];
+  /**
+   * Fledge's own: keep probing every intervalSeconds once the task is healthy, for as long as it
+   * runs (absent: true). false: the first verdict is final, as in Singularity.
+   */
+  checkWhileRunning?: boolean;
 }
 
 export const ACCEPTANCE_MODES = ['NONE', 'TIMED', 'CHECKS', 'MANUAL'] as const;
@@ -176,24 +181,54 @@ export interface HealthResult {
   errorMessage?: string;
   /** true while the port still refuses connections */
   startup: boolean;
+  /** no response within responseTimeoutSeconds */
+  timedOut?: boolean;
 }
 
 export type HealthState = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY';
 
+/** Written by the executor from every probe result (core/health.ts recordHealthResult). */
 export interface TaskHealth {
   state: HealthState;
   /** why UNHEALTHY, in deploys.md words */
   message?: string;
   /** when the task became HEALTHY */
   healthyAt?: number;
+  /** the latest results, oldest first (bounded: the counters below cover the rest) */
   results: HealthResult[];
+  /** when the latest probe ended */
+  lastCheckAt?: number;
+  /** failed probes in a row while running (0 after a pass); the task is replaced past maxRetries */
+  consecutiveFailures?: number;
+  /** every probe of this task, and the failed ones among them */
+  checks?: number;
+  failedChecks?: number;
 }
 
 export type LbOpState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';
 
+/**
+ * The latest ADD and REMOVE operation of one task, with the state each ended in (or WAITING).
+ * Written by the engine when it issues an operation and when the operation settles, whoever
+ * issued it (a deploy's, the request's own, or one a deploy handed over when it ended).
+ */
 export interface TaskLbState {
   add?: { operationId: string; state: LbOpState; timestamp: number };
   remove?: { operationId: string; state: LbOpState; timestamp: number };
+}
+
+/** An LB operation the request step owns until the balancer reports how it ended. */
+export interface LbOperationRef {
+  operationId: string;
+  /** task ids it adds and removes */
+  add: string[];
+  remove: string[];
+  startedAt: number;
+  /**
+   * A cancel was asked (it timed out, or the deploy that issued it ended with it in flight):
+   * it is never re-applied, and one the balancer does not know (it restarted) counts as CANCELED.
+   */
+  canceling?: boolean;
 }
 
 export interface TaskUpdate {
@@ -275,6 +310,8 @@ export interface TaskRecord {
   updates: TaskUpdate[];
   exitCode?: number | null;
   signal?: string | null;
+  /** it exited at start because one of its ports was taken (EADDRINUSE): started again elsewhere, not counted as its failure */
+  portInUse?: boolean;
   /** set when the engine decided to stop this task */
   cleanup?: { reason: CleanupReason; timestamp: number; message?: string };
   /** a user asked to replace this task: it is stopped once its replacement serves */
@@ -296,10 +333,19 @@ export interface RequestRecord {
   pendingDeployId?: string;
   /** a bounce in progress: tasks started before this time are replaced */
   bounce?: { startedAt: number; message?: string };
-  /** crash-loop backoff per instance number: next start not before `until` */
-  backoff?: Record<string, { failures: number; until: number; lastTaskId: string }>;
+  /**
+   * crash-loop backoff per instance number: next start not before `until`; `portInUse`: exits
+   * in a row because a port was taken, which start again at once (a few times) without counting
+   */
+  backoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
   /** the steady-state LB operation in flight (the pending deploy keeps its own) */
-  lbOperation?: { operationId: string; add: string[]; remove: string[]; startedAt: number };
+  lbOperation?: LbOperationRef;
+  /**
+   * Operations a deploy ended with in flight (cancel, reject, LB timeout, failure), handed over
+   * to the request step: it cancels them and records their real outcome on every task they add
+   * or remove before the LB membership changes again.
+   */
+  lbHandedOver?: LbOperationRef[];
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
   /** run-to-completion requests: the schedule, the queue, what ran */

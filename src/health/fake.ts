@@ -1,7 +1,7 @@
 // A scriptable health watcher for engine tests: no probes, no timers. Each watched task is
 // answered by a policy (HEALTHY at once by default), or left for the test to report.
 import type { HealthState } from '../core/model.ts';
-import type { HealthWatcher } from '../reconciler/execute.ts';
+import type { HealthWatcher } from './types.ts';
 
 export type FakeHealthPolicy = (taskId: string) => HealthState | 'WAIT';
 
@@ -27,6 +27,12 @@ export class FakeHealth implements HealthWatcher {
 
   unwatch(taskId: string): void {
     this.watched.delete(taskId);
+  }
+
+  /** Tasks probeNow() was asked for, in order (the test answers with report()). */
+  readonly probedNow: string[] = [];
+  probeNow(taskId: string): void {
+    if (this.watched.has(taskId)) this.probedNow.push(taskId);
   }
 
   async close(): Promise<void> {

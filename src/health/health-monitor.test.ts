@@ -65,7 +65,8 @@ describe('HealthMonitor', () => {
     expect(results.slice(0, 2).every((r) => r.startup && r.errorMessage === 'Connection refused')).toBe(true);
     expect(results.at(-1)).toMatchObject({ statusCode: 200, responseBody: 'up', startup: false });
     expect(a.healthyAt).toBeGreaterThanOrEqual(results.at(-1)!.timestamp);
-    expect(m.watching('t1')).toBe(false);
+    // and goes on checking it for as long as it runs
+    expect(m.watching('t1')).toBe(true);
   });
 
   it('is UNHEALTHY at once on a failureStatusCode', async () => {
@@ -195,16 +196,36 @@ describe('HealthMonitor', () => {
       expect(events[0]!.result!.timestamp).toBeGreaterThanOrEqual(before + 1 + 300 - 2);
     });
 
-    it('does not probe a task already judged', async () => {
+    it('does not probe a task already judged (without checks while running)', async () => {
       const s = await serve((_req, res) => res.end());
       const { m, events } = monitor();
       const t = task(s.port);
       const ok: HealthResult = { timestamp: t.runningAt, durationMillis: 3, statusCode: 200, startup: false };
-      expect(m.watch(t, hc(), 5, [ok])).toEqual({ state: 'HEALTHY', healthyAt: t.runningAt + 3 });
+      expect(m.watch(t, hc({ checkWhileRunning: false }), 5, [ok])).toEqual({ state: 'HEALTHY', healthyAt: t.runningAt + 3 });
       expect(m.watching('t1')).toBe(false);
+      expect(m.watch(task(s.port, 't2'), hc({ checkWhileRunning: false }), 5, { state: 'HEALTHY' })).toEqual({ state: 'HEALTHY' });
+      expect(m.watching('t2')).toBe(false);
       await m.close();
       expect(events).toHaveLength(0);
       expect(s.requests).toHaveLength(0);
+    });
+
+    it('goes on checking a task that was healthy, from its stored counters, after an interval since its last check', async () => {
+      const s = await serve((_req, res) => res.writeHead(500).end());
+      const { m, events, settled } = monitor();
+      const before = Date.now();
+      const a = m.watch(task(s.port), hc({ maxRetries: 2, intervalSeconds: 0.2 }), 5, {
+        state: 'HEALTHY',
+        consecutiveFailures: 2,
+        lastCheckAt: before,
+      });
+      expect(a.state).toBe('HEALTHY');
+      // an interval after the last check, spread over at most one more
+      expect(a.nextProbeAt).toBeGreaterThanOrEqual(before + 200);
+      expect(a.nextProbeAt).toBeLessThan(before + 400 + 5);
+      // two failures were stored: the next one is the third in a row
+      expect(await settled()).toMatchObject({ state: 'UNHEALTHY', consecutiveFailures: 3 });
+      expect(events).toHaveLength(1);
     });
   });
 
@@ -272,6 +293,91 @@ describe('HealthMonitor', () => {
     await waitFor(() => calls === 2, 5_000, 'two results');
     expect(errors).toHaveLength(2);
     expect(m.watching('t1')).toBe(false);
+  });
+});
+
+describe('HealthMonitor while a task runs', () => {
+  it('keeps probing every intervalSeconds; a task that stops answering is UNHEALTHY after maxRetries + 1 timeouts', async () => {
+    let hang = false;
+    const s = await serve((_req, res) => {
+      if (!hang) res.end('ok');
+    });
+    const { m, events } = monitor();
+    const o = hc({ intervalSeconds: 0.05, responseTimeoutSeconds: 0.1, maxRetries: 2 });
+    m.watch(task(s.port), o, 5);
+    await waitFor(() => events.filter((e) => e.assessment.state === 'HEALTHY').length >= 4, 5_000, 'four passes');
+    expect(events[0]!.assessment.state).toBe('HEALTHY');
+    expect(m.watching('t1')).toBe(true);
+    hang = true; // frozen, as after SIGSTOP: the port accepts, nothing answers
+    const a = await waitFor(() => events.some((e) => e.assessment.state === 'UNHEALTHY'), 5_000, 'UNHEALTHY').then(
+      () => events.find((e) => e.assessment.state === 'UNHEALTHY')!.assessment,
+    );
+    expect(a).toEqual({
+      state: 'UNHEALTHY',
+      consecutiveFailures: 3,
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 0.1 s',
+    });
+    const failed = events.slice(-3);
+    expect(failed.every((e) => e.result?.timedOut === true)).toBe(true);
+    expect(failed.map((e) => e.assessment.consecutiveFailures)).toEqual([1, 2, 3]);
+    // final: no probe after the verdict
+    expect(m.watching('t1')).toBe(false);
+    const requests = s.requests.length;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(s.requests.length).toBe(requests);
+  });
+
+  it('forgives failures in a row fewer than maxRetries + 1 once a check passes', async () => {
+    let answers = [200, 500, 500, 200, 500, 500, 200];
+    const s = await serve((_req, res) => res.writeHead(answers.shift() ?? 200).end());
+    const { m, events } = monitor();
+    m.watch(task(s.port), hc({ intervalSeconds: 0.02, maxRetries: 2 }), 5);
+    await waitFor(() => events.length >= 8, 5_000, 'eight results');
+    expect(events.map((e) => e.assessment.consecutiveFailures)).toEqual([0, 1, 2, 0, 1, 2, 0, 0]);
+    expect(events.every((e) => e.assessment.state === 'HEALTHY')).toBe(true);
+    answers = [];
+  });
+
+  it('checkWhileRunning false: the first verdict is the last probe', async () => {
+    const s = await serve((_req, res) => res.end());
+    const { m, settled } = monitor();
+    m.watch(task(s.port), hc({ checkWhileRunning: false, intervalSeconds: 0.01 }), 5);
+    expect((await settled()).state).toBe('HEALTHY');
+    expect(m.watching('t1')).toBe(false);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(s.requests).toHaveLength(1);
+  });
+
+  it('probeNow probes a healthy task at once instead of an interval later', async () => {
+    const s = await serve((_req, res) => res.end());
+    const { m, events } = monitor();
+    m.watch(task(s.port), hc({ intervalSeconds: 60 }), 5);
+    await waitFor(() => events.length === 1, 5_000, 'the first pass');
+    m.probeNow('t1');
+    await waitFor(() => events.length === 2, 5_000, 'the probe asked for (the next one was due in a minute)');
+    m.probeNow('unknown'); // not watched: nothing
+    expect(m.stats().watched).toBe(1);
+  });
+
+  it('never runs more probes at once than maxConcurrentProbes, over all tasks, and still probes them all', async () => {
+    let open = 0;
+    let maxOpen = 0;
+    const s = await serve((_req, res) => {
+      maxOpen = Math.max(maxOpen, ++open);
+      setTimeout(() => res.end(), 20);
+      res.on('finish', () => open--);
+    });
+    const events: Event[] = [];
+    const m = new HealthMonitor({
+      now: Date.now,
+      maxConcurrentProbes: 2,
+      onResult: (taskId, result, assessment) => events.push({ taskId, result, assessment }),
+    });
+    monitors.push(m);
+    for (let i = 0; i < 8; i++) m.watch(task(s.port, `t${i}`), hc({ checkWhileRunning: false }), 5);
+    await waitFor(() => events.length === 8, 5_000, 'all eight judged');
+    expect(new Set(events.map((e) => e.taskId)).size).toBe(8);
+    expect(maxOpen).toBeLessThanOrEqual(2);
   });
 });
 

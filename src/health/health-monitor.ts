@@ -1,16 +1,15 @@
-// Runs health-check probes for running tasks on the schedule the pure assessment asks for,
-// one probe at a time per task, and reports every result. It keeps no state worth saving:
-// the caller stores results on the task and, after a restart, hands them back to watch().
-import { assessHealth, type HealthAssessment } from '../core/health.ts';
+// Runs health-check probes for running tasks on the schedule the pure assessment asks for and
+// reports every result. Two stages per task (core/health.ts): until its first verdict, then —
+// with checkWhileRunning (the default) — every intervalSeconds for as long as it runs, until a
+// run of failures makes it UNHEALTHY. One probe at a time per task; all tasks share one
+// scheduler (probe-scheduler.ts) with bounded concurrency. It keeps no state worth saving: the
+// caller stores results and counters on the task and, after a restart, hands them back to
+// watch(). It never waits on the store: a slow or locked store delays nothing here.
+import { assessHealth, assessRunningProbe, checksWhileRunning, type HealthAssessment } from '../core/health.ts';
 import type { HealthcheckOptions, HealthResult } from '../core/model.ts';
 import { probeHealth } from './probe.ts';
-
-export interface WatchedTask {
-  taskId: string;
-  host: string;
-  ports: number[];
-  runningAt: number;
-}
+import { ProbeScheduler } from './probe-scheduler.ts';
+import type { HealthWatcher, PreviousHealth, WatchedTask } from './types.ts';
 
 export interface HealthMonitorOptions {
   now: () => number;
@@ -23,90 +22,124 @@ export interface HealthMonitorOptions {
   allowInsecure?: boolean;
   /** a throwing onResult must not stop the schedule; it is reported here */
   onError?(taskId: string, err: unknown): void;
+  /** probes in flight at most, over all tasks; default 64 */
+  maxConcurrentProbes?: number;
 }
 
 interface Watch {
   task: WatchedTask;
   opts: HealthcheckOptions | undefined;
   considerHealthyAfter: number;
+  /** startup: every result so far; running: unused */
   results: HealthResult[];
-  timer?: ReturnType<typeof setTimeout>;
+  stage: 'startup' | 'running';
+  consecutiveFailures: number;
 }
 
-export class HealthMonitor {
+export class HealthMonitor implements HealthWatcher {
   private readonly watches = new Map<string, Watch>();
-  /** probes in flight; close() waits for them so nothing reports after it resolved */
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly scheduler: ProbeScheduler;
   private closed = false;
 
-  constructor(private readonly options: HealthMonitorOptions) {}
+  constructor(private readonly options: HealthMonitorOptions) {
+    this.scheduler = new ProbeScheduler({
+      now: options.now,
+      concurrency: options.maxConcurrentProbes ?? 64,
+      run: (taskId) => this.step(taskId),
+    });
+  }
 
   /**
-   * Start (or restart, replacing any earlier watch of the task) probing one task.
-   * `previousResults` are the results already on the task, so a restarted scheduler
-   * continues the schedule instead of starting it over. Returns the current assessment;
-   * when that is already final nothing is scheduled.
+   * Start (or restart, replacing any earlier watch of the task) probing one task. `previous`
+   * is the task's stored health, so a restarted scheduler continues the schedule instead of
+   * starting it over. Returns the current assessment; when that is final nothing is scheduled.
    */
   watch(
     task: WatchedTask,
     opts: HealthcheckOptions | undefined,
     considerHealthyAfter: number,
-    previousResults: HealthResult[] = [],
+    previous: HealthResult[] | PreviousHealth = [],
   ): HealthAssessment {
     if (this.closed) throw new Error('HealthMonitor is closed');
     this.unwatch(task.taskId);
-    const w: Watch = { task, opts, considerHealthyAfter, results: [...previousResults] };
+    const prev: PreviousHealth = Array.isArray(previous) ? { results: previous } : previous;
+    const w: Watch = {
+      task,
+      opts,
+      considerHealthyAfter,
+      results: [...(prev.results ?? [])],
+      stage: 'startup',
+      consecutiveFailures: prev.consecutiveFailures ?? 0,
+    };
+    if (prev.state === 'HEALTHY') {
+      if (!checksWhileRunning(opts)) return { state: 'HEALTHY' };
+      w.stage = 'running';
+      this.watches.set(task.taskId, w);
+      // Re-watched (a restart): the next probe an interval after the last one, spread over one
+      // more interval so that many tasks re-watched at once are not probed at once.
+      const interval = opts.intervalSeconds * 1000;
+      const last = prev.lastCheckAt ?? this.options.now();
+      const at = Math.max(this.options.now(), last + interval) + Math.floor(spread(task.taskId) * interval);
+      this.scheduler.schedule(task.taskId, at);
+      return { state: 'HEALTHY', consecutiveFailures: w.consecutiveFailures, nextProbeAt: at };
+    }
     this.watches.set(task.taskId, w);
-    return this.schedule(w);
+    return this.scheduleStartup(w);
   }
 
   unwatch(taskId: string): void {
-    const w = this.watches.get(taskId);
-    if (!w) return;
-    clearTimeout(w.timer);
     // an in-flight probe of this watch finds itself replaced and drops its result
     this.watches.delete(taskId);
+    this.scheduler.cancel(taskId);
   }
 
   watching(taskId: string): boolean {
     return this.watches.has(taskId);
   }
 
+  /** Probe a watched task as soon as a probe slot is free (the load balancer saw it fail). */
+  probeNow(taskId: string): void {
+    if (!this.watches.has(taskId) || this.scheduler.inFlight(taskId)) return;
+    this.scheduler.schedule(taskId, this.options.now());
+  }
+
+  /** Tasks watched, and probes scheduled and in flight (metrics, tests). */
+  stats(): { watched: number; scheduled: number; running: number } {
+    return { watched: this.watches.size, ...this.scheduler.size };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
-    for (const id of [...this.watches.keys()]) this.unwatch(id);
-    await Promise.allSettled([...this.inFlight]);
+    this.watches.clear();
+    await this.scheduler.close();
   }
 
   private current(w: Watch): boolean {
     return !this.closed && this.watches.get(w.task.taskId) === w;
   }
 
-  private assess(w: Watch): HealthAssessment {
-    return assessHealth(w.opts, w.considerHealthyAfter, w.task.runningAt, w.results, this.options.now());
-  }
-
-  private schedule(w: Watch): HealthAssessment {
-    const a = this.assess(w);
+  private scheduleStartup(w: Watch): HealthAssessment {
+    const a = assessHealth(w.opts, w.considerHealthyAfter, w.task.runningAt, w.results, this.options.now());
+    if (a.state === 'HEALTHY' && checksWhileRunning(w.opts)) {
+      // Passed: from now on checked while running, the first time an interval after it passed.
+      w.stage = 'running';
+      w.results = [];
+      w.consecutiveFailures = 0;
+      const at = (a.healthyAt ?? this.options.now()) + w.opts.intervalSeconds * 1000;
+      this.scheduler.schedule(w.task.taskId, at);
+      return { ...a, consecutiveFailures: 0 };
+    }
     if (a.state !== 'UNKNOWN' || a.nextProbeAt === undefined) {
       this.watches.delete(w.task.taskId);
       return a;
     }
-    const delay = Math.max(0, a.nextProbeAt - this.options.now());
-    w.timer = setTimeout(() => this.track(this.step(w)), delay);
+    this.scheduler.schedule(w.task.taskId, a.nextProbeAt);
     return a;
   }
 
-  private track(work: Promise<void>): void {
-    const p = work
-      .catch(() => {}) // step() reports its own errors; never leave a rejection unhandled
-      .finally(() => this.inFlight.delete(p));
-    this.inFlight.add(p);
-  }
-
-  private async step(w: Watch): Promise<void> {
-    w.timer = undefined;
-    if (!this.current(w)) return;
+  private async step(taskId: string): Promise<void> {
+    const w = this.watches.get(taskId);
+    if (!w || !this.current(w)) return;
     let result: HealthResult | undefined;
     if (w.opts) {
       const startedAt = this.options.now();
@@ -114,11 +147,19 @@ export class HealthMonitor {
       if (!this.current(w)) return;
       // stamp with the injected clock so assessment and schedule share one timeline
       result = { ...probed, timestamp: startedAt };
-      w.results.push(result);
     }
-    const a = this.schedule(w);
+    if (w.stage === 'running' && w.opts && result) {
+      const a = assessRunningProbe(w.opts, w.consecutiveFailures, result);
+      w.consecutiveFailures = a.consecutiveFailures ?? 0;
+      if (a.state === 'UNHEALTHY' || a.nextProbeAt === undefined) this.watches.delete(taskId);
+      else this.scheduler.schedule(taskId, a.nextProbeAt);
+      this.report(taskId, result, a);
+      return;
+    }
+    if (result) w.results.push(result);
+    const a = this.scheduleStartup(w);
     // without a healthcheck the timer only fires to re-assess; report only the change
-    if (result || a.state !== 'UNKNOWN') this.report(w.task.taskId, result, a);
+    if (result || a.state !== 'UNKNOWN') this.report(taskId, result, a);
   }
 
   private probe(task: WatchedTask, opts: HealthcheckOptions): Promise<HealthResult> {
@@ -145,6 +186,13 @@ export class HealthMonitor {
       }
     }
   }
+}
+
+/** A stable fraction in [0, 1) per task id (FNV-1a), to spread probes of tasks re-watched together. */
+function spread(taskId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < taskId.length; i++) h = Math.imul(h ^ taskId.charCodeAt(i), 0x01000193);
+  return (h >>> 0) / 2 ** 32;
 }
 
 /** `http(s)://<host>:<port><uri>` */

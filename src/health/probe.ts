@@ -23,7 +23,7 @@ export async function probeHealth(url: string, method: 'GET' | 'POST', timeoutMs
       allowInsecure && url.startsWith('https:') ? await requestInsecure(url, method, signal) : await requestFetch(url, method, signal);
     return done({ statusCode, responseBody: body, startup: false });
   } catch (err) {
-    if (signal.aborted) return done({ startup: false, errorMessage: `No response within ${timeoutMs}ms` });
+    if (signal.aborted) return done({ startup: false, timedOut: true, errorMessage: `No response within ${timeoutMs}ms` });
     if (isConnectionRefused(err)) return done({ startup: true, errorMessage: 'Connection refused' });
     return done({ startup: false, errorMessage: describe(err) });
   }

@@ -52,7 +52,11 @@ describe('host registry and runtime', () => {
     while (closing.length > 0) await closing.pop()?.();
   });
 
-  async function setup(hosts: { definition: HostDefinition; capacity?: { cpus: number; memoryMb: number } }[], store?: Store) {
+  async function setup(
+    hosts: { definition: HostDefinition; capacity?: { cpus: number; memoryMb: number } }[],
+    store?: Store,
+    pingIntervalMs = 60_000,
+  ) {
     const clock = new ManualClock();
     const db = store ?? (await createStore({ kind: 'memory' }));
     const runtimes = new Map<string, FakeRuntime>();
@@ -72,7 +76,7 @@ describe('host registry and runtime', () => {
           : {}),
       };
     });
-    const registry = new HostRegistry(entries, { store: db, clock, logger: silentLogger, unreachableMs: 10_000, pingIntervalMs: 60_000 });
+    const registry = new HostRegistry(entries, { store: db, clock, logger: silentLogger, unreachableMs: 10_000, pingIntervalMs });
     await registry.start();
     closing.push(() => registry.close());
     const runtime = new HostRuntime(registry);
@@ -174,6 +178,29 @@ describe('host registry and runtime', () => {
     await registry.tick();
     await registry.change('d1', 'freeze');
     expect(seen).toEqual(['d1:silent', 'd1:answers', 'd1:state']);
+  });
+
+  it('says whether a host answers now: at once if it does, false once a silent one is UNREACHABLE', async () => {
+    const { registry, clock, pings } = await setup(
+      [{ definition: def('local', 'process') }, { definition: def('d1', 'docker') }],
+      undefined,
+      5,
+    );
+    expect(await registry.answers('local')).toBe(true);
+    expect(await registry.answers('d1')).toBe(true);
+    pings.set('d1', () => {
+      throw new Error('down');
+    });
+    let settled: boolean | undefined;
+    const asked = registry.answers('d1').then((v) => (settled = v));
+    await new Promise((r) => setTimeout(r, 30));
+    // Still within its grace: no verdict yet (a failed check there waits for the host's).
+    expect(settled).toBeUndefined();
+    clock.advance(10_000);
+    await registry.tick();
+    expect(await asked).toBe(false);
+    pings.delete('d1');
+    expect(await registry.answers('d1')).toBe(true);
   });
 
   it('completes a decommission once the host runs nothing, and keeps states across a restart', async () => {

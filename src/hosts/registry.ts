@@ -2,6 +2,7 @@
 // their reachability (pinged). The engine places tasks from its snapshots (core/placement.ts);
 // the composite runtime (host-runtime.ts) routes each task to its host; the API shows and
 // changes it.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../core/clock.ts';
 import { conflict, notFound } from '../core/errors.ts';
 import { DEFAULT_RACK, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
@@ -174,6 +175,29 @@ export class HostRegistry {
       this.#o.logger.info({ host: id }, `host ${id} answers again`);
       this.#changed(id, 'answers');
     }
+  }
+
+  /**
+   * Whether a host answers now: pinged afresh, and again at the ping interval until it answers
+   * or counts as UNREACHABLE (bounded by twice the grace). Hosts without a ping always answer.
+   * A failed health check on a silent host is the host's loss, not the task's failure.
+   */
+  async answers(id: string): Promise<boolean> {
+    const e = this.#byId.get(id);
+    if (!e?.ping) return true;
+    const timeoutMs = Math.max(200, Math.min(5_000, Math.floor(this.#o.unreachableMs / 2)));
+    const interval = this.#o.pingIntervalMs ?? Math.max(100, Math.min(2_000, Math.floor(this.#o.unreachableMs / 3)));
+    const tries = Math.ceil((2 * this.#o.unreachableMs) / interval) + 1;
+    for (let i = 0; i < tries && !this.#closed; i++) {
+      try {
+        await e.ping(timeoutMs);
+        return true;
+      } catch {
+        if (this.#reach.get(id)?.reachable === false) return false;
+      }
+      await sleep(interval);
+    }
+    return this.#reach.get(id)?.reachable !== false;
   }
 
   async #completeDecommission(id: string): Promise<void> {

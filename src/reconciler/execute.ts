@@ -1,33 +1,33 @@
 // Runs the engine's actions against the runtime, balancer and checks, and turns what they
 // report (exits, health results, LB states) back into persisted task state. Every action is
 // idempotent and deduplicated while in flight.
+//
+// Nothing here is fire-and-forget: every piece of background work (an exit to record, a health
+// result to write, an action) is tracked, so idle() and close() wait for it, and its errors are
+// handled where they happen. While the store is unavailable (busy, restarting) a task update is
+// retried with back-off until it lands — an exit seen during an outage is applied afterwards —
+// and a failed action asks for its request to be looked at again later. Health results are
+// coalesced: at most one write per task in flight, later results folded into the next one, so a
+// slow store never piles up work and the probes never wait for it.
 import type { Balancer, LbOperationStatus, Upstream } from '../balancers/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { isLive, type Deploy, type HealthResult, type HealthState, type TaskRecord, type TaskState } from '../core/model.ts';
+import { checksWhileRunning, probePassed, recordHealthResults, type HealthAssessment } from '../core/health.ts';
+import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState } from '../core/model.ts';
 import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
+import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
 import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
-import { inLb, runDeploy } from '../core/tasks.ts';
+import { runDeploy } from '../core/tasks.ts';
 import { taskEvents } from '../core/webhooks.ts';
 import { runSpec } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
 import type { RequestLocks } from './locks.ts';
 
-/** What the loop needs of health checking; results come back through onHealthResult. */
-export interface HealthWatcher {
-  watch(
-    task: { taskId: string; host: string; ports: number[]; runningAt: number },
-    options: Deploy['healthcheck'],
-    considerHealthyAfterRunningForSeconds: number,
-    previous: HealthResult[],
-  ): { state: HealthState; message?: string } | void;
-  unwatch(taskId: string): void;
-  close(): Promise<void>;
-}
+export type { HealthWatcher } from '../health/types.ts';
 
 /** What the loop needs of the hosts: snapshots to place from, and what placed tasks will hold. */
 export interface EngineHosts {
@@ -39,6 +39,8 @@ export interface EngineHosts {
   resetHolds(): void;
   /** ids of the tasks a host's runtime holds or lists for this installation */
   tasksOn(hostId: string): Promise<string[]>;
+  /** whether a host answers now (waited out until it does or is UNREACHABLE) */
+  answers(hostId: string): Promise<boolean>;
   /** returns how to stop listening */
   onChange(listener: (hostId: string, change: 'silent' | 'answers' | 'state') => void): () => void;
 }
@@ -60,11 +62,25 @@ export interface ExecutorDeps extends EngineDeps {
   locks: RequestLocks;
   events: EventBus;
   wake: (requestId: string) => void;
+  /** look at the request again at `at` (by the engine's clock) */
+  wakeAt: (requestId: string, at: number) => void;
 }
 
-const MAX_HEALTH_RESULTS = 20;
-/** a task update that could not be written (store away) is tried again, backing off to this */
+/** The latest results kept on a task (its counters cover the rest). */
+export const MAX_HEALTH_RESULTS = 20;
+/** a write the store could not take is tried again, backing off from 50 ms to this */
 const STORE_RETRY_MAX_MS = 2_000;
+/** a failed action's request is looked at again after this */
+const ACTION_RETRY_MS = 1_000;
+const PORT_IN_USE_NOTE = ': one of its ports was taken by another process (EADDRINUSE); it is started again on other ports';
+
+interface PendingHealth {
+  /** the latest results (MAX_HEALTH_RESULTS at most) */
+  results: HealthResult[];
+  /** every probe since the last write, and the failed ones, also those no longer in `results` */
+  counted: { checks: number; failed: number };
+  assessment: Pick<HealthAssessment, 'state' | 'message' | 'consecutiveFailures' | 'healthyAt'>;
+}
 
 export class Executor {
   readonly #d: ExecutorDeps;
@@ -72,18 +88,27 @@ export class Executor {
   readonly #lbStates = new Map<string, LbOperationStatus>();
   /** request id of each LB operation we issued, to wake the right request */
   readonly #lbRequest = new Map<string, string>();
+  /** background work not tied to an action (exits, health writes): idle() waits for it */
+  readonly #background = new Set<Promise<unknown>>();
+  /** health results not written yet, per task */
+  readonly #pendingHealth = new Map<string, PendingHealth>();
+  /** the write in flight per task */
+  readonly #healthWriters = new Map<string, Promise<void>>();
   #closed = false;
 
   constructor(deps: ExecutorDeps) {
     this.#d = deps;
-    deps.runtime.onExit(
-      (taskId, status) =>
-        void this.#recordExit(taskId, status).catch((err: unknown) => deps.logger.error({ err, taskId }, 'could not record a task exit')),
-    );
+    deps.runtime.onExit((taskId, status) => this.#track(this.#recordExit(taskId, status), { taskId }, 'could not record a task exit'));
     deps.balancer?.onChange((status) => {
       this.#lbStates.set(status.operationId, status);
       const requestId = this.#lbRequest.get(status.operationId);
       if (requestId) deps.wake(requestId);
+    });
+    deps.balancer?.onUpstreamEvent?.((event) => {
+      if (event.kind !== 'EJECTED') return;
+      // The balancer stopped routing to it after failures in a row: find out now whether it is broken.
+      deps.logger.warn({ ...event }, 'load balancer took a failing upstream out of rotation; probing its task now');
+      deps.health.probeNow(event.taskId);
     });
   }
 
@@ -96,9 +121,25 @@ export class Executor {
           : `${action.kind}:${action.operationId}`;
     if (this.#inflight.has(key)) return;
     const work = this.#execute(requestId, action)
-      .catch((err) => this.#d.logger.error({ err, requestId, action }, `action ${action.kind} failed`))
+      .catch((err: unknown) => {
+        if (err instanceof StoreUnavailableError)
+          this.#d.logger.warn({ err: err.message, requestId, action }, `action ${action.kind} waits for the store`);
+        else this.#d.logger.error({ err, requestId, action }, `action ${action.kind} failed`);
+        // Actions are derived from stored state on every pass: looking again is the retry.
+        if (!this.#closed) this.#d.wakeAt(requestId, this.#d.clock.now() + ACTION_RETRY_MS);
+      })
       .finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, work);
+  }
+
+  /** Background work whose failure is logged where it happens; idle() and close() wait for it. */
+  #track(work: Promise<unknown>, context: Record<string, unknown>, what: string): void {
+    const p = work
+      .catch((err: unknown) => {
+        if (!this.#closed) this.#d.logger.error({ err, ...context }, what);
+      })
+      .finally(() => this.#background.delete(p));
+    this.#background.add(p);
   }
 
   async #execute(requestId: string, action: Action): Promise<void> {
@@ -130,9 +171,8 @@ export class Executor {
     const deploy = await store.getDeploy(task.taskId.requestId, task.taskId.deployId);
     if (!deploy) return;
     if (task.cleanup) {
-      // Never started and already unwanted: it is done.
-      this.#d.hosts.drop(taskId);
-      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      // Already unwanted: stopped if an earlier attempt (before a crash) did start it, else done.
+      await this.#stopUnstarted(task);
       return;
     }
     const host = hostOf(task);
@@ -212,62 +252,142 @@ export class Executor {
     }
   }
 
-  readonly #warnHealth = (err: unknown) => this.#d.logger.warn({ err }, 'could not record a health result');
-
+  /**
+   * Health checks for a task that runs: until its first verdict, and — once HEALTHY, with
+   * checkWhileRunning — for as long as it runs (also after a restart, from its stored counters).
+   * Tasks whose checks are skipped (request skipHealthchecks, deploy skipHealthchecksOnDeploy)
+   * are healthy at once and not checked while running either.
+   */
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
     // Runs of run-to-completion requests are not health-checked: they are judged by their exit.
-    if (task.health.state !== 'UNKNOWN' || task.cleanup || task.run) return;
-    const request = task.taskId.requestId;
-    void this.#d.store
-      .getRequest(request)
-      .then((record) => {
+    if (task.cleanup || task.run || task.health.state === 'UNHEALTHY') return;
+    if (task.health.state === 'HEALTHY' && !checksWhileRunning(deploy.healthcheck)) return;
+    const taskId = task.taskId.id;
+    const work = this.#retrying(`start health checks of ${taskId}`, () => this.#d.store.getRequest(task.taskId.requestId)).then(
+      async (record) => {
+        if (this.#closed) return;
         if (record?.request.skipHealthchecks || deploy.skipHealthchecksOnDeploy) {
-          void this.onHealthResult(task.taskId.id, undefined, { state: 'HEALTHY', message: 'Health checks skipped' }).catch(
-            this.#warnHealth,
-          );
+          if (task.health.state !== 'HEALTHY')
+            await this.onHealthResult(taskId, undefined, { state: 'HEALTHY', message: 'Health checks skipped' });
           return;
         }
         const verdict = this.#d.health.watch(
-          { taskId: task.taskId.id, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
+          { taskId, host: taskAddress(task.handle), ports: task.ports, runningAt: task.runningAt ?? this.#d.clock.now() },
           deploy.healthcheck,
           deploy.considerHealthyAfterRunningForSeconds,
-          task.health.results,
+          {
+            results: task.health.results,
+            state: task.health.state,
+            ...(task.health.consecutiveFailures !== undefined ? { consecutiveFailures: task.health.consecutiveFailures } : {}),
+            ...(task.health.lastCheckAt !== undefined ? { lastCheckAt: task.health.lastCheckAt } : {}),
+          },
         );
         // A verdict that is already final (e.g. considerHealthyAfterRunningForSeconds: 0) schedules no probe.
-        if (verdict && verdict.state !== 'UNKNOWN') void this.onHealthResult(task.taskId.id, undefined, verdict).catch(this.#warnHealth);
-      })
-      .catch((err: unknown) => this.#d.logger.warn({ err, taskId: task.taskId.id }, 'could not start health checks'));
+        if (verdict && verdict.state !== 'UNKNOWN' && verdict.state !== task.health.state) {
+          await this.onHealthResult(taskId, undefined, verdict);
+        }
+      },
+    );
+    this.#track(work, { taskId }, 'could not start health checks');
   }
 
-  /** A health probe answered (or the no-healthcheck timer passed). */
-  async onHealthResult(
-    taskId: string,
-    result: HealthResult | undefined,
-    assessment: { state: HealthState; message?: string },
-  ): Promise<void> {
-    const now = this.#d.clock.now();
-    await this.#updateTask(taskId, (t) => {
-      if (!isLive(t.state)) return undefined;
-      if (!result && t.health.state === assessment.state) return undefined;
-      const results = result ? [...t.health.results, result].slice(-MAX_HEALTH_RESULTS) : t.health.results;
-      const health = { ...t.health, results, state: assessment.state };
-      if (assessment.message) health.message = assessment.message;
-      if (assessment.state === 'HEALTHY' && t.health.healthyAt === undefined) health.healthyAt = now;
-      return { ...t, health };
+  /**
+   * A health probe answered (or the no-healthcheck timer passed). Queued and written in the
+   * background: one write per task at a time, results arriving meanwhile go into the next one.
+   * Resolves once this result is written (or the task is gone).
+   */
+  onHealthResult(taskId: string, result: HealthResult | undefined, assessment: HealthAssessment): Promise<void> {
+    const queued = this.#pendingHealth.get(taskId);
+    const verdict = {
+      state: assessment.state,
+      ...(assessment.message !== undefined ? { message: assessment.message } : {}),
+      ...(assessment.consecutiveFailures !== undefined ? { consecutiveFailures: assessment.consecutiveFailures } : {}),
+      ...(assessment.healthyAt !== undefined ? { healthyAt: assessment.healthyAt } : {}),
+    };
+    const results = [...(queued?.results ?? []), ...(result ? [result] : [])].slice(-MAX_HEALTH_RESULTS);
+    const counted = {
+      checks: (queued?.counted.checks ?? 0) + (result ? 1 : 0),
+      failed: (queued?.counted.failed ?? 0) + (result && !probePassed(result) ? 1 : 0),
+    };
+    // A message or a healthy time said earlier in the batch is not lost to a later result that says none.
+    this.#pendingHealth.set(taskId, {
+      results,
+      counted,
+      assessment: {
+        ...(queued?.assessment.state === verdict.state ? queued.assessment : {}),
+        ...verdict,
+        ...(verdict.healthyAt === undefined && queued?.assessment.healthyAt !== undefined
+          ? { healthyAt: queued.assessment.healthyAt }
+          : {}),
+      },
     });
+    let writer = this.#healthWriters.get(taskId);
+    if (!writer) {
+      writer = this.#writeHealth(taskId).finally(() => this.#healthWriters.delete(taskId));
+      this.#healthWriters.set(taskId, writer);
+      this.#track(writer, { taskId }, 'could not write a health result');
+    }
+    return writer.catch(() => undefined);
+  }
+
+  async #writeHealth(taskId: string): Promise<void> {
+    for (let batch = this.#pendingHealth.get(taskId); batch; batch = this.#pendingHealth.get(taskId)) {
+      this.#pendingHealth.delete(taskId);
+      const { results, counted, assessment } = batch;
+      if (assessment.state === 'UNHEALTHY' && !(await this.#hostAnswers(taskId))) {
+        // Its host went silent: the task is lost with it (host loss replaces it, uncounted), not unhealthy.
+        this.#d.logger.info({ taskId }, 'a failed health check on a host that does not answer: left to host loss');
+        continue;
+      }
+      await this.#updateTask(taskId, (t) => {
+        if (!isLive(t.state)) return undefined;
+        if (results.length === 0 && t.health.state === assessment.state) return undefined;
+        return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS, counted) };
+      });
+    }
+  }
+
+  async #hostAnswers(taskId: string): Promise<boolean> {
+    const task = await this.#d.store.getTask(taskId);
+    const host = task && hostOf(task);
+    return host === undefined ? true : this.#d.hosts.answers(host);
   }
 
   async #stopTask(taskId: string): Promise<void> {
-    const { store, runtime, settings } = this.#d;
+    const { store } = this.#d;
+    // A start still in flight would leave a process nobody knows about: let it land first.
+    await this.#inflight.get(`startTask:${taskId}`);
     const task = await store.getTask(taskId);
     if (!task || !isLive(task.state)) return;
     this.#d.health.unwatch(taskId);
     if (!task.handle) {
-      this.#d.hosts.drop(taskId);
-      await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+      await this.#stopUnstarted(task);
       return;
     }
-    const handle = task.handle as TaskHandle;
+    await this.#stopHandle(taskId, task.handle as TaskHandle);
+  }
+
+  /**
+   * A task whose handle was never recorded: an attempt may still have started it (the
+   * scheduler died between the start and the write), so the runtime is asked; what it finds is
+   * stopped like any task, else the task is done without ever running.
+   */
+  async #stopUnstarted(task: TaskRecord): Promise<void> {
+    const taskId = task.taskId.id;
+    const host = hostOf(task);
+    // Never placed: never started anywhere.
+    const found = host === undefined ? undefined : await this.#d.runtime.find(taskId, host);
+    if (found) {
+      await this.#updateTask(taskId, (t) => (isLive(t.state) && !t.handle ? { ...t, handle: found } : undefined));
+      await this.#stopHandle(taskId, found);
+      return;
+    }
+    this.#d.hosts.drop(taskId);
+    await this.#updateTask(taskId, (t) => finish(t, 'TASK_KILLED', this.#d.clock.now(), 'Killed before it started'));
+  }
+
+  async #stopHandle(taskId: string, handle: TaskHandle): Promise<void> {
+    const { runtime, settings } = this.#d;
     await runtime.stop(handle, settings.killGraceMillis);
     // The exit normally arrives through onExit; make sure it is recorded even if it raced.
     const status = await runtime.inspect(handle);
@@ -280,32 +400,28 @@ export class Executor {
     this.#d.hosts.drop(taskId);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
+      // Killed by us once we asked it to stop; a task found unhealthy that died before we did, died on its own.
+      const ownDeath = !t.cleanup || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
+      // A job's run succeeds on one of its deploy's successfulExitCodes.
       const success = t.run ? status.exitCode !== null && t.run.successfulExitCodes.includes(status.exitCode) : status.exitCode === 0;
-      const state: TaskState = t.cleanup ? 'TASK_KILLED' : success ? 'TASK_FINISHED' : 'TASK_FAILED';
+      const state: TaskState = !ownDeath ? 'TASK_KILLED' : success ? 'TASK_FINISHED' : 'TASK_FAILED';
+      const portInUse = status.portInUse === true && !t.cleanup;
       const code = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
       // The runtime's reason (e.g. an OOM kill) says more than the code alone.
-      const how = status.message ? `${status.message} (${code})` : code;
+      const how = `${status.message ? `${status.message} (${code})` : code}${portInUse ? PORT_IN_USE_NOTE : ''}`;
       const done = finish(t, state, status.finishedAt || this.#d.clock.now(), how);
-      return done && { ...done, exitCode: status.exitCode, signal: status.signal };
+      return done && { ...done, exitCode: status.exitCode, signal: status.signal, ...(portInUse ? { portInUse: true } : {}) };
     });
     if (ended?.handle) await this.#d.runtime.release(ended.handle as TaskHandle);
   }
 
   /**
    * Read-modify-write one task under its request's lock; publishes and wakes on change. While
-   * the store is unreachable it is tried again (an exit must not be lost to a database restart),
-   * until the executor closes.
+   * the store is unavailable it is tried again (an exit or a verdict must not be lost to a busy
+   * or restarting store), until the executor closes.
    */
-  async #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
-    for (let delay = 100; ; delay = Math.min(STORE_RETRY_MAX_MS, delay * 2)) {
-      try {
-        return await this.#updateTaskOnce(taskId, change);
-      } catch (err) {
-        if (!(err instanceof StoreUnavailableError) || this.#closed) throw err;
-        this.#d.logger.warn({ taskId, err: err.message }, 'could not write a task update; retrying');
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
+  #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    return this.#retrying(`update task ${taskId}`, () => this.#updateTaskOnce(taskId, change));
   }
 
   async #updateTaskOnce(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
@@ -324,6 +440,20 @@ export class Executor {
       this.#d.wake(requestId);
     }
     return next;
+  }
+
+  /** `fn`, tried again with back-off while the store is unavailable, until the executor closes. */
+  async #retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let delay = 50, attempt = 1; ; delay = Math.min(STORE_RETRY_MAX_MS, delay * 2), attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError) || this.#closed) throw err;
+        if (attempt === 1 || attempt % 10 === 0)
+          this.#d.logger.warn({ err: err.message, attempt }, `${what}: the store is unavailable; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   // ---- load balancer -------------------------------------------------------------------
@@ -391,8 +521,16 @@ export class Executor {
     return { service, upstreams };
   }
 
-  /** Latest known state of an operation; re-applies one the balancer forgot (restart). */
-  async observeLbOperation(requestId: string, operationId: string, add: string[], remove: string[]) {
+  /**
+   * Latest known state of an operation. One the balancer forgot (it restarted) is applied again
+   * — unless it is being cancelled: then none of it is in effect beyond what the restart
+   * restored, which is what a cancel leaves, so it reads as CANCELED.
+   */
+  async observeLbOperation(
+    requestId: string,
+    op: { operationId: string; add: string[]; remove: string[]; canceling?: boolean },
+  ): Promise<{ state: LbOperationStatus['state']; message?: string } | undefined> {
+    const { operationId } = op;
     this.#lbRequest.set(operationId, requestId);
     const known = this.#lbStates.get(operationId);
     if (known) return { state: known.state, ...(known.message ? { message: known.message } : {}) };
@@ -402,7 +540,10 @@ export class Executor {
       this.#lbStates.set(operationId, status);
       return { state: status.state, ...(status.message ? { message: status.message } : {}) };
     }
-    this.run(requestId, { kind: 'lbApply', operationId, add, remove });
+    if (op.canceling) {
+      return { state: 'CANCELED', message: 'unknown to the balancer (it restarted) while being canceled' };
+    }
+    this.run(requestId, { kind: 'lbApply', operationId, add: op.add, remove: op.remove });
     return undefined;
   }
 
@@ -515,9 +656,20 @@ export class Executor {
     const balancer = this.#d.balancer;
     if (!balancer) return;
     const byRequest = new Map<string, string[]>();
+    const forgotten = new Map<string, boolean>();
+    const balancerForgot = async (operationId: string) => {
+      let known = forgotten.get(operationId);
+      if (known === undefined) forgotten.set(operationId, (known = (await balancer.state(operationId)) === undefined));
+      return known;
+    };
     for (const t of tasks) {
-      // Only settled members: a removal in flight is re-applied from its own record, not undone here.
-      if (inLb(t)) {
+      // Members, and members whose removal was in flight if the balancer forgot that removal:
+      // it is applied again from its record, or, if it was being cancelled, reads as CANCELED —
+      // which leaves them in. A removal the balancer still knows goes on; its outcome is observed.
+      const removal = t.lb.remove;
+      const member =
+        t.lb.add?.state === 'SUCCESS' && (!removal || (removal.state === 'WAITING' && (await balancerForgot(removal.operationId))));
+      if (member) {
         byRequest.set(t.taskId.requestId, [...(byRequest.get(t.taskId.requestId) ?? []), t.taskId.id]);
       }
     }
@@ -529,13 +681,16 @@ export class Executor {
   }
 
   async idle(): Promise<void> {
-    while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight.values()]);
+    while (this.#inflight.size > 0 || this.#background.size > 0) {
+      await Promise.allSettled([...this.#inflight.values(), ...this.#background]);
+    }
   }
 
   async close(): Promise<void> {
+    // Retries end first: a store that stays away must not hold the shutdown.
     this.#closed = true;
-    await this.idle();
     await this.#d.health.close();
+    await this.idle();
   }
 }
 

@@ -6,7 +6,8 @@
  * cause within milliseconds. A slow safety tick catches anything missed. Decisions are
  * persisted before their actions run; actions are idempotent (task ids, LB operation ids),
  * so a crash between the two repeats them safely. A failure while reconciling one request is
- * logged and the loop moves on.
+ * logged and the loop moves on; a store that is unavailable (busy, restarting) makes the loop
+ * back off (250 ms → 5 s) and try again, nothing half-applied.
  */
 import { EventBus } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
@@ -50,7 +51,13 @@ export class ReconcileLoop {
     this.#deps = deps;
     this.locks = deps.locks ?? new KeyedMutex();
     this.events = deps.events ?? new EventBus();
-    this.executor = new Executor({ ...deps, locks: this.locks, events: this.events, wake: (id) => this.wake(id) });
+    this.executor = new Executor({
+      ...deps,
+      locks: this.locks,
+      events: this.events,
+      wake: (id) => this.wake(id),
+      wakeAt: (id, at) => this.#wakeLater(id, at),
+    });
     // A host that stops answering, answers again or changes state may change every request.
     this.#unlisten = deps.hosts.onChange((hostId, change) => {
       if (this.#closed) return;
@@ -221,6 +228,14 @@ export class ReconcileLoop {
         result: pending.result,
       });
     }
+  }
+
+  /** Look at a request again at `at` (an action that failed asks for it). */
+  #wakeLater(requestId: string, at: number): void {
+    if (this.#closed) return;
+    const known = this.#wakeAt.get(requestId);
+    if (known === undefined || at < known) this.#wakeAt.set(requestId, at);
+    this.#armTimer();
   }
 
   #armTimer(): void {

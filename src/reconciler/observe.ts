@@ -40,9 +40,10 @@ export async function observeRequest(
         ]
       : []),
     ...(record.lbOperation ? [record.lbOperation] : []),
+    ...(record.lbHandedOver ?? []),
   ];
   for (const op of referenced) {
-    const status = await executor.observeLbOperation(id, op.operationId, op.add, op.remove);
+    const status = await executor.observeLbOperation(id, op);
     if (status) lbOps[op.operationId] = status;
   }
 

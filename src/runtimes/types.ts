@@ -51,6 +51,12 @@ export type TaskStatus =
       exitCode: number | null;
       signal: string | null;
       finishedAt: number;
+      /**
+       * It failed soon after start because one of its ports was taken (EADDRINUSE): another
+       * process bound it between the runtime's check and the task's bind. Not the task's fault:
+       * start it again, on other ports.
+       */
+      portInUse?: boolean;
       /** why, when the runtime knows more than the code (e.g. killed for exceeding its memory limit) */
       message?: string;
     }

@@ -27,6 +27,15 @@ export function duration(ms: number | undefined): string {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
+/** An age in words: "just now", "12 s ago", "3 min ago". */
+export function age(ms: number): string {
+  const s = Math.floor(Math.max(0, ms) / 1000);
+  if (s < 1) return 'just now';
+  if (s < 120) return `${s} s ago`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ago`;
+}
+
 export function iso(ms: number | undefined): string | undefined {
   return ms === undefined ? undefined : new Date(ms).toISOString();
 }

@@ -25,6 +25,52 @@ describe('failures, cancel, timeouts', () => {
     expect(await f.tasks('web', 'd2')).toEqual([]);
   });
 
+  it('a new task whose port was taken (EADDRINUSE) is started again without counting against allowedTasksFailuresPerGroup 0', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2);
+    f.health.policy = () => 'WAIT';
+    await f.deploy({ requestId: 'web', id: 'd2' });
+    const [first] = await f.serving('web', 'd2');
+    f.runtime.exit(first!.taskId.id, 1, null, { portInUse: true });
+    await f.settle();
+    expect(await f.pending('web')).toBeDefined();
+    const dead = (await f.store.getTask(first!.taskId.id))!;
+    expect(dead).toMatchObject({ state: 'TASK_FAILED', portInUse: true });
+    expect(dead.updates.at(-1)?.message).toMatch(/EADDRINUSE.*started again on other ports/);
+    const now = await f.serving('web', 'd2');
+    expect(f.instances(now)).toEqual([1, 2]);
+    expect(now.map((t) => t.taskId.id)).not.toContain(first!.taskId.id);
+    for (const t of now) f.health.report(t.taskId.id, 'HEALTHY');
+    await f.settle();
+    const result = await f.result('web', 'd2');
+    expect(result?.deployState).toBe('SUCCEEDED');
+    expect(result?.deployFailures).toEqual([]);
+    const log = (await f.history('web', 'd2'))?.progress?.decisionLog ?? [];
+    expect(log.some((d) => d.kind === 'TASK_RETRIED')).toBe(true);
+  });
+
+  it('a task stopped while its start is still in flight is stopped once started, never left running unknown', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2);
+    const start = f.runtime.start.bind(f.runtime);
+    f.runtime.start = async (spec) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return start(spec);
+    };
+    await f.service.scale('web', 3);
+    await f.loop.tick(); // #3 created, its start in flight
+    const third = (await f.tasks('web')).find((t) => t.taskId.instanceNo === 3)!;
+    expect(third.handle).toBeUndefined();
+    await f.service.scale('web', 2);
+    await f.loop.tick(); // #3 unwanted before its start landed
+    await f.loop.idle();
+    await f.settle();
+    expect(f.runtime.running()).not.toContain(third.taskId.id);
+    expect(f.runtime.stopped).toContain(third.taskId.id);
+    expect((await f.store.getTask(third.taskId.id))?.state).toBe('TASK_KILLED');
+    expect((await f.serving('web')).map((t) => t.taskId.instanceNo).sort()).toEqual([1, 2]);
+  });
+
   it('S26 one allowed failure is replaced; a second in the same group fails; one per group still succeeds', async () => {
     f = await engineFixture();
     await f.activeRequest('web', 2);

@@ -259,6 +259,18 @@ describe('web UI', () => {
     await hasText(page.getByLabel('stderr of the task'), 'warn 4');
   });
 
+  it("shows a task's latest health check, its age kept current, and its failures in a row", async () => {
+    const task = await until(
+      async () => (await client.requestTasks('web')).find((t) => t.state === 'TASK_RUNNING' && t.health.lastCheckAt !== undefined),
+      'a web task checked while running',
+    );
+    await open(`/tasks/${encodeURIComponent(task.taskId.id)}`);
+    const age = page.getByTestId('check-age');
+    await until(async () => /\((just now|\d+ s ago)\)/.test((await age.textContent()) ?? ''), 'the age of the latest check');
+    await hasText(page.getByTestId('check-failures'), '0 failed in a row');
+    await screenshots(page, '18-task-checks');
+  });
+
   it("shows a job's runs (state, exit code, duration, logs), its next run, and runs it with Run now", async () => {
     await client.createRequest({ id: 'job', requestType: 'ON_DEMAND', instances: 1 } as never);
     await client.createDeploy({ deploy: { requestId: 'job', id: 'j1', command: `sh -c ${q('echo ran "$@"; exit 3')} job` } });
@@ -281,7 +293,7 @@ describe('web UI', () => {
     const row = runs.getByRole('row').nth(1);
     await hasText(row, '3');
     await hasText(row, ' s');
-    await screenshots(page, '18-job-runs');
+    await screenshots(page, '19-job-runs');
     for (const size of [1280, 390]) {
       await page.setViewportSize({ width: size, height: 900 });
       await visible(runs.getByRole('link', { name: 'logs' }).first());

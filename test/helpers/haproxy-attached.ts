@@ -48,6 +48,8 @@ export async function startAttachedHaproxy(port: number, spares = 8): Promise<At
       prefixMap,
       hardStopAfterMs: 40_000,
       connectTimeoutMs: 5_000,
+      // no servers yet: Fledge writes them (with their checks) once it attaches
+      serverParams: '',
       serverTimeoutMs: 60_000,
       limits: DEFAULT_CLIENT_LIMITS,
       trustForwardedFrom: [],

@@ -55,6 +55,7 @@ describe('deploy schema: defaults', () => {
         responseTimeoutSeconds: 5,
         maxRetries: 0,
         failureStatusCodes: [],
+        checkWhileRunning: true,
       },
     ],
     [

@@ -49,6 +49,8 @@ export const DEPLOY_DEFAULTS = {
     // "more than maxRetries failed responses"); raise it for flaky endpoints.
     maxRetries: 0,
     failureStatusCodes: [] as number[],
+    // Fledge's own: a task that hangs after it became healthy is noticed and replaced.
+    checkWhileRunning: true,
   } satisfies Omit<HealthcheckOptions, 'uri'>,
   considerHealthyAfterRunningForSeconds: 5,
   deployHealthTimeoutSeconds: 120,
@@ -114,6 +116,7 @@ const healthcheckSchema = nullsAsAbsent(
     responseTimeoutSeconds: seconds(1).default(H.responseTimeoutSeconds),
     maxRetries: count().default(H.maxRetries),
     failureStatusCodes: list(statusCode).default(() => [...H.failureStatusCodes]),
+    checkWhileRunning: z.boolean().default(H.checkWhileRunning),
   }),
 );
 

@@ -3,7 +3,10 @@
  * service basePath and round-robins over the service's upstreams in rotation.
  *
  * The upstream is chosen per request, never per client connection, so a keep-alive client
- * stops reaching an upstream the moment it leaves rotation. Removal drains: the upstream
+ * stops reaching an upstream the moment it leaves rotation. Passive protection: an upstream
+ * that fails (refused, reset, timed out) several times in a row is skipped for a short,
+ * doubling back-off and the engine is told (onUpstreamEvent); a request that could not have
+ * been processed is sent once to another upstream (proxy.ts says exactly when). Removal drains: the upstream
  * leaves rotation at once, its in-flight requests finish, and the operation reports SUCCESS
  * when none is left or the drain timeout cuts the rest. State is in memory only; Fledge
  * re-applies its LB state after a restart, and adding an upstream already present is a no-op.
@@ -16,7 +19,7 @@ import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
+import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
@@ -31,8 +34,18 @@ export interface BuiltinBalancerOptions extends Partial<ClientLimits> {
   drainTimeoutMs?: number;
   /** a connect that takes longer counts as a connection error (retried when safe); default 5 s */
   connectTimeoutMs?: number;
-  /** an upstream silent for this long gets the request answered 504 / cut; default 60 s */
-  upstreamIdleTimeoutMs?: number;
+  /**
+   * an upstream silent for this long (before or during its response) fails the attempt: an
+   * idempotent request that got nothing yet is sent to another upstream, others get a 504 (or
+   * are cut mid-response); default 15 s
+   */
+  upstreamTimeoutMs?: number;
+  /** passive protection: failures in a row that take an upstream out of rotation; 0 = never; default 3 */
+  ejectAfterFailures?: number;
+  /** how long the first time out of rotation lasts; doubled each time in a row, up to ejectMaxMs; default 1 s */
+  ejectBaseMs?: number;
+  /** default 30 s */
+  ejectMaxMs?: number;
   /** finished operations remembered for state() and idempotent re-apply; default 10 000 */
   maxRememberedOperations?: number;
   /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are dropped */
@@ -42,6 +55,7 @@ export interface BuiltinBalancerOptions extends Partial<ClientLimits> {
 
 export interface BuiltinBalancer extends Balancer {
   stats(): BalancerStats;
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void;
   /** Where the proxy listens (the bound port when started with port 0). */
   address(): { host: string; port: number };
 }
@@ -52,6 +66,12 @@ interface UpstreamEntry extends UpstreamTarget {
   attempts: Set<Attempt>;
   /** set while leaving rotation */
   drain?: Drain;
+  /** passive protection: failures in a row, and out of rotation until then after too many */
+  failures: number;
+  ejectedUntil?: number;
+  /** times out of rotation in a row (the back-off doubles with each) */
+  ejections: number;
+  ejectTimer?: NodeJS.Timeout;
 }
 
 interface Drain {
@@ -84,6 +104,10 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   readonly #host: string;
   readonly #port: number;
   readonly #drainTimeoutMs: number;
+  readonly #ejectAfter: number;
+  readonly #ejectBaseMs: number;
+  readonly #ejectMaxMs: number;
+  readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   readonly #logger: Logger;
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, ServiceEntry>();
@@ -95,12 +119,15 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 7080;
     this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    this.#ejectAfter = options.ejectAfterFailures ?? 3;
+    this.#ejectBaseMs = options.ejectBaseMs ?? 1_000;
+    this.#ejectMaxMs = options.ejectMaxMs ?? 30_000;
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
     const ctx: ProxyContext = {
       route: (path) => this.#routes.match(path),
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-      idleTimeoutMs: options.upstreamIdleTimeoutMs ?? 60_000,
+      upstreamTimeoutMs: options.upstreamTimeoutMs ?? 15_000,
       trust: new TrustList(options.trustForwardedFrom ?? []),
       logger: this.#logger,
     };
@@ -216,6 +243,11 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     return this.#ops.onChange(listener);
   }
 
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void {
+    this.#upstreamListeners.add(listener);
+    return () => this.#upstreamListeners.delete(listener);
+  }
+
   stats(): BalancerStats {
     const out: BalancerStats = {};
     for (const [serviceId, entry] of this.#services) {
@@ -226,6 +258,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
           inRotation: !u.drain,
           inFlight: u.inFlight,
           total: u.total,
+          ...(u.ejectedUntil !== undefined ? { ejectedUntil: u.ejectedUntil } : {}),
         })),
       };
     }
@@ -237,9 +270,11 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     this.#closed = true;
     // Shutting down is not a failure of the operations: leave them be and tell no one.
     this.#ops.clearListeners();
+    this.#upstreamListeners.clear();
     for (const entry of this.#services.values()) {
       for (const upstream of entry.upstreams.values()) {
         if (upstream.drain) clearTimeout(upstream.drain.timer);
+        clearTimeout(upstream.ejectTimer);
         upstream.agent.destroy();
       }
     }
@@ -278,7 +313,65 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       inFlight: 0,
       total: 0,
       attempts: new Set(),
+      failures: 0,
+      ejections: 0,
     });
+  }
+
+  /**
+   * Passive protection: a response ends a run of failures (and, once back from a time out of
+   * rotation, the doubling of the next one); `ejectAfter` failures in a row take the upstream
+   * out of rotation for a back-off, and the engine is told, so it probes the task at once.
+   * Health verdicts stay the engine's: only a failed health check removes the task.
+   */
+  #report(service: ServiceEntry, entry: UpstreamEntry, outcome: 'ok' | { failure: string }): void {
+    if (outcome === 'ok') {
+      entry.failures = 0;
+      if (entry.ejectedUntil === undefined) entry.ejections = 0;
+      return;
+    }
+    entry.failures += 1;
+    if (this.#ejectAfter <= 0 || entry.failures < this.#ejectAfter || entry.ejectedUntil !== undefined || entry.drain) return;
+    const backoff = Math.min(this.#ejectMaxMs, this.#ejectBaseMs * 2 ** entry.ejections);
+    entry.ejections += 1;
+    const until = Date.now() + backoff;
+    entry.ejectedUntil = until;
+    const event: UpstreamEvent = {
+      kind: 'EJECTED',
+      serviceId: service.service.serviceId,
+      taskId: entry.upstream.taskId,
+      failures: entry.failures,
+      reason: outcome.failure,
+      until,
+      backoffMs: backoff,
+    };
+    this.#logger.warn(event, 'upstream out of rotation after failures in a row');
+    entry.ejectTimer = setTimeout(() => {
+      entry.ejectTimer = undefined;
+      entry.ejectedUntil = undefined;
+      // Half-open: one more failure and it is out again, for twice as long.
+      entry.failures = Math.max(0, this.#ejectAfter - 1);
+      if (service.upstreams.get(entry.upstream.taskId) !== entry) return;
+      this.#emitUpstream({
+        kind: 'RESTORED',
+        serviceId: service.service.serviceId,
+        taskId: entry.upstream.taskId,
+        failures: 0,
+        reason: 'back-off over',
+      });
+    }, backoff);
+    entry.ejectTimer.unref();
+    this.#emitUpstream(event);
+  }
+
+  #emitUpstream(event: UpstreamEvent): void {
+    for (const listener of [...this.#upstreamListeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#logger.error({ err, taskId: event.taskId }, 'balancer upstream listener threw');
+      }
+    }
   }
 
   #startDrain(service: ServiceEntry, entry: UpstreamEntry): Drain {
@@ -304,6 +397,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     clearTimeout(drain.timer);
     entry.drain = undefined;
     service.upstreams.delete(entry.upstream.taskId);
+    clearTimeout(entry.ejectTimer);
     if (why === 'timeout' && entry.attempts.size > 0) {
       this.#logger.warn(
         { serviceId: service.service.serviceId, taskId: entry.upstream.taskId, cut: entry.attempts.size },
@@ -355,17 +449,25 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
         upstream.inFlight -= 1;
         if (upstream.drain && upstream.inFlight === 0) this.#finishDrain(upstream.drain, 'drained');
       },
+      report: (target, outcome) => this.#report(entry, target as UpstreamEntry, outcome),
     };
     return entry;
   }
 }
 
-/** Round-robin over the upstreams in rotation, chosen per request (never per connection). */
+/**
+ * Round-robin over the upstreams in rotation, chosen per request (never per connection). Those
+ * out of rotation for failing are skipped — unless all are, then they are used anyway: an
+ * upstream that may answer beats a certain 503.
+ */
 function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): UpstreamEntry | undefined {
   const candidates: UpstreamEntry[] = [];
+  const ejected: UpstreamEntry[] = [];
   for (const entry of service.upstreams.values()) {
-    if (!entry.drain && !exclude.has(entry)) candidates.push(entry);
+    if (entry.drain || exclude.has(entry)) continue;
+    (entry.ejectedUntil === undefined ? candidates : ejected).push(entry);
   }
+  if (candidates.length === 0) candidates.push(...ejected);
   if (candidates.length === 0) return undefined;
   const chosen = candidates[service.next % candidates.length];
   service.next = (service.next + 1) % Number.MAX_SAFE_INTEGER;

@@ -2,8 +2,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { refusedPort, request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
-import type { LbService, Upstream } from '../types.ts';
+import { refusedPort, request, settled, startFaultyUpstream, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
+import type { LbService, Upstream, UpstreamEvent } from '../types.ts';
 import { createBuiltinBalancer, type BuiltinBalancer, type BuiltinBalancerOptions } from './index.ts';
 
 const web: LbService = { serviceId: 'web', basePath: '/web', groups: [] };
@@ -249,6 +249,105 @@ describe('builtin balancer proxy', () => {
     expect(post.status).toBe(200);
     expect(a.received.at(-1)?.body).toBe('x'.repeat(10_000));
     expect(lb.stats().web?.upstreams.find((u) => u.taskId === 'refused')?.inFlight).toBe(0);
+  });
+
+  describe('passive protection', () => {
+    async function faulty(name: string, behaviour: 'reset' | 'hang') {
+      const server = await startFaultyUpstream(name, behaviour);
+      cleanups.push(() => server.close());
+      return server;
+    }
+    function listen(lb: BuiltinBalancer): UpstreamEvent[] {
+      const events: UpstreamEvent[] = [];
+      cleanups.push(lb.onUpstreamEvent((e) => events.push(e)));
+      return events;
+    }
+
+    it('skips an upstream that reset 3 times in a row for its back-off: nothing reaches it, every client is answered', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 3, ejectBaseMs: 60_000, ejectMaxMs: 60_000 });
+      const events = listen(lb);
+      const a = await upstream('a');
+      const bad = await faulty('bad', 'reset');
+      await apply(lb, web, [bad.upstream(), a.upstream()]);
+      for (let i = 0; i < 20; i++) expect(await request(port, '/web/x')).toMatchObject({ status: 200, body: 'a' });
+      expect(bad.hits()).toBe(3);
+      expect(events).toMatchObject([{ kind: 'EJECTED', serviceId: 'web', taskId: 'bad', failures: 3, reason: 'reset', backoffMs: 60_000 }]);
+      expect(lb.stats().web?.upstreams.find((u) => u.taskId === 'bad')?.ejectedUntil).toBe(events[0]?.until);
+      // Still a member: out of rotation is not out of the service (that is the engine's call).
+      expect((await lb.upstreams('web')).map((u) => u.taskId).sort()).toEqual(['a', 'bad']);
+    });
+
+    it('puts it back after the back-off, half-open: one more failure and it is out again for twice as long', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 2, ejectBaseMs: 200 });
+      const events = listen(lb);
+      const a = await upstream('a');
+      const bad = await faulty('bad', 'reset');
+      await apply(lb, web, [bad.upstream(), a.upstream()]);
+      for (let i = 0; i < 6; i++) await request(port, '/web/x');
+      await waitFor(() => events.some((e) => e.kind === 'RESTORED'), 'RESTORED', { timeoutMs: 5_000 });
+      await waitFor(
+        async () => {
+          await request(port, '/web/x');
+          return events.filter((e) => e.kind === 'EJECTED').length === 2;
+        },
+        'a second ejection',
+        { timeoutMs: 5_000 },
+      );
+      expect(events.filter((e) => e.kind === 'EJECTED').map((e) => e.backoffMs)).toEqual([200, 400]);
+      expect(events.at(-1)).toMatchObject({ kind: 'EJECTED', failures: 2 });
+    });
+
+    it('a success ends a run of failures', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 3 });
+      const events = listen(lb);
+      let n = 0;
+      const flaky = http.createServer((req, res) => {
+        n += 1;
+        req.resume();
+        if (n % 3 === 0) res.end('flaky');
+        else req.socket.destroy();
+      });
+      await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => new Promise<void>((resolve) => flaky.close(() => resolve())));
+      await apply(lb, web, [{ taskId: 'flaky', host: '127.0.0.1', port: (flaky.address() as AddressInfo).port }]);
+      // Two resets (the second try goes nowhere: there is no other upstream), then an answer, over and over.
+      for (let i = 0; i < 9; i++) await request(port, '/web/x', { method: 'POST', body: 'x' });
+      expect(events).toEqual([]);
+    });
+
+    it('uses upstreams out of rotation when every one is: one that may answer beats a certain 503', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 1, ejectBaseMs: 60_000 });
+      const events = listen(lb);
+      const bad = await faulty('bad', 'reset');
+      await apply(lb, web, [bad.upstream()]);
+      expect((await request(port, '/web/x')).status).toBe(502);
+      expect(events.map((e) => e.kind)).toEqual(['EJECTED']);
+      bad.heal();
+      expect(await request(port, '/web/x')).toMatchObject({ status: 200, body: 'bad' });
+    });
+
+    it('with ejectAfterFailures 0, never takes one out', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 0 });
+      const events = listen(lb);
+      const a = await upstream('a');
+      const bad = await faulty('bad', 'reset');
+      await apply(lb, web, [bad.upstream(), a.upstream()]);
+      for (let i = 0; i < 12; i++) expect((await request(port, '/web/x')).status).toBe(200);
+      // Round-robin moves on with each pick (the retry's too): every request tries bad first.
+      expect(bad.hits()).toBe(12);
+      expect(events).toEqual([]);
+    });
+
+    it('counts upstream timeouts: a silent upstream is out after 2, its idempotent requests answered elsewhere', async () => {
+      const { lb, port } = await balancer({ ejectAfterFailures: 2, ejectBaseMs: 60_000, upstreamTimeoutMs: 200 });
+      const events = listen(lb);
+      const a = await upstream('a');
+      const hung = await faulty('hung', 'hang');
+      await apply(lb, web, [hung.upstream(), a.upstream()]);
+      for (let i = 0; i < 8; i++) expect(await request(port, '/web/x')).toMatchObject({ status: 200, body: 'a' });
+      expect(hung.hits()).toBe(2);
+      expect(events).toMatchObject([{ kind: 'EJECTED', taskId: 'hung', reason: 'timeout' }]);
+    });
   });
 
   it('answers 502 when no upstream can be reached', async () => {

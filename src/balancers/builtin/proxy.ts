@@ -25,19 +25,37 @@ export interface ServiceRoute {
   begin(exclude: ReadonlySet<UpstreamTarget>, attempt: Attempt): UpstreamTarget | undefined;
   /** The attempt is over (idempotent). */
   end(target: UpstreamTarget, attempt: Attempt): void;
+  /**
+   * How the exchange with the upstream went, for passive protection: `ok` once its response
+   * began, or the failure (refused, reset, timed out) that counts toward taking it out of rotation.
+   */
+  report(target: UpstreamTarget, outcome: 'ok' | { failure: string }): void;
 }
 
 export interface ProxyContext {
   route(path: string): ServiceRoute | undefined;
   connectTimeoutMs: number;
-  idleTimeoutMs: number;
+  /** an upstream silent this long (before or during its response) fails the attempt */
+  upstreamTimeoutMs: number;
   /** proxies whose X-Forwarded-* headers are kept */
   trust: TrustList;
   logger: Logger;
 }
 
-// RFC 9110 §9.2.2: a failed attempt of these may be repeated elsewhere.
+/*
+ * When a request is sent again, once, to another upstream (never to the same one, never twice):
+ * - the connection failed (refused, or not made within connectTimeoutMs): nothing of the request
+ *   was written, so whatever its method it moves over intact (a body is read only once connected);
+ * - an idempotent method (RFC 9110 §9.2.2) whose body, if any, was not sent, and nothing of the
+ *   response arrived: the connection was reset, or the upstream stayed silent past
+ *   upstreamTimeoutMs (a frozen task). Repeating it is harmless by the method's definition.
+ * Never once any of the response arrived, never a request whose body was sent, and never a
+ * non-idempotent request the upstream may have seen: those end 502 (reset) or 504 (timeout).
+ * A keep-alive socket the upstream closed just as it was reused is not the upstream's failure:
+ * that attempt is repeated on a fresh connection to the same upstream.
+ */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const MAX_OTHER_UPSTREAM_RETRIES = 1;
 /** A reused keep-alive socket may have been closed by the upstream just now: allow a fresh try. */
 const MAX_STALE_SOCKET_RETRIES = 2;
 
@@ -65,7 +83,9 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
   const target = forwardTarget(req.url);
   const tried = new Set<UpstreamTarget>();
   let staleRetries = 0;
+  let otherRetries = 0;
   let lastError = '';
+  let lastTimedOut = false;
   let clientGone = false;
   let abortCurrent: (() => void) | undefined;
 
@@ -95,6 +115,7 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     const chosen = route.begin(tried, self);
     if (!chosen) {
       if (tried.size === 0) reply(res, 503, { error: 'service has no upstream in rotation', service: serviceId });
+      else if (lastTimedOut) reply(res, 504, { error: 'upstream timed out', service: serviceId, cause: lastError });
       else reply(res, 502, { error: 'no upstream of the service could be reached', service: serviceId, cause: lastError });
       return;
     }
@@ -108,6 +129,13 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     const up = http.request({ host, port, method, path: target, headers, agent: chosen.agent });
     upstreamReq = up;
     abortCurrent = () => up.destroy();
+    /** Try once more elsewhere if that is still allowed; false when it is not. */
+    const retryElsewhere = (): boolean => {
+      if (otherRetries >= MAX_OTHER_UPSTREAM_RETRIES) return false;
+      otherRetries += 1;
+      attempt();
+      return true;
+    };
 
     const startBody = () => {
       connected = true;
@@ -123,13 +151,14 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
       socket.once('connect', startBody);
     });
     if (!hasBody) up.end();
-    up.setTimeout(ctx.idleTimeoutMs, () => {
+    up.setTimeout(ctx.upstreamTimeoutMs, () => {
       stop = 'timeout';
-      up.destroy(new Error(`upstream sent nothing for ${ctx.idleTimeoutMs} ms`));
+      up.destroy(new Error(`upstream sent nothing for ${ctx.upstreamTimeoutMs} ms`));
     });
 
     up.on('response', (upstreamRes) => {
       responded = true;
+      route.report(chosen, 'ok');
       if (clientGone) {
         up.destroy();
         return;
@@ -145,6 +174,11 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     up.on('error', (err) => {
       done();
       lastError = err.message;
+      lastTimedOut = stop === 'timeout';
+      const stale = up.reusedSocket && !responded && stop === undefined && staleRetries < MAX_STALE_SOCKET_RETRIES;
+      // A failure of the upstream itself (not of a stale pooled socket, not a drain cut) counts
+      // toward taking it out of rotation — also when the client is gone or the response broke.
+      if (stop !== 'cut' && !stale) route.report(chosen, { failure: stop === 'timeout' ? 'timeout' : failureOf(err) });
       if (clientGone) return;
       if (responded) {
         res.destroy();
@@ -154,24 +188,23 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
         reply(res, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
         return;
       }
+      // Safe to send elsewhere: nothing of the body is gone, and either the upstream never got
+      // the request (no connection) or repeating it is harmless (idempotent, nothing received).
+      const safe = !bodyStarted && (!connected || IDEMPOTENT.has(method));
+      ctx.logger.debug({ serviceId, taskId, err: err.message, retry: safe }, 'upstream request failed');
+      if (stale && safe) {
+        // Likely a keep-alive socket the upstream had just closed; the upstream itself may be fine.
+        staleRetries += 1;
+        tried.delete(chosen);
+        attempt();
+        return;
+      }
+      if (safe && retryElsewhere()) return;
       if (stop === 'timeout') {
         reply(res, 504, { error: 'upstream timed out', service: serviceId, upstream: taskId });
         return;
       }
-      // Safe to send elsewhere: nothing of the body is gone, and either the upstream never
-      // got the request (no connection) or repeating it is harmless (idempotent).
-      const safe = !bodyStarted && (!connected || IDEMPOTENT.has(method));
-      ctx.logger.debug({ serviceId, taskId, err: err.message, retry: safe }, 'upstream request failed');
-      if (!safe) {
-        reply(res, 502, { error: 'upstream request failed', service: serviceId, upstream: taskId, cause: err.message });
-        return;
-      }
-      if (up.reusedSocket && staleRetries < MAX_STALE_SOCKET_RETRIES) {
-        // Likely a keep-alive socket the upstream had just closed; the upstream itself may be fine.
-        staleRetries += 1;
-        tried.delete(chosen);
-      }
-      attempt();
+      reply(res, 502, { error: 'upstream request failed', service: serviceId, upstream: taskId, cause: err.message });
     });
     up.on('close', done);
   };
@@ -203,6 +236,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
   const target = forwardTarget(req.url);
   const tried = new Set<UpstreamTarget>();
   let lastError = '';
+  let otherRetries = 0;
   let clientGone = false;
   let abortCurrent: (() => void) | undefined;
   socket.on('close', () => {
@@ -256,6 +290,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
 
     up.on('upgrade', (upstreamRes, upstreamSocket, upstreamHead) => {
       tunnel = upstreamSocket;
+      route.report(chosen, 'ok');
       upstreamSocket.on('error', () => {});
       if (clientGone) {
         upstreamSocket.destroy();
@@ -276,6 +311,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
 
     // The upstream declined the upgrade: relay its answer and close.
     up.on('response', (upstreamRes) => {
+      route.report(chosen, 'ok');
       const names = new Set(['connection', 'transfer-encoding', 'keep-alive']);
       const raw: string[] = [];
       for (let i = 0; i + 1 < upstreamRes.rawHeaders.length; i += 2) {
@@ -292,13 +328,15 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
     up.on('error', (err) => {
       done();
       lastError = err.message;
+      if (stop !== 'cut' && !tunnel) route.report(chosen, { failure: failureOf(err) });
       if (clientGone || tunnel) return;
       if (stop === 'cut') {
         rawReply(socket, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
         return;
       }
-      // Nothing but the handshake was sent; it is a GET in practice, so another upstream may try.
-      if (!connected || IDEMPOTENT.has(method)) {
+      // Nothing but the handshake was sent; it is a GET in practice, so another upstream may try, once.
+      if ((!connected || IDEMPOTENT.has(method)) && otherRetries < MAX_OTHER_UPSTREAM_RETRIES) {
+        otherRetries += 1;
         attempt();
         return;
       }
@@ -309,6 +347,15 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
     });
   };
   attempt();
+}
+
+/** What went wrong with an upstream, in a word: "refused", "reset", "connect timeout", or the code. */
+function failureOf(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED') return 'refused';
+  if (code === 'ECONNRESET' || code === 'EPIPE' || err.message === 'socket hang up') return 'reset';
+  if (/connect timed out/.test(err.message)) return 'connect timeout';
+  return code ?? err.message;
 }
 
 /** The path is forwarded unchanged; an absolute-form target is reduced to path and query. */

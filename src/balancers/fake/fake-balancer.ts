@@ -8,7 +8,7 @@
  */
 import { silentLogger, type Logger } from '../../logger.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
+import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { invalidOperation } from '../validate.ts';
 
@@ -46,6 +46,9 @@ export interface FakeBalancer extends Balancer {
   script(operationId: string, behaviour: FakeBehaviour): void;
   /** Finish a WAITING operation. FAILED reverts its changes. */
   complete(operationId: string, state: 'SUCCESS' | 'FAILED', message?: string): LbOperationStatus;
+  /** Report an upstream event (as a proxy does after failures in a row) to onUpstreamEvent listeners. */
+  emitUpstreamEvent(event: UpstreamEvent): void;
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void;
   stats(): BalancerStats;
 }
 
@@ -71,6 +74,7 @@ class InMemoryFakeBalancer implements FakeBalancer {
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, FakeService>();
   readonly #scripts = new Map<string, FakeBehaviour>();
+  readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   #behaviour: FakeBehaviour;
 
   constructor(options: FakeBalancerOptions) {
@@ -156,6 +160,15 @@ class InMemoryFakeBalancer implements FakeBalancer {
     return this.#ops.onChange(listener);
   }
 
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void {
+    this.#upstreamListeners.add(listener);
+    return () => this.#upstreamListeners.delete(listener);
+  }
+
+  emitUpstreamEvent(event: UpstreamEvent): void {
+    for (const listener of [...this.#upstreamListeners]) listener(event);
+  }
+
   stats(): BalancerStats {
     const out: BalancerStats = {};
     for (const [serviceId, entry] of this.#services) {
@@ -169,6 +182,7 @@ class InMemoryFakeBalancer implements FakeBalancer {
 
   async close(): Promise<void> {
     this.#ops.clearListeners();
+    this.#upstreamListeners.clear();
   }
 
   #putBack(op: Operation<OpData>, upstreams: Upstream[]): void {

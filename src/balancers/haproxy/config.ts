@@ -33,13 +33,35 @@ export interface ConfigModel {
   /** bounds how long an old worker keeps serving after a reload */
   hardStopAfterMs: number;
   connectTimeoutMs: number;
+  /** an upstream silent this long fails the attempt (retried elsewhere when safe, else 504) */
   serverTimeoutMs: number;
+  /** what every server line (and runtime `add server`) carries after its address: serverParams() */
+  serverParams: string;
   /** the client side's limits (the builtin proxy's equivalents) */
   limits: ClientLimits;
   /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are deleted */
   trustForwardedFrom: readonly string[];
   backends: BackendModel[];
 }
+
+/**
+ * Passive protection, HAProxy's way: a TCP connect check every `backoffMs` marks a server down
+ * after `failures` refused (or timed-out) connects in a row and up again at the first that
+ * works; and requests HAProxy could not send elsewhere are observed (layer 7: resets,
+ * timeouts, broken or 5xx answers), `failures` errors in a row marking it down too. (HAProxy
+ * does not count a failure it retried on another server: its L7 retries bypass the observation.)
+ * HAProxy only routes around a server for that while: the health verdict, and the task's
+ * membership, stay Fledge's. 0 failures: none of this.
+ */
+export function serverParams(failures: number, backoffMs: number): string {
+  if (failures <= 0) return '';
+  const ms = `${Math.max(100, Math.round(backoffMs))}`;
+  return `check inter ${ms} fastinter ${ms} downinter ${ms} rise 1 fall ${failures} observe layer7 error-limit ${failures} on-error mark-down`;
+}
+
+/** The request may be sent again to another server after it was sent: idempotent, without a body. */
+const L7_RETRY_UNLESS =
+  '{ method GET HEAD OPTIONS TRACE PUT DELETE } !{ req.hdr(content-length) -m found } !{ req.hdr(transfer-encoding) -m found }';
 
 /** Room HAProxy keeps in each buffer for header rewrites: headers get tune.bufsize minus this. */
 const MAX_REWRITE = 1024;
@@ -110,13 +132,16 @@ export function renderConfig(m: ConfigModel): string {
     '',
     'defaults',
     '  mode http',
-    '  option redispatch',
-    '  retries 3',
-    '  retry-on conn-failure empty-response',
-    `  timeout connect ${seconds(m.connectTimeoutMs)}`,
+    // As the builtin (proxy.ts): a request is sent once more, to another server, when the
+    // connection failed — or, for an idempotent one without a body, when the server closed or
+    // stayed silent past `timeout server` before answering (the frontend turns that off otherwise).
+    '  option redispatch 1',
+    '  retries 1',
+    '  retry-on conn-failure empty-response response-timeout',
+    `  timeout connect ${millis(m.connectTimeoutMs)}`,
     // HAProxy has no deadline for a whole request: the client's inactivity gets that bound.
     `  timeout client ${millis(m.limits.requestTimeoutMs)}`,
-    `  timeout server ${seconds(m.serverTimeoutMs)}`,
+    `  timeout server ${millis(m.serverTimeoutMs)}`,
     // the whole request head, from the first byte (slow clients)
     `  timeout http-request ${millis(m.limits.headerTimeoutMs)}`,
     `  timeout http-keep-alive ${millis(m.limits.keepAliveTimeoutMs)}`,
@@ -124,6 +149,7 @@ export function renderConfig(m: ConfigModel): string {
     '',
     'frontend fledge',
     `  bind ${m.bindHost}:${m.bindPort}`,
+    `  http-request disable-l7-retry unless ${L7_RETRY_UNLESS}`,
     `  maxconn ${m.limits.maxConnections}`,
     // HAProxy keeps these framing headers but would pass the Connection token on, asking the
     // next hop to drop them (a smuggled request there): refused, like the builtin proxy does.
@@ -151,7 +177,8 @@ export function renderConfig(m: ConfigModel): string {
         : '  # spare: taken by the next new service without a reload',
     );
     lines.push('  balance roundrobin');
-    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${s.draining ? ' disabled' : ''}`);
+    const params = m.serverParams ? ` ${m.serverParams}` : '';
+    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${params}${s.draining ? ' disabled' : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

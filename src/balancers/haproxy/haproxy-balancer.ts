@@ -30,9 +30,9 @@ import { silentLogger, type Logger } from '../../logger.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream } from '../types.ts';
+import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
-import { mapEntries, renderConfig, renderMap, serverName, slotName, writeAtomic, type BackendModel } from './config.ts';
+import { mapEntries, renderConfig, renderMap, serverName, serverParams, slotName, writeAtomic, type BackendModel } from './config.ts';
 import { HaproxyProcess } from './process.ts';
 import {
   HaproxyCommandError,
@@ -72,7 +72,14 @@ export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
   /** bound on one runtime API command; default 5 s */
   commandTimeoutMs?: number;
   connectTimeoutMs?: number;
-  upstreamIdleTimeoutMs?: number;
+  /** `timeout server`: an upstream silent this long fails the attempt; default 15 s */
+  upstreamTimeoutMs?: number;
+  /** passive protection: errors in a row that mark a server down (observe layer7); 0 = never; default 3 */
+  ejectAfterFailures?: number;
+  /** how often a server marked down is checked (a TCP connect) to put it back; default 1 s */
+  ejectBaseMs?: number;
+  /** how often server states are read for upstream events (onUpstreamEvent); default 500 ms */
+  observePollMs?: number;
   maxRememberedOperations?: number;
   /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are deleted */
   trustForwardedFrom?: readonly string[];
@@ -91,6 +98,7 @@ export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
 
 export interface HaproxyBalancer extends Balancer {
   stats(): BalancerStats;
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void;
   address(): { host: string; port: number };
   /** Compare HAProxy with Fledge's state and repair drift; returns the repairs made. */
   reconcile(): Promise<string[]>;
@@ -189,6 +197,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #cmdTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #serverTimeoutMs: number;
+  readonly #serverParams: string;
+  readonly #observePollMs: number;
+  readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
+  /** the last status seen per `backend/server` (show stat), for ejection events */
+  readonly #serverStatus = new Map<string, string>();
+  #observeTimer: NodeJS.Timeout | undefined;
   readonly #limits: ClientLimits;
   readonly #trustForwardedFrom: readonly string[];
   readonly #logger: Logger;
@@ -218,7 +232,9 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#drainPollMs = options.drainPollMs ?? 100;
     this.#cmdTimeoutMs = options.commandTimeoutMs ?? 5_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
-    this.#serverTimeoutMs = options.upstreamIdleTimeoutMs ?? 60_000;
+    this.#serverTimeoutMs = options.upstreamTimeoutMs ?? 15_000;
+    this.#serverParams = serverParams(options.ejectAfterFailures ?? 3, options.ejectBaseMs ?? 1_000);
+    this.#observePollMs = options.observePollMs ?? 500;
     this.#limits = clientLimits(options);
     this.#trustForwardedFrom = options.trustForwardedFrom ?? [];
     this.#logger = options.logger ?? silentLogger;
@@ -420,6 +436,79 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return this.#ops.onChange(listener);
   }
 
+  onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void {
+    this.#upstreamListeners.add(listener);
+    this.#scheduleObserve();
+    return () => this.#upstreamListeners.delete(listener);
+  }
+
+  #scheduleObserve(): void {
+    if (this.#observeTimer || this.#closed || !this.#serverParams || this.#upstreamListeners.size === 0) return;
+    this.#observeTimer = setTimeout(() => {
+      void this.#observeServers()
+        .catch((err: unknown) => this.#logger.debug({ err }, 'could not read haproxy server states'))
+        .finally(() => {
+          this.#observeTimer = undefined;
+          this.#scheduleObserve();
+        });
+    }, this.#observePollMs);
+    this.#observeTimer.unref();
+  }
+
+  /** HAProxy marked a server down after errors in a row (or back up): tell the listeners. */
+  async #observeServers(): Promise<void> {
+    if (this.#services.size === 0) return;
+    const rows = parseShowStat(await this.#cmd('show stat', [/^# pxname/]));
+    const byKey = new Map<string, { serviceId: string; server: ServerEntry }>();
+    for (const entry of this.#services.values()) {
+      for (const server of entry.servers.values()) byKey.set(`${entry.slot}/${server.name}`, { serviceId: entry.serviceId, server });
+    }
+    const seen = new Set<string>();
+    for (const row of rows) {
+      const key = `${row.backend}/${row.server}`;
+      const known = byKey.get(key);
+      if (!known) continue;
+      seen.add(key);
+      const before = this.#serverStatus.get(key);
+      this.#serverStatus.set(key, row.status);
+      if (known.server.draining || before === row.status) continue;
+      const down = row.status.startsWith('DOWN');
+      const up = row.status.startsWith('UP');
+      if (down && !before?.startsWith('DOWN')) {
+        this.#emitUpstream({
+          kind: 'EJECTED',
+          serviceId: known.serviceId,
+          taskId: known.server.upstream.taskId,
+          failures: 0,
+          reason: row.checkStatus ? `haproxy marked it down (${row.checkStatus})` : 'haproxy marked it down',
+        });
+      } else if (up && before?.startsWith('DOWN')) {
+        this.#emitUpstream({
+          kind: 'RESTORED',
+          serviceId: known.serviceId,
+          taskId: known.server.upstream.taskId,
+          failures: 0,
+          reason: 'connect check passed',
+        });
+      }
+    }
+    for (const key of [...this.#serverStatus.keys()]) if (!seen.has(key)) this.#serverStatus.delete(key);
+  }
+
+  #emitUpstream(event: UpstreamEvent): void {
+    this.#logger.warn(
+      { ...event },
+      event.kind === 'EJECTED' ? 'haproxy took a failing server out of rotation' : 'haproxy put a server back',
+    );
+    for (const listener of [...this.#upstreamListeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#logger.error({ err, taskId: event.taskId }, 'balancer upstream listener threw');
+      }
+    }
+  }
+
   stats(): BalancerStats {
     const out: BalancerStats = {};
     for (const [serviceId, entry] of this.#services) {
@@ -438,8 +527,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     if (this.#closed) return;
     this.#closed = true;
     this.#ops.clearListeners();
+    this.#upstreamListeners.clear();
     clearInterval(this.#reconcileTimer);
     clearTimeout(this.#drainTimer);
+    clearTimeout(this.#observeTimer);
     await this.#queue.catch(() => undefined);
     if (this.#stopOnClose) await this.#process?.stop();
     else this.#process?.release();
@@ -473,14 +564,15 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         const { host, port } = server.upstream;
         if (!row) {
           if (!this.#slotExists(rows, entry.slot) && !(await this.#backendExists(entry.slot))) continue;
-          await this.#cmd(`add server ${key} ${host}:${port}`, [/^New server registered/]);
+          await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
           if (server.draining) await this.#cmd(`set server ${key} state drain`);
-          else await this.#cmd(`enable server ${key}`);
+          else await this.#enable(key);
           repairs.push(`re-added server ${key} (${host}:${port}), missing from haproxy`);
         } else if (row.host !== host || row.port !== port) {
           await this.#deleteServer(entry.slot, server.name, true);
-          await this.#cmd(`add server ${key} ${host}:${port}`, [/^New server registered/]);
-          await this.#cmd(server.draining ? `set server ${key} state drain` : `enable server ${key}`);
+          await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
+          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          else await this.#enable(key);
           repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
         } else if (server.draining && !row.drain && !row.maint) {
           await this.#cmd(`set server ${key} state drain`);
@@ -628,13 +720,24 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     const name = serverName(upstream.taskId);
     const key = `${entry.slot}/${name}`;
     try {
-      await this.#cmd(`add server ${key} ${upstream.host}:${upstream.port}`, [/^New server registered/]);
+      await this.#cmd(`add server ${key} ${this.#serverAddress(upstream)}`, [/^New server registered/]);
     } catch (err) {
       // Present in HAProxy already (a restart restored it): take it as it is, enabled below.
       if (!(err instanceof HaproxyCommandError && /Already exists/i.test(err.answer))) throw err;
     }
     entry.servers.set(upstream.taskId, { upstream: { ...upstream }, name });
+    await this.#enable(key);
+  }
+
+  /** `host:port` and the passive-protection parameters every server carries. */
+  #serverAddress(upstream: Upstream): string {
+    return `${upstream.host}:${upstream.port}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
+  }
+
+  /** Into rotation; with its connect check on (a dynamic server's checks start disabled). */
+  async #enable(key: string): Promise<void> {
     await this.#cmd(`enable server ${key}`);
+    if (this.#serverParams) await this.#cmd(`enable health ${key}`);
   }
 
   async #startDrain(entry: ServiceEntry, server: ServerEntry): Promise<Drain> {
@@ -842,6 +945,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         hardStopAfterMs: this.#drainTimeoutMs + 10_000,
         connectTimeoutMs: this.#connectTimeoutMs,
         serverTimeoutMs: this.#serverTimeoutMs,
+        serverParams: this.#serverParams,
         limits: this.#limits,
         trustForwardedFrom: this.#trustForwardedFrom,
         backends,

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { balancerContract, type BalancerContractDriver } from '../contract.case.ts';
+import { balancerContract, proxyBalancerContract, type BalancerContractDriver } from '../contract.case.ts';
 import { proxyContractDriver, request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
 import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
@@ -76,6 +76,15 @@ describe('haproxy is installed', () => {
 });
 
 balancerContract('haproxy', async (): Promise<BalancerContractDriver> => proxyContractDriver(await startHaproxy()));
+
+proxyBalancerContract('haproxy', (o) =>
+  startHaproxy({
+    ejectAfterFailures: o.ejectAfterFailures,
+    ejectBaseMs: o.ejectBaseMs,
+    upstreamTimeoutMs: o.upstreamTimeoutMs,
+    observePollMs: 50,
+  }),
+);
 
 describe('haproxy balancer', () => {
   const upstreams: TestUpstream[] = [];

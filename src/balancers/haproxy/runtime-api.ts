@@ -66,6 +66,8 @@ export interface StatRow {
   /** total sessions */
   stot: number;
   status: string;
+  /** the last health check's status (L4OK, L4CON, L7STS…), when checks run */
+  checkStatus?: string;
 }
 
 /** Parse `show stat` CSV: server rows only (no FRONTEND/BACKEND lines). */
@@ -75,7 +77,15 @@ export function parseShowStat(csv: string): StatRow[] {
   if (!header) throw new Error(`unexpected "show stat" answer: ${csv.slice(0, 200)}`);
   const cols = header.slice(2).split(',');
   const at = (name: string) => cols.indexOf(name);
-  const [px, sv, scur, qcur, stot, status] = [at('pxname'), at('svname'), at('scur'), at('qcur'), at('stot'), at('status')];
+  const [px, sv, scur, qcur, stot, status, check] = [
+    at('pxname'),
+    at('svname'),
+    at('scur'),
+    at('qcur'),
+    at('stot'),
+    at('status'),
+    at('check_status'),
+  ];
   const rows: StatRow[] = [];
   for (const line of lines) {
     if (line === '' || line.startsWith('#')) continue;
@@ -89,6 +99,7 @@ export function parseShowStat(csv: string): StatRow[] {
       qcur: Number(f[qcur] ?? 0) || 0,
       stot: Number(f[stot] ?? 0) || 0,
       status: f[status] ?? '',
+      ...(check >= 0 && f[check] ? { checkStatus: f[check] } : {}),
     });
   }
   return rows;

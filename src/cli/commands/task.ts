@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { FledgeClient, TaskView } from '../../api/client.ts';
 import { pause, type Ctx } from '../context.ts';
-import { dateTime, healthText, lbText, taskNote } from '../format.ts';
+import { checksText, dateTime, healthText, lbText, taskNote } from '../format.ts';
 import { keyValues, table } from '../table.ts';
 
 const LIVE = new Set(['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING']);
@@ -124,6 +124,7 @@ function printTask(ctx: Ctx, t: TaskView): void {
       ...(t.container ? ([['container', t.container]] as [string, string][]) : []),
       ['state', t.state],
       ['health', `${healthText(t)}${t.health?.message ? `: ${t.health.message}` : ''}`],
+      ['checks', checksText(t, Date.now())],
       ['lb', lbText(t.lb ?? t.loadBalancerState)],
       ['ports', t.ports?.join(', ')],
       ['pid', t.pid],

@@ -143,3 +143,52 @@ describe('assessFailures', () => {
     expect(assessFailures(input).end?.message).toBe('At least 2 task(s) for this instance group failed');
   });
 });
+
+describe('assessFailures: a port taken by another process (EADDRINUSE)', () => {
+  const portTaken = (n: number, startedAt = T0) => ({ ...testTask(phaseInput().deploy, n, 'exited', startedAt), portInUse: true });
+  const run = (
+    tasks: ReturnType<typeof portTaken>[],
+    phase: DeployPhase = 'HEALTH',
+    retried: { taskId: string; instanceNo: number }[] = [],
+  ) =>
+    assessFailures(
+      phaseInput({
+        progress: { phase, ...(retried.length > 0 ? { portInUseRetries: retried } : {}) },
+        tasks: (_v1, v2) => [testTask(v2, 1, 'healthy'), ...tasks],
+      }),
+    );
+
+  it('is not counted: the task is noted as retried, the deploy goes on (0 failures allowed)', () => {
+    const r = run([portTaken(2)]);
+    expect(r.end).toBeUndefined();
+    expect(r.progress.stepFailures).toBe(0);
+    expect(r.progress.failedDeployTasks).toEqual([]);
+    expect(r.progress.portInUseRetries).toEqual([{ taskId: portTaken(2).taskId.id, instanceNo: 2 }]);
+    expect(r.decisions).toMatchObject([{ kind: 'TASK_RETRIED', why: 'PORT_IN_USE', taskId: portTaken(2).taskId.id }]);
+  });
+
+  it('is seen once: a retried task is not looked at again', () => {
+    const t = portTaken(2);
+    const r = run([t], 'HEALTH', [{ taskId: t.taskId.id, instanceNo: 2 }]);
+    expect(r.decisions).toEqual([]);
+    expect(r.progress.portInUseRetries).toHaveLength(1);
+  });
+
+  it('after the step was ready, sends it back to replace the task, uncounted', () => {
+    const r = run([portTaken(2)], 'ACCEPTANCE');
+    expect(r.replace).toMatchObject({ reason: 'start them again on other ports' });
+    expect(r.progress.stepFailures).toBe(0);
+  });
+
+  it('is forgiven 3 times per instance; the 4th is a failure like any other', () => {
+    const earlier = [1, 2, 3].map((i) => ({ taskId: `earlier-${i}`, instanceNo: 2 }));
+    const r = run([portTaken(2, T0 + 5)], 'HEALTH', earlier);
+    expect(r.end).toMatchObject({ state: 'FAILED' });
+    expect(r.end?.failures?.[0]).toMatchObject({
+      reason: 'TASK_FAILED_ON_STARTUP',
+      message: expect.stringContaining('a port it needed was taken, 4 times'),
+    });
+    // Another instance still has its retries.
+    expect(run([portTaken(3)], 'HEALTH', earlier).end).toBeUndefined();
+  });
+});

@@ -18,11 +18,17 @@ import type { DeployFailure } from './types.ts';
  */
 export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['end']; replace?: { observed: string; reason: string } } {
   const { progress, deploy, now } = input;
-  const counted = new Set([...progress.failedDeployTasks, ...(progress.lostDeployTasks ?? [])].map((t) => t.id));
+  const retried = progress.portInUseRetries ?? [];
+  const counted = new Set([
+    ...progress.failedDeployTasks.map((t) => t.id),
+    ...(progress.lostDeployTasks ?? []).map((t) => t.id),
+    ...retried.map((r) => r.taskId),
+  ]);
   const allowed = deploy.canaryDeploySettings.allowedTasksFailuresPerGroup;
   const failures: DeployFailure[] = [];
   const cleanups: TaskRecord[] = [];
   const decisions: DecisionDraft[] = [];
+  const forgiven: { taskId: string; instanceNo: number }[] = [];
   let stepFailures = progress.stepFailures;
   const lost: TaskRecord[] = [];
   for (const task of newTasks(input)) {
@@ -36,6 +42,22 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
         observed: `task ${task.taskId.id} was lost with host ${task.lostWithHost}`,
         action: 'replace it on another host',
         reason: 'a lost host is not the deploy’s failure: not counted against allowedTasksFailuresPerGroup',
+      });
+      continue;
+    }
+    // A port taken by another process between the runtime's check and the task's bind is not the
+    // task's failure: it is started again (on other ports) without counting — a few times.
+    const n = task.taskId.instanceNo;
+    const earlier = retried.filter((r) => r.instanceNo === n).length + forgiven.filter((r) => r.instanceNo === n).length;
+    if (!isLive(task.state) && !task.cleanup && task.portInUse && earlier < MAX_PORT_IN_USE_RETRIES) {
+      forgiven.push({ taskId: task.taskId.id, instanceNo: n });
+      decisions.push({
+        kind: 'TASK_RETRIED',
+        taskId: task.taskId.id,
+        why: 'PORT_IN_USE',
+        observed: `task ${task.taskId.id} could not bind a port another process took (EADDRINUSE)`,
+        action: 'start it again on other ports',
+        reason: `not the task's failure: not counted (${earlier + 1} of ${MAX_PORT_IN_USE_RETRIES} such retries for #${n})`,
       });
       continue;
     }
@@ -60,7 +82,7 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
           ? `could not start (${task.updates.at(-1)?.message ?? 'error'})`
           : task.state === 'TASK_LOST'
             ? 'was lost'
-            : describeExit(task.exitCode, task.signal);
+            : `${describeExit(task.exitCode, task.signal)}${task.portInUse ? ` (a port it needed was taken, ${MAX_PORT_IN_USE_RETRIES + 1} times)` : ''}`;
       failure = { reason, taskId: task.taskId, message: reasons.taskFailed(task.taskId.id, how) };
     }
     if (!failure) continue;
@@ -76,6 +98,7 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
     });
   }
   let next = progress;
+  if (forgiven.length > 0) next = { ...next, portInUseRetries: [...retried, ...forgiven] };
   if (failures.length > 0) {
     next = { ...next, failedDeployTasks: [...next.failedDeployTasks, ...failures.map((f) => f.taskId!)], stepFailures };
   }
@@ -92,7 +115,8 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
     const message = allowed > 0 ? reasons.tooManyFailures(allowed) : (failures[0]?.message ?? 'Task failed');
     return { ...effects, end: { state: 'FAILED', message, failures } };
   }
-  if ((failures.length > 0 || lost.length > 0) && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
+  const uncounted = lost.length + forgiven.length;
+  if ((failures.length > 0 || uncounted > 0) && progress.phase !== 'LAUNCH' && progress.phase !== 'HEALTH') {
     // A task died after its step was healthy: go back and replace it before moving on.
     return {
       ...effects,
@@ -100,8 +124,13 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
       replace:
         failures.length > 0
           ? { observed: `${failures.length} task(s) failed`, reason: 'replace failed tasks (allowed by allowedTasksFailuresPerGroup)' }
-          : { observed: `${lost.length} task(s) lost with their host`, reason: 'replace lost tasks on other hosts' },
+          : lost.length > 0
+            ? { observed: `${lost.length} task(s) lost with their host`, reason: 'replace lost tasks on other hosts' }
+            : { observed: `${forgiven.length} task(s) found a port taken`, reason: 'start them again on other ports' },
     };
   }
   return effects;
 }
+
+/** Port-taken deaths of one instance forgiven in a deploy; the next counts as a failure. */
+export const MAX_PORT_IN_USE_RETRIES = 3;

@@ -16,6 +16,8 @@ export const reasons = {
   acceptanceFailed: (name: string, message: string) => `Acceptance check ${name} failed: ${message}`,
   acceptanceTimedOut: (seconds: number) => `Acceptance did not pass within ${seconds} seconds`,
   internal: (message: string) => `Internal error: ${message}`,
+  lbHandedOver:
+    'In flight when the deploy ended: canceled and handed over to the request, which records its outcome on the tasks it touches',
 } as const;
 
 export function describeExit(exitCode: number | null | undefined, signal: string | null | undefined): string {

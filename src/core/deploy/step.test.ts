@@ -219,15 +219,27 @@ describe('stepDeploy', () => {
     expect(log.map((d) => d.kind ?? d.action)).toEqual(['old 2', 'PHASE_CHANGED', 'PHASE_CHANGED', 'ENDED']);
   });
 
-  it('cancels the LB operation in flight when the deploy ends', () => {
-    const op = { loadBalancerRequestId: 'web-v2-lb1', state: 'WAITING' as const, add: [], remove: [], startedAt: T0 };
+  it.each([
+    { how: 'cancel', intents: [{ kind: 'cancel' as const, at: T0 }], now: T0, state: 'CANCELED' },
+    { how: 'reject', intents: [{ kind: 'reject' as const, at: T0 }], now: T0, state: 'FAILED' },
+    { how: 'the LB timeout', intents: [], now: T0 + 60_000, state: 'FAILED' },
+  ])('ended by $how with the LB operation in flight: cancels it and hands it over to the request', ({ intents, now, state }) => {
+    const op = { loadBalancerRequestId: 'web-v2-lb1', state: 'WAITING' as const, add: ['n1'], remove: ['o1'], startedAt: T0 };
     const outcome = stepDeploy(
-      observe({ phase: 'LB_UPDATE', pendingLbUpdate: op }, () => [], {}, [{ kind: 'cancel', at: T0 }]),
-      T0,
+      observe({ phase: 'LB_UPDATE', pendingLbUpdate: op, deadline: T0 + 30_000 }, () => [], {}, intents),
+      now,
     );
     expect(outcome.actions).toEqual([{ kind: 'lbCancel', operationId: 'web-v2-lb1' }]);
-    expect(outcome.pending.kind === 'ENDED' && outcome.pending.progress.pendingLbUpdate?.state).toBe('CANCELED');
-    expect(outcome.decisions).toMatchObject([{ kind: 'ENDED', intent: 'cancel', from: 'LB_UPDATE' }]);
+    expect(outcome.pending).toMatchObject({
+      kind: 'ENDED',
+      result: { deployState: state },
+      lbHandover: { operationId: 'web-v2-lb1', add: ['n1'], remove: ['o1'], startedAt: T0, canceling: true },
+    });
+    // No outcome is assumed: the history keeps the operation as it was, saying who has it now.
+    const progress = outcome.pending.kind === 'ENDED' ? outcome.pending.progress : undefined;
+    expect(progress?.pendingLbUpdate).toBeUndefined();
+    expect(progress?.lbUpdates.at(-1)).toMatchObject({ loadBalancerRequestId: 'web-v2-lb1', state: 'WAITING', message: /handed over/ });
+    expect(outcome.decisions.at(-1)).toMatchObject({ kind: 'ENDED', from: 'LB_UPDATE' });
   });
 
   it('reports nothing changed when nothing did', () => {
@@ -282,6 +294,7 @@ describe('the decision kinds', () => {
       }),
       observe(inPhase('ACCEPTANCE'), () => [], {}, [{ kind: 'advance', at: T0 }]),
       observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), { ...testTask(d, 2, 'lost'), lostWithHost: 'd1' }]),
+      observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), { ...testTask(d, 2, 'exited'), portInUse: true }]),
     ];
     const written = new Set(paths.flatMap((obs) => stepDeploy(obs, T0).decisions.map((d) => d.kind)));
     expect([...written].sort()).toEqual([...DECISION_KINDS].sort());

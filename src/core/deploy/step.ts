@@ -34,8 +34,9 @@
  * applies those values, writes every phase change and the end into the decision log, and
  * returns one DeployStepOutcome.
  *
- * Ending a deploy only records the result and drops the pending record (cancelling its LB
- * operation in flight). Everything after that — making the deploy active, refilling the old
+ * Ending a deploy only records the result and drops the pending record; an LB operation in
+ * flight is cancelled and handed over to the request step, which records how it really ended
+ * on its tasks. Everything after that — making the deploy active, refilling the old
  * deploy to full, healthy, load-balanced capacity, reverting an atomic swap, then draining
  * and stopping the tasks that are no longer wanted — is the request step's steady-state work
  * (../request/step.ts). That is what makes every failure path keep capacity: nothing is
@@ -44,7 +45,7 @@
  * Everything here is pure: the time is `now`, deadlines are stored timestamps, and "not done
  * yet" returns with a reason and a time to look again.
  */
-import type { Deploy, FledgeRequest, TaskRecord } from '../model.ts';
+import type { Deploy, FledgeRequest, LbOperationRef, TaskRecord } from '../model.ts';
 import { assertNever, errorMessage } from '../errors.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reasons } from './reasons.ts';
@@ -62,7 +63,14 @@ import type { Action, Decision, DeployPhase, DeployProgress, DeployResult, Pendi
 export type PendingOutcome =
   | { kind: 'UNCHANGED' }
   | { kind: 'UPDATED'; pending: PendingDeploy }
-  | { kind: 'ENDED'; deployId: string; result: DeployResult; progress: DeployProgress };
+  | {
+      kind: 'ENDED';
+      deployId: string;
+      result: DeployResult;
+      progress: DeployProgress;
+      /** the LB operation the deploy ended with in flight, for the request step to settle */
+      lbHandover?: LbOperationRef;
+    };
 
 export interface DeployStepOutcome {
   pending: PendingOutcome;
@@ -343,9 +351,23 @@ function endDeploy(obs: RequestObservation, pending: PendingDeploy, now: number,
   // The end entry is never dropped to keep the log within its limit.
   let progress: DeployProgress = { ...acc.progress, timestamp: now, decisionLog: [...acc.progress.decisionLog, entry] };
   const actions = [...acc.actions];
-  if (progress.pendingLbUpdate?.state === 'WAITING') {
-    actions.push({ kind: 'lbCancel', operationId: progress.pendingLbUpdate.loadBalancerRequestId });
-    progress = { ...progress, pendingLbUpdate: { ...progress.pendingLbUpdate, state: 'CANCELED' } };
+  // An LB operation in flight outlives the deploy: cancel it and hand it to the request step,
+  // which records its real outcome (CANCELED, or SUCCESS/FAILED if it finished first) on
+  // every task it adds or removes. Assuming an outcome here would leave tasks on a WAITING
+  // state for good, or claim a membership the balancer does not have.
+  let lbHandover: LbOperationRef | undefined;
+  const inFlight = progress.pendingLbUpdate;
+  if (inFlight?.state === 'WAITING') {
+    actions.push({ kind: 'lbCancel', operationId: inFlight.loadBalancerRequestId });
+    lbHandover = {
+      operationId: inFlight.loadBalancerRequestId,
+      add: inFlight.add,
+      remove: inFlight.remove,
+      startedAt: inFlight.startedAt,
+      canceling: true,
+    };
+    const { pendingLbUpdate: _handedOver, ...rest } = progress;
+    progress = { ...rest, lbUpdates: [...progress.lbUpdates, { ...inFlight, message: reasons.lbHandedOver }] };
   }
   return {
     pending: {
@@ -353,6 +375,7 @@ function endDeploy(obs: RequestObservation, pending: PendingDeploy, now: number,
       deployId: pending.deployId,
       result: { deployState: how.state, message: how.message, deployFailures: failures, timestamp: now },
       progress,
+      ...(lbHandover ? { lbHandover } : {}),
     },
     tasks: collapseChanges(acc.changes),
     actions,

@@ -52,6 +52,7 @@ export const DECISION_KINDS = [
   'TASKS_LAUNCHED',
   'TASK_FAILED',
   'TASK_LOST',
+  'TASK_RETRIED',
   'LB_OPERATION',
   'ACCEPTANCE_RESULT',
   'INTENT',
@@ -100,6 +101,8 @@ export type DecisionDetail =
   | { kind: 'TASK_FAILED'; taskId: string; failure: FailureReason }
   /** a new task was lost with its host: replaced, not counted as a failure */
   | { kind: 'TASK_LOST'; taskId: string; host: string }
+  /** a new task that died of something that is not its fault (a port taken), started again uncounted */
+  | { kind: 'TASK_RETRIED'; taskId: string; why: 'PORT_IN_USE' }
   | { kind: 'LB_OPERATION'; operationId: string; adding: number; removing: number }
   | { kind: 'ACCEPTANCE_RESULT'; check: string; state: AcceptanceState }
   | { kind: 'INTENT'; intent: 'advance' }
@@ -130,6 +133,8 @@ export interface DeployProgress {
   deadline?: number;
   /** old instance numbers already shut down by canary advances */
   retiredOldInstances: number[];
+  /** new tasks that died because a port was taken (EADDRINUSE), replaced without counting; absent: none */
+  portInUseRetries?: { taskId: string; instanceNo: number }[];
   lbUpdates: LbUpdate[];
   pendingLbUpdate?: LbUpdate;
   stepAcceptanceResults: Record<string, AcceptanceState>;

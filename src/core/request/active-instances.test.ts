@@ -34,6 +34,20 @@ const cleaned = (r: ReturnType<typeof run>) =>
 const newInstances = (r: ReturnType<typeof run>) =>
   (r.tasks ?? []).filter((t) => t.state === 'TASK_LAUNCHED').map((t) => t.taskId.instanceNo);
 
+/** HEALTHY until the checks while running failed maxRetries + 1 times in a row. */
+const unhealthyWhileRunning = (n: number): TaskRecord => {
+  const t = testTask(v1, n, 'healthy');
+  return {
+    ...t,
+    health: {
+      ...t.health,
+      state: 'UNHEALTHY',
+      consecutiveFailures: 3,
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    },
+  };
+};
+
 describe('reconcileActiveInstances', () => {
   it.each([
     { name: 'starts every missing instance', options: {}, starts: [1, 2], cleanups: [], wakeAt: undefined },
@@ -61,6 +75,53 @@ describe('reconcileActiveInstances', () => {
       starts: [],
       cleanups: [],
       wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'an unhealthy task (failed checks while running) is cleaned up and replaced at once, the first time',
+      options: { tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)], now: T0 + 10 },
+      starts: [2],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: undefined,
+    },
+    {
+      name: 'an unhealthy task after a crash of the same instance waits the backoff before its replacement',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'a task that found a port taken (EADDRINUSE) is started again at once, even in a crash loop',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 3, until: T0, lastTaskId: 'older' } } },
+      },
+      starts: [2],
+      cleanups: [],
+      wakeAt: undefined,
+    },
+    {
+      name: 'after 3 port-taken exits in a row, the 4th counts in the backoff',
+      options: {
+        tasks: [testTask(v1, 1, 'healthy'), { ...testTask(v1, 2, 'exited'), portInUse: true }],
+        now: T0 + 10,
+        record: { backoff: { '2': { failures: 1, until: T0, lastTaskId: 'older', portInUse: 3 } } },
+      },
+      starts: [],
+      cleanups: [],
+      wakeAt: T0 + 10 + 1000,
+    },
+    {
+      name: 'a task that never passed its startup checks is cleaned up and replaced too',
+      options: { tasks: [testTask(v1, 1, 'healthy'), testTask(v1, 2, 'unhealthy')], now: T0 + 10 },
+      starts: [2],
+      cleanups: [[2, 'UNHEALTHY']],
+      wakeAt: undefined,
     },
     {
       name: 'scaled down: the highest instances are cleaned up',
@@ -252,5 +313,19 @@ describe('reconcileActiveInstances', () => {
     expect(newInstances(result)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1 + (i >= 6 ? 1 : 0)));
     expect(result.deferred).toBe(true);
     expect(result.wakeAt).toBe(T0);
+  });
+
+  it('says why on the task: the update carries the health verdict', () => {
+    const r = run({ tasks: [testTask(v1, 1, 'healthy'), unhealthyWhileRunning(2)], now: T0 + 10 });
+    const marked = (r.tasks ?? []).find((t) => t.cleanup)!;
+    expect(marked.cleanup).toMatchObject({
+      reason: 'UNHEALTHY',
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    });
+    expect(marked.updates.at(-1)).toMatchObject({
+      state: 'TASK_CLEANING',
+      message: 'unhealthy while running: 3 failed checks, last: timeout after 5 s',
+    });
+    expect(r.record.backoff?.['2']).toMatchObject({ failures: 1, lastTaskId: marked.taskId.id });
   });
 });

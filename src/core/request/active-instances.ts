@@ -1,5 +1,6 @@
 import { placerFor } from '../deploy/phase.ts';
 import type { Action } from '../deploy/types.ts';
+import { MAX_PORT_IN_USE_RETRIES } from '../deploy/failures.ts';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../model.ts';
 import { hostOf, type Placer } from '../placement.ts';
 import { createTask, healthy, inLb, markCleanup, serving } from '../tasks.ts';
@@ -10,11 +11,13 @@ type Backoff = NonNullable<RequestRecord['backoff']>;
 
 /**
  * Part 2: the active deploy's instances. Serving tasks whose instance is not desired are
- * cleaned up. Each desired instance gets a serving task: a missing one is started (after a
- * crash-loop backoff; a task lost with its host is no crash and is replaced at once); a
- * bounce, a kill-with-replacement or a decommission of its host starts a replacement, and the
- * older serving tasks of that instance are cleaned up once the newest is healthy (and in the
- * LB). New tasks go where placement puts them (or wait for a host, saying why).
+ * cleaned up, and so are unhealthy ones (failed checks at startup or while running), which are
+ * then replaced like a crash. Each desired instance gets a serving task: a missing one is started
+ * (after a crash-loop backoff; a task lost with its host is no crash and is replaced at once, and
+ * a port another process took is retried at once a few times); a bounce, a kill-with-replacement
+ * or a decommission of its host starts a replacement, and the older serving tasks of that
+ * instance are cleaned up once the newest is healthy (and in the LB). New tasks go where
+ * placement puts them (or wait for a host, saying why).
  *
  * At most `budget` task records are created; the instances left without one are started in the
  * next pass, at once (`deferred`), and so a request of any size is walked in bounded work: only
@@ -34,20 +37,27 @@ export function reconcileActiveInstances(
   const wake = (at: number) => (wakeAt = wakeAt === undefined ? at : Math.min(wakeAt, at));
 
   for (const t of tasks.ofDeploy(activeId)) {
-    if (!serving(t) || ctx.isDesired(t.taskId.instanceNo)) continue;
-    const marked = markCleanup(t, ctx.cleanupReason(t), now);
+    if (!serving(t)) continue;
+    // Unhealthy (at startup, or while running after failed checks in a row): out of the LB at
+    // once, then stopped, and replaced below as a crash — counted in the crash-loop backoff.
+    const marked = !ctx.isDesired(t.taskId.instanceNo)
+      ? markCleanup(t, ctx.cleanupReason(t), now)
+      : t.health.state === 'UNHEALTHY'
+        ? markCleanup(t, 'UNHEALTHY', now, t.health.message ?? 'unhealthy')
+        : undefined;
     if (marked) changes.push(marked);
   }
+  const view = tasks.with(changes);
 
   const byInstanceNo = new Map<number, TaskRecord[]>();
-  for (const t of tasks.ofDeploy(activeId)) {
+  for (const t of view.ofDeploy(activeId)) {
     const mine = byInstanceNo.get(t.taskId.instanceNo);
     if (mine) mine.push(t);
     else byInstanceNo.set(t.taskId.instanceNo, [t]);
   }
   const backoff: Backoff = { ...(record.backoff ?? {}) };
   let backoffChanged = false;
-  const taken = tasks.ids();
+  const taken = view.ids();
   let created = 0;
   let deferred = false;
   let placer: Placer | undefined;
@@ -102,13 +112,24 @@ export function reconcileActiveInstances(
     }
     if (!current) {
       const crashed = mine
-        .filter((t) => !isLive(t.state) && !t.cleanup && t.lostWithHost === undefined)
-        .sort((a, b) => (b.doneAt ?? 0) - (a.doneAt ?? 0) || b.taskId.startedAt - a.taskId.startedAt)[0];
-      if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
-        const served = crashed.health.healthyAt === undefined ? 0 : (crashed.doneAt ?? now) - crashed.health.healthyAt;
+        .filter(crashedOut)
+        .sort((a, b) => crashedAt(b, now) - crashedAt(a, now) || b.taskId.startedAt - a.taskId.startedAt)[0];
+      const portRetries = backoff[key]?.portInUse ?? 0;
+      if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id && crashed.portInUse && portRetries < MAX_PORT_IN_USE_RETRIES) {
+        // A port another process took is not a crash of the task: start it again at once, on other ports.
+        backoff[key] = {
+          failures: backoff[key]?.failures ?? 0,
+          until: backoff[key]?.until ?? 0,
+          lastTaskId: crashed.taskId.id,
+          portInUse: portRetries + 1,
+        };
+        backoffChanged = true;
+      } else if (crashed && backoff[key]?.lastTaskId !== crashed.taskId.id) {
+        const at = crashedAt(crashed, now);
+        const served = crashed.health.healthyAt === undefined ? 0 : at - crashed.health.healthyAt;
         const failures = served >= resetMillis ? 1 : (backoff[key]?.failures ?? 0) + 1;
         const delay = failures <= 1 ? 0 : Math.min(obs.settings.backoffBaseMillis * 2 ** (failures - 2), obs.settings.backoffMaxMillis);
-        backoff[key] = { failures, until: (crashed.doneAt ?? now) + delay, lastTaskId: crashed.taskId.id };
+        backoff[key] = { failures, until: at + delay, lastTaskId: crashed.taskId.id };
         backoffChanged = true;
       }
       const until = backoff[key]?.until ?? 0;
@@ -142,7 +163,7 @@ export function reconcileActiveInstances(
   const bounce = record.bounce;
   if (
     bounce &&
-    !tasks
+    !view
       .with(changes)
       .ofDeploy(activeId)
       .some((t) => serving(t) && t.taskId.startedAt < bounce.startedAt)
@@ -176,4 +197,14 @@ function* desiredInstances(
     }
     if (ctx.isDesired(n)) yield n;
   }
+}
+
+/** Ended on its own, or found unhealthy: a crash of its instance (the crash-loop backoff counts it). */
+function crashedOut(t: TaskRecord): boolean {
+  if (t.lostWithHost !== undefined) return false;
+  return (!isLive(t.state) && !t.cleanup) || t.cleanup?.reason === 'UNHEALTHY';
+}
+
+function crashedAt(t: TaskRecord, now: number): number {
+  return t.cleanup?.reason === 'UNHEALTHY' ? t.cleanup.timestamp : (t.doneAt ?? now);
 }

@@ -97,4 +97,14 @@ describe('applyDeployResult', () => {
     expect(applyDeployResult(obs, testRecord(request), ended('SUCCEEDED')).record.request).toEqual(updated);
     expect(applyDeployResult(obs, testRecord(request), ended('FAILED')).record.request).toEqual(request);
   });
+
+  it('takes over the LB operation a deploy ended with in flight, after any already handed over', () => {
+    const obs = testObservation({ request, activeDeploy: v1, pendingDeploy: v2, pending: testPending(v2, request) });
+    const earlier = { operationId: 'web-v1-lb1', add: [], remove: ['a'], startedAt: T0 - 1, canceling: true };
+    const handover = { operationId: 'web-v2-lb1', add: ['n'], remove: ['o'], startedAt: T0, canceling: true };
+    const record = testRecord(request, { pendingDeployId: 'v2', lbHandedOver: [earlier] });
+    const result = applyDeployResult(obs, record, { ...ended('CANCELED'), lbHandover: handover } as PendingOutcome);
+    expect(result.record.lbHandedOver).toEqual([earlier, handover]);
+    expect(applyDeployResult(obs, testRecord(request), ended('CANCELED')).record.lbHandedOver).toBeUndefined();
+  });
 });

@@ -7,7 +7,7 @@ import type { RequestObservation } from '../deploy/types.ts';
  * deploy (and its updatedRequest the request), unpauses a DEPLOYING_TO_UNPAUSE request and
  * ends any crash-loop backoff; any other end leaves the active deploy as it was (a
  * DEPLOYING_TO_UNPAUSE request goes back to PAUSED). Either way the request has no pending
- * deploy any more.
+ * deploy any more, and an LB operation the deploy ended with in flight is handed over to it.
  */
 export function applyDeployResult(
   obs: RequestObservation,
@@ -18,6 +18,8 @@ export function applyDeployResult(
   if (pending.kind !== 'ENDED') return { record, ...active };
   const next: RequestRecord = { ...record };
   delete next.pendingDeployId;
+  // The deploy's LB operation in flight is the request's from now on (lb-membership.ts settles it).
+  if (pending.lbHandover) next.lbHandedOver = [...(record.lbHandedOver ?? []), pending.lbHandover];
   if (pending.result.deployState !== 'SUCCEEDED') {
     if (next.state === 'DEPLOYING_TO_UNPAUSE') next.state = 'PAUSED';
     return { record: next, ...active };

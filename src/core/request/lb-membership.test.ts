@@ -9,15 +9,20 @@ import { issueLbOperation, settleLbOperation } from './lb-membership.ts';
 const request = testRequest(2, { loadBalanced: true });
 const v1 = engineDeploy('v1', {}, { loadBalancerTimeoutSeconds: 10 });
 const v2 = engineDeploy('v2');
-const adding = testTask(v1, 1, 'adding');
-const removing = testTask(v1, 2, 'removing');
-const op = { operationId: 'web-lb3', add: [adding.taskId.id], remove: [removing.taskId.id], startedAt: T0 };
+const OP = 'web-lb3';
+const adding: TaskRecord = { ...testTask(v1, 1, 'healthy'), lb: { add: { operationId: OP, state: 'WAITING', timestamp: T0 } } };
+const removing: TaskRecord = {
+  ...testTask(v1, 2, 'removing'),
+  lb: { add: { operationId: 'web-lb1', state: 'SUCCESS', timestamp: T0 }, remove: { operationId: OP, state: 'WAITING', timestamp: T0 } },
+};
+const op = { operationId: OP, add: [adding.taskId.id], remove: [removing.taskId.id], startedAt: T0 };
 
 describe('settleLbOperation', () => {
   it.each([
     {
       name: 'nothing in flight: a new operation may be issued',
-      lbOperation: undefined,
+      own: undefined,
+      handed: undefined,
       seen: undefined,
       now: T0,
       may: true,
@@ -25,10 +30,12 @@ describe('settleLbOperation', () => {
       actions: [],
       add: 'WAITING',
       remove: 'WAITING',
+      left: { own: undefined, handed: undefined },
     },
     {
       name: 'in flight: no new operation; look again at its timeout',
-      lbOperation: op,
+      own: op,
+      handed: undefined,
       seen: 'WAITING',
       now: T0 + 1,
       may: false,
@@ -36,10 +43,12 @@ describe('settleLbOperation', () => {
       actions: [],
       add: 'WAITING',
       remove: 'WAITING',
+      left: { own: op, handed: undefined },
     },
     {
-      name: 'not seen (balancer restarted): waits the same',
-      lbOperation: op,
+      name: 'not seen (balancer restarted, being applied again): waits the same',
+      own: op,
+      handed: undefined,
       seen: undefined,
       now: T0 + 1,
       may: false,
@@ -47,10 +56,12 @@ describe('settleLbOperation', () => {
       actions: [],
       add: 'WAITING',
       remove: 'WAITING',
+      left: { own: op, handed: undefined },
     },
     {
       name: 'SUCCESS: recorded on its tasks; a new operation may follow',
-      lbOperation: op,
+      own: op,
+      handed: undefined,
       seen: 'SUCCESS',
       now: T0 + 1,
       may: true,
@@ -58,10 +69,12 @@ describe('settleLbOperation', () => {
       actions: [],
       add: 'SUCCESS',
       remove: 'SUCCESS',
+      left: { own: undefined, handed: undefined },
     },
     {
-      name: 'FAILED: the removal is forgotten (retried later); a second later at the soonest',
-      lbOperation: op,
+      name: 'FAILED: the removal is forgotten (the task is still in); a second later at the soonest',
+      own: op,
+      handed: undefined,
       seen: 'FAILED',
       now: T0 + 1,
       may: false,
@@ -69,26 +82,84 @@ describe('settleLbOperation', () => {
       actions: [],
       add: 'FAILED',
       remove: undefined,
+      left: { own: undefined, handed: undefined },
     },
     {
-      name: 'timed out: cancelled, recorded CANCELED, the removal forgotten',
-      lbOperation: op,
+      name: 'timed out: cancelled and waited for — nothing is assumed, the tasks keep WAITING',
+      own: op,
+      handed: undefined,
       seen: 'WAITING',
       now: T0 + 10_000,
       may: false,
       wakeAt: T0 + 11_000,
       actions: ['lbCancel'],
+      add: 'WAITING',
+      remove: 'WAITING',
+      left: { own: { ...op, canceling: true }, handed: undefined },
+    },
+    {
+      name: 'cancelled after its timeout: CANCELED recorded, the removal forgotten',
+      own: { ...op, canceling: true },
+      handed: undefined,
+      seen: 'CANCELED',
+      now: T0 + 10_001,
+      may: false,
+      wakeAt: T0 + 11_001,
+      actions: [],
       add: 'CANCELED',
       remove: undefined,
+      left: { own: undefined, handed: undefined },
     },
-  ] as const)('$name', ({ lbOperation, seen, now, may, wakeAt, actions, add, remove }) => {
+    {
+      name: 'handed over by a deploy, still WAITING: the cancel is asked again, nothing else may be issued',
+      own: undefined,
+      handed: [{ ...op, canceling: true }],
+      seen: 'WAITING',
+      now: T0 + 5,
+      may: false,
+      wakeAt: T0 + 1005,
+      actions: ['lbCancel'],
+      add: 'WAITING',
+      remove: 'WAITING',
+      left: { own: undefined, handed: [{ ...op, canceling: true }] },
+    },
+    {
+      name: 'handed over, then CANCELED: the real outcome on every task it touched; the membership may change at once',
+      own: undefined,
+      handed: [{ ...op, canceling: true }],
+      seen: 'CANCELED',
+      now: T0 + 5,
+      may: true,
+      wakeAt: undefined,
+      actions: [],
+      add: 'CANCELED',
+      remove: undefined,
+      left: { own: undefined, handed: undefined },
+    },
+    {
+      name: 'handed over, but it had finished first (SUCCESS): that is what is recorded',
+      own: undefined,
+      handed: [{ ...op, canceling: true }],
+      seen: 'SUCCESS',
+      now: T0 + 5,
+      may: true,
+      wakeAt: undefined,
+      actions: [],
+      add: 'SUCCESS',
+      remove: 'SUCCESS',
+      left: { own: undefined, handed: undefined },
+    },
+  ] as const)('$name', ({ own, handed, seen, now, may, wakeAt, actions, add, remove, left }) => {
     const obs: RequestObservation = testObservation({
       request,
       activeDeploy: v1,
       tasks: [adding, removing],
-      ...(seen ? { lbOps: { 'web-lb3': { state: seen } } } : {}),
+      ...(seen ? { lbOps: { [OP]: { state: seen } } } : {}),
     });
-    const record: RequestRecord = testRecord(request, lbOperation ? { lbOperation } : {});
+    const record: RequestRecord = testRecord(request, {
+      ...(own ? { lbOperation: own } : {}),
+      ...(handed ? { lbHandedOver: [...handed] } : {}),
+    });
     const result = settleLbOperation(obs, record, TaskView.of(obs.tasks), now);
     expect(result.mayIssue).toBe(may);
     expect(result.wakeAt).toBe(wakeAt);
@@ -96,8 +167,37 @@ describe('settleLbOperation', () => {
     const after = TaskView.of(obs.tasks).with(result.tasks ?? []);
     expect(after.get(adding.taskId.id)?.lb.add?.state).toBe(add);
     expect(after.get(removing.taskId.id)?.lb.remove?.state).toBe(remove);
-    // Once settled, the operation is no longer the request's.
-    expect(result.record.lbOperation).toEqual(lbOperation && (seen === 'WAITING' || !seen) && now < T0 + 10_000 ? lbOperation : undefined);
+    // A failed or cancelled removal leaves the task as it was: in the LB.
+    expect(after.get(removing.taskId.id)?.lb.add?.state).toBe('SUCCESS');
+    expect(result.record.lbOperation).toEqual(left.own);
+    expect(result.record.lbHandedOver).toEqual(left.handed);
+  });
+
+  it('settles its own operation and handed-over ones in the same step, each on its own tasks', () => {
+    const other: TaskRecord = {
+      ...testTask(v1, 3, 'healthy'),
+      lb: { add: { operationId: 'web-v2-lb1', state: 'WAITING', timestamp: T0 } },
+    };
+    const handed = { operationId: 'web-v2-lb1', add: [other.taskId.id], remove: [], startedAt: T0, canceling: true };
+    const obs = testObservation({
+      request,
+      activeDeploy: v1,
+      tasks: [adding, removing, other],
+      lbOps: { [OP]: { state: 'SUCCESS' }, 'web-v2-lb1': { state: 'CANCELED' } },
+    });
+    const result = settleLbOperation(obs, testRecord(request, { lbOperation: op, lbHandedOver: [handed] }), TaskView.of(obs.tasks), T0);
+    const after = TaskView.of(obs.tasks).with(result.tasks ?? []);
+    expect(after.get(adding.taskId.id)?.lb.add?.state).toBe('SUCCESS');
+    expect(after.get(other.taskId.id)?.lb.add?.state).toBe('CANCELED');
+    expect(result.record.lbOperation).toBeUndefined();
+    expect(result.record.lbHandedOver).toBeUndefined();
+  });
+
+  it('leaves a task alone whose ADD or REMOVE is now another operation’s', () => {
+    const readded: TaskRecord = { ...adding, lb: { add: { operationId: 'web-lb4', state: 'SUCCESS', timestamp: T0 } } };
+    const obs = testObservation({ request, activeDeploy: v1, tasks: [readded, removing], lbOps: { [OP]: { state: 'CANCELED' } } });
+    const result = settleLbOperation(obs, testRecord(request, { lbOperation: op }), TaskView.of(obs.tasks), T0);
+    expect((result.tasks ?? []).map((t) => t.taskId.id)).toEqual([removing.taskId.id]);
   });
 });
 
@@ -132,6 +232,35 @@ describe('issueLbOperation', () => {
       remove: [],
     },
     { name: 'adds no task that is not healthy', tasks: [testTask(v1, 1, 'starting')], add: [], remove: [] },
+    {
+      name: 'removes a task marked for cleanup whose add was cancelled (it may be in: a cancel keeps what was done)',
+      tasks: [{ ...testTask(v2, 1, 'cleaning'), lb: { add: { operationId: 'web-v2-lb1', state: 'CANCELED' as const, timestamp: T0 } } }],
+      add: [],
+      remove: [0],
+    },
+    {
+      name: 'adds again a wanted task whose add failed or was cancelled',
+      tasks: [
+        { ...testTask(v1, 1, 'healthy'), lb: { add: { operationId: 'web-lb1', state: 'FAILED' as const, timestamp: T0 } } },
+        { ...testTask(v1, 2, 'healthy'), lb: { add: { operationId: 'web-lb1', state: 'CANCELED' as const, timestamp: T0 } } },
+      ],
+      add: [0, 1],
+      remove: [],
+    },
+    {
+      name: 'leaves a task whose removal succeeded alone',
+      tasks: [
+        {
+          ...testTask(v2, 1, 'cleaning'),
+          lb: {
+            add: { operationId: 'web-lb1', state: 'SUCCESS' as const, timestamp: T0 },
+            remove: { operationId: 'web-lb2', state: 'SUCCESS' as const, timestamp: T0 },
+          },
+        },
+      ],
+      add: [],
+      remove: [],
+    },
     { name: 'adds no task of another deploy', tasks: [testTask(v2, 1, 'healthy')], add: [], remove: [] },
   ])('$name', ({ tasks, add, remove }) => {
     const result = run(tasks);

@@ -1,19 +1,24 @@
-// Part 4 of the request step, in two halves: the steady-state LB operation in flight is
-// settled first (so every other part sees each task's LB state as it is now), and a new one
+// Part 4 of the request step, in two halves: the LB operations in flight (its own and those
+// deploys handed over) are settled first (so every other part sees each task's LB state as it is now), and a new one
 // is issued after the other parts decided who is wanted and who leaves.
 import type { Action, RequestObservation } from '../deploy/types.ts';
-import { isLive, type RequestRecord, type TaskRecord } from '../model.ts';
-import { touchesLb } from '../tasks.ts';
+import { isLive, type LbOperationRef, type RequestRecord, type TaskRecord } from '../model.ts';
+import { needsLbAdd, settleLbOperationOnTasks, touchesLb } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
 import type { RequestChanges, RequestContext } from './context.ts';
 
 /** The LB timeout of steady-state operations when the request has no active deploy. */
 const DEFAULT_LB_TIMEOUT_SECONDS = 300;
+/** How often a cancel is asked again while the balancer has not answered it. */
+const CANCEL_RETRY_MILLIS = 1000;
 
 /**
- * Record the outcome of the steady-state LB operation in flight, if it finished (or cancel
- * it once it timed out). `mayIssue`: whether a new operation may be issued in this step —
- * not while one is in flight, nor right after one failed.
+ * Record the outcome of every LB operation the request owns — its own steady-state one and
+ * those handed over by deploys that ended with them in flight — once the balancer says how it
+ * ended, on every task it adds or removes. An operation past its timeout (and every handed-over
+ * one) is cancelled, and waited for: its real outcome is recorded, never an assumed one.
+ * `mayIssue`: whether a new operation may be issued in this step — not while any is in flight
+ * (the membership is not known yet), nor right after one failed.
  */
 export function settleLbOperation(
   obs: RequestObservation,
@@ -21,35 +26,61 @@ export function settleLbOperation(
   tasks: TaskView,
   now: number,
 ): RequestChanges & { record: RequestRecord; mayIssue: boolean } {
-  const op = record.lbOperation;
-  if (!op) return { record, mayIssue: true };
-  const seen = obs.lbOps[op.operationId];
+  const own = record.lbOperation;
+  const handedOver = record.lbHandedOver ?? [];
+  if (!own && handedOver.length === 0) return { record, mayIssue: true };
   const timeoutMs = (obs.activeDeploy?.loadBalancerTimeoutSeconds ?? DEFAULT_LB_TIMEOUT_SECONDS) * 1000;
   const actions: Action[] = [];
-  if (!seen || seen.state === 'WAITING') {
-    if (now - op.startedAt < timeoutMs) return { record, mayIssue: false, wakeAt: op.startedAt + timeoutMs };
-    actions.push({ kind: 'lbCancel', operationId: op.operationId });
-  }
-  const state = seen && seen.state !== 'WAITING' ? seen.state : 'CANCELED';
+  let view = tasks;
   const changes: TaskRecord[] = [];
-  for (const [ids, which] of [
-    [op.add, 'add'],
-    [op.remove, 'remove'],
-  ] as const) {
-    for (const id of ids) {
-      const t = tasks.get(id);
-      if (!t) continue;
-      const lb = { ...t.lb, [which]: { operationId: op.operationId, state, timestamp: now } };
-      // A failed removal leaves the task in the LB: forget the attempt so it is retried.
-      if (which === 'remove' && state !== 'SUCCESS') delete lb.remove;
-      changes.push({ ...t, lb });
+  let wakeAt: number | undefined;
+  const wake = (at: number) => (wakeAt = wakeAt === undefined ? at : Math.min(wakeAt, at));
+  let failed = false;
+
+  /** The operation still in flight (maybe now canceling), or undefined once settled. */
+  const settle = (op: LbOperationRef, handed: boolean): LbOperationRef | undefined => {
+    const seen = obs.lbOps[op.operationId];
+    if (!seen || seen.state === 'WAITING') {
+      if (op.canceling) {
+        actions.push({ kind: 'lbCancel', operationId: op.operationId });
+        wake(now + CANCEL_RETRY_MILLIS);
+        return op;
+      }
+      if (now - op.startedAt < timeoutMs) {
+        wake(op.startedAt + timeoutMs);
+        return op;
+      }
+      actions.push({ kind: 'lbCancel', operationId: op.operationId });
+      wake(now + CANCEL_RETRY_MILLIS);
+      return { ...op, canceling: true };
     }
-  }
-  const next = { ...record };
-  delete next.lbOperation;
+    const settled = settleLbOperationOnTasks((id) => view.get(id), op, seen.state, now);
+    view = view.with(settled);
+    changes.push(...settled);
+    // A handed-over operation was cancelled on purpose; anything else that did not succeed is the balancer's trouble.
+    if (seen.state === 'FAILED' || (seen.state === 'CANCELED' && !handed)) failed = true;
+    return undefined;
+  };
+
+  const next: RequestRecord = { ...record };
+  const ownLeft = own && settle(own, false);
+  if (ownLeft) next.lbOperation = ownLeft;
+  else delete next.lbOperation;
+  const handedLeft = handedOver.map((op) => settle(op, true)).filter((op): op is LbOperationRef => op !== undefined);
+  if (handedLeft.length > 0) next.lbHandedOver = handedLeft;
+  else delete next.lbHandedOver;
+
+  const inFlight = ownLeft !== undefined || handedLeft.length > 0;
+  const unchanged = ownLeft === own && handedLeft.length === handedOver.length && handedLeft.every((op, i) => op === handedOver[i]);
   // After a failure, try again shortly rather than spin on a failing balancer.
-  if (state !== 'SUCCESS') return { record: next, tasks: changes, actions, mayIssue: false, wakeAt: now + 1000 };
-  return { record: next, tasks: changes, actions, mayIssue: true };
+  if (failed) wake(now + 1000);
+  return {
+    record: unchanged ? record : next,
+    tasks: changes,
+    actions,
+    mayIssue: !inFlight && !failed,
+    ...(wakeAt !== undefined ? { wakeAt } : {}),
+  };
 }
 
 /**
@@ -59,7 +90,7 @@ export function settleLbOperation(
 export function issueLbOperation(ctx: RequestContext, record: RequestRecord, tasks: TaskView): RequestChanges {
   const { now } = ctx;
   const all = tasks.all();
-  const add = all.filter((t) => ctx.wantInLb(t) && !touchesLb(t));
+  const add = all.filter((t) => ctx.wantInLb(t) && needsLbAdd(t));
   // Cleaned-up tasks leave before they stop; a task that died on its own leaves at once, so its
   // address (which the runtime may hand to another task) is never routed to.
   const remove = all.filter((t) => (t.cleanup || !isLive(t.state)) && touchesLb(t) && t.lb.remove?.state !== 'WAITING');

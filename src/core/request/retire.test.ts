@@ -44,6 +44,12 @@ describe('retireOtherDeploys', () => {
       retired: [],
     },
     {
+      name: 'an active task still starting: an unhealthy task of another deploy goes anyway (it adds nothing)',
+      tasks: [testTask(v2, 1, 'healthy'), testTask(v2, 2, 'starting'), testTask(v1, 1, 'in-lb'), testTask(v3, 2, 'unhealthy')],
+      options: {},
+      retired: ['v3#2 UNHEALTHY'],
+    },
+    {
       name: 'load balanced, an active task healthy but swapped out by the pending deploy: the others stay',
       tasks: [
         testTask(v2, 1, 'in-lb'),

@@ -20,8 +20,17 @@ import type { RequestChanges, RequestContext } from './context.ts';
 export function retireOtherDeploys(ctx: RequestContext, record: RequestRecord, tasks: TaskView): RequestChanges {
   const { now, obs, activeId, pendingId } = ctx;
   const keepNothing = record.state !== 'ACTIVE' || !activeId;
-  if (!keepNothing && !atFullCapacity(ctx, record.request.instances, tasks)) return {};
   const changes: TaskRecord[] = [];
+  const other = (t: TaskRecord) => serving(t) && t.taskId.deployId !== activeId && t.taskId.deployId !== pendingId;
+  if (!keepNothing && !atFullCapacity(ctx, record.request.instances, tasks)) {
+    // An unhealthy task adds nothing to capacity: it leaves (the LB first) without waiting.
+    for (const t of tasks.all()) {
+      if (!other(t) || t.health.state !== 'UNHEALTHY') continue;
+      const marked = markCleanup(t, 'UNHEALTHY', now, t.health.message);
+      if (marked) changes.push(marked);
+    }
+    return { tasks: changes };
+  }
   for (const t of tasks.all()) {
     if (!serving(t) || t.taskId.deployId === activeId || t.taskId.deployId === pendingId) continue;
     const ended = ctx.ended?.deployId === t.taskId.deployId ? ctx.ended.state : obs.endedDeploys[t.taskId.deployId];

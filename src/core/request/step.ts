@@ -8,9 +8,11 @@
  * 0. host-loss.ts: tasks on a host that stopped answering are TASK_LOST (lost with it).
  *    Then the pending deploy steps (../deploy/step.ts).
  * 1. apply-result.ts: if the deploy ended, its result is applied to the request — on
- *    SUCCEEDED it becomes the active deploy (and `updatedRequest` the request).
+ *    SUCCEEDED it becomes the active deploy (and `updatedRequest` the request) — and an LB
+ *    operation it ended with in flight is handed over to the request.
  *    spread-all.ts: SPREAD_ALL_AGENTS follows the number of hosts.
- *    lb-membership.ts, first half: the steady-state LB operation in flight is settled.
+ *    lb-membership.ts, first half: the LB operations the request owns (its own, handed-over
+ *    ones) are settled: how each really ended is recorded on every task it touches.
  *    waiting-tasks.ts: tasks waiting for a host get one when one fits (or keep waiting).
  * 2. active-instances.ts: an ACTIVE request wants one serving task of its active deploy per
  *    instance number 1…instances — minus the old instances a canary deploy has retired so
@@ -34,8 +36,9 @@
  * - The deploy steps first, so that its result (a new active deploy, or the end of the
  *   retirements that kept old instances undesired) is what parts 2–5 act on: a deploy that
  *   ended other than SUCCEEDED leaves no retired instances, so part 2 refills the old deploy.
- * - The LB operation in flight is settled before part 2, so "healthy and in the LB" (which
- *   lets a bounce drop its old task) reads the LB as it is now.
+ * - The LB operations in flight are settled before part 2, so "healthy and in the LB" (which
+ *   lets a bounce drop its old task) reads the LB as it is now; no new operation is issued
+ *   while one is still in flight, so part 4 always starts from a known membership.
  * - Part 3 runs before part 4 and counts the tasks part 4 is about to add as in the LB: safe
  *   only because part 4 puts those adds and part 3's removals into one operation.
  * - Part 5 runs last, so a task cleaned up in this step that is in the LB waits for the
@@ -100,11 +103,18 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
   const actions: Action[] = [];
   const deleted: string[] = [];
   let wakeAt: number | undefined;
+  const asked = new Set<string>();
   const take = (part: RequestChanges) => {
     if (part.record) rec = part.record;
     tasks = tasks.with(part.tasks ?? []);
     changes.push(...(part.tasks ?? []));
-    actions.push(...(part.actions ?? []));
+    // An action asked twice (the deploy cancels its LB operation, and the part that took it over asks again) runs once.
+    for (const action of part.actions ?? []) {
+      const key = JSON.stringify(action);
+      if (asked.has(key)) continue;
+      asked.add(key);
+      actions.push(action);
+    }
     if (part.wakeAt !== undefined) wakeAt = wakeAt === undefined ? part.wakeAt : Math.min(wakeAt, part.wakeAt);
   };
   if (deploy) take(deploy);
@@ -116,7 +126,7 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
   const ctx = requestContext(obs, rec, now, pendingAfter, ended);
 
   let mayIssueLb = true;
-  if (ctx.lbEnabled) {
+  if (ctx.lbEnabled || rec.lbOperation || rec.lbHandedOver) {
     const settled = settleLbOperation(obs, rec, tasks, now);
     take(settled);
     mayIssueLb = settled.mayIssue;

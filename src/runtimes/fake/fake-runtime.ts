@@ -31,8 +31,8 @@ export type FakeStartBehaviour =
   | { error: string }
   /** { kind: 'waiting', reason }, as when capacity is short */
   | { waiting: string }
-  /** start, then exit with this code right after start() resolves */
-  | { exit: number }
+  /** start, then exit with this code right after start() resolves (portInUse: as after an EADDRINUSE) */
+  | { exit: number; portInUse?: boolean }
   /** start, and exit with this code before start() resolves (a process that ends at once) */
   | { exitWhileStarting: number };
 
@@ -54,7 +54,7 @@ export interface FakeRuntime extends Runtime {
   readonly released: readonly string[];
   script(target: { taskId: string } | { deployId: string }, behaviour: FakeStartBehaviour): void;
   /** End a running task now with an exit code (or a signal); reports through onExit. */
-  exit(taskId: string, code: number | null, signal?: string | null): void;
+  exit(taskId: string, code: number | null, signal?: string | null, more?: { portInUse?: boolean }): void;
   /** exit() every running task of a deploy. */
   exitDeploy(deployId: string, code: number | null, signal?: string | null): void;
   /** The task disappears without a trace: inspect/recover say lost, find finds nothing. */
@@ -143,7 +143,7 @@ class InMemoryFakeRuntime implements FakeRuntime {
     });
     this.started.push(spec.taskId);
     if (typeof behaviour === 'object' && 'exit' in behaviour) {
-      queueMicrotask(() => this.exit(spec.taskId, behaviour.exit));
+      queueMicrotask(() => this.exit(spec.taskId, behaviour.exit, null, behaviour.portInUse ? { portInUse: true } : {}));
     }
     if (typeof behaviour === 'object' && 'exitWhileStarting' in behaviour) {
       this.exit(spec.taskId, behaviour.exitWhileStarting);
@@ -161,10 +161,16 @@ class InMemoryFakeRuntime implements FakeRuntime {
     return ports;
   }
 
-  exit(taskId: string, code: number | null, signal: string | null = null): void {
+  exit(taskId: string, code: number | null, signal: string | null = null, more: { portInUse?: boolean } = {}): void {
     const task = this.#tasks.get(taskId);
     if (!task || task.status.state !== 'running') return;
-    const status: ExitStatus = { state: 'exited', exitCode: code, signal, finishedAt: this.#now() };
+    const status: ExitStatus = {
+      state: 'exited',
+      exitCode: code,
+      signal,
+      finishedAt: this.#now(),
+      ...(more.portInUse ? { portInUse: true } : {}),
+    };
     task.status = status;
     this.#report(taskId, status);
   }

@@ -70,6 +70,7 @@ import {
   SERVICE_PID_FILE,
   TASK_FILE,
   WRAPPER,
+  classifyExit,
   readExit,
   readServicePid,
   readTaskFile,
@@ -162,6 +163,8 @@ const STARTUP_WAIT_MS = 2_000;
 /** how long start() waits for the service's pid to be written (it is, within milliseconds) */
 const SERVICE_PID_WAIT_MS = 1_000;
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+/** how long a port a task found taken is skipped */
+const PORT_QUARANTINE_MS = 60_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -192,6 +195,8 @@ export class ProcessRuntime implements Runtime {
   #startChain: Promise<unknown> = Promise.resolve();
   /** round-robin start of the port search, so a freed port is not reused at once */
   #portCursor = 0;
+  /** ports a task found taken (EADDRINUSE), not handed out again until then */
+  readonly #quarantine = new Map<number, number>();
 
   constructor(options: ProcessRuntimeOptions) {
     this.dataDir = options.dataDir;
@@ -308,7 +313,7 @@ export class ProcessRuntime implements Runtime {
     const tracked: Tracked = { taskId: spec.taskId, sandbox, pid, startTime, child, ...(cgroup ? { cgroup } : {}) };
     tracked.childExit = new Promise((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
     this.#tracked.set(spec.taskId, tracked);
-    void tracked.childExit.then((signal) => this.#finalize(tracked, signal ?? 'UNKNOWN'));
+    void tracked.childExit.then((signal) => this.#finalizeSafely(tracked, signal ?? 'UNKNOWN'));
     // The service's pid is written by the wrapper's child as its first act: wait for it (bounded).
     await waitUntil(() => readServicePid(sandbox) !== undefined || !isAlive(pid, startTime), SERVICE_PID_WAIT_MS);
     this.#log.info({ taskId: spec.taskId, pid, servicePid: readServicePid(sandbox), ports }, 'task started');
@@ -322,7 +327,7 @@ export class ProcessRuntime implements Runtime {
       this.#adopt(file, sandbox);
     } else if (status.state === 'exited' && !this.#reported.has(file.taskId)) {
       // It ran and ended already; the caller learns it the usual way, once.
-      queueMicrotask(() => this.#report(file.taskId, status));
+      queueMicrotask(() => this.#report(file.taskId, status, sandbox));
     }
     return { kind: 'started', handle: handleOf(file, sandbox), ports: file.ports };
   }
@@ -334,7 +339,7 @@ export class ProcessRuntime implements Runtime {
     let i = 0;
     for (; i < size && ports.length < count; i++) {
       const port = from + ((this.#portCursor + i) % size);
-      if (this.#ledger.portInUse(port)) continue;
+      if (this.#ledger.portInUse(port) || (this.#quarantine.get(port) ?? 0) > Date.now()) continue;
       if (await portIsFree(this.host, port)) ports.push(port);
     }
     if (ports.length < count) {
@@ -380,6 +385,23 @@ export class ProcessRuntime implements Runtime {
   }
 
   async inspect(handle: TaskHandle): Promise<TaskStatus> {
+    const status = await this.#inspect(handle);
+    return status.state === 'exited' ? this.#classify(this.#sandboxOf(handle), status) : status;
+  }
+
+  /** An exit with what the sandbox tells about it (a port that was taken: sandbox.ts classifyExit). */
+  #classify(sandbox: string, status: ExitStatus): ExitStatus {
+    const file = readTaskFile(sandbox);
+    const classified = classifyExit(sandbox, status, file?.startedAt);
+    if (classified.portInUse) {
+      // Someone else holds one of its ports: hand them to nobody for a while.
+      const until = Date.now() + PORT_QUARANTINE_MS;
+      for (const port of file?.ports ?? []) this.#quarantine.set(port, until);
+    }
+    return classified;
+  }
+
+  async #inspect(handle: TaskHandle): Promise<TaskStatus> {
     const sandbox = this.#sandboxOf(handle);
     if (!existsSync(sandbox)) return { state: 'lost', message: `The task's sandbox ${sandbox} is gone` };
     const exit = readExit(sandbox);
@@ -444,7 +466,7 @@ export class ProcessRuntime implements Runtime {
     try {
       // Event-driven in the common case: the wrapper's record appears. The poll covers the rest.
       tracked.watcher = watch(sandbox, (_event, name) => {
-        if (name === EXIT_FILE && readExit(sandbox)) void this.#finalize(tracked, 'UNKNOWN');
+        if (name === EXIT_FILE && readExit(sandbox)) void this.#finalizeSafely(tracked, 'UNKNOWN');
       });
       tracked.watcher.on('error', () => tracked.watcher?.close());
       tracked.watcher.unref();
@@ -462,7 +484,7 @@ export class ProcessRuntime implements Runtime {
       for (const t of this.#tracked.values()) {
         if (t.child) continue;
         adopted++;
-        if (!isAlive(t.pid, t.startTime)) void this.#finalize(t, 'UNKNOWN');
+        if (!isAlive(t.pid, t.startTime)) void this.#finalizeSafely(t, 'UNKNOWN');
       }
       if (adopted === 0) this.#stopPoll();
     }, this.#pollMs);
@@ -472,6 +494,11 @@ export class ProcessRuntime implements Runtime {
   #stopPoll(): void {
     if (this.#poll) clearInterval(this.#poll);
     this.#poll = undefined;
+  }
+
+  /** #finalize from an event (exit, watch, poll): a failure is logged, and the poll tries again. */
+  #finalizeSafely(t: Tracked, observed: string): Promise<unknown> {
+    return this.#finalize(t, observed).catch((err: unknown) => this.#log.error({ err, taskId: t.taskId }, 'could not settle a task exit'));
   }
 
   /**
@@ -503,7 +530,7 @@ export class ProcessRuntime implements Runtime {
       if (!t.stopping) this.#killLeftovers(t);
     }
     this.#removeCgroupWhenEmpty(t.cgroup);
-    this.#report(t.taskId, status);
+    this.#report(t.taskId, status, t.sandbox);
     return status;
   }
 
@@ -539,10 +566,14 @@ export class ProcessRuntime implements Runtime {
     killTree(t, 'SIGKILL');
   }
 
-  #report(taskId: string, status: ExitStatus): void {
+  #report(taskId: string, exit: ExitStatus, sandbox: string): void {
     if (this.#closed || this.#reported.has(taskId)) return;
     this.#remember(taskId);
-    this.#log.info({ taskId, exitCode: status.exitCode, signal: status.signal }, 'task exited');
+    const status = this.#classify(sandbox, exit);
+    this.#log.info(
+      { taskId, exitCode: status.exitCode, signal: status.signal, ...(status.portInUse ? { portInUse: true } : {}) },
+      'task exited',
+    );
     for (const listener of this.#listeners) {
       try {
         listener(taskId, status);

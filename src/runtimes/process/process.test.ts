@@ -140,6 +140,34 @@ describe('process runtime', () => {
     expect(await second.runtime.inspect(handle)).toMatchObject({ state: 'exited', signal: 'SIGKILL' });
   });
 
+  it('says a task that died at start binding a port someone else took (EADDRINUSE) had its port taken, and skips that port for a while', async () => {
+    const { make } = await setup({ portRange: randomPortRange(1) });
+    const { runtime, exits } = make();
+    // The port is free when the runtime checks, then taken before the task binds it.
+    const bindLate = `${JSON.stringify(process.execPath)} -e "setTimeout(() => require('net').createServer().listen(Number(process.env.PORT), '127.0.0.1'), 1000)"`;
+    const { ports } = started(await runtime.start(spec('late', { command: bindLate, numPorts: 1 })));
+    const thief = net.createServer();
+    await new Promise<void>((resolve) => thief.listen(ports[0], '127.0.0.1', resolve));
+    await waitFor(() => exits.length > 0, 'the exit');
+    expect(exits[0]).toMatchObject({ taskId: 'late', status: { state: 'exited', exitCode: 1, portInUse: true } });
+    expect(await runtime.inspect(started(await runtime.start(spec('late', { command: bindLate }))).handle)).toMatchObject({
+      portInUse: true,
+    });
+    await runtime.release({ taskId: 'late' });
+    // The taken port (the range's only one) is not handed out again for a while, free or not.
+    await new Promise<void>((resolve) => thief.close(() => resolve()));
+    expect(await runtime.start(spec('next', { command: 'exec sleep 30', numPorts: 1 }))).toMatchObject({ kind: 'waiting' });
+  });
+
+  it('a task that fails for another reason, or late, is not said to have had its port taken', async () => {
+    const { make } = await setup();
+    const { runtime, exits } = make();
+    started(await runtime.start(spec('plain', { command: 'echo "something else broke" >&2; exit 3' })));
+    started(await runtime.start(spec('clean', { command: 'echo "EADDRINUSE mentioned, but exit 0" >&2; exit 0' })));
+    await waitFor(() => exits.length === 2, 'both exits');
+    for (const e of exits) expect(e.status).not.toHaveProperty('portInUse');
+  });
+
   it('learns an exit that happened while no runtime was running', async () => {
     const { dataDir, make } = await setup();
     const first = make();

@@ -1,7 +1,7 @@
 // The on-disk side of a task: its sandbox directory, task.json, the exit record and the wrapper
 // script that writes it. Everything the runtime knows about a task can be rebuilt from here.
 import { constants as osConstants } from 'node:os';
-import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TaskSpec, TaskStatus } from '../types.ts';
 
@@ -143,4 +143,36 @@ export function writeExitSignal(sandbox: string, signal: string): void {
   const file = path.join(sandbox, EXIT_FILE);
   writeFileSync(`${file}.runtime`, `${signal}\n`, { mode: 0o600 });
   renameSync(`${file}.runtime`, file);
+}
+
+/** An exit this soon after start, with this on stderr, was a port taken by someone else. */
+export const PORT_IN_USE_WITHIN_MS = 60_000;
+const PORT_IN_USE = /EADDRINUSE|address already in use/i;
+const STDERR_TAIL_BYTES = 8_192;
+
+/**
+ * The exit marked `portInUse` when the task failed (non-zero or signal) within
+ * PORT_IN_USE_WITHIN_MS of its start and the tail of its stderr says a bind failed with
+ * EADDRINUSE ("address already in use"). How a runtime learns what the task itself cannot say.
+ */
+export function classifyExit(sandbox: string, status: ExitStatus, startedAt: number | undefined): ExitStatus {
+  if (status.portInUse !== undefined || status.exitCode === 0) return status;
+  if (startedAt === undefined || status.finishedAt - startedAt > PORT_IN_USE_WITHIN_MS) return status;
+  return PORT_IN_USE.test(readTail(path.join(sandbox, 'stderr'), STDERR_TAIL_BYTES)) ? { ...status, portInUse: true } : status;
+}
+
+function readTail(file: string, bytes: number): string {
+  try {
+    const size = statSync(file).size;
+    const fd = openSync(file, 'r');
+    try {
+      const buffer = Buffer.alloc(Math.min(size, bytes));
+      readSync(fd, buffer, 0, buffer.length, Math.max(0, size - buffer.length));
+      return buffer.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
 }

@@ -30,6 +30,7 @@ import {
   type AuditRecord,
   type TokenRecord,
 } from '../types.ts';
+import { BUSY_TIMEOUT_MS, retryWhileBusy } from './busy.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
@@ -39,10 +40,12 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** open an existing file read-only (store copy, backup); no migrations */
   readonly?: boolean;
+  /** how long an operation may wait out a file locked by another process before StoreUnavailableError; default 1 s */
+  busyBudgetMs?: number;
 }
 
 export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
-  return new SqliteStore(options);
+  return retryWhileBusy(new SqliteStore(options), options.busyBudgetMs ?? 1_000);
 }
 
 export class SqliteStore implements Store {
@@ -65,7 +68,8 @@ export class SqliteStore implements Store {
       this.#raw.pragma('journal_mode = WAL');
       this.#raw.pragma('synchronous = NORMAL');
     }
-    this.#raw.pragma('busy_timeout = 5000');
+    // Never a long synchronous wait for a lock (it would stop the whole process): busy.ts retries asynchronously.
+    this.#raw.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#raw }) });
     this.#now = options.now ?? Date.now;
     this.#q = new SqlQueries({ insertionOrder: sql`rowid` }, this.#now);

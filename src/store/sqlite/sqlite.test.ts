@@ -1,10 +1,16 @@
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { scheduler, storeContract } from '../contract.case.ts';
-import { FencedError, fencedStore } from '../types.ts';
+import { FencedError, fencedStore, StoreUnavailableError } from '../types.ts';
 import { createStore } from '../index.ts';
+import { createSqliteStore } from './index.ts';
+import { isBusy } from './busy.ts';
+import { holdSqliteWriteLock } from '../../../test/helpers/sqlite-lock.ts';
+import { cleanup } from '../../../test/helpers/fledge-process.ts';
+
+afterAll(cleanup);
 
 storeContract('sqlite in memory', async () => ({ store: await createStore({ kind: 'memory' }) }));
 
@@ -81,5 +87,60 @@ describe('fenced store', () => {
     expect(refused).toHaveLength(1);
     expect((await fenced.listRequests()).map((r) => r.request.id)).toEqual(['a']);
     await store.close();
+  });
+});
+
+describe('sqlite file locked by another process', () => {
+  const record = (id: string) => ({
+    request: { id, requestType: 'SERVICE' as const, instances: 1, loadBalanced: false },
+    state: 'ACTIVE' as const,
+    timestamp: 1,
+  });
+
+  it('a write waits out the lock asynchronously for its budget, then fails as unavailable, changing nothing; reads answer meanwhile', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'fledge-store-'));
+    const store = createSqliteStore({ filename: join(dataDir, 'fledge.db'), busyBudgetMs: 300 });
+    await store.migrate();
+    await store.apply({ requests: [record('a')] });
+    const lock = await holdSqliteWriteLock(join(dataDir, 'fledge.db'));
+    try {
+      // The process goes on meanwhile: a timer keeps firing while the write waits.
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 5);
+      const started = Date.now();
+      const failed = await store.apply({ requests: [record('b')] }).catch((err: unknown) => err);
+      clearInterval(timer);
+      expect(failed).toBeInstanceOf(StoreUnavailableError);
+      expect((failed as Error).message).toMatch(/busy: another process holds the SQLite file's lock/);
+      expect(isBusy((failed as Error).cause)).toBe(true);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+      expect(ticks).toBeGreaterThan(0);
+      expect((await store.getRequest('a'))?.state).toBe('ACTIVE');
+      expect(await store.getRequest('b')).toBeUndefined();
+      expect((await store.listRequests()).map((r) => r.request.id)).toEqual(['a']);
+      // Known busy: the next write tries once and gives up at once, not after another budget.
+      const again = Date.now();
+      await expect(store.apply({ requests: [record('b')] })).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - again).toBeLessThan(290);
+    } finally {
+      await lock.release();
+    }
+    await store.apply({ requests: [record('b')] });
+    expect((await store.listRequests()).map((r) => r.request.id)).toEqual(['a', 'b']);
+    await store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a write that finds the lock released within its budget goes through', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'fledge-store-'));
+    const store = createSqliteStore({ filename: join(dataDir, 'fledge.db'), busyBudgetMs: 10_000 });
+    await store.migrate();
+    const lock = await holdSqliteWriteLock(join(dataDir, 'fledge.db'));
+    const write = store.apply({ requests: [record('c')] });
+    setTimeout(() => void lock.release(), 200);
+    await write;
+    expect((await store.getRequest('c'))?.state).toBe('ACTIVE');
+    await store.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 });

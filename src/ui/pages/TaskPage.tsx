@@ -3,12 +3,30 @@
 import { useEffect, useId, useRef, useState } from 'react';
 import { client } from '../api.ts';
 import { ActionButton, Badge, CheckField, DefList, ErrorBox, formMessage, Loading, MessageField, PageError, Time } from '../components.tsx';
-import { duration, humanState } from '../format.ts';
-import { useResource, useTitle } from '../hooks.ts';
+import { age, duration, humanState } from '../format.ts';
+import { useNow, useResource, useTitle } from '../hooks.ts';
 import { live } from '../live.ts';
 import { Link, paths } from '../router.tsx';
 import { isLiveState } from '../timeline.tsx';
 import type { TaskView } from '../types.ts';
+
+/** When the latest check ended and how long ago (kept current), and the failures in a row. */
+function LastCheck({ t, running }: { t: TaskView; running: boolean }) {
+  const now = useNow(1000);
+  const h = t.health;
+  if (h.lastCheckAt === undefined) return <>—</>;
+  const inARow = h.consecutiveFailures ?? 0;
+  return (
+    <span className="last-check">
+      <Time at={h.lastCheckAt} /> <span data-testid="check-age">({running ? age(now - h.lastCheckAt) : 'task ended'})</span>
+      {' · '}
+      <span className={inARow > 0 ? 'failing' : undefined} data-testid="check-failures">
+        {inARow} failed in a row
+      </span>
+      {h.checks !== undefined ? ` · ${h.checks} checks, ${h.failedChecks ?? 0} failed` : ''}
+    </span>
+  );
+}
 
 export function TaskPage({ taskId }: { taskId: string }) {
   useTitle(taskId);
@@ -77,6 +95,7 @@ export function TaskPage({ taskId }: { taskId: string }) {
               {t.health.message ? ` ${t.health.message}` : ''}
             </>,
           ],
+          ['Last check', <LastCheck t={t} running={running} />],
           ['Ports', t.ports.length ? t.ports.join(', ') : '—'],
           ['Pid', t.pid ?? '—'],
           ['Process group', t.pgid ?? '—'],

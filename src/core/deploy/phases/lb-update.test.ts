@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { phaseInput, T0, testRequest, testTask } from '../../../../test/helpers/engine-values.ts';
+import type { Deploy } from '../../model.ts';
 import type { LbUpdate } from '../types.ts';
 import { stepLbUpdate } from './lb-update.ts';
 
@@ -135,7 +136,10 @@ describe('stepLbUpdate', () => {
     const input = phaseInput({
       request: lb,
       progress: { phase: 'LB_UPDATE', canary: true },
-      tasks: (_v1, v2) => [testTask(v2, 1, 'adding'), testTask(v2, 2, 'healthy', T0 + 5)],
+      tasks: (_v1, v2) => [
+        { ...testTask(v2, 1, 'healthy'), lb: { add: { operationId: 'web-v2-lb1', state: 'WAITING' as const, timestamp: T0 } } },
+        testTask(v2, 2, 'healthy', T0 + 5),
+      ],
     });
     const [first, replacement] = input.tasks.all();
     const result = stepLbUpdate({
@@ -153,15 +157,45 @@ describe('stepLbUpdate', () => {
     expect('wait' in result).toBe(true);
   });
 
-  it('records the finished operation’s state on its tasks', () => {
-    const input = phaseInput({ request: lb, progress: { phase: 'LB_UPDATE' }, tasks: (_v1, v2) => [testTask(v2, 1, 'adding')] });
-    const id = input.tasks.all()[0]!.taskId.id;
+  const swapping = (v1: Deploy, v2: Deploy) => [
+    { ...testTask(v2, 1, 'healthy'), lb: { add: { operationId: 'web-v2-lb1', state: 'WAITING' as const, timestamp: T0 } } },
+    {
+      ...testTask(v1, 1, 'in-lb'),
+      lb: {
+        add: { operationId: 'op-add', state: 'SUCCESS' as const, timestamp: T0 },
+        remove: { operationId: 'web-v2-lb1', state: 'WAITING' as const, timestamp: T0 },
+      },
+    },
+  ];
+
+  it.each([
+    { seen: 'SUCCESS', newAdd: 'SUCCESS', oldRemove: 'SUCCESS' },
+    // A failed removal is forgotten: the old task is still in the LB.
+    { seen: 'FAILED', newAdd: 'FAILED', oldRemove: undefined },
+    { seen: 'CANCELED', newAdd: 'CANCELED', oldRemove: undefined },
+  ] as const)('records how the operation ended ($seen) on every task it adds or removes', ({ seen, newAdd, oldRemove }) => {
+    const input = phaseInput({ request: lb, progress: { phase: 'LB_UPDATE' }, tasks: swapping });
+    const [fresh, old] = input.tasks.ofDeploy('v2').concat(input.tasks.ofDeploy('v1'));
     const result = stepLbUpdate({
       ...input,
-      progress: { ...input.progress, pendingLbUpdate: waiting({ add: [id] }) },
-      obs: { ...input.obs, lbOps: { 'web-v2-lb1': { state: 'SUCCESS' } } },
+      progress: { ...input.progress, pendingLbUpdate: waiting({ add: [fresh!.taskId.id], remove: [old!.taskId.id] }) },
+      obs: { ...input.obs, lbOps: { 'web-v2-lb1': { state: seen } } },
     });
-    expect(result.tasks?.map((t) => t.lb.add)).toEqual([{ operationId: 'web-v2-lb1', state: 'SUCCESS', timestamp: T0 }]);
-    expect(result).toMatchObject({ to: 'ACCEPTANCE', operationId: 'web-v2-lb1' });
+    const after = input.tasks.with(result.tasks ?? []);
+    expect(after.get(fresh!.taskId.id)?.lb.add).toEqual({ operationId: 'web-v2-lb1', state: newAdd, timestamp: T0 });
+    expect(after.get(old!.taskId.id)?.lb.remove?.state).toBe(oldRemove);
+    expect(after.get(old!.taskId.id)?.lb.add?.state).toBe('SUCCESS');
+    if (seen === 'SUCCESS') expect(result).toMatchObject({ to: 'ACCEPTANCE', operationId: 'web-v2-lb1' });
+    else expect(result).toMatchObject({ end: { state: 'FAILED' } });
+  });
+
+  it('adds again a healthy new task whose earlier add was cancelled', () => {
+    const input = phaseInput({
+      request: lb,
+      progress: { phase: 'LB_UPDATE' },
+      tasks: (_v1, v2) => [{ ...testTask(v2, 1, 'healthy'), lb: { add: { operationId: 'x', state: 'CANCELED', timestamp: T0 } } }],
+    });
+    const result = stepLbUpdate(input);
+    expect(result.actions).toMatchObject([{ kind: 'lbApply', add: [input.tasks.all()[0]!.taskId.id] }]);
   });
 });

@@ -1,5 +1,5 @@
 import type { LbOpState, TaskRecord } from '../../model.ts';
-import { inLb, touchesLb } from '../../tasks.ts';
+import { inLb, lbMembers, needsLbAdd, settleLbOperationOnTasks, touchesLb } from '../../tasks.ts';
 import type { TaskView } from '../../task-view.ts';
 import { reasons } from '../reasons.ts';
 import { healthyNew, oldTasks, type PhaseInput, type PhaseResult } from '../phase.ts';
@@ -23,7 +23,7 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
       return { progress, wait: { why: `LB operation ${op.loadBalancerRequestId} in flight`, until: deadline } };
     }
     const finished: LbUpdate = { ...op, state: seen.state, ...(seen.message ? { message: seen.message } : {}) };
-    const tasks = recordLbState(input.tasks, finished, seen.state, now);
+    const tasks = settleLbOperationOnTasks((id) => input.tasks.get(id), { ...op, operationId: op.loadBalancerRequestId }, seen.state, now);
     const settled = { ...progress, pendingLbUpdate: undefined, lbUpdates: [...progress.lbUpdates, finished] };
     if (seen.state !== 'SUCCESS') {
       const message = reasons.lbFailed(seen.message);
@@ -50,7 +50,7 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
     };
   }
 
-  const add = healthyNew(input).filter((t) => !touchesLb(t));
+  const add = healthyNew(input).filter(needsLbAdd);
   const remove = progress.canary ? [] : oldTasks(input).filter(touchesLb);
   if (add.length === 0 && remove.length === 0) {
     if (healthyNew(input).every(inLb)) {
@@ -91,18 +91,10 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
   };
 }
 
-/** The operation's state on each task it adds or removes. */
+/** A new operation, WAITING, on each task it adds or removes. */
 function recordLbState(tasks: TaskView, op: LbUpdate, state: LbOpState, now: number): TaskRecord[] {
-  const changes: TaskRecord[] = [];
-  for (const [ids, which] of [
-    [op.add, 'add'],
-    [op.remove, 'remove'],
-  ] as const) {
-    for (const id of ids) {
-      const task = tasks.get(id);
-      if (!task) continue;
-      changes.push({ ...task, lb: { ...task.lb, [which]: { operationId: op.loadBalancerRequestId, state, timestamp: now } } });
-    }
-  }
-  return changes;
+  return lbMembers((id) => tasks.get(id), op).map(({ task, which }) => ({
+    ...task,
+    lb: { ...task.lb, [which]: { operationId: op.loadBalancerRequestId, state, timestamp: now } },
+  }));
 }
