@@ -297,6 +297,8 @@ export interface TaskRun extends RunParameters {
   overdue?: { at: number; expectedMillis: number };
   /** the engine has acted on its end (retry or not); set once it ended */
   settled?: boolean;
+  /** times this run was started again because a port it needed was taken (not retries) */
+  portRetries?: number;
 }
 
 export interface TaskRecord {

@@ -301,6 +301,17 @@ describe('runs on hosts', () => {
     expect(again.started.map((t) => [t.taskId.host, t.run?.runId, t.run?.retry])).toEqual([['b', 'r', 0]]);
   });
 
+  it.each([
+    [0, true],
+    [2, true],
+    [3, false],
+  ])('a run whose port was taken (%i times before) runs again without using a retry: %s', (before, again) => {
+    const run = { trigger: 'ONEOFF' as const, runId: 'p', successfulExitCodes: [0], retry: 0, portRetries: before };
+    const died = { ...testTask(v1, 1, 'exited', T0, 'a'), portInUse: true, run };
+    const started = step(job('ON_DEMAND'), { tasks: [died], hosts: [small('a')] }).started;
+    expect(started.map((t) => [t.run?.runId, t.run?.retry, t.run?.portRetries])).toEqual(again ? [['p', 0, before + 1]] : []);
+  });
+
   it('a run that failed on a host that answers is retried only as numRetriesOnFailure says', () => {
     const failed = { ...testTask(v1, 1, 'exited', T0, 'a'), run: { trigger: 'ONEOFF' as const, successfulExitCodes: [0], retry: 0 } };
     expect(step(job('ON_DEMAND'), { tasks: [failed], hosts: [small('a')] }).started).toEqual([]);

@@ -33,6 +33,7 @@ import {
   type TaskRecord,
   type TaskRun,
 } from '../model.ts';
+import { MAX_PORT_IN_USE_RETRIES } from '../deploy/failures.ts';
 import { placerFor } from '../deploy/phase.ts';
 import type { Placer } from '../placement.ts';
 import { applyDeployResult } from '../request/apply-result.ts';
@@ -123,14 +124,23 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
     const { settled: _s, overdue: _o, killAfter: _k, dueAt: _d, successfulExitCodes: _c, ...params } = t.run;
     // Lost with its host, or never started because its host went away: not the run's failure,
     // so it runs again elsewhere without using a retry.
+    // So is a port taken by something else when it started (a few times, as for services).
+    const portRetries = t.run.portRetries ?? 0;
+    const portTaken = t.portInUse === true && !t.cleanup && portRetries < MAX_PORT_IN_USE_RETRIES;
     const hostGone =
       t.lostWithHost !== undefined && !t.cleanup
         ? `run lost with host ${t.lostWithHost}`
         : t.cleanup?.reason === 'RESCHEDULED'
           ? `run could not start on host ${t.taskId.host}`
-          : undefined;
+          : portTaken
+            ? `a port the run needed was taken (${portRetries + 1} of ${MAX_PORT_IN_USE_RETRIES})`
+            : undefined;
     if (hostGone && wanted) {
-      const again = start(active, t.taskId.instanceNo, { ...params, retryOf: t.taskId.id });
+      const again = start(active, t.taskId.instanceNo, {
+        ...params,
+        retryOf: t.taskId.id,
+        ...(portTaken ? { portRetries: portRetries + 1 } : {}),
+      });
       notes.push({ level: 'warn', msg: `${hostGone}; run again`, taskId: again.taskId.id, ...runIdOf(t.run) });
       continue;
     }
