@@ -36,6 +36,19 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /api/track/run/:requestId/:runId': read,
   'GET /api/track/task/:taskId': read,
   'POST /api/requests/request/:id/rollback': deploy,
+  'GET /api/requests/ids': read,
+  'GET /api/requests/active': read,
+  'GET /api/requests/paused': read,
+  'GET /api/requests/cooldown': read,
+  'GET /api/requests/finished': read,
+  'GET /api/requests/request/:id/simple': read,
+  'PUT /api/requests/request/:id/skip-healthchecks': deploy,
+  'POST /api/requests/request/:id/exit-cooldown': deploy,
+  // Singularity's expiring actions: the change stays, its expiry is dropped.
+  'DELETE /api/requests/request/:id/scale': deploy,
+  'DELETE /api/requests/request/:id/pause': deploy,
+  'DELETE /api/requests/request/:id/bounce': deploy,
+  'DELETE /api/requests/request/:id/skip-healthchecks': deploy,
 
   'POST /api/deploys': deploy,
   // A dry run: it stores nothing, so it is not audited (the UI calls it as you type).
@@ -50,6 +63,10 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /api/history/request/:id/deploy/:deployId': read,
   'GET /api/history/task/:taskId': read,
   'GET /api/history/request/:id/tasks': read,
+  'GET /api/history/request/:id/tasks/active': read,
+  'GET /api/history/request/:id/deploy/:deployId/tasks/active': read,
+  'GET /api/history/request/:id/deploy/:deployId/tasks/inactive': read,
+  'GET /api/history/request/:id/requests': read,
 
   'GET /api/tasks/active': read,
   'GET /api/tasks/request/:requestId': read,
@@ -57,6 +74,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /api/tasks/task/:taskId': read,
   'DELETE /api/tasks/task/:taskId': deploy,
   'GET /api/sandbox/:taskId/read': read,
+  'GET /api/sandbox/:taskId/browse': read,
+  // A sandbox's files can hold what the task was given (artifacts, config), which read tokens
+  // never see in the deploy's env either: downloads need the deploy role. Not a change: not audited.
+  'GET /api/sandbox/:taskId/download': { role: 'deploy', audit: false },
+  'GET /api/tasks/active/ids': read,
+  'GET /api/tasks/counts/request/:requestId': read,
+  'GET /api/tasks/task/:taskId/cleanup': read,
 
   'GET /api/state': read,
   'GET /api/openapi.json': read,

@@ -26,7 +26,18 @@ import { openApiDocument } from './openapi.ts';
 import { UI_DIR } from '../paths.ts';
 import type { FledgeService } from './service.ts';
 import { parse, schemas } from './validate.ts';
-import { deployHistoryView, groupTaskIds, pendingDeployView, requestParent, taskView, type DeployAction } from './views.ts';
+import { registerCompatRoutes } from './compat-routes.ts';
+import { requestOut, STATE_ZEROES, taskCleanupOut } from './singularity-shapes.ts';
+import {
+  deployHistoryView,
+  groupTaskIds,
+  pendingDeployView,
+  requestParent,
+  taskHistoryOut,
+  tasksOut,
+  taskView,
+  type DeployAction,
+} from './views.ts';
 
 export interface AppDeps {
   store: Store;
@@ -123,19 +134,20 @@ export function createApp(deps: AppDeps): Hono {
   app.delete('/api/requests/request/:id', async (c) => {
     parse(schemas.deleteRequest, await optionalBody(c));
     const record = await service.setState(c.req.param('id'), 'delete');
-    return c.json(await requestParent(store, record));
+    // Singularity answers a delete with the SingularityRequest; Fledge's request parent alongside.
+    return c.json({ ...requestOut(record.request), ...(await requestParent(store, record)) });
   });
   app.put('/api/requests/request/:id/scale', async (c) => {
-    const { value } = parse(schemas.scale, await readJson(c));
+    const { value, warnings } = parse(schemas.scale, await readJson(c));
     checkInstances('instances', value.instances);
-    const record = await service.scale(c.req.param('id'), value.instances);
-    return c.json(await requestParent(store, record));
+    const record = await service.scale(c.req.param('id'), value, userOf(c));
+    return c.json({ ...(await requestParent(store, record)), warnings });
   });
   for (const action of ['pause', 'unpause', 'bounce'] as const) {
     app.post(`/api/requests/request/:id/${action}`, async (c) => {
-      parse(schemas[action], await optionalBody(c));
-      const record = await service.setState(c.req.param('id'), action);
-      return c.json(await requestParent(store, record));
+      const { value, warnings } = parse(schemas[action], await optionalBody(c));
+      const record = await service.setState(c.req.param('id'), action, value, userOf(c));
+      return c.json({ ...(await requestParent(store, record)), warnings });
     });
   }
   registerJobRoutes(app, { store, service, clock, webhookAllow: deps.webhookAllow ?? (() => true) });
@@ -198,36 +210,38 @@ export function createApp(deps: AppDeps): Hono {
     const entries = await store.listDeployHistory(id);
     if (entries.length === 0 && !(await store.getRequest(id))) throw notFound(`Request ${id} not found`);
     const actions = await deployActions(store, id);
-    return c.json(entries.map((e) => deployHistoryView(e, pending, actions.get(e.deployId))));
+    return c.json(await Promise.all(entries.map((e) => deployHistoryView(store, e, pending, actions.get(e.deployId)))));
   });
   app.get('/api/history/request/:id/deploy/:deployId', async (c) => {
     const { id, deployId } = c.req.param();
     const entry = await store.getDeployHistory(id, deployId);
     if (!entry) throw notFound(`Deploy ${deployId} of request ${id} not found`);
     const actions = await deployActions(store, id, deployId);
-    return c.json(deployHistoryView(entry, await store.getPending(id), actions.get(deployId)));
+    return c.json(await deployHistoryView(store, entry, await store.getPending(id), actions.get(deployId)));
   });
-  app.get('/api/history/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
+  app.get('/api/history/task/:taskId', async (c) => c.json(await taskHistoryOut(store, await getTask(c.req.param('taskId')))));
   app.get('/api/history/request/:id/tasks', async (c) => {
     const tasks = await store.listTasks({ requestId: c.req.param('id'), limit: 200 });
     return c.json(tasks.filter((t) => !isLive(t.state)).map(taskView));
   });
 
   // ---- tasks ----
-  app.get('/api/tasks/active', async (c) => c.json((await store.listTasks({ live: true })).map(taskView)));
+  app.get('/api/tasks/active', async (c) => c.json(await tasksOut(store, await store.listTasks({ live: true }))));
   app.get('/api/tasks/request/:requestId', async (c) => {
     await getRecord(c.req.param('requestId'));
-    return c.json((await store.listTasks({ requestId: c.req.param('requestId'), live: true })).map(taskView));
+    return c.json(await tasksOut(store, await store.listTasks({ requestId: c.req.param('requestId'), live: true })));
   });
   app.get('/api/tasks/ids/request/:requestId', async (c) => {
     await getRecord(c.req.param('requestId'));
     return c.json(groupTaskIds(await store.listTasks({ requestId: c.req.param('requestId'), live: true })));
   });
-  app.get('/api/tasks/task/:taskId', async (c) => c.json(taskView(await getTask(c.req.param('taskId')))));
+  app.get('/api/tasks/task/:taskId', async (c) => c.json((await tasksOut(store, [await getTask(c.req.param('taskId'))]))[0]));
   app.delete('/api/tasks/task/:taskId', async (c) => {
-    const { value } = parse(schemas.killTask, await optionalBody(c));
+    const { value, warnings } = parse(schemas.killTask, await optionalBody(c));
     await service.killTask(c.req.param('taskId'), value.message, value.waitForReplacementTask ?? false);
-    return c.json(taskView(await getTask(c.req.param('taskId'))));
+    // Singularity answers a kill with the SingularityTaskCleanup; Fledge's task view alongside.
+    const task = await getTask(c.req.param('taskId'));
+    return c.json({ ...taskView(task), ...taskCleanupOut(task, userOf(c)), warnings });
   });
   app.get('/api/sandbox/:taskId/read', async (c) => {
     const task = await getTask(c.req.param('taskId'));
@@ -244,6 +258,9 @@ export function createApp(deps: AppDeps): Hono {
   // ---- hosts ----
   registerHostRoutes(app, deps);
 
+  // ---- the rest of Singularity's endpoints a pipeline uses ----
+  registerCompatRoutes(app, { store, service, runtime, clock, userOf, getRecord, getTask, optionalBody });
+
   // ---- operations ----
   app.get('/api/state', async (c) => {
     const [requests, pending, tasks, cluster] = await Promise.all([
@@ -253,14 +270,52 @@ export function createApp(deps: AppDeps): Hono {
       deps.cluster?.(),
     ]);
     const count = (s: string) => requests.filter((r) => r.state === s).length;
+    const hosts = deps.hosts?.list() ?? [];
+    const hostCount = (s: string) => hosts.filter((h) => h.state === s).length;
+    const agents = { active: hostCount('ACTIVE'), dead: hostCount('UNREACHABLE'), decommissioning: hostCount('DECOMMISSIONING') };
+    const now = clock.now();
+    const oldest = pending.reduce((min, p) => Math.min(min, p.startedAt), now);
+    const provisioned = requests
+      .filter((r) => r.state === 'ACTIVE')
+      .map((r) => ({
+        id: r.request.id,
+        wanted: r.request.instances,
+        live: tasks.filter((t) => t.taskId.requestId === r.request.id && !t.cleanup).length,
+      }));
     return c.json({
+      // SingularityState: every counter, 0 where it has no meaning here (no Mesos, no cooldown).
+      ...STATE_ZEROES,
       activeRequests: count('ACTIVE'),
       pausedRequests: count('PAUSED'),
+      cleaningRequests: count('DELETING'),
+      allRequests: requests.filter((r) => r.state !== 'DELETED').length,
+      activeTasks: tasks.length,
+      launchingTasks: tasks.filter((t) => t.state === 'TASK_LAUNCHED' || t.state === 'TASK_STARTING').length,
+      cleaningTasks: tasks.filter((t) => t.cleanup).length,
+      numDeploys: pending.length,
+      activeDeploys: pending.map((p) => ({ requestId: p.requestId, deployId: p.deployId, timestamp: p.startedAt })),
+      oldestDeploy: pending.length > 0 ? now - oldest : 0,
+      oldestDeployStep: pending.reduce((max, p) => Math.max(max, now - p.progress.stepStartedAt), 0),
+      activeAgents: agents.active,
+      activeSlaves: agents.active,
+      deadAgents: agents.dead,
+      deadSlaves: agents.dead,
+      decommissioningAgents: agents.decommissioning,
+      decommissioningSlaves: agents.decommissioning,
+      decomissioningSlaves: agents.decommissioning,
+      unknownAgents: 0,
+      unknownSlaves: 0,
+      overProvisionedRequestIds: provisioned.filter((p) => p.live > p.wanted).map((p) => p.id),
+      underProvisionedRequestIds: provisioned.filter((p) => p.live < p.wanted).map((p) => p.id),
+      overProvisionedRequests: provisioned.filter((p) => p.live > p.wanted).length,
+      underProvisionedRequests: provisioned.filter((p) => p.live < p.wanted).length,
+      authDatastoreHealthy: true,
+      generatedAt: now,
+      lastHeartbeatAt: now,
+      // Fledge's own counters
       deletingRequests: count('DELETING'),
       pendingDeploys: pending.length,
-      activeTasks: tasks.length,
       healthyTasks: groupTaskIds(tasks).healthy.length,
-      cleaningTasks: tasks.filter((t) => t.cleanup).length,
       waitingTasks: tasks.filter((t) => t.waitingReason).length,
       ...cluster,
     });

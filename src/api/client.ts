@@ -544,7 +544,7 @@ export class FledgeClient {
     const res = await this.#send(method, path, body);
     if (!res.ok) throw await apiError(res, method, path);
     const text = await res.text();
-    return (text === '' ? undefined : JSON.parse(text)) as T;
+    return (text === '' ? undefined : fledgeFields(JSON.parse(text))) as T;
   }
 
   async #send(method: Method, path: string, body?: unknown, signal?: AbortSignal, extra: Record<string, string> = {}): Promise<Response> {
@@ -563,6 +563,27 @@ export class FledgeClient {
       throw new FledgeConnectionError(this.baseUrl, connectReason(err));
     }
   }
+}
+
+/**
+ * The server writes Singularity's shapes with Fledge's values alongside (fledgeLbUpdates,
+ * fledgeAcceptanceMode, fledgeDeployFailures: api/singularity-shapes.ts); this client reads
+ * Fledge's, under the field names of Fledge's own types.
+ */
+export function fledgeFields(value: unknown, depth = 0): unknown {
+  if (depth > 64 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => fledgeFields(v, depth + 1));
+  const o = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[k] = fledgeFields(v, depth + 1);
+  if ('fledgeLbUpdates' in o) {
+    out.lbUpdates = out.fledgeLbUpdates;
+    if ('fledgePendingLbUpdate' in o) out.pendingLbUpdate = out.fledgePendingLbUpdate;
+    else delete out.pendingLbUpdate;
+  }
+  if ('fledgeAcceptanceMode' in o) out.acceptanceMode = o.fledgeAcceptanceMode;
+  if ('fledgeDeployFailures' in o) out.deployFailures = out.fledgeDeployFailures;
+  return out;
 }
 
 /** Drop undefined fields so the server sees only what the caller set. */

@@ -57,10 +57,13 @@ describe('POST /api/deploys input errors', () => {
   });
 
   it('rejects a deploy id used before for the request', async () => {
-    await f.seedDeploy('svc', { id: 'v1' }, { at: 1 });
+    await f.seedDeploy('svc', { id: 'v1', command: 'node old.mjs' }, { at: 1 });
     const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v1'));
     expect(res.status).toBe(400);
     expect(res.body.message).toContain('v1 was already used');
+    // Unchanged, but it failed: posting it again is not a retry of what serves.
+    await f.seedDeploy('svc', { id: 'v2' }, { at: 2, state: 'FAILED' });
+    expect((await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v2'))).body.message).toContain('v2 was already used');
   });
 
   it('answers 404 for a deploy of an unknown request', async () => {
@@ -94,6 +97,22 @@ describe('POST /api/deploys state conflicts', () => {
     expect(res.status).toBe(200);
     expect(res.body.pendingDeploy.id).toBe('v1');
     expect(f.woken).toContain('svc');
+  });
+
+  it('answers a deploy posted again unchanged (a retry) with what exists, and the same id with other content 400', async () => {
+    const first = await f.post<{ pendingDeploy: { id: string; timestamp: number } }>('/api/deploys', deployBody('svc', 'v1'));
+    expect(first.status).toBe(200);
+    const again = await f.post<{ pendingDeploy: { id: string; timestamp: number }; warnings?: string[] }>(
+      '/api/deploys',
+      deployBody('svc', 'v1'),
+    );
+    expect(again.status).toBe(200);
+    expect(again.body.pendingDeploy).toEqual(first.body.pendingDeploy);
+    expect(JSON.stringify(again.body)).toContain('already created with this content');
+    expect(await f.store.listDeployHistory('svc')).toHaveLength(1);
+    const other = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v1', { command: 'something else' }));
+    expect(other.status).toBe(409);
+    expect(other.body.message).toContain('pending deploy v1');
   });
 
   it('answers 409 naming the pending deploy for a second one', async () => {
@@ -155,7 +174,10 @@ describe('POST /api/deploys/plan', () => {
     await f.createRequest('web', { loadBalanced: true, instances: 3 });
     await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
     const woken = f.woken.length;
-    const res = await f.post<PlanBody>('/api/deploys/plan', deployBody('web', 'v2', { ...lbDeploy('/web', true), executorData: {} }));
+    const res = await f.post<PlanBody>(
+      '/api/deploys/plan',
+      deployBody('web', 'v2', { ...lbDeploy('/web', true), customExecutorCmd: '/usr/bin/executor' }),
+    );
     expect(res.status).toBe(200);
     expect(res.body.steps.map((s) => [s.targetActiveInstances, s.oldInstances])).toEqual([
       [1, 2],
@@ -164,7 +186,7 @@ describe('POST /api/deploys/plan', () => {
     ]);
     expect(res.body.steps[0]?.loadBalanced).toEqual({ new: 1, old: 3 });
     expect(res.body.etaSeconds.min).toBeLessThan(res.body.etaSeconds.max);
-    expect(res.body.warnings.join()).toContain('executorData');
+    expect(res.body.warnings.join()).toContain('customExecutorCmd');
     expect(await f.store.listPending()).toEqual([]);
     expect(await f.store.getDeploy('web', 'v2')).toBeUndefined();
     expect(f.woken.length).toBe(woken);
@@ -188,7 +210,7 @@ describe('POST /api/deploys/plan', () => {
     { name: 'a reused deploy id', body: deployBody('svc', 'v1'), status: 400, message: 'already used' },
     { name: 'an unknown request', body: deployBody('nope', 'v2'), status: 404, message: 'nope' },
   ])('answers $status to $name, like a deploy', async ({ body, status, message }) => {
-    await f.seedDeploy('svc', { id: 'v1' }, { at: 1 });
+    await f.seedDeploy('svc', { id: 'v1', command: 'node old.mjs' }, { at: 1 });
     const plan = await f.post<ErrorBody>('/api/deploys/plan', body);
     const real = await f.post<ErrorBody>('/api/deploys', body);
     expect(plan.status).toBe(status);

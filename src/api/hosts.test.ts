@@ -136,7 +136,7 @@ describe('hosts API', () => {
     expect(freeze.status).toBe(200);
     expect(freeze.body).toMatchObject({ currentState: { state: 'FROZEN', message: 'kernel upgrade' } });
     expect(freeze.body.warnings).toEqual([
-      'durationMillis: accepted and stored, but Fledge does not act on it (Fledge has no expiring actions)',
+      'durationMillis: accepted and stored, but Fledge does not act on it (host state changes do not expire in Fledge)',
     ]);
     expect((await call('POST', '/api/agents/agent/d1/freeze')).status).toBe(409);
     clock.advance(1000);

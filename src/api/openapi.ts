@@ -11,10 +11,19 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     get: { summary: 'Get a request', params: ['id'] },
     delete: { summary: 'Delete a request', params: ['id'], body: 'DeleteRequestBody' },
   },
-  '/api/requests/request/{id}/scale': { put: { summary: 'Scale a request', params: ['id'], body: 'ScaleBody' } },
-  '/api/requests/request/{id}/pause': { post: { summary: 'Pause a request', params: ['id'], body: 'PauseBody' } },
+  '/api/requests/request/{id}/scale': {
+    put: { summary: 'Scale a request, for a while with durationMillis', params: ['id'], body: 'ScaleBody' },
+    delete: { summary: 'Keep the scale and drop its expiry', params: ['id'] },
+  },
+  '/api/requests/request/{id}/pause': {
+    post: { summary: 'Pause a request, for a while with durationMillis', params: ['id'], body: 'PauseBody' },
+    delete: { summary: 'Stay paused and drop the expiry', params: ['id'] },
+  },
   '/api/requests/request/{id}/unpause': { post: { summary: 'Unpause a request', params: ['id'], body: 'UnpauseBody' } },
-  '/api/requests/request/{id}/bounce': { post: { summary: 'Replace every task, new before old', params: ['id'], body: 'BounceBody' } },
+  '/api/requests/request/{id}/bounce': {
+    post: { summary: 'Replace every task, new before old; given up after durationMillis', params: ['id'], body: 'BounceBody' },
+    delete: { summary: 'Keep bouncing without the expiry', params: ['id'] },
+  },
   '/api/requests/request/{id}/run': {
     post: {
       summary: 'Run now (ON_DEMAND, SCHEDULED): queue a run with runId, commandLineArgs, envOverrides, resources',
@@ -30,6 +39,19 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     get: { summary: "A run's state: its task's history, or its place in the queue", params: ['requestId', 'runId'] },
   },
   '/api/track/task/{taskId}': { get: { summary: "A task's state and history", params: ['taskId'] } },
+  '/api/requests/ids': { get: { summary: 'Request ids (not deleted)' } },
+  '/api/requests/active': { get: { summary: 'Active requests' } },
+  '/api/requests/paused': { get: { summary: 'Paused requests' } },
+  '/api/requests/cooldown': { get: { summary: 'Active requests with an instance in crash-loop backoff' } },
+  '/api/requests/finished': { get: { summary: 'Finished requests (none: Fledge runs long-running requests)' } },
+  '/api/requests/request/{id}/simple': { get: { summary: 'A request (as GET /api/requests/request/{id})', params: ['id'] } },
+  '/api/requests/request/{id}/skip-healthchecks': {
+    put: { summary: "Set the request's skipHealthchecks, for a while with durationMillis", params: ['id'], body: 'SkipHealthchecksBody' },
+    delete: { summary: 'Keep skipHealthchecks as it is and drop its expiry', params: ['id'] },
+  },
+  '/api/requests/request/{id}/exit-cooldown': {
+    post: { summary: 'Clear the crash-loop backoff of every instance', params: ['id'], body: 'ExitCooldownBody' },
+  },
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
   '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
   '/api/requests/request/{id}/rollback': {
@@ -48,7 +70,18 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   },
   '/api/history/task/{taskId}': { get: { summary: 'A task, finished or not', params: ['taskId'] } },
   '/api/history/request/{id}/tasks': { get: { summary: "A request's finished tasks", params: ['id'] } },
+  '/api/history/request/{id}/tasks/active': { get: { summary: "A request's live tasks (SingularityTaskIdHistory)", params: ['id'] } },
+  '/api/history/request/{id}/deploy/{deployId}/tasks/active': {
+    get: { summary: "A deploy's live tasks (SingularityTaskIdHistory)", params: ['id', 'deployId'] },
+  },
+  '/api/history/request/{id}/deploy/{deployId}/tasks/inactive': {
+    get: { summary: "A deploy's finished tasks (SingularityTaskIdHistory)", params: ['id', 'deployId'] },
+  },
+  '/api/history/request/{id}/requests': { get: { summary: "The request's history, from the audit log", params: ['id'] } },
   '/api/tasks/active': { get: { summary: 'Live tasks' } },
+  '/api/tasks/active/ids': { get: { summary: 'Live task ids' } },
+  '/api/tasks/counts/request/{requestId}': { get: { summary: "A request's live task counts", params: ['requestId'] } },
+  '/api/tasks/task/{taskId}/cleanup': { get: { summary: "A task's cleanup (404 when it is not being stopped)", params: ['taskId'] } },
   '/api/tasks/request/{requestId}': { get: { summary: "A request's live tasks", params: ['requestId'] } },
   '/api/tasks/ids/request/{requestId}': { get: { summary: "A request's task ids by state", params: ['requestId'] } },
   '/api/tasks/task/{taskId}': {
@@ -56,6 +89,8 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     delete: { summary: 'Kill a task', params: ['taskId'], body: 'KillTaskBody' },
   },
   '/api/sandbox/{taskId}/read': { get: { summary: 'Read stdout or stderr', params: ['taskId'] } },
+  '/api/sandbox/{taskId}/browse': { get: { summary: "List a folder of the task's sandbox (?path=)", params: ['taskId'] } },
+  '/api/sandbox/{taskId}/download': { get: { summary: "Download a file of the task's sandbox (?path=)", params: ['taskId'] } },
   '/api/hosts': { get: { summary: 'Hosts: state, capacity, reservations and tasks' } },
   '/api/hosts/{id}': { get: { summary: 'A host', params: ['id'] } },
   '/api/hosts/{id}/decommission': {

@@ -1,12 +1,21 @@
 // The API's domain operations: check, record intent atomically, wake the loop. The API
 // never drives the state machine itself.
+import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../core/clock.ts';
 import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { isLive, isRunToCompletion, type Deploy, type FledgeRequest, type QueuedRun, type RequestRecord } from '../core/model.ts';
+import {
+  isLive,
+  isRunToCompletion,
+  type Deploy,
+  type ExpiringKind,
+  type FledgeRequest,
+  type QueuedRun,
+  type RequestRecord,
+} from '../core/model.ts';
 import { deployEvent, requestEvent, taskEvents, type RequestHistoryType } from '../core/webhooks.ts';
 import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
@@ -171,7 +180,36 @@ export class FledgeService {
 
   /** `user`: the name of the token that asked (Singularity's deployMarker.user). */
   async createDeploy(input: DeployInput, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
-    return this.#write(input.deploy.requestId, async () => this.#commitDeploy(input, await this.prepareDeploy(input), user));
+    return this.#write(input.deploy.requestId, async () => {
+      const again = await this.#sameDeployAgain(input);
+      if (again) return again;
+      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
+    });
+  }
+
+  /**
+   * The pending or active deploy posted again exactly as it was created (a client retrying after
+   * its connection, or the scheduler, died before the answer) is answered with what exists
+   * instead of a 409 or 400: a retry changes nothing. Other content under a used id, or a
+   * failed or replaced deploy's id, is still refused (ids are never reused).
+   */
+  async #sameDeployAgain(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] } | undefined> {
+    const { requestId, id } = input.deploy;
+    const record = await this.#live(requestId);
+    // Only the deploy in flight, or the one serving: a failed or replaced one posted again is a 400.
+    if (record.pendingDeployId !== id && record.activeDeployId !== id) return undefined;
+    const existing = await this.d.store.getDeploy(requestId, id);
+    if (!existing) return undefined;
+    const plain = (d: Deploy) => {
+      const { timestamp: _t, ...rest } = JSON.parse(JSON.stringify(d)) as Deploy;
+      return rest;
+    };
+    const asked = plain(input.deploy);
+    // The server may have turned canary off on creation (an LB change it allows that way).
+    const withoutCanary = { ...asked, canaryDeploySettings: { ...asked.canaryDeploySettings, enableCanaryDeploy: false } };
+    const was = plain(existing);
+    if (!isDeepStrictEqual(was, asked) && !isDeepStrictEqual(was, withoutCanary)) return undefined;
+    return { record, warnings: [`Deploy ${id} was already created with this content: nothing changed`] };
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
@@ -287,12 +325,23 @@ export class FledgeService {
     });
   }
 
-  async scale(requestId: string, instances: number): Promise<RequestRecord> {
+  async scale(
+    requestId: string,
+    scale: number | (ActionInput & { instances: number; bounce?: boolean }),
+    user?: string,
+  ): Promise<RequestRecord> {
+    const body = typeof scale === 'number' ? { instances: scale } : scale;
+    const { instances } = body;
     return this.#write(requestId, async () => {
       const record = await this.#live(requestId);
       if (instances === record.request.instances) {
         throw badRequest(`instances: request ${requestId} already has ${instances} instance(s)`, [
           { field: 'instances', rule: 'must change' },
+        ]);
+      }
+      if (record.request.maxScale !== undefined && instances > record.request.maxScale) {
+        throw badRequest(`instances: must be at most the request's maxScale (${record.request.maxScale})`, [
+          { field: 'instances', rule: `<= ${record.request.maxScale}` },
         ]);
       }
       const pending = await this.d.store.getPending(requestId);
@@ -305,13 +354,24 @@ export class FledgeService {
         ]);
       }
       const now = this.d.clock.now();
-      const next = { ...record, request: { ...record.request, instances }, timestamp: now };
+      let next: RequestRecord = { ...record, request: { ...record.request, instances }, timestamp: now };
+      if (body.bounce && next.state === 'ACTIVE' && next.activeDeployId && !isRunToCompletion(next.request.requestType))
+        next.bounce = { startedAt: now, ...(body.message ? { message: body.message } : {}) };
+      // A new scale replaces an expiring one: its revert is to what the request had before either.
+      const revertTo = record.expiring?.scale?.revertToInstances ?? record.request.instances;
+      next = withExpiring(next, 'scale', body, now, user, { revertToInstances: revertTo, ...(body.bounce ? { bounce: true } : {}) });
       await this.d.store.apply({ requests: [next], webhookEvents: [requestEvent('SCALED', next.request, now)] });
+      this.d.events.publish({ type: 'REQUEST', at: now, request: next });
       return next;
     });
   }
 
-  async setState(requestId: string, action: 'pause' | 'unpause' | 'delete' | 'bounce'): Promise<RequestRecord> {
+  async setState(
+    requestId: string,
+    action: 'pause' | 'unpause' | 'delete' | 'bounce',
+    body: ActionInput = {},
+    user?: string,
+  ): Promise<RequestRecord> {
     return this.#write(requestId, async () => {
       const record = await this.#live(requestId);
       const now = this.d.clock.now();
@@ -320,23 +380,31 @@ export class FledgeService {
         case 'pause':
           if (record.state === 'PAUSED') throw conflict(`Request ${requestId} is already paused`);
           if (record.state === 'DELETING') throw conflict(`Request ${requestId} is being deleted`);
-          next = { ...record, state: 'PAUSED' };
+          next = withExpiring({ ...record, state: 'PAUSED' }, 'pause', body, now, user);
           delete next.bounce;
+          if (next.expiring?.bounce) next = dropExpiring(next, 'bounce');
           break;
         case 'unpause':
           if (record.state !== 'PAUSED') throw conflict(`Request ${requestId} is not paused (state ${record.state})`);
-          next = { ...record, state: 'ACTIVE' };
+          next = dropExpiring({ ...record, state: 'ACTIVE' }, 'pause');
           delete next.backoff;
           break;
         case 'delete':
           next = { ...record, state: 'DELETING' };
+          delete next.expiring;
           break;
         case 'bounce':
           if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is not active (state ${record.state})`);
           if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to bounce`);
           if (isRunToCompletion(record.request.requestType))
             throw conflict(`Request ${requestId} is a ${record.request.requestType}; its runs are not bounced`);
-          next = { ...record, bounce: { startedAt: now } };
+          next = withExpiring(
+            { ...record, bounce: { startedAt: now, ...(body.message ? { message: body.message } : {}) } },
+            'bounce',
+            body,
+            now,
+            user,
+          );
           break;
       }
       next.timestamp = now;
@@ -406,6 +474,46 @@ export class FledgeService {
     });
   }
 
+  /** PUT .../skip-healthchecks: the request's skipHealthchecks, for a while when durationMillis is given. */
+  async skipHealthchecks(requestId: string, body: ActionInput & { skipHealthchecks: boolean }, user?: string): Promise<RequestRecord> {
+    return this.#write(requestId, async () => {
+      const record = await this.#live(requestId);
+      const now = this.d.clock.now();
+      const before = record.expiring?.skipHealthchecks?.revertToSkipHealthchecks ?? record.request.skipHealthchecks ?? false;
+      let next: RequestRecord = { ...record, request: { ...record.request, skipHealthchecks: body.skipHealthchecks }, timestamp: now };
+      next = withExpiring(next, 'skipHealthchecks', body, now, user, { revertToSkipHealthchecks: before });
+      await this.d.store.apply({ requests: [next] });
+      this.d.events.publish({ type: 'REQUEST', at: now, request: next });
+      return next;
+    });
+  }
+
+  /** POST .../exit-cooldown: Fledge's cooldown is its crash-loop backoff; this clears it. */
+  async exitCooldown(requestId: string): Promise<RequestRecord> {
+    return this.#write(requestId, async () => {
+      const record = await this.#live(requestId);
+      if (!record.backoff || Object.keys(record.backoff).length === 0) {
+        throw conflict(`Request ${requestId} is not in cooldown (no instance is backing off after crashes)`);
+      }
+      const now = this.d.clock.now();
+      const next: RequestRecord = { ...record, timestamp: now };
+      delete next.backoff;
+      await this.d.store.apply({ requests: [next] });
+      return next;
+    });
+  }
+
+  /** DELETE .../scale, .../pause, .../bounce, .../skip-healthchecks: the change stays, its expiry is dropped. */
+  async cancelExpiring(requestId: string, kind: ExpiringKind): Promise<RequestRecord> {
+    return this.#write(requestId, async () => {
+      const record = await this.#live(requestId);
+      if (!record.expiring?.[kind]) throw notFound(`Request ${requestId} has no expiring ${kind}`);
+      const next = { ...dropExpiring(record, kind), timestamp: this.d.clock.now() };
+      await this.d.store.apply({ requests: [next] });
+      return next;
+    });
+  }
+
   /** Kill a task; with waitForReplacement it is stopped only once its replacement serves. */
   async killTask(taskId: string, message?: string, waitForReplacement = false): Promise<void> {
     const task = await this.d.store.getTask(taskId);
@@ -433,6 +541,44 @@ export class FledgeService {
       await this.d.store.apply({ tasks: [killed], webhookEvents: taskEvents(current, killed) });
     });
   }
+}
+
+/** The parts of an action body an expiring action keeps. */
+export interface ActionInput {
+  message?: string;
+  durationMillis?: number;
+  extra?: Record<string, unknown>;
+}
+
+/** The record with `kind` set to expire (durationMillis given) or its old expiry dropped (not given). */
+function withExpiring<K extends ExpiringKind>(
+  record: RequestRecord,
+  kind: K,
+  body: ActionInput,
+  now: number,
+  user: string | undefined,
+  more: Omit<NonNullable<NonNullable<RequestRecord['expiring']>[K]>, 'startMillis' | 'durationMillis'> | object = {},
+): RequestRecord {
+  if (body.durationMillis === undefined) return dropExpiring(record, kind);
+  const actionId = typeof body.extra?.actionId === 'string' ? body.extra.actionId : undefined;
+  const action = {
+    startMillis: now,
+    durationMillis: body.durationMillis,
+    ...(user !== undefined ? { user } : {}),
+    ...(body.message !== undefined ? { message: body.message } : {}),
+    ...(actionId !== undefined ? { actionId } : {}),
+    ...more,
+  };
+  return { ...record, expiring: { ...record.expiring, [kind]: action } };
+}
+
+function dropExpiring(record: RequestRecord, kind: ExpiringKind): RequestRecord {
+  if (!record.expiring?.[kind]) return record;
+  const rest = { ...record.expiring };
+  delete rest[kind];
+  const next: RequestRecord = { ...record, expiring: rest };
+  if (Object.keys(rest).length === 0) delete next.expiring;
+  return next;
 }
 
 function assertSupportedType(request: FledgeRequest): void {

@@ -1,11 +1,23 @@
 // Singularity-shaped response bodies built from stored records.
 import type { PendingDeploy } from '../core/deploy/types.ts';
-import type { RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
+import type { Deploy, FledgeRequest, RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
 import { isLive } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
 import type { DeployHistoryEntry, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
+import {
+  deployOut,
+  deployProgressOut,
+  deployResultOut,
+  expiringOut,
+  lbTaskIds,
+  requestOut,
+  singularityTaskFields,
+  taskIdHistoryFields,
+  taskLbUpdates,
+  type TaskIdLookup,
+} from './singularity-shapes.ts';
 
 /** Singularity's deploy marker; `user` is the name of the token that started the deploy. */
 export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string, user?: string) {
@@ -43,31 +55,80 @@ export function groupTaskIds(tasks: TaskRecord[]): TaskIdGroups {
   return groups;
 }
 
+/** Fledge's task view, with the fields of Singularity's task history beside its own. */
 export function taskView(t: TaskRecord) {
   const { handle: _handle, ...rest } = t;
+  const sandbox = typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined;
+  const container = typeof t.handle?.container === 'string' ? t.handle.container : undefined;
   return {
     ...rest,
     taskId: t.taskId,
     // the service's own process; pgid is the process group Fledge signals (the wrapper's)
     pid: typeof t.handle?.servicePid === 'number' ? t.handle.servicePid : typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
     pgid: typeof t.handle?.pid === 'number' ? t.handle.pid : undefined,
-    sandbox: typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined,
+    sandbox,
     // Where it runs (or was placed to run): its host, and for a container the container's name.
     host: hostOf(t),
     address: typeof t.handle?.address === 'string' ? t.handle.address : undefined,
-    container: typeof t.handle?.container === 'string' ? t.handle.container : undefined,
-    taskUpdates: t.updates.map((u) => ({ taskState: u.state, timestamp: u.timestamp, statusMessage: u.message })),
-    healthcheckResults: t.health.results,
+    container,
+    ...taskIdHistoryFields(t),
+    taskUpdates: t.updates.map((u) => ({
+      taskId: t.taskId,
+      taskState: u.state,
+      timestamp: u.timestamp,
+      ...(u.message !== undefined ? { statusMessage: u.message } : {}),
+    })),
+    healthcheckResults: t.health.results.map((r) => ({ taskId: t.taskId, ...r })),
     loadBalancerState: t.lb,
+    loadBalancerUpdates: taskLbUpdates(t),
+    ...(sandbox !== undefined ? { directory: sandbox } : {}),
+    ...(container !== undefined ? { containerId: container } : {}),
+    shellCommandHistory: [],
+    taskMetadata: [],
   };
 }
 
-export function pendingDeployView(pending: PendingDeploy, user?: string) {
+/** Tasks as SingularityTask (its request, deploy, offer, Mesos task) beside Fledge's view. */
+export async function tasksOut(store: Store, tasks: TaskRecord[]) {
+  const requests = new Map<string, Promise<FledgeRequest | undefined>>();
+  const deploys = new Map<string, Promise<Deploy | undefined>>();
+  const out = [];
+  for (const t of tasks) {
+    const { requestId, deployId } = t.taskId;
+    if (!requests.has(requestId))
+      requests.set(
+        requestId,
+        store.getRequest(requestId).then((r) => r?.request),
+      );
+    const key = `${requestId}\u0000${deployId}`;
+    if (!deploys.has(key)) deploys.set(key, store.getDeploy(requestId, deployId));
+    const [request, deploy] = await Promise.all([requests.get(requestId), deploys.get(key)]);
+    out.push({ ...taskView(t), ...singularityTaskFields(t, { request, deploy }) });
+  }
+  return out;
+}
+
+/** SingularityTaskHistory: the task (SingularityTask) and its history, Fledge's view alongside. */
+export async function taskHistoryOut(store: Store, t: TaskRecord) {
+  const [task] = await tasksOut(store, [t]);
+  const { taskId, taskRequest, offer, offers, mesosTask, rackId } = task as Record<string, unknown>;
+  return { ...task, task: { taskId, taskRequest, offer, offers, mesosTask, rackId } };
+}
+
+/** Looks up the TaskId objects of the tasks named in LB operations (live ones first, then the store). */
+async function lookupTaskIds(store: Store, ids: string[], known: TaskRecord[]): Promise<TaskIdLookup> {
+  const found = new Map(known.map((t) => [t.taskId.id, t.taskId]));
+  const missing = ids.filter((id) => !found.has(id)).slice(0, 1000);
+  for (const t of await Promise.all(missing.map((id) => store.getTask(id)))) if (t) found.set(t.taskId.id, t.taskId);
+  return (id) => found.get(id);
+}
+
+export function pendingDeployView(pending: PendingDeploy, user?: string, lookup: TaskIdLookup = () => undefined) {
   return {
     deployMarker: deployMarker(pending.requestId, pending.deployId, pending.startedAt, pending.message, user),
     currentDeployState: 'WAITING',
-    ...(pending.updatedRequest ? { updatedRequest: pending.updatedRequest } : {}),
-    deployProgress: pending.progress,
+    ...(pending.updatedRequest ? { updatedRequest: requestOut(pending.updatedRequest) } : {}),
+    deployProgress: deployProgressOut(pending.progress, pending.requestId, lookup),
     intents: pending.intents,
   };
 }
@@ -84,18 +145,20 @@ export async function requestParent(store: Store, record: RequestRecord) {
   const pendingDeploy = pendingEntry?.deploy;
   const marker = (e?: DeployHistoryEntry) => (e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined);
   const groups = groupTaskIds(tasks);
+  const lookup = pending ? await lookupTaskIds(store, lbTaskIds([pending]), tasks) : () => undefined;
   return {
-    request: record.request,
+    request: requestOut(record.request),
     state: record.state,
     requestDeployState: {
       requestId: id,
       ...(active ? { activeDeploy: marker(active) } : {}),
       ...(pendingEntry ? { pendingDeploy: marker(pendingEntry) } : {}),
     },
-    ...(activeDeploy ? { activeDeploy } : {}),
-    ...(pendingDeploy ? { pendingDeploy } : {}),
-    ...(pending ? { pendingDeployState: pendingDeployView(pending, pendingEntry?.user) } : {}),
+    ...(activeDeploy ? { activeDeploy: deployOut(activeDeploy) } : {}),
+    ...(pendingDeploy ? { pendingDeploy: deployOut(pendingDeploy) } : {}),
+    ...(pending ? { pendingDeployState: pendingDeployView(pending, pendingEntry?.user, lookup) } : {}),
     ...(record.bounce ? { bounce: record.bounce } : {}),
+    ...expiringOut(record),
     ...(record.backoff && Object.keys(record.backoff).length > 0 ? { crashLoopBackoff: record.backoff } : {}),
     taskIds: groups,
     instanceCounts: {
@@ -108,13 +171,14 @@ export async function requestParent(store: Store, record: RequestRecord) {
   };
 }
 
-export function deployHistoryView(entry: DeployHistoryEntry, pending?: PendingDeploy, actions?: DeployAction[]) {
+export async function deployHistoryView(store: Store, entry: DeployHistoryEntry, pending?: PendingDeploy, actions?: DeployAction[]) {
   const progress = pending && pending.deployId === entry.deployId ? pending.progress : entry.progress;
+  const lookup = progress ? await lookupTaskIds(store, lbTaskIds([{ progress }]), []) : () => undefined;
   return {
     deployMarker: deployMarker(entry.requestId, entry.deployId, entry.createdAt, entry.message, entry.user),
-    deploy: entry.deploy,
-    ...(entry.result ? { deployResult: entry.result } : {}),
-    ...(progress ? { deployProgress: progress, decisionLog: progress.decisionLog } : {}),
+    deploy: deployOut(entry.deploy),
+    ...(entry.result ? { deployResult: deployResultOut(entry.result) } : {}),
+    ...(progress ? { deployProgress: deployProgressOut(progress, entry.requestId, lookup), decisionLog: progress.decisionLog } : {}),
     deployState: entry.result?.deployState ?? (pending?.deployId === entry.deployId ? 'WAITING' : undefined),
     ...(actions && actions.length > 0 ? { actions } : {}),
   };

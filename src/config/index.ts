@@ -24,6 +24,8 @@ export interface FledgeConfig {
   portRange: { from: number; to: number };
   capacity: { cpus: number; memoryMb: number };
   killGraceSeconds: number;
+  /** what the artifact fetcher may download and keep */
+  artifacts: ArtifactLimits;
   drainTimeoutSeconds: number;
   /** the LB's per-attempt upstream timeout, and its passive protection (both balancers) */
   lbUpstreamTimeoutSeconds: number;
@@ -58,6 +60,13 @@ export interface FledgeConfig {
     taskHistoryMaxAgeHours: number;
   };
   webhooks: { allow: string[]; timeoutSeconds: number; retryMaxSeconds: number; maxAgeSeconds: number };
+}
+
+export interface ArtifactLimits {
+  maxBytes: number;
+  timeoutMs: number;
+  retries: number;
+  cacheMaxBytes: number;
 }
 
 export interface ApiSecurityConfig {
@@ -138,6 +147,12 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     portRange: { from: o.portRangeFrom, to: o.portRangeTo },
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
     killGraceSeconds: o.killGraceSeconds,
+    artifacts: {
+      maxBytes: o.artifactMaxMb * 1024 * 1024,
+      timeoutMs: o.artifactTimeoutSeconds * 1000,
+      retries: o.artifactRetries,
+      cacheMaxBytes: o.artifactCacheMb * 1024 * 1024,
+    },
     drainTimeoutSeconds: o.drainTimeoutSeconds,
     lbUpstreamTimeoutSeconds: o.lbUpstreamTimeoutSeconds,
     lbEjectAfterFailures: o.lbEjectAfterFailures,

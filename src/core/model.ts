@@ -43,6 +43,8 @@ export interface FledgeRequest {
   /** SCHEDULED: the next run starts no sooner than this after the last one ended */
   waitAtLeastMillisAfterTaskFinishesForReschedule?: number;
   skipHealthchecks?: boolean;
+  /** the most instances a scale may set (Singularity's maxScale) */
+  maxScale?: number;
   /** how instances share hosts (absent: the server's --default-agent-placement) */
   agentPlacement?: AgentPlacement;
   /** spread instances evenly over the racks of the hosts that take tasks */
@@ -75,6 +77,8 @@ export interface HealthcheckOptions {
   responseTimeoutSeconds: number;
   maxRetries: number;
   failureStatusCodes: number[];
+  /** Singularity's result-file health check: stored, not acted on */
+  healthcheckResultFilePath?: string;
   /**
    * Fledge's own: keep probing every intervalSeconds once the task is healthy, for as long as it
    * runs (absent: true). false: the first verdict is final, as in Singularity.
@@ -111,6 +115,46 @@ export interface Resources {
   diskMb: number;
 }
 
+/** Singularity's SingularityMesosArtifact after defaults: fetched into the sandbox before the task starts. */
+export interface MesosArtifact {
+  /** http(s) or file URL */
+  uri: string;
+  /** keep it in the server's artifact cache, keyed by URL, for the next task */
+  cache: boolean;
+  executable: boolean;
+  /** unpack a recognised archive (.tar, .tar.gz, .tgz, .tar.bz2, .tbz2, .tar.xz, .txz, .zip, .gz) */
+  extract: boolean;
+  /** the file's name in the sandbox (default: the URL's last path segment) */
+  outputFile?: string;
+}
+
+/** SingularityExecutor's ExternalArtifact (a URL) and EmbeddedArtifact (base64 content). */
+export interface ExecutorArtifact {
+  name: string;
+  filename: string;
+  /** sandbox-relative folder (default: the sandbox itself) */
+  targetFolderRelativeToTask?: string;
+  md5sum?: string;
+  url?: string;
+  filesize?: number;
+  /** base64, embedded artifacts only */
+  content?: string;
+}
+
+/** SingularityExecutor's ExecutorData: Fledge runs `cmd` itself when the deploy has no command. */
+export interface ExecutorData {
+  cmd: string;
+  extraCmdLineArgs: string[];
+  /** exit codes that count as success (empty: 0 only) */
+  successfulExitCodes: number[];
+  externalArtifacts: ExecutorArtifact[];
+  embeddedArtifacts: ExecutorArtifact[];
+  /** SIGTERM → SIGKILL grace for this deploy's tasks (default: the server's --kill-grace-seconds) */
+  sigKillProcessesAfterMillis?: number;
+  /** SingularityExecutor settings Fledge stores but does not act on */
+  extra?: Record<string, unknown>;
+}
+
 export interface Deploy {
   requestId: string;
   id: string;
@@ -144,6 +188,10 @@ export interface Deploy {
   acceptanceTimeoutSeconds: number;
   /** run-to-completion tasks: exit codes that count as success (default [0]) */
   successfulExitCodes?: number[];
+  /** artifacts fetched into each task's sandbox before it starts */
+  uris?: MesosArtifact[];
+  /** SingularityExecutor's settings: `cmd` runs when there is no command */
+  executorData?: ExecutorData;
   /** Accepted Singularity fields Fledge stores but does not act on. */
   extra?: Record<string, unknown>;
   timestamp: number;
@@ -352,6 +400,8 @@ export interface RequestRecord {
   lbSeq?: number;
   /** run-to-completion requests: the schedule, the queue, what ran */
   jobs?: JobState;
+  /** Singularity's expiring actions: each is undone at startMillis + durationMillis (core/request/expiring.ts) */
+  expiring?: ExpiringActions;
   timestamp: number;
 }
 
@@ -368,3 +418,25 @@ export interface JobState {
   /** SCHEDULED: due times skipped because a run was still going */
   skipped?: { count: number; lastDueAt: number; runningTaskId: string };
 }
+
+export interface ExpiringAction {
+  startMillis: number;
+  durationMillis: number;
+  user?: string;
+  message?: string;
+  actionId?: string;
+}
+
+export interface ExpiringActions {
+  /** the instances come back to revertToInstances */
+  scale?: ExpiringAction & { revertToInstances: number; bounce?: boolean };
+  /** the request is unpaused */
+  pause?: ExpiringAction;
+  /** an unfinished bounce is given up (tasks not yet replaced stay) */
+  bounce?: ExpiringAction;
+  /** skipHealthchecks comes back to revertToSkipHealthchecks */
+  skipHealthchecks?: ExpiringAction & { revertToSkipHealthchecks: boolean };
+}
+
+export const EXPIRING_KINDS = ['scale', 'pause', 'bounce', 'skipHealthchecks'] as const;
+export type ExpiringKind = (typeof EXPIRING_KINDS)[number];

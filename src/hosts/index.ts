@@ -4,6 +4,9 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../logger.ts';
 import { DockerClient, parseEndpoint, type DockerTls } from '../runtimes/docker/client.ts';
 import type { Capacity, PortRange } from '../runtimes/ledger.ts';
+import path from 'node:path';
+import type { ArtifactLimits } from '../config/index.ts';
+import { ArtifactFetcher } from '../runtimes/artifacts/index.ts';
 import { createRuntime } from '../runtimes/index.ts';
 import type { Store } from '../store/types.ts';
 import { HostRuntime } from './host-runtime.ts';
@@ -18,7 +21,12 @@ export interface HostsConfig {
   dockerHosts: HostDefinition[];
   dockerTls?: DockerTls;
   hostUnreachableSeconds: number;
+  /** the artifact fetcher's bounds (defaults: ARTIFACT_DEFAULTS) */
+  artifacts?: ArtifactLimits;
 }
+
+/** The artifact bounds of `fledge serve`'s defaults (options.ts), for callers that set none. */
+const ARTIFACT_DEFAULTS: ArtifactLimits = { maxBytes: 2048 << 20, timeoutMs: 300_000, retries: 3, cacheMaxBytes: 10_240 * (1 << 20) };
 
 export interface HostsDeps {
   store: Store;
@@ -47,11 +55,18 @@ export function createHosts(config: HostsConfig, deps: HostsDeps): Hosts {
     capacity: config.capacity,
     attributes: {},
   };
+  // One fetcher for every host: one cache, and tasks fetching one URL together download it once.
+  const artifacts = new ArtifactFetcher({
+    dir: path.join(config.dataDir, 'artifacts'),
+    ...(config.artifacts ?? ARTIFACT_DEFAULTS),
+    logger: deps.logger,
+  });
   const entries: HostEntry[] = [
     {
       definition: local,
       runtime: createRuntime({
         kind: 'process',
+        artifacts,
         dataDir: config.dataDir,
         portRange: config.portRange,
         capacity: config.capacity,
@@ -73,6 +88,7 @@ export function createHosts(config: HostsConfig, deps: HostsDeps): Hosts {
       definition: def,
       runtime: createRuntime({
         kind: 'docker',
+        artifacts,
         hostId: def.id,
         client,
         address: def.address,

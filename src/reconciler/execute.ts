@@ -19,11 +19,12 @@ import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState
 import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
-import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskSpec, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
+import { killGraceMillis, launchArtifacts, launchCommand, successfulExitCodes } from '../core/launch.ts';
 import { runDeploy } from '../core/tasks.ts';
 import { taskEvents } from '../core/webhooks.ts';
-import { runSpec } from './run-spec.ts';
+import { withRun } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
 import type { RequestLocks } from './locks.ts';
 
@@ -184,9 +185,32 @@ export class Executor {
       await this.#adopt(taskId, found, status);
       return;
     }
+    const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}) };
+    const request = (await store.getRequest(task.taskId.requestId))?.request;
+    const artifacts = launchArtifacts(deploy);
     // The task runs from some time after this; a fast exit reported before start() returns needs it.
     const askedAt = this.#d.clock.now();
-    const result = await runtime.start(runSpec(task, deploy, host));
+    const spec: TaskSpec = {
+      taskId,
+      requestId: task.taskId.requestId,
+      deployId: task.taskId.deployId,
+      instanceNo: task.taskId.instanceNo,
+      host,
+      startedAt: task.taskId.startedAt,
+      rackId: task.taskId.rackId,
+      estimatedInstanceCount: request?.instances ?? 1,
+      ...launchCommand(deploy),
+      ...(artifacts.length > 0 ? { artifacts } : {}),
+      ...(deploy.shell !== undefined ? { shell: deploy.shell } : {}),
+      ...(deploy.containerInfo?.docker
+        ? { container: { docker: deploy.containerInfo.docker, volumes: deploy.containerInfo.volumes ?? [] } }
+        : {}),
+      env,
+      numPorts: deploy.resources.numPorts,
+      cpus: deploy.resources.cpus,
+      memoryMb: deploy.resources.memoryMb,
+    };
+    const result = await runtime.start(withRun(spec, task, deploy));
     const now = this.#d.clock.now();
     // Started: its host's runtime holds it now. Waiting: it keeps its place on the host.
     if (result.kind !== 'waiting') this.#d.hosts.drop(taskId);
@@ -387,8 +411,11 @@ export class Executor {
   }
 
   async #stopHandle(taskId: string, handle: TaskHandle): Promise<void> {
-    const { runtime, settings } = this.#d;
-    await runtime.stop(handle, settings.killGraceMillis);
+    const { runtime, settings, store } = this.#d;
+    // The deploy's own grace (executorData.sigKillProcessesAfterMillis), else the server's.
+    const task = await store.getTask(taskId);
+    const deploy = task ? await store.getDeploy(task.taskId.requestId, task.taskId.deployId) : undefined;
+    await runtime.stop(handle, killGraceMillis(deploy, settings.killGraceMillis));
     // The exit normally arrives through onExit; make sure it is recorded even if it raced.
     const status = await runtime.inspect(handle);
     if (status.state === 'exited') await this.#recordExit(taskId, status);
@@ -398,13 +425,16 @@ export class Executor {
   async #recordExit(taskId: string, status: Extract<TaskStatus, { state: 'exited' }>): Promise<void> {
     this.#d.health.unwatch(taskId);
     this.#d.hosts.drop(taskId);
+    const known = await this.#d.store.getTask(taskId);
+    // SingularityExecutor's successfulExitCodes: an exit with one of them is TASK_FINISHED.
+    const success = successfulExitCodes(known ? await this.#d.store.getDeploy(known.taskId.requestId, known.taskId.deployId) : undefined);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
       // Killed by us once we asked it to stop; a task found unhealthy that died before we did, died on its own.
       const ownDeath = !t.cleanup || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
-      // A job's run succeeds on one of its deploy's successfulExitCodes.
-      const success = t.run ? status.exitCode !== null && t.run.successfulExitCodes.includes(status.exitCode) : status.exitCode === 0;
-      const state: TaskState = !ownDeath ? 'TASK_KILLED' : success ? 'TASK_FINISHED' : 'TASK_FAILED';
+      // SingularityExecutor's successfulExitCodes: an exit with one of them is TASK_FINISHED.
+      const finished = status.exitCode !== null && success.includes(status.exitCode);
+      const state: TaskState = !ownDeath ? 'TASK_KILLED' : finished ? 'TASK_FINISHED' : 'TASK_FAILED';
       const portInUse = status.portInUse === true && !t.cleanup;
       const code = status.signal ? `signal ${status.signal}` : `exit code ${status.exitCode}`;
       // The runtime's reason (e.g. an OOM kill) says more than the code alone.

@@ -1,39 +1,27 @@
-// The runtime spec of a task: its deploy's command, env, resources and container, with what its
-// run asked for on top (commandLineArgs appended, envOverrides merged, resources replaced field
-// by field).
+// The runtime spec of a job's run: the task's spec as its deploy makes it, with what its run
+// asked for on top (commandLineArgs appended, envOverrides merged, resources replaced field by
+// field). Other tasks' specs are returned unchanged.
 import type { Deploy, TaskRecord } from '../core/model.ts';
 import type { TaskSpec } from '../runtimes/types.ts';
 
-export function runSpec(task: TaskRecord, deploy: Deploy, host?: string): TaskSpec {
+export function withRun(spec: TaskSpec, task: TaskRecord, deploy: Deploy): TaskSpec {
   const run = task.run;
-  const args = run?.commandLineArgs ?? [];
-  const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}), ...(run?.envOverrides ?? {}) };
-  const resources = { ...deploy.resources, ...(run?.resources ?? {}) };
-  const docker = deploy.containerInfo?.docker;
-  let command = deploy.command;
-  let argv = deploy.arguments;
+  if (!run) return spec;
+  const args = run.commandLineArgs ?? [];
+  const resources = { numPorts: spec.numPorts, cpus: spec.cpus, memoryMb: spec.memoryMb, ...(run.resources ?? {}) };
+  const out: TaskSpec = { ...spec, env: { ...spec.env, ...(run.envOverrides ?? {}) }, ...pick(resources) };
   if (args.length > 0) {
     // Appended where the task's argv is: a container's Cmd (unless it runs a shell), a process's
     // arguments when it has some. A shell command gets them quoted, so they arrive as given.
-    const asArgv = docker ? !deploy.shell : (deploy.arguments?.length ?? 0) > 0;
-    if (asArgv) argv = [...(deploy.arguments ?? []), ...args];
-    else command = [deploy.command ?? '', ...args.map(shellQuote)].join(' ');
+    const asArgv = deploy.containerInfo?.docker ? !spec.shell : (spec.arguments?.length ?? 0) > 0;
+    if (asArgv) out.arguments = [...(spec.arguments ?? []), ...args];
+    else out.command = [spec.command ?? '', ...args.map(shellQuote)].join(' ');
   }
-  return {
-    taskId: task.taskId.id,
-    requestId: task.taskId.requestId,
-    deployId: task.taskId.deployId,
-    instanceNo: task.taskId.instanceNo,
-    ...(host !== undefined ? { host } : {}),
-    ...(command !== undefined ? { command } : {}),
-    ...(argv !== undefined ? { arguments: argv } : {}),
-    ...(deploy.shell !== undefined ? { shell: deploy.shell } : {}),
-    ...(docker ? { container: { docker, volumes: deploy.containerInfo?.volumes ?? [] } } : {}),
-    env,
-    numPorts: resources.numPorts,
-    cpus: resources.cpus,
-    memoryMb: resources.memoryMb,
-  };
+  return out;
+}
+
+function pick(r: { numPorts: number; cpus: number; memoryMb: number }) {
+  return { numPorts: r.numPorts, cpus: r.cpus, memoryMb: r.memoryMb };
 }
 
 export function shellQuote(arg: string): string {

@@ -72,6 +72,37 @@ export function runtimeContract(name: string, makeSubject: () => Promise<Contrac
       });
     });
 
+    it("gives the task Singularity's variables, and fills its ${TASK_…} placeholders in env values", async () => {
+      const spec = subject.spec('sing', {
+        requestId: 'req',
+        deployId: 'dep',
+        instanceNo: 2,
+        startedAt: 1700000000000,
+        rackId: 'r1',
+        estimatedInstanceCount: 4,
+        env: {
+          WHERE: '${TASK_REQUEST_ID}/${TASK_DEPLOY_ID}/${TASK_INSTANCE_NO}/${TASK_STARTED_AT}/${TASK_RACK_ID}',
+          ME: '${TASK_ID}',
+          KEEP: '${HOME}',
+        },
+      });
+      await started(spec);
+      const env = await subject.env('sing');
+      expect(env).toMatchObject({
+        TASK_REQUEST_ID: 'req',
+        TASK_DEPLOY_ID: 'dep',
+        TASK_ID: 'sing',
+        TASK_RACK_ID: 'r1',
+        AVAILABILITY_ZONE: 'r1',
+        ESTIMATED_INSTANCE_COUNT: '4',
+        INSTANCE_NO: '2',
+        WHERE: 'req/dep/2/1700000000000/r1',
+        ME: 'sing',
+        KEEP: '${HOME}',
+      });
+      expect(env.TASK_HOST).toMatch(/./);
+    });
+
     it('never hands one port to two live tasks', async () => {
       const all: number[] = [];
       for (const id of ['p1', 'p2', 'p3']) all.push(...(await started(subject.spec(id, { numPorts: 2 }))).ports);

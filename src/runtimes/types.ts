@@ -1,6 +1,7 @@
 // The task runtime: where and how a task's process runs. One interface, one folder per
 // implementation (process/, docker/, fake/), one contract suite (contract.case.ts).
 import type { ContainerVolume, DockerInfo } from '../core/container.ts';
+import type { ArtifactFetch } from '../core/launch.ts';
 
 export interface TaskSpec {
   /** Fledge's task id string; the runtime's idempotency key */
@@ -23,6 +24,13 @@ export interface TaskSpec {
   numPorts: number;
   cpus: number;
   memoryMb: number;
+  /** the task id's startedAt and rack (Singularity's ${TASK_STARTED_AT}, TASK_RACK_ID) */
+  startedAt?: number;
+  rackId?: string;
+  /** the request's instances (Singularity's ESTIMATED_INSTANCE_COUNT) */
+  estimatedInstanceCount?: number;
+  /** fetched into the sandbox before the command starts; a failure is a start error naming the URL */
+  artifacts?: ArtifactFetch[];
 }
 
 /**

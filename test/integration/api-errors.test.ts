@@ -68,7 +68,8 @@ describe('API errors', () => {
   });
 
   it.each([
-    ['request id and type', '/api/requests', {}, ['id', 'requestType']],
+    // requestType may be absent: it is derived from daemon, schedule and loadBalanced, as Singularity does.
+    ['request id', '/api/requests', {}, ['id']],
     ['deploy id', '/api/deploys', { deploy: { requestId: 'web', command: 'true' } }, ['deploy.id']],
     ['deploy', '/api/deploys', {}, ['deploy']],
     ['deploy command', '/api/deploys', { deploy: { requestId: 'web', id: 'v1' } }, ['deploy.command']],

@@ -21,7 +21,10 @@ import { cleanupRestarted, killAndRestart } from '../helpers/fledge-restart.ts';
 import { reservePorts } from '../helpers/ports.ts';
 import { makeTlsFiles } from '../helpers/tls-certs.ts';
 import { DockerClient, DockerUnreachableError } from '../../src/runtimes/docker/client.ts';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { waitFor } from '../helpers/wait-for.ts';
 
 const LOCAL_PORTS = reservePorts(50);
@@ -160,6 +163,34 @@ describe('Docker hosts through fledge serve', () => {
       ['d1', 'ACTIVE', 2],
     ]);
     expect(hosts[1]?.reserved).toEqual({ cpus: 0.2, memoryMb: 128, ports: 2 });
+  });
+
+  it('copies the artifacts (uris) into the container at $MESOS_SANDBOX before it starts', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fledge-docker-artifact-'));
+    writeFileSync(path.join(dir, 'conf.txt'), 'from the artifact\n');
+    try {
+      const fledge = await start();
+      await fledge.client.createRequest(serviceRequest('art', 1));
+      await fledge.client.createDeploy(
+        dockerDeploy('art', 'v1', image, {
+          command: 'cat "$MESOS_SANDBOX/conf.txt" && exec sleep 60',
+          shell: true,
+          uris: [pathToFileURL(path.join(dir, 'conf.txt')).href],
+          healthcheck: undefined,
+          considerHealthyAfterRunningForSeconds: 0,
+        }),
+      );
+      const done = await waitForDeployResult(fledge.client, 'art', 'v1', 30_000);
+      expect(done.deployResult.deployState, done.deployResult.message).toBe('SUCCEEDED');
+      const [task] = await fledge.client.requestTasks('art');
+      const logs = await waitFor(async () => {
+        const chunk = await fledge.client.readLogs(task!.taskId.id, 'stdout');
+        return chunk.data.length > 0 && chunk;
+      });
+      expect(logs.data).toBe('from the artifact\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("runs Singularity UI's containerInfo type MESOS as a process on local", async () => {

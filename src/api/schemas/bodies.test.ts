@@ -52,12 +52,12 @@ describe('action bodies', () => {
       'Invalid bounce body: Unknown field(s): fast',
     ],
     [
-      'delete message as number',
+      'delete message as an object',
       schemas.deleteRequest,
-      { message: 1 },
+      { message: { text: 'x' } },
       'message',
-      'must be a string (got number)',
-      'Invalid delete body: message: must be a string (got number)',
+      'must be a string (got object)',
+      'Invalid delete body: message: must be a string (got object)',
     ],
     [
       'update without target',
@@ -92,9 +92,9 @@ describe('action bodies', () => {
       'Invalid rollback body: Unknown field(s): deployId',
     ],
     [
-      'task kill waitForReplacementTask as string',
+      'task kill waitForReplacementTask as a word',
       schemas.killTask,
-      { waitForReplacementTask: 'true' },
+      { waitForReplacementTask: 'yes' },
       'waitForReplacementTask',
       'must be a boolean (got string)',
       'Invalid task kill body: waitForReplacementTask: must be a boolean (got string)',
@@ -104,8 +104,8 @@ describe('action bodies', () => {
   });
 
   it.each([
-    ['scale', schemas.scale, { instances: 2, durationMillis: 60000, actionId: 'x' }, ['actionId', 'durationMillis']],
-    ['pause', schemas.pause, { durationMillis: 1000 }, ['durationMillis']],
+    ['scale', schemas.scale, { instances: 2, incremental: true, actionId: 'x' }, ['actionId', 'incremental']],
+    ['pause', schemas.pause, { runShellCommandBeforeKill: { name: 'dump' } }, ['runShellCommandBeforeKill']],
     ['task kill', schemas.killTask, { override: true }, ['override']],
   ] as [string, z.ZodType, Record<string, unknown>, string[]][])(
     '%s keeps Singularity-only fields in extra with warnings',
@@ -124,7 +124,7 @@ describe('POST /api/deploys body', () => {
 
   it('accepts deploy, message, unpauseOnSuccessfulDeploy and updatedRequest', () => {
     const r = parse({
-      deploy: { ...deploy, executorData: {} },
+      deploy: { ...deploy, customExecutorCmd: '/usr/bin/executor' },
       message: 'ship it',
       unpauseOnSuccessfulDeploy: true,
       updatedRequest: { id: 'web', requestType: 'SERVICE', instances: 3, rackSensitive: false, taskPriorityLevel: 0.5 },
@@ -138,7 +138,7 @@ describe('POST /api/deploys body', () => {
         updatedRequest: { id: 'web', instances: 3, rackSensitive: false, extra: { taskPriorityLevel: 0.5 } },
       },
     });
-    expect(r.ok && r.warnings.map((w) => w.split(':')[0])).toEqual(['deploy.executorData', 'updatedRequest.taskPriorityLevel']);
+    expect(r.ok && r.warnings.map((w) => w.split(':')[0])).toEqual(['deploy.customExecutorCmd', 'updatedRequest.taskPriorityLevel']);
   });
 
   it.each([
@@ -202,6 +202,8 @@ describe('toJsonSchema', () => {
       'RollbackBody',
       'KillTaskBody',
       'HostChangeBody',
+      'ExitCooldownBody',
+      'SkipHealthchecksBody',
       'CreateTokenBody',
     ]);
     for (const schema of Object.values(all)) {
@@ -218,8 +220,9 @@ describe('toJsonSchema', () => {
     expect(DeployInput?.required).toEqual(['requestId', 'id']);
     expect(DeployInput?.properties.deployHealthTimeoutSeconds).toMatchObject({ default: 120 });
     expect(DeployInput?.properties.loadBalancerPortIndex).toMatchObject({ default: 0 });
-    expect(DeployInput?.properties.executorData?.description).toMatch(/^Singularity field, stored but not acted on/);
+    expect(DeployInput?.properties.mesosLabels?.description).toMatch(/^Singularity field, stored but not acted on/);
     expect(RequestInput?.properties.instances).toMatchObject({ default: 1, type: 'integer' });
-    expect(RequestInput?.required).toEqual(['id', 'requestType']);
+    // Singularity derives an absent requestType (from daemon, schedule and loadBalanced)
+    expect(RequestInput?.required).toEqual(['id']);
   });
 });

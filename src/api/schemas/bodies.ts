@@ -5,13 +5,16 @@ import { TOKEN_NAME, TOKEN_NAME_RULE } from '../../auth/tokens.ts';
 import { attachWarnings, compact, describeInput, ignoredFields, LIMITS, nullsAsAbsent, splitIgnored, text } from './common.ts';
 import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
 import { requestIdSchema, requestSchema } from './request.ts';
-import { IGNORED_ACTION_FIELDS } from './singularity-fields.ts';
+import { ignoredOf, type ActionClass } from './singularity-fields.ts';
 
 const message = text(LIMITS.message).optional();
 
-/** A strict body whose listed Singularity-only fields are accepted, moved to `extra` and warned about. */
-function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (keyof typeof IGNORED_ACTION_FIELDS)[] = []) {
-  const fields = Object.fromEntries(ignored.map((k) => [k, IGNORED_ACTION_FIELDS[k] ?? ''])) as Record<string, string>;
+/**
+ * A strict body whose Singularity-only fields (the ignored properties of `className` in
+ * singularity-fields.ts, minus the ones `shape` reads) are accepted, moved to `extra` and warned about.
+ */
+function actionBody<S extends z.ZodRawShape>(label: string, shape: S, className?: ActionClass) {
+  const fields = Object.fromEntries(Object.entries(className ? ignoredOf(className) : {}).filter(([k]) => !(k in shape)));
   const schema = nullsAsAbsent(
     z.strictObject({ ...shape, ...ignoredFields(fields) }).transform((body) => {
       const { extra, warnings } = splitIgnored(body, fields);
@@ -22,34 +25,73 @@ function actionBody<S extends z.ZodRawShape>(label: string, shape: S, ignored: (
   return describeInput(schema, { label });
 }
 
-export const scaleSchema = actionBody('scale body', { instances: z.int().gt(0).max(LIMITS.instances), message }, [
-  'actionId',
-  'durationMillis',
-  'skipHealthchecks',
-  'skipEmailNotification',
-]);
-export const pauseSchema = actionBody('pause body', { killTasks: z.boolean().optional(), message }, ['actionId', 'durationMillis']);
+/** Singularity's expiring actions: the change is undone after this long (30 days at most). */
+const durationMillis = z
+  .int()
+  .min(1)
+  .max(LIMITS.millis)
+  .optional()
+  .describe('Undo this change after this many milliseconds (a Singularity expiring action); absent: keep it');
+
+export const scaleSchema = actionBody(
+  'scale body',
+  {
+    instances: z.int().gt(0).max(LIMITS.instances),
+    message,
+    durationMillis,
+    bounce: z.boolean().optional().describe('Also bounce the request (replace every task) after scaling'),
+  },
+  'SingularityScaleRequest',
+);
+export const pauseSchema = actionBody(
+  'pause body',
+  {
+    killTasks: z.boolean().optional().describe("Read for Singularity's sake: a paused long-running request's tasks are always stopped"),
+    message,
+    durationMillis: durationMillis.describe('Unpause after this many milliseconds (a Singularity expiring pause)'),
+  },
+  'SingularityPauseRequest',
+);
 // Fledge's bounce always starts replacements before stopping old tasks; `incremental` is kept
 // for Singularity clients. Unpause takes the same body (api.md groups them).
-export const unpauseSchema = actionBody('unpause body', { incremental: z.boolean().optional(), message }, ['actionId', 'skipHealthchecks']);
-export const bounceSchema = actionBody('bounce body', { incremental: z.boolean().optional(), message }, [
-  'actionId',
-  'durationMillis',
-  'skipHealthchecks',
-]);
-export const deleteRequestSchema = actionBody('delete body', { message, deleteFromLoadBalancer: z.boolean().optional() }, ['actionId']);
-export const updateDeploySchema = actionBody('deploy update body', {
-  requestId: requestIdSchema,
-  deployId: deployIdSchema,
-  targetActiveInstances: z.int().gt(0).max(LIMITS.instances),
-  message,
-});
+export const unpauseSchema = actionBody('unpause body', { incremental: z.boolean().optional(), message }, 'SingularityUnpauseRequest');
+export const bounceSchema = actionBody(
+  'bounce body',
+  {
+    incremental: z.boolean().optional(),
+    message,
+    durationMillis: durationMillis.describe('Give the bounce up after this many milliseconds (a Singularity expiring bounce)'),
+  },
+  'SingularityBounceRequest',
+);
+export const deleteRequestSchema = actionBody(
+  'delete body',
+  {
+    message,
+    deleteFromLoadBalancer: z
+      .boolean()
+      .optional()
+      .describe("Read for Singularity's sake: a deleted request's tasks always leave the load balancer before they stop"),
+  },
+  'SingularityDeleteRequestRequest',
+);
+export const updateDeploySchema = actionBody(
+  'deploy update body',
+  {
+    requestId: requestIdSchema,
+    deployId: deployIdSchema,
+    targetActiveInstances: z.int().gt(0).max(LIMITS.instances),
+    message,
+  },
+  'SingularityUpdatePendingDeployRequest',
+);
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
 export const rollbackSchema = actionBody('rollback body', { message });
-export const killTaskSchema = actionBody('task kill body', { message, waitForReplacementTask: z.boolean().optional() }, [
-  'actionId',
-  'override',
-]);
+export const killTaskSchema = actionBody(
+  'task kill body',
+  { message, waitForReplacementTask: z.boolean().optional() },
+  'SingularityKillTaskRequest',
+);
 export const createTokenSchema = actionBody('token body', {
   name: z
     .string()
@@ -58,12 +100,17 @@ export const createTokenSchema = actionBody('token body', {
   role: z.enum(ROLES),
 });
 // SingularityMachineChangeRequest: the body of a host (agent) state change.
-export const hostChangeSchema = actionBody('host state change body', { message }, [
-  'actionId',
-  'durationMillis',
-  'revertToState',
-  'killTasksOnDecommissionTimeout',
-]);
+export const hostChangeSchema = actionBody('host state change body', { message }, 'SingularityMachineChangeRequest');
+export const exitCooldownSchema = actionBody('exit-cooldown body', { message }, 'SingularityExitCooldownRequest');
+export const skipHealthchecksSchema = actionBody(
+  'skip-healthchecks body',
+  {
+    skipHealthchecks: z.boolean().describe("The request's new skipHealthchecks"),
+    message,
+    durationMillis: durationMillis.describe('Put skipHealthchecks back after this many milliseconds (a Singularity expiring action)'),
+  },
+  'SingularitySkipHealthchecksRequest',
+);
 
 function buildDeployBodySchema(containers: boolean) {
   const schema = nullsAsAbsent(

@@ -5,11 +5,13 @@ import {
   deleteRequestSchema,
   deployBodySchema,
   deployDecisionSchema,
+  exitCooldownSchema,
   hostChangeSchema,
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
   scaleSchema,
+  skipHealthchecksSchema,
   unpauseSchema,
   updateDeploySchema,
 } from './bodies.ts';
@@ -33,5 +35,7 @@ export const schemas = {
   rollback: rollbackSchema,
   killTask: killTaskSchema,
   hostChange: hostChangeSchema,
+  exitCooldown: exitCooldownSchema,
+  skipHealthchecks: skipHealthchecksSchema,
   createToken: createTokenSchema,
 } as const;

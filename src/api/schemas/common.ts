@@ -149,6 +149,8 @@ export const LIMITS = {
   cpus: 10_000,
   /** memory and disk, MB */
   megabytes: 1_000_000_000,
+  /** an artifact's declared filesize (the fetcher's own --artifact-max-mb bounds what it downloads) */
+  artifactBytes: 1 << 40,
   /** JSON stored as given (Singularity fields Fledge ignores, LB options, container info) */
   json: { depth: 16, items: 1_000, keys: 1_000, string: 100_000 },
 } as const;

@@ -64,7 +64,13 @@ describe('deploy schema: containerInfo', () => {
       },
       volumes: [{ containerPath: '/data', hostPath: '/srv/data', mode: 'RW' }],
     });
-    expect(r.warnings).toEqual(['deploy.containerInfo.docker.volumes: read as containerInfo.volumes (where Singularity reads them)']);
+    expect(r.warnings).toEqual([
+      'deploy.containerInfo.docker.privileged: read the string "true" as the boolean true (as Singularity does)',
+      'deploy.containerInfo.docker.forcePullImage: read the string "false" as the boolean false (as Singularity does)',
+      'deploy.containerInfo.docker.portMappings[0].containerPort: read the string "8080" as the number 8080 (Singularity reads numeric strings as numbers)',
+      'deploy.containerInfo.docker.portMappings[0].hostPort: read the string "0" as the number 0 (Singularity reads numeric strings as numbers)',
+      'deploy.containerInfo.docker.volumes: read as containerInfo.volumes (where Singularity reads them)',
+    ]);
 
     const mesos = ok({ ...base, command: 'run.sh', containerInfo: { type: 'MESOS' } }, false);
     expect(mesos.value.containerInfo).toEqual({ type: 'MESOS' });

@@ -1,6 +1,5 @@
 // Singularity's containerInfo (SingularityContainerInfo, SingularityDockerInfo,
-// SingularityDockerPortMapping, SingularityVolume): the exact shapes, Jackson's leniencies
-// (numbers and booleans sent as strings, as Singularity's UI does; `parameters` as a map beside
+// SingularityDockerPortMapping, SingularityVolume): the exact shapes (`parameters` as a map beside
 // `dockerParameters`), and the rules that need the rest of the deploy (FROM_OFFER indexes
 // against resources.numPorts, memory, shell). Normalised into core/container.ts's shapes.
 import { z } from 'zod';
@@ -16,12 +15,9 @@ import {
 import { MIN_MEMORY_MB, normaliseParameterKey, parameterIssue } from '../../runtimes/docker/container-config.ts';
 import { boundedJson, boundedRecord, LIMITS, list, nullsAsAbsent, text } from './common.ts';
 
-/** Jackson reads "true"/"false" as booleans; Singularity's UI sends them so. */
-const boolish = z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')]);
-/** Jackson reads "8080" as an int; Singularity's UI sends port numbers as text. */
-const intish = z
-  .union([z.int(), z.string().max(10).regex(/^\d+$/, { error: 'must be an integer' }).transform(Number)])
-  .pipe(z.int().min(0).max(65535));
+// Singularity's UI sends booleans and port numbers as text: jackson.ts reads them (with a warning).
+const boolish = z.boolean();
+const intish = z.int().min(0).max(65535);
 const absolutePath = z
   .string()
   .regex(/^\//, { error: 'must be an absolute path' })

@@ -123,16 +123,10 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'canarySettings is an alias of canaryDeploySettings; give one, not both',
     ],
     [
-      'canaryDeploySettings and legacy incremental fields',
-      { canaryDeploySettings: {}, deployStepWaitTimeMs: 1000 },
-      'deploy.deployStepWaitTimeMs',
-      'give either canaryDeploySettings or the legacy incremental deploy fields, not both',
-    ],
-    [
-      'healthcheck and legacy healthcheck fields',
-      { healthcheck: { uri: '/h' }, healthcheckUri: '/h' },
-      'deploy.healthcheckUri',
-      'give either the healthcheck object or the legacy flat healthcheck fields, not both',
+      'both spellings of the legacy protocol, disagreeing',
+      { healthcheckUri: '/h', healthcheckProtocol: 'HTTP', healthCheckProtocol: 'HTTPS' },
+      'deploy.healthCheckProtocol',
+      'are two spellings of one field and disagree; give one',
     ],
     [
       'legacy healthcheck fields without a uri',
@@ -160,10 +154,10 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'must be < resources.numPorts (1)',
     ],
     [
-      'healthcheck protocol HTTP2',
-      { healthcheck: { uri: '/h', protocol: 'HTTP2' } },
+      'healthcheck protocol SPDY',
+      { healthcheck: { uri: '/h', protocol: 'SPDY' } },
       'deploy.healthcheck.protocol',
-      'must be one of HTTP, HTTPS',
+      'must be one of HTTP, HTTPS, HTTP2, HTTPS2',
     ],
     [
       'failure status 700',
@@ -182,7 +176,7 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'deploy.containerInfo.type',
       'DOCKER needs a Docker host and this server has none (start Fledge with --docker-host)',
     ],
-    ['env value not a string', { env: { PORT_X: 1 } }, 'deploy.env.PORT_X', 'must be a string (got number)'],
+    ['env value not a scalar', { env: { PORT_X: [1] } }, 'deploy.env.PORT_X', 'must be a string (got an array)'],
     [
       'env name with -',
       { env: { 'A-B': 'x' } },
@@ -195,7 +189,31 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'deploy.taskEnv.first',
       'invalid key: taskEnv keys are instance numbers',
     ],
-    ['arguments not strings', { arguments: ['a', 1] }, 'deploy.arguments[1]', 'must be a string (got number)'],
+    ['arguments not scalars', { arguments: ['a', {}] }, 'deploy.arguments[1]', 'must be a string (got object)'],
+    [
+      'uris of another scheme',
+      { uris: ['s3://bucket/app.tgz'] },
+      'deploy.uris[0]',
+      'must be an http://, https:// or file:// URL (Fledge fetches no other scheme)',
+    ],
+    [
+      'an artifact outputFile outside the sandbox',
+      { uris: [{ uri: 'http://x/a.tgz', outputFile: '../a.tgz' }] },
+      'deploy.uris[0].outputFile',
+      "must be a file name inside the task's sandbox (relative, without ..)",
+    ],
+    [
+      'S3 artifacts',
+      { executorData: { cmd: './run', s3Artifacts: [{ name: 'a', filename: 'a.tgz', s3Bucket: 'b', s3ObjectKey: 'k' }] } },
+      'deploy.executorData.s3Artifacts',
+      'S3 artifacts are not fetched by Fledge (it has no S3 credentials): give their URLs in externalArtifacts or uris',
+    ],
+    [
+      'an external artifact without a url',
+      { executorData: { cmd: './run', externalArtifacts: [{ name: 'a', filename: 'a.tgz' }] } },
+      'deploy.executorData.externalArtifacts[0].url',
+      'is required',
+    ],
     ['uris with an unknown key', { uris: [{ uri: 'http://x/a.tgz', unpack: true }] }, 'deploy.uris[0].unpack', 'unknown field'],
     [
       'check of unknown type',
@@ -298,8 +316,8 @@ describe('deploy schema: 400s name the field and the rule', () => {
       message:
         'Invalid deploy: deploy.canaryDeploySettings and deploy.canarySettings: canarySettings is an alias of canaryDeploySettings; give one, not both',
     });
-    const h = parse({ ...base, healthcheck: { uri: '/h' }, healthcheckUri: '/h', healthcheckPortIndex: 0 });
-    expect(h.ok || h.details.map((d) => d.field)).toEqual(['deploy.healthcheck', 'deploy.healthcheckUri', 'deploy.healthcheckPortIndex']);
+    const h = parse({ ...base, healthcheckUri: '/h', healthcheckProtocol: 'HTTP', healthCheckProtocol: 'HTTPS' });
+    expect(h.ok || h.details.map((d) => d.field)).toEqual(['deploy.healthcheckProtocol', 'deploy.healthCheckProtocol']);
   });
 
   it('lists unknown fields together after the other problems', () => {
@@ -379,7 +397,6 @@ describe('deploy schema: legacy fields and alias', () => {
 
 describe('deploy schema: Singularity fields Fledge does not act on', () => {
   it.each([
-    ['executorData', { cmd: './run', extraCmdLineArgs: [] }],
     ['customExecutorCmd', '/usr/bin/executor'],
     ['customExecutorId', 'exec'],
     ['customExecutorSource', 'src'],
@@ -402,9 +419,13 @@ describe('deploy schema: Singularity fields Fledge does not act on', () => {
     ]);
   });
 
-  it('keeps uris in extra without a warning, strings read as {uri}', () => {
+  it("reads uris with Singularity's defaults (extract on), strings read as {uri}", () => {
     const r = ok({ ...base, uris: ['https://x/app.tgz', { uri: 'file:///opt/a.sh', executable: true, extract: false }] });
-    expect(r.value.extra).toEqual({ uris: [{ uri: 'https://x/app.tgz' }, { uri: 'file:///opt/a.sh', executable: true, extract: false }] });
+    expect(r.value.uris).toEqual([
+      { uri: 'https://x/app.tgz', cache: false, executable: false, extract: true },
+      { uri: 'file:///opt/a.sh', cache: false, executable: true, extract: false },
+    ]);
+    expect(r.value.extra).toBeUndefined();
     expect(r.warnings).toEqual([]);
   });
 
@@ -553,7 +574,7 @@ describe('deploy schema: a realistic Singularity deploy', () => {
     });
     expect(r.value).not.toHaveProperty('loadBalancerServiceIdOverride');
     expect(Object.keys(r.value.extra ?? {}).sort()).toEqual(
-      ['labels', 'mesosLabels', 'mesosTaskLabels', 's3UploaderAdditionalFiles', 'taskLabels', 'timestamp', 'uris', 'user'].sort(),
+      ['labels', 'mesosLabels', 'mesosTaskLabels', 's3UploaderAdditionalFiles', 'taskLabels', 'timestamp', 'user'].sort(),
     );
     expect(r.warnings.map((w) => w.split(':')[0]).sort()).toEqual(
       [
@@ -607,13 +628,13 @@ describe('validateDeployForRequest', () => {
       'no command for a SERVICE',
       service,
       { ...base, command: undefined },
-      [{ field: 'deploy.command', rule: 'command or arguments is required for SERVICE requests' }],
+      [{ field: 'deploy.command', rule: 'command, arguments or executorData.cmd is required for SERVICE requests' }],
     ],
     [
       'no command for a WORKER',
       { ...service, requestType: 'WORKER' },
       { ...base, command: undefined },
-      [{ field: 'deploy.command', rule: 'command or arguments is required for WORKER requests' }],
+      [{ field: 'deploy.command', rule: 'command, arguments or executorData.cmd is required for WORKER requests' }],
     ],
     ['arguments only for a SERVICE', service, { ...base, command: undefined, arguments: ['/bin/app'] }, []],
     ['no command for an ON_DEMAND', { ...service, requestType: 'ON_DEMAND' }, { ...base, command: undefined }, []],

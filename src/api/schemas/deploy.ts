@@ -6,6 +6,8 @@ import {
   type AcceptanceCheckSpec,
   type CanaryDeploySettings,
   type Deploy,
+  type ExecutorArtifact,
+  type ExecutorData,
   type FledgeRequest,
   type HealthcheckOptions,
   type Resources,
@@ -31,7 +33,16 @@ import {
 } from './common.ts';
 import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
 import { requestIdSchema } from './request.ts';
-import { IGNORED_DEPLOY_FIELDS, LEGACY_CANARY_FIELDS, LEGACY_HEALTHCHECK_FIELDS } from './singularity-fields.ts';
+import {
+  EXECUTOR_ONLY_FIELDS,
+  IGNORED_DEPLOY_FIELDS,
+  ignoredOf,
+  LEGACY_CANARY_FIELDS,
+  LEGACY_HEALTHCHECK_FIELDS,
+} from './singularity-fields.ts';
+
+const HEALTHCHECK_PROTOCOLS = ['HTTP', 'HTTPS', 'HTTP2', 'HTTPS2'] as const;
+const ARTIFACT_SCHEMES: ReadonlySet<string> = new Set(['http:', 'https:', 'file:']);
 
 /** Every default the deploy schema applies, in one place (documented in the OpenAPI schema too). */
 export const DEPLOY_DEFAULTS = {
@@ -107,7 +118,10 @@ const healthcheckSchema = nullsAsAbsent(
     uri: nonEmpty(LIMITS.url),
     portIndex: portIndex().default(H.portIndex),
     portNumber: z.int().min(1).max(65535).optional(),
-    protocol: z.enum(['HTTP', 'HTTPS']).default(H.protocol),
+    protocol: z
+      .enum(HEALTHCHECK_PROTOCOLS)
+      .default(H.protocol)
+      .describe('HTTP or HTTPS; HTTP2 and HTTPS2 are read as HTTP and HTTPS (checks use HTTP/1.1), with a warning'),
     method: z.enum(['GET', 'POST']).default(H.method),
     startupDelaySeconds: seconds(0).default(H.startupDelaySeconds),
     startupTimeoutSeconds: seconds(1).default(H.startupTimeoutSeconds),
@@ -116,6 +130,9 @@ const healthcheckSchema = nullsAsAbsent(
     responseTimeoutSeconds: seconds(1).default(H.responseTimeoutSeconds),
     maxRetries: count().default(H.maxRetries),
     failureStatusCodes: list(statusCode).default(() => [...H.failureStatusCodes]),
+    healthcheckResultFilePath: text(LIMITS.path)
+      .optional()
+      .describe(`Singularity field, stored but not acted on: ${ignoredOf('HealthcheckOptions').healthcheckResultFilePath}.`),
     checkWhileRunning: z.boolean().default(H.checkWhileRunning),
   }),
 );
@@ -129,6 +146,12 @@ const canarySchema = nullsAsAbsent(
     waitMillisBetweenGroups: millis().default(C.waitMillisBetweenGroups),
     allowedTasksFailuresPerGroup: count().default(C.allowedTasksFailuresPerGroup),
     canaryCycleCount: count(1, 1000).default(C.canaryCycleCount),
+    fledgeAcceptanceMode: z
+      .enum(ACCEPTANCE_MODES)
+      .optional()
+      .describe(
+        "Fledge's acceptance mode as a deploy read back from Fledge carries it (acceptanceMode holds Singularity's nearest value); wins over acceptanceMode",
+      ),
   }),
 );
 
@@ -179,26 +202,118 @@ const acceptanceCheckSchema = nullsAsAbsent(
   ['equals'],
 );
 
-// Singularity's artifact list (SingularityMesosArtifact); the process runtime fetches them.
+/** A URL the artifact fetcher reads: http(s) or file. */
+const artifactUrl = z
+  .string()
+  .min(1)
+  .max(LIMITS.url)
+  .refine((u) => URL.canParse(u) && ARTIFACT_SCHEMES.has(new URL(u).protocol), {
+    error: 'must be an http://, https:// or file:// URL (Fledge fetches no other scheme)',
+  });
+/** A file or folder inside the sandbox: relative, no `..`, no NUL. */
+const sandboxPath = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(LIMITS.path)
+    .refine((p) => !p.startsWith('/') && !p.includes('\0') && !p.split('/').includes('..'), {
+      error: `must be a ${what} inside the task's sandbox (relative, without ..)`,
+    });
+
+// Singularity's artifact list (SingularityMesosArtifact, or a bare URL string as its
+// @JsonCreator reads one); fetched into each task's sandbox before the task starts.
 const urisSchema = list(
   z.union([
-    nonEmpty(LIMITS.url),
+    artifactUrl,
     nullsAsAbsent(
       z.strictObject({
-        uri: nonEmpty(LIMITS.url),
-        cache: z.boolean().optional(),
-        executable: z.boolean().optional(),
-        extract: z.boolean().optional(),
-        outputFile: nonEmpty(LIMITS.path).optional(),
+        uri: artifactUrl,
+        cache: z.boolean().default(false),
+        executable: z.boolean().default(false),
+        extract: z
+          .boolean()
+          .default(true)
+          .describe('unpack .tar, .tar.gz, .tgz, .tar.bz2, .tbz2, .tar.xz, .txz, .zip or .gz (default true)'),
+        outputFile: sandboxPath('file name').optional(),
       }),
     ),
   ]),
 );
 
+// SingularityExecutor's artifacts; S3 ones need S3 credentials Fledge does not have.
+const executorArtifactSchema = nullsAsAbsent(
+  z
+    .strictObject({
+      name: text(),
+      filename: sandboxPath('file name'),
+      targetFolderRelativeToTask: sandboxPath('folder').optional(),
+      md5sum: z
+        .string()
+        .regex(/^[0-9a-fA-F]{32}$/, { error: 'must be 32 hex digits' })
+        .optional(),
+      md5Sum: z
+        .string()
+        .regex(/^[0-9a-fA-F]{32}$/, { error: 'must be 32 hex digits' })
+        .optional()
+        .describe("The spelling Singularity's UI sends; read as md5sum"),
+      url: artifactUrl.optional(),
+      filesize: z.int().min(0).max(LIMITS.artifactBytes).optional(),
+      content: z
+        .string()
+        .max(LIMITS.json.string)
+        .regex(/^[A-Za-z0-9+/=\s]*$/, { error: 'must be base64' })
+        .optional(),
+      s3Bucket: text().optional(),
+      s3ObjectKey: text(LIMITS.url).optional(),
+      isArtifactList: z.boolean().optional(),
+      type: text().optional().describe("Singularity's UI form field (embedded, external, s3); not read"),
+    })
+    .superRefine((a, ctx) => {
+      if (a.md5sum !== undefined && a.md5Sum !== undefined)
+        conflict(ctx, ['md5sum'], ['md5Sum'], 'md5Sum is the UI spelling of md5sum; give one');
+      if (a.isArtifactList)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['isArtifactList'],
+          message: 'artifact lists are not supported; list the artifacts themselves',
+        });
+    }),
+);
+
+const executorDataSchema = nullsAsAbsent(
+  z
+    .strictObject({
+      cmd: text(LIMITS.command),
+      extraCmdLineArgs: list(text(LIMITS.command), LIMITS.arguments).default(() => []),
+      successfulExitCodes: list(z.int().min(0).max(255), 256).default(() => []),
+      embeddedArtifacts: list(executorArtifactSchema).default(() => []),
+      externalArtifacts: list(executorArtifactSchema).default(() => []),
+      s3Artifacts: list(executorArtifactSchema)
+        .max(0, {
+          error: 'S3 artifacts are not fetched by Fledge (it has no S3 credentials): give their URLs in externalArtifacts or uris',
+        })
+        .optional(),
+      s3ArtifactSignatures: list(boundedJson())
+        .max(0, { error: 'S3 artifact signatures are not checked by Fledge: give md5sum on externalArtifacts' })
+        .optional(),
+      sigKillProcessesAfterMillis: millis().optional(),
+      ...ignoredFields(ignoredOf('ExecutorData')),
+    })
+    .superRefine((e, ctx) => {
+      e.externalArtifacts.forEach((a, i) => {
+        if (a.url === undefined) ctx.addIssue({ code: 'custom', path: ['externalArtifacts', i, 'url'], message: 'is required' });
+      });
+      e.embeddedArtifacts.forEach((a, i) => {
+        if (a.content === undefined) ctx.addIssue({ code: 'custom', path: ['embeddedArtifacts', i, 'content'], message: 'is required' });
+      });
+    }),
+);
+
 const legacyHealthcheckShape = {
   healthcheckUri: nonEmpty(LIMITS.url).optional(),
   healthcheckPortIndex: portIndex().optional(),
-  healthcheckProtocol: z.enum(['HTTP', 'HTTPS']).optional(),
+  healthcheckProtocol: z.enum(HEALTHCHECK_PROTOCOLS).optional(),
+  healthCheckProtocol: z.enum(HEALTHCHECK_PROTOCOLS).optional().describe("Legacy: the @JsonCreator's spelling of healthcheckProtocol"),
   healthcheckIntervalSeconds: seconds(1).optional(),
   healthcheckTimeoutSeconds: seconds(1).optional(),
   healthcheckMaxRetries: count().optional(),
@@ -227,7 +342,10 @@ const deployShape = z.strictObject({
     .describe(
       'Singularity containerInfo. type DOCKER runs the task as a container on a Docker host (a 400 when the server has none); MESOS runs a process.',
     ),
-  uris: urisSchema.optional().describe('Artifacts fetched into the task sandbox before it starts.'),
+  uris: urisSchema.optional().describe('Artifacts fetched into the task sandbox before it starts (http, https and file URLs).'),
+  executorData: executorDataSchema
+    .optional()
+    .describe("SingularityExecutor's settings: without command, cmd runs with extraCmdLineArgs; its artifacts are fetched like uris"),
 
   healthcheck: healthcheckSchema.optional(),
   ...legacyHealthcheckShape,
@@ -260,7 +378,9 @@ const deployShape = z.strictObject({
     .min(1)
     .max(256)
     .optional()
-    .describe('Run-to-completion tasks: exit codes that count as success (default [0]).'),
+    .describe(
+      'Exit codes that count as success (default [0]; executorData.successfulExitCodes is read here too); run-to-completion tasks are judged by them.',
+    ),
 
   ...ignoredFields(IGNORED_DEPLOY_FIELDS),
 });
@@ -283,20 +403,20 @@ function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): v
       ctx,
     );
   }
+  // With the healthcheck object (or canaryDeploySettings) given, the legacy flat fields are
+  // not read, as in Singularity (a deploy read back from Singularity carries both): normalise warns.
   const legacyHc = present(d, legacyHealthcheckKeys);
-  if (d.healthcheck && legacyHc.length > 0) {
-    conflict(ctx, ['healthcheck'], legacyHc, 'give either the healthcheck object or the legacy flat healthcheck fields, not both');
-  } else if (legacyHc.length > 0 && d.healthcheckUri === undefined) {
+  if (!d.healthcheck && legacyHc.length > 0 && d.healthcheckUri === undefined) {
     ctx.addIssue({ code: 'custom', path: ['healthcheckUri'], message: `is required with ${legacyHc.join(', ')}` });
+  }
+  if (d.healthcheckProtocol !== undefined && d.healthCheckProtocol !== undefined && d.healthcheckProtocol !== d.healthCheckProtocol) {
+    conflict(ctx, ['healthcheckProtocol'], ['healthCheckProtocol'], 'are two spellings of one field and disagree; give one');
   }
   if (d.canaryDeploySettings && d.canarySettings) {
     conflict(ctx, ['canaryDeploySettings'], ['canarySettings'], 'canarySettings is an alias of canaryDeploySettings; give one, not both');
   }
-  const legacyCanary = present(d, LEGACY_CANARY_FIELDS);
-  const canaryKey = d.canaryDeploySettings ? 'canaryDeploySettings' : d.canarySettings ? 'canarySettings' : undefined;
-  if (canaryKey && legacyCanary.length > 0) {
-    // Singularity silently ignores the legacy fields here; Fledge says so instead.
-    conflict(ctx, [canaryKey], legacyCanary, `give either ${canaryKey} or the legacy incremental deploy fields, not both`);
+  if (d.command === undefined && !d.arguments?.length && d.executorData !== undefined && d.executorData.cmd.trim() === '') {
+    ctx.addIssue({ code: 'custom', path: ['executorData', 'cmd'], message: 'must not be empty when the deploy has no command' });
   }
 
   const numPorts = d.resources.numPorts;
@@ -320,15 +440,22 @@ function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): v
   });
 }
 
+/** HTTP2 and HTTPS2 are checked over HTTP/1.1 (Node's HTTP client); said in a warning. */
+const plainProtocol = (p: (typeof HEALTHCHECK_PROTOCOLS)[number]): 'HTTP' | 'HTTPS' =>
+  p === 'HTTP2' ? 'HTTP' : p === 'HTTPS2' ? 'HTTPS' : p;
+
 function readHealthcheck(d: RawDeploy): HealthcheckOptions | undefined {
-  if (d.healthcheck) return compact({ ...d.healthcheck, failureStatusCodes: [...d.healthcheck.failureStatusCodes] });
+  if (d.healthcheck) {
+    const given = d.healthcheck as typeof d.healthcheck & { healthcheckResultFilePath?: string };
+    return compact({ ...given, protocol: plainProtocol(given.protocol), failureStatusCodes: [...given.failureStatusCodes] });
+  }
   if (d.healthcheckUri === undefined) return undefined;
   return {
     ...H,
     failureStatusCodes: [],
     uri: d.healthcheckUri,
     portIndex: d.healthcheckPortIndex ?? H.portIndex,
-    protocol: d.healthcheckProtocol ?? H.protocol,
+    protocol: plainProtocol(d.healthcheckProtocol ?? d.healthCheckProtocol ?? H.protocol),
     intervalSeconds: d.healthcheckIntervalSeconds ?? H.intervalSeconds,
     responseTimeoutSeconds: d.healthcheckTimeoutSeconds ?? H.responseTimeoutSeconds,
     maxRetries: d.healthcheckMaxRetries ?? H.maxRetries,
@@ -336,8 +463,15 @@ function readHealthcheck(d: RawDeploy): HealthcheckOptions | undefined {
 }
 
 function readCanary(d: RawDeploy): CanaryDeploySettings {
-  const given = d.canaryDeploySettings ?? d.canarySettings;
-  if (given) return { ...given };
+  const raw = d.canaryDeploySettings ?? d.canarySettings;
+  const given =
+    raw && (({ fledgeAcceptanceMode, ...rest }) => ({ ...rest, acceptanceMode: fledgeAcceptanceMode ?? rest.acceptanceMode }))(raw);
+  if (given) {
+    // A deploy read back from Singularity carries canaryDeploySettings (derived from the legacy
+    // fields) and autoAdvanceDeploySteps: false still means each step waits for a user.
+    if (d.autoAdvanceDeploySteps === false && given.acceptanceMode !== 'CHECKS') return { ...given, acceptanceMode: 'MANUAL' };
+    return { ...given };
+  }
   const s: CanaryDeploySettings = { ...C };
   if (d.deployInstanceCountPerStep !== undefined) {
     s.enableCanaryDeploy = true;
@@ -360,7 +494,7 @@ function readCheck(c: z.output<typeof acceptanceCheckSchema>): AcceptanceCheckSp
 
 function normalise(d: RawDeploy): Deploy {
   const { extra, warnings } = splitIgnored(d, IGNORED_DEPLOY_FIELDS);
-  if (d.uris !== undefined) extra.uris = d.uris.map((u) => (typeof u === 'string' ? { uri: u } : u));
+  const executor = d.executorData !== undefined ? readExecutorData(d, warnings) : undefined;
   const container = d.containerInfo !== undefined ? normaliseContainer(d.containerInfo) : undefined;
   if (container) warnings.push(...container.warnings);
   const docker = container?.value.type === 'DOCKER';
@@ -382,14 +516,37 @@ function normalise(d: RawDeploy): Deploy {
 
   const legacyHc = present(d, legacyHealthcheckKeys);
   if (legacyHc.length > 0) {
-    warnings.push({ field: legacyHc[0] ?? '', message: `legacy field(s) ${legacyHc.join(', ')} read into healthcheck` });
+    warnings.push({
+      field: legacyHc[0] ?? '',
+      message: d.healthcheck
+        ? `legacy field(s) ${legacyHc.join(', ')} not read: the healthcheck object is given and wins (as in Singularity)`
+        : `legacy field(s) ${legacyHc.join(', ')} read into healthcheck`,
+    });
+  }
+  if (d.healthcheck?.healthcheckResultFilePath !== undefined) {
+    warnings.push({
+      field: 'healthcheck.healthcheckResultFilePath',
+      message: `accepted and stored, but Fledge does not act on it (${ignoredOf('HealthcheckOptions').healthcheckResultFilePath})`,
+    });
+  }
+  const protocols = [d.healthcheck?.protocol, d.healthcheck ? undefined : (d.healthcheckProtocol ?? d.healthCheckProtocol)];
+  for (const p of protocols) {
+    if (p === 'HTTP2' || p === 'HTTPS2') {
+      warnings.push({
+        field: d.healthcheck ? 'healthcheck.protocol' : 'healthcheckProtocol',
+        message: `${p} is checked as ${plainProtocol(p)} (HTTP/1.1): Fledge's health checks do not speak HTTP/2`,
+      });
+    }
   }
   const legacyCanary = present(d, LEGACY_CANARY_FIELDS);
   const canary = readCanary(d);
+  const canaryKey = d.canaryDeploySettings ? 'canaryDeploySettings' : d.canarySettings ? 'canarySettings' : undefined;
   if (legacyCanary.length > 0) {
     warnings.push({
       field: legacyCanary[0] ?? '',
-      message: `legacy field(s) ${legacyCanary.join(', ')} read as canaryDeploySettings ${JSON.stringify(canary)}`,
+      message: canaryKey
+        ? `legacy field(s) ${legacyCanary.join(', ')} not read: ${canaryKey} is given and wins (as in Singularity)${d.autoAdvanceDeploySteps === false && canary.acceptanceMode === 'MANUAL' ? '; autoAdvanceDeploySteps false still makes each step wait for a user (MANUAL)' : ''}`
+        : `legacy field(s) ${legacyCanary.join(', ')} read as canaryDeploySettings ${JSON.stringify(canary)}`,
     });
   }
   if (d.acceptanceChecks.length > 0 && canary.acceptanceMode !== 'CHECKS') {
@@ -427,12 +584,64 @@ function normalise(d: RawDeploy): Deploy {
     canaryDeploySettings: canary,
     acceptanceChecks: d.acceptanceChecks.map(readCheck),
     acceptanceTimeoutSeconds: d.acceptanceTimeoutSeconds,
-    successfulExitCodes: d.successfulExitCodes,
+    successfulExitCodes: d.successfulExitCodes ?? (executor?.successfulExitCodes.length ? [...executor.successfulExitCodes] : undefined),
+    uris: d.uris?.map((u) => (typeof u === 'string' ? { uri: u, cache: false, executable: false, extract: true } : compact({ ...u }))),
+    executorData: executor,
     extra: Object.keys(extra).length > 0 ? extra : undefined,
     // The service stamps the stored time; this is only "when it was parsed".
     timestamp: Date.now(),
   });
   return attachWarnings(out, warnings);
+}
+
+/** executorData → the stored shape; warns about what SingularityExecutor does that Fledge does not. */
+function readExecutorData(d: RawDeploy, warnings: { field: string; message: string }[]): ExecutorData {
+  const e = d.executorData as NonNullable<RawDeploy['executorData']>;
+  const ignoredHere = ignoredOf('ExecutorData');
+  const { extra } = splitIgnored(e, ignoredHere);
+  const artifact = (a: z.output<typeof executorArtifactSchema>, field: string, i: number): ExecutorArtifact => {
+    if (a.md5Sum !== undefined) warnings.push({ field: `executorData.${field}[${i}].md5Sum`, message: 'read as md5sum' });
+    return compact({
+      name: a.name,
+      filename: a.filename,
+      targetFolderRelativeToTask: a.targetFolderRelativeToTask,
+      md5sum: (a.md5sum ?? a.md5Sum)?.toLowerCase(),
+      url: a.url,
+      filesize: a.filesize,
+      content: a.content?.replace(/\s/g, ''),
+    });
+  };
+  if (d.command !== undefined || d.arguments?.length) {
+    warnings.push({
+      field: 'executorData.cmd',
+      message: "not run: the deploy has a command, which runs instead (as with Mesos' default executor)",
+    });
+  }
+  // What only SingularityExecutor and Singularity's custom-executor launch did, in one warning.
+  const meaningless = [
+    ...EXECUTOR_ONLY_FIELDS.filter((k) => (e as Record<string, unknown>)[k] !== undefined).map((k) => `executorData.${k}`),
+    ...['customExecutorCmd', 'customExecutorId', 'customExecutorSource', 'customExecutorResources', 'customExecutorUser'].filter(
+      (k) => (d as Record<string, unknown>)[k] !== undefined,
+    ),
+  ];
+  if (meaningless.length > 0) {
+    warnings.push({
+      field: 'executorData',
+      message: `Fledge runs executorData.cmd itself, without SingularityExecutor: ${meaningless.join(', ')} mean nothing here (${meaningless
+        .map((k) => ignoredHere[k.replace(/^executorData\./, '')] ?? 'custom executor launch')
+        .filter((why, i, all) => all.indexOf(why) === i)
+        .join('; ')})`,
+    });
+  }
+  return compact({
+    cmd: e.cmd,
+    extraCmdLineArgs: [...e.extraCmdLineArgs],
+    successfulExitCodes: [...e.successfulExitCodes],
+    externalArtifacts: e.externalArtifacts.map((a, i) => artifact(a, 'externalArtifacts', i)),
+    embeddedArtifacts: e.embeddedArtifacts.map((a, i) => artifact(a, 'embeddedArtifacts', i)),
+    sigKillProcessesAfterMillis: e.sigKillProcessesAfterMillis,
+    extra: Object.keys(extra).length > 0 ? extra : undefined,
+  });
 }
 
 function buildDeploySchema(containers: boolean) {
@@ -460,8 +669,17 @@ export function validateDeployForRequest(deploy: Deploy, request: FledgeRequest)
     issues.push({ field: 'deploy.requestId', rule: `must be the id of the request it deploys (${request.id})` });
   }
   // A Docker image has its own command (CMD); a process needs one.
-  if (LONG_RUNNING.has(request.requestType) && !deploy.command && !deploy.arguments?.length && !isDockerDeploy(deploy)) {
-    issues.push({ field: 'deploy.command', rule: `command or arguments is required for ${request.requestType} requests` });
+  if (
+    LONG_RUNNING.has(request.requestType) &&
+    !deploy.command &&
+    !deploy.arguments?.length &&
+    !deploy.executorData?.cmd.trim() &&
+    !isDockerDeploy(deploy)
+  ) {
+    issues.push({
+      field: 'deploy.command',
+      rule: `command, arguments or executorData.cmd is required for ${request.requestType} requests`,
+    });
   }
   if (request.loadBalanced) {
     if (!deploy.serviceBasePath) {

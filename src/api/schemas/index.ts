@@ -4,6 +4,6 @@ export { parseInput, type ParseOptions, type ParseResult } from './parse.ts';
 export { DEPLOY_DEFAULTS, deploySchema, validateDeployForRequest, type DeploySchema } from './deploy.ts';
 export { REQUEST_DEFAULTS, requestSchema } from './request.ts';
 export { deployBodySchema, type DeployBody, type DeployBodySchema } from './bodies.ts';
-export { IGNORED_DEPLOY_FIELDS, IGNORED_REQUEST_FIELDS, IGNORED_ACTION_FIELDS } from './singularity-fields.ts';
+export { IGNORED_DEPLOY_FIELDS, IGNORED_REQUEST_FIELDS, SINGULARITY_PROPERTIES } from './singularity-fields.ts';
 export { toJsonSchema, type JsonSchema } from './json-schema.ts';
 export { schemas } from './catalog.ts';

@@ -13,23 +13,15 @@ import {
   splitIgnored,
   text,
 } from './common.ts';
+import { ignoredOf } from './singularity-fields.ts';
 
 const envName = z
   .string()
   .max(LIMITS.envName)
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'environment variable names must match [A-Za-z_][A-Za-z0-9_]*' });
 
-/** SingularityRunNowRequest fields Fledge accepts but does not act on. */
-const IGNORED_RUN_FIELDS: Readonly<Record<string, string>> = {
-  skipHealthchecks: 'runs of run-to-completion requests are never health-checked',
-  runAsUserOverride: 'tasks run as the Fledge server user',
-  s3UploaderAdditionalFiles: 'Singularity S3 log uploader setting',
-  extraArtifacts: 'Singularity artifact setting; put uris in the deploy',
-  requiredAgentAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
-  allowedAgentAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
-  requiredSlaveAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
-  allowedSlaveAttributeOverrides: 'Mesos agent placement; Fledge runs every task on its own host',
-};
+/** SingularityRunNowRequest fields Fledge accepts but does not act on (the one table in singularity-fields.ts). */
+const IGNORED_RUN_FIELDS = ignoredOf('SingularityRunNowRequest');
 
 export const RUN_ID = /^[A-Za-z0-9_.-]{1,100}$/;
 

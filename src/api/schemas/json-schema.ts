@@ -2,6 +2,7 @@
 // shown, legacy and ignored Singularity fields are listed with their descriptions).
 import { z } from 'zod';
 import { schemas } from './catalog.ts';
+import { meaningOf } from './meanings.ts';
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -22,6 +23,8 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['RollbackBody', schemas.rollback],
     ['KillTaskBody', schemas.killTask],
     ['HostChangeBody', schemas.hostChange],
+    ['ExitCooldownBody', schemas.exitCooldown],
+    ['SkipHealthchecksBody', schemas.skipHealthchecks],
     ['CreateTokenBody', schemas.createToken],
   ];
   return Object.fromEntries(
@@ -32,7 +35,22 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
         unrepresentable: 'any',
         target: options.target ?? 'draft-2020-12',
       }) as JsonSchema;
+      describe(name, json, '');
       return [name, json];
     }),
   );
+}
+
+/** Fills absent descriptions from meanings.ts, walking properties and array items. */
+function describe(schemaName: string, node: JsonSchema, path: string, depth = 0): void {
+  if (depth > 8 || !node || typeof node !== 'object') return;
+  for (const branch of (node.anyOf as JsonSchema[] | undefined) ?? []) describe(schemaName, branch, path, depth + 1);
+  if (node.items && typeof node.items === 'object') describe(schemaName, node.items as JsonSchema, `${path}[]`, depth + 1);
+  const props = node.properties as Record<string, JsonSchema> | undefined;
+  for (const [k, child] of Object.entries(props ?? {})) {
+    const childPath = path ? `${path}${path.endsWith('[]') ? '.' : '.'}${k}` : k;
+    const meaning = meaningOf(schemaName, childPath);
+    if (meaning && child.description === undefined) child.description = meaning;
+    describe(schemaName, child, childPath, depth + 1);
+  }
 }

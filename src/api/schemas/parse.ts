@@ -1,6 +1,7 @@
 // Untrusted JSON → normalised value, or a 400 message that names every field and rule.
 import type { z } from 'zod';
 import { describedAs, joinPath, takeWarnings, type Issue, type ParseOptions } from './common.ts';
+import { coerceLikeJackson } from './jackson.ts';
 
 export type ParseResult<T> = { ok: true; value: T; warnings: string[] } | { ok: false; message: string; details: Issue[] };
 
@@ -16,9 +17,11 @@ export function parseInput<S extends z.ZodType>(schema: S, body: unknown, option
       details: [{ field: root || 'body', rule: 'must be a JSON object' }],
     };
   }
-  const result = schema.safeParse(body, { error: ruleFor });
+  // Jackson's leniencies first, so the schema's bounds judge the coerced values.
+  const coerced = coerceLikeJackson(schema, body, root);
+  const result = schema.safeParse(coerced.value, { error: ruleFor });
   if (result.success) {
-    const warnings = takeWarnings(result.data, root);
+    const warnings = [...coerced.warnings, ...takeWarnings(result.data, root)];
     return { ok: true, value: result.data, warnings };
   }
   return { ok: false, ...describeIssues(label, root, result.error.issues) };

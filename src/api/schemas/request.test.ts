@@ -50,7 +50,6 @@ describe('request schema', () => {
     ['id of 101 characters', { id: 'a'.repeat(101), requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
     ['empty id', { id: '', requestType: 'SERVICE' }, 'id', 'must be 1-100 characters of [A-Za-z0-9_-]'],
     ['missing id', { requestType: 'SERVICE' }, 'id', 'is required'],
-    ['missing requestType', { id: 'a' }, 'requestType', 'is required'],
     [
       'bad requestType',
       { id: 'a', requestType: 'DAEMON' },
@@ -59,7 +58,13 @@ describe('request schema', () => {
     ],
     ['instances 0', { id: 'a', requestType: 'SERVICE', instances: 0 }, 'instances', 'must be > 0'],
     ['instances 1.5', { id: 'a', requestType: 'SERVICE', instances: 1.5 }, 'instances', 'must be an integer'],
-    ['instances as string', { id: 'a', requestType: 'SERVICE', instances: '2' }, 'instances', 'must be a number (got string)'],
+    ['instances as a word', { id: 'a', requestType: 'SERVICE', instances: 'two' }, 'instances', 'must be a number (got string)'],
+    [
+      'instances above maxScale',
+      { id: 'a', requestType: 'SERVICE', instances: 3, maxScale: 2 },
+      'instances',
+      'must be at most maxScale (2)',
+    ],
     [
       'loadBalanced WORKER',
       { id: 'a', requestType: 'WORKER', loadBalanced: true },
@@ -205,10 +210,10 @@ describe('request schema', () => {
       'slavePlacement is the older name of agentPlacement; they disagree',
     ],
     [
-      'an attribute value that is not a string',
-      { requiredAgentAttributes: { zone: 1 } },
+      'an attribute value that is not a scalar',
+      { requiredAgentAttributes: { zone: ['a'] } },
       'requiredAgentAttributes.zone',
-      'must be a string (got number)',
+      'must be a string (got an array)',
     ],
     [
       'a bad attribute name',

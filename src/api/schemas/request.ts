@@ -1,7 +1,7 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
 import { isTimeZone, ScheduleError, scheduleOf } from '../../core/jobs/cron.ts';
-import { AGENT_PLACEMENTS, isRunToCompletion, REQUEST_TYPES, type FledgeRequest } from '../../core/model.ts';
+import { AGENT_PLACEMENTS, isRunToCompletion, REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
 import {
   attachWarnings,
   boundedRecord,
@@ -45,8 +45,15 @@ const ALIASES = [
 
 const requestShape = z.strictObject({
   id: requestIdSchema,
-  requestType: z.enum(REQUEST_TYPES),
+  requestType: z
+    .enum(REQUEST_TYPES)
+    .optional()
+    .describe(
+      'Absent: derived as Singularity does (a schedule: SCHEDULED; daemon false: ON_DEMAND; loadBalanced: SERVICE; else WORKER), with a warning',
+    ),
+  daemon: z.boolean().optional().describe("Singularity's pre-requestType flag, read only when requestType is absent"),
   instances: z.int().gt(0).max(LIMITS.instances).default(REQUEST_DEFAULTS.instances),
+  maxScale: z.int().gt(0).max(LIMITS.instances).optional().describe('The most instances a scale or an update of this request may set'),
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
   owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
@@ -70,18 +77,36 @@ const requestShape = z.strictObject({
   ...ignoredFields(IGNORED_REQUEST_FIELDS),
 });
 
+/** SingularityRequest's creator derives an absent requestType (RequestType.fromDaemonAndScheduleAndLoadBalanced). */
+function typeOf(r: {
+  requestType?: RequestType;
+  daemon?: boolean;
+  schedule?: string;
+  quartzSchedule?: string;
+  loadBalanced: boolean;
+}): RequestType {
+  if (r.requestType !== undefined) return r.requestType;
+  if (r.schedule !== undefined || r.quartzSchedule !== undefined) return 'SCHEDULED';
+  if (r.daemon === false) return 'ON_DEMAND';
+  return r.loadBalanced ? 'SERVICE' : 'WORKER';
+}
+
 export const requestSchema = describeInput(
   nullsAsAbsent(
     requestShape
       .superRefine((r, ctx) => {
-        if (r.loadBalanced && r.requestType !== 'SERVICE') {
+        const requestType = typeOf(r);
+        if (r.maxScale !== undefined && r.instances > r.maxScale) {
+          ctx.addIssue({ code: 'custom', path: ['instances'], message: `must be at most maxScale (${r.maxScale})` });
+        }
+        if (r.loadBalanced && requestType !== 'SERVICE') {
           ctx.addIssue({
             code: 'custom',
             path: ['loadBalanced'],
-            message: `only SERVICE requests can be load balanced (this is ${r.requestType})`,
+            message: `only SERVICE requests can be load balanced (this is ${requestType})`,
           });
         }
-        const scheduled = r.requestType === 'SCHEDULED';
+        const scheduled = requestType === 'SCHEDULED';
         if (scheduled) {
           if (r.schedule === undefined && r.quartzSchedule === undefined) {
             ctx.addIssue({ code: 'custom', path: ['schedule'], message: 'is required for SCHEDULED requests (or quartzSchedule)' });
@@ -99,7 +124,7 @@ export const requestSchema = describeInput(
         } else {
           for (const field of ['schedule', 'quartzSchedule', 'scheduleType'] as const) {
             if (r[field] !== undefined) {
-              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${requestType})` });
             }
           }
         }
@@ -110,13 +135,13 @@ export const requestSchema = describeInput(
             message: `${JSON.stringify(r.scheduleTimeZone)} is not a time zone (IANA names such as Europe/Berlin, or UTC)`,
           });
         }
-        if (!isRunToCompletion(r.requestType)) {
+        if (!isRunToCompletion(requestType)) {
           for (const field of ['numRetriesOnFailure', 'taskExecutionTimeLimitMillis', 'killOldNonLongRunningTasksAfterMillis'] as const) {
             if (r[field] !== undefined) {
               ctx.addIssue({
                 code: 'custom',
                 path: [field],
-                message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${r.requestType})`,
+                message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${requestType})`,
               });
             }
           }
@@ -124,7 +149,7 @@ export const requestSchema = describeInput(
         if (!scheduled) {
           for (const field of ['scheduledExpectedRuntimeMillis', 'waitAtLeastMillisAfterTaskFinishesForReschedule'] as const) {
             if (r[field] !== undefined) {
-              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${r.requestType})` });
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${requestType})` });
             }
           }
         }
@@ -136,9 +161,16 @@ export const requestSchema = describeInput(
       })
       .transform((r): FledgeRequest => {
         const { extra, warnings } = splitIgnored(r, IGNORED_REQUEST_FIELDS);
+        const requestType = typeOf(r);
+        if (r.requestType === undefined) {
+          warnings.push({
+            field: 'requestType',
+            message: `absent: read as ${requestType} from daemon, schedule and loadBalanced (as Singularity does)`,
+          });
+        }
         const out: FledgeRequest = compact({
           id: r.id,
-          requestType: r.requestType,
+          requestType,
           instances: r.instances,
           loadBalanced: r.loadBalanced,
           owners: r.owners,
@@ -152,6 +184,7 @@ export const requestSchema = describeInput(
           scheduledExpectedRuntimeMillis: r.scheduledExpectedRuntimeMillis,
           waitAtLeastMillisAfterTaskFinishesForReschedule: r.waitAtLeastMillisAfterTaskFinishesForReschedule,
           skipHealthchecks: r.skipHealthchecks,
+          maxScale: r.maxScale,
           agentPlacement: r.agentPlacement ?? r.slavePlacement,
           rackSensitive: r.rackSensitive,
           rackAffinity: r.rackAffinity,

@@ -181,6 +181,28 @@ describe('stepDeploy', () => {
     expect(kinds(outcome)).toEqual(decisions);
   });
 
+  it('an update to every instance approves that last MANUAL step (Singularity’s Advance); an update to fewer approves nothing', () => {
+    const manual = engineDeploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' });
+    const waiting = { phase: 'ACCEPTANCE' as const, stepReadyAt: T0, targetActiveInstances: 1, totalSteps: 2 };
+    const partial = stepDeploy(
+      observe(waiting, (d) => [testTask(d, 1, 'healthy')], { pendingDeploy: manual }, [
+        { kind: 'update', at: T0, targetActiveInstances: 1 },
+      ]),
+      T0,
+    );
+    expect(partial.pending.kind === 'UPDATED' && partial.pending.pending.progress.approvedStep).toBeUndefined();
+    expect(partial.waiting?.why).toBe('waiting for a user to advance or reject');
+
+    const all = stepDeploy(
+      observe(waiting, (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'healthy')], { pendingDeploy: manual }, [
+        { kind: 'update', at: T0, targetActiveInstances: 2 },
+      ]),
+      T0,
+    );
+    expect(ended(all)).toMatch(/^SUCCEEDED/);
+    expect(JSON.stringify(all.decisions)).toContain('approved by the deploy update that moved to every instance');
+  });
+
   it('stamps each decision with its time, phase, step and the counts it was taken on', () => {
     const outcome = stepDeploy(
       observe(inPhase('HEALTH'), (d) => [testTask(d, 1, 'healthy'), testTask(d, 2, 'healthy')]),

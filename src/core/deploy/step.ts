@@ -261,12 +261,22 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
             stepStartedAt: now,
             stepFailures: 0,
             deadline: undefined,
+            // Singularity's UI and client advance a deploy this way. A jump to every instance is
+            // also the approval of that last step, so the deploy finishes without a Fledge-only
+            // advance; a jump to fewer waits at its step as any step does (scenario 22).
+            approvedStep: target === instances ? acc.progress.step : undefined,
           },
         };
         acc = move(
           acc,
           'LAUNCH',
-          { observed: `target set to ${target}`, reason: 'update requested: skip acceptance, jump to new target' },
+          {
+            observed: `target set to ${target}`,
+            reason:
+              target === instances
+                ? 'update requested: skip acceptance, jump to every instance, and approve that last step'
+                : 'update requested: skip acceptance, jump to new target',
+          },
           { intent: 'update' },
         );
         break;

@@ -133,6 +133,11 @@ export interface DeployProgress {
   deadline?: number;
   /** old instance numbers already shut down by canary advances */
   retiredOldInstances: number[];
+  /**
+   * The step a POST /api/deploys/update approved in advance (Singularity's Advance button): its
+   * MANUAL acceptance (or manual checks) passes without another call. Written by the deploy step.
+   */
+  approvedStep?: number;
   /** new tasks that died because a port was taken (EADDRINUSE), replaced without counting; absent: none */
   portInUseRetries?: { taskId: string; instanceNo: number }[];
   lbUpdates: LbUpdate[];

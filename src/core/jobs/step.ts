@@ -35,6 +35,7 @@ import {
 } from '../model.ts';
 import { MAX_PORT_IN_USE_RETRIES } from '../deploy/failures.ts';
 import { placerFor } from '../deploy/phase.ts';
+import { successfulExitCodes } from '../launch.ts';
 import type { Placer } from '../placement.ts';
 import { applyDeployResult } from '../request/apply-result.ts';
 import { cleanUp } from '../request/cleanup.ts';
@@ -107,7 +108,7 @@ export function stepJobRequest(obs: RequestObservation, record: RequestRecord, n
     const where = placer.place(runDeploy(deploy, run));
     const task = createTask(deploy, instanceNo, now, taken, where.ok ? where : { waiting: where.reason });
     taken.add(task.taskId.id);
-    const created: TaskRecord = { ...task, run: { ...run, retry: run.retry ?? 0, successfulExitCodes: deploy.successfulExitCodes ?? [0] } };
+    const created: TaskRecord = { ...task, run: { ...run, retry: run.retry ?? 0, successfulExitCodes: [...successfulExitCodes(deploy)] } };
     change(created);
     if (where.ok) actions.push({ kind: 'startTask', taskId: created.taskId.id });
     else wake(now + obs.settings.capacityRetryMillis);

@@ -5,7 +5,8 @@
  * It runs these parts in this order, each a pure function of what the parts before it
  * changed (one file each, table-tested):
  *
- * 0. host-loss.ts: tasks on a host that stopped answering are TASK_LOST (lost with it).
+ * 0. expiring.ts: Singularity's expiring actions whose time is up are undone.
+ *    host-loss.ts: tasks on a host that stopped answering are TASK_LOST (lost with it).
  *    Then the pending deploy steps (../deploy/step.ts).
  * 1. apply-result.ts: if the deploy ended, its result is applied to the request — on
  *    SUCCEEDED it becomes the active deploy (and `updatedRequest` the request) — and an LB
@@ -52,6 +53,7 @@ import { isLive, isRunToCompletion, type RequestRecord, type TaskRecord } from '
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reconcileActiveInstances } from './active-instances.ts';
 import { applyDeployResult } from './apply-result.ts';
+import { expireActions } from './expiring.ts';
 import { loseTasksOnSilentHosts } from './host-loss.ts';
 import { spreadToAllHosts } from './spread-all.ts';
 import { placeWaitingTasks } from './waiting-tasks.ts';
@@ -84,20 +86,31 @@ export interface StepOutcome {
 }
 
 export function stepRequest(observed: RequestObservation, record: RequestRecord, now: number): StepOutcome {
+  // Expired actions are undone first, so every part below reads the request as it now is.
+  const expired = expireActions(record, now);
+  const current = expired.record ?? record;
   const lost = loseTasksOnSilentHosts(observed.tasks, observed.hosts, now);
   const lostById = new Map(lost.map((t) => [t.taskId.id, t]));
-  const obs = lost.length > 0 ? { ...observed, tasks: observed.tasks.map((t) => lostById.get(t.taskId.id) ?? t) } : observed;
+  const withLost = lost.length > 0 ? { ...observed, tasks: observed.tasks.map((t) => lostById.get(t.taskId.id) ?? t) } : observed;
+  const obs = expired.record ? { ...withLost, request: current.request, requestState: current.state } : withLost;
   // SCHEDULED, ON_DEMAND and RUN_ONCE requests have their own step (../jobs/step.ts); a run
-  // lost with its host is lost for it too.
-  if (isRunToCompletion(record.request.requestType)) {
-    const job = stepJobRequest(obs, record, now);
-    return lost.length > 0 ? { ...job, tasks: collapseChanges([...lost, ...job.tasks]) } : job;
+  // lost with its host is lost for it too, and an expired pause is undone for it too.
+  if (isRunToCompletion(current.request.requestType)) {
+    const job = stepJobRequest(obs, current, now);
+    const request = job.request ?? (expired.record ? { ...current, timestamp: now } : undefined);
+    const wakes = [job.wakeAt, expired.wakeAt].filter((w): w is number => w !== undefined);
+    return {
+      ...job,
+      ...(request ? { request } : {}),
+      ...(wakes.length > 0 ? { wakeAt: Math.min(...wakes) } : {}),
+      tasks: lost.length > 0 ? collapseChanges([...lost, ...job.tasks]) : job.tasks,
+    };
   }
   const deploy = obs.pending ? stepDeploy(obs, now) : undefined;
   const pending: PendingOutcome = deploy?.pending ?? { kind: 'UNCHANGED' };
   const pendingAfter = pending.kind === 'UPDATED' ? pending.pending : pending.kind === 'ENDED' ? undefined : obs.pending;
 
-  let rec = record;
+  let rec = current;
   let tasks = TaskView.of(obs.tasks);
   const changes: TaskRecord[] = [...lost];
   const actions: Action[] = [];
@@ -117,6 +130,7 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
     }
     if (part.wakeAt !== undefined) wakeAt = wakeAt === undefined ? part.wakeAt : Math.min(wakeAt, part.wakeAt);
   };
+  if (expired.wakeAt !== undefined) wakeAt = expired.wakeAt;
   if (deploy) take(deploy);
 
   const applied = applyDeployResult(obs, rec, pending);

@@ -293,6 +293,16 @@ export class DockerClient {
     });
   }
 
+  /** Unpacks a tar stream into a (created, not yet started) container at `path`, which must exist there. */
+  async putArchive(id: string, path: string, tar: Readable, timeoutMs = 120_000): Promise<void> {
+    await this.request('PUT', `/containers/${encodeURIComponent(id)}/archive`, {
+      query: { path },
+      body: tar,
+      contentType: 'application/x-tar',
+      timeoutMs,
+    });
+  }
+
   /** Import a root filesystem tarball as `repo:tag` (docker import), with Dockerfile `changes` (CMD, ENV...). */
   async importImage(tar: Readable, repo: string, tag: string, changes: string[] = [], timeoutMs = 120_000): Promise<void> {
     const res = await this.stream('POST', '/images/create', {

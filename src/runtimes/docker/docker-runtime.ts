@@ -23,6 +23,7 @@
  * - A host that does not answer: inspect/recover report the task as running (its state is
  *   unknown, not ended); stop() fails and is retried by the engine; start() waits.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
@@ -33,6 +34,8 @@ import { readLogChunk } from '../log-file.ts';
 import { portIsFree } from '../process/ports.ts';
 import { sandboxName, writeJsonAtomic } from '../process/sandbox.ts';
 import type { LogChunk, Runtime, RuntimeCapabilities, StartResult, TaskHandle, TaskSpec, TaskStatus } from '../types.ts';
+import { ArtifactError, type ArtifactFetcher } from '../artifacts/index.ts';
+import { taskCommand, taskEnvironment } from '../task-env.ts';
 import { DockerApiError, DockerUnreachableError, type ContainerInspect, type ContainerState, type DockerClient } from './client.ts';
 import { literalHostPorts } from '../../core/container.ts';
 import { LABELS, planContainer } from './container-config.ts';
@@ -62,7 +65,12 @@ export interface DockerRuntimeOptions {
   pullTimeoutMs?: number;
   /** how long stop() waits for a SIGKILLed container; default 10 s */
   killWaitMs?: number;
+  /** fetches a task's artifacts (uris) on this machine; they are copied into the container */
+  artifacts?: ArtifactFetcher;
 }
+
+/** Where a container finds its artifacts: Mesos' sandbox path inside Docker containers. */
+export const CONTAINER_SANDBOX = '/mnt/mesos/sandbox';
 
 /** What the Docker runtime keeps in a task handle (persisted by the engine as JSON). */
 export type DockerTaskHandle = TaskHandle & {
@@ -264,8 +272,7 @@ export class DockerRuntime implements Runtime {
         instanceNo: spec.instanceNo,
         docker: container.docker,
         volumes: container.volumes,
-        ...(spec.command !== undefined ? { command: spec.command } : {}),
-        ...(spec.arguments !== undefined ? { arguments: spec.arguments } : {}),
+        ...taskCommand(spec, { host: this.address }),
         ...(spec.shell !== undefined ? { shell: spec.shell } : {}),
         env: this.#env(spec, ports),
         ports,
@@ -275,6 +282,13 @@ export class DockerRuntime implements Runtime {
       });
       this.#makeSandbox(sandbox);
       rmSync(path.join(sandbox, EXIT_FILE), { force: true });
+      let artifacts: string | undefined;
+      try {
+        artifacts = await this.#fetchArtifacts(spec, sandbox);
+      } catch (err) {
+        this.#ledger.release(spec.taskId);
+        return { kind: 'error', message: message(err) };
+      }
       const file: TaskFile = {
         taskId: spec.taskId,
         container: name,
@@ -299,6 +313,7 @@ export class DockerRuntime implements Runtime {
       }
       writeJsonAtomic(path.join(sandbox, TASK_FILE), { ...file, containerId: id });
       try {
+        if (artifacts) await this.#copyArtifacts(id, artifacts);
         await this.client.startContainer(id);
       } catch (err) {
         await this.client.removeContainer(id, { force: true }).catch(() => undefined);
@@ -372,16 +387,38 @@ export class DockerRuntime implements Runtime {
   }
 
   #env(spec: TaskSpec, ports: number[]): Record<string, string> {
-    const env: Record<string, string> = { ...spec.env };
-    ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
-    if (ports.length > 0) env.PORT = String(ports[0]);
-    env.TASK_ID = spec.taskId;
-    env.REQUEST_ID = spec.requestId;
-    env.DEPLOY_ID = spec.deployId;
-    env.INSTANCE_NO = String(spec.instanceNo);
-    // Singularity's name for where the task's ports answer (a BRIDGE task cannot tell otherwise).
-    env.TASK_HOST = this.address;
+    // TASK_HOST: where the task's ports answer (a BRIDGE task cannot tell otherwise).
+    const env = taskEnvironment(spec, { host: this.address }, ports);
+    if (spec.artifacts?.length) env.MESOS_SANDBOX = CONTAINER_SANDBOX;
     return env;
+  }
+
+  /**
+   * Artifacts of a container task: fetched on this machine into <sandbox>/artifacts (one
+   * fetcher and cache for every host), then copied into the created container at
+   * CONTAINER_SANDBOX before it starts, so a remote Docker host needs no network of its own.
+   */
+  async #fetchArtifacts(spec: TaskSpec, sandbox: string): Promise<string | undefined> {
+    if (!spec.artifacts?.length) return undefined;
+    if (!this.#o.artifacts) throw new ArtifactError(spec.artifacts[0]?.url ?? 'artifact', 'this Docker runtime has no artifact fetcher');
+    const dir = path.join(sandbox, 'artifacts');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await this.#o.artifacts.fetchInto(dir, spec.artifacts);
+    return dir;
+  }
+
+  async #copyArtifacts(containerId: string, dir: string): Promise<void> {
+    // tar's own entries become mnt/mesos/sandbox/...: Docker unpacks them at / (which exists).
+    const tar = spawn('tar', ['-c', '-C', dir, '--owner=0', '--group=0', `--transform=s,^\\./*,${CONTAINER_SANDBOX.slice(1)}/,`, '.'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    tar.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
+    const exited = new Promise<number | null>((resolve) => tar.once('close', resolve));
+    await this.client.putArchive(containerId, '/', tar.stdout);
+    const code = await exited;
+    if (code !== 0) throw new Error(`tar of the artifacts failed (${code}): ${err.trim()}`);
   }
 
   #labels(spec: TaskSpec, ports: number[], literal: number[]): Record<string, string> {

@@ -20,6 +20,7 @@ import {
   type TaskSpec,
   type TaskStatus,
 } from '../types.ts';
+import { taskEnvironment } from '../task-env.ts';
 
 type ExitStatus = Extract<TaskStatus, { state: 'exited' }>;
 
@@ -306,12 +307,5 @@ function handleOf(taskId: string, ports: number[]): TaskHandle {
 }
 
 function envOf(spec: TaskSpec, ports: number[]): Record<string, string> {
-  const env: Record<string, string> = { ...spec.env };
-  ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
-  if (ports.length > 0) env.PORT = String(ports[0]);
-  env.TASK_ID = spec.taskId;
-  env.REQUEST_ID = spec.requestId;
-  env.DEPLOY_ID = spec.deployId;
-  env.INSTANCE_NO = String(spec.instanceNo);
-  return env;
+  return taskEnvironment(spec, { host: '127.0.0.1' }, ports);
 }

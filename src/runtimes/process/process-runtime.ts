@@ -53,6 +53,8 @@ import {
   type TaskSpec,
   type TaskStatus,
 } from '../types.ts';
+import type { ArtifactFetcher } from '../artifacts/index.ts';
+import { taskCommand, taskEnvironment } from '../task-env.ts';
 import { portIsFree } from './ports.ts';
 import { groupIsOurs, groupMembers, isAlive, readCmdline, readStartTime, signalGroup } from './proc.ts';
 import {
@@ -106,6 +108,8 @@ export interface ProcessRuntimeOptions {
    * there too, for a task a leader that died had started but not recorded.
    */
   peerDataDirs?: () => Promise<string[]>;
+  /** fetches a task's artifacts (uris) into its sandbox before it starts */
+  artifacts?: ArtifactFetcher;
 }
 
 /** /etc/machine-id (or dbus's) and the hostname: where a process task lives. */
@@ -177,6 +181,7 @@ export class ProcessRuntime implements Runtime {
   readonly host: string;
   readonly machine: string;
   readonly #peerDataDirs: () => Promise<string[]>;
+  readonly #artifacts: ArtifactFetcher | undefined;
   readonly #ledger: ResourceLedger;
   readonly #log: RuntimeLogger;
   readonly #pollMs: number;
@@ -203,6 +208,7 @@ export class ProcessRuntime implements Runtime {
     this.host = options.host ?? '127.0.0.1';
     this.machine = options.machine ?? machineIdentity();
     this.#peerDataDirs = options.peerDataDirs ?? (async () => []);
+    this.#artifacts = options.artifacts;
     this.#ledger = new ResourceLedger(
       options.capacity ?? { cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024) },
       options.portRange ?? { from: 31000, to: 31999 },
@@ -226,10 +232,38 @@ export class ProcessRuntime implements Runtime {
     this.#listeners.push(listener);
   }
 
-  start(spec: TaskSpec): Promise<StartResult> {
+  async start(spec: TaskSpec): Promise<StartResult> {
+    // Artifacts come first and outside the start queue: a slow download must not hold up
+    // every other task's start.
+    if (spec.artifacts?.length) {
+      const early = await this.#fetchArtifacts(spec);
+      if (early) return early;
+    }
     const run = this.#startChain.then(() => this.#start(spec));
     this.#startChain = run.catch(() => undefined);
     return run;
+  }
+
+  /** Fills a new task's sandbox with its artifacts; a result when the start ends here. */
+  async #fetchArtifacts(spec: TaskSpec): Promise<StartResult | undefined> {
+    if (this.#closed) return { kind: 'error', message: 'The runtime is closed' };
+    const sandbox = sandboxPath(this.dataDir, spec.taskId);
+    // Started before (a restart): start() resumes it, nothing is fetched again.
+    if (readTaskFile(sandbox)) return undefined;
+    // A task that cannot run yet downloads nothing yet.
+    const short = this.#ledger.shortfall(spec);
+    if (short) return { kind: 'waiting', reason: short };
+    if (!this.#artifacts)
+      return { kind: 'error', message: 'This runtime was started without an artifact fetcher; the deploy has artifacts' };
+    mkdirSync(sandbox, { recursive: true, mode: 0o700 });
+    try {
+      await this.#artifacts.fetchInto(sandbox, spec.artifacts ?? []);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#log.warn({ taskId: spec.taskId, err: message }, 'artifact fetch failed');
+      return { kind: 'error', message };
+    }
+    return undefined;
   }
 
   async #start(spec: TaskSpec): Promise<StartResult> {
@@ -238,8 +272,9 @@ export class ProcessRuntime implements Runtime {
     const existing = readTaskFile(sandbox);
     if (existing) return this.#resume(existing, sandbox);
 
-    const useArgv = spec.arguments !== undefined && spec.arguments.length > 0;
-    const argv = useArgv ? spec.arguments : spec.command !== undefined ? ['/bin/sh', '-c', spec.command] : undefined;
+    const { command, arguments: args } = taskCommand(spec, { host: this.host });
+    const useArgv = args !== undefined && args.length > 0;
+    const argv = useArgv ? args : command !== undefined ? ['/bin/sh', '-c', command] : undefined;
     if (!argv || argv[0] === '') return { kind: 'error', message: 'The deploy has neither command nor arguments' };
 
     const short = this.#ledger.shortfall(spec);
@@ -350,15 +385,9 @@ export class ProcessRuntime implements Runtime {
   }
 
   #env(spec: TaskSpec, ports: number[]): Record<string, string> {
-    const env: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH };
-    if (process.env.HOME !== undefined) env.HOME = process.env.HOME;
-    Object.assign(env, spec.env);
-    ports.forEach((port, i) => (env[`PORT${i}`] = String(port)));
-    if (ports.length > 0) env.PORT = String(ports[0]);
-    env.TASK_ID = spec.taskId;
-    env.REQUEST_ID = spec.requestId;
-    env.DEPLOY_ID = spec.deployId;
-    env.INSTANCE_NO = String(spec.instanceNo);
+    const base: Record<string, string> = { PATH: process.env.PATH ?? DEFAULT_PATH };
+    if (process.env.HOME !== undefined) base.HOME = process.env.HOME;
+    const env = taskEnvironment(spec, { host: this.host }, ports, base);
     // inherited by everything the task starts: how its whole tree is found (tree.ts)
     env[TASK_ENV_MARK] = spec.taskId;
     return env;

@@ -1,10 +1,13 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killSandboxTasks } from '../../../test/helpers/process-cleanup.ts';
 import { baseSpec, runtimeContract } from '../contract.case.ts';
+import { freePort } from '../../../test/helpers/ports.ts';
+import { ArtifactFetcher } from '../artifacts/index.ts';
 import { randomPortRange, tempDataDir, waitFor } from '../test-support.ts';
 import type { StartResult, TaskSpec, TaskStatus } from '../types.ts';
 import { createProcessRuntime, isAlive, readTaskFile, sandboxPath, type ProcessRuntime, type ProcessRuntimeOptions } from './index.ts';
@@ -259,6 +262,61 @@ describe('process runtime', () => {
     expect(missing).toMatchObject({ kind: 'error', message: expect.stringContaining('no-such-command-anywhere') });
     expect(await runtime.start(spec('missing-path', { arguments: ['/nonexistent/bin/x'] }))).toMatchObject({ kind: 'error' });
     expect(runtime.usage()).toMatchObject({ cpus: 0, memoryMb: 0 });
+  });
+
+  it('fills ${TASK_…} placeholders in the command and the arguments', async () => {
+    const { dataDir, make } = await setup();
+    const { runtime, exits } = make();
+    started(
+      await runtime.start(
+        spec('ph', { command: 'echo "${TASK_INSTANCE_NO} ${TASK_STARTED_AT} $TASK_REQUEST_ID"', startedAt: 42, instanceNo: 5 }),
+      ),
+    );
+    started(await runtime.start(spec('ph2', { arguments: ['printf', '%s', '${TASK_ID}'] })));
+    await waitFor(() => exits.length === 2, 'both exits');
+    expect(stdoutOf(dataDir, 'ph')).toBe('5 42 request\n');
+    expect(stdoutOf(dataDir, 'ph2')).toBe('ph2');
+  });
+
+  it('fetches artifacts into the sandbox before the command starts, and fails the start naming a URL it cannot fetch', async () => {
+    const port = await freePort();
+    const server = createServer((req, res) => {
+      if (req.url === '/run.sh') res.writeHead(200).end('#!/bin/sh\necho "from the artifact $1"\n');
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const { dataDir, make } = await setup({
+      artifacts: new ArtifactFetcher({
+        dir: path.join(await tempDataDir(), 'a'),
+        maxBytes: 1 << 20,
+        timeoutMs: 2000,
+        retries: 0,
+        cacheMaxBytes: 0,
+      }),
+    });
+    const { runtime, exits } = make();
+    const fetch = (url: string) => ({
+      url,
+      path: 'run.sh',
+      extract: true,
+      extractTo: '',
+      keepArchive: true,
+      executable: true,
+      cache: false,
+    });
+    started(await runtime.start(spec('art', { arguments: ['./run.sh', 'x'], artifacts: [fetch(`http://127.0.0.1:${port}/run.sh`)] })));
+    await waitFor(() => exits.length > 0, 'the exit');
+    expect(stdoutOf(dataDir, 'art')).toBe('from the artifact x\n');
+    const before = runtime.usage();
+    const failed = await runtime.start(
+      spec('art-missing', { command: './run.sh', numPorts: 1, artifacts: [fetch(`http://127.0.0.1:${port}/gone.sh`)] }),
+    );
+    expect(failed).toEqual({
+      kind: 'error',
+      message: `Could not fetch artifact http://127.0.0.1:${port}/gone.sh: the server answered 404 Not Found`,
+    });
+    expect(runtime.usage()).toEqual(before);
   });
 
   it('reads stdout by byte ranges without splitting a character', async () => {

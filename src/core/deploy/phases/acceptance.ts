@@ -6,10 +6,12 @@ import type { DecisionDraft, PhaseEffects, PhaseInput, PhaseResult } from '../ph
 /**
  * ACCEPTANCE: NONE passes; TIMED waits; CHECKS asks every check until all SUCCEEDED;
  * MANUAL waits for an advance. CHECKS and MANUAL are bounded by acceptanceTimeoutSeconds.
- * `advance`: a user approved the step in this pass.
+ * `advance`: a user approved the step in this pass; a deploys/update to every instance approved
+ * the last step beforehand (progress.approvedStep), which counts the same.
  */
-export function stepAcceptance(input: PhaseInput, advance: boolean): PhaseResult {
+export function stepAcceptance(input: PhaseInput, advanced: boolean): PhaseResult {
   const { now, deploy } = input;
+  const advance = advanced || (input.progress.approvedStep !== undefined && input.progress.approvedStep === input.progress.step);
   const readyAt = input.progress.stepReadyAt ?? now;
   const progress = { ...input.progress, stepReadyAt: readyAt };
   const settings = deploy.canaryDeploySettings;
@@ -23,7 +25,8 @@ export function stepAcceptance(input: PhaseInput, advance: boolean): PhaseResult
       return pass({ progress }, `waited ${settings.waitMillisBetweenGroups} ms after the step was ready`);
     }
     case 'MANUAL':
-      if (advance) return pass({ progress }, 'advanced by a user');
+      if (advance)
+        return pass({ progress }, advanced ? 'advanced by a user' : 'approved by the deploy update that moved to every instance');
       return waitBounded(input, { progress }, readyAt, 'waiting for a user to advance or reject');
     case 'CHECKS':
       return stepChecks(input, progress, advance, readyAt);
