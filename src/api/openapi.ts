@@ -43,7 +43,7 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/requests/active': { get: { summary: 'Active requests' } },
   '/api/requests/paused': { get: { summary: 'Paused requests' } },
   '/api/requests/cooldown': { get: { summary: 'Active requests with an instance in crash-loop backoff' } },
-  '/api/requests/finished': { get: { summary: 'Finished requests (none: Fledge runs long-running requests)' } },
+  '/api/requests/finished': { get: { summary: 'Finished requests (SCHEDULED requests whose schedule has no future time)' } },
   '/api/requests/request/{id}/simple': { get: { summary: 'A request (as GET /api/requests/request/{id})', params: ['id'] } },
   '/api/requests/request/{id}/skip-healthchecks': {
     put: { summary: "Set the request's skipHealthchecks, for a while with durationMillis", params: ['id'], body: 'SkipHealthchecksBody' },
