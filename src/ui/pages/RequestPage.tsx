@@ -19,6 +19,7 @@ import type { LiveEvent } from '../live.ts';
 import { Link, navigate, paths } from '../router.tsx';
 import { Timeline } from '../timeline.tsx';
 import type { RequestParent } from '../types.ts';
+import { isJob, RunNowButton, RunsSection, ScheduleFacts } from './runs.tsx';
 import { DeployActions, TaskTable } from './shared.tsx';
 
 export function RequestPage({ requestId }: { requestId: string }) {
@@ -80,8 +81,10 @@ export function RequestPage({ requestId }: { requestId: string }) {
           ...(r.request.owners?.length ? ([['Owners', r.request.owners.join(', ')]] as [string, React.ReactNode][]) : []),
         ]}
       />
+      <ScheduleFacts r={r} />
       <RequestActions r={r} />
       <CrashLoop r={r} />
+      {isJob(r) && <RunsSection r={r} tasks={[...(tasks.data ?? []), ...(ended.data ?? [])]} />}
 
       <section aria-labelledby="pending-h">
         <h2 id="pending-h">Pending deploy</h2>
@@ -180,6 +183,7 @@ function RequestActions({ r }: { r: RequestParent }) {
   const paused = r.state === 'PAUSED';
   return (
     <div className="actions toolbar" role="group" aria-label="Request actions">
+      <RunNowButton r={r} />
       <Link className="btn btn-primary" href={paths.newDeploy(id)}>
         New deploy
       </Link>
