@@ -31,6 +31,9 @@ import { createStore } from './store/index.ts';
 import { urlHasPassword } from './store/spec.ts';
 import { fencedStore, type Lease, type SchedulerInfo, type Store } from './store/types.ts';
 import { FLEDGE_VERSION } from './version.ts';
+import { TaskRetention } from './reconciler/retention.ts';
+import { WebhookDeliverer } from './webhooks/deliverer.ts';
+import { webhookAllowList } from './webhooks/allow.ts';
 
 export interface FledgeServer {
   config: FledgeConfig;
@@ -142,6 +145,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       wake: (id) => late.relay?.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => serverChecks.map((c) => c.name),
+      maxQueuedRuns: config.jobs.maxQueuedRuns,
+      newRunId: () => randomUUID(),
     });
     const app = createApp({
       store,
@@ -156,6 +161,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       balancer: () => late.leadership?.term?.balancer,
       balancerKind: config.lb,
       metrics,
+      webhookAllow: webhookAllowList(config.webhooks.allow),
       security: {
         authenticator,
         bindHost: config.host,
@@ -200,6 +206,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           launchBatchSize: 100,
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+          scheduleTimeZone: config.jobs.scheduleTimeZone,
           defaultAgentPlacement: config.defaultAgentPlacement,
           ...options.settings,
         };
@@ -230,6 +237,34 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         });
         parts.push(() => loop.close());
         await loop.start();
+        // Webhook deliveries and task-history retention are the leader's background work too.
+        const webhooks = new WebhookDeliverer({
+          store,
+          clock,
+          logger,
+          timeoutMillis: config.webhooks.timeoutSeconds * 1000,
+          retryMaxMillis: config.webhooks.retryMaxSeconds * 1000,
+          maxAgeMillis: config.webhooks.maxAgeSeconds * 1000,
+          isLeader: guard,
+        });
+        // Every published change may have queued deliveries (written in its transaction).
+        const unsubscribe = events.subscribe(() => webhooks.wake());
+        webhooks.start();
+        parts.push(async () => {
+          unsubscribe();
+          await webhooks.close();
+        });
+        const retention = new TaskRetention({
+          store,
+          runtime: guardRuntime(runtime, guard),
+          clock,
+          logger,
+          maxAgeMillis: config.jobs.taskHistoryMaxAgeHours * 3_600_000,
+          keepPerRequest: config.jobs.taskHistoryPerRequest,
+          mayAct: guard,
+        });
+        retention.start();
+        parts.push(() => retention.close());
         return {
           loop,
           ...(balancer ? { balancer } : {}),

@@ -16,6 +16,7 @@ import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
 import { registerHostRoutes } from './hosts.ts';
+import { registerJobRoutes } from './job-routes.ts';
 import type { Logger } from '../logger.ts';
 import type { TrustList } from '../net/addresses.ts';
 import { registerAuthRoutes } from './auth-routes.ts';
@@ -53,6 +54,8 @@ export interface AppDeps {
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
+  /** whether webhooks may target this URL (--webhook-allow); default any */
+  webhookAllow?: (uri: URL) => boolean;
   security: AppSecurity;
   /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
   eventsPingMillis?: number;
@@ -155,10 +158,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.json({ ...(await requestParent(store, record)), warnings });
     });
   }
-  app.post('/api/requests/request/:id/run', async (c) => {
-    const record = await getRecord(c.req.param('id'));
-    throw badRequest(`Request ${record.request.id} is a ${record.request.requestType}; run is for ON_DEMAND and SCHEDULED requests`);
-  });
+  registerJobRoutes(app, { store, service, clock, webhookAllow: deps.webhookAllow ?? (() => true) });
 
   // ---- deploys ----
   app.post('/api/deploys', async (c) => {

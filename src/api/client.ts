@@ -1,7 +1,17 @@
 // Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
-import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
+import type {
+  Deploy,
+  FledgeRequest,
+  HealthResult,
+  RequestState,
+  TaskHealth,
+  TaskId,
+  TaskLbState,
+  TaskRun,
+  TaskState,
+} from '../core/model.ts';
 import type { Role } from '../auth/roles.ts';
 import type { FieldChange } from '../core/deploy/diff.ts';
 import type { PreviewEstimate } from '../core/deploy/preview.ts';
@@ -110,8 +120,44 @@ export interface RequestParent {
   taskIds: TaskIdGroups;
   instanceCounts?: { desired: number; healthy: number; total: number };
   timestamp?: number;
+  /** run-to-completion requests: the next due time, runs waiting, due times skipped */
+  nextRunAt?: number;
+  pendingRequests?: PendingRunView[];
+  skippedRuns?: { count: number; lastDueAt: number; runningTaskId: string };
   /** on writes: what the server accepted but ignored or changed */
   warnings?: string[];
+}
+
+/** SingularityPendingRequest of a queued run. */
+export interface PendingRunView {
+  requestId: string;
+  deployId?: string;
+  timestamp: number;
+  pendingType: string;
+  runId: string;
+  cmdLineArgsList?: string[];
+  message?: string;
+}
+
+/** SingularityTaskState: a run's task, or its place in the queue. */
+export interface RunState {
+  taskId?: TaskId;
+  pendingTaskId?: { id: string; nextRunAt: number };
+  runId: string;
+  currentState?: TaskState;
+  taskHistory: { timestamp: number; taskState: TaskState; statusMessage?: string }[];
+  pending: boolean;
+  queuePosition?: number;
+  exitCode?: number | null;
+  durationMillis?: number;
+}
+
+export interface RunNowBody {
+  runId?: string;
+  commandLineArgs?: string[];
+  message?: string;
+  envOverrides?: Record<string, string>;
+  resources?: { cpus?: number; memoryMb?: number; numPorts?: number; diskMb?: number };
 }
 
 export interface TaskView {
@@ -134,6 +180,8 @@ export interface TaskView {
   lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
+  /** run-to-completion requests: why and how it runs */
+  run?: TaskRun;
   /** the service's own process */
   pid?: number;
   /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
@@ -380,6 +428,12 @@ export class FledgeClient {
   }
   deleteRequest(requestId: string, options: { message?: string; deleteFromLoadBalancer?: boolean } = {}): Promise<RequestParent> {
     return this.#call('DELETE', `/api/requests/request/${seg(requestId)}`, opt(options));
+  }
+  runNow(requestId: string, body: RunNowBody = {}): Promise<RequestParent & { pendingRequest: PendingRunView }> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/run`, body);
+  }
+  trackRun(requestId: string, runId: string): Promise<RunState> {
+    return this.#call('GET', `/api/track/run/${seg(requestId)}/${seg(runId)}`);
   }
   rollback(requestId: string, options: { message?: string; deployId?: string } = {}): Promise<RequestParent & { rollbackTo?: string }> {
     return this.#call('POST', `/api/requests/request/${seg(requestId)}/rollback`, opt(options));

@@ -158,10 +158,10 @@ describe('request and task errors', () => {
     expect(res.body.message).toContain('already has 2 instance(s)');
   });
 
-  it('answers 400 to a SCHEDULED request', async () => {
-    const res = await f.post<ErrorBody>('/api/requests', { id: 'cron', requestType: 'SCHEDULED', schedule: '* * * * *' });
+  it('answers 400 naming the reason to a schedule it cannot read', async () => {
+    const res = await f.post<ErrorBody>('/api/requests', { id: 'cron', requestType: 'SCHEDULED', quartzSchedule: '0 0 12 * * MON' });
     expect(res.status).toBe(400);
-    expect(res.body.message).toContain('SCHEDULED is not supported');
+    expect(res.body.message).toContain('quartzSchedule: Quartz needs ? in day-of-month or in day-of-week');
   });
 });
 

@@ -8,7 +8,16 @@ import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { isLive, type Deploy, type ExpiringKind, type FledgeRequest, type RequestRecord } from '../core/model.ts';
+import {
+  isLive,
+  isRunToCompletion,
+  type Deploy,
+  type ExpiringKind,
+  type FledgeRequest,
+  type QueuedRun,
+  type RequestRecord,
+} from '../core/model.ts';
+import { deployEvent, requestEvent, taskEvents, type RequestHistoryType } from '../core/webhooks.ts';
 import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
@@ -31,6 +40,19 @@ export interface ServiceDeps {
   allowCanaryLbChange: boolean;
   /** names of the server-wide acceptance hooks, for plans (none when absent) */
   serverChecks?: () => string[];
+  /** runs a request may have waiting in its queue (default 1000) */
+  maxQueuedRuns?: number;
+  /** a fresh run id (the API's; core has no randomness) */
+  newRunId?: () => string;
+}
+
+export interface RunNowInput {
+  runId?: string;
+  commandLineArgs?: string[];
+  message?: string;
+  resources?: QueuedRun['resources'];
+  envOverrides?: Record<string, string>;
+  runAt?: number;
 }
 
 export interface DeployInput {
@@ -48,7 +70,6 @@ export interface PreparedDeploy {
   warnings: string[];
 }
 
-const LONG_RUNNING = new Set(['SERVICE', 'WORKER']);
 const RUNNABLE_CHECK_TYPES = new Set(['http', 'command', 'manual']);
 
 export class FledgeService {
@@ -88,7 +109,8 @@ export class FledgeService {
         // A re-created request keeps its LB operation counter so operation ids are never reused.
         record = { request, state: 'ACTIVE', timestamp: now, ...(existing?.lbSeq ? { lbSeq: existing.lbSeq } : {}) };
       }
-      await this.d.store.apply({ requests: [record] });
+      const created = !existing || existing.state === 'DELETED';
+      await this.d.store.apply({ requests: [record], webhookEvents: [requestEvent(created ? 'CREATED' : 'UPDATED', request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: record });
       return record;
     });
@@ -281,10 +303,18 @@ export class FledgeService {
       state: record.state === 'PAUSED' ? 'DEPLOYING_TO_UNPAUSE' : record.state,
       timestamp: now,
     };
+    const marker = {
+      requestId: deploy.requestId,
+      deployId: deploy.id,
+      timestamp: now,
+      ...(input.message ? { message: input.message } : {}),
+      ...(user !== undefined ? { user } : {}),
+    };
     await store.apply({
       deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}), ...(user !== undefined ? { user } : {}) }],
       pending: [next],
       requests: [nextRecord],
+      webhookEvents: [deployEvent('STARTING', stored, marker, now)],
     });
     this.d.events.publish({
       type: 'DEPLOY',
@@ -352,14 +382,19 @@ export class FledgeService {
       if (pending?.updatedRequest) {
         throw conflict(`Request ${requestId} has a pending deploy ${pending.deployId} that carries an updatedRequest`);
       }
+      if (record.request.requestType === 'SCHEDULED') {
+        throw badRequest('instances: SCHEDULED requests run one instance (runs never overlap)', [
+          { field: 'instances', rule: 'must be 1 for SCHEDULED' },
+        ]);
+      }
       const now = this.d.clock.now();
       let next: RequestRecord = { ...record, request: { ...record.request, instances }, timestamp: now };
-      if (body.bounce && next.state === 'ACTIVE' && next.activeDeployId)
+      if (body.bounce && next.state === 'ACTIVE' && next.activeDeployId && !isRunToCompletion(next.request.requestType))
         next.bounce = { startedAt: now, ...(body.message ? { message: body.message } : {}) };
       // A new scale replaces an expiring one: its revert is to what the request had before either.
       const revertTo = record.expiring?.scale?.revertToInstances ?? record.request.instances;
       next = withExpiring(next, 'scale', body, now, user, { revertToInstances: revertTo, ...(body.bounce ? { bounce: true } : {}) });
-      await this.d.store.apply({ requests: [next] });
+      await this.d.store.apply({ requests: [next], webhookEvents: [requestEvent('SCALED', next.request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: next });
       return next;
     });
@@ -395,6 +430,8 @@ export class FledgeService {
         case 'bounce':
           if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is not active (state ${record.state})`);
           if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to bounce`);
+          if (isRunToCompletion(record.request.requestType))
+            throw conflict(`Request ${requestId} is a ${record.request.requestType}; its runs are not bounced`);
           next = withExpiring(
             { ...record, bounce: { startedAt: now, ...(body.message ? { message: body.message } : {}) } },
             'bounce',
@@ -405,9 +442,69 @@ export class FledgeService {
           break;
       }
       next.timestamp = now;
-      await this.d.store.apply({ requests: [next] });
+      const history: Record<typeof action, RequestHistoryType> = {
+        pause: 'PAUSED',
+        unpause: 'UNPAUSED',
+        delete: 'DELETING',
+        bounce: 'BOUNCED',
+      };
+      await this.d.store.apply({ requests: [next], webhookEvents: [requestEvent(history[action], next.request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: next });
       return next;
+    });
+  }
+
+  /**
+   * Queue a run (SingularityRunNowRequest): ON_DEMAND runs wait while `instances` runs are
+   * going; a SCHEDULED request runs now only when no run is going (409 otherwise, as Singularity).
+   */
+  async runNow(
+    requestId: string,
+    input: RunNowInput,
+    user?: string,
+  ): Promise<{ record: RequestRecord; queued: QueuedRun; deployId: string }> {
+    return this.#write(requestId, async () => {
+      const { store, clock } = this.d;
+      const record = await this.#live(requestId);
+      const type = record.request.requestType;
+      if (type !== 'ON_DEMAND' && type !== 'SCHEDULED') {
+        throw badRequest(`Request ${requestId} is a ${type}; run is for ON_DEMAND and SCHEDULED requests`, [
+          { field: 'requestType', rule: 'ON_DEMAND or SCHEDULED' },
+        ]);
+      }
+      if (record.state === 'PAUSED' || record.state === 'DEPLOYING_TO_UNPAUSE') {
+        throw conflict(`Request ${requestId} is paused. Unable to run now (it must be manually unpaused first)`);
+      }
+      if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is ${record.state}; it cannot run`);
+      if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to run`);
+      const queue = record.jobs?.queue ?? [];
+      if (type === 'SCHEDULED') {
+        const live = await store.listTasks({ requestId, live: true });
+        if (live.length > 0 || queue.length > 0) {
+          throw conflict(`Cannot request immediate run of a scheduled job which is currently running (${live.length + queue.length})`);
+        }
+      }
+      const max = this.d.maxQueuedRuns ?? 1000;
+      if (queue.length >= max) throw conflict(`Request ${requestId} already has ${queue.length} runs waiting (the most is ${max})`);
+      const runId = input.runId ?? this.d.newRunId?.() ?? `run-${clock.now()}`;
+      if (queue.some((q) => q.runId === runId) || (await store.findTaskByRunId(requestId, runId))) {
+        throw conflict(`Run ${runId} of request ${requestId} exists already; run ids are never reused`);
+      }
+      const now = clock.now();
+      const queued: QueuedRun = {
+        runId,
+        trigger: type === 'SCHEDULED' ? 'IMMEDIATE' : 'ONEOFF',
+        queuedAt: now,
+        ...(input.commandLineArgs ? { commandLineArgs: input.commandLineArgs } : {}),
+        ...(input.envOverrides ? { envOverrides: input.envOverrides } : {}),
+        ...(input.resources ? { resources: input.resources } : {}),
+        ...(input.message ? { message: input.message } : {}),
+        ...(input.runAt !== undefined ? { runAt: input.runAt } : {}),
+        ...(user !== undefined ? { user } : {}),
+      };
+      const next: RequestRecord = { ...record, jobs: { ...(record.jobs ?? {}), queue: [...queue, queued] }, timestamp: now };
+      await store.apply({ requests: [next] });
+      return { record: next, queued, deployId: record.activeDeployId };
     });
   }
 
@@ -469,16 +566,13 @@ export class FledgeService {
         await this.d.store.apply({ tasks: [{ ...current, replaceRequested: { timestamp: now, ...(message ? { message } : {}) } }] });
         return;
       }
-      await this.d.store.apply({
-        tasks: [
-          {
-            ...current,
-            state: 'TASK_CLEANING',
-            cleanup: { reason: 'USER_REQUESTED', timestamp: now, ...(message ? { message } : {}) },
-            updates: [...current.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? 'Killed by user' }],
-          },
-        ],
-      });
+      const killed: typeof current = {
+        ...current,
+        state: 'TASK_CLEANING',
+        cleanup: { reason: 'USER_REQUESTED', timestamp: now, ...(message ? { message } : {}) },
+        updates: [...current.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? 'Killed by user' }],
+      };
+      await this.d.store.apply({ tasks: [killed], webhookEvents: taskEvents(current, killed) });
     });
   }
 }
@@ -522,12 +616,7 @@ function dropExpiring(record: RequestRecord, kind: ExpiringKind): RequestRecord 
 }
 
 function assertSupportedType(request: FledgeRequest): void {
-  if (!LONG_RUNNING.has(request.requestType)) {
-    throw badRequest(`requestType: ${request.requestType} is not supported yet; Fledge runs SERVICE and WORKER requests`, [
-      { field: 'requestType', rule: 'SERVICE or WORKER' },
-    ]);
-  }
-  if (request.requestType === 'WORKER' && request.loadBalanced) {
+  if (request.requestType !== 'SERVICE' && request.loadBalanced) {
     throw badRequest('loadBalanced: only SERVICE requests can be load balanced', [{ field: 'loadBalanced', rule: 'SERVICE only' }]);
   }
 }

@@ -5,6 +5,7 @@ import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../a
 import { registerDeploy } from './commands/deploy.ts';
 import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
+import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
 import { registerStatus } from './commands/status.ts';
@@ -51,6 +52,7 @@ function buildProgram(ctx: Ctx): Command {
     });
   registerServe(program, ctx);
   registerRequest(program, ctx);
+  registerRun(program, ctx);
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);

@@ -347,6 +347,38 @@ describe('web UI', () => {
     await screenshots(page, '18-task-checks');
   });
 
+  it("shows a job's runs (state, exit code, duration, logs), its next run, and runs it with Run now", async () => {
+    await client.createRequest({ id: 'job', requestType: 'ON_DEMAND', instances: 1 } as never);
+    await client.createDeploy({ deploy: { requestId: 'job', id: 'j1', command: `sh -c ${q('echo ran "$@"; exit 3')} job` } });
+    await client.createRequest({
+      id: 'nightly',
+      requestType: 'SCHEDULED',
+      schedule: '0 3 * * *',
+      scheduleTimeZone: 'Europe/Berlin',
+    } as never);
+    await open('/requests/nightly');
+    await hasText(page.locator('main'), '0 3 * * * (Europe/Berlin)');
+    await visible(page.getByText('Next run'));
+
+    await open('/requests/job');
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByLabel('Arguments, one per line (optional)').fill('--verbose');
+    await confirm('Run now');
+    const runs = page.getByRole('table', { name: 'Runs' });
+    await hasText(runs, 'failed');
+    const row = runs.getByRole('row').nth(1);
+    await hasText(row, '3');
+    await hasText(row, ' s');
+    await screenshots(page, '19-job-runs');
+    for (const size of [1280, 390]) {
+      await page.setViewportSize({ width: size, height: 900 });
+      await visible(runs.getByRole('link', { name: 'logs' }).first());
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await runs.getByRole('link', { name: 'logs' }).first().click();
+    await hasText(page.getByLabel('stdout of the task'), 'ran --verbose');
+  });
+
   it('asks for a token when it has none, says when one is refused, and shows who acts', async () => {
     const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
     try {

@@ -196,6 +196,7 @@ describe('toJsonSchema', () => {
       'BounceBody',
       'DeleteRequestBody',
       'RunBody',
+      'WebhookBody',
       'UpdateDeployBody',
       'DeployDecisionBody',
       'RollbackBody',

@@ -62,6 +62,19 @@ export function registerRequest(program: Command, ctx: Ctx): void {
         ['active deploy', p.requestDeployState?.activeDeploy?.deployId ?? p.activeDeploy?.id],
         ['pending deploy', pendingText(p.pendingDeployState)],
         ...(p.bounce ? ([['bouncing since', dateTime(p.bounce.startedAt)]] as [string, string][]) : []),
+        ...(p.request.schedule || p.request.quartzSchedule
+          ? ([
+              [
+                'schedule',
+                `${p.request.quartzSchedule ?? p.request.schedule}${p.request.scheduleTimeZone ? ` (${p.request.scheduleTimeZone})` : ''}`,
+              ],
+            ] as [string, string][])
+          : []),
+        ...(p.nextRunAt !== undefined ? ([['next run', dateTime(p.nextRunAt)]] as [string, string][]) : []),
+        ...(p.pendingRequests?.length ? ([['queued runs', p.pendingRequests.map((q) => q.runId).join(', ')]] as [string, string][]) : []),
+        ...(p.skippedRuns
+          ? ([['skipped runs', `${p.skippedRuns.count} (last due ${dateTime(p.skippedRuns.lastDueAt)})`]] as [string, string][])
+          : []),
         [
           'tasks',
           g

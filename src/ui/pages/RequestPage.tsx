@@ -21,6 +21,7 @@ import { ResultBanner } from '../result-banner.tsx';
 import { Timeline } from '../timeline.tsx';
 import { TrafficPanel } from '../traffic.tsx';
 import type { DeployHistoryView, RequestParent } from '../types.ts';
+import { isJob, RunNowButton, RunsSection, ScheduleFacts } from './runs.tsx';
 import { DeployActions, TaskTable } from './shared.tsx';
 
 export function RequestPage({ requestId }: { requestId: string }) {
@@ -87,8 +88,10 @@ export function RequestPage({ requestId }: { requestId: string }) {
           ...(r.request.owners?.length ? ([['Owners', r.request.owners.join(', ')]] as [string, React.ReactNode][]) : []),
         ]}
       />
+      <ScheduleFacts r={r} />
       <RequestActions r={r} history={history.data} />
       <CrashLoop r={r} />
+      {isJob(r) && <RunsSection r={r} tasks={[...(tasks.data ?? []), ...(ended.data ?? [])]} />}
 
       <section aria-labelledby="pending-h">
         <h2 id="pending-h">Pending deploy</h2>
@@ -200,6 +203,7 @@ function RequestActions({ r, history }: { r: RequestParent; history: DeployHisto
   const target = rollbackTarget(r, history);
   return (
     <div className="actions toolbar" role="group" aria-label="Request actions">
+      <RunNowButton r={r} />
       <Link className="btn btn-primary" href={paths.newDeploy(id)}>
         New deploy
       </Link>
