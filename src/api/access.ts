@@ -45,6 +45,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /api/requests/request/:id/simple': read,
   'PUT /api/requests/request/:id/skip-healthchecks': deploy,
   'POST /api/requests/request/:id/exit-cooldown': deploy,
+  'PUT /api/requests/request/:id/priority': deploy,
+  'DELETE /api/requests/request/:id/priority': deploy,
   // Singularity's expiring actions: the change stays, its expiry is dropped.
   'DELETE /api/requests/request/:id/scale': deploy,
   'DELETE /api/requests/request/:id/pause': deploy,

@@ -78,6 +78,17 @@ export function registerCompatRoutes(app: Hono, d: CompatDeps): void {
     const record = await service.exitCooldown(c.req.param('id'));
     return c.json({ ...(await requestParent(store, record)), warnings });
   });
+  // Singularity's task priority ranks Mesos offers; Fledge places tasks without ranking them, so
+  // a priority would be stored and never acted on: refused, saying so, the request unchanged.
+  for (const method of ['put', 'delete'] as const) {
+    app[method]('/api/requests/request/:id/priority', async (c) => {
+      await d.getRecord(c.req.param('id'));
+      throw badRequest(
+        'priority: task priority is not supported by Fledge (it places tasks without ranking them, so there is nothing to preempt); the request is unchanged',
+        [{ field: 'priority', rule: 'not supported' }],
+      );
+    });
+  }
   const expiring: [string, ExpiringKind][] = [
     ['scale', 'scale'],
     ['pause', 'pause'],

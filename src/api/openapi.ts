@@ -56,6 +56,10 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     put: { summary: "Set the request's skipHealthchecks, for a while with durationMillis", params: ['id'], body: 'SkipHealthchecksBody' },
     delete: { summary: 'Keep skipHealthchecks as it is and drop its expiry', params: ['id'] },
   },
+  '/api/requests/request/{id}/priority': {
+    put: { summary: "Singularity's task priority: a 400 (Fledge does not rank tasks)", params: ['id'] },
+    delete: { summary: "Singularity's expiring priority: a 400 (Fledge does not rank tasks)", params: ['id'] },
+  },
   '/api/requests/request/{id}/exit-cooldown': {
     post: { summary: 'Clear the crash-loop backoff of every instance', params: ['id'], body: 'ExitCooldownBody' },
   },
