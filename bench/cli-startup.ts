@@ -40,7 +40,8 @@ async function timeOf(args: string[], env: NodeJS.ProcessEnv = process.env): Pro
 const dataDir = mkdtempSync(join(tmpdir(), 'fledge-bench-cli-'));
 const server = await startServer(loadConfig({ dataDir, port: 0, lbPort: 0, lb: 'none', logLevel: 'warn' }, {}));
 try {
-  const env = { ...process.env, FLEDGE_URL: server.url };
+  // the CLI finds the server's admin token in its data dir, as it would next to `fledge serve`
+  const env = { ...process.env, FLEDGE_URL: server.url, FLEDGE_DATA_DIR: dataDir };
   const bare = await timeOf(['-e', '']);
   const rows: [string, number][] = [
     ["node -e ''", bare],

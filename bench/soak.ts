@@ -18,13 +18,13 @@
 // Everything random comes from --seed (episode kinds, kill moments, victims), so a run can be
 // repeated; the machine's timing is not. It prints kills, episodes and violations, and exits
 // non-zero on any violation.
-import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { FledgeApiError, type DeployInput, type FledgeClient, type TaskView } from '../src/api/client.ts';
+import { FledgeApiError, type DeployBody, type DeployInput, type FledgeClient, type TaskView } from '../src/api/client.ts';
 import { nodeCommand, EXAMPLE_SERVICE } from '../test/helpers/example-service.ts';
 import { adminToken, boundedClient, spawnServe, type ServeChild } from '../test/helpers/fledge-process.ts';
 import { freePort, reservePorts } from '../test/helpers/ports.ts';
@@ -281,6 +281,28 @@ async function api<T>(s: Scheduler, fn: (c: FledgeClient) => Promise<T>, what: s
   }
 }
 
+/**
+ * A deploy created, again while the scheduler is down. A retry of the pending deploy is answered
+ * as created; one whose first attempt was written (the scheduler died before answering) and that
+ * ended before the retry is refused as a used id — that deploy was created.
+ */
+async function createDeploy(s: Scheduler, body: DeployBody, what: string): Promise<void> {
+  let failedOnce = false;
+  await api(
+    s,
+    async (c) => {
+      try {
+        await c.createDeploy(body);
+      } catch (err) {
+        if (failedOnce && err instanceof FledgeApiError && err.status === 400 && /was already used/.test(err.message)) return;
+        if (!(err instanceof FledgeApiError && err.status < 500)) failedOnce = true;
+        throw err;
+      }
+    },
+    what,
+  );
+}
+
 const isServing = (t: TaskView) => !t.cleanup && ['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING'].includes(t.state);
 const isHealthy = (t: TaskView) => t.state === 'TASK_RUNNING' && t.health.state === 'HEALTHY' && !t.cleanup;
 /** In rotation, or joining it: healthy (being cleaned up or not: until its removal starts it serves), added or being added. */
@@ -312,7 +334,7 @@ async function main(): Promise<void> {
     '--drain-timeout-seconds',
     '2',
     '--log-level',
-    'warn',
+    o.verbose ? 'info' : 'warn',
     ...(o.lb === 'haproxy' ? ['--haproxy-reconcile-seconds', '2'] : []),
   ];
   const s = new Scheduler(dataDir, await freePort(), await freePort(), taskPorts, args);
@@ -363,7 +385,7 @@ async function main(): Promise<void> {
 
   await api(s, (c) => c.createRequest({ id: REQ, requestType: 'SERVICE', instances, loadBalanced: true }), 'create the request');
   const first = deployBody();
-  await api(s, (c) => c.createDeploy(first.body), 'first deploy');
+  await createDeploy(s, first.body, 'first deploy');
   if ((await resultOf(first.id)) !== 'SUCCEEDED') throw new Error('the first deploy did not succeed');
   let active = first.id;
   let previousActive: string | undefined;
@@ -394,6 +416,10 @@ async function main(): Promise<void> {
       const violation = (what: string) => {
         violations.push({ episode: episodes, kind, what });
         console.log(`VIOLATION episode ${episodes} (${kind}): ${what}`);
+        // What the running scheduler said (since its last start), kept for the post-mortem.
+        const file = path.join(tmpdir(), `fledge-soak-${o.lb}-${o.seed}-episode-${episodes}.log`);
+        writeFileSync(file, s.serve?.output() ?? '', { mode: 0o600 });
+        console.log(`  the scheduler's output since its last start: ${file}`);
       };
 
       // Capacity sampled through the API while the episode runs.
@@ -438,7 +464,7 @@ async function main(): Promise<void> {
       let expectActive = active;
       let expectVersion = activeVersion;
       const deployAndExpect = async (body: ReturnType<typeof deployBody>, want: string[]) => {
-        await api(s, (c) => c.createDeploy(body.body), `create ${body.id}`);
+        await createDeploy(s, body.body, `create ${body.id}`);
         const state = await resultOf(body.id);
         if (!want.includes(state)) violation(`deploy ${body.id} ended ${state}, expected ${want.join(' or ')}`);
         if (state === 'SUCCEEDED') {
@@ -493,7 +519,7 @@ async function main(): Promise<void> {
             const d = deployBody({
               canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: 1, canaryCycleCount: 2, acceptanceMode: 'MANUAL' },
             });
-            await api(s, (c) => c.createDeploy(d.body), `create ${d.id}`);
+            await createDeploy(s, d.body, `create ${d.id}`);
             const state = await manual(d.id, 'advance');
             if (state !== 'SUCCEEDED') violation(`MANUAL canary ${d.id} ended ${state}`);
             else [expectActive, expectVersion] = [d.id, d.id];
@@ -522,7 +548,7 @@ async function main(): Promise<void> {
                   },
               atomic ? { STARTUP_DELAY_MS: String(r.int(0, 1500)) } : {},
             );
-            await api(s, (c) => c.createDeploy(d.body), `create ${d.id}`);
+            await createDeploy(s, d.body, `create ${d.id}`);
             const state = await manual(d.id, 'cancel', r.int(0, 2500));
             if (state === 'SUCCEEDED') [expectActive, expectVersion] = [d.id, d.id];
             else if (state !== 'CANCELED') violation(`cancelled deploy ${d.id} ended ${state}`);
@@ -532,7 +558,7 @@ async function main(): Promise<void> {
             const d = deployBody({
               canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: 1, canaryCycleCount: 2, acceptanceMode: 'MANUAL' },
             });
-            await api(s, (c) => c.createDeploy(d.body), `create ${d.id}`);
+            await createDeploy(s, d.body, `create ${d.id}`);
             const state = await manual(d.id, 'reject');
             if (state !== 'FAILED') violation(`rejected deploy ${d.id} ended ${state}`);
             break;

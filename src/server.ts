@@ -1,8 +1,8 @@
 // Composition root: builds Fledge from its config and runs it in the foreground.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { createApp } from './api/app.ts';
 import { ensureAdminToken } from './auth/admin-token.ts';
@@ -28,10 +28,14 @@ import { createHosts, type HostRegistry } from './hosts/index.ts';
 import { machineIdentity } from './runtimes/process/process-runtime.ts';
 import { ephemeralOverlap } from './runtimes/process/ports.ts';
 import type { Runtime } from './runtimes/types.ts';
+import { FledgeMetrics, timedStore } from './metrics/index.ts';
 import { createStore } from './store/index.ts';
 import { urlHasPassword } from './store/spec.ts';
 import { fencedStore, type Lease, type SchedulerInfo, type Store } from './store/types.ts';
 import { FLEDGE_VERSION } from './version.ts';
+import { TaskRetention } from './reconciler/retention.ts';
+import { WebhookDeliverer } from './webhooks/deliverer.ts';
+import { webhookAllowList } from './webhooks/allow.ts';
 
 export interface FledgeServer {
   config: FledgeConfig;
@@ -71,7 +75,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: FledgeConfig, options: StartOptions = {}): Promise<FledgeServer> {
-  const logger = options.logger ?? createLogger(config.logLevel);
+  const logger = options.logger ?? createLogger(config.logLevel, config.logFormat);
   const clock = options.clock ?? systemClock;
   prepareDataDir(config.dataDir, logger);
   const releaseLock = acquireLock(config.dataDir);
@@ -79,19 +83,24 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
   // What was opened so far, closed in reverse if start-up fails half-way (a taken port...).
   const opened: (() => Promise<void>)[] = [];
   try {
-    const store = await createStore(
-      config.store.kind === 'postgres'
-        ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
-        : config.store.kind === 'memory'
-          ? { kind: 'memory' }
-          : { kind: 'sqlite', file: config.store.file },
-      () => clock.now(),
+    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm>; metrics?: FledgeMetrics } = {};
+    const freshFile = config.store.kind === 'sqlite' && !existsSync(config.store.file) ? config.store.file : undefined;
+    const store = timedStore(
+      await createStore(
+        config.store.kind === 'postgres'
+          ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
+          : config.store.kind === 'memory'
+            ? { kind: 'memory' }
+            : { kind: 'sqlite', file: config.store.file },
+        () => clock.now(),
+      ),
+      (operation, millis) => late.metrics?.observeStore(operation, millis),
     );
     opened.push(() => store.close());
+    if (freshFile) warnNewState(logger, freshFile);
     const trust = new TrustList(config.trustForwardedFrom);
     const authenticator = config.api.auth ? new Authenticator(store, clock) : undefined;
     const admin = authenticator ? await ensureAdminToken(config.dataDir, store, clock.now()) : undefined;
-    const late: { relay?: Relay; leadership?: Leadership<LeaderTerm> } = {};
     const machine = machineIdentity();
     // Other schedulers' data dirs on this machine: a takeover finds their unrecorded tasks there.
     const peerDataDirs = async () =>
@@ -119,6 +128,16 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       );
     }
     const events = new EventBus();
+    const metrics = new FledgeMetrics({
+      store,
+      balancer: () => late.leadership?.term?.balancer,
+      balancerKind: config.lb,
+      leading: () => late.leadership?.leading ?? false,
+      logger,
+    });
+    late.metrics = metrics;
+    const unwatch = metrics.watch(events);
+    opened.push(async () => unwatch());
     const serverChecks = await loadServerChecks(config.checkModules);
     const locks = { run: <T>(key: string, fn: () => Promise<T>) => store.locked(key, fn) };
     // The leadership and the relay (in `late`) are built once the URL is known; calls before that wake nobody.
@@ -130,6 +149,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       wake: (id) => late.relay?.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
       serverChecks: () => serverChecks.map((c) => c.name),
+      maxQueuedRuns: config.jobs.maxQueuedRuns,
+      newRunId: () => randomUUID(),
     });
     const app = createApp({
       store,
@@ -141,6 +162,10 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       containers: runtime.capabilities().containers,
       logger,
       cluster: async () => (late.leadership ? late.leadership.view() : { leader: null, schedulers: [] }),
+      balancer: () => late.leadership?.term?.balancer,
+      balancerKind: config.lb,
+      metrics,
+      webhookAllow: webhookAllowList(config.webhooks.allow),
       security: {
         authenticator,
         bindHost: config.host,
@@ -186,14 +211,17 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           launchBatchSize: 100,
           serverChecks: checks.serverCheckNames,
           serverCheckIntervalSeconds: checks.serverCheckIntervalSeconds,
+          scheduleTimeZone: config.jobs.scheduleTimeZone,
           defaultAgentPlacement: config.defaultAgentPlacement,
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
-        const recordHealth: HealthMonitorOptions['onResult'] = (taskId, result, assessment) =>
+        const recordHealth: HealthMonitorOptions['onResult'] = (taskId, result, assessment) => {
+          metrics.observeHealth(result);
           void loop.executor
             .onHealthResult(taskId, result, assessment)
             .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result'));
+        };
         const health =
           config.health === 'fake'
             ? new FakeHealth()
@@ -217,9 +245,38 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           settings,
           events,
           locks,
+          observePass: (millis) => metrics.observePass(millis),
         });
         parts.push(() => loop.close());
         await loop.start();
+        // Webhook deliveries and task-history retention are the leader's background work too.
+        const webhooks = new WebhookDeliverer({
+          store,
+          clock,
+          logger,
+          timeoutMillis: config.webhooks.timeoutSeconds * 1000,
+          retryMaxMillis: config.webhooks.retryMaxSeconds * 1000,
+          maxAgeMillis: config.webhooks.maxAgeSeconds * 1000,
+          isLeader: guard,
+        });
+        // Every published change may have queued deliveries (written in its transaction).
+        const unsubscribe = events.subscribe(() => webhooks.wake());
+        webhooks.start();
+        parts.push(async () => {
+          unsubscribe();
+          await webhooks.close();
+        });
+        const retention = new TaskRetention({
+          store,
+          runtime: guardRuntime(runtime, guard),
+          clock,
+          logger,
+          maxAgeMillis: config.jobs.taskHistoryMaxAgeHours * 3_600_000,
+          keepPerRequest: config.jobs.taskHistoryPerRequest,
+          mayAct: guard,
+        });
+        retention.start();
+        parts.push(() => retention.close());
         return {
           loop,
           ...(balancer ? { balancer } : {}),
@@ -296,6 +353,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           // SSE streams keep connections open; do not wait for them.
           (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
         });
+        unwatch();
         await lead.close();
         await theRelay.close();
         await hosts.close();
@@ -383,6 +441,32 @@ function listen(
   });
 }
 
+/**
+ * A new database is created when none is where this start looks: said loudly, with where, and
+ * with any other Fledge state found near by — a `serve` started from another directory (the
+ * default data dir is ./.fledge) would otherwise quietly come up with no requests.
+ */
+function warnNewState(logger: Logger, file: string): void {
+  const near = new Set<string>();
+  let dir = dirname(dirname(file));
+  for (let i = 0; i < 3; i++) {
+    for (const candidate of [join(dir, '.fledge', 'fledge.db'), join(dir, 'fledge.db')]) {
+      if (candidate !== file && existsSync(candidate)) near.add(candidate);
+    }
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  const home = process.env.HOME ? join(process.env.HOME, '.fledge', 'fledge.db') : undefined;
+  if (home && home !== file && existsSync(home)) near.add(home);
+  logger.warn(
+    { file, cwd: process.cwd(), ...(near.size > 0 ? { otherState: [...near] } : {}) },
+    near.size > 0
+      ? `NEW, EMPTY STATE created at ${file}; other Fledge state exists at ${[...near].join(', ')}: to use it, stop and start with --data-dir (FLEDGE_DATA_DIR) pointing at its directory`
+      : `NEW, EMPTY STATE created at ${file} (no requests yet); later starts must use this same --data-dir (FLEDGE_DATA_DIR)`,
+  );
+}
+
 /** The data dir holds the database, the admin token and task sandboxes: its owner's only. */
 function prepareDataDir(dataDir: string, logger: Logger): void {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -450,7 +534,7 @@ function isAlive(pid: number): boolean {
 /** `fledge serve`: runs until SIGTERM/SIGINT, then stops cleanly; tasks keep running. */
 export async function runServe(flags: ConfigInput): Promise<void> {
   const config = loadConfig(flags);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, config.logFormat);
   if (typeof flags.store === 'string' && urlHasPassword(flags.store)) {
     logger.warn(
       {},

@@ -5,16 +5,18 @@ import { join, relative } from 'node:path';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import type { EventBus, FledgeEvent } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
 import type { HostRegistry } from '../hosts/index.ts';
+import type { Balancer } from '../balancers/types.ts';
+import { FledgeMetrics } from '../metrics/index.ts';
 import type { Runtime, TaskHandle } from '../runtimes/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorHandler, readJson } from './errors.ts';
 import { registerHostRoutes } from './hosts.ts';
+import { registerJobRoutes } from './job-routes.ts';
 import type { Logger } from '../logger.ts';
 import type { TrustList } from '../net/addresses.ts';
 import { registerAuthRoutes } from './auth-routes.ts';
@@ -38,6 +40,7 @@ import {
   taskView,
   type DeployAction,
 } from './views.ts';
+import { trafficView, TRAFFIC_LIMITS } from './traffic-view.ts';
 
 export interface AppDeps {
   store: Store;
@@ -52,11 +55,19 @@ export interface AppDeps {
   logger: Logger;
   /** the built web UI (default: dist/ui of this checkout) */
   uiDir?: string;
+  /** whether webhooks may target this URL (--webhook-allow); default any */
+  webhookAllow?: (uri: URL) => boolean;
   security: AppSecurity;
   /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
   eventsPingMillis?: number;
   /** who leads and which schedulers share the store (GET /api/state) */
   cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
+  /** the leader's balancer (traffic), undefined on a follower or without one */
+  balancer?: () => Balancer | undefined;
+  /** what the server runs as its balancer (builtin, haproxy, none) */
+  balancerKind?: string;
+  /** /metrics; made here when not given */
+  metrics?: FledgeMetrics;
 }
 
 /** What guard.ts enforces in front of every route, and the API's own bounds. */
@@ -150,10 +161,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.json({ ...(await requestParent(store, record)), warnings });
     });
   }
-  app.post('/api/requests/request/:id/run', async (c) => {
-    const record = await getRecord(c.req.param('id'));
-    throw badRequest(`Request ${record.request.id} is a ${record.request.requestType}; run is for ON_DEMAND and SCHEDULED requests`);
-  });
+  registerJobRoutes(app, { store, service, clock, webhookAllow: deps.webhookAllow ?? (() => true) });
 
   // ---- deploys ----
   app.post('/api/deploys', async (c) => {
@@ -165,14 +173,14 @@ export function createApp(deps: AppDeps): Hono {
   app.post('/api/deploys/plan', async (c) => {
     const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
     checkInstances('updatedRequest.instances', value.updatedRequest?.instances);
-    const { steps, etaSeconds, warnings: more } = await service.planDeploy(value);
-    return c.json({ steps, etaSeconds, warnings: [...warnings, ...more] });
+    const plan = await service.planDeploy(value);
+    return c.json({ ...plan, warnings: [...warnings, ...plan.warnings] });
   });
   app.post('/api/requests/request/:id/rollback', async (c) => {
     const { value, warnings } = parse(schemas.rollback, await optionalBody(c));
-    const { record, warnings: more } = await service.rollback(c.req.param('id'), value.message, userOf(c));
+    const { record, warnings: more, targetDeployId } = await service.rollback(c.req.param('id'), value.message, userOf(c), value.deployId);
     if (record.pendingDeployId) noteAudit(c, { deployId: record.pendingDeployId });
-    return c.json({ ...(await requestParent(store, record)), warnings: [...warnings, ...more] });
+    return c.json({ ...(await requestParent(store, record)), rollbackTo: targetDeployId, warnings: [...warnings, ...more] });
   });
   app.get('/api/deploys/pending', async (c) => {
     const pending = await store.listPending();
@@ -253,8 +261,19 @@ export function createApp(deps: AppDeps): Hono {
       throw badRequest('path: must be stdout or stderr', [{ field: 'path', rule: 'stdout|stderr' }]);
     const offset = queryInt(c.req.query('offset'), 'offset', 0);
     const length = queryInt(c.req.query('length'), 'length', 65536);
+    // tail=N: the last N bytes (at most 64 KiB), from a line start: why a task failed, at a glance
+    const tail = c.req.query('tail') === undefined ? undefined : Math.min(queryInt(c.req.query('tail'), 'tail', 0), 65536);
     if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset });
-    const chunk = await runtime.logs(task.handle as TaskHandle, path, offset, Math.min(length, 1 << 20));
+    const handle = task.handle as TaskHandle;
+    if (tail !== undefined) {
+      const size = (await runtime.logs(handle, path, 0, 0)).size ?? 0;
+      const start = Math.max(0, size - tail);
+      const chunk = await runtime.logs(handle, path, start, tail);
+      const cut = start > 0 ? chunk.data.indexOf('\n') + 1 : 0;
+      const data = chunk.data.slice(cut);
+      return c.json({ path, offset: chunk.offset + Buffer.byteLength(chunk.data.slice(0, cut)), data, nextOffset: chunk.nextOffset, size });
+    }
+    const chunk = await runtime.logs(handle, path, offset, Math.min(length, 1 << 20));
     return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
   });
 
@@ -325,27 +344,53 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  new Gauge({
-    name: 'fledge_tasks',
-    help: 'Live tasks by state',
-    labelNames: ['state'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const t of await store.listTasks({ live: true })) this.inc({ state: t.state });
-    },
+  const metrics =
+    deps.metrics ??
+    new FledgeMetrics({
+      store,
+      balancer: deps.balancer ?? (() => undefined),
+      balancerKind: deps.balancerKind ?? 'none',
+      leading: () => true,
+      logger: deps.logger,
+    });
+  app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }));
+
+  // The live split and per-version rates of a request's traffic, from the leader's balancer.
+  app.get('/api/requests/request/:id/traffic', async (c) => {
+    const record = await getRecord(c.req.param('id'));
+    const windowSeconds = queryInt(c.req.query('windowSeconds'), 'windowSeconds', TRAFFIC_LIMITS.defaultWindowSeconds);
+    const stepSeconds = queryInt(c.req.query('stepSeconds'), 'stepSeconds', TRAFFIC_LIMITS.defaultStepSeconds);
+    for (const [name, v, min, max] of [
+      ['windowSeconds', windowSeconds, 1, TRAFFIC_LIMITS.maxWindowSeconds],
+      ['stepSeconds', stepSeconds, 1, TRAFFIC_LIMITS.maxWindowSeconds],
+    ] as const) {
+      if (v < min || v > max) throw badRequest(`${name}: must be from ${min} to ${max}`, [{ field: name, rule: `${min}..${max}` }]);
+    }
+    const id = record.request.id;
+    const [active, pendingDeploy, tasks] = await Promise.all([
+      record.activeDeployId ? store.getDeploy(id, record.activeDeployId) : undefined,
+      record.pendingDeployId ? store.getDeploy(id, record.pendingDeployId) : undefined,
+      store.listTasks({ requestId: id, live: true }),
+    ]);
+    const serviceId = (pendingDeploy ?? active)?.loadBalancerServiceIdOverride ?? id;
+    const balancer = deps.balancer?.();
+    const traffic = balancer
+      ? await balancer.traffic(serviceId, { windowMs: windowSeconds * 1000, stepMs: stepSeconds * 1000 })
+      : undefined;
+    const leader = traffic ? undefined : await deps.cluster?.().catch(() => undefined);
+    return c.json(
+      trafficView({
+        record,
+        serviceId,
+        tasks,
+        traffic,
+        balancerKind: deps.balancerKind ?? 'none',
+        windowSeconds,
+        stepSeconds,
+        leaderUrl: (leader?.leader as { url?: string; self?: boolean } | null | undefined)?.url,
+      }),
+    );
   });
-  new Gauge({
-    name: 'fledge_pending_deploys',
-    help: 'Pending deploys',
-    registers: [registry],
-    async collect() {
-      this.set((await store.listPending()).length);
-    },
-  });
-  app.get('/metrics', async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }));
 
   app.get('/api/events', (c) => {
     // A read token's events show env values as ***, like its answers.

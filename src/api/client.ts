@@ -1,10 +1,24 @@
 // Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
 import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
-import type { Deploy, FledgeRequest, HealthResult, RequestState, TaskHealth, TaskId, TaskLbState, TaskState } from '../core/model.ts';
+import type {
+  Deploy,
+  FledgeRequest,
+  HealthResult,
+  RequestState,
+  TaskHealth,
+  TaskId,
+  TaskLbState,
+  TaskRun,
+  TaskState,
+} from '../core/model.ts';
 import type { Role } from '../auth/roles.ts';
+import type { FieldChange } from '../core/deploy/diff.ts';
+import type { PreviewEstimate } from '../core/deploy/preview.ts';
+import type { TrafficView, VersionTrafficView } from './traffic-view.ts';
 
 export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
+export type { FieldChange, PreviewEstimate, TrafficView, VersionTrafficView };
 
 /** An `{message, details}` error answer from the API. */
 export class FledgeApiError extends Error {
@@ -106,8 +120,44 @@ export interface RequestParent {
   taskIds: TaskIdGroups;
   instanceCounts?: { desired: number; healthy: number; total: number };
   timestamp?: number;
+  /** run-to-completion requests: the next due time, runs waiting, due times skipped */
+  nextRunAt?: number;
+  pendingRequests?: PendingRunView[];
+  skippedRuns?: { count: number; lastDueAt: number; runningTaskId: string };
   /** on writes: what the server accepted but ignored or changed */
   warnings?: string[];
+}
+
+/** SingularityPendingRequest of a queued run. */
+export interface PendingRunView {
+  requestId: string;
+  deployId?: string;
+  timestamp: number;
+  pendingType: string;
+  runId: string;
+  cmdLineArgsList?: string[];
+  message?: string;
+}
+
+/** SingularityTaskState: a run's task, or its place in the queue. */
+export interface RunState {
+  taskId?: TaskId;
+  pendingTaskId?: { id: string; nextRunAt: number };
+  runId: string;
+  currentState?: TaskState;
+  taskHistory: { timestamp: number; taskState: TaskState; statusMessage?: string }[];
+  pending: boolean;
+  queuePosition?: number;
+  exitCode?: number | null;
+  durationMillis?: number;
+}
+
+export interface RunNowBody {
+  runId?: string;
+  commandLineArgs?: string[];
+  message?: string;
+  envOverrides?: Record<string, string>;
+  resources?: { cpus?: number; memoryMb?: number; numPorts?: number; diskMb?: number };
 }
 
 export interface TaskView {
@@ -130,6 +180,8 @@ export interface TaskView {
   lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
+  /** run-to-completion requests: why and how it runs */
+  run?: TaskRun;
   /** the service's own process */
   pid?: number;
   /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
@@ -228,13 +280,25 @@ export interface PlanStep {
   newInstances: number;
   oldInstances: number;
   loadBalanced: { new: number; old: number };
+  /** the new deploy's share of the tasks in the LB during the step's acceptance */
+  trafficShare?: number | null;
   /** check names (or specs) */
   acceptance: { mode: string; waitMillis?: number; checks?: unknown[] };
+  waitsFor?: 'nothing' | 'approval' | 'timer' | 'checks';
+  /** what the step does, in words */
+  description?: string;
 }
 
 export interface DeployPlan {
   steps: PlanStep[];
   etaSeconds: { min: number; max: number };
+  /** machine time apart from waits for people and timers */
+  estimate?: PreviewEstimate;
+  /** the deploy it is compared with */
+  activeDeployId?: string;
+  /** field by field against the active deploy */
+  diff?: FieldChange[];
+  requestDiff?: FieldChange[];
   warnings: string[];
 }
 
@@ -365,8 +429,23 @@ export class FledgeClient {
   deleteRequest(requestId: string, options: { message?: string; deleteFromLoadBalancer?: boolean } = {}): Promise<RequestParent> {
     return this.#call('DELETE', `/api/requests/request/${seg(requestId)}`, opt(options));
   }
-  rollback(requestId: string, options: { message?: string } = {}): Promise<RequestParent> {
+  runNow(requestId: string, body: RunNowBody = {}): Promise<RequestParent & { pendingRequest: PendingRunView }> {
+    return this.#call('POST', `/api/requests/request/${seg(requestId)}/run`, body);
+  }
+  trackRun(requestId: string, runId: string): Promise<RunState> {
+    return this.#call('GET', `/api/track/run/${seg(requestId)}/${seg(runId)}`);
+  }
+  rollback(requestId: string, options: { message?: string; deployId?: string } = {}): Promise<RequestParent & { rollbackTo?: string }> {
     return this.#call('POST', `/api/requests/request/${seg(requestId)}/rollback`, opt(options));
+  }
+
+  /** The live traffic split and per-version rates from the load balancer. */
+  traffic(requestId: string, options: { windowSeconds?: number; stepSeconds?: number } = {}): Promise<TrafficView> {
+    const query = new URLSearchParams();
+    if (options.windowSeconds !== undefined) query.set('windowSeconds', String(options.windowSeconds));
+    if (options.stepSeconds !== undefined) query.set('stepSeconds', String(options.stepSeconds));
+    const qs = query.toString();
+    return this.#call('GET', `/api/requests/request/${seg(requestId)}/traffic${qs ? `?${qs}` : ''}`);
   }
 
   // ---- deploys ----
@@ -418,6 +497,10 @@ export class FledgeClient {
     const query = new URLSearchParams({ path, offset: String(offset) });
     if (length !== undefined) query.set('length', String(length));
     return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${query.toString()}`);
+  }
+  /** The last `bytes` of a task's stdout or stderr, from a line start. */
+  tailLogs(taskId: string, path: 'stdout' | 'stderr' = 'stderr', bytes = 2048): Promise<LogChunk> {
+    return this.#call('GET', `/api/sandbox/${seg(taskId)}/read?${new URLSearchParams({ path, tail: String(bytes) }).toString()}`);
   }
 
   // ---- hosts ----

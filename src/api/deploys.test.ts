@@ -61,9 +61,11 @@ describe('POST /api/deploys input errors', () => {
     const res = await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v1'));
     expect(res.status).toBe(400);
     expect(res.body.message).toContain('v1 was already used');
-    // Unchanged, but it failed: posting it again is not a retry of what serves.
+    // Unchanged, but it ended (active or failed): ids are never reused.
     await f.seedDeploy('svc', { id: 'v2' }, { at: 2, state: 'FAILED' });
     expect((await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v2'))).body.message).toContain('v2 was already used');
+    await f.seedDeploy('svc', { id: 'v3' }, { at: 3 });
+    expect((await f.post<ErrorBody>('/api/deploys', deployBody('svc', 'v3'))).body.message).toContain('v3 was already used');
   });
 
   it('answers 404 for a deploy of an unknown request', async () => {
@@ -156,10 +158,10 @@ describe('request and task errors', () => {
     expect(res.body.message).toContain('already has 2 instance(s)');
   });
 
-  it('answers 400 to a SCHEDULED request', async () => {
-    const res = await f.post<ErrorBody>('/api/requests', { id: 'cron', requestType: 'SCHEDULED', schedule: '* * * * *' });
+  it('answers 400 naming the reason to a schedule it cannot read', async () => {
+    const res = await f.post<ErrorBody>('/api/requests', { id: 'cron', requestType: 'SCHEDULED', quartzSchedule: '0 0 12 * * MON' });
     expect(res.status).toBe(400);
-    expect(res.body.message).toContain('SCHEDULED is not supported');
+    expect(res.body.message).toContain('quartzSchedule: Quartz needs ? in day-of-month or in day-of-week');
   });
 });
 

@@ -179,7 +179,8 @@ export function createGuard(o: GuardOptions): MiddlewareHandler {
         if (!json && declaresBody(c.req.raw)) return notJson();
         const body = await readLimited(c.req.raw, o.maxBodyBytes);
         if (body === undefined) {
-          return refuse(413, `The request body is larger than ${o.maxBodyBytes} bytes (--max-body-bytes)`, { Connection: 'close' });
+          lingerThenClose(c);
+          return refuse(413, `The request body is larger than ${o.maxBodyBytes} bytes (--max-body-bytes)`);
         }
         // No framing header but bytes after all (in-process requests): the same rule.
         if (!json && body !== '') return notJson();
@@ -299,13 +300,31 @@ async function readLimited(req: Request, limit: number): Promise<string | undefi
     if (done) break;
     total += value.byteLength;
     if (total > limit) {
-      await reader.cancel().catch(() => undefined);
+      // Not cancel(): that destroys the socket before the 413 is written. The rest is
+      // discarded by Node once the answer is sent (lingerThenClose bounds how long).
+      reader.releaseLock();
       return undefined;
     }
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
+
+/**
+ * After a 413 the client may still be sending: Node discards the rest of the body once the
+ * answer is written, so the client reads the 413 instead of a reset (closing at once would
+ * drop it). A client that keeps sending is cut off after LINGER_MS.
+ */
+function lingerThenClose(c: Context): void {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (!incoming) return;
+  const cut = setTimeout(() => incoming.socket?.destroy(), LINGER_MS);
+  cut.unref();
+  incoming.once('end', () => clearTimeout(cut));
+  incoming.once('close', () => clearTimeout(cut));
+}
+
+const LINGER_MS = 5_000;
 
 function isJson(res: Response): boolean {
   return /^application\/json/i.test(res.headers.get('content-type') ?? '');

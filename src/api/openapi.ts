@@ -24,12 +24,33 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
     post: { summary: 'Replace every task, new before old; given up after durationMillis', params: ['id'], body: 'BounceBody' },
     delete: { summary: 'Keep bouncing without the expiry', params: ['id'] },
   },
-  '/api/requests/request/{id}/run': { post: { summary: 'Run now (ON_DEMAND, SCHEDULED): a 400 for now', params: ['id'], body: 'RunBody' } },
+  '/api/requests/request/{id}/run': {
+    post: {
+      summary: 'Run now (ON_DEMAND, SCHEDULED): queue a run with runId, commandLineArgs, envOverrides, resources',
+      params: ['id'],
+      body: 'RunBody',
+    },
+  },
+  '/api/requests/request/{id}/run/{runId}': {
+    get: { summary: 'The task id of a run (404 while it waits in the queue)', params: ['id', 'runId'] },
+  },
+  '/api/requests/queued/pending': { get: { summary: 'Runs waiting in queues (SingularityPendingRequest)' } },
+  '/api/track/run/{requestId}/{runId}': {
+    get: { summary: "A run's state: its task's history, or its place in the queue", params: ['requestId', 'runId'] },
+  },
+  '/api/track/task/{taskId}': { get: { summary: "A task's state and history", params: ['taskId'] } },
+  '/api/requests/request/{id}/traffic': {
+    get: {
+      summary:
+        'Live traffic split and per-deploy request rate, error rate and latency from the load balancer (?windowSeconds=&stepSeconds=)',
+      params: ['id'],
+    },
+  },
   '/api/requests/ids': { get: { summary: 'Request ids (not deleted)' } },
   '/api/requests/active': { get: { summary: 'Active requests' } },
   '/api/requests/paused': { get: { summary: 'Paused requests' } },
   '/api/requests/cooldown': { get: { summary: 'Active requests with an instance in crash-loop backoff' } },
-  '/api/requests/finished': { get: { summary: 'Finished requests (none: Fledge runs long-running requests)' } },
+  '/api/requests/finished': { get: { summary: 'Finished requests (SCHEDULED requests whose schedule has no future time)' } },
   '/api/requests/request/{id}/simple': { get: { summary: 'A request (as GET /api/requests/request/{id})', params: ['id'] } },
   '/api/requests/request/{id}/skip-healthchecks': {
     put: { summary: "Set the request's skipHealthchecks, for a while with durationMillis", params: ['id'], body: 'SkipHealthchecksBody' },
@@ -41,7 +62,11 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/deploys': { post: { summary: 'Start a deploy', body: 'DeployBody' } },
   '/api/deploys/plan': { post: { summary: 'Dry run of a deploy: steps, LB membership, waits, ETA; stores nothing', body: 'DeployBody' } },
   '/api/requests/request/{id}/rollback': {
-    post: { summary: "Atomic deploy of the previous successful deploy's spec", params: ['id'], body: 'RollbackBody' },
+    post: {
+      summary: "Atomic deploy of the previous successful deploy's spec, or of the successful deploy named by deployId",
+      params: ['id'],
+      body: 'RollbackBody',
+    },
   },
   '/api/deploys/pending': { get: { summary: 'Pending deploys with progress' } },
   '/api/deploys/deploy/{deployId}/request/{requestId}': {
@@ -99,6 +124,19 @@ const OPS: Record<string, Partial<Record<'get' | 'post' | 'put' | 'delete', Op>>
   '/api/state': { get: { summary: 'Counts' } },
   '/api/events': { get: { summary: 'Server-sent events' } },
   '/api/openapi.json': { get: { summary: 'This document' } },
+  '/api/webhooks': {
+    get: { summary: 'Webhooks (secrets are never shown)' },
+    post: { summary: 'Add a webhook (CREATED) or replace the one of the same type and uri (EXISTED)', body: 'WebhookBody' },
+    delete: { summary: 'Delete a webhook and its queued deliveries (?webhookId=)' },
+  },
+  '/api/webhooks/{webhookId}': { delete: { summary: 'Delete a webhook and its queued deliveries', params: ['webhookId'] } },
+  '/api/webhooks/summary': { get: { summary: 'Each webhook with the size of its delivery queue' } },
+  '/api/webhooks/request': { get: { summary: "A REQUEST webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/deploy': { get: { summary: "A DEPLOY webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/task': { get: { summary: "A TASK webhook's queued deliveries (?webhookId=)" } },
+  '/api/webhooks/request/{webhookId}': { get: { summary: "A REQUEST webhook's queued deliveries", params: ['webhookId'] } },
+  '/api/webhooks/deploy/{webhookId}': { get: { summary: "A DEPLOY webhook's queued deliveries", params: ['webhookId'] } },
+  '/api/webhooks/task/{webhookId}': { get: { summary: "A TASK webhook's queued deliveries", params: ['webhookId'] } },
   '/api/auth/whoami': { get: { summary: 'The name and role of the token sent' } },
   '/api/tokens': {
     get: { summary: 'List tokens (never the tokens themselves)' },

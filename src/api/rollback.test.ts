@@ -92,8 +92,35 @@ describe('POST /api/requests/request/{id}/rollback', () => {
   });
 
   it('answers 400 to an unknown body field', async () => {
-    const res = await f.post<ErrorBody>('/api/requests/request/svc/rollback', { deployId: 'v1' });
+    const res = await f.post<ErrorBody>('/api/requests/request/svc/rollback', { target: 'v1' });
     expect(res.status).toBe(400);
-    expect(res.body.message).toContain('deployId');
+    expect(res.body.message).toContain('target');
+  });
+});
+
+describe('POST /api/requests/request/{id}/rollback with a deployId (Roll back to this)', () => {
+  it('deploys the chosen successful deploy, not only the one before the active', async () => {
+    await f.seedDeploy('svc', { id: 'v1', env: { VERSION: 'one' } }, { at: 1 });
+    await f.seedDeploy('svc', { id: 'v2', env: { VERSION: 'two' } }, { at: 2 });
+    await f.seedDeploy('svc', { id: 'v3', env: { VERSION: 'three' } }, { at: 3 });
+    const res = await f.post<Parent & { rollbackTo: string }>('/api/requests/request/svc/rollback', { deployId: 'v1' });
+    expect(res.status).toBe(200);
+    expect(res.body.rollbackTo).toBe('v1');
+    expect(res.body.pendingDeploy?.id).toBe('v1_rb1');
+    expect(res.body.pendingDeploy?.env).toEqual({ VERSION: 'one' });
+    expect(res.body.pendingDeployState?.deployMarker.message).toBe('Rollback to v1');
+  });
+
+  it.each([
+    ['the active deploy', 'v2', 409, 'is the active deploy'],
+    ['a deploy that failed', 'v1f', 409, 'did not succeed (FAILED)'],
+    ['an unknown deploy', 'nope', 404, 'Deploy nope of request svc not found'],
+  ])('refuses %s', async (_what, deployId, status, message) => {
+    await f.seedDeploy('svc', { id: 'v1' }, { at: 1 });
+    await f.seedDeploy('svc', { id: 'v1f' }, { at: 2, state: 'FAILED', makeActive: false });
+    await f.seedDeploy('svc', { id: 'v2' }, { at: 3 });
+    const res = await f.post<ErrorBody>('/api/requests/request/svc/rollback', { deployId });
+    expect(res.status).toBe(status);
+    expect(res.body.message).toContain(message);
   });
 });

@@ -2,15 +2,34 @@
 // never drives the state machine itself.
 import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../core/clock.ts';
+import { diffFields, type FieldChange } from '../core/deploy/diff.ts';
 import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { isLive, type Deploy, type ExpiringKind, type FledgeRequest, type RequestRecord } from '../core/model.ts';
+import {
+  isLive,
+  isRunToCompletion,
+  type Deploy,
+  type ExpiringKind,
+  type FledgeRequest,
+  type QueuedRun,
+  type RequestRecord,
+} from '../core/model.ts';
+import { deployEvent, requestEvent, taskEvents, type RequestHistoryType } from '../core/webhooks.ts';
 import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
 import { validateDeployForRequest } from './schemas/index.ts';
+
+/** POST /api/deploys/plan: the preview, and how the deploy differs from the active one. */
+export type DeployPlan = DeployPreview & {
+  activeDeployId?: string;
+  diff: FieldChange[];
+  /** with updatedRequest: how the request changes */
+  requestDiff?: FieldChange[];
+  warnings: string[];
+};
 
 export interface ServiceDeps {
   store: Store;
@@ -21,6 +40,19 @@ export interface ServiceDeps {
   allowCanaryLbChange: boolean;
   /** names of the server-wide acceptance hooks, for plans (none when absent) */
   serverChecks?: () => string[];
+  /** runs a request may have waiting in its queue (default 1000) */
+  maxQueuedRuns?: number;
+  /** a fresh run id (the API's; core has no randomness) */
+  newRunId?: () => string;
+}
+
+export interface RunNowInput {
+  runId?: string;
+  commandLineArgs?: string[];
+  message?: string;
+  resources?: QueuedRun['resources'];
+  envOverrides?: Record<string, string>;
+  runAt?: number;
 }
 
 export interface DeployInput {
@@ -38,7 +70,6 @@ export interface PreparedDeploy {
   warnings: string[];
 }
 
-const LONG_RUNNING = new Set(['SERVICE', 'WORKER']);
 const RUNNABLE_CHECK_TYPES = new Set(['http', 'command', 'manual']);
 
 export class FledgeService {
@@ -78,7 +109,8 @@ export class FledgeService {
         // A re-created request keeps its LB operation counter so operation ids are never reused.
         record = { request, state: 'ACTIVE', timestamp: now, ...(existing?.lbSeq ? { lbSeq: existing.lbSeq } : {}) };
       }
-      await this.d.store.apply({ requests: [record] });
+      const created = !existing || existing.state === 'DELETED';
+      await this.d.store.apply({ requests: [record], webhookEvents: [requestEvent(created ? 'CREATED' : 'UPDATED', request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: record });
       return record;
     });
@@ -166,16 +198,16 @@ export class FledgeService {
   }
 
   /**
-   * The pending or active deploy posted again exactly as it was created (a client retrying after
-   * its connection, or the scheduler, died before the answer) is answered with what exists
-   * instead of a 409 or 400: a retry changes nothing. Other content under a used id, or a
-   * failed or replaced deploy's id, is still refused (ids are never reused).
+   * The pending deploy posted again exactly as it was created (a client retrying after its
+   * connection, or the scheduler, died before the answer) is answered with what exists instead
+   * of a 409: a retry changes nothing. Other content under its id is still the 409, and an ended
+   * deploy's id a 400 (ids are never reused).
    */
   async #sameDeployAgain(input: DeployInput): Promise<{ record: RequestRecord; warnings: string[] } | undefined> {
     const { requestId, id } = input.deploy;
     const record = await this.#live(requestId);
-    // Only the deploy in flight, or the one serving: a failed or replaced one posted again is a 400.
-    if (record.pendingDeployId !== id && record.activeDeployId !== id) return undefined;
+    // Only the deploy in flight: any other used id posted again is a 400 (deploys.md, S12).
+    if (record.pendingDeployId !== id) return undefined;
     const existing = await this.d.store.getDeploy(requestId, id);
     if (!existing) return undefined;
     const plain = (d: Deploy) => {
@@ -191,20 +223,33 @@ export class FledgeService {
   }
 
   /** The dry run of createDeploy: its checks, then the steps and their bounds; stores nothing. */
-  async planDeploy(input: DeployInput): Promise<DeployPreview & { warnings: string[] }> {
+  async planDeploy(input: DeployInput): Promise<DeployPlan> {
     const { record, deploy, active, warnings } = await this.prepareDeploy(input);
     const plan = previewDeploy(deploy, record.request, active, {
       serverChecks: this.d.serverChecks?.() ?? [],
       ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
     });
-    return { ...plan, warnings };
+    return {
+      ...plan,
+      ...(active ? { activeDeployId: active.id } : {}),
+      // against the active deploy, Nomad-style (every field is new for a first deploy)
+      diff: diffFields(active, deploy, new Set(['id', 'timestamp', 'requestId'])),
+      ...(input.updatedRequest ? { requestDiff: diffFields(record.request, input.updatedRequest, new Set()) } : {}),
+      warnings,
+    };
   }
 
   /**
-   * A new deploy of the previous active deploy's spec: the most recent SUCCEEDED deploy
-   * before the active one. Atomic and without acceptance, since it goes back to what served.
+   * A new deploy of an earlier deploy's spec: `targetDeployId`, or by default the most recent
+   * SUCCEEDED deploy before the active one. Atomic and without acceptance, since it goes back
+   * to what served.
    */
-  async rollback(requestId: string, message?: string, user?: string): Promise<{ record: RequestRecord; warnings: string[] }> {
+  async rollback(
+    requestId: string,
+    message?: string,
+    user?: string,
+    targetDeployId?: string,
+  ): Promise<{ record: RequestRecord; warnings: string[]; targetDeployId: string }> {
     return this.#write(requestId, async () => {
       const { store } = this.d;
       const record = await this.#live(requestId);
@@ -212,12 +257,23 @@ export class FledgeService {
       if (pending) throw conflict(`Request ${requestId} already has a pending deploy ${pending.deployId}`);
       if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to roll back from`);
       const history = await store.listDeployHistory(requestId);
-      const current = history.findIndex((e) => e.deployId === record.activeDeployId);
-      const previous = history
-        .slice(current + 1)
-        .find((e) => e.result?.deployState === 'SUCCEEDED' && e.deployId !== record.activeDeployId);
-      if (current < 0 || !previous) {
-        throw conflict(`Request ${requestId} has no earlier successful deploy than ${record.activeDeployId} to roll back to`);
+      let previous: (typeof history)[number] | undefined;
+      if (targetDeployId !== undefined) {
+        previous = history.find((e) => e.deployId === targetDeployId);
+        if (!previous) throw notFound(`Deploy ${targetDeployId} of request ${requestId} not found`);
+        if (targetDeployId === record.activeDeployId)
+          throw conflict(`Deploy ${targetDeployId} is the active deploy of ${requestId} already`);
+        if (previous.result?.deployState !== 'SUCCEEDED') {
+          throw conflict(
+            `Deploy ${targetDeployId} did not succeed (${previous.result?.deployState ?? 'no result'}); only a deploy that succeeded can be rolled back to`,
+          );
+        }
+      } else {
+        const current = history.findIndex((e) => e.deployId === record.activeDeployId);
+        previous = history.slice(current + 1).find((e) => e.result?.deployState === 'SUCCEEDED' && e.deployId !== record.activeDeployId);
+        if (current < 0 || !previous) {
+          throw conflict(`Request ${requestId} has no earlier successful deploy than ${record.activeDeployId} to roll back to`);
+        }
       }
       const used = new Set(history.map((e) => e.deployId));
       const old = previous.deploy;
@@ -227,7 +283,7 @@ export class FledgeService {
         canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
       };
       const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
-      return this.#commitDeploy(input, await this.prepareDeploy(input), user);
+      return { ...(await this.#commitDeploy(input, await this.prepareDeploy(input), user)), targetDeployId: old.id };
     });
   }
 
@@ -247,10 +303,18 @@ export class FledgeService {
       state: record.state === 'PAUSED' ? 'DEPLOYING_TO_UNPAUSE' : record.state,
       timestamp: now,
     };
+    const marker = {
+      requestId: deploy.requestId,
+      deployId: deploy.id,
+      timestamp: now,
+      ...(input.message ? { message: input.message } : {}),
+      ...(user !== undefined ? { user } : {}),
+    };
     await store.apply({
       deploys: [{ deploy: stored, ...(input.message ? { message: input.message } : {}), ...(user !== undefined ? { user } : {}) }],
       pending: [next],
       requests: [nextRecord],
+      webhookEvents: [deployEvent('STARTING', stored, marker, now)],
     });
     this.d.events.publish({
       type: 'DEPLOY',
@@ -318,14 +382,19 @@ export class FledgeService {
       if (pending?.updatedRequest) {
         throw conflict(`Request ${requestId} has a pending deploy ${pending.deployId} that carries an updatedRequest`);
       }
+      if (record.request.requestType === 'SCHEDULED') {
+        throw badRequest('instances: SCHEDULED requests run one instance (runs never overlap)', [
+          { field: 'instances', rule: 'must be 1 for SCHEDULED' },
+        ]);
+      }
       const now = this.d.clock.now();
       let next: RequestRecord = { ...record, request: { ...record.request, instances }, timestamp: now };
-      if (body.bounce && next.state === 'ACTIVE' && next.activeDeployId)
+      if (body.bounce && next.state === 'ACTIVE' && next.activeDeployId && !isRunToCompletion(next.request.requestType))
         next.bounce = { startedAt: now, ...(body.message ? { message: body.message } : {}) };
       // A new scale replaces an expiring one: its revert is to what the request had before either.
       const revertTo = record.expiring?.scale?.revertToInstances ?? record.request.instances;
       next = withExpiring(next, 'scale', body, now, user, { revertToInstances: revertTo, ...(body.bounce ? { bounce: true } : {}) });
-      await this.d.store.apply({ requests: [next] });
+      await this.d.store.apply({ requests: [next], webhookEvents: [requestEvent('SCALED', next.request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: next });
       return next;
     });
@@ -361,6 +430,8 @@ export class FledgeService {
         case 'bounce':
           if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is not active (state ${record.state})`);
           if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to bounce`);
+          if (isRunToCompletion(record.request.requestType))
+            throw conflict(`Request ${requestId} is a ${record.request.requestType}; its runs are not bounced`);
           next = withExpiring(
             { ...record, bounce: { startedAt: now, ...(body.message ? { message: body.message } : {}) } },
             'bounce',
@@ -371,9 +442,69 @@ export class FledgeService {
           break;
       }
       next.timestamp = now;
-      await this.d.store.apply({ requests: [next] });
+      const history: Record<typeof action, RequestHistoryType> = {
+        pause: 'PAUSED',
+        unpause: 'UNPAUSED',
+        delete: 'DELETING',
+        bounce: 'BOUNCED',
+      };
+      await this.d.store.apply({ requests: [next], webhookEvents: [requestEvent(history[action], next.request, now)] });
       this.d.events.publish({ type: 'REQUEST', at: now, request: next });
       return next;
+    });
+  }
+
+  /**
+   * Queue a run (SingularityRunNowRequest): ON_DEMAND runs wait while `instances` runs are
+   * going; a SCHEDULED request runs now only when no run is going (409 otherwise, as Singularity).
+   */
+  async runNow(
+    requestId: string,
+    input: RunNowInput,
+    user?: string,
+  ): Promise<{ record: RequestRecord; queued: QueuedRun; deployId: string }> {
+    return this.#write(requestId, async () => {
+      const { store, clock } = this.d;
+      const record = await this.#live(requestId);
+      const type = record.request.requestType;
+      if (type !== 'ON_DEMAND' && type !== 'SCHEDULED') {
+        throw badRequest(`Request ${requestId} is a ${type}; run is for ON_DEMAND and SCHEDULED requests`, [
+          { field: 'requestType', rule: 'ON_DEMAND or SCHEDULED' },
+        ]);
+      }
+      if (record.state === 'PAUSED' || record.state === 'DEPLOYING_TO_UNPAUSE') {
+        throw conflict(`Request ${requestId} is paused. Unable to run now (it must be manually unpaused first)`);
+      }
+      if (record.state !== 'ACTIVE') throw conflict(`Request ${requestId} is ${record.state}; it cannot run`);
+      if (!record.activeDeployId) throw conflict(`Request ${requestId} has no active deploy to run`);
+      const queue = record.jobs?.queue ?? [];
+      if (type === 'SCHEDULED') {
+        const live = await store.listTasks({ requestId, live: true });
+        if (live.length > 0 || queue.length > 0) {
+          throw conflict(`Cannot request immediate run of a scheduled job which is currently running (${live.length + queue.length})`);
+        }
+      }
+      const max = this.d.maxQueuedRuns ?? 1000;
+      if (queue.length >= max) throw conflict(`Request ${requestId} already has ${queue.length} runs waiting (the most is ${max})`);
+      const runId = input.runId ?? this.d.newRunId?.() ?? `run-${clock.now()}`;
+      if (queue.some((q) => q.runId === runId) || (await store.findTaskByRunId(requestId, runId))) {
+        throw conflict(`Run ${runId} of request ${requestId} exists already; run ids are never reused`);
+      }
+      const now = clock.now();
+      const queued: QueuedRun = {
+        runId,
+        trigger: type === 'SCHEDULED' ? 'IMMEDIATE' : 'ONEOFF',
+        queuedAt: now,
+        ...(input.commandLineArgs ? { commandLineArgs: input.commandLineArgs } : {}),
+        ...(input.envOverrides ? { envOverrides: input.envOverrides } : {}),
+        ...(input.resources ? { resources: input.resources } : {}),
+        ...(input.message ? { message: input.message } : {}),
+        ...(input.runAt !== undefined ? { runAt: input.runAt } : {}),
+        ...(user !== undefined ? { user } : {}),
+      };
+      const next: RequestRecord = { ...record, jobs: { ...(record.jobs ?? {}), queue: [...queue, queued] }, timestamp: now };
+      await store.apply({ requests: [next] });
+      return { record: next, queued, deployId: record.activeDeployId };
     });
   }
 
@@ -435,16 +566,13 @@ export class FledgeService {
         await this.d.store.apply({ tasks: [{ ...current, replaceRequested: { timestamp: now, ...(message ? { message } : {}) } }] });
         return;
       }
-      await this.d.store.apply({
-        tasks: [
-          {
-            ...current,
-            state: 'TASK_CLEANING',
-            cleanup: { reason: 'USER_REQUESTED', timestamp: now, ...(message ? { message } : {}) },
-            updates: [...current.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? 'Killed by user' }],
-          },
-        ],
-      });
+      const killed: typeof current = {
+        ...current,
+        state: 'TASK_CLEANING',
+        cleanup: { reason: 'USER_REQUESTED', timestamp: now, ...(message ? { message } : {}) },
+        updates: [...current.updates, { state: 'TASK_CLEANING', timestamp: now, message: message ?? 'Killed by user' }],
+      };
+      await this.d.store.apply({ tasks: [killed], webhookEvents: taskEvents(current, killed) });
     });
   }
 }
@@ -488,12 +616,7 @@ function dropExpiring(record: RequestRecord, kind: ExpiringKind): RequestRecord 
 }
 
 function assertSupportedType(request: FledgeRequest): void {
-  if (!LONG_RUNNING.has(request.requestType)) {
-    throw badRequest(`requestType: ${request.requestType} is not supported yet; Fledge runs SERVICE and WORKER requests`, [
-      { field: 'requestType', rule: 'SERVICE or WORKER' },
-    ]);
-  }
-  if (request.requestType === 'WORKER' && request.loadBalanced) {
+  if (request.requestType !== 'SERVICE' && request.loadBalanced) {
     throw badRequest('loadBalanced: only SERVICE requests can be load balanced', [{ field: 'loadBalanced', rule: 'SERVICE only' }]);
   }
 }

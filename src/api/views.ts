@@ -5,6 +5,7 @@ import { isLive } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
 import type { DeployHistoryEntry, Store } from '../store/types.ts';
+import { jobParentFields } from './job-views.ts';
 import {
   deployOut,
   deployProgressOut,
@@ -165,6 +166,7 @@ export async function requestParent(store: Store, record: RequestRecord) {
       healthy: groups.healthy.length,
       total: tasks.filter((t) => !t.cleanup).length,
     },
+    ...jobParentFields(record),
     timestamp: record.timestamp,
   };
 }

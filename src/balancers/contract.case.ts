@@ -14,6 +14,7 @@ import {
   waitFor,
   type BalancerContractDriver,
 } from './test-support.ts';
+import { LATENCY_BUCKETS_MS, type ServiceTraffic, type TrafficCounts } from './traffic.ts';
 import type { Balancer, LbOperationStatus, LbService, Upstream, UpstreamEvent } from './types.ts';
 
 export type { BalancerContractDriver };
@@ -165,6 +166,100 @@ export function balancerContract(
       expect(status.state).toBe('FAILED');
       expect(status.message).toMatch(/already routed/);
       expect(await balancer.upstreams(thief.serviceId)).toEqual([]);
+    });
+
+    // ---- traffic: the counters behind /metrics, the API's per-version rates and acceptance ----
+
+    /** Traffic once `n` requests are counted (HAProxy's log lines arrive a moment later). */
+    async function trafficOf(balancer: Balancer, service: LbService, n: number, windowMs = 60_000): Promise<ServiceTraffic> {
+      let t: ServiceTraffic | undefined;
+      await waitFor(
+        async () => {
+          t = await balancer.traffic(service.serviceId, { windowMs });
+          return t.total.requests >= n;
+        },
+        `${n} requests counted for ${service.serviceId}`,
+        { timeoutMs },
+      );
+      return t!;
+    }
+
+    const histogramCount = (c: TrafficCounts) => c.latency.counts.reduce((a, b) => a + b, 0);
+
+    it('counts known traffic exactly, per task and per deploy, by status class', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a', 'v1');
+      const b = await driver.upstream('b', 'v2');
+      await applied(balancer, 'add-1', service, [a, b], []);
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) statuses.push(await driver.send(service, '/ok'));
+      for (let i = 0; i < 4; i++) statuses.push(await driver.send(service, '/status/503'));
+      for (let i = 0; i < 2; i++) statuses.push(await driver.send(service, '/status/404'));
+      expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+
+      const t = await trafficOf(balancer, service, 16);
+      // nothing more arrives later
+      await new Promise((r) => setTimeout(r, 200));
+      const again = await balancer.traffic(service.serviceId, { windowMs: 60_000 });
+      expect(again.total.requests).toBe(16);
+      expect(t.total).toMatchObject({ requests: 16, upstreamErrors: 0, responses: { '1xx': 0, '2xx': 10, '3xx': 0, '4xx': 2, '5xx': 4 } });
+      expect(histogramCount(t.total)).toBe(16);
+      const task = (id: string) => t.tasks.find((x) => x.taskId === id);
+      // each task's count is what its own server received
+      expect(task('a')?.requests).toBe(driver.received('a'));
+      expect(task('b')?.requests).toBe(driver.received('b'));
+      expect(driver.received('a') + driver.received('b')).toBe(16);
+      expect(task('a')?.deployId).toBe('v1');
+      const deploy = (id: string) => t.deploys.find((x) => x.deployId === id);
+      expect(deploy('v1')?.requests).toBe(driver.received('a'));
+      expect(deploy('v2')?.requests).toBe(driver.received('b'));
+      // and the totals since the start say the same
+      const totals = balancer.trafficTotals().filter((x) => x.serviceId === service.serviceId);
+      expect(totals.reduce((n, x) => n + x.requests, 0)).toBe(16);
+      expect(totals.reduce((n, x) => n + x.responses['5xx'], 0)).toBe(4);
+    });
+
+    it('counts requests to an upstream that refuses connections as upstream errors', async () => {
+      const { driver, balancer, service } = await setup();
+      const dead = await driver.refusingUpstream('dead', 'v3');
+      await applied(balancer, 'add-1', service, [dead], []);
+      for (let i = 0; i < 2; i++) expect(await driver.send(service, '/ok')).toBeGreaterThanOrEqual(500);
+      const t = await trafficOf(balancer, service, 2);
+      expect(t.tasks).toHaveLength(1);
+      expect(t.tasks[0]).toMatchObject({ taskId: 'dead', deployId: 'v3', requests: 2, upstreamErrors: 2 });
+      expect(t.tasks[0]?.responses['5xx']).toBe(2);
+    });
+
+    it('puts each answer in the latency bucket of its duration', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a', 'v1');
+      await applied(balancer, 'add-1', service, [a], []);
+      for (let i = 0; i < 2; i++) await driver.send(service, '/delay/300');
+      const t = await trafficOf(balancer, service, 2);
+      const slowFrom = LATENCY_BUCKETS_MS.findIndex((b) => b >= 300);
+      const slow = t.total.latency.counts.slice(slowFrom).reduce((x, y) => x + y, 0);
+      expect(slow).toBe(2);
+      expect(t.total.latency.sumMs).toBeGreaterThanOrEqual(580);
+    });
+
+    it('sums only the window asked for, and cuts it into steps', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a', 'v1');
+      await applied(balancer, 'add-1', service, [a], []);
+      for (let i = 0; i < 3; i++) await driver.send(service, '/ok');
+      await trafficOf(balancer, service, 3);
+      driver.advanceClock(120_000);
+      for (let i = 0; i < 2; i++) await driver.send(service, '/ok');
+      const recent = await trafficOf(balancer, service, 2, 60_000);
+      expect(recent.total.requests).toBe(2);
+      const all = await balancer.traffic(service.serviceId, { windowMs: 300_000, stepMs: 60_000 });
+      expect(all.total.requests).toBe(5);
+      expect(all.series?.stepMs).toBe(60_000);
+      expect(all.series?.points).toHaveLength(5);
+      const perPoint = all.series!.points.map((p) => p.deploys.reduce((n, d) => n + d.requests, 0));
+      expect(perPoint.reduce((x, y) => x + y, 0)).toBe(5);
+      expect(perPoint.at(-1)).toBe(2);
+      expect((await balancer.traffic('no-such-service', { windowMs: 60_000 })).total.requests).toBe(0);
     });
   });
 }

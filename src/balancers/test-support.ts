@@ -8,8 +8,20 @@ import { freePort } from '../../test/helpers/ports.ts';
 /** What an implementation supplies to the balancer contract (contract.case.ts). */
 export interface BalancerContractDriver {
   balancer: Balancer;
-  /** An upstream the balancer can add (backed by a live server where the implementation needs one). */
-  upstream(taskId: string): Promise<Upstream>;
+  /**
+   * An upstream the balancer can add (backed by a live server where the implementation needs
+   * one). It answers 200, or the status a path `/status/<code>` names, after the delay a path
+   * `/delay/<ms>` names.
+   */
+  upstream(taskId: string, deployId?: string): Promise<Upstream>;
+  /** An upstream whose address refuses connections. */
+  refusingUpstream(taskId: string, deployId?: string): Promise<Upstream>;
+  /** One request through the balancer to `path` (under the service's basePath); its status. */
+  send(service: LbService, path: string): Promise<number>;
+  /** How many requests reached this upstream (what its own server saw). */
+  received(taskId: string): number;
+  /** Move the traffic counters' clock forward. */
+  advanceClock(ms: number): void;
   /**
    * Make the removal `operationId` of `upstream` stay WAITING until the returned release is
    * called. Called once the upstream is the only one of `service` in rotation, before the
@@ -51,6 +63,17 @@ export interface ReceivedRequest {
   url: string;
   headers: http.IncomingHttpHeaders;
   body: string;
+}
+
+/** A clock the traffic counters read, which a test can move forward. */
+export function testClock(): { now: () => number; advance(ms: number): void } {
+  let offset = 0;
+  return {
+    now: () => Date.now() + offset,
+    advance(ms: number) {
+      offset += ms;
+    },
+  };
 }
 
 export interface TestUpstream {
@@ -99,7 +122,16 @@ export async function startUpstreamOn(name: string, fixedPort?: number): Promise
         });
         return;
       }
-      answer(res);
+      const status = Number(/\/status\/(\d{3})/.exec(req.url ?? '')?.[1] ?? 200);
+      const delay = Number(/\/delay\/(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+      const send = () => {
+        if (res.destroyed) return;
+        res.writeHead(status, { 'content-type': 'text/plain', 'x-upstream': name });
+        res.end(name);
+      };
+      if (delay > 0) setTimeout(send, delay);
+      else if (status !== 200) send();
+      else answer(res);
     });
   });
   const port = await listenReserved(server, fixedPort);
@@ -239,15 +271,27 @@ export function request(port: number, path: string, options: RequestOptions = {}
  * flight through the balancer to the upstream (`<basePath>/slow`), which keeps its removal
  * draining (the builtin's in-flight count, HAProxy's session count) until released.
  */
-export function proxyContractDriver(balancer: Balancer & { address(): { port: number } }): BalancerContractDriver {
+export function proxyContractDriver(
+  balancer: Balancer & { address(): { port: number } },
+  clock: { advance(ms: number): void } = { advance: () => undefined },
+): BalancerContractDriver {
   const servers = new Map<string, TestUpstream>();
   return {
     balancer,
-    async upstream(taskId) {
+    async upstream(taskId, deployId) {
       const server = await startUpstream(taskId);
       servers.set(taskId, server);
-      return server.upstream(taskId);
+      return { ...server.upstream(taskId), ...(deployId !== undefined ? { deployId } : {}) };
     },
+    async refusingUpstream(taskId, deployId) {
+      return { taskId, host: '127.0.0.1', port: await refusedPort(), ...(deployId !== undefined ? { deployId } : {}) };
+    },
+    async send(service, path) {
+      const base = service.basePath.replace(/\/+$/, '');
+      return (await request(balancer.address().port, `${base}${path}`)).status;
+    },
+    received: (taskId) => servers.get(taskId)?.received.length ?? 0,
+    advanceClock: (ms) => clock.advance(ms),
     async holdRemoval(_operationId, service, upstream) {
       const server = servers.get(upstream.taskId);
       if (!server) throw new Error(`no server for ${upstream.taskId}`);

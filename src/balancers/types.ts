@@ -1,5 +1,8 @@
 // The load balancer: asynchronous operations keyed by ids Fledge chooses.
 // One interface, one folder per implementation (builtin/, haproxy/, fake/), one contract suite.
+import type { ServiceTraffic, TrafficTotal, TrafficWindow } from './traffic.ts';
+
+export type { ServiceTraffic, TrafficTotal, TrafficWindow } from './traffic.ts';
 
 export type LbOperationState = 'WAITING' | 'SUCCESS' | 'FAILED' | 'CANCELED';
 
@@ -9,6 +12,8 @@ export interface Upstream {
   host: string;
   port: number;
   group?: string;
+  /** the deploy the task belongs to: traffic is counted per deploy (version) too */
+  deployId?: string;
 }
 
 export interface LbService {
@@ -91,5 +96,14 @@ export interface Balancer {
   onUpstreamEvent?(listener: (event: UpstreamEvent) => void): () => void;
   /** Per-service upstreams with request counts, for tests and metrics (optional). */
   stats?(): BalancerStats;
+  /**
+   * What the service's requests did in the last `window.windowMs` (at most traffic.ts
+   * MAX_WINDOW_MS), per deploy and per task, counted by the balancer itself: requests,
+   * responses by status class, upstream errors, a latency histogram; with `stepMs`, also as a
+   * series. A service without traffic (or unknown) answers zero counts.
+   */
+  traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic>;
+  /** Cumulative counts per upstream since the balancer started (Prometheus counters). */
+  trafficTotals(): TrafficTotal[];
   close(): Promise<void>;
 }

@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { FledgeClient } from '../api/client.ts';
+import { FledgeApiError, FledgeClient, type TaskView } from '../api/client.ts';
 import type { OptionInput } from '../config/options.ts';
+import { makeStyle, plain, type Style } from './style.ts';
 
 /** `serve` flags: the server's option table (src/config/options.ts). */
 export type ServeFlags = OptionInput;
@@ -31,15 +32,75 @@ export interface CliIo {
   reconnectMillis?: number;
   /** replaces `import('../server.ts')` */
   loadServer?(): Promise<ServerModule>;
+  /** stdout is a terminal: colour, symbols, a redrawn watch (default: process.stdout.isTTY, unless NO_COLOR) */
+  isTTY?: boolean;
+  /** terminal width for the redrawn watch (default: process.stdout.columns) */
+  columns?: number;
 }
 
 /** Bad input on the command line or in a file: exit code 2 like a 4xx. */
 export class UsageError extends Error {}
 
+/** Something named on the command line does not exist (exit code 3, like a 404). */
+export class NotFoundError extends Error {}
+
+/** `--server`: a URL, `host:port` (http:// is meant) or a bare port on this machine. */
+export function serverUrl(raw: string): string {
+  const value = raw.trim();
+  const withScheme = /^\d+$/.test(value) ? `http://127.0.0.1:${value}` : /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new UsageError(`--server: ${JSON.stringify(raw)} is not a URL or host:port (e.g. http://127.0.0.1:7099 or localhost:7099)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--server: ${url.protocol} is not http: or https:`);
+  return url.toString().replace(/\/+$/, '');
+}
+
+/** Where a JSON.parse error points, as line and column (1-based) of `text`. */
+export function jsonErrorPosition(text: string, err: unknown): { line: number; column: number } | undefined {
+  const message = err instanceof Error ? err.message : String(err);
+  const lc = /line (\d+) column (\d+)/.exec(message);
+  if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
+  const pos = /at position (\d+)/.exec(message);
+  // Node 20 names only the token for some errors: its first place outside a string is where.
+  const token = /^Unexpected token '(.)'/.exec(message)?.[1];
+  const at = pos
+    ? Number(pos[1])
+    : /Unexpected end of JSON input/.test(message)
+      ? text.length
+      : token !== undefined
+        ? firstOutsideString(text, token)
+        : undefined;
+  if (at === undefined) return undefined;
+  const before = text.slice(0, at);
+  const line = before.split('\n').length;
+  return { line, column: at - (before.lastIndexOf('\n') + 1) + 1 };
+}
+
+function firstOutsideString(text: string, ch: string): number | undefined {
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === ch) return i;
+    else if (c === '"') inString = true;
+  }
+  return undefined;
+}
+
 export class Ctx {
   exitCode = 0;
+  readonly style: Style;
 
-  constructor(readonly io: CliIo) {}
+  constructor(readonly io: CliIo) {
+    const env = io.env ?? process.env;
+    const tty = io.isTTY ?? (io.stdout === undefined ? false : process.stdout.isTTY === true);
+    this.style = makeStyle(tty && !env.NO_COLOR && env.TERM !== 'dumb');
+  }
 
   get env(): Record<string, string | undefined> {
     return this.io.env ?? process.env;
@@ -67,7 +128,61 @@ export class Ctx {
           ? `no token: pass --token, set FLEDGE_TOKEN, or point --data-dir (FLEDGE_DATA_DIR) at the server's data dir (${file}: ${read.why})`
           : `the admin token in ${file} was refused (is it this server's data dir?)`;
     }
-    return new FledgeClient(server, bearer ? { token: bearer } : {});
+    return new FledgeClient(serverUrl(server), bearer ? { token: bearer } : {});
+  }
+
+  /**
+   * A task named by its full id, a unique prefix of a live task's id, or `request#instance`
+   * (the live task of that instance, else its latest ended one).
+   */
+  async resolveTask(client: FledgeClient, ref: string): Promise<TaskView> {
+    return this.#findTask(client, ref);
+  }
+
+  /**
+   * Runs `fn` with the task's full id: `ref` as given first (the usual case, one call), and
+   * only when the server does not know it, with the id it is a prefix or request#instance of.
+   */
+  async withTask<T>(client: FledgeClient, ref: string, fn: (taskId: string) => Promise<T>): Promise<T> {
+    if (!/#\d+$/.test(ref)) {
+      try {
+        return await fn(ref);
+      } catch (err) {
+        if (!(err instanceof FledgeApiError) || err.status !== 404) throw err;
+      }
+    }
+    const found = await this.#findTask(client, ref);
+    if (found.taskId.id === ref) throw new NotFoundError(`task ${ref} has no such resource`);
+    return fn(found.taskId.id);
+  }
+
+  async #findTask(client: FledgeClient, ref: string): Promise<TaskView> {
+    const hash = /^(.+)#(\d+)$/.exec(ref);
+    if (hash) {
+      const [, requestId, n] = hash as unknown as [string, string, string];
+      const instance = Number(n);
+      const live = (await client.requestTasks(requestId)).filter((t) => t.taskId.instanceNo === instance);
+      const newest = (list: TaskView[]) => [...list].sort((a, b) => b.taskId.startedAt - a.taskId.startedAt)[0];
+      const found = newest(live.filter((t) => !t.cleanup)) ?? newest(live);
+      if (found) return found;
+      throw new NotFoundError(`request ${requestId} has no live task for instance ${instance}`);
+    }
+    try {
+      return await client.getTask(ref);
+    } catch (err) {
+      if (!(err instanceof FledgeApiError) || err.status !== 404) throw err;
+    }
+    const matches = (await client.activeTasks()).filter((t) => t.taskId.id.startsWith(ref));
+    if (matches.length === 1) return matches[0]!;
+    if (matches.length > 1) {
+      throw new UsageError(
+        `${ref} matches ${matches.length} tasks; give more of the id:\n${matches
+          .slice(0, 10)
+          .map((t) => `  ${t.taskId.id}`)
+          .join('\n')}`,
+      );
+    }
+    throw new NotFoundError(`no task ${ref}: no task has that id, and no live task's id starts with it (or name it request#instance)`);
   }
 
   tokenHint(): string {
@@ -79,7 +194,9 @@ export class Ctx {
   }
 
   print(text: string): void {
-    if (text !== '') this.io.stdout(text.endsWith('\n') ? text : `${text}\n`);
+    if (text === '') return;
+    const out = this.style.tty ? text : plain(text);
+    this.io.stdout(out.endsWith('\n') ? out : `${out}\n`);
   }
 
   printJson(value: unknown): void {
@@ -119,7 +236,16 @@ export class Ctx {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new UsageError(`${file === '-' ? 'stdin' : file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+      const where = jsonErrorPosition(text, err);
+      const name = file === '-' ? 'stdin' : file;
+      const reason = (err instanceof Error ? err.message : String(err))
+        .replace(/ in JSON at position \d+.*$/s, '')
+        .replace(/\s*\(line \d+ column \d+\)/, '');
+      if (!where) throw new UsageError(`${name} is not valid JSON: ${reason}`);
+      const line = text.split('\n')[where.line - 1] ?? '';
+      throw new UsageError(
+        `${name}:${where.line}:${where.column}: not valid JSON: ${reason}\n  ${line.slice(0, 200)}\n  ${' '.repeat(Math.max(0, Math.min(200, where.column - 1)))}^`,
+      );
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new UsageError(`${file === '-' ? 'stdin' : file} must hold a JSON object`);

@@ -12,7 +12,8 @@ export function clockTime(ms: number): string {
 }
 
 export function progressText(p: DeployProgress): string {
-  return `step ${p.step}/${p.totalSteps} ${p.phase} target ${p.targetActiveInstances} current ${p.currentActiveInstances}`;
+  // Says what each number counts: new tasks wanted by the step's end, and accepted by earlier steps.
+  return `step ${p.step}/${p.totalSteps} ${p.phase}, new tasks: ${p.targetActiveInstances} wanted, ${p.currentActiveInstances} accepted`;
 }
 
 export function decisionText(d: Decision): string {

@@ -68,7 +68,7 @@ describe('fledge host', () => {
     expect(changed.io.out()).toBe('host d1: DECOMMISSIONING\n');
     expect(fake.calls.find((c) => c.method === 'POST')?.body).toEqual({ message: 'retire' });
     const missing = await run(['host', 'freeze', 'nope']);
-    expect(missing.code).toBe(2);
+    expect(missing.code).toBe(3);
     expect(missing.io.err()).toContain('Host nope not found');
   });
 });

@@ -5,13 +5,15 @@ import { FledgeApiError, FledgeConnectionError, type ApiErrorDetail } from '../a
 import { registerDeploy } from './commands/deploy.ts';
 import { registerHost } from './commands/host.ts';
 import { registerRequest } from './commands/request.ts';
+import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerState } from './commands/state.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerStore } from './commands/store.ts';
 import { registerTask } from './commands/task.ts';
 import { registerToken } from './commands/token.ts';
-import { Ctx, UsageError, type CliIo } from './context.ts';
+import { Ctx, NotFoundError, UsageError, type CliIo } from './context.ts';
+import { EXIT, EXIT_CODES_HELP, exitForStatus } from './exit-codes.ts';
 
 export type { CliIo } from './context.ts';
 
@@ -33,13 +35,14 @@ function buildProgram(ctx: Ctx): Command {
   const program = new Command('fledge')
     .description('Fledge: a service scheduler with phased canary deploys (Singularity API)')
     .version('0.1.0')
-    .option('--server <url>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
+    .option('--server <url|host:port>', 'Fledge API URL (env FLEDGE_URL)', ctx.env.FLEDGE_URL || DEFAULT_SERVER)
     .option('--token <token>', 'bearer token (env FLEDGE_TOKEN; default: the one in <data-dir>/admin.token)')
     .option(
       '--data-dir <dir>',
       'serve: where state lives; store backup: whose fledge.db; others: where admin.token is [FLEDGE_DATA_DIR] (default ./.fledge)',
     )
     .configureHelp({ showGlobalOptions: true })
+    .addHelpText('after', EXIT_CODES_HELP)
     .showHelpAfterError('(run with --help for usage)')
     // Settings set before .command() are inherited by every subcommand.
     .exitOverride()
@@ -49,6 +52,7 @@ function buildProgram(ctx: Ctx): Command {
     });
   registerServe(program, ctx);
   registerRequest(program, ctx);
+  registerRun(program, ctx);
   registerDeploy(program, ctx);
   registerTask(program, ctx);
   registerState(program, ctx);
@@ -59,28 +63,32 @@ function buildProgram(ctx: Ctx): Command {
   return program;
 }
 
-/** Prints an error the way scripts expect: `error: ...` on stderr, 2 for usage, 1 otherwise. */
+/** Prints an error the way scripts expect: `error: ...` on stderr and an exit code per kind (exit-codes.ts). */
 function report(ctx: Ctx, err: unknown): number {
   if (err instanceof CommanderError) {
     // commander has printed the message (or the help) already.
-    return err.exitCode === 0 ? 0 : 2;
+    return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof FledgeApiError) {
     ctx.warn(`error: ${err.message}`);
     for (const d of err.details) ctx.warn(`  ${detailText(d)}`);
     if (err.status === 401) ctx.warn(`  ${ctx.tokenHint()}`);
-    return err.status >= 400 && err.status < 500 ? 2 : 1;
+    return exitForStatus(err.status);
   }
   if (err instanceof UsageError) {
     ctx.warn(`error: ${err.message}`);
-    return 2;
+    return EXIT.usage;
+  }
+  if (err instanceof NotFoundError) {
+    ctx.warn(`error: ${err.message}`);
+    return EXIT.notFound;
   }
   if (err instanceof FledgeConnectionError) {
     ctx.warn(`error: ${err.message}`);
-    return 1;
+    return EXIT.unreachable;
   }
   ctx.warn(`error: ${err instanceof Error ? err.message : String(err)}`);
-  return 1;
+  return EXIT.failed;
 }
 
 function detailText(d: ApiErrorDetail): string {

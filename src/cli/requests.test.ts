@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from './main.ts';
 import { captureIo, reply, startFake, type FakeFledge } from './fake-server.ts';
-import { parent, progress } from './test-fixtures.ts';
+import { parent, progress, T0 } from './test-fixtures.ts';
 
 let fake: FakeFledge;
 afterEach(async () => fake?.close());
@@ -34,7 +34,7 @@ describe('fledge request', () => {
       [
         'ID          TYPE     STATE   HEALTHY  ACTIVE DEPLOY  PENDING DEPLOY',
         'web         SERVICE  ACTIVE  3/3      d1             -',
-        'api-server  SERVICE  PAUSED  0/10     d1             d7 (step 2/4 HEALTH target 5 current 2)',
+        'api-server  SERVICE  PAUSED  0/10     d1             d7 (step 2/4 HEALTH, new tasks: 5 wanted, 2 accepted)',
         '',
       ].join('\n'),
     );
@@ -71,7 +71,7 @@ describe('fledge request', () => {
     fake = await startFake();
     const { code, io } = await run(['request', 'create', '-f', '-'], captureIo({ readStdin: async () => '{nope' }));
     expect(code).toBe(2);
-    expect(io.err()).toMatch(/^error: stdin is not valid JSON/);
+    expect(io.err()).toBe("error: stdin:1:2: not valid JSON: Expected property name or '}'\n  {nope\n   ^\n");
     expect(fake.calls).toEqual([]);
   });
 
@@ -100,7 +100,6 @@ describe('fledge request', () => {
     [['unpause', 'web', '-m', 'back'], 'POST /api/requests/request/web/unpause', { message: 'back' }],
     [['bounce', 'web'], 'POST /api/requests/request/web/bounce', {}],
     [['delete', 'web', '-m', 'gone'], 'DELETE /api/requests/request/web', { message: 'gone' }],
-    [['rollback', 'web'], 'POST /api/requests/request/web/rollback', {}],
   ])('request %j calls %s', async (args, route, body) => {
     fake = await startFake({ [route]: () => parent('web') });
     const { code, io } = await run(['request', ...args]);
@@ -108,6 +107,20 @@ describe('fledge request', () => {
     expect(fake.paths()).toEqual([route]);
     expect(fake.calls[0]?.body).toEqual(body);
     expect(io.out()).toMatch(/^request web: ACTIVE/);
+  });
+
+  it('rolls back to the previous deploy or a chosen one, naming it', async () => {
+    const rolled = parent('web', {
+      pendingDeployState: { deployMarker: { requestId: 'web', deployId: 'd1-rollback-1', timestamp: T0 }, deployProgress: progress() },
+    } as never);
+    fake = await startFake({ 'POST /api/requests/request/web/rollback': () => ({ ...rolled, rollbackTo: 'd1' }) });
+    const plainOne = await run(['request', 'rollback', 'web']);
+    expect(plainOne.code).toBe(0);
+    expect(fake.calls[0]?.body).toEqual({});
+    expect(plainOne.io.out()).toMatch(/^rolling web back to d1 as deploy d1-rollback-1\nrequest web: ACTIVE/);
+    expect(plainOne.io.out()).toContain('follow it: fledge deploy watch web d1-rollback-1\n');
+    await run(['request', 'rollback', 'web', '--deploy', 'd0', '-m', 'bad release']);
+    expect(fake.calls[1]?.body).toEqual({ deployId: 'd0', message: 'bad release' });
   });
 
   it('escapes ids in paths', async () => {
@@ -136,22 +149,22 @@ describe('errors', () => {
     expect(io.err()).toBe('error: instances: request web already has 3 instance(s)\n  instances: must change\n');
   });
 
-  it('exits 2 on a 404 and 1 on a 500', async () => {
+  it('exits 3 on a 404 and 7 on a 500', async () => {
     fake = await startFake({
       'GET /api/requests/request/nope': () => reply(404, { message: 'Request nope not found', details: [] }),
       'GET /api/requests': () => reply(500, { message: 'Internal error: disk full', details: [] }),
     });
     const missing = await run(['request', 'get', 'nope']);
-    expect([missing.code, missing.io.err()]).toEqual([2, 'error: Request nope not found\n']);
+    expect([missing.code, missing.io.err()]).toEqual([3, 'error: Request nope not found\n']);
     const broken = await run(['request', 'list']);
-    expect([broken.code, broken.io.err()]).toEqual([1, 'error: Internal error: disk full\n']);
+    expect([broken.code, broken.io.err()]).toEqual([7, 'error: Internal error: disk full\n']);
   });
 
   it('names the URL when the server cannot be reached', async () => {
     const port = await closedPort();
     const io = captureIo();
     const code = await runCli(['--server', `http://127.0.0.1:${port}`, 'request', 'list'], io);
-    expect(code).toBe(1);
+    expect(code).toBe(5);
     expect(io.err()).toBe(`error: cannot reach Fledge at http://127.0.0.1:${port}: connect ECONNREFUSED\n`);
   });
 

@@ -57,7 +57,7 @@ describe('the token the CLI sends', () => {
   it('is none without any, and a 401 then says where it looked', async () => {
     fake.route('GET /api/requests', () => reply(401, { message: 'This call needs a token', details: [] }));
     const io = captureIo({ cwd: home });
-    expect(await runCli(['--server', fake.url, 'request', 'list'], io)).toBe(2);
+    expect(await runCli(['--server', fake.url, 'request', 'list'], io)).toBe(6);
     expect(sent()).toEqual([undefined]);
     expect(io.err()).toBe(
       `error: This call needs a token\n  no token: pass --token, set FLEDGE_TOKEN, or point --data-dir (FLEDGE_DATA_DIR) at the server's data dir (${join(home, '.fledge', 'admin.token')}: does not exist)\n`,

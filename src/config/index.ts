@@ -6,6 +6,8 @@ import { parseStoreSpec, StoreSpecError, type StoreLocation } from '../store/spe
 import { HostConfigError, parseDockerHost, portClash } from '../hosts/config.ts';
 import { LOCAL_HOST, type HostDefinition } from '../hosts/types.ts';
 import { isLoopbackHost, parseAddressRange } from '../net/addresses.ts';
+import { isTimeZone } from '../core/jobs/cron.ts';
+import { isAllowEntry } from '../webhooks/allow.ts';
 import { ConfigError, readOptions, type OptionInput } from './options.ts';
 
 export interface FledgeConfig {
@@ -45,6 +47,7 @@ export interface FledgeConfig {
   hostUnreachableSeconds: number;
   defaultAgentPlacement: AgentPlacement;
   logLevel: string;
+  logFormat: 'auto' | 'pretty' | 'json';
   /** SQLite in the data dir unless --store says otherwise */
   store: StoreLocation | { kind: 'memory' };
   /** PostgreSQL: the leader's lease and how often it is renewed */
@@ -57,6 +60,13 @@ export interface FledgeConfig {
   lbLimits: LbLimits;
   /** proxies whose X-Forwarded-* headers are believed (IPs or CIDR ranges) */
   trustForwardedFrom: string[];
+  jobs: {
+    scheduleTimeZone: string;
+    maxQueuedRuns: number;
+    taskHistoryPerRequest: number;
+    taskHistoryMaxAgeHours: number;
+  };
+  webhooks: { allow: string[]; timeoutSeconds: number; retryMaxSeconds: number; maxAgeSeconds: number };
 }
 
 export interface ArtifactLimits {
@@ -163,6 +173,7 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     hostUnreachableSeconds: o.hostUnreachableSeconds,
     defaultAgentPlacement: o.defaultAgentPlacement as AgentPlacement,
     logLevel: o.logLevel,
+    logFormat: o.logFormat as FledgeConfig['logFormat'],
     api: {
       auth: !o.noAuth,
       ...(o.publicUrl !== undefined ? { publicUrl: publicUrl(o.publicUrl) } : {}),
@@ -182,7 +193,26 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     store: storeOf(o.store, o.dataDir),
     lease: { termMs: Math.round(o.leaseSeconds * 1000), renewMs: Math.round(o.leaseRenewSeconds * 1000) },
     ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl.replace(/\/+$/, '') } : {}),
+    jobs: {
+      scheduleTimeZone: o.scheduleTimeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+      maxQueuedRuns: o.maxQueuedRuns,
+      taskHistoryPerRequest: o.taskHistoryPerRequest,
+      taskHistoryMaxAgeHours: o.taskHistoryMaxAgeHours,
+    },
+    webhooks: {
+      allow: o.webhookAllow ?? [],
+      timeoutSeconds: o.webhookTimeoutSeconds,
+      retryMaxSeconds: o.webhookRetryMaxSeconds,
+      maxAgeSeconds: o.webhookMaxAgeSeconds,
+    },
   };
+  if (!isTimeZone(config.jobs.scheduleTimeZone)) {
+    throw new ConfigError(`Invalid schedule-time-zone (FLEDGE_SCHEDULE_TIME_ZONE): ${config.jobs.scheduleTimeZone} is not a time zone`);
+  }
+  for (const entry of config.webhooks.allow) {
+    if (!isAllowEntry(entry))
+      throw new ConfigError(`Invalid webhook-allow (FLEDGE_WEBHOOK_ALLOW): ${entry} is not a host name, address or CIDR range`);
+  }
   if (o.advertiseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(o.advertiseUrl)) {
     throw new ConfigError(`Invalid advertise-url (FLEDGE_ADVERTISE_URL): ${JSON.stringify(o.advertiseUrl)} is not an http(s) URL`);
   }

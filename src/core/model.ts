@@ -27,7 +27,21 @@ export interface FledgeRequest {
   loadBalanced: boolean;
   owners?: string[];
   schedule?: string;
+  /** SCHEDULED: a Quartz expression (seconds, ?, L, W, #); see core/jobs/cron.ts */
+  quartzSchedule?: string;
+  scheduleType?: 'CRON' | 'QUARTZ';
+  /** SCHEDULED: IANA zone the schedule is read in (default: the server's) */
+  scheduleTimeZone?: string;
+  /** run-to-completion requests: a failed run is retried this many times in a row */
   numRetriesOnFailure?: number;
+  /** run-to-completion requests: a run still going this long after it started is killed */
+  taskExecutionTimeLimitMillis?: number;
+  /** run-to-completion requests: a run a newer deploy or a pause no longer wants may finish within this */
+  killOldNonLongRunningTasksAfterMillis?: number;
+  /** SCHEDULED: a run going longer than this is reported overdue (default: until the next due time) */
+  scheduledExpectedRuntimeMillis?: number;
+  /** SCHEDULED: the next run starts no sooner than this after the last one ended */
+  waitAtLeastMillisAfterTaskFinishesForReschedule?: number;
   skipHealthchecks?: boolean;
   /** the most instances a scale may set (Singularity's maxScale) */
   maxScale?: number;
@@ -43,6 +57,11 @@ export interface FledgeRequest {
   allowedAgentAttributes?: Record<string, string>;
   /** Accepted Singularity fields Fledge stores but does not act on. */
   extra?: Record<string, unknown>;
+}
+
+/** The requests whose tasks run until they exit (the rest are kept running). */
+export function isRunToCompletion(type: RequestType): boolean {
+  return type === 'SCHEDULED' || type === 'ON_DEMAND' || type === 'RUN_ONCE';
 }
 
 export interface HealthcheckOptions {
@@ -278,10 +297,57 @@ export type CleanupReason =
   | 'USER_REQUESTED'
   | 'UNHEALTHY'
   | 'DEPLOY_STEP_FAILED'
+  | 'TASK_EXCEEDED_TIME_LIMIT'
   /** its host is being decommissioned: moved elsewhere (replacement first) */
   | 'DECOMMISSIONING'
   /** placed on a host that can no longer run it, before it started */
   | 'RESCHEDULED';
+
+/** Why a run-to-completion task was started (Singularity's PendingType, plus SCHEDULED). */
+export type RunTrigger = 'SCHEDULED' | 'IMMEDIATE' | 'ONEOFF' | 'RETRY' | 'NEW_DEPLOY';
+
+/** What a run asks for beyond its deploy (SingularityRunNowRequest's fields Fledge acts on). */
+export interface RunParameters {
+  /** appended to the deploy's arguments (or, shell-quoted, to its command) */
+  commandLineArgs?: string[];
+  /** merged over the deploy's env */
+  envOverrides?: Record<string, string>;
+  /** replaces the deploy's resources field by field */
+  resources?: Partial<Resources>;
+  message?: string;
+}
+
+/** A run waiting in a request's queue (persisted in the request record). */
+export interface QueuedRun extends RunParameters {
+  runId: string;
+  trigger: 'IMMEDIATE' | 'ONEOFF';
+  queuedAt: number;
+  /** not before this time */
+  runAt?: number;
+  user?: string;
+}
+
+/** Set on the task of a run-to-completion request when it is created; written by the engine. */
+export interface TaskRun extends RunParameters {
+  trigger: RunTrigger;
+  runId?: string;
+  /** exit codes that count as success, from the deploy */
+  successfulExitCodes: number[];
+  /** 0 for the first attempt, n for the nth retry */
+  retry: number;
+  /** the task this one retries */
+  retryOf?: string;
+  /** SCHEDULED: the due time this run was started for */
+  dueAt?: number;
+  /** a newer deploy or a pause no longer wants it: it may finish until then, then it is killed */
+  killAfter?: { at: number; reason: CleanupReason };
+  /** SCHEDULED: reported once when it ran longer than expected */
+  overdue?: { at: number; expectedMillis: number };
+  /** the engine has acted on its end (retry or not); set once it ended */
+  settled?: boolean;
+  /** times this run was started again because a port it needed was taken (not retries) */
+  portRetries?: number;
+}
 
 export interface TaskRecord {
   taskId: TaskId;
@@ -306,6 +372,8 @@ export interface TaskRecord {
   lostWithHost?: string;
   runningAt?: number;
   doneAt?: number;
+  /** run-to-completion requests only */
+  run?: TaskRun;
 }
 
 export interface RequestRecord {
@@ -330,9 +398,25 @@ export interface RequestRecord {
   lbHandedOver?: LbOperationRef[];
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
+  /** run-to-completion requests: the schedule, the queue, what ran */
+  jobs?: JobState;
   /** Singularity's expiring actions: each is undone at startMillis + durationMillis (core/request/expiring.ts) */
   expiring?: ExpiringActions;
   timestamp: number;
+}
+
+/** The run-to-completion state of a request, persisted with it (written by the engine and, for the queue, the API). */
+export interface JobState {
+  /** SCHEDULED: the next due time; a past one after a restart is the one catch-up run */
+  nextRunAt?: number;
+  /** SCHEDULED: the schedule and zone nextRunAt was computed from (a change recomputes it) */
+  scheduleKey?: string;
+  /** runs waiting to start, oldest first (bounded by the API) */
+  queue?: QueuedRun[];
+  /** RUN_ONCE: the deploy whose run was started */
+  ranDeployId?: string;
+  /** SCHEDULED: due times skipped because a run was still going */
+  skipped?: { count: number; lastDueAt: number; runningTaskId: string };
 }
 
 export interface ExpiringAction {

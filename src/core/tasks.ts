@@ -121,3 +121,8 @@ export function createTask(deploy: Deploy, instanceNo: number, now: number, take
     ...('waiting' in place ? { waitingReason: place.waiting } : {}),
   };
 }
+
+/** The deploy as one run of a job needs it: its resources replaced field by field by the run's. */
+export function runDeploy(deploy: Deploy, run: { resources?: Partial<Deploy['resources']> } | undefined): Deploy {
+  return run?.resources ? { ...deploy, resources: { ...deploy.resources, ...run.resources } } : deploy;
+}

@@ -6,7 +6,7 @@
  *   host is a process task of a record from before placement: `local`). A host whose runtime
  *   is short of room says why, and the task waits there.
  * - The handle records the host (`host`) and the address its ports answer on (`address`); every
- *   later call (inspect, stop, logs, recover, release) goes to that host's runtime. A handle
+ *   later call (inspect, stop, logs, recover, release, purge) goes to that host's runtime. A handle
  *   without a host is the local one (handles persisted before hosts existed).
  * - find() asks the host the task was placed on, or every host for a task from before placement.
  * - staleTasks() lists what a host runs for this installation, so that a host that answers
@@ -113,6 +113,13 @@ export class HostRuntime implements Runtime {
     if (!e) return;
     await e.runtime.release(handle);
     this.#registry.noteRelease(e.definition.id);
+  }
+
+  /** A host no longer configured keeps what it had: nothing here can reach it. */
+  async purge(handle: TaskHandle): Promise<void> {
+    const e = this.#route(handle);
+    if (!e) return;
+    await e.runtime.purge(handle);
   }
 
   async close(): Promise<void> {

@@ -19,9 +19,12 @@ import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState
 import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { HealthWatcher } from '../health/types.ts';
 import type { Logger } from '../logger.ts';
-import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskStatus } from '../runtimes/types.ts';
+import { ForeignTaskError, taskAddress, type Runtime, type TaskHandle, type TaskSpec, type TaskStatus } from '../runtimes/types.ts';
 import { StoreUnavailableError, type Store } from '../store/types.ts';
 import { killGraceMillis, launchArtifacts, launchCommand, successfulExitCodes } from '../core/launch.ts';
+import { runDeploy } from '../core/tasks.ts';
+import { taskEvents } from '../core/webhooks.ts';
+import { withRun } from './run-spec.ts';
 import type { CheckRunner } from './checks.ts';
 import type { RequestLocks } from './locks.ts';
 
@@ -185,7 +188,9 @@ export class Executor {
     const env = { ...deploy.env, ...(deploy.taskEnv[String(task.taskId.instanceNo)] ?? {}) };
     const request = (await store.getRequest(task.taskId.requestId))?.request;
     const artifacts = launchArtifacts(deploy);
-    const result = await runtime.start({
+    // The task runs from some time after this; a fast exit reported before start() returns needs it.
+    const askedAt = this.#d.clock.now();
+    const spec: TaskSpec = {
       taskId,
       requestId: task.taskId.requestId,
       deployId: task.taskId.deployId,
@@ -204,7 +209,8 @@ export class Executor {
       numPorts: deploy.resources.numPorts,
       cpus: deploy.resources.cpus,
       memoryMb: deploy.resources.memoryMb,
-    });
+    };
+    const result = await runtime.start(withRun(spec, task, deploy));
     const now = this.#d.clock.now();
     // Started: its host's runtime holds it now. Waiting: it keeps its place on the host.
     if (result.kind !== 'waiting') this.#d.hosts.drop(taskId);
@@ -216,16 +222,26 @@ export class Executor {
       await this.#updateTask(taskId, (t) => finish(t, 'TASK_ERROR', now, result.message));
       return;
     }
+    let endedMeanwhile = false;
     const started = await this.#updateTask(taskId, (t) => {
+      if (!isLive(t.state)) {
+        // It ended while the runtime was still starting it: a fast exit reported before start()
+        // returned, or a stop. The record keeps the handle all the same, so its logs stay readable.
+        endedMeanwhile = true;
+        if (t.handle) return undefined;
+        // It did run (its exit says so): from when it was asked to start, so the run has a duration.
+        const ran = t.exitCode !== undefined && t.runningAt === undefined ? { runningAt: Math.min(askedAt, t.doneAt ?? askedAt) } : {};
+        return { ...t, handle: result.handle, ports: result.ports, ...ran };
+      }
       const next: TaskRecord = { ...t, handle: result.handle, ports: result.ports, state: 'TASK_RUNNING', runningAt: now };
       delete next.waitingReason;
       next.updates = [...t.updates, { state: 'TASK_STARTING', timestamp: now }, { state: 'TASK_RUNNING', timestamp: now }];
-      if (!isLive(t.state)) return undefined;
       return next;
     });
-    if (started) this.#watchHealth(started, deploy);
-    else {
-      // Stopped (recorded as killed) while the runtime was still starting it: it must not keep running.
+    if (started && !endedMeanwhile) this.#watchHealth(started, deploy);
+    else if (endedMeanwhile) {
+      // Stopped (recorded as killed) meanwhile, it must not keep running; exited, stop is a no-op.
+      // Either way its exit was recorded without a handle, so nothing released what it held.
       await runtime.stop(result.handle, this.#d.settings.killGraceMillis);
       await runtime.release(result.handle);
     }
@@ -267,7 +283,8 @@ export class Executor {
    * are healthy at once and not checked while running either.
    */
   #watchHealth(task: TaskRecord, deploy: Deploy): void {
-    if (task.cleanup || task.health.state === 'UNHEALTHY') return;
+    // Runs of run-to-completion requests are not health-checked: they are judged by their exit.
+    if (task.cleanup || task.run || task.health.state === 'UNHEALTHY') return;
     if (task.health.state === 'HEALTHY' && !checksWhileRunning(deploy.healthcheck)) return;
     const taskId = task.taskId.id;
     const work = this.#retrying(`start health checks of ${taskId}`, () => this.#d.store.getRequest(task.taskId.requestId)).then(
@@ -445,7 +462,7 @@ export class Executor {
       if (!current) return undefined;
       const next = change(current);
       if (!next) return undefined;
-      await this.#d.store.apply({ tasks: [next] });
+      await this.#d.store.apply({ tasks: [next], webhookEvents: taskEvents(current, next) });
       return next;
     });
     if (next) {
@@ -508,7 +525,13 @@ export class Executor {
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
         // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
-        upstreams.set(id, { taskId: id, host: taskAddress(task.handle), port, group: deploy.loadBalancerUpstreamGroup });
+        upstreams.set(id, {
+          taskId: id,
+          host: taskAddress(task.handle),
+          port,
+          group: deploy.loadBalancerUpstreamGroup,
+          deployId: task.taskId.deployId,
+        });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
         newest = deploy.timestamp;
@@ -581,7 +604,7 @@ export class Executor {
       const host = hostOf(task);
       if (!task.handle && host !== undefined) {
         const deploy = await store.getDeploy(task.taskId.requestId, task.taskId.deployId);
-        if (deploy) this.#d.hosts.hold(id, host, demandOf(deploy));
+        if (deploy) this.#d.hosts.hold(id, host, demandOf(runDeploy(deploy, task.run)));
       }
       try {
         if (task.handle) {

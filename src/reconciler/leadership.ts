@@ -335,11 +335,11 @@ export class Leadership<T extends Term> {
   }
 }
 
-/** The runtime a term uses: starting and stopping tasks needs the lease, checked just before. */
+/** The runtime a term uses: starting, stopping and purging tasks needs the lease, checked just before. */
 export function guardRuntime(runtime: Runtime, guard: () => boolean): Runtime {
   return new Proxy(runtime, {
     get(target, prop, receiver) {
-      if (prop === 'start' || prop === 'stop') {
+      if (prop === 'start' || prop === 'stop' || prop === 'purge') {
         return (...args: unknown[]) => {
           if (!guard()) return Promise.reject(new NotLeaderError(`${String(prop)} a task`));
           return (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args);

@@ -13,7 +13,9 @@ import { EventBus } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
 import { demandOf, hostOf } from '../core/placement.ts';
 import { stepRequest, type StepOutcome } from '../core/request/step.ts';
+import { runDeploy } from '../core/tasks.ts';
 import type { Deploy } from '../core/model.ts';
+import { stepWebhookEvents } from '../core/webhooks.ts';
 import { FencedError, StoreUnavailableError, type ChangeSet } from '../store/types.ts';
 import { Executor, type EngineDeps } from './execute.ts';
 import { KeyedMutex, type RequestLocks } from './locks.ts';
@@ -26,6 +28,8 @@ export interface LoopDeps extends EngineDeps {
   /** false: the caller drives tick() itself (most component tests) */
   timers?: boolean;
   safetyTickMillis?: number;
+  /** told how long each pass took (metrics) */
+  observePass?: (millis: number) => void;
 }
 
 export class ReconcileLoop {
@@ -98,7 +102,11 @@ export class ReconcileLoop {
       await this.#running;
       if (this.#dirty.size === 0 && !this.#all) return;
     }
-    this.#running = this.#pass().finally(() => (this.#running = undefined));
+    const t0 = performance.now();
+    this.#running = this.#pass().finally(() => {
+      this.#running = undefined;
+      this.#deps.observePass?.(performance.now() - t0);
+    });
     await this.#running;
     // Requests woken while the pass ran get a pass of their own (only they: one API call, one request).
     if (this.#dirty.size > 0 || this.#all) this.#schedule();
@@ -160,7 +168,13 @@ export class ReconcileLoop {
         changes.deletePending = [requestId];
         changes.results = [{ requestId, deployId: pending.deployId, result: pending.result, progress: pending.progress }];
       }
+      const hooks = stepWebhookEvents(obs, record, outcome);
+      if (hooks.length > 0) changes.webhookEvents = hooks;
       if (Object.keys(changes).length > 0) await store.apply(changes);
+      for (const note of outcome.notes ?? []) {
+        const { level, msg, ...fields } = note;
+        this.#deps.logger[level]({ requestId, ...fields }, msg);
+      }
       this.#notePlacements(outcome, [obs.activeDeploy, obs.pendingDeploy]);
       this.#publish(requestId, outcome, obs.pending?.progress.phase, obs.pending?.progress.step);
       return outcome;
@@ -190,7 +204,7 @@ export class ReconcileLoop {
       if (!isLive(t.state)) this.executor.forget(t.taskId.id);
       else if (host !== undefined && t.handle === undefined && !t.cleanup) {
         const deploy = deploys.find((d) => d?.id === t.taskId.deployId);
-        if (deploy) hosts.hold(t.taskId.id, host, demandOf(deploy));
+        if (deploy) hosts.hold(t.taskId.id, host, demandOf(runDeploy(deploy, t.run)));
       }
     }
     for (const id of outcome.deletedTasks) this.executor.forget(id);

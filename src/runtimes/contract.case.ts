@@ -178,6 +178,19 @@ export function runtimeContract(name: string, makeSubject: () => Promise<Contrac
       await waitFor(() => exitsOf('found').length > 0, 'the exit of the recovered task');
       expect(exitsOf('found')[0]?.status).toMatchObject({ exitCode: 0, signal: null });
     });
+
+    it('purges an ended task (it is gone), never a running one', async () => {
+      const running = await started(subject.spec('keeps'));
+      await runtime.purge(running.handle);
+      expect((await runtime.inspect(running.handle)).state).toBe('running');
+      const ended = await started(subject.spec('goes'));
+      await subject.exit('goes', 0);
+      await waitFor(() => exitsOf('goes').length > 0, 'the exit of the task to purge');
+      await runtime.purge(ended.handle);
+      await runtime.purge(ended.handle);
+      expect(await runtime.find('goes')).toBeUndefined();
+      expect((await runtime.logs(ended.handle, 'stdout', 0, 100)).data).toBe('');
+    });
   });
 }
 

@@ -12,12 +12,13 @@ export async function readLogChunk(file: string, offset: number, length: number)
     return { path: file, offset: start, data: '', nextOffset: start };
   }
   try {
-    const available = Math.max(0, (await fh.stat()).size - start);
+    const size = (await fh.stat()).size;
+    const available = Math.max(0, size - start);
     const buffer = Buffer.alloc(Math.min(available, Math.max(0, Math.floor(length))));
     const { bytesRead } = await fh.read(buffer, 0, buffer.length, start);
     // Never split a UTF-8 character: stop before an incomplete one, the next read gets it.
     const usable = completeUtf8Length(buffer.subarray(0, bytesRead));
-    return { path: file, offset: start, data: buffer.toString('utf8', 0, usable), nextOffset: start + usable };
+    return { path: file, offset: start, data: buffer.toString('utf8', 0, usable), nextOffset: start + usable, size };
   } finally {
     await fh.close();
   }

@@ -82,6 +82,8 @@ export interface LogChunk {
   data: string;
   /** next offset to read from */
   nextOffset: number;
+  /** the file's size now, where the runtime knows it (reading its tail) */
+  size?: number;
 }
 
 export interface Runtime {
@@ -110,6 +112,11 @@ export interface Runtime {
   onExit(listener: (taskId: string, status: Extract<TaskStatus, { state: 'exited' }>) => void): void;
   /** Release resources held for a task that is gone (ports, capacity). Idempotent. */
   release(handle: TaskHandle): Promise<void>;
+  /**
+   * Delete what is left of a task that ended (its sandbox: logs, files): task-history
+   * retention. Never touches a task that still runs. Idempotent.
+   */
+  purge(handle: TaskHandle): Promise<void>;
   /** Stop watching (timers, watchers). Never stops tasks: they outlive the scheduler. */
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ import { createPendingDeploy } from '../core/deploy/step.ts';
 import type { DeployResult } from '../core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
 import { createTask } from '../core/tasks.ts';
+import { requestEvent, type Webhook } from '../core/webhooks.ts';
 import { FencedError, StoreConflictError, type AuditRecord, type SchedulerInfo, type Store, type TokenRecord } from './types.ts';
 import { testDeploy } from '../../test/helpers/model-fixtures.ts';
 
@@ -158,6 +159,71 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect(await store.getTask('nope')).toBeUndefined();
     });
 
+    it('finds the newest task of a run id', async () => {
+      const d = deploy('a', 'v1');
+      const run = { trigger: 'ONEOFF' as const, runId: 'r1', successfulExitCodes: [0], retry: 0 };
+      const first = { ...task(d, 1, 'TASK_FAILED', T0 + 5), run };
+      const retry = { ...task(d, 2), run: { ...run, trigger: 'RETRY' as const, retry: 1 } };
+      await store.apply({ tasks: [first, retry, task(d, 3)] });
+      expect((await store.findTaskByRunId('a', 'r1'))?.taskId.id).toBe(retry.taskId.id);
+      expect(await store.findTaskByRunId('b', 'r1')).toBeUndefined();
+      expect(await store.findTaskByRunId('a', 'r2')).toBeUndefined();
+    });
+
+    it('lists finished tasks past the retention by age and by count per request, and deletes them', async () => {
+      const a = deploy('a', 'v1');
+      const b = deploy('b', 'v1');
+      const done = (d: Deploy, n: number, at: number) => task(d, n, 'TASK_FINISHED', at);
+      await store.apply({ tasks: [done(a, 1, T0 + 1), done(a, 2, T0 + 2), done(a, 3, T0 + 3), done(b, 1, T0 + 1), task(a, 4)] });
+      const expired = (q: Partial<Parameters<Store['listExpiredTasks']>[0]>) =>
+        store
+          .listExpiredTasks({ doneBefore: 0, keepPerRequest: 100, minAgeBefore: T0 + 100, limit: 100, ...q })
+          .then((ts) => ts.map((t) => `${t.taskId.requestId}#${t.taskId.instanceNo}`));
+      expect(await expired({ keepPerRequest: 2 })).toEqual(['a#1']);
+      expect(await expired({ keepPerRequest: 2, minAgeBefore: T0 + 1 })).toEqual([]);
+      expect(await expired({ doneBefore: T0 + 2 })).toEqual(['a#1', 'b#1']);
+      await store.deleteTasks([done(a, 1, 0).taskId.id, task(a, 4).taskId.id]);
+      expect((await store.listTasks({ requestId: 'a' })).map((t) => t.taskId.instanceNo).sort()).toEqual([2, 3, 4]);
+    });
+
+    it('queues a delivery per matching webhook with the change, in order, and drops them with the webhook', async () => {
+      const hook = (id: string, type: Webhook['type'], events?: string[]): Webhook => ({
+        id,
+        uri: `http://x/${id}`,
+        type,
+        timestamp: T0,
+        ...(events ? { events } : {}),
+      });
+      expect(await store.saveWebhook(hook('w1', 'REQUEST'))).toBe(true);
+      expect(await store.saveWebhook({ ...hook('w1', 'REQUEST'), secret: 'x'.repeat(16) })).toBe(false);
+      await store.saveWebhook(hook('w2', 'REQUEST', ['PAUSED']));
+      await store.saveWebhook(hook('w3', 'TASK'));
+      const ev = (type: 'CREATED' | 'PAUSED', at: number) => requestEvent(type, request('a'), at);
+      await store.apply({ requests: [record('a')], webhookEvents: [ev('CREATED', T0), ev('PAUSED', T0 + 1)] });
+      expect((await store.getRequest('a'))?.state).toBe('ACTIVE');
+      const w1 = await store.listDeliveries('w1', 10);
+      expect(w1.map((d) => JSON.parse(d.body).eventType)).toEqual(['CREATED', 'PAUSED']);
+      expect((w1[0] as { seq: number }).seq).toBeLessThan((w1[1] as { seq: number }).seq);
+      expect(await store.countDeliveries()).toEqual({ w1: 2, w2: 1 });
+      expect((await store.headDeliveries()).map((d) => [d.webhookId, JSON.parse(d.body).eventType])).toEqual([
+        ['w1', 'CREATED'],
+        ['w2', 'PAUSED'],
+      ]);
+      const head = w1[0] as (typeof w1)[number];
+      await store.failDelivery(head.seq, T0 + 500, 'connection refused');
+      expect((await store.listDeliveries('w1', 1))[0]).toMatchObject({
+        attempts: 1,
+        nextAttemptAt: T0 + 500,
+        lastError: 'connection refused',
+      });
+      await store.removeDelivery(head.seq);
+      expect((await store.headDeliveries()).map((d) => JSON.parse(d.body).eventType)).toEqual(['PAUSED', 'PAUSED']);
+      expect(await store.deleteWebhook('w1')).toBe(true);
+      expect(await store.deleteWebhook('w1')).toBe(false);
+      expect(await store.countDeliveries()).toEqual({ w2: 1 });
+      expect((await store.listWebhooks()).map((w) => w.id)).toEqual(['w2', 'w3']);
+    });
+
     it('deletes tasks in the same change set that adds their successors', async () => {
       const d = deploy('a', 'v1');
       const waiting = createTask(d, 1, T0, new Set(), { waiting: 'no host fits' });
@@ -284,6 +350,12 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       await store.recordAudit(audit(T0, { requestId: 'a', deployId: 'v1' }));
       await store.recordAudit(audit(T0 + 1, { status: 401, tokenName: undefined, role: undefined }));
       await store.apply({ results: [{ requestId: 'a', deployId: 'v1', result: result('SUCCEEDED') }] });
+      await store.saveWebhook({ id: 'w1', uri: 'http://x/w1', type: 'REQUEST', timestamp: T0, secret: 's'.repeat(16) });
+      await store.apply({ webhookEvents: [requestEvent('CREATED', request('a'), T0), requestEvent('PAUSED', request('a'), T0 + 1)] });
+      await store.removeDelivery((await store.listDeliveries('w1', 1))[0]!.seq);
+      await store.apply({
+        tasks: [{ ...task(v2, 2, 'TASK_FINISHED', T0 + 2), run: { trigger: 'ONEOFF', runId: 'r1', successfulExitCodes: [0], retry: 0 } }],
+      });
       const other = await make();
       try {
         const rows = await store.rows.exportAll();
@@ -293,12 +365,23 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
           requests: 2,
           deploys: 2,
           pending_deploys: 1,
-          tasks: 3,
+          tasks: 4,
           hosts: 1,
           meta: 1,
           tokens: 1,
           audit: 2,
+          webhooks: 1,
+          webhook_deliveries: 1,
         });
+        // delivery ids are what receivers de-duplicate on: kept, and never given out again
+        const copied = await other.store.listDeliveries('w1', 10);
+        expect(copied).toEqual(await store.listDeliveries('w1', 10));
+        await other.store.apply({ webhookEvents: [requestEvent('UNPAUSED', request('a'), T0 + 3)] });
+        const after = await other.store.listDeliveries('w1', 10);
+        expect(after).toHaveLength(2);
+        expect(after[1]!.seq).toBeGreaterThan(copied[0]!.seq);
+        expect(await other.store.listWebhooks()).toEqual(await store.listWebhooks());
+        expect((await other.store.findTaskByRunId('a', 'r1'))?.taskId.instanceNo).toBe(2);
         expect(await other.store.listTokens()).toEqual(await store.listTokens());
         expect(await other.store.listAudit({ limit: 10 })).toEqual(await store.listAudit({ limit: 10 }));
         expect(await other.store.listDeployHistory('a')).toEqual(await store.listDeployHistory('a'));

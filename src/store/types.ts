@@ -3,6 +3,7 @@
 // queries in sql/; contract.case.ts runs against each.
 import type { Deploy, RequestRecord, TaskRecord } from '../core/model.ts';
 import type { DeployResult, PendingDeploy, DeployProgress } from '../core/deploy/types.ts';
+import type { Webhook, WebhookEvent, WebhookType } from '../core/webhooks.ts';
 import type { Role } from '../auth/roles.ts';
 import type { HostRecord } from '../hosts/types.ts';
 
@@ -31,6 +32,31 @@ export interface ChangeSet {
   tasks?: TaskRecord[];
   /** task records to delete (a task that waited for a host and got one under a new id); after `tasks` */
   deleteTasks?: string[];
+  /** queued for every webhook that wants them, in this order, in the same transaction */
+  webhookEvents?: WebhookEvent[];
+}
+
+/** A queued webhook delivery. */
+export interface Delivery {
+  /** store-wide order; also the delivery id receivers de-duplicate on */
+  seq: number;
+  webhookId: string;
+  type: WebhookType;
+  createdAt: number;
+  nextAttemptAt: number;
+  attempts: number;
+  lastError?: string;
+  /** the JSON body, exactly as sent */
+  body: string;
+}
+
+/** What task-history retention removes (see Store.listExpiredTasks). */
+export interface ExpiredTaskQuery {
+  doneBefore: number;
+  keepPerRequest: number;
+  /** the kept count applies only to tasks done before this (a burst of runs keeps its logs a while) */
+  minAgeBefore: number;
+  limit: number;
 }
 
 export interface TaskQuery {
@@ -163,7 +189,18 @@ export interface ClusterStore {
 }
 
 /** The tables `fledge store copy` moves, in a dependency-free order. */
-export const COPIED_TABLES = ['requests', 'deploys', 'pending_deploys', 'tasks', 'hosts', 'meta', 'tokens', 'audit'] as const;
+export const COPIED_TABLES = [
+  'requests',
+  'deploys',
+  'pending_deploys',
+  'tasks',
+  'hosts',
+  'meta',
+  'tokens',
+  'audit',
+  'webhooks',
+  'webhook_deliveries',
+] as const;
 export type CopiedTable = (typeof COPIED_TABLES)[number];
 export type Row = Record<string, string | number | null>;
 
@@ -202,6 +239,28 @@ export interface Store {
   getTask(taskId: string): Promise<TaskRecord | undefined>;
   listTasks(query?: TaskQuery): Promise<TaskRecord[]>;
 
+  /** The newest task of `requestId` started for run `runId`. */
+  findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined>;
+  /**
+   * Finished tasks that retention removes: done before `doneBefore` (all of them), or beyond the
+   * newest `keepPerRequest` finished tasks of their request; at most `limit`, oldest first.
+   */
+  listExpiredTasks(q: ExpiredTaskQuery): Promise<TaskRecord[]>;
+  deleteTasks(ids: string[]): Promise<void>;
+
+  listWebhooks(): Promise<Webhook[]>;
+  /** true when it was new (Singularity's CREATED), false when it replaced one (EXISTED) */
+  saveWebhook(webhook: Webhook): Promise<boolean>;
+  /** false when there was none; its queued deliveries go with it */
+  deleteWebhook(id: string): Promise<boolean>;
+  /** queued deliveries of one webhook, oldest first */
+  listDeliveries(webhookId: string, limit: number): Promise<Delivery[]>;
+  /** the oldest queued delivery of each webhook (the only one that may be sent) */
+  headDeliveries(): Promise<Delivery[]>;
+  countDeliveries(): Promise<Record<string, number>>;
+  /** sent (or dropped): removed from the queue */
+  removeDelivery(seq: number): Promise<void>;
+  failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void>;
   /** Adds a token; a StoreConflictError when its name or hash is taken. */
   createToken(token: TokenRecord): Promise<void>;
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;

@@ -123,7 +123,10 @@ export function ActionButton({
   fields,
   onConfirm,
   onDone,
+  dismissLabel = 'Cancel',
 }: {
+  /** the button that closes the dialog without acting ("Keep deploying") */
+  dismissLabel?: string;
   label: string;
   title: string;
   description?: ReactNode;
@@ -186,7 +189,7 @@ export function ActionButton({
             {error !== undefined && <ErrorBox error={error} what={`${label} failed`} />}
             <div className="dialog-buttons">
               <button type="button" className="btn" onClick={() => setOpen(false)}>
-                Cancel
+                {dismissLabel}
               </button>
               <button type="submit" className={danger ? 'btn btn-danger' : 'btn btn-primary'} disabled={busy}>
                 {busy ? 'Working…' : (confirmLabel ?? label)}

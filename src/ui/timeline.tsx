@@ -94,7 +94,7 @@ export function Timeline({
           <ol className="tl-phases">
             {s.phases.map((p) =>
               p.phase === 'LB_UPDATE' && !loadBalanced && p.start === undefined ? null : (
-                <PhaseRow key={p.phase} p={p} stepStatus={s.status} now={now}>
+                <PhaseRow key={p.phase} p={p} stepStatus={s.status} now={now} pending={pending}>
                   {p.phase === 'ACCEPTANCE' && s.step === progress.step && (
                     <Acceptance progress={progress} waiting={pending && p.status === 'current'} mode={mode} />
                   )}
@@ -159,7 +159,15 @@ function StepHeader({ s, total, now, pending }: { s: StepSpan; total: number; no
                   ? 'CANCELED'
                   : 'UPCOMING'
         }
-        label={s.status === 'current' ? 'in progress' : s.status === 'ended' ? 'canceled' : s.status}
+        label={
+          s.status === 'current'
+            ? 'in progress'
+            : s.status === 'ended'
+              ? 'canceled'
+              : s.status === 'upcoming' && !pending
+                ? 'not run'
+                : s.status
+        }
       />
       <span className="tl-when">
         {s.start !== undefined ? (
@@ -175,12 +183,30 @@ function StepHeader({ s, total, now, pending }: { s: StepSpan; total: number; no
   );
 }
 
-function PhaseRow({ p, stepStatus, now, children }: { p: PhaseSpan; stepStatus: StepSpan['status']; now: number; children?: ReactNode }) {
-  const status = p.status === 'upcoming' && stepStatus !== 'upcoming' && stepStatus !== 'current' ? 'skipped' : p.status;
+function PhaseRow({
+  p,
+  stepStatus,
+  now,
+  pending,
+  children,
+}: {
+  p: PhaseSpan;
+  stepStatus: StepSpan['status'];
+  now: number;
+  pending: boolean;
+  children?: ReactNode;
+}) {
+  // Once the deploy has ended, what never ran says so, rather than "upcoming".
+  const status =
+    p.status === 'upcoming' && !pending
+      ? 'not run'
+      : p.status === 'upcoming' && stepStatus !== 'upcoming' && stepStatus !== 'current'
+        ? 'skipped'
+        : p.status;
   const end = p.end ?? (p.status === 'current' ? now : undefined);
   const decisions = p.decisions.filter((d) => d.phase !== 'END');
   return (
-    <li className={`tl-phase tl-${status}`} aria-current={status === 'current' ? 'true' : undefined}>
+    <li className={`tl-phase tl-${status === 'not run' ? 'skipped' : status}`} aria-current={status === 'current' ? 'true' : undefined}>
       <div className="tl-phase-head">
         <span className="tl-dot" aria-hidden="true" />
         <span className="tl-phase-name">{PHASE_LABELS[p.phase]}</span>

@@ -197,6 +197,9 @@ describe('web UI', () => {
     expect(reasons).toMatch(/Task (failed on startup|failed health checks|expected running finished|never entered running)/);
     await visible(page.getByRole('heading', { name: 'Failed tasks' }));
     await until(async () => (await page.getByRole('table', { name: 'Failed tasks' }).getByRole('row').count()) > 1, 'failed task rows');
+    // why, in the task's own words, right at the failure; what never ran says so
+    await hasText(result.locator('.stderr-tail').first(), 'boom: no config');
+    await visible(page.locator('.tl-phase-status', { hasText: 'not run' }).first());
     await screenshots(page, '05-deploy-v3-failed');
 
     // the history lists it as failed, with the reason
@@ -224,6 +227,79 @@ describe('web UI', () => {
     await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
     await screenshots(page, '09-deploy-v4-canceled');
     expect((await client.deployHistoryEntry('web', 'v4')).deployResult?.deployState).toBe('CANCELED');
+  });
+
+  it('keeps the last result with where capacity is, until dismissed', async () => {
+    // v4 was canceled: the request page says so, and that v2 serves again
+    await open('/requests/web');
+    const banner = page.locator('section.result', { has: page.getByRole('heading', { name: /Last deploy/ }) });
+    await hasText(banner, 'v4');
+    await hasText(banner, 'canceled');
+    await hasText(banner, 'Back on v2: 2 of 2 wanted healthy and in the load balancer');
+    await visible(page.getByRole('button', { name: 'Roll back to v1' }));
+    await screenshots(page, '09b-request-last-result');
+    await open('/');
+    await hasText(page.getByRole('row', { name: /web/ }), 'v4');
+    await hasText(page.getByRole('row', { name: /web/ }), 'canceled');
+    await hasText(page.getByRole('row', { name: /web/ }), '2 of 2 wanted healthy');
+    await open('/requests/web');
+    await banner.getByRole('button', { name: 'Dismiss' }).click();
+    await banner.waitFor({ state: 'detached' });
+    await open('/requests/web');
+    await page.getByText('No deploy in progress').waitFor();
+    expect(await banner.count()).toBe(0);
+  });
+
+  it('a new request starts with no id; an existing id shows what changes and asks to confirm an update', async () => {
+    await open('/');
+    await page.getByRole('button', { name: 'New request' }).click();
+    const dialog = page.getByRole('dialog');
+    const json = dialog.getByLabel('Request JSON');
+    expect(JSON.parse(await json.inputValue())).toMatchObject({ id: '' });
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    await hasText(dialog.getByRole('alert'), 'id: required');
+    await json.fill(JSON.stringify({ id: 'web', requestType: 'SERVICE', instances: 4 }));
+    await hasText(dialog.getByRole('alert').first(), 'web exists');
+    const changes = dialog.getByRole('list', { name: 'Changes to the request' });
+    await hasText(changes, 'instances 2 → 4');
+    await hasText(changes, 'loadBalanced');
+    await visible(dialog.getByRole('button', { name: 'Update web' }));
+    await screenshots(page, '09c-new-request-existing-id');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    expect((await client.getRequest('web')).request.instances).toBe(2);
+  });
+
+  it('shows the traffic split and per-version rates during a canary, and a new deploy starts from the active one with the next free id', async () => {
+    await open('/requests/web/deploy');
+    const editor = page.getByLabel('Deploy JSON');
+    await until(async () => (await editor.inputValue()).includes('"id": "v5"'), 'the next free id (v3 and v4 are used up)', WAIT);
+    await page.getByText('Valid. The plan below').waitFor();
+    await client.createDeploy(deploy('web', 'v5', MANUAL_CANARY));
+    await open('/requests/web/deploys/v5');
+    await page.getByText('Waiting for approval').waitFor();
+    const actions = page.getByRole('group', { name: /Actions on deploy v5/ });
+    await visible(actions.getByRole('button', { name: 'Advance' }));
+    await visible(actions.getByRole('button', { name: 'Update target' }));
+    const traffic = page.locator('section.traffic');
+    await visible(traffic.getByRole('img', { name: /Traffic split: v2 \d+ % \/ v5 \d+ %/ }));
+    await visible(traffic.getByRole('table', { name: /Traffic per version/ }).getByRole('row', { name: /v5 \(new\)/ }));
+    await screenshots(page, '09d-canary-traffic-split');
+    await actions.getByRole('button', { name: 'Cancel deploy' }).click();
+    const dialog = page.getByRole('dialog');
+    await visible(dialog.getByRole('button', { name: 'Keep deploying' }));
+    await screenshots(page, '09e-cancel-plain-words');
+    await confirm('Cancel deploy v5');
+    await page.getByRole('heading', { name: /Result:\s*canceled/i }).waitFor();
+    expect(await actions.count()).toBe(0);
+
+    // each successful deploy in the history can be rolled back to, by name
+    await open('/requests/web/deploys');
+    const v1 = page.getByRole('row', { name: /^v1\b/ });
+    await v1.getByRole('button', { name: 'Roll back to this' }).click();
+    await visible(page.getByRole('dialog').getByRole('button', { name: 'Roll back to v1' }));
+    await screenshots(page, '09f-history-roll-back-to-this');
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    expect(await page.getByRole('row', { name: /^v2\b/ }).getByText('active').count()).toBe(1);
   });
 
   it('shows an API error in the action dialog', async () => {
@@ -269,6 +345,38 @@ describe('web UI', () => {
     await until(async () => /\((just now|\d+ s ago)\)/.test((await age.textContent()) ?? ''), 'the age of the latest check');
     await hasText(page.getByTestId('check-failures'), '0 failed in a row');
     await screenshots(page, '18-task-checks');
+  });
+
+  it("shows a job's runs (state, exit code, duration, logs), its next run, and runs it with Run now", async () => {
+    await client.createRequest({ id: 'job', requestType: 'ON_DEMAND', instances: 1 } as never);
+    await client.createDeploy({ deploy: { requestId: 'job', id: 'j1', command: `sh -c ${q('echo ran "$@"; exit 3')} job` } });
+    await client.createRequest({
+      id: 'nightly',
+      requestType: 'SCHEDULED',
+      schedule: '0 3 * * *',
+      scheduleTimeZone: 'Europe/Berlin',
+    } as never);
+    await open('/requests/nightly');
+    await hasText(page.locator('main'), '0 3 * * * (Europe/Berlin)');
+    await visible(page.getByText('Next run'));
+
+    await open('/requests/job');
+    await page.getByRole('button', { name: 'Run now' }).click();
+    await page.getByLabel('Arguments, one per line (optional)').fill('--verbose');
+    await confirm('Run now');
+    const runs = page.getByRole('table', { name: 'Runs' });
+    await hasText(runs, 'failed');
+    const row = runs.getByRole('row').nth(1);
+    await hasText(row, '3');
+    await hasText(row, ' s');
+    await screenshots(page, '19-job-runs');
+    for (const size of [1280, 390]) {
+      await page.setViewportSize({ width: size, height: 900 });
+      await visible(runs.getByRole('link', { name: 'logs' }).first());
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await runs.getByRole('link', { name: 'logs' }).first().click();
+    await hasText(page.getByLabel('stdout of the task'), 'ran --verbose');
   });
 
   it('asks for a token when it has none, says when one is refused, and shows who acts', async () => {

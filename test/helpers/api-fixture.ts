@@ -17,6 +17,7 @@ import type { Role } from '../../src/auth/roles.ts';
 import { TrustList } from '../../src/net/addresses.ts';
 import { createStore } from '../../src/store/index.ts';
 import type { Store } from '../../src/store/types.ts';
+import { webhookAllowList } from '../../src/webhooks/allow.ts';
 
 export interface ApiFixtureOptions {
   allowCanaryLbChange?: boolean;
@@ -29,6 +30,10 @@ export interface ApiFixtureOptions {
   allowedHosts?: string[];
   publicUrl?: string;
   eventsPingMillis?: number;
+  /** --webhook-allow entries (default: any target) */
+  webhookAllow?: string[];
+  /** --max-queued-runs */
+  maxQueuedRuns?: number;
 }
 
 export interface ApiResponse<T = Record<string, unknown>> {
@@ -77,6 +82,7 @@ export class ApiFixture {
       wake: (id) => woken.push(id),
       allowCanaryLbChange: options.allowCanaryLbChange ?? false,
       serverChecks: () => options.serverChecks ?? [],
+      ...(options.maxQueuedRuns !== undefined ? { maxQueuedRuns: options.maxQueuedRuns } : {}),
     });
     const authenticator = new Authenticator(store, clock);
     const { token: adminToken } = await authenticator.create('admin', 'admin');
@@ -89,6 +95,7 @@ export class ApiFixture {
       containers: false,
       logger: silentLogger,
       ...(options.eventsPingMillis !== undefined ? { eventsPingMillis: options.eventsPingMillis } : {}),
+      ...(options.webhookAllow !== undefined ? { webhookAllow: webhookAllowList(options.webhookAllow) } : {}),
       security: {
         authenticator: options.noAuth ? undefined : authenticator,
         bindHost: '127.0.0.1',

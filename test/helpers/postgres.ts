@@ -145,7 +145,13 @@ export async function startPostgres(): Promise<TestPostgres> {
   const url = (database: string) => `postgres://${USER}:${password}@${host}:${port}/${database}`;
 
   const start = async () => {
-    run(path.join(bin, 'pg_ctl'), ['-D', data, '-l', logFile, '-w', '-t', '60', 'start'], 'pg_ctl start');
+    try {
+      run(path.join(bin, 'pg_ctl'), ['-D', data, '-l', logFile, '-w', '-t', '60', 'start'], 'pg_ctl start');
+    } catch (err) {
+      // pg_ctl only says "examine the log output": the server's own reason is in its log.
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+      throw new Error(`${(err as Error).message}\n${logFile}:\n${log}`, { cause: err });
+    }
     pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
     running.add(pid);
     hookExit();

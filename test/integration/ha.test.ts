@@ -7,7 +7,8 @@
 //     or lost, HAProxy serving exactly the final tasks,
 //   - the leader is frozen (SIGSTOP) past its lease: another takes over, and the thawed one
 //     is fenced (its writes refused), steps down and leaves HAProxy alone,
-//   - the database restarts mid-deploy: API writes answer 503 meanwhile, the deploy resumes.
+//   - the database restarts mid-deploy: API writes answer 503 meanwhile, the deploy resumes,
+// and a DEPLOY webhook, delivered by whichever scheduler leads, gets every deploy's events.
 // Not one request through HAProxy may fail in any of it.
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +68,24 @@ let storeUrl: string;
 const schedulers: FledgeProcess[] = [];
 const dataDirs: string[] = [];
 const notes: string[] = [];
+
+/** what a DEPLOY webhook receiver got: delivery id and body, in arrival order */
+const hooked: { delivery: number; body: { eventType: string; deployMarker: { deployId: string } } }[] = [];
+let hookServer: http.Server | undefined;
+
+async function startHookReceiver(): Promise<string> {
+  const port = await freePort();
+  hookServer = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      hooked.push({ delivery: Number(req.headers['x-fledge-delivery']), body: JSON.parse(body) as (typeof hooked)[number]['body'] });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => hookServer!.listen(port, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${port}/deploys`;
+}
 
 /** every scheduler process the file started, for the log checks at the end */
 const everyScheduler: FledgeProcess[] = [];
@@ -317,6 +336,12 @@ beforeAll(async () => {
     schedulers.push(await startScheduler(dir));
   }
   const l = await leader();
+  const hook = await fetch(`${l.url}/api/webhooks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${l.token}` },
+    body: JSON.stringify({ uri: await startHookReceiver(), type: 'DEPLOY', events: ['STARTING', 'FINISHED'] }),
+  });
+  expect(hook.status).toBe(200);
   await l.client.createRequest(serviceRequest(REQUEST, INSTANCES, { loadBalanced: true }));
   await l.client.createDeploy(
     exampleDeploy(REQUEST, 'v1', { deploy: { command: nodeCommand(SERVICE), serviceBasePath: BASE_PATH, loadBalancerGroups: ['ha'] } }),
@@ -346,6 +371,7 @@ afterAll(async () => {
   const password = new URL(storeUrl).password;
   for (const s of everyScheduler) expect(s.output().includes(password), `the store password in ${s.url}'s log`).toBe(false);
   await cleanup();
+  await new Promise((resolve) => (hookServer ? hookServer.close(resolve) : resolve(undefined)));
   await pg?.destroy();
   expect(seenProcessCount()).toBeGreaterThan(0);
   expect(leakedProcesses()).toEqual([]);
@@ -543,5 +569,23 @@ describe('three schedulers on one PostgreSQL store, one HAProxy', () => {
       const result = await advanceToEnd('v8');
       await expectCleanEnd('v8', before, result);
     });
+  });
+
+  it("delivers every deploy's STARTING and FINISHED to a DEPLOY webhook, in order, across every takeover", async () => {
+    const l = await leader();
+    const deploys = (await l.client.deployHistory(REQUEST)).map((h) => h.deployMarker.deployId);
+    expect(deploys.length).toBeGreaterThan(5);
+    const got = () => {
+      const unique = [...new Map(hooked.map((h) => [h.delivery, h])).values()];
+      return unique.map((h) => `${h.body.deployMarker.deployId} ${h.body.eventType}`);
+    };
+    await waitFor(() => deploys.every((d) => got().includes(`${d} STARTING`) && got().includes(`${d} FINISHED`)), {
+      timeoutMs: 30_000,
+      message: `every deploy's events (got ${got().join(', ')})`,
+    });
+    // At least once, de-duplicated on the delivery id: in the order they were queued.
+    const ids = [...new Set(hooked.map((h) => h.delivery))];
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    for (const d of deploys) expect(got().indexOf(`${d} STARTING`)).toBeLessThan(got().indexOf(`${d} FINISHED`));
   });
 });

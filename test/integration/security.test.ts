@@ -413,11 +413,11 @@ describe('the CLI finds its token', () => {
 
   it('says what to do when no token is found or one is refused', async () => {
     const none = await runCli(['request', 'list'], { url: fledge.url, cwd: tmpdir() });
-    expect(none.code).toBe(2);
+    expect(none.code).toBe(6); // token refused or too weak (docs/cli.md)
     expect(none.stderr).toMatch(/This call needs a token/);
     expect(none.stderr).toMatch(/no token: pass --token, set FLEDGE_TOKEN, or point --data-dir/);
     const wrong = await runCli(['request', 'list'], { url: fledge.url, cwd: home, env: { FLEDGE_TOKEN: `fl_${'B'.repeat(43)}` } });
-    expect(wrong.code).toBe(2);
+    expect(wrong.code).toBe(6); // token refused or too weak (docs/cli.md)
     expect(wrong.stderr).toMatch(/the token in FLEDGE_TOKEN was refused/);
   });
 
@@ -433,14 +433,14 @@ describe('the CLI finds its token', () => {
     expect(list.stdout).not.toContain(token);
 
     const refused = await runCli(['request', 'scale', 'x', '2'], { url: fledge.url, cwd: home, env: { FLEDGE_TOKEN: token } });
-    expect(refused.code).toBe(2);
+    expect(refused.code).toBe(6); // token refused or too weak (docs/cli.md)
     expect(refused.stderr).toMatch(/needs a token with role deploy \(or admin\); token viewer has role read/);
     const read = await runCli(['request', 'list', '--token', token], { url: fledge.url, cwd: tmpdir() });
     expect(read.code, read.stderr).toBe(0);
 
     expect((await runCli(['token', 'revoke', 'viewer'], { url: fledge.url, cwd: home })).code).toBe(0);
     const after = await runCli(['request', 'list', '--token', token], { url: fledge.url, cwd: tmpdir() });
-    expect(after.code).toBe(2);
+    expect(after.code).toBe(6); // token refused or too weak (docs/cli.md)
     expect(after.stderr).toMatch(/the token given with --token was refused/);
 
     const audit = await runCli(['audit', '--token-name', 'admin'], { url: fledge.url, cwd: home });

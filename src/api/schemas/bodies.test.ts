@@ -86,10 +86,10 @@ describe('action bodies', () => {
     [
       'rollback with unknown field',
       schemas.rollback,
-      { deployId: 'v0' },
-      'deployId',
+      { target: 'v0' },
+      'target',
       'unknown field',
-      'Invalid rollback body: Unknown field(s): deployId',
+      'Invalid rollback body: Unknown field(s): target',
     ],
     [
       'task kill waitForReplacementTask as a word',
@@ -196,6 +196,7 @@ describe('toJsonSchema', () => {
       'BounceBody',
       'DeleteRequestBody',
       'RunBody',
+      'WebhookBody',
       'UpdateDeployBody',
       'DeployDecisionBody',
       'RollbackBody',

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { ROLES } from '../../auth/roles.ts';
 import { TOKEN_NAME, TOKEN_NAME_RULE } from '../../auth/tokens.ts';
-import { attachWarnings, compact, describeInput, ignoredFields, LIMITS, list, nullsAsAbsent, splitIgnored, text } from './common.ts';
+import { attachWarnings, compact, describeInput, ignoredFields, LIMITS, nullsAsAbsent, splitIgnored, text } from './common.ts';
 import { deployIdSchema, deploySchema, validateDeployForRequest } from './deploy.ts';
 import { requestIdSchema, requestSchema } from './request.ts';
 import { ignoredOf, type ActionClass } from './singularity-fields.ts';
@@ -86,7 +86,8 @@ export const updateDeploySchema = actionBody(
   'SingularityUpdatePendingDeployRequest',
 );
 export const deployDecisionSchema = actionBody('deploy decision body', { requestId: requestIdSchema, deployId: deployIdSchema, message });
-export const rollbackSchema = actionBody('rollback body', { message });
+/** deployId: the deploy to go back to (default: the latest successful one before the active deploy) */
+export const rollbackSchema = actionBody('rollback body', { message, deployId: deployIdSchema.optional() });
 export const killTaskSchema = actionBody(
   'task kill body',
   { message, waitForReplacementTask: z.boolean().optional() },
@@ -101,11 +102,6 @@ export const createTokenSchema = actionBody('token body', {
 });
 // SingularityMachineChangeRequest: the body of a host (agent) state change.
 export const hostChangeSchema = actionBody('host state change body', { message }, 'SingularityMachineChangeRequest');
-export const runSchema = actionBody(
-  'run body',
-  { commandLineArgs: list(text(LIMITS.command), LIMITS.arguments).optional(), message },
-  'SingularityRunNowRequest',
-);
 export const exitCooldownSchema = actionBody('exit-cooldown body', { message }, 'SingularityExitCooldownRequest');
 export const skipHealthchecksSchema = actionBody(
   'skip-healthchecks body',

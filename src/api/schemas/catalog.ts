@@ -10,13 +10,13 @@ import {
   killTaskSchema,
   pauseSchema,
   rollbackSchema,
-  runSchema,
   scaleSchema,
   skipHealthchecksSchema,
   unpauseSchema,
   updateDeploySchema,
 } from './bodies.ts';
 import { deploySchema } from './deploy.ts';
+import { runNowSchema, webhookSchema } from './jobs.ts';
 import { requestSchema } from './request.ts';
 
 export const schemas = {
@@ -28,7 +28,8 @@ export const schemas = {
   unpause: unpauseSchema,
   bounce: bounceSchema,
   deleteRequest: deleteRequestSchema,
-  run: runSchema,
+  run: runNowSchema,
+  webhook: webhookSchema,
   updateDeploy: updateDeploySchema,
   deployDecision: deployDecisionSchema,
   rollback: rollbackSchema,

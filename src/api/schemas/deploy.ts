@@ -378,7 +378,9 @@ const deployShape = z.strictObject({
     .min(1)
     .max(256)
     .optional()
-    .describe('Exit codes that count as success (default [0]; executorData.successfulExitCodes is read here too).'),
+    .describe(
+      'Exit codes that count as success (default [0]; executorData.successfulExitCodes is read here too); run-to-completion tasks are judged by them.',
+    ),
 
   ...ignoredFields(IGNORED_DEPLOY_FIELDS),
 });

@@ -17,6 +17,7 @@ export function toJsonSchema(options: { target?: 'draft-2020-12' | 'openapi-3.0'
     ['BounceBody', schemas.bounce],
     ['DeleteRequestBody', schemas.deleteRequest],
     ['RunBody', schemas.run],
+    ['WebhookBody', schemas.webhook],
     ['UpdateDeployBody', schemas.updateDeploy],
     ['DeployDecisionBody', schemas.deployDecision],
     ['RollbackBody', schemas.rollback],

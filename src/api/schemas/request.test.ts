@@ -23,6 +23,23 @@ describe('request schema', () => {
     expect(r.ok && r.value).toEqual({ ...body, loadBalanced: false });
   });
 
+  it('keeps the run-to-completion fields', () => {
+    const body = {
+      id: 'nightly',
+      requestType: 'SCHEDULED',
+      quartzSchedule: '0 30 2 ? * MON-FRI',
+      scheduleType: 'QUARTZ',
+      scheduleTimeZone: 'Europe/Berlin',
+      numRetriesOnFailure: 1,
+      taskExecutionTimeLimitMillis: 60_000,
+      killOldNonLongRunningTasksAfterMillis: 1000,
+      scheduledExpectedRuntimeMillis: 5000,
+      waitAtLeastMillisAfterTaskFinishesForReschedule: 0,
+    };
+    const r = parse(body);
+    expect(r.ok && r.value).toEqual({ ...body, instances: 1, loadBalanced: false });
+  });
+
   it('treats null as absent (Singularity writes absent Optionals as null)', () => {
     const r = parse({ id: 'web', requestType: 'WORKER', schedule: null, owners: null });
     expect(r).toMatchObject({ ok: true, value: { id: 'web', instances: 1 } });
@@ -54,12 +71,47 @@ describe('request schema', () => {
       'loadBalanced',
       'only SERVICE requests can be load balanced (this is WORKER)',
     ],
-    ['SCHEDULED without schedule', { id: 'a', requestType: 'SCHEDULED' }, 'schedule', 'is required for SCHEDULED requests'],
     [
-      'SCHEDULED with only quartzSchedule',
-      { id: 'a', requestType: 'SCHEDULED', quartzSchedule: '0 0 * * * ?' },
+      'SCHEDULED without schedule',
+      { id: 'a', requestType: 'SCHEDULED' },
       'schedule',
-      'is required for SCHEDULED requests (quartzSchedule is not read; put a cron expression in schedule)',
+      'is required for SCHEDULED requests (or quartzSchedule)',
+    ],
+    [
+      'SCHEDULED with a bad quartzSchedule',
+      { id: 'a', requestType: 'SCHEDULED', quartzSchedule: '0 0 * * * MON' },
+      'quartzSchedule',
+      'Quartz needs ? in day-of-month or in day-of-week (use ? in the one you do not restrict) (in "0 0 * * * MON")',
+    ],
+    [
+      'SCHEDULED with 2 instances',
+      { id: 'a', requestType: 'SCHEDULED', schedule: '* * * * *', instances: 2 },
+      'instances',
+      'must be 1 for SCHEDULED requests (runs never overlap)',
+    ],
+    [
+      'a bad scheduleTimeZone',
+      { id: 'a', requestType: 'SCHEDULED', schedule: '* * * * *', scheduleTimeZone: 'Mars/Olympus' },
+      'scheduleTimeZone',
+      '"Mars/Olympus" is not a time zone (IANA names such as Europe/Berlin, or UTC)',
+    ],
+    [
+      'numRetriesOnFailure on a SERVICE',
+      { id: 'a', requestType: 'SERVICE', numRetriesOnFailure: 1 },
+      'numRetriesOnFailure',
+      'is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is SERVICE)',
+    ],
+    [
+      'taskExecutionTimeLimitMillis on a WORKER',
+      { id: 'a', requestType: 'WORKER', taskExecutionTimeLimitMillis: 1 },
+      'taskExecutionTimeLimitMillis',
+      'is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is WORKER)',
+    ],
+    [
+      'scheduledExpectedRuntimeMillis on an ON_DEMAND',
+      { id: 'a', requestType: 'ON_DEMAND', scheduledExpectedRuntimeMillis: 1 },
+      'scheduledExpectedRuntimeMillis',
+      'is only for SCHEDULED requests (this is ON_DEMAND)',
     ],
     [
       'schedule on a SERVICE',
@@ -71,7 +123,7 @@ describe('request schema', () => {
       'bad cron',
       { id: 'a', requestType: 'SCHEDULED', schedule: 'every day' },
       'schedule',
-      'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)',
+      'a cron schedule has 5 fields (minute hour day-of-month month day-of-week), this has 2 (in "every day")',
     ],
     ['negative numRetriesOnFailure', { id: 'a', requestType: 'SERVICE', numRetriesOnFailure: -1 }, 'numRetriesOnFailure', 'must be >= 0'],
     ['owners not an array', { id: 'a', requestType: 'SERVICE', owners: 'me' }, 'owners', 'must be an array (got string)'],
@@ -105,7 +157,6 @@ describe('request schema', () => {
     ['bounceAfterScale', true],
     ['taskPriorityLevel', 0.5],
     ['dataCenter', 'us-east'],
-    ['scheduleTimeZone', 'UTC'],
   ])('accepts Singularity field %s into extra with a warning', (field, value) => {
     const r = parse({ id: 'a', requestType: 'SERVICE', [field]: value });
     expect(r.ok).toBe(true);

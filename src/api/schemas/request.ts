@@ -1,6 +1,7 @@
 // Request (create/update) body → FledgeRequest.
 import { z } from 'zod';
-import { AGENT_PLACEMENTS, REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
+import { isTimeZone, ScheduleError, scheduleOf } from '../../core/jobs/cron.ts';
+import { AGENT_PLACEMENTS, isRunToCompletion, REQUEST_TYPES, type FledgeRequest, type RequestType } from '../../core/model.ts';
 import {
   attachWarnings,
   boundedRecord,
@@ -11,6 +12,7 @@ import {
   ignoredFields,
   LIMITS,
   list,
+  millis,
   nonEmpty,
   nullsAsAbsent,
   splitIgnored,
@@ -25,18 +27,8 @@ export const requestIdSchema = z
   .regex(/^[A-Za-z0-9_-]+$/, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' })
   .max(100, { error: 'must be 1-100 characters of [A-Za-z0-9_-]' });
 
-// Cron with 5 fields (Unix) or 6-7 (Quartz seconds/year); the scheduler parses it for real.
-const CRON_FIELD = /^[0-9A-Za-z*?/,#LW-]+$/;
-const cronSchema = z
-  .string()
-  .max(LIMITS.name)
-  .refine(
-    (s) => {
-      const fields = s.trim().split(/\s+/);
-      return fields.length >= 5 && fields.length <= 7 && fields.every((f) => CRON_FIELD.test(f));
-    },
-    { error: 'must be a cron expression of 5 fields (minute hour day-of-month month day-of-week)' },
-  );
+// Shape only here; scheduleOf (core/jobs/cron.ts) reads the expression and names what it refuses.
+const cronSchema = z.string().min(1).max(LIMITS.name);
 
 const attributeName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'attribute names are 1-100 characters of [A-Za-z0-9_.-]' });
 const attributes = boundedRecord(attributeName, text(), LIMITS.metadataKeys).describe(
@@ -65,7 +57,14 @@ const requestShape = z.strictObject({
   loadBalanced: z.boolean().default(REQUEST_DEFAULTS.loadBalanced),
   owners: list(nonEmpty()).optional(),
   schedule: cronSchema.optional(),
+  quartzSchedule: cronSchema.optional(),
+  scheduleType: z.enum(['CRON', 'QUARTZ', 'RFC5545']).optional(),
+  scheduleTimeZone: nonEmpty(100).optional(),
   numRetriesOnFailure: count().optional(),
+  taskExecutionTimeLimitMillis: millis().optional(),
+  killOldNonLongRunningTasksAfterMillis: millis().optional(),
+  scheduledExpectedRuntimeMillis: millis().optional(),
+  waitAtLeastMillisAfterTaskFinishesForReschedule: millis().optional(),
   skipHealthchecks: z.boolean().optional(),
   agentPlacement: placement.optional(),
   slavePlacement: placement.optional(),
@@ -79,9 +78,15 @@ const requestShape = z.strictObject({
 });
 
 /** SingularityRequest's creator derives an absent requestType (RequestType.fromDaemonAndScheduleAndLoadBalanced). */
-function typeOf(r: { requestType?: RequestType; daemon?: boolean; schedule?: string; loadBalanced: boolean }): RequestType {
+function typeOf(r: {
+  requestType?: RequestType;
+  daemon?: boolean;
+  schedule?: string;
+  quartzSchedule?: string;
+  loadBalanced: boolean;
+}): RequestType {
   if (r.requestType !== undefined) return r.requestType;
-  if (r.schedule !== undefined) return 'SCHEDULED';
+  if (r.schedule !== undefined || r.quartzSchedule !== undefined) return 'SCHEDULED';
   if (r.daemon === false) return 'ON_DEMAND';
   return r.loadBalanced ? 'SERVICE' : 'WORKER';
 }
@@ -101,15 +106,52 @@ export const requestSchema = describeInput(
             message: `only SERVICE requests can be load balanced (this is ${requestType})`,
           });
         }
-        if (requestType === 'SCHEDULED' && r.schedule === undefined) {
-          const hint =
-            (r as Record<string, unknown>).quartzSchedule !== undefined
-              ? ' (quartzSchedule is not read; put a cron expression in schedule)'
-              : '';
-          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is required for SCHEDULED requests${hint}` });
+        const scheduled = requestType === 'SCHEDULED';
+        if (scheduled) {
+          if (r.schedule === undefined && r.quartzSchedule === undefined) {
+            ctx.addIssue({ code: 'custom', path: ['schedule'], message: 'is required for SCHEDULED requests (or quartzSchedule)' });
+          } else {
+            try {
+              scheduleOf(r);
+            } catch (err) {
+              if (!(err instanceof ScheduleError)) throw err;
+              ctx.addIssue({ code: 'custom', path: [err.field], message: err.message });
+            }
+          }
+          if (r.instances !== 1) {
+            ctx.addIssue({ code: 'custom', path: ['instances'], message: 'must be 1 for SCHEDULED requests (runs never overlap)' });
+          }
+        } else {
+          for (const field of ['schedule', 'quartzSchedule', 'scheduleType'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${requestType})` });
+            }
+          }
         }
-        if (r.schedule !== undefined && requestType !== 'SCHEDULED') {
-          ctx.addIssue({ code: 'custom', path: ['schedule'], message: `is only for SCHEDULED requests (this is ${requestType})` });
+        if (r.scheduleTimeZone !== undefined && !isTimeZone(r.scheduleTimeZone)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['scheduleTimeZone'],
+            message: `${JSON.stringify(r.scheduleTimeZone)} is not a time zone (IANA names such as Europe/Berlin, or UTC)`,
+          });
+        }
+        if (!isRunToCompletion(requestType)) {
+          for (const field of ['numRetriesOnFailure', 'taskExecutionTimeLimitMillis', 'killOldNonLongRunningTasksAfterMillis'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                path: [field],
+                message: `is only for SCHEDULED, ON_DEMAND and RUN_ONCE requests (this is ${requestType})`,
+              });
+            }
+          }
+        }
+        if (!scheduled) {
+          for (const field of ['scheduledExpectedRuntimeMillis', 'waitAtLeastMillisAfterTaskFinishesForReschedule'] as const) {
+            if (r[field] !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [field], message: `is only for SCHEDULED requests (this is ${requestType})` });
+            }
+          }
         }
         for (const [name, old] of ALIASES) {
           if (r[name] !== undefined && r[old] !== undefined && JSON.stringify(r[name]) !== JSON.stringify(r[old])) {
@@ -133,7 +175,14 @@ export const requestSchema = describeInput(
           loadBalanced: r.loadBalanced,
           owners: r.owners,
           schedule: r.schedule?.trim(),
+          quartzSchedule: r.quartzSchedule?.trim(),
+          scheduleType: r.scheduleType === 'RFC5545' ? undefined : r.scheduleType,
+          scheduleTimeZone: r.scheduleTimeZone,
           numRetriesOnFailure: r.numRetriesOnFailure,
+          taskExecutionTimeLimitMillis: r.taskExecutionTimeLimitMillis,
+          killOldNonLongRunningTasksAfterMillis: r.killOldNonLongRunningTasksAfterMillis,
+          scheduledExpectedRuntimeMillis: r.scheduledExpectedRuntimeMillis,
+          waitAtLeastMillisAfterTaskFinishesForReschedule: r.waitAtLeastMillisAfterTaskFinishesForReschedule,
           skipHealthchecks: r.skipHealthchecks,
           maxScale: r.maxScale,
           agentPlacement: r.agentPlacement ?? r.slavePlacement,

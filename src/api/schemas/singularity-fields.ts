@@ -26,7 +26,7 @@ const MESOS_LABELS = ignored('Mesos labels; Fledge has no Mesos');
 const OFFERS = ignored('Mesos offer setting; Fledge places tasks on hosts without offers');
 const PERMISSIONS = ignored('Singularity group permissions; Fledge uses bearer tokens');
 const NOTIFICATIONS = ignored('Singularity notification setting');
-const RUN_TO_COMPLETION = ignored('only used by Singularity for non-long-running requests');
+const RUN_PLACEMENT = ignored("per-run placement overrides are not read; a run is placed by its request's placement fields");
 const ACTION_ID = ignored('Singularity action ids are not tracked');
 const SHELL_COMMAND = ignored('Singularity shell commands are not run by Fledge');
 const EXECUTOR_LOGGING = ignored("SingularityExecutor's log handling; Fledge writes stdout and stderr into the sandbox");
@@ -41,7 +41,14 @@ const REQUEST: Record<string, Treatment> = {
   loadBalanced: acted,
   owners: acted,
   schedule: acted,
+  quartzSchedule: acted,
+  scheduleType: acted,
+  scheduleTimeZone: acted,
   numRetriesOnFailure: acted,
+  killOldNonLongRunningTasksAfterMillis: acted,
+  scheduledExpectedRuntimeMillis: acted,
+  waitAtLeastMillisAfterTaskFinishesForReschedule: acted,
+  taskExecutionTimeLimitMillis: acted,
   skipHealthchecks: acted,
   maxScale: acted,
   daemon: read('requestType (when requestType is absent, as Singularity derives it)'),
@@ -70,13 +77,6 @@ const REQUEST: Record<string, Treatment> = {
   taskLogErrorRegex: NOTIFICATIONS,
   taskLogErrorRegexCaseSensitive: NOTIFICATIONS,
   taskPriorityLevel: ignored('Singularity offer priority; Fledge does not rank tasks'),
-  killOldNonLongRunningTasksAfterMillis: RUN_TO_COMPLETION,
-  scheduledExpectedRuntimeMillis: RUN_TO_COMPLETION,
-  waitAtLeastMillisAfterTaskFinishesForReschedule: RUN_TO_COMPLETION,
-  taskExecutionTimeLimitMillis: RUN_TO_COMPLETION,
-  scheduleType: ignored('Fledge reads `schedule` as cron only'),
-  quartzSchedule: ignored('Fledge reads `schedule` as cron only'),
-  scheduleTimeZone: ignored('Fledge evaluates `schedule` in the server time zone'),
 };
 
 /** SingularityDeploy, and the keys Singularity's new-deploy form adds. */
@@ -132,7 +132,7 @@ const DEPLOY: Record<string, Treatment> = {
   mesosTaskLabels: MESOS_LABELS,
   s3UploaderAdditionalFiles: ignored('Singularity S3 log uploader setting'),
   loadBalancerTemplate: ignored('Baragon template name; Fledge load balancers have no templates'),
-  runImmediately: ignored('Singularity run-now setting for non-long-running requests'),
+  runImmediately: ignored('Singularity run-now on deploy; use POST /api/requests/request/{id}/run once the deploy is active'),
   timestamp: ignored('set by Fledge when the deploy is stored'),
   executorType: UI_FORM('which executor the form shows'),
 };
@@ -230,18 +230,18 @@ const ACTIONS = {
   SingularityRunNowRequest: {
     commandLineArgs: acted,
     message: acted,
-    runId: RUN_TO_COMPLETION,
-    runAt: RUN_TO_COMPLETION,
-    envOverrides: RUN_TO_COMPLETION,
-    resources: RUN_TO_COMPLETION,
-    extraArtifacts: RUN_TO_COMPLETION,
-    s3UploaderAdditionalFiles: RUN_TO_COMPLETION,
-    runAsUserOverride: RUN_TO_COMPLETION,
-    skipHealthchecks: RUN_TO_COMPLETION,
-    requiredSlaveAttributeOverrides: RUN_TO_COMPLETION,
-    requiredAgentAttributeOverrides: RUN_TO_COMPLETION,
-    allowedSlaveAttributeOverrides: RUN_TO_COMPLETION,
-    allowedAgentAttributeOverrides: RUN_TO_COMPLETION,
+    runId: acted,
+    runAt: acted,
+    envOverrides: acted,
+    resources: acted,
+    skipHealthchecks: ignored('runs of run-to-completion requests are never health-checked'),
+    runAsUserOverride: ignored('tasks run as the Fledge server user'),
+    s3UploaderAdditionalFiles: ignored('Singularity S3 log uploader setting'),
+    extraArtifacts: ignored('Singularity artifact setting; put uris in the deploy'),
+    requiredSlaveAttributeOverrides: RUN_PLACEMENT,
+    requiredAgentAttributeOverrides: RUN_PLACEMENT,
+    allowedSlaveAttributeOverrides: RUN_PLACEMENT,
+    allowedAgentAttributeOverrides: RUN_PLACEMENT,
   },
   SingularityExitCooldownRequest: {
     message: acted,

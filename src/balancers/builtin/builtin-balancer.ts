@@ -19,7 +19,18 @@ import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
+import { TrafficRecorder } from '../traffic.ts';
+import type {
+  Balancer,
+  BalancerStats,
+  LbOperationStatus,
+  LbService,
+  ServiceTraffic,
+  TrafficTotal,
+  TrafficWindow,
+  Upstream,
+  UpstreamEvent,
+} from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
@@ -51,6 +62,8 @@ export interface BuiltinBalancerOptions extends Partial<ClientLimits> {
   /** proxies (IPs, CIDR ranges) whose X-Forwarded-* headers are kept; others' are dropped */
   trustForwardedFrom?: readonly string[];
   logger?: Logger;
+  /** the clock of the traffic counters (tests) */
+  now?: () => number;
 }
 
 export interface BuiltinBalancer extends Balancer {
@@ -113,6 +126,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   readonly #services = new Map<string, ServiceEntry>();
   readonly #routes = new RouteTable<ServiceEntry>();
   readonly #server: http.Server;
+  readonly #traffic: TrafficRecorder;
   #closed = false;
 
   constructor(options: BuiltinBalancerOptions) {
@@ -124,12 +138,23 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     this.#ejectMaxMs = options.ejectMaxMs ?? 30_000;
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
+    const traffic = new TrafficRecorder(options.now);
+    this.#traffic = traffic;
     const ctx: ProxyContext = {
       route: (path) => this.#routes.match(path),
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 15_000,
       trust: new TrustList(options.trustForwardedFrom ?? []),
       logger: this.#logger,
+      observe: (a) =>
+        traffic.record({
+          serviceId: a.serviceId,
+          taskId: a.upstream.taskId,
+          ...(a.upstream.deployId !== undefined ? { deployId: a.upstream.deployId } : {}),
+          status: a.status,
+          latencyMs: a.latencyMs,
+          upstreamError: a.upstreamError,
+        }),
     };
     const limits = clientLimits(options);
     const headersTimeout = limits.headerTimeoutMs;
@@ -265,6 +290,14 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     return out;
   }
 
+  async traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic> {
+    return this.#traffic.window(serviceId, window);
+  }
+
+  trafficTotals(): TrafficTotal[] {
+    return this.#traffic.totals();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -397,6 +430,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     clearTimeout(drain.timer);
     entry.drain = undefined;
     service.upstreams.delete(entry.upstream.taskId);
+    this.#traffic.retire(service.service.serviceId, entry.upstream.taskId);
     clearTimeout(entry.ejectTimer);
     if (why === 'timeout' && entry.attempts.size > 0) {
       this.#logger.warn(

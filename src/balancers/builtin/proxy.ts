@@ -40,6 +40,17 @@ export interface ProxyContext {
   /** proxies whose X-Forwarded-* headers are kept */
   trust: TrustList;
   logger: Logger;
+  /** told once per answered request (traffic counters): its final upstream, status and time */
+  observe?(answer: ProxyAnswer): void;
+}
+
+export interface ProxyAnswer {
+  serviceId: string;
+  upstream: Upstream;
+  status: number;
+  latencyMs: number;
+  /** the proxy answered (or cut the answer) because the upstream failed */
+  upstreamError: boolean;
 }
 
 /*
@@ -77,6 +88,22 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     return;
   }
   const { serviceId } = route;
+  const started = performance.now();
+  // The upstream that answers (or failed to): what the traffic counters record.
+  let answer: { upstream: Upstream; fromUpstream: boolean } | undefined;
+  if (ctx.observe) {
+    const observe = ctx.observe;
+    res.once('close', () => {
+      if (!answer || !res.headersSent) return;
+      observe({
+        serviceId,
+        upstream: answer.upstream,
+        status: res.statusCode,
+        latencyMs: performance.now() - started,
+        upstreamError: !answer.fromUpstream,
+      });
+    });
+  }
   const method = req.method ?? 'GET';
   const hasBody = requestHasBody(req);
   const headers = upstreamRequestHeaders(req, ctx.trust);
@@ -120,6 +147,7 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
       return;
     }
     tried.add(chosen);
+    answer = { upstream: chosen.upstream, fromUpstream: false };
     const done = () => {
       clearTimeout(connectTimer);
       route.end(chosen, self);
@@ -163,6 +191,9 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
         up.destroy();
         return;
       }
+      const answered = { upstream: chosen.upstream, fromUpstream: true };
+      answer = answered;
+      upstreamRes.once('aborted', () => (answered.fromUpstream = false));
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes));
       upstreamRes.pipe(res);
       // The upstream died mid-response: the client must see a broken response, not a short one.

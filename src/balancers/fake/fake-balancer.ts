@@ -8,7 +8,18 @@
  */
 import { silentLogger, type Logger } from '../../logger.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
+import { TrafficRecorder, type TrafficRecord } from '../traffic.ts';
+import type {
+  Balancer,
+  BalancerStats,
+  LbOperationStatus,
+  LbService,
+  ServiceTraffic,
+  TrafficTotal,
+  TrafficWindow,
+  Upstream,
+  UpstreamEvent,
+} from '../types.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { invalidOperation } from '../validate.ts';
 
@@ -33,6 +44,8 @@ export interface FakeOperationRecord {
 export interface FakeBalancerOptions {
   behaviour?: FakeBehaviour;
   logger?: Logger;
+  /** the clock of the traffic counters */
+  now?: () => number;
 }
 
 export interface FakeBalancer extends Balancer {
@@ -50,6 +63,8 @@ export interface FakeBalancer extends Balancer {
   emitUpstreamEvent(event: UpstreamEvent): void;
   onUpstreamEvent(listener: (event: UpstreamEvent) => void): () => void;
   stats(): BalancerStats;
+  /** Count a request as if it had gone through the balancer (no proxy here). */
+  recordTraffic(record: TrafficRecord): void;
 }
 
 interface OpData {
@@ -74,11 +89,13 @@ class InMemoryFakeBalancer implements FakeBalancer {
   readonly #ops: OperationBook<OpData>;
   readonly #services = new Map<string, FakeService>();
   readonly #scripts = new Map<string, FakeBehaviour>();
+  readonly #traffic: TrafficRecorder;
   readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   #behaviour: FakeBehaviour;
 
   constructor(options: FakeBalancerOptions) {
     this.#behaviour = options.behaviour ?? 'succeed';
+    this.#traffic = new TrafficRecorder(options.now);
     this.#ops = new OperationBook(options.logger ?? silentLogger, Number.MAX_SAFE_INTEGER);
   }
 
@@ -178,6 +195,18 @@ class InMemoryFakeBalancer implements FakeBalancer {
       };
     }
     return out;
+  }
+
+  recordTraffic(record: TrafficRecord): void {
+    this.#traffic.record(record);
+  }
+
+  async traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic> {
+    return this.#traffic.window(serviceId, window);
+  }
+
+  trafficTotals(): TrafficTotal[] {
+    return this.#traffic.totals();
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,46 @@
 import { describe, expect, it } from 'vitest';
 import { balancerContract } from '../contract.case.ts';
+import { testClock } from '../test-support.ts';
 import type { LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { createFakeBalancer } from './index.ts';
 
+/**
+ * The fake has no proxy: the driver plays one, round-robin over the upstreams in rotation,
+ * answering what the path names (/status/<code>, /delay/<ms>) and 502 for a refusing upstream.
+ */
 balancerContract('fake', async () => {
-  const balancer = createFakeBalancer();
+  const clock = testClock();
+  const balancer = createFakeBalancer({ now: clock.now });
+  const refusing = new Set<string>();
+  const received = new Map<string, number>();
+  let next = 0;
   return {
     balancer,
-    upstream: async (taskId) => ({ taskId, host: '127.0.0.1', port: 10_000 + taskId.length }),
+    upstream: async (taskId, deployId) => ({ taskId, host: '127.0.0.1', port: 10_000 + taskId.length, ...(deployId ? { deployId } : {}) }),
+    async refusingUpstream(taskId, deployId) {
+      refusing.add(taskId);
+      return { taskId, host: '127.0.0.1', port: 1, ...(deployId ? { deployId } : {}) };
+    },
+    async send(service, path) {
+      const upstreams = await balancer.upstreams(service.serviceId);
+      if (upstreams.length === 0) return 503;
+      const u = upstreams[next++ % upstreams.length]!;
+      const dead = refusing.has(u.taskId);
+      if (!dead) received.set(u.taskId, (received.get(u.taskId) ?? 0) + 1);
+      const status = dead ? 502 : Number(/\/status\/(\d{3})/.exec(path)?.[1] ?? 200);
+      const latencyMs = Number(/\/delay\/(\d+)/.exec(path)?.[1] ?? 1);
+      balancer.recordTraffic({
+        serviceId: service.serviceId,
+        taskId: u.taskId,
+        ...(u.deployId ? { deployId: u.deployId } : {}),
+        status,
+        latencyMs,
+        upstreamError: dead,
+      });
+      return status;
+    },
+    received: (taskId) => received.get(taskId) ?? 0,
+    advanceClock: (ms) => clock.advance(ms),
     async holdRemoval(operationId) {
       balancer.script(operationId, 'wait');
       return async () => {

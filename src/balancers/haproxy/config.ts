@@ -78,6 +78,14 @@ const FORWARDING_HEADERS = [
 ];
 
 export const NO_SERVICE_BACKEND = 'fledge_no_service';
+/**
+ * The ring buffer HAProxy logs one line per request into (read through the stats socket with
+ * `show events`: traffic-log.ts). 1 MiB holds about 15 000 lines, what Fledge may fall behind.
+ */
+export const TRAFFIC_RING = 'fledge_traffic';
+export const TRAFFIC_RING_BYTES = 1 << 20;
+/** marker, worker pid, request counter, backend, server, status, total active ms, termination state */
+export const TRAFFIC_LOG_FORMAT = 'F %pid %rt %b %s %ST %Ta %ts';
 
 export function slotName(index: number): string {
   return `fledge_b${index}`;
@@ -130,6 +138,11 @@ export function renderConfig(m: ConfigModel): string {
     `  tune.bufsize ${m.limits.maxHeaderBytes + MAX_REWRITE}`,
     `  tune.maxrewrite ${MAX_REWRITE}`,
     '',
+    `ring ${TRAFFIC_RING}`,
+    '  format raw',
+    '  maxlen 256',
+    `  size ${TRAFFIC_RING_BYTES}`,
+    '',
     'defaults',
     '  mode http',
     // As the builtin (proxy.ts): a request is sent once more, to another server, when the
@@ -151,6 +164,9 @@ export function renderConfig(m: ConfigModel): string {
     `  bind ${m.bindHost}:${m.bindPort}`,
     `  http-request disable-l7-retry unless ${L7_RETRY_UNLESS}`,
     `  maxconn ${m.limits.maxConnections}`,
+    // One line per request into the ring: Fledge's per-task traffic counters.
+    `  log ring@${TRAFFIC_RING} local0 info`,
+    `  log-format "${TRAFFIC_LOG_FORMAT}"`,
     // HAProxy keeps these framing headers but would pass the Connection token on, asking the
     // next hop to drop them (a smuggled request there): refused, like the builtin proxy does.
     `  http-request deny status 400 content-type application/json string ${JSON.stringify(JSON.stringify({ error: 'bad request: the Connection header may not name content-length, transfer-encoding or host' }))} if { req.hdr(connection) -m str -i content-length transfer-encoding host }`,

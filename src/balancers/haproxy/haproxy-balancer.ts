@@ -30,10 +30,22 @@ import { silentLogger, type Logger } from '../../logger.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
-import type { Balancer, BalancerStats, LbOperationStatus, LbService, Upstream, UpstreamEvent } from '../types.ts';
+import { TrafficRecorder } from '../traffic.ts';
+import type {
+  Balancer,
+  BalancerStats,
+  LbOperationStatus,
+  LbService,
+  ServiceTraffic,
+  TrafficTotal,
+  TrafficWindow,
+  Upstream,
+  UpstreamEvent,
+} from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { mapEntries, renderConfig, renderMap, serverName, serverParams, slotName, writeAtomic, type BackendModel } from './config.ts';
 import { HaproxyProcess } from './process.ts';
+import { HaproxyTrafficLog } from './traffic-log.ts';
 import {
   HaproxyCommandError,
   HaproxyUnreachableError,
@@ -94,6 +106,8 @@ export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
    */
   mayAct?: () => boolean;
   logger?: Logger;
+  /** the clock of the traffic counters (tests) */
+  now?: () => number;
 }
 
 export interface HaproxyBalancer extends Balancer {
@@ -221,6 +235,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   #polling = false;
   #reconcileTimer: NodeJS.Timeout | undefined;
   #lastStats = new Map<string, StatRow>();
+  readonly #traffic: TrafficRecorder;
+  readonly #trafficLog: HaproxyTrafficLog;
+  /** servers deleted lately, by backend/server: their last log lines may still arrive */
+  readonly #removed = new Map<string, { serviceId: string; upstream: Upstream; at: number }>();
 
   constructor(options: HaproxyBalancerOptions, port: number) {
     this.#mode = options.mode ?? 'managed';
@@ -285,6 +303,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       };
       this.#process = undefined;
     }
+    this.#traffic = new TrafficRecorder(options.now);
+    this.#trafficLog = new HaproxyTrafficLog({
+      socketPath: this.paths.runtimeSocket,
+      resolve: (backend, server) => this.#resolveServer(backend, server),
+      onRecord: (record) => this.#traffic.record(record),
+      logger: this.#logger,
+      commandTimeoutMs: this.#cmdTimeoutMs,
+    });
   }
 
   async start(): Promise<void> {
@@ -310,12 +336,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         this.#logger.info({ missingBackends: missing }, 'the attached haproxy lacks backends: reloading it seamlessly');
         await this.#attachedReload();
         await this.#reapplyServerStates();
+        this.#trafficLog.reconnect();
       } else if (missing.length > 0) {
         this.#logger.warn({ missingBackends: missing }, 'the attached haproxy lacks backends and no master socket was given to reload it');
       }
       await this.reconcile();
     }
     this.#scheduleDrainPoll();
+    this.#trafficLog.start();
     if (this.#reconcileIntervalMs > 0) {
       this.#reconcileTimer = setInterval(() => {
         this.reconcile().catch((err: unknown) => this.#logger.warn({ err }, 'haproxy reconcile failed'));
@@ -523,9 +551,30 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return out;
   }
 
+  async traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic> {
+    return this.#traffic.window(serviceId, window);
+  }
+
+  trafficTotals(): TrafficTotal[] {
+    return this.#traffic.totals();
+  }
+
+  /** The task a log line's backend/server stands for: a live server, or one deleted lately. */
+  #resolveServer(backend: string, server: string): { serviceId: string; taskId: string; deployId?: string } | undefined {
+    for (const entry of this.#services.values()) {
+      if (entry.slot !== backend) continue;
+      for (const s of entry.servers.values()) {
+        if (s.name === server) return { serviceId: entry.serviceId, taskId: s.upstream.taskId, ...deployOf(s.upstream) };
+      }
+    }
+    const gone = this.#removed.get(`${backend}/${server}`);
+    return gone ? { serviceId: gone.serviceId, taskId: gone.upstream.taskId, ...deployOf(gone.upstream) } : undefined;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#trafficLog.close();
     this.#ops.clearListeners();
     this.#upstreamListeners.clear();
     clearInterval(this.#reconcileTimer);
@@ -601,6 +650,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return run;
   }
 
+  /** A deleted server's last log lines still count for its task; forgotten after a minute. */
+  #noteRemoved(service: ServiceEntry, server: ServerEntry): void {
+    const now = Date.now();
+    for (const [key, r] of this.#removed) if (now - r.at > 60_000) this.#removed.delete(key);
+    this.#removed.set(`${service.slot}/${server.name}`, { serviceId: service.serviceId, upstream: server.upstream, at: now });
+    this.#traffic.retire(service.serviceId, server.upstream.taskId);
+  }
+
   #assertMayAct(what: string): void {
     if (!this.#mayAct()) throw new Error(`not the leader (any more): refused to ${what}`);
   }
@@ -665,6 +722,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       if (this.#process) await this.#process.reload();
       else if (this.paths.masterSocket) await this.#attachedReload();
       else throw new Error('a new service needs a new haproxy backend, which needs a reload: give the attached balancer a masterSocket');
+      this.#trafficLog.reconnect();
     } catch (err) {
       this.#slots = before;
       this.#writeFiles();
@@ -839,6 +897,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       }
       this.#endDrain(drain);
       drain.service.servers.delete(drain.server.upstream.taskId);
+      this.#noteRemoved(drain.service, drain.server);
       this.#persist();
       for (const op of drain.waiters) {
         op.data.pending.delete(drain);
@@ -1005,6 +1064,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       this.#logger.info({ missingBackends: missing }, 'the adopted haproxy runs another configuration: reloading it seamlessly');
       await this.#process?.reload();
       await this.#reapplyServerStates();
+      this.#trafficLog.reconnect();
     }
     const repairs = await this.reconcile();
     this.#logger.info({ repairs: repairs.length }, 'adopted haproxy reconciled with the state on disk');
@@ -1012,6 +1072,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** HAProxy came back from a crash with the written configuration: sessions died with it. */
   #afterRestart(): void {
+    this.#trafficLog.reconnect();
     void this.#serial(async () => {
       await this.#reapplyServerStates();
       await this.#syncMaps();
@@ -1019,6 +1080,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       .catch((err: unknown) => this.#logger.warn({ err }, 'could not re-apply server states after an haproxy restart'))
       .finally(() => void this.#pollDrains());
   }
+}
+
+function deployOf(u: Upstream): { deployId?: string } {
+  return u.deployId !== undefined ? { deployId: u.deployId } : {};
 }
 
 /** Runtime API commands are text lines split on blanks and `;`: nothing may smuggle more in. */

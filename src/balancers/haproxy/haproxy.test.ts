@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { balancerContract, proxyBalancerContract, type BalancerContractDriver } from '../contract.case.ts';
-import { proxyContractDriver, request, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
+import { proxyContractDriver, request, testClock, settled, startUpstream, waitFor, type TestUpstream } from '../test-support.ts';
 import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
@@ -75,7 +75,12 @@ describe('haproxy is installed', () => {
   });
 });
 
-balancerContract('haproxy', async (): Promise<BalancerContractDriver> => proxyContractDriver(await startHaproxy()));
+balancerContract('haproxy', async (): Promise<BalancerContractDriver> => {
+  const clock = testClock();
+  // Passive protection off (proxyBalancerContract covers it): once it marks the only server down,
+  // HAProxy answers itself (<NOSRV>), and those answers count for no task.
+  return proxyContractDriver(await startHaproxy({ now: clock.now, ejectAfterFailures: 0 }), clock);
+});
 
 proxyBalancerContract('haproxy', (o) =>
   startHaproxy({
@@ -191,6 +196,45 @@ describe('haproxy balancer', () => {
     // reloads happened: the worker changed
     expect(await balancer.pids()).not.toEqual(before);
     expect(readFileSync(balancer.paths.configPath, 'utf8')).toMatch(/backend fledge_b3/);
+    await balancer.close();
+  });
+
+  it('keeps counting traffic across a seamless reload and a restart of HAProxy, each request once', async () => {
+    const balancer = await startHaproxy({ spareBackends: 1 });
+    const port = balancer.address().port;
+    const a = await up('a');
+    await settled(balancer, (await balancer.apply('add-a', svc('s', '/s'), [{ ...a.upstream(), deployId: 'v1' }], [])).operationId);
+    const counted = async (n: number) => {
+      await waitFor(async () => (await balancer.traffic('s', { windowMs: 60_000 })).total.requests === n, `${n} requests counted`, {
+        timeoutMs: 10_000,
+      });
+    };
+    for (let i = 0; i < 3; i++) expect((await request(port, '/s/x')).status).toBe(200);
+    await counted(3);
+    // two more services: no spare left, so a reload; the reader follows the new worker
+    for (const id of ['t', 'u']) {
+      const other = await up(id);
+      await settled(balancer, (await balancer.apply(`add-${id}`, svc(id, `/${id}`), [other.upstream()], [])).operationId);
+    }
+    for (let i = 0; i < 3; i++) expect((await request(port, '/s/x')).status).toBe(200);
+    await counted(6);
+    // HAProxy killed and restarted by Fledge: counting goes on
+    const pids = await balancer.pids();
+    pids.forEach((p) => allPids.add(p));
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await waitFor(() => balancer.restarts() >= 1, 'haproxy restarted', { timeoutMs: 10_000 });
+    for (const pid of await balancer.pids()) allPids.add(pid);
+    await waitFor(async () => (await request(port, '/s/x').catch(() => ({ status: 0 }))).status === 200, 'haproxy serving again', {
+      timeoutMs: 10_000,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const before = (await balancer.traffic('s', { windowMs: 60_000 })).total.requests;
+    for (let i = 0; i < 3; i++) expect((await request(port, '/s/x')).status).toBe(200);
+    await counted(before + 3);
+    await new Promise((r) => setTimeout(r, 300));
+    const t = await balancer.traffic('s', { windowMs: 60_000 });
+    expect(t.total.requests).toBe(before + 3);
+    expect(t.tasks.map((x) => [x.taskId, x.deployId, x.requests])).toEqual([['a', 'v1', a.received.length]]);
     await balancer.close();
   });
 

@@ -1,10 +1,28 @@
 // `fledge deploy ...`: start, plan, steer and follow deploys.
 import type { Command } from 'commander';
-import type { DeployBody, DeployHistoryView, PlanStep, RequestParent } from '../../api/client.ts';
-import { intArg, UsageError, type Ctx } from '../context.ts';
+import type { DeployBody, DeployHistoryView, DeployPlan, FledgeClient, PlanStep, RequestParent } from '../../api/client.ts';
+import { intArg, pause, UsageError, type Ctx } from '../context.ts';
 import { clockTime, dateTime, decisionText, progressText, requestLine } from '../format.ts';
 import { keyValues, table } from '../table.ts';
-import { watchDeploy } from '../watch.ts';
+import { durationText, gateOf, watchDeploy, type WatchOptions } from '../watch.ts';
+
+/** --log and --settle-timeout, shared by `deploy watch` and `deploy create --watch`. */
+function watchOptions(cmd: Command): Command {
+  return cmd
+    .option('--log <file>', 'also append a plain, timestamped log of every change to this file')
+    .option(
+      '--settle-timeout <seconds>',
+      'after the result, wait this long for capacity to settle (0: do not wait)',
+      intArg('settle-timeout', 0),
+      120,
+    );
+}
+
+function watchOpts(ctx: Ctx, cmd: Command): WatchOptions {
+  const o = cmd.optsWithGlobals<{ log?: string; settleTimeout?: number; server?: string }>();
+  const server = cmd.getOptionValueSourceWithGlobals?.('server') === 'cli' ? ` --server ${o.server}` : '';
+  return { json: ctx.json(cmd), log: o.log, settleSeconds: o.settleTimeout, command: `fledge${server}` };
+}
 
 export function registerDeploy(program: Command, ctx: Ctx): void {
   const deploy = program.command('deploy').description('start, plan, steer and follow deploys');
@@ -26,12 +44,14 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
 
   const create = deploy
     .command('create')
+    .addHelpText('after', '\nExample:\n  fledge deploy create -f deploy.json --watch --log deploy.log')
     .description('start a deploy from a JSON file')
     .requiredOption('-f, --file <file>', 'deploy JSON, or a {deploy, message, ...} body ("-" for stdin)')
     .option('-m, --message <message>', 'deploy message')
     .option('--unpause', 'unpause the request when the deploy succeeds')
     .option('-w, --watch', 'follow the deploy until it ends; exit 0 only if it succeeds')
     .option('--json', 'print the API response (with --watch: the final history entry)');
+  watchOptions(create);
   create.action(async (opts: { file: string; message?: string; unpause?: boolean; watch?: boolean }) => {
     const body = await readBody(opts.file, opts);
     const client = ctx.client(create);
@@ -40,7 +60,7 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
     if (json && !opts.watch) return ctx.printJson(parent);
     ctx.warnings(parent.warnings);
     if (!json) ctx.print(`deploy ${body.deploy.id} of request ${body.deploy.requestId} started`);
-    if (opts.watch) ctx.exitCode = await watchDeploy(ctx, client, body.deploy.requestId, body.deploy.id, { json });
+    if (opts.watch) ctx.exitCode = await watchDeploy(ctx, client, body.deploy.requestId, body.deploy.id, watchOpts(ctx, create));
     else ctx.print(requestLine(parent));
   });
 
@@ -52,30 +72,35 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
   plan.action(async (opts: { file: string }) => {
     const result = await ctx.client(plan).planDeploy(await readBody(opts.file, {}));
     if (ctx.json(plan)) return ctx.printJson(result);
-    ctx.print(
-      table(
-        ['STEP', 'TARGET', 'NEW', 'OLD', 'LB NEW', 'LB OLD', 'ACCEPTANCE'],
-        result.steps.map((s) => [
-          s.step,
-          s.targetActiveInstances,
-          s.newInstances,
-          s.oldInstances,
-          s.loadBalanced?.new,
-          s.loadBalanced?.old,
-          acceptanceText(s.acceptance),
-        ]),
-      ),
-    );
-    if (result.etaSeconds) ctx.print(`eta: ${result.etaSeconds.min}–${result.etaSeconds.max} s`);
-    ctx.warnings(result.warnings);
+    printPlan(ctx, result);
   });
 
   /** Commands on the pending deploy that answer with the request parent. */
+  // The API records the intent and answers at once; the loop acts on it milliseconds later. So
+  // the command waits (briefly) for the deploy to move, and prints where it stands then.
   const steer = (cmd: Command, call: (requestId: string, deployId: string, opts: Record<string, unknown>) => Promise<RequestParent>) =>
     cmd.option('--json', 'print the API response').action(async (requestId: string, deployId: string, opts: Record<string, unknown>) => {
+      const client = ctx.client(cmd);
+      const before = await client.deployHistoryEntry(requestId, deployId).catch(() => undefined);
       const parent = await call(requestId, deployId, opts);
       if (ctx.json(cmd)) return ctx.printJson(parent);
-      ctx.print(requestLine(parent));
+      const after = await afterAction(client, requestId, deployId, before);
+      ctx.print(requestLine(after.parent ?? parent));
+      const entry = after.entry;
+      if (!entry) return;
+      const w = watchOpts(ctx, cmd);
+      if (entry.deployResult) {
+        ctx.print(`deploy ${deployId} ${entry.deployResult.deployState}: ${entry.deployResult.message}`);
+        return;
+      }
+      const p = entry.deployProgress;
+      if (p) ctx.print(`deploy ${deployId} now at ${progressText(p)}`);
+      const gate = gateOf(entry, p);
+      if (gate?.kind === 'approval')
+        ctx.print(
+          `waiting for ${gate.what}${gate.deadline !== undefined ? `, up to ${durationText(gate.deadline - Date.now())}` : ''}: ${w.command} deploy advance ${requestId} ${deployId}`,
+        );
+      else ctx.print(`follow it: ${w.command} deploy watch ${requestId} ${deployId}`);
     });
 
   const cancel = deploy.command('cancel').argument('<request>').argument('<deploy>').description('cancel the pending deploy');
@@ -112,7 +137,7 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
     if (list.length === 0) return ctx.print('no pending deploys');
     ctx.print(
       table(
-        ['REQUEST', 'DEPLOY', 'STEP', 'PHASE', 'TARGET', 'CURRENT', 'STARTED'],
+        ['REQUEST', 'DEPLOY', 'STEP', 'PHASE', 'NEW WANTED', 'NEW ACCEPTED', 'STARTED'],
         list.map((p) => [
           p.deployMarker.requestId,
           p.deployMarker.deployId,
@@ -161,11 +186,81 @@ export function registerDeploy(program: Command, ctx: Ctx): void {
     .command('watch')
     .argument('<request>')
     .argument('<deploy>')
-    .description('follow a deploy until it ends; exit 0 only if it succeeds')
-    .option('--json', 'print only the final history entry');
+    .description('follow a deploy until it ends and capacity settles; exit 0 only if it succeeds')
+    .option('--json', 'print only the final history entry')
+    .addHelpText(
+      'after',
+      '\nOn a terminal it redraws a summary (step, tasks per version, traffic split, acceptance, last decisions);\npiped, it prints one line per change. At a gate it prints the commands that continue.',
+    );
+  watchOptions(watch);
   watch.action(async (requestId: string, deployId: string) => {
-    ctx.exitCode = await watchDeploy(ctx, ctx.client(watch), requestId, deployId, { json: ctx.json(watch) });
+    ctx.exitCode = await watchDeploy(ctx, ctx.client(watch), requestId, deployId, watchOpts(ctx, watch));
   });
+}
+
+/** Waits up to ~5 s for the deploy to show the loop acted (a new decision, or its end). */
+async function afterAction(
+  client: FledgeClient,
+  requestId: string,
+  deployId: string,
+  before: DeployHistoryView | undefined,
+): Promise<{ entry?: DeployHistoryView; parent?: RequestParent }> {
+  const mark = (e: DeployHistoryView | undefined) => {
+    const log = e?.decisionLog ?? e?.deployProgress?.decisionLog ?? [];
+    const last = log.at(-1);
+    return `${log.length}|${last?.at}|${last?.action}|${e?.deployResult?.deployState ?? ''}`;
+  };
+  const start = mark(before);
+  const signal = new AbortController().signal;
+  let entry: DeployHistoryView | undefined;
+  for (let i = 0; i < 50; i++) {
+    entry = await client.deployHistoryEntry(requestId, deployId).catch(() => undefined);
+    if (!entry || entry.deployResult || mark(entry) !== start) break;
+    await pause(100, signal);
+  }
+  const parent = await client.getRequest(requestId).catch(() => undefined);
+  return { entry, parent };
+}
+
+function printPlan(ctx: Ctx, result: DeployPlan): void {
+  const s = ctx.style;
+  if (result.diff || result.requestDiff) {
+    const changes = [...(result.diff ?? []), ...(result.requestDiff ?? []).map((c) => ({ ...c, field: `request.${c.field}` }))];
+    ctx.print(
+      result.activeDeployId ? `changes against the active deploy ${result.activeDeployId}:` : 'no active deploy: everything is new',
+    );
+    if (changes.length === 0 && result.activeDeployId) ctx.print('  (none: the same deploy under a new id)');
+    for (const c of changes) {
+      const show = (v: unknown) => (v === undefined ? '' : JSON.stringify(v).slice(0, 120));
+      if (c.kind === 'added') ctx.print(s.ok(`  + ${c.field}: ${show(c.new)}`));
+      else if (c.kind === 'removed') ctx.print(s.bad(`  - ${c.field}: ${show(c.old)}`));
+      else ctx.print(s.warn(`  ~ ${c.field}: ${show(c.old)} => ${show(c.new)}`));
+    }
+    ctx.io.stdout('\n');
+  }
+  ctx.print(
+    table(
+      ['STEP', 'NEW WANTED', 'STARTS', 'OLD LEFT', 'IN LB NEW/OLD', 'NEW SHARE', 'ACCEPTANCE'],
+      result.steps.map((st) => [
+        st.step,
+        st.targetActiveInstances,
+        st.newInstances,
+        st.oldInstances,
+        st.loadBalanced ? `${st.loadBalanced.new}/${st.loadBalanced.old}` : undefined,
+        st.trafficShare === null || st.trafficShare === undefined ? '-' : `${Math.round(st.trafficShare * 100)} %`,
+        acceptanceText(st.acceptance),
+      ]),
+    ),
+  );
+  const words = result.steps.filter((st) => st.description);
+  if (words.length > 0) {
+    ctx.io.stdout('\n');
+    for (const st of words) ctx.print(`  ${st.step}. ${st.description}`);
+  }
+  ctx.io.stdout('\n');
+  if (result.estimate) ctx.print(result.estimate.summary);
+  else if (result.etaSeconds) ctx.print(`eta: ${result.etaSeconds.min}–${result.etaSeconds.max} s`);
+  ctx.warnings(result.warnings);
 }
 
 function acceptanceText(a: PlanStep['acceptance'] | undefined): string {

@@ -62,6 +62,19 @@ export function registerRequest(program: Command, ctx: Ctx): void {
         ['active deploy', p.requestDeployState?.activeDeploy?.deployId ?? p.activeDeploy?.id],
         ['pending deploy', pendingText(p.pendingDeployState)],
         ...(p.bounce ? ([['bouncing since', dateTime(p.bounce.startedAt)]] as [string, string][]) : []),
+        ...(p.request.schedule || p.request.quartzSchedule
+          ? ([
+              [
+                'schedule',
+                `${p.request.quartzSchedule ?? p.request.schedule}${p.request.scheduleTimeZone ? ` (${p.request.scheduleTimeZone})` : ''}`,
+              ],
+            ] as [string, string][])
+          : []),
+        ...(p.nextRunAt !== undefined ? ([['next run', dateTime(p.nextRunAt)]] as [string, string][]) : []),
+        ...(p.pendingRequests?.length ? ([['queued runs', p.pendingRequests.map((q) => q.runId).join(', ')]] as [string, string][]) : []),
+        ...(p.skippedRuns
+          ? ([['skipped runs', `${p.skippedRuns.count} (last due ${dateTime(p.skippedRuns.lastDueAt)})`]] as [string, string][])
+          : []),
         [
           'tasks',
           g
@@ -96,5 +109,24 @@ export function registerRequest(program: Command, ctx: Ctx): void {
   simple('unpause', 'resume a paused request', (c, id, message) => c.unpause(id, { message }));
   simple('bounce', 'replace every task, new before old', (c, id, message) => c.bounce(id, { message }));
   simple('delete', 'stop its tasks (out of the LB first) and delete it', (c, id, message) => c.deleteRequest(id, { message }));
-  simple('rollback', 'redeploy the previous active deploy, atomically', (c, id, message) => c.rollback(id, { message }));
+  const rollback = request
+    .command('rollback')
+    .argument('<id>')
+    .description('redeploy the newest successful deploy before the active one (or --deploy), atomically')
+    .option('--deploy <deploy>', 'roll back to this earlier successful deploy')
+    .option('-m, --message <message>', 'why')
+    .option('--json', 'print the API response');
+  rollback.action(async (id: string, opts: { message?: string; deploy?: string }) => {
+    const parent = await ctx.client(rollback).rollback(id, {
+      ...(opts.message !== undefined ? { message: opts.message } : {}),
+      ...(opts.deploy !== undefined ? { deployId: opts.deploy } : {}),
+    });
+    if (ctx.json(rollback)) return ctx.printJson(parent);
+    ctx.warnings(parent.warnings);
+    // The rollback is a new deploy: name what it restores and how to follow it.
+    const pending = parent.pendingDeployState?.deployMarker.deployId;
+    ctx.print(`rolling ${id} back to ${parent.rollbackTo ?? '?'}${pending ? ` as deploy ${pending}` : ''}`);
+    ctx.print(requestLine(parent));
+    if (pending) ctx.print(`follow it: fledge deploy watch ${id} ${pending}`);
+  });
 }

@@ -5,6 +5,7 @@ import { pause, type Ctx } from '../context.ts';
 import { checksText, dateTime, healthText, lbText, taskNote } from '../format.ts';
 import { keyValues, table } from '../table.ts';
 
+const FAILED = new Set(['TASK_FAILED', 'TASK_LOST', 'TASK_ERROR']);
 const LIVE = new Set(['TASK_LAUNCHED', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_CLEANING', 'TASK_KILLING']);
 
 export function registerTask(program: Command, ctx: Ctx): void {
@@ -41,30 +42,39 @@ export function registerTask(program: Command, ctx: Ctx): void {
     );
   });
 
-  const get = task.command('get').argument('<task>').description('show a task').option('--json', 'print the API response');
-  get.action(async (taskId: string) => {
-    const t = await ctx.client(get).getTask(taskId);
+  const TASK_ARG = 'task id, a unique prefix of a live one, or request#instance';
+  const get = task.command('get').argument('<task>', TASK_ARG).description('show a task').option('--json', 'print the API response');
+  get.action(async (ref: string) => {
+    const client = ctx.client(get);
+    const t = await ctx.resolveTask(client, ref);
     if (ctx.json(get)) return ctx.printJson(t);
     printTask(ctx, t);
+    // A task that ended badly: why, in its own words.
+    if (FAILED.has(t.state)) await printStderrTail(ctx, client, t.taskId.id);
   });
 
   const logs = task
     .command('logs')
-    .argument('<task>')
+    .argument('<task>', TASK_ARG)
     .description("print a task's stdout (or stderr)")
     .option('--stderr', 'read stderr instead of stdout')
     .option('-f, --follow', 'keep printing new output until the task ends (or Ctrl-C)')
     .option('--json', 'print each chunk the API returns as a JSON line');
-  logs.action(async (taskId: string, opts: { stderr?: boolean; follow?: boolean }) => {
+  logs.action(async (ref: string, opts: { stderr?: boolean; follow?: boolean }) => {
     const client = ctx.client(logs);
     const path = opts.stderr ? 'stderr' : 'stdout';
+    let taskId = ref;
     const drain = (offset: number) => drainLog(ctx, client, taskId, path, offset, ctx.json(logs));
-    if (!opts.follow) {
-      await drain(0);
-      return;
-    }
+    // The first read names the task (by its id, a prefix or request#instance).
+    const first = await ctx.withTask(client, ref, async (id) => {
+      taskId = id;
+      return drain(0);
+    });
+    if (!opts.follow) return;
     await ctx.interruptible(async (signal) => {
-      let offset = 0;
+      let offset = first;
+      if (!LIVE.has((await client.getTask(taskId)).state)) return void (await drain(offset));
+      await pause(ctx.io.pollMillis ?? 500, signal);
       while (!signal.aborted) {
         offset = await drain(offset);
         if (!LIVE.has((await client.getTask(taskId)).state)) {
@@ -79,20 +89,50 @@ export function registerTask(program: Command, ctx: Ctx): void {
 
   const kill = task
     .command('kill')
-    .argument('<task>')
+    .argument('<task>', TASK_ARG)
     .description('stop a task (out of the LB first); the request replaces it')
     .option('-m, --message <message>', 'why')
     .option('--wait-for-replacement', 'keep it until its replacement is healthy')
     .option('--json', 'print the API response');
-  kill.action(async (taskId: string, opts: { message?: string; waitForReplacement?: boolean }) => {
-    const t = await ctx.client(kill).killTask(taskId, {
-      message: opts.message,
-      ...(opts.waitForReplacement ? { waitForReplacementTask: true } : {}),
-    });
+  kill.action(async (ref: string, opts: { message?: string; waitForReplacement?: boolean }) => {
+    const client = ctx.client(kill);
+    const t = await ctx.withTask(client, ref, (taskId) =>
+      client.killTask(taskId, {
+        message: opts.message,
+        ...(opts.waitForReplacement ? { waitForReplacementTask: true } : {}),
+      }),
+    );
     if (ctx.json(kill)) return ctx.printJson(t);
     const note = taskNote(t);
     ctx.print(`task ${t.taskId.id}: ${t.state}${note ? ` (${note})` : ''}`);
   });
+}
+
+/** The last lines of a task's stderr, indented, after a failure (nothing when there are none). */
+export async function printStderrTail(ctx: Ctx, client: FledgeClient, taskId: string, lines = 10, indent = ''): Promise<void> {
+  const text = await stderrTail(client, taskId, lines);
+  if (text.length === 0) return;
+  ctx.print(`${indent}stderr (last ${text.length} line${text.length === 1 ? '' : 's'}):`);
+  for (const line of text) ctx.print(`${indent}  ${ctx.style.dim(line)}`);
+}
+
+export async function stderrTail(client: FledgeClient, taskId: string, lines = 10): Promise<string[]> {
+  // Twice: a failure can be recorded a moment before the task's last output is readable.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const chunk = await client.tailLogs(taskId, 'stderr', 4096);
+      const found = chunk.data
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .slice(-lines)
+        .map((l) => l.slice(0, 300));
+      if (found.length > 0) return found;
+    } catch {
+      // a sandbox already cleaned up: the failure message stands alone
+    }
+    if (attempt === 0) await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return [];
 }
 
 /** Reads from `offset` until the server has nothing more; returns the next offset. */

@@ -94,7 +94,10 @@ export function assessFailures(input: PhaseInput): PhaseEffects & { end?: End['e
       failure: failure.reason,
       observed: failure.message,
       action: 'count failure',
-      reason: `${stepFailures} of ${allowed} allowed in this step`,
+      reason:
+        stepFailures > allowed
+          ? `failure ${stepFailures} in this step; it tolerates ${allowed} (allowedTasksFailuresPerGroup)`
+          : `failure ${stepFailures} of the ${allowed} this step tolerates (allowedTasksFailuresPerGroup)`,
     });
   }
   let next = progress;

@@ -173,11 +173,11 @@ describe('previewDeploy eta', () => {
       max: 3 * (health + 2000),
     },
     {
-      name: 'MANUAL can wait up to the acceptance timeout per step',
+      name: 'MANUAL: the approval is a person, not machine time, so the bound leaves it out',
       deploy: deployOf(canary(1, 2, { acceptanceMode: 'MANUAL' })),
       request: requestOf(2),
       min: 2 * STEP_OVERHEAD_MILLIS,
-      max: 2 * (health + acceptanceTimeout),
+      max: 2 * health,
     },
     {
       name: 'CHECKS with no check configured passes at once',
@@ -208,5 +208,58 @@ describe('previewDeploy eta', () => {
   it('CHECKS with a server check waits up to the acceptance timeout', () => {
     const { etaSeconds } = previewDeploy(deployOf({ acceptanceMode: 'CHECKS' }), requestOf(1), active, { serverChecks: ['slo'] });
     expect(etaSeconds.max).toBe((health + acceptanceTimeout) / 1000);
+  });
+});
+
+describe('previewDeploy in words', () => {
+  const hc = { ...healthcheck, startupIntervalSeconds: 0.5, startupDelaySeconds: 0 };
+  it('says what each canary step does with its traffic share, and what it waits for', () => {
+    const plan = previewDeploy(
+      deployOf(canary(1, 3, { acceptanceMode: 'MANUAL' }), {
+        id: 'v2',
+        requestId: 'hello',
+        healthcheck: hc,
+        acceptanceTimeoutSeconds: 1800,
+      }),
+      requestOf(4, true),
+      active,
+      noServerChecks,
+    );
+    expect(plan.steps.map((s) => s.trafficShare)).toEqual([0.2, 0.4, 0.6, 0.8]);
+    expect(plan.steps.map((s) => s.waitsFor)).toEqual(['approval', 'approval', 'approval', 'approval']);
+    expect(plan.steps[0]!.description).toBe(
+      'Start 1 task of v2 and health-check it; add it to the load balancer beside 4 of v1: v2 has 1 of 5 tasks, about 20 % of requests; wait for your approval (fledge deploy advance hello v2), at most 30 min; then stop 1 task of v1.',
+    );
+    expect(plan.steps[3]!.description).toMatch(/finally stop the remaining 1 task of v1\.$/);
+    expect(plan.estimate).toEqual({
+      workSecondsPerStep: (STEP_OVERHEAD_MILLIS + 500) / 1000,
+      workSeconds: (4 * (STEP_OVERHEAD_MILLIS + 500)) / 1000,
+      timerSeconds: 0,
+      approvals: 4,
+      approvalTimeoutSeconds: 1800,
+      checkSteps: 0,
+      summary: '4 steps, each waits for your approval; about 0.6 s of work per step',
+    });
+  });
+
+  it('says an atomic deploy swaps the load balancer in one operation', () => {
+    const plan = previewDeploy(deployOf({}, { id: 'v2', healthcheck: hc }), requestOf(3, true), active, noServerChecks);
+    expect(plan.steps[0]!.description).toBe(
+      'Start 3 tasks of v2 and health-check them; then move the load balancer from v1 to v2 in one operation (100 % of requests); finally stop the remaining 3 tasks of v1.',
+    );
+    expect(plan.steps[0]!.trafficShare).toBe(1);
+    expect(plan.estimate.summary).toBe('1 step, no waits; about 0.6 s of work in all');
+  });
+
+  it('counts TIMED waits apart from the work', () => {
+    const plan = previewDeploy(
+      deployOf(canary(1, 1, { acceptanceMode: 'TIMED', waitMillisBetweenGroups: 30_000 }), { healthcheck: hc }),
+      requestOf(2),
+      active,
+      noServerChecks,
+    );
+    expect(plan.estimate).toMatchObject({ timerSeconds: 60, approvals: 0 });
+    expect(plan.estimate.summary).toBe('2 steps, each waits 30 s before going on; about 0.6 s of work per step');
+    expect(plan.steps[0]!.trafficShare).toBeNull();
   });
 });

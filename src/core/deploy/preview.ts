@@ -19,7 +19,30 @@ export interface PreviewStep {
   oldInstances: number;
   /** tasks in the load balancer while the step's acceptance runs: the split being judged */
   loadBalanced: { new: number; old: number };
+  /** the new deploy's share of the tasks in the LB then (round robin: of the requests); null without an LB */
+  trafficShare: number | null;
   acceptance: { mode: AcceptanceMode; waitMillis: number; checks: string[] };
+  /** what the step waits for once its tasks serve */
+  waitsFor: 'nothing' | 'approval' | 'timer' | 'checks';
+  /** what the step does, in words */
+  description: string;
+}
+
+/** Machine time apart from the waits for people and timers. */
+export interface PreviewEstimate {
+  /** spawning, health probes and LB changes of one step (a floor-ish typical value) */
+  workSecondsPerStep: number;
+  workSeconds: number;
+  /** TIMED waits, in all */
+  timerSeconds: number;
+  /** steps that wait for a person (MANUAL acceptance, or a manual check) */
+  approvals: number;
+  /** how long one such wait may last before the deploy fails */
+  approvalTimeoutSeconds?: number;
+  /** steps that wait for acceptance checks */
+  checkSteps: number;
+  /** "4 steps, each waits for your approval; about 0.6 s of work per step" */
+  summary: string;
 }
 
 export interface DeployPreview {
@@ -31,10 +54,11 @@ export interface DeployPreview {
    * not a forecast.
    * max: the latest it can still be running before a deadline ends it — each step's OVERDUE
    * deadline (deployHealthTimeoutSeconds + health window), the LB timeout when load
-   * balanced, and the acceptance wait or timeout. Past it the deploy has ended one way or
-   * the other.
+   * balanced, and the acceptance wait or timeout — but not the time a person takes to
+   * approve a MANUAL step (estimate.approvals, each bounded by approvalTimeoutSeconds).
    */
   etaSeconds: { min: number; max: number };
+  estimate: PreviewEstimate;
 }
 
 export interface PreviewSettings {
@@ -70,6 +94,23 @@ export function previewDeploy(
   const waitMillis = mode === 'TIMED' ? canary.waitMillisBetweenGroups : 0;
 
   const oldCount = activeDeploy ? request.instances : 0;
+  const manualChecks = mode === 'CHECKS' ? deploy.acceptanceChecks.filter((c) => c.type === 'manual').length : 0;
+  const waitsFor: PreviewStep['waitsFor'] =
+    mode === 'MANUAL' || manualChecks > 0
+      ? 'approval'
+      : mode === 'TIMED' && waitMillis > 0
+        ? 'timer'
+        : mode === 'CHECKS' && checks.length > 0
+          ? 'checks'
+          : 'nothing';
+  const words = {
+    newId: deploy.id,
+    oldId: activeDeploy?.id,
+    advance: `fledge deploy advance ${deploy.requestId} ${deploy.id}`,
+    acceptanceTimeout: deploy.acceptanceTimeoutSeconds * 1000,
+    waitMillis,
+    checks,
+  };
   let retired = 0;
   let previous = 0;
   const steps: PreviewStep[] = targets.map((targetActiveInstances, i) => {
@@ -81,13 +122,30 @@ export function previewDeploy(
     const oldInLb = lb && canary.enableCanaryDeploy ? oldBefore : 0;
     // An advance retires as many old tasks as the step added; the last one retires the rest.
     retired = last ? oldCount : Math.min(oldCount, retired + added);
+    const lbNew = lb ? targetActiveInstances : 0;
+    const trafficShare = lb && lbNew + oldInLb > 0 ? lbNew / (lbNew + oldInLb) : null;
     return {
       step: i + 1,
       targetActiveInstances,
       newInstances: added,
       oldInstances: oldCount - retired,
-      loadBalanced: { new: lb ? targetActiveInstances : 0, old: oldInLb },
+      loadBalanced: { new: lbNew, old: oldInLb },
+      trafficShare,
       acceptance: { mode, waitMillis, checks: [...checks] },
+      waitsFor,
+      description: describeStep({
+        ...words,
+        step: i + 1,
+        total: targets.length,
+        added,
+        lb,
+        canary: canary.enableCanaryDeploy,
+        lbNew,
+        oldInLb,
+        oldBefore,
+        retiring: oldBefore - (oldCount - retired),
+        waitsFor,
+      }),
     };
   });
 
@@ -98,11 +156,102 @@ export function previewDeploy(
       : mode === 'MANUAL' || (mode === 'CHECKS' && checks.length > 0)
         ? deploy.acceptanceTimeoutSeconds * 1000
         : 0;
-  const perStepMax = stepDeadline(deploy, 0) + (lb ? deploy.loadBalancerTimeoutSeconds * 1000 : 0) + acceptanceMax;
+  // A person's approval is not machine time: it is bounded by the acceptance timeout, said apart.
+  const perStepMax =
+    stepDeadline(deploy, 0) + (lb ? deploy.loadBalancerTimeoutSeconds * 1000 : 0) + (waitsFor === 'approval' ? 0 : acceptanceMax);
+  const workPerStep = STEP_OVERHEAD_MILLIS + healthFloorMillis(deploy, request) + probeMillis(deploy, request);
+  const n = steps.length;
+  const estimate: PreviewEstimate = {
+    workSecondsPerStep: toSeconds(workPerStep),
+    workSeconds: toSeconds(workPerStep * n),
+    timerSeconds: toSeconds(waitMillis * n),
+    approvals: waitsFor === 'approval' ? n : 0,
+    ...(waitsFor === 'approval' ? { approvalTimeoutSeconds: deploy.acceptanceTimeoutSeconds } : {}),
+    checkSteps: waitsFor === 'checks' ? n : 0,
+    summary: summarize(n, waitsFor, waitMillis, checks, workPerStep),
+  };
   return {
     steps,
-    etaSeconds: { min: toSeconds(perStepMin * steps.length), max: toSeconds(perStepMax * steps.length) },
+    etaSeconds: { min: toSeconds(perStepMin * n), max: toSeconds(perStepMax * n) },
+    estimate,
   };
+}
+
+/** The expected wait for the probe that finds a new task listening: one startup interval. */
+function probeMillis(deploy: Deploy, request: FledgeRequest): number {
+  if (request.skipHealthchecks || deploy.skipHealthchecksOnDeploy || !deploy.healthcheck) return 0;
+  return Math.round(deploy.healthcheck.startupIntervalSeconds * 1000);
+}
+
+/** 30 s, 5 min, 1 h 30 min */
+export function durationWords(millis: number): string {
+  const s = millis / 1000;
+  if (s < 1) return `${Math.round(s * 10) / 10} s`;
+  if (s < 90) return `${Math.round(s * 10) / 10} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  const h = Math.floor(s / 3600);
+  const m = Math.round((s - h * 3600) / 60);
+  return m > 0 ? `${h} h ${m} min` : `${h} h`;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function summarize(n: number, waitsFor: PreviewStep['waitsFor'], waitMillis: number, checks: string[], workPerStep: number): string {
+  const each = n === 1 ? 'it' : 'each';
+  const wait =
+    waitsFor === 'approval'
+      ? `${each} waits for your approval`
+      : waitsFor === 'timer'
+        ? `${each} waits ${durationWords(waitMillis)} before going on`
+        : waitsFor === 'checks'
+          ? `${each} waits for acceptance checks (${checks.join(', ')})`
+          : 'no waits';
+  return `${plural(n, 'step')}, ${wait}; about ${durationWords(workPerStep)} of work ${n === 1 ? 'in all' : 'per step'}`;
+}
+
+interface StepWords {
+  step: number;
+  total: number;
+  newId: string;
+  oldId: string | undefined;
+  added: number;
+  lb: boolean;
+  canary: boolean;
+  lbNew: number;
+  oldInLb: number;
+  /** old tasks running when the step starts */
+  oldBefore: number;
+  /** old tasks stopped once the step is accepted */
+  retiring: number;
+  waitsFor: PreviewStep['waitsFor'];
+  advance: string;
+  acceptanceTimeout: number;
+  waitMillis: number;
+  checks: string[];
+}
+
+function describeStep(w: StepWords): string {
+  const them = w.added === 1 ? 'it' : 'them';
+  const parts = [`Start ${plural(w.added, 'task')} of ${w.newId} and health-check ${them}`];
+  if (w.lb && w.canary && w.oldInLb > 0 && w.oldId) {
+    const share = Math.round((w.lbNew / (w.lbNew + w.oldInLb)) * 100);
+    parts.push(
+      `add ${them} to the load balancer beside ${w.oldInLb} of ${w.oldId}: ${w.newId} has ${w.lbNew} of ${w.lbNew + w.oldInLb} tasks, about ${share} % of requests`,
+    );
+  } else if (w.lb && w.oldId && w.oldBefore > 0) {
+    parts.push(`then move the load balancer from ${w.oldId} to ${w.newId} in one operation (100 % of requests)`);
+  } else if (w.lb) {
+    parts.push(`add ${them} to the load balancer (${w.newId} has ${w.lbNew} of ${w.lbNew} tasks, 100 % of requests)`);
+  }
+  if (w.waitsFor === 'approval') parts.push(`wait for your approval (${w.advance}), at most ${durationWords(w.acceptanceTimeout)}`);
+  else if (w.waitsFor === 'timer') parts.push(`wait ${durationWords(w.waitMillis)}`);
+  else if (w.waitsFor === 'checks')
+    parts.push(`wait for the checks ${w.checks.join(', ')} (at most ${durationWords(w.acceptanceTimeout)})`);
+  if (w.oldId && w.retiring > 0) {
+    const last = w.step === w.total;
+    parts.push(`${last ? 'finally stop the remaining' : 'then stop'} ${plural(w.retiring, 'task')} of ${w.oldId}`);
+  }
+  return `${parts.join('; ')}.`;
 }
 
 /** What a new task must wait before it can count as healthy, however fast it starts. */

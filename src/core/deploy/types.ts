@@ -214,6 +214,10 @@ export interface EngineSettings {
   serverChecks: string[];
   /** how often PENDING server hooks are asked again: the shortest of their intervals, at most 5 s */
   serverCheckIntervalSeconds: number;
+  /** the zone SCHEDULED requests without scheduleTimeZone are read in (default UTC) */
+  scheduleTimeZone?: string;
+  /** how long an unwanted run may finish when its request does not say (default 24 h) */
+  killOldNonLongRunningTasksAfterMillis?: number;
   /** agentPlacement of requests that do not say (--default-agent-placement) */
   defaultAgentPlacement: AgentPlacement;
 }

@@ -48,7 +48,8 @@
 import type { PendingOutcome } from '../deploy/step.ts';
 import { stepDeploy } from '../deploy/step.ts';
 import type { Action, Decision, RequestObservation } from '../deploy/types.ts';
-import { isLive, type RequestRecord, type TaskRecord } from '../model.ts';
+import { stepJobRequest, type JobNote } from '../jobs/step.ts';
+import { isLive, isRunToCompletion, type RequestRecord, type TaskRecord } from '../model.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reconcileActiveInstances } from './active-instances.ts';
 import { applyDeployResult } from './apply-result.ts';
@@ -80,6 +81,8 @@ export interface StepOutcome {
   decisions: readonly Decision[];
   /** why the pending deploy is not done yet, when it waits */
   waiting?: { why: string; until?: number };
+  /** run-to-completion requests: what to log (skipped due times, retries, overdue runs) */
+  notes?: readonly JobNote[];
 }
 
 export function stepRequest(observed: RequestObservation, record: RequestRecord, now: number): StepOutcome {
@@ -90,6 +93,19 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
   const lostById = new Map(lost.map((t) => [t.taskId.id, t]));
   const withLost = lost.length > 0 ? { ...observed, tasks: observed.tasks.map((t) => lostById.get(t.taskId.id) ?? t) } : observed;
   const obs = expired.record ? { ...withLost, request: current.request, requestState: current.state } : withLost;
+  // SCHEDULED, ON_DEMAND and RUN_ONCE requests have their own step (../jobs/step.ts); a run
+  // lost with its host is lost for it too, and an expired pause is undone for it too.
+  if (isRunToCompletion(current.request.requestType)) {
+    const job = stepJobRequest(obs, current, now);
+    const request = job.request ?? (expired.record ? { ...current, timestamp: now } : undefined);
+    const wakes = [job.wakeAt, expired.wakeAt].filter((w): w is number => w !== undefined);
+    return {
+      ...job,
+      ...(request ? { request } : {}),
+      ...(wakes.length > 0 ? { wakeAt: Math.min(...wakes) } : {}),
+      tasks: lost.length > 0 ? collapseChanges([...lost, ...job.tasks]) : job.tasks,
+    };
+  }
   const deploy = obs.pending ? stepDeploy(obs, now) : undefined;
   const pending: PendingOutcome = deploy?.pending ?? { kind: 'UNCHANGED' };
   const pendingAfter = pending.kind === 'UPDATED' ? pending.pending : pending.kind === 'ENDED' ? undefined : obs.pending;

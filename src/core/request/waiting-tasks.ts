@@ -2,7 +2,7 @@ import type { Action } from '../deploy/types.ts';
 import { placerFor, targetRequest } from '../deploy/phase.ts';
 import { isLive, type TaskRecord } from '../model.ts';
 import { hostOf, isUnplaced, type Placer } from '../placement.ts';
-import { createTask, markCleanup } from '../tasks.ts';
+import { createTask, markCleanup, runDeploy } from '../tasks.ts';
 import type { TaskView } from '../task-view.ts';
 import type { RequestChanges, RequestContext } from './context.ts';
 
@@ -51,16 +51,19 @@ export function placeWaitingTasks(ctx: RequestContext, tasks: TaskView, budget: 
       break;
     }
     placer ??= placerFor(obs, tasks.with(changes), targetRequest(obs).instances);
+    const need = runDeploy(deploy, t.run);
     const where =
       deploy.id === obs.pendingDeploy?.id
-        ? placer.place(deploy)
-        : placer.place(deploy, { request: obs.request, instances: obs.request.instances });
+        ? placer.place(need)
+        : placer.place(need, { request: obs.request, instances: obs.request.instances });
     if (!where.ok) {
       waiting = true;
       if (t.waitingReason !== where.reason) changes.push({ ...t, waitingReason: where.reason });
       continue;
     }
-    const placed = createTask(deploy, t.taskId.instanceNo, now, taken, where);
+    // A job's run keeps what it was started for (its trigger, run id, arguments).
+    const fresh = createTask(deploy, t.taskId.instanceNo, now, taken, where);
+    const placed = t.run ? { ...fresh, run: t.run } : fresh;
     taken.add(placed.taskId.id);
     changes.push(placed);
     deleted.push(t.taskId.id);

@@ -871,6 +871,32 @@ export class DockerRuntime implements Runtime {
     this.#ledger.release(handle.taskId);
   }
 
+  /**
+   * Task-history retention: remove the container (if any is left) and the sandbox of a task
+   * that ended. A container that runs, or a host that does not answer, is left alone (the
+   * latter throws, so the record stays and the next sweep tries again).
+   */
+  async purge(handle: TaskHandle): Promise<void> {
+    const taskId = handle.taskId;
+    await this.#settling.get(taskId);
+    await this.#stops.get(taskId);
+    const sandbox = this.sandboxPath(taskId);
+    if (!this.#readExit(sandbox)) {
+      const c = await this.client.inspectContainer(this.#containerRef(handle));
+      if (c && (c.State.Running || c.State.Status === 'created' || c.State.Status === 'restarting')) return;
+      if (c && !this.#ours(c, taskId)) return;
+    }
+    await this.client.removeContainer(this.#containerRef(handle), { force: true });
+    const t = this.#tracked.get(taskId);
+    if (t) {
+      t.copier?.stop();
+      this.#tracked.delete(taskId);
+      await t.copying?.catch(() => undefined);
+    }
+    this.#ledger.release(taskId);
+    rmSync(sandbox, { recursive: true, force: true });
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#eventsTimer) clearTimeout(this.#eventsTimer);

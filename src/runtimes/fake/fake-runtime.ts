@@ -6,7 +6,8 @@
  * By default start() starts. A test can script start() per task id or per deploy id (task
  * scripts win) to fail, to wait, or to crash right after starting; and it can end a running
  * task at any time with exit(). stop() ends a task with SIGTERM at once. Exits are reported
- * synchronously through onExit (a scripted crash on the next microtask, after start resolves).
+ * synchronously through onExit (a scripted crash on the next microtask, after start resolves;
+ * or, scripted so, before start resolves, the exit handled first).
  */
 import { ResourceLedger, type Capacity, type HostUsage, type PortRange } from '../ledger.ts';
 import {
@@ -32,7 +33,9 @@ export type FakeStartBehaviour =
   /** { kind: 'waiting', reason }, as when capacity is short */
   | { waiting: string }
   /** start, then exit with this code right after start() resolves (portInUse: as after an EADDRINUSE) */
-  | { exit: number; portInUse?: boolean };
+  | { exit: number; portInUse?: boolean }
+  /** start, and exit with this code before start() resolves (a process that ends at once) */
+  | { exitWhileStarting: number };
 
 export interface FakeRuntimeOptions {
   /** default: plenty (1000 cpus, 1 TB) */
@@ -142,6 +145,11 @@ class InMemoryFakeRuntime implements FakeRuntime {
     this.started.push(spec.taskId);
     if (typeof behaviour === 'object' && 'exit' in behaviour) {
       queueMicrotask(() => this.exit(spec.taskId, behaviour.exit, null, behaviour.portInUse ? { portInUse: true } : {}));
+    }
+    if (typeof behaviour === 'object' && 'exitWhileStarting' in behaviour) {
+      this.exit(spec.taskId, behaviour.exitWhileStarting);
+      // Let the engine record that exit before it learns of the start.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return { kind: 'started', handle: handleOf(spec.taskId, ports), ports };
   }
@@ -276,6 +284,12 @@ class InMemoryFakeRuntime implements FakeRuntime {
   async release(handle: TaskHandle): Promise<void> {
     this.#ledger.release(handle.taskId);
     if (!this.released.includes(handle.taskId)) this.released.push(handle.taskId);
+  }
+
+  async purge(handle: TaskHandle): Promise<void> {
+    if (this.#tasks.get(handle.taskId)?.status.state === 'running') return;
+    this.#tasks.delete(handle.taskId);
+    this.#ledger.release(handle.taskId);
   }
 
   /** Like a scheduler shutting down: tasks keep "running"; listeners of this life are dropped. */

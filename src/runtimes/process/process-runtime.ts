@@ -686,6 +686,15 @@ export class ProcessRuntime implements Runtime {
     this.#ledger.release(handle.taskId);
   }
 
+  async purge(handle: TaskHandle): Promise<void> {
+    // The sandbox the handle names (a peer scheduler's data dir on this machine, too).
+    const sandbox = this.#sandboxOf(handle);
+    if ((await this.inspect(handle)).state === 'running') return;
+    this.#tracked.delete(handle.taskId);
+    this.#ledger.release(handle.taskId);
+    rmSync(sandbox, { recursive: true, force: true });
+  }
+
   /** What is reserved now (for diagnostics and tests). */
   usage(): { cpus: number; memoryMb: number; tasks: number } {
     return { ...this.#ledger.used(), tasks: this.#tracked.size };

@@ -22,6 +22,7 @@ import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { PendingDeploy } from '../../core/deploy/types.ts';
 import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
+import type { Webhook } from '../../core/webhooks.ts';
 import type { HostRecord } from '../../hosts/types.ts';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { KeyedMutex } from '../../reconciler/locks.ts';
@@ -32,7 +33,9 @@ import {
   FencedError,
   type ChangeSet,
   type CopiedTable,
+  type Delivery,
   type DeployHistoryEntry,
+  type ExpiredTaskQuery,
   type Fence,
   type NotifyChannel,
   type Row,
@@ -122,7 +125,15 @@ export class PostgresStore implements Store {
       client.on('error', (err) => this.#logger.warn({ err: err.message }, 'PostgreSQL connection lost'));
     });
     this.#db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: this.#pool }) });
-    this.#q = new SqlQueries({ insertionOrder: sql`seq` }, options.now ?? Date.now);
+    this.#q = new SqlQueries(
+      {
+        insertionOrder: sql`seq`,
+        followImportedSequence: async (db, table) => {
+          await sql`select setval(pg_get_serial_sequence(${table}, 'seq'), (select max(seq) from ${sql.table(table)}))`.execute(db);
+        },
+      },
+      options.now ?? Date.now,
+    );
     this.cluster = new PgCluster({
       use: (what, fn) => this.#use(what, fn),
       db: this.#db,
@@ -246,6 +257,25 @@ export class PostgresStore implements Store {
     );
   }
 
+  /** `fn` all or nothing: a savepoint inside locked()'s transaction, else a transaction of its own. */
+  #atomic<T>(what: string, fn: (trx: Kysely<Tables>) => Promise<T>): Promise<T> {
+    const ctx = this.#als.getStore();
+    if (ctx?.open) {
+      return this.#use(what, async (trx) => {
+        await sql`SAVEPOINT fledge_atomic`.execute(trx);
+        try {
+          const result = await fn(trx);
+          await sql`RELEASE SAVEPOINT fledge_atomic`.execute(trx);
+          return result;
+        } catch (err) {
+          await sql`ROLLBACK TO SAVEPOINT fledge_atomic`.execute(trx).catch(() => undefined);
+          throw err;
+        }
+      });
+    }
+    return this.#use(what, (db) => db.transaction().execute(fn));
+  }
+
   async #checkFence(trx: Kysely<Tables>, fence: Fence | undefined): Promise<void> {
     if (!fence) return;
     const held = await sql`select 1 from leader_lease where id = 1 and holder = ${fence.holder} and epoch = ${fence.epoch}
@@ -307,6 +337,39 @@ export class PostgresStore implements Store {
   }
   listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
     return this.#use('list tasks', (db) => this.#q.listTasks(db, query));
+  }
+  findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined> {
+    return this.#use('find task by run id', (db) => this.#q.findTaskByRunId(db, requestId, runId));
+  }
+  listExpiredTasks(query: ExpiredTaskQuery): Promise<TaskRecord[]> {
+    return this.#use('list expired tasks', (db) => this.#q.listExpiredTasks(db, query));
+  }
+  deleteTasks(ids: string[]): Promise<void> {
+    return this.#use('delete tasks', (db) => this.#q.deleteTasks(db, ids));
+  }
+  listWebhooks(): Promise<Webhook[]> {
+    return this.#use('list webhooks', (db) => this.#q.listWebhooks(db));
+  }
+  saveWebhook(webhook: Webhook): Promise<boolean> {
+    return this.#atomic('save webhook', (trx) => this.#q.saveWebhook(trx, webhook));
+  }
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.#atomic('delete webhook', (trx) => this.#q.deleteWebhook(trx, id));
+  }
+  listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
+    return this.#use('list webhook deliveries', (db) => this.#q.listDeliveries(db, webhookId, limit));
+  }
+  headDeliveries(): Promise<Delivery[]> {
+    return this.#use('list webhook deliveries', (db) => this.#q.headDeliveries(db));
+  }
+  countDeliveries(): Promise<Record<string, number>> {
+    return this.#use('count webhook deliveries', (db) => this.#q.countDeliveries(db));
+  }
+  removeDelivery(seq: number): Promise<void> {
+    return this.#use('remove webhook delivery', (db) => this.#q.removeDelivery(db, seq));
+  }
+  failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void> {
+    return this.#use('fail webhook delivery', (db) => this.#q.failDelivery(db, seq, nextAttemptAt, error));
   }
   listHosts(): Promise<HostRecord[]> {
     return this.#use('list hosts', (db) => this.#q.listHosts(db));

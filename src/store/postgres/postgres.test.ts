@@ -46,7 +46,7 @@ describe('postgres store', () => {
       [],
       new URL(url).pathname.slice(1),
     );
-    expect(versions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
+    expect(versions.map((v) => v.version)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('never shows the password', async () => {

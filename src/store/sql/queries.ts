@@ -1,10 +1,11 @@
 // The store's queries, dialect-neutral: SQLite and PostgreSQL run the same Kysely code over
 // the same tables. Each dialect gives only the column that orders rows by insertion (SQLite's
 // rowid, PostgreSQL's seq) and how values come back (both give numbers and strings here).
-import { sql, type Generated, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type Generated, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import { isRole } from '../../auth/roles.ts';
 import { isLive, type Deploy, type RequestRecord, type TaskRecord } from '../../core/model.ts';
 import type { DeployProgress, DeployResult, PendingDeploy } from '../../core/deploy/types.ts';
+import { wants, type Webhook } from '../../core/webhooks.ts';
 import type { HostRecord } from '../../hosts/types.ts';
 import {
   COPIED_TABLES,
@@ -13,7 +14,9 @@ import {
   type AuditRecord,
   type ChangeSet,
   type CopiedTable,
+  type Delivery,
   type DeployHistoryEntry,
+  type ExpiredTaskQuery,
   type Row,
   type TaskQuery,
   type TokenRecord,
@@ -35,7 +38,16 @@ export interface Tables {
     created_by: string | null;
   };
   pending_deploys: { request_id: string; deploy_id: string; doc: string };
-  tasks: { id: string; request_id: string; deploy_id: string; live: number; done_at: number | null; doc: string };
+  tasks: {
+    id: string;
+    request_id: string;
+    deploy_id: string;
+    live: number;
+    done_at: number | null;
+    doc: string;
+    /** a run-to-completion task's run id (ON_DEMAND runId, or the one Fledge chose) */
+    run_id: string | null;
+  };
   hosts: { id: string; state: string; doc: string; updated_at: number };
   meta: { key: string; value: string };
   /** API tokens: the hash only */
@@ -62,26 +74,48 @@ export interface Tables {
     source: string;
     status: number;
   };
+  /** registered webhooks; `doc` holds the secret (never returned by a view) */
+  webhooks: { id: string; doc: string; created_at: number };
+  /** queued deliveries, one per (event, webhook); `seq` is the order and the delivery id */
+  webhook_deliveries: {
+    seq: Generated<number>;
+    webhook_id: string;
+    type: string;
+    created_at: number;
+    next_attempt_at: number;
+    attempts: number;
+    last_error: string | null;
+    body: string;
+  };
 }
 
 export interface Dialect {
   /** orders a table's rows by insertion: `rowid` (SQLite) or `seq` (PostgreSQL) */
   insertionOrder: RawBuilder<unknown>;
+  /**
+   * After rows with their own `seq` were imported: make the next generated one follow them
+   * (PostgreSQL's sequence; SQLite's AUTOINCREMENT follows by itself). Delivery ids must never
+   * be given out twice: receivers drop what they have seen.
+   */
+  followImportedSequence?: (db: Db, table: 'webhook_deliveries') => Promise<void>;
 }
 
-type Db = Kysely<Tables>;
+export type Db = Kysely<Tables>;
 
 /** The columns `fledge store copy` moves, per table, and how each table is ordered. */
 const COLUMNS: Record<CopiedTable, readonly string[]> = {
   requests: ['id', 'state', 'doc', 'updated_at'],
   deploys: ['request_id', 'id', 'doc', 'message', 'created_at', 'result_state', 'result', 'progress', 'created_by'],
   pending_deploys: ['request_id', 'deploy_id', 'doc'],
-  tasks: ['id', 'request_id', 'deploy_id', 'live', 'done_at', 'doc'],
+  tasks: ['id', 'request_id', 'deploy_id', 'live', 'done_at', 'doc', 'run_id'],
   hosts: ['id', 'state', 'doc', 'updated_at'],
   meta: ['key', 'value'],
   tokens: ['id', 'name', 'role', 'hash', 'created_at', 'created_by', 'last_used_at'],
   // without `id`: the target numbers the records again, in the same order
   audit: ['at', 'token_name', 'role', 'method', 'path', 'request_id', 'deploy_id', 'task_id', 'source', 'status'],
+  webhooks: ['id', 'doc', 'created_at'],
+  // with `seq`: it is the delivery id receivers have already seen
+  webhook_deliveries: ['seq', 'webhook_id', 'type', 'created_at', 'next_attempt_at', 'attempts', 'last_error', 'body'],
 };
 
 const HISTORY_COLUMNS = ['request_id', 'id', 'doc', 'message', 'created_at', 'result_state', 'result', 'progress', 'created_by'] as const;
@@ -153,15 +187,37 @@ export class SqlQueries {
         live,
         done_at: live ? null : (task.doneAt ?? this.now()),
         doc: JSON.stringify(task),
+        run_id: task.run?.runId ?? null,
       };
       await db
         .insertInto('tasks')
         .values(row)
-        .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc }))
+        .onConflict((oc) => oc.column('id').doUpdateSet({ live: row.live, done_at: row.done_at, doc: row.doc, run_id: row.run_id }))
         .execute();
     }
     for (const id of changes.deleteTasks ?? []) {
       await db.deleteFrom('tasks').where('id', '=', id).execute();
+    }
+    if (changes.webhookEvents?.length) {
+      const hooks = await this.listWebhooks(db);
+      for (const event of changes.webhookEvents) {
+        const body = JSON.stringify(event.payload);
+        for (const hook of hooks) {
+          if (!wants(hook, event)) continue;
+          await db
+            .insertInto('webhook_deliveries')
+            .values({
+              webhook_id: hook.id,
+              type: event.type,
+              created_at: event.at,
+              next_attempt_at: event.at,
+              attempts: 0,
+              last_error: null,
+              body,
+            })
+            .execute();
+        }
+      }
     }
   }
 
@@ -234,6 +290,105 @@ export class SqlQueries {
     if (query.limit !== undefined) q = q.limit(query.limit);
     const rows = await q.execute();
     return rows.map((r) => JSON.parse(r.doc) as TaskRecord).reverse();
+  }
+
+  async findTaskByRunId(db: Db, requestId: string, runId: string): Promise<TaskRecord | undefined> {
+    const row = await db
+      .selectFrom('tasks')
+      .select('doc')
+      .where('request_id', '=', requestId)
+      .where('run_id', '=', runId)
+      .orderBy(this.dialect.insertionOrder, 'desc')
+      .executeTakeFirst();
+    return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
+  }
+
+  async listExpiredTasks(db: Db, q: ExpiredTaskQuery): Promise<TaskRecord[]> {
+    // Ranked newest first per request; past the kept count (and old enough), or past the age.
+    const order = this.dialect.insertionOrder;
+    const rows = await sql<{ doc: string }>`
+      SELECT doc FROM (
+        SELECT doc, done_at, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY done_at DESC, ${order} DESC) AS rank
+        FROM tasks WHERE live = 0
+      ) AS ranked WHERE done_at < ${q.doneBefore} OR (rank > ${q.keepPerRequest} AND done_at < ${q.minAgeBefore})
+      ORDER BY done_at ASC LIMIT ${q.limit}`.execute(db);
+    return rows.rows.map((r) => JSON.parse(r.doc) as TaskRecord);
+  }
+
+  /** Only ended tasks: a task that came back to life meanwhile stays. */
+  async deleteTasks(db: Db, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await db.deleteFrom('tasks').where('id', 'in', ids).where('live', '=', 0).execute();
+  }
+
+  // ---- webhooks and their queued deliveries ----
+
+  async listWebhooks(db: Db): Promise<Webhook[]> {
+    const rows = await db.selectFrom('webhooks').select('doc').orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => JSON.parse(r.doc) as Webhook);
+  }
+
+  /** The caller runs it in a transaction. */
+  async saveWebhook(db: Db, webhook: Webhook): Promise<boolean> {
+    const doc = JSON.stringify(webhook);
+    const existing = await db.selectFrom('webhooks').select('id').where('id', '=', webhook.id).executeTakeFirst();
+    if (existing) await db.updateTable('webhooks').set({ doc }).where('id', '=', webhook.id).execute();
+    else await db.insertInto('webhooks').values({ id: webhook.id, doc, created_at: webhook.timestamp }).execute();
+    return !existing;
+  }
+
+  /** The caller runs it in a transaction: the webhook and its queue go together. */
+  async deleteWebhook(db: Db, id: string): Promise<boolean> {
+    await db.deleteFrom('webhook_deliveries').where('webhook_id', '=', id).execute();
+    const r = await db.deleteFrom('webhooks').where('id', '=', id).executeTakeFirst();
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  async listDeliveries(db: Db, webhookId: string, limit: number): Promise<Delivery[]> {
+    const rows = await db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('webhook_id', '=', webhookId)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map(toDelivery);
+  }
+
+  async headDeliveries(db: Db): Promise<Delivery[]> {
+    const rows = await db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('seq', 'in', (eb) =>
+        eb
+          .selectFrom('webhook_deliveries')
+          .select((e) => e.fn.min('seq').as('seq'))
+          .groupBy('webhook_id'),
+      )
+      .orderBy('seq')
+      .execute();
+    return rows.map(toDelivery);
+  }
+
+  async countDeliveries(db: Db): Promise<Record<string, number>> {
+    const rows = await db
+      .selectFrom('webhook_deliveries')
+      .select(['webhook_id', (e) => e.fn.countAll<number | string>().as('n')])
+      .groupBy('webhook_id')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.webhook_id, Number(r.n)]));
+  }
+
+  async removeDelivery(db: Db, seq: number): Promise<void> {
+    await db.deleteFrom('webhook_deliveries').where('seq', '=', seq).execute();
+  }
+
+  async failDelivery(db: Db, seq: number, nextAttemptAt: number, error: string): Promise<void> {
+    await db
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({ attempts: eb('attempts', '+', 1), next_attempt_at: nextAttemptAt, last_error: error.slice(0, 500) }))
+      .where('seq', '=', seq)
+      .execute();
   }
 
   async listHosts(db: Db): Promise<HostRecord[]> {
@@ -367,7 +522,11 @@ export class SqlQueries {
               ? sql`name`
               : table === 'audit'
                 ? sql`id`
-                : this.dialect.insertionOrder;
+                : table === 'webhooks'
+                  ? sql`id`
+                  : table === 'webhook_deliveries'
+                    ? sql`seq`
+                    : this.dialect.insertionOrder;
     const rows = await db
       .selectFrom(table)
       .select(COLUMNS[table].map((c) => sql.ref(c).as(c)))
@@ -387,7 +546,21 @@ export class SqlQueries {
         .values(values as never)
         .execute();
     }
+    if (table === 'webhook_deliveries' && rows.length > 0) await this.dialect.followImportedSequence?.(db, table);
   }
+}
+
+function toDelivery(r: Selectable<Tables['webhook_deliveries']>): Delivery {
+  return {
+    seq: Number(r.seq),
+    webhookId: r.webhook_id,
+    type: r.type as Delivery['type'],
+    createdAt: Number(r.created_at),
+    nextAttemptAt: Number(r.next_attempt_at),
+    attempts: Number(r.attempts),
+    ...(r.last_error !== null ? { lastError: r.last_error } : {}),
+    body: r.body,
+  };
 }
 
 function normalizeRow(r: Record<string, unknown>): Row {

@@ -9,6 +9,7 @@ import { Kysely, SqliteDialect, sql } from 'kysely';
 import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
 import type { HostRecord } from '../../hosts/types.ts';
 import type { PendingDeploy } from '../../core/deploy/types.ts';
+import type { Webhook } from '../../core/webhooks.ts';
 import { KeyedMutex } from '../../reconciler/locks.ts';
 import { LocalCluster } from '../local-cluster.ts';
 import { readMigrations } from '../sql/migrations.ts';
@@ -17,7 +18,9 @@ import {
   COPIED_TABLES,
   type ChangeSet,
   type CopiedTable,
+  type Delivery,
   type DeployHistoryEntry,
+  type ExpiredTaskQuery,
   type Fence,
   type Row,
   type Store,
@@ -152,6 +155,39 @@ export class SqliteStore implements Store {
   }
   listTasks(query: TaskQuery = {}): Promise<TaskRecord[]> {
     return this.#q.listTasks(this.#db, query);
+  }
+  findTaskByRunId(requestId: string, runId: string): Promise<TaskRecord | undefined> {
+    return this.#q.findTaskByRunId(this.#db, requestId, runId);
+  }
+  listExpiredTasks(query: ExpiredTaskQuery): Promise<TaskRecord[]> {
+    return this.#q.listExpiredTasks(this.#db, query);
+  }
+  deleteTasks(ids: string[]): Promise<void> {
+    return this.#q.deleteTasks(this.#db, ids);
+  }
+  listWebhooks(): Promise<Webhook[]> {
+    return this.#q.listWebhooks(this.#db);
+  }
+  saveWebhook(webhook: Webhook): Promise<boolean> {
+    return this.#db.transaction().execute((trx) => this.#q.saveWebhook(trx, webhook));
+  }
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.#db.transaction().execute((trx) => this.#q.deleteWebhook(trx, id));
+  }
+  listDeliveries(webhookId: string, limit: number): Promise<Delivery[]> {
+    return this.#q.listDeliveries(this.#db, webhookId, limit);
+  }
+  headDeliveries(): Promise<Delivery[]> {
+    return this.#q.headDeliveries(this.#db);
+  }
+  countDeliveries(): Promise<Record<string, number>> {
+    return this.#q.countDeliveries(this.#db);
+  }
+  removeDelivery(seq: number): Promise<void> {
+    return this.#q.removeDelivery(this.#db, seq);
+  }
+  failDelivery(seq: number, nextAttemptAt: number, error: string): Promise<void> {
+    return this.#q.failDelivery(this.#db, seq, nextAttemptAt, error);
   }
   listHosts(): Promise<HostRecord[]> {
     return this.#q.listHosts(this.#db);

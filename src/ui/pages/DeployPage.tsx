@@ -7,7 +7,8 @@ import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, paths } from '../router.tsx';
 import { AcceptanceMessages, DecisionLog, Timeline } from '../timeline.tsx';
-import { DeployActions, DeployActionsTaken, TaskTable } from './shared.tsx';
+import { TrafficPanel } from '../traffic.tsx';
+import { DeployActions, DeployActionsTaken, StderrTail, TaskTable } from './shared.tsx';
 
 export function DeployPage({ requestId, deployId }: { requestId: string; deployId: string }) {
   useTitle(`${requestId} ${deployId}`);
@@ -93,7 +94,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
           <p className="result-message">{result.message}</p>
           {result.deployFailures.length > 0 && (
             <ul className="failures">
-              {result.deployFailures.map((f, i) => (
+              {result.deployFailures.map((f, i, all) => (
                 <li key={i}>
                   <strong>{reasonText(f.reason)}</strong>
                   {f.taskId && (
@@ -103,6 +104,7 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
                     </>
                   )}
                   : {f.message}
+                  {f.taskId && all.findIndex((g) => g.taskId?.id === f.taskId?.id) === i && <StderrTail taskId={f.taskId.id} />}
                 </li>
               ))}
             </ul>
@@ -113,11 +115,13 @@ export function DeployPage({ requestId, deployId }: { requestId: string; deployI
         <section aria-labelledby="progress-h">
           <h2 id="progress-h">Progress</h2>
           <DeployProgressBar progress={progress} />
+          {r?.request.loadBalanced && <TrafficPanel requestId={requestId} deployId={deployId} />}
           <DeployActions
             requestId={requestId}
             deployId={deployId}
             progress={progress}
             instances={r?.pendingDeployState?.updatedRequest?.instances ?? r?.request.instances ?? progress.targetActiveInstances}
+            deploy={e.deploy}
           />
         </section>
       )}

@@ -1,6 +1,6 @@
 // Deploy history of a request: every deploy with its result and failure reasons.
 import { client } from '../api.ts';
-import { Badge, Empty, Loading, PageError, Time } from '../components.tsx';
+import { ActionButton, Badge, Empty, formMessage, Loading, MessageField, PageError, Time } from '../components.tsx';
 import { duration, reasonText } from '../format.ts';
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, paths } from '../router.tsx';
@@ -13,6 +13,13 @@ export function HistoryPage({ requestId }: { requestId: string }) {
     () => client.deployHistory(requestId),
     (e) => e.kind !== 'task' && e.kind !== 'resync' && e.requestId === requestId,
   );
+  const parent = useResource(
+    `request:${requestId}`,
+    () => client.getRequest(requestId),
+    (e) => e.kind !== 'task' && e.kind !== 'resync' && e.requestId === requestId,
+  );
+  const active = parent.data?.activeDeploy?.id;
+  const busy = parent.data?.pendingDeploy !== undefined;
   const entries = [...(history.data ?? [])].sort((a, b) => b.deployMarker.timestamp - a.deployMarker.timestamp);
   return (
     <>
@@ -40,6 +47,9 @@ export function HistoryPage({ requestId }: { requestId: string }) {
                 <th scope="col">Took</th>
                 <th scope="col">Steps</th>
                 <th scope="col">Why</th>
+                <th scope="col">
+                  <span className="sr-only">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -87,6 +97,29 @@ export function HistoryPage({ requestId }: { requestId: string }) {
                           ))}
                         </ul>
                       )}
+                    </td>
+                    <td data-label="">
+                      {e.deployMarker.deployId === active ? (
+                        <span className="muted">active</span>
+                      ) : result?.deployState === 'SUCCEEDED' && active ? (
+                        <ActionButton
+                          label="Roll back to this"
+                          disabled={busy}
+                          title={`Roll ${requestId} back to ${e.deployMarker.deployId}?`}
+                          description={
+                            <p>
+                              Deploys {e.deployMarker.deployId}'s spec again as a new deploy, atomically; {active} keeps serving until it is
+                              healthy.
+                            </p>
+                          }
+                          confirmLabel={`Roll back to ${e.deployMarker.deployId}`}
+                          fields={<MessageField />}
+                          onConfirm={(f) => {
+                            const message = formMessage(f);
+                            return client.rollback(requestId, { deployId: e.deployMarker.deployId, ...(message ? { message } : {}) });
+                          }}
+                        />
+                      ) : null}
                     </td>
                   </tr>
                 );

@@ -14,26 +14,40 @@ const VALIDATE_DEBOUNCE_MS = 350;
 /** Fields of a stored deploy that are not part of the input schema. */
 const DERIVED = ['timestamp', 'extra'];
 
-function nextId(id: string): string {
+function nextId(id: string, used: ReadonlySet<string>): string {
   const m = /^(.*?)(\d+)$/.exec(id);
-  return m ? `${m[1]}${Number(m[2]) + 1}` : `${id}-2`;
+  const [stem, n] = m ? [m[1] ?? '', Number(m[2])] : [`${id}-`, 1];
+  let next = n + 1;
+  // A deploy id is used up even by a failed deploy: the next free one.
+  while (used.has(`${stem}${next}`)) next++;
+  return `${stem}${next}`;
 }
 
-function template(r: RequestParent): string {
+/**
+ * Self-contained: the task runs in its own sandbox, so a path relative to the repo would not
+ * be found there. A tiny HTTP service on $PORT with /health.
+ */
+const STARTER_COMMAND =
+  "exec node -e \"require('http').createServer((q, s) => s.end((process.env.VERSION || 'v1') + '\\\\n')).listen(process.env.PORT, '127.0.0.1')\"";
+
+export function template(r: RequestParent, used: ReadonlySet<string> = new Set()): string {
   const base = r.activeDeploy ?? r.pendingDeploy;
   if (base) {
-    const copy: Record<string, unknown> = { ...base, id: nextId(base.id) };
+    const copy: Record<string, unknown> = { ...base, id: nextId(base.id, used) };
     for (const k of DERIVED) delete copy[k];
     return JSON.stringify({ deploy: copy }, null, 2);
   }
+  const first = used.has('v1') ? nextId('v1', used) : 'v1';
   return JSON.stringify(
     {
       deploy: {
         requestId: r.request.id,
-        id: 'v1',
-        command: 'exec node examples/http-service.mjs',
-        env: { VERSION: 'v1' },
+        id: first,
+        command: STARTER_COMMAND,
+        env: { VERSION: first },
         healthcheck: { uri: '/health', startupIntervalSeconds: 0.5, intervalSeconds: 2 },
+        // a load-balanced request's deploy needs a path and a group to be routed
+        ...(r.request.loadBalanced ? { serviceBasePath: `/${r.request.id}`, loadBalancerGroups: ['default'] } : {}),
         canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL' },
       },
     },
@@ -58,6 +72,7 @@ export function toBody(value: unknown): DeployBody {
 export function NewDeployPage({ requestId }: { requestId: string }) {
   useTitle(`${requestId} · new deploy`);
   const parent = useResource(`request:${requestId}`, () => client.getRequest(requestId));
+  const history = useResource(`history:${requestId}`, () => client.deployHistory(requestId));
   const crumbs = (
     <nav aria-label="Breadcrumb" className="crumbs">
       <Link href={paths.requests()}>Requests</Link> / <Link href={paths.request(requestId)}>{requestId}</Link> /
@@ -69,14 +84,16 @@ export function NewDeployPage({ requestId }: { requestId: string }) {
       <h1 tabIndex={-1}>New deploy</h1>
       {parent.error !== undefined && !parent.data && <PageError error={parent.error} what={`Request ${requestId}`} />}
       {parent.loading && <Loading />}
-      {parent.data && <Editor r={parent.data} />}
+      {parent.data && (history.data || history.error !== undefined) && (
+        <Editor r={parent.data} used={new Set((history.data ?? []).map((h) => h.deployMarker.deployId))} />
+      )}
     </>
   );
 }
 
-function Editor({ r }: { r: RequestParent }) {
+function Editor({ r, used }: { r: RequestParent; used: ReadonlySet<string> }) {
   const requestId = r.request.id;
-  const [text, setText] = useState(() => template(r));
+  const [text, setText] = useState(() => template(r, used));
   const [check, setCheck] = useState<Check>({ kind: 'idle' });
   const seq = useRef(0);
   const id = useId();
@@ -155,9 +172,35 @@ function Editor({ r }: { r: RequestParent }) {
   );
 }
 
+/** Machine time apart from the waits for people and timers (a MANUAL bound is no forecast). */
 function planSummary(plan: DeployPlan): string {
+  if (plan.estimate) return plan.estimate.summary;
   const n = plan.steps.length;
   return `${n} step${n === 1 ? '' : 's'}, about ${duration(plan.etaSeconds.min * 1000)}–${duration(plan.etaSeconds.max * 1000)}.`;
+}
+
+function PlanDiff({ plan }: { plan: DeployPlan }) {
+  if (!plan.diff && !plan.requestDiff) return null;
+  const changes = [...(plan.diff ?? []), ...(plan.requestDiff ?? []).map((c) => ({ ...c, field: `request.${c.field}` }))];
+  const show = (v: unknown) => (v === undefined ? '' : JSON.stringify(v));
+  return (
+    <>
+      <h3>{plan.activeDeployId ? `Changes against the active deploy ${plan.activeDeployId}` : 'No active deploy: all of it is new'}</h3>
+      {plan.activeDeployId && changes.length === 0 && <p className="muted">None: the same deploy under a new id.</p>}
+      {changes.length > 0 && (
+        <ul className="diff" aria-label="Changes against the active deploy">
+          {changes.map((c) => (
+            <li key={c.field} className={`diff-${c.kind}`}>
+              <code>
+                {c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~'} {c.field}
+              </code>{' '}
+              {c.kind === 'changed' ? `${show(c.old)} → ${show(c.new)}` : c.kind === 'added' ? show(c.new) : show(c.old)}
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
 }
 
 function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boolean }) {
@@ -187,7 +230,9 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                   <th scope="col">New</th>
                   <th scope="col">Old</th>
                   <th scope="col">In LB (new / old)</th>
+                  <th scope="col">New share</th>
                   <th scope="col">Acceptance</th>
+                  <th scope="col">What it does</th>
                 </tr>
               </thead>
               <tbody>
@@ -205,6 +250,9 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                     <td data-label="In LB" className="num">
                       {s.loadBalanced.new} / {s.loadBalanced.old}
                     </td>
+                    <td data-label="New share" className="num">
+                      {s.trafficShare === null || s.trafficShare === undefined ? '—' : `${Math.round(s.trafficShare * 100)} %`}
+                    </td>
                     <td data-label="Acceptance">
                       {s.acceptance.mode.toLowerCase()}
                       {s.acceptance.waitMillis ? ` ${duration(s.acceptance.waitMillis)}` : ''}
@@ -212,11 +260,13 @@ function PlanPreview({ plan, stale }: { plan: DeployPlan | undefined; stale: boo
                         ? ` (${s.acceptance.checks.map((c) => (typeof c === 'string' ? c : JSON.stringify(c))).join(', ')})`
                         : ''}
                     </td>
+                    <td data-label="What it does">{s.description ?? ''}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
           </div>
+          <PlanDiff plan={plan} />
         </>
       )}
     </section>

@@ -17,8 +17,11 @@ import {
 import { useResource, useTitle } from '../hooks.ts';
 import type { LiveEvent } from '../live.ts';
 import { Link, navigate, paths } from '../router.tsx';
+import { ResultBanner } from '../result-banner.tsx';
 import { Timeline } from '../timeline.tsx';
-import type { RequestParent } from '../types.ts';
+import { TrafficPanel } from '../traffic.tsx';
+import type { DeployHistoryView, RequestParent } from '../types.ts';
+import { isJob, RunNowButton, RunsSection, ScheduleFacts } from './runs.tsx';
 import { DeployActions, TaskTable } from './shared.tsx';
 
 export function RequestPage({ requestId }: { requestId: string }) {
@@ -31,6 +34,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
     () => requestTaskHistory(requestId),
     (e) => touches(e) && e.kind === 'task',
   );
+  const history = useResource(`history:${requestId}`, () => client.deployHistory(requestId), touches);
 
   if (parent.error !== undefined && (!parent.data || isNotFound(parent.error))) {
     return (
@@ -61,6 +65,7 @@ export function RequestPage({ requestId }: { requestId: string }) {
         </nav>
       </div>
       {parent.error !== undefined && <PageError error={parent.error} what="Latest state" />}
+      <ResultBanner r={r} history={history.data} tasks={tasks.data} />
       <DefList
         items={[
           ['Type', r.request.requestType.toLowerCase()],
@@ -68,7 +73,10 @@ export function RequestPage({ requestId }: { requestId: string }) {
             'Instances',
             r.instanceCounts ? (
               <span className="num">
-                {r.instanceCounts.healthy} healthy / {r.instanceCounts.total} running, {r.instanceCounts.desired} wanted
+                {r.instanceCounts.desired} wanted: {r.instanceCounts.healthy} healthy, {r.instanceCounts.total} running
+                {r.instanceCounts.total > r.instanceCounts.desired
+                  ? ` (${r.instanceCounts.total - r.instanceCounts.desired} surge: a deploy's new tasks beside the old)`
+                  : ''}
               </span>
             ) : (
               r.request.instances
@@ -80,8 +88,10 @@ export function RequestPage({ requestId }: { requestId: string }) {
           ...(r.request.owners?.length ? ([['Owners', r.request.owners.join(', ')]] as [string, React.ReactNode][]) : []),
         ]}
       />
-      <RequestActions r={r} />
+      <ScheduleFacts r={r} />
+      <RequestActions r={r} history={history.data} />
       <CrashLoop r={r} />
+      {isJob(r) && <RunsSection r={r} tasks={[...(tasks.data ?? []), ...(ended.data ?? [])]} />}
 
       <section aria-labelledby="pending-h">
         <h2 id="pending-h">Pending deploy</h2>
@@ -97,11 +107,13 @@ export function RequestPage({ requestId }: { requestId: string }) {
               </span>
             </div>
             <DeployProgressBar progress={pending.deployProgress} />
+            {r.request.loadBalanced && <TrafficPanel requestId={requestId} deployId={r.pendingDeploy.id} />}
             <DeployActions
               requestId={requestId}
               deployId={r.pendingDeploy.id}
               progress={pending.deployProgress}
               instances={pending.updatedRequest?.instances ?? r.request.instances}
+              deploy={r.pendingDeploy}
             />
             <Timeline
               progress={pending.deployProgress}
@@ -175,11 +187,23 @@ function CrashLoop({ r }: { r: RequestParent }) {
   );
 }
 
-function RequestActions({ r }: { r: RequestParent }) {
+/** What a plain rollback goes back to: the newest deploy that succeeded before the active one. */
+export function rollbackTarget(r: RequestParent, history: DeployHistoryView[] | undefined): string | undefined {
+  const active = r.activeDeploy?.id;
+  if (!active || !history) return undefined;
+  const sorted = [...history].sort((a, b) => b.deployMarker.timestamp - a.deployMarker.timestamp);
+  const at = sorted.findIndex((h) => h.deployMarker.deployId === active);
+  return sorted.slice(at + 1).find((h) => h.deployResult?.deployState === 'SUCCEEDED' && h.deployMarker.deployId !== active)?.deployMarker
+    .deployId;
+}
+
+function RequestActions({ r, history }: { r: RequestParent; history: DeployHistoryView[] | undefined }) {
   const id = r.request.id;
   const paused = r.state === 'PAUSED';
+  const target = rollbackTarget(r, history);
   return (
     <div className="actions toolbar" role="group" aria-label="Request actions">
+      <RunNowButton r={r} />
       <Link className="btn btn-primary" href={paths.newDeploy(id)}>
         New deploy
       </Link>
@@ -229,11 +253,18 @@ function RequestActions({ r }: { r: RequestParent }) {
         onConfirm={(f) => client.bounce(id, opt({ message: formMessage(f), incremental: f.get('incremental') === 'on' }))}
       />
       <ActionButton
-        label="Rollback"
-        title={`Roll ${id} back?`}
-        description={<p>Deploys the previous active deploy's spec again, atomically (no canary).</p>}
+        label={target ? `Roll back to ${target}` : 'Roll back'}
+        disabled={!target || r.pendingDeploy !== undefined}
+        title={`Roll ${id} back to ${target ?? '?'}?`}
+        description={
+          <p>
+            Deploys {target}'s spec again as a new deploy, atomically (no canary); {r.activeDeploy?.id} keeps serving until it is healthy.
+            Any earlier deploy can be chosen in the <Link href={paths.history(id)}>deploy history</Link>.
+          </p>
+        }
+        confirmLabel={`Roll back to ${target ?? '?'}`}
         fields={<MessageField />}
-        onConfirm={(f) => client.rollback(id, opt({ message: formMessage(f) }))}
+        onConfirm={(f) => client.rollback(id, opt({ message: formMessage(f), deployId: target }))}
       />
       <ActionButton
         label="Delete"

@@ -5,7 +5,9 @@ import { client } from '../api.ts';
 import { ActionButton, Badge, DeployProgressBar, Empty, Loading, PageError } from '../components.tsx';
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, navigate, paths, useLocation } from '../router.tsx';
-import type { RequestParent } from '../types.ts';
+import { diffFields } from '../../core/deploy/diff.ts';
+import { lastResult } from '../result-banner.tsx';
+import type { DeployHistoryView, RequestParent } from '../types.ts';
 
 const STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING'];
 
@@ -28,6 +30,19 @@ export function RequestsPage() {
     const qs = params.toString();
     navigate(qs ? `/?${qs}` : '/', { replace: true });
   };
+  // The last finished deploy of each request shown (at most 100 look-ups), after deploy events only.
+  const ids = (requests.data ?? [])
+    .map((r) => r.request.id)
+    .sort()
+    .slice(0, 100);
+  const results = useResource(
+    `last-results:${ids.join(',')}`,
+    async () => {
+      const entries = await Promise.all(ids.map(async (id) => [id, lastResult(await client.deployHistory(id).catch(() => []))] as const));
+      return new Map(entries);
+    },
+    (e) => e.kind === 'deploy',
+  );
   const qid = useId();
   const sid = useId();
 
@@ -43,7 +58,7 @@ export function RequestsPage() {
       <div className="page-head">
         <h1 tabIndex={-1}>Requests</h1>
         <div className="actions">
-          <NewRequestButton />
+          <NewRequestButton existing={requests.data ?? []} />
         </div>
       </div>
       <form className="filters" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -86,6 +101,7 @@ export function RequestsPage() {
                 <th scope="col">State</th>
                 <th scope="col">Instances</th>
                 <th scope="col">Active deploy</th>
+                <th scope="col">Last deploy</th>
                 <th scope="col" className="col-progress">
                   Pending deploy
                 </th>
@@ -93,7 +109,7 @@ export function RequestsPage() {
             </thead>
             <tbody>
               {shown.map((r) => (
-                <RequestRow key={r.request.id} r={r} />
+                <RequestRow key={r.request.id} r={r} last={results.data?.get(r.request.id)} />
               ))}
             </tbody>
           </table>
@@ -109,7 +125,7 @@ function searchText(r: RequestParent): string {
     .toLowerCase();
 }
 
-function RequestRow({ r }: { r: RequestParent }) {
+function RequestRow({ r, last }: { r: RequestParent; last: DeployHistoryView | undefined }) {
   const id = r.request.id;
   const counts = r.instanceCounts;
   const progress = r.pendingDeployState?.deployProgress;
@@ -124,9 +140,11 @@ function RequestRow({ r }: { r: RequestParent }) {
       </td>
       <td data-label="Instances" className="num">
         {counts ? (
-          <span title={`${counts.healthy} healthy of ${counts.total} running; ${counts.desired} wanted`}>
-            <span className={counts.healthy < counts.desired ? 'warn-text' : ''}>{counts.healthy}</span> / {counts.total}
-            <span className="muted"> (want {counts.desired})</span>
+          // Counted against what is wanted; tasks beyond it (a canary's or a bounce's surge) are named as such.
+          <span title={`${counts.healthy} healthy, ${counts.total} running; ${counts.desired} wanted`}>
+            <span className={counts.healthy < counts.desired ? 'warn-text' : ''}>{Math.min(counts.healthy, counts.desired)}</span> of{' '}
+            {counts.desired} wanted healthy
+            {counts.total > counts.desired && <span className="muted"> +{counts.total - counts.desired} surge</span>}
           </span>
         ) : (
           r.request.instances
@@ -134,6 +152,16 @@ function RequestRow({ r }: { r: RequestParent }) {
       </td>
       <td data-label="Active deploy">
         {r.activeDeploy ? <Link href={paths.deploy(id, r.activeDeploy.id)}>{r.activeDeploy.id}</Link> : <span className="muted">none</span>}
+      </td>
+      <td data-label="Last deploy">
+        {last?.deployResult ? (
+          <span title={last.deployResult.message}>
+            <Link href={paths.deploy(id, last.deployMarker.deployId)}>{last.deployMarker.deployId}</Link>{' '}
+            <Badge state={last.deployResult.deployState} />
+          </span>
+        ) : (
+          <span className="muted">—</span>
+        )}
       </td>
       <td data-label="Pending deploy" className="col-progress">
         {r.pendingDeploy && progress ? (
@@ -149,14 +177,15 @@ function RequestRow({ r }: { r: RequestParent }) {
   );
 }
 
+// No id filled in: creating must never update a live request by accident.
 const REQUEST_TEMPLATE = `{
-  "id": "hello",
+  "id": "",
   "requestType": "SERVICE",
   "instances": 2,
-  "loadBalanced": false
+  "loadBalanced": true
 }`;
 
-function NewRequestButton() {
+function NewRequestButton({ existing }: { existing: RequestParent[] }) {
   const [text, setText] = useState(REQUEST_TEMPLATE);
   const id = useId();
   let parseError: string | undefined;
@@ -166,35 +195,65 @@ function NewRequestButton() {
   } catch (err) {
     parseError = (err as Error).message;
   }
+  const current = typeof parsed?.id === 'string' ? existing.find((r) => r.request.id === parsed?.id) : undefined;
+  // Posting replaces the request: fields left out go back to their defaults, so they show as removed.
+  const changes = current && parsed ? diffFields(current.request, parsed, new Set(['timestamp'])) : [];
+  const show = (v: unknown) => (v === undefined ? '' : JSON.stringify(v));
   return (
     <ActionButton
       label="New request"
-      title="Create a request"
-      confirmLabel="Create"
-      description={<p>Singularity request JSON. Posting an existing id updates that request.</p>}
+      title={current ? `Update request ${current.request.id}` : 'Create a request'}
+      confirmLabel={current ? `Update ${current.request.id}` : 'Create'}
+      danger={current !== undefined}
+      description={<p>Singularity request JSON.</p>}
       fields={
-        <p className="field">
-          <label htmlFor={id}>Request JSON</label>
-          <textarea
-            id={id}
-            className="code-input"
-            rows={8}
-            spellCheck={false}
-            value={text}
-            onChange={(e) => setText(e.target.value)}
-            aria-invalid={parseError ? true : undefined}
-            aria-describedby={parseError ? `${id}-err` : undefined}
-          />
-          {parseError && (
-            <span id={`${id}-err`} className="field-error">
-              Not JSON: {parseError}
-            </span>
+        <>
+          <p className="field">
+            <label htmlFor={id}>Request JSON</label>
+            <textarea
+              id={id}
+              className="code-input"
+              rows={8}
+              spellCheck={false}
+              value={text}
+              onChange={(e) => setText(e.target.value)}
+              aria-invalid={parseError ? true : undefined}
+              aria-describedby={parseError ? `${id}-err` : undefined}
+            />
+            {parseError && (
+              <span id={`${id}-err`} className="field-error">
+                Not JSON: {parseError}
+              </span>
+            )}
+          </p>
+          {current && (
+            <div className="warn-box" role="alert">
+              <p>
+                <strong>{current.request.id} exists.</strong> This updates it{changes.length === 0 ? ', with no change.' : ':'}
+              </p>
+              {changes.length > 0 && (
+                <ul className="diff" aria-label="Changes to the request">
+                  {changes.map((c) => (
+                    <li key={c.field} className={`diff-${c.kind}`}>
+                      <code>
+                        {c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~'} {c.field}
+                      </code>{' '}
+                      {c.kind === 'changed'
+                        ? `${show(c.old)} → ${show(c.new)}`
+                        : c.kind === 'added'
+                          ? show(c.new)
+                          : `${show(c.old)} (back to its default)`}
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </div>
           )}
-        </p>
+        </>
       }
       onConfirm={async () => {
-        if (parseError || !parsed || typeof parsed.id !== 'string')
-          throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required');
+        if (parseError || !parsed || typeof parsed.id !== 'string' || parsed.id.trim() === '')
+          throw new Error(parseError ? `Not JSON: ${parseError}` : 'id: required (a new request needs an id)');
         const created = await client.createRequest(parsed as { id: string });
         navigate(paths.request(created.request.id));
       }}

@@ -1,0 +1,26 @@
+-- SQLite's 0004_jobs_webhooks.sql: run-to-completion tasks are found by run id; webhooks and
+-- their queued deliveries.
+ALTER TABLE tasks ADD COLUMN run_id TEXT;
+CREATE INDEX tasks_request_run ON tasks (request_id, run_id);
+CREATE INDEX tasks_done ON tasks (live, done_at);
+
+CREATE TABLE webhooks (
+  id TEXT PRIMARY KEY,
+  doc TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+
+-- One row per (event, webhook), written in the transaction of the change. seq orders them and
+-- is the delivery id receivers de-duplicate on; a webhook's deliveries go oldest first, one at
+-- a time.
+CREATE TABLE webhook_deliveries (
+  seq BIGSERIAL PRIMARY KEY,
+  webhook_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  next_attempt_at BIGINT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  body TEXT NOT NULL
+);
+CREATE INDEX webhook_deliveries_head ON webhook_deliveries (webhook_id, seq);
