@@ -92,10 +92,10 @@ async function runSize(requests: number): Promise<Figures> {
     const start = performance.now();
     const send = () => fetch(`${server.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
     // A kept-alive connection the server closed as the request left (its 5 s idle timeout, late
-    // timers on a loaded machine) resets it: sent again once, and counted. Every call here may
+    // timers on a loaded machine) resets it or is found closed: sent again once, and counted. Every call here may
     // be repeated (a deploy posted again unchanged is answered with what exists).
     const res = await send().catch((err: unknown) => {
-      if ((err as { cause?: { code?: string } }).cause?.code !== 'ECONNRESET') throw err;
+      if (!['ECONNRESET', 'UND_ERR_SOCKET'].includes((err as { cause?: { code?: string } }).cause?.code ?? '')) throw err;
       resets++;
       return send();
     });
@@ -301,10 +301,14 @@ if (sizeIndex >= 0) {
   );
   const results: Figures[] = [];
   for (const size of SIZES) results.push(await child(size));
-  const [a, b] = results as [Figures, Figures];
+  const [a, b] = results as [Figures, Figures | undefined];
   const table = [
-    ['', ...SIZES.map((s) => `R = ${s.toLocaleString('en')}`), `ratio (×${b.requests / a.requests} R)`],
-    ...ROWS.map(([name, get, digits]) => [name, get(a).toFixed(digits), get(b).toFixed(digits), (get(b) / get(a)).toFixed(2)]),
+    ['', ...SIZES.map((s) => `R = ${s.toLocaleString('en')}`), ...(b ? [`ratio (×${b.requests / a.requests} R)`] : [])],
+    ...ROWS.map(([name, get, digits]) => [
+      name,
+      ...results.map((f) => get(f).toFixed(digits)),
+      ...(b ? [(get(b) / get(a)).toFixed(2)] : []),
+    ]),
   ];
   const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
   for (const r of table) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
