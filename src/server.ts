@@ -12,11 +12,13 @@ import { FledgeService } from './api/service.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
 import { checkFactories, loadServerChecks } from './checks/index.ts';
+import { fakeCheckFactories } from './checks/fake/index.ts';
 import { loadConfig, type ConfigInput, type FledgeConfig } from './config/index.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
 import { EventBus } from './core/events.ts';
-import { HealthMonitor } from './health/health-monitor.ts';
+import { FakeHealth } from './health/fake.ts';
+import { HealthMonitor, type HealthMonitorOptions } from './health/health-monitor.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { guardRuntime, Leadership } from './reconciler/leadership.ts';
@@ -87,7 +89,9 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       await createStore(
         config.store.kind === 'postgres'
           ? { kind: 'postgres', url: config.store.url, schedulerId, logger }
-          : { kind: 'sqlite', file: config.store.file },
+          : config.store.kind === 'memory'
+            ? { kind: 'memory' }
+            : { kind: 'sqlite', file: config.store.file },
         () => clock.now(),
       ),
       (operation, millis) => late.metrics?.observeStore(operation, millis),
@@ -196,7 +200,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const termStore = fencedStore(store, lease, () => late.leadership?.fenced(), guard);
         const balancer = await startBalancer(config, logger, guard);
         if (balancer) parts.push(() => balancer.close());
-        const checks = new CheckRunner({ store: termStore, clock, logger, factories: checkFactories, serverChecks });
+        const factories = config.checks === 'fake' ? fakeCheckFactories : checkFactories;
+        const checks = new CheckRunner({ store: termStore, clock, logger, factories, serverChecks });
         const settings: EngineSettings = {
           killGraceMillis: config.killGraceSeconds * 1000,
           backoffBaseMillis: 1000,
@@ -211,16 +216,23 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
-        const health = new HealthMonitor({
-          now: () => clock.now(),
-          onResult: (taskId, result, assessment) => {
-            metrics.observeHealth(result);
-            void loop.executor
-              .onHealthResult(taskId, result, assessment)
-              .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result'));
-          },
-          onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
-        });
+        const recordHealth: HealthMonitorOptions['onResult'] = (taskId, result, assessment) => {
+          metrics.observeHealth(result);
+          void loop.executor
+            .onHealthResult(taskId, result, assessment)
+            .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result'));
+        };
+        const health =
+          config.health === 'fake'
+            ? new FakeHealth()
+            : new HealthMonitor({
+                now: () => clock.now(),
+                onResult: recordHealth,
+                onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
+              });
+        if (health instanceof FakeHealth) {
+          health.bind((taskId, state, message) => recordHealth(taskId, undefined, { state, ...(message ? { message } : {}) }));
+        }
         const loop = new ReconcileLoop({
           store: termStore,
           runtime: guardRuntime(runtime, guard),
@@ -373,6 +385,7 @@ async function startBalancer(config: FledgeConfig, logger: Logger, guard: () => 
       logger,
     });
   }
+  if (config.lb === 'fake') return createBalancer({ kind: 'fake', logger });
   if (config.lb !== 'haproxy') return undefined;
   return createBalancer({
     kind: 'haproxy',

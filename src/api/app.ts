@@ -21,7 +21,8 @@ import type { Logger } from '../logger.ts';
 import type { TrustList } from '../net/addresses.ts';
 import { registerAuthRoutes } from './auth-routes.ts';
 import type { Authenticator } from '../auth/authenticator.ts';
-import { createGuard, identityOf, noteAudit, requestBody } from './guard.ts';
+import { createGuard, identityOf, noteAudit, redactsItself, requestBody } from './guard.ts';
+import { jsonArrayStream } from './json-stream.ts';
 import { redactSecrets } from './redact.ts';
 import { openApiDocument } from './openapi.ts';
 import { UI_DIR } from '../paths.ts';
@@ -136,7 +137,9 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/requests', async (c) => {
     const records = (await store.listRequests()).filter((r) => r.state !== 'DELETED');
-    return c.json(await Promise.all(records.map((r) => requestParent(store, r))));
+    const { redact } = redactsItself(c);
+    const body = jsonArrayStream(records, (r) => requestParent(store, r), redact ? redactSecrets : undefined);
+    return c.body(body, 200, { 'Content-Type': 'application/json' });
   });
   app.get('/api/requests/request/:id', async (c) => c.json(await requestParent(store, await getRecord(c.req.param('id')))));
   app.delete('/api/requests/request/:id', async (c) => {

@@ -59,6 +59,8 @@ interface CallState {
   identity?: Identity;
   body: string;
   audit: Partial<Pick<AuditRecord, 'requestId' | 'deployId' | 'taskId'>>;
+  /** the handler redacted its answer itself (a streamed one, which must not be read whole here) */
+  redacted?: boolean;
 }
 
 const calls = new WeakMap<Request, CallState>();
@@ -71,6 +73,13 @@ export function requestBody(c: Context): string {
 /** Who is calling (ANONYMOUS with --no-auth); undefined only on public routes without a token. */
 export function identityOf(c: Context): Identity | undefined {
   return calls.get(c.req.raw)?.identity;
+}
+
+/** Whether the caller may see secrets; when not, the handler now redacts its own (streamed) answer. */
+export function redactsItself(c: Context): { redact: boolean } {
+  const state = calls.get(c.req.raw);
+  if (state) state.redacted = true;
+  return { redact: state?.identity?.role === 'read' };
 }
 
 /** Adds what only the handler knows (e.g. the id of a deploy it created) to the audit record. */
@@ -183,7 +192,7 @@ export function createGuard(o: GuardOptions): MiddlewareHandler {
     if (verdict) c.res = verdict;
     else {
       await next();
-      if (state.identity?.role === 'read' && isJson(c.res)) await redactResponse(c);
+      if (state.identity?.role === 'read' && !state.redacted && isJson(c.res)) await redactResponse(c);
     }
     securityHeaders(c);
 

@@ -18,7 +18,13 @@ export interface FledgeConfig {
   lbHost: string;
   lbPort: number;
   dataDir: string;
-  lb: 'builtin' | 'haproxy' | 'none';
+  lb: 'builtin' | 'haproxy' | 'none' | 'fake';
+  /** the local host's runtime (fake: simulated tasks, --allow-fakes only) */
+  runtime: 'process' | 'fake';
+  /** health checks (fake: healthy at once, --allow-fakes only) */
+  health: 'probe' | 'fake';
+  /** acceptance checks (fake: every declared check succeeds, --allow-fakes only) */
+  checks: 'real' | 'fake';
   /** --lb haproxy: managed (Fledge runs `bin`) unless runtimeSocket is given (attached) */
   haproxy: HaproxyConfig;
   portRange: { from: number; to: number };
@@ -43,7 +49,7 @@ export interface FledgeConfig {
   logLevel: string;
   logFormat: 'auto' | 'pretty' | 'json';
   /** SQLite in the data dir unless --store says otherwise */
-  store: StoreLocation;
+  store: StoreLocation | { kind: 'memory' };
   /** PostgreSQL: the leader's lease and how often it is renewed */
   lease: { termMs: number; renewMs: number };
   /** the API URL this server is reached at (default from host and port) */
@@ -109,6 +115,7 @@ export type ConfigInput = OptionInput;
 
 export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): FledgeConfig {
   const o = readOptions(flags, env);
+  refuseFakes(o);
   const lb = o.lb as FledgeConfig['lb'];
   const runtimeSocket = o.haproxySocket !== undefined ? resolve(o.haproxySocket) : undefined;
   const configPath = o.haproxyConfig !== undefined ? resolve(o.haproxyConfig) : undefined;
@@ -144,6 +151,9 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
     lbPort: o.lbPort,
     dataDir: resolve(o.dataDir),
     lb,
+    runtime: o.runtime as FledgeConfig['runtime'],
+    health: o.health as FledgeConfig['health'],
+    checks: o.checks as FledgeConfig['checks'],
     haproxy,
     portRange: { from: o.portRangeFrom, to: o.portRangeTo },
     capacity: { cpus: o.cpus, memoryMb: o.memoryMb },
@@ -301,7 +311,30 @@ function trustedAddress(raw: string): string {
   return raw.trim();
 }
 
-function storeOf(spec: string | undefined, dataDir: string): StoreLocation {
+/**
+ * The fakes run nothing real (no task, no route, no probe, nothing kept): one selected by
+ * mistake in production would report a healthy fleet that does not exist. Only with --allow-fakes.
+ */
+function refuseFakes(o: ReturnType<typeof readOptions>): void {
+  if (o.allowFakes) return;
+  const fakes: [string, string, boolean][] = [
+    ['runtime', 'FLEDGE_RUNTIME', o.runtime === 'fake'],
+    ['lb', 'FLEDGE_LB', o.lb === 'fake'],
+    ['health', 'FLEDGE_HEALTH', o.health === 'fake'],
+    ['checks', 'FLEDGE_CHECKS', o.checks === 'fake'],
+    ['store', 'FLEDGE_STORE', o.store === 'memory'],
+  ];
+  const chosen = fakes.find(([, , fake]) => fake);
+  if (!chosen) return;
+  const [name, env] = chosen;
+  const value = name === 'store' ? 'memory' : 'fake';
+  throw new ConfigError(
+    `Invalid ${name} (${env}): ${value} is a fake for tests and the scale bench (it runs nothing real); give --allow-fakes (FLEDGE_ALLOW_FAKES=true) to use it`,
+  );
+}
+
+function storeOf(spec: string | undefined, dataDir: string): FledgeConfig['store'] {
+  if (spec === 'memory') return { kind: 'memory' };
   try {
     return parseStoreSpec(spec, dataDir);
   } catch (err) {

@@ -21,6 +21,8 @@ export interface HostsConfig {
   dockerHosts: HostDefinition[];
   dockerTls?: DockerTls;
   hostUnreachableSeconds: number;
+  /** the local host's runtime: processes (default), or the fake (--runtime fake) */
+  runtime?: 'process' | 'fake';
   /** the artifact fetcher's bounds (defaults: ARTIFACT_DEFAULTS) */
   artifacts?: ArtifactLimits;
 }
@@ -64,15 +66,18 @@ export function createHosts(config: HostsConfig, deps: HostsDeps): Hosts {
   const entries: HostEntry[] = [
     {
       definition: local,
-      runtime: createRuntime({
-        kind: 'process',
-        artifacts,
-        dataDir: config.dataDir,
-        portRange: config.portRange,
-        capacity: config.capacity,
-        logger: deps.logger,
-        ...(deps.peerDataDirs ? { peerDataDirs: deps.peerDataDirs } : {}),
-      }),
+      runtime:
+        config.runtime === 'fake'
+          ? createRuntime({ kind: 'fake', portRange: config.portRange, capacity: config.capacity, now: () => deps.clock.now() })
+          : createRuntime({
+              kind: 'process',
+              artifacts,
+              dataDir: config.dataDir,
+              portRange: config.portRange,
+              capacity: config.capacity,
+              logger: deps.logger,
+              ...(deps.peerDataDirs ? { peerDataDirs: deps.peerDataDirs } : {}),
+            }),
     },
   ];
   for (const def of config.dockerHosts) {

@@ -206,7 +206,7 @@ export class HostRegistry {
     // Checked again in the write queue: a release and a tick may both get here.
     const placedHere = () => [...this.#holds.values()].some((h) => h.host === id);
     await this.#update(id, (record) =>
-      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.length === 0 && !placedHere()
+      record.current.state === 'DECOMMISSIONING' && e.runtime.hostUsage().tasks.size === 0 && !placedHere()
         ? { state: 'DECOMMISSIONED', timestamp: this.#o.clock.now(), message: 'no tasks left' }
         : undefined,
     );
@@ -342,7 +342,11 @@ export class HostRegistry {
   /** Every host as placement sees it: state, reachability, attributes, capacity, what is held. */
   snapshots(): HostSnapshot[] {
     const held = new Map<string, { taskId: string; demand: TaskDemand }[]>();
-    for (const [taskId, h] of this.#holds) held.set(h.host, [...(held.get(h.host) ?? []), { taskId, demand: h.demand }]);
+    for (const [taskId, h] of this.#holds) {
+      const list = held.get(h.host);
+      if (list) list.push({ taskId, demand: h.demand });
+      else held.set(h.host, [{ taskId, demand: h.demand }]);
+    }
     return this.#entries.map((e) => {
       const d = e.definition;
       const record = this.#records.get(d.id);
@@ -356,7 +360,7 @@ export class HostRegistry {
       let heldPorts = usage.heldPorts;
       const pending = held.get(d.id);
       if (pending) {
-        const started = new Set(usage.tasks);
+        const started = usage.tasks;
         for (const { taskId, demand } of pending) {
           if (started.has(taskId)) continue;
           cpus += Math.round(demand.cpus * 1000);

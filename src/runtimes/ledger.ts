@@ -21,7 +21,8 @@ export interface HostUsage {
   portsInRange: number;
   /** every port held (a read-only view) */
   heldPorts: ReadonlySet<number>;
-  tasks: string[];
+  /** the tasks holding a reservation (a read-only view) */
+  tasks: ReadonlySet<string>;
 }
 
 export interface Reservation {
@@ -35,16 +36,22 @@ const milli = (cpus: number) => Math.round(cpus * 1000);
 
 export class ResourceLedger {
   readonly #held = new Map<string, Reservation>();
+  readonly #ids = new Set<string>();
   readonly #ports = new Set<number>();
+  // Totals kept as reservations come and go: placement reads them for every request it
+  // reconciles, and a sum over every task there made a pass grow with the square of the fleet.
+  #cpusMilli = 0;
+  #memoryMb = 0;
+  #portsInRange = 0;
 
   constructor(
     public capacity: Capacity,
     readonly portRange: PortRange,
   ) {}
 
-  /** Ids of the tasks holding a reservation. */
-  taskIds(): string[] {
-    return [...this.#held.keys()];
+  /** Ids of the tasks holding a reservation (a read-only view). */
+  taskIds(): ReadonlySet<string> {
+    return this.#ids;
   }
 
   /** Ports held now. */
@@ -65,13 +72,7 @@ export class ResourceLedger {
   }
 
   used(): Capacity {
-    let cpus = 0;
-    let memoryMb = 0;
-    for (const r of this.#held.values()) {
-      cpus += milli(r.cpus);
-      memoryMb += r.memoryMb;
-    }
-    return { cpus: cpus / 1000, memoryMb };
+    return { cpus: this.#cpusMilli / 1000, memoryMb: this.#memoryMb };
   }
 
   /** Why cpus/memory/ports do not fit now, or undefined when they do. Ports are counted, not probed. */
@@ -81,9 +82,11 @@ export class ResourceLedger {
 
   /** Ports held inside the range (literal ports a container binds outside it do not use it up). */
   portsInRange(): number {
-    let n = 0;
-    for (const p of this.#ports) if (p >= this.portRange.from && p <= this.portRange.to) n++;
-    return n;
+    return this.#portsInRange;
+  }
+
+  #inRange(port: number): boolean {
+    return port >= this.portRange.from && port <= this.portRange.to;
   }
 
   /** Every port held now (a read-only view). */
@@ -99,13 +102,24 @@ export class ResourceLedger {
   reserve(taskId: string, reservation: Reservation): void {
     this.release(taskId);
     this.#held.set(taskId, { ...reservation, ports: [...reservation.ports] });
-    for (const p of reservation.ports) this.#ports.add(p);
+    this.#ids.add(taskId);
+    this.#cpusMilli += milli(reservation.cpus);
+    this.#memoryMb += reservation.memoryMb;
+    for (const p of reservation.ports) {
+      if (!this.#ports.has(p) && this.#inRange(p)) this.#portsInRange++;
+      this.#ports.add(p);
+    }
   }
 
   release(taskId: string): void {
     const r = this.#held.get(taskId);
     if (!r) return;
     this.#held.delete(taskId);
-    for (const p of r.ports) this.#ports.delete(p);
+    this.#ids.delete(taskId);
+    this.#cpusMilli -= milli(r.cpus);
+    this.#memoryMb -= r.memoryMb;
+    for (const p of r.ports) {
+      if (this.#ports.delete(p) && this.#inRange(p)) this.#portsInRange--;
+    }
   }
 }

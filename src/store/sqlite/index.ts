@@ -31,6 +31,7 @@ import {
   type TokenRecord,
 } from '../types.ts';
 import { BUSY_TIMEOUT_MS, retryWhileBusy } from './busy.ts';
+import { cachingDatabase, type CachingDatabase } from './statements.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
@@ -54,6 +55,7 @@ export class SqliteStore implements Store {
   readonly rows: StoreRows;
   readonly #raw: Database.Database;
   readonly #db: Kysely<Tables>;
+  readonly #statements: CachingDatabase;
   readonly #q: SqlQueries;
   readonly #now: () => number;
   readonly #locks = new KeyedMutex();
@@ -70,7 +72,8 @@ export class SqliteStore implements Store {
     }
     // Never a long synchronous wait for a lock (it would stop the whole process): busy.ts retries asynchronously.
     this.#raw.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#raw }) });
+    this.#statements = cachingDatabase(this.#raw);
+    this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#statements }) });
     this.#now = options.now ?? Date.now;
     this.#q = new SqlQueries({ insertionOrder: sql`rowid` }, this.#now);
     this.cluster = new LocalCluster(this.#now);
@@ -88,6 +91,11 @@ export class SqliteStore implements Store {
           for (const table of COPIED_TABLES) await this.#q.importTable(trx, table, rows[table]);
         }),
     };
+  }
+
+  /** statements prepared so far: a repeated query is prepared once (tests) */
+  get statementsPrepared(): number {
+    return this.#statements.prepared;
   }
 
   /** The better-sqlite3 handle, for the online backup (`fledge store backup`). */

@@ -144,3 +144,27 @@ describe('sqlite file locked by another process', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 });
+
+describe('prepared statements', () => {
+  it('prepares a repeated query once, however many requests it reads and writes', async () => {
+    const store = createSqliteStore({ filename: ':memory:' });
+    await store.migrate();
+    const request = (id: string) => ({
+      request: { id, requestType: 'SERVICE' as const, instances: 1, loadBalanced: false },
+      state: 'ACTIVE' as const,
+      timestamp: 1,
+    });
+    await store.apply({ requests: [request('r0')] });
+    await store.getRequest('r0');
+    await store.listTasks({ requestId: 'r0', live: true });
+    const before = store.statementsPrepared;
+    for (let i = 1; i <= 50; i++) {
+      await store.apply({ requests: [request(`r${i}`)] });
+      await store.getRequest(`r${i}`);
+      await store.listTasks({ requestId: `r${i}`, live: true });
+    }
+    expect(store.statementsPrepared).toBe(before);
+    expect((await store.getRequest('r50'))?.request.id).toBe('r50');
+    await store.close();
+  });
+});

@@ -1,0 +1,316 @@
+// How Fledge's API, loop and store hold up as the number of requests grows:
+// `npx tsx bench/scale.ts [--quick] [--sizes R1,R2] [--instances I] [--deploys D] [--max-seconds S]`.
+//
+// For each size R (1,000 and 10,000 requests; --quick: 100 and 1,000) a child process starts
+// an in-process `fledge serve` built with the fakes (--runtime fake --lb fake --health fake
+// --checks fake), the real SQLite store on file and the real loop, and drives it through its
+// HTTP API only: R requests × I instances (default 10: 100,000 tasks at R = 10,000), then D
+// concurrent canary deploys (default 500) of load-balanced requests, while single-entity
+// reads and writes run. It prints, per size and as the ratio between sizes: API p50/p99 of
+// single reads and writes (at rest, during the list call, during the deploys), the time of
+// `GET /api/requests`, event-loop lag p99, peak RSS and the deploys' completion time. A ratio
+// near 1 means the figure does not grow with the number of requests. The machine is shared:
+// compare ratios, not absolute times. Each phase is bounded (--max-seconds per phase).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { loadConfig } from '../src/config/index.ts';
+import { silentLogger } from '../src/logger.ts';
+import type { FakeRuntime } from '../src/runtimes/fake/index.ts';
+import { startServer, type FledgeServer } from '../src/server.ts';
+import { freePort } from '../test/helpers/ports.ts';
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const num = (name: string, fallback: number) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : fallback;
+};
+const QUICK = flag('quick');
+const INSTANCES = num('instances', QUICK ? 3 : 10);
+const DEPLOYS = num('deploys', QUICK ? 50 : 500);
+const MAX_SECONDS = num('max-seconds', QUICK ? 120 : 600);
+const SIZES = argv.includes('--sizes') ? argv[argv.indexOf('--sizes') + 1]!.split(',').map(Number) : QUICK ? [100, 1_000] : [1_000, 10_000];
+/** API calls in flight at once while creating (a busy client, not a flood) */
+const CONCURRENCY = 8;
+const SAMPLES = QUICK ? 100 : 300;
+
+interface Figures {
+  requests: number;
+  tasks: number;
+  setupSeconds: number;
+  readP50: number;
+  readP99: number;
+  writeP50: number;
+  writeP99: number;
+  listMs: number;
+  listBytes: number;
+  readP99DuringList: number;
+  deploySeconds: number;
+  deployPostP99: number;
+  readP99DuringDeploys: number;
+  lagP99: number;
+  lagMax: number;
+  rssMb: number;
+  incomplete: string[];
+}
+
+// ---- the child: one size ----
+
+async function runSize(requests: number): Promise<Figures> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fledge-scale-'));
+  const incomplete: string[] = [];
+  let resets = 0;
+  const server: FledgeServer = await startServer(
+    loadConfig(
+      {
+        dataDir,
+        port: await freePort(),
+        runtime: 'fake',
+        lb: 'fake',
+        health: 'fake',
+        checks: 'fake',
+        allowFakes: true,
+        cpus: 100_000,
+        memoryMb: 1e9,
+        // fake tasks bind nothing; only the load-balanced ones take a port
+        portRangeFrom: 10_000,
+        portRangeTo: 30_000,
+        maxInstances: 10_000,
+        logLevel: 'silent',
+      },
+      {},
+    ),
+    { logger: silentLogger },
+  );
+  const fake = server.hosts.entries().find((e) => e.definition.id === 'local')!.runtime as FakeRuntime;
+  const headers = { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' };
+  const call = async (method: string, path: string, body?: unknown): Promise<{ ms: number; bytes: number; json: unknown }> => {
+    const start = performance.now();
+    const send = () => fetch(`${server.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    // A kept-alive connection the server closed as the request left (its 5 s idle timeout, late
+    // timers on a loaded machine) resets it or is found closed: sent again once, and counted. Every call here may
+    // be repeated (a deploy posted again unchanged is answered with what exists).
+    const res = await send().catch((err: unknown) => {
+      if (!['ECONNRESET', 'UND_ERR_SOCKET'].includes((err as { cause?: { code?: string } }).cause?.code ?? '')) throw err;
+      resets++;
+      return send();
+    });
+    const text = await res.text();
+    const ms = performance.now() - start;
+    if (res.status !== 200) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
+    return { ms, bytes: text.length, json: text.length < 100_000 ? JSON.parse(text) : undefined };
+  };
+
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  let rss = 0;
+  const rssTimer = setInterval(() => (rss = Math.max(rss, process.memoryUsage().rss)), 250);
+  const deadline = () => performance.now() + MAX_SECONDS * 1000;
+  const lbRequests = Math.min(DEPLOYS, requests);
+  const ids = Array.from({ length: requests }, (_, i) => `r${String(i).padStart(5, '0')}`);
+  const isLb = (i: number) => i < lbRequests;
+  const deployBody = (i: number, deployId: string, canary: boolean) => ({
+    deploy: {
+      requestId: ids[i],
+      id: deployId,
+      command: 'simulated',
+      resources: { cpus: 0.01, memoryMb: 1, numPorts: isLb(i) ? 1 : 0 },
+      ...(isLb(i) ? { serviceBasePath: `/${ids[i]}`, loadBalancerGroups: ['default'] } : {}),
+      ...(canary
+        ? { canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: Math.ceil(INSTANCES / 2), acceptanceMode: 'CHECKS' } }
+        : {}),
+      ...(canary ? { acceptanceChecks: [{ name: 'smoke', type: 'http', url: 'http://127.0.0.1:1/fake' }] } : {}),
+    },
+  });
+
+  try {
+    // ---- setup: R requests, each with an active deploy of I instances ----
+    const setupStart = performance.now();
+    const writes: number[] = [];
+    await pool(requests, CONCURRENCY, deadline(), async (i) => {
+      const id = ids[i]!;
+      writes.push((await call('POST', '/api/requests', { id, requestType: 'SERVICE', instances: INSTANCES, loadBalanced: isLb(i) })).ms);
+      writes.push((await call('POST', '/api/deploys', deployBody(i, 'd1', false))).ms);
+    }).catch((err: unknown) => incomplete.push(`setup: ${String(err)}`));
+    const allUp = await until(
+      deadline(),
+      async () => fake.running().length >= requests * INSTANCES && (await server.store.listPending()).length === 0,
+    );
+    if (!allUp) incomplete.push(`setup: ${fake.running().length} of ${requests * INSTANCES} tasks running at the deadline`);
+    const setupSeconds = (performance.now() - setupStart) / 1000;
+    progress(`R=${requests}: ${fake.running().length} tasks up in ${setupSeconds.toFixed(1)} s`);
+
+    // ---- at rest: single-entity reads and writes (safety passes run meanwhile) ----
+    lag.reset();
+    const reads: number[] = [];
+    const scaleWrites: number[] = [];
+    const pick = (n: number) => Math.floor((n * 7919) % requests);
+    const restEnd = performance.now() + (QUICK ? 6_000 : 11_000); // at least two 5 s safety passes
+    await pool(SAMPLES, 4, deadline(), async (n) => {
+      const id = ids[pick(n)]!;
+      if (n % 3 === 2)
+        scaleWrites.push(
+          (await call('POST', '/api/requests', { id, requestType: 'SERVICE', instances: INSTANCES, loadBalanced: isLb(pick(n)) })).ms,
+        );
+      else reads.push((await call('GET', `/api/requests/request/${id}`)).ms);
+      if (performance.now() < restEnd) await sleep(Math.max(0, ((restEnd - performance.now()) * 4) / (SAMPLES - n)));
+    });
+
+    // ---- GET /api/requests, with single reads running beside it ----
+    const during: number[] = [];
+    let listing = true;
+    const side = (async () => {
+      for (let n = 0; listing; n++) {
+        during.push((await call('GET', `/api/requests/request/${ids[pick(n + 1)]}`)).ms);
+        await sleep(20);
+      }
+    })();
+    const list = await call('GET', '/api/requests');
+    listing = false;
+    await side;
+    progress(`R=${requests}: GET /api/requests ${list.ms.toFixed(0)} ms, ${(list.bytes / 1e6).toFixed(1)} MB`);
+
+    // ---- D concurrent canary deploys, with single reads running beside them ----
+    const deployStart = performance.now();
+    const deployPosts: number[] = [];
+    const readsDuringDeploys: number[] = [];
+    let deploying = true;
+    const reader = (async () => {
+      for (let n = 0; deploying; n++) {
+        readsDuringDeploys.push((await call('GET', `/api/requests/request/${ids[pick(n + 3)]}`)).ms);
+        await sleep(20);
+      }
+    })();
+    await pool(lbRequests, CONCURRENCY * 4, deadline(), async (i) => {
+      deployPosts.push((await call('POST', '/api/deploys', deployBody(i, 'd2', true))).ms);
+    }).catch((err: unknown) => incomplete.push(`deploys: ${String(err)}`));
+    const done = await until(deadline(), async () => {
+      if ((await server.store.listPending()).length > 0) return false;
+      for (let i = 0; i < lbRequests; i++) if ((await server.store.getRequest(ids[i]!))?.activeDeployId !== 'd2') return false;
+      return true;
+    });
+    const deploySeconds = (performance.now() - deployStart) / 1000;
+    deploying = false;
+    await reader;
+    if (!done) incomplete.push(`deploys: not all ${lbRequests} done at the deadline`);
+    progress(`R=${requests}: ${lbRequests} canary deploys in ${deploySeconds.toFixed(1)} s`);
+
+    return {
+      requests,
+      tasks: fake.running().length,
+      setupSeconds,
+      readP50: pct(reads, 50),
+      readP99: pct(reads, 99),
+      writeP50: pct([...scaleWrites], 50),
+      writeP99: pct([...scaleWrites], 99),
+      listMs: list.ms,
+      listBytes: list.bytes,
+      readP99DuringList: pct(during, 99),
+      deploySeconds,
+      deployPostP99: pct(deployPosts, 99),
+      readP99DuringDeploys: pct(readsDuringDeploys, 99),
+      lagP99: lag.percentile(99) / 1e6,
+      lagMax: lag.max / 1e6,
+      rssMb: Math.max(rss, process.memoryUsage().rss) / 1024 / 1024,
+      incomplete: resets > 0 ? [...incomplete, `${resets} API call(s) reset by the server and sent again`] : incomplete,
+    };
+  } finally {
+    clearInterval(rssTimer);
+    lag.disable();
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Run `count` jobs, `width` at a time; stops starting new ones past the deadline. */
+async function pool(count: number, width: number, deadlineAt: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(width, count) }, async () => {
+    while (next < count) {
+      if (performance.now() > deadlineAt) throw new Error(`deadline passed after ${next} of ${count}`);
+      await job(next++);
+    }
+  });
+  await Promise.all(workers);
+}
+
+async function until(deadlineAt: number, cond: () => Promise<boolean>): Promise<boolean> {
+  while (performance.now() < deadlineAt) {
+    if (await cond()) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+function pct(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+// ---- the parent: one child per size, then the table ----
+
+function child(requests: number): Promise<Figures> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...argv, '--size', String(requests)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.on('error', reject);
+    proc.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`size ${requests} exited with ${code}`));
+      resolve(JSON.parse(out) as Figures);
+    });
+  });
+}
+
+const ROWS: [string, (f: Figures) => number, number][] = [
+  ['tasks', (f) => f.tasks, 0],
+  ['setup (s)', (f) => f.setupSeconds, 1],
+  ['GET request p50 (ms)', (f) => f.readP50, 1],
+  ['GET request p99 (ms)', (f) => f.readP99, 1],
+  ['POST request p50 (ms)', (f) => f.writeP50, 1],
+  ['POST request p99 (ms)', (f) => f.writeP99, 1],
+  ['GET /api/requests (ms)', (f) => f.listMs, 0],
+  ['GET /api/requests (MB)', (f) => f.listBytes / 1e6, 1],
+  ['GET request p99 during list (ms)', (f) => f.readP99DuringList, 1],
+  ['canary deploys done (s)', (f) => f.deploySeconds, 1],
+  ['POST deploy p99 (ms)', (f) => f.deployPostP99, 1],
+  ['GET request p99 during deploys (ms)', (f) => f.readP99DuringDeploys, 1],
+  ['event-loop lag p99 (ms)', (f) => f.lagP99, 1],
+  ['event-loop lag max (ms)', (f) => f.lagMax, 0],
+  ['peak RSS (MB)', (f) => f.rssMb, 0],
+];
+
+const sizeIndex = argv.indexOf('--size');
+if (sizeIndex >= 0) {
+  const figures = await runSize(Number(argv[sizeIndex + 1]));
+  process.stdout.write(JSON.stringify(figures));
+  process.exit(0);
+} else {
+  console.log(
+    `fledge scale bench: ${INSTANCES} instances per request, ${DEPLOYS} concurrent canary deploys (fake runtime, LB, health, checks; SQLite on file)`,
+  );
+  const results: Figures[] = [];
+  for (const size of SIZES) results.push(await child(size));
+  const [a, b] = results as [Figures, Figures | undefined];
+  const table = [
+    ['', ...SIZES.map((s) => `R = ${s.toLocaleString('en')}`), ...(b ? [`ratio (×${b.requests / a.requests} R)`] : [])],
+    ...ROWS.map(([name, get, digits]) => [
+      name,
+      ...results.map((f) => get(f).toFixed(digits)),
+      ...(b ? [(get(b) / get(a)).toFixed(2)] : []),
+    ]),
+  ];
+  const widths = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+  for (const r of table) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
+  for (const f of results) for (const note of f.incomplete) console.log(`R = ${f.requests}: NOTE ${note}`);
+}
