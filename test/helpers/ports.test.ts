@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { candidateBlocks, ephemeralRange, freePort, reservePorts } from './ports.ts';
+import { createServer } from 'node:net';
+import { candidateBlocks, ephemeralRange, freePort, listeningPorts, reservePorts } from './ports.ts';
 
 describe('test ports', () => {
   it('reads the ephemeral range, and falls back when the file is missing', () => {
@@ -59,6 +60,20 @@ describe('test ports', () => {
         // gone
       }
     }
+  });
+
+  it('sees a listener, and never hands out a block where something listens', async () => {
+    const held = reservePorts(1);
+    const stray = createServer();
+    await new Promise<void>((resolve) => stray.listen(held.from, '127.0.0.1', resolve));
+    try {
+      expect(listeningPorts().has(held.from)).toBe(true);
+    } finally {
+      await new Promise((resolve) => stray.close(resolve));
+    }
+    // every candidate port taken by a listener (a process an ended test left behind): none given
+    const busy = new Set(candidateBlocks().flatMap((s) => Array.from({ length: 50 }, (_, i) => s + i)));
+    expect(() => reservePorts(1, { busy })).toThrow(/no 1 free test ports/);
   });
 
   it('freePort gives a bindable reserved port each time', async () => {

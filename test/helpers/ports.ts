@@ -125,7 +125,7 @@ function installExitHook(): void {
  * Reserve `count` consecutive ports for the rest of this process's life. Synchronous, so a test
  * file can reserve its task port range at module level.
  */
-export function reservePorts(count: number): PortRange {
+export function reservePorts(count: number, options: { busy?: ReadonlySet<number> } = {}): PortRange {
   if (!Number.isInteger(count) || count < 1 || count > 20 * BLOCK) throw new Error(`reservePorts: bad count ${count}`);
   mkdirSync(DIR, { recursive: true, mode: 0o1777 });
   installExitHook();
@@ -136,9 +136,13 @@ export function reservePorts(count: number): PortRange {
     .map((s) => [Math.random(), s] as const)
     .sort((a, b) => a[0] - b[0])
     .map(([, s]) => s);
+  const busy = options.busy ?? listeningPorts();
   for (const first of order) {
     const run = Array.from({ length: blocks }, (_, i) => first + i * BLOCK);
     if (!run.every((s) => starts.includes(s))) continue;
+    // A block released by an ended test process may still have a listener of a process it left
+    // behind (a task, a proxy, on its way out): skip it rather than hand out a taken port.
+    if (busy.size > 0 && run.some((s) => Array.from({ length: BLOCK }, (_, i) => s + i).some((p) => busy.has(p)))) continue;
     const got: number[] = [];
     for (const s of run) {
       if (!tryClaim(s)) break;
@@ -152,6 +156,27 @@ export function reservePorts(count: number): PortRange {
     }
   }
   throw new Error(`reservePorts: no ${count} free test ports outside the ephemeral range (${DIR} holds the reservations)`);
+}
+
+/** Local TCP ports something listens on now, from /proc/net/tcp{,6} (empty where unreadable). */
+export function listeningPorts(files = ['/proc/net/tcp', '/proc/net/tcp6']): Set<number> {
+  const ports = new Set<number>();
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      // state 0A is LISTEN; local is ADDR:PORT in hex
+      if (state !== '0A' || !local) continue;
+      const port = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+      if (Number.isInteger(port)) ports.add(port);
+    }
+  }
+  return ports;
 }
 
 function bindable(port: number): Promise<boolean> {

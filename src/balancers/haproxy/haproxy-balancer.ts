@@ -319,9 +319,11 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     // At least one spare backend at start, like at runtime (a full configuration gains a batch).
     // Restarting with spares left changes nothing, so an adopted HAProxy needs no reload.
     if (this.#slots < this.#usedSlots() + 1) this.#slots = this.#usedSlots() + this.#spare;
+    let fresh = false;
     if (this.#process) {
       const before = readIfExists(this.paths.configPath);
       if ((await this.#process.start()) === 'adopted') await this.#afterAdopt(before);
+      else fresh = true;
     } else {
       // Attached: write what HAProxy should run; reload only when it lacks backends (another
       // scheduler added a batch, or it was started from an older file), then repair servers and
@@ -343,7 +345,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       await this.reconcile();
     }
     this.#scheduleDrainPoll();
-    this.#trafficLog.start();
+    this.#trafficLog.start({ fresh });
     if (this.#reconcileIntervalMs > 0) {
       this.#reconcileTimer = setInterval(() => {
         this.reconcile().catch((err: unknown) => this.#logger.warn({ err }, 'haproxy reconcile failed'));

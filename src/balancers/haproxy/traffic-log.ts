@@ -67,7 +67,12 @@ export class HaproxyTrafficLog {
     this.#o = options;
   }
 
-  start(): void {
+  /**
+   * `fresh`: the worker was just started by Fledge, so everything in its ring is Fledge's to
+   * count — read from its start, or requests served before the first connection would be lost.
+   */
+  start(options: { fresh?: boolean } = {}): void {
+    if (options.fresh) this.#connectedOnce = true;
     void this.#connect();
   }
 
