@@ -179,7 +179,8 @@ export function balancerContract(
           return t.total.requests >= n;
         },
         `${n} requests counted for ${service.serviceId}`,
-        { timeoutMs },
+        // only how long a failure takes to show: a loaded machine delays HAProxy's log lines
+        { timeoutMs: Math.max(timeoutMs, 15_000) },
       );
       return t!;
     }

@@ -108,6 +108,9 @@ export class HaproxyTrafficLog {
     const fromEnd = !this.#connectedOnce || (pid !== undefined && pid === this.#pid && !this.#seen.has(pid));
     this.#connectedOnce = true;
     if (pid !== undefined) this.#pid = pid;
+    // Read from its start: every line of this worker is Fledge's from now on, so a reconnection
+    // before any traffic reads from the start too (deduplicated), never from the end.
+    if (!fromEnd && pid !== undefined && !this.#seen.has(pid)) this.#seen.set(pid, -1);
     const socket = net.createConnection(this.#o.socketPath);
     this.#socket = socket;
     this.#buffer = '';
