@@ -84,7 +84,8 @@ export function parseCookies(header: string | string[] | undefined): Map<string,
   return out;
 }
 
-const TOKEN = /^[!#$%&*+.^_`|~0-9A-Za-z-]{1,64}$/;
+/** An RFC 7230 token without ' $ % (HAProxy's configuration cannot carry them as written). */
+const TOKEN = /^[!#&*+.^_`|~0-9A-Za-z-]{1,64}$/;
 const VALUE = /^[A-Za-z0-9._~:@+=/*!^|-]{1,256}$/;
 
 /**

@@ -420,6 +420,12 @@ export interface RequestRecord {
   lbHandedOver?: LbOperationRef[];
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
+  /**
+   * The pending deploy whose routing (canaryDeploySettings.routing) the LB may hold: once that
+   * deploy is no longer pending, the next LB operation clears it — one with no membership
+   * change when none is due (lb-membership.ts).
+   */
+  lbRouting?: string;
   /** run-to-completion requests: the schedule, the queue, what ran */
   jobs?: JobState;
   /** Singularity's expiring actions: each is undone at startMillis + durationMillis (core/request/expiring.ts) */

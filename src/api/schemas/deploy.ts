@@ -138,14 +138,14 @@ const healthcheckSchema = nullsAsAbsent(
 );
 
 /**
- * Routing names: an RFC 7230 token (header and cookie names alike), without the apostrophe,
- * which HAProxy's configuration cannot carry in a sample fetch's argument.
+ * Routing names: an RFC 7230 token (header and cookie names alike) without ' $ %, which
+ * HAProxy's configuration cannot carry as written (a quote, an environment variable, a log format).
  */
 export const ROUTING_LIMITS = { rules: 16, name: 64, value: 256 } as const;
 const routingName = z
   .string()
-  .regex(new RegExp(`^[!#$%&*+.^_\`|~0-9A-Za-z-]{1,${ROUTING_LIMITS.name}}$`), {
-    error: `must be an RFC 7230 token of 1-${ROUTING_LIMITS.name} characters: letters, digits and !#$%&*+-.^_\`|~ (no apostrophe)`,
+  .regex(new RegExp(`^[!#&*+.^_\`|~0-9A-Za-z-]{1,${ROUTING_LIMITS.name}}$`), {
+    error: `must be an RFC 7230 token of 1-${ROUTING_LIMITS.name} characters: letters, digits and !#&*+-.^_\`|~ (not ' $ %)`,
   });
 // A value both balancers compare byte for byte, written as is into HAProxy's configuration.
 const routingValue = z
