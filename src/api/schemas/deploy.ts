@@ -142,17 +142,13 @@ const healthcheckSchema = nullsAsAbsent(
  * HAProxy's configuration cannot carry as written (a quote, an environment variable, a log format).
  */
 export const ROUTING_LIMITS = { rules: 16, name: 64, value: 256 } as const;
-const routingName = z
-  .string()
-  .regex(new RegExp(`^[!#&*+.^_\`|~0-9A-Za-z-]{1,${ROUTING_LIMITS.name}}$`), {
-    error: `must be an RFC 7230 token of 1-${ROUTING_LIMITS.name} characters: letters, digits and !#&*+-.^_\`|~ (not ' $ %)`,
-  });
+const routingName = z.string().regex(new RegExp(`^[!#&*+.^_\`|~0-9A-Za-z-]{1,${ROUTING_LIMITS.name}}$`), {
+  error: `must be an RFC 7230 token of 1-${ROUTING_LIMITS.name} characters: letters, digits and !#&*+-.^_\`|~ (not ' $ %)`,
+});
 // A value both balancers compare byte for byte, written as is into HAProxy's configuration.
-const routingValue = z
-  .string()
-  .regex(new RegExp(`^[A-Za-z0-9._~:@+=/*!^|-]{1,${ROUTING_LIMITS.value}}$`), {
-    error: `must be 1-${ROUTING_LIMITS.value} characters of letters, digits and ._~:@+=/*!^|-`,
-  });
+const routingValue = z.string().regex(new RegExp(`^[A-Za-z0-9._~:@+=/*!^|-]{1,${ROUTING_LIMITS.value}}$`), {
+  error: `must be 1-${ROUTING_LIMITS.value} characters of letters, digits and ._~:@+=/*!^|-`,
+});
 const routingMatchSchema = z.union([
   z.strictObject({ header: routingName, value: routingValue.optional() }),
   z.strictObject({ cookie: routingName, value: routingValue.optional() }),
@@ -175,7 +171,11 @@ const routingSchema = nullsAsAbsent(
             if (s.cookie === undefined && s.header === undefined)
               ctx.addIssue({ code: 'custom', path: ['cookie'], message: 'cookie or header is required' });
             if (s.header !== undefined && s.percent === undefined)
-              ctx.addIssue({ code: 'custom', path: ['percent'], message: 'is required with header (the share of its values sent to the new deploy)' });
+              ctx.addIssue({
+                code: 'custom',
+                path: ['percent'],
+                message: 'is required with header (the share of its values sent to the new deploy)',
+              });
             if (s.header === undefined && s.percent !== undefined)
               ctx.addIssue({ code: 'custom', path: ['header'], message: 'is required with percent' });
           }),
@@ -192,7 +192,7 @@ const canarySchema = nullsAsAbsent(
   z.strictObject({
     routing: routingSchema
       .optional()
-      .describe('Fledge\'s own: requests by header or cookie, and sticky cohorts, sent to the new deploy while it is pending'),
+      .describe("Fledge's own: requests by header or cookie, and sticky cohorts, sent to the new deploy while it is pending"),
     enableCanaryDeploy: z.boolean().default(C.enableCanaryDeploy),
     instanceGroupSize: count(1, LIMITS.instances).default(C.instanceGroupSize),
     acceptanceMode: z.enum(ACCEPTANCE_MODES).default(C.acceptanceMode),
@@ -479,7 +479,11 @@ function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): v
         message: 'needs enableCanaryDeploy: true (an atomic swap has no moment where two versions serve)',
       });
     if (d.serviceBasePath === undefined)
-      ctx.addIssue({ code: 'custom', path: [routingOf, 'routing'], message: 'needs serviceBasePath (routing is done by the load balancer)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [routingOf, 'routing'],
+        message: 'needs serviceBasePath (routing is done by the load balancer)',
+      });
   }
   if (d.command === undefined && !d.arguments?.length && d.executorData !== undefined && d.executorData.cmd.trim() === '') {
     ctx.addIssue({ code: 'custom', path: ['executorData', 'cmd'], message: 'must not be empty when the deploy has no command' });

@@ -221,7 +221,12 @@ export function renderConfig(m: ConfigModel): string {
  * `use-server` — a version without a server in rotation has no entry, and the normal balancing
  * applies (never a 503). The sticky cookie names the deploy of the server that answered.
  */
-export function routingLines(backend: string, basePath: string, rules: RoutingRules, m: Pick<ConfigModel, 'routingMap' | 'routingServersMap'>): string[] {
+export function routingLines(
+  backend: string,
+  basePath: string,
+  rules: RoutingRules,
+  m: Pick<ConfigModel, 'routingMap' | 'routingServersMap'>,
+): string[] {
   const on = '{ var(txn.fl_dep) -m found }';
   const unset = '!{ var(txn.fl_ver) -m found }';
   const out = [

@@ -474,7 +474,9 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         }
         op.data.pending.clear();
         // Servers back in rotation are routed to again.
-        await this.#syncRoutingMaps().catch((err: unknown) => this.#logger.warn({ err, operationId }, 'could not rewrite the routing maps'));
+        await this.#syncRoutingMaps().catch((err: unknown) =>
+          this.#logger.warn({ err, operationId }, 'could not rewrite the routing maps'),
+        );
         this.#persist();
         this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
         this.#logger.info({ operationId }, 'LB operation canceled');
@@ -1029,7 +1031,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     for (const entry of this.#services.values()) {
       if (!entry.routing) continue;
       const inRotation = [...entry.servers.values()].filter((s) => !s.draining);
-      routing.push(...routingMapEntries(entry.slot, entry.routing.deployId, inRotation.map((s) => ({ name: s.name, ...deployOf(s.upstream) }))));
+      routing.push(
+        ...routingMapEntries(
+          entry.slot,
+          entry.routing.deployId,
+          inRotation.map((s) => ({ name: s.name, ...deployOf(s.upstream) })),
+        ),
+      );
       for (const s of entry.servers.values()) if (s.upstream.deployId !== undefined) servers.push([s.name, s.upstream.deployId]);
     }
     return { routing, servers };

@@ -113,7 +113,11 @@ export function issueLbOperation(ctx: RequestContext, record: RequestRecord, tas
   const removeIds = remove.map((t) => t.taskId.id);
   const { lbRouting: _cleared, ...unrouted } = record;
   return {
-    record: { ...(clearRouting ? unrouted : record), lbSeq: seq, lbOperation: { operationId, add: addIds, remove: removeIds, startedAt: now } },
+    record: {
+      ...(clearRouting ? unrouted : record),
+      lbSeq: seq,
+      lbOperation: { operationId, add: addIds, remove: removeIds, startedAt: now },
+    },
     tasks: changes,
     actions: [{ kind: 'lbApply', operationId, add: addIds, remove: removeIds }],
   };
