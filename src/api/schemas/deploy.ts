@@ -11,6 +11,7 @@ import {
   type FledgeRequest,
   type HealthcheckOptions,
   type Resources,
+  type RoutingMatch,
 } from '../../core/model.ts';
 import {
   attachWarnings,
@@ -149,15 +150,21 @@ const routingName = z.string().regex(new RegExp(`^[!#&*+.^_\`|~0-9A-Za-z-]{1,${R
 const routingValue = z.string().regex(new RegExp(`^[A-Za-z0-9._~:@+=/*!^|-]{1,${ROUTING_LIMITS.value}}$`), {
   error: `must be 1-${ROUTING_LIMITS.value} characters of letters, digits and ._~:@+=/*!^|-`,
 });
-const routingMatchSchema = z.union([
-  z.strictObject({ header: routingName, value: routingValue.optional() }),
-  z.strictObject({ cookie: routingName, value: routingValue.optional() }),
-]);
+const routingMatchSchema = z
+  .strictObject({ header: routingName.optional(), cookie: routingName.optional(), value: routingValue.optional() })
+  .superRefine((r, ctx) => {
+    if ((r.header === undefined) === (r.cookie === undefined))
+      ctx.addIssue({ code: 'custom', path: ['header'], message: 'give header or cookie (one of them) for each rule' });
+  })
+  .transform(({ header, cookie, value }): RoutingMatch => {
+    const v = value !== undefined ? { value } : {};
+    return header !== undefined ? { header, ...v } : { cookie: cookie ?? '', ...v };
+  });
 const routingSchema = nullsAsAbsent(
   z
     .strictObject({
       match: z
-        .array(routingMatchSchema, { error: 'each rule is { "header": name, "value"?: v } or { "cookie": name, "value"?: v }' })
+        .array(routingMatchSchema)
         .max(ROUTING_LIMITS.rules)
         .default(() => []),
       sticky: nullsAsAbsent(
