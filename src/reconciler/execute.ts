@@ -725,7 +725,14 @@ export class Executor {
     for (const [requestId, ids] of byRequest) {
       const { service, upstreams } = await this.#resolveUpstreams(requestId, ids);
       if (!service) continue;
-      await balancer.apply(`${requestId}-restore-${this.#d.clock.now()}`, service, [...upstreams.values()], []);
+      // With the pending deploy's routing: a restarted builtin proxy routes testers and cohorts as before.
+      const routing = await this.#routingOf(requestId);
+      await balancer.apply(
+        `${requestId}-restore-${this.#d.clock.now()}`,
+        routing ? { ...service, routing } : service,
+        [...upstreams.values()],
+        [],
+      );
     }
   }
 
