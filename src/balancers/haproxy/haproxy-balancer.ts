@@ -780,6 +780,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     }
   }
 
+  /** The pid of the worker answering on the stats socket (undefined while none answers). */
+  async #workerPid(): Promise<number | undefined> {
+    const info = await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs).catch(() => '');
+    const pid = /^Pid: (\d+)/m.exec(info)?.[1];
+    return pid === undefined ? undefined : Number(pid);
+  }
+
   async #backendExists(backend: string): Promise<boolean> {
     const answer = await haproxyCommand(this.paths.runtimeSocket, `show servers state ${backend}`, this.#cmdTimeoutMs).catch(() => '');
     return /# be_id/.test(answer);
@@ -875,8 +882,16 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   async #reload(): Promise<void> {
     this.#writeFiles();
     if (this.#process) await this.#process.reload();
-    else if (this.paths.masterSocket) await this.#attachedReload();
-    else throw new Error('new routing rules need an haproxy reload: give the attached balancer a masterSocket');
+    else if (this.paths.masterSocket) {
+      // The rules are live once a new worker answers on the stats socket (maps go to it next).
+      const before = await this.#workerPid();
+      await this.#attachedReload();
+      const deadline = Date.now() + 10_000;
+      for (let pid = await this.#workerPid(); pid === undefined || pid === before; pid = await this.#workerPid()) {
+        if (Date.now() > deadline) throw new Error('haproxy did not start a worker with the new routing rules');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } else throw new Error('new routing rules need an haproxy reload: give the attached balancer a masterSocket');
     this.#trafficLog.reconnect();
     await this.#reapplyServerStates();
   }

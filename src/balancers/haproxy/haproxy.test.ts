@@ -12,6 +12,7 @@ import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
 import { silentLogger } from '../../logger.ts';
+import { startAttachedHaproxy } from '../../../test/helpers/haproxy-attached.ts';
 import { freePort } from '../../../test/helpers/ports.ts';
 
 function isAlive(pid: number): boolean {
@@ -345,6 +346,48 @@ describe('haproxy balancer', () => {
       expect(ok).toBeGreaterThan(20);
       expect((await balancer.pids()).filter((p) => !reloaded.includes(p))).toEqual([]);
       await balancer.close();
+    });
+
+    it('attached: new rules reload the HAProxy the user runs through its master socket, then the maps follow', async () => {
+      const attached = await startAttachedHaproxy(await freePort());
+      try {
+        const balancer = await createHaproxyBalancer({
+          mode: 'attached',
+          runtimeSocket: attached.statsSocket,
+          configPath: attached.configPath,
+          masterSocket: attached.masterSocket,
+          port: attached.port,
+          reconcileIntervalMs: 0,
+          drainPollMs: 20,
+        });
+        started.push(balancer);
+        const [old, fresh] = [await up('old'), await up('new')];
+        const s = await settled(
+          balancer,
+          (
+            await balancer.apply(
+              'add',
+              routed('v2'),
+              [
+                { ...old.upstream(), deployId: 'v1' },
+                { ...fresh.upstream(), deployId: 'v2' },
+              ],
+              [],
+            )
+          ).operationId,
+          15_000,
+        );
+        expect(s.state, s.message).toBe('SUCCESS');
+        expect(await onlyNew(attached.port)).toEqual(['new']);
+        expect(await balancer.reconcile()).toEqual([]);
+        await balancer.close();
+      } finally {
+        try {
+          process.kill(-attached.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
     });
 
     it('routing survives HAProxy killed (restarted from the files) and Fledge restarted (state.json)', async () => {
