@@ -614,31 +614,33 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         for (const server of entry.servers.values()) wanted.set(`${entry.slot}/${server.name}`, { entry, server });
       }
       const ours = (backend: string) => /^fledge_b\d+$/.test(backend);
-      // Servers that should serve are put right first, and unknown ones removed only after, so
-      // a repair never leaves a backend with nothing in rotation.
+      // Servers that should serve are put right first, then the ones that should drain, and
+      // unknown ones are removed last: a repair never leaves a backend with nothing in rotation.
+      const drains: string[] = [];
       for (const [key, { entry, server }] of wanted) {
         const row = live.get(key);
         const { host, port } = server.upstream;
         if (!row) {
           if (!this.#slotExists(rows, entry.slot) && !(await this.#backendExists(entry.slot))) continue;
           await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          if (server.draining) drains.push(key);
           else await this.#enable(key);
           repairs.push(`re-added server ${key} (${host}:${port}), missing from haproxy`);
         } else if (row.host !== host || row.port !== port) {
           await this.#deleteServer(entry.slot, server.name, true);
           await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          if (server.draining) drains.push(key);
           else await this.#enable(key);
           repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
         } else if (server.draining && !row.drain && !row.maint) {
-          await this.#cmd(`set server ${key} state drain`);
+          drains.push(key);
           repairs.push(`server ${key} set back to drain`);
         } else if (!server.draining && (row.maint || row.drain)) {
           await this.#cmd(`set server ${key} state ready`);
           repairs.push(`server ${key} put back into rotation (haproxy had it ${row.maint ? 'in maintenance' : 'draining'})`);
         }
       }
+      for (const key of drains) await this.#cmd(`set server ${key} state drain`);
       for (const [key, row] of live) {
         if (!ours(row.backend) || wanted.has(key)) continue;
         // No new requests at once; requests in flight on it finish, and it is deleted when idle
