@@ -143,11 +143,7 @@ describe('the routing of a pending deploy (canaryDeploySettings.routing)', () =>
   const canary = testTask(routed, 1, 'in-lb', T0 + 1);
   const observe = (record: RequestRecord, intents: DeployIntent[], tasks: TaskRecord[]) => {
     const pending = testPending(routed, request, { phase: 'ACCEPTANCE', stepReadyAt: T0, deadline: T0 + 3_600_000 }, { intents });
-    return stepRequest(
-      testObservation({ request, activeDeploy: served, pending, pendingDeploy: routed, tasks }),
-      record,
-      T0 + 1000,
-    );
+    return stepRequest(testObservation({ request, activeDeploy: served, pending, pendingDeploy: routed, tasks }), record, T0 + 1000);
   };
 
   it('is remembered while the deploy is pending, and cleared by the operation that takes the canary out after a cancel', () => {
