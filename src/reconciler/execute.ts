@@ -502,9 +502,10 @@ export class Executor {
       this.#d.wake(requestId);
       return;
     }
+    // Read with the upstreams, outside the try: a store that cannot answer fails the action (retried), not the operation.
+    const routing = await this.#routingOf(requestId);
     const pick = (ids: string[]) => ids.map((id) => upstreams.get(id)).filter((u): u is Upstream => u !== undefined);
     try {
-      const routing = await this.#routingOf(requestId);
       const status = await balancer.apply(operationId, routing ? { ...service, routing } : service, pick(add), pick(remove));
       this.#lbStates.set(operationId, status);
     } catch (err) {
