@@ -201,7 +201,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const balancer = await startBalancer(config, logger, guard);
         if (balancer) parts.push(() => balancer.close());
         const factories = config.checks === 'fake' ? fakeCheckFactories : checkFactories;
-        const checks = new CheckRunner({ store: termStore, clock, logger, factories, serverChecks });
+        const checks = new CheckRunner({ store: termStore, clock, logger, factories, serverChecks, ...(balancer ? { balancer } : {}) });
         const settings: EngineSettings = {
           killGraceMillis: config.killGraceSeconds * 1000,
           backoffBaseMillis: 1000,

@@ -128,6 +128,7 @@ export class EngineFixture {
       logger: silentLogger,
       factories: this.options.factories ?? {},
       serverChecks: this.options.serverChecks ?? [],
+      balancer: this.balancer,
     });
     this.loop = new ReconcileLoop({
       store: this.store,
