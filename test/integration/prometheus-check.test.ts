@@ -7,9 +7,14 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FledgeClient } from '../../src/api/client.ts';
 import { prometheusCheckFactory } from '../../src/checks/prometheus/index.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import { startServer, type FledgeServer } from '../../src/server.ts';
 import type { CheckContext } from '../../src/checks/types.ts';
 import type { AcceptanceCheckSpec, Deploy, FledgeRequest, TaskId } from '../../src/core/model.ts';
+import { exampleDeploy, serviceRequest, waitForDeployResult } from '../helpers/example-service.ts';
+import { boundedClient, cleanup, tempDataDir, trackTasks } from '../helpers/fledge-process.ts';
 import { reservePorts } from '../helpers/ports.ts';
 import { waitFor } from '../helpers/wait-for.ts';
 
@@ -168,5 +173,82 @@ describe.skipIf(!present)('prometheus check against a real Prometheus', () => {
     // a url the server does not allow is refused at each call
     const other = prometheusCheckFactory({ url: PROM_URL, allow: [] })(spec({ query: 'up', max: 1, url: 'http://127.0.0.2:9090' }));
     await expect(other.evaluate(context())).rejects.toThrow('127.0.0.2:9090 is not a Prometheus server this server may query');
+  });
+
+  describe('deployed through the API of a server started with --prometheus-url', () => {
+    const taskRange = reservePorts(20);
+    let server: FledgeServer | undefined;
+    let client: FledgeClient;
+    const deploy = (id: string, check: Record<string, unknown>) =>
+      exampleDeploy('svc', id, {
+        deploy: {
+          canaryDeploySettings: { acceptanceMode: 'CHECKS' },
+          acceptanceChecks: [{ name: 'errors', type: 'prometheus', intervalSeconds: 0.5, ...check } as never],
+        },
+      });
+
+    beforeAll(async () => {
+      server = await startServer(
+        loadConfig(
+          {
+            host: '127.0.0.1',
+            port: 0,
+            lb: 'none',
+            portRangeFrom: taskRange.from,
+            portRangeTo: taskRange.to,
+            dataDir: tempDataDir(),
+            prometheusUrl: PROM_URL,
+            killGraceSeconds: 2,
+            logLevel: 'warn',
+          },
+          {},
+        ),
+        {},
+      );
+      client = boundedClient(server.url, server.adminToken);
+      await client.createRequest(serviceRequest('svc', 1));
+    });
+
+    afterAll(async () => {
+      try {
+        if (server) {
+          trackTasks(await client.requestTasks('svc').catch(() => []));
+          await client.deleteRequest('svc').catch(() => undefined);
+          const s = server;
+          await waitFor(async () => (await s.store.listTasks({ requestId: 'svc', live: true })).length === 0, {
+            timeoutMs: 20_000,
+            intervalMs: 50,
+          }).catch(() => undefined);
+          await server.close();
+          server = undefined;
+        }
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('passes a deploy under its max and fails one over it, with the value in the message', async () => {
+      // 98 500s counted across the four scraped tasks
+      const total = 'sum(app_requests_total{code="500"})';
+      await client.createDeploy(deploy('v1', { query: total, max: 200 }));
+      const passed = await waitForDeployResult(client, 'svc', 'v1', 30_000);
+      expect(passed.deployResult.deployState, passed.deployResult.message).toBe('SUCCEEDED');
+      await client.createDeploy(deploy('v2', { query: total, max: 10 }));
+      const failed = await waitForDeployResult(client, 'svc', 'v2', 30_000);
+      expect(failed.deployResult.deployState).toBe('FAILED');
+      expect(failed.deployResult.message).toBe('Acceptance check errors failed: 98: FAILED (> max 10)');
+    });
+
+    it('refuses a check naming a Prometheus the server may not ask, with a 400 on its url', async () => {
+      const res = await fetch(`${server!.url}/api/deploys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${server!.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(deploy('v3', { query: 'up', max: 1, url: 'http://169.254.169.254/' })),
+      });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as { message: string; details: { field: string }[] };
+      expect(body.message).toContain('169.254.169.254 is not a Prometheus server this server may query');
+      expect(body.details.map((d) => d.field)).toEqual(['deploy.acceptanceChecks[0].url']);
+    });
   });
 });
