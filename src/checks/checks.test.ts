@@ -25,6 +25,7 @@ const context = (): CheckContext => ({
   step: 2,
   taskIds: { newActive: [{ id: 'new-1' } as never], newInactive: [], otherActive: [{ id: 'old-2' } as never] },
   deployIds: { new: 'd2', old: ['d1'] },
+  now: Date.now(),
   signal: AbortSignal.timeout(5000),
 });
 

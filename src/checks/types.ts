@@ -16,6 +16,8 @@ export interface CheckContext {
    * absent when this server runs no balancer.
    */
   traffic?: (window: TrafficWindow) => Promise<ServiceTraffic>;
+  /** when the check is asked (epoch ms, the scheduler's clock: the balancer's counters run on it too) */
+  now: number;
   /** aborts when the check's timeout passes */
   signal: AbortSignal;
 }

@@ -69,7 +69,9 @@ describe('server options', () => {
 
   it('shapes the prometheus options: no server and nothing allowed by default', () => {
     expect(loadConfig({}, {}).prometheus).toEqual({ allow: [] });
-    expect(loadConfig({}, { FLEDGE_PROMETHEUS_URL: 'http://127.0.0.1:9090/', FLEDGE_PROMETHEUS_ALLOW: '10.0.0.0/8,prom.internal' }).prometheus).toEqual({
+    expect(
+      loadConfig({}, { FLEDGE_PROMETHEUS_URL: 'http://127.0.0.1:9090/', FLEDGE_PROMETHEUS_ALLOW: '10.0.0.0/8,prom.internal' }).prometheus,
+    ).toEqual({
       url: 'http://127.0.0.1:9090',
       allow: ['10.0.0.0/8', 'prom.internal'],
     });

@@ -109,10 +109,10 @@ export class CheckRunner {
     return factory?.(spec);
   }
 
-  async #ask(check: Check, context: Omit<CheckContext, 'signal'>) {
+  async #ask(check: Check, context: Omit<CheckContext, 'signal' | 'now'>) {
     const signal = AbortSignal.timeout(check.timeoutSeconds * 1000);
     try {
-      return await check.evaluate({ ...context, signal });
+      return await check.evaluate({ ...context, now: this.#d.clock.now(), signal });
     } catch (err) {
       this.#d.logger.warn({ err, check: check.name }, 'acceptance check threw');
       return check.failOnError

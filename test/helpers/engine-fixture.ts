@@ -84,7 +84,7 @@ export class EngineFixture {
       );
     }
     this.runtime = this.runtimes.values().next().value as FakeRuntime;
-    this.balancer = createFakeBalancer();
+    this.balancer = createFakeBalancer({ now: () => this.clock.now() });
     await this.boot();
     return this;
   }

@@ -53,6 +53,7 @@ const context = (newIds = NEW, oldIds = OLD): CheckContext => ({
   step: 1,
   taskIds: { newActive: newIds.map(taskId), newInactive: [], otherActive: oldIds.map(taskId) },
   deployIds: { new: 'v2.0', old: oldIds.length > 0 ? ['v1.0'] : [] },
+  now: Date.now(),
   signal: AbortSignal.timeout(20_000),
 });
 const spec = (options: Record<string, unknown>, failOnError = true): AcceptanceCheckSpec => ({

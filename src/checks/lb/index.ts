@@ -15,7 +15,7 @@ export function createLbCheck(spec: AcceptanceCheckSpec): Check {
     async evaluate(ctx: CheckContext): Promise<CheckAnswer> {
       if (!ctx.traffic) throw new Error('this server runs no load balancer to read traffic from');
       const readyAt = ctx.progress.stepReadyAt ?? ctx.progress.stepStartedAt;
-      const windowMs = lbWindowMs(Date.now(), readyAt, o.windowSeconds);
+      const windowMs = lbWindowMs(ctx.now, readyAt, o.windowSeconds);
       const traffic = windowMs > 0 ? await ctx.traffic({ windowMs }) : undefined;
       const fresh = sum(traffic, [ctx.deployIds.new]);
       const old = ctx.deployIds.old.length > 0 ? sideOf(sum(traffic, ctx.deployIds.old)) : undefined;
