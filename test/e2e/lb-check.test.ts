@@ -143,7 +143,7 @@ describe.each(['builtin', 'haproxy'] as const)('lb check through the %s balancer
     const load = startLoad(`${lbUrl}/web/traffic`, { concurrency: 4, maxDurationMs: 60_000, requestTimeoutMs: 5_000 });
     try {
       await load.warmedUp(20);
-      await client.createDeploy(canary('v3', { maxErrorRate: 0.01, maxErrorRateVsOld: 2, maxP99Ms: 1000, minRequests: 50 }));
+      await client.createDeploy(canary('v3', { maxErrorRate: 0.01, maxErrorRateVsOld: 2, maxP99Ms: 5000, minRequests: 50 }));
       const done = await waitForDeployResult(client, REQ, 'v3', TIMEOUT_MS);
       expect(done.deployResult.deployState, done.deployResult.message).toBe('SUCCEEDED');
       const lines = acceptanceLines(done);
