@@ -79,7 +79,8 @@ export const FIELD_MEANINGS: Readonly<Record<string, string>> = {
   'DeployInput.canaryDeploySettings.waitMillisBetweenGroups': 'TIMED: the wait after a step is healthy and in the LB',
   'DeployInput.canaryDeploySettings.allowedTasksFailuresPerGroup': 'Task deaths tolerated (and replaced) per step',
   'DeployInput.canaryDeploySettings.canaryCycleCount': 'Steps of instanceGroupSize before the jump to all instances',
-  'DeployInput.acceptanceChecks': 'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, prometheus)',
+  'DeployInput.acceptanceChecks':
+    'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, lb, prometheus; docs/checks.md)',
   'DeployInput.acceptanceTimeoutSeconds': 'CHECKS or MANUAL not passed by then fail the deploy (ACCEPTANCE_TIMED_OUT)',
 };
 
