@@ -122,7 +122,7 @@ export interface RoutingRules {
 
 export interface AcceptanceCheckSpec {
   name: string;
-  type: 'http' | 'command' | 'manual' | 'prometheus';
+  type: 'http' | 'command' | 'manual' | 'prometheus' | 'lb';
   intervalSeconds: number;
   timeoutSeconds: number;
   failOnError: boolean;
