@@ -390,15 +390,15 @@ describe('haproxy balancer', () => {
       }
     });
 
-    it('routing survives HAProxy killed (restarted from the files) and Fledge restarted (state.json)', async () => {
+    it('routing survives Fledge restarted (state.json, the same HAProxy adopted) and HAProxy killed (restarted from the files)', async () => {
       const dataDir = tempDir();
-      const balancer = await startHaproxy({ dataDir, stopOnClose: false });
-      const port = balancer.address().port;
+      const first = await startHaproxy({ dataDir, stopOnClose: false });
+      const port = first.address().port;
       const [old, fresh] = [await up('old'), await up('new')];
       await settled(
-        balancer,
+        first,
         (
-          await balancer.apply(
+          await first.apply(
             'add',
             routed('v2'),
             [
@@ -411,6 +411,13 @@ describe('haproxy balancer', () => {
         15_000,
       );
       expect(await onlyNew(port)).toEqual(['new']);
+      // Fledge goes away and comes back: it adopts the same HAProxy, routing still on, nothing to repair
+      await first.close();
+      const balancer = await startHaproxy({ dataDir, port });
+      expect(balancer.adopted()).toBe(true);
+      expect(await onlyNew(port)).toEqual(['new']);
+      expect(await balancer.reconcile()).toEqual([]);
+      // HAProxy killed: restarted from the configuration and maps on disk, routing on again
       const pids = await balancer.pids();
       pids.forEach((p) => allPids.add(p));
       for (const pid of pids) process.kill(pid, 'SIGKILL');
@@ -420,13 +427,7 @@ describe('haproxy balancer', () => {
         timeoutMs: 10_000,
       });
       expect(await onlyNew(port)).toEqual(['new']);
-      // Fledge goes away and comes back: it adopts the same HAProxy, routing still on
-      await balancer.close();
-      const second = await startHaproxy({ dataDir, port });
-      expect(second.adopted()).toBe(true);
-      expect(await onlyNew(port)).toEqual(['new']);
-      expect(await second.reconcile()).toEqual([]);
-      await second.shutdown();
+      await balancer.shutdown();
     });
   });
 
