@@ -145,7 +145,11 @@ export function createApp(deps: AppDeps): Hono {
       records,
       (r, tasks) => requestParent(store, r, { pending, tasks }),
       redact ? redactSecrets : undefined,
-      (chunk) => liveTasksByRequest(store, chunk.map((r) => r.request.id)),
+      (chunk) =>
+        liveTasksByRequest(
+          store,
+          chunk.map((r) => r.request.id),
+        ),
     );
     return c.body(body, 200, { 'Content-Type': 'application/json' });
   });
