@@ -15,7 +15,8 @@ import {
   type BalancerContractDriver,
 } from './test-support.ts';
 import { LATENCY_BUCKETS_MS, type ServiceTraffic, type TrafficCounts } from './traffic.ts';
-import type { Balancer, LbOperationStatus, LbService, Upstream, UpstreamEvent } from './types.ts';
+import { cohortOf } from './routing.ts';
+import type { Balancer, LbOperationStatus, LbRouting, LbService, Upstream, UpstreamEvent } from './types.ts';
 
 export type { BalancerContractDriver };
 
@@ -261,6 +262,110 @@ export function balancerContract(
       expect(perPoint.reduce((x, y) => x + y, 0)).toBe(5);
       expect(perPoint.at(-1)).toBe(2);
       expect((await balancer.traffic('no-such-service', { windowMs: 60_000 })).total.requests).toBe(0);
+    });
+
+    // ---- routing for testers and cohorts (routing.ts) -----------------------------------
+
+    /** Two old upstreams (deploy v1) and one new (v2), added with `routing`. */
+    async function routedSetup(rules: Omit<LbRouting, 'deployId'>) {
+      const ctx = await setup();
+      const routed: LbService = { ...ctx.service, routing: { deployId: 'v2', ...rules } };
+      const old1 = await ctx.driver.upstream('old1', 'v1');
+      const old2 = await ctx.driver.upstream('old2', 'v1');
+      const fresh = await ctx.driver.upstream('new1', 'v2');
+      expect((await applied(ctx.balancer, 'add-r', routed, [old1, old2, fresh], [])).state).toBe('SUCCESS');
+      return { ...ctx, routed, old1, old2, fresh };
+    }
+    const served = async (driver: BalancerContractDriver, service: LbService, n: number, headers?: Record<string, string>) => {
+      const out = new Set<string>();
+      for (let i = 0; i < n; i++) {
+        const x = await driver.exchange(service, '/r', headers);
+        expect(x.status).toBe(200);
+        out.add(x.servedBy);
+      }
+      return [...out].sort();
+    };
+    /** The versions that answered (which upstream within a version is the balancer's choice). */
+    const versions = async (driver: BalancerContractDriver, service: LbService, n: number, headers?: Record<string, string>) =>
+      [...new Set((await served(driver, service, n, headers)).map((id) => (id.startsWith('new') ? 'new' : 'old')))].sort();
+
+    it('routing: requests with the header (and value) of a rule all go to the new deploy, others follow the split', async () => {
+      const { driver, routed } = await routedSetup({ match: [{ header: 'X-Canary', value: 'yes' }, { cookie: 'beta' }] });
+      expect(await served(driver, routed, 12, { 'x-canary': 'yes' })).toEqual(['new1']);
+      expect(await served(driver, routed, 6, { cookie: 'theme=dark; beta=1' })).toEqual(['new1']);
+      // another value, or no header: the normal split, over every upstream
+      expect(await served(driver, routed, 12, { 'x-canary': 'no' })).toEqual(['new1', 'old1', 'old2']);
+      expect(await served(driver, routed, 12)).toEqual(['new1', 'old1', 'old2']);
+    });
+
+    it('routing: a sticky cookie pins each client to the version that first answered it, for every request after', async () => {
+      const { driver, routed } = await routedSetup({ match: [], sticky: { cookie: 'fl_v' } });
+      const seen = new Map<string, string>();
+      for (let client = 0; client < 6; client++) {
+        const first = await driver.exchange(routed, '/r');
+        const deploy = first.servedBy === 'new1' ? 'v2' : 'v1';
+        expect(first.setCookie).toEqual([`fl_v=${deploy}; Path=${routed.basePath}; HttpOnly; SameSite=Lax`]);
+        const cookie = { cookie: `fl_v=${deploy}` };
+        expect(await versions(driver, routed, 8, cookie)).toEqual([deploy === 'v2' ? 'new' : 'old']);
+        // a pinned client is not told again
+        expect((await driver.exchange(routed, '/r', cookie)).setCookie).toEqual([]);
+        seen.set(deploy, first.servedBy);
+      }
+      expect(seen.size).toBe(2);
+      // a cookie naming an earlier (or unknown) deploy means the old version
+      expect(await versions(driver, routed, 6, { cookie: 'fl_v=v0' })).toEqual(['old']);
+    });
+
+    it('routing: a sticky header is hashed into a cohort that stays on its version (the same one in every balancer)', async () => {
+      const { driver, routed } = await routedSetup({ match: [], sticky: { header: 'X-User', percent: 30 } });
+      let onNew = 0;
+      for (let user = 0; user < 40; user++) {
+        const id = `user-${user}`;
+        const want = cohortOf(id) < 30 ? 'new' : 'old';
+        expect(await versions(driver, routed, 4, { 'x-user': id }), id).toEqual([want]);
+        if (want === 'new') onNew += 1;
+      }
+      expect(onNew).toBeGreaterThan(0);
+      expect(onNew).toBeLessThan(40);
+    });
+
+    it('routing: with no new-deploy upstream in rotation, matching requests go to the old version (never a 503)', async () => {
+      const { driver, balancer, routed, fresh } = await routedSetup({ match: [{ header: 'X-Canary' }], sticky: { cookie: 'fl_v' } });
+      expect((await applied(balancer, 'remove-new', routed, [], [fresh])).state).toBe('SUCCESS');
+      expect(await versions(driver, routed, 6, { 'x-canary': '1' })).toEqual(['old']);
+      expect(await versions(driver, routed, 6, { cookie: 'fl_v=v2' })).toEqual(['old']);
+    });
+
+    it('routing: the operation that takes the new deploy out clears routing, so pinned clients are back on the old version at once', async () => {
+      const { driver, balancer, service, routed, fresh } = await routedSetup({
+        match: [{ header: 'X-Canary' }],
+        sticky: { cookie: 'fl_v', header: 'X-User', percent: 100 },
+      });
+      expect(await served(driver, routed, 3, { cookie: 'fl_v=v2' })).toEqual(['new1']);
+      // abort: routing absent in the same operation that removes the new upstream
+      await balancer.apply('abort', service, [], [fresh]);
+      expect(await served(driver, service, 8, { 'x-canary': '1', cookie: 'fl_v=v2', 'x-user': 'u1' })).toEqual(['old1', 'old2']);
+      expect(await versions(driver, service, 4, { 'x-canary': '1' })).toEqual(['old']);
+      const answer = await driver.exchange(service, '/r');
+      expect(answer.setCookie).toEqual([]);
+      expect((await settled(balancer, 'abort', timeoutMs)).state).toBe('SUCCESS');
+    });
+
+    it('routing: clearing it alone (no upstream change) sends everyone back to the normal split', async () => {
+      const { driver, balancer, service, routed } = await routedSetup({ match: [{ header: 'X-Canary' }] });
+      expect(await served(driver, routed, 4, { 'x-canary': '1' })).toEqual(['new1']);
+      expect((await applied(balancer, 'clear', service, [], [])).state).toBe('SUCCESS');
+      expect(await served(driver, service, 12, { 'x-canary': '1' })).toEqual(['new1', 'old1', 'old2']);
+    });
+
+    it('routing: invalid rules fail the operation and change nothing', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a', 'v1');
+      const bad: LbService = { ...service, routing: { deployId: 'v2', match: [{ header: 'X Canary' }] } };
+      const status = await applied(balancer, 'bad', bad, [a], []);
+      expect(status.state).toBe('FAILED');
+      expect(status.message).toMatch(/invalid header or cookie/);
+      expect(await balancer.upstreams(service.serviceId)).toEqual([]);
     });
   });
 }

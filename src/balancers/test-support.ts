@@ -18,6 +18,11 @@ export interface BalancerContractDriver {
   refusingUpstream(taskId: string, deployId?: string): Promise<Upstream>;
   /** One request through the balancer to `path` (under the service's basePath); its status. */
   send(service: LbService, path: string): Promise<number>;
+  /**
+   * One request with these headers: its status, the task whose upstream answered (its body),
+   * and the Set-Cookie values of the answer.
+   */
+  exchange(service: LbService, path: string, headers?: Record<string, string>): Promise<Exchange>;
   /** How many requests reached this upstream (what its own server saw). */
   received(taskId: string): number;
   /** Move the traffic counters' clock forward. */
@@ -29,6 +34,12 @@ export interface BalancerContractDriver {
    */
   holdRemoval(operationId: string, service: LbService, upstream: Upstream): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface Exchange {
+  status: number;
+  servedBy: string;
+  setCookie: string[];
 }
 
 export async function waitFor(
@@ -289,6 +300,11 @@ export function proxyContractDriver(
     async send(service, path) {
       const base = service.basePath.replace(/\/+$/, '');
       return (await request(balancer.address().port, `${base}${path}`)).status;
+    },
+    async exchange(service, path, headers = {}) {
+      const base = service.basePath.replace(/\/+$/, '');
+      const res = await request(balancer.address().port, `${base}${path}`, { headers });
+      return { status: res.status, servedBy: res.body, setCookie: res.headers['set-cookie'] ?? [] };
     },
     received: (taskId) => servers.get(taskId)?.received.length ?? 0,
     advanceClock: (ms) => clock.advance(ms),

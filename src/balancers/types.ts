@@ -1,5 +1,6 @@
 // The load balancer: asynchronous operations keyed by ids Fledge chooses.
 // One interface, one folder per implementation (builtin/, haproxy/, fake/), one contract suite.
+import type { RoutingRules } from '../core/model.ts';
 import type { ServiceTraffic, TrafficTotal, TrafficWindow } from './traffic.ts';
 
 export type { ServiceTraffic, TrafficTotal, TrafficWindow } from './traffic.ts';
@@ -23,6 +24,18 @@ export interface LbService {
   basePath: string;
   groups: string[];
   options?: Record<string, unknown>;
+  /**
+   * While a deploy with routing is pending: which requests go to its upstreams whatever the
+   * split (routing.ts decides, the same way in every balancer). Each operation carries the
+   * service's whole routing: absent clears it, in the same operation.
+   */
+  routing?: LbRouting;
+}
+
+/** RoutingRules for one deploy: `deployId` is the version rules and cohorts send to. */
+export interface LbRouting extends RoutingRules {
+  /** the pending (new) deploy */
+  deployId: string;
 }
 
 export interface LbOperationStatus {

@@ -1,4 +1,5 @@
 import { normalizeBasePath } from './base-path.ts';
+import { invalidRouting } from './routing.ts';
 import type { LbService, Upstream } from './types.ts';
 
 /**
@@ -22,5 +23,5 @@ export function invalidOperation(
     if (!u.host) return `upstream ${u.taskId} has no host`;
     if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65_535) return `upstream ${u.taskId} has invalid port ${u.port}`;
   }
-  return undefined;
+  return invalidRouting(service.routing);
 }

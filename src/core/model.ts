@@ -96,6 +96,28 @@ export interface CanaryDeploySettings {
   waitMillisBetweenGroups: number;
   allowedTasksFailuresPerGroup: number;
   canaryCycleCount: number;
+  /** Fledge's own: testers and sticky cohorts sent to the new deploy while it is pending (docs/traffic.md) */
+  routing?: RoutingRules;
+}
+
+/** One routing rule: a request with this header (or cookie), with this value when given. */
+export type RoutingMatch = { header: string; value?: string } | { cookie: string; value?: string };
+
+/**
+ * Which requests go to the pending deploy whatever the split: those matching any rule; and
+ * sticky cohorts, each client kept on one version for the whole deploy, by a cookie Fledge sets
+ * naming the version the client got first, or by a header (a user id) hashed into `percent`.
+ */
+export interface RoutingRules {
+  match: RoutingMatch[];
+  sticky?: {
+    /** the cookie Fledge sets on a client's first answer, naming the deploy that served it */
+    cookie?: string;
+    /** a request header hashed (CRC-32 of its value, mod 100): below `percent` → the new deploy */
+    header?: string;
+    /** with `header`: the share of header values (0-100) that goes to the new deploy */
+    percent?: number;
+  };
 }
 
 export interface AcceptanceCheckSpec {
@@ -398,6 +420,12 @@ export interface RequestRecord {
   lbHandedOver?: LbOperationRef[];
   /** how many steady-state LB operations were issued; makes their ids unique */
   lbSeq?: number;
+  /**
+   * The pending deploy whose routing (canaryDeploySettings.routing) the LB may hold: once that
+   * deploy is no longer pending, the next LB operation clears it — one with no membership
+   * change when none is due (lb-membership.ts).
+   */
+  lbRouting?: string;
   /** run-to-completion requests: the schedule, the queue, what ran */
   jobs?: JobState;
   /** Singularity's expiring actions: each is undone at startMillis + durationMillis (core/request/expiring.ts) */

@@ -9,7 +9,7 @@
 // and a failed action asks for its request to be looked at again later. Health results are
 // coalesced: at most one write per task in flight, later results folded into the next one, so a
 // slow store never piles up work and the probes never wait for it.
-import type { Balancer, LbOperationStatus, Upstream } from '../balancers/types.ts';
+import type { Balancer, LbOperationStatus, LbRouting, Upstream } from '../balancers/types.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
@@ -502,14 +502,28 @@ export class Executor {
       this.#d.wake(requestId);
       return;
     }
+    // Read with the upstreams, outside the try: a store that cannot answer fails the action (retried), not the operation.
+    const routing = await this.#routingOf(requestId);
     const pick = (ids: string[]) => ids.map((id) => upstreams.get(id)).filter((u): u is Upstream => u !== undefined);
     try {
-      const status = await balancer.apply(operationId, service, pick(add), pick(remove));
+      const status = await balancer.apply(operationId, routing ? { ...service, routing } : service, pick(add), pick(remove));
       this.#lbStates.set(operationId, status);
     } catch (err) {
       this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: errorMessage(err) });
     }
     this.#d.wake(requestId);
+  }
+
+  /**
+   * The routing every LB operation of the request carries: the pending deploy's, while there is
+   * one with routing — read when the operation is applied (or applied again after a restart),
+   * so an operation applied after the deploy ended clears it (core/request/lb-membership.ts).
+   */
+  async #routingOf(requestId: string): Promise<LbRouting | undefined> {
+    const pending = await this.#d.store.getPending(requestId);
+    if (!pending) return undefined;
+    const rules = (await this.#d.store.getDeploy(requestId, pending.deployId))?.canaryDeploySettings.routing;
+    return rules ? { deployId: pending.deployId, ...rules } : undefined;
   }
 
   async #resolveUpstreams(requestId: string, taskIds: string[]) {
@@ -712,7 +726,14 @@ export class Executor {
     for (const [requestId, ids] of byRequest) {
       const { service, upstreams } = await this.#resolveUpstreams(requestId, ids);
       if (!service) continue;
-      await balancer.apply(`${requestId}-restore-${this.#d.clock.now()}`, service, [...upstreams.values()], []);
+      // With the pending deploy's routing: a restarted builtin proxy routes testers and cohorts as before.
+      const routing = await this.#routingOf(requestId);
+      await balancer.apply(
+        `${requestId}-restore-${this.#d.clock.now()}`,
+        routing ? { ...service, routing } : service,
+        [...upstreams.values()],
+        [],
+      );
     }
   }
 

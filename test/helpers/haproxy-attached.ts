@@ -35,8 +35,9 @@ export async function startAttachedHaproxy(port: number, spares = 8): Promise<At
   const masterSocket = path.join(dir, 'master.sock');
   const exactMap = path.join(dir, 'fledge-routes-exact.map');
   const prefixMap = path.join(dir, 'fledge-routes-prefix.map');
-  writeFileSync(exactMap, renderMap([]));
-  writeFileSync(prefixMap, renderMap([]));
+  const routingMap = path.join(dir, 'fledge-routing.map');
+  const routingServersMap = path.join(dir, 'fledge-routing-servers.map');
+  for (const map of [exactMap, prefixMap, routingMap, routingServersMap]) writeFileSync(map, renderMap([]));
   writeFileSync(
     configPath,
     renderConfig({
@@ -46,6 +47,8 @@ export async function startAttachedHaproxy(port: number, spares = 8): Promise<At
       statsSocket,
       exactMap,
       prefixMap,
+      routingMap,
+      routingServersMap,
       hardStopAfterMs: 40_000,
       connectTimeoutMs: 5_000,
       // no servers yet: Fledge writes them (with their checks) once it attaches

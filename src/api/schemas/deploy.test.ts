@@ -703,3 +703,55 @@ describe('validateDeployForRequest', () => {
     expect(validateDeployForRequest(ok(deploy).value, request)).toEqual(issues);
   });
 });
+
+describe('deploy schema: canaryDeploySettings.routing', () => {
+  const routed = (routing: unknown, more: Record<string, unknown> = {}) => ({
+    ...base,
+    serviceBasePath: '/web',
+    canaryDeploySettings: { enableCanaryDeploy: true, routing },
+    ...more,
+  });
+  const R = 'deploy.canaryDeploySettings.routing';
+
+  it('is kept as given: rules, a sticky cookie and a hashed sticky header', () => {
+    const routing = {
+      match: [{ header: 'X-Canary', value: 'yes' }, { cookie: 'beta' }],
+      sticky: { cookie: 'fledge_version', header: 'X-User-Id', percent: 10 },
+    };
+    expect(ok(routed(routing)).value.canaryDeploySettings.routing).toEqual(routing);
+    // the alias carries it too
+    const alias = ok({ ...base, serviceBasePath: '/web', canarySettings: { enableCanaryDeploy: true, routing } });
+    expect(alias.value.canaryDeploySettings.routing).toEqual(routing);
+  });
+
+  it.each([
+    ['a header name that is not a token', { match: [{ header: 'X Canary' }] }, `${R}.match[0].header`, /RFC 7230 token/],
+    ['a header name too long', { match: [{ header: 'x'.repeat(65) }] }, `${R}.match[0].header`, /1-64 characters/],
+    ['an apostrophe in a cookie name', { match: [{ cookie: "it's" }] }, `${R}.match[0].cookie`, /not ' \$ %/],
+    ['a value with a blank', { match: [{ header: 'X-Canary', value: 'a b' }] }, `${R}.match[0].value`, /1-256 characters/],
+    ['a value too long', { match: [{ header: 'X-Canary', value: 'v'.repeat(257) }] }, `${R}.match[0].value`, /1-256 characters/],
+    ['more than 16 rules', { match: Array.from({ length: 17 }, (_, i) => ({ header: `X-${i}` })) }, `${R}.match`, /at most 16/],
+    ['a rule with both header and cookie', { match: [{ header: 'a', cookie: 'b' }] }, `${R}.match[0].header`, /one of them/],
+    ['no rule and no sticky', { match: [] }, `${R}.match`, /at least one rule/],
+    ['a sticky header without percent', { sticky: { header: 'X-User' } }, `${R}.sticky.percent`, /is required with header/],
+    ['a percent above 100', { sticky: { header: 'X-User', percent: 101 } }, `${R}.sticky.percent`, /<= 100/],
+    ['an empty sticky', { sticky: {} }, `${R}.sticky.cookie`, /cookie or header is required/],
+    ['an unknown field', { match: [{ header: 'a' }], weight: 5 }, `${R}.weight`, /unknown field/],
+  ])('400 for %s', (_name, routing, field, rule) => {
+    const r = parse(routed(routing));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const issue = r.details.find((d) => d.field === field);
+    expect(issue, JSON.stringify(r.details)).toBeDefined();
+    expect(issue?.rule).toMatch(rule);
+  });
+
+  it('needs a canary (steps) and a serviceBasePath', () => {
+    const noCanary = parse({ ...base, serviceBasePath: '/web', canaryDeploySettings: { routing: { match: [{ header: 'a' }] } } });
+    expect(noCanary.ok).toBe(false);
+    if (!noCanary.ok) expect(noCanary.details).toContainEqual({ field: R, rule: expect.stringMatching(/needs enableCanaryDeploy: true/) });
+    const noPath = parse({ ...base, canaryDeploySettings: { enableCanaryDeploy: true, routing: { match: [{ header: 'a' }] } } });
+    expect(noPath.ok).toBe(false);
+    if (!noPath.ok) expect(noPath.details).toContainEqual({ field: R, rule: expect.stringMatching(/needs serviceBasePath/) });
+  });
+});

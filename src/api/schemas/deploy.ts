@@ -11,6 +11,7 @@ import {
   type FledgeRequest,
   type HealthcheckOptions,
   type Resources,
+  type RoutingMatch,
 } from '../../core/model.ts';
 import {
   attachWarnings,
@@ -139,9 +140,68 @@ const healthcheckSchema = nullsAsAbsent(
   }),
 );
 
+/**
+ * Routing names: an RFC 7230 token (header and cookie names alike) without ' $ %, which
+ * HAProxy's configuration cannot carry as written (a quote, an environment variable, a log format).
+ */
+export const ROUTING_LIMITS = { rules: 16, name: 64, value: 256 } as const;
+const routingName = z.string().regex(new RegExp(`^[!#&*+.^_\`|~0-9A-Za-z-]{1,${ROUTING_LIMITS.name}}$`), {
+  error: `must be an RFC 7230 token of 1-${ROUTING_LIMITS.name} characters: letters, digits and !#&*+-.^_\`|~ (not ' $ %)`,
+});
+// A value both balancers compare byte for byte, written as is into HAProxy's configuration.
+const routingValue = z.string().regex(new RegExp(`^[A-Za-z0-9._~:@+=/*!^|-]{1,${ROUTING_LIMITS.value}}$`), {
+  error: `must be 1-${ROUTING_LIMITS.value} characters of letters, digits and ._~:@+=/*!^|-`,
+});
+const routingMatchSchema = z
+  .strictObject({ header: routingName.optional(), cookie: routingName.optional(), value: routingValue.optional() })
+  .superRefine((r, ctx) => {
+    if ((r.header === undefined) === (r.cookie === undefined))
+      ctx.addIssue({ code: 'custom', path: ['header'], message: 'give header or cookie (one of them) for each rule' });
+  })
+  .transform(({ header, cookie, value }): RoutingMatch => {
+    const v = value !== undefined ? { value } : {};
+    return header !== undefined ? { header, ...v } : { cookie: cookie ?? '', ...v };
+  });
+const routingSchema = nullsAsAbsent(
+  z
+    .strictObject({
+      match: z
+        .array(routingMatchSchema)
+        .max(ROUTING_LIMITS.rules)
+        .default(() => []),
+      sticky: nullsAsAbsent(
+        z
+          .strictObject({
+            cookie: routingName.optional(),
+            header: routingName.optional(),
+            percent: z.int().min(0).max(100).optional(),
+          })
+          .superRefine((s, ctx) => {
+            if (s.cookie === undefined && s.header === undefined)
+              ctx.addIssue({ code: 'custom', path: ['cookie'], message: 'cookie or header is required' });
+            if (s.header !== undefined && s.percent === undefined)
+              ctx.addIssue({
+                code: 'custom',
+                path: ['percent'],
+                message: 'is required with header (the share of its values sent to the new deploy)',
+              });
+            if (s.header === undefined && s.percent !== undefined)
+              ctx.addIssue({ code: 'custom', path: ['header'], message: 'is required with percent' });
+          }),
+      ).optional(),
+    })
+    .superRefine((r, ctx) => {
+      if (r.match.length === 0 && r.sticky === undefined)
+        ctx.addIssue({ code: 'custom', path: ['match'], message: 'at least one rule (or sticky) is required' });
+    }),
+);
+
 const C = D.canaryDeploySettings;
 const canarySchema = nullsAsAbsent(
   z.strictObject({
+    routing: routingSchema
+      .optional()
+      .describe("Fledge's own: requests by header or cookie, and sticky cohorts, sent to the new deploy while it is pending"),
     enableCanaryDeploy: z.boolean().default(C.enableCanaryDeploy),
     instanceGroupSize: count(1, LIMITS.instances).default(C.instanceGroupSize),
     acceptanceMode: z.enum(ACCEPTANCE_MODES).default(C.acceptanceMode),
@@ -480,6 +540,23 @@ function deployRules(d: RawDeploy, ctx: z.RefinementCtx, containers: boolean): v
   }
   if (d.canaryDeploySettings && d.canarySettings) {
     conflict(ctx, ['canaryDeploySettings'], ['canarySettings'], 'canarySettings is an alias of canaryDeploySettings; give one, not both');
+  }
+  const routingOf = d.canaryDeploySettings ? 'canaryDeploySettings' : 'canarySettings';
+  const routing = (d.canaryDeploySettings ?? d.canarySettings)?.routing;
+  if (routing) {
+    const canaryOn = (d.canaryDeploySettings ?? d.canarySettings)?.enableCanaryDeploy === true;
+    if (!canaryOn)
+      ctx.addIssue({
+        code: 'custom',
+        path: [routingOf, 'routing'],
+        message: 'needs enableCanaryDeploy: true (an atomic swap has no moment where two versions serve)',
+      });
+    if (d.serviceBasePath === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [routingOf, 'routing'],
+        message: 'needs serviceBasePath (routing is done by the load balancer)',
+      });
   }
   if (d.command === undefined && !d.arguments?.length && d.executorData !== undefined && d.executorData.cmd.trim() === '') {
     ctx.addIssue({ code: 'custom', path: ['executorData', 'cmd'], message: 'must not be empty when the deploy has no command' });

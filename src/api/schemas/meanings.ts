@@ -79,6 +79,16 @@ export const FIELD_MEANINGS: Readonly<Record<string, string>> = {
   'DeployInput.canaryDeploySettings.waitMillisBetweenGroups': 'TIMED: the wait after a step is healthy and in the LB',
   'DeployInput.canaryDeploySettings.allowedTasksFailuresPerGroup': 'Task deaths tolerated (and replaced) per step',
   'DeployInput.canaryDeploySettings.canaryCycleCount': 'Steps of instanceGroupSize before the jump to all instances',
+  'DeployInput.canaryDeploySettings.routing':
+    'Fledge’s own: testers (by header or cookie) and sticky cohorts sent to the new deploy while it is pending',
+  'DeployInput.canaryDeploySettings.routing.match': 'Rules: a request with any of these goes to the new deploy (at most 16)',
+  'DeployInput.canaryDeploySettings.routing.match[].header': 'A request header (any case): present, or equal to value',
+  'DeployInput.canaryDeploySettings.routing.match[].cookie': 'A request cookie: present, or equal to value',
+  'DeployInput.canaryDeploySettings.routing.match[].value': 'The exact value (1-256 of letters, digits and ._~:@+=/*!^|-); absent: any',
+  'DeployInput.canaryDeploySettings.routing.sticky': 'Sticky cohorts: each client stays on one version for the whole deploy',
+  'DeployInput.canaryDeploySettings.routing.sticky.cookie': 'The cookie Fledge sets on a first answer, naming the version that served it',
+  'DeployInput.canaryDeploySettings.routing.sticky.header': 'A header (a user id) whose value is hashed into a cohort',
+  'DeployInput.canaryDeploySettings.routing.sticky.percent': 'With header: the share of its values (0-100) sent to the new deploy',
   'DeployInput.acceptanceChecks':
     'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, lb, prometheus; docs/checks.md)',
   'DeployInput.acceptanceTimeoutSeconds': 'CHECKS or MANUAL not passed by then fail the deploy (ACCEPTANCE_TIMED_OUT)',

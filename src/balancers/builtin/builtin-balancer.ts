@@ -19,6 +19,7 @@ import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
+import { inVersion, type Version } from '../routing.ts';
 import { TrafficRecorder } from '../traffic.ts';
 import type {
   Balancer,
@@ -469,8 +470,11 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       get serviceId() {
         return entry.service.serviceId;
       },
-      begin: (exclude, attempt) => {
-        const chosen = pick(entry, exclude);
+      get routing() {
+        return entry.service.routing;
+      },
+      begin: (exclude, attempt, version) => {
+        const chosen = pick(entry, exclude, version);
         if (!chosen) return undefined;
         chosen.inFlight += 1;
         chosen.total += 1;
@@ -492,13 +496,27 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
 /**
  * Round-robin over the upstreams in rotation, chosen per request (never per connection). Those
  * out of rotation for failing are skipped — unless all are, then they are used anyway: an
- * upstream that may answer beats a certain 503.
+ * upstream that may answer beats a certain 503. A routed request (routing.ts) picks within its
+ * version, and among all upstreams when its version has none in rotation.
  */
-function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): UpstreamEntry | undefined {
+function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>, version?: Version): UpstreamEntry | undefined {
+  const routing = service.service.routing;
+  if (routing && version) {
+    const own = pickAmong(service, exclude, (e) => inVersion(routing, version, e.upstream.deployId));
+    if (own) return own;
+  }
+  return pickAmong(service, exclude, () => true);
+}
+
+function pickAmong(
+  service: ServiceEntry,
+  exclude: ReadonlySet<UpstreamTarget>,
+  wanted: (entry: UpstreamEntry) => boolean,
+): UpstreamEntry | undefined {
   const candidates: UpstreamEntry[] = [];
   const ejected: UpstreamEntry[] = [];
   for (const entry of service.upstreams.values()) {
-    if (entry.drain || exclude.has(entry)) continue;
+    if (entry.drain || exclude.has(entry) || !wanted(entry)) continue;
     (entry.ejectedUntil === undefined ? candidates : ejected).push(entry);
   }
   if (candidates.length === 0) candidates.push(...ejected);

@@ -3,7 +3,8 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../logger.ts';
 import type { TrustList } from '../../net/addresses.ts';
-import type { Upstream } from '../types.ts';
+import { decideRouting, parseCookies, stickyCookie, type RoutingDecision, type Version } from '../routing.ts';
+import type { LbRouting, Upstream } from '../types.ts';
 import { clientResponseHeaders, refusedRequest, requestHasBody, upstreamRequestHeaders } from './headers.ts';
 import { requestPath } from './route-table.ts';
 
@@ -21,8 +22,14 @@ export interface UpstreamTarget {
 
 export interface ServiceRoute {
   readonly serviceId: string;
-  /** The next upstream in rotation not in `exclude`; the attempt counts as in flight on it. */
-  begin(exclude: ReadonlySet<UpstreamTarget>, attempt: Attempt): UpstreamTarget | undefined;
+  readonly basePath: string;
+  /** the service's routing for testers and cohorts, while a deploy with routing is pending */
+  readonly routing: LbRouting | undefined;
+  /**
+   * The next upstream in rotation not in `exclude` — of `version` when it has one in rotation
+   * (routing.ts), else of any; the attempt counts as in flight on it.
+   */
+  begin(exclude: ReadonlySet<UpstreamTarget>, attempt: Attempt, version?: Version): UpstreamTarget | undefined;
   /** The attempt is over (idempotent). */
   end(target: UpstreamTarget, attempt: Attempt): void;
   /**
@@ -88,6 +95,8 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     return;
   }
   const { serviceId } = route;
+  const routing = route.routing;
+  const decision = routingDecision(routing, req);
   const started = performance.now();
   // The upstream that answers (or failed to): what the traffic counters record.
   let answer: { upstream: Upstream; fromUpstream: boolean } | undefined;
@@ -139,7 +148,7 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
         upstreamReq?.destroy(new Error('upstream removed: drain timed out'));
       },
     };
-    const chosen = route.begin(tried, self);
+    const chosen = route.begin(tried, self, decision.version);
     if (!chosen) {
       if (tried.size === 0) reply(res, 503, { error: 'service has no upstream in rotation', service: serviceId });
       else if (lastTimedOut) reply(res, 504, { error: 'upstream timed out', service: serviceId, cause: lastError });
@@ -194,7 +203,15 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
       const answered = { upstream: chosen.upstream, fromUpstream: true };
       answer = answered;
       upstreamRes.once('aborted', () => (answered.fromUpstream = false));
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, clientResponseHeaders(upstreamRes));
+      const headers = clientResponseHeaders(upstreamRes);
+      const pinTo = chosen.upstream.deployId;
+      if (decision.setCookie && routing?.sticky?.cookie !== undefined && pinTo !== undefined) {
+        // Appended to the upstream's own cookies: the client keeps this version for the deploy.
+        const own = headers['set-cookie'];
+        const pin = stickyCookie(routing.sticky.cookie, pinTo, route.basePath);
+        headers['set-cookie'] = own === undefined ? [pin] : [...(Array.isArray(own) ? own : [String(own)]), pin];
+      }
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers);
       upstreamRes.pipe(res);
       // The upstream died mid-response: the client must see a broken response, not a short one.
       upstreamRes.on('aborted', () => res.destroy());
@@ -260,6 +277,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
     return;
   }
   const { serviceId } = route;
+  const decision = routingDecision(route.routing, req);
   const headers = upstreamRequestHeaders(req, ctx.trust);
   headers.connection = 'upgrade';
   if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade;
@@ -291,7 +309,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
         socket.destroy();
       },
     };
-    const chosen = route.begin(tried, self);
+    const chosen = route.begin(tried, self, decision.version);
     if (!chosen) {
       if (tried.size === 0) rawReply(socket, 503, { error: 'service has no upstream in rotation', service: serviceId });
       else rawReply(socket, 502, { error: 'no upstream of the service could be reached', service: serviceId, cause: lastError });
@@ -378,6 +396,19 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
     });
   };
   attempt();
+}
+
+/** The version a request goes to (routing.ts), read from its headers and cookies. */
+function routingDecision(routing: LbRouting | undefined, req: http.IncomingMessage): RoutingDecision {
+  if (!routing) return { setCookie: false };
+  let cookies: Map<string, string> | undefined;
+  return decideRouting(routing, {
+    header: (name) => {
+      const v = req.headers[name.toLowerCase()];
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+    cookie: (name) => (cookies ??= parseCookies(req.headers.cookie)).get(name),
+  });
 }
 
 /** What went wrong with an upstream, in a word: "refused", "reset", "connect timeout", or the code. */

@@ -13,6 +13,7 @@ import type {
   Balancer,
   BalancerStats,
   LbOperationStatus,
+  LbRouting,
   LbService,
   ServiceTraffic,
   TrafficTotal,
@@ -65,6 +66,8 @@ export interface FakeBalancer extends Balancer {
   stats(): BalancerStats;
   /** Count a request as if it had gone through the balancer (no proxy here). */
   recordTraffic(record: TrafficRecord): void;
+  /** The service's routing as the last operation applied to it gave it (a driver plays the proxy with it). */
+  routing(serviceId: string): LbRouting | undefined;
 }
 
 interface OpData {
@@ -199,6 +202,10 @@ class InMemoryFakeBalancer implements FakeBalancer {
 
   recordTraffic(record: TrafficRecord): void {
     this.#traffic.record(record);
+  }
+
+  routing(serviceId: string): LbRouting | undefined {
+    return this.#services.get(serviceId)?.service.routing;
   }
 
   async traffic(serviceId: string, window: TrafficWindow): Promise<ServiceTraffic> {

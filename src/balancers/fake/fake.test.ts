@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { balancerContract } from '../contract.case.ts';
+import { decideRouting, inVersion, parseCookies, stickyCookie } from '../routing.ts';
 import { testClock } from '../test-support.ts';
 import type { LbOperationStatus, LbService, Upstream } from '../types.ts';
 import { createFakeBalancer } from './index.ts';
@@ -38,6 +39,24 @@ balancerContract('fake', async () => {
         upstreamError: dead,
       });
       return status;
+    },
+    // The routing a proxy would do (routing.ts), over the upstreams in rotation.
+    async exchange(service, _path, headers = {}) {
+      const upstreams = await balancer.upstreams(service.serviceId);
+      if (upstreams.length === 0) return { status: 503, servedBy: '', setCookie: [] };
+      const routing = balancer.routing(service.serviceId);
+      const lower = new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+      const cookies = parseCookies(lower.get('cookie'));
+      const decision = decideRouting(routing, { header: (n) => lower.get(n.toLowerCase()), cookie: (n) => cookies.get(n) });
+      const version = decision.version;
+      const own = routing && version ? upstreams.filter((u) => inVersion(routing, version, u.deployId)) : [];
+      const among = own.length > 0 ? own : upstreams;
+      const u = among[next++ % among.length]!;
+      received.set(u.taskId, (received.get(u.taskId) ?? 0) + 1);
+      const cookie = routing?.sticky?.cookie;
+      const setCookie =
+        decision.setCookie && cookie !== undefined && u.deployId !== undefined ? [stickyCookie(cookie, u.deployId, service.basePath)] : [];
+      return { status: 200, servedBy: u.taskId, setCookie };
     },
     received: (taskId) => received.get(taskId) ?? 0,
     advanceClock: (ms) => clock.advance(ms),

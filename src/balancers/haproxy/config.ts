@@ -2,6 +2,7 @@
 // state, so what is on disk is what is live and a restart (of HAProxy or of Fledge) rebuilds it.
 import { createHash } from 'node:crypto';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { RoutingRules } from '../../core/model.ts';
 import type { ClientLimits } from '../limits.ts';
 
 export interface ServerModel {
@@ -20,6 +21,12 @@ export interface BackendModel {
   serviceId?: string;
   basePath?: string;
   servers: ServerModel[];
+  /**
+   * Routing rules written for this backend (routingLines). Inert unless the routing map names
+   * a deploy for it: clearing routing is a runtime map change, and the rules stay written, so
+   * the next deploy with the same rules needs no reload either.
+   */
+  rules?: RoutingRules;
 }
 
 export interface ConfigModel {
@@ -30,6 +37,10 @@ export interface ConfigModel {
   statsSocket: string;
   exactMap: string;
   prefixMap: string;
+  /** routing: backend → pending deploy, and the servers of each version (routingMapEntries) */
+  routingMap: string;
+  /** routing: server → its deploy, for the sticky cookie */
+  routingServersMap: string;
   /** bounds how long an old worker keeps serving after a reload */
   hardStopAfterMs: number;
   connectTimeoutMs: number;
@@ -183,6 +194,8 @@ export function renderConfig(m: ConfigModel): string {
     `  default_backend ${NO_SERVICE_BACKEND}`,
     '',
     `backend ${NO_SERVICE_BACKEND}`,
+    // Loads the routing maps, so they can be changed at runtime before any backend has rules.
+    `  http-request set-var(txn.fl_dep) str(-),map_str(${m.routingMap}) if { str(-),map_str(${m.routingServersMap}) -m found }`,
     '  http-request return status 503 content-type application/json string "{\\"error\\":\\"no service is routed at this path\\"}"',
   ];
   for (const b of m.backends) {
@@ -193,10 +206,82 @@ export function renderConfig(m: ConfigModel): string {
         : '  # spare: taken by the next new service without a reload',
     );
     lines.push('  balance roundrobin');
+    if (b.rules && b.basePath !== undefined) lines.push(...routingLines(b.name, b.basePath, b.rules, m));
     const params = m.serverParams ? ` ${m.serverParams}` : '';
     for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${params}${s.draining ? ' disabled' : ''}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * routing.ts's decision in HAProxy's words, evaluated before the server is chosen. The routing
+ * map gives the pending deploy (txn.fl_dep; absent: routing is off and nothing here applies);
+ * the rules set txn.fl_ver to n(ew) or o(ld); a random server of that version is then looked up
+ * in the same map (`<backend>.<v>` its count, `<backend>.<v>.<i>` the servers) and chosen with
+ * `use-server` — a version without a server in rotation has no entry, and the normal balancing
+ * applies (never a 503). The sticky cookie names the deploy of the server that answered.
+ */
+export function routingLines(
+  backend: string,
+  basePath: string,
+  rules: RoutingRules,
+  m: Pick<ConfigModel, 'routingMap' | 'routingServersMap'>,
+): string[] {
+  const on = '{ var(txn.fl_dep) -m found }';
+  const unset = '!{ var(txn.fl_ver) -m found }';
+  const out = [
+    '  # routing for testers and cohorts (balancers/routing.ts), on while the routing map names a deploy',
+    `  http-request set-var(txn.fl_dep) str(${backend}),map_str(${m.routingMap})`,
+  ];
+  for (const rule of rules.match) {
+    const fetch = 'header' in rule ? `req.fhdr(${arg(rule.header)})` : `req.cook(${arg(rule.cookie)})`;
+    const test = rule.value === undefined ? '-m found' : `-m str ${rule.value}`;
+    out.push(`  http-request set-var(txn.fl_ver) str(n) if ${on} ${unset} { ${fetch} ${test} }`);
+  }
+  const { cookie, header, percent } = rules.sticky ?? {};
+  if (cookie !== undefined) {
+    out.push(
+      `  http-request set-var(txn.fl_ck) req.cook(${arg(cookie)}) if ${on} ${unset}`,
+      `  http-request set-var(txn.fl_ver) str(n) if ${unset} { var(txn.fl_ck),strcmp(txn.fl_dep) eq 0 }`,
+      `  http-request set-var(txn.fl_ver) str(o) if ${unset} { var(txn.fl_ck) -m found }`,
+    );
+  }
+  if (header !== undefined) {
+    out.push(
+      `  http-request set-var(txn.fl_ver) str(n) if ${on} ${unset} { req.fhdr(${arg(header)}),crc32,mod(100) lt ${percent ?? 0} }`,
+      `  http-request set-var(txn.fl_ver) str(o) if ${on} ${unset} { req.fhdr(${arg(header)}) -m found }`,
+    );
+  }
+  out.push(
+    `  http-request set-var(txn.fl_cnt) str(${backend}.),concat(,txn.fl_ver,),map_str(${m.routingMap}) if { var(txn.fl_ver) -m found }`,
+    '  http-request set-var(txn.fl_i) rand,mod(txn.fl_cnt) if { var(txn.fl_cnt) -m found }',
+    `  http-request set-var(txn.fl_srv) str(${backend}.),concat(,txn.fl_ver,.),concat(,txn.fl_i,),map_str(${m.routingMap}) if { var(txn.fl_i) -m found }`,
+    '  use-server %[var(txn.fl_srv)] if { var(txn.fl_srv) -m found }',
+  );
+  if (cookie !== undefined) {
+    const served = `srv_name,map_str(${m.routingServersMap})`;
+    out.push(
+      `  http-response add-header Set-Cookie "${cookie}=%[${served}]; Path=${basePath}; HttpOnly; SameSite=Lax" if ${on} ${unset} { ${served} -m found }`,
+    );
+  }
+  return out;
+}
+
+/** A header or cookie name inside a sample fetch's parentheses: `#` would start a comment. */
+function arg(name: string): string {
+  return name.replace(/#/g, '\\#');
+}
+
+/** The routing map's entries for one backend whose routing is on: its deploy, and each version's servers in rotation. */
+export function routingMapEntries(backend: string, deployId: string, servers: { name: string; deployId?: string }[]): [string, string][] {
+  const out: [string, string][] = [[backend, deployId]];
+  for (const v of ['n', 'o'] as const) {
+    const of = servers.filter((s) => (s.deployId === deployId) === (v === 'n'));
+    if (of.length === 0) continue;
+    out.push([`${backend}.${v}`, String(of.length)]);
+    of.forEach((s, i) => out.push([`${backend}.${v}.${i}`, s.name]));
+  }
+  return out;
 }
 
 /** Client X-Forwarded-* dropped unless a trusted proxy sent them; then this hop's own. */

@@ -31,10 +31,12 @@ import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
 import { OperationBook, statusOf, type Operation } from '../operations.ts';
 import { TrafficRecorder } from '../traffic.ts';
+import type { RoutingRules } from '../../core/model.ts';
 import type {
   Balancer,
   BalancerStats,
   LbOperationStatus,
+  LbRouting,
   LbService,
   ServiceTraffic,
   TrafficTotal,
@@ -43,7 +45,17 @@ import type {
   UpstreamEvent,
 } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
-import { mapEntries, renderConfig, renderMap, serverName, serverParams, slotName, writeAtomic, type BackendModel } from './config.ts';
+import {
+  mapEntries,
+  renderConfig,
+  renderMap,
+  routingMapEntries,
+  serverName,
+  serverParams,
+  slotName,
+  writeAtomic,
+  type BackendModel,
+} from './config.ts';
 import { HaproxyProcess } from './process.ts';
 import { HaproxyTrafficLog } from './traffic-log.ts';
 import {
@@ -123,6 +135,8 @@ export interface HaproxyBalancer extends Balancer {
     configPath: string;
     exactMap: string;
     prefixMap: string;
+    routingMap: string;
+    routingServersMap: string;
     stateFile: string;
   };
   /** managed: master and worker pids (tests kill them); attached: [] */
@@ -148,6 +162,10 @@ interface ServiceEntry {
   basePath: string;
   slot: string;
   servers: Map<string, ServerEntry>;
+  /** routing as the last operation gave it: on while defined (the routing map names its deploy) */
+  routing?: LbRouting;
+  /** the rules written into this backend's configuration (kept after routing is cleared) */
+  rules?: RoutingRules;
 }
 
 interface Drain {
@@ -165,7 +183,14 @@ interface OpData {
 interface StateFile {
   version: 1;
   slots: number;
-  services: { serviceId: string; basePath: string; slot: string; servers: (Upstream & { name: string; draining: boolean })[] }[];
+  services: {
+    serviceId: string;
+    basePath: string;
+    slot: string;
+    servers: (Upstream & { name: string; draining: boolean })[];
+    routing?: LbRouting;
+    rules?: RoutingRules;
+  }[];
 }
 
 export async function createHaproxyBalancer(options: HaproxyBalancerOptions): Promise<HaproxyBalancer> {
@@ -282,6 +307,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         configPath: join(dir, 'haproxy.cfg'),
         exactMap: join(dir, 'routes-exact.map'),
         prefixMap: join(dir, 'routes-prefix.map'),
+        routingMap: join(dir, 'routing.map'),
+        routingServersMap: join(dir, 'routing-servers.map'),
         stateFile: join(dir, 'state.json'),
       };
       this.#process = new HaproxyProcess({
@@ -305,6 +332,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         configPath: options.configPath,
         exactMap: join(dir, 'fledge-routes-exact.map'),
         prefixMap: join(dir, 'fledge-routes-prefix.map'),
+        routingMap: join(dir, 'fledge-routing.map'),
+        routingServersMap: join(dir, 'fledge-routing-servers.map'),
         stateFile: join(dir, 'fledge-haproxy-state.json'),
       };
       this.#process = undefined;
@@ -410,6 +439,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
           drain.waiters.add(op);
           op.data.pending.add(drain);
         }
+        await this.#applyRouting(entry, service.routing);
         this.#logger.info(
           { operationId, serviceId: service.serviceId, add: add.map((u) => u.taskId), remove: remove.map((u) => u.taskId) },
           'LB operation applied',
@@ -452,6 +482,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
           }
         }
         op.data.pending.clear();
+        // Servers back in rotation are routed to again.
+        await this.#syncRoutingMaps().catch((err: unknown) =>
+          this.#logger.warn({ err, operationId }, 'could not rewrite the routing maps'),
+        );
         this.#persist();
         this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
         this.#logger.info({ operationId }, 'LB operation canceled');
@@ -761,6 +795,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     }
   }
 
+  /** The pid of the worker answering on the stats socket (undefined while none answers). */
+  async #workerPid(): Promise<number | undefined> {
+    const info = await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs).catch(() => '');
+    const pid = /^Pid: (\d+)/m.exec(info)?.[1];
+    return pid === undefined ? undefined : Number(pid);
+  }
+
   async #backendExists(backend: string): Promise<boolean> {
     const answer = await haproxyCommand(this.paths.runtimeSocket, `show servers state ${backend}`, this.#cmdTimeoutMs).catch(() => '');
     return /# be_id/.test(answer);
@@ -822,6 +863,52 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#drains.add(drain);
     this.#scheduleDrainPoll();
     return drain;
+  }
+
+  /**
+   * The operation's routing for the service: the rules go into the configuration (a seamless
+   * reload, only when they differ from the rules already written for this backend), and the
+   * routing map turns them on for the deploy — or off, at once, without a reload.
+   */
+  async #applyRouting(entry: ServiceEntry, routing: LbRouting | undefined): Promise<void> {
+    const before = entry.routing;
+    if (routing) {
+      const rules: RoutingRules = { match: routing.match, ...(routing.sticky ? { sticky: routing.sticky } : {}) };
+      if (JSON.stringify(rules) !== JSON.stringify(entry.rules)) {
+        const written = entry.rules;
+        entry.rules = rules;
+        try {
+          this.#logger.info({ serviceId: entry.serviceId, backend: entry.slot }, 'new routing rules: reloading haproxy seamlessly');
+          await this.#reload();
+        } catch (err) {
+          entry.rules = written;
+          this.#persist();
+          throw err;
+        }
+      }
+      entry.routing = routing;
+    } else {
+      delete entry.routing;
+    }
+    if (before || routing) await this.#syncRoutingMaps();
+  }
+
+  /** A seamless reload with the configuration as written now (managed, or attached with a master socket). */
+  async #reload(): Promise<void> {
+    this.#writeFiles();
+    if (this.#process) await this.#process.reload();
+    else if (this.paths.masterSocket) {
+      // The rules are live once a new worker answers on the stats socket (maps go to it next).
+      const before = await this.#workerPid();
+      await this.#attachedReload();
+      const deadline = Date.now() + 10_000;
+      for (let pid = await this.#workerPid(); pid === undefined || pid === before; pid = await this.#workerPid()) {
+        if (Date.now() > deadline) throw new Error('haproxy did not start a worker with the new routing rules');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } else throw new Error('new routing rules need an haproxy reload: give the attached balancer a masterSocket');
+    this.#trafficLog.reconnect();
+    await this.#reapplyServerStates();
   }
 
   /** Drains recorded in the state file (a restart): keep waiting for them, nobody waits on them. */
@@ -965,10 +1052,43 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   /** Both route maps, atomically (a new version filled, then committed) and on disk. */
   async #syncMaps(): Promise<void> {
     const { exact, prefix } = mapEntries(this.#backends());
-    for (const [file, entries] of [
+    await this.#commitMaps([
       [this.paths.exactMap, exact],
       [this.paths.prefixMap, prefix],
-    ] as const) {
+    ]);
+    await this.#syncRoutingMaps();
+  }
+
+  /** The routing maps (routing on, each version's servers in rotation, each server's deploy). */
+  async #syncRoutingMaps(): Promise<void> {
+    if (![...this.#services.values()].some((e) => e.rules)) return;
+    const { routing, servers } = this.#routingEntries();
+    await this.#commitMaps([
+      [this.paths.routingMap, routing],
+      [this.paths.routingServersMap, servers],
+    ]);
+  }
+
+  #routingEntries(): { routing: [string, string][]; servers: [string, string][] } {
+    const routing: [string, string][] = [];
+    const servers: [string, string][] = [];
+    for (const entry of this.#services.values()) {
+      if (!entry.routing) continue;
+      const inRotation = [...entry.servers.values()].filter((s) => !s.draining);
+      routing.push(
+        ...routingMapEntries(
+          entry.slot,
+          entry.routing.deployId,
+          inRotation.map((s) => ({ name: s.name, ...deployOf(s.upstream) })),
+        ),
+      );
+      for (const s of entry.servers.values()) if (s.upstream.deployId !== undefined) servers.push([s.name, s.upstream.deployId]);
+    }
+    return { routing, servers };
+  }
+
+  async #commitMaps(maps: (readonly [string, [string, string][]])[]): Promise<void> {
+    for (const [file, entries] of maps) {
       writeAtomic(file, renderMap(entries));
       const answer = await this.#cmd(`prepare map ${file}`, [/^New version created: \d+/]);
       const version = /(\d+)/.exec(answer)?.[1];
@@ -979,9 +1099,17 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   async #mapsDrifted(): Promise<boolean> {
     const { exact, prefix } = mapEntries(this.#backends());
+    const { routing, servers } = this.#routingEntries();
+    const routed = [...this.#services.values()].some((e) => e.rules);
     for (const [file, entries] of [
       [this.paths.exactMap, exact],
       [this.paths.prefixMap, prefix],
+      ...(routed
+        ? ([
+            [this.paths.routingMap, routing],
+            [this.paths.routingServersMap, servers],
+          ] as const)
+        : []),
     ] as const) {
       const answer = await this.#cmd(`show map ${file}`, [/^0x/]);
       const live = answer
@@ -1003,6 +1131,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       out.push({
         name: slotName(i),
         ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
+        ...(entry?.rules ? { rules: entry.rules } : {}),
         servers: entry
           ? this.#serversOnDisk(entry).map((s) => ({ name: s.name, host: s.upstream.host, port: s.upstream.port, draining: s.draining }))
           : [],
@@ -1034,6 +1163,9 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     const { exact, prefix } = mapEntries(backends);
     writeAtomic(this.paths.exactMap, renderMap(exact));
     writeAtomic(this.paths.prefixMap, renderMap(prefix));
+    const routing = this.#routingEntries();
+    writeAtomic(this.paths.routingMap, renderMap(routing.routing));
+    writeAtomic(this.paths.routingServersMap, renderMap(routing.servers));
     writeAtomic(
       this.paths.configPath,
       renderConfig({
@@ -1043,6 +1175,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         statsSocket: this.paths.runtimeSocket,
         exactMap: this.paths.exactMap,
         prefixMap: this.paths.prefixMap,
+        routingMap: this.paths.routingMap,
+        routingServersMap: this.paths.routingServersMap,
         hardStopAfterMs: this.#drainTimeoutMs + 10_000,
         connectTimeoutMs: this.#connectTimeoutMs,
         serverTimeoutMs: this.#serverTimeoutMs,
@@ -1060,6 +1194,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         basePath: e.basePath,
         slot: e.slot,
         servers: this.#serversOnDisk(e).map((s) => ({ ...s.upstream, name: s.name, draining: s.draining })),
+        ...(e.routing ? { routing: e.routing } : {}),
+        ...(e.rules ? { rules: e.rules } : {}),
       })),
     };
     writeAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
@@ -1081,7 +1217,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       for (const s of state.services) {
         const servers = new Map<string, ServerEntry>();
         for (const { name, draining, ...upstream } of s.servers) servers.set(upstream.taskId, { upstream, name, wasDraining: draining });
-        this.#services.set(s.serviceId, { serviceId: s.serviceId, basePath: s.basePath, slot: s.slot, servers });
+        this.#services.set(s.serviceId, {
+          serviceId: s.serviceId,
+          basePath: s.basePath,
+          slot: s.slot,
+          servers,
+          ...(s.routing ? { routing: s.routing } : {}),
+          ...(s.rules ? { rules: s.rules } : {}),
+        });
       }
       this.#logger.info({ services: state.services.length, file: this.paths.stateFile }, 'haproxy state restored from disk');
     } catch (err) {
@@ -1131,6 +1274,9 @@ function deployOf(u: Upstream): { deployId?: string } {
 /** Runtime API commands are text lines split on blanks and `;`: nothing may smuggle more in. */
 function unsafeForRuntimeApi(service: LbService, add: Upstream[]): string | undefined {
   if (/[\s;#]/.test(service.basePath)) return `basePath ${JSON.stringify(service.basePath)} contains a blank, ";" or "#"`;
+  // The sticky cookie's Path is written into a log-format string.
+  if (service.routing?.sticky?.cookie !== undefined && /["\\$%]/.test(service.basePath))
+    return `basePath ${JSON.stringify(service.basePath)} contains a quote, backslash, "$" or "%": no sticky cookie can name it in haproxy`;
   for (const u of add) if (/[\s;#]/.test(u.host)) return `upstream ${u.taskId} has an invalid host ${JSON.stringify(u.host)}`;
   return undefined;
 }

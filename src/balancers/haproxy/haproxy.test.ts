@@ -12,6 +12,7 @@ import type { LbService } from '../types.ts';
 import { createHaproxyBalancer, type HaproxyBalancer, type HaproxyBalancerOptions } from './index.ts';
 import { haproxyCommand } from './runtime-api.ts';
 import { silentLogger } from '../../logger.ts';
+import { startAttachedHaproxy } from '../../../test/helpers/haproxy-attached.ts';
 import { freePort } from '../../../test/helpers/ports.ts';
 
 function isAlive(pid: number): boolean {
@@ -278,6 +279,156 @@ describe('haproxy balancer', () => {
     ).toBe('SUCCESS');
     expect((await balancer.upstreams('s')).map((u) => u.taskId).sort()).toEqual(['c', 'd']);
     await balancer.close();
+  });
+
+  describe('routing for testers and cohorts', () => {
+    const routed = (deployId: string): LbService => ({
+      ...svc('r', '/r'),
+      routing: { deployId, match: [{ header: 'X-Canary', value: 'yes' }], sticky: { cookie: 'fl_v' } },
+    });
+    const versionOf = async (port: number, headers: Record<string, string>) => {
+      const res = await request(port, '/r/x', { headers });
+      if (res.status !== 200) return `HTTP ${res.status}`;
+      return res.body.startsWith('new') ? 'new' : 'old';
+    };
+    const onlyNew = async (port: number, n = 8) => {
+      const seen = new Set<string>();
+      for (let i = 0; i < n; i++) {
+        seen.add(await versionOf(port, { 'x-canary': 'yes' }));
+        seen.add(await versionOf(port, { cookie: 'fl_v=v2' }));
+      }
+      return [...seen];
+    };
+
+    it('new rules load with one seamless reload (0 failed requests under load); the same rules for the next deploy and clearing need none', async () => {
+      const balancer = await startHaproxy();
+      const port = balancer.address().port;
+      const [old, fresh] = [await up('old'), await up('new')];
+      await settled(balancer, (await balancer.apply('add-old', svc('r', '/r'), [{ ...old.upstream(), deployId: 'v1' }], [])).operationId);
+      const failures: string[] = [];
+      let ok = 0;
+      let stop = false;
+      const load = Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (!stop) {
+            try {
+              const res = await request(port, '/r/x', { headers: { cookie: 'fl_v=v2' } });
+              if (res.status === 200) ok += 1;
+              else failures.push(`HTTP ${res.status}`);
+            } catch (err) {
+              failures.push(String(err));
+            }
+          }
+        }),
+      );
+      const before = await balancer.pids();
+      const s = await settled(
+        balancer,
+        (await balancer.apply('add-new', routed('v2'), [{ ...fresh.upstream(), deployId: 'v2' }], [])).operationId,
+        15_000,
+      );
+      expect(s.state).toBe('SUCCESS');
+      const reloaded = await balancer.pids();
+      reloaded.forEach((p) => allPids.add(p));
+      expect(reloaded).not.toEqual(before);
+      expect(await onlyNew(port)).toEqual(['new']);
+      // cleared at runtime: no reload, pinned clients back on the old version at once
+      await balancer.apply('clear', svc('r', '/r'), [], [{ ...fresh.upstream(), deployId: 'v2' }]);
+      expect(await onlyNew(port)).toEqual(['old']);
+      expect(await settled(balancer, 'clear', 15_000)).toMatchObject({ state: 'SUCCESS' });
+      // the next deploy with the same rules: only the maps change
+      const again = await up('new2');
+      await settled(balancer, (await balancer.apply('add-new2', routed('v2'), [{ ...again.upstream(), deployId: 'v2' }], [])).operationId);
+      expect(await onlyNew(port)).toEqual(['new']);
+      stop = true;
+      await load;
+      expect(failures).toEqual([]);
+      expect(ok).toBeGreaterThan(20);
+      expect((await balancer.pids()).filter((p) => !reloaded.includes(p))).toEqual([]);
+      await balancer.close();
+    });
+
+    it('attached: new rules reload the HAProxy the user runs through its master socket, then the maps follow', async () => {
+      const attached = await startAttachedHaproxy(await freePort());
+      try {
+        const balancer = await createHaproxyBalancer({
+          mode: 'attached',
+          runtimeSocket: attached.statsSocket,
+          configPath: attached.configPath,
+          masterSocket: attached.masterSocket,
+          port: attached.port,
+          reconcileIntervalMs: 0,
+          drainPollMs: 20,
+        });
+        started.push(balancer);
+        const [old, fresh] = [await up('old'), await up('new')];
+        const s = await settled(
+          balancer,
+          (
+            await balancer.apply(
+              'add',
+              routed('v2'),
+              [
+                { ...old.upstream(), deployId: 'v1' },
+                { ...fresh.upstream(), deployId: 'v2' },
+              ],
+              [],
+            )
+          ).operationId,
+          15_000,
+        );
+        expect(s.state, s.message).toBe('SUCCESS');
+        expect(await onlyNew(attached.port)).toEqual(['new']);
+        expect(await balancer.reconcile()).toEqual([]);
+        await balancer.close();
+      } finally {
+        try {
+          process.kill(-attached.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    });
+
+    it('routing survives Fledge restarted (state.json, the same HAProxy adopted) and HAProxy killed (restarted from the files)', async () => {
+      const dataDir = tempDir();
+      const first = await startHaproxy({ dataDir, stopOnClose: false });
+      const port = first.address().port;
+      const [old, fresh] = [await up('old'), await up('new')];
+      await settled(
+        first,
+        (
+          await first.apply(
+            'add',
+            routed('v2'),
+            [
+              { ...old.upstream(), deployId: 'v1' },
+              { ...fresh.upstream(), deployId: 'v2' },
+            ],
+            [],
+          )
+        ).operationId,
+        15_000,
+      );
+      expect(await onlyNew(port)).toEqual(['new']);
+      // Fledge goes away and comes back: it adopts the same HAProxy, routing still on, nothing to repair
+      await first.close();
+      const balancer = await startHaproxy({ dataDir, port });
+      expect(balancer.adopted()).toBe(true);
+      expect(await onlyNew(port)).toEqual(['new']);
+      expect(await balancer.reconcile()).toEqual([]);
+      // HAProxy killed: restarted from the configuration and maps on disk, routing on again
+      const pids = await balancer.pids();
+      pids.forEach((p) => allPids.add(p));
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      await waitFor(() => balancer.restarts() >= 1, 'haproxy restarted', { timeoutMs: 10_000 });
+      for (const pid of await balancer.pids()) allPids.add(pid);
+      await waitFor(async () => (await request(port, '/r/x').catch(() => ({ status: 0 }))).status === 200, 'haproxy serving again', {
+        timeoutMs: 10_000,
+      });
+      expect(await onlyNew(port)).toEqual(['new']);
+      await balancer.shutdown();
+    });
   });
 
   it('a restarted Fledge rebuilds exactly what was live from the files on disk', async () => {

@@ -287,3 +287,37 @@ describe('issueLbOperation', () => {
     expect(run([swapped]).actions?.length).toBe(1);
   });
 });
+
+describe('issueLbOperation: routing of a deploy that is no longer pending', () => {
+  const served = engineDeploy('v1', {}, { serviceBasePath: '/web' });
+  const issue = (tasks: TaskRecord[], lbRouting: string | undefined, routed: string | undefined, active = served) => {
+    const obs = testObservation({ request, activeDeploy: active, tasks });
+    const record = testRecord(request, { lbSeq: 2, ...(lbRouting ? { lbRouting } : {}) });
+    return issueLbOperation(requestContext(obs, record, T0, undefined, undefined), record, TaskView.of(tasks), routed);
+  };
+
+  it('issues an operation with no membership change to clear it, and forgets it', () => {
+    const out = issue([testTask(v1, 1, 'in-lb')], 'v2', undefined);
+    expect(out.actions).toEqual([{ kind: 'lbApply', operationId: 'web-lb3', add: [], remove: [] }]);
+    expect(out.record?.lbRouting).toBeUndefined();
+    expect(out.record?.lbOperation).toMatchObject({ operationId: 'web-lb3', add: [], remove: [] });
+  });
+
+  it('clears it in the operation that takes the new deploy out, when one is due', () => {
+    const tasks = [testTask(v1, 1, 'in-lb'), testTask(v2, 1, 'cleaning-in-lb')];
+    const out = issue(tasks, 'v2', undefined);
+    expect(out.actions).toEqual([{ kind: 'lbApply', operationId: 'web-lb3', add: [], remove: [tasks[1]!.taskId.id] }]);
+    expect(out.record?.lbRouting).toBeUndefined();
+  });
+
+  it('issues nothing while the routed deploy is still pending, or when nothing was routed', () => {
+    expect(issue([testTask(v1, 1, 'in-lb')], 'v2', 'v2')).toEqual({});
+    expect(issue([testTask(v1, 1, 'in-lb')], undefined, undefined)).toEqual({});
+  });
+
+  it('forgets it without an operation when there is no active deploy to name the service', () => {
+    const out = issue([], 'v2', undefined, v1);
+    expect(out.actions).toBeUndefined();
+    expect(out.record?.lbRouting).toBeUndefined();
+  });
+});

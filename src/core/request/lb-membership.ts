@@ -85,16 +85,24 @@ export function settleLbOperation(
 
 /**
  * One operation adding the active deploy's wanted tasks that are not in the LB and removing
- * tasks marked for cleanup (or dead) that still are.
+ * tasks marked for cleanup (or dead) that still are. `routed`: the pending deploy with routing,
+ * if any; when the LB may still hold the routing of a deploy that is no longer pending, this
+ * operation clears it (the executor gives operations the pending deploy's routing only) — with
+ * no membership change if none is due, so pinned clients go back to the old version at once.
  */
-export function issueLbOperation(ctx: RequestContext, record: RequestRecord, tasks: TaskView): RequestChanges {
+export function issueLbOperation(ctx: RequestContext, record: RequestRecord, tasks: TaskView, routed?: string): RequestChanges {
   const { now } = ctx;
   const all = tasks.all();
   const add = all.filter((t) => ctx.wantInLb(t) && needsLbAdd(t));
   // Cleaned-up tasks leave before they stop; a task that died on its own leaves at once, so its
   // address (which the runtime may hand to another task) is never routed to.
   const remove = all.filter((t) => (t.cleanup || !isLive(t.state)) && touchesLb(t) && t.lb.remove?.state !== 'WAITING');
-  if (add.length === 0 && remove.length === 0) return {};
+  const clearRouting = record.lbRouting !== undefined && routed === undefined;
+  if (add.length === 0 && remove.length === 0 && !(clearRouting && ctx.obs.activeDeploy?.serviceBasePath)) {
+    if (!clearRouting) return {};
+    const { lbRouting: _gone, ...rest } = record;
+    return { record: rest };
+  }
   const seq = (record.lbSeq ?? 0) + 1;
   const operationId = `${record.request.id}-lb${seq}`;
   const changes: TaskRecord[] = [
@@ -103,8 +111,13 @@ export function issueLbOperation(ctx: RequestContext, record: RequestRecord, tas
   ];
   const addIds = add.map((t) => t.taskId.id);
   const removeIds = remove.map((t) => t.taskId.id);
+  const { lbRouting: _cleared, ...unrouted } = record;
   return {
-    record: { ...record, lbSeq: seq, lbOperation: { operationId, add: addIds, remove: removeIds, startedAt: now } },
+    record: {
+      ...(clearRouting ? unrouted : record),
+      lbSeq: seq,
+      lbOperation: { operationId, add: addIds, remove: removeIds, startedAt: now },
+    },
     tasks: changes,
     actions: [{ kind: 'lbApply', operationId, add: addIds, remove: removeIds }],
   };

@@ -131,3 +131,31 @@ describe('an atomic swap in flight when its deploy ends', () => {
     expect(stops(out.actions)).toContain(old[1]!.taskId.id);
   });
 });
+
+describe('the routing of a pending deploy (canaryDeploySettings.routing)', () => {
+  const served = engineDeploy('v1', {}, { serviceBasePath: '/web' });
+  const routed = engineDeploy(
+    'v2',
+    { enableCanaryDeploy: true, acceptanceMode: 'MANUAL', routing: { match: [{ header: 'X-Canary' }] } },
+    { serviceBasePath: '/web' },
+  );
+  const old = [1, 2].map((n) => testTask(served, n, 'in-lb'));
+  const canary = testTask(routed, 1, 'in-lb', T0 + 1);
+  const observe = (record: RequestRecord, intents: DeployIntent[], tasks: TaskRecord[]) => {
+    const pending = testPending(routed, request, { phase: 'ACCEPTANCE', stepReadyAt: T0, deadline: T0 + 3_600_000 }, { intents });
+    return stepRequest(testObservation({ request, activeDeploy: served, pending, pendingDeploy: routed, tasks }), record, T0 + 1000);
+  };
+
+  it('is remembered while the deploy is pending, and cleared by the operation that takes the canary out after a cancel', () => {
+    const waiting = observe(testRecord(request, { pendingDeployId: 'v2' }), [], [...old, canary]);
+    expect(waiting.request?.lbRouting).toBe('v2');
+    expect(waiting.actions.filter((a) => a.kind === 'lbApply')).toEqual([]);
+
+    const record = waiting.request!;
+    const cancelled = observe(record, [{ kind: 'cancel', at: T0 + 500 }], [...old, canary]);
+    expect(cancelled.pending.kind).toBe('ENDED');
+    expect(cancelled.request?.lbRouting).toBeUndefined();
+    const ops = cancelled.actions.filter((a) => a.kind === 'lbApply');
+    expect(ops).toEqual([{ kind: 'lbApply', operationId: expect.any(String), add: [], remove: [canary.taskId.id] }]);
+  });
+});

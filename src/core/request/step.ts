@@ -140,7 +140,11 @@ export function stepRequest(observed: RequestObservation, record: RequestRecord,
   tasks = tasks.without(placed.deleted);
   take(reconcileActiveInstances(ctx, rec, tasks, applied.activeDeploy, budget - placed.deleted.length));
   take(retireOtherDeploys(ctx, rec, tasks));
-  if (ctx.lbEnabled && mayIssueLb) take(issueLbOperation(ctx, rec, tasks));
+  // The LB carries the routing of the pending deploy (the executor adds it to every operation);
+  // remembered, so the operation after that deploy ends clears it (lb-membership.ts).
+  const routed = pendingAfter && obs.pendingDeploy?.canaryDeploySettings.routing ? pendingAfter.deployId : undefined;
+  if (routed !== undefined && rec.lbRouting !== routed) rec = { ...rec, lbRouting: routed };
+  if (ctx.lbEnabled && mayIssueLb) take(issueLbOperation(ctx, rec, tasks, routed));
   const starting = new Set(actions.flatMap((a) => (a.kind === 'startTask' ? [a.taskId] : [])));
   take(cleanUp(ctx, tasks, starting));
 

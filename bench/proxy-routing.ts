@@ -1,0 +1,190 @@
+// Proxy throughput with routing rules on vs off: `npx tsx bench/proxy-routing.ts [seconds] [connections] [rounds]`.
+//
+// Each balancer (the builtin proxy in its own child process, and HAProxy managed by the haproxy
+// balancer) serves two services over the same two backends (child Node processes answering 200
+// "ok", one of deploy v1, one of v2): /off without routing, /on with the routing of a canary
+// (four header and cookie rules, a sticky cookie, a hashed sticky header; v2 pending). wrk drives,
+// in the same run and alternating rounds: /off; /on with requests matching no rule (every rule is
+// evaluated, the normal split chooses, each answer sets the sticky cookie: the costliest path);
+// and /on with testers' requests (X-Canary: yes, routed to v2). Prints requests/s and p99 of
+// each, and the on/off ratios per balancer. (Upstream weights are not in this branch yet: routing only.)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createBuiltinBalancer, createHaproxyBalancer } from '../src/balancers/index.ts';
+import type { LbService, Upstream } from '../src/balancers/types.ts';
+import { freePort } from '../test/helpers/ports.ts';
+
+const ROUTING: LbService['routing'] = {
+  deployId: 'v2',
+  match: [{ header: 'X-Canary', value: 'yes' }, { header: 'X-Beta-Tester' }, { cookie: 'beta', value: '1' }, { cookie: 'canary' }],
+  sticky: { cookie: 'fl_v', header: 'X-User-Id', percent: 10 },
+};
+const SERVICES: [string, LbService][] = [
+  ['off', { serviceId: 'off', basePath: '/off', groups: [] }],
+  ['on', { serviceId: 'on', basePath: '/on', groups: [], routing: ROUTING }],
+];
+
+const SELF = fileURLToPath(import.meta.url);
+const BACKEND = `
+const http = require('node:http');
+const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok'); });
+s.keepAliveTimeout = 60000;
+s.listen(0, '127.0.0.1', () => console.log(s.address().port));
+`;
+
+async function childPort(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /^(\d+)$/m.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`child exited (${code}) before printing its port: ${out}`)));
+  });
+}
+
+/** Child role: the builtin proxy with both services in front of the backends in argv[4] (JSON), printing its port. */
+async function builtinRole(upstreams: Upstream[]): Promise<void> {
+  const balancer = await createBuiltinBalancer({ port: 0 });
+  for (const [id, service] of SERVICES) await balancer.apply(id, service, upstreams, []);
+  console.log(balancer.address().port);
+  process.on('SIGTERM', () => void balancer.close().then(() => process.exit(0)));
+}
+
+interface Result {
+  requests: number;
+  errors: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  /** share of CPU time the machine spent idle during the run */
+  idle: number;
+}
+
+function cpuTimes(): { idle: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { idle, total: fields.reduce((a, b) => a + b, 0) };
+}
+
+/** wrk's latency figures ("123.45us", "1.20ms", "2.00s") in milliseconds. */
+function millis(text: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text.trim());
+  if (!m) return NaN;
+  const value = Number(m[1]);
+  return m[2] === 'us' ? value / 1000 : m[2] === 's' ? value * 1000 : value;
+}
+
+function parseWrk(out: string): Omit<Result, 'idle'> {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const p50 = millis(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const p99 = millis(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  if (!Number.isFinite(rps)) throw new Error(`cannot read wrk's output:\n${out}`);
+  return { requests, errors, rps, p50, p99 };
+}
+
+async function load(port: number, seconds: number, connections: number, path: string, header?: string): Promise<Result> {
+  const threads = Math.max(1, Math.min(2, connections));
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    ...(header ? ['-H', header] : []),
+    `http://127.0.0.1:${port}${path}`,
+  ];
+  const before = cpuTimes();
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (text += c.toString()));
+    child.once('error', (err) => reject(new Error(`wrk: ${err.message} (apt-get install wrk)`)));
+    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`))));
+  });
+  const after = cpuTimes();
+  return { ...parseWrk(out), idle: (after.idle - before.idle) / Math.max(1, after.total - before.total) };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 5);
+  const connections = Number(process.argv[3] ?? 32);
+  const rounds = Number(process.argv[4] ?? 3);
+  const dir = mkdtempSync(join(tmpdir(), 'fledge-routing-bench-'));
+  const children: ChildProcess[] = [];
+  let haproxy: Awaited<ReturnType<typeof createHaproxyBalancer>> | undefined;
+  try {
+    const upstreams: Upstream[] = [];
+    for (const deployId of ['v1', 'v2']) {
+      const backend = spawn(process.execPath, ['-e', BACKEND], { stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(backend);
+      upstreams.push({ taskId: `b-${deployId}`, host: '127.0.0.1', port: await childPort(backend), deployId });
+    }
+    const builtin = spawn(process.execPath, ['--import', 'tsx', SELF, '--role', 'builtin', JSON.stringify(upstreams)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(builtin);
+    const builtinPort = await childPort(builtin);
+    haproxy = await createHaproxyBalancer({ dataDir: dir, port: await freePort(), reconcileIntervalMs: 0 });
+    for (const [id, service] of SERVICES) {
+      const status = await haproxy.apply(id, service, upstreams, []);
+      if (status.state !== 'SUCCESS') throw new Error(`haproxy: ${status.state} ${status.message ?? ''}`);
+    }
+    const haproxyPort = haproxy.address().port;
+
+    const cases = [
+      { name: 'off', path: '/off/x' },
+      { name: 'on, no rule matches', path: '/on/x' },
+      { name: 'on, testers routed', path: '/on/x', header: 'X-Canary: yes' },
+    ] as const;
+    type Name = (typeof cases)[number]['name'];
+    // Warm up every path once (the JIT, keep-alive pools), unmeasured.
+    for (const port of [builtinPort, haproxyPort])
+      for (const c of cases) await load(port, 1, connections, c.path, 'header' in c ? c.header : undefined);
+    const results = new Map<string, Result[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const [lb, port] of [
+        ['builtin', builtinPort],
+        ['haproxy', haproxyPort],
+      ] as const) {
+        for (const c of cases) {
+          const r = await load(port, seconds, connections, c.path, 'header' in c ? c.header : undefined);
+          const key = `${lb}|${c.name}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+          console.log(
+            `round ${round + 1} ${lb.padEnd(8)} ${c.name.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  machine idle ${(r.idle * 100).toFixed(0)} %`,
+          );
+        }
+      }
+    }
+    const median = (lb: string, name: Name) =>
+      [...(results.get(`${lb}|${name}`) ?? [])].sort((a, b) => a.rps - b.rps)[Math.floor(rounds / 2)]!;
+    console.log(`\nwrk, loopback, ${connections} keep-alive connections, 2 backends, ${seconds} s per run, median of ${rounds}:`);
+    for (const lb of ['builtin', 'haproxy']) {
+      const off = median(lb, 'off');
+      for (const c of cases) {
+        const r = median(lb, c.name);
+        const ratio = c.name === 'off' ? '' : `  on/off: throughput ×${(r.rps / off.rps).toFixed(2)}, p99 ×${(r.p99 / off.p99).toFixed(2)}`;
+        console.log(`  ${lb.padEnd(8)} ${c.name.padEnd(20)} ${r.rps.toFixed(0).padStart(7)} req/s, p99 ${r.p99.toFixed(2)} ms${ratio}`);
+      }
+    }
+  } finally {
+    await haproxy?.shutdown(); // close() alone would leave HAProxy running
+    for (const c of children) c.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--role') {
+  await builtinRole(JSON.parse(process.argv[4] ?? '[]') as Upstream[]);
+} else {
+  await main();
+}
