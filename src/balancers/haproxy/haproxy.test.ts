@@ -695,6 +695,14 @@ describe('haproxy balancer', () => {
     await waitFor(async () => (await body(port, '/s/x').catch(() => '')) === 'a', 'the restarted haproxy to route /s', {
       timeoutMs: 10_000,
     });
-    await second.shutdown();
+    // and the HAProxy it restarted is adopted in turn by the next Fledge, not replaced
+    const restarted = await second.pids();
+    await second.close();
+    const third = await startHaproxy({ dataDir, stopOnClose: false });
+    expect(third.adopted()).toBe(true);
+    expect((await third.pids())[0]).toBe(restarted[0]);
+    (await third.pids()).forEach((p) => allPids.add(p));
+    expect(await body(port, '/s/y')).toBe('a');
+    await third.shutdown();
   });
 });

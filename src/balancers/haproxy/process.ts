@@ -211,12 +211,21 @@ export class HaproxyProcess {
     }
   }
 
-  /** The master CLI answers as this master, and a current worker answers on the stats socket. */
+  /**
+   * The master CLI answers as this master, and a current worker answers on the stats socket.
+   * Asked three times with longer timeouts: a slow answer on a loaded machine must not get a
+   * healthy HAProxy (and every connection through it) killed and replaced.
+   */
   async #answers(pid: number): Promise<boolean> {
-    const proc = await haproxyCommand(this.#o.masterSocket, 'show proc', 1_000).then(parseShowProc, () => undefined);
-    if (!proc || proc.master !== pid) return false;
-    const worker = proc.workers[0];
-    return worker !== undefined && (await this.#workerAnswers(worker));
+    for (const timeoutMs of [1_000, 2_000, 4_000]) {
+      const proc = await haproxyCommand(this.#o.masterSocket, 'show proc', timeoutMs).then(parseShowProc, () => undefined);
+      if (proc && proc.master !== pid) return false;
+      const worker = proc?.workers[0];
+      if (worker !== undefined && (await this.#workerAnswers(worker, timeoutMs))) return true;
+      if (!this.#isOurs(pid)) return false;
+      await sleep(100);
+    }
+    return false;
   }
 
   #adopt(pid: number): void {
@@ -321,8 +330,8 @@ export class HaproxyProcess {
   }
 
   /** The stats socket is served by this worker. */
-  async #workerAnswers(pid: number): Promise<boolean> {
-    const info = await haproxyCommand(this.#o.statsSocket, 'show info', 1_000).catch(() => '');
+  async #workerAnswers(pid: number, timeoutMs = 1_000): Promise<boolean> {
+    const info = await haproxyCommand(this.#o.statsSocket, 'show info', timeoutMs).catch(() => '');
     return new RegExp(`^Pid: ${pid}$`, 'm').test(info);
   }
 
