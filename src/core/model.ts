@@ -96,6 +96,10 @@ export interface CanaryDeploySettings {
   waitMillisBetweenGroups: number;
   allowedTasksFailuresPerGroup: number;
   canaryCycleCount: number;
+  /** Fledge: percent of the requests to the new deploy, one deploy step each (core/deploy/traffic.ts) */
+  trafficSteps?: number[];
+  /** Fledge: most load one new task may carry, in old tasks' (default 2) */
+  maxLoadPerTaskRatio?: number;
 }
 
 export interface AcceptanceCheckSpec {

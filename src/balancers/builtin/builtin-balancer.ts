@@ -31,6 +31,7 @@ import type {
   Upstream,
   UpstreamEvent,
 } from '../types.ts';
+import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
@@ -74,6 +75,8 @@ export interface BuiltinBalancer extends Balancer {
 }
 
 interface UpstreamEntry extends UpstreamTarget {
+  /** smooth weighted round-robin: this upstream's running score */
+  current: number;
   inFlight: number;
   total: number;
   attempts: Set<Attempt>;
@@ -99,7 +102,6 @@ interface ServiceEntry extends ServiceRoute {
   service: LbService;
   basePath: string;
   upstreams: Map<string, UpstreamEntry>;
-  next: number;
 }
 
 interface OpData {
@@ -337,11 +339,16 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       // Added back while draining: the newer operation wins, so the drain is moot and the
       // operations waiting for it are done.
       this.#abortDrain(existing.drain, true);
+      this.#reweigh(existing, upstream);
       return;
     }
-    if (existing) return;
+    if (existing) {
+      this.#reweigh(existing, upstream);
+      return;
+    }
     service.upstreams.set(upstream.taskId, {
       upstream: { ...upstream },
+      current: 0,
       agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
       inFlight: 0,
       total: 0,
@@ -349,6 +356,13 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       failures: 0,
       ejections: 0,
     });
+  }
+
+  /** Added again: it takes the operation's weight (absent = the default). */
+  #reweigh(entry: UpstreamEntry, upstream: Upstream): void {
+    const { weight: _old, ...rest } = entry.upstream;
+    entry.upstream = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+    entry.current = 0;
   }
 
   /**
@@ -465,7 +479,6 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       service,
       basePath,
       upstreams: new Map(),
-      next: 0,
       get serviceId() {
         return entry.service.serviceId;
       },
@@ -490,9 +503,12 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
 }
 
 /**
- * Round-robin over the upstreams in rotation, chosen per request (never per connection). Those
- * out of rotation for failing are skipped — unless all are, then they are used anyway: an
- * upstream that may answer beats a certain 503.
+ * Smooth weighted round-robin (nginx's) over the upstreams in rotation, chosen per request
+ * (never per connection): each pick adds every candidate's weight to its score, takes the
+ * highest and subtracts the candidates' total from it, so the split is exact over every cycle
+ * of sum-of-weights picks and interleaved within it. Weight 0 gets nothing. Those out of
+ * rotation for failing are skipped — unless all are, then they are used anyway: an upstream
+ * that may answer beats a certain 503.
  */
 function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): UpstreamEntry | undefined {
   const candidates: UpstreamEntry[] = [];
@@ -502,8 +518,16 @@ function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): Upst
     (entry.ejectedUntil === undefined ? candidates : ejected).push(entry);
   }
   if (candidates.length === 0) candidates.push(...ejected);
-  if (candidates.length === 0) return undefined;
-  const chosen = candidates[service.next % candidates.length];
-  service.next = (service.next + 1) % Number.MAX_SAFE_INTEGER;
+  let total = 0;
+  let chosen: UpstreamEntry | undefined;
+  for (const entry of candidates) {
+    const weight = upstreamWeight(entry.upstream);
+    if (weight <= 0) continue;
+    entry.current += weight;
+    total += weight;
+    if (!chosen || entry.current > chosen.current) chosen = entry;
+  }
+  if (!chosen) return undefined;
+  chosen.current -= total;
   return chosen;
 }

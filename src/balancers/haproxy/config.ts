@@ -9,6 +9,8 @@ export interface ServerModel {
   name: string;
   host: string;
   port: number;
+  /** HAProxy weight 0..256 (runtime `set server … weight` changes it; written here so a restart keeps it) */
+  weight: number;
   /** leaving rotation: written `disabled`, so a restarted HAProxy sends it nothing new */
   draining: boolean;
 }
@@ -194,7 +196,8 @@ export function renderConfig(m: ConfigModel): string {
     );
     lines.push('  balance roundrobin');
     const params = m.serverParams ? ` ${m.serverParams}` : '';
-    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${params}${s.draining ? ' disabled' : ''}`);
+    for (const s of b.servers)
+      lines.push(`  server ${s.name} ${s.host}:${s.port} weight ${s.weight}${params}${s.draining ? ' disabled' : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -42,6 +42,7 @@ import type {
   Upstream,
   UpstreamEvent,
 } from '../types.ts';
+import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { mapEntries, renderConfig, renderMap, serverName, serverParams, slotName, writeAtomic, type BackendModel } from './config.ts';
 import { HaproxyProcess } from './process.ts';
@@ -625,6 +626,9 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
           if (server.draining) await this.#cmd(`set server ${key} state drain`);
           else await this.#enable(key);
           repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
+        } else if (row.weight !== upstreamWeight(server.upstream)) {
+          await this.#cmd(`set server ${key} weight ${upstreamWeight(server.upstream)}`);
+          repairs.push(`server ${key} weight set back to ${upstreamWeight(server.upstream)} (haproxy had ${row.weight})`);
         } else if (server.draining && !row.drain && !row.maint) {
           await this.#cmd(`set server ${key} state drain`);
           repairs.push(`server ${key} set back to drain`);
@@ -774,9 +778,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         op.data.pending.delete(drain);
         if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', 'upstream was added back by a later operation');
       }
+      await this.#reweigh(entry, existing, upstream);
       return;
     }
-    if (existing) return;
+    if (existing) {
+      await this.#reweigh(entry, existing, upstream);
+      return;
+    }
     const name = serverName(upstream.taskId);
     const key = `${entry.slot}/${name}`;
     try {
@@ -784,14 +792,24 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     } catch (err) {
       // Present in HAProxy already (a restart restored it): take it as it is, enabled below.
       if (!(err instanceof HaproxyCommandError && /Already exists/i.test(err.answer))) throw err;
+      await this.#cmd(`set server ${key} weight ${upstreamWeight(upstream)}`);
     }
     entry.servers.set(upstream.taskId, { upstream: { ...upstream }, name });
     await this.#enable(key);
   }
 
+  /** Added again: the server takes the operation's weight (absent = the default) at once. */
+  async #reweigh(entry: ServiceEntry, server: ServerEntry, upstream: Upstream): Promise<void> {
+    const weight = upstreamWeight(upstream);
+    const { weight: _old, ...rest } = server.upstream;
+    const next = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+    if (upstreamWeight(server.upstream) !== weight) await this.#cmd(`set server ${entry.slot}/${server.name} weight ${weight}`);
+    server.upstream = next;
+  }
+
   /** `host:port` and the passive-protection parameters every server carries. */
   #serverAddress(upstream: Upstream): string {
-    return `${upstream.host}:${upstream.port}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
+    return `${upstream.host}:${upstream.port} weight ${upstreamWeight(upstream)}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
   }
 
   /** Into rotation; with its connect check on (a dynamic server's checks start disabled). */
@@ -979,6 +997,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
               name: s.name,
               host: s.upstream.host,
               port: s.upstream.port,
+              weight: upstreamWeight(s.upstream),
               draining: s.draining !== undefined,
             }))
           : [],
