@@ -79,6 +79,9 @@ export const FIELD_MEANINGS: Readonly<Record<string, string>> = {
   'DeployInput.canaryDeploySettings.waitMillisBetweenGroups': 'TIMED: the wait after a step is healthy and in the LB',
   'DeployInput.canaryDeploySettings.allowedTasksFailuresPerGroup': 'Task deaths tolerated (and replaced) per step',
   'DeployInput.canaryDeploySettings.canaryCycleCount': 'Steps of instanceGroupSize before the jump to all instances',
+  'DeployInput.canaryDeploySettings.trafficSteps':
+    "Fledge: percent of the requests to the new deploy per step, by LB weights, judged on the balancer's counters",
+  'DeployInput.canaryDeploySettings.maxLoadPerTaskRatio': "Fledge: most load one new task may carry in a traffic step, in old tasks' loads",
   'DeployInput.acceptanceChecks': 'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, prometheus)',
   'DeployInput.acceptanceTimeoutSeconds': 'CHECKS or MANUAL not passed by then fail the deploy (ACCEPTANCE_TIMED_OUT)',
 };

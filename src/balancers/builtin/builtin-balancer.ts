@@ -75,6 +75,8 @@ export interface BuiltinBalancer extends Balancer {
 }
 
 interface UpstreamEntry extends UpstreamTarget {
+  /** the builtin changes an upstream's weight in place (the proxy only reads it) */
+  upstream: Upstream;
   /** smooth weighted round-robin: this upstream's running score */
   current: number;
   inFlight: number;

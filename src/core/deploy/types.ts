@@ -136,6 +136,8 @@ export interface TrafficProgress {
   appliedStep?: number;
   /** when it confirmed them: the counters are read from then on */
   since?: number;
+  /** the step's last traffic-share verdict (logged when it changes) */
+  verdict?: { state: AcceptanceState; message: string };
 }
 
 export interface DeployProgress {
