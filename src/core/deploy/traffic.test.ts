@@ -99,10 +99,10 @@ interface Walk {
  */
 function walk(
   counters: (share: number, step: number) => { newRequests: number; requests: number } | undefined,
-  { passes = 80, stopWhen }: { passes?: number; stopWhen?: (w: Walk) => boolean } = {},
+  { passes = 80, stopWhen, deploy = v2 }: { passes?: number; stopWhen?: (w: Walk) => boolean; deploy?: typeof v2 } = {},
 ): Walk {
   let record = testRecord(request, { pendingDeployId: 'v2' });
-  let pending: PendingDeploy | undefined = createPendingDeploy(v2, request, T0, { oldTasks: 4 });
+  let pending: PendingDeploy | undefined = createPendingDeploy(deploy, request, T0, { oldTasks: 4 });
   let tasks: TaskRecord[] = [1, 2, 3, 4].map((n) => testTask(v1, n, 'in-lb'));
   const lbOps: RequestObservation['lbOps'] = {};
   const w: Walk = { applies: [], decisions: [], actions: [], lastPass: [], record, tasks };
@@ -118,8 +118,8 @@ function walk(
     }
     const obs = testObservation({
       request,
-      activeDeploy: record.activeDeployId === 'v2' ? v2 : v1,
-      ...(pending ? { pendingDeploy: v2, pending } : {}),
+      activeDeploy: record.activeDeployId === 'v2' ? deploy : v1,
+      ...(pending ? { pendingDeploy: deploy, pending } : {}),
       tasks,
       lbOps,
       ...(observed ? { traffic: observed } : {}),
@@ -235,5 +235,25 @@ describe('a traffic-step deploy', () => {
     // and no new task is stopped before that removal
     const firstStop = after.actions.findIndex((a) => a.kind === 'stopTask');
     expect(firstStop).toBeGreaterThan(after.actions.findIndex((a) => JSON.stringify(a) === JSON.stringify(removal)));
+  });
+
+  it('judges a passed step again while it waits for approval: a weight changed afterwards fails it', () => {
+    const manual = engineDeploy(
+      'v2',
+      { enableCanaryDeploy: true, trafficSteps: [5], acceptanceMode: 'MANUAL' },
+      { serviceBasePath: '/web' },
+    );
+    let judged = 0;
+    // right for a while, then the new deploy gets half of every request counted since
+    const w = walk(
+      (share) => {
+        judged += 1;
+        return judged < 5 ? exact(share) : { newRequests: Math.round(share * 5000) + 2500 * (judged - 4), requests: 5000 * (judged - 3) };
+      },
+      { deploy: manual, stopWhen: (x) => x.end !== undefined },
+    );
+    const states = w.decisions.filter((d) => d.kind === 'ACCEPTANCE_RESULT').map((d) => d.state);
+    expect(states).toEqual(['PENDING', 'SUCCEEDED', 'FAILED']);
+    expect(w.end).toMatch(/^FAILED: Acceptance check traffic share failed: new got/);
   });
 });

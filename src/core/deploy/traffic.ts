@@ -32,7 +32,7 @@ const MAX_WEIGHT_ERROR = 0.1;
 /** z for a two-sided 99.9 % interval */
 export const SHARE_Z = 3.29;
 /** fewest requests any share is judged on */
-export const MIN_SHARE_SAMPLE = 200;
+export const MIN_SHARE_SAMPLE = 500;
 
 export type PlanResult = { plan: TrafficPlan } | { problem: string; field: string };
 

@@ -14,7 +14,12 @@ export function stepAcceptance(input: PhaseInput, advanced: boolean): PhaseResul
   const gate = trafficTruth(input);
   if ('result' in gate) return gate.result;
   const rest = acceptByMode({ ...input, progress: gate.progress }, advanced);
-  return gate.decisions.length > 0 ? { ...rest, decisions: [...gate.decisions, ...(rest.decisions ?? [])] } : rest;
+  const judged = gate.decisions.length > 0 ? { ...rest, decisions: [...gate.decisions, ...(rest.decisions ?? [])] } : rest;
+  // While a traffic step waits for its acceptance, its share is judged again every second.
+  if (currentTrafficStep(input.progress) && 'wait' in judged) {
+    return { ...judged, wakeAt: Math.min(judged.wakeAt ?? Infinity, input.now + 1000) };
+  }
+  return judged;
 }
 
 /** The name the traffic-share verdict carries in the decision log and the acceptance messages. */
