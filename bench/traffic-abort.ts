@@ -131,9 +131,11 @@ async function runBalancer(lb: 'builtin' | 'haproxy'): Promise<Round[]> {
   } finally {
     await load?.stop();
     await client.deleteRequest(REQ).catch(() => undefined);
-    await until('the tasks to end', async () => ((await server.store.listTasks({ requestId: REQ, live: true })).length === 0 ? true : undefined), 30_000).catch(
-      () => undefined,
-    );
+    await until(
+      'the tasks to end',
+      async () => ((await server.store.listTasks({ requestId: REQ, live: true })).length === 0 ? true : undefined),
+      30_000,
+    ).catch(() => undefined);
     await server.close();
     const managed = server.balancer as { shutdown?: () => Promise<void> } | undefined;
     await managed?.shutdown?.();
@@ -151,9 +153,12 @@ async function main(): Promise<void> {
   console.log('');
   for (const [lb, rounds] of Object.entries(results)) {
     const f = (k: keyof Round) => `${median(rounds.map((r) => r[k]))} ms (max ${Math.max(...rounds.map((r) => r[k]))})`;
-    console.log(`  ${lb.padEnd(8)} out of rotation ${f('lbMs')}; last request to the new deploy ${f('clientsMs')}; counters at 0 ${f('countedMs')}`);
+    console.log(
+      `  ${lb.padEnd(8)} out of rotation ${f('lbMs')}; last request to the new deploy ${f('clientsMs')}; counters at 0 ${f('countedMs')}`,
+    );
   }
-  const ratio = (k: keyof Round) => (median(results.haproxy!.map((r) => r[k])) / Math.max(1, median(results.builtin!.map((r) => r[k])))).toFixed(2);
+  const ratio = (k: keyof Round) =>
+    (median(results.haproxy!.map((r) => r[k])) / Math.max(1, median(results.builtin!.map((r) => r[k])))).toFixed(2);
   console.log(`  haproxy / builtin: out of rotation ${ratio('lbMs')}×, last request ${ratio('clientsMs')}×`);
 }
 

@@ -98,6 +98,16 @@ describe.each(['builtin', 'haproxy'] as const)('traffic steps through the %s LB'
     const m = await measure(load, deployId, n);
     const verdict = judgeShare(m.got, m.n, share);
     console.log(`[traffic steps ${lb}] ${what}: measured from outside, ${verdict.message}`);
+    if (verdict.state !== 'SUCCEEDED') {
+      const r = await client().getRequest(REQ);
+      const log = (r.pendingDeployState?.deployProgress.decisionLog ?? []).slice(-5).map((d) => `${d.observed} → ${d.action}`);
+      const history = await client()
+        .deployHistoryEntry(REQ, deployId)
+        .catch(() => undefined);
+      console.log(
+        `[traffic steps ${lb}] ${what}: pending ${JSON.stringify(log)}; ${deployId} result ${JSON.stringify((history as { deployResult?: unknown } | undefined)?.deployResult)}`,
+      );
+    }
     expect(verdict.state, verdict.message).toBe('SUCCEEDED');
   }
 
@@ -162,10 +172,6 @@ describe.each(['builtin', 'haproxy'] as const)('traffic steps through the %s LB'
             message: 'haproxy to serve again',
           });
           excused.push({ from: t0, to: Date.now() });
-          console.log(`[traffic steps ${lb}] DIAG ${await haproxyCommand(runtimeSocket(fledge.dataDir), 'show servers state')}`);
-          const probe = await measure(load, 'v2', 400);
-          console.log(`[traffic steps ${lb}] DIAG first 400 after restart: ${probe.got}; ${JSON.stringify(load.report.answers.slice(-400).map((a) => a.version).join('').replace(/v1/g, '.').replace(/v2/g, 'N'))}`);
-          console.log(`[traffic steps ${lb}] DIAG ${await haproxyCommand(runtimeSocket(fledge.dataDir), 'show servers state')}`);
           await expectSplit(load, 'v2', planned.share, `step ${step} right after HAProxy was killed`);
         }
         await client().advanceDeploy(REQ, 'v2');
