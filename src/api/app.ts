@@ -34,6 +34,7 @@ import {
   deployHistoryView,
   groupTaskIds,
   pendingDeployView,
+  liveTasksByRequest,
   requestParent,
   taskHistoryOut,
   tasksOut,
@@ -137,8 +138,19 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.get('/api/requests', async (c) => {
     const records = (await store.listRequests()).filter((r) => r.state !== 'DELETED');
+    const pending = new Map((await store.listPending()).map((p) => [p.requestId, p]));
     const { redact } = redactsItself(c);
-    const body = jsonArrayStream(records, (r) => requestParent(store, r), redact ? redactSecrets : undefined);
+    // Per chunk: the live tasks of its requests in one query; per request: its deploys.
+    const body = jsonArrayStream<(typeof records)[number], Awaited<ReturnType<typeof liveTasksByRequest>>>(
+      records,
+      (r, tasks) => requestParent(store, r, { pending, tasks }),
+      redact ? redactSecrets : undefined,
+      (chunk) =>
+        liveTasksByRequest(
+          store,
+          chunk.map((r) => r.request.id),
+        ),
+    );
     return c.body(body, 200, { 'Content-Type': 'application/json' });
   });
   app.get('/api/requests/request/:id', async (c) => c.json(await requestParent(store, await getRecord(c.req.param('id')))));

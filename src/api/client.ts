@@ -16,6 +16,9 @@ import type { Role } from '../auth/roles.ts';
 import type { FieldChange } from '../core/deploy/diff.ts';
 import type { PreviewEstimate } from '../core/deploy/preview.ts';
 import type { TrafficView, VersionTrafficView } from './traffic-view.ts';
+import type { LeaderView, SchedulerEntry as SchedulerView } from '../core/leadership-view.ts';
+
+export type { LeaderView, SchedulerView };
 
 export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
 export type { FieldChange, PreviewEstimate, TrafficView, VersionTrafficView };
@@ -324,33 +327,6 @@ export interface StateCounts {
   leader?: LeaderView | null;
   /** every scheduler sharing the store, with its last heartbeat */
   schedulers?: SchedulerView[];
-}
-
-export interface LeaderView {
-  /** the server that answered is the leader */
-  self: boolean;
-  id: string;
-  /** its API URL */
-  url: string;
-  /** since when it leads (millis) */
-  since: number;
-  /** the lease's fencing token */
-  epoch: number;
-  expiresAt: number;
-}
-
-export interface SchedulerView {
-  id: string;
-  url: string;
-  hostname: string;
-  pid: number;
-  version: string;
-  startedAt: number;
-  heartbeatAt: number;
-  heartbeatAgeMs: number;
-  alive: boolean;
-  leader: boolean;
-  self: boolean;
 }
 
 /** One server-sent event; `data` is the parsed JSON (or the raw text if it is not JSON). */

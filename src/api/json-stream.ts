@@ -7,10 +7,15 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 export const LIST_CHUNK = 100;
 
-export function jsonArrayStream<T>(
+/**
+ * `prepare` runs once per chunk before its views, so what many views need is read in one
+ * query (e.g. the tasks of a chunk's requests) rather than once per item.
+ */
+export function jsonArrayStream<T, P = undefined>(
   items: readonly T[],
-  view: (item: T) => Promise<unknown>,
+  view: (item: T, prepared: P) => Promise<unknown>,
   transform: (value: unknown) => unknown = (v) => v,
+  prepare?: (chunk: readonly T[]) => Promise<P>,
 ): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let next = 0;
@@ -20,7 +25,8 @@ export function jsonArrayStream<T>(
       if (start > 0) await yieldToLoop();
       const parts: string[] = [];
       const end = Math.min(items.length, start + LIST_CHUNK);
-      for (; next < end; next++) parts.push(JSON.stringify(transform(await view(items[next]!))));
+      const prepared = (prepare ? await prepare(items.slice(start, end)) : undefined) as P;
+      for (; next < end; next++) parts.push(JSON.stringify(transform(await view(items[next]!, prepared))));
       const text = `${start === 0 ? '[' : ','}${parts.join(',')}`;
       if (next < items.length) return controller.enqueue(encoder.encode(text));
       controller.enqueue(encoder.encode(`${text}]`));

@@ -133,12 +133,29 @@ export function pendingDeployView(pending: PendingDeploy, user?: string, lookup:
   };
 }
 
-export async function requestParent(store: Store, record: RequestRecord) {
+/** What a list already read for many requests at once: their pending deploys and live tasks. */
+export interface ParentsPreload {
+  pending: ReadonlyMap<string, PendingDeploy>;
+  tasks: ReadonlyMap<string, TaskRecord[]>;
+}
+
+/** The live tasks of a chunk of requests, in one query, by request id. */
+export async function liveTasksByRequest(store: Store, requestIds: readonly string[]): Promise<Map<string, TaskRecord[]>> {
+  const out = new Map<string, TaskRecord[]>();
+  for (const task of await store.listTasks({ requestIds, live: true })) {
+    const list = out.get(task.taskId.requestId);
+    if (list) list.push(task);
+    else out.set(task.taskId.requestId, [task]);
+  }
+  return out;
+}
+
+export async function requestParent(store: Store, record: RequestRecord, preload?: ParentsPreload) {
   const id = record.request.id;
   const [active, pending, tasks] = await Promise.all([
     record.activeDeployId ? store.getDeployHistory(id, record.activeDeployId) : Promise.resolve(undefined),
-    store.getPending(id),
-    store.listTasks({ requestId: id, live: true }),
+    preload ? preload.pending.get(id) : store.getPending(id),
+    preload ? (preload.tasks.get(id) ?? []) : store.listTasks({ requestId: id, live: true }),
   ]);
   const pendingEntry = pending ? await store.getDeployHistory(id, pending.deployId) : undefined;
   const activeDeploy = active?.deploy;

@@ -284,6 +284,59 @@ describe('watching a deploy', () => {
     expect(io.out()).toContain(`  failure TASK_FAILED_HEALTH_CHECKS web-d3-1-${T0}: HTTP 503 x3\n`);
   });
 
+  it('on a terminal redraws one summary in place (step, traffic, the gate and what to type), then leaves the result', async () => {
+    const manual = { canaryDeploySettings: { acceptanceMode: 'MANUAL' } } as Partial<DeployHistoryView['deploy']>;
+    const gated = historyEntry('web', 'd7', {
+      deploy: { requestId: 'web', id: 'd7', ...manual } as DeployHistoryView['deploy'],
+      deployProgress: progress({ phase: 'HEALTH' }),
+    });
+    const { state, deployEvent } = await deployServer('web', 'd7', gated);
+    const traffic = {
+      requestId: 'web',
+      serviceId: 'web',
+      available: true,
+      balancer: 'builtin',
+      windowSeconds: 300,
+      stepSeconds: 15,
+      from: T0,
+      to: T0,
+      split: 'd1 75 % / d7 25 %',
+      splitBasis: 'requests',
+      total: { requests: 400, requestsPerSecond: 4, errorRate: 0, latencyMs: { p50: 3, p99: 9 } },
+      versions: [],
+    };
+    fake.route('GET /api/requests/request/web/traffic', () => traffic);
+    const io = captureIo({ isTTY: true, columns: 100 });
+    const done = run(['deploy', 'watch', 'web', 'd7', '--settle-timeout', '0'], io);
+    await fake.subscribed();
+    await io.printed('step 1 of 2  HEALTH');
+    // the plain log stays off a terminal: no "step 1/2 HEALTH, new tasks" line
+    expect(io.out()).not.toContain('step 1/2 HEALTH, new tasks');
+
+    const atGate = progress({ phase: 'ACCEPTANCE', deadline: T0 + 1_800_000 });
+    state.entry = { ...gated, deployProgress: atGate };
+    deployEvent('PROGRESS', { progress: atGate });
+    await io.printed('waiting   for your approval of step 1/2 (MANUAL acceptance)');
+    await io.printed('deploy advance web d7   (or reject / cancel)');
+    const ESC = String.fromCharCode(27);
+    const plainOut = () => io.out().replaceAll(new RegExp(`${ESC}\\[[0-9;]*m`, 'g'), '');
+    expect(plainOut()).toContain('traffic   d1 75 % / d7 25 %');
+    // every redraw first moves up over the summary drawn before and clears it
+    const redraws = [...io.out().matchAll(new RegExp(`${ESC}\\[(\\d+)A${ESC}\\[0J`, 'g'))].map((m) => Number(m[1]));
+    expect(redraws.length).toBeGreaterThan(0);
+    for (const n of redraws) expect(n).toBeGreaterThanOrEqual(3);
+
+    const result = { deployState: 'SUCCEEDED' as const, message: 'Deploy succeeded', timestamp: T0 + 60_000, deployFailures: [] };
+    state.entry = { ...gated, deployResult: result, deployProgress: progress({ step: 2, phase: 'ADVANCE' }) };
+    deployEvent('FINISHED', { result });
+    const { code } = await done;
+    expect(code).toBe(0);
+    // the summary is cleared for good; the result stays, marked
+    const tail = plainOut().split(`${ESC}[0J`).at(-1) ?? '';
+    expect(tail).not.toContain('step 1 of 2');
+    expect(tail).toMatch(/✓ deploy d7 SUCCEEDED: Deploy succeeded/);
+  });
+
   it('ends at once for a deploy that is already over, printing the entry with --json', async () => {
     const over = historyEntry('web', 'd4', {
       deployResult: { deployState: 'CANCELED', message: 'canceled by user', timestamp: T0, deployFailures: [] },

@@ -30,6 +30,7 @@ import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Runtime } from '../runtimes/types.ts';
 import type { ClusterStore, Fence, Lease, SchedulerInfo } from '../store/types.ts';
+import type { LeaderView, SchedulerEntry } from '../core/leadership-view.ts';
 
 export interface Term {
   close(): Promise<void>;
@@ -53,30 +54,6 @@ export class NotLeaderError extends Error {
     super(`Not the leader (any more): refused to ${what}`);
     this.name = 'NotLeaderError';
   }
-}
-
-export interface LeaderView {
-  self: boolean;
-  id: string;
-  url: string;
-  since: number;
-  epoch: number;
-  expiresAt: number;
-}
-
-export interface SchedulerEntry {
-  id: string;
-  url: string;
-  hostname: string;
-  pid: number;
-  version: string;
-  startedAt: number;
-  heartbeatAt: number;
-  heartbeatAgeMs: number;
-  /** heartbeat within three renewal intervals */
-  alive: boolean;
-  leader: boolean;
-  self: boolean;
 }
 
 type State = 'follower' | 'starting' | 'leader' | 'stepping-down' | 'closed';

@@ -148,6 +148,10 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect(ids(await store.listTasks({ requestId: 'a', deployId: 'v2' }))).toEqual(['v2#1:TASK_KILLED']);
       expect(ids(await store.listTasks({ requestId: 'a', endedSince: T0 + 50 }))).toEqual(['v1#1:TASK_RUNNING', 'v1#2:TASK_FAILED']);
       expect(await store.listTasks({ live: true })).toHaveLength(2);
+      // several requests in one query (a list's chunk); none asked, none answered
+      expect(ids(await store.listTasks({ requestIds: ['a', 'b'], live: true }))).toEqual(['v1#1:TASK_RUNNING', 'v1#1:TASK_RUNNING']);
+      expect((await store.listTasks({ requestIds: ['b', 'c'] })).map((t) => t.taskId.requestId)).toEqual(['b']);
+      expect(await store.listTasks({ requestIds: [] })).toEqual([]);
     });
 
     it('updates a task in place and moves it out of the live set when it ends', async () => {

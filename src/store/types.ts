@@ -61,6 +61,8 @@ export interface ExpiredTaskQuery {
 
 export interface TaskQuery {
   requestId?: string;
+  /** tasks of any of these requests (at most a list chunk's worth: one query for many views) */
+  requestIds?: readonly string[];
   deployId?: string;
   /** only tasks in a live state */
   live?: boolean;

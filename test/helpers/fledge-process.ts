@@ -8,7 +8,7 @@
 // the server on purpose). `leakedProcesses()` (afterAll) lists any process seen by the tests
 // that still runs.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -181,6 +181,14 @@ export function spawnServe(options: ServeArgs): ServeChild {
   };
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
+  // For chasing a rare failure: every server's whole output, one file per pid.
+  const keep = process.env.FLEDGE_TEST_OUTPUT_DIR;
+  if (keep) {
+    const file = path.join(keep, `fledge-${pid}.log`);
+    const toFile = (chunk: Buffer) => appendFileSync(file, chunk);
+    child.stdout?.on('data', toFile);
+    child.stderr?.on('data', toFile);
+  }
   let exited = false;
   const exit = new Promise<ExitStatus>((resolve) =>
     child.once('exit', (code, signal) => {
@@ -362,7 +370,7 @@ export async function cleanup(): Promise<void> {
 
   servers.clear();
   groups.clear();
-  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  if (!process.env.FLEDGE_TEST_OUTPUT_DIR) for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
   ownedDirs.clear();
   dataDirs.clear();
 }

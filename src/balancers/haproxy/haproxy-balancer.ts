@@ -226,6 +226,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   readonly #drains = new Set<Drain>();
   /** operations whose changes are being sent to HAProxy */
   readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
+  /**
+   * The operation being applied, written to disk before HAProxy is told (write-ahead): a
+   * Fledge killed half-way through leaves a state file that already names the servers it may
+   * have added and drains, so the next start repairs towards it instead of deleting them.
+   */
+  #intent: { slot: string; add: Upstream[]; remove: Set<string> } | undefined;
   readonly #process: HaproxyProcess | undefined;
   readonly #stopOnClose: boolean;
   readonly #mayAct: () => boolean;
@@ -395,6 +401,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     await this.#serial(async () => {
       try {
         const entry = await this.#serviceEntry(service);
+        this.#intent = { slot: entry.slot, add, remove: new Set(remove.map((u) => u.taskId)) };
+        this.#writeFiles();
         for (const upstream of add) await this.#addServer(entry, upstream);
         for (const upstream of remove) {
           const server = entry.servers.get(upstream.taskId);
@@ -413,6 +421,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         op.data.pending.clear();
         this.#ops.finish(op, 'FAILED', errorMessage(err));
       } finally {
+        this.#intent = undefined;
         this.#persist();
         this.#applying.delete(inFlight);
       }
@@ -606,36 +615,43 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         for (const server of entry.servers.values()) wanted.set(`${entry.slot}/${server.name}`, { entry, server });
       }
       const ours = (backend: string) => /^fledge_b\d+$/.test(backend);
-      for (const [key, row] of live) {
-        if (!ours(row.backend) || wanted.has(key)) continue;
-        await this.#deleteServer(row.backend, row.server, true);
-        repairs.push(`deleted server ${key}, unknown to Fledge`);
-      }
+      // Servers that should serve are put right first, then the ones that should drain, and
+      // unknown ones are removed last: a repair never leaves a backend with nothing in rotation.
+      const drains: string[] = [];
       for (const [key, { entry, server }] of wanted) {
         const row = live.get(key);
         const { host, port } = server.upstream;
         if (!row) {
           if (!this.#slotExists(rows, entry.slot) && !(await this.#backendExists(entry.slot))) continue;
           await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          if (server.draining) drains.push(key);
           else await this.#enable(key);
           repairs.push(`re-added server ${key} (${host}:${port}), missing from haproxy`);
         } else if (row.host !== host || row.port !== port) {
           await this.#deleteServer(entry.slot, server.name, true);
           await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) await this.#cmd(`set server ${key} state drain`);
+          if (server.draining) drains.push(key);
           else await this.#enable(key);
           repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
-        } else if (row.weight !== upstreamWeight(server.upstream)) {
-          await this.#cmd(`set server ${key} weight ${upstreamWeight(server.upstream)}`);
-          repairs.push(`server ${key} weight set back to ${upstreamWeight(server.upstream)} (haproxy had ${row.weight})`);
         } else if (server.draining && !row.drain && !row.maint) {
-          await this.#cmd(`set server ${key} state drain`);
+          drains.push(key);
           repairs.push(`server ${key} set back to drain`);
         } else if (!server.draining && (row.maint || row.drain)) {
           await this.#cmd(`set server ${key} state ready`);
           repairs.push(`server ${key} put back into rotation (haproxy had it ${row.maint ? 'in maintenance' : 'draining'})`);
         }
+        if (row && !server.draining && row.host === host && row.port === port && row.weight !== upstreamWeight(server.upstream)) {
+          await this.#cmd(`set server ${key} weight ${upstreamWeight(server.upstream)}`);
+          repairs.push(`server ${key} weight set back to ${upstreamWeight(server.upstream)} (haproxy had ${row.weight})`);
+        }
+      }
+      for (const key of drains) await this.#cmd(`set server ${key} state drain`);
+      for (const [key, row] of live) {
+        if (!ours(row.backend) || wanted.has(key)) continue;
+        // No new requests at once; requests in flight on it finish, and it is deleted when idle
+        // (HAProxy refuses to delete a server with connections) — here or at a later reconcile.
+        if (await this.#deleteIdleServer(row.backend, row.server)) repairs.push(`deleted server ${key}, unknown to Fledge`);
+        else repairs.push(`server ${key}, unknown to Fledge, out of rotation; deleted once its requests finish`);
       }
       if (await this.#mapsDrifted()) {
         await this.#syncMaps();
@@ -928,6 +944,20 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   /** maint, (shutdown sessions), del server. A server HAProxy does not have is deleted already. */
+  /** Into maintenance and deleted if it has no connections left; false when they keep it. */
+  async #deleteIdleServer(backend: string, name: string): Promise<boolean> {
+    const key = `${backend}/${name}`;
+    await this.#cmd(`set server ${key} state maint`);
+    try {
+      await this.#cmd(`del server ${key}`, [/^Server deleted/]);
+      return true;
+    } catch (err) {
+      if (err instanceof HaproxyCommandError && /No such server|No such backend/i.test(err.answer)) return true;
+      if (err instanceof HaproxyCommandError) return false;
+      throw err;
+    }
+  }
+
   async #deleteServer(backend: string, name: string, force: boolean): Promise<void> {
     const key = `${backend}/${name}`;
     const gone = (err: unknown) => err instanceof HaproxyCommandError && /No such server|No such backend/i.test(err.answer);
@@ -993,15 +1023,35 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         name: slotName(i),
         ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
         servers: entry
-          ? [...entry.servers.values()].map((s) => ({
+          ? this.#serversOnDisk(entry).map((s) => ({
               name: s.name,
               host: s.upstream.host,
               port: s.upstream.port,
               weight: upstreamWeight(s.upstream),
-              draining: s.draining !== undefined,
+              draining: s.draining,
             }))
           : [],
       });
+    }
+    return out;
+  }
+
+  /** A service's servers as written to disk: what is live, with the operation being applied. */
+  #serversOnDisk(entry: ServiceEntry): { upstream: Upstream; name: string; draining: boolean }[] {
+    const intent = this.#intent?.slot === entry.slot ? this.#intent : undefined;
+    const out = [...entry.servers.values()].map((s) => ({
+      upstream: s.upstream,
+      name: s.name,
+      draining: s.draining !== undefined || (intent?.remove.has(s.upstream.taskId) ?? false),
+    }));
+    for (const upstream of intent?.add ?? []) {
+      const present = out.find((s) => s.upstream.taskId === upstream.taskId);
+      if (present) {
+        present.draining = false;
+        // added again: it takes the operation's weight (absent = the default)
+        const { weight: _old, ...rest } = present.upstream;
+        present.upstream = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+      } else out.push({ upstream: { ...upstream }, name: serverName(upstream.taskId), draining: false });
     }
     return out;
   }
@@ -1038,7 +1088,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         serviceId: e.serviceId,
         basePath: e.basePath,
         slot: e.slot,
-        servers: [...e.servers.values()].map((s) => ({ ...s.upstream, name: s.name, draining: s.draining !== undefined })),
+        servers: this.#serversOnDisk(e).map((s) => ({ ...s.upstream, name: s.name, draining: s.draining })),
       })),
     };
     writeAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);

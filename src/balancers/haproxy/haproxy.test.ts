@@ -456,6 +456,86 @@ describe('haproxy balancer', () => {
     await second.shutdown();
   });
 
+  it.each([
+    { cut: 1, what: 'after writing the state file' },
+    { cut: 2, what: 'after adding the new server (in maintenance)' },
+    { cut: 3, what: 'after putting the new server in rotation' },
+  ])(
+    'a Fledge stopped half-way through a swap ($what) leaves a state file naming it; the next one repairs towards it with something always in rotation',
+    async ({ cut }) => {
+      const dataDir = tempDir();
+      // The first scheduler loses the right to act after the swap's first HAProxy command: the
+      // effect of a SIGKILL between telling HAProxy and writing the state file.
+      let commands = 0;
+      let cutAfter = Infinity;
+      const first = await startHaproxy({
+        dataDir,
+        stopOnClose: false,
+        mayAct: () => {
+          commands += 1;
+          return commands <= cutAfter;
+        },
+      });
+      const port = first.address().port;
+      const [a, b] = [await up('a'), await up('b')];
+      await settled(first, (await first.apply('old', svc('s', '/s'), [a.upstream()], [])).operationId);
+      (await first.pids()).forEach((p) => allPids.add(p));
+      // the state file's write-ahead, `add server`, `enable server`: cut after `cut` of them, so b
+      // is not yet (or is) in HAProxy, and the drain of a never started
+      cutAfter = commands + cut;
+      const swap = await first.apply('swap', svc('s', '/s'), [b.upstream()], [a.upstream()]);
+      expect(swap.state).toBe('FAILED');
+      const onDisk = JSON.parse(readFileSync(join(dataDir, 'haproxy', 'state.json'), 'utf8')) as {
+        services: { servers: { taskId: string; draining: boolean }[] }[];
+      };
+      expect(onDisk.services[0]?.servers.map((s) => [s.taskId, s.draining]).sort()).toEqual([
+        ['a', true],
+        ['b', false],
+      ]);
+      await first.close();
+
+      const load = steadyLoad(port, '/s/x');
+      const second = await startHaproxy({ dataDir, stopOnClose: false });
+      await sleep(200);
+      await load.stop();
+      expect(load.failures).toEqual([]);
+      expect(second.adopted()).toBe(true);
+      // nothing was deleted: b serves, a drains as the swap meant
+      expect((await second.upstreams('s')).map((u) => u.taskId)).toEqual(['b']);
+      const answers = new Set<string>();
+      for (let i = 0; i < 6; i++) answers.add(await body(port, '/s/q'));
+      expect([...answers]).toEqual(['b']);
+      await second.shutdown();
+    },
+  );
+
+  it('a repair takes an unknown server out only after the right ones are in rotation, and lets its requests finish', async () => {
+    const balancer = await startHaproxy();
+    const port = balancer.address().port;
+    const [a, rogue] = [await up('a'), await up('rogue')];
+    await settled(balancer, (await balancer.apply('add', svc('s', '/s'), [a.upstream()], [])).operationId);
+    const sock = balancer.paths.runtimeSocket;
+    // the state HAProxy was left in by a lost write: the known server draining, an unknown one serving
+    await haproxyCommand(sock, 'set server fledge_b0/a state drain');
+    await haproxyCommand(sock, `add server fledge_b0/rogue 127.0.0.1:${rogue.port}`);
+    await haproxyCommand(sock, 'enable server fledge_b0/rogue');
+    const held = request(port, '/s/slow', { timeoutMs: 10_000 });
+    await waitFor(() => rogue.held() > 0, 'a request held on the unknown server');
+    const load = steadyLoad(port, '/s/x');
+    const repairs = await balancer.reconcile();
+    await sleep(200);
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    expect(repairs.join('\n')).toMatch(/fledge_b0\/a put back into rotation/);
+    expect(repairs.join('\n')).toMatch(/rogue, unknown to Fledge, out of rotation/);
+    rogue.release();
+    expect((await held).status).toBe(200);
+    // idle now: the next repair deletes it
+    expect((await balancer.reconcile()).join('\n')).toMatch(/deleted server fledge_b0\/rogue, unknown to Fledge/);
+    expect(await haproxyCommand(sock, 'show servers state')).not.toMatch(/ rogue /);
+    await balancer.close();
+  });
+
   it('replaces an unresponsive leftover HAProxy (SIGSTOPped master) and says so', async () => {
     const dataDir = tempDir();
     const first = await startHaproxy({ dataDir, stopOnClose: false });

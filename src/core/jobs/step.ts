@@ -21,7 +21,6 @@
  *    - RUN_ONCE: one run when a deploy becomes active.
  * 4. Cleanup (../request/cleanup.ts): marked runs are stopped; unstarted ones are started.
  */
-import type { PendingOutcome } from '../deploy/step.ts';
 import type { Action, Decision, DeployResult, RequestObservation } from '../deploy/types.ts';
 import {
   isLive,
@@ -38,6 +37,8 @@ import { placerFor } from '../deploy/phase.ts';
 import { successfulExitCodes } from '../launch.ts';
 import type { Placer } from '../placement.ts';
 import { applyDeployResult } from '../request/apply-result.ts';
+import type { PendingOutcome } from '../deploy/step.ts';
+import type { JobNote, StepOutcome } from '../request/outcome.ts';
 import { cleanUp } from '../request/cleanup.ts';
 import { requestContext } from '../request/context.ts';
 import { placeWaitingTasks } from '../request/waiting-tasks.ts';
@@ -46,23 +47,9 @@ import { collapseChanges, TaskView } from '../task-view.ts';
 import { nextRunAfter, scheduleOf, type Schedule } from './cron.ts';
 
 /** Something the loop logs (a skipped due time, a retry, an overdue run). */
-export interface JobNote {
-  level: 'info' | 'warn';
-  msg: string;
-  taskId?: string;
-  runId?: string;
-  dueAt?: number;
-}
 
-export interface JobStepOutcome {
-  now: number;
-  request?: RequestRecord;
-  tasks: readonly TaskRecord[];
-  deletedTasks: readonly string[];
-  pending: PendingOutcome;
-  actions: readonly Action[];
-  wakeAt?: number;
-  decisions: readonly Decision[];
+/** A job's step decides what a request's step does, and always says what to log. */
+export interface JobStepOutcome extends Omit<StepOutcome, 'notes' | 'waiting'> {
   notes: readonly JobNote[];
 }
 

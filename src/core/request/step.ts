@@ -47,8 +47,11 @@
  */
 import type { PendingOutcome } from '../deploy/step.ts';
 import { stepDeploy } from '../deploy/step.ts';
-import type { Action, Decision, RequestObservation } from '../deploy/types.ts';
-import { stepJobRequest, type JobNote } from '../jobs/step.ts';
+import type { Action, RequestObservation } from '../deploy/types.ts';
+import { stepJobRequest } from '../jobs/step.ts';
+import type { StepOutcome } from './outcome.ts';
+
+export type { StepOutcome };
 import { isLive, isRunToCompletion, type RequestRecord, type TaskRecord } from '../model.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reconcileActiveInstances } from './active-instances.ts';
@@ -63,27 +66,6 @@ import { issueLbOperation, settleLbOperation } from './lb-membership.ts';
 import { retireOtherDeploys } from './retire.ts';
 
 /** Everything one step decided for one request. Persist it, then run its actions. */
-export interface StepOutcome {
-  now: number;
-  /** the request record, when it changed */
-  request?: RequestRecord;
-  /** task records created or changed, one per task */
-  tasks: readonly TaskRecord[];
-  /** task records to delete: tasks that waited for a host and got one (under a new id) */
-  deletedTasks: readonly string[];
-  /** what became of the pending deploy */
-  pending: PendingOutcome;
-  /** in order: the deploy's, then the steady state's */
-  actions: readonly Action[];
-  /** look at the request again by then (at the latest) */
-  wakeAt?: number;
-  /** the entries the deploy step added to its decision log */
-  decisions: readonly Decision[];
-  /** why the pending deploy is not done yet, when it waits */
-  waiting?: { why: string; until?: number };
-  /** run-to-completion requests: what to log (skipped due times, retries, overdue runs) */
-  notes?: readonly JobNote[];
-}
 
 export function stepRequest(observed: RequestObservation, record: RequestRecord, now: number): StepOutcome {
   // Expired actions are undone first, so every part below reads the request as it now is.

@@ -280,6 +280,10 @@ export class SqlQueries {
   async listTasks(db: Db, query: TaskQuery = {}): Promise<TaskRecord[]> {
     let q = db.selectFrom('tasks').select('doc');
     if (query.requestId !== undefined) q = q.where('request_id', '=', query.requestId);
+    if (query.requestIds !== undefined) {
+      if (query.requestIds.length === 0) return [];
+      q = q.where('request_id', 'in', [...query.requestIds]);
+    }
     if (query.deployId !== undefined) q = q.where('deploy_id', '=', query.deployId);
     if (query.live) q = q.where('live', '=', 1);
     if (query.endedSince !== undefined) {
