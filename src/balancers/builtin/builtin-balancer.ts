@@ -520,6 +520,16 @@ function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>): Upst
     (entry.ejectedUntil === undefined ? candidates : ejected).push(entry);
   }
   if (candidates.length === 0) candidates.push(...ejected);
+  // A retry (something excluded) takes the next in line without moving the scores, so the
+  // split of requests stays what the weights say.
+  if (exclude.size > 0) {
+    let next: UpstreamEntry | undefined;
+    for (const entry of candidates) {
+      const weight = upstreamWeight(entry.upstream);
+      if (weight > 0 && (!next || entry.current + weight > next.current + upstreamWeight(next.upstream))) next = entry;
+    }
+    return next;
+  }
   let total = 0;
   let chosen: UpstreamEntry | undefined;
   for (const entry of candidates) {

@@ -9,8 +9,8 @@
  * - The first connection starts at the ring's end (`-n`): what HAProxy served before Fledge
  *   started is not Fledge's to count.
  * - A reconnection to the same worker (the connection closed, e.g. by `stats timeout`) reads
- *   the ring from its start and skips lines whose request counter it has seen (%rt grows per
- *   worker).
+ *   the ring from its start and skips lines whose request counter (%rt, per worker) it has
+ *   seen — the counters seen, not the highest: lines arrive out of counter order (SeenCounters).
  * - A new worker (a reload, a restart) is read from the start of its ring: everything in it
  *   happened after it started, so after the previous worker's lines. The balancer calls
  *   reconnect() after every reload it makes; a connection to a worker that ended closes.
