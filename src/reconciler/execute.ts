@@ -509,10 +509,51 @@ export class Executor {
       // Members added again take the weight they are given: one operation re-weighs them.
       const status = await balancer.apply(operationId, service, pick([...add, ...reweigh]), pick(remove));
       this.#lbStates.set(operationId, status);
+      if (status.state !== 'FAILED') await this.#afterTrafficAbort(requestId, service.serviceId, pick(remove));
     } catch (err) {
       this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: errorMessage(err) });
     }
     this.#d.wake(requestId);
+  }
+
+  /**
+   * A traffic-step deploy that ended without succeeding has just been taken out of the LB:
+   * check, on the balancer's own counters, that its share really went to 0, and log it (the
+   * first whole second without a request to it), bounded to 10 s.
+   */
+  async #afterTrafficAbort(requestId: string, serviceId: string, removed: Upstream[]): Promise<void> {
+    const balancer = this.#d.balancer;
+    const deployIds = new Set(removed.map((u) => u.deployId).filter((d): d is string => d !== undefined));
+    if (!balancer || deployIds.size === 0) return;
+    const pending = await this.#d.store.getPending(requestId);
+    for (const deployId of deployIds) {
+      if (pending?.deployId === deployId) continue;
+      const deploy = await this.#d.store.getDeploy(requestId, deployId);
+      if (!deploy?.canaryDeploySettings.trafficSteps?.length) continue;
+      const state = (await this.#d.store.getDeployHistory(requestId, deployId))?.result?.deployState;
+      if (state === undefined || state === 'SUCCEEDED') continue;
+      const t0 = this.#d.clock.now();
+      this.#track(
+        (async () => {
+          while (!this.#closed && this.#d.clock.now() - t0 < 10_000) {
+            const t = await balancer.traffic(serviceId, { windowMs: 2_000, stepMs: 1_000 });
+            const done = t.series?.points[0];
+            if (done && done.at >= t0 && !done.deploys.some((d) => d.deployId === deployId && d.requests > 0)) {
+              this.#d.logger.info(
+                { requestId, deployId, serviceId, ms: done.at - t0 },
+                `deploy ${deployId} (${state}) is out of the load balancer: its share of the requests is 0 % from ${done.at - t0} ms after its removal (the balancer's counters, by whole seconds)`,
+              );
+              return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          if (!this.#closed)
+            this.#d.logger.warn({ requestId, deployId, serviceId }, `deploy ${deployId} still got requests 10 s after its removal`);
+        })(),
+        { requestId, deployId },
+        'could not read the traffic counters after a traffic deploy ended',
+      );
+    }
   }
 
   /**

@@ -233,6 +233,11 @@ describe.each(['builtin', 'haproxy'] as const)('traffic steps through the %s LB'
           /traffic share failed: new got [\d.]+ % of [\d,]+ requests, intended 4\.99 % ± [\d.]+ %: FAILED/,
         );
         console.log(`[traffic steps ${lb}] mis-set weight: ${result.deployResult.message}`);
+        // Fledge checked on the counters that the new deploy's share went to 0, and said so
+        await waitFor(() => /deploy v3 \(FAILED\) is out of the load balancer: its share of the requests is 0 %/.test(fledge!.output()), {
+          timeoutMs: 15_000,
+          message: "Fledge's log line saying v3's share is 0",
+        });
         // the new deploy is out: every answer is v2's
         await waitForHealthyTasks(client(), REQ, { count: 4, deployId: 'v2', exclusive: true, timeoutMs: WAIT });
         const after = await measure(load, 'v2', 200);
