@@ -148,6 +148,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
       events,
       wake: (id) => late.relay?.wake(id),
       allowCanaryLbChange: config.allowCanaryLbChange,
+      prometheus: config.prometheus,
       serverChecks: () => serverChecks.map((c) => c.name),
       maxQueuedRuns: config.jobs.maxQueuedRuns,
       newRunId: () => randomUUID(),
@@ -200,8 +201,8 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
         const termStore = fencedStore(store, lease, () => late.leadership?.fenced(), guard);
         const balancer = await startBalancer(config, logger, guard);
         if (balancer) parts.push(() => balancer.close());
-        const factories = config.checks === 'fake' ? fakeCheckFactories : checkFactories;
-        const checks = new CheckRunner({ store: termStore, clock, logger, factories, serverChecks });
+        const factories = config.checks === 'fake' ? fakeCheckFactories : checkFactories({ prometheus: config.prometheus });
+        const checks = new CheckRunner({ store: termStore, clock, logger, factories, serverChecks, ...(balancer ? { balancer } : {}) });
         const settings: EngineSettings = {
           killGraceMillis: config.killGraceSeconds * 1000,
           backoffBaseMillis: 1000,

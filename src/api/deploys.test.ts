@@ -29,17 +29,39 @@ describe('POST /api/deploys input errors', () => {
     expect(res.body.details).toContainEqual({ field: 'deploy.canaryStuff', rule: 'unknown field' });
   });
 
-  it('refuses a check type this server cannot run, naming the check', async () => {
+  it('refuses a prometheus check with no server to query, naming its url', async () => {
+    await f.post('/api/requests', { id: 'svc', requestType: 'SERVICE' });
+    const check = { name: 'errors', type: 'prometheus', query: 'up', max: 1 };
+    const res = await f.post<ErrorBody>(
+      '/api/deploys',
+      deployBody('svc', 'v1', { canaryDeploySettings: { acceptanceMode: 'CHECKS' }, acceptanceChecks: [check] }),
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('--prometheus-url');
+    expect(res.body.details).toContainEqual({ field: 'deploy.acceptanceChecks[0].url', rule: 'required without --prometheus-url' });
+    // a url of its own is refused too unless --prometheus-allow names its host
+    const own = await f.post<ErrorBody>(
+      '/api/deploys',
+      deployBody('svc', 'v1', {
+        canaryDeploySettings: { acceptanceMode: 'CHECKS' },
+        acceptanceChecks: [{ ...check, url: 'http://10.1.2.3:9090' }],
+      }),
+    );
+    expect(own.status).toBe(400);
+    expect(own.body.message).toContain('10.1.2.3:9090 is not a Prometheus server this server may query');
+  });
+
+  it('refuses an lb check on a request that is not load balanced, naming the check', async () => {
     await f.post('/api/requests', { id: 'svc', requestType: 'SERVICE' });
     const res = await f.post<ErrorBody>(
       '/api/deploys',
       deployBody('svc', 'v1', {
         canaryDeploySettings: { acceptanceMode: 'CHECKS' },
-        acceptanceChecks: [{ name: 'errors', type: 'prometheus', url: 'http://127.0.0.1:9090', query: 'up', max: 1 }],
+        acceptanceChecks: [{ name: 'errors', type: 'lb', maxErrorRate: 0.01 }],
       }),
     );
     expect(res.status).toBe(400);
-    expect(res.body.details).toContainEqual({ field: 'deploy.acceptanceChecks[0].type', rule: 'http, command or manual' });
+    expect(res.body.details).toContainEqual({ field: 'deploy.acceptanceChecks[0].type', rule: 'lb only on a loadBalanced request' });
   });
 
   it('names a missing deploy.id', async () => {

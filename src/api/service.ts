@@ -18,6 +18,7 @@ import {
   type QueuedRun,
   type RequestRecord,
 } from '../core/model.ts';
+import { prometheusTarget, type PrometheusSettings } from '../checks/prometheus/target.ts';
 import { deployEvent, requestEvent, taskEvents, type RequestHistoryType } from '../core/webhooks.ts';
 import type { RequestLocks } from '../reconciler/locks.ts';
 import type { Store } from '../store/types.ts';
@@ -39,6 +40,8 @@ export interface ServiceDeps {
   events: EventBus;
   wake: (requestId: string) => void;
   allowCanaryLbChange: boolean;
+  /** where `prometheus` checks may send their queries (--prometheus-url, --prometheus-allow) */
+  prometheus?: PrometheusSettings;
   /** names of the server-wide acceptance hooks, for plans (none when absent) */
   serverChecks?: () => string[];
   /** runs a request may have waiting in its queue (default 1000) */
@@ -71,7 +74,7 @@ export interface PreparedDeploy {
   warnings: string[];
 }
 
-const RUNNABLE_CHECK_TYPES = new Set(['http', 'command', 'manual']);
+const RUNNABLE_CHECK_TYPES = new Set(['http', 'command', 'manual', 'lb', 'prometheus']);
 
 export class FledgeService {
   constructor(private readonly d: ServiceDeps) {}
@@ -132,9 +135,22 @@ export class FledgeService {
     deploy.acceptanceChecks.forEach((check, i) => {
       if (!RUNNABLE_CHECK_TYPES.has(check.type)) {
         throw badRequest(
-          `deploy.acceptanceChecks[${i}].type: ${check.type} checks are not supported by this server yet (http, command, manual are)`,
-          [{ field: `deploy.acceptanceChecks[${i}].type`, rule: 'http, command or manual' }],
+          `deploy.acceptanceChecks[${i}].type: ${check.type} checks are not supported by this server (http, command, manual, lb, prometheus are)`,
+          [{ field: `deploy.acceptanceChecks[${i}].type`, rule: 'http, command, manual, lb or prometheus' }],
         );
+      }
+      if (check.type === 'prometheus') {
+        const url = check.options.url as string | undefined;
+        const target = prometheusTarget(this.d.prometheus ?? { allow: [] }, url);
+        if ('refused' in target) {
+          const field = `deploy.acceptanceChecks[${i}].url`;
+          throw badRequest(`${field}: ${target.refused}`, [
+            {
+              field,
+              rule: url === undefined ? 'required without --prometheus-url' : 'the --prometheus-url or a host in --prometheus-allow',
+            },
+          ]);
+        }
       }
     });
     if (input.updatedRequest && input.updatedRequest.id !== deploy.requestId) {
@@ -168,6 +184,14 @@ export class FledgeService {
     if (issues.length > 0) {
       throw badRequest(`Invalid deploy: ${issues.map((i) => `${i.field}: ${i.rule}`).join('; ')}`, issues);
     }
+    deploy.acceptanceChecks.forEach((check, i) => {
+      if (check.type === 'lb' && !target.loadBalanced) {
+        const field = `deploy.acceptanceChecks[${i}].type`;
+        throw badRequest(`${field}: an lb check reads the load balancer's counters, and request ${target.id} is not loadBalanced`, [
+          { field, rule: 'lb only on a loadBalanced request' },
+        ]);
+      }
+    });
     let effective = deploy;
     const active = record.activeDeployId ? await store.getDeploy(record.request.id, record.activeDeployId) : undefined;
     assertTrafficPlan(deploy, target, active ? record.request.instances : 0);

@@ -24,6 +24,8 @@ const context = (): CheckContext => ({
   progress: {} as CheckContext['progress'],
   step: 2,
   taskIds: { newActive: [{ id: 'new-1' } as never], newInactive: [], otherActive: [{ id: 'old-2' } as never] },
+  deployIds: { new: 'd2', old: ['d1'] },
+  now: Date.now(),
   signal: AbortSignal.timeout(5000),
 });
 

@@ -2,12 +2,24 @@ import { pathToFileURL } from 'node:url';
 import type { Check, CheckFactory } from './types.ts';
 import { createCommandCheck } from './command/index.ts';
 import { createHttpCheck } from './http/index.ts';
+import { createLbCheck } from './lb/index.ts';
+import { prometheusCheckFactory } from './prometheus/index.ts';
+import type { PrometheusSettings } from './prometheus/target.ts';
+
+export interface CheckSettings {
+  /** --prometheus-url and --prometheus-allow */
+  prometheus: PrometheusSettings;
+}
 
 /** Deploy-declared check types; `manual` is answered by the engine itself (advance/reject). */
-export const checkFactories: Record<string, CheckFactory> = {
-  http: createHttpCheck,
-  command: createCommandCheck,
-};
+export function checkFactories(settings: CheckSettings): Record<string, CheckFactory> {
+  return {
+    http: createHttpCheck,
+    command: createCommandCheck,
+    lb: createLbCheck,
+    prometheus: prometheusCheckFactory(settings.prometheus),
+  };
+}
 
 export type { Check, CheckAnswer, CheckContext, CheckFactory } from './types.ts';
 

@@ -67,6 +67,8 @@ export interface FledgeConfig {
     taskHistoryMaxAgeHours: number;
   };
   webhooks: { allow: string[]; timeoutSeconds: number; retryMaxSeconds: number; maxAgeSeconds: number };
+  /** `prometheus` checks: the default server, and the hosts a check may name instead */
+  prometheus: { url?: string; allow: string[] };
 }
 
 export interface ArtifactLimits {
@@ -205,6 +207,10 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
       retryMaxSeconds: o.webhookRetryMaxSeconds,
       maxAgeSeconds: o.webhookMaxAgeSeconds,
     },
+    prometheus: {
+      ...(o.prometheusUrl !== undefined ? { url: o.prometheusUrl.replace(/\/+$/, '') } : {}),
+      allow: o.prometheusAllow ?? [],
+    },
   };
   if (!isTimeZone(config.jobs.scheduleTimeZone)) {
     throw new ConfigError(`Invalid schedule-time-zone (FLEDGE_SCHEDULE_TIME_ZONE): ${config.jobs.scheduleTimeZone} is not a time zone`);
@@ -212,6 +218,13 @@ export function loadConfig(flags: ConfigInput = {}, env: NodeJS.ProcessEnv = pro
   for (const entry of config.webhooks.allow) {
     if (!isAllowEntry(entry))
       throw new ConfigError(`Invalid webhook-allow (FLEDGE_WEBHOOK_ALLOW): ${entry} is not a host name, address or CIDR range`);
+  }
+  for (const entry of config.prometheus.allow) {
+    if (!isAllowEntry(entry))
+      throw new ConfigError(`Invalid prometheus-allow (FLEDGE_PROMETHEUS_ALLOW): ${entry} is not a host name, address or CIDR range`);
+  }
+  if (o.prometheusUrl !== undefined && !(URL.canParse(o.prometheusUrl) && /^https?:$/.test(new URL(o.prometheusUrl).protocol))) {
+    throw new ConfigError(`Invalid prometheus-url (FLEDGE_PROMETHEUS_URL): ${JSON.stringify(o.prometheusUrl)} is not an http(s) URL`);
   }
   if (o.advertiseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(o.advertiseUrl)) {
     throw new ConfigError(`Invalid advertise-url (FLEDGE_ADVERTISE_URL): ${JSON.stringify(o.advertiseUrl)} is not an http(s) URL`);

@@ -60,9 +60,21 @@ describe('server options', () => {
     [{ store: 'postgres://' }, {}, 'is not a valid postgres:// URL'],
     [{ leaseSeconds: 3, leaseRenewSeconds: 2 }, {}, 'at most a third of lease-seconds'],
     [{ advertiseUrl: 'fledge-1:7099' }, {}, 'Invalid advertise-url'],
+    [{ prometheusUrl: 'prom:9090' }, {}, 'Invalid prometheus-url (FLEDGE_PROMETHEUS_URL): "prom:9090" is not an http(s) URL'],
+    [{}, { FLEDGE_PROMETHEUS_ALLOW: '10.0.0.0/40' }, 'Invalid prometheus-allow (FLEDGE_PROMETHEUS_ALLOW): 10.0.0.0/40'],
   ])('refuses %j %j naming the option', (flags, env, message) => {
     expect(() => loadConfig(flags as never, env)).toThrow(ConfigError);
     expect(() => loadConfig(flags as never, env)).toThrow(message);
+  });
+
+  it('shapes the prometheus options: no server and nothing allowed by default', () => {
+    expect(loadConfig({}, {}).prometheus).toEqual({ allow: [] });
+    expect(
+      loadConfig({}, { FLEDGE_PROMETHEUS_URL: 'http://127.0.0.1:9090/', FLEDGE_PROMETHEUS_ALLOW: '10.0.0.0/8,prom.internal' }).prometheus,
+    ).toEqual({
+      url: 'http://127.0.0.1:9090',
+      allow: ['10.0.0.0/8', 'prom.internal'],
+    });
   });
 
   it('is safe with nothing configured: auth on, LB on loopback, bounded bodies, instances and LB clients', () => {

@@ -104,7 +104,7 @@ export interface CanaryDeploySettings {
 
 export interface AcceptanceCheckSpec {
   name: string;
-  type: 'http' | 'command' | 'manual' | 'prometheus';
+  type: 'http' | 'command' | 'manual' | 'prometheus' | 'lb';
   intervalSeconds: number;
   timeoutSeconds: number;
   failOnError: boolean;

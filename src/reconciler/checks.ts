@@ -5,8 +5,10 @@ import { errorMessage } from '../core/errors.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../logger.ts';
 import type { Store } from '../store/types.ts';
+import type { Balancer, TrafficWindow } from '../balancers/types.ts';
 import type { Check, CheckContext, CheckFactory } from '../checks/types.ts';
 import { isLive, type Deploy } from '../core/model.ts';
+import { inLb, serving } from '../core/tasks.ts';
 
 export interface CheckRunnerDeps {
   store: Store;
@@ -16,6 +18,8 @@ export interface CheckRunnerDeps {
   factories: Record<string, CheckFactory>;
   /** server-wide hooks applying to every CHECKS deploy */
   serverChecks: Check[];
+  /** the balancer whose counters `lb` checks read */
+  balancer?: Balancer;
 }
 
 export class CheckRunner {
@@ -57,6 +61,22 @@ export class CheckRunner {
       newInactive: tasks.filter((t) => t.taskId.deployId === deployId && (t.health.state !== 'HEALTHY' || t.cleanup)).map((t) => t.taskId),
       otherActive: tasks.filter((t) => t.taskId.deployId !== deployId && isLive(t.state) && !t.cleanup).map((t) => t.taskId),
     };
+    // The old side: other deploys' live tasks that serve (in the LB, for a load-balanced request).
+    const oldServing = tasks.filter((t) => t.taskId.deployId !== deployId && serving(t) && (!record.request.loadBalanced || inLb(t)));
+    const oldDeployIds = [...new Set(oldServing.map((t) => t.taskId.deployId))].sort((a, b) =>
+      a === record.activeDeployId ? -1 : b === record.activeDeployId ? 1 : 0,
+    );
+    const { balancer } = this.#d;
+    const serviceId = deploy.loadBalancerServiceIdOverride ?? requestId;
+    const base = {
+      request: record.request,
+      deploy,
+      progress: pending.progress,
+      step,
+      taskIds,
+      deployIds: { new: deployId, old: oldDeployIds },
+      ...(balancer ? { traffic: (window: TrafficWindow) => balancer.traffic(serviceId, window) } : {}),
+    };
     let asked = false;
     await Promise.all(
       names.map(async (name) => {
@@ -70,7 +90,7 @@ export class CheckRunner {
         }
         asked = true;
         const answer = check
-          ? await this.#ask(check, { request: record.request, deploy, progress: pending.progress, step, taskIds })
+          ? await this.#ask(check, base)
           : { state: 'FAILED' as const, message: `No check named ${name} is configured on this server` };
         answers.set(name, { deployId, step, name, state: answer.state, message: answer.message, at: clock.now() });
       }),
@@ -89,10 +109,10 @@ export class CheckRunner {
     return factory?.(spec);
   }
 
-  async #ask(check: Check, context: Omit<CheckContext, 'signal'>) {
+  async #ask(check: Check, context: Omit<CheckContext, 'signal' | 'now'>) {
     const signal = AbortSignal.timeout(check.timeoutSeconds * 1000);
     try {
-      return await check.evaluate({ ...context, signal });
+      return await check.evaluate({ ...context, now: this.#d.clock.now(), signal });
     } catch (err) {
       this.#d.logger.warn({ err, check: check.name }, 'acceptance check threw');
       return check.failOnError

@@ -21,6 +21,8 @@ import { webhookAllowList } from '../../src/webhooks/allow.ts';
 
 export interface ApiFixtureOptions {
   allowCanaryLbChange?: boolean;
+  /** --prometheus-url and --prometheus-allow */
+  prometheus?: { url?: string; allow: string[] };
   serverChecks?: string[];
   /** --no-auth */
   noAuth?: boolean;
@@ -81,6 +83,7 @@ export class ApiFixture {
       events,
       wake: (id) => woken.push(id),
       allowCanaryLbChange: options.allowCanaryLbChange ?? false,
+      ...(options.prometheus ? { prometheus: options.prometheus } : {}),
       serverChecks: () => options.serverChecks ?? [],
       ...(options.maxQueuedRuns !== undefined ? { maxQueuedRuns: options.maxQueuedRuns } : {}),
     });

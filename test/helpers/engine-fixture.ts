@@ -84,7 +84,7 @@ export class EngineFixture {
       );
     }
     this.runtime = this.runtimes.values().next().value as FakeRuntime;
-    this.balancer = createFakeBalancer();
+    this.balancer = createFakeBalancer({ now: () => this.clock.now() });
     await this.boot();
     return this;
   }
@@ -128,6 +128,7 @@ export class EngineFixture {
       logger: silentLogger,
       factories: this.options.factories ?? {},
       serverChecks: this.options.serverChecks ?? [],
+      balancer: this.balancer,
     });
     this.loop = new ReconcileLoop({
       store: this.store,

@@ -219,13 +219,13 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'check of unknown type',
       { acceptanceChecks: [{ name: 'a', type: 'grpc' }] },
       'deploy.acceptanceChecks[0].type',
-      'must be one of http, command, manual, prometheus',
+      'must be one of http, command, manual, lb, prometheus',
     ],
     [
       'check without type',
       { acceptanceChecks: [{ name: 'a' }] },
       'deploy.acceptanceChecks[0].type',
-      'must be one of http, command, manual, prometheus',
+      'must be one of http, command, manual, lb, prometheus',
     ],
     ['check without name', { acceptanceChecks: [{ type: 'manual' }] }, 'deploy.acceptanceChecks[0].name', 'is required'],
     [
@@ -292,7 +292,61 @@ describe('deploy schema: 400s name the field and the rule', () => {
       'prometheus check without a threshold',
       { acceptanceChecks: [{ name: 'a', type: 'prometheus', url: 'http://p', query: 'up' }] },
       'deploy.acceptanceChecks[0].max',
-      'max or min is required',
+      'max, min or maxVsOld is required',
+    ],
+    [
+      'prometheus compare without $TASK_IDS',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', query: 'sum(x{task=~"$NEW_TASK_IDS"})', maxVsOld: 2 }] },
+      'deploy.acceptanceChecks[0].query',
+      'must use $TASK_IDS with maxVsOld (it is run once for the new tasks, once for the old)',
+    ],
+    [
+      'prometheus $TASK_IDS without maxVsOld',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', query: 'sum(x{task=~"$TASK_IDS"})', max: 2 }] },
+      'deploy.acceptanceChecks[0].query',
+      '$TASK_IDS is for compare mode (maxVsOld); use $NEW_TASK_IDS or $OLD_TASK_IDS',
+    ],
+    [
+      'prometheus minSamples without samplesQuery',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', query: 'up', max: 1, minSamples: 10 }] },
+      'deploy.acceptanceChecks[0].samplesQuery',
+      'minSamples and samplesQuery go together',
+    ],
+    [
+      'prometheus unknown field',
+      { acceptanceChecks: [{ name: 'a', type: 'prometheus', query: 'up', max: 1, compare: 'old-deploy' }] },
+      'deploy.acceptanceChecks[0].compare',
+      'unknown field',
+    ],
+    [
+      'lb check without a threshold',
+      { acceptanceChecks: [{ name: 'a', type: 'lb', minRequests: 10 }] },
+      'deploy.acceptanceChecks[0].maxErrorRate',
+      'one of maxErrorRate, maxErrorRateVsOld, maxP50Ms, maxP99Ms, maxP99MsVsOld is required',
+    ],
+    [
+      'lb check with an error rate above 1',
+      { acceptanceChecks: [{ name: 'a', type: 'lb', maxErrorRate: 5 }] },
+      'deploy.acceptanceChecks[0].maxErrorRate',
+      'must be <= 1',
+    ],
+    [
+      'lb check with a window over 600 s',
+      { acceptanceChecks: [{ name: 'a', type: 'lb', maxErrorRate: 0.05, windowSeconds: 601 }] },
+      'deploy.acceptanceChecks[0].windowSeconds',
+      'must be <= 600',
+    ],
+    [
+      'lb check with minRequests 0',
+      { acceptanceChecks: [{ name: 'a', type: 'lb', maxErrorRate: 0.05, minRequests: 0 }] },
+      'deploy.acceptanceChecks[0].minRequests',
+      'must be >= 1',
+    ],
+    [
+      'lb check with an unknown field',
+      { acceptanceChecks: [{ name: 'a', type: 'lb', maxErrorRate: 0.05, maxErrors: 3 }] },
+      'deploy.acceptanceChecks[0].maxErrors',
+      'unknown field',
     ],
     [
       'check intervalSeconds 0',
@@ -450,7 +504,7 @@ describe('deploy schema: Singularity fields Fledge does not act on', () => {
 });
 
 describe('deploy schema: acceptance checks', () => {
-  it('reads the four check types, type-specific fields into options', () => {
+  it('reads the five check types, type-specific fields into options', () => {
     const { value, warnings } = ok({
       ...base,
       canaryDeploySettings: { acceptanceMode: 'CHECKS' },
@@ -474,6 +528,7 @@ describe('deploy schema: acceptance checks', () => {
           max: 0.01,
         },
         { name: 'nulls', type: 'http', url: 'https://x/y', jsonPath: 'error', equals: null },
+        { name: 'errors-lb', type: 'lb', maxErrorRate: 0.05, maxErrorRateVsOld: 2 },
       ],
     });
     expect(warnings).toEqual([]);
@@ -495,10 +550,16 @@ describe('deploy schema: acceptance checks', () => {
           url: 'http://127.0.0.1:9090',
           query: 'sum(rate(http_errors_total{deploy="$DEPLOY_ID"}[1m]))',
           max: 0.01,
-          compare: 'threshold',
+          oldFloor: 0,
         },
       },
       { name: 'nulls', type: 'http', ...common, options: { url: 'https://x/y', method: 'GET', jsonPath: 'error', equals: null } },
+      {
+        name: 'errors-lb',
+        type: 'lb',
+        ...common,
+        options: { maxErrorRate: 0.05, maxErrorRateVsOld: 2, errorRateFloor: 0.001, minRequests: 100, windowSeconds: 60 },
+      },
     ]);
   });
 });

@@ -31,6 +31,8 @@ import {
   text,
   type Issue,
 } from './common.ts';
+import { MAX_WINDOW_MS } from '../../balancers/traffic.ts';
+import { LB_CHECK_DEFAULTS, LB_THRESHOLDS } from '../../checks/lb/evaluate.ts';
 import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
 import { MAX_LOAD_PER_TASK_RATIO, MAX_TRAFFIC_STEPS } from '../../core/deploy/traffic.ts';
 import { requestIdSchema } from './request.ts';
@@ -174,6 +176,14 @@ const canarySchema = nullsAsAbsent(
 );
 
 const A = D.acceptanceCheck;
+const ratio = () => z.number().min(0).max(1);
+const factor = () => z.number().positive().max(1_000_000);
+const latencyMs = () =>
+  z
+    .number()
+    .positive()
+    .max(LIMITS.seconds * 1000);
+const promql = () => nonEmpty(LIMITS.message);
 const checkCommon = {
   name: z.string().min(1).max(100),
   intervalSeconds: seconds(1).default(A.intervalSeconds),
@@ -204,17 +214,73 @@ const acceptanceCheckSchema = nullsAsAbsent(
     z
       .strictObject({
         ...checkCommon,
-        type: z.literal('prometheus'),
-        url: httpUrl,
-        query: nonEmpty(LIMITS.message),
-        max: z.number().optional(),
-        min: z.number().optional(),
-        // threshold: the query's value against max/min; old-deploy: the new deploy's value
-        // relative to the same query for the old deploy's tasks.
-        compare: z.enum(['threshold', 'old-deploy']).default('threshold'),
+        type: z.literal('lb'),
+        maxErrorRate: ratio()
+          .optional()
+          .describe('at most this share of the new deploy’s requests are errors (5xx, upstream errors), 0..1'),
+        maxErrorRateVsOld: factor().optional().describe('the new error rate is at most this many times the old one'),
+        errorRateFloor: ratio()
+          .default(LB_CHECK_DEFAULTS.errorRateFloor)
+          .describe('the old error rate maxErrorRateVsOld multiplies is at least this (so an old rate of 0 compares with it)'),
+        maxP50Ms: latencyMs().optional(),
+        maxP99Ms: latencyMs().optional(),
+        maxP99MsVsOld: factor().optional().describe('the new p99 is at most this many times the old one'),
+        minRequests: count(1, 1_000_000_000).default(LB_CHECK_DEFAULTS.minRequests).describe('requests each side needs before a verdict'),
+        windowSeconds: z
+          .int()
+          .min(1)
+          .max(MAX_WINDOW_MS / 1000)
+          .default(LB_CHECK_DEFAULTS.windowSeconds),
       })
       .superRefine((c, ctx) => {
-        if (c.max === undefined && c.min === undefined) ctx.addIssue({ code: 'custom', path: ['max'], message: 'max or min is required' });
+        if (LB_THRESHOLDS.every((k) => c[k] === undefined))
+          ctx.addIssue({ code: 'custom', path: ['maxErrorRate'], message: `one of ${LB_THRESHOLDS.join(', ')} is required` });
+      }),
+    z
+      .strictObject({
+        ...checkCommon,
+        type: z.literal('prometheus'),
+        url: httpUrl
+          .optional()
+          .describe('the Prometheus server (default the server’s --prometheus-url; others must be in --prometheus-allow)'),
+        query: promql(),
+        max: z.number().optional(),
+        min: z.number().optional(),
+        maxVsOld: factor()
+          .optional()
+          .describe('compare mode: the query for the new tasks ($TASK_IDS) is at most this many times the same query for the old ones'),
+        oldFloor: z.number().min(0).default(0).describe('compare mode: the old value maxVsOld multiplies is at least this'),
+        samplesQuery: promql()
+          .optional()
+          .describe('a query whose value is the number of samples behind the answer (e.g. requests counted)'),
+        minSamples: count(1, 1_000_000_000).optional().describe('samplesQuery must reach this (per side in compare mode) before a verdict'),
+      })
+      .superRefine((c, ctx) => {
+        const compare = c.maxVsOld !== undefined;
+        if (c.max === undefined && c.min === undefined && !compare)
+          ctx.addIssue({ code: 'custom', path: ['max'], message: 'max, min or maxVsOld is required' });
+        if ((c.minSamples === undefined) !== (c.samplesQuery === undefined))
+          ctx.addIssue({
+            code: 'custom',
+            path: [c.minSamples === undefined ? 'minSamples' : 'samplesQuery'],
+            message: 'minSamples and samplesQuery go together',
+          });
+        for (const field of ['query', 'samplesQuery'] as const) {
+          const q = c[field];
+          if (q === undefined) continue;
+          if (compare && !q.includes('$TASK_IDS'))
+            ctx.addIssue({
+              code: 'custom',
+              path: [field],
+              message: 'must use $TASK_IDS with maxVsOld (it is run once for the new tasks, once for the old)',
+            });
+          if (!compare && q.includes('$TASK_IDS'))
+            ctx.addIssue({
+              code: 'custom',
+              path: [field],
+              message: '$TASK_IDS is for compare mode (maxVsOld); use $NEW_TASK_IDS or $OLD_TASK_IDS',
+            });
+        }
       }),
   ]),
   ['equals'],

@@ -82,7 +82,8 @@ export const FIELD_MEANINGS: Readonly<Record<string, string>> = {
   'DeployInput.canaryDeploySettings.trafficSteps':
     "Fledge: percent of the requests to the new deploy per step, by LB weights, judged on the balancer's counters",
   'DeployInput.canaryDeploySettings.maxLoadPerTaskRatio': "Fledge: most load one new task may carry in a traffic step, in old tasks' loads",
-  'DeployInput.acceptanceChecks': 'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, prometheus)',
+  'DeployInput.acceptanceChecks':
+    'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, lb, prometheus; docs/checks.md)',
   'DeployInput.acceptanceTimeoutSeconds': 'CHECKS or MANUAL not passed by then fail the deploy (ACCEPTANCE_TIMED_OUT)',
 };
 

@@ -26,4 +26,9 @@ const succeeding = (spec: AcceptanceCheckSpec): Check => {
   return check;
 };
 
-export const fakeCheckFactories: Record<string, CheckFactory> = { http: succeeding, command: succeeding };
+export const fakeCheckFactories: Record<string, CheckFactory> = {
+  http: succeeding,
+  command: succeeding,
+  lb: succeeding,
+  prometheus: succeeding,
+};

@@ -89,14 +89,14 @@ describe('stepAcceptance', () => {
       outcome: `wait until ${READY + TIMEOUT}`,
     },
     {
-      name: 'CHECKS PENDING past the acceptance timeout: FAILED, timed out',
+      name: 'CHECKS PENDING past the acceptance timeout: FAILED, timed out, with the pending answer',
       input: input('CHECKS', {
         now: READY + TIMEOUT,
         deploy: { acceptanceChecks: [check('a')] },
-        obs: { checkResults: [answer('a', 'PENDING')] },
+        obs: { checkResults: [answer('a', 'PENDING', 'too few requests')] },
       }),
       advance: false,
-      outcome: 'end FAILED: Acceptance did not pass within 600 seconds',
+      outcome: 'end FAILED: Acceptance did not pass within 600 seconds; last: (a - PENDING) too few requests',
     },
     {
       name: 'CHECKS a manual check waits for an advance, then passes',

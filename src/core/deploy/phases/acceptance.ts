@@ -154,16 +154,28 @@ function stepChecks(input: PhaseInput, start: DeployProgress, advance: boolean, 
   const interval = Math.min(
     ...toAsk.map((n) => declared.find((c) => c.name === n)?.intervalSeconds ?? obs.settings.serverCheckIntervalSeconds),
   );
-  return waitBounded(input, { progress, decisions, actions, wakeAt: now + interval * 1000 }, readyAt, `asking ${toAsk.join(', ')}`);
+  // On the timeout, the last answer of each check still PENDING says why (e.g. too few requests).
+  const pendingLines = toAsk.flatMap((n) => {
+    const line = results[n] === 'PENDING' ? [...history].reverse().find((l) => l.startsWith(`(${n} - PENDING) `)) : undefined;
+    return line ? [line] : [];
+  });
+  return waitBounded(
+    input,
+    { progress, decisions, actions, wakeAt: now + interval * 1000 },
+    readyAt,
+    `asking ${toAsk.join(', ')}`,
+    pendingLines,
+  );
 }
 
 /** Wait for acceptance until acceptanceTimeoutSeconds after the step was ready; then fail. */
-function waitBounded(input: PhaseInput, effects: PhaseEffects, readyAt: number, why: string): PhaseResult {
+function waitBounded(input: PhaseInput, effects: PhaseEffects, readyAt: number, why: string, pending: string[] = []): PhaseResult {
   const { now, deploy } = input;
   const deadline = readyAt + deploy.acceptanceTimeoutSeconds * 1000;
   const progress = { ...effects.progress, deadline };
   if (now >= deadline) {
-    const message = reasons.acceptanceTimedOut(deploy.acceptanceTimeoutSeconds);
+    const timedOut = reasons.acceptanceTimedOut(deploy.acceptanceTimeoutSeconds);
+    const message = pending.length > 0 ? `${timedOut}; last: ${pending.join('; ')}` : timedOut;
     return { ...effects, progress, end: { state: 'FAILED', message, failures: [{ reason: 'ACCEPTANCE_TIMED_OUT', message }] } };
   }
   return { ...effects, progress, wait: { why, until: deadline } };
