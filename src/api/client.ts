@@ -283,8 +283,10 @@ export interface PlanStep {
   newInstances: number;
   oldInstances: number;
   loadBalanced: { new: number; old: number };
-  /** the new deploy's share of the tasks in the LB during the step's acceptance */
+  /** the new deploy's share of the requests during the step's acceptance */
   trafficShare?: number | null;
+  /** a traffic step (canaryDeploySettings.trafficSteps): its weights and the fewest requests it is judged on */
+  traffic?: { percent: number; newWeight: number; oldWeight: number; loadRatio: number; minRequests: number };
   /** check names (or specs) */
   acceptance: { mode: string; waitMillis?: number; checks?: unknown[] };
   waitsFor?: 'nothing' | 'approval' | 'timer' | 'checks';

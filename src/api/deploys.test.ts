@@ -115,6 +115,78 @@ describe('POST /api/deploys input errors', () => {
   });
 });
 
+describe('trafficSteps', () => {
+  const traffic = (steps: unknown, more: Record<string, unknown> = {}) =>
+    deployBody('web', 'v2', {
+      ...lbDeploy('/web', true),
+      canaryDeploySettings: { enableCanaryDeploy: true, trafficSteps: steps, ...more },
+    });
+  beforeEach(async () => {
+    await f.createRequest('web', { loadBalanced: true, instances: 4 });
+    await f.seedDeploy('web', { id: 'v1', ...lbDeploy('/web') }, { at: 1 });
+  });
+
+  it.each([
+    { steps: [5, 1], rule: /ascending/ },
+    { steps: [0, 5], rule: /trafficSteps\[0\]: must be > 0/ },
+    { steps: [5, 100], rule: /trafficSteps\[1\]: must be < 100/ },
+    { steps: [], rule: /1|too small/i },
+    { steps: Array.from({ length: 21 }, (_, i) => i + 1), rule: /20|too big/i },
+  ])('refuses $steps with a 400 naming the field', async ({ steps, rule }) => {
+    const res = await f.post<ErrorBody>('/api/deploys', traffic(steps));
+    expect(res.status).toBe(400);
+    expect(res.body.message).toContain('deploy.canaryDeploySettings.trafficSteps');
+    expect(res.body.message).toMatch(rule);
+    expect(await f.store.listPending()).toEqual([]);
+  });
+
+  it('refuses a share the instances cannot carry, in the plan and the deploy, with the numbers', async () => {
+    for (const path of ['/api/deploys/plan', '/api/deploys']) {
+      const res = await f.post<ErrorBody>(path, traffic([10, 90]));
+      expect(res.status).toBe(400);
+      expect(res.body.message).toContain('deploy.canaryDeploySettings.trafficSteps[1]');
+      expect(res.body.message).toMatch(
+        /9\.00× an old task's load even with all 4 new instance\(s\) beside 4 old \(maxLoadPerTaskRatio 2\)/,
+      );
+    }
+    // a higher ratio lets a smaller share through
+    expect((await f.post('/api/deploys/plan', traffic([10, 60], { maxLoadPerTaskRatio: 1.5 }))).status).toBe(200);
+    expect(await f.store.listPending()).toEqual([]);
+  });
+
+  it('refuses trafficSteps without a canary', async () => {
+    const res = await f.post<ErrorBody>(
+      '/api/deploys',
+      deployBody('web', 'v2', { ...lbDeploy('/web'), canaryDeploySettings: { trafficSteps: [5] } }),
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.message).toMatch(/trafficSteps: needs enableCanaryDeploy: true/);
+  });
+
+  it("plans each step's share, weights and sample, then the step to every instance", async () => {
+    const res = await f.post<{
+      steps: {
+        trafficShare: number;
+        targetActiveInstances: number;
+        oldInstances: number;
+        traffic?: { newWeight: number; minRequests: number };
+        description: string;
+      }[];
+    }>('/api/deploys/plan', traffic([1, 5, 25, 50]));
+    expect(res.status).toBe(200);
+    expect(res.body.steps.map((s) => [s.targetActiveInstances, s.oldInstances, s.traffic?.newWeight])).toEqual([
+      [1, 4, 4],
+      [1, 4, 21],
+      [1, 4, 133],
+      [2, 4, 200],
+      [4, 0, undefined],
+    ]);
+    expect(res.body.steps.map((s) => Math.round(s.trafficShare * 1000) / 10)).toEqual([1, 5, 25, 50, 50]);
+    expect(res.body.steps[0]?.description).toMatch(/weight 4 beside 4 of v1 at 100: 1 % of requests asked/);
+    expect(res.body.steps[0]?.traffic?.minRequests).toBe(4330);
+  });
+});
+
 describe('POST /api/deploys state conflicts', () => {
   it('starts a pending deploy and wakes the loop for its request', async () => {
     const res = await f.post<{ pendingDeploy: { id: string } }>('/api/deploys', deployBody('svc', 'v1'));

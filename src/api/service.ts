@@ -5,6 +5,7 @@ import type { Clock } from '../core/clock.ts';
 import { diffFields, type FieldChange } from '../core/deploy/diff.ts';
 import { previewDeploy, type DeployPreview } from '../core/deploy/preview.ts';
 import { createPendingDeploy } from '../core/deploy/step.ts';
+import { DEFAULT_MAX_LOAD_PER_TASK_RATIO, planTraffic } from '../core/deploy/traffic.ts';
 import type { DeployIntent } from '../core/deploy/types.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
@@ -193,6 +194,7 @@ export class FledgeService {
     });
     let effective = deploy;
     const active = record.activeDeployId ? await store.getDeploy(record.request.id, record.activeDeployId) : undefined;
+    assertTrafficPlan(deploy, target, active ? record.request.instances : 0);
     if (deploy.canaryDeploySettings.enableCanaryDeploy && target.loadBalanced && active) {
       const differs = lbDifferences(active, deploy);
       if (differs.length > 0) {
@@ -304,7 +306,11 @@ export class FledgeService {
       const deploy: Deploy = {
         ...old,
         id: rollbackId(old.id, used),
-        canaryDeploySettings: { ...old.canaryDeploySettings, enableCanaryDeploy: false, acceptanceMode: 'NONE' },
+        canaryDeploySettings: (({ trafficSteps: _steps, maxLoadPerTaskRatio: _ratio, ...c }) => ({
+          ...c,
+          enableCanaryDeploy: false,
+          acceptanceMode: 'NONE' as const,
+        }))(old.canaryDeploySettings),
       };
       const input: DeployInput = { deploy, message: `Rollback to ${old.id}${message ? `: ${message}` : ''}` };
       return { ...(await this.#commitDeploy(input, await this.prepareDeploy(input), user)), targetDeployId: old.id };
@@ -317,6 +323,7 @@ export class FledgeService {
     const now = clock.now();
     const stored: Deploy = { ...deploy, timestamp: now };
     const next = createPendingDeploy(stored, record.request, now, {
+      oldTasks: record.activeDeployId ? record.request.instances : 0,
       ...(input.message ? { message: input.message } : {}),
       ...(input.unpauseOnSuccessfulDeploy ? { unpauseOnSuccessfulDeploy: true } : {}),
       ...(input.updatedRequest ? { updatedRequest: input.updatedRequest } : {}),
@@ -667,4 +674,29 @@ function rollbackId(oldId: string, used: ReadonlySet<string>): string {
     const id = `${oldId.slice(0, DEPLOY_ID_MAX - suffix.length)}${suffix}`;
     if (!used.has(id)) return id;
   }
+}
+
+/**
+ * trafficSteps need a canary, a load balancer, and weights the instances can carry: refused
+ * here with the numbers (the plan, POST /api/deploys/plan, runs this too).
+ */
+function assertTrafficPlan(deploy: Deploy, target: FledgeRequest, oldTasks: number): void {
+  const canary = deploy.canaryDeploySettings;
+  if (!canary.trafficSteps?.length) return;
+  const field = 'deploy.canaryDeploySettings.trafficSteps';
+  if (!canary.enableCanaryDeploy) {
+    throw badRequest(`${field}: needs enableCanaryDeploy: true`, [{ field, rule: 'needs enableCanaryDeploy: true' }]);
+  }
+  if (!target.loadBalanced) {
+    throw badRequest(`${field}: needs a load-balanced request (the shares are load-balancer weights)`, [
+      { field, rule: 'needs loadBalanced' },
+    ]);
+  }
+  const planned = planTraffic(
+    canary.trafficSteps,
+    oldTasks,
+    target.instances,
+    canary.maxLoadPerTaskRatio ?? DEFAULT_MAX_LOAD_PER_TASK_RATIO,
+  );
+  if ('problem' in planned) throw badRequest(`${planned.field}: ${planned.problem}`, [{ field: planned.field, rule: planned.problem }]);
 }

@@ -169,6 +169,76 @@ export function balancerContract(
       expect(await balancer.upstreams(thief.serviceId)).toEqual([]);
     });
 
+    // ---- weights: a canary's share of the requests, whatever the instance counts ----
+
+    const weights = async (balancer: Balancer, service: LbService) =>
+      Object.fromEntries((await balancer.upstreams(service.serviceId)).map((u) => [u.taskId, u.weight]));
+
+    it('lists an upstream with its weight; adding it again changes the weight, without one resets it', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a');
+      const b = await driver.upstream('b');
+      await applied(balancer, 'add-1', service, [{ ...a, weight: 7 }, b], []);
+      expect(await weights(balancer, service)).toEqual({ a: 7, b: undefined });
+      expect(
+        (
+          await applied(
+            balancer,
+            'reweigh-1',
+            service,
+            [
+              { ...a, weight: 0 },
+              { ...b, weight: 256 },
+            ],
+            [],
+          )
+        ).state,
+      ).toBe('SUCCESS');
+      expect(await weights(balancer, service)).toEqual({ a: 0, b: 256 });
+      // re-applying an id changes nothing, again
+      await balancer.apply('add-1', service, [{ ...a, weight: 7 }, b], []);
+      expect(await weights(balancer, service)).toEqual({ a: 0, b: 256 });
+      await applied(balancer, 'reset-1', service, [a, b], []);
+      expect(await weights(balancer, service)).toEqual({ a: undefined, b: undefined });
+    });
+
+    it('refuses a weight outside 0..256 (or not an integer) and changes nothing', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a');
+      await applied(balancer, 'add-1', service, [a], []);
+      for (const [i, weight] of [257, -1, 1.5].entries()) {
+        const status = await applied(balancer, `bad-${i}`, service, [{ ...a, weight }], []);
+        expect(status.state).toBe('FAILED');
+        expect(status.message).toMatch(/weight/);
+      }
+      expect(await weights(balancer, service)).toEqual({ a: undefined });
+    });
+
+    it('splits new requests by weight, follows a re-weigh at once, and sends nothing to weight 0', async () => {
+      const { driver, balancer, service } = await setup();
+      const a = await driver.upstream('a', 'v1');
+      const b = await driver.upstream('b', 'v2');
+      await applied(
+        balancer,
+        'add-1',
+        service,
+        [
+          { ...a, weight: 64 },
+          { ...b, weight: 192 },
+        ],
+        [],
+      );
+      for (let i = 0; i < 200; i++) expect(await driver.send(service, '/ok')).toBe(200);
+      // weighted round-robin is exact over each cycle of 4; a few requests of slack for where a cycle starts
+      expect(Math.abs(driver.received('b') - 150)).toBeLessThanOrEqual(3);
+      expect(driver.received('a') + driver.received('b')).toBe(200);
+
+      await applied(balancer, 'reweigh-1', service, [{ ...a, weight: 0 }, b], []);
+      const before = driver.received('a');
+      for (let i = 0; i < 50; i++) expect(await driver.send(service, '/ok')).toBe(200);
+      expect(driver.received('a')).toBe(before);
+    });
+
     // ---- traffic: the counters behind /metrics, the API's per-version rates and acceptance ----
 
     /** Traffic once `n` requests are counted (HAProxy's log lines arrive a moment later). */

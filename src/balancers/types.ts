@@ -15,6 +15,20 @@ export interface Upstream {
   group?: string;
   /** the deploy the task belongs to: traffic is counted per deploy (version) too */
   deployId?: string;
+  /**
+   * Relative weight (HAProxy's semantics): an integer 0..MAX_UPSTREAM_WEIGHT, absent =
+   * DEFAULT_UPSTREAM_WEIGHT. An upstream gets weight / (sum of the weights in rotation) of the
+   * new requests; 0 keeps it in rotation (in-flight requests finish) with no new requests.
+   */
+  weight?: number;
+}
+
+/** The weight of an upstream that does not say: every balancer's normal weight. */
+export const DEFAULT_UPSTREAM_WEIGHT = 100;
+export const MAX_UPSTREAM_WEIGHT = 256;
+
+export function upstreamWeight(u: Upstream): number {
+  return u.weight ?? DEFAULT_UPSTREAM_WEIGHT;
 }
 
 export interface LbService {
@@ -85,7 +99,9 @@ export interface Balancer {
   /**
    * Start an operation that adds and removes upstreams of one service. Re-applying an id
    * returns the state of the first application and changes nothing. Adding an upstream
-   * already present and removing an unknown one succeed without change. Removal drains: new
+   * already present and removing an unknown one succeed without change — except for its
+   * weight: an upstream added again takes the weight the operation gives it (absent: the
+   * default), at once, so one operation re-weighs any number of upstreams. Removal drains: new
    * requests go elsewhere at once, in-flight ones finish (bounded by the drain timeout), then
    * the operation reports SUCCESS.
    */

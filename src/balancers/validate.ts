@@ -1,6 +1,6 @@
 import { normalizeBasePath } from './base-path.ts';
 import { invalidRouting } from './routing.ts';
-import type { LbService, Upstream } from './types.ts';
+import { MAX_UPSTREAM_WEIGHT, type LbService, type Upstream } from './types.ts';
 
 /**
  * Why an operation cannot be applied, or undefined. Checked before anything changes, so a
@@ -22,6 +22,9 @@ export function invalidOperation(
     if (removing.has(u.taskId)) return `upstream ${u.taskId} is both added and removed`;
     if (!u.host) return `upstream ${u.taskId} has no host`;
     if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65_535) return `upstream ${u.taskId} has invalid port ${u.port}`;
+    if (u.weight !== undefined && (!Number.isInteger(u.weight) || u.weight < 0 || u.weight > MAX_UPSTREAM_WEIGHT)) {
+      return `upstream ${u.taskId} has invalid weight ${u.weight} (an integer 0..${MAX_UPSTREAM_WEIGHT})`;
+    }
   }
   return invalidRouting(service.routing);
 }

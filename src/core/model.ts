@@ -98,6 +98,10 @@ export interface CanaryDeploySettings {
   canaryCycleCount: number;
   /** Fledge's own: testers and sticky cohorts sent to the new deploy while it is pending (docs/traffic.md) */
   routing?: RoutingRules;
+  /** Fledge: percent of the requests to the new deploy, one deploy step each (core/deploy/traffic.ts) */
+  trafficSteps?: number[];
+  /** Fledge: most load one new task may carry, in old tasks' (default 2) */
+  maxLoadPerTaskRatio?: number;
 }
 
 /** One routing rule: a request with this header (or cookie), with this value when given. */

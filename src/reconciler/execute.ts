@@ -11,7 +11,9 @@
 // slow store never piles up work and the probes never wait for it.
 import type { Balancer, LbOperationStatus, LbRouting, Upstream } from '../balancers/types.ts';
 import type { Clock } from '../core/clock.ts';
-import type { Action, CheckResult, EngineSettings } from '../core/deploy/types.ts';
+import type { Action, CheckResult, EngineSettings, ObservedTraffic } from '../core/deploy/types.ts';
+import { upstreamWeightFor } from '../core/deploy/traffic.ts';
+import { MAX_WINDOW_MS } from '../balancers/traffic.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
 import { checksWhileRunning, probePassed, recordHealthResults, type HealthAssessment } from '../core/health.ts';
@@ -150,7 +152,7 @@ export class Executor {
       case 'stopTask':
         return this.#stopTask(action.taskId);
       case 'lbApply':
-        return this.#lbApply(requestId, action.operationId, action.add, action.remove);
+        return this.#lbApply(requestId, action.operationId, action.add, action.remove, action.reweigh ?? []);
       case 'lbCancel': {
         const status = await this.#d.balancer?.cancel(action.operationId);
         if (status) this.#lbStates.set(status.operationId, status);
@@ -488,7 +490,7 @@ export class Executor {
 
   // ---- load balancer -------------------------------------------------------------------
 
-  async #lbApply(requestId: string, operationId: string, add: string[], remove: string[]): Promise<void> {
+  async #lbApply(requestId: string, operationId: string, add: string[], remove: string[], reweigh: string[] = []): Promise<void> {
     const balancer = this.#d.balancer;
     this.#lbRequest.set(operationId, requestId);
     if (!balancer) {
@@ -496,7 +498,7 @@ export class Executor {
       this.#d.wake(requestId);
       return;
     }
-    const { service, upstreams } = await this.#resolveUpstreams(requestId, [...add, ...remove]);
+    const { service, upstreams } = await this.#resolveUpstreams(requestId, [...add, ...remove, ...reweigh]);
     if (!service) {
       this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: 'The deploy has no serviceBasePath' });
       this.#d.wake(requestId);
@@ -506,8 +508,15 @@ export class Executor {
     const routing = await this.#routingOf(requestId);
     const pick = (ids: string[]) => ids.map((id) => upstreams.get(id)).filter((u): u is Upstream => u !== undefined);
     try {
-      const status = await balancer.apply(operationId, routing ? { ...service, routing } : service, pick(add), pick(remove));
+      // Members added again take the weight they are given: one operation re-weighs them.
+      const status = await balancer.apply(
+        operationId,
+        routing ? { ...service, routing } : service,
+        pick([...add, ...reweigh]),
+        pick(remove),
+      );
       this.#lbStates.set(operationId, status);
+      if (status.state !== 'FAILED') await this.#afterTrafficAbort(requestId, service.serviceId, pick(remove));
     } catch (err) {
       this.#lbStates.set(operationId, { operationId, state: 'FAILED', message: errorMessage(err) });
     }
@@ -526,9 +535,55 @@ export class Executor {
     return rules ? { deployId: pending.deployId, ...rules } : undefined;
   }
 
+  /**
+   * A traffic-step deploy that ended without succeeding has just been taken out of the LB:
+   * check, on the balancer's own counters, that its share really went to 0, and log it (the
+   * first whole second without a request to it), bounded to 10 s.
+   */
+  async #afterTrafficAbort(requestId: string, serviceId: string, removed: Upstream[]): Promise<void> {
+    const balancer = this.#d.balancer;
+    const deployIds = new Set(removed.map((u) => u.deployId).filter((d): d is string => d !== undefined));
+    if (!balancer || deployIds.size === 0) return;
+    const pending = await this.#d.store.getPending(requestId);
+    for (const deployId of deployIds) {
+      if (pending?.deployId === deployId) continue;
+      const deploy = await this.#d.store.getDeploy(requestId, deployId);
+      if (!deploy?.canaryDeploySettings.trafficSteps?.length) continue;
+      const state = (await this.#d.store.getDeployHistory(requestId, deployId))?.result?.deployState;
+      if (state === undefined || state === 'SUCCEEDED') continue;
+      const t0 = this.#d.clock.now();
+      this.#track(
+        (async () => {
+          while (!this.#closed && this.#d.clock.now() - t0 < 10_000) {
+            const t = await balancer.traffic(serviceId, { windowMs: 2_000, stepMs: 1_000 });
+            const done = t.series?.points[0];
+            if (done && done.at >= t0 && !done.deploys.some((d) => d.deployId === deployId && d.requests > 0)) {
+              this.#d.logger.info(
+                { requestId, deployId, serviceId, ms: done.at - t0 },
+                `deploy ${deployId} (${state}) is out of the load balancer: its share of the requests is 0 % from ${done.at - t0} ms after its removal (the balancer's counters, by whole seconds)`,
+              );
+              return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          if (!this.#closed)
+            this.#d.logger.warn({ requestId, deployId, serviceId }, `deploy ${deployId} still got requests 10 s after its removal`);
+        })(),
+        { requestId, deployId },
+        'could not read the traffic counters after a traffic deploy ended',
+      );
+    }
+  }
+
+  /**
+   * The upstreams of these tasks, each with the weight the persisted pending deploy gives it
+   * (core/deploy/traffic.ts): every operation — a deploy's, the steady state's, a restore
+   * after a restart — puts the intended weights in the balancer.
+   */
   async #resolveUpstreams(requestId: string, taskIds: string[]) {
     const { store } = this.#d;
     const upstreams = new Map<string, Upstream>();
+    const pending = await store.getPending(requestId);
     let service: Parameters<Balancer['apply']>[1] | undefined;
     let newest = -1;
     for (const id of taskIds) {
@@ -539,12 +594,14 @@ export class Executor {
       const port = task.ports[deploy.loadBalancerPortIndex];
       if (port !== undefined) {
         // The task's host address: its Docker host's, or 127.0.0.1 for local processes.
+        const weight = upstreamWeightFor(pending, task.taskId.deployId);
         upstreams.set(id, {
           taskId: id,
           host: taskAddress(task.handle),
           port,
           group: deploy.loadBalancerUpstreamGroup,
           deployId: task.taskId.deployId,
+          ...(weight !== undefined ? { weight } : {}),
         });
       }
       if (deploy.serviceBasePath && deploy.timestamp > newest) {
@@ -578,7 +635,7 @@ export class Executor {
    */
   async observeLbOperation(
     requestId: string,
-    op: { operationId: string; add: string[]; remove: string[]; canceling?: boolean },
+    op: { operationId: string; add: string[]; remove: string[]; reweigh?: string[]; canceling?: boolean },
   ): Promise<{ state: LbOperationStatus['state']; message?: string } | undefined> {
     const { operationId } = op;
     this.#lbRequest.set(operationId, requestId);
@@ -593,8 +650,29 @@ export class Executor {
     if (op.canceling) {
       return { state: 'CANCELED', message: 'unknown to the balancer (it restarted) while being canceled' };
     }
-    this.run(requestId, { kind: 'lbApply', operationId, add: op.add, remove: op.remove });
+    this.run(requestId, { kind: 'lbApply', operationId, add: op.add, remove: op.remove, ...(op.reweigh ? { reweigh: op.reweigh } : {}) });
     return undefined;
+  }
+
+  /**
+   * What the balancer counted for the service since `since` (whole seconds after it, so
+   * nothing from before the weights changed): the new deploy's requests and everyone's.
+   */
+  async observeTraffic(serviceId: string, deployId: string, since: number): Promise<ObservedTraffic | undefined> {
+    const balancer = this.#d.balancer;
+    if (!balancer) return undefined;
+    const now = this.#d.clock.now();
+    const firstSecond = Math.floor(since / 1000) + 1;
+    const seconds = Math.min(MAX_WINDOW_MS / 1000, Math.floor(now / 1000) - firstSecond + 1);
+    if (seconds < 1) return { deployId, from: firstSecond * 1000, newRequests: 0, requests: 0 };
+    try {
+      const t = await balancer.traffic(serviceId, { windowMs: seconds * 1000 });
+      const newRequests = t.deploys.find((d) => d.deployId === deployId)?.requests ?? 0;
+      return { deployId, from: (Math.floor(now / 1000) - seconds + 1) * 1000, newRequests, requests: t.total.requests };
+    } catch (err) {
+      this.#d.logger.warn({ err, serviceId }, 'could not read the balancer traffic counters');
+      return undefined;
+    }
   }
 
   checkResults(requestId: string, deployId: string): CheckResult[] {

@@ -1,4 +1,5 @@
 import type { EngineSettings, RequestObservation } from '../core/deploy/types.ts';
+import { currentTrafficStep } from '../core/deploy/traffic.ts';
 import type { RequestRecord } from '../core/model.ts';
 import type { Store } from '../store/types.ts';
 import type { EngineHosts, Executor } from './execute.ts';
@@ -36,6 +37,7 @@ export async function observeRequest(
             operationId: pending.progress.pendingLbUpdate.loadBalancerRequestId,
             add: pending.progress.pendingLbUpdate.add,
             remove: pending.progress.pendingLbUpdate.remove,
+            ...(pending.progress.pendingLbUpdate.reweigh ? { reweigh: pending.progress.pendingLbUpdate.reweigh } : {}),
           },
         ]
       : []),
@@ -47,6 +49,17 @@ export async function observeRequest(
     if (status) lbOps[op.operationId] = status;
   }
 
+  // A traffic step in acceptance is judged on the balancer's own counters.
+  const traffic = pending?.progress.traffic;
+  const observed =
+    pending &&
+    pendingDeploy &&
+    traffic?.since !== undefined &&
+    traffic.appliedStep === pending.progress.step &&
+    currentTrafficStep(pending.progress)
+      ? await executor.observeTraffic(pendingDeploy.loadBalancerServiceIdOverride ?? id, pending.deployId, traffic.since)
+      : undefined;
+
   return {
     request: record.request,
     requestState: record.state,
@@ -57,6 +70,7 @@ export async function observeRequest(
     endedDeploys,
     lbOps,
     checkResults: pending ? executor.checkResults(id, pending.deployId) : [],
+    ...(observed ? { traffic: observed } : {}),
     hosts: hosts.snapshots(),
     settings,
   };

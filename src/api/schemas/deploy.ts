@@ -35,6 +35,7 @@ import {
 import { MAX_WINDOW_MS } from '../../balancers/traffic.ts';
 import { LB_CHECK_DEFAULTS, LB_THRESHOLDS } from '../../checks/lb/evaluate.ts';
 import { containerInfoSchema, containerRules, normaliseContainer } from './container.ts';
+import { MAX_LOAD_PER_TASK_RATIO, MAX_TRAFFIC_STEPS } from '../../core/deploy/traffic.ts';
 import { requestIdSchema } from './request.ts';
 import {
   EXECUTOR_ONLY_FIELDS,
@@ -208,6 +209,23 @@ const canarySchema = nullsAsAbsent(
     waitMillisBetweenGroups: millis().default(C.waitMillisBetweenGroups),
     allowedTasksFailuresPerGroup: count().default(C.allowedTasksFailuresPerGroup),
     canaryCycleCount: count(1, 1000).default(C.canaryCycleCount),
+    trafficSteps: z
+      .array(z.number().gt(0).lt(100))
+      .min(1)
+      .max(MAX_TRAFFIC_STEPS)
+      .refine((steps) => steps.every((x, i) => i === 0 || x > steps[i - 1]!), {
+        message: 'must be in ascending order, each above the one before',
+      })
+      .optional()
+      .describe(
+        "Fledge: percent of the service's requests the new deploy gets at each step (e.g. [1, 5, 25, 50]), through load-balancer weights; then one step to every instance. With it, instanceGroupSize and canaryCycleCount are not read (docs/traffic.md).",
+      ),
+    maxLoadPerTaskRatio: z
+      .number()
+      .min(0.1)
+      .max(MAX_LOAD_PER_TASK_RATIO)
+      .optional()
+      .describe("Fledge: the most load one new task may carry during a traffic step, in old tasks' loads (default 2)"),
     fledgeAcceptanceMode: z
       .enum(ACCEPTANCE_MODES)
       .optional()

@@ -89,6 +89,9 @@ export const FIELD_MEANINGS: Readonly<Record<string, string>> = {
   'DeployInput.canaryDeploySettings.routing.sticky.cookie': 'The cookie Fledge sets on a first answer, naming the version that served it',
   'DeployInput.canaryDeploySettings.routing.sticky.header': 'A header (a user id) whose value is hashed into a cohort',
   'DeployInput.canaryDeploySettings.routing.sticky.percent': 'With header: the share of its values (0-100) sent to the new deploy',
+  'DeployInput.canaryDeploySettings.trafficSteps':
+    "Fledge: percent of the requests to the new deploy per step, by LB weights, judged on the balancer's counters",
+  'DeployInput.canaryDeploySettings.maxLoadPerTaskRatio': "Fledge: most load one new task may carry in a traffic step, in old tasks' loads",
   'DeployInput.acceptanceChecks':
     'Checks asked at each step with acceptanceMode CHECKS (http, command, manual, lb, prometheus; docs/checks.md)',
   'DeployInput.acceptanceTimeoutSeconds': 'CHECKS or MANUAL not passed by then fail the deploy (ACCEPTANCE_TIMED_OUT)',

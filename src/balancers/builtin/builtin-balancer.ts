@@ -32,6 +32,7 @@ import type {
   Upstream,
   UpstreamEvent,
 } from '../types.ts';
+import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { proxyRequest, proxyUpgrade, type Attempt, type ProxyContext, type ServiceRoute, type UpstreamTarget } from './proxy.ts';
 import { RouteTable } from './route-table.ts';
@@ -75,6 +76,10 @@ export interface BuiltinBalancer extends Balancer {
 }
 
 interface UpstreamEntry extends UpstreamTarget {
+  /** the builtin changes an upstream's weight in place (the proxy only reads it) */
+  upstream: Upstream;
+  /** smooth weighted round-robin: this upstream's running score */
+  current: number;
   inFlight: number;
   total: number;
   attempts: Set<Attempt>;
@@ -100,7 +105,6 @@ interface ServiceEntry extends ServiceRoute {
   service: LbService;
   basePath: string;
   upstreams: Map<string, UpstreamEntry>;
-  next: number;
 }
 
 interface OpData {
@@ -338,11 +342,16 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       // Added back while draining: the newer operation wins, so the drain is moot and the
       // operations waiting for it are done.
       this.#abortDrain(existing.drain, true);
+      this.#reweigh(existing, upstream);
       return;
     }
-    if (existing) return;
+    if (existing) {
+      this.#reweigh(existing, upstream);
+      return;
+    }
     service.upstreams.set(upstream.taskId, {
       upstream: { ...upstream },
+      current: 0,
       agent: new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
       inFlight: 0,
       total: 0,
@@ -350,6 +359,13 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       failures: 0,
       ejections: 0,
     });
+  }
+
+  /** Added again: it takes the operation's weight (absent = the default). */
+  #reweigh(entry: UpstreamEntry, upstream: Upstream): void {
+    const { weight: _old, ...rest } = entry.upstream;
+    entry.upstream = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+    entry.current = 0;
   }
 
   /**
@@ -466,7 +482,6 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       service,
       basePath,
       upstreams: new Map(),
-      next: 0,
       get serviceId() {
         return entry.service.serviceId;
       },
@@ -494,10 +509,13 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
 }
 
 /**
- * Round-robin over the upstreams in rotation, chosen per request (never per connection). Those
- * out of rotation for failing are skipped — unless all are, then they are used anyway: an
- * upstream that may answer beats a certain 503. A routed request (routing.ts) picks within its
- * version, and among all upstreams when its version has none in rotation.
+ * Smooth weighted round-robin (nginx's) over the upstreams in rotation, chosen per request
+ * (never per connection): each pick adds every candidate's weight to its score, takes the
+ * highest and subtracts the candidates' total from it, so the split is exact over every cycle
+ * of sum-of-weights picks and interleaved within it. Weight 0 gets nothing. Those out of
+ * rotation for failing are skipped — unless all are, then they are used anyway: an upstream
+ * that may answer beats a certain 503. A routed request (routing.ts) picks within its
+ * version, and among all upstreams when its version has none in rotation (or only weight 0).
  */
 function pick(service: ServiceEntry, exclude: ReadonlySet<UpstreamTarget>, version?: Version): UpstreamEntry | undefined {
   const routing = service.service.routing;
@@ -520,8 +538,26 @@ function pickAmong(
     (entry.ejectedUntil === undefined ? candidates : ejected).push(entry);
   }
   if (candidates.length === 0) candidates.push(...ejected);
-  if (candidates.length === 0) return undefined;
-  const chosen = candidates[service.next % candidates.length];
-  service.next = (service.next + 1) % Number.MAX_SAFE_INTEGER;
+  // A retry (something excluded) takes the next in line without moving the scores, so the
+  // split of requests stays what the weights say.
+  if (exclude.size > 0) {
+    let next: UpstreamEntry | undefined;
+    for (const entry of candidates) {
+      const weight = upstreamWeight(entry.upstream);
+      if (weight > 0 && (!next || entry.current + weight > next.current + upstreamWeight(next.upstream))) next = entry;
+    }
+    return next;
+  }
+  let total = 0;
+  let chosen: UpstreamEntry | undefined;
+  for (const entry of candidates) {
+    const weight = upstreamWeight(entry.upstream);
+    if (weight <= 0) continue;
+    entry.current += weight;
+    total += weight;
+    if (!chosen || entry.current > chosen.current) chosen = entry;
+  }
+  if (!chosen) return undefined;
+  chosen.current -= total;
   return chosen;
 }

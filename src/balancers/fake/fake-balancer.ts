@@ -133,7 +133,13 @@ class InMemoryFakeBalancer implements FakeBalancer {
 
     const entry = this.#service(service);
     for (const u of add) {
-      if (entry.upstreams.has(u.taskId)) continue;
+      const existing = entry.upstreams.get(u.taskId);
+      if (existing) {
+        // Added again: it takes the operation's weight (absent = the default).
+        const { weight: _old, ...rest } = existing;
+        entry.upstreams.set(u.taskId, { ...rest, ...(u.weight !== undefined ? { weight: u.weight } : {}) });
+        continue;
+      }
       entry.upstreams.set(u.taskId, { ...u });
       op.data.added.push({ ...u });
     }

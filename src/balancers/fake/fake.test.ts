@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { balancerContract } from '../contract.case.ts';
 import { decideRouting, inVersion, parseCookies, stickyCookie } from '../routing.ts';
 import { testClock } from '../test-support.ts';
-import type { LbOperationStatus, LbService, Upstream } from '../types.ts';
+import { upstreamWeight, type LbOperationStatus, type LbService, type Upstream } from '../types.ts';
 import { createFakeBalancer } from './index.ts';
 
 /**
- * The fake has no proxy: the driver plays one, round-robin over the upstreams in rotation,
+ * The fake has no proxy: the driver plays one, smooth weighted round-robin over the upstreams in rotation,
  * answering what the path names (/status/<code>, /delay/<ms>) and 502 for a refusing upstream.
  */
 balancerContract('fake', async () => {
@@ -14,7 +14,20 @@ balancerContract('fake', async () => {
   const balancer = createFakeBalancer({ now: clock.now });
   const refusing = new Set<string>();
   const received = new Map<string, number>();
-  let next = 0;
+  const score = new Map<string, number>();
+  const pickWeighted = (upstreams: Upstream[]): Upstream | undefined => {
+    let total = 0;
+    let u: Upstream | undefined;
+    for (const x of upstreams) {
+      const w = upstreamWeight(x);
+      if (w === 0) continue;
+      score.set(x.taskId, (score.get(x.taskId) ?? 0) + w);
+      total += w;
+      if (!u || score.get(x.taskId)! > score.get(u.taskId)!) u = x;
+    }
+    if (u) score.set(u.taskId, score.get(u.taskId)! - total);
+    return u;
+  };
   return {
     balancer,
     upstream: async (taskId, deployId) => ({ taskId, host: '127.0.0.1', port: 10_000 + taskId.length, ...(deployId ? { deployId } : {}) }),
@@ -23,9 +36,8 @@ balancerContract('fake', async () => {
       return { taskId, host: '127.0.0.1', port: 1, ...(deployId ? { deployId } : {}) };
     },
     async send(service, path) {
-      const upstreams = await balancer.upstreams(service.serviceId);
-      if (upstreams.length === 0) return 503;
-      const u = upstreams[next++ % upstreams.length]!;
+      const u = pickWeighted(await balancer.upstreams(service.serviceId));
+      if (!u) return 503;
       const dead = refusing.has(u.taskId);
       if (!dead) received.set(u.taskId, (received.get(u.taskId) ?? 0) + 1);
       const status = dead ? 502 : Number(/\/status\/(\d{3})/.exec(path)?.[1] ?? 200);
@@ -50,8 +62,8 @@ balancerContract('fake', async () => {
       const decision = decideRouting(routing, { header: (n) => lower.get(n.toLowerCase()), cookie: (n) => cookies.get(n) });
       const version = decision.version;
       const own = routing && version ? upstreams.filter((u) => inVersion(routing, version, u.deployId)) : [];
-      const among = own.length > 0 ? own : upstreams;
-      const u = among[next++ % among.length]!;
+      const u = pickWeighted(own.length > 0 ? own : upstreams) ?? pickWeighted(upstreams);
+      if (!u) return { status: 503, servedBy: '', setCookie: [] };
       received.set(u.taskId, (received.get(u.taskId) ?? 0) + 1);
       const cookie = routing?.sticky?.cookie;
       const setCookie =

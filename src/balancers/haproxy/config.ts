@@ -10,6 +10,8 @@ export interface ServerModel {
   name: string;
   host: string;
   port: number;
+  /** HAProxy weight 0..256 (runtime `set server … weight` changes it; written here so a restart keeps it) */
+  weight: number;
   /** leaving rotation: written `disabled`, so a restarted HAProxy sends it nothing new */
   draining: boolean;
 }
@@ -208,7 +210,8 @@ export function renderConfig(m: ConfigModel): string {
     lines.push('  balance roundrobin');
     if (b.rules && b.basePath !== undefined) lines.push(...routingLines(b.name, b.basePath, b.rules, m));
     const params = m.serverParams ? ` ${m.serverParams}` : '';
-    for (const s of b.servers) lines.push(`  server ${s.name} ${s.host}:${s.port}${params}${s.draining ? ' disabled' : ''}`);
+    for (const s of b.servers)
+      lines.push(`  server ${s.name} ${s.host}:${s.port} weight ${s.weight}${params}${s.draining ? ' disabled' : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -44,6 +44,7 @@ import type {
   Upstream,
   UpstreamEvent,
 } from '../types.ts';
+import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import {
   mapEntries,
@@ -673,6 +674,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
           await this.#cmd(`set server ${key} state ready`);
           repairs.push(`server ${key} put back into rotation (haproxy had it ${row.maint ? 'in maintenance' : 'draining'})`);
         }
+        if (row && !server.draining && row.host === host && row.port === port && row.weight !== upstreamWeight(server.upstream)) {
+          await this.#cmd(`set server ${key} weight ${upstreamWeight(server.upstream)}`);
+          repairs.push(`server ${key} weight set back to ${upstreamWeight(server.upstream)} (haproxy had ${row.weight})`);
+        }
       }
       for (const key of drains) await this.#cmd(`set server ${key} state drain`);
       for (const [key, row] of live) {
@@ -830,9 +835,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         op.data.pending.delete(drain);
         if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', 'upstream was added back by a later operation');
       }
+      await this.#reweigh(entry, existing, upstream);
       return;
     }
-    if (existing) return;
+    if (existing) {
+      await this.#reweigh(entry, existing, upstream);
+      return;
+    }
     const name = serverName(upstream.taskId);
     const key = `${entry.slot}/${name}`;
     try {
@@ -840,14 +849,24 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     } catch (err) {
       // Present in HAProxy already (a restart restored it): take it as it is, enabled below.
       if (!(err instanceof HaproxyCommandError && /Already exists/i.test(err.answer))) throw err;
+      await this.#cmd(`set server ${key} weight ${upstreamWeight(upstream)}`);
     }
     entry.servers.set(upstream.taskId, { upstream: { ...upstream }, name });
     await this.#enable(key);
   }
 
+  /** Added again: the server takes the operation's weight (absent = the default) at once. */
+  async #reweigh(entry: ServiceEntry, server: ServerEntry, upstream: Upstream): Promise<void> {
+    const weight = upstreamWeight(upstream);
+    const { weight: _old, ...rest } = server.upstream;
+    const next = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+    if (upstreamWeight(server.upstream) !== weight) await this.#cmd(`set server ${entry.slot}/${server.name} weight ${weight}`);
+    server.upstream = next;
+  }
+
   /** `host:port` and the passive-protection parameters every server carries. */
   #serverAddress(upstream: Upstream): string {
-    return `${upstream.host}:${upstream.port}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
+    return `${upstream.host}:${upstream.port} weight ${upstreamWeight(upstream)}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
   }
 
   /** Into rotation; with its connect check on (a dynamic server's checks start disabled). */
@@ -1133,7 +1152,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
         ...(entry?.rules ? { rules: entry.rules } : {}),
         servers: entry
-          ? this.#serversOnDisk(entry).map((s) => ({ name: s.name, host: s.upstream.host, port: s.upstream.port, draining: s.draining }))
+          ? this.#serversOnDisk(entry).map((s) => ({
+              name: s.name,
+              host: s.upstream.host,
+              port: s.upstream.port,
+              weight: upstreamWeight(s.upstream),
+              draining: s.draining,
+            }))
           : [],
       });
     }
@@ -1150,8 +1175,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     }));
     for (const upstream of intent?.add ?? []) {
       const present = out.find((s) => s.upstream.taskId === upstream.taskId);
-      if (present) present.draining = false;
-      else out.push({ upstream: { ...upstream }, name: serverName(upstream.taskId), draining: false });
+      if (present) {
+        present.draining = false;
+        // added again: it takes the operation's weight (absent = the default)
+        const { weight: _old, ...rest } = present.upstream;
+        present.upstream = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
+      } else out.push({ upstream: { ...upstream }, name: serverName(upstream.taskId), draining: false });
     }
     return out;
   }

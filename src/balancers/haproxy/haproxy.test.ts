@@ -431,6 +431,37 @@ describe('haproxy balancer', () => {
     });
   });
 
+  it('keeps weights across a restart of HAProxy and repairs a weight changed behind its back', async () => {
+    const balancer = await startHaproxy();
+    const port = balancer.address().port;
+    const [a, b] = [await up('a'), await up('b')];
+    await settled(balancer, (await balancer.apply('add', svc('s', '/s'), [{ ...a.upstream(), weight: 32 }, b.upstream()], [])).operationId);
+    const split = async (n: number) => {
+      const got = { a: 0, b: 0 };
+      for (let i = 0; i < n; i++) got[(await body(port, '/s/w')) as 'a' | 'b'] += 1;
+      return got;
+    };
+    // 32 : 100 → a gets 32 of every 132 requests
+    expect(Math.abs((await split(264)).a - 64)).toBeLessThanOrEqual(3);
+    expect(readFileSync(balancer.paths.configPath, 'utf8')).toMatch(/server a 127\.0\.0\.1:\d+ weight 32/);
+
+    const pids = await balancer.pids();
+    pids.forEach((p) => allPids.add(p));
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    await waitFor(() => balancer.restarts() >= 1, 'haproxy restarted', { timeoutMs: 20_000 });
+    for (const pid of await balancer.pids()) allPids.add(pid);
+    await waitFor(async () => (await body(port, '/s/w').catch(() => '')) !== '', 'haproxy serving again', { timeoutMs: 20_000 });
+    expect(Math.abs((await split(264)).a - 64)).toBeLessThanOrEqual(3);
+
+    const sock = balancer.paths.runtimeSocket;
+    await haproxyCommand(sock, 'set server fledge_b0/a weight 100');
+    const repairs = await balancer.reconcile();
+    expect(repairs.join('\n')).toMatch(/fledge_b0\/a weight set back to 32 \(haproxy had 100\)/);
+    expect(Math.abs((await split(264)).a - 64)).toBeLessThanOrEqual(3);
+    expect(await balancer.reconcile()).toEqual([]);
+    await balancer.close();
+  });
+
   it('a restarted Fledge rebuilds exactly what was live from the files on disk', async () => {
     const dataDir = tempDir();
     const first = await startHaproxy({ dataDir });

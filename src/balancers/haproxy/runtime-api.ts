@@ -110,6 +110,8 @@ export interface ServerStateRow {
   server: string;
   host: string;
   port: number;
+  /** srv_uweight: the weight set by the configuration or `set server … weight` */
+  weight: number;
   /** srv_admin_state bits: 0x01/0x02/0x04/0x20/0x40 maintenance, 0x08/0x10 drain */
   adminState: number;
   maint: boolean;
@@ -127,6 +129,7 @@ export function parseServersState(text: string): ServerStateRow[] {
   const cols = header.slice(2).split(' ');
   const at = (name: string) => cols.indexOf(name);
   const [be, name, addr, admin, port] = [at('be_name'), at('srv_name'), at('srv_addr'), at('srv_admin_state'), at('srv_port')];
+  const uweight = at('srv_uweight');
   const rows: ServerStateRow[] = [];
   for (const line of lines) {
     if (line === '' || line.startsWith('#') || /^\d+$/.test(line.trim())) continue;
@@ -137,6 +140,7 @@ export function parseServersState(text: string): ServerStateRow[] {
       server: f[name] ?? '',
       host: f[addr] ?? '',
       port: Number(f[port] ?? 0),
+      weight: Number(f[uweight] ?? 0),
       adminState,
       maint: (adminState & 0x67) !== 0,
       drain: (adminState & 0x18) !== 0,

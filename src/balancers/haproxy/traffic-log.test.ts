@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../logger.ts';
-import { HaproxyTrafficLog } from './traffic-log.ts';
+import { HaproxyTrafficLog, SeenCounters } from './traffic-log.ts';
 
 // A stand-in for HAProxy's stats socket: answers `show info` and records how the ring is read.
 async function fakeStatsSocket() {
@@ -55,5 +55,23 @@ describe('HAProxy traffic log reader', () => {
   it('reads an adopted worker (or one it did not see start) from the ring’s end: earlier traffic is not Fledge’s', async () => {
     expect(await firstRead(undefined)).toBe('show events fledge_traffic -w -n');
     expect(await firstRead(false)).toBe('show events fledge_traffic -w -n');
+  });
+});
+
+describe('SeenCounters', () => {
+  it('counts every line once whatever order the counters arrive in, and drops repeats', () => {
+    const seen = new SeenCounters();
+    // request 3 finished before 1 and 2 (a slower task served those): none is lost
+    expect([3, 1, 2, 5, 4].map((c) => seen.add(c))).toEqual([true, true, true, true, true]);
+    // a reconnection re-reads the ring from its start: nothing counts twice
+    expect([1, 2, 3, 4, 5].map((c) => seen.add(c))).toEqual([false, false, false, false, false]);
+    expect(seen.add(6)).toBe(true);
+  });
+
+  it('stays bounded: counters far below the highest read as seen', () => {
+    const seen = new SeenCounters();
+    for (let c = 0; c < SeenCounters.KEEP * 2; c++) seen.add(c);
+    expect(seen.add(10)).toBe(false);
+    expect(seen.add(SeenCounters.KEEP * 2 + 1)).toBe(true);
   });
 });

@@ -9,8 +9,8 @@
  * - The first connection starts at the ring's end (`-n`): what HAProxy served before Fledge
  *   started is not Fledge's to count.
  * - A reconnection to the same worker (the connection closed, e.g. by `stats timeout`) reads
- *   the ring from its start and skips lines whose request counter it has seen (%rt grows per
- *   worker).
+ *   the ring from its start and skips lines whose request counter (%rt, per worker) it has
+ *   seen — the counters seen, not the highest: lines arrive out of counter order (SeenCounters).
  * - A new worker (a reload, a restart) is read from the start of its ring: everything in it
  *   happened after it started, so after the previous worker's lines. The balancer calls
  *   reconnect() after every reload it makes; a connection to a worker that ended closes.
@@ -57,9 +57,9 @@ export class HaproxyTrafficLog {
   #socket: net.Socket | undefined;
   #closed = false;
   #retry: NodeJS.Timeout | undefined;
-  /** the worker read last, and the highest request counter seen per worker */
+  /** the worker read last, and the request counters seen per worker */
   #pid: number | undefined;
-  readonly #seen = new Map<number, number>();
+  readonly #seen = new Map<number, SeenCounters>();
   #connectedOnce = false;
   #buffer = '';
 
@@ -110,7 +110,7 @@ export class HaproxyTrafficLog {
     if (pid !== undefined) this.#pid = pid;
     // Read from its start: every line of this worker is Fledge's from now on, so a reconnection
     // before any traffic reads from the start too (deduplicated), never from the end.
-    if (!fromEnd && pid !== undefined && !this.#seen.has(pid)) this.#seen.set(pid, -1);
+    if (!fromEnd && pid !== undefined && !this.#seen.has(pid)) this.#seen.set(pid, new SeenCounters());
     const socket = net.createConnection(this.#o.socketPath);
     this.#socket = socket;
     this.#buffer = '';
@@ -147,10 +147,13 @@ export class HaproxyTrafficLog {
   #line(text: string): void {
     const line = parseTrafficLine(text);
     if (!line || line.status < 100) return;
-    const seen = this.#seen.get(line.pid);
-    if (seen !== undefined && line.counter <= seen) return;
-    this.#seen.set(line.pid, line.counter);
-    if (this.#seen.size > 64) this.#seen.delete(this.#seen.keys().next().value as number);
+    let seen = this.#seen.get(line.pid);
+    if (!seen) {
+      seen = new SeenCounters();
+      this.#seen.set(line.pid, seen);
+      if (this.#seen.size > 64) this.#seen.delete(this.#seen.keys().next().value as number);
+    }
+    if (!seen.add(line.counter)) return;
     const target = this.#o.resolve(line.backend, line.server);
     if (!target) return;
     this.#o.onRecord({
@@ -161,5 +164,32 @@ export class HaproxyTrafficLog {
       latencyMs: Math.max(0, line.totalMs),
       upstreamError: isUpstreamFailure(line.termination),
     });
+  }
+}
+
+/**
+ * The request counters (%rt) of one worker's lines already counted. Lines do not arrive in
+ * counter order — %rt is taken when a request starts, the line is written when it ends, by
+ * whichever thread served it — so "at most the highest seen" would drop every request that
+ * finished after a later one (slower tasks more often: a bias, not only a loss). A line is a
+ * repeat only if its counter was seen, or is far below the highest (the ring holds far fewer
+ * lines than KEEP, so a reconnection never re-reads anything older).
+ */
+export class SeenCounters {
+  static readonly KEEP = 40_000;
+  #floor = -1;
+  #max = -1;
+  readonly #set = new Set<number>();
+
+  /** false for a counter already counted */
+  add(counter: number): boolean {
+    if (counter <= this.#floor || this.#set.has(counter)) return false;
+    this.#set.add(counter);
+    if (counter > this.#max) this.#max = counter;
+    if (this.#set.size > SeenCounters.KEEP * 1.5) {
+      this.#floor = this.#max - SeenCounters.KEEP;
+      for (const c of this.#set) if (c <= this.#floor) this.#set.delete(c);
+    }
+    return true;
   }
 }

@@ -247,7 +247,11 @@ function printPlan(ctx: Ctx, result: DeployPlan): void {
         st.newInstances,
         st.oldInstances,
         st.loadBalanced ? `${st.loadBalanced.new}/${st.loadBalanced.old}` : undefined,
-        st.trafficShare === null || st.trafficShare === undefined ? '-' : `${Math.round(st.trafficShare * 100)} %`,
+        st.traffic
+          ? `${st.traffic.percent} % (weight ${st.traffic.newWeight}/${st.traffic.oldWeight})`
+          : st.trafficShare === null || st.trafficShare === undefined
+            ? '-'
+            : `${Math.round(st.trafficShare * 100)} %`,
         acceptanceText(st.acceptance),
       ]),
     ),

@@ -6,6 +6,15 @@
  */
 import type { AcceptanceMode, Deploy, FledgeRequest } from '../model.ts';
 import { calculateStepTargets } from './targets.ts';
+import {
+  DEFAULT_MAX_LOAD_PER_TASK_RATIO,
+  NORMAL_WEIGHT,
+  planTraffic,
+  requiredSample,
+  trafficTargets,
+  usesTrafficSteps,
+} from './traffic.ts';
+import type { TrafficPlan } from './types.ts';
 import { stepDeadline } from './phase.ts';
 
 export interface PreviewStep {
@@ -19,8 +28,10 @@ export interface PreviewStep {
   oldInstances: number;
   /** tasks in the load balancer while the step's acceptance runs: the split being judged */
   loadBalanced: { new: number; old: number };
-  /** the new deploy's share of the tasks in the LB then (round robin: of the requests); null without an LB */
+  /** the new deploy's share of the requests then (by task count, or a traffic step's weights); null without an LB */
   trafficShare: number | null;
+  /** a traffic step: the weights that give the share, and the fewest requests it is judged on */
+  traffic?: { percent: number; newWeight: number; oldWeight: number; loadRatio: number; minRequests: number };
   acceptance: { mode: AcceptanceMode; waitMillis: number; checks: string[] };
   /** what the step waits for once its tasks serve */
   waitsFor: 'nothing' | 'approval' | 'timer' | 'checks';
@@ -87,7 +98,13 @@ export function previewDeploy(
 ): DeployPreview {
   const target = settings.updatedRequest ?? request;
   const canary = deploy.canaryDeploySettings;
-  const targets = calculateStepTargets(target.instances, canary);
+  const oldTasks = activeDeploy ? request.instances : 0;
+  const planned =
+    usesTrafficSteps(canary) && target.loadBalanced
+      ? planTraffic(canary.trafficSteps ?? [], oldTasks, target.instances, canary.maxLoadPerTaskRatio ?? DEFAULT_MAX_LOAD_PER_TASK_RATIO)
+      : undefined;
+  const trafficPlan: TrafficPlan | undefined = planned && 'plan' in planned && planned.plan.steps.length > 0 ? planned.plan : undefined;
+  const targets = trafficPlan ? trafficTargets(trafficPlan, target.instances) : calculateStepTargets(target.instances, canary);
   const lb = target.loadBalanced;
   const mode = canary.acceptanceMode;
   const checks = mode === 'CHECKS' ? [...settings.serverChecks, ...deploy.acceptanceChecks.map((c) => c.name)] : [];
@@ -121,9 +138,11 @@ export function previewDeploy(
     // Canary off swaps atomically, so the old tasks leave the LB as the new ones enter it.
     const oldInLb = lb && canary.enableCanaryDeploy ? oldBefore : 0;
     // An advance retires as many old tasks as the step added; the last one retires the rest.
-    retired = last ? oldCount : Math.min(oldCount, retired + added);
+    // Traffic steps keep every old task until the last step.
+    retired = last ? oldCount : trafficPlan ? 0 : Math.min(oldCount, retired + added);
     const lbNew = lb ? targetActiveInstances : 0;
-    const trafficShare = lb && lbNew + oldInLb > 0 ? lbNew / (lbNew + oldInLb) : null;
+    const share = trafficPlan?.steps[i];
+    const trafficShare = share ? share.share : lb && lbNew + oldInLb > 0 ? lbNew / (lbNew + oldInLb) : null;
     return {
       step: i + 1,
       targetActiveInstances,
@@ -131,6 +150,17 @@ export function previewDeploy(
       oldInstances: oldCount - retired,
       loadBalanced: { new: lbNew, old: oldInLb },
       trafficShare,
+      ...(share
+        ? {
+            traffic: {
+              percent: share.percent,
+              newWeight: share.newWeight,
+              oldWeight: NORMAL_WEIGHT,
+              loadRatio: share.loadRatio,
+              minRequests: requiredSample(share.share),
+            },
+          }
+        : {}),
       acceptance: { mode, waitMillis, checks: [...checks] },
       waitsFor,
       description: describeStep({
@@ -145,6 +175,8 @@ export function previewDeploy(
         oldBefore,
         retiring: oldBefore - (oldCount - retired),
         waitsFor,
+        ...(share ? { share: { ...share, minRequests: requiredSample(share.share) } } : {}),
+        ...(trafficPlan && !share ? { weightsBack: true } : {}),
       }),
     };
   });
@@ -224,6 +256,10 @@ interface StepWords {
   /** old tasks stopped once the step is accepted */
   retiring: number;
   waitsFor: PreviewStep['waitsFor'];
+  /** a traffic step */
+  share?: { percent: number; newWeight: number; share: number; loadRatio: number; minRequests: number };
+  /** the step after the traffic steps: every new task back at the normal weight */
+  weightsBack?: boolean;
   advance: string;
   acceptanceTimeout: number;
   waitMillis: number;
@@ -232,8 +268,18 @@ interface StepWords {
 
 function describeStep(w: StepWords): string {
   const them = w.added === 1 ? 'it' : 'them';
-  const parts = [`Start ${plural(w.added, 'task')} of ${w.newId} and health-check ${them}`];
-  if (w.lb && w.canary && w.oldInLb > 0 && w.oldId) {
+  const parts = [w.added > 0 ? `Start ${plural(w.added, 'task')} of ${w.newId} and health-check ${them}` : `No new task to start`];
+  if (w.share && w.oldId) {
+    const pct = Number((w.share.share * 100).toPrecision(3));
+    parts.push(
+      `give ${w.newId}'s ${plural(w.lbNew, 'task')} weight ${w.share.newWeight} beside ${w.oldInLb} of ${w.oldId} at ${NORMAL_WEIGHT}: ${w.share.percent} % of requests asked, ${pct} % by these weights (each new task carries ${w.share.loadRatio}× an old task's load)`,
+      `pass only once the load balancer's counters show that share (judged on at least ${w.share.minRequests.toLocaleString('en-US')} requests)`,
+    );
+  } else if (w.weightsBack && w.oldId) {
+    parts.push(
+      `add ${them} to the load balancer and put every task of ${w.newId} at the normal weight beside ${w.oldInLb} of ${w.oldId}: about ${Math.round((w.lbNew / (w.lbNew + w.oldInLb)) * 100)} % of requests`,
+    );
+  } else if (w.lb && w.canary && w.oldInLb > 0 && w.oldId) {
     const share = Math.round((w.lbNew / (w.lbNew + w.oldInLb)) * 100);
     parts.push(
       `add ${them} to the load balancer beside ${w.oldInLb} of ${w.oldId}: ${w.newId} has ${w.lbNew} of ${w.lbNew + w.oldInLb} tasks, about ${share} % of requests`,

@@ -50,6 +50,7 @@ import { assertNever, errorMessage } from '../errors.ts';
 import { collapseChanges, TaskView } from '../task-view.ts';
 import { reasons } from './reasons.ts';
 import { calculateStepTargets } from './targets.ts';
+import { DEFAULT_MAX_LOAD_PER_TASK_RATIO, planTraffic, trafficTargets, usesTrafficSteps } from './traffic.ts';
 import { countTasks, targetRequest, type DecisionDraft, type End, type PhaseEffects, type PhaseInput, type PhaseResult } from './phase.ts';
 import { assessFailures } from './failures.ts';
 import { stepLaunch } from './phases/launch.ts';
@@ -88,10 +89,27 @@ export function createPendingDeploy(
   deploy: Deploy,
   request: FledgeRequest,
   now: number,
-  options: { message?: string; unpauseOnSuccessfulDeploy?: boolean; updatedRequest?: FledgeRequest },
+  options: {
+    message?: string;
+    unpauseOnSuccessfulDeploy?: boolean;
+    updatedRequest?: FledgeRequest;
+    /** tasks of the active deploy (0 without one): the traffic steps' weights are planned against them */
+    oldTasks?: number;
+  },
 ): PendingDeploy {
   const target = options.updatedRequest ?? request;
-  const targets = calculateStepTargets(target.instances, deploy.canaryDeploySettings);
+  const canary = deploy.canaryDeploySettings;
+  // The API refused a plan with a problem; one seen here anyway (a race) runs without traffic steps.
+  const planned = usesTrafficSteps(canary)
+    ? planTraffic(
+        canary.trafficSteps ?? [],
+        options.oldTasks ?? 0,
+        target.instances,
+        canary.maxLoadPerTaskRatio ?? DEFAULT_MAX_LOAD_PER_TASK_RATIO,
+      )
+    : undefined;
+  const plan = planned && 'plan' in planned && planned.plan.steps.length > 0 ? planned.plan : undefined;
+  const targets = plan ? trafficTargets(plan, target.instances) : calculateStepTargets(target.instances, canary);
   return {
     requestId: request.id,
     deployId: deploy.id,
@@ -117,6 +135,7 @@ export function createPendingDeploy(
       stepAcceptanceResults: {},
       acceptanceResultMessageHistory: [],
       decisionLog: [],
+      ...(plan ? { traffic: { plan } } : {}),
     },
   };
 }
@@ -249,13 +268,16 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
         ]);
         break;
       case 'update': {
-        const target = Math.min(intent.targetActiveInstances, instances);
+        // Traffic steps are a plan of shares, not of counts: an update jumps to the final step.
+        const traffic = acc.progress.traffic;
+        const target = traffic ? instances : Math.min(intent.targetActiveInstances, instances);
         acc = {
           ...acc,
           progress: {
             ...acc.progress,
+            ...(traffic ? { step: acc.progress.totalSteps } : {}),
             targetActiveInstances: target,
-            totalSteps: acc.progress.step + (target < instances ? 1 : 0),
+            totalSteps: traffic ? acc.progress.totalSteps : acc.progress.step + (target < instances ? 1 : 0),
             stepAcceptanceResults: {},
             stepReadyAt: undefined,
             stepStartedAt: now,
@@ -264,7 +286,7 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
             // Singularity's UI and client advance a deploy this way. A jump to every instance is
             // also the approval of that last step, so the deploy finishes without a Fledge-only
             // advance; a jump to fewer waits at its step as any step does (scenario 22).
-            approvedStep: target === instances ? acc.progress.step : undefined,
+            approvedStep: target === instances ? (traffic ? acc.progress.totalSteps : acc.progress.step) : undefined,
           },
         };
         acc = move(
@@ -272,8 +294,9 @@ function runStep(obs: RequestObservation, deploy: Deploy, pending: PendingDeploy
           'LAUNCH',
           {
             observed: `target set to ${target}`,
-            reason:
-              target === instances
+            reason: traffic
+              ? 'update requested: skip the remaining traffic steps, jump to every instance at the normal weight, and approve that last step'
+              : target === instances
                 ? 'update requested: skip acceptance, jump to every instance, and approve that last step'
                 : 'update requested: skip acceptance, jump to new target',
           },

@@ -39,6 +39,8 @@ export interface LbUpdate {
   state: LbOpState;
   add: string[];
   remove: string[];
+  /** tasks in the LB already, applied again for their weight (traffic steps) */
+  reweigh?: string[];
   startedAt: number;
   message?: string;
 }
@@ -108,6 +110,36 @@ export type DecisionDetail =
   | { kind: 'INTENT'; intent: 'advance' }
   | { kind: 'ENDED'; from: DeployPhase; state: DeployResultState; intent?: 'cancel' | 'reject' };
 
+export interface TrafficStepPlan {
+  /** percent asked for (trafficSteps[i]) */
+  percent: number;
+  /** new tasks in the LB during the step */
+  newTasks: number;
+  /** the weight of each new task (old tasks: NORMAL_WEIGHT) */
+  newWeight: number;
+  /** the share (0..1) these weights give: what the counters are held to */
+  share: number;
+  /** one new task's load over one old task's */
+  loadRatio: number;
+}
+
+export interface TrafficPlan {
+  /** old tasks in the LB throughout the traffic steps */
+  oldTasks: number;
+  steps: TrafficStepPlan[];
+}
+
+/** Persisted with the deploy's progress: the plan, and which step's weights the LB has. */
+export interface TrafficProgress {
+  plan: TrafficPlan;
+  /** the step whose weights the balancer confirmed (its LB operation succeeded) */
+  appliedStep?: number;
+  /** when it confirmed them: the counters are read from then on */
+  since?: number;
+  /** the step's last traffic-share verdict (logged when it changes) */
+  verdict?: { state: AcceptanceState; message: string };
+}
+
 export interface DeployProgress {
   phase: DeployPhase;
   /** 1-based */
@@ -142,6 +174,8 @@ export interface DeployProgress {
   portInUseRetries?: { taskId: string; instanceNo: number }[];
   lbUpdates: LbUpdate[];
   pendingLbUpdate?: LbUpdate;
+  /** a deploy with trafficSteps: its plan and which step's weights are in the LB (traffic.ts) */
+  traffic?: TrafficProgress;
   stepAcceptanceResults: Record<string, AcceptanceState>;
   acceptanceResultMessageHistory: string[];
   decisionLog: Decision[];
@@ -181,10 +215,21 @@ export interface RequestObservation {
   endedDeploys: Record<string, DeployResultState>;
   /** latest acceptance-check answers for the pending deploy's current step */
   checkResults: CheckResult[];
+  /** a traffic step whose weights are applied: what the balancer counted since then */
+  traffic?: ObservedTraffic;
   /** every host, as placement sees it (tasks of other requests placed but not started included) */
   hosts: readonly HostSnapshot[];
   /** server settings the engine needs */
   settings: EngineSettings;
+}
+
+export interface ObservedTraffic {
+  deployId: string;
+  /** the counters were summed from here (epoch ms) */
+  from: number;
+  /** requests the new deploy answered, of all the service's requests */
+  newRequests: number;
+  requests: number;
 }
 
 export interface CheckResult {
@@ -225,7 +270,8 @@ export interface EngineSettings {
 export type Action =
   | { kind: 'startTask'; taskId: string }
   | { kind: 'stopTask'; taskId: string; reason: CleanupReason }
-  | { kind: 'lbApply'; operationId: string; add: string[]; remove: string[] }
+  /** reweigh: members applied again so they take the weight the persisted state gives them */
+  | { kind: 'lbApply'; operationId: string; add: string[]; remove: string[]; reweigh?: string[] }
   | { kind: 'lbCancel'; operationId: string }
   /** ask the named checks (not yet final in this step) again */
   | { kind: 'runChecks'; deployId: string; step: number; names: string[] };

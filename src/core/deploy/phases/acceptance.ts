@@ -2,6 +2,7 @@ import { assertNever } from '../../errors.ts';
 import { reasons } from '../reasons.ts';
 import type { Action, AcceptanceState, DeployProgress } from '../types.ts';
 import type { DecisionDraft, PhaseEffects, PhaseInput, PhaseResult } from '../phase.ts';
+import { currentTrafficStep, judgeShare } from '../traffic.ts';
 
 /**
  * ACCEPTANCE: NONE passes; TIMED waits; CHECKS asks every check until all SUCCEEDED;
@@ -10,6 +11,70 @@ import type { DecisionDraft, PhaseEffects, PhaseInput, PhaseResult } from '../ph
  * the last step beforehand (progress.approvedStep), which counts the same.
  */
 export function stepAcceptance(input: PhaseInput, advanced: boolean): PhaseResult {
+  const gate = trafficTruth(input);
+  if ('result' in gate) return gate.result;
+  const rest = acceptByMode({ ...input, progress: gate.progress }, advanced);
+  const judged = gate.decisions.length > 0 ? { ...rest, decisions: [...gate.decisions, ...(rest.decisions ?? [])] } : rest;
+  // While a traffic step waits for its acceptance, its share is judged again every second.
+  if (currentTrafficStep(input.progress) && 'wait' in judged) {
+    return { ...judged, wakeAt: Math.min(judged.wakeAt ?? Infinity, input.now + 1000) };
+  }
+  return judged;
+}
+
+/** The name the traffic-share verdict carries in the decision log and the acceptance messages. */
+export const TRAFFIC_CHECK = 'traffic share';
+
+/**
+ * Traffic truth: a traffic step passes acceptance only once the balancer's counters show the
+ * new deploy got the step's share (traffic.ts judgeShare); it is judged again on every pass,
+ * so a weight changed afterwards fails the step too. Too few requests: wait, bounded by the
+ * acceptance timeout. A share outside the tolerance fails the deploy.
+ */
+function trafficTruth(input: PhaseInput): { progress: DeployProgress; decisions: DecisionDraft[] } | { result: PhaseResult } {
+  const { now, obs, pending } = input;
+  const step = currentTrafficStep(input.progress);
+  const traffic = input.progress.traffic;
+  if (!step || !traffic) return { progress: input.progress, decisions: [] };
+  const readyAt = input.progress.stepReadyAt ?? now;
+  const seen =
+    obs.traffic?.deployId === pending.deployId && traffic.since !== undefined && obs.traffic.from >= traffic.since
+      ? obs.traffic
+      : undefined;
+  const verdict = judgeShare(seen?.newRequests ?? 0, seen?.requests ?? 0, step.share);
+  const line = `(${TRAFFIC_CHECK} - ${verdict.state}) ${verdict.message}`;
+  const decisions: DecisionDraft[] = [];
+  let progress: DeployProgress = { ...input.progress, stepReadyAt: readyAt };
+  // PENDING is logged once per step, not at every count.
+  const last = traffic.verdict;
+  if (!last || last.state !== verdict.state || (verdict.state !== 'PENDING' && last.message !== verdict.message)) {
+    progress = {
+      ...progress,
+      traffic: { ...traffic, verdict: { state: verdict.state, message: verdict.message } },
+      acceptanceResultMessageHistory: [...progress.acceptanceResultMessageHistory, line],
+    };
+    decisions.push({
+      kind: 'ACCEPTANCE_RESULT',
+      check: TRAFFIC_CHECK,
+      state: verdict.state,
+      observed: verdict.message,
+      action: `check ${TRAFFIC_CHECK} ${verdict.state}`,
+      reason: `the balancer's counters since the step's weights were applied (${step.percent} % asked, weights give ${(step.share * 100).toPrecision(3)} %)`,
+    });
+  }
+  if (verdict.state === 'FAILED') {
+    const message = reasons.acceptanceFailed(TRAFFIC_CHECK, verdict.message);
+    return {
+      result: { progress, decisions, end: { state: 'FAILED', message, failures: [{ reason: 'ACCEPTANCE_CHECK_FAILED', message }] } },
+    };
+  }
+  if (verdict.state === 'PENDING') {
+    return { result: waitBounded(input, { progress, decisions, wakeAt: now + 1000 }, readyAt, `counting requests: ${verdict.message}`) };
+  }
+  return { progress, decisions };
+}
+
+function acceptByMode(input: PhaseInput, advanced: boolean): PhaseResult {
   const { now, deploy } = input;
   const advance = advanced || (input.progress.approvedStep !== undefined && input.progress.approvedStep === input.progress.step);
   const readyAt = input.progress.stepReadyAt ?? now;

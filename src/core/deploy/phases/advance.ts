@@ -1,6 +1,8 @@
 import { reasons } from '../reasons.ts';
 import { calculateStepTargets } from '../targets.ts';
 import type { PhaseInput, PhaseResult } from '../phase.ts';
+import { trafficTargets } from '../traffic.ts';
+import type { DeployProgress, TrafficPlan } from '../types.ts';
 
 /**
  * ADVANCE: the step is accepted. Retire as many old instances as it added (lowest numbers
@@ -12,6 +14,8 @@ export function stepAdvance(input: PhaseInput): PhaseResult {
   const target = Math.min(input.progress.targetActiveInstances, instances);
   const added = Math.max(0, target - input.progress.currentActiveInstances);
   const accepted = { ...input.progress, currentActiveInstances: target };
+  const traffic = accepted.traffic;
+  if (traffic) return advanceTraffic(input, accepted, traffic.plan);
   if (target >= instances) {
     return { progress: accepted, end: { state: 'SUCCEEDED', message: reasons.succeeded(accepted.step, accepted.totalSteps) } };
   }
@@ -41,5 +45,39 @@ export function stepAdvance(input: PhaseInput): PhaseResult {
     to: 'LAUNCH',
     observed: `step accepted with ${target} new task(s)`,
     reason: toRetire.length > 0 ? `retire old #${toRetire.join(', #')}; next target ${next}` : `next target ${next}`,
+  };
+}
+
+/**
+ * Traffic steps keep every old task in the LB (the shares are planned against them), so an
+ * advance retires none; the step after the last traffic step ends the deploy SUCCEEDED, and
+ * the request step retires the old tasks once every new one serves.
+ */
+function advanceTraffic(input: PhaseInput, accepted: DeployProgress, plan: TrafficPlan): PhaseResult {
+  const { now, instances } = input;
+  if (accepted.step >= accepted.totalSteps) {
+    return { progress: accepted, end: { state: 'SUCCEEDED', message: reasons.succeeded(accepted.step, accepted.totalSteps) } };
+  }
+  const step = accepted.step + 1;
+  const next = trafficTargets(plan, instances)[step - 1] ?? instances;
+  const share = plan.steps[step - 1];
+  return {
+    progress: {
+      ...accepted,
+      step,
+      targetActiveInstances: next,
+      stepStartedAt: now,
+      stepReadyAt: undefined,
+      stepFailures: 0,
+      stepLaunchComplete: false,
+      deadline: undefined,
+      stepAcceptanceResults: {},
+      traffic: { plan },
+    },
+    to: 'LAUNCH',
+    observed: `traffic step ${accepted.step} accepted`,
+    reason: share
+      ? `next: ${share.percent} % of the requests to ${next} new task(s) at weight ${share.newWeight}`
+      : `next: every instance (${next}) at the normal weight`,
   };
 }

@@ -3,7 +3,8 @@ import { inLb, lbMembers, needsLbAdd, settleLbOperationOnTasks, touchesLb } from
 import type { TaskView } from '../../task-view.ts';
 import { reasons } from '../reasons.ts';
 import { healthyNew, oldTasks, type PhaseInput, type PhaseResult } from '../phase.ts';
-import type { LbUpdate } from '../types.ts';
+import { currentTrafficStep, NORMAL_WEIGHT } from '../traffic.ts';
+import type { DeployProgress, LbUpdate } from '../types.ts';
 
 /**
  * LB_UPDATE: canary off swaps atomically (add every new task, remove every old one, one
@@ -24,7 +25,11 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
     }
     const finished: LbUpdate = { ...op, state: seen.state, ...(seen.message ? { message: seen.message } : {}) };
     const tasks = settleLbOperationOnTasks((id) => input.tasks.get(id), { ...op, operationId: op.loadBalancerRequestId }, seen.state, now);
-    const settled = { ...progress, pendingLbUpdate: undefined, lbUpdates: [...progress.lbUpdates, finished] };
+    const settled: DeployProgress = { ...progress, pendingLbUpdate: undefined, lbUpdates: [...progress.lbUpdates, finished] };
+    // The step's weights are in the balancer from now on: its counters are judged from here.
+    if (seen.state === 'SUCCESS' && progress.traffic && progress.traffic.appliedStep !== progress.step) {
+      settled.traffic = { ...progress.traffic, appliedStep: progress.step, since: now };
+    }
     if (seen.state !== 'SUCCESS') {
       const message = reasons.lbFailed(seen.message);
       return {
@@ -52,7 +57,14 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
 
   const add = healthyNew(input).filter(needsLbAdd);
   const remove = progress.canary ? [] : oldTasks(input).filter(touchesLb);
-  if (add.length === 0 && remove.length === 0) {
+  // A traffic step changes the weight of the new tasks already in: they are applied again.
+  const traffic = progress.traffic;
+  const weighDue = traffic !== undefined && traffic.appliedStep !== progress.step;
+  const reweigh = weighDue ? healthyNew(input).filter((t) => inLb(t) && !add.includes(t)) : [];
+  if (weighDue && healthyNew(input).some((t) => !inLb(t) && !add.includes(t))) {
+    return { progress, wait: { why: 'an earlier LB add of a new task is still settling', until: now + 250 } };
+  }
+  if (add.length === 0 && remove.length === 0 && reweigh.length === 0) {
     if (healthyNew(input).every(inLb)) {
       return {
         progress: { ...progress, stepReadyAt: now },
@@ -69,13 +81,22 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
     state: 'WAITING',
     add: add.map((t) => t.taskId.id),
     remove: remove.map((t) => t.taskId.id),
+    ...(reweigh.length > 0 ? { reweigh: reweigh.map((t) => t.taskId.id) } : {}),
     startedAt: now,
   };
+  const share = currentTrafficStep(progress);
+  const weights = !weighDue
+    ? ''
+    : share
+      ? `; new tasks at weight ${share.newWeight} (old ${NORMAL_WEIGHT}) for ${share.percent} % of the requests`
+      : `; every task at the normal weight`;
   const deadline = now + deploy.loadBalancerTimeoutSeconds * 1000;
   return {
     progress: { ...progress, pendingLbUpdate: update, deadline },
     tasks: recordLbState(input.tasks, update, 'WAITING', now),
-    actions: [{ kind: 'lbApply', operationId, add: update.add, remove: update.remove }],
+    actions: [
+      { kind: 'lbApply', operationId, add: update.add, remove: update.remove, ...(update.reweigh ? { reweigh: update.reweigh } : {}) },
+    ],
     decisions: [
       {
         kind: 'LB_OPERATION',
@@ -83,8 +104,12 @@ export function stepLbUpdate(input: PhaseInput): PhaseResult {
         adding: add.length,
         removing: remove.length,
         observed: `${add.length} new task(s) healthy and not in the LB`,
-        action: `LB ${operationId}: add ${add.length}, remove ${remove.length}`,
-        reason: progress.canary ? 'canary: add the step, old tasks leave one by one' : 'atomic swap: add all new, remove all old',
+        action: `LB ${operationId}: add ${add.length}, remove ${remove.length}${reweigh.length > 0 ? `, re-weigh ${reweigh.length}` : ''}${weights}`,
+        reason: traffic
+          ? "traffic step: the new tasks together get the step's share through their weight"
+          : progress.canary
+            ? 'canary: add the step, old tasks leave one by one'
+            : 'atomic swap: add all new, remove all old',
       },
     ],
     wait: { why: `LB operation ${operationId} in flight`, until: deadline },
