@@ -1,4 +1,4 @@
-// Proxy throughput with routing rules on vs off: `npx tsx bench/proxy-routing.ts [seconds] [connections] [rounds]`.
+// Proxy throughput with routing rules and weights on vs off: `npx tsx bench/proxy-routing.ts [seconds] [connections] [rounds]`.
 //
 // Each balancer (the builtin proxy in its own child process, and HAProxy managed by the haproxy
 // balancer) serves two services over the same two backends (child Node processes answering 200
@@ -6,8 +6,9 @@
 // (four header and cookie rules, a sticky cookie, a hashed sticky header; v2 pending). wrk drives,
 // in the same run and alternating rounds: /off; /on with requests matching no rule (every rule is
 // evaluated, the normal split chooses, each answer sets the sticky cookie: the costliest path);
-// and /on with testers' requests (X-Canary: yes, routed to v2). Prints requests/s and p99 of
-// each, and the on/off ratios per balancer. (Upstream weights are not in this branch yet: routing only.)
+// and /on with testers' requests (X-Canary: yes, routed to v2); then /weighted (v2 at weight 5
+// of 100: a 5 % traffic step, no routing) and /both (those weights and the routing). Prints
+// requests/s and p99 of each, and the on/off ratios per balancer.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,10 +23,16 @@ const ROUTING: LbService['routing'] = {
   match: [{ header: 'X-Canary', value: 'yes' }, { header: 'X-Beta-Tester' }, { cookie: 'beta', value: '1' }, { cookie: 'canary' }],
   sticky: { cookie: 'fl_v', header: 'X-User-Id', percent: 10 },
 };
-const SERVICES: [string, LbService][] = [
-  ['off', { serviceId: 'off', basePath: '/off', groups: [] }],
-  ['on', { serviceId: 'on', basePath: '/on', groups: [], routing: ROUTING }],
+/** Each service, and the weight of v2's backend in it (v1 keeps the default 100). */
+const SERVICES: [string, LbService, number | undefined][] = [
+  ['off', { serviceId: 'off', basePath: '/off', groups: [] }, undefined],
+  ['on', { serviceId: 'on', basePath: '/on', groups: [], routing: ROUTING }, undefined],
+  ['weighted', { serviceId: 'weighted', basePath: '/weighted', groups: [] }, 5],
+  ['both', { serviceId: 'both', basePath: '/both', groups: [], routing: ROUTING }, 5],
 ];
+
+const weighted = (upstreams: Upstream[], v2Weight: number | undefined): Upstream[] =>
+  v2Weight === undefined ? upstreams : upstreams.map((u) => (u.deployId === 'v2' ? { ...u, weight: v2Weight } : u));
 
 const SELF = fileURLToPath(import.meta.url);
 const BACKEND = `
@@ -50,7 +57,7 @@ async function childPort(child: ChildProcess): Promise<number> {
 /** Child role: the builtin proxy with both services in front of the backends in argv[4] (JSON), printing its port. */
 async function builtinRole(upstreams: Upstream[]): Promise<void> {
   const balancer = await createBuiltinBalancer({ port: 0 });
-  for (const [id, service] of SERVICES) await balancer.apply(id, service, upstreams, []);
+  for (const [id, service, w] of SERVICES) await balancer.apply(id, service, weighted(upstreams, w), []);
   console.log(balancer.address().port);
   process.on('SIGTERM', () => void balancer.close().then(() => process.exit(0)));
 }
@@ -134,8 +141,8 @@ async function main(): Promise<void> {
     children.push(builtin);
     const builtinPort = await childPort(builtin);
     haproxy = await createHaproxyBalancer({ dataDir: dir, port: await freePort(), reconcileIntervalMs: 0 });
-    for (const [id, service] of SERVICES) {
-      const status = await haproxy.apply(id, service, upstreams, []);
+    for (const [id, service, w] of SERVICES) {
+      const status = await haproxy.apply(id, service, weighted(upstreams, w), []);
       if (status.state !== 'SUCCESS') throw new Error(`haproxy: ${status.state} ${status.message ?? ''}`);
     }
     const haproxyPort = haproxy.address().port;
@@ -144,6 +151,8 @@ async function main(): Promise<void> {
       { name: 'off', path: '/off/x' },
       { name: 'on, no rule matches', path: '/on/x' },
       { name: 'on, testers routed', path: '/on/x', header: 'X-Canary: yes' },
+      { name: 'weights 5/100', path: '/weighted/x' },
+      { name: 'weights and routing', path: '/both/x' },
     ] as const;
     type Name = (typeof cases)[number]['name'];
     // Warm up every path once (the JIT, keep-alive pools), unmeasured.
