@@ -10,13 +10,14 @@
 // of 100: a 5 % traffic step, no routing) and /both (those weights and the routing). Prints
 // requests/s and p99 of each, and the on/off ratios per balancer.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createBuiltinBalancer, createHaproxyBalancer } from '../src/balancers/index.ts';
 import type { LbService, Upstream } from '../src/balancers/types.ts';
 import { freePort } from '../test/helpers/ports.ts';
+import { BACKEND, childPort, wrk, type WrkResult } from './support/wrk.ts';
 
 const ROUTING: LbService['routing'] = {
   deployId: 'v2',
@@ -35,25 +36,6 @@ const weighted = (upstreams: Upstream[], v2Weight: number | undefined): Upstream
   v2Weight === undefined ? upstreams : upstreams.map((u) => (u.deployId === 'v2' ? { ...u, weight: v2Weight } : u));
 
 const SELF = fileURLToPath(import.meta.url);
-const BACKEND = `
-const http = require('node:http');
-const s = http.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok'); });
-s.keepAliveTimeout = 60000;
-s.listen(0, '127.0.0.1', () => console.log(s.address().port));
-`;
-
-async function childPort(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /^(\d+)$/m.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before printing its port: ${out}`)));
-  });
-}
-
 /** Child role: the builtin proxy with both services in front of the backends in argv[4] (JSON), printing its port. */
 async function builtinRole(upstreams: Upstream[]): Promise<void> {
   const balancer = await createBuiltinBalancer({ port: 0 });
@@ -62,64 +44,8 @@ async function builtinRole(upstreams: Upstream[]): Promise<void> {
   process.on('SIGTERM', () => void balancer.close().then(() => process.exit(0)));
 }
 
-interface Result {
-  requests: number;
-  errors: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  /** share of CPU time the machine spent idle during the run */
-  idle: number;
-}
-
-function cpuTimes(): { idle: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { idle, total: fields.reduce((a, b) => a + b, 0) };
-}
-
-/** wrk's latency figures ("123.45us", "1.20ms", "2.00s") in milliseconds. */
-function millis(text: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(text.trim());
-  if (!m) return NaN;
-  const value = Number(m[1]);
-  return m[2] === 'us' ? value / 1000 : m[2] === 's' ? value * 1000 : value;
-}
-
-function parseWrk(out: string): Omit<Result, 'idle'> {
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-  const p50 = millis(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? '');
-  const p99 = millis(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? '');
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  if (!Number.isFinite(rps)) throw new Error(`cannot read wrk's output:\n${out}`);
-  return { requests, errors, rps, p50, p99 };
-}
-
-async function load(port: number, seconds: number, connections: number, path: string, header?: string): Promise<Result> {
-  const threads = Math.max(1, Math.min(2, connections));
-  const args = [
-    `-t${threads}`,
-    `-c${connections}`,
-    `-d${seconds}s`,
-    '--latency',
-    ...(header ? ['-H', header] : []),
-    `http://127.0.0.1:${port}${path}`,
-  ];
-  const before = cpuTimes();
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (text += c.toString()));
-    child.once('error', (err) => reject(new Error(`wrk: ${err.message} (apt-get install wrk)`)));
-    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`))));
-  });
-  const after = cpuTimes();
-  return { ...parseWrk(out), idle: (after.idle - before.idle) / Math.max(1, after.total - before.total) };
-}
+const load = (port: number, seconds: number, connections: number, path: string, header?: string): Promise<WrkResult> =>
+  wrk(`http://127.0.0.1:${port}${path}`, seconds, connections, header);
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 5);
@@ -158,7 +84,7 @@ async function main(): Promise<void> {
     // Warm up every path once (the JIT, keep-alive pools), unmeasured.
     for (const port of [builtinPort, haproxyPort])
       for (const c of cases) await load(port, 1, connections, c.path, 'header' in c ? c.header : undefined);
-    const results = new Map<string, Result[]>();
+    const results = new Map<string, WrkResult[]>();
     for (let round = 0; round < rounds; round++) {
       for (const [lb, port] of [
         ['builtin', builtinPort],
