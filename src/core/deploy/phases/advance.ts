@@ -35,12 +35,7 @@ export function stepAdvance(input: PhaseInput): PhaseResult {
       step,
       totalSteps: step + Math.max(0, later.length - 1),
       targetActiveInstances: next,
-      stepStartedAt: now,
-      stepReadyAt: undefined,
-      stepFailures: 0,
-      stepLaunchComplete: false,
-      deadline: undefined,
-      stepAcceptanceResults: {},
+      ...freshStep(now),
     },
     to: 'LAUNCH',
     observed: `step accepted with ${target} new task(s)`,
@@ -66,12 +61,7 @@ function advanceTraffic(input: PhaseInput, accepted: DeployProgress, plan: Traff
       ...accepted,
       step,
       targetActiveInstances: next,
-      stepStartedAt: now,
-      stepReadyAt: undefined,
-      stepFailures: 0,
-      stepLaunchComplete: false,
-      deadline: undefined,
-      stepAcceptanceResults: {},
+      ...freshStep(now),
       traffic: { plan },
     },
     to: 'LAUNCH',
@@ -79,5 +69,19 @@ function advanceTraffic(input: PhaseInput, accepted: DeployProgress, plan: Traff
     reason: share
       ? `next: ${share.percent} % of the requests to ${next} new task(s) at weight ${share.newWeight}`
       : `next: every instance (${next}) at the normal weight`,
+  };
+}
+
+/** A step's own state, as it is when the step starts. */
+function freshStep(
+  now: number,
+): Pick<DeployProgress, 'stepStartedAt' | 'stepReadyAt' | 'stepFailures' | 'stepLaunchComplete' | 'deadline' | 'stepAcceptanceResults'> {
+  return {
+    stepStartedAt: now,
+    stepReadyAt: undefined,
+    stepFailures: 0,
+    stepLaunchComplete: false,
+    deadline: undefined,
+    stepAcceptanceResults: {},
   };
 }
