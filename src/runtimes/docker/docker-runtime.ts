@@ -644,6 +644,16 @@ export class DockerRuntime implements Runtime {
         t.copier?.stop();
       }
     }
+    // Docker may end a followed log stream at the exit before its last lines (one stream's
+    // copy lags the other's): read once more, without follow, from the cursor.
+    if (existsSync(t.sandbox) && !this.#closed) {
+      const last = new LogCopier(this.client, t.containerId, t.sandbox);
+      const read = last.run(false).then(
+        () => true,
+        () => false,
+      );
+      if (!(await Promise.race([read, sleep(DRAIN_MS).then(() => false)]))) last.stop();
+    }
     await this.client.removeContainer(t.containerId, { force: true });
   }
 

@@ -4,10 +4,14 @@
 //
 // The copier follows GET /containers/{id}/logs?follow=1&timestamps=1 (a multiplexed stream:
 // 8-byte frame headers, each frame one log message prefixed with its RFC 3339 nano timestamp).
-// After appending, it writes a cursor: the last timestamp copied, how many messages with that
-// very timestamp were copied, and the sizes of both files. Resuming (after a scheduler restart
-// or a broken connection) truncates the files back to the cursor's sizes, asks for messages
-// since that timestamp and skips those already counted: nothing is lost or copied twice.
+// After appending, it writes a cursor: per stream, the last timestamp copied and how many
+// messages with that very timestamp were copied, and the sizes of both files. Per stream,
+// because Docker stamps stdout and stderr in two copiers and writes them in the order they
+// arrive, so across the two streams timestamps are not in order (a stderr line stamped before
+// the stdout line that precedes it): one shared "last timestamp" dropped such lines. Resuming
+// (after a scheduler restart or a broken connection) truncates the files back to the cursor's
+// sizes, asks for messages since a little before the older stream's timestamp and skips, per
+// stream, those already counted: nothing is lost or copied twice.
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
@@ -61,12 +65,25 @@ export function sinceParam(ns: bigint): string {
 }
 
 interface Cursor {
-  /** nanoseconds of the last message copied, as a decimal string */
+  /** nanoseconds of the last stdout message copied, as a decimal string */
   ns: string;
-  /** messages with exactly that timestamp already copied */
+  /** stdout messages with exactly that timestamp already copied */
   atNs: number;
+  /** the same for stderr (absent in cursors written before: `ns`/`atNs` then stand for both) */
+  errNs?: string;
+  errAtNs?: number;
   stdout: number;
   stderr: number;
+}
+
+/** How far before the older stream's last timestamp a resumed copy asks from. */
+const RESUME_MARGIN_NS = 1_000_000_000n;
+
+interface StreamPosition {
+  lastNs: bigint;
+  atNs: number;
+  /** messages at lastNs still to skip: copied before the resumption */
+  skip: number;
 }
 
 const CURSOR_FILE = 'logs.cursor.json';
@@ -77,7 +94,15 @@ function readCursor(sandbox: string): Cursor | undefined {
   try {
     const c = JSON.parse(readFileSync(path.join(sandbox, CURSOR_FILE), 'utf8')) as Partial<Cursor>;
     if (typeof c.ns !== 'string' || !/^\d+$/.test(c.ns)) return undefined;
-    return { ns: c.ns, atNs: Number(c.atNs) || 0, stdout: Number(c.stdout) || 0, stderr: Number(c.stderr) || 0 };
+    const errNs = typeof c.errNs === 'string' && /^\d+$/.test(c.errNs) ? c.errNs : c.ns;
+    return {
+      ns: c.ns,
+      atNs: Number(c.atNs) || 0,
+      errNs,
+      errAtNs: Number(c.errNs === undefined ? c.atNs : c.errAtNs) || 0,
+      stdout: Number(c.stdout) || 0,
+      stderr: Number(c.stderr) || 0,
+    };
   } catch {
     return undefined;
   }
@@ -100,8 +125,11 @@ export class LogCopier {
     this.#sandbox = sandbox;
   }
 
-  /** Copy until the container's output ends (resolves) or the connection fails (rejects). */
-  async run(): Promise<void> {
+  /**
+   * Copy until the container's output ends (resolves) or the connection fails (rejects). With
+   * `follow: false`, copy what Docker has now past the cursor and end.
+   */
+  async run(follow = true): Promise<void> {
     const cursor = readCursor(this.#sandbox) ?? { ns: '0', atNs: 0, stdout: 0, stderr: 0 };
     const files = { out: path.join(this.#sandbox, 'stdout'), err: path.join(this.#sandbox, 'stderr') };
     const out = openSync(files.out, existsSync(files.out) ? 'r+' : 'w+');
@@ -111,14 +139,27 @@ export class LogCopier {
       ftruncateSync(out, cursor.stdout);
       ftruncateSync(err, cursor.stderr);
       let size = { stdout: cursor.stdout, stderr: cursor.stderr };
-      let lastNs = BigInt(cursor.ns);
-      let atNs = cursor.atNs;
-      let skip = cursor.atNs;
+      const at = (ns: string | undefined, n: number | undefined): StreamPosition => ({
+        lastNs: BigInt(ns ?? '0'),
+        atNs: n ?? 0,
+        skip: n ?? 0,
+      });
+      const pos = { out: at(cursor.ns, cursor.atNs), err: at(cursor.errNs ?? cursor.ns, cursor.errAtNs ?? cursor.atNs) };
+      const seen = [pos.out.lastNs, pos.err.lastNs].filter((ns) => ns > 0n);
+      const oldest = seen.length > 0 ? seen.reduce((a, b) => (a < b ? a : b)) : 0n;
+      const since = oldest > RESUME_MARGIN_NS ? oldest - RESUME_MARGIN_NS : 0n;
       let dirty = false;
       let lastWrite = 0;
       const save = () => {
         if (!dirty) return;
-        const next: Cursor = { ns: String(lastNs), atNs, stdout: size.stdout, stderr: size.stderr };
+        const next: Cursor = {
+          ns: String(pos.out.lastNs),
+          atNs: pos.out.atNs,
+          errNs: String(pos.err.lastNs),
+          errAtNs: pos.err.atNs,
+          stdout: size.stdout,
+          stderr: size.stderr,
+        };
         const file = path.join(this.#sandbox, CURSOR_FILE);
         writeFileSync(`${file}.tmp`, JSON.stringify(next));
         renameSync(`${file}.tmp`, file);
@@ -127,7 +168,7 @@ export class LogCopier {
       };
       if (this.#stopped) return;
       const res = await this.#client.stream('GET', `/containers/${encodeURIComponent(this.#containerId)}/logs`, {
-        query: { follow: true, stdout: true, stderr: true, timestamps: true, ...(lastNs > 0n ? { since: sinceParam(lastNs) } : {}) },
+        query: { follow, stdout: true, stderr: true, timestamps: true, ...(since > 0n ? { since: sinceParam(since) } : {}) },
       });
       this.#res = res;
       if (this.#stopped) res.destroy();
@@ -138,16 +179,18 @@ export class LogCopier {
             if (frame.stream !== STDOUT && frame.stream !== STDERR) continue;
             const split = splitTimestamp(frame.payload);
             if (!split) continue;
-            if (split.ns < lastNs) continue;
-            if (split.ns === lastNs && skip > 0) {
-              skip--;
+            // Each stream's timestamps are in order; the two streams' are not, with each other.
+            const p = frame.stream === STDOUT ? pos.out : pos.err;
+            if (split.ns < p.lastNs) continue;
+            if (split.ns === p.lastNs && p.skip > 0) {
+              p.skip--;
               continue;
             }
-            skip = 0;
-            if (split.ns === lastNs) atNs++;
+            p.skip = 0;
+            if (split.ns === p.lastNs) p.atNs++;
             else {
-              lastNs = split.ns;
-              atNs = 1;
+              p.lastNs = split.ns;
+              p.atNs = 1;
             }
             if (frame.stream === STDOUT)
               size = { ...size, stdout: size.stdout + writeSync(out, split.data, 0, split.data.length, size.stdout) };
