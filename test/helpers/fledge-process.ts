@@ -366,6 +366,7 @@ export async function cleanup(): Promise<void> {
   for (const dir of dataDirs) {
     await killSandboxTasks(dir);
     removeCgroup(cgroupRootPath(dir));
+    stopManagedHaproxy(dir);
   }
 
   servers.clear();
@@ -373,6 +374,24 @@ export async function cleanup(): Promise<void> {
   if (!process.env.FLEDGE_TEST_OUTPUT_DIR) for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
   ownedDirs.clear();
   dataDirs.clear();
+}
+
+/**
+ * A managed HAProxy outlives Fledge on purpose: stop the one a server of this data dir left
+ * (its master's process group), whichever scheduler started it.
+ */
+function stopManagedHaproxy(dataDir: string): void {
+  try {
+    const pid = Number(
+      readFileSync(path.join(dataDir, 'haproxy', 'haproxy.pid'), 'utf8')
+        .trim()
+        .split('\n')[0],
+    );
+    if (!(pid > 0) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(path.join(dataDir, 'haproxy'))) return;
+    killGroup(pid, 'SIGKILL');
+  } catch {
+    // none, or gone
+  }
 }
 
 /** Processes any test saw (servers, tasks, extra groups) that still run. */
