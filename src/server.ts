@@ -247,6 +247,7 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           events,
           locks,
           observePass: (millis) => metrics.observePass(millis),
+          observeTick: (millis) => metrics.observeTick(millis),
         });
         parts.push(() => loop.close());
         await loop.start();

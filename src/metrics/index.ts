@@ -3,7 +3,7 @@
  * at each scrape (tasks by state and host, requests by state, pending deploys, leadership);
  * what this process saw happen (deploys started and ended by result, phase and step
  * durations, the time from a failed deploy's end to the old deploy back at full capacity,
- * health-check results and latency, reconcile passes, store calls); and the leader's load
+ * health-check results and latency, reconcile passes and ticks, store calls); and the leader's load
  * balancer traffic per service, deploy and task (lb.ts).
  *
  * Event-fed series count what this server saw since it started, like any Prometheus counter:
@@ -30,6 +30,8 @@ export interface MetricsSources {
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** a tick is meant to stay near the loop's 10 ms slice: finer buckets there */
+const TICK_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const DEPLOY_SECONDS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 /** how often a request recovering from a failed deploy is looked at without an event */
 const RECOVERY_POLL_MS = 1000;
@@ -48,6 +50,7 @@ export class FledgeMetrics {
   readonly #health: Counter;
   readonly #healthLatency: Histogram;
   readonly #pass: Histogram;
+  readonly #tick: Histogram;
   readonly #store: Histogram;
   readonly #recovering = new Map<string, { endedAt: number; deployId: string; result: string }>();
   #recoveryTimer: NodeJS.Timeout | undefined;
@@ -151,6 +154,12 @@ export class FledgeMetrics {
       buckets: SECONDS,
       registers,
     });
+    this.#tick = new Histogram({
+      name: 'fledge_reconcile_tick_seconds',
+      help: 'One tick of the loop: the work of a pass between two turns it gives the event loop (how long it holds the API back)',
+      buckets: TICK_SECONDS,
+      registers,
+    });
     this.#store = new Histogram({
       name: 'fledge_store_operation_seconds',
       help: 'Store calls by operation',
@@ -178,6 +187,10 @@ export class FledgeMetrics {
 
   observePass(millis: number): void {
     this.#pass.observe(millis / 1000);
+  }
+
+  observeTick(millis: number): void {
+    this.#tick.observe(millis / 1000);
   }
 
   observeStore(operation: string, millis: number): void {

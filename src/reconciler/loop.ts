@@ -9,6 +9,7 @@
  * logged and the loop moves on; a store that is unavailable (busy, restarting) makes the loop
  * back off (250 ms → 5 s) and try again, nothing half-applied.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { EventBus } from '../core/events.ts';
 import { isLive } from '../core/model.ts';
 import { demandOf, hostOf } from '../core/placement.ts';
@@ -30,7 +31,18 @@ export interface LoopDeps extends EngineDeps {
   safetyTickMillis?: number;
   /** told how long each pass took (metrics) */
   observePass?: (millis: number) => void;
+  /** told how long each tick took: the loop's work between two turns it gave the event loop (metrics) */
+  observeTick?: (millis: number) => void;
+  /** how long a pass holds the event loop before giving it a turn; default TICK_MILLIS */
+  tickMillis?: number;
 }
+
+/**
+ * A pass gives the event loop a turn once it has held it this long. better-sqlite3 answers
+ * synchronously behind already-resolved promises, so without it a pass over thousands of
+ * requests would hold the API, the probes and the in-process balancer for all of it.
+ */
+export const TICK_MILLIS = 10;
 
 export class ReconcileLoop {
   readonly locks: RequestLocks;
@@ -132,8 +144,15 @@ export class ReconcileLoop {
       ids = [...this.#dirty];
       this.#dirty.clear();
     }
+    const tickMillis = this.#deps.tickMillis ?? TICK_MILLIS;
+    let tickStart = performance.now();
     for (const id of ids) {
       if (this.#closed) break;
+      if (performance.now() - tickStart >= tickMillis) {
+        this.#deps.observeTick?.(performance.now() - tickStart);
+        await yieldToLoop();
+        tickStart = performance.now();
+      }
       try {
         await this.reconcileRequest(id);
         this.#retryMs.delete(id);
@@ -147,6 +166,7 @@ export class ReconcileLoop {
         this.#wakeAt.set(id, clock.now() + delay);
       }
     }
+    this.#deps.observeTick?.(performance.now() - tickStart);
     this.#armTimer();
   }
 

@@ -59,4 +59,21 @@ describe('passes', () => {
     expect(f.instances(await f.serving('web'))).toEqual(Array.from({ length: 420 }, (_, i) => i + 1));
     expect(batches).toEqual([100, 70]);
   });
+
+  it('a long pass gives the event loop a turn between ticks, and reconciles every woken request once', async () => {
+    // tickMillis 0: a turn before every request but the first (the default is 10 ms of work).
+    f = await engineFixture({ tickMillis: 0 });
+    for (const id of ['a', 'b', 'c', 'd']) await f.activeRequest(id, 1);
+    const order: string[] = [];
+    const reconcile = f.loop.reconcileRequest.bind(f.loop);
+    f.loop.reconcileRequest = (id: string) => {
+      order.push(id);
+      // What waits for the event loop (an API call, a probe answer) runs before the next request.
+      setImmediate(() => order.push(`turn after ${id}`));
+      return reconcile(id);
+    };
+    for (const id of ['a', 'b', 'c', 'd']) f.loop.wake(id);
+    await f.loop.tick();
+    expect(order.slice(0, 7)).toEqual(['a', 'turn after a', 'b', 'turn after b', 'c', 'turn after c', 'd']);
+  });
 });

@@ -51,6 +51,8 @@ export interface FixtureOptions {
   /** the hosts (default: `local` alone, with `capacity`) */
   hosts?: FixtureHost[];
   settings?: Partial<EngineSettings>;
+  /** the loop's tick (how long a pass runs before it yields); default the loop's */
+  tickMillis?: number;
 }
 
 export class EngineFixture {
@@ -148,6 +150,7 @@ export class EngineFixture {
       timers: this.options.timers ?? false,
       // No safety pass during a test: every pass it sees is one something asked for.
       safetyTickMillis: 3_600_000,
+      ...(this.options.tickMillis !== undefined ? { tickMillis: this.options.tickMillis } : {}),
     });
     const executor = this.loop.executor;
     this.health.bind(

@@ -97,5 +97,24 @@ describe('fakes from config', () => {
     await waitFor(() => fake.running().length === 3, { timeoutMs: 10_000 });
     expect(fake.running().every((t) => t.includes('web-d2'))).toBe(true);
     expect((await server.balancer!.upstreams('web')).map((u) => u.taskId).sort()).toEqual(fake.running().sort());
+
+    // The loop's passes and ticks (its work between two turns of the event loop) are in /metrics.
+    const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+    const text = await res.text();
+    const value = (series: string) =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${series} `))
+          ?.slice(series.length + 1),
+      );
+    expect(text).toContain('# TYPE fledge_reconcile_tick_seconds histogram');
+    const passes = value('fledge_reconcile_pass_seconds_count');
+    const ticks = value('fledge_reconcile_tick_seconds_count');
+    expect(passes).toBeGreaterThan(0);
+    // every pass has at least one tick, its last
+    expect(ticks).toBeGreaterThanOrEqual(passes);
+    expect(value('fledge_reconcile_tick_seconds_bucket{le="+Inf"}')).toBe(ticks);
+    expect(value('fledge_reconcile_tick_seconds_sum')).toBeLessThanOrEqual(value('fledge_reconcile_pass_seconds_sum'));
   });
 });
