@@ -129,6 +129,15 @@ export function assessRunningProbe(opts: HealthcheckOptions, failuresBefore: num
 }
 
 /**
+ * Whether the engine would see a difference: it decides on a task's health state, why, and
+ * since when it is healthy — never on its probe history or counters. A passing probe of a
+ * healthy task is recorded on the task, with nothing for the engine to decide.
+ */
+export function engineSeesHealthChange(before: TaskHealth, after: TaskHealth): boolean {
+  return before.state !== after.state || before.message !== after.message || before.healthyAt !== after.healthyAt;
+}
+
+/**
  * A task's health after probe results (none: a verdict without a probe, e.g. no healthcheck)
  * and the assessment that follows the last of them: the latest `keep` results, the counters, the
  * state and why. Several results at once are a write that waited (the store was busy).

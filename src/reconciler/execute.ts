@@ -16,7 +16,7 @@ import { upstreamWeightFor } from '../core/deploy/traffic.ts';
 import { MAX_WINDOW_MS } from '../balancers/traffic.ts';
 import { assertNever, errorMessage } from '../core/errors.ts';
 import type { EventBus } from '../core/events.ts';
-import { checksWhileRunning, probePassed, recordHealthResults, type HealthAssessment } from '../core/health.ts';
+import { checksWhileRunning, engineSeesHealthChange, probePassed, recordHealthResults, type HealthAssessment } from '../core/health.ts';
 import { isLive, type Deploy, type HealthResult, type TaskRecord, type TaskState } from '../core/model.ts';
 import { demandOf, hostOf, isUnplaced, type HostSnapshot, type TaskDemand } from '../core/placement.ts';
 import type { HealthWatcher } from '../health/types.ts';
@@ -365,11 +365,16 @@ export class Executor {
         this.#d.logger.info({ taskId }, 'a failed health check on a host that does not answer: left to host loss');
         continue;
       }
-      await this.#updateTask(taskId, (t) => {
-        if (!isLive(t.state)) return undefined;
-        if (results.length === 0 && t.health.state === assessment.state) return undefined;
-        return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS, counted) };
-      });
+      await this.#updateTask(
+        taskId,
+        (t) => {
+          if (!isLive(t.state)) return undefined;
+          if (results.length === 0 && t.health.state === assessment.state) return undefined;
+          return { ...t, health: recordHealthResults(t.health, results, assessment, this.#d.clock.now(), MAX_HEALTH_RESULTS, counted) };
+        },
+        // A probe that changes nothing the engine decides on costs one task write, not a pass over its request.
+        (before, after) => engineSeesHealthChange(before.health, after.health),
+      );
     }
   }
 
@@ -450,28 +455,36 @@ export class Executor {
   /**
    * Read-modify-write one task under its request's lock; publishes and wakes on change. While
    * the store is unavailable it is tried again (an exit or a verdict must not be lost to a busy
-   * or restarting store), until the executor closes.
+   * or restarting store), until the executor closes. `wakes` says whether the change is one
+   * the engine must reconcile (default: every change).
    */
-  #updateTask(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
-    return this.#retrying(`update task ${taskId}`, () => this.#updateTaskOnce(taskId, change));
+  #updateTask(
+    taskId: string,
+    change: (t: TaskRecord) => TaskRecord | undefined,
+    wakes?: (before: TaskRecord, after: TaskRecord) => boolean,
+  ): Promise<TaskRecord | undefined> {
+    return this.#retrying(`update task ${taskId}`, () => this.#updateTaskOnce(taskId, change, wakes));
   }
 
-  async #updateTaskOnce(taskId: string, change: (t: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+  async #updateTaskOnce(
+    taskId: string,
+    change: (t: TaskRecord) => TaskRecord | undefined,
+    wakes: (before: TaskRecord, after: TaskRecord) => boolean = () => true,
+  ): Promise<TaskRecord | undefined> {
     const requestId = (await this.#d.store.getTask(taskId))?.taskId.requestId;
     if (!requestId) return undefined;
-    const next = await this.#d.locks.run(requestId, async () => {
+    const written = await this.#d.locks.run(requestId, async () => {
       const current = await this.#d.store.getTask(taskId);
       if (!current) return undefined;
       const next = change(current);
       if (!next) return undefined;
       await this.#d.store.apply({ tasks: [next], webhookEvents: taskEvents(current, next) });
-      return next;
+      return { next, wake: wakes(current, next) };
     });
-    if (next) {
-      this.#d.events.publish({ type: 'TASK', at: this.#d.clock.now(), task: next });
-      this.#d.wake(requestId);
-    }
-    return next;
+    if (!written) return undefined;
+    this.#d.events.publish({ type: 'TASK', at: this.#d.clock.now(), task: written.next });
+    if (written.wake) this.#d.wake(requestId);
+    return written.next;
   }
 
   /** `fn`, tried again with back-off while the store is unavailable, until the executor closes. */
