@@ -152,10 +152,13 @@ async function runSize(requests: number): Promise<Figures> {
     // ---- setup: R requests, each with an active deploy of I instances ----
     const setupStart = performance.now();
     const writes: number[] = [];
+    // how many of the first requests exist (a setup cut short by the deadline reads only those)
+    let created = 0;
     await pool(requests, CONCURRENCY, deadline(), async (i) => {
       const id = ids[i]!;
       writes.push((await call('POST', '/api/requests', { id, requestType: 'SERVICE', instances: INSTANCES, loadBalanced: isLb(i) })).ms);
       writes.push((await call('POST', '/api/deploys', deployBody(i, 'd1', false))).ms);
+      created = Math.max(created, i + 1);
     }).catch((err: unknown) => incomplete.push(`setup: ${String(err)}`));
     const allUp = await until(
       deadline(),
@@ -169,7 +172,9 @@ async function runSize(requests: number): Promise<Figures> {
     lag.reset();
     const reads: number[] = [];
     const scaleWrites: number[] = [];
-    const pick = (n: number) => Math.floor((n * 7919) % requests);
+    // the ones surely made: with CONCURRENCY in flight, those past the last finished one minus that may not be
+    const known = created >= requests ? requests : Math.max(1, created - CONCURRENCY);
+    const pick = (n: number) => Math.floor((n * 7919) % known);
     const restEnd = performance.now() + (QUICK ? 6_000 : 11_000); // at least two 5 s safety passes
     await pool(SAMPLES, 4, deadline(), async (n) => {
       const id = ids[pick(n)]!;

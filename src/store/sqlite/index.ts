@@ -5,7 +5,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql } from 'kysely';
+import { Kysely, sql } from 'kysely';
 import type { Deploy, RequestRecord, TaskRecord } from '../../core/model.ts';
 import type { HostRecord } from '../../hosts/types.ts';
 import type { PendingDeploy } from '../../core/deploy/types.ts';
@@ -31,6 +31,7 @@ import {
   type TokenRecord,
 } from '../types.ts';
 import { BUSY_TIMEOUT_MS, retryWhileBusy } from './busy.ts';
+import { QueuedSqliteDialect } from './queue.ts';
 import { cachingDatabase, type CachingDatabase } from './statements.ts';
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -73,7 +74,7 @@ export class SqliteStore implements Store {
     // Never a long synchronous wait for a lock (it would stop the whole process): busy.ts retries asynchronously.
     this.#raw.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.#statements = cachingDatabase(this.#raw);
-    this.#db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.#statements }) });
+    this.#db = new Kysely<Tables>({ dialect: new QueuedSqliteDialect({ database: this.#statements }) });
     this.#now = options.now ?? Date.now;
     this.#q = new SqlQueries({ insertionOrder: sql`rowid` }, this.#now);
     this.cluster = new LocalCluster(this.#now);
