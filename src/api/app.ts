@@ -34,12 +34,13 @@ import {
   deployHistoryView,
   groupTaskIds,
   pendingDeployView,
-  liveTasksByRequest,
+  preloadParents,
   requestParent,
   taskHistoryOut,
   tasksOut,
   taskView,
   type DeployAction,
+  type ParentsPreload,
 } from './views.ts';
 import { trafficView, TRAFFIC_LIMITS } from './traffic-view.ts';
 
@@ -140,16 +141,12 @@ export function createApp(deps: AppDeps): Hono {
     const records = (await store.listRequests()).filter((r) => r.state !== 'DELETED');
     const pending = new Map((await store.listPending()).map((p) => [p.requestId, p]));
     const { redact } = redactsItself(c);
-    // Per chunk: the live tasks of its requests in one query; per request: its deploys.
-    const body = jsonArrayStream<(typeof records)[number], Awaited<ReturnType<typeof liveTasksByRequest>>>(
+    // Per chunk: the live tasks and the active and pending deploys of its requests, in two queries.
+    const body = jsonArrayStream<(typeof records)[number], ParentsPreload>(
       records,
-      (r, tasks) => requestParent(store, r, { pending, tasks }),
+      (r, preload) => requestParent(store, r, preload),
       redact ? redactSecrets : undefined,
-      (chunk) =>
-        liveTasksByRequest(
-          store,
-          chunk.map((r) => r.request.id),
-        ),
+      (chunk) => preloadParents(store, chunk, pending),
     );
     return c.body(body, 200, { 'Content-Type': 'application/json' });
   });

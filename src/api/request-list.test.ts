@@ -1,4 +1,5 @@
-// GET /api/requests reads what many views need once per chunk, not once per request, and
+// GET /api/requests reads what many views need once per chunk (live tasks, active and pending
+// deploys), not once per request, and
 // answers exactly what the single-request view answers for each request.
 import { describe, expect, it, vi } from 'vitest';
 import { ApiFixture, deployBody } from '../../test/helpers/api-fixture.ts';
@@ -22,14 +23,20 @@ describe('GET /api/requests', () => {
     const listTasks = vi.spyOn(f.store, 'listTasks');
     const getPending = vi.spyOn(f.store, 'getPending');
     const listPending = vi.spyOn(f.store, 'listPending');
+    const listDeployEntries = vi.spyOn(f.store, 'listDeployEntries');
+    const getDeployHistory = vi.spyOn(f.store, 'getDeployHistory');
     const res = await f.call<{ request: { id: string } }[]>('GET', '/api/requests');
     expect(res.status).toBe(200);
     expect(res.body).toHaveLength(n);
     expect(listTasks).toHaveBeenCalledTimes(Math.ceil(n / LIST_CHUNK));
     expect(listPending).toHaveBeenCalledTimes(1);
     expect(getPending).not.toHaveBeenCalled();
+    // the active and pending deploys of a chunk: one query, no history (with its decision log) per request
+    expect(listDeployEntries).toHaveBeenCalledTimes(Math.ceil(n / LIST_CHUNK));
+    expect(getDeployHistory).not.toHaveBeenCalled();
     listTasks.mockRestore();
     getPending.mockRestore();
+    getDeployHistory.mockRestore();
     expect(res.body[5]).toHaveProperty('pendingDeployState.deployMarker.deployId', 'v2');
     for (const i of [0, 5, LIST_CHUNK, n - 1]) {
       const one = await f.call('GET', `/api/requests/request/${res.body[i]!.request.id}`);

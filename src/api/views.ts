@@ -4,7 +4,7 @@ import type { Deploy, FledgeRequest, RequestRecord, TaskId, TaskRecord } from '.
 import { isLive } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
-import type { DeployHistoryEntry, Store } from '../store/types.ts';
+import type { DeployHistoryEntry, DeployKey, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
 import {
   deployOut,
@@ -133,14 +133,44 @@ export function pendingDeployView(pending: PendingDeploy, user?: string, lookup:
   };
 }
 
-/** What a list already read for many requests at once: their pending deploys and live tasks. */
+/** What a list already read for many requests at once: their pending deploys, live tasks and deploys. */
 export interface ParentsPreload {
   pending: ReadonlyMap<string, PendingDeploy>;
   tasks: ReadonlyMap<string, TaskRecord[]>;
+  /** the active and pending deploys' entries, by deployKeyOf (no progress: a parent shows none) */
+  deploys?: ReadonlyMap<string, Omit<DeployHistoryEntry, 'progress'>>;
+}
+
+const deployKeyOf = (requestId: string, deployId: string) => `${requestId}\u0000${deployId}`;
+
+/**
+ * What a chunk of a list of request parents needs, read in two queries: the live tasks and the
+ * active and pending deploys of its requests.
+ */
+export async function preloadParents(
+  store: Store,
+  records: readonly RequestRecord[],
+  pending: ReadonlyMap<string, PendingDeploy>,
+): Promise<ParentsPreload> {
+  const keys: DeployKey[] = [];
+  for (const r of records) {
+    const requestId = r.request.id;
+    if (r.activeDeployId) keys.push({ requestId, deployId: r.activeDeployId });
+    const p = pending.get(requestId);
+    if (p) keys.push({ requestId, deployId: p.deployId });
+  }
+  const [tasks, entries] = await Promise.all([
+    liveTasksByRequest(
+      store,
+      records.map((r) => r.request.id),
+    ),
+    store.listDeployEntries(keys),
+  ]);
+  return { pending, tasks, deploys: new Map(entries.map((e) => [deployKeyOf(e.requestId, e.deployId), e])) };
 }
 
 /** The live tasks of a chunk of requests, in one query, by request id. */
-export async function liveTasksByRequest(store: Store, requestIds: readonly string[]): Promise<Map<string, TaskRecord[]>> {
+async function liveTasksByRequest(store: Store, requestIds: readonly string[]): Promise<Map<string, TaskRecord[]>> {
   const out = new Map<string, TaskRecord[]>();
   for (const task of await store.listTasks({ requestIds, live: true })) {
     const list = out.get(task.taskId.requestId);
@@ -152,15 +182,18 @@ export async function liveTasksByRequest(store: Store, requestIds: readonly stri
 
 export async function requestParent(store: Store, record: RequestRecord, preload?: ParentsPreload) {
   const id = record.request.id;
+  const entry = (deployId: string) =>
+    preload?.deploys ? Promise.resolve(preload.deploys.get(deployKeyOf(id, deployId))) : store.getDeployHistory(id, deployId);
   const [active, pending, tasks] = await Promise.all([
-    record.activeDeployId ? store.getDeployHistory(id, record.activeDeployId) : Promise.resolve(undefined),
+    record.activeDeployId ? entry(record.activeDeployId) : Promise.resolve(undefined),
     preload ? preload.pending.get(id) : store.getPending(id),
     preload ? (preload.tasks.get(id) ?? []) : store.listTasks({ requestId: id, live: true }),
   ]);
-  const pendingEntry = pending ? await store.getDeployHistory(id, pending.deployId) : undefined;
+  const pendingEntry = pending ? await entry(pending.deployId) : undefined;
   const activeDeploy = active?.deploy;
   const pendingDeploy = pendingEntry?.deploy;
-  const marker = (e?: DeployHistoryEntry) => (e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined);
+  const marker = (e?: Omit<DeployHistoryEntry, 'progress'>) =>
+    e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined;
   const groups = groupTaskIds(tasks);
   const lookup = pending ? await lookupTaskIds(store, lbTaskIds([pending]), tasks) : () => undefined;
   return {

@@ -137,6 +137,26 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect((await store.getDeployHistory('a', 'v2'))?.progress?.phase).toBe('LAUNCH');
     });
 
+    it('reads the entries of many deploys in one call, without their progress', async () => {
+      const p = createPendingDeploy(deploy('a', 'v2'), request('a'), T0, {});
+      await store.apply({
+        deploys: [{ deploy: deploy('a', 'v1', T0), user: 'ci' }, { deploy: deploy('a', 'v2', T0 + 1) }, { deploy: deploy('b', 'v1', T0) }],
+      });
+      await store.apply({ results: [{ requestId: 'a', deployId: 'v2', result: result('FAILED'), progress: p.progress }] });
+      const entries = await store.listDeployEntries([
+        { requestId: 'a', deployId: 'v2' },
+        { requestId: 'b', deployId: 'v1' },
+        { requestId: 'b', deployId: 'v9' },
+      ]);
+      const byKey = new Map(entries.map((e) => [`${e.requestId}/${e.deployId}`, e]));
+      // the pairs asked for, not every combination of their request and deploy ids (a/v1 is not one)
+      expect([...byKey.keys()].sort()).toEqual(['a/v2', 'b/v1']);
+      expect(byKey.get('a/v2')).toMatchObject({ deploy: { id: 'v2' }, result: { deployState: 'FAILED' }, createdAt: T0 + 1 });
+      expect(byKey.get('a/v2')).not.toHaveProperty('progress');
+      expect(await store.listDeployEntries([{ requestId: 'a', deployId: 'v1' }])).toMatchObject([{ user: 'ci' }]);
+      expect(await store.listDeployEntries([])).toEqual([]);
+    });
+
     it('queries tasks by request, deploy, liveness and end time', async () => {
       const v1 = deploy('a', 'v1');
       const v2 = deploy('a', 'v2');

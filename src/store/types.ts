@@ -21,6 +21,11 @@ export interface DeployHistoryEntry {
   user?: string;
 }
 
+export interface DeployKey {
+  requestId: string;
+  deployId: string;
+}
+
 /** Everything one decision writes, applied atomically. */
 export interface ChangeSet {
   requests?: RequestRecord[];
@@ -234,6 +239,11 @@ export interface Store {
   getDeploy(requestId: string, deployId: string): Promise<Deploy | undefined>;
   listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]>;
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined>;
+  /**
+   * The entries of these deploys, in one query and without their progress (a list's chunk:
+   * at most a few hundred keys); in no particular order, the unknown ones left out.
+   */
+  listDeployEntries(keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]>;
 
   getPending(requestId: string): Promise<PendingDeploy | undefined>;
   listPending(): Promise<PendingDeploy[]>;

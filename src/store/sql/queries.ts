@@ -16,6 +16,7 @@ import {
   type CopiedTable,
   type Delivery,
   type DeployHistoryEntry,
+  type DeployKey,
   type ExpiredTaskQuery,
   type Row,
   type TaskQuery,
@@ -260,6 +261,21 @@ export class SqlQueries {
       .where('id', '=', deployId)
       .executeTakeFirst();
     return row ? toHistory(row) : undefined;
+  }
+
+  async listDeployEntries(db: Db, keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]> {
+    if (keys.length === 0) return [];
+    const requestIds = [...new Set(keys.map((k) => k.requestId))];
+    const deployIds = [...new Set(keys.map((k) => k.deployId))];
+    // Both columns by IN (one statement per chunk size), the pairs not asked for dropped here.
+    const rows = await db
+      .selectFrom('deploys')
+      .select(HISTORY_COLUMNS.filter((c) => c !== 'progress'))
+      .where('request_id', 'in', requestIds)
+      .where('id', 'in', deployIds)
+      .execute();
+    const wanted = new Set(keys.map((k) => `${k.requestId}\u0000${k.deployId}`));
+    return rows.filter((r) => wanted.has(`${r.request_id}\u0000${r.id}`)).map((r) => toHistory({ ...r, progress: null }));
   }
 
   async getPending(db: Db, requestId: string): Promise<PendingDeploy | undefined> {

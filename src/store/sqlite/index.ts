@@ -20,6 +20,7 @@ import {
   type CopiedTable,
   type Delivery,
   type DeployHistoryEntry,
+  type DeployKey,
   type ExpiredTaskQuery,
   type Fence,
   type Row,
@@ -144,6 +145,9 @@ export class SqliteStore implements Store {
   }
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     return this.#q.getDeployHistory(this.#db, requestId, deployId);
+  }
+  listDeployEntries(keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]> {
+    return this.#q.listDeployEntries(this.#db, keys);
   }
   getPending(requestId: string): Promise<PendingDeploy | undefined> {
     return this.#q.getPending(this.#db, requestId);
