@@ -83,10 +83,6 @@ export class ReconcileLoop {
   /** Re-adopt tasks and LB state after a (re)start, then reconcile everything. */
   async start(): Promise<void> {
     await this.executor.recover();
-    if (this.#deps.timers !== false) {
-      this.#safety = setInterval(() => this.wake(), this.#deps.safetyTickMillis ?? 5000);
-      this.#safety.unref();
-    }
     this.wake();
   }
 
@@ -128,6 +124,7 @@ export class ReconcileLoop {
     if (this.#closed) return;
     const { store, logger, clock } = this.#deps;
     let ids: string[];
+    const full = this.#all;
     if (this.#all) {
       this.#all = false;
       this.#dirty.clear();
@@ -167,6 +164,7 @@ export class ReconcileLoop {
       }
     }
     this.#deps.observeTick?.(performance.now() - tickStart);
+    if (full) this.#armSafety();
     this.#armTimer();
   }
 
@@ -256,6 +254,17 @@ export class ReconcileLoop {
     }
   }
 
+  /**
+   * The next safety pass, a safety tick after this one ended: at 10,000 requests a pass takes
+   * seconds, and passes started on a fixed interval would run back to back.
+   */
+  #armSafety(): void {
+    if (this.#deps.timers === false || this.#closed) return;
+    clearTimeout(this.#safety);
+    this.#safety = setTimeout(() => this.wake(), this.#deps.safetyTickMillis ?? 5000);
+    this.#safety.unref();
+  }
+
   /** Look at a request again at `at` (an action that failed asks for it). */
   #wakeLater(requestId: string, at: number): void {
     if (this.#closed) return;
@@ -308,7 +317,7 @@ export class ReconcileLoop {
     this.#closed = true;
     this.#unlisten();
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#safety) clearInterval(this.#safety);
+    clearTimeout(this.#safety);
     if (this.#running) await this.#running;
     await this.executor.close();
   }
