@@ -328,7 +328,10 @@ export class SqlQueries {
       q = q.where('request_id', 'in', [...query.requestIds]);
     }
     if (query.deployId !== undefined) q = q.where('deploy_id', '=', query.deployId);
-    if (query.live) q = q.where('live', '=', 1);
+    // For a chunk of requests, `+live` keeps the live flag off the index choice: SQLite, without
+    // statistics, otherwise walks every live task by the (live) index for its rowid order —
+    // 100,000 rows per chunk of a 10,000-request list — instead of the chunk's by request.
+    if (query.live) q = query.requestIds !== undefined ? q.where(sql<number>`+${sql.ref('live')}`, '=', 1) : q.where('live', '=', 1);
     if (query.endedSince !== undefined) {
       const since = query.endedSince;
       q = q.where((eb) => eb.or([eb('live', '=', 1), eb('done_at', '>=', since)]));
