@@ -44,10 +44,6 @@ export class DrainBook<T> {
     return [...this.#drains];
   }
 
-  has(drain: Drain<T>): boolean {
-    return this.#drains.has(drain);
-  }
-
   start(target: T): Drain<T> {
     const drain: Drain<T> = { target, waiters: new Set(), deadline: Date.now() + this.#options.timeoutMs };
     const onTimeout = this.#options.onTimeout;

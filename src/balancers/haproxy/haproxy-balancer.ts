@@ -46,6 +46,7 @@ import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
 import { mapEntries, serverName, serverParams, slotName } from './config.ts';
 import { attachedPaths, configStructure, HaproxyFiles, managedPaths, readIfExists, type HaproxyPaths } from './files.ts';
+import { upstreamEvents, type ObservedServer } from './observe.ts';
 import { HaproxyProcess } from './process.ts';
 import { backendsToCheck, mapDiffers, planReconcile, type ReconcileStep } from './reconcile.ts';
 import { HaproxyRuntime } from './runtime.ts';
@@ -458,40 +459,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   async #observeServers(): Promise<void> {
     if (this.#state.services.size === 0) return;
     const rows = await this.#runtime.stat();
-    const byKey = new Map<string, { serviceId: string; server: ServerEntry }>();
+    const known = new Map<string, ObservedServer>();
     for (const entry of this.#state.services.values()) {
-      for (const server of entry.servers.values()) byKey.set(`${entry.slot}/${server.name}`, { serviceId: entry.serviceId, server });
-    }
-    const seen = new Set<string>();
-    for (const row of rows) {
-      const key = `${row.backend}/${row.server}`;
-      const known = byKey.get(key);
-      if (!known) continue;
-      seen.add(key);
-      const before = this.#serverStatus.get(key);
-      this.#serverStatus.set(key, row.status);
-      if (known.server.draining || before === row.status) continue;
-      const down = row.status.startsWith('DOWN');
-      const up = row.status.startsWith('UP');
-      if (down && !before?.startsWith('DOWN')) {
-        this.#emitUpstream({
-          kind: 'EJECTED',
-          serviceId: known.serviceId,
-          taskId: known.server.upstream.taskId,
-          failures: 0,
-          reason: row.checkStatus ? `haproxy marked it down (${row.checkStatus})` : 'haproxy marked it down',
-        });
-      } else if (up && before?.startsWith('DOWN')) {
-        this.#emitUpstream({
-          kind: 'RESTORED',
-          serviceId: known.serviceId,
-          taskId: known.server.upstream.taskId,
-          failures: 0,
-          reason: 'connect check passed',
-        });
+      for (const server of entry.servers.values()) {
+        const observed = { serviceId: entry.serviceId, taskId: server.upstream.taskId, draining: server.draining !== undefined };
+        known.set(`${entry.slot}/${server.name}`, observed);
       }
     }
-    for (const key of [...this.#serverStatus.keys()]) if (!seen.has(key)) this.#serverStatus.delete(key);
+    for (const event of upstreamEvents(rows, known, this.#serverStatus)) this.#emitUpstream(event);
   }
 
   #emitUpstream(event: UpstreamEvent): void {
