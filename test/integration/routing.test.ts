@@ -73,7 +73,9 @@ describe.each(['builtin', 'haproxy'] as const)('routing for testers and cohorts 
     await fledge.client.createDeploy(
       deploy('v2', { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'MANUAL', routing: ROUTING }),
     );
-    await waitFor(async () => (await ask({ 'x-canary': 'yes' })).version === 'v2', {
+    // The new task enters rotation a moment before its routing is on (HAProxy: a seamless reload,
+    // then the maps), so one tester answered by v2 may be the split's luck: wait for ten in a row.
+    await waitFor(async () => (await versions(10, { 'x-canary': 'yes' })).v2 === 10, {
       timeoutMs: PHASE_TIMEOUT_MS,
       intervalMs: 100,
       message: 'testers to reach v2',
