@@ -100,7 +100,7 @@ describe('fledge request', () => {
     const fromFile = await run(['request', 'create', '-f', file]);
     expect(fromFile.io.err()).toBe("warning: hideEvenNumberAcrossRacksHint: accepted and stored, but Fledge does not act on it (a hint for Singularity's UI)\n");
     expect(fromFile.code).toBe(0);
-    expect(fromFile.io.out()).toBe(`request ${id}: ACTIVE, 0/3 healthy, no active deploy\n`);
+    expect(fromFile.io.out()).toBe(`request ${id}: ACTIVE, 0/3 healthy, active deploy -\n`);
 
     const fromStdin = await run(['request', 'create', '-f', '-'], io({ readStdin: async () => `{"id":"${id}","instances":1}` }));
     expect(fromStdin.code).toBe(0);
