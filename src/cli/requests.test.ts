@@ -102,11 +102,11 @@ describe('fledge request', () => {
     expect(fromFile.code).toBe(0);
     expect(fromFile.io.out()).toBe(`request ${id}: ACTIVE, 0/3 healthy, active deploy -\n`);
 
-    const fromStdin = await run(['request', 'create', '-f', '-'], io({ readStdin: async () => `{"id":"${id}","instances":1}` }));
-    expect(fromStdin.code).toBe(0);
+    const fromStdin = await run(['request', 'create', '-f', '-'], io({ readStdin: async () => `{"id":"${id}","requestType":"SERVICE","instances":1}` }));
+    expect(fromStdin.code, fromStdin.io.err()).toBe(0);
     expect(calls.calls().map((c) => c.body)).toEqual([
       { id, requestType: 'SERVICE', instances: 3, hideEvenNumberAcrossRacksHint: true },
-      { id, instances: 1 },
+      { id, requestType: 'SERVICE', instances: 1 },
     ]);
     expect((await getRequest(id)).request.instances).toBe(1);
   });
