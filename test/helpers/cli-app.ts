@@ -43,7 +43,8 @@ export interface CliApp {
   close(): Promise<void>;
 }
 
-export async function startCliApp(): Promise<CliApp> {
+/** `flags`: more `fledge serve` options (src/config/options.ts keys), e.g. a Docker host. */
+export async function startCliApp(flags: Record<string, unknown> = {}): Promise<CliApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'fledge-cli-app-'));
   const config = loadConfig(
     {
@@ -56,6 +57,7 @@ export async function startCliApp(): Promise<CliApp> {
       store: 'memory',
       allowFakes: true,
       logLevel: 'silent',
+      ...flags,
     },
     {},
   );
