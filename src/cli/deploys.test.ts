@@ -70,7 +70,9 @@ describe('fledge deploy', () => {
     expect(code, io.err()).toBe(0);
     expect(calls.mutations()[0]?.body).toEqual({ deploy: deployOf(id, 'd2'), message: 'v2', unpauseOnSuccessfulDeploy: true });
     expect(io.out()).toMatch(
-      new RegExp(`^deploy d2 of request ${id} started\\nrequest ${id}: ACTIVE, 3/3 healthy, active deploy d1, pending deploy d2 \\(step 1/1 `),
+      new RegExp(
+        `^deploy d2 of request ${id} started\\nrequest ${id}: ACTIVE, 3/3 healthy, active deploy d1, pending deploy d2 \\(step 1/1 `,
+      ),
     );
     await deployed(app, id, 'd2');
     expect((await entryOf(id, 'd2')).deployMarker.message).toBe('v2');
@@ -122,7 +124,10 @@ describe('fledge deploy', () => {
       warnings?: string[];
     };
     expect(plan.steps.length).toBe(3);
-    const table = io.out().split('\n\n').find((part) => part.startsWith('STEP'));
+    const table = io
+      .out()
+      .split('\n\n')
+      .find((part) => part.startsWith('STEP'));
     expect(table?.split('\n')).toEqual([
       'STEP  NEW WANTED  STARTS  OLD LEFT  IN LB NEW/OLD  NEW SHARE  ACCEPTANCE',
       // an old task leaves the LB only once its replacement is in: capacity never drops
@@ -173,7 +178,9 @@ describe('fledge deploy', () => {
     const mine = (await client.pendingDeploys()).find((p: PendingDeployView) => p.deployMarker.requestId === id)!;
     const lines = io.out().split('\n');
     expect(lines[0]).toMatch(/^REQUEST +DEPLOY +STEP +PHASE +NEW WANTED +NEW ACCEPTED +STARTED$/);
-    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${id} +d2 +1/3 +ACCEPTANCE +1 +0 +${utc(mine.deployMarker.timestamp)}$`)));
+    expect(lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^${id} +d2 +1/3 +ACCEPTANCE +1 +0 +${utc(mine.deployMarker.timestamp)}$`)),
+    );
   });
 
   it('lists deploy history and shows one entry with failures, actions and decisions', async () => {

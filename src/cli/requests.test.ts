@@ -98,11 +98,16 @@ describe('fledge request', () => {
     await writeFile(file, JSON.stringify({ id, requestType: 'SERVICE', instances: 3, hideEvenNumberAcrossRacksHint: true }));
     const calls = since();
     const fromFile = await run(['request', 'create', '-f', file]);
-    expect(fromFile.io.err()).toBe("warning: hideEvenNumberAcrossRacksHint: accepted and stored, but Fledge does not act on it (a hint for Singularity's UI)\n");
+    expect(fromFile.io.err()).toBe(
+      "warning: hideEvenNumberAcrossRacksHint: accepted and stored, but Fledge does not act on it (a hint for Singularity's UI)\n",
+    );
     expect(fromFile.code).toBe(0);
     expect(fromFile.io.out()).toBe(`request ${id}: ACTIVE, 0/3 healthy, active deploy -\n`);
 
-    const fromStdin = await run(['request', 'create', '-f', '-'], io({ readStdin: async () => `{"id":"${id}","requestType":"SERVICE","instances":1}` }));
+    const fromStdin = await run(
+      ['request', 'create', '-f', '-'],
+      io({ readStdin: async () => `{"id":"${id}","requestType":"SERVICE","instances":1}` }),
+    );
     expect(fromStdin.code, fromStdin.io.err()).toBe(0);
     expect(calls.calls().map((c) => c.body)).toEqual([
       { id, requestType: 'SERVICE', instances: 3, hideEvenNumberAcrossRacksHint: true },

@@ -51,7 +51,9 @@ describe('fledge task', () => {
     expect(lines[0]).toMatch(/^TASK +INSTANCE +DEPLOY +STATE +HEALTH +LB +PORTS +NOTE$/);
     for (const t of tasks) {
       expect(lines).toContainEqual(
-        expect.stringMatching(new RegExp(`^${t.taskId.id} +${t.taskId.instanceNo} +d1 +TASK_RUNNING +HEALTHY +add SUCCESS +${t.ports[0]} +-$`)),
+        expect.stringMatching(
+          new RegExp(`^${t.taskId.id} +${t.taskId.instanceNo} +d1 +TASK_RUNNING +HEALTHY +add SUCCESS +${t.ports[0]} +-$`),
+        ),
       );
     }
     const one = await run(['task', 'list', id, '--json']);
@@ -172,7 +174,10 @@ describe("a task's checks while running", () => {
     expect(await runCli(['--server', probed.url, 'task', 'get', task!.taskId.id], out)).toBe(0);
     const failing = Number(/health {4}HEALTHY \((\d+) failed\)\n/.exec(out.out())?.[1]);
     expect(failing).toBeGreaterThanOrEqual(2);
-    const checks = /checks {4}last (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \((\d+) s ago\), (\d+) failed in a row, (\d+) in all \((\d+) failed\)\n/.exec(out.out());
+    const checks =
+      /checks {4}last (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \((\d+) s ago\), (\d+) failed in a row, (\d+) in all \((\d+) failed\)\n/.exec(
+        out.out(),
+      );
     expect(checks, out.out()).not.toBeNull();
     const [, at, , inRow, all, failed] = checks!;
     expect(Number(inRow)).toBe(failing);

@@ -82,7 +82,13 @@ export async function startCliApp(flags: Record<string, unknown> = {}): Promise<
       } catch {
         // not JSON: kept as text
       }
-      calls.push({ method: req.method ?? 'GET', path: url.pathname, query: Object.fromEntries(url.searchParams), body, headers: req.headers });
+      calls.push({
+        method: req.method ?? 'GET',
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        body,
+        headers: req.headers,
+      });
       const upstream = httpRequest(
         { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
         (answer) => {
@@ -156,8 +162,6 @@ export function requestBody(id: string, more: Record<string, unknown> = {}) {
 export function deployOf(requestId: string, id: string, more: Record<string, unknown> = {}) {
   return { requestId, id, command: 'nothing runs this', resources: { cpus: 0.01, memoryMb: 1, numPorts: 1 }, ...more };
 }
-
-export const LB = { serviceBasePath: '/', loadBalancerGroups: ['default'] };
 
 export const manualCanary = (instanceGroupSize = 1) => ({
   canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize, acceptanceMode: 'MANUAL' },
