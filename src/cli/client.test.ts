@@ -1,7 +1,9 @@
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestWithDeploy, startCliApp, type CliApp } from '../../test/helpers/cli-app.ts';
-import { FledgeApiError, FledgeClient, SseParser, type FledgeStreamEvent } from '../api/client.ts';
+import { requestWithDeploy, startCliApp, uniqueId, type CliApp } from '../../test/helpers/cli-app.ts';
+import { freePort } from '../../test/helpers/ports.ts';
+import { FledgeApiError, FledgeClient, SseParser, type ClientOptions, type FledgeStreamEvent } from '../api/client.ts';
+import { nodeTransport } from './http.ts';
 
 let app: CliApp;
 beforeAll(async () => {
@@ -32,14 +34,19 @@ describe('SseParser', () => {
   });
 });
 
-describe('FledgeClient against the real server', () => {
+// Both transports: Node's fetch (the default, and the UI's) and the CLI's node:http one.
+describe.each([
+  ['fetch', {}],
+  ['node:http', { transport: nodeTransport }],
+] as [string, ClientOptions][])('FledgeClient over %s, against the real server', (_name, transport) => {
   it('turns a JSON error body into FledgeApiError with status and details', async () => {
-    await app.api('POST', '/api/requests', { id: 'web', requestType: 'SERVICE', instances: 3 });
-    const err = await new FledgeClient(app.url, { token: app.adminToken }).scale('web', 3).catch((e: unknown) => e);
+    const id = uniqueId('web');
+    await app.api('POST', '/api/requests', { id, requestType: 'SERVICE', instances: 3 });
+    const err = await new FledgeClient(app.url, { ...transport, token: app.adminToken }).scale(id, 3).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FledgeApiError);
     expect(err).toMatchObject({
       status: 400,
-      message: 'instances: request web already has 3 instance(s)',
+      message: `instances: request ${id} already has 3 instance(s)`,
       details: [{ field: 'instances', rule: 'must change' }],
     });
   });
@@ -53,7 +60,7 @@ describe('FledgeClient against the real server', () => {
     await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = gateway.address() as { port: number };
-      await expect(new FledgeClient(`http://127.0.0.1:${port}/`).state()).rejects.toMatchObject({
+      await expect(new FledgeClient(`http://127.0.0.1:${port}/`, transport).state()).rejects.toMatchObject({
         status: 502,
         message: 'GET /api/state: HTTP 502 Bad Gateway: bad gateway',
       });
@@ -63,9 +70,10 @@ describe('FledgeClient against the real server', () => {
   });
 
   it('builds the sandbox query and delivers stream events until aborted', async () => {
-    await requestWithDeploy(app, 'logs', { request: { instances: 1 } });
-    const client = new FledgeClient(app.url, { token: app.adminToken });
-    const [task] = await client.requestTasks('logs');
+    const id = uniqueId('logs');
+    await requestWithDeploy(app, id, { request: { instances: 1 } });
+    const client = new FledgeClient(app.url, { ...transport, token: app.adminToken });
+    const [task] = await client.requestTasks(id);
     const taskId = task!.taskId.id;
     app.runtime.writeLog(taskId, 'stderr', 'hello, stderr\n');
     const chunk = await client.readLogs(taskId, 'stderr', 5, 100);
@@ -89,5 +97,13 @@ describe('FledgeClient against the real server', () => {
     expect(seen[0]?.event).toBe('hello');
     expect(seen.at(-1)?.event).toBe('task');
     expect(app.calls.filter((c) => c.path === '/api/events').at(-1)?.headers.authorization).toBe(`Bearer ${app.adminToken}`);
+  });
+});
+
+describe('the node:http transport', () => {
+  it('says why it cannot connect, as fetch does', async () => {
+    const port = await freePort();
+    const err = await new FledgeClient(`http://127.0.0.1:${port}`, { transport: nodeTransport }).state().catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: `cannot reach Fledge at http://127.0.0.1:${port}: connect ECONNREFUSED` });
   });
 });

@@ -1,7 +1,6 @@
 // `fledge request`, errors and global options, against the real server (test/helpers/cli-app.ts).
 import { createServer as createHttpServer } from 'node:http';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import {
   type CliApp,
 } from '../../test/helpers/cli-app.ts';
 import { FledgeClient } from '../api/client.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 import { runCli } from './main.ts';
 
 let app: CliApp;
@@ -238,7 +238,7 @@ describe('errors', () => {
   });
 
   it('names the URL when the server cannot be reached', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const out = captureIo();
     const code = await runCli(['--server', `http://127.0.0.1:${port}`, 'request', 'list'], out);
     expect(code).toBe(5);
@@ -321,11 +321,3 @@ describe('fledge serve', () => {
     expect(out.err()).toContain('Allowed choices are builtin, haproxy, none, fake.');
   });
 });
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
