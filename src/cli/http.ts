@@ -10,7 +10,9 @@ export const nodeTransport: Transport = async (url, init) => {
   const headers: Record<string, string | number> = { ...init.headers };
   if (init.body !== undefined) headers['Content-Length'] = Buffer.byteLength(init.body);
   return new Promise<HttpAnswer>((resolve, reject) => {
-    const req = request(target, { method: init.method, headers, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
+    // A connection per call (agent: false): a reused keep-alive socket the server is closing
+    // at that moment fails the call (a watch runs for minutes), and a CLI makes few calls.
+    const req = request(target, { method: init.method, headers, agent: false, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
       res.setEncoding('utf8');
       const status = res.statusCode ?? 0;
       resolve({
