@@ -34,13 +34,14 @@ import {
   deployHistoryView,
   groupTaskIds,
   pendingDeployView,
-  liveTasksByRequest,
+  preloadParents,
+  type ParentsPreload,
   requestParent,
   taskHistoryOut,
   tasksOut,
   taskView,
-  type DeployAction,
 } from './views.ts';
+import type { DeployAction, DeployPlan, LeaderView, LogChunk, SchedulerView, StateCounts } from './types.ts';
 import { trafficView, TRAFFIC_LIMITS } from './traffic-view.ts';
 
 export interface AppDeps {
@@ -62,7 +63,7 @@ export interface AppDeps {
   /** how often an idle event stream gets a ping (and its token is checked again); default 15 s */
   eventsPingMillis?: number;
   /** who leads and which schedulers share the store (GET /api/state) */
-  cluster?: () => Promise<{ leader: unknown; schedulers: unknown[] }>;
+  cluster?: () => Promise<{ leader: LeaderView | null; schedulers: SchedulerView[] }>;
   /** the leader's balancer (traffic), undefined on a follower or without one */
   balancer?: () => Balancer | undefined;
   /** what the server runs as its balancer (builtin, haproxy, none) */
@@ -140,15 +141,16 @@ export function createApp(deps: AppDeps): Hono {
     const records = (await store.listRequests()).filter((r) => r.state !== 'DELETED');
     const pending = new Map((await store.listPending()).map((p) => [p.requestId, p]));
     const { redact } = redactsItself(c);
-    // Per chunk: the live tasks of its requests in one query; per request: its deploys.
-    const body = jsonArrayStream<(typeof records)[number], Awaited<ReturnType<typeof liveTasksByRequest>>>(
+    // Per chunk: its requests' live tasks and last results, one query each; per request: its deploys.
+    const body = jsonArrayStream<(typeof records)[number], ParentsPreload>(
       records,
-      (r, tasks) => requestParent(store, r, { pending, tasks }),
+      (r, preload) => requestParent(store, r, preload),
       redact ? redactSecrets : undefined,
       (chunk) =>
-        liveTasksByRequest(
+        preloadParents(
           store,
           chunk.map((r) => r.request.id),
+          pending,
         ),
     );
     return c.body(body, 200, { 'Content-Type': 'application/json' });
@@ -186,7 +188,7 @@ export function createApp(deps: AppDeps): Hono {
     const { value, warnings } = parse(schemas.deployRequest(deps.containers), await readJson(c));
     checkInstances('updatedRequest.instances', value.updatedRequest?.instances);
     const plan = await service.planDeploy(value);
-    return c.json({ ...plan, warnings: [...warnings, ...plan.warnings] });
+    return c.json({ ...plan, warnings: [...warnings, ...plan.warnings] } satisfies DeployPlan);
   });
   app.post('/api/requests/request/:id/rollback', async (c) => {
     const { value, warnings } = parse(schemas.rollback, await optionalBody(c));
@@ -275,7 +277,7 @@ export function createApp(deps: AppDeps): Hono {
     const length = queryInt(c.req.query('length'), 'length', 65536);
     // tail=N: the last N bytes (at most 64 KiB), from a line start: why a task failed, at a glance
     const tail = c.req.query('tail') === undefined ? undefined : Math.min(queryInt(c.req.query('tail'), 'tail', 0), 65536);
-    if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset });
+    if (!task.handle) return c.json({ path, offset, data: '', nextOffset: offset } satisfies LogChunk);
     const handle = task.handle as TaskHandle;
     if (tail !== undefined) {
       const size = (await runtime.logs(handle, path, 0, 0)).size ?? 0;
@@ -283,10 +285,16 @@ export function createApp(deps: AppDeps): Hono {
       const chunk = await runtime.logs(handle, path, start, tail);
       const cut = start > 0 ? chunk.data.indexOf('\n') + 1 : 0;
       const data = chunk.data.slice(cut);
-      return c.json({ path, offset: chunk.offset + Buffer.byteLength(chunk.data.slice(0, cut)), data, nextOffset: chunk.nextOffset, size });
+      return c.json({
+        path,
+        offset: chunk.offset + Buffer.byteLength(chunk.data.slice(0, cut)),
+        data,
+        nextOffset: chunk.nextOffset,
+        size,
+      } satisfies LogChunk);
     }
     const chunk = await runtime.logs(handle, path, offset, Math.min(length, 1 << 20));
-    return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset });
+    return c.json({ path, offset: chunk.offset, data: chunk.data, nextOffset: chunk.nextOffset } satisfies LogChunk);
   });
 
   // ---- hosts ----
@@ -352,7 +360,7 @@ export function createApp(deps: AppDeps): Hono {
       healthyTasks: groupTaskIds(tasks).healthy.length,
       waitingTasks: tasks.filter((t) => t.waitingReason).length,
       ...cluster,
-    });
+    } satisfies StateCounts & Record<string, unknown>);
   });
   app.get('/api/openapi.json', (c) => c.json(openApiDocument()));
 

@@ -1,4 +1,5 @@
 // Tokens, who-am-I and the audit log. Which role each needs is in access.ts.
+import type { AuditEntry, CreatedToken, TokenView, Whoami } from './types.ts';
 import type { Context, Hono } from 'hono';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Clock } from '../core/clock.ts';
@@ -23,7 +24,7 @@ export function registerAuthRoutes(app: Hono, deps: AuthRouteDeps): void {
 
   app.get('/api/auth/whoami', (c) => {
     const me = identityOf(c);
-    return c.json({ name: me?.name, role: me?.role, auth: deps.authenticator !== undefined });
+    return c.json({ name: me?.name, role: me?.role, auth: deps.authenticator !== undefined } satisfies Whoami);
   });
 
   app.get('/api/tokens', async (c) => c.json((await store.listTokens()).map(tokenView)));
@@ -33,7 +34,7 @@ export function registerAuthRoutes(app: Hono, deps: AuthRouteDeps): void {
     if (!deps.authenticator) throw conflict('Fledge runs with --no-auth: tokens would not be checked; restart it with auth on first');
     try {
       const { token, record } = await deps.authenticator.create(value.name, value.role, identityOf(c)?.name);
-      return c.json({ ...tokenView(record), token });
+      return c.json({ ...tokenView(record), token } satisfies CreatedToken);
     } catch (err) {
       if (err instanceof StoreConflictError)
         throw conflict(`A token called ${value.name} exists already; revoke it first or choose another name`);
@@ -48,10 +49,10 @@ export function registerAuthRoutes(app: Hono, deps: AuthRouteDeps): void {
     return c.json({ name, revoked: true });
   });
 
-  app.get('/api/audit', async (c) => c.json(await store.listAudit(auditQuery(c))));
+  app.get('/api/audit', async (c) => c.json((await store.listAudit(auditQuery(c))) satisfies AuditEntry[]));
 }
 
-function tokenView(t: TokenRecord) {
+function tokenView(t: TokenRecord): TokenView {
   const { hash: _hash, ...view } = t;
   return view;
 }

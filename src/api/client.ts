@@ -1,27 +1,28 @@
 // Typed HTTP client for the Fledge API (api.md), shared by the CLI and the web UI: it uses
 // only fetch, TextDecoder and AbortSignal, so it runs in Node 20 and in browsers alike.
-import type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState } from '../core/deploy/types.ts';
+export type * from './types.ts';
 import type {
-  Deploy,
-  FledgeRequest,
-  HealthResult,
-  RequestState,
-  TaskHealth,
-  TaskId,
-  TaskLbState,
-  TaskRun,
-  TaskState,
-} from '../core/model.ts';
-import type { Role } from '../auth/roles.ts';
-import type { FieldChange } from '../core/deploy/diff.ts';
-import type { PreviewEstimate } from '../core/deploy/preview.ts';
-import type { TrafficView, VersionTrafficView } from './traffic-view.ts';
-import type { LeaderView, SchedulerEntry as SchedulerView } from '../core/leadership-view.ts';
-
-export type { LeaderView, SchedulerView };
-
-export type { Decision, DeployFailure, DeployProgress, DeployResult, DeployResultState, Role, TaskId, TaskState };
-export type { FieldChange, PreviewEstimate, TrafficView, VersionTrafficView };
+  Role,
+  TrafficView,
+  TaskIdGroups,
+  PendingDeployView,
+  RequestParent,
+  PendingRunView,
+  RunState,
+  RunNowBody,
+  TaskView,
+  HostView,
+  DeployHistoryView,
+  Whoami,
+  TokenView,
+  CreatedToken,
+  AuditEntry,
+  AuditFilter,
+  DeployPlan,
+  LogChunk,
+  StateCounts,
+  FledgeStreamEvent,
+} from './types.ts';
 
 /** An `{message, details}` error answer from the API. */
 export class FledgeApiError extends Error {
@@ -73,292 +74,6 @@ export interface DeployBody {
   message?: string;
   unpauseOnSuccessfulDeploy?: boolean;
   updatedRequest?: RequestInput;
-}
-
-// ---- responses: the fields callers rely on; the server may send more ----
-
-export interface DeployMarker {
-  requestId: string;
-  deployId: string;
-  timestamp: number;
-  message?: string;
-  /** the name of the token that started the deploy */
-  user?: string;
-}
-
-/** Who did what to a deploy after it started (from the audit log). */
-export interface DeployAction {
-  action: 'advance' | 'reject' | 'cancel' | 'update';
-  user?: string;
-  at: number;
-}
-
-export interface TaskIdGroups {
-  healthy: TaskId[];
-  notYetHealthy: TaskId[];
-  pending: TaskId[];
-  cleaning: TaskId[];
-  loadBalanced: TaskId[];
-  killed: TaskId[];
-}
-
-export interface PendingDeployView {
-  deployMarker: DeployMarker;
-  currentDeployState: string;
-  updatedRequest?: FledgeRequest;
-  deployProgress: DeployProgress;
-  intents?: unknown[];
-}
-
-export interface RequestParent {
-  request: FledgeRequest;
-  state: RequestState;
-  requestDeployState?: { requestId: string; activeDeploy?: DeployMarker; pendingDeploy?: DeployMarker };
-  activeDeploy?: Deploy;
-  pendingDeploy?: Deploy;
-  pendingDeployState?: PendingDeployView;
-  bounce?: { startedAt: number; message?: string };
-  /** per instance number: crashes (and unhealthy tasks) in a row, and no new start before `until` */
-  crashLoopBackoff?: Record<string, { failures: number; until: number; lastTaskId: string; portInUse?: number }>;
-  taskIds: TaskIdGroups;
-  instanceCounts?: { desired: number; healthy: number; total: number };
-  timestamp?: number;
-  /** run-to-completion requests: the next due time, runs waiting, due times skipped */
-  nextRunAt?: number;
-  pendingRequests?: PendingRunView[];
-  skippedRuns?: { count: number; lastDueAt: number; runningTaskId: string };
-  /** on writes: what the server accepted but ignored or changed */
-  warnings?: string[];
-}
-
-/** SingularityPendingRequest of a queued run. */
-export interface PendingRunView {
-  requestId: string;
-  deployId?: string;
-  timestamp: number;
-  pendingType: string;
-  runId: string;
-  cmdLineArgsList?: string[];
-  message?: string;
-}
-
-/** SingularityTaskState: a run's task, or its place in the queue. */
-export interface RunState {
-  taskId?: TaskId;
-  pendingTaskId?: { id: string; nextRunAt: number };
-  runId: string;
-  currentState?: TaskState;
-  taskHistory: { timestamp: number; taskState: TaskState; statusMessage?: string }[];
-  pending: boolean;
-  queuePosition?: number;
-  exitCode?: number | null;
-  durationMillis?: number;
-}
-
-export interface RunNowBody {
-  runId?: string;
-  commandLineArgs?: string[];
-  message?: string;
-  envOverrides?: Record<string, string>;
-  resources?: { cpus?: number; memoryMb?: number; numPorts?: number; diskMb?: number };
-}
-
-export interface TaskView {
-  taskId: TaskId;
-  state: TaskState;
-  ports: number[];
-  health: TaskHealth;
-  lb: TaskLbState;
-  loadBalancerState?: TaskLbState;
-  healthcheckResults?: HealthResult[];
-  taskUpdates?: { taskState: TaskState; timestamp: number; statusMessage?: string }[];
-  exitCode?: number | null;
-  signal?: string | null;
-  /** it died at start because a port it needed was taken (EADDRINUSE); started again, uncounted */
-  portInUse?: boolean;
-  cleanup?: { reason: string; timestamp: number; message?: string };
-  /** why it has not started: no host fits it yet (its taskId.host is `unplaced`), or its host waits */
-  waitingReason?: string;
-  /** lost because this host stopped answering */
-  lostWithHost?: string;
-  runningAt?: number;
-  doneAt?: number;
-  /** run-to-completion requests: why and how it runs */
-  run?: TaskRun;
-  /** the service's own process */
-  pid?: number;
-  /** the task's process group (its wrapper's pid): signal -pgid to reach all of it */
-  pgid?: number;
-  sandbox?: string;
-  /** the host it runs on (`local` for processes), its address, and a container's name */
-  host?: string;
-  address?: string;
-  container?: string;
-}
-
-export type HostStateName = 'ACTIVE' | 'FROZEN' | 'DECOMMISSIONING' | 'DECOMMISSIONED' | 'UNREACHABLE';
-
-export interface HostView {
-  id: string;
-  kind: 'process' | 'docker';
-  runtimes: string[];
-  address: string;
-  endpoint?: string;
-  state: HostStateName;
-  adminState: { state: HostStateName; timestamp: number; user?: string; message?: string };
-  firstSeenAt: number;
-  reachability: { reachable: boolean; lastPingAt?: number; lastOkAt?: number; lastError?: string; failingSince?: number };
-  capacity: { cpus: number; memoryMb: number; ports: { from: number; to: number; count: number } } | null;
-  reserved: { cpus: number; memoryMb: number; ports: number };
-  tasks: string[];
-  attributes: Record<string, string>;
-  /** attributes that reserve the host for the requests that require or allow them */
-  reservedAttributes?: Record<string, string>;
-  rackId: string;
-  warnings?: string[];
-}
-
-export interface DeployHistoryView {
-  deployMarker: DeployMarker;
-  deploy: Deploy;
-  deployResult?: DeployResult;
-  deployProgress?: DeployProgress;
-  decisionLog?: Decision[];
-  /** the result state, or WAITING while pending */
-  deployState?: DeployResultState | 'WAITING';
-  /** advance, reject, cancel and update calls on this deploy, oldest first */
-  actions?: DeployAction[];
-}
-
-/** GET /api/auth/whoami */
-export interface Whoami {
-  name: string;
-  role: Role;
-  /** false when the server runs with --no-auth */
-  auth: boolean;
-}
-
-export interface TokenView {
-  id: string;
-  name: string;
-  role: Role;
-  createdAt: number;
-  createdBy?: string;
-  lastUsedAt?: number;
-}
-
-/** POST /api/tokens: the token itself is in this answer and nowhere else. */
-export interface CreatedToken extends TokenView {
-  token: string;
-}
-
-export interface AuditEntry {
-  id: number;
-  at: number;
-  tokenName?: string;
-  role?: Role;
-  method: string;
-  path: string;
-  requestId?: string;
-  deployId?: string;
-  taskId?: string;
-  source: string;
-  status: number;
-}
-
-export interface AuditFilter {
-  requestId?: string;
-  deployId?: string;
-  tokenName?: string;
-  /** epoch millis, inclusive */
-  since?: number;
-  /** epoch millis, exclusive */
-  until?: number;
-  limit?: number;
-}
-
-export interface PlanStep {
-  step: number;
-  targetActiveInstances: number;
-  newInstances: number;
-  oldInstances: number;
-  loadBalanced: { new: number; old: number };
-  /** the new deploy's share of the requests during the step's acceptance */
-  trafficShare?: number | null;
-  /** a traffic step (canaryDeploySettings.trafficSteps): its weights and the fewest requests it is judged on */
-  traffic?: { percent: number; newWeight: number; oldWeight: number; loadRatio: number; minRequests: number };
-  /** check names (or specs) */
-  acceptance: { mode: string; waitMillis?: number; checks?: unknown[] };
-  waitsFor?: 'nothing' | 'approval' | 'timer' | 'checks';
-  /** what the step does, in words */
-  description?: string;
-}
-
-export interface DeployPlan {
-  steps: PlanStep[];
-  etaSeconds: { min: number; max: number };
-  /** machine time apart from waits for people and timers */
-  estimate?: PreviewEstimate;
-  /** the deploy it is compared with */
-  activeDeployId?: string;
-  /** field by field against the active deploy */
-  diff?: FieldChange[];
-  requestDiff?: FieldChange[];
-  warnings: string[];
-}
-
-export interface LogChunk {
-  path: string;
-  offset: number;
-  data: string;
-  nextOffset: number;
-}
-
-export interface StateCounts {
-  activeRequests: number;
-  pausedRequests: number;
-  deletingRequests: number;
-  pendingDeploys: number;
-  activeTasks: number;
-  healthyTasks: number;
-  cleaningTasks: number;
-  waitingTasks: number;
-  /** the scheduler that leads (null while none does: an election is under way) */
-  leader?: LeaderView | null;
-  /** every scheduler sharing the store, with its last heartbeat */
-  schedulers?: SchedulerView[];
-}
-
-/** One server-sent event; `data` is the parsed JSON (or the raw text if it is not JSON). */
-export interface FledgeStreamEvent {
-  event: string;
-  data: unknown;
-  id?: string;
-}
-
-/** `data` of `deploy` events. */
-export interface DeployEventData {
-  type: 'DEPLOY';
-  at: number;
-  requestId: string;
-  deployId: string;
-  eventType: 'STARTING' | 'PROGRESS' | 'FINISHED';
-  progress?: DeployProgress;
-  result?: DeployResult;
-}
-
-/** `data` of `task` events. */
-export interface TaskEventData {
-  type: 'TASK';
-  at: number;
-  task: TaskView;
-}
-
-/** `data` of `request` events (the stored record, not the request parent). */
-export interface RequestEventData {
-  type: 'REQUEST';
-  at: number;
-  request: { request: FledgeRequest; state: RequestState; [key: string]: unknown };
 }
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';

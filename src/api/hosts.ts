@@ -1,5 +1,6 @@
 // Hosts in the API: Fledge's own view (/api/hosts) and Singularity's agent endpoints
 // (/api/agents, /api/slaves) in SingularityAgent's shape, over one registry.
+import type { HostView } from './types.ts';
 import type { Hono } from 'hono';
 import { badRequest, notFound } from '../core/errors.ts';
 import { isLive, type TaskRecord } from '../core/model.ts';
@@ -21,7 +22,7 @@ export function tasksByHost(tasks: TaskRecord[]): Map<string, string[]> {
   return out;
 }
 
-export function hostView(s: HostStatus, tasks: string[]) {
+export function hostView(s: HostStatus, tasks: string[]): HostView {
   const d = s.definition;
   return {
     id: d.id,

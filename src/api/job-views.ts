@@ -1,9 +1,10 @@
 // Singularity-shaped views of runs: pending requests (SingularityPendingRequest), task states
 // by run id (SingularityTaskState), and the run fields of a request parent.
+import type { PendingRunView, RunState } from './types.ts';
 import { isLive, isRunToCompletion, type QueuedRun, type RequestRecord, type TaskRecord } from '../core/model.ts';
 import type { Webhook } from '../core/webhooks.ts';
 
-export function pendingRequestView(record: RequestRecord, q: QueuedRun) {
+export function pendingRequestView(record: RequestRecord, q: QueuedRun): PendingRunView {
   return {
     requestId: record.request.id,
     deployId: record.activeDeployId,
@@ -35,7 +36,7 @@ function pendingTaskId(record: RequestRecord, q: QueuedRun, position: number) {
 }
 
 /** SingularityTaskState of a run: its task, or its place in the queue. */
-export function taskStateView(record: RequestRecord, runId: string, task: TaskRecord | undefined) {
+export function taskStateView(record: RequestRecord, runId: string, task: TaskRecord | undefined): RunState | undefined {
   if (task) {
     return {
       taskId: task.taskId,

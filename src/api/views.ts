@@ -1,11 +1,20 @@
 // Singularity-shaped response bodies built from stored records.
 import type { PendingDeploy } from '../core/deploy/types.ts';
-import type { Deploy, FledgeRequest, RequestRecord, TaskId, TaskRecord } from '../core/model.ts';
+import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/model.ts';
 import { isLive } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
-import type { DeployHistoryEntry, Store } from '../store/types.ts';
+import type { DeployHistoryEntry, LastDeployResult, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
+import type {
+  DeployAction,
+  DeployHistoryWire,
+  DeployMarker,
+  PendingDeployWire,
+  RequestParentWire,
+  TaskIdGroups,
+  TaskView,
+} from './types.ts';
 import {
   deployOut,
   deployProgressOut,
@@ -20,24 +29,8 @@ import {
 } from './singularity-shapes.ts';
 
 /** Singularity's deploy marker; `user` is the name of the token that started the deploy. */
-export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string, user?: string) {
+export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string, user?: string): DeployMarker {
   return { requestId, deployId, timestamp, ...(message ? { message } : {}), ...(user ? { user } : {}) };
-}
-
-/** A call on a deploy after it started, from the audit log: who advanced, rejected, updated or cancelled it. */
-export interface DeployAction {
-  action: 'advance' | 'reject' | 'cancel' | 'update';
-  user?: string;
-  at: number;
-}
-
-export interface TaskIdGroups {
-  healthy: TaskId[];
-  notYetHealthy: TaskId[];
-  pending: TaskId[];
-  cleaning: TaskId[];
-  loadBalanced: TaskId[];
-  killed: TaskId[];
 }
 
 export function groupTaskIds(tasks: TaskRecord[]): TaskIdGroups {
@@ -56,7 +49,7 @@ export function groupTaskIds(tasks: TaskRecord[]): TaskIdGroups {
 }
 
 /** Fledge's task view, with the fields of Singularity's task history beside its own. */
-export function taskView(t: TaskRecord) {
+export function taskView(t: TaskRecord): TaskView {
   const { handle: _handle, ...rest } = t;
   const sandbox = typeof t.handle?.sandbox === 'string' ? t.handle.sandbox : undefined;
   const container = typeof t.handle?.container === 'string' ? t.handle.container : undefined;
@@ -123,7 +116,7 @@ async function lookupTaskIds(store: Store, ids: string[], known: TaskRecord[]): 
   return (id) => found.get(id);
 }
 
-export function pendingDeployView(pending: PendingDeploy, user?: string, lookup: TaskIdLookup = () => undefined) {
+export function pendingDeployView(pending: PendingDeploy, user?: string, lookup: TaskIdLookup = () => undefined): PendingDeployWire {
   return {
     deployMarker: deployMarker(pending.requestId, pending.deployId, pending.startedAt, pending.message, user),
     currentDeployState: 'WAITING',
@@ -133,29 +126,36 @@ export function pendingDeployView(pending: PendingDeploy, user?: string, lookup:
   };
 }
 
-/** What a list already read for many requests at once: their pending deploys and live tasks. */
+/** What a list already read for many requests at once: their pending deploys, live tasks and last results. */
 export interface ParentsPreload {
   pending: ReadonlyMap<string, PendingDeploy>;
   tasks: ReadonlyMap<string, TaskRecord[]>;
+  lastResults: ReadonlyMap<string, LastDeployResult>;
 }
 
-/** The live tasks of a chunk of requests, in one query, by request id. */
-export async function liveTasksByRequest(store: Store, requestIds: readonly string[]): Promise<Map<string, TaskRecord[]>> {
-  const out = new Map<string, TaskRecord[]>();
-  for (const task of await store.listTasks({ requestIds, live: true })) {
-    const list = out.get(task.taskId.requestId);
+/** What a chunk of requests' views read, in one query each: their live tasks and last results. */
+export async function preloadParents(
+  store: Store,
+  requestIds: readonly string[],
+  pending: ReadonlyMap<string, PendingDeploy>,
+): Promise<ParentsPreload> {
+  const [live, lastResults] = await Promise.all([store.listTasks({ requestIds, live: true }), store.lastDeployResults(requestIds)]);
+  const tasks = new Map<string, TaskRecord[]>();
+  for (const task of live) {
+    const list = tasks.get(task.taskId.requestId);
     if (list) list.push(task);
-    else out.set(task.taskId.requestId, [task]);
+    else tasks.set(task.taskId.requestId, [task]);
   }
-  return out;
+  return { pending, tasks, lastResults };
 }
 
-export async function requestParent(store: Store, record: RequestRecord, preload?: ParentsPreload) {
+export async function requestParent(store: Store, record: RequestRecord, preload?: ParentsPreload): Promise<RequestParentWire> {
   const id = record.request.id;
-  const [active, pending, tasks] = await Promise.all([
+  const [active, pending, tasks, last] = await Promise.all([
     record.activeDeployId ? store.getDeployHistory(id, record.activeDeployId) : Promise.resolve(undefined),
     preload ? preload.pending.get(id) : store.getPending(id),
     preload ? (preload.tasks.get(id) ?? []) : store.listTasks({ requestId: id, live: true }),
+    preload ? preload.lastResults.get(id) : store.lastDeployResults([id]).then((m) => m.get(id)),
   ]);
   const pendingEntry = pending ? await store.getDeployHistory(id, pending.deployId) : undefined;
   const activeDeploy = active?.deploy;
@@ -174,6 +174,7 @@ export async function requestParent(store: Store, record: RequestRecord, preload
     ...(activeDeploy ? { activeDeploy: deployOut(activeDeploy) } : {}),
     ...(pendingDeploy ? { pendingDeploy: deployOut(pendingDeploy) } : {}),
     ...(pending ? { pendingDeployState: pendingDeployView(pending, pendingEntry?.user, lookup) } : {}),
+    ...(last ? { lastDeployResult: { deployId: last.deployId, deployResult: deployResultOut(last.result) } } : {}),
     ...(record.bounce ? { bounce: record.bounce } : {}),
     ...expiringOut(record),
     ...(record.backoff && Object.keys(record.backoff).length > 0 ? { crashLoopBackoff: record.backoff } : {}),
@@ -188,7 +189,12 @@ export async function requestParent(store: Store, record: RequestRecord, preload
   };
 }
 
-export async function deployHistoryView(store: Store, entry: DeployHistoryEntry, pending?: PendingDeploy, actions?: DeployAction[]) {
+export async function deployHistoryView(
+  store: Store,
+  entry: DeployHistoryEntry,
+  pending?: PendingDeploy,
+  actions?: DeployAction[],
+): Promise<DeployHistoryWire> {
   const progress = pending && pending.deployId === entry.deployId ? pending.progress : entry.progress;
   const lookup = progress ? await lookupTaskIds(store, lbTaskIds([{ progress }]), []) : () => undefined;
   return {

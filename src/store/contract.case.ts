@@ -137,6 +137,32 @@ export function storeContract(name: string, make: () => Promise<{ store: Store; 
       expect((await store.getDeployHistory('a', 'v2'))?.progress?.phase).toBe('LAUNCH');
     });
 
+    it("reads each request's last ended deploy in one call: the newest with a result, not a pending one", async () => {
+      await store.apply({
+        deploys: [
+          { deploy: deploy('a', 'v1', T0) },
+          { deploy: deploy('a', 'v2', T0 + 1) },
+          { deploy: deploy('a', 'v3', T0 + 2) },
+          { deploy: deploy('b', 'v1', T0) },
+          { deploy: deploy('c', 'v1', T0) },
+        ],
+      });
+      await store.apply({
+        results: [
+          { requestId: 'a', deployId: 'v1', result: result('SUCCEEDED') },
+          { requestId: 'a', deployId: 'v2', result: result('FAILED') },
+          { requestId: 'b', deployId: 'v1', result: result('CANCELED') },
+        ],
+      });
+      const last = await store.lastDeployResults(['a', 'b', 'c', 'none']);
+      // a's v3 has no result yet (it is the pending one): v2 is its last ended deploy
+      expect([...last].map(([id, r]) => [id, r.deployId, r.result.deployState]).sort()).toEqual([
+        ['a', 'v2', 'FAILED'],
+        ['b', 'v1', 'CANCELED'],
+      ]);
+      expect((await store.lastDeployResults([])).size).toBe(0);
+    });
+
     it('queries tasks by request, deploy, liveness and end time', async () => {
       const v1 = deploy('a', 'v1');
       const v2 = deploy('a', 'v2');

@@ -21,6 +21,12 @@ export interface DeployHistoryEntry {
   user?: string;
 }
 
+/** A request's last ended deploy: which, and how it ended. */
+export interface LastDeployResult {
+  deployId: string;
+  result: DeployResult;
+}
+
 /** Everything one decision writes, applied atomically. */
 export interface ChangeSet {
   requests?: RequestRecord[];
@@ -88,6 +94,9 @@ export interface TokenRecord {
 }
 
 /** One mutating API call, allowed or refused. */
+/** An audit entry as the store returns it: with its id. */
+export type StoredAudit = AuditRecord & { id: number };
+
 export interface AuditRecord {
   /** assigned by the store, increasing */
   id?: number;
@@ -234,6 +243,8 @@ export interface Store {
   getDeploy(requestId: string, deployId: string): Promise<Deploy | undefined>;
   listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]>;
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined>;
+  /** each of these requests' last ended deploy (the newest with a result); none for a request without */
+  lastDeployResults(requestIds: readonly string[]): Promise<Map<string, LastDeployResult>>;
 
   getPending(requestId: string): Promise<PendingDeploy | undefined>;
   listPending(): Promise<PendingDeploy[]>;
@@ -272,7 +283,7 @@ export interface Store {
   touchToken(id: string, at: number): Promise<void>;
 
   recordAudit(entry: AuditRecord): Promise<void>;
-  listAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  listAudit(query: AuditQuery): Promise<StoredAudit[]>;
   /** Keeps the newest `keep` audit records; returns how many were deleted. */
   pruneAudit(keep: number): Promise<number>;
 

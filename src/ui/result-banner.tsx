@@ -9,7 +9,7 @@ import type { RequestParent } from './types.ts';
 
 const key = (requestId: string) => `fledge.dismissed-result.${requestId}`;
 
-export function lastResult(history: DeployHistoryView[] | undefined): DeployHistoryView | undefined {
+function lastResult(history: DeployHistoryView[] | undefined): DeployHistoryView | undefined {
   return (history ?? [])
     .filter((h) => h.deployResult)
     .sort((a, b) => (b.deployResult?.timestamp ?? 0) - (a.deployResult?.timestamp ?? 0))[0];

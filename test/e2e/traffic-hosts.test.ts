@@ -227,10 +227,11 @@ describe('two Docker hosts', () => {
       const outside = report.failures.filter((f) => f.atMs < killAtMs - 1_000 || f.atMs > killAtMs + windowMs + 1_000);
       console.log(
         `[hosts] d1 died mid-deploy: ${report.sent} requests, ${report.ok} ok, ${report.failures.length} failed ` +
-          `(${outside.length} outside the ${windowMs} ms from the kill until the lost tasks left the LB); versions ${JSON.stringify(report.versions)}`,
+          `(${outside.length} outside the ${windowMs} ms from the kill until the lost tasks left the LB); versions ${JSON.stringify(report.versions)}; failures ${JSON.stringify(report.failures.slice(0, 5))}`,
       );
-      // Only requests in flight on the dying host may fail: at most one per client connection,
-      // and never outside the window in which the dead host was still in the LB.
+      // The proxy sends a GET that d1's tasks reset or refused on to others, so none should
+      // fail (0 in runs since); the bound allows one per client connection for a request that
+      // met two resets, and never outside the window in which the dead host was in the LB.
       expect(report.failures.length, JSON.stringify(report.failures.slice(0, 5))).toBeLessThanOrEqual(CONCURRENCY);
       expect(outside).toEqual([]);
       expect(report.versions.v2).toBeGreaterThan(0);

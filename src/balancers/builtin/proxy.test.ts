@@ -251,6 +251,40 @@ describe('builtin balancer proxy', () => {
     expect(lb.stats().web?.upstreams.find((u) => u.taskId === 'refused')?.inFlight).toBe(0);
   });
 
+  it('moves a request past every task of a dead host: all of them refuse, the one live task answers', async () => {
+    // No ejection: each request meets the refusing tasks afresh, in round-robin order.
+    const { lb, port } = await balancer({ ejectAfterFailures: 0 });
+    const a = await upstream('a');
+    const dead = await Promise.all(
+      ['d1', 'd2', 'd3'].map(async (taskId): Promise<Upstream> => ({ taskId, host: '127.0.0.1', port: await refusedPort() })),
+    );
+    await apply(lb, web, [...dead, a.upstream()]);
+    for (let i = 0; i < 8; i += 1) expect(await request(port, '/web/x')).toMatchObject({ status: 200, body: 'a' });
+    const post = await request(port, '/web/form', { method: 'POST', body: 'intact' });
+    expect(post.status).toBe(200);
+    expect(a.received.at(-1)?.body).toBe('intact');
+  });
+
+  it('repeats an idempotent request one upstream reset once, and still past the refusals after it', async () => {
+    const { lb, port } = await balancer({ ejectAfterFailures: 0 });
+    const a = await upstream('a');
+    const reset = await startFaultyUpstream('reset', 'reset');
+    cleanups.push(() => reset.close());
+    const second = await startFaultyUpstream('reset2', 'reset');
+    cleanups.push(() => second.close());
+    const refused: Upstream = { taskId: 'refused', host: '127.0.0.1', port: await refusedPort() };
+    await apply(lb, web, [reset.upstream(), refused, a.upstream()]);
+    for (let i = 0; i < 6; i += 1) expect(await request(port, '/web/x')).toMatchObject({ status: 200, body: 'a' });
+
+    // Upstreams that may have seen it and failed: the second one ends it (it is repeated once only).
+    const third = await startFaultyUpstream('reset3', 'reset');
+    cleanups.push(() => third.close());
+    await apply(lb, web, [second.upstream(), third.upstream()], [refused, a.upstream()]);
+    const before = reset.hits() + second.hits() + third.hits();
+    for (let i = 0; i < 3; i += 1) expect((await request(port, '/web/x')).status).toBe(502);
+    expect(reset.hits() + second.hits() + third.hits() - before).toBe(6);
+  });
+
   describe('passive protection', () => {
     async function faulty(name: string, behaviour: 'reset' | 'hang') {
       const server = await startFaultyUpstream(name, behaviour);

@@ -61,21 +61,37 @@ export interface ProxyAnswer {
 }
 
 /*
- * When a request is sent again, once, to another upstream (never to the same one, never twice):
+ * When a request is sent again to another upstream (never to the same one):
  * - the connection failed (refused, or not made within connectTimeoutMs): nothing of the request
- *   was written, so whatever its method it moves over intact (a body is read only once connected);
+ *   was written, so whatever its method it moves over intact (a body is read only once
+ *   connected), to up to MAX_UNSENT_RETRIES others — when a host dies, all of its tasks refuse
+ *   at once, and the next in line is often one of them;
  * - an idempotent method (RFC 9110 §9.2.2) whose body, if any, was not sent, and nothing of the
  *   response arrived: the connection was reset, or the upstream stayed silent past
- *   upstreamTimeoutMs (a frozen task). Repeating it is harmless by the method's definition.
+ *   upstreamTimeoutMs (a frozen task). Repeating it is harmless by the method's definition, but
+ *   it is repeated once only: a second upstream that may have seen it and failed ends it.
  * Never once any of the response arrived, never a request whose body was sent, and never a
  * non-idempotent request the upstream may have seen: those end 502 (reset) or 504 (timeout).
  * A keep-alive socket the upstream closed just as it was reused is not the upstream's failure:
  * that attempt is repeated on a fresh connection to the same upstream.
  */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-const MAX_OTHER_UPSTREAM_RETRIES = 1;
+const MAX_SEEN_RETRIES = 1;
+const MAX_UNSENT_RETRIES = 3;
 /** A reused keep-alive socket may have been closed by the upstream just now: allow a fresh try. */
 const MAX_STALE_SOCKET_RETRIES = 2;
+
+/** One request's retries elsewhere: true (and counted) when one more is allowed. */
+function retryBudget(): (unsent: boolean) => boolean {
+  let seen = 0;
+  let unsent = 0;
+  return (nothingSent) => {
+    if (nothingSent ? unsent >= MAX_UNSENT_RETRIES : seen >= MAX_SEEN_RETRIES) return false;
+    if (nothingSent) unsent += 1;
+    else seen += 1;
+    return true;
+  };
+}
 
 export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: http.ServerResponse): void {
   const path = requestPath(req.url);
@@ -119,7 +135,7 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
   const target = forwardTarget(req.url);
   const tried = new Set<UpstreamTarget>();
   let staleRetries = 0;
-  let otherRetries = 0;
+  const mayRetry = retryBudget();
   let lastError = '';
   let lastTimedOut = false;
   let clientGone = false;
@@ -166,14 +182,6 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
     const up = http.request({ host, port, method, path: target, headers, agent: chosen.agent });
     upstreamReq = up;
     abortCurrent = () => up.destroy();
-    /** Try once more elsewhere if that is still allowed; false when it is not. */
-    const retryElsewhere = (): boolean => {
-      if (otherRetries >= MAX_OTHER_UPSTREAM_RETRIES) return false;
-      otherRetries += 1;
-      attempt();
-      return true;
-    };
-
     const startBody = () => {
       connected = true;
       clearTimeout(connectTimer);
@@ -247,7 +255,10 @@ export function proxyRequest(ctx: ProxyContext, req: http.IncomingMessage, res: 
         attempt();
         return;
       }
-      if (safe && retryElsewhere()) return;
+      if (safe && mayRetry(!connected)) {
+        attempt();
+        return;
+      }
       if (stop === 'timeout') {
         reply(res, 504, { error: 'upstream timed out', service: serviceId, upstream: taskId });
         return;
@@ -285,7 +296,7 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
   const target = forwardTarget(req.url);
   const tried = new Set<UpstreamTarget>();
   let lastError = '';
-  let otherRetries = 0;
+  const mayRetry = retryBudget();
   let clientGone = false;
   let abortCurrent: (() => void) | undefined;
   socket.on('close', () => {
@@ -383,9 +394,8 @@ export function proxyUpgrade(ctx: ProxyContext, req: http.IncomingMessage, socke
         rawReply(socket, 502, { error: 'upstream was removed and its drain timed out', service: serviceId });
         return;
       }
-      // Nothing but the handshake was sent; it is a GET in practice, so another upstream may try, once.
-      if ((!connected || IDEMPOTENT.has(method)) && otherRetries < MAX_OTHER_UPSTREAM_RETRIES) {
-        otherRetries += 1;
+      // Nothing but the handshake was sent; it is a GET in practice, so another upstream may try.
+      if ((!connected || IDEMPOTENT.has(method)) && mayRetry(!connected)) {
         attempt();
         return;
       }

@@ -44,6 +44,8 @@ import {
   type TaskQuery,
   type AuditQuery,
   type AuditRecord,
+  type StoredAudit,
+  type LastDeployResult,
   type TokenRecord,
 } from '../types.ts';
 import { applicationName, PgCluster } from './cluster.ts';
@@ -323,6 +325,9 @@ export class PostgresStore implements Store {
   listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]> {
     return this.#use('list deploy history', (db) => this.#q.listDeployHistory(db, requestId));
   }
+  lastDeployResults(requestIds: readonly string[]): Promise<Map<string, LastDeployResult>> {
+    return this.#use('last deploy results', (db) => this.#q.lastDeployResults(db, requestIds));
+  }
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     return this.#use('get deploy history', (db) => this.#q.getDeployHistory(db, requestId, deployId));
   }
@@ -398,7 +403,7 @@ export class PostgresStore implements Store {
   recordAudit(entry: AuditRecord): Promise<void> {
     return this.#use('record audit', (db) => this.#q.recordAudit(db, entry));
   }
-  listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+  listAudit(query: AuditQuery): Promise<StoredAudit[]> {
     return this.#use('list audit', (db) => this.#q.listAudit(db, query));
   }
   pruneAudit(keep: number): Promise<number> {

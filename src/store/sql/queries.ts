@@ -12,6 +12,8 @@ import {
   StoreConflictError,
   type AuditQuery,
   type AuditRecord,
+  type StoredAudit,
+  type LastDeployResult,
   type ChangeSet,
   type CopiedTable,
   type Delivery,
@@ -252,6 +254,31 @@ export class SqlQueries {
     return rows.map(toHistory);
   }
 
+  /** Each request's last ended deploy (the newest with a result), in one query for them all. */
+  async lastDeployResults(db: Db, requestIds: readonly string[]): Promise<Map<string, LastDeployResult>> {
+    const out = new Map<string, LastDeployResult>();
+    if (requestIds.length === 0) return out;
+    const rows = await db
+      .selectFrom('deploys as d')
+      .select(['d.request_id', 'd.id', 'd.result'])
+      .where('d.request_id', 'in', [...requestIds])
+      .where('d.result', 'is not', null)
+      .where('d.created_at', '=', (eb) =>
+        eb
+          .selectFrom('deploys as e')
+          .select((e) => e.fn.max('e.created_at').as('newest'))
+          .whereRef('e.request_id', '=', 'd.request_id')
+          .where('e.result', 'is not', null),
+      )
+      .orderBy('d.id', 'desc')
+      .execute();
+    for (const row of rows) {
+      if (row.result === null || out.has(row.request_id)) continue;
+      out.set(row.request_id, { deployId: row.id, result: JSON.parse(row.result) as DeployResult });
+    }
+    return out;
+  }
+
   async getDeployHistory(db: Db, requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     const row = await db
       .selectFrom('deploys')
@@ -481,7 +508,7 @@ export class SqlQueries {
       .execute();
   }
 
-  async listAudit(db: Db, query: AuditQuery): Promise<AuditRecord[]> {
+  async listAudit(db: Db, query: AuditQuery): Promise<StoredAudit[]> {
     let q = db.selectFrom('audit').selectAll();
     if (query.requestId !== undefined) q = q.where('request_id', '=', query.requestId);
     if (query.deployId !== undefined) q = q.where('deploy_id', '=', query.deployId);
@@ -615,7 +642,7 @@ function toToken(row: Tables['tokens']): TokenRecord {
   };
 }
 
-function toAudit(row: Omit<Tables['audit'], 'id'> & { id: number }): AuditRecord {
+function toAudit(row: Omit<Tables['audit'], 'id'> & { id: number }): StoredAudit {
   return {
     id: Number(row.id),
     at: Number(row.at),

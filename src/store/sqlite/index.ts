@@ -28,6 +28,8 @@ import {
   type TaskQuery,
   type AuditQuery,
   type AuditRecord,
+  type StoredAudit,
+  type LastDeployResult,
   type TokenRecord,
 } from '../types.ts';
 import { BUSY_TIMEOUT_MS, retryWhileBusy } from './busy.ts';
@@ -141,6 +143,9 @@ export class SqliteStore implements Store {
   listDeployHistory(requestId: string): Promise<DeployHistoryEntry[]> {
     return this.#q.listDeployHistory(this.#db, requestId);
   }
+  lastDeployResults(requestIds: readonly string[]): Promise<Map<string, LastDeployResult>> {
+    return this.#q.lastDeployResults(this.#db, requestIds);
+  }
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     return this.#q.getDeployHistory(this.#db, requestId, deployId);
   }
@@ -216,7 +221,7 @@ export class SqliteStore implements Store {
   recordAudit(entry: AuditRecord): Promise<void> {
     return this.#q.recordAudit(this.#db, entry);
   }
-  listAudit(query: AuditQuery): Promise<AuditRecord[]> {
+  listAudit(query: AuditQuery): Promise<StoredAudit[]> {
     return this.#q.listAudit(this.#db, query);
   }
   pruneAudit(keep: number): Promise<number> {

@@ -6,8 +6,7 @@ import { ActionButton, Badge, DeployProgressBar, Empty, Loading, PageError } fro
 import { useResource, useTitle } from '../hooks.ts';
 import { Link, navigate, paths, useLocation } from '../router.tsx';
 import { diffFields } from '../../core/deploy/diff.ts';
-import { lastResult } from '../result-banner.tsx';
-import type { DeployHistoryView, RequestParent } from '../types.ts';
+import type { RequestParent } from '../types.ts';
 
 const STATES = ['ACTIVE', 'PAUSED', 'DEPLOYING_TO_UNPAUSE', 'DELETING'];
 
@@ -30,19 +29,6 @@ export function RequestsPage() {
     const qs = params.toString();
     navigate(qs ? `/?${qs}` : '/', { replace: true });
   };
-  // The last finished deploy of each request shown (at most 100 look-ups), after deploy events only.
-  const ids = (requests.data ?? [])
-    .map((r) => r.request.id)
-    .sort()
-    .slice(0, 100);
-  const results = useResource(
-    `last-results:${ids.join(',')}`,
-    async () => {
-      const entries = await Promise.all(ids.map(async (id) => [id, lastResult(await client.deployHistory(id).catch(() => []))] as const));
-      return new Map(entries);
-    },
-    (e) => e.kind === 'deploy',
-  );
   const qid = useId();
   const sid = useId();
 
@@ -109,7 +95,7 @@ export function RequestsPage() {
             </thead>
             <tbody>
               {shown.map((r) => (
-                <RequestRow key={r.request.id} r={r} last={results.data?.get(r.request.id)} />
+                <RequestRow key={r.request.id} r={r} />
               ))}
             </tbody>
           </table>
@@ -125,7 +111,9 @@ function searchText(r: RequestParent): string {
     .toLowerCase();
 }
 
-function RequestRow({ r, last }: { r: RequestParent; last: DeployHistoryView | undefined }) {
+function RequestRow({ r }: { r: RequestParent }) {
+  // the last deploy that ended, kept by the server on the request (a cancel or failure stays shown)
+  const last = r.lastDeployResult;
   const id = r.request.id;
   const counts = r.instanceCounts;
   const progress = r.pendingDeployState?.deployProgress;
@@ -156,8 +144,7 @@ function RequestRow({ r, last }: { r: RequestParent; last: DeployHistoryView | u
       <td data-label="Last deploy">
         {last?.deployResult ? (
           <span title={last.deployResult.message}>
-            <Link href={paths.deploy(id, last.deployMarker.deployId)}>{last.deployMarker.deployId}</Link>{' '}
-            <Badge state={last.deployResult.deployState} />
+            <Link href={paths.deploy(id, last.deployId)}>{last.deployId}</Link> <Badge state={last.deployResult.deployState} />
           </span>
         ) : (
           <span className="muted">—</span>
