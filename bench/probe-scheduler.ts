@@ -8,7 +8,7 @@
 // not per-task timers or a scan of every task, sets the pace; and the in-flight maximum shows the
 // bound holds whatever the number of tasks.
 import { performance } from 'node:perf_hooks';
-import { ProbeScheduler } from '../src/health/probe-scheduler.ts';
+import { ProbeScheduler } from '../src/health/http/probe-scheduler.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const SIZES = [1_000, 10_000, 100_000];

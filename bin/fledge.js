@@ -9,15 +9,27 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function builtAt() {
+function buildInfo() {
   try {
-    return JSON.parse(readFileSync(join(root, 'dist', 'js', 'build-info.json'), 'utf8')).builtAt;
+    return JSON.parse(readFileSync(join(root, 'dist', 'js', 'build-info.json'), 'utf8'));
   } catch {
-    return undefined;
+    return {};
   }
 }
 
-/** Any server/CLI source (not the UI, not tests) changed after `since`. */
+/**
+ * Any of the sources the build listed (src/prepare.mjs: every file but tests and the UI's, and
+ * every directory, whose mtime moves when a file is added or removed) changed after `since`.
+ */
+function listedChangedSince(dir, sources, since) {
+  for (const rel of sources) {
+    const stat = statSync(join(dir, rel), { throwIfNoEntry: false });
+    if (stat === undefined || stat.mtimeMs > since) return true;
+  }
+  return false;
+}
+
+/** Any server/CLI source (not the UI, not tests) changed after `since` (a build that listed none). */
 function changedSince(dir, since) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
@@ -28,9 +40,10 @@ function changedSince(dir, since) {
   return false;
 }
 
-const since = builtAt();
+const { builtAt: since, sources } = buildInfo();
 const src = join(root, 'src');
-const compiled = process.env.FLEDGE_FROM_SOURCES !== '1' && since !== undefined && (!existsSync(src) || !changedSince(src, since));
+const stale = () => (Array.isArray(sources) ? listedChangedSince(src, sources, since) : changedSince(src, since));
+const compiled = process.env.FLEDGE_FROM_SOURCES !== '1' && since !== undefined && (!existsSync(src) || !stale());
 const cli = compiled ? await import('../dist/js/cli/main.js') : await loadSources();
 process.exitCode = await cli.main();
 

@@ -41,6 +41,22 @@ function copyAssets(from, to) {
   }
 }
 
+/**
+ * The sources bin/fledge.js checks against the build (relative to src/): every directory (a
+ * file added or removed changes its mtime) and every file but tests and the UI's. Listing
+ * them here spares each `fledge` start a walk of the tree (~15 ms of ~100).
+ */
+function sourcesOf(dir, rel = '') {
+  const out = [rel === '' ? '.' : rel];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
+    if (entry.isDirectory()) {
+      if (entry.name !== 'ui') out.push(...sourcesOf(join(dir, entry.name), path));
+    } else if (!entry.name.endsWith('.test.ts')) out.push(path);
+  }
+  return out;
+}
+
 const only = process.argv[2]; // 'server' | 'ui' | undefined (both)
 const tsc = binOf('typescript', 'bin/tsc');
 const vite = binOf('vite', 'bin/vite.js');
@@ -55,7 +71,8 @@ if (only !== 'ui') {
     run('compiling the server (tsc -p tsconfig.build.json)', [tsc, '-p', 'tsconfig.build.json']);
     copyAssets(join(root, 'src'), out);
     // bin/fledge.js compares source mtimes with this, so a changed checkout never runs stale code.
-    writeFileSync(join(out, 'build-info.json'), `${JSON.stringify({ builtAt: started }, null, 2)}\n`);
+    const sources = sourcesOf(join(root, 'src'));
+    writeFileSync(join(out, 'build-info.json'), `${JSON.stringify({ builtAt: started, sources }, null, 2)}\n`);
     console.log(`fledge: compiled ${relative(root, out)} in ${Date.now() - started} ms`);
   }
 }

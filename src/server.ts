@@ -17,8 +17,7 @@ import { loadConfig, type ConfigInput, type FledgeConfig } from './config/index.
 import { systemClock, type Clock } from './core/clock.ts';
 import type { EngineSettings } from './core/deploy/types.ts';
 import { EventBus } from './core/events.ts';
-import { FakeHealth } from './health/fake.ts';
-import { HealthMonitor, type HealthMonitorOptions } from './health/health-monitor.ts';
+import { createHealthWatcher, type HealthReport } from './health/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { CheckRunner } from './reconciler/checks.ts';
 import { guardRuntime, Leadership } from './reconciler/leadership.ts';
@@ -217,23 +216,22 @@ export async function startServer(config: FledgeConfig, options: StartOptions = 
           ...options.settings,
         };
         // The monitor reports to the loop, which is built with the monitor: the callback binds late.
-        const recordHealth: HealthMonitorOptions['onResult'] = (taskId, result, assessment) => {
+        const recordHealth: HealthReport = (taskId, result, assessment) => {
           metrics.observeHealth(result);
           void loop.executor
             .onHealthResult(taskId, result, assessment)
             .catch((err: unknown) => logger.warn({ err, taskId }, 'could not record a health result'));
         };
-        const health =
+        const health = createHealthWatcher(
           config.health === 'fake'
-            ? new FakeHealth()
-            : new HealthMonitor({
+            ? { kind: 'fake', onResult: recordHealth }
+            : {
+                kind: 'http',
                 now: () => clock.now(),
                 onResult: recordHealth,
                 onError: (err: unknown) => logger.warn({ err }, 'health result handler failed'),
-              });
-        if (health instanceof FakeHealth) {
-          health.bind((taskId, state, message) => recordHealth(taskId, undefined, { state, ...(message ? { message } : {}) }));
-        }
+              },
+        );
         const loop = new ReconcileLoop({
           store: termStore,
           runtime: guardRuntime(runtime, guard),

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FledgeApiError, FledgeClient, type TaskView } from '../api/client.ts';
 import type { OptionInput } from '../config/options.ts';
+import { nodeTransport } from './http.ts';
 import { makeStyle, plain, type Style } from './style.ts';
 
 /** `serve` flags: the server's option table (src/config/options.ts). */
@@ -128,7 +129,7 @@ export class Ctx {
           ? `no token: pass --token, set FLEDGE_TOKEN, or point --data-dir (FLEDGE_DATA_DIR) at the server's data dir (${file}: ${read.why})`
           : `the admin token in ${file} was refused (is it this server's data dir?)`;
     }
-    return new FledgeClient(serverUrl(server), bearer ? { token: bearer } : {});
+    return new FledgeClient(serverUrl(server), { transport: nodeTransport, ...(bearer ? { token: bearer } : {}) });
   }
 
   /**

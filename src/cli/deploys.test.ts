@@ -1,16 +1,42 @@
+// `fledge deploy` and its watch, against the real server (test/helpers/cli-app.ts): every state
+// a test needs (a canary at its gate, a failed deploy with stderr) is reached through the API.
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { DeployHistoryView, TaskView } from '../api/client.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  captureIo,
+  deployed,
+  deployOf,
+  manualCanary,
+  pendingAt,
+  requestBody,
+  requestWithDeploy,
+  startCliApp,
+  uniqueId,
+  utc,
+  type CliApp,
+} from '../../test/helpers/cli-app.ts';
+import { waitFor } from '../../test/helpers/wait-for.ts';
+import type { DeployHistoryView, PendingDeployView, RequestParent, TaskView } from '../api/client.ts';
+import { FledgeClient } from '../api/client.ts';
 import { runCli } from './main.ts';
-import { captureIo, reply, startFake, type FakeFledge } from './fake-server.ts';
-import { historyEntry, parent, progress, T0, task } from './test-fixtures.ts';
 
-let fake: FakeFledge;
-afterEach(async () => fake?.close());
+let app: CliApp;
+let client: FledgeClient;
+beforeAll(async () => {
+  app = await startCliApp();
+  client = new FledgeClient(app.server.url, { token: app.adminToken });
+});
+afterAll(async () => app?.close());
 
-const run = (args: string[], io = captureIo()) => runCli(['--server', fake.url, ...args], io).then((code) => ({ code, io }));
+const io = (extra: Parameters<typeof captureIo>[0] = {}) => captureIo({ env: { FLEDGE_TOKEN: app.adminToken }, ...extra });
+const run = (args: string[], out = io()) => runCli(['--server', app.url, ...args], out).then((code) => ({ code, io: out }));
+/** the calls made from here on */
+const since = () => {
+  const from = app.calls.length;
+  return { calls: () => app.calls.slice(from), mutations: () => app.calls.slice(from).filter((c) => c.method !== 'GET') };
+};
 
 async function jsonFile(value: unknown): Promise<string> {
   const file = join(await mkdtemp(join(tmpdir(), 'fledge-cli-')), 'deploy.json');
@@ -18,371 +44,313 @@ async function jsonFile(value: unknown): Promise<string> {
   return file;
 }
 
+const LB = (id: string) => ({ serviceBasePath: `/${id}`, loadBalancerGroups: ['default'] });
+
+/** A load-balanced request of 3 with d1 active, and d2 (a MANUAL canary, one task a step) at its first gate. */
+async function atGate(prefix = 'web'): Promise<string> {
+  const id = uniqueId(prefix);
+  await requestWithDeploy(app, id, { request: { loadBalanced: true }, deploy: LB(id) });
+  await app.api('POST', '/api/deploys', { deploy: deployOf(id, 'd2', { ...LB(id), ...manualCanary(1) }) });
+  await pendingAt(app, id, 'ACCEPTANCE', 1);
+  return id;
+}
+
+const entryOf = (id: string, deployId: string) => client.deployHistoryEntry(id, deployId);
+const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19);
+const decisionLine = (d: NonNullable<DeployHistoryView['decisionLog']>[number]) =>
+  `${clock(d.at)} ${d.phase} step ${d.step}: ${d.observed} → ${d.action} (${d.reason})`;
+
 describe('fledge deploy', () => {
   it('wraps a bare deploy file into the POST body, with --message and --unpause', async () => {
-    fake = await startFake({ 'POST /api/deploys': () => parent('web') });
-    const file = await jsonFile({ requestId: 'web', id: 'd2', command: 'serve' });
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    const file = await jsonFile(deployOf(id, 'd2'));
+    const calls = since();
     const { code, io } = await run(['deploy', 'create', '-f', file, '--message', 'v2', '--unpause']);
-    expect(code).toBe(0);
-    expect(fake.calls[0]?.body).toEqual({
-      deploy: { requestId: 'web', id: 'd2', command: 'serve' },
-      message: 'v2',
-      unpauseOnSuccessfulDeploy: true,
-    });
-    expect(io.out()).toBe('deploy d2 of request web started\nrequest web: ACTIVE, 3/3 healthy, active deploy d1\n');
+    expect(code, io.err()).toBe(0);
+    expect(calls.mutations()[0]?.body).toEqual({ deploy: deployOf(id, 'd2'), message: 'v2', unpauseOnSuccessfulDeploy: true });
+    expect(io.out()).toMatch(
+      new RegExp(
+        `^deploy d2 of request ${id} started\\nrequest ${id}: ACTIVE, 3/3 healthy, active deploy d1, pending deploy d2 \\(step 1/1 `,
+      ),
+    );
+    await deployed(app, id, 'd2');
+    expect((await entryOf(id, 'd2')).deployMarker.message).toBe('v2');
   });
 
   it('sends a whole {deploy, ...} body as it is', async () => {
-    fake = await startFake({ 'POST /api/deploys': () => parent('web') });
-    const body = { deploy: { requestId: 'web', id: 'd2' }, updatedRequest: { id: 'web', instances: 4 }, message: 'from file' };
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    const body = { deploy: deployOf(id, 'd2'), updatedRequest: requestBody(id, { instances: 4 }), message: 'from file' };
+    const calls = since();
     const { code, io } = await run(['deploy', 'create', '-f', await jsonFile(body), '--json']);
-    expect(code).toBe(0);
-    expect(fake.calls[0]?.body).toEqual(body);
-    expect(JSON.parse(io.out())).toEqual(parent('web'));
+    expect(code, io.err()).toBe(0);
+    expect(calls.mutations()[0]?.body).toEqual(body);
+    const printed = JSON.parse(io.out()) as RequestParent;
+    expect(printed.request.id).toBe(id);
+    expect(printed.pendingDeploy?.id).toBe('d2');
+    await deployed(app, id, 'd2');
+    expect((await client.getRequest(id)).request.instances).toBe(4);
   });
 
   it('refuses a deploy without ids before calling the API', async () => {
-    fake = await startFake();
+    const calls = since();
     const { code, io } = await run(['deploy', 'create', '-f', await jsonFile({ deploy: { command: 'x' } })]);
     expect(code).toBe(2);
     expect(io.err()).toMatch(/the deploy needs string "requestId" and "id"/);
-    expect(fake.calls).toEqual([]);
+    expect(calls.calls()).toEqual([]);
   });
 
   it('shows a 409 from a second deploy as an error', async () => {
-    fake = await startFake({
-      'POST /api/deploys': () => reply(409, { message: 'Request web already has a pending deploy d1', details: [] }),
-    });
-    const { code, io } = await run(['deploy', 'create', '-f', await jsonFile({ requestId: 'web', id: 'd2' })]);
+    const id = await atGate();
+    const { code, io } = await run(['deploy', 'create', '-f', await jsonFile(deployOf(id, 'd3'))]);
     expect(code).toBe(4);
-    expect(io.err()).toBe('error: Request web already has a pending deploy d1\n');
+    expect(io.err()).toBe(`error: Request ${id} already has a pending deploy d2\n`);
   });
 
-  it('prints a plan as a table with the ETA', async () => {
-    fake = await startFake({
-      'POST /api/deploys/plan': () => ({
-        steps: [
-          {
-            step: 1,
-            targetActiveInstances: 1,
-            newInstances: 1,
-            oldInstances: 2,
-            loadBalanced: { new: 1, old: 2 },
-            acceptance: { mode: 'TIMED', waitMillis: 30000 },
-          },
-          {
-            step: 2,
-            targetActiveInstances: 3,
-            newInstances: 3,
-            oldInstances: 0,
-            loadBalanced: { new: 3, old: 0 },
-            acceptance: { mode: 'NONE' },
-          },
-        ],
-        etaSeconds: { min: 40, max: 300 },
-        warnings: ['no health check'],
-      }),
+  it('prints a plan as a table, the steps in words and the estimate', async () => {
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id, { request: { loadBalanced: true }, deploy: LB(id) });
+    const deploy = deployOf(id, 'd2', {
+      ...LB(id),
+      canaryDeploySettings: { enableCanaryDeploy: true, instanceGroupSize: 1, acceptanceMode: 'TIMED', waitMillisBetweenGroups: 30_000 },
     });
-    const { code, io } = await run(['deploy', 'plan', '-f', await jsonFile({ requestId: 'web', id: 'd2' })]);
-    expect(code).toBe(0);
-    expect(fake.calls[0]?.body).toEqual({ deploy: { requestId: 'web', id: 'd2' } });
-    expect(io.out()).toBe(
-      [
-        'STEP  NEW WANTED  STARTS  OLD LEFT  IN LB NEW/OLD  NEW SHARE  ACCEPTANCE',
-        '1     1           1       2         1/2            -          TIMED (wait 30s)',
-        '2     3           3       0         3/0            -          NONE',
-        '',
-        'eta: 40–300 s',
-        '',
-      ].join('\n'),
-    );
-    expect(io.err()).toBe('warning: no health check\n');
+    const calls = since();
+    const { code, io } = await run(['deploy', 'plan', '-f', await jsonFile(deploy)]);
+    expect(code, io.err()).toBe(0);
+    expect(calls.mutations().map((c) => [c.path, c.body])).toEqual([['/api/deploys/plan', { deploy }]]);
+    const plan = (await client.planDeploy({ deploy })) as unknown as {
+      steps: { step: number; targetActiveInstances: number; oldInstances: number; acceptance: { mode: string } }[];
+      warnings?: string[];
+    };
+    expect(plan.steps.length).toBe(3);
+    const table = io
+      .out()
+      .split('\n\n')
+      .find((part) => part.startsWith('STEP'));
+    expect(table?.split('\n')).toEqual([
+      'STEP  NEW WANTED  STARTS  OLD LEFT  IN LB NEW/OLD  NEW SHARE  ACCEPTANCE',
+      // an old task leaves the LB only once its replacement is in: capacity never drops
+      '1     1           1       2         1/3            25 %       TIMED (wait 30s)',
+      '2     2           1       1         2/2            50 %       TIMED (wait 30s)',
+      '3     3           1       0         3/1            75 %       TIMED (wait 30s)',
+    ]);
+    expect(io.err()).toBe((plan.warnings ?? []).map((w) => `warning: ${w}\n`).join(''));
   });
 
   it.each([
-    [['cancel', 'web', 'd2'], 'DELETE /api/deploys/deploy/d2/request/web', undefined],
+    [['cancel'], 'DELETE', (id: string) => `/api/deploys/deploy/d2/request/${id}`, () => undefined, 'CANCELED'],
     [
-      ['advance', 'web', 'd2', '-m', 'looks good'],
-      'POST /api/deploys/advance',
-      { requestId: 'web', deployId: 'd2', message: 'looks good' },
+      ['advance', '-m', 'looks good'],
+      'POST',
+      () => '/api/deploys/advance',
+      (id: string) => ({ requestId: id, deployId: 'd2', message: 'looks good' }),
+      undefined,
     ],
-    [['reject', 'web', 'd2'], 'POST /api/deploys/reject', { requestId: 'web', deployId: 'd2' }],
-    [['update', 'web', 'd2', '--target', '3'], 'POST /api/deploys/update', { requestId: 'web', deployId: 'd2', targetActiveInstances: 3 }],
-  ])('deploy %j calls %s', async (args, route, body) => {
-    fake = await startFake({ [route]: () => parent('web') });
-    const { code } = await run(['deploy', ...args]);
-    expect(code).toBe(0);
-    // it reads the deploy before and after, to print where it stands once the loop acted
-    expect(fake.paths().filter((p) => !p.startsWith('GET '))).toEqual([route]);
-    expect(fake.calls.find((c) => c.method !== 'GET')?.body).toEqual(body);
+    [['reject'], 'POST', () => '/api/deploys/reject', (id: string) => ({ requestId: id, deployId: 'd2' }), 'FAILED'],
+    [
+      ['update', '--target', '3'],
+      'POST',
+      () => '/api/deploys/update',
+      (id: string) => ({ requestId: id, deployId: 'd2', targetActiveInstances: 3 }),
+      undefined,
+    ],
+  ])('deploy %j calls %s, and prints the state after it', async (args, method, path, body, ended) => {
+    const id = await atGate();
+    const calls = since();
+    const { code, io } = await run(['deploy', args[0]!, id, 'd2', ...args.slice(1)]);
+    expect(code, io.err()).toBe(0);
+    expect(calls.mutations().map((c) => `${c.method} ${c.path}`)).toEqual([`${method} ${path(id)}`]);
+    expect(calls.mutations()[0]?.body).toEqual(body(id));
+    expect(io.out()).toMatch(new RegExp(`^request ${id}: ACTIVE`));
+    // the state once the loop acted, not step 1's gate any more
+    expect(io.out()).not.toContain('now at step 1/3 ACCEPTANCE');
+    if (ended) {
+      await waitFor(async () => (await entryOf(id, 'd2')).deployResult !== undefined, { timeoutMs: 10_000 });
+      expect((await entryOf(id, 'd2')).deployResult?.deployState).toBe(ended);
+    }
   });
 
   it('lists pending deploys', async () => {
-    fake = await startFake({
-      'GET /api/deploys/pending': () => [
-        {
-          deployMarker: { requestId: 'web', deployId: 'd2', timestamp: T0 },
-          currentDeployState: 'WAITING',
-          deployProgress: progress({ phase: 'ACCEPTANCE', step: 1, totalSteps: 3 }),
-        },
-      ],
-    });
+    const id = await atGate();
     const { code, io } = await run(['deploy', 'pending']);
     expect(code).toBe(0);
-    expect(io.out()).toBe(
-      'REQUEST  DEPLOY  STEP  PHASE       NEW WANTED  NEW ACCEPTED  STARTED\nweb      d2      1/3   ACCEPTANCE  1           0             2024-01-02 03:04:05\n',
+    const mine = (await client.pendingDeploys()).find((p: PendingDeployView) => p.deployMarker.requestId === id)!;
+    const lines = io.out().split('\n');
+    expect(lines[0]).toMatch(/^REQUEST +DEPLOY +STEP +PHASE +NEW WANTED +NEW ACCEPTED +STARTED$/);
+    expect(lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^${id} +d2 +1/3 +ACCEPTANCE +1 +0 +${utc(mine.deployMarker.timestamp)}$`)),
     );
   });
 
-  it('lists deploy history and shows one entry with failures and decisions', async () => {
-    const failed = historyEntry('web', 'd2', {
-      actions: [{ action: 'reject', user: 'ops', at: T0 + 30_000 }],
-      deployResult: {
-        deployState: 'FAILED',
-        message: 'step 1 failed',
-        timestamp: T0 + 60_000,
-        deployFailures: [{ reason: 'TASK_FAILED_HEALTH_CHECKS', taskId: task('web', 'd2', 1).taskId, message: 'HTTP 500' }],
-      },
-      decisionLog: [{ at: T0, phase: 'HEALTH', step: 1, observed: '1 unhealthy', action: 'fail deploy', reason: 'health timeout' }],
-    });
-    fake = await startFake({
-      'GET /api/history/request/web/deploys': () => [
-        historyEntry('web', 'd1', {
-          deployMarker: { requestId: 'web', deployId: 'd1', timestamp: T0, user: 'ci' },
-          deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] },
-        }),
-        failed,
-      ],
-      'GET /api/history/request/web/deploy/d2': () => failed,
-    });
-    const list = await run(['deploy', 'history', 'web']);
-    expect(list.io.out()).toBe(
-      [
-        'DEPLOY  STATE      CREATED              BY  ENDED                MESSAGE',
-        'd1      SUCCEEDED  2024-01-02 03:04:05  ci  2024-01-02 03:04:05  ok',
-        'd2      FAILED     2024-01-02 03:04:05  -   2024-01-02 03:05:05  step 1 failed',
-        '',
-      ].join('\n'),
-    );
-    const one = await run(['deploy', 'history', 'web', 'd2']);
+  it('lists deploy history and shows one entry with failures, actions and decisions', async () => {
+    const id = await atGate();
+    await app.api('POST', '/api/deploys/reject', { requestId: id, deployId: 'd2', message: 'not this one' });
+    await waitFor(async () => (await entryOf(id, 'd2')).deployResult !== undefined, { timeoutMs: 10_000 });
+    const [d1, d2] = [await entryOf(id, 'd1'), await entryOf(id, 'd2')];
+    const list = await run(['deploy', 'history', id]);
+    expect(list.code).toBe(0);
+    const rows = list.io.out().split('\n');
+    expect(rows[0]).toMatch(/^DEPLOY +STATE +CREATED +BY +ENDED +MESSAGE$/);
+    const row = (e: DeployHistoryView) =>
+      new RegExp(
+        `^${e.deployMarker.deployId} +${e.deployResult!.deployState} +${utc(e.deployMarker.timestamp)} +${e.deployMarker.user ?? '-'} +${utc(e.deployResult!.timestamp)} +${e.deployResult!.message}$`,
+      );
+    // newest first
+    expect(rows.slice(1)).toEqual([expect.stringMatching(row(d2)), expect.stringMatching(row(d1)), '']);
+
+    const one = await run(['deploy', 'history', id, 'd2']);
     expect(one.code).toBe(0);
-    expect(one.io.out()).toContain(`failures:\n  TASK_FAILED_HEALTH_CHECKS web-d2-1-${T0}: HTTP 500\n`);
-    expect(one.io.out()).toContain('actions:\n  03:04:35 reject by ops\n');
-    expect(one.io.out()).toContain('decisions:\n  03:04:05 HEALTH step 1: 1 unhealthy → fail deploy (health timeout)\n');
+    const reject = d2.actions?.find((a) => a.action === 'reject');
+    expect(reject?.user).toBe('admin');
+    expect(one.io.out()).toContain(`actions:\n  ${clock(reject!.at)} reject by admin\n`);
+    const log = d2.decisionLog ?? [];
+    expect(log.length).toBeGreaterThan(0);
+    expect(one.io.out()).toContain(`decisions:\n${log.map((d) => `  ${decisionLine(d)}\n`).join('')}`);
+  });
+
+  it('shows the failures of a deploy whose tasks exited', async () => {
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    app.runtime.script({ deployId: 'broken' }, { exit: 3, stderr: 'config: DATABASE_URL is not set\n' });
+    await app.api('POST', '/api/deploys', { deploy: deployOf(id, 'broken') });
+    await waitFor(async () => (await entryOf(id, 'broken')).deployResult !== undefined, { timeoutMs: 20_000 });
+    const entry = await entryOf(id, 'broken');
+    const failures = entry.deployResult?.deployFailures ?? [];
+    expect(failures.length).toBeGreaterThan(0);
+    const one = await run(['deploy', 'history', id, 'broken']);
+    expect(one.io.out()).toContain(
+      `failures:\n${failures.map((f) => `  ${f.reason}${f.taskId ? ` ${f.taskId.id}` : ''}: ${f.message}\n`).join('')}`,
+    );
   });
 });
 
-/** A fake whose deploy history entry and tasks the test changes between events. */
-async function deployServer(requestId: string, deployId: string, initial: DeployHistoryView) {
-  const state = { entry: initial, tasks: [] as TaskView[] };
-  fake = await startFake({
-    'POST /api/deploys': () => parent(requestId),
-    [`GET /api/history/request/${requestId}/deploy/${deployId}`]: () => state.entry,
-    [`GET /api/requests/request/${requestId}`]: () => parent(requestId),
-    [`GET /api/tasks/request/${requestId}`]: () => state.tasks,
-  });
-  const deployEvent = (eventType: string, extra: object = {}) =>
-    fake.send('deploy', { type: 'DEPLOY', at: T0, requestId, deployId, eventType, ...extra });
-  return { state, deployEvent };
-}
-
 describe('watching a deploy', () => {
-  it('follows a deploy created with --watch to SUCCEEDED and exits 0', async () => {
-    const { state, deployEvent } = await deployServer(
-      'web',
-      'd2',
-      historyEntry('web', 'd2', { deployProgress: progress(), deployState: 'WAITING' }),
-    );
-    const io = captureIo();
-    const done = run(['deploy', 'create', '-f', await jsonFile({ requestId: 'web', id: 'd2' }), '--watch', '--settle-timeout', '0'], io);
+  it('follows a deploy created with --watch through its gates to SUCCEEDED, and ends once capacity settled', async () => {
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id, { request: { loadBalanced: true, instances: 2 }, deploy: LB(id) });
+    const out = io();
+    const file = await jsonFile(deployOf(id, 'd2', { ...LB(id), ...manualCanary(1) }));
+    const done = run(['deploy', 'create', '-f', file, '--watch'], out);
 
-    await fake.subscribed();
-    await io.printed('step 1/2 LAUNCH, new tasks: 1 wanted, 0 accepted');
-    state.tasks = [
-      task('web', 'd1', 1),
-      task('web', 'd2', 1, { state: 'TASK_STARTING', health: { state: 'UNKNOWN', results: [] }, lb: {} }),
-    ];
-    const decisions = [
-      { at: T0, phase: 'HEALTH' as const, step: 1, observed: 'task 1 healthy', action: 'add to LB', reason: 'all step tasks healthy' },
-    ];
-    state.entry = historyEntry('web', 'd2', {
-      deployProgress: progress({ phase: 'HEALTH', decisionLog: decisions }),
-      decisionLog: decisions,
-    });
-    fake.send('task', { type: 'TASK', at: T0, task: state.tasks[1] });
-    // Wait for every line of this stage before the next change, so none is skipped over.
-    await io.printed('decision 03:04:05 HEALTH step 1: task 1 healthy → add to LB (all step tasks healthy)');
-    await io.printed(`task web-d2-1-${T0} #1 TASK_STARTING`);
-    await io.printed(`task web-d1-1-${T0} #1 TASK_RUNNING`);
-    await io.printed('step 1/2 HEALTH');
-
-    state.tasks = [task('web', 'd2', 1), task('web', 'd2', 2)];
-    const accepted = progress({ phase: 'ACCEPTANCE', acceptanceResultMessageHistory: ['http check: 200 OK'], decisionLog: decisions });
-    state.entry = historyEntry('web', 'd2', { deployProgress: accepted, decisionLog: decisions });
-    deployEvent('PROGRESS', { progress: accepted });
-    await io.printed('acceptance: http check: 200 OK');
-    await io.printed(`task web-d2-2-${T0} #2 TASK_RUNNING`);
-    await io.printed('step 1/2 ACCEPTANCE');
-    await io.printed(`task web-d2-1-${T0} #1 TASK_RUNNING`);
-
-    const result = { deployState: 'SUCCEEDED' as const, message: 'Deploy succeeded', timestamp: T0 + 90_000, deployFailures: [] };
-    state.entry = historyEntry('web', 'd2', {
-      deployResult: result,
-      deployProgress: progress({ step: 2, phase: 'ADVANCE', targetActiveInstances: 2, currentActiveInstances: 2 }),
-    });
-    deployEvent('FINISHED', { result });
+    await out.printed('... waiting for your approval of step 1/2 (MANUAL acceptance), up to ');
+    await out.printed(`  continue:  fledge --server ${app.url} deploy advance ${id} d2\n`);
+    await app.api('POST', '/api/deploys/advance', { requestId: id, deployId: 'd2' });
+    await out.printed('... waiting for your approval of step 2/2 (MANUAL acceptance)');
+    await app.api('POST', '/api/deploys/advance', { requestId: id, deployId: 'd2' });
 
     const { code } = await done;
-    expect(code).toBe(0);
-    expect(fake.calls[0]?.path).toBe('/api/deploys');
-    const lines = io.out().split('\n');
-    // A refresh may land between two of the test's changes, so within a stage the order of
-    // progress and task lines can vary; every change is still printed exactly once.
-    expect([...lines].sort()).toEqual(
-      [
-        'deploy d2 of request web started',
-        'step 1/2 LAUNCH, new tasks: 1 wanted, 0 accepted',
-        'step 1/2 HEALTH, new tasks: 1 wanted, 0 accepted',
-        `task web-d1-1-${T0} #1 TASK_RUNNING health HEALTHY lb add SUCCESS [deploy d1]`,
-        `task web-d2-1-${T0} #1 TASK_STARTING health UNKNOWN lb -`,
-        'decision 03:04:05 HEALTH step 1: task 1 healthy → add to LB (all step tasks healthy)',
-        'step 1/2 ACCEPTANCE, new tasks: 1 wanted, 0 accepted',
-        `task web-d2-1-${T0} #1 TASK_RUNNING health HEALTHY lb add SUCCESS`,
-        `task web-d2-2-${T0} #2 TASK_RUNNING health HEALTHY lb add SUCCESS`,
-        'acceptance: http check: 200 OK',
-        'step 2/2 ADVANCE, new tasks: 2 wanted, 2 accepted',
-        'deploy d2 SUCCEEDED: Deploy succeeded (2024-01-02 03:05:35)',
-        '',
-      ].sort(),
-    );
+    expect(code, out.out() + out.err()).toBe(0);
+    const entry = await entryOf(id, 'd2');
+    const result = entry.deployResult!;
+    const tasks: TaskView[] = await client.requestTasks(id);
+    const lines = out.out().split('\n');
+    expect(lines[0]).toBe(`deploy d2 of request ${id} started`);
     const steps = lines.filter((l) => l.startsWith('step '));
-    expect(steps.map((l) => l.split(',')[0])).toEqual(['step 1/2 LAUNCH', 'step 1/2 HEALTH', 'step 1/2 ACCEPTANCE', 'step 2/2 ADVANCE']);
-    expect(lines.at(-2)).toBe('deploy d2 SUCCEEDED: Deploy succeeded (2024-01-02 03:05:35)');
+    expect(steps[0]).toMatch(/^step 1\/2 [A-Z_]+, new tasks: 1 wanted, 0 accepted$/);
+    expect(steps).toContainEqual('step 1/2 ACCEPTANCE, new tasks: 1 wanted, 0 accepted');
+    expect(steps).toContainEqual(expect.stringMatching(/^step 2\/2 [A-Z_]+, new tasks: 2 wanted, 1 accepted$/));
+    // each progress line once: only changes are printed
+    for (let i = 1; i < steps.length; i++) expect(steps[i]).not.toBe(steps[i - 1]);
+    for (const d of entry.decisionLog ?? []) expect(lines.filter((l) => l === `decision ${decisionLine(d)}`)).toHaveLength(1);
+    for (const t of tasks.filter((t) => t.taskId.deployId === 'd2'))
+      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^task ${t.taskId.id} #${t.taskId.instanceNo} TASK_`)));
+    expect(out.out()).toContain(`  fail it:   fledge --server ${app.url} deploy reject ${id} d2 -m "why"`);
+    expect(out.out()).toContain(`deploy d2 SUCCEEDED: ${result.message} (${utc(result.timestamp)})\n`);
+    expect(out.out()).not.toContain('\u001b[');
+    expect(lines.at(-2)).toBe('OK capacity: d2 at 2/2 healthy, in LB; nothing else running');
   });
 
-  it('exits 1 with the failures when the deploy FAILED', async () => {
-    const { state, deployEvent } = await deployServer(
-      'web',
-      'd3',
-      historyEntry('web', 'd3', { deployProgress: progress({ phase: 'HEALTH' }) }),
-    );
-    const io = captureIo();
-    const done = run(['deploy', 'watch', 'web', 'd3', '--settle-timeout', '0'], io);
-    await fake.subscribed();
-    await io.printed('step 1/2 HEALTH');
-    const result = {
-      deployState: 'FAILED' as const,
-      message: 'Task failed health checks',
-      timestamp: T0,
-      deployFailures: [{ reason: 'TASK_FAILED_HEALTH_CHECKS' as const, taskId: task('web', 'd3', 1).taskId, message: 'HTTP 503 x3' }],
-    };
-    state.entry = historyEntry('web', 'd3', { deployResult: result, deployProgress: progress({ phase: 'HEALTH' }) });
-    deployEvent('FINISHED', { result });
+  it("exits 1 with the failures and the task's stderr when the deploy FAILED", async () => {
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    app.runtime.script({ deployId: 'd3' }, { exit: 3, stderr: 'config: DATABASE_URL is not set\n' });
+    const out = io();
+    const done = run(['deploy', 'create', '-f', await jsonFile(deployOf(id, 'd3')), '--watch', '--settle-timeout', '0'], out);
     const { code } = await done;
     expect(code).toBe(1);
-    expect(io.out()).toContain('deploy d3 FAILED: Task failed health checks (2024-01-02 03:04:05)\n');
-    expect(io.out()).toContain(`  failure TASK_FAILED_HEALTH_CHECKS web-d3-1-${T0}: HTTP 503 x3\n`);
+    const result = (await entryOf(id, 'd3')).deployResult!;
+    expect(result.deployState).toBe('FAILED');
+    expect(out.out()).toContain(`deploy d3 FAILED: ${result.message} (${utc(result.timestamp)})\n`);
+    for (const f of result.deployFailures) expect(out.out()).toContain(`  failure ${f.reason} ${f.taskId!.id}: ${f.message}\n`);
+    expect(out.out()).toContain('config: DATABASE_URL is not set');
   });
 
   it('on a terminal redraws one summary in place (step, traffic, the gate and what to type), then leaves the result', async () => {
-    const manual = { canaryDeploySettings: { acceptanceMode: 'MANUAL' } } as Partial<DeployHistoryView['deploy']>;
-    const gated = historyEntry('web', 'd7', {
-      deploy: { requestId: 'web', id: 'd7', ...manual } as DeployHistoryView['deploy'],
-      deployProgress: progress({ phase: 'HEALTH' }),
-    });
-    const { state, deployEvent } = await deployServer('web', 'd7', gated);
-    const traffic = {
-      requestId: 'web',
-      serviceId: 'web',
-      available: true,
-      balancer: 'builtin',
-      windowSeconds: 300,
-      stepSeconds: 15,
-      from: T0,
-      to: T0,
-      split: 'd1 75 % / d7 25 %',
-      splitBasis: 'requests',
-      total: { requests: 400, requestsPerSecond: 4, errorRate: 0, latencyMs: { p50: 3, p99: 9 } },
-      versions: [],
-    };
-    fake.route('GET /api/requests/request/web/traffic', () => traffic);
-    const io = captureIo({ isTTY: true, columns: 100 });
-    const done = run(['deploy', 'watch', 'web', 'd7', '--settle-timeout', '0'], io);
-    await fake.subscribed();
-    await io.printed('step 1 of 2  HEALTH');
-    // the plain log stays off a terminal: no "step 1/2 HEALTH, new tasks" line
-    expect(io.out()).not.toContain('step 1/2 HEALTH, new tasks');
-
-    const atGate = progress({ phase: 'ACCEPTANCE', deadline: T0 + 1_800_000 });
-    state.entry = { ...gated, deployProgress: atGate };
-    deployEvent('PROGRESS', { progress: atGate });
-    await io.printed('waiting   for your approval of step 1/2 (MANUAL acceptance)');
-    await io.printed('deploy advance web d7   (or reject / cancel)');
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id, { request: { loadBalanced: true, instances: 2 }, deploy: LB(id) });
+    await app.api('POST', '/api/deploys', { deploy: deployOf(id, 'd7', { ...LB(id), ...manualCanary(1) }) });
+    const out = io({ isTTY: true, columns: 100 });
+    const done = run(['deploy', 'watch', id, 'd7', '--settle-timeout', '0'], out);
+    await out.printed('waiting   for your approval of step 1/2 (MANUAL acceptance)');
+    await out.printed(`deploy advance ${id} d7   (or reject / cancel)`);
     const ESC = String.fromCharCode(27);
-    const plainOut = () => io.out().replaceAll(new RegExp(`${ESC}\\[[0-9;]*m`, 'g'), '');
-    expect(plainOut()).toContain('traffic   d1 75 % / d7 25 %');
+    const plainOut = () => out.out().replaceAll(new RegExp(`${ESC}\\[[0-9;]*m`, 'g'), '');
+    expect(plainOut()).toContain('step 1 of 2  ACCEPTANCE');
+    // the plain log stays off a terminal
+    expect(out.out()).not.toMatch(/step 1\/2 [A-Z]+, new tasks/);
+    const traffic = await client.traffic(id);
+    expect(plainOut()).toContain(`traffic   ${traffic.split}`);
+    await app.api('POST', '/api/deploys/advance', { requestId: id, deployId: 'd7' });
+    await pendingAt(app, id, 'ACCEPTANCE', 2);
+    await app.api('POST', '/api/deploys/advance', { requestId: id, deployId: 'd7' });
+    const { code } = await done;
+    expect(code).toBe(0);
     // every redraw first moves up over the summary drawn before and clears it
-    const redraws = [...io.out().matchAll(new RegExp(`${ESC}\\[(\\d+)A${ESC}\\[0J`, 'g'))].map((m) => Number(m[1]));
+    const redraws = [...out.out().matchAll(new RegExp(`${ESC}\\[(\\d+)A${ESC}\\[0J`, 'g'))].map((m) => Number(m[1]));
     expect(redraws.length).toBeGreaterThan(0);
     for (const n of redraws) expect(n).toBeGreaterThanOrEqual(3);
 
-    const result = { deployState: 'SUCCEEDED' as const, message: 'Deploy succeeded', timestamp: T0 + 60_000, deployFailures: [] };
-    state.entry = { ...gated, deployResult: result, deployProgress: progress({ step: 2, phase: 'ADVANCE' }) };
-    deployEvent('FINISHED', { result });
-    const { code } = await done;
-    expect(code).toBe(0);
     // the summary is cleared for good; the result stays, marked
     const tail = plainOut().split(`${ESC}[0J`).at(-1) ?? '';
     expect(tail).not.toContain('step 1 of 2');
-    expect(tail).toMatch(/✓ deploy d7 SUCCEEDED: Deploy succeeded/);
+    expect(tail).toMatch(/✓ deploy d7 SUCCEEDED: /);
   });
 
   it('ends at once for a deploy that is already over, printing the entry with --json', async () => {
-    const over = historyEntry('web', 'd4', {
-      deployResult: { deployState: 'CANCELED', message: 'canceled by user', timestamp: T0, deployFailures: [] },
-    });
-    await deployServer('web', 'd4', over);
-    const { code, io } = await run(['deploy', 'watch', 'web', 'd4', '--json']);
+    const id = await atGate();
+    await app.api('DELETE', `/api/deploys/deploy/d2/request/${id}`);
+    await waitFor(async () => (await entryOf(id, 'd2')).deployResult !== undefined, { timeoutMs: 10_000 });
+    const { code, io } = await run(['deploy', 'watch', id, 'd2', '--json']);
     expect(code).toBe(1);
-    expect(JSON.parse(io.out())).toEqual(over);
+    const printed = JSON.parse(io.out()) as DeployHistoryView;
+    expect(printed.deployResult?.deployState).toBe('CANCELED');
+    expect(printed).toEqual(await entryOf(id, 'd2'));
   });
 
   it('stops with an error when the deploy does not exist', async () => {
-    fake = await startFake({
-      'GET /api/history/request/web/deploy/zz': () => reply(404, { message: 'Deploy zz of request web not found', details: [] }),
-      'GET /api/requests/request/web': () => parent('web'),
-      'GET /api/tasks/request/web': () => [],
-    });
-    const { code, io } = await run(['deploy', 'watch', 'web', 'zz']);
+    const id = uniqueId('web');
+    await app.api('POST', '/api/requests', requestBody(id));
+    const { code, io } = await run(['deploy', 'watch', id, 'zz']);
     expect(code).toBe(3);
-    expect(io.err()).toBe('error: Deploy zz of request web not found\n');
+    expect(io.err()).toBe(`error: Deploy zz of request ${id} not found\n`);
   });
 
-  it('returns 1 without a result when interrupted', async () => {
-    await deployServer('web', 'd5', historyEntry('web', 'd5', { deployProgress: progress() }));
+  it('returns 130 without a result when interrupted', async () => {
+    const id = await atGate();
     const interrupt = new AbortController();
-    const io = captureIo({ signal: interrupt.signal });
-    const done = run(['deploy', 'watch', 'web', 'd5', '--settle-timeout', '0'], io);
-    await fake.subscribed();
-    await io.printed('step 1/2 LAUNCH');
+    const out = io({ signal: interrupt.signal });
+    const done = run(['deploy', 'watch', id, 'd2', '--settle-timeout', '0'], out);
+    await out.printed('step 1/3 ACCEPTANCE');
     interrupt.abort();
     const { code } = await done;
     expect(code).toBe(130);
-    expect(io.err()).toBe('interrupted; deploy d5 goes on on the server\n');
+    expect(out.err()).toBe('interrupted; deploy d2 goes on on the server\n');
+    expect((await entryOf(id, 'd2')).deployResult).toBeUndefined();
   });
 
   it('reconnects when the event stream drops and still sees the end', async () => {
-    const { state, deployEvent } = await deployServer('web', 'd6', historyEntry('web', 'd6', { deployProgress: progress() }));
-    const io = captureIo();
-    const done = run(['deploy', 'watch', 'web', 'd6', '--settle-timeout', '0'], io);
-    await fake.subscribed();
-    await io.printed('step 1/2 LAUNCH');
-    fake.dropStreams();
-    await fake.subscribed(2);
-    state.entry = historyEntry('web', 'd6', {
-      deployResult: { deployState: 'SUCCEEDED', message: 'ok', timestamp: T0, deployFailures: [] },
-    });
-    deployEvent('FINISHED');
-    expect((await done).code).toBe(0);
+    const id = await atGate();
+    const out = io();
+    const before = app.calls.filter((c) => c.path === '/api/events').length;
+    const done = run(['deploy', 'watch', id, 'd2', '--settle-timeout', '0'], out);
+    await app.subscribed(before + 1);
+    await out.printed('step 1/3 ACCEPTANCE');
+    app.dropStreams();
+    await app.subscribed(before + 2);
+    await app.api('DELETE', `/api/deploys/deploy/d2/request/${id}`);
+    const { code } = await done;
+    expect(code).toBe(1);
+    expect(out.out()).toMatch(/deploy d2 CANCELED: /);
   });
 });

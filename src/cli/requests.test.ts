@@ -1,201 +1,279 @@
-import { writeFile, mkdtemp } from 'node:fs/promises';
+// `fledge request`, errors and global options, against the real server (test/helpers/cli-app.ts).
+import { createServer as createHttpServer } from 'node:http';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  captureIo,
+  deployed,
+  deployOf,
+  manualCanary,
+  pendingAt,
+  requestBody,
+  requestWithDeploy,
+  startCliApp,
+  uniqueId,
+  type CliApp,
+} from '../../test/helpers/cli-app.ts';
+import { FledgeClient } from '../api/client.ts';
+import { freePort } from '../../test/helpers/ports.ts';
 import { runCli } from './main.ts';
-import { captureIo, reply, startFake, type FakeFledge } from './fake-server.ts';
-import { parent, progress, T0 } from './test-fixtures.ts';
 
-let fake: FakeFledge;
-afterEach(async () => fake?.close());
+let app: CliApp;
+beforeAll(async () => {
+  app = await startCliApp();
+});
+afterAll(async () => app?.close());
 
-const run = (args: string[], io = captureIo()) => runCli(['--server', fake.url, ...args], io).then((code) => ({ code, io }));
+const io = (extra: Parameters<typeof captureIo>[0] = {}) => captureIo({ env: { FLEDGE_TOKEN: app.adminToken }, ...extra });
+const run = (args: string[], out = io()) => runCli(['--server', app.url, ...args], out).then((code) => ({ code, io: out }));
+/** the calls made from here on */
+const since = () => {
+  const from = app.calls.length;
+  return { calls: () => app.calls.slice(from), paths: () => app.paths().slice(app.paths().length - (app.calls.length - from)) };
+};
 
-describe('fledge request', () => {
-  it('lists requests as a padded table', async () => {
-    fake = await startFake({
-      'GET /api/requests': () => [
-        parent('web'),
-        parent('api-server', {
-          state: 'PAUSED',
-          instanceCounts: { desired: 10, healthy: 0, total: 0 },
-          pendingDeployState: {
-            deployMarker: { requestId: 'api-server', deployId: 'd7', timestamp: 0 },
-            currentDeployState: 'WAITING',
-            deployProgress: progress({ phase: 'HEALTH', step: 2, totalSteps: 4, targetActiveInstances: 5, currentActiveInstances: 2 }),
-          },
-        }),
-      ],
-    });
-    const { code, io } = await run(['request', 'list']);
+interface RequestState {
+  request: { instances: number };
+  state: string;
+}
+const getRequest = (id: string) => app.api<RequestState>('GET', `/api/requests/request/${encodeURIComponent(id)}`);
+
+describe('fledge request list', () => {
+  // its own server: the list is every request there is
+  let own: CliApp;
+  beforeAll(async () => {
+    own = await startCliApp();
+  });
+  afterAll(async () => own?.close());
+  const runOwn = (args: string[]) => {
+    const out = captureIo({ env: { FLEDGE_TOKEN: own.adminToken } });
+    return runCli(['--server', own.url, ...args], out).then((code) => ({ code, io: out }));
+  };
+
+  it('is "no requests" with none', async () => {
+    const { code, io } = await runOwn(['request', 'list']);
+    expect(code).toBe(0);
+    expect(io.out()).toBe('no requests\n');
+  });
+
+  it('lists requests as a padded table, a pending deploy with its step', async () => {
+    await requestWithDeploy(own, 'web');
+    await requestWithDeploy(own, 'paused-one', { request: { instances: 2 } });
+    await own.api('POST', '/api/requests/request/paused-one/pause', {});
+    await requestWithDeploy(own, 'api-server', { request: { instances: 4, loadBalanced: true }, deploy: { ...LB_DEPLOY } });
+    await own.api('POST', '/api/deploys', { deploy: deployOf('api-server', 'd7', { ...LB_DEPLOY, ...manualCanary(1) }) });
+    await pendingAt(own, 'api-server', 'ACCEPTANCE', 1);
+    const { code, io } = await runOwn(['request', 'list']);
     expect(code).toBe(0);
     expect(io.out()).toBe(
       [
         'ID          TYPE     STATE   HEALTHY  ACTIVE DEPLOY  PENDING DEPLOY',
+        // the canary's task is healthy beside the 4 of d1
+        'api-server  SERVICE  ACTIVE  5/4      d1             d7 (step 1/4 ACCEPTANCE, new tasks: 1 wanted, 0 accepted)',
+        'paused-one  SERVICE  PAUSED  0/2      d1             -',
         'web         SERVICE  ACTIVE  3/3      d1             -',
-        'api-server  SERVICE  PAUSED  0/10     d1             d7 (step 2/4 HEALTH, new tasks: 5 wanted, 2 accepted)',
         '',
       ].join('\n'),
     );
   });
 
   it('prints the API JSON with --json', async () => {
-    const body = [parent('web')];
-    fake = await startFake({ 'GET /api/requests': () => body });
-    const { code, io } = await run(['request', 'list', '--json']);
+    const { code, io } = await runOwn(['request', 'list', '--json']);
     expect(code).toBe(0);
-    expect(JSON.parse(io.out())).toEqual(body);
+    // the API's answer as the client reads it (Fledge's own fields over their Singularity forms)
+    expect(JSON.parse(io.out())).toEqual(await new FledgeClient(own.server.url, { token: own.adminToken }).listRequests());
   });
+});
 
+const LB_DEPLOY = { serviceBasePath: '/api-server', loadBalancerGroups: ['default'] };
+
+describe('fledge request', () => {
   it('creates a request from a file and from stdin', async () => {
-    fake = await startFake({ 'POST /api/requests': (c) => ({ ...parent('web'), warnings: ['owners: ignored'], echo: c.body }) });
+    const id = uniqueId('web');
     const dir = await mkdtemp(join(tmpdir(), 'fledge-cli-'));
     const file = join(dir, 'web.json');
-    await writeFile(file, JSON.stringify({ id: 'web', requestType: 'SERVICE', instances: 3 }));
-
+    // a Singularity field Fledge keeps but does not act on: the API warns about it
+    await writeFile(file, JSON.stringify({ id, requestType: 'SERVICE', instances: 3, hideEvenNumberAcrossRacksHint: true }));
+    const calls = since();
     const fromFile = await run(['request', 'create', '-f', file]);
+    expect(fromFile.io.err()).toBe(
+      "warning: hideEvenNumberAcrossRacksHint: accepted and stored, but Fledge does not act on it (a hint for Singularity's UI)\n",
+    );
     expect(fromFile.code).toBe(0);
-    expect(fromFile.io.out()).toBe('request web: ACTIVE, 3/3 healthy, active deploy d1\n');
-    expect(fromFile.io.err()).toBe('warning: owners: ignored\n');
+    expect(fromFile.io.out()).toBe(`request ${id}: ACTIVE, 0/3 healthy, active deploy -\n`);
 
-    const fromStdin = await run(['request', 'create', '-f', '-'], captureIo({ readStdin: async () => '{"id":"web","instances":1}' }));
-    expect(fromStdin.code).toBe(0);
-    expect(fake.calls.map((c) => c.body)).toEqual([
-      { id: 'web', requestType: 'SERVICE', instances: 3 },
-      { id: 'web', instances: 1 },
+    const fromStdin = await run(
+      ['request', 'create', '-f', '-'],
+      io({ readStdin: async () => `{"id":"${id}","requestType":"SERVICE","instances":1}` }),
+    );
+    expect(fromStdin.code, fromStdin.io.err()).toBe(0);
+    expect(calls.calls().map((c) => c.body)).toEqual([
+      { id, requestType: 'SERVICE', instances: 3, hideEvenNumberAcrossRacksHint: true },
+      { id, requestType: 'SERVICE', instances: 1 },
     ]);
+    expect((await getRequest(id)).request.instances).toBe(1);
   });
 
   it('rejects a request file that is not JSON without calling the API', async () => {
-    fake = await startFake();
-    const { code, io } = await run(['request', 'create', '-f', '-'], captureIo({ readStdin: async () => '{nope' }));
+    const calls = since();
+    const { code, io: out } = await run(['request', 'create', '-f', '-'], io({ readStdin: async () => '{nope' }));
     expect(code).toBe(2);
-    expect(io.err()).toBe("error: stdin:1:2: not valid JSON: Expected property name or '}'\n  {nope\n   ^\n");
-    expect(fake.calls).toEqual([]);
+    expect(out.err()).toBe("error: stdin:1:2: not valid JSON: Expected property name or '}'\n  {nope\n   ^\n");
+    expect(calls.calls()).toEqual([]);
   });
 
   it('shows one request in detail', async () => {
-    fake = await startFake({ 'GET /api/requests/request/web': () => parent('web') });
-    const { code, io } = await run(['request', 'get', 'web']);
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    const { code, io } = await run(['request', 'get', id]);
     expect(code).toBe(0);
     expect(io.out()).toContain('state           ACTIVE\n');
     expect(io.out()).toContain('active deploy   d1\n');
-    expect(io.out()).toContain('tasks           healthy 0, not yet healthy 0, pending 0, cleaning 0, load balanced 0\n');
+    expect(io.out()).toContain('tasks           healthy 3, not yet healthy 0, pending 0, cleaning 0, load balanced 0\n');
   });
 
   it('sends scale with the instance count and message', async () => {
-    fake = await startFake({ 'PUT /api/requests/request/web/scale': () => parent('web') });
-    const { code } = await run(['request', 'scale', 'web', '5', '-m', 'more traffic']);
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    const calls = since();
+    const { code, io } = await run(['request', 'scale', id, '5', '-m', 'more traffic']);
     expect(code).toBe(0);
-    expect(fake.calls[0]).toMatchObject({
+    expect(calls.calls()[0]).toMatchObject({
       method: 'PUT',
-      path: '/api/requests/request/web/scale',
+      path: `/api/requests/request/${id}/scale`,
       body: { instances: 5, message: 'more traffic' },
     });
+    expect(io.out()).toMatch(new RegExp(`^request ${id}: ACTIVE, \\d/5 healthy, active deploy d1\\n`));
+    expect((await getRequest(id)).request.instances).toBe(5);
   });
 
   it.each([
-    [['pause', 'web'], 'POST /api/requests/request/web/pause', {}],
-    [['unpause', 'web', '-m', 'back'], 'POST /api/requests/request/web/unpause', { message: 'back' }],
-    [['bounce', 'web'], 'POST /api/requests/request/web/bounce', {}],
-    [['delete', 'web', '-m', 'gone'], 'DELETE /api/requests/request/web', { message: 'gone' }],
-  ])('request %j calls %s', async (args, route, body) => {
-    fake = await startFake({ [route]: () => parent('web') });
-    const { code, io } = await run(['request', ...args]);
-    expect(code).toBe(0);
-    expect(fake.paths()).toEqual([route]);
-    expect(fake.calls[0]?.body).toEqual(body);
-    expect(io.out()).toMatch(/^request web: ACTIVE/);
+    [['pause'], 'POST', 'pause', {}, 'PAUSED'],
+    [['unpause', '-m', 'back'], 'POST', 'unpause', { message: 'back' }, 'ACTIVE'],
+    [['bounce'], 'POST', 'bounce', {}, 'ACTIVE'],
+    [['delete', '-m', 'gone'], 'DELETE', '', { message: 'gone' }, 'DELETING'],
+  ])('request %j calls %s .../%s', async (args, method, action, body, state) => {
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id);
+    if (action === 'unpause') await app.api('POST', `/api/requests/request/${id}/pause`, {});
+    const route = `${method} /api/requests/request/${id}${action ? `/${action}` : ''}`;
+    const calls = since();
+    const { code, io } = await run(['request', args[0]!, id, ...args.slice(1)]);
+    expect(code, io.err()).toBe(0);
+    expect(calls.paths().filter((p) => !p.startsWith('GET '))).toEqual([route]);
+    expect(calls.calls().find((c) => c.method !== 'GET')?.body).toEqual(body);
+    expect(io.out()).toMatch(new RegExp(`^request ${id}: ${state}`));
   });
 
   it('rolls back to the previous deploy or a chosen one, naming it', async () => {
-    const rolled = parent('web', {
-      pendingDeployState: { deployMarker: { requestId: 'web', deployId: 'd1-rollback-1', timestamp: T0 }, deployProgress: progress() },
-    } as never);
-    fake = await startFake({ 'POST /api/requests/request/web/rollback': () => ({ ...rolled, rollbackTo: 'd1' }) });
-    const plainOne = await run(['request', 'rollback', 'web']);
-    expect(plainOne.code).toBe(0);
-    expect(fake.calls[0]?.body).toEqual({});
-    expect(plainOne.io.out()).toMatch(/^rolling web back to d1 as deploy d1-rollback-1\nrequest web: ACTIVE/);
-    expect(plainOne.io.out()).toContain('follow it: fledge deploy watch web d1-rollback-1\n');
-    await run(['request', 'rollback', 'web', '--deploy', 'd0', '-m', 'bad release']);
-    expect(fake.calls[1]?.body).toEqual({ deployId: 'd0', message: 'bad release' });
+    const id = uniqueId('web');
+    await requestWithDeploy(app, id, { deployId: 'd0' });
+    await app.api('POST', '/api/deploys', { deploy: deployOf(id, 'd1') });
+    await deployed(app, id, 'd1');
+    await app.api('POST', '/api/deploys', { deploy: deployOf(id, 'd2') });
+    await deployed(app, id, 'd2');
+    const calls = since();
+    const plainOne = await run(['request', 'rollback', id]);
+    expect(plainOne.code, plainOne.io.err()).toBe(0);
+    expect(calls.calls()[0]?.body).toEqual({});
+    const pending = /as deploy (\S+)\n/.exec(plainOne.io.out())?.[1];
+    expect(plainOne.io.out()).toMatch(new RegExp(`^rolling ${id} back to d1 as deploy d1_rb\\d+\\nrequest ${id}: ACTIVE`));
+    expect(plainOne.io.out()).toContain(`follow it: fledge deploy watch ${id} ${pending}\n`);
+    await deployed(app, id, pending!);
+    const chosen = await run(['request', 'rollback', id, '--deploy', 'd0', '-m', 'bad release']);
+    expect(chosen.code, chosen.io.err()).toBe(0);
+    expect(calls.calls().filter((c) => c.method === 'POST')[1]?.body).toEqual({ deployId: 'd0', message: 'bad release' });
+    expect(chosen.io.out()).toMatch(new RegExp(`^rolling ${id} back to d0 as deploy d0_rb\\d+\\n`));
   });
 
   it('escapes ids in paths', async () => {
-    fake = await startFake({ 'GET /api/requests/request/a%2Fb': () => parent('a/b') });
-    expect((await run(['request', 'get', 'a/b'])).code).toBe(0);
+    const calls = since();
+    const { code, io } = await run(['request', 'get', 'a/b']);
+    // the id reached the API as one path segment: its 404 names it whole
+    expect(calls.paths()).toEqual(['GET /api/requests/request/a%2Fb']);
+    expect([code, io.err()]).toEqual([3, 'error: Request a/b not found\n']);
   });
 
   it('rejects a non-numeric instance count before calling the API', async () => {
-    fake = await startFake();
+    const calls = since();
     const { code, io } = await run(['request', 'scale', 'web', 'many']);
     expect(code).toBe(2);
     expect(io.err()).toContain('instances: must be an integer >= 0, got "many"');
-    expect(fake.calls).toEqual([]);
+    expect(calls.calls()).toEqual([]);
   });
 });
 
 describe('errors', () => {
   it('prints the API message and details and exits 2 on a 400', async () => {
-    fake = await startFake({
-      'PUT /api/requests/request/web/scale': () =>
-        reply(400, { message: 'instances: request web already has 3 instance(s)', details: [{ field: 'instances', rule: 'must change' }] }),
-    });
-    const { code, io } = await run(['request', 'scale', 'web', '3']);
+    const id = uniqueId('web');
+    await app.api('POST', '/api/requests', requestBody(id));
+    const { code, io } = await run(['request', 'scale', id, '3']);
     expect(code).toBe(2);
     expect(io.out()).toBe('');
-    expect(io.err()).toBe('error: instances: request web already has 3 instance(s)\n  instances: must change\n');
+    expect(io.err()).toBe(`error: instances: request ${id} already has 3 instance(s)\n  instances: must change\n`);
   });
 
-  it('exits 3 on a 404 and 7 on a 500', async () => {
-    fake = await startFake({
-      'GET /api/requests/request/nope': () => reply(404, { message: 'Request nope not found', details: [] }),
-      'GET /api/requests': () => reply(500, { message: 'Internal error: disk full', details: [] }),
-    });
+  it('exits 3 on a 404', async () => {
     const missing = await run(['request', 'get', 'nope']);
     expect([missing.code, missing.io.err()]).toEqual([3, 'error: Request nope not found\n']);
-    const broken = await run(['request', 'list']);
-    expect([broken.code, broken.io.err()]).toEqual([7, 'error: Internal error: disk full\n']);
+  });
+
+  it('exits 7 on a 500', async () => {
+    // A server error cannot be asked of the real API: a server that answers only that.
+    const broken = createHttpServer((_req, res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: 'Internal error: disk full', details: [] }));
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = broken.address() as { port: number };
+      const out = captureIo();
+      expect(await runCli(['--server', `127.0.0.1:${port}`, 'request', 'list'], out)).toBe(7);
+      expect(out.err()).toBe('error: Internal error: disk full\n');
+    } finally {
+      await new Promise<void>((resolve) => broken.close(() => resolve()));
+    }
   });
 
   it('names the URL when the server cannot be reached', async () => {
-    const port = await closedPort();
-    const io = captureIo();
-    const code = await runCli(['--server', `http://127.0.0.1:${port}`, 'request', 'list'], io);
+    const port = await freePort();
+    const out = captureIo();
+    const code = await runCli(['--server', `http://127.0.0.1:${port}`, 'request', 'list'], out);
     expect(code).toBe(5);
-    expect(io.err()).toBe(`error: cannot reach Fledge at http://127.0.0.1:${port}: connect ECONNREFUSED\n`);
+    expect(out.err()).toBe(`error: cannot reach Fledge at http://127.0.0.1:${port}: connect ECONNREFUSED\n`);
   });
 
   it('reports a missing argument as a usage error', async () => {
-    const io = captureIo();
-    expect(await runCli(['request', 'scale', 'web'], io)).toBe(2);
-    expect(io.err()).toContain("error: missing required argument 'instances'");
+    const out = captureIo();
+    expect(await runCli(['request', 'scale', 'web'], out)).toBe(2);
+    expect(out.err()).toContain("error: missing required argument 'instances'");
   });
 });
 
 describe('global options', () => {
   it('takes the server from FLEDGE_URL and sends FLEDGE_TOKEN as a bearer token', async () => {
-    fake = await startFake({ 'GET /api/requests': () => [] });
-    const io = captureIo({ env: { FLEDGE_URL: fake.url, FLEDGE_TOKEN: 's3cret' } });
-    expect(await runCli(['request', 'list'], io)).toBe(0);
-    expect(io.out()).toBe('no requests\n');
-    expect(fake.calls[0]?.headers.authorization).toBe('Bearer s3cret');
+    const calls = since();
+    const out = captureIo({ env: { FLEDGE_URL: app.url, FLEDGE_TOKEN: app.adminToken } });
+    expect(await runCli(['request', 'list', '--json'], out)).toBe(0);
+    expect(Array.isArray(JSON.parse(out.out()))).toBe(true);
+    expect(calls.calls()[0]?.headers.authorization).toBe(`Bearer ${app.adminToken}`);
   });
 
   it('accepts --server after the subcommand', async () => {
-    fake = await startFake({ 'GET /api/state': () => ({ activeRequests: 2, pendingDeploys: 1 }) });
-    const io = captureIo();
-    expect(await runCli(['state', '--server', fake.url], io)).toBe(0);
-    expect(io.out()).toBe('active requests  2\npending deploys  1\n');
+    const state = await app.api<{ activeRequests: number; pendingDeploys: number }>('GET', '/api/state');
+    const out = io();
+    expect(await runCli(['state', '--server', app.url], out)).toBe(0);
+    expect(out.out()).toMatch(new RegExp(`^active requests +${state.activeRequests}\n`, 'm'));
+    expect(out.out()).toMatch(new RegExp(`^pending deploys +${state.pendingDeploys}\n`, 'm'));
   });
 });
 
 describe('fledge serve', () => {
   it('passes only the flags given, under the server config names', async () => {
     const seen: unknown[] = [];
-    const io = captureIo({ loadServer: async () => ({ runServe: async (flags) => void seen.push(flags) }) });
+    const out = captureIo({ loadServer: async () => ({ runServe: async (flags) => void seen.push(flags) }) });
     const code = await runCli(
       [
         'serve',
@@ -218,7 +296,7 @@ describe('fledge serve', () => {
         '--allowed-origin',
         'http://localhost:5173',
       ],
-      io,
+      out,
     );
     expect(code).toBe(0);
     expect(seen).toEqual([
@@ -238,16 +316,8 @@ describe('fledge serve', () => {
   });
 
   it('rejects an unknown load balancer kind', async () => {
-    const io = captureIo({ loadServer: async () => ({ runServe: async () => undefined }) });
-    expect(await runCli(['serve', '--lb', 'nginx'], io)).toBe(2);
-    expect(io.err()).toContain('Allowed choices are builtin, haproxy, none');
+    const out = captureIo({ loadServer: async () => ({ runServe: async () => undefined }) });
+    expect(await runCli(['serve', '--lb', 'nginx'], out)).toBe(2);
+    expect(out.err()).toContain('Allowed choices are builtin, haproxy, none, fake.');
   });
 });
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

@@ -1,7 +1,15 @@
 // Health checking, as the loop sees it: tasks are watched, verdicts come back through the
 // callback the implementation was built with (the executor's onHealthResult). One interface;
-// health-monitor.ts probes over HTTP, fake.ts answers by policy for engine tests.
+// http/ probes over HTTP, fake/ answers by policy for engine tests and the scale bench;
+// index.ts chooses one from configuration; contract.case.ts runs against both.
+import type { HealthAssessment } from '../core/health.ts';
 import type { HealthcheckOptions, HealthResult, HealthState } from '../core/model.ts';
+
+/**
+ * Where every verdict goes, with the assessment that follows from all results so far. `result`
+ * is the probe's (undefined for a task without a healthcheck, and for the fake's verdicts).
+ */
+export type HealthReport = (taskId: string, result: HealthResult | undefined, assessment: HealthAssessment) => void;
 
 export interface WatchedTask {
   taskId: string;

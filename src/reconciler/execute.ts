@@ -71,6 +71,8 @@ export interface ExecutorDeps extends EngineDeps {
 
 /** The latest results kept on a task (its counters cover the rest). */
 export const MAX_HEALTH_RESULTS = 20;
+/** How much earlier than our decision to stop it an exit must be stamped to count as the task's own death. */
+const EXIT_CLOCK_MARGIN_MS = 2_000;
 /** a write the store could not take is tried again, backing off from 50 ms to this */
 const STORE_RETRY_MAX_MS = 2_000;
 /** a failed action's request is looked at again after this */
@@ -437,8 +439,15 @@ export class Executor {
     const success = successfulExitCodes(known ? await this.#d.store.getDeploy(known.taskId.requestId, known.taskId.deployId) : undefined);
     const ended = await this.#updateTask(taskId, (t) => {
       if (!isLive(t.state)) return undefined;
-      // Killed by us once we asked it to stop; a task found unhealthy that died before we did, died on its own.
-      const ownDeath = !t.cleanup || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
+      // Killed by us once we asked it to stop; a task found unhealthy that died before we did,
+      // or one that died clearly before we chose to stop it (its exit's write waited out a busy
+      // store), died on its own. "Clearly": a Docker host stamps the exit by its own clock.
+      const stopChosenAt = Math.max(
+        t.cleanup?.timestamp ?? 0,
+        [...t.updates].reverse().find((u) => u.state === 'TASK_KILLING')?.timestamp ?? 0,
+      );
+      const diedFirst = t.cleanup !== undefined && status.finishedAt > 0 && status.finishedAt < stopChosenAt - EXIT_CLOCK_MARGIN_MS;
+      const ownDeath = !t.cleanup || diedFirst || (t.cleanup.reason === 'UNHEALTHY' && t.state !== 'TASK_KILLING');
       // SingularityExecutor's successfulExitCodes: an exit with one of them is TASK_FINISHED.
       const finished = status.exitCode !== null && success.includes(status.exitCode);
       const state: TaskState = !ownDeath ? 'TASK_KILLED' : finished ? 'TASK_FINISHED' : 'TASK_FAILED';

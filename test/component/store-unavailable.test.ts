@@ -10,7 +10,7 @@ let f: EngineFixture;
 afterEach(async () => f?.close());
 
 /** Make every store write fail as unavailable until the returned function is called. */
-function storeAway(fixture: EngineFixture): { back(): void; refused(): number } {
+function storeAway(fixture: EngineFixture): { back(): void; refused(): number; applyAnyway: EngineFixture['store']['apply'] } {
   const apply = fixture.store.apply.bind(fixture.store);
   let away = true;
   let refused = 0;
@@ -26,6 +26,7 @@ function storeAway(fixture: EngineFixture): { back(): void; refused(): number } 
       away = false;
     },
     refused: () => refused,
+    applyAnyway: apply,
   };
 }
 
@@ -44,6 +45,22 @@ describe('the store unavailable for a while', () => {
     const serving = await f.serving('web', 'd1');
     expect(serving.map((t) => t.taskId.instanceNo).sort()).toEqual([1, 2]);
     expect(serving.map((t) => t.taskId.id)).not.toContain(victim!.taskId.id);
+  });
+
+  it('an exit that lands after the engine chose to stop the task is still its own death: TASK_FAILED, not killed', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2);
+    const [victim] = await f.serving('web', 'd1');
+    const store = storeAway(f);
+    f.runtime.exit(victim!.taskId.id, null, 'SIGKILL');
+    await waitFor(() => store.refused() >= 2, { message: 'the exit write to be tried again' });
+    // Meanwhile (a pass whose write went through first) the engine marked it to be stopped.
+    f.clock.advance(5_000);
+    const live = (await f.store.getTask(victim!.taskId.id))!;
+    await store.applyAnyway({ tasks: [{ ...live, cleanup: { reason: 'DEPLOY_REPLACED', timestamp: f.clock.now() } }] });
+    store.back();
+    await waitFor(async () => (await f.store.getTask(victim!.taskId.id))?.state !== 'TASK_RUNNING', { message: 'the exit to land' });
+    expect(await f.store.getTask(victim!.taskId.id)).toMatchObject({ state: 'TASK_FAILED', signal: 'SIGKILL' });
   });
 
   it('health results that arrive meanwhile are all counted once it is back; the latest verdict wins', async () => {

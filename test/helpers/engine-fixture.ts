@@ -10,7 +10,7 @@ import { ManualClock } from '../../src/core/clock.ts';
 import type { EngineSettings, PendingDeploy } from '../../src/core/deploy/types.ts';
 import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../../src/core/model.ts';
 import { isLive } from '../../src/core/model.ts';
-import { FakeHealth } from '../../src/health/fake.ts';
+import { FakeHealth } from '../../src/health/index.ts';
 import { HostRegistry, HostRuntime, type HostEntry } from '../../src/hosts/index.ts';
 import type { HostDefinition } from '../../src/hosts/types.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -153,9 +153,7 @@ export class EngineFixture {
       ...(this.options.tickMillis !== undefined ? { tickMillis: this.options.tickMillis } : {}),
     });
     const executor = this.loop.executor;
-    this.health.bind(
-      (taskId, state, message) => void executor.onHealthResult(taskId, undefined, { state, ...(message ? { message } : {}) }),
-    );
+    this.health.bind((taskId, result, assessment) => void executor.onHealthResult(taskId, result, assessment));
     this.service = new FledgeService({
       store: this.store,
       locks: this.loop.locks,

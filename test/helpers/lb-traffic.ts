@@ -211,10 +211,15 @@ export function startMembershipSampler(
   let stopped = false;
   let waiters: (() => void)[] = [];
 
+  const healthyNow = async () =>
+    (await store.listTasks({ requestId: ids.requestId, live: true })).filter(isHealthyRecord).map((t) => t.taskId.id);
   const sample = async () => {
-    const tasks = await store.listTasks({ requestId: ids.requestId, live: true });
+    // The store and the balancer are read one after the other, not at one instant: an upstream
+    // counts as healthy when its task was healthy just before or just after the membership was
+    // read (a task that turned healthy and joined between two reads is not a dip).
+    const before = await healthyNow();
     const inRotation = (await balancer.upstreams(serviceId)).map((u) => u.taskId);
-    const healthyIds = new Set(tasks.filter(isHealthyRecord).map((t) => t.taskId.id));
+    const healthyIds = new Set([...before, ...(await healthyNow())]);
     const s: MembershipSample = { atMs: Date.now() - started, inRotation, healthy: inRotation.filter((id) => healthyIds.has(id)) };
     report.samples++;
     if (s.healthy.length < report.minHealthy) {

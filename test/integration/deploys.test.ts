@@ -146,7 +146,16 @@ describe('deploys', () => {
     );
     const result = await waitForDeployResult(fledge.client, 'slow', 'never', 20_000);
     expect(result.deployResult.deployState).toBe('OVERDUE');
-    expect(result.deployResult.deployFailures.map((f) => f.reason)).toContain('TASK_FAILED_HEALTH_CHECKS');
+    // At the deadline the step's task is failing its checks, or is a replacement not yet
+    // running (its start held by the crash-loop backoff, or slow on a loaded machine): never
+    // "could not be scheduled", which is for a task no host can take.
+    const reasons = result.deployResult.deployFailures.map((f) => f.reason);
+    expect(reasons.length).toBeGreaterThan(0);
+    for (const r of reasons) expect(['TASK_FAILED_HEALTH_CHECKS', 'TASK_NEVER_ENTERED_RUNNING']).toContain(r);
+    // and the tasks that failed before it are in the decision log, each for its health checks
+    const failed = (result.decisionLog ?? []).filter((d) => d.kind === 'TASK_FAILED');
+    expect(failed.length).toBeGreaterThan(0);
+    for (const d of failed) expect(d).toMatchObject({ failure: 'TASK_FAILED_HEALTH_CHECKS' });
     expect((await fledge.client.getRequest('slow')).requestDeployState?.activeDeploy).toBeUndefined();
     // Nothing of the failed deploy keeps running.
     await waitFor(async () => (await fledge.client.requestTasks('slow')).length === 0, {

@@ -6,7 +6,7 @@
 // the swap could finish after the crash, the new one does), no live task is left on a WAITING
 // LB state, no request failed (outside the scheduler's own downtime with the builtin LB), and
 // scale-down and delete still work.
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -41,20 +41,6 @@ describe.each(['builtin', 'haproxy'] as const)('an atomic swap held WAITING, thr
 
   const client = (): FledgeClient => fledge.client;
   const lbUrl = () => fledge.lbUrl;
-
-  afterAll(async () => {
-    if (lb === 'haproxy' && fledge) {
-      const pidFile = path.join(fledge.dataDir, 'haproxy', 'haproxy.pid');
-      if (!fledge.exited) fledge.kill('SIGKILL');
-      await fledge.waitExit(10_000).catch(() => undefined);
-      try {
-        const pid = Number(readFileSync(pidFile, 'utf8').trim().split('\n')[0]);
-        if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('haproxy')) process.kill(-pid, 'SIGKILL');
-      } catch {
-        // not running
-      }
-    }
-  });
 
   /** A fresh active deploy of the holdable service, settled: 2 healthy tasks in the LB. */
   async function activeHoldable(): Promise<{ deployId: string; tasks: TaskView[] }> {

@@ -49,13 +49,6 @@ describe.each(['builtin', 'haproxy'] as const)('traffic steps through the %s LB'
   let fledge: FledgeProcess | undefined;
   const client = (): FledgeClient => fledge!.client;
 
-  afterAll(async () => {
-    if (lb !== 'haproxy' || !fledge) return;
-    if (!fledge.exited) fledge.kill('SIGKILL');
-    await fledge.waitExit(10_000).catch(() => undefined);
-    stopHaproxy(fledge.dataDir);
-  });
-
   async function progressOf(deployId: string): Promise<DeployProgress | undefined> {
     const p = (await client().getRequest(REQ)).pendingDeployState as
       { deployMarker?: { deployId: string }; deployProgress?: DeployProgress } | undefined;

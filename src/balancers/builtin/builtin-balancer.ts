@@ -18,7 +18,8 @@ import { silentLogger, type Logger } from '../../logger.ts';
 import { TrustList } from '../../net/addresses.ts';
 import { normalizeBasePath } from '../base-path.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
-import { OperationBook, statusOf, type Operation } from '../operations.ts';
+import { DrainBook, type Drain as DrainOf, type DrainWaits } from '../drains.ts';
+import { OperationBook, statusOf } from '../operations.ts';
 import { inVersion, type Version } from '../routing.ts';
 import { TrafficRecorder } from '../traffic.ts';
 import type {
@@ -93,23 +94,18 @@ interface UpstreamEntry extends UpstreamTarget {
   ejectTimer?: NodeJS.Timeout;
 }
 
-interface Drain {
+/** What a drain takes out of rotation. */
+interface Draining {
   entry: UpstreamEntry;
   service: ServiceEntry;
-  /** the operations waiting for this upstream to be gone */
-  waiters: Set<Operation<OpData>>;
-  timer: NodeJS.Timeout;
 }
+
+type Drain = DrainOf<Draining>;
 
 interface ServiceEntry extends ServiceRoute {
   service: LbService;
   basePath: string;
   upstreams: Map<string, UpstreamEntry>;
-}
-
-interface OpData {
-  /** drains the operation still waits for */
-  pending: Set<Drain>;
 }
 
 export async function createBuiltinBalancer(options: BuiltinBalancerOptions = {}): Promise<BuiltinBalancer> {
@@ -121,13 +117,13 @@ export async function createBuiltinBalancer(options: BuiltinBalancerOptions = {}
 class BuiltinProxyBalancer implements BuiltinBalancer {
   readonly #host: string;
   readonly #port: number;
-  readonly #drainTimeoutMs: number;
   readonly #ejectAfter: number;
   readonly #ejectBaseMs: number;
   readonly #ejectMaxMs: number;
   readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   readonly #logger: Logger;
-  readonly #ops: OperationBook<OpData>;
+  readonly #ops: OperationBook<DrainWaits<Draining>>;
+  readonly #drains: DrainBook<Draining>;
   readonly #services = new Map<string, ServiceEntry>();
   readonly #routes = new RouteTable<ServiceEntry>();
   readonly #server: http.Server;
@@ -137,12 +133,15 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   constructor(options: BuiltinBalancerOptions) {
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 7080;
-    this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.#ejectAfter = options.ejectAfterFailures ?? 3;
     this.#ejectBaseMs = options.ejectBaseMs ?? 1_000;
     this.#ejectMaxMs = options.ejectMaxMs ?? 30_000;
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
+    this.#drains = new DrainBook(this.#ops, {
+      timeoutMs: options.drainTimeoutMs ?? 30_000,
+      onTimeout: (drain) => this.#finishDrain(drain, 'timeout'),
+    });
     const traffic = new TrafficRecorder(options.now);
     this.#traffic = traffic;
     const ctx: ProxyContext = {
@@ -228,9 +227,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     for (const upstream of remove) {
       const existing = entry.upstreams.get(upstream.taskId);
       if (!existing) continue;
-      const drain = existing.drain ?? this.#startDrain(entry, existing);
-      drain.waiters.add(op);
-      op.data.pending.add(drain);
+      this.#drains.wait(op, existing.drain ?? this.#startDrain(entry, existing));
     }
     this.#logger.info(
       { operationId, serviceId: service.serviceId, add: add.map((u) => u.taskId), remove: remove.map((u) => u.taskId) },
@@ -238,7 +235,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     );
     // Removals with nothing in flight finish right here; this reports the result in one go.
     for (const drain of [...op.data.pending]) {
-      if (drain.entry.inFlight === 0) this.#finishDrain(drain, 'drained');
+      if (drain.target.entry.inFlight === 0) this.#finishDrain(drain, 'drained');
     }
     if (op.state === 'WAITING' && op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS');
     else if (op.state === 'WAITING') this.#ops.emit(op);
@@ -253,11 +250,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     return this.#ops.cancel(operationId, (op) => {
       // Revert what is not done yet: upstreams still draining go back into rotation, unless
       // another operation also wants them gone.
-      for (const drain of op.data.pending) {
-        drain.waiters.delete(op);
-        if (drain.waiters.size === 0) this.#abortDrain(drain);
-      }
-      op.data.pending.clear();
+      for (const drain of this.#drains.release(op)) this.#abortDrain(drain);
       this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
       this.#logger.info({ operationId }, 'LB operation canceled');
     });
@@ -309,9 +302,9 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     // Shutting down is not a failure of the operations: leave them be and tell no one.
     this.#ops.clearListeners();
     this.#upstreamListeners.clear();
+    this.#drains.stopTimers();
     for (const entry of this.#services.values()) {
       for (const upstream of entry.upstreams.values()) {
-        if (upstream.drain) clearTimeout(upstream.drain.timer);
         clearTimeout(upstream.ejectTimer);
         upstream.agent.destroy();
       }
@@ -425,13 +418,7 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
   }
 
   #startDrain(service: ServiceEntry, entry: UpstreamEntry): Drain {
-    const drain: Drain = {
-      entry,
-      service,
-      waiters: new Set(),
-      timer: setTimeout(() => this.#finishDrain(drain, 'timeout'), this.#drainTimeoutMs),
-    };
-    drain.timer.unref();
+    const drain = this.#drains.start({ entry, service });
     entry.drain = drain;
     // Idle pooled connections will never be used again; in-flight ones finish first.
     for (const sockets of Object.values(entry.agent.freeSockets)) {
@@ -442,9 +429,9 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
 
   /** The upstream is gone: no in-flight request left, or the drain timeout cut the rest. */
   #finishDrain(drain: Drain, why: 'drained' | 'timeout'): void {
-    const { entry, service } = drain;
+    const { entry, service } = drain.target;
     if (entry.drain !== drain) return;
-    clearTimeout(drain.timer);
+    this.#drains.end(drain);
     entry.drain = undefined;
     service.upstreams.delete(entry.upstream.taskId);
     this.#traffic.retire(service.service.serviceId, entry.upstream.taskId);
@@ -457,24 +444,16 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
       for (const attempt of [...entry.attempts]) attempt.cut();
     }
     entry.agent.destroy();
-    for (const op of drain.waiters) {
-      op.data.pending.delete(drain);
-      if (op.data.pending.size === 0)
-        this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining requests were cut' : undefined);
-    }
+    this.#drains.settle(drain, why === 'timeout' ? 'drain timed out; remaining requests were cut' : undefined);
   }
 
   /** Back into rotation. `superseded`: a newer add wins, so the waiting removals are done. */
   #abortDrain(drain: Drain, superseded = false): void {
-    const { entry } = drain;
+    const { entry } = drain.target;
     if (entry.drain !== drain) return;
-    clearTimeout(drain.timer);
+    this.#drains.end(drain);
     entry.drain = undefined;
-    if (!superseded) return;
-    for (const op of drain.waiters) {
-      op.data.pending.delete(drain);
-      if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', 'upstream was added back by a later operation');
-    }
+    if (superseded) this.#drains.settle(drain, 'upstream was added back by a later operation');
   }
 
   #newServiceEntry(service: LbService, basePath: string): ServiceEntry {

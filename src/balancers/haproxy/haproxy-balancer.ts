@@ -21,15 +21,13 @@
  * Attached: Fledge drives an HAProxy the user runs with the configuration Fledge writes,
  * through its stats socket (and its master CLI, when given, for reloads).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../logger.ts';
 import { normalizeBasePath } from '../base-path.ts';
+import { DrainBook, type DrainWaits } from '../drains.ts';
 import { clientLimits, type ClientLimits } from '../limits.ts';
-import { OperationBook, statusOf, type Operation } from '../operations.ts';
+import { OperationBook, statusOf } from '../operations.ts';
 import { TrafficRecorder } from '../traffic.ts';
 import type { RoutingRules } from '../../core/model.ts';
 import type {
@@ -46,28 +44,15 @@ import type {
 } from '../types.ts';
 import { upstreamWeight } from '../types.ts';
 import { invalidOperation } from '../validate.ts';
-import {
-  mapEntries,
-  renderConfig,
-  renderMap,
-  routingMapEntries,
-  serverName,
-  serverParams,
-  slotName,
-  writeAtomic,
-  type BackendModel,
-} from './config.ts';
+import { mapEntries, serverName, serverParams, slotName } from './config.ts';
+import { attachedPaths, configStructure, HaproxyFiles, managedPaths, readIfExists, type HaproxyPaths } from './files.ts';
+import { upstreamEvents, type ObservedServer } from './observe.ts';
 import { HaproxyProcess } from './process.ts';
+import { backendsToCheck, mapDiffers, planReconcile, type ReconcileStep } from './reconcile.ts';
+import { HaproxyRuntime } from './runtime.ts';
+import { HaproxyCommandError, type StatRow } from './runtime-api.ts';
+import { deployOf, HaproxyState, reweighed, type Draining, type HaproxyDrain, type ServerEntry, type ServiceEntry } from './state.ts';
 import { HaproxyTrafficLog } from './traffic-log.ts';
-import {
-  HaproxyCommandError,
-  HaproxyUnreachableError,
-  haproxyCommand,
-  haproxyExpect,
-  parseServersState,
-  parseShowStat,
-  type StatRow,
-} from './runtime-api.ts';
 
 /** Client limits (limits.ts) are written into the configuration (maxconn, tune.bufsize, timeouts). */
 export interface HaproxyBalancerOptions extends Partial<ClientLimits> {
@@ -150,50 +135,6 @@ export interface HaproxyBalancer extends Balancer {
   shutdown(): Promise<void>;
 }
 
-interface ServerEntry {
-  upstream: Upstream;
-  name: string;
-  draining?: Drain;
-  /** a draining server written to disk (restored as `disabled`) */
-  wasDraining?: boolean;
-}
-
-interface ServiceEntry {
-  serviceId: string;
-  basePath: string;
-  slot: string;
-  servers: Map<string, ServerEntry>;
-  /** routing as the last operation gave it: on while defined (the routing map names its deploy) */
-  routing?: LbRouting;
-  /** the rules written into this backend's configuration (kept after routing is cleared) */
-  rules?: RoutingRules;
-}
-
-interface Drain {
-  service: ServiceEntry;
-  server: ServerEntry;
-  waiters: Set<Operation<OpData>>;
-  deadline: number;
-  finishing: boolean;
-}
-
-interface OpData {
-  pending: Set<Drain>;
-}
-
-interface StateFile {
-  version: 1;
-  slots: number;
-  services: {
-    serviceId: string;
-    basePath: string;
-    slot: string;
-    servers: (Upstream & { name: string; draining: boolean })[];
-    routing?: LbRouting;
-    rules?: RoutingRules;
-  }[];
-}
-
 export async function createHaproxyBalancer(options: HaproxyBalancerOptions): Promise<HaproxyBalancer> {
   const host = options.host ?? '127.0.0.1';
   const port = (options.port ?? 7080) === 0 ? (leftoverPort(options, host) ?? (await resolvePort(host, 0))) : (options.port ?? 7080);
@@ -226,41 +167,31 @@ async function resolvePort(host: string, port: number): Promise<number> {
 }
 
 class HaproxyRuntimeBalancer implements HaproxyBalancer {
-  readonly paths: HaproxyBalancer['paths'];
+  readonly paths: HaproxyPaths;
   readonly #mode: 'managed' | 'attached';
   readonly #host: string;
   readonly #port: number;
-  readonly #drainTimeoutMs: number;
   readonly #reconcileIntervalMs: number;
   readonly #spare: number;
   readonly #drainPollMs: number;
-  readonly #cmdTimeoutMs: number;
-  readonly #connectTimeoutMs: number;
-  readonly #serverTimeoutMs: number;
-  readonly #serverParams: string;
   readonly #observePollMs: number;
+  /** passive protection on: servers carry connect checks, and their states are polled for events */
+  readonly #protected: boolean;
   readonly #upstreamListeners = new Set<(event: UpstreamEvent) => void>();
   /** the last status seen per `backend/server` (show stat), for ejection events */
   readonly #serverStatus = new Map<string, string>();
   #observeTimer: NodeJS.Timeout | undefined;
-  readonly #limits: ClientLimits;
-  readonly #trustForwardedFrom: readonly string[];
   readonly #logger: Logger;
-  readonly #ops: OperationBook<OpData>;
-  readonly #services = new Map<string, ServiceEntry>();
-  readonly #drains = new Set<Drain>();
+  readonly #ops: OperationBook<DrainWaits<Draining>>;
+  readonly #drains: DrainBook<Draining>;
+  readonly #state = new HaproxyState();
+  readonly #files: HaproxyFiles;
+  readonly #runtime: HaproxyRuntime;
   /** operations whose changes are being sent to HAProxy */
   readonly #applying = new Set<{ serviceId: string; add: Upstream[]; remove: Upstream[] }>();
-  /**
-   * The operation being applied, written to disk before HAProxy is told (write-ahead): a
-   * Fledge killed half-way through leaves a state file that already names the servers it may
-   * have added and drains, so the next start repairs towards it instead of deleting them.
-   */
-  #intent: { slot: string; add: Upstream[]; remove: Set<string> } | undefined;
   readonly #process: HaproxyProcess | undefined;
   readonly #stopOnClose: boolean;
   readonly #mayAct: () => boolean;
-  #slots = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #drainTimer: NodeJS.Timeout | undefined;
@@ -276,85 +207,86 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     this.#mode = options.mode ?? 'managed';
     this.#host = options.host ?? '127.0.0.1';
     this.#port = port;
-    this.#drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.#reconcileIntervalMs = options.reconcileIntervalMs ?? 10_000;
     this.#spare = Math.max(1, options.spareBackends ?? 8);
     this.#drainPollMs = options.drainPollMs ?? 100;
-    this.#cmdTimeoutMs = options.commandTimeoutMs ?? 5_000;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
-    this.#serverTimeoutMs = options.upstreamTimeoutMs ?? 15_000;
-    this.#serverParams = serverParams(options.ejectAfterFailures ?? 3, options.ejectBaseMs ?? 1_000);
+    const commandTimeoutMs = options.commandTimeoutMs ?? 5_000;
+    const params = serverParams(options.ejectAfterFailures ?? 3, options.ejectBaseMs ?? 1_000);
+    this.#protected = params !== '';
     this.#observePollMs = options.observePollMs ?? 500;
-    this.#limits = clientLimits(options);
-    this.#trustForwardedFrom = options.trustForwardedFrom ?? [];
     this.#logger = options.logger ?? silentLogger;
     this.#ops = new OperationBook(this.#logger, options.maxRememberedOperations);
+    // Drain timeouts are checked by the poll (it knows the sessions left), not by a timer.
+    this.#drains = new DrainBook(this.#ops, { timeoutMs: drainTimeoutMs });
     this.#stopOnClose = options.stopOnClose ?? false;
     this.#mayAct = options.mayAct ?? (() => true);
 
     if (this.#mode === 'managed') {
       if (!options.dataDir) throw new Error('the managed haproxy balancer needs a dataDir');
-      const dir = join(options.dataDir, 'haproxy');
-      // unix socket paths are limited to ~107 bytes: a long data dir gets its sockets in tmp
-      const sockDir =
-        join(dir, 'master.sock').length > 100
-          ? join(tmpdir(), `fledge-haproxy-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`)
-          : dir;
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      mkdirSync(sockDir, { recursive: true, mode: 0o700 });
-      this.paths = {
-        runtimeSocket: join(sockDir, 'haproxy.sock'),
-        masterSocket: join(sockDir, 'master.sock'),
-        configPath: join(dir, 'haproxy.cfg'),
-        exactMap: join(dir, 'routes-exact.map'),
-        prefixMap: join(dir, 'routes-prefix.map'),
-        routingMap: join(dir, 'routing.map'),
-        routingServersMap: join(dir, 'routing-servers.map'),
-        stateFile: join(dir, 'state.json'),
-      };
+      const { pidFile, logFile, ...paths } = managedPaths(options.dataDir);
+      this.paths = paths;
       this.#process = new HaproxyProcess({
         bin: options.bin ?? 'haproxy',
-        configPath: this.paths.configPath,
-        statsSocket: this.paths.runtimeSocket,
-        masterSocket: this.paths.masterSocket as string,
-        pidFile: join(dir, 'haproxy.pid'),
-        logFile: join(dir, 'haproxy.log'),
+        configPath: paths.configPath,
+        statsSocket: paths.runtimeSocket,
+        masterSocket: paths.masterSocket,
+        pidFile,
+        logFile,
         logger: this.#logger,
-        writeConfig: () => this.#writeFiles(),
+        writeConfig: () => this.#files.write(),
         onRestarted: () => this.#afterRestart(),
       });
     } else {
       if (!options.runtimeSocket || !options.configPath)
         throw new Error('the attached haproxy balancer needs runtimeSocket and configPath');
-      const dir = dirname(options.configPath);
-      this.paths = {
-        runtimeSocket: options.runtimeSocket,
-        ...(options.masterSocket ? { masterSocket: options.masterSocket } : {}),
-        configPath: options.configPath,
-        exactMap: join(dir, 'fledge-routes-exact.map'),
-        prefixMap: join(dir, 'fledge-routes-prefix.map'),
-        routingMap: join(dir, 'fledge-routing.map'),
-        routingServersMap: join(dir, 'fledge-routing-servers.map'),
-        stateFile: join(dir, 'fledge-haproxy-state.json'),
-      };
+      this.paths = attachedPaths(options.runtimeSocket, options.configPath, options.masterSocket);
       this.#process = undefined;
     }
+    const guard = (what: string) => this.#assertMayAct(what);
+    this.#files = new HaproxyFiles(
+      this.paths,
+      this.#state,
+      {
+        masterWorker: this.#mode === 'managed',
+        bindHost: this.#host,
+        bindPort: this.#port,
+        hardStopAfterMs: drainTimeoutMs + 10_000,
+        connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+        serverTimeoutMs: options.upstreamTimeoutMs ?? 15_000,
+        serverParams: params,
+        limits: clientLimits(options),
+        trustForwardedFrom: options.trustForwardedFrom ?? [],
+      },
+      guard,
+      this.#logger,
+    );
+    this.#runtime = new HaproxyRuntime({
+      runtimeSocket: this.paths.runtimeSocket,
+      ...(this.paths.masterSocket ? { masterSocket: this.paths.masterSocket } : {}),
+      commandTimeoutMs,
+      serverParams: params,
+      guard,
+      process: this.#process,
+      closed: () => this.#closed,
+    });
     this.#traffic = new TrafficRecorder(options.now);
     this.#trafficLog = new HaproxyTrafficLog({
       socketPath: this.paths.runtimeSocket,
       resolve: (backend, server) => this.#resolveServer(backend, server),
       onRecord: (record) => this.#traffic.record(record),
       logger: this.#logger,
-      commandTimeoutMs: this.#cmdTimeoutMs,
+      commandTimeoutMs,
     });
   }
 
   async start(): Promise<void> {
-    this.#loadState();
+    const state = this.#state;
+    this.#files.load();
     this.#restartDrains();
     // At least one spare backend at start, like at runtime (a full configuration gains a batch).
     // Restarting with spares left changes nothing, so an adopted HAProxy needs no reload.
-    if (this.#slots < this.#usedSlots() + 1) this.#slots = this.#usedSlots() + this.#spare;
+    if (state.slots < state.usedSlots() + 1) state.slots = state.usedSlots() + this.#spare;
     let fresh = false;
     if (this.#process) {
       const before = readIfExists(this.paths.configPath);
@@ -364,15 +296,13 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       // Attached: write what HAProxy should run; reload only when it lacks backends (another
       // scheduler added a batch, or it was started from an older file), then repair servers and
       // maps to match the state, without a reload.
-      this.#writeFiles();
-      await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs);
-      const live = new Set(
-        (await haproxyCommand(this.paths.runtimeSocket, 'show backend', this.#cmdTimeoutMs)).split('\n').map((l) => l.trim()),
-      );
-      const missing = Array.from({ length: this.#slots }, (_, i) => slotName(i)).filter((b) => !live.has(b));
+      this.#files.write();
+      await this.#runtime.show('show info');
+      const live = await this.#runtime.backends();
+      const missing = Array.from({ length: state.slots }, (_, i) => slotName(i)).filter((b) => !live.has(b));
       if (missing.length > 0 && this.paths.masterSocket) {
         this.#logger.info({ missingBackends: missing }, 'the attached haproxy lacks backends: reloading it seamlessly');
-        await this.#attachedReload();
+        await this.#runtime.attachedReload(slotName(state.slots - 1));
         await this.#reapplyServerStates();
         this.#trafficLog.reconnect();
       } else if (missing.length > 0) {
@@ -415,7 +345,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     if (this.#closed) throw new Error('the haproxy balancer is closed');
 
     const op = this.#ops.create(operationId, service.serviceId, { pending: new Set() });
-    const invalid = invalidOperation(service, add, remove, (basePath) => this.#owner(basePath)) ?? unsafeForRuntimeApi(service, add);
+    const invalid = invalidOperation(service, add, remove, (basePath) => this.#state.owner(basePath)) ?? unsafeForRuntimeApi(service, add);
     if (invalid) {
       this.#logger.warn({ operationId, serviceId: service.serviceId, reason: invalid }, 'LB operation rejected');
       this.#ops.finish(op, 'FAILED', invalid);
@@ -430,15 +360,14 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     await this.#serial(async () => {
       try {
         const entry = await this.#serviceEntry(service);
-        this.#intent = { slot: entry.slot, add, remove: new Set(remove.map((u) => u.taskId)) };
-        this.#writeFiles();
+        // Write-ahead: on disk before HAProxy is told.
+        this.#files.intent = { slot: entry.slot, add, remove: new Set(remove.map((u) => u.taskId)) };
+        this.#files.write();
         for (const upstream of add) await this.#addServer(entry, upstream);
         for (const upstream of remove) {
           const server = entry.servers.get(upstream.taskId);
           if (!server) continue;
-          const drain = server.draining ?? (await this.#startDrain(entry, server));
-          drain.waiters.add(op);
-          op.data.pending.add(drain);
+          this.#drains.wait(op, server.draining ?? (await this.#startDrain(entry, server)));
         }
         await this.#applyRouting(entry, service.routing);
         this.#logger.info(
@@ -447,12 +376,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         );
       } catch (err) {
         this.#logger.warn({ err, operationId, serviceId: service.serviceId }, 'LB operation failed in haproxy');
-        for (const drain of op.data.pending) drain.waiters.delete(op);
-        op.data.pending.clear();
+        // The drains it started go on (the state file names them): nobody waits for them.
+        this.#drains.release(op);
         this.#ops.finish(op, 'FAILED', errorMessage(err));
       } finally {
-        this.#intent = undefined;
-        this.#persist();
+        this.#files.intent = undefined;
+        this.#files.persist();
         this.#applying.delete(inFlight);
       }
     });
@@ -470,24 +399,21 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     return this.#ops.cancel(operationId, (op) =>
       this.#serial(async () => {
         if (op.state !== 'WAITING') return;
-        for (const drain of op.data.pending) {
-          drain.waiters.delete(op);
-          if (drain.waiters.size === 0 && !drain.finishing) {
-            this.#endDrain(drain);
-            try {
-              await this.#cmd(`set server ${drain.service.slot}/${drain.server.name} state ready`);
-            } catch (err) {
-              // the reconcile puts it back; the cancel itself stands
-              this.#logger.warn({ err, operationId }, 'could not put a draining server back into rotation');
-            }
+        for (const drain of this.#drains.release(op)) {
+          if (drain.target.finishing) continue;
+          this.#endDrain(drain);
+          try {
+            await this.#runtime.setState(`${drain.target.service.slot}/${drain.target.server.name}`, 'ready');
+          } catch (err) {
+            // the reconcile puts it back; the cancel itself stands
+            this.#logger.warn({ err, operationId }, 'could not put a draining server back into rotation');
           }
         }
-        op.data.pending.clear();
         // Servers back in rotation are routed to again.
         await this.#syncRoutingMaps().catch((err: unknown) =>
           this.#logger.warn({ err, operationId }, 'could not rewrite the routing maps'),
         );
-        this.#persist();
+        this.#files.persist();
         this.#ops.finish(op, 'CANCELED', 'canceled; upstreams still draining were put back into rotation');
         this.#logger.info({ operationId }, 'LB operation canceled');
       }),
@@ -495,7 +421,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   async upstreams(serviceId: string): Promise<Upstream[]> {
-    const entry = this.#services.get(serviceId);
+    const entry = this.#state.services.get(serviceId);
     const members = new Map<string, Upstream>();
     for (const s of entry?.servers.values() ?? []) if (!s.draining) members.set(s.upstream.taskId, s.upstream);
     for (const op of this.#applying) {
@@ -517,7 +443,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   #scheduleObserve(): void {
-    if (this.#observeTimer || this.#closed || !this.#serverParams || this.#upstreamListeners.size === 0) return;
+    if (this.#observeTimer || this.#closed || !this.#protected || this.#upstreamListeners.size === 0) return;
     this.#observeTimer = setTimeout(() => {
       void this.#observeServers()
         .catch((err: unknown) => this.#logger.debug({ err }, 'could not read haproxy server states'))
@@ -531,42 +457,16 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** HAProxy marked a server down after errors in a row (or back up): tell the listeners. */
   async #observeServers(): Promise<void> {
-    if (this.#services.size === 0) return;
-    const rows = parseShowStat(await this.#cmd('show stat', [/^# pxname/]));
-    const byKey = new Map<string, { serviceId: string; server: ServerEntry }>();
-    for (const entry of this.#services.values()) {
-      for (const server of entry.servers.values()) byKey.set(`${entry.slot}/${server.name}`, { serviceId: entry.serviceId, server });
-    }
-    const seen = new Set<string>();
-    for (const row of rows) {
-      const key = `${row.backend}/${row.server}`;
-      const known = byKey.get(key);
-      if (!known) continue;
-      seen.add(key);
-      const before = this.#serverStatus.get(key);
-      this.#serverStatus.set(key, row.status);
-      if (known.server.draining || before === row.status) continue;
-      const down = row.status.startsWith('DOWN');
-      const up = row.status.startsWith('UP');
-      if (down && !before?.startsWith('DOWN')) {
-        this.#emitUpstream({
-          kind: 'EJECTED',
-          serviceId: known.serviceId,
-          taskId: known.server.upstream.taskId,
-          failures: 0,
-          reason: row.checkStatus ? `haproxy marked it down (${row.checkStatus})` : 'haproxy marked it down',
-        });
-      } else if (up && before?.startsWith('DOWN')) {
-        this.#emitUpstream({
-          kind: 'RESTORED',
-          serviceId: known.serviceId,
-          taskId: known.server.upstream.taskId,
-          failures: 0,
-          reason: 'connect check passed',
-        });
+    if (this.#state.services.size === 0) return;
+    const rows = await this.#runtime.stat();
+    const known = new Map<string, ObservedServer>();
+    for (const entry of this.#state.services.values()) {
+      for (const server of entry.servers.values()) {
+        const observed = { serviceId: entry.serviceId, taskId: server.upstream.taskId, draining: server.draining !== undefined };
+        known.set(`${entry.slot}/${server.name}`, observed);
       }
     }
-    for (const key of [...this.#serverStatus.keys()]) if (!seen.has(key)) this.#serverStatus.delete(key);
+    for (const event of upstreamEvents(rows, known, this.#serverStatus)) this.#emitUpstream(event);
   }
 
   #emitUpstream(event: UpstreamEvent): void {
@@ -585,7 +485,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   stats(): BalancerStats {
     const out: BalancerStats = {};
-    for (const [serviceId, entry] of this.#services) {
+    for (const [serviceId, entry] of this.#state.services) {
       out[serviceId] = {
         basePath: entry.basePath,
         upstreams: [...entry.servers.values()].map((s) => {
@@ -607,12 +507,8 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** The task a log line's backend/server stands for: a live server, or one deleted lately. */
   #resolveServer(backend: string, server: string): { serviceId: string; taskId: string; deployId?: string } | undefined {
-    for (const entry of this.#services.values()) {
-      if (entry.slot !== backend) continue;
-      for (const s of entry.servers.values()) {
-        if (s.name === server) return { serviceId: entry.serviceId, taskId: s.upstream.taskId, ...deployOf(s.upstream) };
-      }
-    }
+    const live = this.#state.serverAt(backend, server);
+    if (live) return { serviceId: live.service.serviceId, taskId: live.server.upstream.taskId, ...deployOf(live.server.upstream) };
     const gone = this.#removed.get(`${backend}/${server}`);
     return gone ? { serviceId: gone.serviceId, taskId: gone.upstream.taskId, ...deployOf(gone.upstream) } : undefined;
   }
@@ -641,60 +537,78 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   async reconcile(): Promise<string[]> {
     if (this.#closed) return [];
     return this.#serial(async () => {
+      const live = await this.#runtime.serversState();
+      const wanted = [...this.#state.services.values()].flatMap((entry) =>
+        [...entry.servers.values()].map((server) => ({
+          backend: entry.slot,
+          name: server.name,
+          upstream: server.upstream,
+          draining: server.draining !== undefined,
+        })),
+      );
+      const missing = new Set<string>();
+      for (const backend of backendsToCheck(wanted, live)) if (!(await this.#runtime.backendExists(backend))) missing.add(backend);
       const repairs: string[] = [];
-      const rows = parseServersState(await this.#cmd('show servers state', [/^\d+\n# be_id/, /^\d+$/, /^# be_id/]));
-      const live = new Map(rows.map((r) => [`${r.backend}/${r.server}`, r]));
-      const wanted = new Map<string, { entry: ServiceEntry; server: ServerEntry }>();
-      for (const entry of this.#services.values()) {
-        for (const server of entry.servers.values()) wanted.set(`${entry.slot}/${server.name}`, { entry, server });
-      }
-      const ours = (backend: string) => /^fledge_b\d+$/.test(backend);
-      // Servers that should serve are put right first, then the ones that should drain, and
-      // unknown ones are removed last: a repair never leaves a backend with nothing in rotation.
-      const drains: string[] = [];
-      for (const [key, { entry, server }] of wanted) {
-        const row = live.get(key);
-        const { host, port } = server.upstream;
-        if (!row) {
-          if (!this.#slotExists(rows, entry.slot) && !(await this.#backendExists(entry.slot))) continue;
-          await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) drains.push(key);
-          else await this.#enable(key);
-          repairs.push(`re-added server ${key} (${host}:${port}), missing from haproxy`);
-        } else if (row.host !== host || row.port !== port) {
-          await this.#deleteServer(entry.slot, server.name, true);
-          await this.#cmd(`add server ${key} ${this.#serverAddress(server.upstream)}`, [/^New server registered/]);
-          if (server.draining) drains.push(key);
-          else await this.#enable(key);
-          repairs.push(`re-created server ${key}: haproxy had ${row.host}:${row.port}, Fledge ${host}:${port}`);
-        } else if (server.draining && !row.drain && !row.maint) {
-          drains.push(key);
-          repairs.push(`server ${key} set back to drain`);
-        } else if (!server.draining && (row.maint || row.drain)) {
-          await this.#cmd(`set server ${key} state ready`);
-          repairs.push(`server ${key} put back into rotation (haproxy had it ${row.maint ? 'in maintenance' : 'draining'})`);
-        }
-        if (row && !server.draining && row.host === host && row.port === port && row.weight !== upstreamWeight(server.upstream)) {
-          await this.#cmd(`set server ${key} weight ${upstreamWeight(server.upstream)}`);
-          repairs.push(`server ${key} weight set back to ${upstreamWeight(server.upstream)} (haproxy had ${row.weight})`);
-        }
-      }
-      for (const key of drains) await this.#cmd(`set server ${key} state drain`);
-      for (const [key, row] of live) {
-        if (!ours(row.backend) || wanted.has(key)) continue;
-        // No new requests at once; requests in flight on it finish, and it is deleted when idle
-        // (HAProxy refuses to delete a server with connections) — here or at a later reconcile.
-        if (await this.#deleteIdleServer(row.backend, row.server)) repairs.push(`deleted server ${key}, unknown to Fledge`);
-        else repairs.push(`server ${key}, unknown to Fledge, out of rotation; deleted once its requests finish`);
+      for (const step of planReconcile(wanted, live, missing)) {
+        const repair = await this.#runReconcileStep(step);
+        if (repair !== undefined) repairs.push(repair);
       }
       if (await this.#mapsDrifted()) {
         await this.#syncMaps();
         repairs.push('route maps rewritten to match Fledge');
       }
       for (const repair of repairs) this.#logger.warn({ repair }, 'haproxy drift repaired');
-      if (repairs.length > 0) this.#persist();
+      if (repairs.length > 0) this.#files.persist();
       return repairs;
     });
+  }
+
+  /** One step of planReconcile; returns the repair made. */
+  async #runReconcileStep(step: ReconcileStep): Promise<string | undefined> {
+    const runtime = this.#runtime;
+    switch (step.kind) {
+      case 'add':
+      case 'recreate':
+        if (step.kind === 'recreate') await runtime.deleteServer(step.backend, step.name, true);
+        await runtime.addServer(step.key, step.upstream);
+        if (step.enable) await runtime.enable(step.key);
+        return step.repair;
+      case 'note':
+        return step.repair;
+      case 'ready':
+        await runtime.setState(step.key, 'ready');
+        return step.repair;
+      case 'weight':
+        await runtime.setWeight(step.key, step.weight);
+        return step.repair;
+      case 'drain':
+        await runtime.setState(step.key, 'drain');
+        return undefined;
+      case 'remove-unknown':
+        // No new requests at once; requests in flight on it finish, and it is deleted when idle
+        // (HAProxy refuses to delete a server with connections) — here or at a later reconcile.
+        return (await runtime.deleteIdleServer(step.backend, step.name))
+          ? `deleted server ${step.key}, unknown to Fledge`
+          : `server ${step.key}, unknown to Fledge, out of rotation; deleted once its requests finish`;
+    }
+  }
+
+  async #mapsDrifted(): Promise<boolean> {
+    const { exact, prefix } = mapEntries(this.#files.backends());
+    const { routing, servers } = this.#state.routingEntries();
+    for (const [file, entries] of [
+      [this.paths.exactMap, exact],
+      [this.paths.prefixMap, prefix],
+      ...(this.#state.routed()
+        ? ([
+            [this.paths.routingMap, routing],
+            [this.paths.routingServersMap, servers],
+          ] as const)
+        : []),
+    ] as const) {
+      if (mapDiffers(await this.#runtime.mapEntries(file), entries)) return true;
+    }
+    return false;
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -718,32 +632,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     if (!this.#mayAct()) throw new Error(`not the leader (any more): refused to ${what}`);
   }
 
-  /** A runtime API command; waits for a restarting HAProxy (managed) and retries once. */
-  async #cmd(command: string, ok: RegExp[] = []): Promise<string> {
-    if (!command.startsWith('show ')) this.#assertMayAct(`send "${command}" to haproxy`);
-    try {
-      return await haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
-    } catch (err) {
-      if (!(err instanceof HaproxyUnreachableError) || !this.#process || this.#closed) throw err;
-      await this.#process.whenReady(15_000);
-      return haproxyExpect(this.paths.runtimeSocket, command, ok, this.#cmdTimeoutMs);
-    }
-  }
-
-  #owner(basePath: string): string | undefined {
-    for (const entry of this.#services.values()) if (entry.basePath === basePath) return entry.serviceId;
-    return undefined;
-  }
-
-  #usedSlots(): number {
-    let max = -1;
-    for (const entry of this.#services.values()) max = Math.max(max, Number(entry.slot.slice('fledge_b'.length)));
-    return max + 1;
-  }
-
   async #serviceEntry(service: LbService): Promise<ServiceEntry> {
+    const state = this.#state;
     const basePath = normalizeBasePath(service.basePath);
-    const existing = this.#services.get(service.serviceId);
+    const existing = state.services.get(service.serviceId);
     if (existing) {
       if (existing.basePath !== basePath) {
         existing.basePath = basePath;
@@ -751,19 +643,17 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
       }
       return existing;
     }
-    const taken = new Set([...this.#services.values()].map((e) => e.slot));
-    let index = 0;
-    while (taken.has(slotName(index))) index += 1;
-    if (index >= this.#slots) {
+    const index = state.freeSlot();
+    if (index >= state.slots) {
       // No spare backend left: the configuration gains a new batch and HAProxy reloads.
       await this.#growSlots(index + this.#spare);
     }
     const entry: ServiceEntry = { serviceId: service.serviceId, basePath, slot: slotName(index), servers: new Map() };
-    this.#services.set(service.serviceId, entry);
+    state.services.set(service.serviceId, entry);
     try {
       await this.#syncMaps();
     } catch (err) {
-      this.#services.delete(service.serviceId);
+      state.services.delete(service.serviceId);
       throw err;
     }
     this.#logger.info({ serviceId: service.serviceId, basePath, backend: entry.slot }, 'haproxy backend assigned to service');
@@ -771,55 +661,27 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   async #growSlots(slots: number): Promise<void> {
-    const before = this.#slots;
-    this.#slots = slots;
+    const before = this.#state.slots;
+    this.#state.slots = slots;
     try {
-      this.#writeFiles();
+      this.#files.write();
       if (this.#process) await this.#process.reload();
-      else if (this.paths.masterSocket) await this.#attachedReload();
+      else if (this.paths.masterSocket) await this.#runtime.attachedReload(slotName(slots - 1));
       else throw new Error('a new service needs a new haproxy backend, which needs a reload: give the attached balancer a masterSocket');
       this.#trafficLog.reconnect();
     } catch (err) {
-      this.#slots = before;
-      this.#writeFiles();
+      this.#state.slots = before;
+      this.#files.write();
       throw err;
     }
     // A reloaded worker starts from the configuration: put draining servers back to drain.
     await this.#reapplyServerStates();
   }
 
-  async #attachedReload(): Promise<void> {
-    this.#assertMayAct('reload haproxy');
-    const answer = await haproxyCommand(this.paths.masterSocket as string, 'reload', this.#cmdTimeoutMs).catch(() => '');
-    if (/error|fail/i.test(answer)) throw new Error(`haproxy reload failed: ${answer.trim()}`);
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 50));
-      if (await this.#backendExists(slotName(this.#slots - 1))) return;
-      if (Date.now() > deadline) throw new Error('haproxy did not load the configuration with the new backends');
-    }
-  }
-
-  /** The pid of the worker answering on the stats socket (undefined while none answers). */
-  async #workerPid(): Promise<number | undefined> {
-    const info = await haproxyCommand(this.paths.runtimeSocket, 'show info', this.#cmdTimeoutMs).catch(() => '');
-    const pid = /^Pid: (\d+)/m.exec(info)?.[1];
-    return pid === undefined ? undefined : Number(pid);
-  }
-
-  async #backendExists(backend: string): Promise<boolean> {
-    const answer = await haproxyCommand(this.paths.runtimeSocket, `show servers state ${backend}`, this.#cmdTimeoutMs).catch(() => '');
-    return /# be_id/.test(answer);
-  }
-
-  #slotExists(rows: { backend: string }[], slot: string): boolean {
-    return rows.some((r) => r.backend === slot);
-  }
-
   async #reapplyServerStates(): Promise<void> {
-    for (const entry of this.#services.values()) {
+    for (const entry of this.#state.services.values()) {
       for (const server of entry.servers.values()) {
-        if (server.draining) await this.#cmd(`set server ${entry.slot}/${server.name} state drain`).catch(() => undefined);
+        if (server.draining) await this.#runtime.setState(`${entry.slot}/${server.name}`, 'drain').catch(() => undefined);
       }
     }
   }
@@ -828,13 +690,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     const existing = entry.servers.get(upstream.taskId);
     if (existing?.draining) {
       // Added back while draining: the newer operation wins; the waiting removals are done.
-      await this.#cmd(`set server ${entry.slot}/${existing.name} state ready`);
+      await this.#runtime.setState(`${entry.slot}/${existing.name}`, 'ready');
       const drain = existing.draining;
       this.#endDrain(drain);
-      for (const op of drain.waiters) {
-        op.data.pending.delete(drain);
-        if (op.data.pending.size === 0) this.#ops.finish(op, 'SUCCESS', 'upstream was added back by a later operation');
-      }
+      this.#drains.settle(drain, 'upstream was added back by a later operation');
       await this.#reweigh(entry, existing, upstream);
       return;
     }
@@ -845,41 +704,28 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     const name = serverName(upstream.taskId);
     const key = `${entry.slot}/${name}`;
     try {
-      await this.#cmd(`add server ${key} ${this.#serverAddress(upstream)}`, [/^New server registered/]);
+      await this.#runtime.addServer(key, upstream);
     } catch (err) {
       // Present in HAProxy already (a restart restored it): take it as it is, enabled below.
       if (!(err instanceof HaproxyCommandError && /Already exists/i.test(err.answer))) throw err;
-      await this.#cmd(`set server ${key} weight ${upstreamWeight(upstream)}`);
+      await this.#runtime.setWeight(key, upstreamWeight(upstream));
     }
     entry.servers.set(upstream.taskId, { upstream: { ...upstream }, name });
-    await this.#enable(key);
+    await this.#runtime.enable(key);
   }
 
   /** Added again: the server takes the operation's weight (absent = the default) at once. */
   async #reweigh(entry: ServiceEntry, server: ServerEntry, upstream: Upstream): Promise<void> {
     const weight = upstreamWeight(upstream);
-    const { weight: _old, ...rest } = server.upstream;
-    const next = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
-    if (upstreamWeight(server.upstream) !== weight) await this.#cmd(`set server ${entry.slot}/${server.name} weight ${weight}`);
+    const next = reweighed(server.upstream, upstream);
+    if (upstreamWeight(server.upstream) !== weight) await this.#runtime.setWeight(`${entry.slot}/${server.name}`, weight);
     server.upstream = next;
   }
 
-  /** `host:port` and the passive-protection parameters every server carries. */
-  #serverAddress(upstream: Upstream): string {
-    return `${upstream.host}:${upstream.port} weight ${upstreamWeight(upstream)}${this.#serverParams ? ` ${this.#serverParams}` : ''}`;
-  }
-
-  /** Into rotation; with its connect check on (a dynamic server's checks start disabled). */
-  async #enable(key: string): Promise<void> {
-    await this.#cmd(`enable server ${key}`);
-    if (this.#serverParams) await this.#cmd(`enable health ${key}`);
-  }
-
-  async #startDrain(entry: ServiceEntry, server: ServerEntry): Promise<Drain> {
-    await this.#cmd(`set server ${entry.slot}/${server.name} state drain`);
-    const drain: Drain = { service: entry, server, waiters: new Set(), deadline: Date.now() + this.#drainTimeoutMs, finishing: false };
+  async #startDrain(entry: ServiceEntry, server: ServerEntry): Promise<HaproxyDrain> {
+    await this.#runtime.setState(`${entry.slot}/${server.name}`, 'drain');
+    const drain = this.#drains.start({ service: entry, server, finishing: false });
     server.draining = drain;
-    this.#drains.add(drain);
     this.#scheduleDrainPoll();
     return drain;
   }
@@ -901,7 +747,7 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
           await this.#reload();
         } catch (err) {
           entry.rules = written;
-          this.#persist();
+          this.#files.persist();
           throw err;
         }
       }
@@ -914,14 +760,15 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
 
   /** A seamless reload with the configuration as written now (managed, or attached with a master socket). */
   async #reload(): Promise<void> {
-    this.#writeFiles();
+    this.#files.write();
     if (this.#process) await this.#process.reload();
     else if (this.paths.masterSocket) {
       // The rules are live once a new worker answers on the stats socket (maps go to it next).
-      const before = await this.#workerPid();
-      await this.#attachedReload();
+      const runtime = this.#runtime;
+      const before = await runtime.workerPid();
+      await runtime.attachedReload(slotName(this.#state.slots - 1));
       const deadline = Date.now() + 10_000;
-      for (let pid = await this.#workerPid(); pid === undefined || pid === before; pid = await this.#workerPid()) {
+      for (let pid = await runtime.workerPid(); pid === undefined || pid === before; pid = await runtime.workerPid()) {
         if (Date.now() > deadline) throw new Error('haproxy did not start a worker with the new routing rules');
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -930,22 +777,43 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     await this.#reapplyServerStates();
   }
 
+  /** Both route maps, atomically (a new version filled, then committed) and on disk. */
+  async #syncMaps(): Promise<void> {
+    const { exact, prefix } = mapEntries(this.#files.backends());
+    await this.#runtime.commitMaps([
+      [this.paths.exactMap, exact],
+      [this.paths.prefixMap, prefix],
+    ]);
+    await this.#syncRoutingMaps();
+  }
+
+  /** The routing maps (routing on, each version's servers in rotation, each server's deploy). */
+  async #syncRoutingMaps(): Promise<void> {
+    if (!this.#state.routed()) return;
+    const { routing, servers } = this.#state.routingEntries();
+    await this.#runtime.commitMaps([
+      [this.paths.routingMap, routing],
+      [this.paths.routingServersMap, servers],
+    ]);
+  }
+
+  // ---- drains ----------------------------------------------------------------------------
+
   /** Drains recorded in the state file (a restart): keep waiting for them, nobody waits on them. */
   #restartDrains(): void {
-    for (const entry of this.#services.values()) {
+    for (const entry of this.#state.services.values()) {
       for (const server of entry.servers.values()) {
         if (!server.wasDraining || server.draining) continue;
-        const drain: Drain = { service: entry, server, waiters: new Set(), deadline: Date.now() + this.#drainTimeoutMs, finishing: false };
-        server.draining = drain;
-        this.#drains.add(drain);
+        server.draining = this.#drains.start({ service: entry, server, finishing: false });
       }
     }
   }
 
-  #endDrain(drain: Drain): void {
-    this.#drains.delete(drain);
-    if (drain.server.draining === drain) drain.server.draining = undefined;
-    drain.server.wasDraining = false;
+  #endDrain(drain: HaproxyDrain): void {
+    const { server } = drain.target;
+    this.#drains.end(drain);
+    if (server.draining === drain) server.draining = undefined;
+    server.wasDraining = false;
   }
 
   #scheduleDrainPoll(): void {
@@ -962,16 +830,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
     const count = (rows: StatRow[]) => {
       for (const r of rows) out.set(`${r.backend}/${r.server}`, (out.get(`${r.backend}/${r.server}`) ?? 0) + r.scur + r.qcur);
     };
-    const rows = parseShowStat(await this.#cmd('show stat', [/^# pxname/]));
+    const rows = await this.#runtime.stat();
     this.#lastStats = new Map(rows.map((r) => [`${r.backend}/${r.server}`, r]));
     count(rows);
-    const masterSocket = this.paths.masterSocket;
-    if (masterSocket) {
+    if (this.paths.masterSocket) {
       const old = this.#process ? await this.#process.oldWorkers() : [];
-      for (const pid of old) {
-        const answer = await haproxyCommand(masterSocket, `@!${pid} show stat`, 1_000).catch(() => '');
-        if (answer.includes('# pxname')) count(parseShowStat(answer));
-      }
+      for (const pid of old) count(await this.#runtime.oldWorkerStat(pid));
     }
     return out;
   }
@@ -988,11 +852,10 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
         return;
       }
       const now = Date.now();
-      for (const drain of [...this.#drains]) {
-        const key = `${drain.service.slot}/${drain.server.name}`;
-        const left = sessions.get(key) ?? 0;
+      for (const drain of this.#drains.active()) {
+        const left = sessions.get(`${drain.target.service.slot}/${drain.target.server.name}`) ?? 0;
         if (left === 0) await this.#finishDrain(drain, 'drained');
-        else if (now >= drain.deadline) await this.#finishDrain(drain, 'timeout', left);
+        else if (this.#drains.expired(drain, now)) await this.#finishDrain(drain, 'timeout', left);
       }
     } finally {
       this.#polling = false;
@@ -1000,266 +863,34 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 
   /** The server is gone: no session left, or the drain timeout shut the rest. */
-  async #finishDrain(drain: Drain, why: 'drained' | 'timeout', left = 0): Promise<void> {
+  async #finishDrain(drain: HaproxyDrain, why: 'drained' | 'timeout', left = 0): Promise<void> {
     await this.#serial(async () => {
-      if (drain.server.draining !== drain || drain.finishing) return;
-      drain.finishing = true;
+      const target = drain.target;
+      if (target.server.draining !== drain || target.finishing) return;
+      target.finishing = true;
       try {
         if (why === 'timeout') {
           this.#logger.warn(
-            { serviceId: drain.service.serviceId, taskId: drain.server.upstream.taskId, cut: left },
+            { serviceId: target.service.serviceId, taskId: target.server.upstream.taskId, cut: left },
             'drain timed out: shutting sessions',
           );
         }
-        await this.#deleteServer(drain.service.slot, drain.server.name, why === 'timeout');
+        await this.#runtime.deleteServer(target.service.slot, target.server.name, why === 'timeout');
       } catch (err) {
         // Sessions arrived between the poll and the delete, or HAProxy is restarting: next poll.
-        drain.finishing = false;
+        target.finishing = false;
         this.#logger.debug({ err }, 'draining server not deleted yet');
         return;
       }
       this.#endDrain(drain);
-      drain.service.servers.delete(drain.server.upstream.taskId);
-      this.#noteRemoved(drain.service, drain.server);
-      this.#persist();
-      for (const op of drain.waiters) {
-        op.data.pending.delete(drain);
-        if (op.data.pending.size === 0)
-          this.#ops.finish(op, 'SUCCESS', why === 'timeout' ? 'drain timed out; remaining sessions were shut' : undefined);
-      }
+      target.service.servers.delete(target.server.upstream.taskId);
+      this.#noteRemoved(target.service, target.server);
+      this.#files.persist();
+      this.#drains.settle(drain, why === 'timeout' ? 'drain timed out; remaining sessions were shut' : undefined);
     });
   }
 
-  /** maint, (shutdown sessions), del server. A server HAProxy does not have is deleted already. */
-  /** Into maintenance and deleted if it has no connections left; false when they keep it. */
-  async #deleteIdleServer(backend: string, name: string): Promise<boolean> {
-    const key = `${backend}/${name}`;
-    await this.#cmd(`set server ${key} state maint`);
-    try {
-      await this.#cmd(`del server ${key}`, [/^Server deleted/]);
-      return true;
-    } catch (err) {
-      if (err instanceof HaproxyCommandError && /No such server|No such backend/i.test(err.answer)) return true;
-      if (err instanceof HaproxyCommandError) return false;
-      throw err;
-    }
-  }
-
-  async #deleteServer(backend: string, name: string, force: boolean): Promise<void> {
-    const key = `${backend}/${name}`;
-    const gone = (err: unknown) => err instanceof HaproxyCommandError && /No such server|No such backend/i.test(err.answer);
-    try {
-      await this.#cmd(`set server ${key} state maint`);
-      if (force) await this.#cmd(`shutdown sessions server ${key}`);
-      await this.#cmd(`del server ${key}`, [/^Server deleted/]);
-    } catch (err) {
-      if (gone(err)) return;
-      if (!force && err instanceof HaproxyCommandError) throw err;
-      if (err instanceof HaproxyCommandError) {
-        // force: shut what is left and try once more
-        await this.#cmd(`shutdown sessions server ${key}`).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 20));
-        await this.#cmd(`del server ${key}`, [/^Server deleted/]).catch((e: unknown) => {
-          if (!gone(e)) throw e;
-        });
-        return;
-      }
-      throw err;
-    }
-  }
-
-  /** Both route maps, atomically (a new version filled, then committed) and on disk. */
-  async #syncMaps(): Promise<void> {
-    const { exact, prefix } = mapEntries(this.#backends());
-    await this.#commitMaps([
-      [this.paths.exactMap, exact],
-      [this.paths.prefixMap, prefix],
-    ]);
-    await this.#syncRoutingMaps();
-  }
-
-  /** The routing maps (routing on, each version's servers in rotation, each server's deploy). */
-  async #syncRoutingMaps(): Promise<void> {
-    if (![...this.#services.values()].some((e) => e.rules)) return;
-    const { routing, servers } = this.#routingEntries();
-    await this.#commitMaps([
-      [this.paths.routingMap, routing],
-      [this.paths.routingServersMap, servers],
-    ]);
-  }
-
-  #routingEntries(): { routing: [string, string][]; servers: [string, string][] } {
-    const routing: [string, string][] = [];
-    const servers: [string, string][] = [];
-    for (const entry of this.#services.values()) {
-      if (!entry.routing) continue;
-      const inRotation = [...entry.servers.values()].filter((s) => !s.draining);
-      routing.push(
-        ...routingMapEntries(
-          entry.slot,
-          entry.routing.deployId,
-          inRotation.map((s) => ({ name: s.name, ...deployOf(s.upstream) })),
-        ),
-      );
-      for (const s of entry.servers.values()) if (s.upstream.deployId !== undefined) servers.push([s.name, s.upstream.deployId]);
-    }
-    return { routing, servers };
-  }
-
-  async #commitMaps(maps: (readonly [string, [string, string][]])[]): Promise<void> {
-    for (const [file, entries] of maps) {
-      writeAtomic(file, renderMap(entries));
-      const answer = await this.#cmd(`prepare map ${file}`, [/^New version created: \d+/]);
-      const version = /(\d+)/.exec(answer)?.[1];
-      for (const [key, value] of entries) await this.#cmd(`add map @${version} ${file} ${key} ${value}`);
-      await this.#cmd(`commit map @${version} ${file}`);
-    }
-  }
-
-  async #mapsDrifted(): Promise<boolean> {
-    const { exact, prefix } = mapEntries(this.#backends());
-    const { routing, servers } = this.#routingEntries();
-    const routed = [...this.#services.values()].some((e) => e.rules);
-    for (const [file, entries] of [
-      [this.paths.exactMap, exact],
-      [this.paths.prefixMap, prefix],
-      ...(routed
-        ? ([
-            [this.paths.routingMap, routing],
-            [this.paths.routingServersMap, servers],
-          ] as const)
-        : []),
-    ] as const) {
-      const answer = await this.#cmd(`show map ${file}`, [/^0x/]);
-      const live = answer
-        .split('\n')
-        .filter((l) => l.startsWith('0x'))
-        .map((l) => l.split(' ').slice(1).join(' '))
-        .sort();
-      const want = entries.map(([k, v]) => `${k} ${v}`).sort();
-      if (JSON.stringify(live) !== JSON.stringify(want)) return true;
-    }
-    return false;
-  }
-
-  #backends(): BackendModel[] {
-    const bySlot = new Map([...this.#services.values()].map((e) => [e.slot, e]));
-    const out: BackendModel[] = [];
-    for (let i = 0; i < Math.max(this.#slots, this.#usedSlots()); i++) {
-      const entry = bySlot.get(slotName(i));
-      out.push({
-        name: slotName(i),
-        ...(entry ? { serviceId: entry.serviceId, basePath: entry.basePath } : {}),
-        ...(entry?.rules ? { rules: entry.rules } : {}),
-        servers: entry
-          ? this.#serversOnDisk(entry).map((s) => ({
-              name: s.name,
-              host: s.upstream.host,
-              port: s.upstream.port,
-              weight: upstreamWeight(s.upstream),
-              draining: s.draining,
-            }))
-          : [],
-      });
-    }
-    return out;
-  }
-
-  /** A service's servers as written to disk: what is live, with the operation being applied. */
-  #serversOnDisk(entry: ServiceEntry): { upstream: Upstream; name: string; draining: boolean }[] {
-    const intent = this.#intent?.slot === entry.slot ? this.#intent : undefined;
-    const out = [...entry.servers.values()].map((s) => ({
-      upstream: s.upstream,
-      name: s.name,
-      draining: s.draining !== undefined || (intent?.remove.has(s.upstream.taskId) ?? false),
-    }));
-    for (const upstream of intent?.add ?? []) {
-      const present = out.find((s) => s.upstream.taskId === upstream.taskId);
-      if (present) {
-        present.draining = false;
-        // added again: it takes the operation's weight (absent = the default)
-        const { weight: _old, ...rest } = present.upstream;
-        present.upstream = { ...rest, ...(upstream.weight !== undefined ? { weight: upstream.weight } : {}) };
-      } else out.push({ upstream: { ...upstream }, name: serverName(upstream.taskId), draining: false });
-    }
-    return out;
-  }
-
-  /** Configuration, maps and state file from the current state: what is on disk is what is live. */
-  #writeFiles(): void {
-    this.#assertMayAct('write the haproxy configuration');
-    const backends = this.#backends();
-    const { exact, prefix } = mapEntries(backends);
-    writeAtomic(this.paths.exactMap, renderMap(exact));
-    writeAtomic(this.paths.prefixMap, renderMap(prefix));
-    const routing = this.#routingEntries();
-    writeAtomic(this.paths.routingMap, renderMap(routing.routing));
-    writeAtomic(this.paths.routingServersMap, renderMap(routing.servers));
-    writeAtomic(
-      this.paths.configPath,
-      renderConfig({
-        masterWorker: this.#mode === 'managed',
-        bindHost: this.#host,
-        bindPort: this.#port,
-        statsSocket: this.paths.runtimeSocket,
-        exactMap: this.paths.exactMap,
-        prefixMap: this.paths.prefixMap,
-        routingMap: this.paths.routingMap,
-        routingServersMap: this.paths.routingServersMap,
-        hardStopAfterMs: this.#drainTimeoutMs + 10_000,
-        connectTimeoutMs: this.#connectTimeoutMs,
-        serverTimeoutMs: this.#serverTimeoutMs,
-        serverParams: this.#serverParams,
-        limits: this.#limits,
-        trustForwardedFrom: this.#trustForwardedFrom,
-        backends,
-      }),
-    );
-    const state: StateFile = {
-      version: 1,
-      slots: this.#slots,
-      services: [...this.#services.values()].map((e) => ({
-        serviceId: e.serviceId,
-        basePath: e.basePath,
-        slot: e.slot,
-        servers: this.#serversOnDisk(e).map((s) => ({ ...s.upstream, name: s.name, draining: s.draining })),
-        ...(e.routing ? { routing: e.routing } : {}),
-        ...(e.rules ? { rules: e.rules } : {}),
-      })),
-    };
-    writeAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
-  }
-
-  #persist(): void {
-    try {
-      this.#writeFiles();
-    } catch (err) {
-      this.#logger.error({ err }, 'could not write the haproxy configuration');
-    }
-  }
-
-  #loadState(): void {
-    if (!existsSync(this.paths.stateFile)) return;
-    try {
-      const state = JSON.parse(readFileSync(this.paths.stateFile, 'utf8')) as StateFile;
-      this.#slots = state.slots;
-      for (const s of state.services) {
-        const servers = new Map<string, ServerEntry>();
-        for (const { name, draining, ...upstream } of s.servers) servers.set(upstream.taskId, { upstream, name, wasDraining: draining });
-        this.#services.set(s.serviceId, {
-          serviceId: s.serviceId,
-          basePath: s.basePath,
-          slot: s.slot,
-          servers,
-          ...(s.routing ? { routing: s.routing } : {}),
-          ...(s.rules ? { rules: s.rules } : {}),
-        });
-      }
-      this.#logger.info({ services: state.services.length, file: this.paths.stateFile }, 'haproxy state restored from disk');
-    } catch (err) {
-      this.#logger.warn({ err, file: this.paths.stateFile }, 'ignoring an unreadable haproxy state file');
-    }
-  }
+  // ---- HAProxy started again -------------------------------------------------------------
 
   /**
    * The HAProxy of an earlier Fledge runs on: keep it. Only a configuration whose structure
@@ -1268,13 +899,12 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
    * maps, without dropping a connection.
    */
   async #afterAdopt(loaded: string | undefined): Promise<void> {
-    this.#writeFiles();
+    this.#files.write();
     const written = readIfExists(this.paths.configPath);
+    const live = await this.#runtime.backends();
     const missing: string[] = [];
-    const answer = await haproxyCommand(this.paths.runtimeSocket, 'show backend', this.#cmdTimeoutMs);
-    const live = new Set(answer.split('\n').map((l) => l.trim()));
-    for (let i = 0; i < this.#slots; i++) if (!live.has(slotName(i))) missing.push(slotName(i));
-    if (loaded === undefined || structure(loaded) !== structure(written ?? '') || missing.length > 0) {
+    for (let i = 0; i < this.#state.slots; i++) if (!live.has(slotName(i))) missing.push(slotName(i));
+    if (loaded === undefined || configStructure(loaded) !== configStructure(written ?? '') || missing.length > 0) {
       this.#logger.info({ missingBackends: missing }, 'the adopted haproxy runs another configuration: reloading it seamlessly');
       await this.#process?.reload();
       await this.#reapplyServerStates();
@@ -1296,10 +926,6 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   }
 }
 
-function deployOf(u: Upstream): { deployId?: string } {
-  return u.deployId !== undefined ? { deployId: u.deployId } : {};
-}
-
 /** Runtime API commands are text lines split on blanks and `;`: nothing may smuggle more in. */
 function unsafeForRuntimeApi(service: LbService, add: Upstream[]): string | undefined {
   if (/[\s;#]/.test(service.basePath)) return `basePath ${JSON.stringify(service.basePath)} contains a blank, ";" or "#"`;
@@ -1308,22 +934,6 @@ function unsafeForRuntimeApi(service: LbService, add: Upstream[]): string | unde
     return `basePath ${JSON.stringify(service.basePath)} contains a quote, backslash, "$" or "%": no sticky cookie can name it in haproxy`;
   for (const u of add) if (/[\s;#]/.test(u.host)) return `upstream ${u.taskId} has an invalid host ${JSON.stringify(u.host)}`;
   return undefined;
-}
-
-function readIfExists(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** The configuration without its servers and comments: what only a reload can change. */
-function structure(config: string): string {
-  return config
-    .split('\n')
-    .filter((l) => !/^\s*(server |#)/.test(l))
-    .join('\n');
 }
 
 function errorMessage(err: unknown): string {

@@ -291,6 +291,23 @@ describe('haproxy balancer', () => {
       if (res.status !== 200) return `HTTP ${res.status}`;
       return res.body.startsWith('new') ? 'new' : 'old';
     };
+    /** Old v1 and new v2 in one operation with routing on for v2, settled. */
+    const applyRouted = async (balancer: HaproxyBalancer, old: TestUpstream, fresh: TestUpstream) =>
+      settled(
+        balancer,
+        (
+          await balancer.apply(
+            'add',
+            routed('v2'),
+            [
+              { ...old.upstream(), deployId: 'v1' },
+              { ...fresh.upstream(), deployId: 'v2' },
+            ],
+            [],
+          )
+        ).operationId,
+        15_000,
+      );
     const onlyNew = async (port: number, n = 8) => {
       const seen = new Set<string>();
       for (let i = 0; i < n; i++) {
@@ -362,21 +379,7 @@ describe('haproxy balancer', () => {
         });
         started.push(balancer);
         const [old, fresh] = [await up('old'), await up('new')];
-        const s = await settled(
-          balancer,
-          (
-            await balancer.apply(
-              'add',
-              routed('v2'),
-              [
-                { ...old.upstream(), deployId: 'v1' },
-                { ...fresh.upstream(), deployId: 'v2' },
-              ],
-              [],
-            )
-          ).operationId,
-          15_000,
-        );
+        const s = await applyRouted(balancer, old, fresh);
         expect(s.state, s.message).toBe('SUCCESS');
         expect(await onlyNew(attached.port)).toEqual(['new']);
         expect(await balancer.reconcile()).toEqual([]);
@@ -395,21 +398,7 @@ describe('haproxy balancer', () => {
       const first = await startHaproxy({ dataDir, stopOnClose: false });
       const port = first.address().port;
       const [old, fresh] = [await up('old'), await up('new')];
-      await settled(
-        first,
-        (
-          await first.apply(
-            'add',
-            routed('v2'),
-            [
-              { ...old.upstream(), deployId: 'v1' },
-              { ...fresh.upstream(), deployId: 'v2' },
-            ],
-            [],
-          )
-        ).operationId,
-        15_000,
-      );
+      await applyRouted(first, old, fresh);
       expect(await onlyNew(port)).toEqual(['new']);
       // Fledge goes away and comes back: it adopts the same HAProxy, routing still on, nothing to repair
       await first.close();

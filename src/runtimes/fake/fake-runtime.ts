@@ -32,8 +32,8 @@ export type FakeStartBehaviour =
   | { error: string }
   /** { kind: 'waiting', reason }, as when capacity is short */
   | { waiting: string }
-  /** start, then exit with this code right after start() resolves (portInUse: as after an EADDRINUSE) */
-  | { exit: number; portInUse?: boolean }
+  /** start, then exit with this code right after start() resolves (portInUse: as after an EADDRINUSE; stderr: what it wrote first) */
+  | { exit: number; portInUse?: boolean; stderr?: string }
   /** start, and exit with this code before start() resolves (a process that ends at once) */
   | { exitWhileStarting: number };
 
@@ -144,6 +144,7 @@ class InMemoryFakeRuntime implements FakeRuntime {
     });
     this.started.push(spec.taskId);
     if (typeof behaviour === 'object' && 'exit' in behaviour) {
+      if (behaviour.stderr !== undefined) this.writeLog(spec.taskId, 'stderr', behaviour.stderr);
       queueMicrotask(() => this.exit(spec.taskId, behaviour.exit, null, behaviour.portInUse ? { portInUse: true } : {}));
     }
     if (typeof behaviour === 'object' && 'exitWhileStarting' in behaviour) {

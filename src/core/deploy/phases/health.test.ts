@@ -66,6 +66,17 @@ describe('stepHealth', () => {
       outcome: 'end OVERDUE: Deploy step was not healthy within 60 seconds',
       failures: ['TASK_NEVER_ENTERED_RUNNING'],
     },
+    {
+      // e.g. a replacement held by the crash-loop backoff, or a slow machine's spawn: placed, not waiting for a host
+      name: 'the deadline passed with a placed task whose start has not happened: never entered running, not unschedulable',
+      input: phaseInput({
+        now: DEADLINE,
+        progress: { phase: 'HEALTH', deadline: DEADLINE },
+        tasks: (_v1, v2) => [testTask(v2, 1, 'healthy'), testTask(v2, 2, 'launched')],
+      }),
+      outcome: 'end OVERDUE: Deploy step was not healthy within 60 seconds',
+      failures: ['TASK_NEVER_ENTERED_RUNNING'],
+    },
   ])('$name', ({ input, outcome: expected, failures }) => {
     const result = stepHealth(input);
     expect(outcome(result)).toBe(expected);

@@ -51,7 +51,9 @@ export function stepHealth(input: PhaseInput): PhaseResult {
     return { ...effects, progress, wait: { why: `${ready} of ${target} new task(s) healthy`, until: deadline } };
   }
   const serving = servingNew(after);
-  const unplaced = serving.filter((t) => t.handle === undefined);
+  // Waiting for a host is not being scheduled; a start still in flight (or held by the crash-loop
+  // backoff) is a task that never entered running, reported below as such.
+  const unplaced = serving.filter((t) => t.handle === undefined && t.waitingReason !== undefined);
   if (unplaced.length > 0) {
     const message = reasons.couldNotLaunch(serving.length - unplaced.length, target);
     const failures: DeployFailure[] = unplaced.map((t) => ({

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import type { HealthResult } from '../core/model.ts';
+import type { HealthResult } from '../../core/model.ts';
 
 /** How much of the body is kept on the task: enough to show why, little enough to store. */
 export const BODY_BYTES = 512;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BODY_BYTES, probeHealth } from './probe.ts';
-import { freePort, startServer, type TestServer } from './test-servers.test-helper.ts';
+import { freePort, startServer, type TestServer } from '../test-servers.test-helper.ts';
 
 const servers: TestServer[] = [];
 const serve = async (...args: Parameters<typeof startServer>) => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProbeScheduler } from './probe-scheduler.ts';
-import { waitFor } from './test-servers.test-helper.ts';
+import { waitFor } from '../test-servers.test-helper.ts';
 
 const open: ProbeScheduler[] = [];
 afterEach(async () => {

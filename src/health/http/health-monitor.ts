@@ -5,11 +5,11 @@
 // scheduler (probe-scheduler.ts) with bounded concurrency. It keeps no state worth saving: the
 // caller stores results and counters on the task and, after a restart, hands them back to
 // watch(). It never waits on the store: a slow or locked store delays nothing here.
-import { assessHealth, assessRunningProbe, checksWhileRunning, type HealthAssessment } from '../core/health.ts';
-import type { HealthcheckOptions, HealthResult } from '../core/model.ts';
+import { assessHealth, assessRunningProbe, checksWhileRunning, type HealthAssessment } from '../../core/health.ts';
+import type { HealthcheckOptions, HealthResult } from '../../core/model.ts';
 import { probeHealth } from './probe.ts';
 import { ProbeScheduler } from './probe-scheduler.ts';
-import type { HealthWatcher, PreviousHealth, WatchedTask } from './types.ts';
+import type { HealthReport, HealthWatcher, PreviousHealth, WatchedTask } from '../types.ts';
 
 export interface HealthMonitorOptions {
   now: () => number;
@@ -17,7 +17,7 @@ export interface HealthMonitorOptions {
    * Every probe result with the assessment that follows from all results so far.
    * `result` is undefined for a task without a healthcheck, reported once when it turns healthy.
    */
-  onResult(taskId: string, result: HealthResult | undefined, assessment: HealthAssessment): void;
+  onResult: HealthReport;
   /** skip certificate checks for HTTPS health checks (self-signed task certificates) */
   allowInsecure?: boolean;
   /** a throwing onResult must not stop the schedule; it is reported here */

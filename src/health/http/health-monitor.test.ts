@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HealthAssessment } from '../core/health.ts';
-import type { HealthcheckOptions, HealthResult } from '../core/model.ts';
+import type { HealthAssessment } from '../../core/health.ts';
+import type { HealthcheckOptions, HealthResult } from '../../core/model.ts';
 import { HealthMonitor, healthUrl } from './health-monitor.ts';
-import { freePort, startServer, waitFor, type TestServer } from './test-servers.test-helper.ts';
+import { freePort, startServer, waitFor, type TestServer } from '../test-servers.test-helper.ts';
 
 // Options are seconds; fractions keep these tests fast.
 const hc = (overrides: Partial<HealthcheckOptions> = {}): HealthcheckOptions => ({
