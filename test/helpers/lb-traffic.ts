@@ -160,8 +160,10 @@ export interface MembershipSample {
   atMs: number;
   /** task ids in rotation */
   inRotation: string[];
-  /** of those, the ones whose task is TASK_RUNNING and HEALTHY in the store */
+  /** of those, the ones whose task is HEALTHY and running (TASK_RUNNING, or TASK_CLEANING) in the store */
   healthy: string[];
+  /** the others in rotation: their state and health in the store (to explain a dip) */
+  others?: { id: string; state?: string; health?: string }[];
 }
 
 export interface MembershipReport {
@@ -183,7 +185,9 @@ export interface MembershipSampler {
   stop(): Promise<MembershipReport>;
 }
 
-const isHealthyRecord = (t: TaskRecord) => t.state === 'TASK_RUNNING' && t.health.state === 'HEALTHY';
+/** Serving capacity: a healthy running process — also one marked for clean-up (TASK_CLEANING) that
+ * the engine keeps in the LB until its replacement is in; not one already being stopped (TASK_KILLING). */
+const isHealthyRecord = (t: TaskRecord) => (t.state === 'TASK_RUNNING' || t.state === 'TASK_CLEANING') && t.health.state === 'HEALTHY';
 
 /**
  * Every `intervalMs`, the store's tasks of `requestId` are read first and the balancer's
@@ -211,17 +215,22 @@ export function startMembershipSampler(
   let stopped = false;
   let waiters: (() => void)[] = [];
 
-  const healthyNow = async () =>
-    (await store.listTasks({ requestId: ids.requestId, live: true })).filter(isHealthyRecord).map((t) => t.taskId.id);
   const sample = async () => {
     // The store and the balancer are read one after the other, not at one instant: an upstream
     // counts as healthy when its task was healthy just before or just after the membership was
     // read (a task that turned healthy and joined between two reads is not a dip).
-    const before = await healthyNow();
+    const before = await store.listTasks({ requestId: ids.requestId, live: true });
     const inRotation = (await balancer.upstreams(serviceId)).map((u) => u.taskId);
-    const healthyIds = new Set([...before, ...(await healthyNow())]);
+    const after = await store.listTasks({ requestId: ids.requestId, live: true });
+    const healthyIds = new Set([...before, ...after].filter(isHealthyRecord).map((t) => t.taskId.id));
     const s: MembershipSample = { atMs: Date.now() - started, inRotation, healthy: inRotation.filter((id) => healthyIds.has(id)) };
     report.samples++;
+    if (s.healthy.length < inRotation.length) {
+      const byId = new Map(after.map((t) => [t.taskId.id, t]));
+      s.others = inRotation
+        .filter((id) => !healthyIds.has(id))
+        .map((id) => ({ id, state: byId.get(id)?.state ?? 'not live', health: byId.get(id)?.health.state }));
+    }
     if (s.healthy.length < report.minHealthy) {
       report.minHealthy = s.healthy.length;
       report.atMin = s;
