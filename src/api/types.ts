@@ -13,6 +13,9 @@ import type {
   TaskRun,
   TaskState,
 } from '../core/model.ts';
+import type { StoredAudit } from '../store/types.ts';
+import type { LogChunk as RuntimeLogChunk } from '../runtimes/types.ts';
+import type { FledgeEvent } from '../core/events.ts';
 import type { Role } from '../auth/roles.ts';
 import type { FieldChange } from '../core/deploy/diff.ts';
 import type { PreviewEstimate } from '../core/deploy/preview.ts';
@@ -245,19 +248,8 @@ export interface CreatedToken extends TokenView {
   token: string;
 }
 
-export interface AuditEntry {
-  id: number;
-  at: number;
-  tokenName?: string;
-  role?: Role;
-  method: string;
-  path: string;
-  requestId?: string;
-  deployId?: string;
-  taskId?: string;
-  source: string;
-  status: number;
-}
+/** GET /api/audit: the entries as stored. */
+export type AuditEntry = StoredAudit;
 
 export interface AuditFilter {
   requestId?: string;
@@ -300,14 +292,8 @@ export interface DeployPlan {
   warnings: string[];
 }
 
-export interface LogChunk {
-  path: string;
-  offset: number;
-  data: string;
-  nextOffset: number;
-  /** with ?tail=N: the file's whole size */
-  size?: number;
-}
+/** GET /api/sandbox/{taskId}/read: the runtime's chunk (with ?tail=N, `size` is the file's whole size). */
+export type LogChunk = RuntimeLogChunk;
 
 export interface StateCounts {
   activeRequests: number;
@@ -331,16 +317,8 @@ export interface FledgeStreamEvent {
   id?: string;
 }
 
-/** `data` of `deploy` events. */
-export interface DeployEventData {
-  type: 'DEPLOY';
-  at: number;
-  requestId: string;
-  deployId: string;
-  eventType: 'STARTING' | 'PROGRESS' | 'FINISHED';
-  progress?: DeployProgress;
-  result?: DeployResult;
-}
+/** `data` of `deploy` events: the engine's event as published. */
+export type DeployEventData = Extract<FledgeEvent, { type: 'DEPLOY' }>;
 
 /** `data` of `task` events. */
 export interface TaskEventData {

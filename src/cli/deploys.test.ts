@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  captureIo,
+  cliRunner,
   deployed,
   deployOf,
   manualCanary,
@@ -20,7 +20,6 @@ import {
 import { waitFor } from '../../test/helpers/wait-for.ts';
 import type { DeployHistoryView, PendingDeployView, RequestParent, TaskView } from '../api/client.ts';
 import { FledgeClient } from '../api/client.ts';
-import { runCli } from './main.ts';
 
 let app: CliApp;
 let client: FledgeClient;
@@ -30,13 +29,7 @@ beforeAll(async () => {
 });
 afterAll(async () => app?.close());
 
-const io = (extra: Parameters<typeof captureIo>[0] = {}) => captureIo({ env: { FLEDGE_TOKEN: app.adminToken }, ...extra });
-const run = (args: string[], out = io()) => runCli(['--server', app.url, ...args], out).then((code) => ({ code, io: out }));
-/** the calls made from here on */
-const since = () => {
-  const from = app.calls.length;
-  return { calls: () => app.calls.slice(from), mutations: () => app.calls.slice(from).filter((c) => c.method !== 'GET') };
-};
+const { io, run, since } = cliRunner(() => app);
 
 async function jsonFile(value: unknown): Promise<string> {
   const file = join(await mkdtemp(join(tmpdir(), 'fledge-cli-')), 'deploy.json');

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   captureIo,
+  cliRunner,
   deployed,
   deployOf,
   manualCanary,
@@ -26,13 +27,7 @@ beforeAll(async () => {
 });
 afterAll(async () => app?.close());
 
-const io = (extra: Parameters<typeof captureIo>[0] = {}) => captureIo({ env: { FLEDGE_TOKEN: app.adminToken }, ...extra });
-const run = (args: string[], out = io()) => runCli(['--server', app.url, ...args], out).then((code) => ({ code, io: out }));
-/** the calls made from here on */
-const since = () => {
-  const from = app.calls.length;
-  return { calls: () => app.calls.slice(from), paths: () => app.paths().slice(app.paths().length - (app.calls.length - from)) };
-};
+const { io, run, since } = cliRunner(() => app);
 
 interface RequestState {
   request: { instances: number };

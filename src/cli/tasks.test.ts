@@ -1,7 +1,7 @@
 // `fledge task`, against the real server (test/helpers/cli-app.ts) and its fake runtime.
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureIo, requestWithDeploy, startCliApp, uniqueId, utc, type CliApp } from '../../test/helpers/cli-app.ts';
+import { captureIo, cliRunner, requestWithDeploy, startCliApp, uniqueId, utc, type CliApp } from '../../test/helpers/cli-app.ts';
 import { reservePorts } from '../../test/helpers/ports.ts';
 import { waitFor } from '../../test/helpers/wait-for.ts';
 import { FledgeClient, type TaskView } from '../api/client.ts';
@@ -17,12 +17,7 @@ beforeAll(async () => {
 });
 afterAll(async () => app?.close());
 
-const io = (extra: Parameters<typeof captureIo>[0] = {}) => captureIo({ env: { FLEDGE_TOKEN: app.adminToken }, ...extra });
-const run = (args: string[], out = io()) => runCli(['--server', app.url, ...args], out).then((code) => ({ code, io: out }));
-const since = () => {
-  const from = app.calls.length;
-  return { calls: () => app.calls.slice(from) };
-};
+const { io, run, since } = cliRunner(() => app);
 
 /** A load-balanced request with `instances` tasks of d1 running; its tasks by instance. */
 async function running(instances = 2): Promise<{ id: string; tasks: TaskView[] }> {

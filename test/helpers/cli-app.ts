@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliIo } from '../../src/cli/context.ts';
+import { runCli } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { silentLogger } from '../../src/logger.ts';
 import type { FakeRuntime } from '../../src/runtimes/fake/index.ts';
@@ -240,4 +241,26 @@ export function captureIo(extra: Partial<CliIo> = {}): CapturedIo {
     err: () => err,
     printed: (text) => new Promise<void>((resolve) => (out.includes(text) ? resolve() : waiters.push({ text, resolve }))),
   };
+}
+
+/**
+ * The CLI run against a test file's app with its admin token: `io()` writers, `run(args)` its
+ * exit code and output, `since()` the calls made from then on.
+ */
+export function cliRunner(app: () => CliApp) {
+  const io = (extra: Partial<CliIo> = {}) => captureIo({ env: { FLEDGE_TOKEN: app().adminToken }, ...extra });
+  const run = (args: string[], out = io()) => runCli(['--server', app().url, ...args], out).then((code) => ({ code, io: out }));
+  const since = () => {
+    const from = app().calls.length;
+    const calls = () => app().calls.slice(from);
+    return {
+      calls,
+      mutations: () => calls().filter((c) => c.method !== 'GET'),
+      paths: () =>
+        app()
+          .paths()
+          .slice(app().paths().length - calls().length),
+    };
+  };
+  return { io, run, since };
 }

@@ -115,16 +115,7 @@ export interface HaproxyBalancer extends Balancer {
   /** Compare HAProxy with Fledge's state and repair drift; returns the repairs made. */
   reconcile(): Promise<string[]>;
   /** Where the runtime API, configuration and maps are. */
-  readonly paths: {
-    runtimeSocket: string;
-    masterSocket?: string;
-    configPath: string;
-    exactMap: string;
-    prefixMap: string;
-    routingMap: string;
-    routingServersMap: string;
-    stateFile: string;
-  };
+  readonly paths: HaproxyPaths;
   /** managed: master and worker pids (tests kill them); attached: [] */
   pids(): Promise<number[]>;
   /** managed: how many times HAProxy was restarted after dying */
