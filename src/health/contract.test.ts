@@ -1,22 +1,9 @@
 // The health watcher contract against each implementation.
-import type { HealthcheckOptions } from '../core/model.ts';
 import { healthContract } from './contract.case.ts';
 import { createHealthWatcher } from './index.ts';
-import { startServer, type TestServer } from './test-servers.test-helper.ts';
+import { hc, startServer, type TestServer } from './test-servers.test-helper.ts';
 
-const options = (): HealthcheckOptions => ({
-  uri: '/health',
-  portIndex: 0,
-  protocol: 'HTTP',
-  method: 'GET',
-  startupDelaySeconds: 0,
-  startupTimeoutSeconds: 10,
-  startupIntervalSeconds: 0.03,
-  intervalSeconds: 0.03,
-  responseTimeoutSeconds: 2,
-  maxRetries: 0,
-  failureStatusCodes: [503],
-});
+const options = () => hc({ maxRetries: 0 });
 
 healthContract('http', () => {
   const servers: TestServer[] = [];

@@ -1,6 +1,7 @@
 // Real HTTP servers on 127.0.0.1 for the health tests, and a condition waiter (no fixed sleeps).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { HealthcheckOptions } from '../core/model.ts';
 
 export interface TestServer {
   port: number;
@@ -39,3 +40,19 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'co
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** A healthcheck for these tests: options are seconds, fractions keep the tests fast. */
+export const hc = (overrides: Partial<HealthcheckOptions> = {}): HealthcheckOptions => ({
+  uri: '/health',
+  portIndex: 0,
+  protocol: 'HTTP',
+  method: 'GET',
+  startupDelaySeconds: 0,
+  startupTimeoutSeconds: 10,
+  startupIntervalSeconds: 0.03,
+  intervalSeconds: 0.03,
+  responseTimeoutSeconds: 2,
+  maxRetries: 3,
+  failureStatusCodes: [503],
+  ...overrides,
+});

@@ -1,24 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HealthAssessment } from '../../core/health.ts';
-import type { HealthcheckOptions, HealthResult } from '../../core/model.ts';
+import type { HealthResult } from '../../core/model.ts';
 import { HealthMonitor, healthUrl } from './health-monitor.ts';
-import { freePort, startServer, waitFor, type TestServer } from '../test-servers.test-helper.ts';
-
-// Options are seconds; fractions keep these tests fast.
-const hc = (overrides: Partial<HealthcheckOptions> = {}): HealthcheckOptions => ({
-  uri: '/health',
-  portIndex: 0,
-  protocol: 'HTTP',
-  method: 'GET',
-  startupDelaySeconds: 0,
-  startupTimeoutSeconds: 10,
-  startupIntervalSeconds: 0.03,
-  intervalSeconds: 0.03,
-  responseTimeoutSeconds: 2,
-  maxRetries: 3,
-  failureStatusCodes: [503],
-  ...overrides,
-});
+import { freePort, hc, startServer, waitFor, type TestServer } from '../test-servers.test-helper.ts';
 
 interface Event {
   taskId: string;
