@@ -63,10 +63,11 @@ export function taskLine(t: TaskView): string {
   return `task ${t.taskId.id} #${t.taskId.instanceNo} ${t.state} health ${healthText(t)} lb ${lbText(t.lb ?? t.loadBalancerState)}${note ? ` (${note})` : ''}`;
 }
 
-export function instancesText(parent: RequestParent): string {
+/** Healthy against wanted; tasks beyond it (a canary's or a bounce's) named as surge, never "5/4". */
+export function instancesText(parent: RequestParent, noun = ''): string {
   const desired = parent.instanceCounts?.desired ?? parent.request.instances;
   const healthy = parent.instanceCounts?.healthy ?? parent.taskIds?.healthy.length ?? 0;
-  return `${healthy}/${desired}`;
+  return healthy > desired ? `${desired}/${desired}${noun} +${healthy - desired} surge` : `${healthy}/${desired}${noun}`;
 }
 
 export function pendingText(pending: PendingDeployView | undefined): string {
@@ -80,7 +81,7 @@ export function requestLine(parent: RequestParent): string {
   const pending = parent.pendingDeployState;
   return [
     `request ${parent.request.id}: ${parent.state}`,
-    `${instancesText(parent)} healthy`,
+    instancesText(parent, ' healthy'),
     `active deploy ${active ?? '-'}`,
     ...(pending ? [`pending deploy ${pendingText(pending)}`] : []),
   ].join(', ');

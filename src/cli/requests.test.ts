@@ -64,11 +64,11 @@ describe('fledge request list', () => {
     expect(code).toBe(0);
     expect(io.out()).toBe(
       [
-        'ID          TYPE     STATE   HEALTHY  ACTIVE DEPLOY  PENDING DEPLOY',
-        // the canary's task is healthy beside the 4 of d1
-        'api-server  SERVICE  ACTIVE  5/4      d1             d7 (step 1/4 ACCEPTANCE, new tasks: 1 wanted, 0 accepted)',
-        'paused-one  SERVICE  PAUSED  0/2      d1             -',
-        'web         SERVICE  ACTIVE  3/3      d1             -',
+        'ID          TYPE     STATE   HEALTHY       ACTIVE DEPLOY  PENDING DEPLOY',
+        // the canary's task is healthy beside the 4 of d1: a surge, not "5/4"
+        'api-server  SERVICE  ACTIVE  4/4 +1 surge  d1             d7 (step 1/4 ACCEPTANCE, new tasks: 1 wanted, 0 accepted)',
+        'paused-one  SERVICE  PAUSED  0/2           d1             -',
+        'web         SERVICE  ACTIVE  3/3           d1             -',
         '',
       ].join('\n'),
     );

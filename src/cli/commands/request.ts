@@ -57,7 +57,7 @@ export function registerRequest(program: Command, ctx: Ctx): void {
         ['id', p.request.id],
         ['type', p.request.requestType],
         ['state', p.state],
-        ['instances', `${instancesText(p)} healthy${p.instanceCounts ? `, ${p.instanceCounts.total} running` : ''}`],
+        ['instances', `${instancesText(p, ' healthy')}${p.instanceCounts ? `, ${p.instanceCounts.total} running` : ''}`],
         ['load balanced', p.request.loadBalanced ? 'yes' : 'no'],
         ['active deploy', p.requestDeployState?.activeDeploy?.deployId ?? p.activeDeploy?.id],
         ['pending deploy', pendingText(p.pendingDeployState)],
