@@ -125,7 +125,11 @@ async function measure(t: Target): Promise<Figures> {
 }
 
 async function real(): Promise<Figures> {
-  const fledge = await startFledgeProcess({ portRange: reservePorts(50), args: ['--log-level', 'warn'] });
+  // Room for every task: the host's capacity is not what this measures.
+  const fledge = await startFledgeProcess({
+    portRange: reservePorts(50),
+    args: ['--log-level', 'warn', '--cpus', '1000', '--memory-mb', '1000000'],
+  });
   try {
     return await measure({ url: fledge.url, token: fledge.token });
   } finally {
@@ -145,6 +149,8 @@ async function simulated(): Promise<Figures> {
         health: 'fake',
         checks: 'fake',
         allowFakes: true,
+        cpus: 1000,
+        memoryMb: 1_000_000,
         logLevel: 'silent',
       },
       {},
