@@ -4,7 +4,7 @@ import type { Deploy, FledgeRequest, RequestRecord, TaskRecord } from '../core/m
 import { isLive } from '../core/model.ts';
 import { hostOf } from '../core/placement.ts';
 import { healthy, inLb } from '../core/tasks.ts';
-import type { DeployHistoryEntry, DeployKey, LastDeployResult, Store } from '../store/types.ts';
+import type { DeployEntry, DeployHistoryEntry, DeployKey, LastDeployResult, Store } from '../store/types.ts';
 import { jobParentFields } from './job-views.ts';
 import type {
   DeployAction,
@@ -27,6 +27,9 @@ import {
   taskLbUpdates,
   type TaskIdLookup,
 } from './singularity-shapes.ts';
+
+/** One deploy of one request, as a map key. */
+const deployKeyOf = (requestId: string, deployId: string) => `${requestId}\u0000${deployId}`;
 
 /** Singularity's deploy marker; `user` is the name of the token that started the deploy. */
 export function deployMarker(requestId: string, deployId: string, timestamp: number, message?: string, user?: string): DeployMarker {
@@ -93,7 +96,7 @@ export async function tasksOut(store: Store, tasks: TaskRecord[]) {
         requestId,
         store.getRequest(requestId).then((r) => r?.request),
       );
-    const key = `${requestId}\u0000${deployId}`;
+    const key = deployKeyOf(requestId, deployId);
     if (!deploys.has(key)) deploys.set(key, store.getDeploy(requestId, deployId));
     const [request, deploy] = await Promise.all([requests.get(requestId), deploys.get(key)]);
     out.push({ ...taskView(t), ...singularityTaskFields(t, { request, deploy }) });
@@ -132,10 +135,8 @@ export interface ParentsPreload {
   tasks: ReadonlyMap<string, TaskRecord[]>;
   lastResults: ReadonlyMap<string, LastDeployResult>;
   /** the active and pending deploys' entries, by deployKeyOf (no progress: a parent shows none) */
-  deploys?: ReadonlyMap<string, Omit<DeployHistoryEntry, 'progress'>>;
+  deploys?: ReadonlyMap<string, DeployEntry>;
 }
-
-const deployKeyOf = (requestId: string, deployId: string) => `${requestId}\u0000${deployId}`;
 
 /**
  * What a chunk of a list of request parents needs, one query each: the live tasks, the last
@@ -181,8 +182,7 @@ export async function requestParent(store: Store, record: RequestRecord, preload
   const pendingEntry = pending ? await entry(pending.deployId) : undefined;
   const activeDeploy = active?.deploy;
   const pendingDeploy = pendingEntry?.deploy;
-  const marker = (e?: Omit<DeployHistoryEntry, 'progress'>) =>
-    e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined;
+  const marker = (e?: DeployEntry) => (e ? deployMarker(id, e.deploy.id, e.deploy.timestamp, undefined, e.user) : undefined);
   const groups = groupTaskIds(tasks);
   const lookup = pending ? await lookupTaskIds(store, lbTaskIds([pending]), tasks) : () => undefined;
   return {

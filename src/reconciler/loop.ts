@@ -125,7 +125,7 @@ export class ReconcileLoop {
     const { store, logger, clock } = this.#deps;
     let ids: string[];
     const full = this.#all;
-    if (this.#all) {
+    if (full) {
       this.#all = false;
       this.#dirty.clear();
       try {

@@ -21,6 +21,9 @@ export interface DeployHistoryEntry {
   user?: string;
 }
 
+/** A deploy's history entry without its progress (what a request parent shows). */
+export type DeployEntry = Omit<DeployHistoryEntry, 'progress'>;
+
 export interface DeployKey {
   requestId: string;
   deployId: string;
@@ -98,10 +101,10 @@ export interface TokenRecord {
   lastUsedAt?: number;
 }
 
-/** One mutating API call, allowed or refused. */
 /** An audit entry as the store returns it: with its id. */
 export type StoredAudit = AuditRecord & { id: number };
 
+/** One mutating API call, allowed or refused. */
 export interface AuditRecord {
   /** assigned by the store, increasing */
   id?: number;
@@ -252,7 +255,7 @@ export interface Store {
    * The entries of these deploys, in one query and without their progress (a list's chunk:
    * at most a few hundred keys); in no particular order, the unknown ones left out.
    */
-  listDeployEntries(keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]>;
+  listDeployEntries(keys: readonly DeployKey[]): Promise<DeployEntry[]>;
   /** each of these requests' last ended deploy (the newest with a result); none for a request without */
   lastDeployResults(requestIds: readonly string[]): Promise<Map<string, LastDeployResult>>;
 

@@ -35,6 +35,7 @@ import {
   type CopiedTable,
   type Delivery,
   type DeployHistoryEntry,
+  type DeployEntry,
   type DeployKey,
   type ExpiredTaskQuery,
   type Fence,
@@ -332,7 +333,7 @@ export class PostgresStore implements Store {
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     return this.#use('get deploy history', (db) => this.#q.getDeployHistory(db, requestId, deployId));
   }
-  listDeployEntries(keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]> {
+  listDeployEntries(keys: readonly DeployKey[]): Promise<DeployEntry[]> {
     return this.#use('list deploy entries', (db) => this.#q.listDeployEntries(db, keys));
   }
   getPending(requestId: string): Promise<PendingDeploy | undefined> {

@@ -18,6 +18,7 @@ import {
   type CopiedTable,
   type Delivery,
   type DeployHistoryEntry,
+  type DeployEntry,
   type DeployKey,
   type ExpiredTaskQuery,
   type Row,
@@ -290,7 +291,7 @@ export class SqlQueries {
     return row ? toHistory(row) : undefined;
   }
 
-  async listDeployEntries(db: Db, keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]> {
+  async listDeployEntries(db: Db, keys: readonly DeployKey[]): Promise<DeployEntry[]> {
     if (keys.length === 0) return [];
     const requestIds = [...new Set(keys.map((k) => k.requestId))];
     const deployIds = [...new Set(keys.map((k) => k.deployId))];

@@ -20,6 +20,7 @@ import {
   type CopiedTable,
   type Delivery,
   type DeployHistoryEntry,
+  type DeployEntry,
   type DeployKey,
   type ExpiredTaskQuery,
   type Fence,
@@ -151,7 +152,7 @@ export class SqliteStore implements Store {
   getDeployHistory(requestId: string, deployId: string): Promise<DeployHistoryEntry | undefined> {
     return this.#q.getDeployHistory(this.#db, requestId, deployId);
   }
-  listDeployEntries(keys: readonly DeployKey[]): Promise<Omit<DeployHistoryEntry, 'progress'>[]> {
+  listDeployEntries(keys: readonly DeployKey[]): Promise<DeployEntry[]> {
     return this.#q.listDeployEntries(this.#db, keys);
   }
   getPending(requestId: string): Promise<PendingDeploy | undefined> {
