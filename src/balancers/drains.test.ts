@@ -51,6 +51,21 @@ describe('DrainBook', () => {
     expect([o1.state, o2.state]).toEqual(['WAITING', 'SUCCESS']);
   });
 
+  it('an undone removal ends its operations CANCELED; their other removals go on for whoever else waits', () => {
+    const { drains, op } = setup();
+    const [o1, o2] = [op('o1'), op('o2')];
+    const [a, b] = [drains.start('a'), drains.start('b')];
+    drains.wait(o1, a);
+    drains.wait(o1, b);
+    drains.wait(o2, b);
+    drains.end(a);
+    drains.undo(a, 'added back');
+    expect(o1).toMatchObject({ state: 'CANCELED', message: 'added back' });
+    expect([...b.waiters]).toEqual([o2]);
+    drains.settle(b);
+    expect([o1.state, o2.state]).toEqual(['CANCELED', 'SUCCESS']);
+  });
+
   it('a deadline: expired from then on; with onTimeout, a timer calls it, and end() stops it', () => {
     vi.useFakeTimers();
     try {

@@ -80,6 +80,21 @@ export class DrainBook<T> {
   }
 
   /**
+   * The removal was undone: a later operation added the upstream back, and the newer one wins.
+   * Every operation waiting for it ends CANCELED — it did not take out what it asked to, and
+   * reporting it done would let the engine stop a task the LB still routes to. Their other
+   * drains go on.
+   */
+  undo(drain: Drain<T>, message: string): void {
+    for (const op of [...drain.waiters]) {
+      for (const other of op.data.pending) other.waiters.delete(op);
+      op.data.pending.clear();
+      this.#ops.finish(op, 'CANCELED', message);
+    }
+    drain.waiters.clear();
+  }
+
+  /**
    * The operation stops waiting (cancelled, or failed): returns, in order, the drains it waited
    * for that no other operation waits for — the caller puts those back or lets them run.
    */

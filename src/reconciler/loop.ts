@@ -60,6 +60,12 @@ export class ReconcileLoop {
   /** back-off per request while the store is unavailable */
   readonly #retryMs = new Map<string, number>();
   #closed = false;
+  /**
+   * Tasks are being re-adopted and the LB restored: no pass may run yet. A pass would act on
+   * LB operations the restore is about to contradict (a removal re-applied, then undone by the
+   * restore's add, reads as done while the task is back in rotation). Wakes meanwhile wait.
+   */
+  #recovering = false;
 
   constructor(deps: LoopDeps) {
     this.#deps = deps;
@@ -82,7 +88,12 @@ export class ReconcileLoop {
 
   /** Re-adopt tasks and LB state after a (re)start, then reconcile everything. */
   async start(): Promise<void> {
-    await this.executor.recover();
+    this.#recovering = true;
+    try {
+      await this.executor.recover();
+    } finally {
+      this.#recovering = false;
+    }
     this.wake();
   }
 
@@ -96,7 +107,7 @@ export class ReconcileLoop {
 
   /** Run a pass soon over what is dirty; never widens it to every request. */
   #schedule(): void {
-    if (this.#deps.timers === false || this.#scheduled || this.#closed) return;
+    if (this.#deps.timers === false || this.#scheduled || this.#closed || this.#recovering) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
@@ -106,6 +117,7 @@ export class ReconcileLoop {
 
   /** One pass over the dirty requests; concurrent calls share one pass and queue one more. */
   async tick(): Promise<void> {
+    if (this.#recovering) return;
     if (this.#running) {
       await this.#running;
       if (this.#dirty.size === 0 && !this.#all) return;

@@ -5,6 +5,7 @@
 // capacity in the LB, no live task is left on a WAITING LB state, and scale-down and delete work.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '../../src/core/model.ts';
+import { createFakeBalancer } from '../../src/balancers/fake/index.ts';
 import { engineFixture, type EngineFixture } from '../helpers/engine-fixture.ts';
 
 let f: EngineFixture;
@@ -134,5 +135,47 @@ describe('an atomic swap held WAITING when its deploy ends', () => {
     await f.boot();
     await f.advance(1_000);
     await expectOldAtFullCapacity(old, swap.loadBalancerRequestId);
+  });
+});
+
+describe('a restart with a removal in flight', () => {
+  it('acts on no request until the LB is restored: a wake during recovery waits, so the restore never undoes a removal it then reports done', async () => {
+    f = await engineFixture();
+    await f.activeRequest('web', 2, { request: { loadBalanced: true } });
+    const [keep, leave] = (await f.serving('web', 'd1')).map((t) => t.taskId.id).sort();
+    // Scale down with the removal held: the leaving task is TASK_CLEANING, its removal WAITING.
+    f.balancer.setBehaviour('wait');
+    await f.service.scale('web', 1);
+    await f.settle();
+    expect((await f.allTasks('web')).find((t) => t.taskId.id === leave)?.lb.remove?.state).toBe('WAITING');
+    await f.crash();
+    // A balancer that lost its operations (a restarted builtin): the removal is applied again
+    // after the restart, and the restore puts every member whose removal it forgot back first.
+    f.balancer = createFakeBalancer({ now: () => f.clock.now() });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let recovering!: () => void;
+    const reached = new Promise<void>((resolve) => (recovering = resolve));
+    const recover = f.runtime.recover.bind(f.runtime);
+    f.runtime.recover = async (handle) => {
+      recovering();
+      await gate;
+      return recover(handle);
+    };
+    const booting = f.boot();
+    await reached;
+    // Something wakes the request while its tasks are being re-adopted (an API call, a health result).
+    f.loop.wake('web');
+    await f.loop.tick();
+    expect(f.balancer.applyCalls, 'no LB operation before the restore').toEqual([]);
+    release();
+    await booting;
+    f.runtime.recover = recover;
+    await f.settle();
+    expect(f.balancer.applyCalls[0]).toMatch(/-restore-/);
+    const tasks = await f.allTasks('web');
+    expect(tasks.find((t) => t.taskId.id === leave)?.state).toBe('TASK_KILLED');
+    // The stopped task is out of the LB; only the one kept serves.
+    expect(await f.lbMembers('web')).toEqual([keep]);
   });
 });

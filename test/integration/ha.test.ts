@@ -10,6 +10,7 @@
 //   - the database restarts mid-deploy: API writes answer 503 meanwhile, the deploy resumes,
 // and a DEPLOY webhook, delivered by whichever scheduler leads, gets every deploy's events.
 // Not one request through HAProxy may fail in any of it.
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -250,10 +251,36 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
   }
 
   // HAProxy routes exactly the final tasks, and only they answer.
-  await waitFor(async () => JSON.stringify(await haproxyMembers()) === JSON.stringify(final.map((t) => serverName(t.taskId.id)).sort()), {
-    timeoutMs: 30_000,
-    intervalMs: 50,
-    message: 'haproxy to route exactly the final tasks',
+  const wanted = final.map((t) => serverName(t.taskId.id)).sort();
+  let members: string[] = [];
+  await waitFor(
+    async () => {
+      members = await haproxyMembers();
+      return JSON.stringify(members) === JSON.stringify(wanted);
+    },
+    { timeoutMs: 30_000, intervalMs: 50, message: 'haproxy to route exactly the final tasks' },
+  ).catch(async (err: unknown) => {
+    // Say what HAProxy had and what each scheduler did about it, so a failure can be read.
+    const logs = live()
+      .map((s) => `--- ${s.url} ---\n${haproxyLines(s.output())}`)
+      .join('\n');
+    const extra = await Promise.all(
+      members
+        .map((m) => m.replace(/\*$/, ''))
+        .filter((m) => !wanted.includes(m))
+        .map((m) =>
+          client.getTask(m).then(
+            (t) => `${m}: ${JSON.stringify({ state: t.state, lb: t.lb, cleanup: t.cleanup, updates: t.taskUpdates?.slice(-6) })}`,
+            (e: unknown) => `${m}: ${String(e)}`,
+          ),
+        ),
+    );
+    if (process.env.FLEDGE_TEST_DUMP)
+      for (const s of everyScheduler)
+        writeFileSync(`${process.env.FLEDGE_TEST_DUMP}/${new URL(s.url).port}-${everyScheduler.indexOf(s)}.log`, s.output());
+    throw new Error(
+      `${String(err)}\nhaproxy has ${JSON.stringify(members)}, wanted ${JSON.stringify(wanted)}\n${extra.join('\n')}\n${logs}`,
+    );
   });
   // Round-robin (shared with the load running meanwhile) reaches each of them, and nothing else.
   const finalIds = final.map((t) => t.taskId.id).sort();
@@ -267,6 +294,16 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
     answeredBy.add(body.task);
   }
   expect([...answeredBy].sort()).toEqual(finalIds);
+}
+
+/** What a scheduler's log says about HAProxy and its leadership, for failure messages. */
+function haproxyLines(output: string): string {
+  return output
+    .split('\n')
+    .filter((l) => /haproxy|drain|server|elected|"leading"|stepping|lease|store/i.test(l))
+    .slice(-60)
+    .map((l) => l.slice(0, 400))
+    .join('\n');
 }
 
 /** The leadership story in a scheduler's log, for failure messages. */

@@ -447,13 +447,13 @@ class BuiltinProxyBalancer implements BuiltinBalancer {
     this.#drains.settle(drain, why === 'timeout' ? 'drain timed out; remaining requests were cut' : undefined);
   }
 
-  /** Back into rotation. `superseded`: a newer add wins, so the waiting removals are done. */
+  /** Back into rotation. `superseded`: a newer add wins, so the waiting removals are undone. */
   #abortDrain(drain: Drain, superseded = false): void {
     const { entry } = drain.target;
     if (entry.drain !== drain) return;
     this.#drains.end(drain);
     entry.drain = undefined;
-    if (superseded) this.#drains.settle(drain, 'upstream was added back by a later operation');
+    if (superseded) this.#drains.undo(drain, 'removal undone: the upstream was added back by a later operation');
   }
 
   #newServiceEntry(service: LbService, basePath: string): ServiceEntry {

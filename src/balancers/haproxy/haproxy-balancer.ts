@@ -680,11 +680,11 @@ class HaproxyRuntimeBalancer implements HaproxyBalancer {
   async #addServer(entry: ServiceEntry, upstream: Upstream): Promise<void> {
     const existing = entry.servers.get(upstream.taskId);
     if (existing?.draining) {
-      // Added back while draining: the newer operation wins; the waiting removals are done.
+      // Added back while draining: the newer operation wins; the waiting removals are undone.
       await this.#runtime.setState(`${entry.slot}/${existing.name}`, 'ready');
       const drain = existing.draining;
       this.#endDrain(drain);
-      this.#drains.settle(drain, 'upstream was added back by a later operation');
+      this.#drains.undo(drain, 'removal undone: the upstream was added back by a later operation');
       await this.#reweigh(entry, existing, upstream);
       return;
     }
