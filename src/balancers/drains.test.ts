@@ -12,6 +12,17 @@ function setup(onTimeout?: () => void) {
   return { ops, drains, op };
 }
 
+/** o1 waits for removals a and b, o2 for b alone. */
+function sharedRemoval() {
+  const { drains, op } = setup();
+  const [o1, o2] = [op('o1'), op('o2')];
+  const [a, b] = [drains.start('a'), drains.start('b')];
+  drains.wait(o1, a);
+  drains.wait(o1, b);
+  drains.wait(o2, b);
+  return { drains, o1, o2, a, b };
+}
+
 describe('DrainBook', () => {
   it('an operation succeeds once every removal it waits for is done, with the last one’s message', () => {
     const { drains, op } = setup();
@@ -39,12 +50,7 @@ describe('DrainBook', () => {
   });
 
   it('a released operation hands back only the drains nobody else waits for', () => {
-    const { drains, op } = setup();
-    const [o1, o2] = [op('o1'), op('o2')];
-    const [a, b] = [drains.start('a'), drains.start('b')];
-    drains.wait(o1, a);
-    drains.wait(o1, b);
-    drains.wait(o2, b);
+    const { drains, o1, o2, b } = sharedRemoval();
     expect(drains.release(o1).map((d) => d.target)).toEqual(['a']);
     expect(o1.data.pending.size).toBe(0);
     drains.settle(b);
@@ -52,12 +58,7 @@ describe('DrainBook', () => {
   });
 
   it('an undone removal ends its operations CANCELED; their other removals go on for whoever else waits', () => {
-    const { drains, op } = setup();
-    const [o1, o2] = [op('o1'), op('o2')];
-    const [a, b] = [drains.start('a'), drains.start('b')];
-    drains.wait(o1, a);
-    drains.wait(o1, b);
-    drains.wait(o2, b);
+    const { drains, o1, o2, a, b } = sharedRemoval();
     drains.end(a);
     drains.undo(a, 'added back');
     expect(o1).toMatchObject({ state: 'CANCELED', message: 'added back' });
