@@ -87,11 +87,9 @@ export class DrainBook<T> {
    */
   undo(drain: Drain<T>, message: string): void {
     for (const op of [...drain.waiters]) {
-      for (const other of op.data.pending) other.waiters.delete(op);
-      op.data.pending.clear();
+      this.release(op);
       this.#ops.finish(op, 'CANCELED', message);
     }
-    drain.waiters.clear();
   }
 
   /**

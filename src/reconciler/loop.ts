@@ -107,7 +107,7 @@ export class ReconcileLoop {
 
   /** Run a pass soon over what is dirty; never widens it to every request. */
   #schedule(): void {
-    if (this.#deps.timers === false || this.#scheduled || this.#closed || this.#recovering) return;
+    if (this.#deps.timers === false || this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;

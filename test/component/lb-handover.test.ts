@@ -167,6 +167,7 @@ describe('a restart with a removal in flight', () => {
     // Something wakes the request while its tasks are being re-adopted (an API call, a health result).
     f.loop.wake('web');
     await f.loop.tick();
+    await f.loop.idle();
     expect(f.balancer.applyCalls, 'no LB operation before the restore').toEqual([]);
     release();
     await booting;

@@ -296,25 +296,22 @@ async function expectCleanEnd(deployId: string, before: Snapshot, result: Finish
   expect([...answeredBy].sort()).toEqual(finalIds);
 }
 
-/** What a scheduler's log says about HAProxy and its leadership, for failure messages. */
-function haproxyLines(output: string): string {
+/** The last `count` lines of a scheduler's log that match `pattern`, cut short, for failure messages. */
+function logLines(output: string, pattern: RegExp, count: number): string {
   return output
     .split('\n')
-    .filter((l) => /haproxy|drain|server|elected|"leading"|stepping|lease|store/i.test(l))
-    .slice(-60)
+    .filter((l) => pattern.test(l))
+    .slice(-count)
     .map((l) => l.slice(0, 400))
     .join('\n');
 }
 
-/** The leadership story in a scheduler's log, for failure messages. */
-function leadershipLines(output: string): string {
-  return output
-    .split('\n')
-    .filter((l) => /elected|"leading"|stepping|lease|renew|following|connection lost|listening to the/.test(l))
-    .slice(-40)
-    .map((l) => l.slice(0, 400))
-    .join('\n');
-}
+/** What a scheduler's log says about HAProxy and its leadership. */
+const haproxyLines = (output: string) => logLines(output, /haproxy|drain|server|elected|"leading"|stepping|lease|store/i, 60);
+
+/** The leadership story in a scheduler's log. */
+const leadershipLines = (output: string) =>
+  logLines(output, /elected|"leading"|stepping|lease|renew|following|connection lost|listening to the/, 40);
 
 async function underLoad<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const load: Load = startLoad(`${haproxy.url}${BASE_PATH}/load`, { concurrency: 3, maxDurationMs: 120_000 });
